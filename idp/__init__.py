@@ -1,0 +1,106 @@
+"""The provincial identity provider: an OpenID Connect Provider on Flask."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, request
+
+from idp.config import PROJECT_ROOT, decode_key, load_settings
+
+
+def _select_locale() -> str | None:
+    return request.accept_languages.best_match(["en", "zh"])
+
+
+def _page_lang() -> str:
+    from flask_babel import get_locale
+
+    return "zh-CN" if str(get_locale()) == "zh" else "en"
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Application factory.
+
+    :param config: nested settings overriding ``config/default.toml`` and the
+        environment (tests and the demo use it).
+    :returns: the configured Flask application; the database schema is
+        upgraded to the newest revision and signing keys exist.
+    :raises idp.config.ConfigError: on invalid settings or missing production secrets.
+    """
+    from idp.accounts.passwords import PasswordHasher
+    from idp.clients.service import SCOPES, ClientCache
+    from idp.extensions import babel, csrf, db, migrate
+    from idp.oidc.discovery import provider_metadata, serialise
+    from idp.oidc.keys import KeyRing
+    from idp.oidc.server import AuthorizationServer
+    from idp.runtime import Runtime
+    from idp.store import create_store
+    from idp.web import add_security_headers
+
+    settings = load_settings(config)
+    theme = PROJECT_ROOT / "themes" / settings["theme"]
+    app = Flask(__name__, template_folder=str(theme / "templates"),
+                static_folder=str(theme / "static"), static_url_path="/static",
+                instance_path=settings["instance_path"])
+    Path(settings["instance_path"]).mkdir(parents=True, exist_ok=True)
+    app.config.update(
+        IDP=settings,
+        SECRET_KEY=settings["secrets"]["secret_key"],
+        SQLALCHEMY_DATABASE_URI=settings["database_url"],
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings["database_url"]),
+        SESSION_COOKIE_NAME=settings["session"]["flask_cookie_name"],
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings["session"]["cookie_secure"],
+        WTF_CSRF_TIME_LIMIT=3600,
+        BABEL_DEFAULT_LOCALE=settings["default_locale"],
+        OAUTH2_SCOPES_SUPPORTED=list(SCOPES),
+        MAX_CONTENT_LENGTH=64 * 1024,
+    )
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(__file__).parent / "db"))
+    csrf.init_app(app)
+    babel.init_app(app, locale_selector=_select_locale)
+
+    hmac_key = decode_key(settings["secrets"]["token_hmac_key"], "token_hmac_key")
+    keys = KeyRing(decode_key(settings["secrets"]["key_encryption_key"], "key_encryption_key"),
+                   settings["keys"]["retired_key_publish_seconds"],
+                   settings["keys"]["cache_seconds"])
+    store = create_store(settings["redis_url"] or None,
+                         str(Path(settings["instance_path"]) / "store.sqlite3"))
+    app.extensions["idp"] = Runtime(
+        settings=settings, store=store, hasher=PasswordHasher(settings["passwords"]),
+        keys=keys, clients=ClientCache(hmac_key), token_hmac_key=hmac_key,
+    )
+    app.extensions["idp.discovery"] = serialise(provider_metadata(settings["issuer"]))
+    server = AuthorizationServer()
+    server.init_app(app)
+    app.extensions["authlib.server"] = server
+
+    from idp.authn.blueprint import bp as authn_bp
+    from idp.cli import register_commands
+    from idp.oidc.blueprint import bp as oidc_bp
+
+    app.register_blueprint(oidc_bp)
+    app.register_blueprint(authn_bp)
+    app.after_request(add_security_headers)
+    app.jinja_env.globals["page_lang"] = _page_lang
+    register_commands(app)
+
+    with app.app_context():
+        from idp.db import upgrade_database
+
+        upgrade_database()
+        keys.ensure((settings["tokens"]["default_signing_alg"],))
+    return app
+
+
+def _engine_options(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        # Several worker threads and processes share the file: wait for locks
+        # instead of failing at once.
+        return {"connect_args": {"timeout": 30}}
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}

@@ -1,0 +1,1 @@
+"""Accounts, their credentials and (later) verification, legal entities and agents."""

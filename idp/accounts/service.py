@@ -1,0 +1,117 @@
+"""Account rules: creation, lookup, password check and re-hash."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from sqlalchemy import select
+
+from idp.accounts.models import Account
+from idp.audit.service import record
+from idp.extensions import db
+from idp.runtime import Runtime
+from idp.security import random_token
+
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
+
+
+class AccountError(Exception):
+    """An account could not be created or changed.
+
+    :ivar field: the form field at fault (``username``, ``password``...).
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def normalize_username(raw: str) -> str:
+    """NFKC-normalise, strip and case-fold a username so lookups ignore width and case."""
+    return unicodedata.normalize("NFKC", raw).strip().casefold()
+
+
+def check_password_policy(rt: Runtime, password: str) -> None:
+    """Enforce the minimum length (NIST SP 800-63B §5.1.1.2: length, not composition).
+
+    :raises AccountError: on field ``password``.
+    """
+    if len(password) < rt.settings["passwords"]["min_length"]:
+        raise AccountError(
+            "password",
+            f"Password must be at least {rt.settings['passwords']['min_length']} characters.",
+        )
+    if len(password) > 1024:
+        raise AccountError("password", "Password must be at most 1024 characters.")
+
+
+def create_account(
+    rt: Runtime,
+    username: str,
+    password: str,
+    *,
+    name: str | None = None,
+    email: str | None = None,
+    ip: str | None = None,
+) -> Account:
+    """Create and commit an account with an argon2id password hash.
+
+    :param username: login name; 3-64 of ``a-z 0-9 . _ -`` after case folding.
+    :returns: the new :class:`Account` with a fresh opaque ``subject``.
+    :raises AccountError: if the username is invalid or taken, or the password too weak.
+    """
+    username = normalize_username(username)
+    if not USERNAME_RE.match(username):
+        raise AccountError(
+            "username",
+            "Username must be 3-64 characters: letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit.",
+        )
+    check_password_policy(rt, password)
+    if find_by_username(username) is not None:
+        raise AccountError("username", "This username is already taken.")
+    account = Account(
+        subject=random_token(16),
+        username=username,
+        password_hash=rt.hasher.hash(password),
+        name=name or None,
+        email=(email or "").strip() or None,
+    )
+    db.session.add(account)
+    db.session.flush()
+    record("account.created", account_id=account.id, ip=ip)
+    db.session.commit()
+    return account
+
+
+def find_by_username(username: str) -> Account | None:
+    """Return the account whose (normalised) username matches, or None."""
+    return db.session.scalar(
+        select(Account).where(Account.username == normalize_username(username))
+    )
+
+
+def get_account(account_id: int) -> Account | None:
+    """Return the account with internal id ``account_id``, or None."""
+    return db.session.get(Account, account_id)
+
+
+def check_password(rt: Runtime, identifier: str, password: str) -> Account | None:
+    """Verify a password for the account named by ``identifier``.
+
+    Takes the same time whether or not the account exists. Re-hashes and
+    commits when the stored hash has outdated parameters.
+
+    :returns: the account on success, None on any failure (unknown account,
+        no password, wrong password).
+    """
+    account = find_by_username(identifier)
+    ok, new_hash = rt.hasher.verify(password, account.password_hash if account else None)
+    if not ok or account is None:
+        return None
+    if new_hash:
+        account.password_hash = new_hash
+        db.session.commit()
+    return account

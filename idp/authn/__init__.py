@@ -1,0 +1,1 @@
+"""Authentication methods, the login flow and SSO sessions."""

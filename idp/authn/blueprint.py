@@ -1,0 +1,181 @@
+"""Login, registration and consent pages. Views parse and render; the
+decisions are made in the account, throttle and session services."""
+
+from __future__ import annotations
+
+from authlib.oauth2.rfc6749 import scope_to_list
+from authlib.oauth2.rfc6749.errors import AccessDeniedError
+from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from idp.accounts import service as accounts
+from idp.audit.service import record
+from idp.authn import interactions, throttle
+from idp.authn.forms import ConsentForm, LoginForm, RegisterForm
+from idp.authn.sessions import create_session
+from idp.extensions import db
+from idp.oidc.authorize import AuthorizationRequest
+from idp.oidc.grants import save_consent
+from idp.oidc.responses import authorization_error
+from idp.runtime import current_runtime
+from idp.web import browser_id, client_ip, current_sso, set_sso_cookie
+
+bp = Blueprint("authn", __name__)
+
+SCOPE_DESCRIPTIONS = {
+    "openid": "Know who you are (your account identifier)",
+    "profile": "Your name and username",
+    "email": "Your e-mail address",
+    "phone": "Your phone number",
+    "offline_access": "Stay connected when you are not using it",
+}
+
+
+def _client_for(item) -> object | None:
+    if item is None:
+        return None
+    return current_runtime().clients.get(item.arg("client_id") or "")
+
+
+def _resume(item) -> Response:
+    if item is None:
+        return redirect(url_for("authn.home"))
+    return redirect(url_for("oidc.resume", i=item.id))
+
+
+@bp.get("/")
+def home():
+    """The provider's own landing page: who is logged in."""
+    rt = current_runtime()
+    _sso, account = current_sso(rt)
+    return render_template("home.html", account=account)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """Password login. Failures are counted per identifier and per IP; the
+    message never reveals whether the account exists."""
+    rt = current_runtime()
+    form = LoginForm()
+    item_id = request.values.get("i") or form.i.data
+    item = interactions.load(rt.store, item_id, browser_id())
+    if request.method == "GET":
+        form.i.data = item.id if item else ""
+        if item and item.arg("login_hint"):
+            form.username.data = item.arg("login_hint")
+    error = None
+    status = 200
+    if form.validate_on_submit():
+        identifier = accounts.normalize_username(form.username.data)
+        ip = client_ip()
+        try:
+            throttle.check_allowed(rt.store, rt.settings["throttle"], identifier, ip)
+            account = accounts.check_password(rt, identifier, form.password.data)
+        except throttle.ThrottledError as exc:
+            minutes = max(1, (exc.retry_after + 59) // 60)
+            error = _("Too many failed attempts. Try again in %(minutes)d minutes.",
+                      minutes=minutes)
+            record("login.failure", "failure", ip=ip, reason="throttled")
+            db.session.commit()
+            status = 429
+        else:
+            if account is None or not account.is_active:
+                throttle.note_failure(rt.store, rt.settings["throttle"], identifier, ip)
+                record("login.failure", "failure", account_id=account.id if account else None,
+                       ip=ip, reason="invalid_credentials" if account is None else "inactive")
+                db.session.commit()
+                error = _("The username or password is incorrect.")
+                status = 401
+            else:
+                throttle.clear_account(rt.store, identifier)
+                sso = create_session(rt.store, account.id, ["pwd"], None,
+                                     rt.settings["session"]["sso_ttl"])
+                record("login.success", account_id=account.id, ip=ip, sid=sso.sid, amr=["pwd"])
+                db.session.commit()
+                if item is not None:
+                    item.login_at = sso.auth_time
+                    interactions.save(rt.store, item)
+                response = _resume(item)
+                set_sso_cookie(rt, response, sso)
+                return response
+    elif request.method == "POST":
+        status = 400
+    return render_template("login.html", form=form, error=error, client=_client_for(item),
+                           item=item), status
+
+
+@bp.route("/register", methods=["GET", "POST"])
+def register():
+    """Self-registration; on success the new account is logged in."""
+    rt = current_runtime()
+    form = RegisterForm()
+    item_id = request.values.get("i") or form.i.data
+    item = interactions.load(rt.store, item_id, browser_id())
+    if request.method == "GET":
+        form.i.data = item.id if item else ""
+    status = 200
+    if form.validate_on_submit():
+        ip = client_ip()
+        limit = rt.settings["throttle"]
+        count = rt.store.incr(f"rl:register:ip:{ip}", limit["registration_window"])
+        if count > limit["registrations_per_ip"]:
+            form.username.errors.append(_("Too many registrations from your network. "
+                                          "Try again later."))
+            status = 429
+        else:
+            try:
+                account = accounts.create_account(
+                    rt, form.username.data, form.password.data, name=form.name.data,
+                    email=form.email.data, ip=ip)
+            except accounts.AccountError as exc:
+                getattr(form, exc.field).errors.append(exc.message)
+                status = 400
+            else:
+                sso = create_session(rt.store, account.id, ["pwd"], None,
+                                     rt.settings["session"]["sso_ttl"])
+                record("login.success", account_id=account.id, ip=ip, sid=sso.sid,
+                       amr=["pwd"], via="registration")
+                db.session.commit()
+                if item is not None:
+                    item.login_at = sso.auth_time
+                    interactions.save(rt.store, item)
+                response = _resume(item)
+                set_sso_cookie(rt, response, sso)
+                return response
+    elif request.method == "POST":
+        status = 400
+    return render_template("register.html", form=form, item=item), status
+
+
+@bp.route("/consent", methods=["GET", "POST"])
+def consent():
+    """Ask the user to release the requested scopes to the client."""
+    rt = current_runtime()
+    form = ConsentForm()
+    item_id = request.values.get("i") or form.i.data
+    item = interactions.load(rt.store, item_id, browser_id())
+    _sso, account = current_sso(rt)
+    client = _client_for(item)
+    if item is None or account is None or client is None:
+        return render_template(
+            "error.html", error="interaction_expired",
+            description=_("This sign-in request has expired. Return to the application "
+                          "and start again.")), 400
+    scope = client.get_allowed_scope(item.arg("scope") or "")
+    if form.validate_on_submit():
+        if request.form.get("decision") == "approve":
+            save_consent(account.id, client.client_id, scope, client_ip())
+            item.consented = True
+            interactions.save(rt.store, item)
+            return _resume(item)
+        record("consent.denied", "failure", account_id=account.id,
+               client_id=client.client_id, ip=client_ip())
+        db.session.commit()
+        interactions.finish(rt.store, item)
+        req = AuthorizationRequest(item.args, rt.issuer + "/authorize")
+        redirect_uri = item.arg("redirect_uri") or client.get_default_redirect_uri()
+        return authorization_error(AccessDeniedError(redirect_uri=redirect_uri), req)
+    form.i.data = item.id
+    scopes = [(s, SCOPE_DESCRIPTIONS.get(s, s)) for s in scope_to_list(scope)]
+    return render_template("consent.html", form=form, client=client, scopes=scopes,
+                           account=account)

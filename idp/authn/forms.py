@@ -1,0 +1,48 @@
+"""Forms of the login flow (Flask-WTF: every form carries a CSRF token)."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import EmailField, HiddenField, PasswordField, StringField
+from wtforms.validators import DataRequired, EqualTo, Length, Optional
+
+
+class LoginForm(FlaskForm):
+    """Username and password; ``i`` is the pending interaction, if any."""
+
+    username = StringField(_l("Username"), validators=[DataRequired(), Length(max=256)],
+                           render_kw={"autocomplete": "username", "autocapitalize": "none",
+                                      "spellcheck": "false"})
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=1024)],
+                             render_kw={"autocomplete": "current-password"})
+    i = HiddenField()
+
+
+class RegisterForm(FlaskForm):
+    """Self-registration with username and password."""
+
+    username = StringField(_l("Username"), validators=[DataRequired(), Length(min=3, max=64)],
+                           render_kw={"autocomplete": "username", "autocapitalize": "none",
+                                      "spellcheck": "false"})
+    name = StringField(_l("Full name"), validators=[Optional(), Length(max=128)],
+                       render_kw={"autocomplete": "name"})
+    email = EmailField(_l("E-mail"), validators=[Optional(), Length(max=254)],
+                       render_kw={"autocomplete": "email"})
+    password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=1024)],
+                             render_kw={"autocomplete": "new-password"})
+    confirm = PasswordField(_l("Repeat password"),
+                            validators=[DataRequired(), EqualTo("password",
+                                        message=_l("The passwords do not match."))],
+                            render_kw={"autocomplete": "new-password"})
+    i = HiddenField()
+
+
+class ConsentForm(FlaskForm):
+    """Approve or deny a client's request; the button pressed is the decision."""
+
+    i = HiddenField()
+
+
+class LogoutForm(FlaskForm):
+    """Confirmation of logout when the request cannot prove it came from the user's RP."""

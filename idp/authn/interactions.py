@@ -1,0 +1,67 @@
+"""Pending authorization requests ("interactions") while the user logs in or
+consents, kept in the store and bound to one browser."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from idp.security import constant_time_equals, random_token
+from idp.store import Store
+from idp.timeutil import epoch
+
+_PREFIX = "interaction:"
+TTL = 1800
+
+
+@dataclass
+class Interaction:
+    """An authorization request waiting for the user.
+
+    :ivar id: random identifier used in URLs.
+    :ivar args: the authorization request parameters, each a list of values.
+    :ivar browser: random id of the browser (from its signed cookie) that started it.
+    :ivar created: Unix seconds.
+    :ivar login_at: ``auth_time`` of a login completed for this request, if any.
+    :ivar consented: True once the user approved on the consent screen.
+    """
+
+    id: str
+    args: dict[str, list[str]]
+    browser: str
+    created: int
+    login_at: int | None = None
+    consented: bool = False
+
+    def arg(self, name: str) -> str | None:
+        """First value of parameter ``name``, or None."""
+        values = self.args.get(name)
+        return values[0] if values else None
+
+
+def start(store: Store, args: dict[str, list[str]], browser: str) -> Interaction:
+    """Create and save an interaction for ``args`` started by ``browser``."""
+    item = Interaction(id=random_token(18), args=args, browser=browser, created=epoch())
+    store.put(_PREFIX + item.id, asdict(item), TTL)
+    return item
+
+
+def load(store: Store, interaction_id: str | None, browser: str | None) -> Interaction | None:
+    """The interaction if it exists and belongs to ``browser``; None otherwise."""
+    if not interaction_id or not browser or len(interaction_id) > 64:
+        return None
+    data = store.get(_PREFIX + interaction_id)
+    if data is None or not constant_time_equals(data["browser"], browser):
+        return None
+    return Interaction(**data)
+
+
+def save(store: Store, item: Interaction) -> None:
+    """Persist changes to ``item`` for the rest of its lifetime."""
+    remaining = item.created + TTL - epoch()
+    if remaining > 0:
+        store.put(_PREFIX + item.id, asdict(item), remaining)
+
+
+def finish(store: Store, item: Interaction) -> None:
+    """Delete ``item`` once the authorization response has been sent."""
+    store.delete(_PREFIX + item.id)

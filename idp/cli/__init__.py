@@ -1,0 +1,191 @@
+"""The ``idp`` command: server, schema, users, clients, keys, demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from flask import Flask
+from flask.cli import FlaskGroup, with_appcontext
+
+from idp.config import ConfigError
+
+
+def _create_app() -> Flask:
+    from idp import create_app
+
+    try:
+        return create_app()
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False,
+             add_version_option=False, load_dotenv=False)
+def main() -> None:
+    """Provincial identity provider (OpenID Connect Provider)."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=5000, show_default=True, type=int, help="TCP port.")
+@click.option("--workers", type=int, default=None, help="Worker processes (default: config).")
+@click.option("--threads", type=int, default=None, help="Threads per worker (default: config).")
+def serve(host: str, port: int, workers: int | None, threads: int | None) -> None:
+    """Run the provider under gunicorn (gthread workers)."""
+    from idp.cli.serve import run_gunicorn
+    from idp.config import load_settings
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
+    app = _create_app()  # fail here, before forking, on bad config; also upgrades the schema
+    del app
+    run_gunicorn("idp:create_app()", host, port, workers or settings["server"]["workers"],
+                 threads or settings["server"]["threads"])
+
+
+@main.command()
+@click.option("--port", default=5000, show_default=True, type=int,
+              help="Provider port; the portals use the next two ports.")
+def demo(port: int) -> None:
+    """Start the provider and two department portals with a demo account (SSO demo)."""
+    from idp.cli.demo import run_demo
+
+    run_demo(port)
+
+
+def register_commands(app: Flask) -> None:
+    """Attach the app-bound command groups (users, clients, keys) to ``app.cli``."""
+    app.cli.add_command(users)
+    app.cli.add_command(clients)
+    app.cli.add_command(keys)
+
+
+@click.group()
+def users() -> None:
+    """Manage accounts."""
+
+
+@users.command("create")
+@click.option("--username", required=True)
+@click.option("--password", required=True, help="Initial password (min length from config).")
+@click.option("--name", default=None, help="Display name.")
+@click.option("--email", default=None)
+@with_appcontext
+def users_create(username: str, password: str, name: str | None, email: str | None) -> None:
+    """Create an account."""
+    from idp.accounts.service import AccountError, create_account
+    from idp.runtime import current_runtime
+
+    try:
+        account = create_account(current_runtime(), username, password, name=name, email=email)
+    except AccountError as exc:
+        raise click.ClickException(f"{exc.field}: {exc.message}") from None
+    click.echo(f"created account {account.username} (sub {account.subject})")
+
+
+@click.group()
+def clients() -> None:
+    """Manage relying parties (OAuth 2.0 clients)."""
+
+
+@clients.command("create")
+@click.option("--name", required=True, help="Name shown to users.")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, help="Exact redirect URI.")
+@click.option("--post-logout-redirect-uri", "logout_uris", multiple=True)
+@click.option("--public", is_flag=True, help="Public client: no secret, PKCE required.")
+@click.option("--trusted", is_flag=True, help="First-party client: no consent screen.")
+@click.option("--grant-type", "grant_types", multiple=True,
+              help="authorization_code, refresh_token, client_credentials "
+                   "(default: authorization_code and refresh_token).")
+@click.option("--auth-method", default=None,
+              help="client_secret_basic (default), client_secret_post, private_key_jwt.")
+@click.option("--jwks", "jwks_file", type=click.Path(exists=True, dir_okay=False),
+              help="JWK Set file with the client's public keys (private_key_jwt).")
+@click.option("--alg", default=None, help="ID/access token algorithm (default from config).")
+@click.option("--scope", default=None, help="Allowed scopes, space separated.")
+@click.option("--client-id", default=None, help="Choose the client_id (default: random).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@with_appcontext
+def clients_create(name, redirect_uris, logout_uris, public, trusted, grant_types, auth_method,
+                   jwks_file, alg, scope, client_id, as_json) -> None:
+    """Register a client. The secret is printed once; only its hash is stored."""
+    from idp.clients.service import ClientError, create_client
+    from idp.runtime import current_runtime
+
+    rt = current_runtime()
+    jwks = None
+    if jwks_file:
+        try:
+            jwks = json.loads(Path(jwks_file).read_text())
+        except ValueError as exc:
+            raise click.ClickException(f"--jwks: not a JSON file: {exc}") from None
+    try:
+        client, secret = create_client(
+            name, list(redirect_uris), rt.token_hmac_key,
+            post_logout_redirect_uris=list(logout_uris), public=public, trusted=trusted,
+            grant_types=list(grant_types) or None, auth_method=auth_method, scope=scope,
+            alg=alg or rt.settings["tokens"]["default_signing_alg"], jwks=jwks,
+            client_id=client_id,
+        )
+    except ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+    rt.keys.ensure((client.id_token_signed_response_alg,))
+    result = {"client_id": client.client_id, "name": client.name,
+              "token_endpoint_auth_method": client.token_endpoint_auth_method}
+    if secret:
+        result["client_secret"] = secret
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        for key, value in result.items():
+            click.echo(f"{key}: {value}")
+        if secret:
+            click.echo("Store the secret now: it cannot be shown again.", err=True)
+
+
+@clients.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def clients_list(as_json: bool) -> None:
+    """List registered clients."""
+    from idp.clients.service import list_clients
+
+    rows = [{"client_id": c.client_id, "name": c.name, "redirect_uris": c.redirect_uris,
+             "grant_types": c.grant_types, "auth_method": c.token_endpoint_auth_method,
+             "trusted": c.trusted} for c in list_clients()]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for row in rows:
+        click.echo(f"{row['client_id']}\t{row['name']}\t{row['auth_method']}\t"
+                   f"{' '.join(row['redirect_uris'])}")
+
+
+@click.group()
+def keys() -> None:
+    """Manage signing keys."""
+
+
+@keys.command("rotate")
+@click.option("--alg", "algs", multiple=True, help="Algorithm(s) to rotate (default: all).")
+@with_appcontext
+def keys_rotate(algs: tuple[str, ...]) -> None:
+    """Introduce new signing keys; old ones stay published until their tokens expire."""
+    from idp.oidc.keys import UnsupportedAlgorithmError
+    from idp.runtime import current_runtime
+
+    try:
+        new = current_runtime().keys.rotate(algs or None)
+    except UnsupportedAlgorithmError as exc:
+        raise click.ClickException(f"unsupported algorithm: {exc}") from None
+    for row in new:
+        click.echo(f"new {row.alg} key {row.kid}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Relying parties (OAuth 2.0 clients): registration and lookup."""

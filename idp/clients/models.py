@@ -1,0 +1,48 @@
+"""Client persistence."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from idp.extensions import db
+from idp.timeutil import utcnow
+
+
+class Client(db.Model):
+    """A registered relying party (RFC 6749 §2, OpenID Connect Dynamic Registration §2 metadata)."""
+
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: Public client identifier (RFC 6749 §2.2).
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    #: Human-readable name shown on consent and login pages.
+    name: Mapped[str] = mapped_column(String(128))
+    #: HMAC-SHA256 of the client secret; null for public and private_key_jwt clients.
+    secret_hash: Mapped[str | None] = mapped_column(String(64))
+    #: Registered redirect URIs, matched exactly (RFC 9700 §2.1).
+    redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
+    #: Registered post-logout redirect URIs (OpenID RP-Initiated Logout §3).
+    post_logout_redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
+    #: Grant types the client may use.
+    grant_types: Mapped[list] = mapped_column(JSON, default=list)
+    #: Scopes the client may request, space separated.
+    scope: Mapped[str] = mapped_column(String(512), default="openid profile email phone")
+    #: client_secret_basic, client_secret_post, private_key_jwt or none.
+    token_endpoint_auth_method: Mapped[str] = mapped_column(String(32))
+    #: Trusted (first-party) clients skip the consent screen.
+    trusted: Mapped[bool] = mapped_column(default=False)
+    #: Algorithm of ID tokens and access tokens issued to this client.
+    id_token_signed_response_alg: Mapped[str] = mapped_column(String(16), default="ES256")
+    #: Public keys for private_key_jwt (RFC 7523), a JWK Set.
+    jwks: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @property
+    def is_public(self) -> bool:
+        """Public clients (RFC 6749 §2.1) cannot keep a secret and must use PKCE."""
+        return self.token_endpoint_auth_method == "none"

@@ -1,0 +1,223 @@
+"""Client registration rules and a per-process lookup cache."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from authlib.oauth2.rfc6749 import ClientMixin, scope_to_list
+from sqlalchemy import select
+
+from idp.audit.service import record
+from idp.clients.models import Client
+from idp.config import SIGNING_ALGS
+from idp.extensions import db
+from idp.security import constant_time_equals, keyed_hash, random_token
+
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
+SCOPES = ("openid", "profile", "email", "phone", "offline_access")
+SECRET_PURPOSE = "client_secret"
+
+
+class ClientError(Exception):
+    """Invalid client registration data; the message says which value and why."""
+
+
+@dataclass(frozen=True)
+class ClientInfo(ClientMixin):
+    """Immutable, cacheable view of a :class:`Client` for the protocol code
+    (implements Authlib's ``ClientMixin``)."""
+
+    client_id: str
+    name: str
+    secret_hash: str | None
+    redirect_uris: tuple[str, ...]
+    post_logout_redirect_uris: tuple[str, ...]
+    grant_types: tuple[str, ...]
+    scope: str
+    token_endpoint_auth_method: str
+    trusted: bool
+    alg: str
+    jwks: dict | None
+    hmac_key: bytes = field(repr=False)
+
+    @property
+    def is_public(self) -> bool:
+        """Public clients (RFC 6749 §2.1) authenticate with ``none`` and must use PKCE."""
+        return self.token_endpoint_auth_method == "none"
+
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        # Only an unambiguous single registration may be implied (OIDC Core §3.1.2.1
+        # makes redirect_uri required anyway).
+        return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
+
+    def get_allowed_scope(self, scope: str) -> str:
+        allowed = set(scope_to_list(self.scope))
+        return " ".join(s for s in scope_to_list(scope or "") if s in allowed)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        """Exact string comparison with a registered URI (RFC 9700 §2.1, §4.1.3)."""
+        return any(constant_time_equals(redirect_uri, uri) for uri in self.redirect_uris)
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        """Constant-time comparison of keyed hashes of the presented secret."""
+        if not self.secret_hash or not isinstance(client_secret, str):
+            return False
+        return constant_time_equals(
+            keyed_hash(self.hmac_key, client_secret, SECRET_PURPOSE), self.secret_hash
+        )
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return method == self.token_endpoint_auth_method
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code" and "authorization_code" in self.grant_types
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in self.grant_types
+
+
+def _to_info(row: Client, hmac_key: bytes) -> ClientInfo:
+    return ClientInfo(
+        client_id=row.client_id, name=row.name, secret_hash=row.secret_hash,
+        redirect_uris=tuple(row.redirect_uris or ()),
+        post_logout_redirect_uris=tuple(row.post_logout_redirect_uris or ()),
+        grant_types=tuple(row.grant_types or ()), scope=row.scope,
+        token_endpoint_auth_method=row.token_endpoint_auth_method, trusted=row.trusted,
+        alg=row.id_token_signed_response_alg, jwks=row.jwks, hmac_key=hmac_key,
+    )
+
+
+class ClientCache:
+    """Per-process cache of clients by ``client_id``.
+
+    Entries live ``ttl`` seconds, so a change made by another process is seen
+    within that time; changes made through this process invalidate at once.
+
+    :param hmac_key: key for client secret hashes.
+    :param ttl: cache lifetime of an entry, seconds.
+    """
+
+    def __init__(self, hmac_key: bytes, ttl: float = 30.0) -> None:
+        self._hmac_key = hmac_key
+        self._ttl = ttl
+        self._entries: dict[str, tuple[float, ClientInfo | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, client_id: str) -> ClientInfo | None:
+        """Return the client or None if unknown."""
+        if not isinstance(client_id, str) or len(client_id) > 64:
+            return None
+        now = time.monotonic()
+        hit = self._entries.get(client_id)
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        row = db.session.scalar(select(Client).where(Client.client_id == client_id))
+        info = _to_info(row, self._hmac_key) if row else None
+        with self._lock:
+            if len(self._entries) > 10_000:
+                self._entries.clear()
+            self._entries[client_id] = (now, info)
+        return info
+
+    def invalidate(self, client_id: str) -> None:
+        """Drop ``client_id`` from this process's cache."""
+        with self._lock:
+            self._entries.pop(client_id, None)
+
+
+def _check_uri(uri: str, kind: str) -> str:
+    parts = urlsplit(uri)
+    if parts.scheme not in ("https", "http") and not (parts.scheme and "." in parts.scheme):
+        raise ClientError(f"{kind} {uri!r} must be an absolute https URL (or a private-use scheme)")
+    if parts.scheme in ("https", "http") and not parts.netloc:
+        raise ClientError(f"{kind} {uri!r} has no host")
+    if parts.fragment or "#" in uri:
+        raise ClientError(f"{kind} {uri!r} must not contain a fragment (RFC 6749 §3.1.2)")
+    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ClientError(f"{kind} {uri!r}: plain http is allowed only for loopback hosts")
+    return uri
+
+
+def create_client(
+    name: str,
+    redirect_uris: list[str],
+    hmac_key: bytes,
+    *,
+    post_logout_redirect_uris: list[str] | None = None,
+    public: bool = False,
+    trusted: bool = False,
+    grant_types: list[str] | None = None,
+    auth_method: str | None = None,
+    scope: str | None = None,
+    alg: str = "ES256",
+    jwks: dict | None = None,
+    client_id: str | None = None,
+    actor: str = "cli",
+) -> tuple[Client, str | None]:
+    """Register a client and commit.
+
+    :param redirect_uris: exact redirect URIs; required for authorization_code.
+    :param public: a public client (``token_endpoint_auth_method=none``, PKCE required).
+    :param auth_method: one of ``AUTH_METHODS``; default ``client_secret_basic``
+        (``none`` for public clients).
+    :param jwks: JWK Set of the client's public keys, required for ``private_key_jwt``.
+    :returns: ``(client, secret)``; ``secret`` is the clear client secret (256
+        bits), shown once and stored only as an HMAC, or None when the client
+        authenticates without one.
+    :raises ClientError: on any invalid value.
+    """
+    name = (name or "").strip()
+    if not name:
+        raise ClientError("name must not be empty")
+    grant_types = list(dict.fromkeys(grant_types or ["authorization_code", "refresh_token"]))
+    for grant in grant_types:
+        if grant not in GRANT_TYPES:
+            raise ClientError(f"grant type {grant!r} is not supported; use one of {GRANT_TYPES}")
+    method = auth_method or ("none" if public else "client_secret_basic")
+    if method not in AUTH_METHODS:
+        raise ClientError(f"auth method {method!r} is not supported; use one of {AUTH_METHODS}")
+    if public and method != "none":
+        raise ClientError("a public client authenticates with method 'none'")
+    if method == "none" and "client_credentials" in grant_types:
+        raise ClientError("a public client cannot use client_credentials")
+    if method == "private_key_jwt" and not (jwks and jwks.get("keys")):
+        raise ClientError("private_key_jwt needs the client's public keys (jwks)")
+    if "authorization_code" in grant_types and not redirect_uris:
+        raise ClientError("authorization_code needs at least one redirect URI")
+    if alg not in SIGNING_ALGS:
+        raise ClientError(f"algorithm {alg!r} is not supported; use one of {SIGNING_ALGS}")
+    uris = [_check_uri(u, "redirect URI") for u in dict.fromkeys(redirect_uris)]
+    logout_uris = [_check_uri(u, "post-logout redirect URI")
+                   for u in dict.fromkeys(post_logout_redirect_uris or [])]
+    requested_scope = scope_to_list(scope) if scope else list(SCOPES)
+    for item in requested_scope:
+        if item not in SCOPES:
+            raise ClientError(f"scope {item!r} is not supported; use some of {SCOPES}")
+    client_id = client_id or random_token(16)
+    if db.session.scalar(select(Client).where(Client.client_id == client_id)):
+        raise ClientError(f"client_id {client_id!r} already exists")
+    secret = random_token(32) if method in ("client_secret_basic", "client_secret_post") else None
+    row = Client(
+        client_id=client_id, name=name,
+        secret_hash=keyed_hash(hmac_key, secret, SECRET_PURPOSE) if secret else None,
+        redirect_uris=uris, post_logout_redirect_uris=logout_uris, grant_types=grant_types,
+        scope=" ".join(requested_scope), token_endpoint_auth_method=method, trusted=trusted,
+        id_token_signed_response_alg=alg, jwks=jwks,
+    )
+    db.session.add(row)
+    record("client.created", client_id=client_id, actor=actor, name=name,
+           redirect_uris=uris, grant_types=grant_types, auth_method=method)
+    db.session.commit()
+    return row, secret
+
+
+def list_clients() -> list[Client]:
+    """All registered clients, oldest first."""
+    return list(db.session.scalars(select(Client).order_by(Client.id)))

@@ -1,0 +1,177 @@
+"""Settings: ``config/default.toml``, then the file named by ``IDP_CONFIG``,
+then ``IDP_*`` environment variables; unknown keys are warned, production
+secrets enforced, and the result frozen.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import tomllib
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "default.toml"
+SECRET_KEYS = ("secret_key", "key_encryption_key", "token_hmac_key")
+SIGNING_ALGS = ("ES256", "ES384", "RS256", "RS512", "EdDSA")
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names the setting."""
+
+
+def _merge(base: dict, extra: Mapping, path: str) -> None:
+    for key, value in extra.items():
+        if key not in base:
+            warnings.warn(f"unknown setting {path}{key} ignored", stacklevel=3)
+            continue
+        if isinstance(base[key], dict):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"setting {path}{key} must be a table")
+            _merge(base[key], value, f"{path}{key}.")
+        else:
+            base[key] = _coerce(base[key], value, f"{path}{key}")
+
+
+def _coerce(default: Any, value: Any, name: str) -> Any:
+    """Convert ``value`` (from TOML or an environment string) to the default's type."""
+    target = type(default)
+    if isinstance(value, target) and not (target is int and isinstance(value, bool)):
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(f"setting {name} must be of type {target.__name__}")
+    try:
+        if target is bool:
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(value)
+        return target(value)
+    except ValueError as exc:
+        raise ConfigError(f"setting {name}: {value!r} is not a valid {target.__name__}") from exc
+
+
+def _env_overrides(environ: Mapping[str, str], defaults: dict) -> dict:
+    """Map ``IDP_KEY`` and ``IDP_SECTION__KEY`` variables onto the settings tree."""
+    out: dict = {}
+    for name, value in environ.items():
+        if not name.startswith("IDP_") or name in ("IDP_CONFIG",) or name.startswith("IDP_TEST_"):
+            continue
+        parts = name[4:].lower().split("__")
+        node = defaults
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node = None
+                break
+            node = node[part]
+        if node is None or parts[-1] not in node:
+            warnings.warn(f"unknown environment setting {name} ignored", stacklevel=3)
+            continue
+        target = out
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+        target[parts[-1]] = value
+    return out
+
+
+def _freeze(tree: dict) -> Mapping[str, Any]:
+    return MappingProxyType(
+        {k: _freeze(v) if isinstance(v, dict) else v for k, v in tree.items()}
+    )
+
+
+def _validate(settings: dict) -> None:
+    issuer = settings["issuer"]
+    if not issuer.startswith(("https://", "http://")) or issuer.endswith("/") or "?" in issuer:
+        raise ConfigError(
+            "setting issuer must be an http(s) URL without query or trailing slash"
+        )
+    if settings["mode"] not in ("development", "production"):
+        raise ConfigError("setting mode must be 'development' or 'production'")
+    if settings["tokens"]["default_signing_alg"] not in SIGNING_ALGS:
+        raise ConfigError(f"setting tokens.default_signing_alg must be one of {SIGNING_ALGS}")
+    if settings["mode"] == "production" and not issuer.startswith("https://"):
+        raise ConfigError("setting issuer must be an https URL in production mode")
+
+
+def _ensure_secrets(settings: dict, instance: Path) -> None:
+    """Fill empty secrets: generated and kept under instance/ in development,
+    refused in production."""
+    values = settings["secrets"]
+    missing = [k for k in SECRET_KEYS if not values[k]]
+    if not missing:
+        return
+    if settings["mode"] == "production":
+        names = ", ".join(f"secrets.{k} (IDP_SECRETS__{k.upper()})" for k in missing)
+        raise ConfigError(f"production mode needs these secrets configured: {names}")
+    path = instance / "secrets.json"
+    stored: dict = {}
+    if path.exists():
+        stored = json.loads(path.read_text())
+    changed = False
+    for key in missing:
+        if key not in stored:
+            stored[key] = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+            changed = True
+        values[key] = stored[key]
+    if changed:
+        instance.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(stored, fh, indent=2)
+        os.replace(tmp, path)
+
+
+def decode_key(value: str, name: str) -> bytes:
+    """Decode a base64url secret of at least 32 bytes.
+
+    :raises ConfigError: if ``value`` is not base64url or shorter than 32 bytes.
+    """
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except ValueError as exc:
+        raise ConfigError(f"setting secrets.{name} is not base64url") from exc
+    if len(raw) < 32:
+        raise ConfigError(f"setting secrets.{name} must decode to at least 32 bytes")
+    return raw
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Mapping[str, Any]:
+    """Load the settings tree.
+
+    :param overrides: nested mapping applied last (tests, the demo).
+    :param environ: environment to read ``IDP_*`` variables from (default ``os.environ``).
+    :returns: a read-only nested mapping with every key of ``config/default.toml``,
+        plus derived ``database_url``, ``instance_path`` and the secrets filled in.
+    :raises ConfigError: on an invalid value or, in production, a missing secret.
+    """
+    environ = os.environ if environ is None else environ
+    with DEFAULT_CONFIG.open("rb") as fh:
+        settings = tomllib.load(fh)
+    if environ.get("IDP_CONFIG"):
+        with open(environ["IDP_CONFIG"], "rb") as fh:
+            _merge(settings, tomllib.load(fh), "")
+    _merge(settings, _env_overrides(environ, settings), "")
+    if overrides:
+        _merge(settings, overrides, "")
+    _validate(settings)
+    instance = Path(settings["instance_path"] or Path.cwd() / "instance").resolve()
+    settings["instance_path"] = str(instance)
+    if not settings["database_url"]:
+        settings["database_url"] = f"sqlite:///{instance / 'idp.sqlite3'}"
+    if settings["mode"] == "production":
+        settings["session"]["cookie_secure"] = True
+    _ensure_secrets(settings, instance)
+    for key in ("key_encryption_key", "token_hmac_key"):
+        decode_key(settings["secrets"][key], key)
+    return _freeze(settings)

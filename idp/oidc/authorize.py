@@ -1,0 +1,198 @@
+"""The authorization endpoint's policy (OIDC Core §3.1.2): a table of small
+named checks that decide whether to log the user in, ask consent, or issue.
+
+Each check states what it enforces and raises the protocol error to send to
+the client; nothing here reads Flask globals.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from authlib.oauth2.rfc6749 import OAuth2Request, scope_to_list
+from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
+
+from idp.accounts.models import Account
+from idp.authn.interactions import Interaction
+from idp.authn.sessions import SsoSession
+from idp.oidc.claims import ClaimsRequestError, parse_claims_request
+from idp.oidc.grants import has_consent
+from idp.oidc.tokens import InvalidTokenError, verify_id_token_hint
+from idp.runtime import Runtime
+from idp.timeutil import epoch
+
+PROMPTS = {"none", "login", "consent", "select_account"}
+RESPONSE_MODES = {"query", "form_post"}
+
+
+class RequestNotSupportedError(OAuth2Error):
+    """OIDC Core §3.1.2.6 ``request_not_supported``."""
+
+    error = "request_not_supported"
+
+
+class RequestUriNotSupportedError(OAuth2Error):
+    """OIDC Core §3.1.2.6 ``request_uri_not_supported``."""
+
+    error = "request_uri_not_supported"
+
+
+class AuthorizationRequest(OAuth2Request):
+    """An authorization request rebuilt from saved parameters, so the same
+    request can be validated again after login or consent.
+
+    :param args: parameter name to list of values (duplicates preserved so
+        Authlib can reject repeated parameters, RFC 6749 §3.1).
+    :param uri: the authorization endpoint URL.
+    """
+
+    def __init__(self, args: dict[str, list[str]], uri: str) -> None:
+        super().__init__("GET", uri)
+        self._args = args
+        self.payload = BasicOAuth2Payload({k: v[0] for k, v in args.items() if v})
+        self.payload._datalist = defaultdict(list, args)
+
+    @property
+    def args(self) -> dict[str, str]:
+        return self.payload.data
+
+    @property
+    def form(self) -> dict[str, str]:
+        return {}
+
+
+@dataclass
+class Decision:
+    """What the endpoint does next: ``login``, ``consent`` or ``issue``.
+
+    :ivar claims: the parsed ``claims`` parameter, for ``issue``.
+    :ivar login_hint: username to prefill on the login page.
+    """
+
+    action: str
+    claims: dict | None = None
+    login_hint: str | None = None
+
+
+def _prompts(req: AuthorizationRequest, redirect_uri: str) -> set[str]:
+    """``prompt`` is a set of known values; ``none`` stands alone (OIDC Core §3.1.2.1)."""
+    values = set((req.payload.data.get("prompt") or "").split())
+    if not values <= PROMPTS:
+        raise InvalidRequestError("Unknown 'prompt' value.", redirect_uri=redirect_uri)
+    if "none" in values and len(values) > 1:
+        raise InvalidRequestError("'prompt=none' cannot be combined with other values.",
+                                  redirect_uri=redirect_uri)
+    return values
+
+
+def check_request_objects(req: AuthorizationRequest, redirect_uri: str) -> None:
+    """Request objects are not supported (OIDC Core §6: the OP says so with an error)."""
+    if req.payload.data.get("request"):
+        raise RequestNotSupportedError(redirect_uri=redirect_uri)
+    if req.payload.data.get("request_uri"):
+        raise RequestUriNotSupportedError(redirect_uri=redirect_uri)
+
+
+def check_response_mode(req: AuthorizationRequest, redirect_uri: str) -> None:
+    """Only ``query`` and ``form_post`` responses (OAuth 2.0 Form Post Response Mode)."""
+    mode = req.payload.data.get("response_mode")
+    if mode and mode not in RESPONSE_MODES:
+        raise InvalidRequestError("Unsupported 'response_mode'.", redirect_uri=redirect_uri)
+
+
+def check_openid_parameters(req: AuthorizationRequest, redirect_uri: str) -> int | None:
+    """``max_age`` is a non-negative integer; ``nonce`` is bounded; OpenID
+    requests name their ``redirect_uri`` (OIDC Core §3.1.2.1).
+
+    :returns: ``max_age`` in seconds, or None.
+    """
+    data = req.payload.data
+    if "openid" in scope_to_list(data.get("scope") or "") and not data.get("redirect_uri"):
+        raise InvalidRequestError("Missing 'redirect_uri'.", redirect_uri=redirect_uri)
+    nonce = data.get("nonce")
+    if nonce is not None and len(nonce) > 255:
+        raise InvalidRequestError("'nonce' is too long.", redirect_uri=redirect_uri)
+    raw = data.get("max_age")
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 10:
+        raise InvalidRequestError("'max_age' must be a non-negative integer.",
+                                  redirect_uri=redirect_uri)
+    return int(raw)
+
+
+def check_claims(req: AuthorizationRequest, redirect_uri: str) -> dict | None:
+    """The ``claims`` parameter is a JSON object (OIDC Core §5.5)."""
+    try:
+        return parse_claims_request(req.payload.data.get("claims"))
+    except ClaimsRequestError as exc:
+        raise InvalidRequestError(str(exc), redirect_uri=redirect_uri) from None
+
+
+def check_id_token_hint(rt: Runtime, req: AuthorizationRequest, redirect_uri: str,
+                        account: Account | None) -> bool:
+    """An ``id_token_hint`` must be an ID token we issued; returns True when
+    it names someone other than the logged-in account (a new login is needed).
+    """
+    hint = req.payload.data.get("id_token_hint")
+    if not hint:
+        return False
+    try:
+        claims = verify_id_token_hint(rt, hint)
+    except InvalidTokenError:
+        raise InvalidRequestError("Invalid 'id_token_hint'.", redirect_uri=redirect_uri) from None
+    return account is None or claims["sub"] != account.subject
+
+
+def decide(
+    rt: Runtime,
+    req: AuthorizationRequest,
+    client,
+    redirect_uri: str,
+    session: SsoSession | None,
+    account: Account | None,
+    interaction: Interaction | None,
+) -> Decision:
+    """Run the checks and choose the next step.
+
+    :param session: the browser's live SSO session, if any.
+    :param account: the session's account, if active.
+    :param interaction: the saved request when resuming after login/consent.
+    :raises OAuth2Error: with ``redirect_uri`` set, to be sent to the client
+        (``login_required``, ``consent_required``, ``invalid_request``...).
+    """
+    check_request_objects(req, redirect_uri)
+    check_response_mode(req, redirect_uri)
+    prompts = _prompts(req, redirect_uri)
+    max_age = check_openid_parameters(req, redirect_uri)
+    claims = check_claims(req, redirect_uri)
+    hint_mismatch = check_id_token_hint(rt, req, redirect_uri, account)
+    login_hint = req.payload.data.get("login_hint")
+
+    fresh = bool(interaction and interaction.login_at and session
+                 and session.auth_time >= interaction.created)
+    need_login = (
+        session is None
+        or account is None
+        or hint_mismatch
+        or ("login" in prompts and not fresh)
+        or (max_age is not None and epoch() - session.auth_time > max_age and not fresh)
+    )
+    if need_login:
+        if "none" in prompts:
+            raise LoginRequiredError(redirect_uri=redirect_uri)
+        return Decision("login", login_hint=login_hint)
+
+    scope = client.get_allowed_scope(req.payload.scope or "")
+    consented = bool(interaction and interaction.consented)
+    need_consent = not client.trusted and not consented and (
+        "consent" in prompts or not has_consent(account.id, client.client_id, scope)
+    )
+    if need_consent:
+        if "none" in prompts:
+            raise ConsentRequiredError(redirect_uri=redirect_uri)
+        return Decision("consent")
+    return Decision("issue", claims=claims)

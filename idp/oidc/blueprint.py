@@ -1,0 +1,323 @@
+"""HTTP endpoints of the protocol: parse, call services, render. No rules here."""
+
+from __future__ import annotations
+
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2.rfc6749 import scope_to_list
+from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from idp.accounts.service import get_account
+from idp.audit.service import record
+from idp.authn import interactions
+from idp.authn.sessions import end_session, load_session
+from idp.extensions import csrf, db
+from idp.oidc import grants as grant_service
+from idp.oidc.authorize import AuthorizationRequest, decide
+from idp.oidc.claims import select_claims
+from idp.oidc.models import Grant
+from idp.oidc.responses import authorization_error
+from idp.oidc.server import TOKEN_AUTH_METHODS, LoginContext
+from idp.oidc.tokens import (
+    InvalidTokenError,
+    revoke_access_token,
+    verify_access_token,
+    verify_id_token_hint,
+)
+from idp.runtime import current_runtime
+from idp.timeutil import to_epoch, utcnow
+from idp.web import browser_id, clear_sso_cookie, client_ip, current_sso
+
+bp = Blueprint("oidc", __name__)
+
+
+def _server():
+    return current_app.extensions["authlib.server"]
+
+
+def _cached(body: bytes, etag: str, max_age: int) -> Response:
+    if request.if_none_match.contains_weak(etag.strip('"')):
+        response = Response(status=304)
+    else:
+        response = Response(body, mimetype="application/json")
+    response.headers["ETag"] = etag
+    response.headers["Cache-Control"] = f"public, max-age={max_age}"
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+@bp.get("/.well-known/openid-configuration")
+@bp.get("/.well-known/oauth-authorization-server")
+def discovery():
+    body, etag = current_app.extensions["idp.discovery"]
+    return _cached(body, etag, 3600)
+
+
+@bp.get("/jwks.json")
+def jwks():
+    body, etag = current_runtime().keys.jwks()
+    return _cached(body, etag, 300)
+
+
+def _run_authorization(args: dict[str, list[str]], interaction=None) -> Response:
+    rt = current_runtime()
+    req = AuthorizationRequest(args, rt.issuer + "/authorize")
+    try:
+        grant = _server().get_consent_grant(request=req)
+        client = req.client
+        redirect_uri = grant.redirect_uri or req.payload.redirect_uri
+        sso, account = current_sso(rt)
+        decision = decide(rt, req, client, redirect_uri, sso, account, interaction)
+    except OAuth2Error as error:
+        return authorization_error(error, req)
+    if decision.action in ("login", "consent"):
+        if interaction is None:
+            interaction = interactions.start(rt.store, args, browser_id())
+        endpoint = "authn.login" if decision.action == "login" else "authn.consent"
+        return redirect(url_for(endpoint, i=interaction.id))
+    context = LoginContext(account=account, session=sso, claims=decision.claims)
+    response = _server().create_authorization_response(request=req, grant_user=context,
+                                                       grant=grant)
+    if interaction is not None:
+        interactions.finish(rt.store, interaction)
+    record("authorization.granted", account_id=account.id, client_id=client.client_id,
+           ip=client_ip(), scope=req.payload.scope)
+    db.session.commit()
+    return response
+
+
+@bp.route("/authorize", methods=["GET", "POST"])
+@csrf.exempt
+def authorize():
+    """Authorization endpoint (RFC 6749 §3.1, OIDC Core §3.1.2); POST is form-encoded."""
+    return _run_authorization(request.values.to_dict(flat=False))
+
+
+@bp.get("/authorize/resume")
+def resume():
+    """Continue a saved authorization request after login or consent."""
+    rt = current_runtime()
+    item = interactions.load(rt.store, request.args.get("i"), browser_id())
+    if item is None:
+        return Response(render_template(
+            "error.html", error="interaction_expired",
+            description="This sign-in request has expired. Return to the application "
+                        "and start again."), status=400)
+    return _run_authorization(item.args, item)
+
+
+@bp.post("/token")
+@csrf.exempt
+def token():
+    """Token endpoint (RFC 6749 §3.2)."""
+    response = _server().create_token_response()
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+def _bearer_error(status: int, error: str | None, description: str = "") -> Response:
+    """RFC 6750 §3 error with a ``WWW-Authenticate`` challenge."""
+    challenge = 'Bearer realm="idp"'
+    body: dict = {}
+    if error:
+        challenge += f', error="{error}"'
+        body = {"error": error}
+        if description:
+            challenge += f', error_description="{description}"'
+            body["error_description"] = description
+    response = jsonify(body) if body else Response(status=status)
+    response.status_code = status
+    response.headers["WWW-Authenticate"] = challenge
+    return response
+
+
+def _presented_bearer() -> str | None:
+    """The access token from the header or (POST, form) the body (RFC 6750 §2).
+
+    :raises InvalidRequestError: when sent by more than one method (§2).
+    """
+    header = request.headers.get("Authorization", "")
+    from_header = header[7:].strip() if header[:7].lower() == "bearer " else None
+    from_body = None
+    if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
+        from_body = request.form.get("access_token")
+    if from_header and from_body:
+        raise InvalidRequestError("Send the access token in one place only.")
+    return from_header or from_body
+
+
+@bp.route("/userinfo", methods=["GET", "POST"])
+@csrf.exempt
+def userinfo():
+    """UserInfo endpoint (OIDC Core §5.3)."""
+    rt = current_runtime()
+    try:
+        value = _presented_bearer()
+    except InvalidRequestError as error:
+        return _bearer_error(400, "invalid_request", error.description)
+    if not value:
+        return _bearer_error(401, None)
+    try:
+        claims = verify_access_token(rt, value)
+    except InvalidTokenError:
+        return _bearer_error(401, "invalid_token", "The access token is invalid.")
+    if "openid" not in scope_to_list(claims.get("scope", "")):
+        return _bearer_error(403, "insufficient_scope", "The token lacks the openid scope.")
+    grant = db.session.get(Grant, claims.get("gid", "")) if claims.get("gid") else None
+    account = get_account(grant.account_id) if grant else None
+    if grant is None or account is None or not account.is_active or grant.revoked_at:
+        return _bearer_error(401, "invalid_token", "The access token is invalid.")
+    body = {"sub": account.subject}
+    body.update(select_claims(account, claims["scope"], (grant.claims or {}).get("userinfo"),
+                              by_scope=True))
+    response = jsonify(body)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _authenticate_client(endpoint: str, methods: list[str]):
+    server = _server()
+    req = server.create_oauth2_request(None)
+    return server.authenticate_client(req, methods, endpoint)
+
+
+@bp.post("/revoke")
+@csrf.exempt
+def revoke():
+    """Token revocation (RFC 7009 §2). Revoking a refresh token revokes its
+    whole grant, access tokens included (§2.1)."""
+    rt = current_runtime()
+    try:
+        client = _authenticate_client("revocation", TOKEN_AUTH_METHODS)
+    except OAuth2Error as error:
+        return _server().handle_error_response(None, error)
+    value = request.form.get("token")
+    if not value:
+        return _server().handle_error_response(None, InvalidRequestError("Missing 'token'."))
+    hint = request.form.get("token_type_hint")
+    revoked = False
+    if hint != "access_token":
+        row = grant_service.find_refresh_token(rt, value)
+        if row is not None:
+            grant = db.session.get(Grant, row.grant_id)
+            if grant is not None and grant.client_id == client.client_id:
+                grant_service.revoke_grant(rt, grant.id, "revoked_by_client", client_ip())
+                revoked = True
+    if not revoked:
+        try:
+            claims = verify_access_token(rt, value)
+        except InvalidTokenError:
+            claims = None
+        if claims is not None and claims.get("client_id") == client.client_id:
+            revoke_access_token(rt, claims)
+            record("token.revoked", client_id=client.client_id, ip=client_ip(),
+                   jti=claims["jti"], token_type="access_token")
+            db.session.commit()
+    return Response("", status=200, headers={"Cache-Control": "no-store"})
+
+
+@bp.post("/introspect")
+@csrf.exempt
+def introspect():
+    """Token introspection for confidential clients (RFC 7662 §2)."""
+    rt = current_runtime()
+    try:
+        client = _authenticate_client(
+            "introspection", [m for m in TOKEN_AUTH_METHODS if m != "none"])
+    except OAuth2Error as error:
+        return _server().handle_error_response(None, error)
+    value = request.form.get("token")
+    if not value:
+        return _server().handle_error_response(None, InvalidRequestError("Missing 'token'."))
+    body: dict = {"active": False}
+    try:
+        claims = verify_access_token(rt, value)
+        body = {"active": True, "token_type": "Bearer", **{
+            k: claims[k] for k in ("scope", "client_id", "sub", "exp", "iat", "iss", "aud",
+                                   "jti", "auth_time", "acr") if k in claims}}
+    except InvalidTokenError:
+        row = grant_service.find_refresh_token(rt, value)
+        grant = db.session.get(Grant, row.grant_id) if row else None
+        if (row is not None and grant is not None and row.used_at is None
+                and row.revoked_at is None and grant.revoked_at is None
+                and row.expires_at > utcnow()):
+            account = get_account(grant.account_id)
+            body = {"active": True, "token_type": "refresh_token", "scope": grant.scope,
+                    "client_id": grant.client_id, "sub": account.subject if account else None,
+                    "exp": to_epoch(row.expires_at), "iat": to_epoch(row.created_at),
+                    "iss": rt.issuer}
+    record("token.introspected", client_id=client.client_id, ip=client_ip(),
+           log_line=False, active=body["active"])
+    db.session.commit()
+    response = jsonify(body)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+def end_session_endpoint():
+    """RP-Initiated Logout 1.0 §2: end the SSO session, then return to a
+    registered ``post_logout_redirect_uri`` only."""
+    rt = current_runtime()
+    params = request.values
+    hint = params.get("id_token_hint")
+    hint_claims = None
+    if hint:
+        try:
+            hint_claims = verify_id_token_hint(rt, hint)
+        except InvalidTokenError:
+            return Response(render_template(
+                "error.html", error="invalid_request",
+                description="The id_token_hint is not valid."), status=400)
+    client_id = params.get("client_id")
+    if hint_claims is not None:
+        aud = hint_claims.get("aud")
+        hinted = aud if isinstance(aud, str) else hint_claims.get("azp")
+        if client_id and client_id != hinted:
+            return Response(render_template(
+                "error.html", error="invalid_request",
+                description="client_id does not match the id_token_hint."), status=400)
+        client_id = hinted
+    target = params.get("post_logout_redirect_uri")
+    if target:
+        client = rt.clients.get(client_id) if client_id else None
+        if client is None or target not in client.post_logout_redirect_uris:
+            return Response(render_template(
+                "error.html", error="invalid_request",
+                description="post_logout_redirect_uri is not registered for this client."),
+                status=400)
+        if params.get("state"):
+            target = add_params_to_uri(target, [("state", params["state"])])
+    sso = load_session(rt.store, request.cookies.get(rt.settings["session"]["cookie_name"]))
+    confirmed = request.method == "POST" and request.form.get("confirm") == "yes"
+    if request.method == "POST":
+        csrf.protect()
+    hint_matches = (hint_claims is not None and sso is not None
+                    and hint_claims.get("sid") == sso.sid)
+    if sso is not None and not (hint_matches or confirmed):
+        client = rt.clients.get(client_id) if client_id else None
+        return render_template("logout_confirm.html", params=params,
+                               client_name=client.name if client else None)
+    if sso is not None:
+        end_session(rt.store, sso.sid)
+        record("logout", account_id=sso.account_id, client_id=client_id, ip=client_ip(),
+               sid=sso.sid)
+        db.session.commit()
+    response = redirect(target) if target else Response(render_template("logged_out.html"))
+    clear_sso_cookie(rt, response)
+    return response
+
+
+@bp.errorhandler(405)
+def method_not_allowed(_error):
+    return jsonify({"error": "invalid_request", "error_description": "Method not allowed."}), 405

@@ -1,0 +1,55 @@
+"""OpenID Provider metadata (OpenID Connect Discovery 1.0 §3, RFC 8414)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from idp.clients.service import AUTH_METHODS, GRANT_TYPES, SCOPES
+from idp.config import SIGNING_ALGS
+from idp.oidc.claims import SUPPORTED_CLAIMS
+
+
+def provider_metadata(issuer: str) -> dict[str, Any]:
+    """The discovery document for ``issuer``."""
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/token",
+        "userinfo_endpoint": f"{issuer}/userinfo",
+        "jwks_uri": f"{issuer}/jwks.json",
+        "revocation_endpoint": f"{issuer}/revoke",
+        "introspection_endpoint": f"{issuer}/introspect",
+        "end_session_endpoint": f"{issuer}/logout",
+        "scopes_supported": list(SCOPES),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query", "form_post"],
+        "grant_types_supported": list(GRANT_TYPES),
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": list(SIGNING_ALGS),
+        "userinfo_signing_alg_values_supported": [],
+        "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "token_endpoint_auth_signing_alg_values_supported": list(SIGNING_ALGS),
+        "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "introspection_endpoint_auth_methods_supported": [
+            m for m in AUTH_METHODS if m != "none"
+        ],
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": list(SUPPORTED_CLAIMS),
+        "claims_parameter_supported": True,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "ui_locales_supported": ["en", "zh-CN"],
+        "claim_types_supported": ["normal"],
+        "authorization_response_iss_parameter_supported": True,
+        "backchannel_logout_supported": False,
+        "frontchannel_logout_supported": False,
+    }
+
+
+def serialise(metadata: dict[str, Any]) -> tuple[bytes, str]:
+    """Pre-serialise a document once: returns ``(body, etag)``."""
+    body = json.dumps(metadata, separators=(",", ":")).encode()
+    return body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"'

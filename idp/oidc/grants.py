@@ -1,0 +1,149 @@
+"""Grant, refresh-token and consent rules: issuance, rotation with reuse
+detection, family revocation, remembered consent."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from authlib.oauth2.rfc6749 import scope_to_list
+from sqlalchemy import select, update
+
+from idp.audit.service import record
+from idp.extensions import db
+from idp.oidc.models import Consent, Grant, RefreshToken
+from idp.oidc.tokens import REVOKED_GRANT
+from idp.runtime import Runtime
+from idp.security import keyed_hash, random_token
+from idp.timeutil import utcnow
+
+REFRESH_PURPOSE = "refresh_token"
+
+
+class RefreshTokenReuseError(Exception):
+    """A rotated refresh token was presented again; its family is now revoked."""
+
+
+def create_grant(
+    rt: Runtime,
+    *,
+    account_id: int,
+    client_id: str,
+    scope: str,
+    claims: dict | None,
+    sid: str | None,
+    auth_time: int,
+    acr: str | None,
+    amr: list[str],
+    nonce: str | None,
+) -> Grant:
+    """Record a new authorization and commit; its id goes into the code."""
+    grant = Grant(
+        id=random_token(18), account_id=account_id, client_id=client_id, scope=scope,
+        claims=claims, sid=sid, auth_time=auth_time, acr=acr, amr=amr, nonce=nonce,
+    )
+    db.session.add(grant)
+    db.session.commit()
+    return grant
+
+
+def revoke_grant(rt: Runtime, grant_id: str, reason: str, ip: str | None = None) -> None:
+    """Revoke a grant: its refresh tokens and the access tokens naming it stop working.
+
+    The store entry makes running access tokens fail at once in every process;
+    the database column stops refresh.
+    """
+    now = utcnow()
+    grant = db.session.get(Grant, grant_id)
+    if grant is None:
+        return
+    if grant.revoked_at is None:
+        grant.revoked_at = now
+        db.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.grant_id == grant_id, RefreshToken.revoked_at.is_(None))
+            .values(revoked_at=now)
+        )
+        record("grant.revoked", account_id=grant.account_id, client_id=grant.client_id,
+               ip=ip, reason=reason, grant_id=grant_id)
+        db.session.commit()
+    ttl = rt.settings["tokens"]["access_token_ttl"] + rt.settings["tokens"]["clock_leeway"]
+    rt.store.put(REVOKED_GRANT + grant_id, {"reason": reason}, ttl)
+
+
+def issue_refresh_token(rt: Runtime, grant: Grant) -> str:
+    """Create a refresh token for ``grant`` (added to the session, not committed).
+
+    :returns: the clear token; only its keyed hash is stored.
+    """
+    token = random_token(32)
+    db.session.add(RefreshToken(
+        token_hash=keyed_hash(rt.token_hmac_key, token, REFRESH_PURPOSE),
+        grant_id=grant.id,
+        expires_at=utcnow() + timedelta(seconds=rt.settings["tokens"]["refresh_token_ttl"]),
+    ))
+    return token
+
+
+def find_refresh_token(rt: Runtime, token: str) -> RefreshToken | None:
+    """The stored refresh token matching ``token``, whatever its state."""
+    if not isinstance(token, str) or len(token) > 256:
+        return None
+    return db.session.scalar(select(RefreshToken).where(
+        RefreshToken.token_hash == keyed_hash(rt.token_hmac_key, token, REFRESH_PURPOSE)
+    ))
+
+
+def use_refresh_token(rt: Runtime, token: str, client_id: str,
+                      ip: str | None = None) -> Grant | None:
+    """Consume a refresh token for rotation (RFC 9700 §4.14.2).
+
+    The token is marked used with a conditional UPDATE, so of two concurrent
+    requests exactly one wins. Presenting a used token again revokes the whole
+    grant (the family).
+
+    :returns: the live grant, or None if the token is unknown, expired,
+        revoked, of another client, or of a revoked grant.
+    :raises RefreshTokenReuseError: when a rotated token is replayed.
+    """
+    row = find_refresh_token(rt, token)
+    if row is None:
+        return None
+    grant = db.session.get(Grant, row.grant_id)
+    if grant is None or grant.client_id != client_id:
+        return None
+    if row.used_at is not None:
+        revoke_grant(rt, grant.id, "refresh_token_reuse", ip)
+        raise RefreshTokenReuseError(grant.id)
+    now = utcnow()
+    if row.revoked_at is not None or grant.revoked_at is not None or row.expires_at <= now:
+        return None
+    won = db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))
+        .values(used_at=now)
+    ).rowcount
+    if won != 1:
+        db.session.rollback()
+        revoke_grant(rt, grant.id, "refresh_token_reuse", ip)
+        raise RefreshTokenReuseError(grant.id)
+    return grant
+
+
+def has_consent(account_id: int, client_id: str, scope: str) -> bool:
+    """True if the account already agreed to every scope in ``scope`` for this client."""
+    row = db.session.scalar(select(Consent).where(
+        Consent.account_id == account_id, Consent.client_id == client_id))
+    return row is not None and set(scope_to_list(scope)) <= set(scope_to_list(row.scope))
+
+
+def save_consent(account_id: int, client_id: str, scope: str, ip: str | None = None) -> None:
+    """Remember consent to ``scope`` (added to what was granted before) and commit."""
+    row = db.session.scalar(select(Consent).where(
+        Consent.account_id == account_id, Consent.client_id == client_id))
+    if row is None:
+        row = Consent(account_id=account_id, client_id=client_id, scope="")
+        db.session.add(row)
+    row.scope = " ".join(sorted(set(scope_to_list(row.scope)) | set(scope_to_list(scope))))
+    row.granted_at = utcnow()
+    record("consent.granted", account_id=account_id, client_id=client_id, ip=ip, scope=scope)
+    db.session.commit()

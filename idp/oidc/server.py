@@ -1,0 +1,368 @@
+"""Glue between Authlib's authorization server machinery and our services.
+
+Authlib parses requests, authenticates clients and dispatches grants; the
+grant subclasses here keep codes in the store (hashed, single use), issue
+RFC 9068 JWT access tokens, rotate refresh tokens, and sign ID tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
+from authlib.oauth2.rfc6749 import OAuth2Request, grants, scope_to_list
+from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    UnauthorizedClientError,
+)
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oidc.core.grants.util import create_response_mode_response
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from idp.accounts.models import Account
+from idp.accounts.service import get_account
+from idp.audit.service import record
+from idp.authn.sessions import SsoSession, add_client
+from idp.extensions import db
+from idp.oidc import grants as grant_service
+from idp.oidc.claims import select_claims
+from idp.oidc.models import Grant
+from idp.oidc.tokens import ACCEPTED_ALGS, issue_access_token, issue_id_token
+from idp.runtime import Runtime, current_runtime
+from idp.security import keyed_hash, random_token
+from idp.timeutil import epoch
+
+CODE_PURPOSE = "authorization_code"
+TOKEN_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+
+
+@dataclass
+class CodeRecord:
+    """What an authorization code stands for, kept in the store under its hash.
+
+    Field names follow Authlib's ``AuthorizationCodeMixin`` accessors.
+    """
+
+    client_id: str
+    redirect_uri: str
+    scope: str
+    account_id: int
+    grant_id: str
+    code_challenge: str | None = None
+    code_challenge_method: str | None = None
+    nonce: str | None = None
+    sid: str | None = None
+    auth_time: int = 0
+    acr: str | None = None
+    amr: list[str] = field(default_factory=list)
+
+    def get_redirect_uri(self) -> str:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_nonce(self) -> str | None:
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        return self.auth_time
+
+
+@dataclass
+class LoginContext:
+    """The authenticated end-user handed to the authorization grant.
+
+    :ivar account: the account that authenticated.
+    :ivar session: the SSO session the authentication lives in.
+    :ivar claims: the parsed ``claims`` request parameter, or None.
+    """
+
+    account: Account
+    session: SsoSession
+    claims: dict | None = None
+
+
+def _ip() -> str | None:
+    from flask import request
+
+    return request.remote_addr
+
+
+def _code_key(rt: Runtime, code: str) -> str:
+    return "code:" + keyed_hash(rt.token_hmac_key, code, CODE_PURPOSE)
+
+
+def _issue_tokens(rt: Runtime, client, grant: Grant, account: Account, scope: str,
+                  with_refresh: bool, nonce: str | None) -> dict[str, Any]:
+    """Access token, optional refresh token and ID token for a user grant."""
+    access_token, expires_in = issue_access_token(
+        rt, client_id=client.client_id, alg=client.alg, scope=scope, subject=account.subject,
+        grant_id=grant.id, auth_time=grant.auth_time, acr=grant.acr, amr=grant.amr,
+        sid=grant.sid,
+    )
+    token: dict[str, Any] = {
+        "access_token": access_token, "token_type": "Bearer", "expires_in": expires_in,
+        "scope": scope,
+    }
+    if with_refresh:
+        token["refresh_token"] = grant_service.issue_refresh_token(rt, grant)
+    if "openid" in scope_to_list(scope):
+        requested = (grant.claims or {}).get("id_token")
+        token["id_token"] = issue_id_token(
+            rt, client_id=client.client_id, alg=client.alg, subject=account.subject,
+            auth_time=grant.auth_time, nonce=nonce, acr=grant.acr, amr=grant.amr,
+            sid=grant.sid, access_token=access_token,
+            extra_claims=select_claims(account, scope, requested, by_scope=False),
+        )
+    record("token.issued", account_id=account.id, client_id=client.client_id, ip=_ip(),
+           log_line=True, grant_id=grant.id, scope=scope, refresh=with_refresh)
+    db.session.commit()
+    return token
+
+
+def _wants_refresh(client, scope: str) -> bool:
+    """Refresh tokens only when ``offline_access`` was granted and the client may refresh."""
+    return "offline_access" in scope_to_list(scope) and client.check_grant_type("refresh_token")
+
+
+class S256CodeChallenge(CodeChallenge):
+    """PKCE (RFC 7636) with S256 only, as RFC 9700 §2.1.1 recommends; the method
+    must be named explicitly because the RFC default is ``plain``."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+    def validate_code_challenge(self, grant, redirect_uri):
+        data = grant.request.payload.data
+        if data.get("code_challenge") and data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError(
+                "code_challenge_method must be S256", redirect_uri=redirect_uri
+            )
+        if not data.get("code_challenge") and grant.request.client.is_public:
+            raise InvalidRequestError(
+                "public clients must use PKCE (code_challenge with S256)",
+                redirect_uri=redirect_uri,
+            )
+        return super().validate_code_challenge(grant, redirect_uri)
+
+    def get_authorization_code_challenge(self, authorization_code: CodeRecord):
+        return authorization_code.code_challenge
+
+    def get_authorization_code_challenge_method(self, authorization_code: CodeRecord):
+        return authorization_code.code_challenge_method
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    """Authorization code grant (RFC 6749 §4.1) with single-use hashed codes
+    and replay revocation (§4.1.2, §10.5)."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_AUTH_METHODS
+
+    def create_authorization_response(self, redirect_uri: str, grant_user: LoginContext):
+        """Issue the code and answer with the requested ``response_mode``;
+        the ``iss`` parameter follows RFC 9207."""
+        rt = current_runtime()
+        payload = self.request.payload
+        scope = self.request.scope if hasattr(self.request, "scope") else payload.scope
+        scope = self.request.client.get_allowed_scope(scope)
+        session = grant_user.session
+        grant = grant_service.create_grant(
+            rt, account_id=grant_user.account.id, client_id=self.request.client.client_id,
+            scope=scope, claims=grant_user.claims, sid=session.sid,
+            auth_time=session.auth_time, acr=session.acr, amr=session.amr,
+            nonce=payload.data.get("nonce"),
+        )
+        code = random_token(32)
+        record_ = CodeRecord(
+            client_id=self.request.client.client_id, redirect_uri=redirect_uri, scope=scope,
+            account_id=grant_user.account.id, grant_id=grant.id,
+            code_challenge=payload.data.get("code_challenge"),
+            code_challenge_method=payload.data.get("code_challenge_method"),
+            nonce=payload.data.get("nonce"), sid=session.sid, auth_time=session.auth_time,
+            acr=session.acr, amr=session.amr,
+        )
+        tokens = rt.settings["tokens"]
+        key = _code_key(rt, code)
+        rt.store.put(key, asdict(record_), tokens["authorization_code_ttl"])
+        rt.store.put(key + ":grant", {"grant_id": grant.id}, tokens["code_reuse_window"])
+        add_client(rt.store, session, self.request.client.client_id)
+        params = [("code", code)]
+        if payload.state:
+            params.append(("state", payload.state))
+        params.append(("iss", rt.issuer))
+        mode = payload.data.get("response_mode") or "query"
+        return create_response_mode_response(redirect_uri, params, mode)
+
+    def query_authorization_code(self, code: str, client) -> CodeRecord | None:
+        """Take the code atomically; a replay revokes the grant it produced."""
+        rt = current_runtime()
+        if not isinstance(code, str) or len(code) > 256:
+            return None
+        key = _code_key(rt, code)
+        data = rt.store.take(key)
+        if data is None:
+            issued = rt.store.get(key + ":grant")
+            if issued is not None:
+                grant_service.revoke_grant(rt, issued["grant_id"], "authorization_code_reuse",
+                                           _ip())
+            return None
+        item = CodeRecord(**data)
+        if item.client_id != client.client_id:
+            return None
+        return item
+
+    def delete_authorization_code(self, authorization_code: CodeRecord) -> None:
+        """Nothing to do: the code was taken (deleted) when it was read."""
+
+    def authenticate_user(self, authorization_code: CodeRecord) -> Account | None:
+        account = get_account(authorization_code.account_id)
+        return account if account is not None and account.is_active else None
+
+    def create_token_response(self):
+        rt = current_runtime()
+        code: CodeRecord = self.request.authorization_code
+        client = self.request.client
+        account = self.authenticate_user(code)
+        grant = db.session.get(Grant, code.grant_id)
+        if account is None or grant is None or grant.revoked_at is not None:
+            raise InvalidGrantError("The authorization code is no longer valid.")
+        token = _issue_tokens(rt, client, grant, account, code.scope,
+                              _wants_refresh(client, code.scope), code.nonce)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):
+    """Refresh with rotation; reuse of a rotated token revokes the family
+    (RFC 9700 §4.14.2). A new ID token keeps ``sub`` and the original
+    ``auth_time`` (OIDC Core §12.2) and carries no ``nonce``."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_AUTH_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def validate_token_request(self):
+        rt = current_runtime()
+        client = self._validate_request_client()
+        self.request.client = client
+        value = self.request.form.get("refresh_token")
+        if not value:
+            raise InvalidRequestError("Missing 'refresh_token' in request.")
+        try:
+            grant = grant_service.use_refresh_token(rt, value, client.client_id, _ip())
+        except grant_service.RefreshTokenReuseError:
+            raise InvalidGrantError("The refresh token was already used.") from None
+        if grant is None:
+            raise InvalidGrantError("The refresh token is invalid, expired or revoked.")
+        account = get_account(grant.account_id)
+        if account is None or not account.is_active:
+            raise InvalidGrantError("The account cannot receive tokens.")
+        scope = self.request.payload.scope
+        if scope and not set(scope_to_list(scope)) <= set(scope_to_list(grant.scope)):
+            raise InvalidScopeError("The requested scope exceeds the original grant.")
+        self.request.grant_record = grant
+        self.request.user = account
+
+    def create_token_response(self):
+        rt = current_runtime()
+        grant: Grant = self.request.grant_record
+        scope = self.request.payload.scope or grant.scope
+        token = _issue_tokens(rt, self.request.client, grant, self.request.user, scope,
+                              True, None)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    """Client credentials grant (RFC 6749 §4.4): an access token for the client itself."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
+
+    def validate_token_request(self):
+        client = self.authenticate_token_endpoint_client()
+        if not client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError(
+                "The client is not authorized to use 'grant_type=client_credentials'")
+        self.request.client = client
+
+    def create_token_response(self):
+        rt = current_runtime()
+        client = self.request.client
+        requested = self.request.payload.scope
+        allowed = [s for s in scope_to_list(client.scope) if s not in ("openid", "offline_access")]
+        scope_list = scope_to_list(requested) if requested else allowed
+        if any(s not in allowed for s in scope_list):
+            raise InvalidScopeError("The requested scope is not allowed for this client.")
+        scope = " ".join(scope_list)
+        access_token, expires_in = issue_access_token(
+            rt, client_id=client.client_id, alg=client.alg, scope=scope, subject=None)
+        record("token.issued", client_id=client.client_id, ip=_ip(),
+               grant_type="client_credentials", scope=scope)
+        db.session.commit()
+        token = {"access_token": access_token, "token_type": "Bearer",
+                 "expires_in": expires_in}
+        if scope:
+            token["scope"] = scope
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
+class PrivateKeyJWT(JWTBearerClientAssertion):
+    """``private_key_jwt`` client authentication (RFC 7523 §2.2, OIDC Core §9).
+
+    Only asymmetric algorithms are accepted; each assertion's ``jti`` is kept
+    in the replay cache until the assertion expires.
+    """
+
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def get_audiences(self) -> list[str]:
+        issuer = current_runtime().issuer
+        return [issuer + "/token", issuer]
+
+    def resolve_client_public_key(self, client) -> KeySet:
+        keys = [k for k in (client.jwks or {}).get("keys", []) if k.get("kty") in
+                ("RSA", "EC", "OKP")]
+        if not keys:
+            raise InvalidClientError(description="The client has no registered public keys.")
+        return KeySet.import_key_set({"keys": keys})
+
+    def process_assertion_claims(self, assertion, resolve_key):
+        try:
+            token = jwt.decode(assertion, resolve_key, algorithms=list(ACCEPTED_ALGS))
+        except (JoseError, ValueError) as exc:
+            raise InvalidClientError(description="The client assertion is invalid.") from exc
+        self.verify_claims(token.claims)
+        return token.claims
+
+    def validate_jti(self, claims: dict, jti: str) -> bool:
+        rt = current_runtime()
+        exp = claims.get("exp")
+        ttl = max(int(exp) - epoch() + self.leeway, 1) if isinstance(exp, int) else 3600
+        return rt.store.add(f"jti:client:{claims['sub']}:{jti}", {"seen": True}, ttl)
+
+
+class AuthorizationServer(FlaskAuthorizationServer):
+    """Authlib's Flask server bound to our client cache; tokens are persisted
+    by the grants themselves, so ``save_token`` does nothing."""
+
+    def __init__(self) -> None:
+        super().__init__(query_client=lambda cid: current_runtime().clients.get(cid),
+                         save_token=lambda token, request: None)
+
+    def create_oauth2_request(self, request):
+        """Accept a rebuilt :class:`AuthorizationRequest` as it is; wrap Flask's otherwise."""
+        if isinstance(request, OAuth2Request):
+            return request
+        return super().create_oauth2_request(request)
+
+    def init_app(self, app, query_client=None, save_token=None):
+        super().init_app(app)
+        leeway = app.config["IDP"]["tokens"]["clock_leeway"]
+        self.register_client_auth_method("private_key_jwt", PrivateKeyJWT(leeway=leeway))
+        self.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])
+        self.register_grant(RefreshTokenGrant)
+        self.register_grant(ClientCredentialsGrant)

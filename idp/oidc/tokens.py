@@ -1,0 +1,206 @@
+"""JWTs the provider issues and accepts: access tokens (RFC 9068), ID tokens
+(OpenID Connect Core §2), and checks on tokens presented back to it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwt import JWTClaimsRegistry
+
+from idp.oidc.keys import UnsupportedAlgorithmError
+from idp.runtime import Runtime
+from idp.security import random_token
+from idp.timeutil import epoch
+
+#: Digest used for at_hash/c_hash per signing algorithm (OIDC Core §3.1.3.6:
+#: the hash algorithm of the JWS alg; EdDSA with Ed25519 uses SHA-512).
+HASH_FOR_ALG = {
+    "ES256": hashlib.sha256, "RS256": hashlib.sha256, "PS256": hashlib.sha256,
+    "ES384": hashlib.sha384, "RS384": hashlib.sha384, "PS384": hashlib.sha384,
+    "ES512": hashlib.sha512, "RS512": hashlib.sha512, "PS512": hashlib.sha512,
+    "EdDSA": hashlib.sha512,
+}
+#: Asymmetric algorithms the provider accepts on tokens it verifies. ``none``
+#: and HMAC algorithms are never accepted (RFC 8725 §3.1, §3.2).
+ACCEPTED_ALGS = ("ES256", "ES384", "RS256", "RS512", "EdDSA")
+REVOKED_JTI = "revoked:jti:"
+REVOKED_GRANT = "revoked:grant:"
+
+
+class InvalidTokenError(Exception):
+    """A presented token is malformed, unsigned by us, expired or revoked."""
+
+
+def half_hash(value: str, alg: str) -> str:
+    """Left half of the digest of ``value`` under ``alg``'s hash, base64url
+    (OIDC Core §3.1.3.6 at_hash, §3.3.2.11 c_hash).
+
+    :raises UnsupportedAlgorithmError: for an algorithm with no known hash; the
+        claim is never silently skipped.
+    """
+    if alg not in HASH_FOR_ALG:
+        raise UnsupportedAlgorithmError(alg)
+    digest = HASH_FOR_ALG[alg](value.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest[: len(digest) // 2]).decode().rstrip("=")
+
+
+def _sign(rt: Runtime, alg: str, claims: dict[str, Any], typ: str | None) -> str:
+    key = rt.keys.signing_key(alg)
+    header = {"alg": alg, "kid": key.kid}
+    if typ:
+        header["typ"] = typ
+    return jwt.encode(header, claims, key.key, algorithms=[alg])
+
+
+def issue_access_token(
+    rt: Runtime,
+    *,
+    client_id: str,
+    alg: str,
+    scope: str,
+    subject: str | None,
+    grant_id: str | None = None,
+    auth_time: int | None = None,
+    acr: str | None = None,
+    amr: list[str] | None = None,
+    sid: str | None = None,
+) -> tuple[str, int]:
+    """Sign a JWT access token per RFC 9068 §2 (header ``typ: at+jwt``).
+
+    :param subject: the account's ``sub``; for client_credentials the client_id.
+    :param grant_id: the grant the token derives from (``gid``), for revocation.
+    :returns: ``(token, expires_in)`` with ``expires_in`` in seconds.
+    """
+    ttl = rt.settings["tokens"]["access_token_ttl"]
+    now = epoch()
+    claims: dict[str, Any] = {
+        "iss": rt.issuer,
+        "sub": subject or client_id,
+        "aud": rt.settings["tokens"]["access_token_audience"] or rt.issuer,
+        "client_id": client_id,
+        "iat": now,
+        "exp": now + ttl,
+        "jti": random_token(16),
+        "scope": scope,
+    }
+    if grant_id:
+        claims["gid"] = grant_id
+    if auth_time is not None:
+        claims["auth_time"] = int(auth_time)
+    if acr:
+        claims["acr"] = acr
+    if amr:
+        claims["amr"] = amr
+    if sid:
+        claims["sid"] = sid
+    return _sign(rt, alg, claims, "at+jwt"), ttl
+
+
+def issue_id_token(
+    rt: Runtime,
+    *,
+    client_id: str,
+    alg: str,
+    subject: str,
+    auth_time: int,
+    nonce: str | None,
+    acr: str | None,
+    amr: list[str] | None,
+    sid: str | None,
+    access_token: str | None,
+    extra_claims: dict[str, Any],
+) -> str:
+    """Sign an ID token (OIDC Core §2, §3.1.3.6).
+
+    ``aud`` is the single string ``client_id`` (so no ``azp`` is needed,
+    §2); ``auth_time`` is always the time of the authentication itself.
+
+    :param extra_claims: user claims to include (already filtered by scope and
+        the ``claims`` request); they cannot override protocol claims.
+    """
+    now = epoch()
+    claims: dict[str, Any] = dict(extra_claims)
+    claims.update({
+        "iss": rt.issuer,
+        "sub": subject,
+        "aud": client_id,
+        "iat": now,
+        "exp": now + rt.settings["tokens"]["id_token_ttl"],
+        "auth_time": int(auth_time),
+    })
+    if nonce:
+        claims["nonce"] = nonce
+    if acr:
+        claims["acr"] = acr
+    if amr:
+        claims["amr"] = amr
+    if sid:
+        claims["sid"] = sid
+    if access_token:
+        claims["at_hash"] = half_hash(access_token, alg)
+    return _sign(rt, alg, claims, None)
+
+
+def _decode(rt: Runtime, token: str) -> jwt.Token:
+    if not isinstance(token, str) or token.count(".") != 2 or len(token) > 8192:
+        raise InvalidTokenError("malformed token")
+    try:
+        return jwt.decode(token, rt.keys.public_keys(), algorithms=list(ACCEPTED_ALGS))
+    except (JoseError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidTokenError("token signature or format is invalid") from exc
+
+
+def verify_access_token(rt: Runtime, token: str) -> dict[str, Any]:
+    """Verify an access token this provider issued and return its claims.
+
+    Checks the signature against our published keys with an asymmetric
+    algorithm only, ``typ`` (RFC 9068 §4), ``iss``, ``exp``, and revocation
+    of the token (by ``jti``) and of its grant (by ``gid``).
+
+    :raises InvalidTokenError: on any failure.
+    """
+    decoded = _decode(rt, token)
+    if decoded.header.get("typ", "").lower() not in ("at+jwt", "application/at+jwt"):
+        raise InvalidTokenError("not an access token")
+    claims = decoded.claims
+    registry = JWTClaimsRegistry(
+        leeway=0, iss={"essential": True, "value": rt.issuer},
+        exp={"essential": True}, jti={"essential": True},
+    )
+    try:
+        registry.validate(claims)
+    except JoseError as exc:
+        raise InvalidTokenError("token is expired or not issued here") from exc
+    if rt.store.get(REVOKED_JTI + claims["jti"]) is not None:
+        raise InvalidTokenError("token is revoked")
+    if claims.get("gid") and rt.store.get(REVOKED_GRANT + claims["gid"]) is not None:
+        raise InvalidTokenError("token is revoked")
+    return claims
+
+
+def verify_id_token_hint(rt: Runtime, token: str) -> dict[str, Any]:
+    """Verify an ``id_token_hint`` (OIDC Core §3.1.2.1; RP-Initiated Logout §2).
+
+    The signature and issuer must be ours; an expired hint is still accepted,
+    as the specifications allow.
+
+    :raises InvalidTokenError: if it is not an ID token we signed.
+    """
+    decoded = _decode(rt, token)
+    if decoded.header.get("typ") not in (None, "JWT"):
+        raise InvalidTokenError("not an ID token")
+    claims = decoded.claims
+    if claims.get("iss") != rt.issuer or not isinstance(claims.get("sub"), str):
+        raise InvalidTokenError("ID token not issued here")
+    return claims
+
+
+def revoke_access_token(rt: Runtime, claims: dict[str, Any]) -> None:
+    """Mark one access token revoked until it would have expired anyway."""
+    remaining = int(claims.get("exp", 0)) - epoch()
+    if remaining > 0:
+        rt.store.put(REVOKED_JTI + claims["jti"], {"at": epoch()}, remaining + 1)

@@ -1,0 +1,49 @@
+"""Per-application runtime objects (settings, store, hasher, keys) handed to services.
+
+Services receive a :class:`Runtime` as an argument instead of reading Flask
+globals, so protocol and account rules can be tested without a request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flask import current_app
+
+if TYPE_CHECKING:
+    from idp.accounts.passwords import PasswordHasher
+    from idp.clients.service import ClientCache
+    from idp.oidc.keys import KeyRing
+    from idp.store import Store
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What services need from the application.
+
+    :ivar settings: the frozen settings tree (see ``config/default.toml``).
+    :ivar store: ephemeral state backend.
+    :ivar hasher: password hasher.
+    :ivar keys: signing key ring.
+    :ivar clients: client lookup cache.
+    :ivar token_hmac_key: 32-byte key for hashing secrets at rest.
+    """
+
+    settings: Mapping[str, Any]
+    store: Store
+    hasher: PasswordHasher
+    keys: KeyRing
+    clients: ClientCache
+    token_hmac_key: bytes
+
+    @property
+    def issuer(self) -> str:
+        """The issuer identifier (``iss``)."""
+        return self.settings["issuer"]
+
+
+def current_runtime() -> Runtime:
+    """The :class:`Runtime` of the current Flask application (for views and CLI only)."""
+    return current_app.extensions["idp"]
