@@ -70,7 +70,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                    settings["keys"]["retired_key_publish_seconds"],
                    settings["keys"]["cache_seconds"])
     store = create_store(settings["redis_url"] or None,
-                         str(Path(settings["instance_path"]) / "store.sqlite3"))
+                         str(Path(settings["instance_path"]) / "store.sqlite3"),
+                         prefix=settings["store_prefix"])
     app.extensions["idp"] = Runtime(
         settings=settings, store=store, hasher=PasswordHasher(settings["passwords"]),
         keys=keys, clients=ClientCache(hmac_key), token_hmac_key=hmac_key,

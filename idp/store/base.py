@@ -1,0 +1,90 @@
+"""The ephemeral state store interface shared by every backend.
+
+The store holds short-lived state that must be visible to every worker
+process: authorization codes, SSO sessions, rate-limit counters and replay
+caches (``jti`` values, nonces). Every entry has an expiry; nothing in the
+store is meant to outlive a restart of the backend.
+
+Values are JSON-serialisable dicts and come back as new dicts decoded from
+JSON (so tuples come back as lists, and so on). Times to live are whole
+seconds, at least 1.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+
+class StoreError(Exception):
+    """The backend is unreachable or failed to carry out an operation.
+
+    Raised instead of the backend's own exceptions (redis-py errors,
+    ``sqlite3`` errors) so callers can handle an outage of either backend the
+    same way; the original exception is chained as ``__cause__``.
+    """
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Key/value storage with per-entry expiry, safe across threads and processes.
+
+    Every method raises :class:`StoreError` when the backend cannot be
+    reached, and the methods taking ``ttl`` raise :class:`ValueError` when it
+    is not a whole number of seconds >= 1.
+    """
+
+    def put(self, key: str, value: dict, ttl: int) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds, replacing any entry."""
+
+    def add(self, key: str, value: dict, ttl: int) -> bool:
+        """Store ``value`` for ``ttl`` seconds only if ``key`` is absent or expired.
+
+        :returns: True if this call stored the value, False if a live entry
+            already existed (which is left untouched). Concurrent callers on
+            the same key get True at most once, so this is the primitive for
+            replay caches.
+        """
+
+    def get(self, key: str) -> dict | None:
+        """The value stored under ``key``, or None if absent or expired."""
+
+    def take(self, key: str) -> dict | None:
+        """Atomically get and delete ``key``.
+
+        :returns: the value, or None if absent or expired. Among concurrent
+            callers in any threads or processes, exactly one gets the value.
+        """
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; removing an absent key is not an error."""
+
+    def incr(self, key: str, ttl: int) -> int:
+        """Count one more event in the fixed window stored under ``key``.
+
+        The first call (or the first after the window expired) creates the
+        counter at 1 expiring in ``ttl`` seconds; later calls increment it
+        without extending that expiry.
+
+        :returns: the count after this call.
+        """
+
+    def counter(self, key: str) -> int:
+        """The current count of the :meth:`incr` window under ``key``; 0 if
+        absent or expired. Reading does not count."""
+
+    def ttl(self, key: str) -> int | None:
+        """Seconds until ``key`` expires, rounded up, or None if absent or expired."""
+
+    def ping(self) -> None:
+        """Check that the backend is reachable; raises :class:`StoreError` if not."""
+
+
+def validate_ttl(ttl: int) -> None:
+    """Check a time to live given to :meth:`Store.put`, ``add`` or ``incr``.
+
+    :param ttl: seconds; must be an ``int`` (not a bool) and at least 1.
+    :raises ValueError: if it is not.
+    """
+    # bool is an int subclass, but True as a lifetime is always a bug.
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1:
+        raise ValueError(f"ttl must be a whole number of seconds >= 1, got {ttl!r}")

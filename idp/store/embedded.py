@@ -1,0 +1,241 @@
+"""SQLite backend of the ephemeral state store, for single-machine deployments.
+
+All worker processes of one machine (e.g. gunicorn workers) open the same
+database file. The database runs in WAL mode so readers never wait for the
+writer, and every operation is a single SQL statement, which SQLite runs as
+its own transaction under the database write lock; that is what makes
+``add``, ``take`` and ``incr`` atomic across threads and processes.
+
+Expiry times are wall-clock Unix times (seconds), shared by every process of
+the machine. Reads ignore expired rows; writes purge them from time to time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from idp.store.base import StoreError, validate_ttl
+
+# How long a statement waits for another process's write lock before failing;
+# writes take microseconds, so reaching this means the file is stuck.
+_BUSY_TIMEOUT_SECONDS = 10.0
+
+# Expired rows are invisible to reads, so purging is only about file size and
+# need not happen on every write.
+_PURGE_INTERVAL_SECONDS = 60.0
+
+_SCHEMA = (
+    # TEXT affinity makes counters come back from get() as JSON text, as on Redis.
+    (
+        "CREATE TABLE IF NOT EXISTS entries ("
+        " key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL NOT NULL"
+        ") WITHOUT ROWID"
+    ),
+    "CREATE INDEX IF NOT EXISTS entries_expires_at ON entries (expires_at)",
+)
+
+_PUT = (
+    "INSERT INTO entries (key, value, expires_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
+)
+# The upsert only overwrites an expired row, so the row count says whether we stored.
+_ADD = _PUT + " WHERE entries.expires_at <= ?"
+_GET = "SELECT value FROM entries WHERE key = ? AND expires_at > ?"
+_TAKE = "DELETE FROM entries WHERE key = ? RETURNING value, expires_at"
+_DELETE = "DELETE FROM entries WHERE key = ?"
+# In an UPDATE every right-hand side sees the old row, so both CASEs test the
+# same (old) expiry.
+_INCR = (
+    "INSERT INTO entries (key, value, expires_at) VALUES (:key, 1, :expires_at)"
+    " ON CONFLICT (key) DO UPDATE SET"
+    " value = CASE WHEN entries.expires_at > :now THEN entries.value + 1 ELSE 1 END,"
+    " expires_at = CASE WHEN entries.expires_at > :now"
+    " THEN entries.expires_at ELSE excluded.expires_at END"
+    " RETURNING value"
+)
+_TTL = "SELECT expires_at FROM entries WHERE key = ? AND expires_at > ?"
+_PURGE = "DELETE FROM entries WHERE expires_at <= ?"
+
+# Connections inherited through fork(). SQLite forbids using a connection in a
+# process other than the one that opened it, and closing one is a use, so they
+# are kept referenced here for the life of the process instead of being
+# collected (and closed) by the garbage collector.
+_inherited: list[sqlite3.Connection] = []
+
+
+class EmbeddedStore:
+    """A :class:`~idp.store.base.Store` kept in a SQLite database file.
+
+    :param path: filesystem path of the database file; it is created on first
+        use, but its directory must exist. It must be on a local filesystem
+        (SQLite locking is unreliable over NFS and the like).
+    :param prefix: prepended to every key.
+
+    Each thread of each process lazily opens its own connection, so an
+    instance may be created before gunicorn forks its workers and shared by
+    the threads of a worker.
+
+    Every method raises :class:`~idp.store.base.StoreError` when the file
+    cannot be opened, read or written (including a write lock held by another
+    process for longer than 10 seconds).
+    """
+
+    def __init__(self, path: str, prefix: str = "") -> None:
+        self._path = path
+        self._prefix = prefix
+        self._local = threading.local()
+        # Shared by threads without a lock: a lost update only means an extra purge.
+        self._next_purge = 0.0
+
+    def put(self, key: str, value: dict, ttl: int) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds, replacing any entry."""
+        validate_ttl(ttl)
+        with self._connection() as conn:
+            now = time.time()
+            conn.execute(_PUT, (self._prefix + key, _encode(value), now + ttl))
+            self._maybe_purge(conn, now)
+
+    def add(self, key: str, value: dict, ttl: int) -> bool:
+        """Store ``value`` for ``ttl`` seconds unless a live ``key`` exists; True if stored."""
+        validate_ttl(ttl)
+        with self._connection() as conn:
+            now = time.time()
+            params = (self._prefix + key, _encode(value), now + ttl, now)
+            stored = conn.execute(_ADD, params).rowcount == 1
+            self._maybe_purge(conn, now)
+        return stored
+
+    def get(self, key: str) -> dict | None:
+        """The value under ``key``, or None if absent or expired."""
+        with self._connection() as conn:
+            row = _first(conn.execute(_GET, (self._prefix + key, time.time())))
+        return None if row is None else json.loads(row[0])
+
+    def take(self, key: str) -> dict | None:
+        """Delete ``key`` and return its value; None if absent or expired."""
+        with self._connection() as conn:
+            now = time.time()
+            row = _first(conn.execute(_TAKE, (self._prefix + key,)))
+        # An expired row is deleted too, which saves the purge the work.
+        if row is None or row[1] <= now:
+            return None
+        return json.loads(row[0])
+
+    def delete(self, key: str) -> None:
+        """Remove ``key`` if present."""
+        with self._connection() as conn:
+            conn.execute(_DELETE, (self._prefix + key,))
+
+    def incr(self, key: str, ttl: int) -> int:
+        """Increment the fixed-window counter ``key`` (window of ``ttl`` seconds).
+
+        :returns: the new count; 1 means a new window was started.
+        """
+        validate_ttl(ttl)
+        with self._connection() as conn:
+            now = time.time()
+            params = {"key": self._prefix + key, "expires_at": now + ttl, "now": now}
+            row = _first(conn.execute(_INCR, params))
+            self._maybe_purge(conn, now)
+        # TEXT affinity has already turned the count into a string.
+        return int(row[0])
+
+    def counter(self, key: str) -> int:
+        """The count of the :meth:`incr` window under ``key``; 0 if absent or expired."""
+        value = self.get(key)
+        return value if isinstance(value, int) else 0
+
+    def ttl(self, key: str) -> int | None:
+        """Seconds until ``key`` expires, rounded up; None if absent or expired."""
+        with self._connection() as conn:
+            now = time.time()
+            row = _first(conn.execute(_TTL, (self._prefix + key, now)))
+        return None if row is None else math.ceil(row[0] - now)
+
+    def ping(self) -> None:
+        """Open the database and read from it; raises StoreError if that fails."""
+        with self._connection() as conn:
+            _first(conn.execute("SELECT 1 FROM entries LIMIT 1"))
+
+    def close(self) -> None:
+        """Close the calling thread's connection (a later call reopens one)."""
+        conn = self._owned_connection()
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, with SQLite errors turned into StoreError."""
+        try:
+            conn = self._owned_connection()
+            if conn is None:
+                conn = self._local.conn = self._open()
+                self._local.pid = os.getpid()
+            yield conn
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"embedded store {self._path!r}: {exc}") from exc
+
+    def _owned_connection(self) -> sqlite3.Connection | None:
+        """This thread's connection if this process opened it, else None."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid != os.getpid():
+            _inherited.append(conn)
+            conn = self._local.conn = None
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        # isolation_level=None: no implicit BEGIN, so each statement commits on its own.
+        conn = sqlite3.connect(self._path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None)
+        try:
+            _enable_wal(conn)
+            # In WAL mode NORMAL only risks the last commits on power loss, which
+            # is acceptable for state that is short-lived anyway.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _maybe_purge(self, conn: sqlite3.Connection, now: float) -> None:
+        clock = time.monotonic()
+        if clock < self._next_purge:
+            return
+        self._next_purge = clock + _PURGE_INTERVAL_SECONDS
+        conn.execute(_PURGE, (now,))
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    # Switching a new file to WAL needs an exclusive lock, and SQLite fails
+    # that at once with SQLITE_BUSY instead of calling the busy handler; workers
+    # starting together on a new file hit this, so wait for the lock ourselves.
+    deadline = time.monotonic() + _BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+        time.sleep(0.01)
+
+
+def _encode(value: dict) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _first(cursor: sqlite3.Cursor) -> tuple[Any, ...] | None:
+    # Drain the cursor: a statement left unfinished keeps its implicit
+    # transaction (and, for RETURNING, the write lock) open until collected.
+    rows = cursor.fetchall()
+    return rows[0] if rows else None

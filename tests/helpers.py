@@ -1,0 +1,174 @@
+"""Test helpers: a handle on a live provider, factories, and a scripted browser."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from html import unescape
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
+
+import requests
+from flask import Flask
+
+DEFAULT_PASSWORD = "correct horse battery"
+
+
+def pkce_pair() -> tuple[str, str]:
+    """A PKCE ``(code_verifier, code_challenge)`` pair for S256 (RFC 7636 §4.1-4.2)."""
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+@dataclass
+class TestClient:
+    """A registered client as the tests see it."""
+
+    client_id: str
+    client_secret: str | None
+    redirect_uri: str
+    alg: str = "ES256"
+    post_logout_redirect_uri: str | None = None
+
+    @property
+    def auth(self) -> tuple[str, str] | None:
+        return (self.client_id, self.client_secret) if self.client_secret else None
+
+
+@dataclass
+class ProviderHandle:
+    """A provider serving on ``url`` from a thread of the test process."""
+
+    app: Flask
+    server: Any
+    url: str
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def runtime(self):
+        return self.app.extensions["idp"]
+
+    def create_account(self, username: str | None = None, password: str = DEFAULT_PASSWORD,
+                       **kwargs) -> tuple[str, str, str]:
+        """Create an account; returns ``(username, password, sub)``."""
+        from idp.accounts.service import create_account
+
+        username = username or f"user{uuid.uuid4().hex[:10]}"
+        with self.app.app_context():
+            account = create_account(self.runtime, username, password, **kwargs)
+            return account.username, password, account.subject
+
+    def create_client(self, *, public: bool = False, trusted: bool = True,
+                      grant_types: list[str] | None = None, alg: str = "ES256",
+                      auth_method: str | None = None, jwks: dict | None = None,
+                      redirect_uri: str | None = None) -> TestClient:
+        """Register a client with one redirect URI and one post-logout URI."""
+        from idp.clients.service import create_client
+
+        tag = uuid.uuid4().hex[:8]
+        redirect_uri = redirect_uri or f"http://127.0.0.1:9/{tag}/callback"
+        logout_uri = f"http://127.0.0.1:9/{tag}/logged-out"
+        with self.app.app_context():
+            client, secret = create_client(
+                f"Test client {tag}", [redirect_uri], self.runtime.token_hmac_key,
+                post_logout_redirect_uris=[logout_uri], public=public, trusted=trusted,
+                grant_types=grant_types or ["authorization_code", "refresh_token"],
+                alg=alg, auth_method=auth_method, jwks=jwks)
+            client_id = client.client_id
+            self.runtime.keys.ensure((alg,))
+        return TestClient(client_id, secret, redirect_uri, alg, logout_uri)
+
+
+def callback_params(response: requests.Response) -> dict[str, str]:
+    """Query parameters of the redirect in ``response``."""
+    return {k: v[0] for k, v in parse_qs(urlsplit(response.headers["Location"]).query).items()}
+
+
+def redeem(base: str, client: TestClient, code: str, verifier: str | None = None,
+           **extra) -> requests.Response:
+    """POST the code to the token endpoint with client_secret_basic (or as a public client)."""
+    data = {"grant_type": "authorization_code", "code": code,
+            "redirect_uri": client.redirect_uri, **extra}
+    if verifier:
+        data["code_verifier"] = verifier
+    if client.auth is None:
+        data.setdefault("client_id", client.client_id)
+    return requests.post(f"{base}/token", data=data, auth=client.auth)
+
+
+def hidden_inputs(html: str) -> dict[str, str]:
+    """Hidden form fields of a page, by name."""
+    out = {}
+    for tag in re.findall(r"<input[^>]*>", html):
+        name = re.search(r'name="([^"]+)"', tag)
+        value = re.search(r'value="([^"]*)"', tag)
+        if name and 'type="hidden"' in tag:
+            out[name.group(1)] = unescape(value.group(1)) if value else ""
+    return out
+
+
+@dataclass
+class Browser:
+    """A scripted user agent: follows provider redirects by hand, logs in and
+    consents through the real HTML forms, and stops at the client's redirect URI."""
+
+    base: str
+    session: requests.Session = field(default_factory=requests.Session)
+    pages: list[str] = field(default_factory=list)
+
+    def authorize_url(self, client: TestClient, **params) -> str:
+        query = {"response_type": "code", "client_id": client.client_id,
+                 "redirect_uri": client.redirect_uri, "scope": "openid profile email",
+                 "state": secrets.token_urlsafe(8)}
+        query.update({k: v for k, v in params.items() if v is not None})
+        return f"{self.base}/authorize?{urlencode(query)}"
+
+    def go(self, url: str, *, username: str | None = None, password: str | None = None,
+           consent: str = "approve", max_steps: int = 12) -> requests.Response:
+        """Follow redirects from ``url``; fill the login form with the given
+        credentials and answer the consent form. Returns the last response,
+        which is the redirect to a non-provider URL or a page that needs
+        something not given (e.g. a login without credentials)."""
+        response = self.session.get(url, allow_redirects=False)
+        for _ in range(max_steps):
+            self.pages.append(response.url)
+            if response.status_code in (301, 302, 303):
+                location = urljoin(response.url, response.headers["Location"])
+                if not location.startswith(self.base):
+                    return response
+                response = self.session.get(location, allow_redirects=False)
+                continue
+            path = urlsplit(response.url).path
+            if path == "/login" and response.status_code == 200 and username:
+                fields = hidden_inputs(response.text)
+                fields.update(username=username, password=password)
+                username = None
+                response = self.session.post(f"{self.base}/login", data=fields,
+                                             allow_redirects=False)
+                continue
+            if path == "/consent" and response.status_code == 200 and consent:
+                fields = hidden_inputs(response.text)
+                fields["decision"] = consent
+                consent = ""
+                response = self.session.post(f"{self.base}/consent", data=fields,
+                                             allow_redirects=False)
+                continue
+            return response
+        raise AssertionError("too many steps")
+
+    def login_for_code(self, client: TestClient, username: str, password: str,
+                       **params) -> dict[str, str]:
+        """Run the authorization flow and return the callback's query parameters."""
+        response = self.go(self.authorize_url(client, **params), username=username,
+                           password=password)
+        assert response.status_code in (302, 303), (response.status_code, response.text[:500])
+        assert response.headers["Location"].startswith(client.redirect_uri)
+        return callback_params(response)
