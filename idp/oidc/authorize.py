@@ -111,7 +111,8 @@ def check_openid_parameters(req: AuthorizationRequest, redirect_uri: str) -> int
     """
     data = req.payload.data
     if "openid" in scope_to_list(data.get("scope") or "") and not data.get("redirect_uri"):
-        raise InvalidRequestError("Missing 'redirect_uri'.", redirect_uri=redirect_uri)
+        # Shown on a page: the client did not say where it wants the answer.
+        raise InvalidRequestError("Missing 'redirect_uri'.")
     nonce = data.get("nonce")
     if nonce is not None and len(nonce) > 255:
         raise InvalidRequestError("'nonce' is too long.", redirect_uri=redirect_uri)

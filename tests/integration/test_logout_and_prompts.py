@@ -1,0 +1,156 @@
+"""SSO session behaviour: prompt/max_age/id_token_hint on authorize, consent,
+and RP-initiated logout (OpenID RP-Initiated Logout 1.0)."""
+
+from __future__ import annotations
+
+import time
+
+import requests
+
+from tests.helpers import Browser, hidden_inputs, redeem
+
+
+def _login(provider, client=None):
+    username, password, sub = provider.create_account()
+    client = client or provider.create_client()
+    browser = Browser(provider.url)
+    code = browser.login_for_code(client, username, password)["code"]
+    return browser, client, redeem(provider.url, client, code).json(), (username, password)
+
+
+def test_prompt_none_with_session_issues_code(provider):
+    browser, client, _tokens, _ = _login(provider)
+    response = browser.go(browser.authorize_url(client, prompt="none"))
+    assert "code=" in response.headers["Location"]
+
+
+def test_prompt_none_combined_is_invalid(provider):
+    browser, client, _tokens, _ = _login(provider)
+    response = browser.go(browser.authorize_url(client, prompt="none login"))
+    assert "error=invalid_request" in response.headers["Location"]
+
+
+def test_max_age_zero_forces_login(provider):
+    browser, client, _tokens, creds = _login(provider)
+    time.sleep(1.1)
+    response = browser.go(browser.authorize_url(client, max_age="0"))
+    assert response.status_code == 200 and "/login" in response.url
+    response = browser.go(browser.authorize_url(client, max_age="0", prompt="none"))
+    assert "error=login_required" in response.headers["Location"]
+    params = browser.login_for_code(client, *creds, max_age="0")
+    assert "code" in params
+
+
+def test_id_token_hint_for_other_user_needs_login(provider):
+    browser, client, tokens, _ = _login(provider)
+    other_browser, *_ = _login(provider, client)
+    response = other_browser.go(other_browser.authorize_url(
+        client, id_token_hint=tokens["id_token"], prompt="none"))
+    assert "error=login_required" in response.headers["Location"]
+    response = browser.go(browser.authorize_url(client, id_token_hint=tokens["id_token"],
+                                                prompt="none"))
+    assert "code=" in response.headers["Location"]
+
+
+def test_login_hint_prefills_username(provider):
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    page = browser.go(browser.authorize_url(client, login_hint="someone"))
+    assert 'value="someone"' in page.text
+
+
+def test_consent_is_asked_once_and_remembered(provider):
+    username, password, _ = provider.create_account()
+    client = provider.create_client(trusted=False)
+    browser = Browser(provider.url)
+    first = browser.go(browser.authorize_url(client), username=username, password=password,
+                       consent="")
+    assert first.status_code == 200 and "/consent" in first.url
+    assert 'data-scope="email"' in first.text
+    fields = hidden_inputs(first.text)
+    fields["decision"] = "approve"
+    done = browser.session.post(f"{provider.url}/consent", data=fields, allow_redirects=False)
+    done = browser.go(done.headers["Location"] if done.headers["Location"].startswith("http")
+                      else provider.url + done.headers["Location"])
+    assert "code=" in done.headers["Location"]
+    again = browser.go(browser.authorize_url(client, prompt="none"))
+    assert "code=" in again.headers["Location"]
+    more = browser.go(browser.authorize_url(client, prompt="none", scope="openid phone"))
+    assert "error=consent_required" in more.headers["Location"]
+    asked = browser.go(browser.authorize_url(client, prompt="consent"), consent="")
+    assert "/consent" in asked.url
+
+
+def test_consent_denied(provider):
+    username, password, _ = provider.create_account()
+    client = provider.create_client(trusted=False)
+    browser = Browser(provider.url)
+    response = browser.go(browser.authorize_url(client, state="S9"), username=username,
+                          password=password, consent="deny")
+    assert response.headers["Location"].startswith(client.redirect_uri)
+    assert "error=access_denied" in response.headers["Location"]
+    assert "state=S9" in response.headers["Location"]
+
+
+def test_consent_post_without_csrf_is_refused(provider):
+    username, password, _ = provider.create_account()
+    client = provider.create_client(trusted=False)
+    browser = Browser(provider.url)
+    page = browser.go(browser.authorize_url(client), username=username, password=password,
+                      consent="")
+    fields = hidden_inputs(page.text)
+    fields.pop("csrf_token")
+    fields["decision"] = "approve"
+    response = browser.session.post(f"{provider.url}/consent", data=fields,
+                                    allow_redirects=False)
+    assert response.status_code == 400
+
+
+def test_logout_with_hint_redirects_to_registered_uri(provider):
+    browser, client, tokens, _ = _login(provider)
+    response = browser.session.get(f"{provider.url}/logout", params={
+        "id_token_hint": tokens["id_token"],
+        "post_logout_redirect_uri": client.post_logout_redirect_uri, "state": "bye"},
+        allow_redirects=False)
+    assert response.status_code == 302
+    assert response.headers["Location"] == client.post_logout_redirect_uri + "?state=bye"
+    # The SSO session is over for every client.
+    after = browser.go(browser.authorize_url(client, prompt="none"))
+    assert "error=login_required" in after.headers["Location"]
+
+
+def test_logout_to_unregistered_uri_is_refused(provider):
+    browser, client, tokens, _ = _login(provider)
+    response = browser.session.get(f"{provider.url}/logout", params={
+        "id_token_hint": tokens["id_token"],
+        "post_logout_redirect_uri": "https://evil.example.test/"}, allow_redirects=False)
+    assert response.status_code == 400 and "Location" not in response.headers
+    still = browser.go(browser.authorize_url(client, prompt="none"))
+    assert "code=" in still.headers["Location"]
+
+
+def test_logout_without_hint_asks_for_confirmation(provider):
+    browser, client, _tokens, _ = _login(provider)
+    page = browser.session.get(f"{provider.url}/logout")
+    assert page.status_code == 200 and 'name="confirm"' in page.text
+    still = browser.go(browser.authorize_url(client, prompt="none"))
+    assert "code=" in still.headers["Location"]
+    fields = hidden_inputs(page.text)
+    fields["confirm"] = "yes"
+    done = browser.session.post(f"{provider.url}/logout", data=fields, allow_redirects=False)
+    assert done.status_code == 200
+    after = browser.go(browser.authorize_url(client, prompt="none"))
+    assert "error=login_required" in after.headers["Location"]
+
+
+def test_logout_confirmation_needs_csrf(provider):
+    browser, client, _tokens, _ = _login(provider)
+    response = browser.session.post(f"{provider.url}/logout", data={"confirm": "yes"})
+    assert response.status_code == 400
+    still = browser.go(browser.authorize_url(client, prompt="none"))
+    assert "code=" in still.headers["Location"]
+
+
+def test_logout_with_stale_session_cookie(provider):
+    response = requests.get(f"{provider.url}/logout", cookies={"idp_sso": "not-a-session"})
+    assert response.status_code == 200

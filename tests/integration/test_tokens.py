@@ -1,0 +1,276 @@
+"""Token endpoint rules: code single use, PKCE, client authentication,
+refresh rotation and family revocation, client credentials (RFC 6749, 7636, 9700)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+
+import jwt as pyjwt
+import pytest
+import requests
+
+from tests.helpers import Browser, callback_params, pkce_pair, redeem
+
+
+def _code(provider, client, account, **params) -> str:
+    browser = Browser(provider.url)
+    return browser.login_for_code(client, account[0], account[1], **params)["code"]
+
+
+@pytest.fixture
+def account(provider):
+    return provider.create_account()
+
+
+def _refresh(provider, client, refresh_token, **extra) -> requests.Response:
+    return requests.post(f"{provider.url}/token", data={
+        "grant_type": "refresh_token", "refresh_token": refresh_token, **extra}, auth=client.auth)
+
+
+def _userinfo(provider, access_token) -> requests.Response:
+    return requests.get(f"{provider.url}/userinfo",
+                        headers={"Authorization": f"Bearer {access_token}"})
+
+
+def test_code_reuse_fails_and_revokes_tokens(provider, account):
+    client = provider.create_client()
+    code = _code(provider, client, account, scope="openid offline_access")
+    first = redeem(provider.url, client, code)
+    assert first.status_code == 200
+    tokens = first.json()
+    assert _userinfo(provider, tokens["access_token"]).status_code == 200
+    second = redeem(provider.url, client, code)
+    assert second.status_code == 400
+    assert second.json()["error"] == "invalid_grant"
+    # RFC 6749 §4.1.2: tokens issued from the replayed code are revoked.
+    assert _userinfo(provider, tokens["access_token"]).status_code == 401
+    assert _refresh(provider, client, tokens["refresh_token"]).json()["error"] == "invalid_grant"
+
+
+def test_concurrent_code_redemption_has_one_winner(provider, account):
+    """O-9: the same code redeemed twice at once."""
+    client = provider.create_client()
+    code = _code(provider, client, account)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: redeem(provider.url, client, code), range(4)))
+    winners = [r for r in results if r.status_code == 200]
+    losers = [r for r in results if r.status_code != 200]
+    assert len(winners) == 1
+    assert all(r.json()["error"] == "invalid_grant" for r in losers)
+    assert _userinfo(provider, winners[0].json()["access_token"]).status_code == 401
+
+
+def test_pkce_verifier_mismatch(provider, account):
+    client = provider.create_client()
+    verifier, challenge = pkce_pair()
+    code = _code(provider, client, account, code_challenge=challenge,
+                 code_challenge_method="S256")
+    other, _ = pkce_pair()
+    response = redeem(provider.url, client, code, other)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
+
+
+def test_pkce_verifier_without_challenge_is_refused(provider, account):
+    client = provider.create_client()
+    code = _code(provider, client, account)
+    verifier, _ = pkce_pair()
+    response = redeem(provider.url, client, code, verifier)
+    assert response.json()["error"] == "invalid_request"
+
+
+def test_pkce_plain_is_refused(provider):
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    response = browser.go(browser.authorize_url(client, code_challenge="a" * 43,
+                                                code_challenge_method="plain"))
+    assert response.status_code == 302
+    assert "error=invalid_request" in response.headers["Location"]
+
+
+def test_public_client_must_use_pkce(provider, account):
+    client = provider.create_client(public=True)
+    browser = Browser(provider.url)
+    response = browser.go(browser.authorize_url(client))
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith(client.redirect_uri)
+    assert "error=invalid_request" in response.headers["Location"]
+    verifier, challenge = pkce_pair()
+    code = _code(provider, client, account, code_challenge=challenge,
+                 code_challenge_method="S256")
+    assert redeem(provider.url, client, code).json()["error"] == "invalid_request"
+    code = _code(provider, client, account, code_challenge=challenge,
+                 code_challenge_method="S256")
+    assert redeem(provider.url, client, code, verifier).status_code == 200
+
+
+def test_wrong_client_secret(provider, account):
+    client = provider.create_client()
+    code = _code(provider, client, account)
+    response = requests.post(f"{provider.url}/token", data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": client.redirect_uri},
+        auth=(client.client_id, client.client_secret + "x"))
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
+
+
+def test_code_of_another_client_is_refused(provider, account):
+    first, second = provider.create_client(), provider.create_client()
+    code = _code(provider, first, account)
+    response = requests.post(f"{provider.url}/token", data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": first.redirect_uri},
+        auth=second.auth)
+    assert response.json()["error"] == "invalid_grant"
+
+
+def test_redirect_uri_must_match_at_token_endpoint(provider, account):
+    client = provider.create_client()
+    code = _code(provider, client, account)
+    response = requests.post(f"{provider.url}/token", data={
+        "grant_type": "authorization_code", "code": code,
+        "redirect_uri": client.redirect_uri + "/other"}, auth=client.auth)
+    assert response.json()["error"] == "invalid_grant"
+
+
+def test_expired_code(make_provider):
+    short = make_provider(tokens={"authorization_code_ttl": 1})
+    client = short.create_client()
+    account = short.create_account()
+    code = _code(short, client, account)
+    time.sleep(2.2)
+    response = redeem(short.url, client, code)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
+
+
+def test_refresh_rotation_and_family_revocation(provider, account):
+    client = provider.create_client()
+    tokens = redeem(provider.url, client,
+                    _code(provider, client, account, scope="openid offline_access")).json()
+    rotated = _refresh(provider, client, tokens["refresh_token"])
+    assert rotated.status_code == 200
+    new = rotated.json()
+    assert new["refresh_token"] != tokens["refresh_token"]
+    # Reusing the rotated token is refused and revokes the whole family.
+    reuse = _refresh(provider, client, tokens["refresh_token"])
+    assert reuse.json()["error"] == "invalid_grant"
+    assert _refresh(provider, client, new["refresh_token"]).json()["error"] == "invalid_grant"
+    assert _userinfo(provider, new["access_token"]).status_code == 401
+
+
+def test_concurrent_refresh_rotates_at_most_once(provider, account):
+    """O-9: the same refresh token used by two concurrent requests."""
+    client = provider.create_client()
+    tokens = redeem(provider.url, client,
+                    _code(provider, client, account, scope="openid offline_access")).json()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(
+            lambda _: _refresh(provider, client, tokens["refresh_token"]), range(4)))
+    winners = [r.json() for r in results if r.status_code == 200]
+    assert len(winners) <= 1
+    assert len(results) - len(winners) >= 3
+    for won in winners:
+        assert _refresh(provider, client, won["refresh_token"]).json()["error"] == "invalid_grant"
+
+
+def test_refresh_keeps_identity(provider, account):
+    """O-1: same iss, sub, aud and original auth_time; nonce absent or the original."""
+    client = provider.create_client()
+    tokens = redeem(provider.url, client, _code(
+        provider, client, account, scope="openid offline_access", nonce="N1")).json()
+    first = pyjwt.decode(tokens["id_token"], options={"verify_signature": False})
+    time.sleep(1.1)
+    refreshed = _refresh(provider, client, tokens["refresh_token"]).json()
+    second = pyjwt.decode(refreshed["id_token"], options={"verify_signature": False})
+    for claim in ("iss", "sub", "aud", "auth_time"):
+        assert second[claim] == first[claim]
+    assert second.get("azp") == first.get("azp")
+    assert second.get("nonce") in (None, "N1")
+    assert second["iat"] >= first["iat"]
+
+
+def test_refresh_scope_cannot_grow(provider, account):
+    client = provider.create_client()
+    tokens = redeem(provider.url, client, _code(
+        provider, client, account, scope="openid offline_access")).json()
+    response = _refresh(provider, client, tokens["refresh_token"],
+                        scope="openid offline_access email")
+    assert response.json()["error"] == "invalid_scope"
+
+
+def test_no_refresh_token_without_offline_access(provider, account):
+    client = provider.create_client()
+    tokens = redeem(provider.url, client, _code(provider, client, account)).json()
+    assert "refresh_token" not in tokens
+
+
+def test_refresh_token_of_another_client(provider, account):
+    first, second = provider.create_client(), provider.create_client()
+    tokens = redeem(provider.url, first, _code(
+        provider, first, account, scope="openid offline_access")).json()
+    assert _refresh(provider, second, tokens["refresh_token"]).json()["error"] == "invalid_grant"
+
+
+def test_client_credentials(provider):
+    client = provider.create_client(grant_types=["client_credentials"])
+    response = requests.post(f"{provider.url}/token", data={"grant_type": "client_credentials"},
+                             auth=client.auth)
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    body = response.json()
+    assert body["token_type"] == "Bearer" and "refresh_token" not in body
+    header = pyjwt.get_unverified_header(body["access_token"])
+    claims = pyjwt.decode(body["access_token"], options={"verify_signature": False})
+    assert header["typ"] == "at+jwt"
+    assert claims["sub"] == client.client_id and claims["client_id"] == client.client_id
+    for name in ("iat", "exp"):
+        assert isinstance(claims[name], int)
+    assert "nbf" not in claims or claims["nbf"] <= claims["iat"]
+    # A client token is not a user's: userinfo refuses it.
+    assert _userinfo(provider, body["access_token"]).status_code in (401, 403)
+
+
+def test_client_credentials_not_allowed_for_code_client(provider):
+    client = provider.create_client()
+    response = requests.post(f"{provider.url}/token", data={"grant_type": "client_credentials"},
+                             auth=client.auth)
+    assert response.json()["error"] == "unauthorized_client"
+
+
+def test_client_credentials_with_post_auth(provider):
+    from idp.clients.service import create_client
+
+    with provider.app.app_context():
+        client, secret = create_client("post", [], provider.runtime.token_hmac_key,
+                                       grant_types=["client_credentials"],
+                                       auth_method="client_secret_post")
+        client_id = client.client_id
+    response = requests.post(f"{provider.url}/token", data={
+        "grant_type": "client_credentials", "client_id": client_id, "client_secret": secret})
+    assert response.status_code == 200
+    basic = requests.post(f"{provider.url}/token", data={"grant_type": "client_credentials"},
+                          auth=(client_id, secret))
+    assert basic.json()["error"] == "invalid_client"
+
+
+def test_unsupported_grant_types(provider):
+    client = provider.create_client()
+    for grant in ("password", "implicit", "urn:ietf:params:oauth:grant-type:device_code"):
+        response = requests.post(f"{provider.url}/token", data={
+            "grant_type": grant, "username": "x", "password": "y"}, auth=client.auth)
+        assert response.json()["error"] == "unsupported_grant_type"
+
+
+def test_token_endpoint_refuses_get(provider):
+    response = requests.get(f"{provider.url}/token")
+    assert response.status_code == 405
+
+
+def test_callback_carries_state_and_iss(provider, account):
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    response = browser.go(browser.authorize_url(client, state="xyz"), username=account[0],
+                          password=account[1])
+    params = callback_params(response)
+    assert params["state"] == "xyz" and params["iss"] == provider.url
