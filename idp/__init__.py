@@ -61,6 +61,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         MAX_CONTENT_LENGTH=64 * 1024,
     )
     db.init_app(app)
+    if settings["database_url"].startswith("sqlite"):
+        with app.app_context():
+            _tune_sqlite(db.engine)
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "db"))
     csrf.init_app(app)
     babel.init_app(app, locale_selector=_select_locale)
@@ -96,7 +99,26 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
         upgrade_database()
         keys.ensure((settings["tokens"]["default_signing_alg"],))
+        # Start-up work is done: close its connections so an app that is
+        # built and dropped (CLI command discovery) leaves none open.
+        db.session.remove()
+        db.engine.dispose()
     return app
+
+
+def _tune_sqlite(engine) -> None:
+    """WAL lets readers run beside the one writer, and synchronous=NORMAL syncs
+    at checkpoints instead of every commit: several worker processes then
+    share the file without queueing on each commit's fsync."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
 
 
 def _engine_options(url: str) -> dict[str, Any]:

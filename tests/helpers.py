@@ -49,8 +49,13 @@ class ProviderHandle:
     url: str
 
     def stop(self) -> None:
+        from idp.extensions import db
+
         self.server.shutdown()
         self.server.server_close()
+        with self.app.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
     @property
     def runtime(self):
@@ -69,13 +74,14 @@ class ProviderHandle:
     def create_client(self, *, public: bool = False, trusted: bool = True,
                       grant_types: list[str] | None = None, alg: str = "ES256",
                       auth_method: str | None = None, jwks: dict | None = None,
-                      redirect_uri: str | None = None) -> TestClient:
+                      redirect_uri: str | None = None,
+                      post_logout_redirect_uri: str | None = None) -> TestClient:
         """Register a client with one redirect URI and one post-logout URI."""
         from idp.clients.service import create_client
 
         tag = uuid.uuid4().hex[:8]
         redirect_uri = redirect_uri or f"http://127.0.0.1:9/{tag}/callback"
-        logout_uri = f"http://127.0.0.1:9/{tag}/logged-out"
+        logout_uri = post_logout_redirect_uri or f"http://127.0.0.1:9/{tag}/logged-out"
         with self.app.app_context():
             client, secret = create_client(
                 f"Test client {tag}", [redirect_uri], self.runtime.token_hmac_key,

@@ -98,20 +98,20 @@ def get_account(account_id: int) -> Account | None:
     return db.session.get(Account, account_id)
 
 
-def check_password(rt: Runtime, identifier: str, password: str) -> Account | None:
+def check_password(rt: Runtime, identifier: str, password: str) -> tuple[Account | None, bool]:
     """Verify a password for the account named by ``identifier``.
 
     Takes the same time whether or not the account exists. Re-hashes and
     commits when the stored hash has outdated parameters.
 
-    :returns: the account on success, None on any failure (unknown account,
-        no password, wrong password).
+    :returns: ``(account, ok)``: the account named (None if unknown, so a
+        failure can be audited against it) and whether the password matched.
     """
     account = find_by_username(identifier)
     ok, new_hash = rt.hasher.verify(password, account.password_hash if account else None)
     if not ok or account is None:
-        return None
+        return account, False
     if new_hash:
         account.password_hash = new_hash
         db.session.commit()
-    return account
+    return account, True

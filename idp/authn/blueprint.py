@@ -70,7 +70,7 @@ def login():
         ip = client_ip()
         try:
             throttle.check_allowed(rt.store, rt.settings["throttle"], identifier, ip)
-            account = accounts.check_password(rt, identifier, form.password.data)
+            account, ok = accounts.check_password(rt, identifier, form.password.data)
         except throttle.ThrottledError as exc:
             minutes = max(1, (exc.retry_after + 59) // 60)
             error = _("Too many failed attempts. Try again in %(minutes)d minutes.",
@@ -79,10 +79,10 @@ def login():
             db.session.commit()
             status = 429
         else:
-            if account is None or not account.is_active:
+            if not ok or not account.is_active:
                 throttle.note_failure(rt.store, rt.settings["throttle"], identifier, ip)
                 record("login.failure", "failure", account_id=account.id if account else None,
-                       ip=ip, reason="invalid_credentials" if account is None else "inactive")
+                       ip=ip, reason="invalid_credentials" if not ok else "inactive")
                 db.session.commit()
                 error = _("The username or password is incorrect.")
                 status = 401

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -15,11 +14,21 @@ from idp.config import ConfigError
 
 def _create_app() -> Flask:
     from idp import create_app
+    from idp.extensions import db
 
     try:
-        return create_app()
+        app = create_app()
     except ConfigError as exc:
         raise click.ClickException(f"configuration: {exc}") from None
+
+    # A command is one short unit of work: close pooled connections when its
+    # app context ends instead of leaving them to the garbage collector.
+    @app.teardown_appcontext
+    def _close_pool(_exc: BaseException | None) -> None:
+        db.session.remove()
+        db.engine.dispose()
+
+    return app
 
 
 @click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False,
@@ -186,6 +195,3 @@ def keys_rotate(algs: tuple[str, ...]) -> None:
     for row in new:
         click.echo(f"new {row.alg} key {row.kid}")
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import warnings
 from typing import Any
 
 from joserfc import jwt
-from joserfc.errors import JoseError
+from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwt import JWTClaimsRegistry
 
 from idp.oidc.keys import UnsupportedAlgorithmError
@@ -29,6 +30,11 @@ HASH_FOR_ALG = {
 ACCEPTED_ALGS = ("ES256", "ES384", "RS256", "RS512", "EdDSA")
 REVOKED_JTI = "revoked:jti:"
 REVOKED_GRANT = "revoked:grant:"
+
+
+# RFC 9864 deprecates the polymorphic "EdDSA" name in favour of "Ed25519",
+# but relying-party libraries still only know "EdDSA", so it stays offered.
+warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)
 
 
 class InvalidTokenError(Exception):

@@ -1,0 +1,188 @@
+"""A department portal: the reference OpenID Connect relying party.
+
+Departments can copy this file to connect a Flask site to the provincial
+identity provider. It uses the authorization code flow with PKCE, validates
+the ID token (signature, issuer, audience, expiry, nonce) through Authlib,
+reads the UserInfo endpoint once at login, and logs out through the
+provider's end_session_endpoint (OpenID Connect RP-Initiated Logout 1.0).
+
+Run standalone (from the project root)::
+
+    PORTAL_ISSUER=http://127.0.0.1:5000 PORTAL_CLIENT_ID=... PORTAL_CLIENT_SECRET=... \\
+    PORTAL_BASE_URL=http://127.0.0.1:5001 PORTAL_TITLE="Department of Civil Affairs" \\
+    PORTAL_PORT=5001 python -m examples.portal.app
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import sys
+from typing import Any
+
+import requests
+from authlib.common.errors import AuthlibBaseError
+from authlib.integrations.flask_client import OAuth
+from flask import Flask, redirect, render_template, request, session, url_for
+from joserfc.errors import JoseError
+from werkzeug.wrappers import Response
+
+
+def default_cookie_name(client_id: str) -> str:
+    """``portal_<client_id>_session`` with unsafe characters replaced.
+
+    Browsers do not separate cookies by port, and the provider and every portal
+    of the demo live on 127.0.0.1: each needs its own cookie name or they would
+    overwrite each other's sessions.
+    """
+    return "portal_" + re.sub(r"[^A-Za-z0-9]+", "_", client_id).strip("_") + "_session"
+
+
+def create_portal(
+    issuer: str,
+    client_id: str,
+    client_secret: str,
+    base_url: str,
+    title: str,
+    cookie_name: str | None = None,
+    secret_key: str | None = None,
+) -> Flask:
+    """Build a portal application.
+
+    :param issuer: the provider's issuer URL (discovery is read from it).
+    :param client_id: the portal's registered client id.
+    :param client_secret: its secret (``client_secret_basic`` at the token endpoint).
+    :param base_url: where this portal is reachable, without trailing slash;
+        ``<base_url>/callback`` and ``<base_url>/`` must be registered as the
+        redirect URI and post-logout redirect URI.
+    :param title: the department's name shown on the pages.
+    :param cookie_name: session cookie name (default: derived from ``client_id``).
+    :param secret_key: key signing the session cookie (default: random per
+        process, which logs everyone out on restart and cannot be shared by
+        several worker processes: configure a fixed one in production).
+    :returns: the Flask application.
+    """
+    base_url = base_url.rstrip("/")
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=secret_key or secrets.token_hex(32),
+        SESSION_COOKIE_NAME=cookie_name or default_cookie_name(client_id),
+        SESSION_COOKIE_HTTPONLY=True,
+        # Lax still sends the cookie on the provider's top-level redirect back
+        # to /callback, but not on cross-site POSTs, which protects /logout.
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=base_url.startswith("https://"),
+        PORTAL_TITLE=title,
+    )
+    oauth = OAuth(app)
+    idp = oauth.register(
+        name="idp",
+        client_id=client_id,
+        client_secret=client_secret,
+        server_metadata_url=issuer.rstrip("/") + "/.well-known/openid-configuration",
+        client_kwargs={"scope": "openid profile email", "code_challenge_method": "S256"},
+    )
+    # Built from the configured base URL rather than url_for(_external=True):
+    # behind a reverse proxy the request's host may differ, and the provider
+    # compares redirect URIs as exact strings.
+    redirect_uri = base_url + "/callback"
+    post_logout_uri = base_url + "/"
+
+    def _error(message: str) -> str:
+        return render_template("error.html", message=message)
+
+    @app.context_processor
+    def _globals() -> dict[str, Any]:
+        return {"title": title, "user": session.get("user")}
+
+    @app.get("/")
+    def home() -> str:
+        """Landing page; also the post-logout redirect target."""
+        message = None
+        if request.args.get("state"):
+            # Returning from the provider's logout: only trust the message if
+            # the state is the one this browser sent (RP-Initiated Logout §3).
+            try:
+                idp.validate_logout_response()
+                message = "You have logged out of the provincial account."
+            except AuthlibBaseError:
+                pass
+        return render_template("home.html", message=message)
+
+    @app.get("/login")
+    def login() -> Response:
+        """Send the browser to the provider (state, nonce and PKCE are kept
+        in this portal's session by Authlib)."""
+        return idp.authorize_redirect(redirect_uri)
+
+    @app.get("/callback")
+    def callback() -> Response | tuple[str, int]:
+        """Finish the login: exchange the code, validate the ID token, read UserInfo."""
+        try:
+            token = idp.authorize_access_token()
+            if "userinfo" not in token:
+                # Authlib validates the ID token only when one is returned.
+                return _error("The provider returned no ID token."), 400
+            userinfo = idp.userinfo(token=token)
+        except (AuthlibBaseError, JoseError, requests.HTTPError) as exc:
+            return _error(f"Login failed: {exc}"), 400
+        # A fresh session at login: drops leftovers of abandoned login attempts
+        # and anything set before the user was authenticated.
+        session.clear()
+        session["user"] = {"id_token": dict(token["userinfo"]), "userinfo": dict(userinfo)}
+        # Kept for id_token_hint at logout. The access token is not kept: this
+        # portal needs nothing more from the provider after login.
+        session["id_token"] = token["id_token"]
+        return redirect(url_for("home"))
+
+    @app.post("/logout")
+    def logout() -> Response:
+        """End the local session, then the provider's SSO session.
+
+        POST only: a GET link could be triggered by any page (logout CSRF).
+        """
+        id_token = session.get("id_token")
+        session.clear()
+        if not id_token:
+            return redirect(url_for("home"))
+        # Authlib adds a random state and remembers it in the (now empty) session.
+        return idp.logout_redirect(post_logout_redirect_uri=post_logout_uri,
+                                   id_token_hint=id_token)
+
+    @app.errorhandler(requests.RequestException)
+    def _provider_unreachable(exc: requests.RequestException) -> tuple[str, int]:
+        app.logger.warning("identity provider unreachable: %s", exc)
+        return _error("The identity provider cannot be reached. Try again later."), 502
+
+    return app
+
+
+def main() -> None:
+    """Run a portal from ``PORTAL_*`` environment variables on 127.0.0.1."""
+    from werkzeug.serving import make_server
+
+    names = ("PORTAL_ISSUER", "PORTAL_CLIENT_ID", "PORTAL_CLIENT_SECRET", "PORTAL_BASE_URL",
+             "PORTAL_TITLE", "PORTAL_PORT")
+    missing = [name for name in names if not os.environ.get(name)]
+    if missing:
+        sys.exit(f"portal: set {', '.join(missing)}")
+    env = os.environ
+    app = create_portal(env["PORTAL_ISSUER"], env["PORTAL_CLIENT_ID"],
+                        env["PORTAL_CLIENT_SECRET"], env["PORTAL_BASE_URL"],
+                        env["PORTAL_TITLE"], env.get("PORTAL_COOKIE_NAME") or None,
+                        env.get("PORTAL_SECRET_KEY") or None)
+    # A threaded Werkzeug server: enough for a demo; put a real WSGI server
+    # (gunicorn with one shared secret key) in front of a production portal.
+    server = make_server("127.0.0.1", int(env["PORTAL_PORT"]), app, threaded=True)
+    print(f"{env['PORTAL_TITLE']}: {env['PORTAL_BASE_URL']}/", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()

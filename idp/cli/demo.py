@@ -1,0 +1,345 @@
+"""``idp demo``: the provider and two department portals on 127.0.0.1, to show
+single sign-on and single logout with a demo account.
+
+Everything lives in the instance folder (SQLite database, embedded store),
+whatever database or Redis the configuration names, so the demo never touches
+real data. It refuses to run in production mode: its account has a published
+password.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import requests
+
+DEMO_USERNAME = "demo"
+DEMO_PASSWORD = "demo-password-2026"
+DEMO_NAME = "Demo Citizen"
+DEMO_EMAIL = "demo@example.test"
+DEMO_FILE = "demo.json"
+HOST = "127.0.0.1"
+
+#: (client_id, portal title, port offset from the provider's port)
+PORTALS = (
+    ("demo-civil-affairs", "Department of Civil Affairs", 1),
+    ("demo-hr-social-security", "Human Resources and Social Security", 2),
+)
+
+STARTUP_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+
+class DemoError(Exception):
+    """The demo cannot be prepared or started; the message says why."""
+
+
+def _overrides(port: int, instance_path: str | Path | None) -> dict[str, Any]:
+    # Empty URLs select the embedded SQLite database and store in the instance folder.
+    overrides: dict[str, Any] = {"issuer": f"http://{HOST}:{port}", "database_url": "",
+                                 "redis_url": ""}
+    if instance_path is not None:
+        overrides["instance_path"] = str(instance_path)
+    return overrides
+
+
+def _read_secrets(path: Path) -> dict[str, str]:
+    # A missing or damaged file only means the clients get new secrets.
+    try:
+        secrets = json.loads(path.read_text()).get("client_secrets")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    if not isinstance(secrets, dict):
+        return {}
+    return {k: v for k, v in secrets.items() if isinstance(v, str)}
+
+
+def _write_secrets(path: Path, secrets: dict[str, str]) -> None:
+    # Clear client secrets: readable by the owner only, replaced atomically.
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"note": "Clear client secrets of the idp demo portals; demo use only.",
+                   "client_secrets": secrets}, fh, indent=2)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def _ensure_client(rt, client_id: str, name: str, base_url: str, secret: str | None) -> str:
+    """Reuse the demo client if it is registered as wanted and ``secret`` is
+    its secret; otherwise (re)create it. Returns the clear secret."""
+    from sqlalchemy import select
+
+    from idp.audit.service import record
+    from idp.clients.models import Client
+    from idp.clients.service import SECRET_PURPOSE, create_client
+    from idp.extensions import db
+    from idp.security import constant_time_equals, keyed_hash
+
+    redirect_uris, logout_uris = [base_url + "/callback"], [base_url + "/"]
+    row = db.session.scalar(select(Client).where(Client.client_id == client_id))
+    if row is not None:
+        # Only a hash is stored, so a secret lost from demo.json cannot be
+        # recovered; a changed port needs other redirect URIs. Both: recreate.
+        matches = (
+            secret is not None and row.secret_hash is not None
+            and constant_time_equals(keyed_hash(rt.token_hmac_key, secret, SECRET_PURPOSE),
+                                     row.secret_hash)
+            and row.name == name and row.trusted
+            and row.token_endpoint_auth_method == "client_secret_basic"
+            and list(row.redirect_uris or []) == redirect_uris
+            and list(row.post_logout_redirect_uris or []) == logout_uris
+        )
+        if matches:
+            return secret
+        db.session.delete(row)
+        record("client.deleted", client_id=client_id, actor="demo", reason="demo re-registration")
+        db.session.commit()
+        rt.clients.invalidate(client_id)
+    client, new_secret = create_client(
+        name, redirect_uris, rt.token_hmac_key, post_logout_redirect_uris=logout_uris,
+        trusted=True, alg=rt.settings["tokens"]["default_signing_alg"], client_id=client_id,
+        actor="demo")
+    rt.keys.ensure((client.id_token_signed_response_alg,))
+    assert new_secret is not None
+    return new_secret
+
+
+def _ensure_account(rt) -> None:
+    """Create the demo account, or make an existing one usable with the demo password."""
+    from idp.accounts.service import create_account, find_by_username
+    from idp.extensions import db
+
+    account = find_by_username(DEMO_USERNAME)
+    if account is None:
+        create_account(rt, DEMO_USERNAME, DEMO_PASSWORD, name=DEMO_NAME, email=DEMO_EMAIL)
+        return
+    ok, _ = rt.hasher.verify(DEMO_PASSWORD, account.password_hash)
+    if not ok:
+        account.password_hash = rt.hasher.hash(DEMO_PASSWORD)
+    account.status = "active"
+    db.session.commit()
+
+
+def prepare_demo(instance_path: str | Path | None, port: int) -> dict[str, Any]:
+    """Register the demo clients and account (idempotent); no process is started.
+
+    Client secrets are stored only hashed, so the clear ones are kept in
+    ``<instance>/demo.json`` (mode 0600); a client whose secret is missing
+    there, or whose registration does not match ``port``, is recreated.
+
+    :param instance_path: instance folder (None: from the configuration, ./instance).
+    :param port: the provider's port; the portals use ``port + 1`` and ``port + 2``.
+    :returns: ``issuer``, ``instance_path``, ``username``, ``password`` and
+        ``portals``: a list of dicts with ``client_id``, ``client_secret``,
+        ``title``, ``name``, ``port``, ``base_url``.
+    :raises DemoError: in production mode or on invalid configuration.
+    """
+    from idp import create_app
+    from idp.config import ConfigError, load_settings
+    from idp.runtime import current_runtime
+
+    overrides = _overrides(port, instance_path)
+    try:
+        # Checked before the http issuer is applied, which production mode
+        # would reject with a less helpful message.
+        mode = load_settings({k: v for k, v in overrides.items() if k != "issuer"})["mode"]
+        if mode == "production":
+            raise DemoError("the demo does not run in production mode: it creates an "
+                            "account with a published password")
+        app = create_app(overrides)
+    except ConfigError as exc:
+        raise DemoError(f"configuration: {exc}") from None
+    with app.app_context():
+        rt = current_runtime()
+        instance = Path(rt.settings["instance_path"])
+        secrets_file = instance / DEMO_FILE
+        saved = _read_secrets(secrets_file)
+        portals = []
+        for client_id, title, offset in PORTALS:
+            base_url = f"http://{HOST}:{port + offset}"
+            name = f"{title} portal"
+            secret = _ensure_client(rt, client_id, name, base_url, saved.get(client_id))
+            saved[client_id] = secret
+            portals.append({"client_id": client_id, "client_secret": secret, "title": title,
+                            "name": name, "port": port + offset, "base_url": base_url})
+        _write_secrets(secrets_file, saved)
+        _ensure_account(rt)
+    return {"issuer": rt.issuer, "instance_path": str(instance), "username": DEMO_USERNAME,
+            "password": DEMO_PASSWORD, "portals": portals}
+
+
+def _port_free(port: int) -> bool:
+    # SO_REUSEADDR like the servers themselves, so a port in TIME_WAIT counts as free.
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2, allow_redirects=False).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+class _Child:
+    """A started server process and the URL that answers once it is ready."""
+
+    def __init__(self, label: str, args: list[str], env: dict[str, str], ready_url: str):
+        self.label = label
+        self.ready_url = ready_url
+        # Same process group as the demo: Ctrl-C in the terminal, or a kill
+        # of the whole group, reaches the servers even if the demo dies first.
+        self.proc = subprocess.Popen(args, env=env)  # noqa: S603 - fixed argv, no shell
+
+
+def _wait_ready(children: list[_Child]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    pending = list(children)
+    while pending:
+        for child in list(pending):
+            _check_alive(child)
+            if _answers(child.ready_url):
+                pending.remove(child)
+        if pending and time.monotonic() > deadline:
+            names = ", ".join(c.label for c in pending)
+            raise DemoError(f"{names} did not answer within {STARTUP_TIMEOUT:.0f} s")
+        if pending:
+            time.sleep(0.3)
+
+
+def _check_alive(child: _Child) -> None:
+    code = child.proc.poll()
+    if code is not None:
+        raise DemoError(f"{child.label} stopped with exit status {code} (see its output above)")
+
+
+def _stop(children: list[_Child]) -> None:
+    """SIGTERM every child, wait, then SIGKILL the ones still running."""
+    for child in children:
+        if child.proc.poll() is None:
+            child.proc.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for child in children:
+        try:
+            child.proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            click.echo(f"{child.label} did not stop in time; killing it", err=True)
+            child.proc.kill()
+            child.proc.wait()
+
+
+def _banner(demo: dict[str, Any]) -> str:
+    one, two = demo["portals"]
+    rule = "=" * 78
+    return "\n".join([
+        "", rule,
+        "  Single sign-on demo is running",
+        "",
+        f"  Identity provider   {demo['issuer']}/",
+        f"  Portal 1            {one['base_url']}/   {one['title']}",
+        f"  Portal 2            {two['base_url']}/   {two['title']}",
+        "",
+        f"  Demo account        username: {demo['username']}   password: {demo['password']}",
+        "",
+        "  Try it:",
+        "   1. Open portal 1 and log in with the provincial account (demo account).",
+        "   2. Open portal 2 and click log in: you are logged in without a password.",
+        "   3. Log out from either portal: this ends the SSO session at the provider;",
+        "      the next log in, on either portal, asks for the password again.",
+        "      (The other portal keeps its own local session until you log out there.)",
+        "",
+        f"  Data: {demo['instance_path']} (client secrets in {DEMO_FILE})",
+        "  Press Ctrl-C to stop.",
+        rule, "",
+    ])
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def run_demo(port: int) -> None:
+    """Prepare the demo data, start the provider (gunicorn) and the two portals,
+    print how to use them, and run until Ctrl-C or SIGTERM, then stop them.
+
+    :raises click.ClickException: when a port is taken, the configuration is
+        unusable or a server fails to start (exit status 1).
+    """
+    from idp.config import PROJECT_ROOT
+
+    ports = [port] + [port + offset for _, _, offset in PORTALS]
+    if port < 1 or ports[-1] > 65535:
+        raise click.ClickException(f"--port must be between 1 and {65535 - len(PORTALS)}")
+    busy = [str(p) for p in ports if not _port_free(p)]
+    if busy:
+        raise click.ClickException(
+            f"{'ports' if len(busy) > 1 else 'port'} {', '.join(busy)} on {HOST} already in "
+            f"use; the demo needs ports {ports[0]}-{ports[-1]} (change them with --port).")
+    if not (PROJECT_ROOT / "examples" / "portal" / "app.py").is_file():
+        raise click.ClickException(f"examples/portal not found under {PROJECT_ROOT}: "
+                                   "run the demo from a source checkout")
+
+    # SIGINT too: a shell starting the demo in the background ignores it, and
+    # then Python would not turn Ctrl-C (or kill -INT) into KeyboardInterrupt.
+    stop_signals = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None))
+                    if s]
+    previous = {sig: signal.signal(sig, _on_signal) for sig in stop_signals}
+    children: list[_Child] = []
+    failed: str | None = None
+    try:
+        demo = prepare_demo(None, port)
+        env = dict(os.environ, PYTHONUNBUFFERED="1",
+                   PYTHONPATH=os.pathsep.join(
+                       p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p))
+        provider_env = dict(env, IDP_ISSUER=demo["issuer"], IDP_INSTANCE_PATH=demo["instance_path"],
+                            IDP_DATABASE_URL="", IDP_REDIS_URL="")
+        children.append(_Child(
+            "the identity provider",
+            [sys.executable, "-c", "from idp.cli import main; main(prog_name='idp')",
+             "serve", "--host", HOST, "--port", str(port)],
+            provider_env, demo["issuer"] + "/.well-known/openid-configuration"))
+        for portal in demo["portals"]:
+            portal_env = dict(env, PORTAL_ISSUER=demo["issuer"],
+                              PORTAL_CLIENT_ID=portal["client_id"],
+                              PORTAL_CLIENT_SECRET=portal["client_secret"],
+                              PORTAL_BASE_URL=portal["base_url"], PORTAL_TITLE=portal["title"],
+                              PORTAL_PORT=str(portal["port"]))
+            children.append(_Child(portal["title"] + " portal",
+                                   [sys.executable, "-m", "examples.portal.app"],
+                                   portal_env, portal["base_url"] + "/"))
+        _wait_ready(children)
+        click.echo(_banner(demo))
+        while True:
+            for child in children:
+                _check_alive(child)
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        click.echo("\nStopping the demo...", err=True)
+    except DemoError as exc:
+        failed = str(exc)
+    finally:
+        # A second Ctrl-C must not cut the cleanup short; _stop kills what
+        # does not stop in time anyway.
+        for sig in stop_signals:
+            signal.signal(sig, signal.SIG_IGN)
+        _stop(children)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if failed:
+        raise click.ClickException(failed)
+    click.echo("Demo stopped.", err=True)

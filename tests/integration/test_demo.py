@@ -1,0 +1,232 @@
+"""``idp demo``: idempotent preparation of its clients and account, refusal
+on a taken port, and the real command end to end (provider and portals as
+child processes, SSO across both portals, clean shutdown)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from idp.cli.demo import DEMO_PASSWORD, DEMO_USERNAME, DemoError, prepare_demo
+from idp.config import PROJECT_ROOT
+from tests.helpers import hidden_inputs
+
+PORT = 5300  # prepare_demo only writes registrations; nothing listens
+
+
+def _runtime_app(instance, port=PORT):
+    from idp import create_app
+
+    return create_app({"issuer": f"http://127.0.0.1:{port}", "instance_path": str(instance),
+                       "database_url": "", "redis_url": ""})
+
+
+def _secret_valid(instance, client_id: str, secret: str) -> bool:
+    app = _runtime_app(instance)
+    with app.app_context():
+        client = app.extensions["idp"].clients.get(client_id)
+        return client is not None and client.check_client_secret(secret)
+
+
+def test_prepare_demo_is_idempotent(tmp_path):
+    first = prepare_demo(tmp_path, PORT)
+    assert [p["client_id"] for p in first["portals"]] == [
+        "demo-civil-affairs", "demo-hr-social-security"]
+    assert [p["port"] for p in first["portals"]] == [PORT + 1, PORT + 2]
+    assert first["issuer"] == f"http://127.0.0.1:{PORT}"
+    demo_file = tmp_path / "demo.json"
+    assert stat.S_IMODE(demo_file.stat().st_mode) == 0o600
+
+    second = prepare_demo(tmp_path, PORT)
+    assert second == first  # same ids, same secrets, nothing recreated
+    app = _runtime_app(tmp_path)
+    with app.app_context():
+        from sqlalchemy import func, select
+
+        from idp.accounts.service import check_password
+        from idp.audit.models import AuditEvent
+        from idp.extensions import db
+
+        rt = app.extensions["idp"]
+        for portal in second["portals"]:
+            client = rt.clients.get(portal["client_id"])
+            assert client.check_client_secret(portal["client_secret"])
+            assert client.trusted
+            assert client.redirect_uris == (f"{portal['base_url']}/callback",)
+            assert client.post_logout_redirect_uris == (f"{portal['base_url']}/",)
+        assert check_password(rt, DEMO_USERNAME, DEMO_PASSWORD) is not None
+        created = db.session.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.event.in_(["client.created", "account.created"])))
+        assert created == 3
+
+
+def test_lost_secrets_are_rotated(tmp_path):
+    first = prepare_demo(tmp_path, PORT)
+    (tmp_path / "demo.json").unlink()
+    second = prepare_demo(tmp_path, PORT)
+    for old, new in zip(first["portals"], second["portals"], strict=True):
+        assert new["client_id"] == old["client_id"]
+        assert new["client_secret"] != old["client_secret"]
+        assert _secret_valid(tmp_path, new["client_id"], new["client_secret"])
+        assert not _secret_valid(tmp_path, old["client_id"], old["client_secret"])
+    saved = json.loads((tmp_path / "demo.json").read_text())["client_secrets"]
+    assert saved == {p["client_id"]: p["client_secret"] for p in second["portals"]}
+
+    # A secret that does not match the stored hash is rotated too.
+    saved["demo-civil-affairs"] = "wrong"
+    (tmp_path / "demo.json").write_text(json.dumps({"client_secrets": saved}))
+    third = prepare_demo(tmp_path, PORT)
+    assert third["portals"][0]["client_secret"] not in ("wrong", saved["demo-civil-affairs"])
+    assert third["portals"][1]["client_secret"] == second["portals"][1]["client_secret"]
+    assert _secret_valid(tmp_path, "demo-civil-affairs", third["portals"][0]["client_secret"])
+
+
+def test_other_port_reregisters_redirect_uris(tmp_path):
+    prepare_demo(tmp_path, PORT)
+    moved = prepare_demo(tmp_path, 6400)
+    app = _runtime_app(tmp_path, 6400)
+    with app.app_context():
+        client = app.extensions["idp"].clients.get("demo-civil-affairs")
+        assert client.redirect_uris == ("http://127.0.0.1:6401/callback",)
+        assert client.check_client_secret(moved["portals"][0]["client_secret"])
+
+
+def test_demo_password_is_restored(tmp_path):
+    prepare_demo(tmp_path, PORT)
+    app = _runtime_app(tmp_path)
+    with app.app_context():
+        from idp.accounts.service import find_by_username
+        from idp.extensions import db
+
+        account = find_by_username(DEMO_USERNAME)
+        account.password_hash = app.extensions["idp"].hasher.hash("something else")
+        account.status = "suspended"
+        db.session.commit()
+    prepare_demo(tmp_path, PORT)
+    with app.app_context():
+        from idp.accounts.service import check_password, find_by_username
+
+        assert find_by_username(DEMO_USERNAME).is_active
+        assert check_password(app.extensions["idp"], DEMO_USERNAME, DEMO_PASSWORD)
+
+
+def test_refuses_production_mode(tmp_path, monkeypatch):
+    monkeypatch.setenv("IDP_MODE", "production")
+    monkeypatch.setenv("IDP_ISSUER", "https://id.example.test")
+    for name in ("SECRET_KEY", "KEY_ENCRYPTION_KEY", "TOKEN_HMAC_KEY"):
+        monkeypatch.setenv(f"IDP_SECRETS__{name}", "a" * 43)
+    with pytest.raises(DemoError, match="production mode"):
+        prepare_demo(tmp_path, PORT)
+    assert not (tmp_path / "demo.json").exists()
+
+
+def _free_run(count: int = 3) -> int:
+    """A port p such that p .. p+count-1 are free on 127.0.0.1."""
+    for _ in range(50):
+        port = random.randint(20000, 60000)
+        socks = []
+        try:
+            for offset in range(count):
+                sock = socket.socket()
+                socks.append(sock)
+                sock.bind(("127.0.0.1", port + offset))
+            return port
+        except OSError:
+            continue
+        finally:
+            for sock in socks:
+                sock.close()
+    raise RuntimeError("no free port range")
+
+
+def test_port_in_use_is_a_clear_error(tmp_path, monkeypatch):
+    from idp.cli import main
+
+    monkeypatch.setenv("IDP_INSTANCE_PATH", str(tmp_path))
+    port = _free_run()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port + 1))
+        sock.listen()
+        result = CliRunner().invoke(main, ["demo", "--port", str(port)])
+    assert result.exit_code == 1
+    assert f"port {port + 1} on 127.0.0.1 already in use" in result.output
+    assert not (tmp_path / "demo.json").exists()  # nothing prepared, nothing started
+
+
+def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "idp demo exited early"
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="needs POSIX process groups")
+def test_demo_command_end_to_end(tmp_path):
+    port = _free_run()
+    env = dict(os.environ, IDP_INSTANCE_PATH=str(tmp_path / "instance"))
+    log = (tmp_path / "demo.log").open("w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from idp.cli import main; main(prog_name='idp')",
+         "demo", "--port", str(port)],
+        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)  # its own group, so the test can tell when all are gone
+    provider, portal1, portal2 = (f"http://127.0.0.1:{port + i}" for i in range(3))
+    try:
+        _wait_for(f"{portal2}/", proc)
+        deadline = time.monotonic() + 10
+        while "Press Ctrl-C" not in (tmp_path / "demo.log").read_text():
+            assert time.monotonic() < deadline, "no banner"
+            time.sleep(0.2)
+        banner = (tmp_path / "demo.log").read_text()
+        for text in (provider, portal1, portal2, DEMO_USERNAME, DEMO_PASSWORD):
+            assert text in banner
+
+        browser = requests.Session()
+        page = browser.get(f"{portal1}/login")
+        assert page.url.startswith(f"{provider}/login")
+        home = browser.post(f"{provider}/login", data={
+            **hidden_inputs(page.text), "username": DEMO_USERNAME, "password": DEMO_PASSWORD})
+        assert home.url == f"{portal1}/" and "Demo Citizen" in home.text
+        home = browser.get(f"{portal2}/login")
+        assert home.url == f"{portal2}/" and "Demo Citizen" in home.text
+        back = browser.post(f"{portal2}/logout")
+        assert back.url.startswith(f"{portal2}/?state=") and "logged out" in back.text
+        assert browser.get(f"{portal1}/login").url.startswith(f"{provider}/login")
+
+        # SIGTERM to the demo alone: it must stop its children itself.
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        deadline = time.monotonic() + 10
+        while _group_alive(proc.pid):
+            assert time.monotonic() < deadline, "a child of idp demo is still running"
+            time.sleep(0.2)
+    finally:
+        if _group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        log.close()

@@ -1,0 +1,154 @@
+"""Login and registration pages: CSRF, throttling without enumeration,
+re-hash on parameter change, audit events."""
+
+from __future__ import annotations
+
+import uuid
+
+import requests
+from sqlalchemy import select
+
+from tests.helpers import Browser, hidden_inputs
+
+
+def _login_page(provider, session: requests.Session) -> dict:
+    page = session.get(f"{provider.url}/login")
+    assert page.status_code == 200
+    return hidden_inputs(page.text)
+
+
+def _post_login(provider, session, username, password) -> requests.Response:
+    fields = _login_page(provider, session)
+    fields.update(username=username, password=password)
+    return session.post(f"{provider.url}/login", data=fields, allow_redirects=False)
+
+
+def test_login_without_csrf_token_is_refused(provider):
+    username, password, _ = provider.create_account()
+    response = requests.post(f"{provider.url}/login",
+                             data={"username": username, "password": password})
+    assert response.status_code == 400
+    assert "idp_sso" not in response.cookies
+
+
+def test_wrong_password_and_unknown_user_get_the_same_answer(provider):
+    username, _password, _ = provider.create_account()
+    wrong = _post_login(provider, requests.Session(), username, "wrong password!")
+    unknown = _post_login(provider, requests.Session(), "nobody" + uuid.uuid4().hex[:6],
+                          "wrong password!")
+    assert wrong.status_code == unknown.status_code == 401
+    assert "The username or password is incorrect." in wrong.text
+    assert wrong.text.count("incorrect") == unknown.text.count("incorrect")
+
+
+def test_account_throttling(make_provider):
+    provider = make_provider(throttle={"account_failures": 3, "ip_failures": 100})
+    username, password, _ = provider.create_account()
+    session = requests.Session()
+    for _ in range(3):
+        assert _post_login(provider, session, username, "bad password").status_code == 401
+    blocked = _post_login(provider, session, username, password)
+    assert blocked.status_code == 429
+    assert "Too many failed attempts" in blocked.text
+    # An unknown account is throttled the same way (no enumeration).
+    ghost = "ghost" + uuid.uuid4().hex[:6]
+    for _ in range(3):
+        _post_login(provider, session, ghost, "bad password")
+    assert _post_login(provider, session, ghost, "bad password").status_code == 429
+    # Other accounts from the same IP still work below the IP limit.
+    other, other_password, _ = provider.create_account()
+    assert _post_login(provider, session, other, other_password).status_code == 302
+
+
+def test_ip_throttling(make_provider):
+    provider = make_provider(throttle={"account_failures": 100, "ip_failures": 4})
+    session = requests.Session()
+    for i in range(4):
+        _post_login(provider, session, f"user-{i}-{uuid.uuid4().hex[:4]}", "bad password")
+    username, password, _ = provider.create_account()
+    assert _post_login(provider, session, username, password).status_code == 429
+
+
+def test_successful_login_sets_sso_cookie_and_audits(provider):
+    from idp.audit.models import AuditEvent
+
+    username, password, _ = provider.create_account()
+    response = _post_login(provider, requests.Session(), username, password)
+    assert response.status_code == 302
+    cookie = response.headers["Set-Cookie"]
+    assert "idp_sso=" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    _post_login(provider, requests.Session(), username, "bad password")
+    with provider.app.app_context():
+        from idp.accounts.service import find_by_username
+        from idp.extensions import db
+
+        account = find_by_username(username)
+        events = [e.event + ":" + e.outcome for e in db.session.scalars(
+            select(AuditEvent).where(AuditEvent.account_id == account.id))]
+    assert "login.success:success" in events
+    assert "login.failure:failure" in events
+    assert "account.created:success" in events
+
+
+def test_password_rehash_when_parameters_change(provider):
+    from idp.accounts.passwords import PasswordHasher
+    from idp.accounts.service import find_by_username
+    from idp.extensions import db
+
+    username, password, _ = provider.create_account()
+    weaker = PasswordHasher({"argon2_time_cost": 1, "argon2_memory_cost": 4096,
+                             "argon2_parallelism": 1, "max_concurrent_verifications": 1})
+    with provider.app.app_context():
+        account = find_by_username(username)
+        account.password_hash = weaker.hash(password)
+        db.session.commit()
+    assert _post_login(provider, requests.Session(), username, password).status_code == 302
+    with provider.app.app_context():
+        stored = find_by_username(username).password_hash
+    assert stored.startswith("$argon2id$") and "m=8192" in stored
+
+
+def test_registration(provider):
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    page = browser.go(browser.authorize_url(client))
+    reg = browser.session.get(f"{provider.url}/register", params={"i": hidden_inputs(
+        page.text)["i"]})
+    fields = hidden_inputs(reg.text)
+    name = "new" + uuid.uuid4().hex[:8]
+    fields.update(username=name, password="short", confirm="short", name="New Person")
+    bad = browser.session.post(f"{provider.url}/register", data=fields)
+    assert bad.status_code == 400 and "at least" in bad.text
+    fields.update(password="long enough pass", confirm="long enough pass")
+    done = browser.session.post(f"{provider.url}/register", data=fields, allow_redirects=False)
+    assert done.status_code == 302
+    final = browser.go(provider.url + done.headers["Location"])
+    assert final.headers["Location"].startswith(client.redirect_uri)
+    taken = requests.Session()
+    fields2 = hidden_inputs(taken.get(f"{provider.url}/register").text)
+    fields2.update(username=name.upper(), password="long enough pass",
+                   confirm="long enough pass")
+    again = taken.post(f"{provider.url}/register", data=fields2)
+    assert again.status_code == 400 and "already taken" in again.text
+
+
+def test_security_headers(provider):
+    response = requests.get(f"{provider.url}/login")
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_discovery_and_jwks(provider):
+    response = requests.get(f"{provider.url}/.well-known/openid-configuration")
+    meta = response.json()
+    assert meta["issuer"] == provider.url
+    assert meta["response_types_supported"] == ["code"]
+    assert meta["code_challenge_methods_supported"] == ["S256"]
+    assert "private_key_jwt" in meta["token_endpoint_auth_methods_supported"]
+    etag = response.headers["ETag"]
+    again = requests.get(f"{provider.url}/.well-known/openid-configuration",
+                         headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    jwks = requests.get(meta["jwks_uri"]).json()
+    assert all("d" not in key and "p" not in key for key in jwks["keys"])
+    assert any(key["alg"] == "ES256" for key in jwks["keys"])

@@ -1,0 +1,148 @@
+"""The example department portal (examples/portal) against a live provider:
+single sign-on across two portals and single logout, with one cookie jar
+shared by all hosts as in a real browser."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from examples.portal.app import create_portal, default_cookie_name
+from tests.helpers import hidden_inputs
+
+LOGIN_BUTTON = "Log in with the provincial account"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Portal:
+    url: str
+    client_id: str
+    server: Any
+
+
+def _start_portal(provider, title: str) -> Portal:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    client = provider.create_client(trusted=True, redirect_uri=f"{url}/callback",
+                                    post_logout_redirect_uri=f"{url}/")
+    app = create_portal(provider.url, client.client_id, client.client_secret, url, title)
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return Portal(url, client.client_id, server)
+
+
+@pytest.fixture
+def portals(provider) -> Iterator[tuple[Portal, Portal]]:
+    first = _start_portal(provider, "Department of Civil Affairs")
+    second = _start_portal(provider, "Human Resources and Social Security")
+    yield first, second
+    for portal in (first, second):
+        portal.server.shutdown()
+        portal.server.server_close()
+
+
+def _is_provider_login(provider, response: requests.Response) -> bool:
+    return (response.url.startswith(provider.url + "/login")
+            and 'name="password"' in response.text)
+
+
+def _log_in(provider, browser: requests.Session, portal: Portal, username: str,
+            password: str) -> requests.Response:
+    page = browser.get(f"{portal.url}/login")
+    assert _is_provider_login(provider, page), (page.url, page.text[:300])
+    fields = hidden_inputs(page.text)
+    fields.update(username=username, password=password)
+    return browser.post(f"{provider.url}/login", data=fields)
+
+
+def test_single_sign_on_and_single_logout(provider, portals):
+    username, password, sub = provider.create_account(name="Li Si", email="li@example.test")
+    first, second = portals
+    browser = requests.Session()
+
+    home = _log_in(provider, browser, first, username, password)
+    assert home.status_code == 200 and home.url == f"{first.url}/"
+    assert "Department of Civil Affairs" in home.text
+    assert "Li Si" in home.text and username in home.text and sub in home.text
+    assert "Log out" in home.text
+
+    # Portal 2: the provider's SSO session answers at once, no login form.
+    home = browser.get(f"{second.url}/login")
+    assert home.status_code == 200 and home.url == f"{second.url}/"
+    assert not any(urlsplit(r.url).path == "/login" and r.url.startswith(provider.url)
+                   for r in home.history)
+    assert sub in home.text and "Human Resources and Social Security" in home.text
+
+    # Each party keeps its own cookie although all share the host 127.0.0.1.
+    names = {cookie.name for cookie in browser.cookies}
+    assert {"idp_sso", default_cookie_name(first.client_id),
+            default_cookie_name(second.client_id)} <= names
+    assert default_cookie_name(first.client_id) != default_cookie_name(second.client_id)
+
+    # Logout on portal 1 goes through the provider (the hint's sid matches, so
+    # no confirmation page) and back to portal 1 with a valid state.
+    back = browser.post(f"{first.url}/logout")
+    assert back.status_code == 200, back.text[:300]
+    assert any(r.url.startswith(f"{provider.url}/logout?") for r in back.history)
+    assert back.url.startswith(f"{first.url}/?state=")
+    assert "You have logged out" in back.text and LOGIN_BUTTON in back.text
+    assert "idp_sso" not in {cookie.name for cookie in browser.cookies}
+
+    # The SSO session is gone: portal 2 must ask for the password again.
+    page = browser.get(f"{second.url}/login")
+    assert _is_provider_login(provider, page)
+    home = browser.post(f"{provider.url}/login",
+                        data={**hidden_inputs(page.text), "username": username,
+                              "password": password})
+    assert home.url == f"{second.url}/" and sub in home.text
+
+
+def test_logout_requires_post(provider, portals):
+    first, _ = portals
+    assert requests.get(f"{first.url}/logout").status_code == 405
+
+
+def test_callback_with_unknown_state_is_rejected(provider, portals):
+    first, _ = portals
+    response = requests.get(f"{first.url}/callback", params={"code": "x", "state": "forged"})
+    assert response.status_code == 400
+    assert "Login failed" in response.text
+
+
+def test_login_error_from_provider_is_shown(provider, portals):
+    first, _ = portals
+    browser = requests.Session()
+    page = browser.get(f"{first.url}/login", allow_redirects=False)
+    state = parse_qs(urlsplit(page.headers["Location"]).query)["state"][0]
+    response = browser.get(f"{first.url}/callback",
+                           params={"error": "access_denied", "state": state})
+    assert response.status_code == 400 and "access_denied" in response.text
+
+
+def test_logout_without_login_stays_local(provider, portals):
+    first, _ = portals
+    response = requests.post(f"{first.url}/logout", allow_redirects=False)
+    assert response.status_code == 302
+    assert response.headers["Location"] in ("/", f"{first.url}/")
+
+
+def test_unreachable_provider_gives_502():
+    app = create_portal(f"http://127.0.0.1:{_free_port()}", "c", "s",
+                        "http://127.0.0.1:9", "Offline department")
+    response = app.test_client().get("/login")
+    assert response.status_code == 502
+    assert b"cannot be reached" in response.data

@@ -1,0 +1,151 @@
+"""Protocol and account rules tested without HTTP."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from idp.authn import throttle
+from idp.authn.sessions import add_client, create_session, end_session, load_session
+from idp.clients.service import SECRET_PURPOSE, ClientInfo
+from idp.config import ConfigError, load_settings
+from idp.oidc.claims import ClaimsRequestError, parse_claims_request, select_claims
+from idp.oidc.tokens import half_hash
+from idp.security import DecryptionError, decrypt, encrypt, keyed_hash
+from idp.store.embedded import EmbeddedStore
+
+
+@pytest.fixture
+def store(tmp_path):
+    return EmbeddedStore(str(tmp_path / "store.sqlite3"))
+
+
+def test_half_hash_matches_spec_example():
+    # OIDC Core §A.3: at_hash of the example access token.
+    assert half_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y", "RS256") == \
+        "77QmUPtjPfzWtF2AnpK9RQ"
+
+
+@pytest.mark.parametrize("alg,fn", [("ES384", hashlib.sha384), ("RS512", hashlib.sha512),
+                                    ("EdDSA", hashlib.sha512)])
+def test_half_hash_digest_per_alg(alg, fn):
+    digest = fn(b"abc").digest()
+    assert half_hash("abc", alg) == base64.urlsafe_b64encode(
+        digest[: len(digest) // 2]).decode().rstrip("=")
+
+
+def test_settings_env_overrides_and_types(tmp_path):
+    settings = load_settings({"instance_path": str(tmp_path)}, environ={
+        "IDP_ISSUER": "https://id.example.test", "IDP_TOKENS__ACCESS_TOKEN_TTL": "300",
+        "IDP_SESSION__COOKIE_SECURE": "true"})
+    assert settings["issuer"] == "https://id.example.test"
+    assert settings["tokens"]["access_token_ttl"] == 300
+    assert settings["session"]["cookie_secure"] is True
+    with pytest.raises(TypeError):
+        settings["issuer"] = "x"
+
+
+def test_settings_errors(tmp_path):
+    with pytest.raises(ConfigError, match="access_token_ttl"):
+        load_settings({"instance_path": str(tmp_path)},
+                      environ={"IDP_TOKENS__ACCESS_TOKEN_TTL": "ten"})
+    with pytest.raises(ConfigError, match="issuer"):
+        load_settings({"instance_path": str(tmp_path), "issuer": "https://x.test/"}, environ={})
+    with pytest.raises(ConfigError, match="https"):
+        load_settings({"instance_path": str(tmp_path), "mode": "production",
+                       "issuer": "http://x.test"}, environ={})
+
+
+def test_unknown_settings_are_warned(tmp_path):
+    with pytest.warns(UserWarning, match="IDP_TOKENS__ACCESS_TOKN_TTL"):
+        load_settings({"instance_path": str(tmp_path)},
+                      environ={"IDP_TOKENS__ACCESS_TOKN_TTL": "1"})
+    with pytest.warns(UserWarning, match="tokens.nope"):
+        load_settings({"instance_path": str(tmp_path), "tokens": {"nope": 1}}, environ={})
+
+
+def test_claims_request_parsing():
+    assert parse_claims_request(None) is None
+    parsed = parse_claims_request(json.dumps({"userinfo": {"email": None}, "x": {}}))
+    assert parsed == {"userinfo": {"email": None}}
+    for bad in ("[]", "{", json.dumps({"id_token": []}), json.dumps({"id_token": {"a": 1}})):
+        with pytest.raises(ClaimsRequestError):
+            parse_claims_request(bad)
+
+
+def test_claims_follow_scope_and_request():
+    from datetime import datetime
+
+    account = SimpleNamespace(username="u", updated_at=datetime(2026, 1, 1), name="N",
+                              email="e@x.test", email_verified=True, phone_number=None,
+                              phone_number_verified=False)
+    assert select_claims(account, "openid", None, by_scope=True) == {}
+    assert select_claims(account, "openid email", None, by_scope=True) == {
+        "email": "e@x.test", "email_verified": True}
+    # ID token next to an access token: only explicitly requested claims.
+    assert select_claims(account, "openid email", None, by_scope=False) == {}
+    assert select_claims(account, "openid email", {"email": None, "name": None},
+                         by_scope=False) == {"email": "e@x.test"}
+
+
+def _client(**kw) -> ClientInfo:
+    base = dict(client_id="c", name="C", secret_hash=keyed_hash(b"k" * 32, "s3cret",
+                SECRET_PURPOSE), redirect_uris=("https://a.test/cb",),
+                post_logout_redirect_uris=(), grant_types=("authorization_code",),
+                scope="openid profile", token_endpoint_auth_method="client_secret_basic",
+                trusted=False, alg="ES256", jwks=None, hmac_key=b"k" * 32)
+    base.update(kw)
+    return ClientInfo(**base)
+
+
+def test_client_rules():
+    client = _client()
+    assert client.check_redirect_uri("https://a.test/cb")
+    assert not client.check_redirect_uri("https://a.test/cb/")
+    assert client.check_client_secret("s3cret")
+    assert not client.check_client_secret("s3cret ")
+    assert not client.check_client_secret(None)
+    assert client.get_allowed_scope("openid email profile") == "openid profile"
+    assert client.check_response_type("code") and not client.check_response_type("token")
+    assert not _client(secret_hash=None).check_client_secret("")
+
+
+def test_sessions(store):
+    session = create_session(store, 7, ["pwd"], None, 60)
+    loaded = load_session(store, session.sid)
+    assert loaded.account_id == 7 and loaded.amr == ["pwd"]
+    add_client(store, loaded, "c1")
+    assert load_session(store, session.sid).clients == ["c1"]
+    end_session(store, session.sid)
+    assert load_session(store, session.sid) is None
+    assert load_session(store, None) is None and load_session(store, "x" * 100) is None
+
+
+def test_throttle(store):
+    limits = {"account_failures": 2, "account_window": 60, "ip_failures": 3, "ip_window": 60}
+    throttle.check_allowed(store, limits, "alice", "10.0.0.1")
+    throttle.note_failure(store, limits, "alice", "10.0.0.1")
+    throttle.note_failure(store, limits, "alice", "10.0.0.1")
+    with pytest.raises(throttle.ThrottledError) as info:
+        throttle.check_allowed(store, limits, "alice", "10.0.0.2")
+    assert 0 < info.value.retry_after <= 60
+    throttle.check_allowed(store, limits, "bob", "10.0.0.2")
+    throttle.note_failure(store, limits, "bob", "10.0.0.1")
+    with pytest.raises(throttle.ThrottledError):
+        throttle.check_allowed(store, limits, "carol", "10.0.0.1")
+    throttle.clear_account(store, "alice")
+    throttle.check_allowed(store, limits, "alice", "10.0.0.2")
+
+
+def test_aead_round_trip_and_tamper():
+    key = b"x" * 32
+    token = encrypt(key, b"secret", b"kid1")
+    assert decrypt(key, token, b"kid1") == b"secret"
+    with pytest.raises(DecryptionError):
+        decrypt(key, token, b"kid2")
+    with pytest.raises(DecryptionError):
+        decrypt(b"y" * 32, token, b"kid1")
