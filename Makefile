@@ -1,0 +1,28 @@
+# Two commands set up a fresh machine:
+#   make demo   install, then run the provider and two department portals (SSO demo)
+#   make test   install, then run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test install install-test lint
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test]"
+	npm ci --prefix tests/e2e/node --no-audit --no-fund --loglevel=error
+
+demo: install
+	$(BIN)/idp demo
+
+lint: install-test
+	$(BIN)/ruff check .
+
+test: install-test lint
+	$(BIN)/pytest -q
