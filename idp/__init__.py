@@ -31,6 +31,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     :raises idp.config.ConfigError: on invalid settings or missing production secrets.
     """
     from idp.accounts.passwords import PasswordHasher
+    from idp.audit.writer import AuditWriter
     from idp.clients.service import SCOPES, ClientCache
     from idp.extensions import babel, csrf, db, migrate
     from idp.oidc.discovery import provider_metadata, serialise
@@ -78,6 +79,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["idp"] = Runtime(
         settings=settings, store=store, hasher=PasswordHasher(settings["passwords"]),
         keys=keys, clients=ClientCache(hmac_key), token_hmac_key=hmac_key,
+        audit=AuditWriter(app),
     )
     app.extensions["idp.discovery"] = serialise(provider_metadata(settings["issuer"]))
     server = AuthorizationServer()

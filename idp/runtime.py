@@ -14,6 +14,7 @@ from flask import current_app
 
 if TYPE_CHECKING:
     from idp.accounts.passwords import PasswordHasher
+    from idp.audit.writer import AuditWriter
     from idp.clients.service import ClientCache
     from idp.oidc.keys import KeyRing
     from idp.store import Store
@@ -29,6 +30,7 @@ class Runtime:
     :ivar keys: signing key ring.
     :ivar clients: client lookup cache.
     :ivar token_hmac_key: 32-byte key for hashing secrets at rest.
+    :ivar audit: deferred writer for audit events on hot paths.
     """
 
     settings: Mapping[str, Any]
@@ -37,6 +39,7 @@ class Runtime:
     keys: KeyRing
     clients: ClientCache
     token_hmac_key: bytes
+    audit: AuditWriter
 
     @property
     def issuer(self) -> str:

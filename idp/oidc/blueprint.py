@@ -17,7 +17,7 @@ from flask import (
 )
 
 from idp.accounts.service import get_account
-from idp.audit.service import record
+from idp.audit.service import record, record_deferred
 from idp.authn import interactions
 from idp.authn.sessions import end_session, load_session
 from idp.extensions import csrf, db
@@ -89,9 +89,6 @@ def _run_authorization(args: dict[str, list[str]], interaction=None) -> Response
                                                        grant=grant)
     if interaction is not None:
         interactions.finish(rt.store, interaction)
-    record("authorization.granted", account_id=account.id, client_id=client.client_id,
-           ip=client_ip(), scope=req.payload.scope)
-    db.session.commit()
     return response
 
 
@@ -220,9 +217,8 @@ def revoke():
             claims = None
         if claims is not None and claims.get("client_id") == client.client_id:
             revoke_access_token(rt, claims)
-            record("token.revoked", client_id=client.client_id, ip=client_ip(),
-                   jti=claims["jti"], token_type="access_token")
-            db.session.commit()
+            record_deferred(rt.audit, "token.revoked", client_id=client.client_id,
+                            ip=client_ip(), jti=claims["jti"], token_type="access_token")
     return Response("", status=200, headers={"Cache-Control": "no-store"})
 
 
@@ -256,9 +252,8 @@ def introspect():
                     "client_id": grant.client_id, "sub": account.subject if account else None,
                     "exp": to_epoch(row.expires_at), "iat": to_epoch(row.created_at),
                     "iss": rt.issuer}
-    record("token.introspected", client_id=client.client_id, ip=client_ip(),
-           log_line=False, active=body["active"])
-    db.session.commit()
+    record_deferred(rt.audit, "token.introspected", client_id=client.client_id,
+                    ip=client_ip(), active=body["active"])
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -35,13 +35,17 @@ def create_grant(
     acr: str | None,
     amr: list[str],
     nonce: str | None,
+    ip: str | None = None,
 ) -> Grant:
-    """Record a new authorization and commit; its id goes into the code."""
+    """Record a new authorization (and its audit event) and commit; its id
+    goes into the code."""
     grant = Grant(
         id=random_token(18), account_id=account_id, client_id=client_id, scope=scope,
         claims=claims, sid=sid, auth_time=auth_time, acr=acr, amr=amr, nonce=nonce,
     )
     db.session.add(grant)
+    record("authorization.granted", account_id=account_id, client_id=client_id, ip=ip,
+           grant_id=grant.id, scope=scope)
     db.session.commit()
     return grant
 

@@ -28,7 +28,7 @@ from joserfc.jwk import KeySet
 
 from idp.accounts.models import Account
 from idp.accounts.service import get_account
-from idp.audit.service import record
+from idp.audit.service import record_deferred
 from idp.authn.sessions import SsoSession, add_client
 from idp.extensions import db
 from idp.oidc import grants as grant_service
@@ -122,9 +122,11 @@ def _issue_tokens(rt: Runtime, client, grant: Grant, account: Account, scope: st
             sid=grant.sid, access_token=access_token,
             extra_claims=select_claims(account, scope, requested, by_scope=False),
         )
-    record("token.issued", account_id=account.id, client_id=client.client_id, ip=_ip(),
-           log_line=True, grant_id=grant.id, scope=scope, refresh=with_refresh)
-    db.session.commit()
+    if with_refresh:
+        db.session.commit()
+    record_deferred(rt.audit, "token.issued", account_id=account.id,
+                    client_id=client.client_id, ip=_ip(), grant_id=grant.id, scope=scope,
+                    refresh=with_refresh)
     return token
 
 
@@ -177,7 +179,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             rt, account_id=grant_user.account.id, client_id=self.request.client.client_id,
             scope=scope, claims=grant_user.claims, sid=session.sid,
             auth_time=session.auth_time, acr=session.acr, amr=session.amr,
-            nonce=payload.data.get("nonce"),
+            nonce=payload.data.get("nonce"), ip=_ip(),
         )
         code = random_token(32)
         record_ = CodeRecord(
@@ -300,9 +302,8 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
         scope = " ".join(scope_list)
         access_token, expires_in = issue_access_token(
             rt, client_id=client.client_id, alg=client.alg, scope=scope, subject=None)
-        record("token.issued", client_id=client.client_id, ip=_ip(),
-               grant_type="client_credentials", scope=scope)
-        db.session.commit()
+        record_deferred(rt.audit, "token.issued", client_id=client.client_id, ip=_ip(),
+                        grant_type="client_credentials", scope=scope)
         token = {"access_token": access_token, "token_type": "Bearer",
                  "expires_in": expires_in}
         if scope:

@@ -274,3 +274,21 @@ def test_callback_carries_state_and_iss(provider, account):
                           password=account[1])
     params = callback_params(response)
     assert params["state"] == "xyz" and params["iss"] == provider.url
+
+
+def test_token_issuance_is_audited(provider):
+    from sqlalchemy import select
+
+    from idp.audit.models import AuditEvent
+    from idp.extensions import db
+
+    client = provider.create_client(grant_types=["client_credentials"])
+    for _ in range(3):
+        requests.post(f"{provider.url}/token", data={"grant_type": "client_credentials"},
+                      auth=client.auth)
+    provider.runtime.audit.flush()
+    with provider.app.app_context():
+        events = list(db.session.scalars(select(AuditEvent).where(
+            AuditEvent.client_id == client.client_id, AuditEvent.event == "token.issued")))
+    assert len(events) == 3
+    assert events[0].detail["grant_type"] == "client_credentials"

@@ -1,0 +1,111 @@
+"""Deferred audit writes for events on hot paths.
+
+Token issuance happens hundreds of times a second; a commit per event would
+serialise requests on the database (DESIGN.md, Speed). Such events are queued
+here and written in batches by one background thread per process. Events that
+describe a state change are still written in that change's transaction by
+:func:`idp.audit.service.record`.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import threading
+from typing import Any
+
+from flask import Flask
+
+from idp.audit.models import AuditEvent
+from idp.extensions import db
+from idp.timeutil import utcnow
+
+log = logging.getLogger("idp.audit")
+
+
+class AuditWriter:
+    """Queue audit rows and insert them in batches.
+
+    :param app: the application whose database receives the rows.
+    :param max_batch: rows per INSERT.
+    :param max_queue: queued rows before callers write synchronously instead
+        (back-pressure: an event is never dropped).
+    :param interval: seconds the thread waits for more rows before writing.
+    """
+
+    def __init__(self, app: Flask, max_batch: int = 500, max_queue: int = 20_000,
+                 interval: float = 0.2) -> None:
+        self._app = app
+        self._max_batch = max_batch
+        self._interval = interval
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(max_queue)
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        atexit.register(self.flush)
+
+    def _ensure_thread(self) -> None:
+        # Started lazily in the process that uses it: a thread started before
+        # a fork (gunicorn --preload) would not exist in the workers.
+        if self._pid == os.getpid():
+            return
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            self._pid = os.getpid()
+            threading.Thread(target=self._run, name="audit-writer", daemon=True).start()
+
+    def submit(self, row: dict[str, Any]) -> None:
+        """Queue one event (the columns of :class:`AuditEvent`)."""
+        row.setdefault("created_at", utcnow())
+        self._ensure_thread()
+        try:
+            self._queue.put_nowait(row)
+        except queue.Full:
+            self._write([row])
+
+    def _drain(self, first: dict[str, Any] | None) -> list[dict[str, Any]]:
+        batch = [first] if first is not None else []
+        while len(batch) < self._max_batch:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            batch = self._drain(first)
+            try:
+                self._write(batch)
+            except Exception:  # noqa: BLE001 - the writer thread must survive a DB outage
+                log.exception("audit batch of %d events could not be written; retrying",
+                              len(batch))
+                for row in batch:
+                    self._queue.put(row)
+                threading.Event().wait(max(self._interval, 1.0))
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        with self._app.app_context():
+            db.session.execute(AuditEvent.__table__.insert(), rows)
+            db.session.commit()
+
+    def flush(self) -> None:
+        """Write everything queued so far and wait for batches in flight."""
+        while True:
+            batch = self._drain(None)
+            if not batch:
+                break
+            try:
+                self._write(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+        self._queue.join()
