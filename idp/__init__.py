@@ -6,13 +6,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask
 
 from idp.config import PROJECT_ROOT, decode_key, load_settings
-
-
-def _select_locale() -> str | None:
-    return request.accept_languages.best_match(["en", "zh"])
 
 
 def _page_lang() -> str:
@@ -34,6 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp.audit.writer import AuditWriter
     from idp.clients.service import SCOPES, ClientCache
     from idp.extensions import babel, csrf, db, migrate
+    from idp.i18n import compile_catalogs, select_locale
     from idp.oidc.discovery import provider_metadata, serialise
     from idp.oidc.keys import KeyRing
     from idp.oidc.server import AuthorizationServer
@@ -67,7 +64,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             _tune_sqlite(db.engine)
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "db"))
     csrf.init_app(app)
-    babel.init_app(app, locale_selector=_select_locale)
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(
+        compile_catalogs(Path(settings["instance_path"]) / "translations"))
+    babel.init_app(app, locale_selector=select_locale)
 
     hmac_key = decode_key(settings["secrets"]["token_hmac_key"], "token_hmac_key")
     keys = KeyRing(decode_key(settings["secrets"]["key_encryption_key"], "key_encryption_key"),

@@ -7,6 +7,7 @@ from authlib.oauth2.rfc6749 import scope_to_list
 from authlib.oauth2.rfc6749.errors import AccessDeniedError
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from idp.accounts import service as accounts
 from idp.audit.service import record
@@ -22,12 +23,17 @@ from idp.web import browser_id, client_ip, current_sso, set_sso_cookie
 
 bp = Blueprint("authn", __name__)
 
+#: OIDC Core §2: "0" means the authentication does not meet ISO/IEC 29115
+#: level 1 -- true of a password login to an account whose identity has not
+#: been verified against a registry.
+ACR_UNVERIFIED = "0"
+
 SCOPE_DESCRIPTIONS = {
-    "openid": "Know who you are (your account identifier)",
-    "profile": "Your name and username",
-    "email": "Your e-mail address",
-    "phone": "Your phone number",
-    "offline_access": "Stay connected when you are not using it",
+    "openid": _l("Know who you are (your account identifier)"),
+    "profile": _l("Your name and username"),
+    "email": _l("Your e-mail address"),
+    "phone": _l("Your phone number"),
+    "offline_access": _l("Stay connected when you are not using it"),
 }
 
 
@@ -88,7 +94,7 @@ def login():
                 status = 401
             else:
                 throttle.clear_account(rt.store, identifier)
-                sso = create_session(rt.store, account.id, ["pwd"], None,
+                sso = create_session(rt.store, account.id, ["pwd"], ACR_UNVERIFIED,
                                      rt.settings["session"]["sso_ttl"])
                 record("login.success", account_id=account.id, ip=ip, sid=sso.sid, amr=["pwd"])
                 db.session.commit()
@@ -131,7 +137,7 @@ def register():
                 getattr(form, exc.field).errors.append(exc.message)
                 status = 400
             else:
-                sso = create_session(rt.store, account.id, ["pwd"], None,
+                sso = create_session(rt.store, account.id, ["pwd"], ACR_UNVERIFIED,
                                      rt.settings["session"]["sso_ttl"])
                 record("login.success", account_id=account.id, ip=ip, sid=sso.sid,
                        amr=["pwd"], via="registration")

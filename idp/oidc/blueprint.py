@@ -15,12 +15,14 @@ from flask import (
     request,
     url_for,
 )
+from flask_babel import gettext as _
 
 from idp.accounts.service import get_account
 from idp.audit.service import record, record_deferred
 from idp.authn import interactions
 from idp.authn.sessions import end_session, load_session
 from idp.extensions import csrf, db
+from idp.i18n import remember_ui_locales
 from idp.oidc import grants as grant_service
 from idp.oidc.authorize import AuthorizationRequest, decide
 from idp.oidc.claims import select_claims
@@ -80,6 +82,7 @@ def _run_authorization(args: dict[str, list[str]], interaction=None) -> Response
     except OAuth2Error as error:
         return authorization_error(error, req)
     if decision.action in ("login", "consent"):
+        remember_ui_locales(req.payload.data.get("ui_locales"))
         if interaction is None:
             interaction = interactions.start(rt.store, args, browser_id())
         endpoint = "authn.login" if decision.action == "login" else "authn.consent"
@@ -107,8 +110,8 @@ def resume():
     if item is None:
         return Response(render_template(
             "error.html", error="interaction_expired",
-            description="This sign-in request has expired. Return to the application "
-                        "and start again."), status=400)
+            description=_("This sign-in request has expired. Return to the application "
+                          "and start again.")), status=400)
     return _run_authorization(item.args, item)
 
 

@@ -27,6 +27,7 @@ def provider_metadata(issuer: str) -> dict[str, Any]:
         "response_modes_supported": ["query", "form_post"],
         "grant_types_supported": list(GRANT_TYPES),
         "subject_types_supported": ["public"],
+        "acr_values_supported": ["0"],
         "id_token_signing_alg_values_supported": list(SIGNING_ALGS),
         "userinfo_signing_alg_values_supported": [],
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),

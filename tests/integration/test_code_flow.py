@@ -60,6 +60,7 @@ def test_code_flow_with_authlib_client(provider):
     assert claims["nonce"] == "N1"
     assert claims["aud"] == client.client_id and "azp" not in claims  # O-6
     assert claims["amr"] == ["pwd"]
+    assert claims["acr"] == "0"  # a password login, identity not verified
     assert claims["sid"]
     for name in ("iat", "exp", "auth_time"):  # O-4
         assert isinstance(claims[name], int) and claims[name] > 0

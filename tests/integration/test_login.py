@@ -152,3 +152,17 @@ def test_discovery_and_jwks(provider):
     jwks = requests.get(meta["jwks_uri"]).json()
     assert all("d" not in key and "p" not in key for key in jwks["keys"])
     assert any(key["alg"] == "ES256" for key in jwks["keys"])
+
+
+def test_pages_in_chinese(provider):
+    page = requests.get(f"{provider.url}/login", headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    assert "用户名" in page.text and 'lang="zh-CN"' in page.text
+    english = requests.get(f"{provider.url}/login", headers={"Accept-Language": "en-US"})
+    assert "Username" in english.text
+
+
+def test_ui_locales_choose_the_language(provider):
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    page = browser.go(browser.authorize_url(client, ui_locales="zh-CN en"))
+    assert "/login" in page.url and "登录" in page.text
