@@ -11,9 +11,8 @@ from flask_babel import lazy_gettext as _l
 
 from idp.accounts import service as accounts
 from idp.audit.service import record
-from idp.authn import interactions, throttle
+from idp.authn import interactions, service, throttle
 from idp.authn.forms import ConsentForm, LoginForm, RegisterForm
-from idp.authn.sessions import create_session
 from idp.extensions import db
 from idp.oidc.authorize import AuthorizationRequest
 from idp.oidc.grants import save_consent
@@ -23,10 +22,6 @@ from idp.web import browser_id, client_ip, current_sso, set_sso_cookie
 
 bp = Blueprint("authn", __name__)
 
-#: OIDC Core §2: "0" means the authentication does not meet ISO/IEC 29115
-#: level 1 -- true of a password login to an account whose identity has not
-#: been verified against a registry.
-ACR_UNVERIFIED = "0"
 
 SCOPE_DESCRIPTIONS = {
     "openid": _l("Know who you are (your account identifier)"),
@@ -57,53 +52,41 @@ def home():
     return render_template("home.html", account=account)
 
 
+def _logged_in(rt, item, sso) -> Response:
+    """Set the SSO cookie and continue the pending request (or go home)."""
+    if item is not None:
+        item.login_at = sso.auth_time
+        interactions.save(rt.store, item)
+    response = _resume(item)
+    set_sso_cookie(rt, response, sso)
+    return response
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    """Password login. Failures are counted per identifier and per IP; the
-    message never reveals whether the account exists."""
+    """Password login; the message never reveals whether the account exists."""
     rt = current_runtime()
     form = LoginForm()
-    item_id = request.values.get("i") or form.i.data
-    item = interactions.load(rt.store, item_id, browser_id())
+    item = interactions.load(rt.store, request.values.get("i") or form.i.data, browser_id())
     if request.method == "GET":
         form.i.data = item.id if item else ""
         if item and item.arg("login_hint"):
             form.username.data = item.arg("login_hint")
-    error = None
-    status = 200
+    error, status = None, 200
     if form.validate_on_submit():
-        identifier = accounts.normalize_username(form.username.data)
-        ip = client_ip()
         try:
-            throttle.check_allowed(rt.store, rt.settings["throttle"], identifier, ip)
-            account, ok = accounts.check_password(rt, identifier, form.password.data)
+            sso = service.login_with_password(rt, form.username.data, form.password.data,
+                                              client_ip())
         except throttle.ThrottledError as exc:
             minutes = max(1, (exc.retry_after + 59) // 60)
             error = _("Too many failed attempts. Try again in %(minutes)d minutes.",
                       minutes=minutes)
-            record("login.failure", "failure", ip=ip, reason="throttled")
-            db.session.commit()
             status = 429
+        except service.LoginFailedError:
+            error = _("The username or password is incorrect.")
+            status = 401
         else:
-            if not ok or not account.is_active:
-                throttle.note_failure(rt.store, rt.settings["throttle"], identifier, ip)
-                record("login.failure", "failure", account_id=account.id if account else None,
-                       ip=ip, reason="invalid_credentials" if not ok else "inactive")
-                db.session.commit()
-                error = _("The username or password is incorrect.")
-                status = 401
-            else:
-                throttle.clear_account(rt.store, identifier)
-                sso = create_session(rt.store, account.id, ["pwd"], ACR_UNVERIFIED,
-                                     rt.settings["session"]["sso_ttl"])
-                record("login.success", account_id=account.id, ip=ip, sid=sso.sid, amr=["pwd"])
-                db.session.commit()
-                if item is not None:
-                    item.login_at = sso.auth_time
-                    interactions.save(rt.store, item)
-                response = _resume(item)
-                set_sso_cookie(rt, response, sso)
-                return response
+            return _logged_in(rt, item, sso)
     elif request.method == "POST":
         status = 400
     return render_template("login.html", form=form, error=error, client=_client_for(item),
@@ -115,39 +98,23 @@ def register():
     """Self-registration; on success the new account is logged in."""
     rt = current_runtime()
     form = RegisterForm()
-    item_id = request.values.get("i") or form.i.data
-    item = interactions.load(rt.store, item_id, browser_id())
+    item = interactions.load(rt.store, request.values.get("i") or form.i.data, browser_id())
     if request.method == "GET":
         form.i.data = item.id if item else ""
     status = 200
     if form.validate_on_submit():
-        ip = client_ip()
-        limit = rt.settings["throttle"]
-        count = rt.store.incr(f"rl:register:ip:{ip}", limit["registration_window"])
-        if count > limit["registrations_per_ip"]:
+        try:
+            sso = service.register(rt, form.username.data, form.password.data,
+                                   name=form.name.data, email=form.email.data, ip=client_ip())
+        except service.RegistrationLimitError:
             form.username.errors.append(_("Too many registrations from your network. "
                                           "Try again later."))
             status = 429
+        except accounts.AccountError as exc:
+            getattr(form, exc.field).errors.append(exc.message)
+            status = 400
         else:
-            try:
-                account = accounts.create_account(
-                    rt, form.username.data, form.password.data, name=form.name.data,
-                    email=form.email.data, ip=ip)
-            except accounts.AccountError as exc:
-                getattr(form, exc.field).errors.append(exc.message)
-                status = 400
-            else:
-                sso = create_session(rt.store, account.id, ["pwd"], ACR_UNVERIFIED,
-                                     rt.settings["session"]["sso_ttl"])
-                record("login.success", account_id=account.id, ip=ip, sid=sso.sid,
-                       amr=["pwd"], via="registration")
-                db.session.commit()
-                if item is not None:
-                    item.login_at = sso.auth_time
-                    interactions.save(rt.store, item)
-                response = _resume(item)
-                set_sso_cookie(rt, response, sso)
-                return response
+            return _logged_in(rt, item, sso)
     elif request.method == "POST":
         status = 400
     return render_template("register.html", form=form, item=item), status
