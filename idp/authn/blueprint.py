@@ -10,12 +10,10 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from idp.accounts import service as accounts
-from idp.audit.service import record
 from idp.authn import interactions, service, throttle
 from idp.authn.forms import ConsentForm, LoginForm, RegisterForm
-from idp.extensions import db
 from idp.oidc.authorize import AuthorizationRequest
-from idp.oidc.grants import save_consent
+from idp.oidc.grants import deny_consent, save_consent
 from idp.oidc.responses import authorization_error
 from idp.runtime import current_runtime
 from idp.web import browser_id, client_ip, current_sso, set_sso_cookie
@@ -141,9 +139,7 @@ def consent():
             item.consented = True
             interactions.save(rt.store, item)
             return _resume(item)
-        record("consent.denied", "failure", account_id=account.id,
-               client_id=client.client_id, ip=client_ip())
-        db.session.commit()
+        deny_consent(account.id, client.client_id, client_ip())
         interactions.finish(rt.store, item)
         req = AuthorizationRequest(item.args, rt.issuer + "/authorize")
         redirect_uri = item.arg("redirect_uri") or client.get_default_redirect_uri()

@@ -7,7 +7,7 @@ from idp.accounts import service as accounts
 from idp.accounts.models import Account
 from idp.audit.service import record
 from idp.authn import throttle
-from idp.authn.sessions import SsoSession, create_session
+from idp.authn.sessions import SsoSession, create_session, end_session
 from idp.extensions import db
 from idp.runtime import Runtime
 
@@ -82,3 +82,10 @@ def register(rt: Runtime, username: str, password: str, *, name: str | None,
         raise RegistrationLimitError(ip)
     account = accounts.create_account(rt, username, password, name=name, email=email, ip=ip)
     return start_session(rt, account, ["pwd"], ip, via="registration")
+
+
+def logout(rt: Runtime, sso: SsoSession, client_id: str | None, ip: str | None) -> None:
+    """End the SSO session ``sso`` for every client and audit ``logout``."""
+    end_session(rt.store, sso.sid)
+    record("logout", account_id=sso.account_id, client_id=client_id, ip=ip, sid=sso.sid)
+    db.session.commit()

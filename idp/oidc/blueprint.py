@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from authlib.common.urls import add_params_to_uri
-from authlib.oauth2.rfc6749 import scope_to_list
 from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
 from flask import (
     Blueprint,
@@ -17,26 +16,20 @@ from flask import (
 )
 from flask_babel import gettext as _
 
-from idp.accounts.service import get_account
-from idp.audit.service import record, record_deferred
 from idp.authn import interactions
-from idp.authn.sessions import end_session, load_session
-from idp.extensions import csrf, db
+from idp.authn import service as authn_service
+from idp.authn.sessions import load_session
+from idp.extensions import csrf
 from idp.i18n import remember_ui_locales
-from idp.oidc import grants as grant_service
+from idp.oidc import resources
 from idp.oidc.authorize import AuthorizationRequest, decide
-from idp.oidc.claims import select_claims
-from idp.oidc.models import Grant
 from idp.oidc.responses import authorization_error
 from idp.oidc.server import TOKEN_AUTH_METHODS, LoginContext
 from idp.oidc.tokens import (
     InvalidTokenError,
-    revoke_access_token,
-    verify_access_token,
     verify_id_token_hint,
 )
 from idp.runtime import current_runtime
-from idp.timeutil import to_epoch, utcnow
 from idp.web import browser_id, clear_sso_cookie, client_ip, current_sso
 
 bp = Blueprint("oidc", __name__)
@@ -168,18 +161,11 @@ def userinfo():
     if not value:
         return _bearer_error(401, None)
     try:
-        claims = verify_access_token(rt, value)
+        body = resources.userinfo(rt, value)
     except InvalidTokenError:
         return _bearer_error(401, "invalid_token", "The access token is invalid.")
-    if "openid" not in scope_to_list(claims.get("scope", "")):
+    except resources.InsufficientScopeError:
         return _bearer_error(403, "insufficient_scope", "The token lacks the openid scope.")
-    grant = db.session.get(Grant, claims.get("gid", "")) if claims.get("gid") else None
-    account = get_account(grant.account_id) if grant else None
-    if grant is None or account is None or not account.is_active or grant.revoked_at:
-        return _bearer_error(401, "invalid_token", "The access token is invalid.")
-    body = {"sub": account.subject}
-    body.update(select_claims(account, claims["scope"], (grant.claims or {}).get("userinfo"),
-                              by_scope=True))
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -204,24 +190,8 @@ def revoke():
     value = request.form.get("token")
     if not value:
         return _server().handle_error_response(None, InvalidRequestError("Missing 'token'."))
-    hint = request.form.get("token_type_hint")
-    revoked = False
-    if hint != "access_token":
-        row = grant_service.find_refresh_token(rt, value)
-        if row is not None:
-            grant = db.session.get(Grant, row.grant_id)
-            if grant is not None and grant.client_id == client.client_id:
-                grant_service.revoke_grant(rt, grant.id, "revoked_by_client", client_ip())
-                revoked = True
-    if not revoked:
-        try:
-            claims = verify_access_token(rt, value)
-        except InvalidTokenError:
-            claims = None
-        if claims is not None and claims.get("client_id") == client.client_id:
-            revoke_access_token(rt, claims)
-            record_deferred(rt.audit, "token.revoked", client_id=client.client_id,
-                            ip=client_ip(), jti=claims["jti"], token_type="access_token")
+    resources.revoke(rt, client.client_id, value, request.form.get("token_type_hint"),
+                     client_ip())
     return Response("", status=200, headers={"Cache-Control": "no-store"})
 
 
@@ -238,25 +208,7 @@ def introspect():
     value = request.form.get("token")
     if not value:
         return _server().handle_error_response(None, InvalidRequestError("Missing 'token'."))
-    body: dict = {"active": False}
-    try:
-        claims = verify_access_token(rt, value)
-        body = {"active": True, "token_type": "Bearer", **{
-            k: claims[k] for k in ("scope", "client_id", "sub", "exp", "iat", "iss", "aud",
-                                   "jti", "auth_time", "acr") if k in claims}}
-    except InvalidTokenError:
-        row = grant_service.find_refresh_token(rt, value)
-        grant = db.session.get(Grant, row.grant_id) if row else None
-        if (row is not None and grant is not None and row.used_at is None
-                and row.revoked_at is None and grant.revoked_at is None
-                and row.expires_at > utcnow()):
-            account = get_account(grant.account_id)
-            body = {"active": True, "token_type": "refresh_token", "scope": grant.scope,
-                    "client_id": grant.client_id, "sub": account.subject if account else None,
-                    "exp": to_epoch(row.expires_at), "iat": to_epoch(row.created_at),
-                    "iss": rt.issuer}
-    record_deferred(rt.audit, "token.introspected", client_id=client.client_id,
-                    ip=client_ip(), active=body["active"])
+    body = resources.introspect(rt, client.client_id, value, client_ip())
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -307,10 +259,7 @@ def end_session_endpoint():
         return render_template("logout_confirm.html", params=params,
                                client_name=client.name if client else None)
     if sso is not None:
-        end_session(rt.store, sso.sid)
-        record("logout", account_id=sso.account_id, client_id=client_id, ip=client_ip(),
-               sid=sso.sid)
-        db.session.commit()
+        authn_service.logout(rt, sso, client_id, client_ip())
     response = redirect(target) if target else Response(render_template("logged_out.html"))
     clear_sso_cookie(rt, response)
     return response

@@ -151,3 +151,9 @@ def save_consent(account_id: int, client_id: str, scope: str, ip: str | None = N
     row.granted_at = utcnow()
     record("consent.granted", account_id=account_id, client_id=client_id, ip=ip, scope=scope)
     db.session.commit()
+
+
+def deny_consent(account_id: int, client_id: str, ip: str | None = None) -> None:
+    """Audit that the account refused the client's request, and commit."""
+    record("consent.denied", "failure", account_id=account_id, client_id=client_id, ip=ip)
+    db.session.commit()

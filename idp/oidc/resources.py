@@ -1,0 +1,92 @@
+"""Rules of the endpoints where clients present tokens: UserInfo (OIDC Core
+§5.3), revocation (RFC 7009) and introspection (RFC 7662)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authlib.oauth2.rfc6749 import scope_to_list
+
+from idp.accounts.service import get_account
+from idp.audit.service import record_deferred
+from idp.extensions import db
+from idp.oidc import grants as grant_service
+from idp.oidc.claims import select_claims
+from idp.oidc.models import Grant
+from idp.oidc.tokens import InvalidTokenError, revoke_access_token, verify_access_token
+from idp.runtime import Runtime
+from idp.timeutil import to_epoch, utcnow
+
+#: Access-token claims an introspection answer repeats (RFC 7662 §2.2).
+INTROSPECTED_CLAIMS = ("scope", "client_id", "sub", "exp", "iat", "iss", "aud", "jti",
+                       "auth_time", "acr")
+
+
+class InsufficientScopeError(Exception):
+    """The token is valid but lacks the ``openid`` scope (RFC 6750 §3.1)."""
+
+
+def userinfo(rt: Runtime, access_token: str) -> dict[str, Any]:
+    """Claims about the token's account, limited by its scope and the
+    ``claims`` request of its grant.
+
+    :raises InvalidTokenError: invalid, expired or revoked token, a client
+        token, or an account that may no longer receive tokens.
+    :raises InsufficientScopeError: the token lacks ``openid``.
+    """
+    claims = verify_access_token(rt, access_token)
+    if "openid" not in scope_to_list(claims.get("scope", "")):
+        raise InsufficientScopeError()
+    grant = db.session.get(Grant, claims["gid"]) if claims.get("gid") else None
+    account = get_account(grant.account_id) if grant else None
+    if grant is None or account is None or not account.is_active or grant.revoked_at:
+        raise InvalidTokenError("no live grant or account behind the token")
+    body = {"sub": account.subject}
+    body.update(select_claims(account, claims["scope"], (grant.claims or {}).get("userinfo"),
+                              by_scope=True))
+    return body
+
+
+def revoke(rt: Runtime, client_id: str, token: str, hint: str | None,
+           ip: str | None) -> None:
+    """Revoke ``token`` if it belongs to ``client_id``; anything else is
+    silently ignored (RFC 7009 §2.2). A refresh token takes its whole grant
+    with it, access tokens included (§2.1)."""
+    if hint != "access_token":
+        row = grant_service.find_refresh_token(rt, token)
+        grant = db.session.get(Grant, row.grant_id) if row is not None else None
+        if grant is not None and grant.client_id == client_id:
+            grant_service.revoke_grant(rt, grant.id, "revoked_by_client", ip)
+            return
+    try:
+        claims = verify_access_token(rt, token)
+    except InvalidTokenError:
+        return
+    if claims.get("client_id") == client_id:
+        revoke_access_token(rt, claims)
+        record_deferred(rt.audit, "token.revoked", client_id=client_id, ip=ip,
+                        jti=claims["jti"], token_type="access_token")
+
+
+def introspect(rt: Runtime, client_id: str, token: str, ip: str | None) -> dict[str, Any]:
+    """The RFC 7662 §2.2 answer for ``token``: ``{"active": false}`` for
+    anything not live, so nothing is revealed about invalid tokens."""
+    body: dict[str, Any] = {"active": False}
+    try:
+        claims = verify_access_token(rt, token)
+    except InvalidTokenError:
+        row = grant_service.find_refresh_token(rt, token)
+        grant = db.session.get(Grant, row.grant_id) if row is not None else None
+        if (grant is not None and row.used_at is None and row.revoked_at is None
+                and grant.revoked_at is None and row.expires_at > utcnow()):
+            account = get_account(grant.account_id)
+            body = {"active": True, "token_type": "refresh_token", "scope": grant.scope,
+                    "client_id": grant.client_id, "sub": account.subject if account else None,
+                    "exp": to_epoch(row.expires_at), "iat": to_epoch(row.created_at),
+                    "iss": rt.issuer}
+    else:
+        body = {"active": True, "token_type": "Bearer",
+                **{k: claims[k] for k in INTROSPECTED_CLAIMS if k in claims}}
+    record_deferred(rt.audit, "token.introspected", client_id=client_id, ip=ip,
+                    active=body["active"])
+    return body
