@@ -26,9 +26,14 @@ def client_ip() -> str | None:
     return request.remote_addr
 
 
+def sso_cookie(rt: Runtime) -> str | None:
+    """The browser's SSO session cookie value, if it sent one."""
+    return request.cookies.get(rt.settings["session"]["cookie_name"])
+
+
 def current_sso(rt: Runtime) -> tuple[SsoSession | None, Account | None]:
     """The browser's live SSO session and its account (None if inactive)."""
-    sso = load_session(rt.store, request.cookies.get(rt.settings["session"]["cookie_name"]))
+    sso = load_session(rt.store, sso_cookie(rt))
     if sso is None:
         return None, None
     account = get_account(sso.account_id)
@@ -41,7 +46,7 @@ def set_sso_cookie(rt: Runtime, response: Response, sso: SsoSession) -> None:
     """Attach the SSO session cookie (HttpOnly, SameSite=Lax, Secure in production)."""
     settings = rt.settings["session"]
     response.set_cookie(
-        settings["cookie_name"], sso.sid, max_age=rt.settings["session"]["sso_ttl"],
+        settings["cookie_name"], sso.handle, max_age=rt.settings["session"]["sso_ttl"],
         httponly=True, samesite="Lax", secure=settings["cookie_secure"], path="/",
     )
 

@@ -16,7 +16,7 @@ from idp.oidc.authorize import AuthorizationRequest
 from idp.oidc.grants import deny_consent, save_consent
 from idp.oidc.responses import authorization_error
 from idp.runtime import current_runtime
-from idp.web import browser_id, client_ip, current_sso, set_sso_cookie
+from idp.web import browser_id, client_ip, current_sso, set_sso_cookie, sso_cookie
 
 bp = Blueprint("authn", __name__)
 
@@ -74,7 +74,7 @@ def login():
     if form.validate_on_submit():
         try:
             sso = service.login_with_password(rt, form.username.data, form.password.data,
-                                              client_ip())
+                                              client_ip(), sso_cookie(rt))
         except throttle.ThrottledError as exc:
             minutes = max(1, (exc.retry_after + 59) // 60)
             error = _("Too many failed attempts. Try again in %(minutes)d minutes.",
@@ -103,7 +103,8 @@ def register():
     if form.validate_on_submit():
         try:
             sso = service.register(rt, form.username.data, form.password.data,
-                                   name=form.name.data, email=form.email.data, ip=client_ip())
+                                   name=form.name.data, email=form.email.data, ip=client_ip(),
+                                   previous=sso_cookie(rt))
         except service.RegistrationLimitError:
             form.username.errors.append(_("Too many registrations from your network. "
                                           "Try again later."))

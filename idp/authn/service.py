@@ -27,11 +27,15 @@ class RegistrationLimitError(Exception):
 
 
 def start_session(rt: Runtime, account: Account, amr: list[str], ip: str | None,
-                  **detail: str) -> SsoSession:
+                  previous: str | None = None, **detail: str) -> SsoSession:
     """Open an SSO session for ``account``, audit ``login.success`` and commit.
 
     :param amr: RFC 8176 methods used, e.g. ``["pwd"]``.
+    :param previous: the browser's current session cookie, if any; that
+        session ends, so a new login never leaves an older one alive.
     """
+    if previous:
+        end_session(rt.store, previous)
     sso = create_session(rt.store, account.id, amr, ACR_UNVERIFIED,
                          rt.settings["session"]["sso_ttl"])
     record("login.success", account_id=account.id, ip=ip, sid=sso.sid, amr=amr, **detail)
@@ -40,7 +44,7 @@ def start_session(rt: Runtime, account: Account, amr: list[str], ip: str | None,
 
 
 def login_with_password(rt: Runtime, identifier: str, password: str,
-                        ip: str | None) -> SsoSession:
+                        ip: str | None, previous: str | None = None) -> SsoSession:
     """Authenticate by password and start an SSO session.
 
     Failures count against the typed identifier and the IP (store counters),
@@ -65,11 +69,11 @@ def login_with_password(rt: Runtime, identifier: str, password: str,
         db.session.commit()
         raise LoginFailedError(identifier)
     throttle.clear_account(rt.store, identifier)
-    return start_session(rt, account, ["pwd"], ip)
+    return start_session(rt, account, ["pwd"], ip, previous)
 
 
 def register(rt: Runtime, username: str, password: str, *, name: str | None,
-             email: str | None, ip: str | None) -> SsoSession:
+             email: str | None, ip: str | None, previous: str | None = None) -> SsoSession:
     """Create an account (at most ``registrations_per_ip`` per window per IP)
     and log it in.
 
@@ -81,11 +85,11 @@ def register(rt: Runtime, username: str, password: str, *, name: str | None,
             limits["registrations_per_ip"]:
         raise RegistrationLimitError(ip)
     account = accounts.create_account(rt, username, password, name=name, email=email, ip=ip)
-    return start_session(rt, account, ["pwd"], ip, via="registration")
+    return start_session(rt, account, ["pwd"], ip, previous, via="registration")
 
 
 def logout(rt: Runtime, sso: SsoSession, client_id: str | None, ip: str | None) -> None:
     """End the SSO session ``sso`` for every client and audit ``logout``."""
-    end_session(rt.store, sso.sid)
+    end_session(rt.store, sso.handle)
     record("logout", account_id=sso.account_id, client_id=client_id, ip=ip, sid=sso.sid)
     db.session.commit()

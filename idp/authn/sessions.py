@@ -1,11 +1,15 @@
 """SSO sessions: the browser-level login at the provider, kept in the store.
 
-The browser holds only a random session id; everything else lives in the
-store under ``sso:<sid>`` so any worker process can serve the next request.
+The browser holds a random secret handle in its cookie; the store keeps the
+session under a hash of that handle, so neither a store dump nor any token
+reveals a usable cookie. The session's public id, ``sid``, is a separate
+random value: it goes into ID tokens (OpenID Connect Front-/Back-Channel
+Logout) and can never be replayed as a cookie.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 
 from idp.security import random_token
@@ -19,7 +23,8 @@ _PREFIX = "sso:"
 class SsoSession:
     """One SSO session.
 
-    :ivar sid: session id, also the ``sid`` claim (OpenID Front/Back-Channel Logout).
+    :ivar handle: the secret cookie value (never logged, never in a token).
+    :ivar sid: public session id, the ``sid`` claim.
     :ivar account_id: internal account id.
     :ivar auth_time: Unix seconds of the last authentication in this session.
     :ivar amr: RFC 8176 authentication method references of that authentication.
@@ -28,6 +33,7 @@ class SsoSession:
     :ivar clients: client_ids that received tokens in this session (for logout).
     """
 
+    handle: str
     sid: str
     account_id: int
     auth_time: int
@@ -37,40 +43,49 @@ class SsoSession:
     clients: list[str] = field(default_factory=list)
 
 
+def _key(handle: str) -> str:
+    return _PREFIX + hashlib.sha256(handle.encode()).hexdigest()
+
+
+def _save(store: Store, session: SsoSession) -> None:
+    remaining = session.expires_at - epoch()
+    if remaining > 0:
+        data = asdict(session)
+        del data["handle"]
+        store.put(_key(session.handle), data, remaining)
+
+
 def create_session(
     store: Store, account_id: int, amr: list[str], acr: str | None, ttl: int
 ) -> SsoSession:
-    """Start a new SSO session lasting ``ttl`` seconds (a fresh sid every login
-    prevents session fixation)."""
+    """Start a new SSO session lasting ``ttl`` seconds (a fresh handle at every
+    login prevents session fixation)."""
     now = epoch()
     session = SsoSession(
-        sid=random_token(24), account_id=account_id, auth_time=now, amr=amr, acr=acr,
-        expires_at=now + ttl,
+        handle=random_token(32), sid=random_token(16), account_id=account_id, auth_time=now,
+        amr=amr, acr=acr, expires_at=now + ttl,
     )
-    store.put(_PREFIX + session.sid, asdict(session), ttl)
+    _save(store, session)
     return session
 
 
-def load_session(store: Store, sid: str | None) -> SsoSession | None:
-    """The live session for ``sid``, or None."""
-    if not sid or len(sid) > 64:
+def load_session(store: Store, handle: str | None) -> SsoSession | None:
+    """The live session whose cookie value is ``handle``, or None."""
+    if not handle or len(handle) > 128:
         return None
-    data = store.get(_PREFIX + sid)
+    data = store.get(_key(handle))
     if data is None or data["expires_at"] <= epoch():
         return None
-    return SsoSession(**data)
+    return SsoSession(handle=handle, **data)
 
 
 def add_client(store: Store, session: SsoSession, client_id: str) -> None:
     """Remember that ``client_id`` took part in ``session``."""
-    if client_id in session.clients:
-        return
-    session.clients.append(client_id)
-    remaining = session.expires_at - epoch()
-    if remaining > 0:
-        store.put(_PREFIX + session.sid, asdict(session), remaining)
+    if client_id not in session.clients:
+        session.clients.append(client_id)
+        _save(store, session)
 
 
-def end_session(store: Store, sid: str) -> None:
-    """Destroy the session ``sid`` (logout)."""
-    store.delete(_PREFIX + sid)
+def end_session(store: Store, handle: str) -> None:
+    """Destroy the session whose cookie value is ``handle`` (logout)."""
+    store.delete(_key(handle))

@@ -30,7 +30,7 @@ from idp.oidc.tokens import (
     verify_id_token_hint,
 )
 from idp.runtime import current_runtime
-from idp.web import browser_id, clear_sso_cookie, client_ip, current_sso
+from idp.web import browser_id, clear_sso_cookie, client_ip, current_sso, sso_cookie
 
 bp = Blueprint("oidc", __name__)
 
@@ -248,7 +248,7 @@ def end_session_endpoint():
                 status=400)
         if params.get("state"):
             target = add_params_to_uri(target, [("state", params["state"])])
-    sso = load_session(rt.store, request.cookies.get(rt.settings["session"]["cookie_name"]))
+    sso = load_session(rt.store, sso_cookie(rt))
     confirmed = request.method == "POST" and request.form.get("confirm") == "yes"
     if request.method == "POST":
         csrf.protect()

@@ -154,3 +154,27 @@ def test_logout_confirmation_needs_csrf(provider):
 def test_logout_with_stale_session_cookie(provider):
     response = requests.get(f"{provider.url}/logout", cookies={"idp_sso": "not-a-session"})
     assert response.status_code == 200
+
+
+def test_sid_claim_is_not_the_session_cookie(provider):
+    """Security regression: the sid a relying party sees must not log anyone in."""
+    import jwt as pyjwt
+
+    browser, client, tokens, _ = _login(provider)
+    sid = pyjwt.decode(tokens["id_token"], options={"verify_signature": False})["sid"]
+    assert sid != browser.session.cookies["idp_sso"]
+    attacker = Browser(provider.url)
+    attacker.session.cookies.set("idp_sso", sid, domain="127.0.0.1")
+    response = attacker.go(attacker.authorize_url(client, prompt="none"))
+    assert "error=login_required" in response.headers["Location"]
+
+
+def test_new_login_ends_the_previous_session(provider):
+    browser, client, _tokens, creds = _login(provider)
+    old = browser.session.cookies["idp_sso"]
+    browser.login_for_code(client, *creds, prompt="login")
+    assert browser.session.cookies["idp_sso"] != old
+    stale = Browser(provider.url)
+    stale.session.cookies.set("idp_sso", old, domain="127.0.0.1")
+    response = stale.go(stale.authorize_url(client, prompt="none"))
+    assert "error=login_required" in response.headers["Location"]

@@ -116,12 +116,14 @@ def test_client_rules():
 
 def test_sessions(store):
     session = create_session(store, 7, ["pwd"], None, 60)
-    loaded = load_session(store, session.sid)
-    assert loaded.account_id == 7 and loaded.amr == ["pwd"]
+    loaded = load_session(store, session.handle)
+    assert loaded.account_id == 7 and loaded.amr == ["pwd"] and loaded.sid == session.sid
+    # The public sid is not the cookie: it opens nothing.
+    assert session.sid != session.handle and load_session(store, session.sid) is None
     add_client(store, loaded, "c1")
-    assert load_session(store, session.sid).clients == ["c1"]
-    end_session(store, session.sid)
-    assert load_session(store, session.sid) is None
+    assert load_session(store, session.handle).clients == ["c1"]
+    end_session(store, session.handle)
+    assert load_session(store, session.handle) is None
     assert load_session(store, None) is None and load_session(store, "x" * 100) is None
 
 
