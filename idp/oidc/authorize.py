@@ -119,7 +119,7 @@ def check_openid_parameters(req: AuthorizationRequest, redirect_uri: str) -> int
     raw = data.get("max_age")
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 10:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10:
         raise InvalidRequestError("'max_age' must be a non-negative integer.",
                                   redirect_uri=redirect_uri)
     return int(raw)

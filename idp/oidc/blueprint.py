@@ -67,7 +67,15 @@ def _run_authorization(args: dict[str, list[str]], interaction=None) -> Response
     rt = current_runtime()
     req = AuthorizationRequest(args, rt.issuer + "/authorize")
     try:
-        grant = _server().get_consent_grant(request=req)
+        try:
+            grant = _server().get_consent_grant(request=req)
+        except ValueError:
+            # Authlib refuses to build an error whose description would echo
+            # characters RFC 6749 §4.1.2.1 forbids (quotes, non-ASCII) taken
+            # from the redirect_uri or response_type: such a request is
+            # invalid, and is answered on a page without echoing them.
+            raise InvalidRequestError(
+                "The request contains characters that are not allowed.") from None
         client = req.client
         redirect_uri = grant.redirect_uri or req.payload.redirect_uri
         sso, account = current_sso(rt)

@@ -354,6 +354,15 @@ class AuthorizationServer(FlaskAuthorizationServer):
         super().__init__(query_client=lambda cid: current_runtime().clients.get(cid),
                          save_token=lambda token, request: None)
 
+    def authenticate_client(self, request, methods, endpoint="token"):
+        """Authlib's client authentication, with undecodable Basic credentials
+        answered as ``invalid_client`` (RFC 6749 §5.2) instead of a crash."""
+        try:
+            return super().authenticate_client(request, methods, endpoint)
+        except UnicodeDecodeError:
+            raise InvalidClientError(description="Malformed client credentials.",
+                                     status_code=401) from None
+
     def create_oauth2_request(self, request):
         """Accept a rebuilt :class:`AuthorizationRequest` as it is; wrap Flask's otherwise."""
         if isinstance(request, OAuth2Request):

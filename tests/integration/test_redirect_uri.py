@@ -73,3 +73,45 @@ def test_other_response_types_are_refused(provider, registered, response_type):
     assert response.status_code == 302
     assert response.headers["Location"].startswith(registered.redirect_uri)
     assert "error=unsupported_response_type" in response.headers["Location"]
+
+
+@pytest.mark.parametrize("param,value", [
+    ("redirect_uri", 'http://127.0.0.1:9/cb"'),
+    ("redirect_uri", "http://127.0.0.1:9/cb\\"),
+    ("redirect_uri", "http://127.0.0.1:9/cé"),
+    ("redirect_uri", "http://127.0.0.1:9/cb\x00"),
+    ("redirect_uri", "http://１２７.0.0.1:9/cb"),
+    ("response_type", "code\x00"),
+    ("response_type", 'code"'),
+    ("response_type", "codé"),
+])
+def test_unprintable_input_is_an_error_page_not_a_crash(provider, registered, param, value):
+    """Security regression: these crashed with a 500 (Authlib refuses to echo them)."""
+    params = {"response_type": "code", "client_id": registered.client_id,
+              "redirect_uri": registered.redirect_uri, "scope": "openid", "state": "S"}
+    params[param] = value
+    response = requests.get(f"{provider.url}/authorize", params=params, allow_redirects=False)
+    assert response.status_code in (302, 400)
+    if response.status_code == 302:
+        assert response.headers["Location"].startswith(registered.redirect_uri)
+    assert "Internal Server Error" not in response.text
+
+
+@pytest.mark.parametrize("max_age", ["\u00b2", "\u0663", "-1", "1e9", "abc"])
+def test_max_age_must_be_ascii_digits(provider, max_age):
+    client = provider.create_client()
+    response = requests.get(f"{provider.url}/authorize", params={
+        "response_type": "code", "client_id": client.client_id,
+        "redirect_uri": client.redirect_uri, "scope": "openid", "max_age": max_age},
+        allow_redirects=False)
+    assert response.status_code == 302
+    assert "error=invalid_request" in response.headers["Location"]
+
+
+@pytest.mark.parametrize("endpoint", ["/token", "/introspect", "/revoke"])
+def test_undecodable_basic_credentials(provider, endpoint):
+    response = requests.post(f"{provider.url}{endpoint}", data={
+        "grant_type": "client_credentials", "token": "x"},
+        headers={"Authorization": "Basic //46/w=="})
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
