@@ -40,6 +40,9 @@ from idp.security import keyed_hash, random_token
 from idp.timeutil import epoch
 
 CODE_PURPOSE = "authorization_code"
+#: Longest accepted lifetime of a client assertion, seconds (RFC 7523 §3 lets
+#: the server reject an unreasonably far ``exp``).
+MAX_ASSERTION_LIFETIME = 3600
 TOKEN_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 
 
@@ -339,10 +342,18 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         self.verify_claims(token.claims)
         return token.claims
 
+    def verify_claims(self, claims) -> None:
+        """RFC 7523 §3 checks, plus a bounded lifetime: an assertion valid for
+        longer than ``MAX_ASSERTION_LIFETIME`` would have to be remembered in
+        the replay cache for as long, so it is refused."""
+        exp = claims.get("exp")
+        if isinstance(exp, int) and exp - epoch() > MAX_ASSERTION_LIFETIME:
+            raise InvalidClientError(description="The client assertion lives too long.")
+        super().verify_claims(claims)
+
     def validate_jti(self, claims: dict, jti: str) -> bool:
         rt = current_runtime()
-        exp = claims.get("exp")
-        ttl = max(int(exp) - epoch() + self.leeway, 1) if isinstance(exp, int) else 3600
+        ttl = max(int(claims["exp"]) - epoch() + self.leeway, 1)
         return rt.store.add(f"jti:client:{claims['sub']}:{jti}", {"seen": True}, ttl)
 
 

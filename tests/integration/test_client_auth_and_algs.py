@@ -78,6 +78,16 @@ def test_expired_assertion_is_refused(provider, jwt_client):
     assert response.json()["error"] == "invalid_client"
 
 
+@pytest.mark.parametrize("exp_in", [2 * 3600, 10**9, 2**62])
+def test_assertion_with_far_expiry_is_refused(provider, jwt_client, exp_in):
+    """Security regression: a huge exp crashed the Redis replay cache."""
+    client, key = jwt_client
+    response = _token(provider, client.client_id,
+                      _assertion(key, client.client_id, provider.url, exp_in=exp_in))
+    assert response.status_code in (400, 401)
+    assert response.json()["error"] == "invalid_client"
+
+
 def test_assertion_replay_is_refused(provider, jwt_client):
     client, key = jwt_client
     assertion = _assertion(key, client.client_id, provider.url, jti="fixed-" + uuid.uuid4().hex)
