@@ -3,7 +3,9 @@ consents, kept in the store and bound to one browser."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from idp.security import constant_time_equals, random_token
 from idp.store import Store
@@ -38,8 +40,23 @@ class Interaction:
         return values[0] if values else None
 
 
-def start(store: Store, args: dict[str, list[str]], browser: str) -> Interaction:
-    """Create and save an interaction for ``args`` started by ``browser``."""
+class TooManyInteractionsError(Exception):
+    """The client IP started more sign-in requests than allowed in the window."""
+
+
+def start(store: Store, args: dict[str, list[str]], browser: str, ip: str | None,
+          limits: Mapping[str, Any]) -> Interaction:
+    """Create and save an interaction for ``args`` started by ``browser``.
+
+    Each one costs store space for :data:`TTL` seconds, so at most
+    ``interactions_per_ip`` may be started per ``interaction_window`` per IP.
+
+    :param limits: the ``[throttle]`` settings table.
+    :raises TooManyInteractionsError: over the per-IP limit.
+    """
+    if store.incr(f"rl:interaction:ip:{ip}", limits["interaction_window"]) > \
+            limits["interactions_per_ip"]:
+        raise TooManyInteractionsError(ip)
     item = Interaction(id=random_token(18), args=args, browser=browser, created=epoch())
     store.put(_PREFIX + item.id, asdict(item), TTL)
     return item

@@ -25,6 +25,17 @@ from idp.runtime import Runtime
 from idp.timeutil import epoch
 
 PROMPTS = {"none", "login", "consent", "select_account"}
+#: Parameters an authorization request may carry (RFC 6749 §4.1.1, RFC 7636 §4.3,
+#: OIDC Core §3.1.2.1, §5.5, §6, OAuth 2.0 Multiple Response Types §2.1).
+#: Others are dropped, so a saved request holds nothing a client did not mean.
+KNOWN_PARAMETERS = frozenset({
+    "response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "prompt",
+    "max_age", "login_hint", "id_token_hint", "ui_locales", "response_mode", "claims",
+    "code_challenge", "code_challenge_method", "acr_values", "display", "claims_locales",
+    "request", "request_uri",
+})
+#: Longest accepted value of one parameter, characters.
+MAX_PARAMETER_LENGTH = 4096
 RESPONSE_MODES = {"query", "form_post"}
 
 
@@ -62,6 +73,24 @@ class AuthorizationRequest(OAuth2Request):
     @property
     def form(self) -> dict[str, str]:
         return {}
+
+
+def known_parameters(args: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Keep only :data:`KNOWN_PARAMETERS`, each value cut to ``MAX_PARAMETER_LENGTH``.
+
+    A cut value no longer matches anything registered and no longer parses,
+    so the request fails its checks instead of being stored in full.
+    """
+    return {name: [v[:MAX_PARAMETER_LENGTH] for v in values]
+            for name, values in args.items() if name in KNOWN_PARAMETERS}
+
+
+def check_no_repeated_parameters(req: AuthorizationRequest, redirect_uri: str) -> None:
+    """No parameter may appear more than once (RFC 6749 §3.1)."""
+    for name, values in req.payload.datalist.items():
+        if len(values) > 1:
+            raise InvalidRequestError(f"Parameter '{name}' is repeated.",
+                                      redirect_uri=redirect_uri)
 
 
 @dataclass
@@ -165,6 +194,7 @@ def decide(
     :raises OAuth2Error: with ``redirect_uri`` set, to be sent to the client
         (``login_required``, ``consent_required``, ``invalid_request``...).
     """
+    check_no_repeated_parameters(req, redirect_uri)
     check_request_objects(req, redirect_uri)
     check_response_mode(req, redirect_uri)
     prompts = _prompts(req, redirect_uri)

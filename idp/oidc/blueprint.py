@@ -22,7 +22,7 @@ from idp.authn.sessions import load_session
 from idp.extensions import csrf
 from idp.i18n import remember_ui_locales
 from idp.oidc import resources
-from idp.oidc.authorize import AuthorizationRequest, decide
+from idp.oidc.authorize import AuthorizationRequest, decide, known_parameters
 from idp.oidc.responses import authorization_error
 from idp.oidc.server import TOKEN_AUTH_METHODS, LoginContext
 from idp.oidc.tokens import (
@@ -85,7 +85,14 @@ def _run_authorization(args: dict[str, list[str]], interaction=None) -> Response
     if decision.action in ("login", "consent"):
         remember_ui_locales(req.payload.data.get("ui_locales"))
         if interaction is None:
-            interaction = interactions.start(rt.store, args, browser_id())
+            try:
+                interaction = interactions.start(rt.store, args, browser_id(), client_ip(),
+                                                 rt.settings["throttle"])
+            except interactions.TooManyInteractionsError:
+                return Response(render_template(
+                    "error.html", error="temporarily_unavailable",
+                    description=_("Too many sign-in requests from your network. "
+                                  "Try again in a minute.")), status=429)
         endpoint = "authn.login" if decision.action == "login" else "authn.consent"
         return redirect(url_for(endpoint, i=interaction.id))
     context = LoginContext(account=account, session=sso, claims=decision.claims)
@@ -100,7 +107,7 @@ def _run_authorization(args: dict[str, list[str]], interaction=None) -> Response
 @csrf.exempt
 def authorize():
     """Authorization endpoint (RFC 6749 §3.1, OIDC Core §3.1.2); POST is form-encoded."""
-    return _run_authorization(request.values.to_dict(flat=False))
+    return _run_authorization(known_parameters(request.values.to_dict(flat=False)))
 
 
 @bp.get("/authorize/resume")
