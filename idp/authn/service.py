@@ -56,14 +56,14 @@ def login_with_password(rt: Runtime, identifier: str, password: str,
     identifier = accounts.normalize_username(identifier)
     limits = rt.settings["throttle"]
     try:
-        throttle.check_allowed(rt.store, limits, identifier, ip)
+        throttle.reserve_attempt(rt.store, limits, identifier, ip)
     except throttle.ThrottledError:
         record("login.failure", "failure", ip=ip, reason="throttled")
         db.session.commit()
         raise
     account, ok = accounts.check_password(rt, identifier, password)
     if not ok or not account.is_active:
-        throttle.note_failure(rt.store, limits, identifier, ip)
+        throttle.note_failure(rt.store, limits, ip)
         record("login.failure", "failure", account_id=account.id if account else None, ip=ip,
                reason="invalid_credentials" if not ok else "inactive")
         db.session.commit()

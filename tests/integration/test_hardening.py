@@ -37,3 +37,23 @@ def test_interactions_per_ip_are_limited(make_provider):
         assert "/login" in browser.go(browser.authorize_url(client)).url
     response = browser.go(browser.authorize_url(client))
     assert response.status_code == 429
+
+
+def test_parallel_guesses_cannot_exceed_the_account_limit(make_provider):
+    import concurrent.futures
+
+    from tests.helpers import hidden_inputs
+
+    limited = make_provider(throttle={"account_failures": 5, "ip_failures": 1000})
+    username, _password, _ = limited.create_account()
+
+    def guess(_):
+        session = requests.Session()
+        fields = hidden_inputs(session.get(f"{limited.url}/login").text)
+        fields.update(username=username, password="wrong guess!")
+        return session.post(f"{limited.url}/login", data=fields).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(guess, range(24)))
+    assert codes.count(401) <= 5
+    assert codes.count(429) >= 19

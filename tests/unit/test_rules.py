@@ -129,18 +129,20 @@ def test_sessions(store):
 
 def test_throttle(store):
     limits = {"account_failures": 2, "account_window": 60, "ip_failures": 3, "ip_window": 60}
-    throttle.check_allowed(store, limits, "alice", "10.0.0.1")
-    throttle.note_failure(store, limits, "alice", "10.0.0.1")
-    throttle.note_failure(store, limits, "alice", "10.0.0.1")
+    # Two attempts are reserved against alice; the third is refused.
+    throttle.reserve_attempt(store, limits, "alice", "10.0.0.1")
+    throttle.reserve_attempt(store, limits, "alice", "10.0.0.1")
     with pytest.raises(throttle.ThrottledError) as info:
-        throttle.check_allowed(store, limits, "alice", "10.0.0.2")
+        throttle.reserve_attempt(store, limits, "alice", "10.0.0.2")
     assert 0 < info.value.retry_after <= 60
-    throttle.check_allowed(store, limits, "bob", "10.0.0.2")
-    throttle.note_failure(store, limits, "bob", "10.0.0.1")
-    with pytest.raises(throttle.ThrottledError):
-        throttle.check_allowed(store, limits, "carol", "10.0.0.1")
     throttle.clear_account(store, "alice")
-    throttle.check_allowed(store, limits, "alice", "10.0.0.2")
+    throttle.reserve_attempt(store, limits, "alice", "10.0.0.2")
+    # The IP counts failures only.
+    for _ in range(3):
+        throttle.note_failure(store, limits, "10.0.0.9")
+    with pytest.raises(throttle.ThrottledError):
+        throttle.reserve_attempt(store, limits, "carol", "10.0.0.9")
+    throttle.reserve_attempt(store, limits, "carol", "10.0.0.8")
 
 
 def test_aead_round_trip_and_tamper():
