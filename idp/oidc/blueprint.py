@@ -96,8 +96,7 @@ def _run_authorization(args: dict[str, list[str]], interaction=None) -> Response
         endpoint = "authn.login" if decision.action == "login" else "authn.consent"
         return redirect(url_for(endpoint, i=interaction.id))
     context = LoginContext(account=account, session=sso, claims=decision.claims)
-    response = _server().create_authorization_response(request=req, grant_user=context,
-                                                       grant=grant)
+    response = grant.create_authorization_response(redirect_uri, context)
     if interaction is not None:
         interactions.finish(rt.store, interaction)
     return response

@@ -1,13 +1,31 @@
-"""Rendering of authorization endpoint errors: to the client, or on a page."""
+"""Authorization responses (RFC 6749 §4.1.2) in the requested response mode,
+and authorization errors: to the client, or on a page."""
 
 from __future__ import annotations
 
+from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749.errors import OAuth2Error
-from authlib.oidc.core.grants.util import create_response_mode_response
 from flask import Response, render_template
 
 from idp.oidc.authorize import AuthorizationRequest
 from idp.runtime import current_runtime
+
+
+def response_mode_response(redirect_uri: str, params: list[tuple[str, str]],
+                           mode: str | None) -> Response:
+    """Deliver ``params`` to the client: a 302 with a query (``query``), or an
+    auto-submitting HTML form (OAuth 2.0 Form Post Response Mode §2) whose
+    values are HTML-escaped, not URL-encoded, so the client receives them
+    exactly as sent. Neither may be cached: they carry a code or an error.
+    """
+    if mode == "form_post":
+        response = Response(render_template("form_post.html", action=redirect_uri,
+                                            params=params))
+    else:
+        response = Response(status=302, headers={
+            "Location": add_params_to_uri(redirect_uri, params)})
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def authorization_error(error: OAuth2Error, req: AuthorizationRequest | None) -> Response:
@@ -25,6 +43,4 @@ def authorization_error(error: OAuth2Error, req: AuthorizationRequest | None) ->
         params.append(("state", state))
     params.append(("iss", current_runtime().issuer))
     mode = req.payload.data.get("response_mode") if req is not None else None
-    status, body, headers = create_response_mode_response(
-        error.redirect_uri, params, mode if mode in ("query", "form_post") else "query")
-    return Response(body, status=status, headers=headers)
+    return response_mode_response(error.redirect_uri, params, mode)

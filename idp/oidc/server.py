@@ -21,7 +21,6 @@ from authlib.oauth2.rfc6749.errors import (
 )
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
-from authlib.oidc.core.grants.util import create_response_mode_response
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -34,6 +33,7 @@ from idp.extensions import db
 from idp.oidc import grants as grant_service
 from idp.oidc.claims import select_claims
 from idp.oidc.models import Grant
+from idp.oidc.responses import response_mode_response
 from idp.oidc.tokens import ACCEPTED_ALGS, issue_access_token, issue_id_token
 from idp.runtime import Runtime, current_runtime
 from idp.security import keyed_hash, random_token
@@ -202,8 +202,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if payload.state:
             params.append(("state", payload.state))
         params.append(("iss", rt.issuer))
-        mode = payload.data.get("response_mode") or "query"
-        return create_response_mode_response(redirect_uri, params, mode)
+        return response_mode_response(redirect_uri, params, payload.data.get("response_mode"))
 
     def query_authorization_code(self, code: str, client) -> CodeRecord | None:
         """Take the code atomically; a replay revokes the grant it produced."""

@@ -57,3 +57,29 @@ def test_parallel_guesses_cannot_exceed_the_account_limit(make_provider):
         codes = list(pool.map(guess, range(24)))
     assert codes.count(401) <= 5
     assert codes.count(429) >= 19
+
+
+def test_form_post_delivers_values_exactly(provider):
+    username, password, _ = provider.create_account()
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    state = 'a b%20c"<>{"j":1}&amp;'
+    page = browser.go(browser.authorize_url(client, state=state, response_mode="form_post"),
+                      username=username, password=password)
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+    from html.parser import HTMLParser
+
+    fields = {}
+
+    class Form(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            if tag == "input":
+                fields[attrs["name"]] = attrs["value"]
+            if tag == "form":
+                fields["_action"] = attrs["action"]
+
+    Form().feed(page.text)
+    assert fields["state"] == state
+    assert fields["_action"] == client.redirect_uri
+    assert fields["code"] and fields["iss"] == provider.url
