@@ -356,6 +356,21 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         return rt.store.add(f"jti:client:{claims['sub']}:{jti}", {"seen": True}, ttl)
 
 
+def check_one_client_auth(request: OAuth2Request) -> None:
+    """A client uses one authentication method per request (RFC 6749 §2.3),
+    and sends no parameter twice (§3.2).
+
+    :raises InvalidRequestError: on a second method or a repeated parameter.
+    """
+    form = request.form
+    if hasattr(form, "getlist") and any(len(form.getlist(k)) > 1 for k in form):
+        raise InvalidRequestError("A parameter is repeated.")
+    basic = request.headers.get("Authorization", "")[:6].lower() == "basic "
+    methods = int(basic) + int("client_secret" in form) + int("client_assertion" in form)
+    if methods > 1:
+        raise InvalidRequestError("Use exactly one client authentication method.")
+
+
 class AuthorizationServer(FlaskAuthorizationServer):
     """Authlib's Flask server bound to our client cache; tokens are persisted
     by the grants themselves, so ``save_token`` does nothing."""
@@ -365,13 +380,18 @@ class AuthorizationServer(FlaskAuthorizationServer):
                          save_token=lambda token, request: None)
 
     def authenticate_client(self, request, methods, endpoint="token"):
-        """Authlib's client authentication, with undecodable Basic credentials
-        answered as ``invalid_client`` (RFC 6749 §5.2) instead of a crash."""
+        """Authlib's client authentication, after :func:`check_one_client_auth`;
+        undecodable Basic credentials are ``invalid_client`` (RFC 6749 §5.2)."""
+        check_one_client_auth(request)
         try:
-            return super().authenticate_client(request, methods, endpoint)
+            client = super().authenticate_client(request, methods, endpoint)
         except UnicodeDecodeError:
             raise InvalidClientError(description="Malformed client credentials.",
                                      status_code=401) from None
+        named = request.form.get("client_id")
+        if named is not None and named != client.client_id:
+            raise InvalidClientError(description="client_id does not match the credentials.")
+        return client
 
     def create_oauth2_request(self, request):
         """Accept a rebuilt :class:`AuthorizationRequest` as it is; wrap Flask's otherwise."""

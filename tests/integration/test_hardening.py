@@ -83,3 +83,29 @@ def test_form_post_delivers_values_exactly(provider):
     assert fields["state"] == state
     assert fields["_action"] == client.redirect_uri
     assert fields["code"] and fields["iss"] == provider.url
+
+
+def test_token_request_with_repeated_parameters(provider):
+    client = provider.create_client(grant_types=["client_credentials"])
+    response = requests.post(f"{provider.url}/token", data=[
+        ("grant_type", "client_credentials"), ("grant_type", "authorization_code")],
+        auth=client.auth)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+    response = requests.post(f"{provider.url}/token", data=[
+        ("grant_type", "client_credentials"), ("scope", "email"), ("scope", "phone")],
+        auth=client.auth)
+    assert response.json()["error"] == "invalid_request"
+
+
+def test_two_client_authentication_methods_are_refused(provider):
+    client = provider.create_client(grant_types=["client_credentials"])
+    both = requests.post(f"{provider.url}/token", data={
+        "grant_type": "client_credentials", "client_id": client.client_id,
+        "client_secret": client.client_secret}, auth=client.auth)
+    assert both.json()["error"] == "invalid_request"
+    other = provider.create_client(grant_types=["client_credentials"])
+    mismatch = requests.post(f"{provider.url}/token", data={
+        "grant_type": "client_credentials", "client_id": other.client_id}, auth=client.auth)
+    assert mismatch.json()["error"] == "invalid_client"
+    assert requests.post(f"{provider.url}/introspect", data={
+        "token": "x", "client_id": other.client_id}, auth=client.auth).status_code in (400, 401)
