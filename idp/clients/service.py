@@ -58,8 +58,9 @@ class ClientInfo(ClientMixin):
         return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
 
     def get_allowed_scope(self, scope: str) -> str:
+        """The requested scopes this client may have, each once, in request order."""
         allowed = set(scope_to_list(self.scope))
-        return " ".join(s for s in scope_to_list(scope or "") if s in allowed)
+        return " ".join(dict.fromkeys(s for s in scope_to_list(scope or "") if s in allowed))
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
         """Exact string comparison with a registered URI (RFC 9700 §2.1, §4.1.3)."""

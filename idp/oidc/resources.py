@@ -70,14 +70,20 @@ def revoke(rt: Runtime, client_id: str, token: str, hint: str | None,
 
 def introspect(rt: Runtime, client_id: str, token: str, ip: str | None) -> dict[str, Any]:
     """The RFC 7662 §2.2 answer for ``token``: ``{"active": false}`` for
-    anything not live, so nothing is revealed about invalid tokens."""
+    anything not live, so nothing is revealed about invalid tokens.
+
+    Access tokens may be introspected by any confidential client (a resource
+    server holding one); a refresh token only by the client it was issued to,
+    since nobody else has a reason to hold it (RFC 7662 §4).
+    """
     body: dict[str, Any] = {"active": False}
     try:
         claims = verify_access_token(rt, token)
     except InvalidTokenError:
         row = grant_service.find_refresh_token(rt, token)
         grant = db.session.get(Grant, row.grant_id) if row is not None else None
-        if (grant is not None and row.used_at is None and row.revoked_at is None
+        if (grant is not None and grant.client_id == client_id
+                and row.used_at is None and row.revoked_at is None
                 and grant.revoked_at is None and row.expires_at > utcnow()):
             account = get_account(grant.account_id)
             body = {"active": True, "token_type": "refresh_token", "scope": grant.scope,

@@ -54,7 +54,7 @@ class CodeRecord:
     """
 
     client_id: str
-    redirect_uri: str
+    redirect_uri: str | None
     scope: str
     account_id: int
     grant_id: str
@@ -66,7 +66,7 @@ class CodeRecord:
     acr: str | None = None
     amr: list[str] = field(default_factory=list)
 
-    def get_redirect_uri(self) -> str:
+    def get_redirect_uri(self) -> str | None:
         return self.redirect_uri
 
     def get_scope(self) -> str:
@@ -185,8 +185,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             nonce=payload.data.get("nonce"), ip=_ip(),
         )
         code = random_token(32)
+        # RFC 6749 §4.1.3: the token request must repeat redirect_uri only if
+        # the authorization request carried it.
         record_ = CodeRecord(
-            client_id=self.request.client.client_id, redirect_uri=redirect_uri, scope=scope,
+            client_id=self.request.client.client_id, redirect_uri=payload.redirect_uri,
+            scope=scope,
             account_id=grant_user.account.id, grant_id=grant.id,
             code_challenge=payload.data.get("code_challenge"),
             code_challenge_method=payload.data.get("code_challenge_method"),
@@ -298,7 +301,7 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
         client = self.request.client
         requested = self.request.payload.scope
         allowed = [s for s in scope_to_list(client.scope) if s not in ("openid", "offline_access")]
-        scope_list = scope_to_list(requested) if requested else allowed
+        scope_list = list(dict.fromkeys(scope_to_list(requested))) if requested else allowed
         if any(s not in allowed for s in scope_list):
             raise InvalidScopeError("The requested scope is not allowed for this client.")
         scope = " ".join(scope_list)

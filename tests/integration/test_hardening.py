@@ -109,3 +109,45 @@ def test_two_client_authentication_methods_are_refused(provider):
     assert mismatch.json()["error"] == "invalid_client"
     assert requests.post(f"{provider.url}/introspect", data={
         "token": "x", "client_id": other.client_id}, auth=client.auth).status_code in (400, 401)
+
+
+def test_refresh_token_introspection_only_by_its_client(provider):
+    from tests.helpers import redeem
+
+    username, password, _ = provider.create_account()
+    owner, other = provider.create_client(), provider.create_client()
+    code = Browser(provider.url).login_for_code(owner, username, password,
+                                                scope="openid offline_access")["code"]
+    tokens = redeem(provider.url, owner, code).json()
+    assert requests.post(f"{provider.url}/introspect", data={"token": tokens["refresh_token"]},
+                         auth=other.auth).json() == {"active": False}
+    assert requests.post(f"{provider.url}/introspect", data={"token": tokens["refresh_token"]},
+                         auth=owner.auth).json()["active"] is True
+
+
+def test_repeated_scopes_are_merged(provider):
+    import jwt as pyjwt
+
+    client = provider.create_client(grant_types=["client_credentials"])
+    response = requests.post(f"{provider.url}/token", data={
+        "grant_type": "client_credentials", "scope": "email " * 2000}, auth=client.auth)
+    assert response.status_code == 200
+    assert pyjwt.decode(response.json()["access_token"],
+                        options={"verify_signature": False})["scope"] == "email"
+
+
+def test_redirect_uri_optional_at_token_when_absent_from_authorization(provider):
+    """RFC 6749 §4.1.3: only a redirect_uri sent with the authorization
+    request must be repeated at the token endpoint."""
+    from tests.helpers import callback_params
+
+    username, password, _ = provider.create_account()
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    url = (f"{provider.url}/authorize?response_type=code&client_id={client.client_id}"
+           "&scope=profile&state=s")
+    response = browser.go(url, username=username, password=password)
+    code = callback_params(response)["code"]
+    token = requests.post(f"{provider.url}/token", data={
+        "grant_type": "authorization_code", "code": code}, auth=client.auth)
+    assert token.status_code == 200, token.text
