@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         upgraded to the newest revision and signing keys exist.
     :raises idp.config.ConfigError: on invalid settings or missing production secrets.
     """
+    from werkzeug.exceptions import HTTPException
+
     from idp.accounts.passwords import PasswordHasher
     from idp.audit.writer import AuditWriter
     from idp.clients.service import SCOPES, ClientCache
@@ -36,14 +39,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp.oidc.server import AuthorizationServer
     from idp.runtime import Runtime
     from idp.store import create_store
-    from idp.web import add_security_headers
+    from idp.web import add_security_headers, handle_http_error
 
     settings = load_settings(config)
     theme = PROJECT_ROOT / "themes" / settings["theme"]
     app = Flask(__name__, template_folder=str(theme / "templates"),
                 static_folder=str(theme / "static"), static_url_path="/static",
                 instance_path=settings["instance_path"])
-    Path(settings["instance_path"]).mkdir(parents=True, exist_ok=True)
+    _private_instance(Path(settings["instance_path"]))
     app.config.update(
         IDP=settings,
         SECRET_KEY=settings["secrets"]["secret_key"],
@@ -92,6 +95,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(oidc_bp)
     app.register_blueprint(authn_bp)
     app.after_request(add_security_headers)
+    app.register_error_handler(HTTPException, handle_http_error)
     app.jinja_env.globals["page_lang"] = _page_lang
     register_commands(app)
 
@@ -104,7 +108,27 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         # built and dropped (CLI command discovery) leaves none open.
         db.session.remove()
         db.engine.dispose()
+    _private_files(settings)
     return app
+
+
+def _private_instance(path: Path) -> None:
+    """The instance folder holds secrets, sessions and personal data: owner only."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    store_file = path / "store.sqlite3"
+    if not store_file.exists():
+        os.close(os.open(store_file, os.O_WRONLY | os.O_CREAT, 0o600))
+
+
+def _private_files(settings: Mapping[str, Any]) -> None:
+    """SQLite files get owner-only permissions (SQLite gives its -wal and -shm
+    files the permissions of the database file)."""
+    url = settings["database_url"]
+    if url.startswith("sqlite:///"):
+        database = Path(url.removeprefix("sqlite:///"))
+        if database.exists():
+            database.chmod(0o600)
 
 
 def _tune_sqlite(engine) -> None:

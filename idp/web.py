@@ -3,7 +3,10 @@ cookie, the client IP, and security headers. Only views use this module."""
 
 from __future__ import annotations
 
-from flask import Response, request, session
+from flask import Response, jsonify, render_template, request, session
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
 
 from idp.accounts.models import Account
 from idp.accounts.service import get_account
@@ -59,7 +62,10 @@ def clear_sso_cookie(rt: Runtime, response: Response) -> None:
 
 
 def add_security_headers(response: Response) -> Response:
-    """Forbid framing (clickjacking of login and consent pages) and sniffing."""
+    """Forbid framing (clickjacking of login and consent pages) and sniffing;
+    pages are never cached (they carry CSRF tokens, codes or personal data)."""
+    if response.mimetype == "text/html":
+        response.headers.setdefault("Cache-Control", "no-store")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Content-Security-Policy",
                                 "frame-ancestors 'none'; form-action *; default-src 'self'; "
@@ -67,3 +73,21 @@ def add_security_headers(response: Response) -> Response:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     return response
+
+
+#: Endpoints whose clients are programs: errors there are JSON (RFC 6749 §5.2).
+JSON_ENDPOINTS = ("/token", "/userinfo", "/revoke", "/introspect")
+
+
+def handle_http_error(error: HTTPException) -> tuple[Response | str, int]:
+    """Render routing and size errors as JSON on protocol endpoints and as a
+    themed page elsewhere; a failed CSRF check explains what to do."""
+    status = error.code or 500
+    if request.path in JSON_ENDPOINTS:
+        return jsonify({"error": "invalid_request",
+                        "error_description": error.name}), status
+    if isinstance(error, CSRFError):
+        description = _("The form has expired or was not sent from this site. "
+                        "Go back, reload the page and try again.")
+        return render_template("error.html", error="csrf", description=description), status
+    return render_template("error.html", error=str(status), description=error.name), status

@@ -14,6 +14,9 @@ from idp.runtime import Runtime
 from idp.security import random_token
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
+# One @, no spaces, a dot in the domain: the shape check of WHATWG's
+# input[type=email]; ownership is proven later by a verification mail.
+EMAIL_RE = re.compile(r"^[^\s@]+@[^\s@]+\.[^\s@]+$")
 
 
 class AccountError(Exception):
@@ -70,6 +73,9 @@ def create_account(
             "starting with a letter or digit.",
         )
     check_password_policy(rt, password)
+    email = (email or "").strip() or None
+    if email is not None and (len(email) > 254 or not EMAIL_RE.match(email)):
+        raise AccountError("email", "This is not a valid e-mail address.")
     if find_by_username(username) is not None:
         raise AccountError("username", "This username is already taken.")
     account = Account(
@@ -77,7 +83,7 @@ def create_account(
         username=username,
         password_hash=rt.hasher.hash(password),
         name=name or None,
-        email=(email or "").strip() or None,
+        email=email,
     )
     db.session.add(account)
     db.session.flush()

@@ -139,6 +139,8 @@ def _check_uri(uri: str, kind: str) -> str:
         raise ClientError(f"{kind} {uri!r} must be an absolute https URL (or a private-use scheme)")
     if parts.scheme in ("https", "http") and not parts.netloc:
         raise ClientError(f"{kind} {uri!r} has no host")
+    if parts.username is not None or parts.password is not None:
+        raise ClientError(f"{kind} {uri!r} must not contain user information")
     if parts.fragment or "#" in uri:
         raise ClientError(f"{kind} {uri!r} must not contain a fragment (RFC 6749 §3.1.2)")
     if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):

@@ -277,8 +277,3 @@ def end_session_endpoint():
     response = redirect(target) if target else Response(render_template("logged_out.html"))
     clear_sso_cookie(rt, response)
     return response
-
-
-@bp.errorhandler(405)
-def method_not_allowed(_error):
-    return jsonify({"error": "invalid_request", "error_description": "Method not allowed."}), 405

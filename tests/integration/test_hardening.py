@@ -151,3 +151,43 @@ def test_redirect_uri_optional_at_token_when_absent_from_authorization(provider)
     token = requests.post(f"{provider.url}/token", data={
         "grant_type": "authorization_code", "code": code}, auth=client.auth)
     assert token.status_code == 200, token.text
+
+
+def test_protocol_endpoints_answer_json_errors(provider):
+    for method, path in (("get", "/token"), ("get", "/introspect"), ("get", "/revoke")):
+        response = getattr(requests, method)(f"{provider.url}{path}")
+        assert response.status_code == 405
+        assert response.json()["error"] == "invalid_request"
+    big = requests.post(f"{provider.url}/token", data={"x": "y" * 70_000})
+    assert big.status_code == 413 and big.json()["error"] == "invalid_request"
+
+
+def test_pages_are_not_cached_and_csrf_failure_is_explained(provider):
+    page = requests.get(f"{provider.url}/login")
+    assert page.headers["Cache-Control"] == "no-store"
+    refused = requests.post(f"{provider.url}/login", data={"username": "a", "password": "b"})
+    assert refused.status_code == 400 and "reload the page" in refused.text
+
+
+def test_instance_files_are_private(provider):
+    import os
+    import stat
+
+    instance = provider.runtime.settings["instance_path"]
+    assert stat.S_IMODE(os.stat(instance).st_mode) == 0o700
+    for name in ("store.sqlite3", "secrets.json"):
+        path = os.path.join(instance, name)
+        if os.path.exists(path):
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_registration_checks_email(provider):
+    from idp.accounts.service import AccountError, create_account
+
+    with provider.app.app_context():
+        try:
+            create_account(provider.runtime, "mailcheck1", "long enough pass", email="nope")
+        except AccountError as exc:
+            assert exc.field == "email"
+        else:
+            raise AssertionError("invalid e-mail accepted")
