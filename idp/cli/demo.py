@@ -36,7 +36,7 @@ PORTALS = (
 )
 
 STARTUP_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
+STOP_TIMEOUT = 15.0
 
 
 class DemoError(Exception):
@@ -202,9 +202,12 @@ class _Child:
     def __init__(self, label: str, args: list[str], env: dict[str, str], ready_url: str):
         self.label = label
         self.ready_url = ready_url
-        # Same process group as the demo: Ctrl-C in the terminal, or a kill
-        # of the whole group, reaches the servers even if the demo dies first.
-        self.proc = subprocess.Popen(args, env=env)  # noqa: S603 - fixed argv, no shell
+        # Each server in its own session: Ctrl-C in the terminal reaches only
+        # the demo, which then stops each server with one SIGTERM. A gunicorn
+        # worker that got the terminal's SIGINT and then its master's SIGQUIT
+        # can deadlock in shutdown (gthread worker, gunicorn 27) and be orphaned.
+        self.proc = subprocess.Popen(args, env=env,  # noqa: S603 - fixed argv, no shell
+                                     start_new_session=True)
 
 
 def _wait_ready(children: list[_Child]) -> None:
@@ -228,8 +231,16 @@ def _check_alive(child: _Child) -> None:
         raise DemoError(f"{child.label} stopped with exit status {code} (see its output above)")
 
 
+def _signal_group(child: _Child, signum: int) -> None:
+    try:
+        os.killpg(child.proc.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
 def _stop(children: list[_Child]) -> None:
-    """SIGTERM every child, wait, then SIGKILL the ones still running."""
+    """SIGTERM every child, wait, then SIGKILL each child's whole process
+    group (a gunicorn master and its workers) if it is still running."""
     for child in children:
         if child.proc.poll() is None:
             child.proc.terminate()
@@ -239,8 +250,11 @@ def _stop(children: list[_Child]) -> None:
             child.proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             click.echo(f"{child.label} did not stop in time; killing it", err=True)
-            child.proc.kill()
+            _signal_group(child, signal.SIGKILL)
             child.proc.wait()
+        else:
+            # Workers outliving their master would keep the port.
+            _signal_group(child, signal.SIGKILL)
 
 
 def _banner(demo: dict[str, Any]) -> str:

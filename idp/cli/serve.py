@@ -26,6 +26,8 @@ def run_gunicorn(target: str, host: str, port: int, workers: int, threads: int) 
     _Gunicorn(target, {
         "bind": f"{host}:{port}", "workers": workers, "threads": threads,
         "worker_class": "gthread", "accesslog": None, "timeout": 30, "keepalive": 5,
+        # Requests are short; a worker still busy 10 s after SIGTERM is stuck.
+        "graceful_timeout": 10,
         # gunicorn 27's control socket lives at one path per user ($HOME/.gunicorn),
         # so two instances would take it from each other; the provider needs none.
         "control_socket_disable": True,

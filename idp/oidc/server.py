@@ -238,10 +238,16 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         client = self.request.client
         account = self.authenticate_user(code)
         grant = db.session.get(Grant, code.grant_id)
-        if account is None or grant is None or grant.revoked_at is not None:
+        if account is None or grant is None:
             raise InvalidGrantError("The authorization code is no longer valid.")
         token = _issue_tokens(rt, client, grant, account, code.scope,
                               _wants_refresh(client, code.scope), code.nonce)
+        db.session.refresh(grant)
+        if grant.revoked_at is not None:
+            # A concurrent replay of this code revoked the grant (case O-9):
+            # this first redemption still answers, but its tokens are dead;
+            # renewing the revocation covers the access token just signed.
+            grant_service.revoke_grant(rt, grant.id, "authorization_code_reuse", _ip())
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
 

@@ -292,3 +292,32 @@ def test_token_issuance_is_audited(provider):
             AuditEvent.client_id == client.client_id, AuditEvent.event == "token.issued")))
     assert len(events) == 3
     assert events[0].detail["grant_type"] == "client_credentials"
+
+
+def test_slow_first_redemption_still_wins_when_replayed(provider, account, monkeypatch):
+    """O-9 with the replay landing while the first redemption is still working:
+    the first still gets its answer, the replay gets invalid_grant, and the
+    tokens issued are revoked (this once failed both requests)."""
+    import threading
+
+    import idp.oidc.server as server_module
+
+    original = server_module._issue_tokens
+    entered = threading.Event()
+
+    def slow_issue(*args, **kwargs):
+        entered.set()
+        time.sleep(0.5)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(server_module, "_issue_tokens", slow_issue)
+    client = provider.create_client()
+    code = _code(provider, client, account)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(redeem, provider.url, client, code)
+        entered.wait(5)
+        second = redeem(provider.url, client, code)
+        first = first.result()
+    assert second.status_code == 400 and second.json()["error"] == "invalid_grant"
+    assert first.status_code == 200
+    assert _userinfo(provider, first.json()["access_token"]).status_code == 401
