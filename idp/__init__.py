@@ -98,6 +98,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_error_handler(HTTPException, handle_http_error)
     app.jinja_env.globals["page_lang"] = _page_lang
     register_commands(app)
+    if settings["trusted_proxies"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings["trusted_proxies"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     with app.app_context():
         from idp.db import upgrade_database

@@ -99,6 +99,25 @@ def _validate(settings: dict) -> None:
         raise ConfigError(f"setting tokens.default_signing_alg must be one of {SIGNING_ALGS}")
     if settings["mode"] == "production" and not issuer.startswith("https://"):
         raise ConfigError("setting issuer must be an https URL in production mode")
+    tokens = settings["tokens"]
+    for name in ("access_token_ttl", "id_token_ttl", "refresh_token_ttl",
+                 "authorization_code_ttl", "code_reuse_window"):
+        if tokens[name] < 1:
+            raise ConfigError(f"setting tokens.{name} must be at least 1 second")
+    if tokens["authorization_code_ttl"] > 600:
+        raise ConfigError("setting tokens.authorization_code_ttl must be at most 600 seconds "
+                          "(RFC 6749 §4.1.2)")
+    longest = max(tokens["access_token_ttl"], tokens["id_token_ttl"])
+    if settings["keys"]["retired_key_publish_seconds"] < longest:
+        raise ConfigError("setting keys.retired_key_publish_seconds must be at least the "
+                          f"longest signed token lifetime ({longest} s)")
+    for section, name in (("server", "workers"), ("server", "threads"),
+                          ("passwords", "max_concurrent_verifications"),
+                          ("passwords", "min_length")):
+        if settings[section][name] < 1:
+            raise ConfigError(f"setting {section}.{name} must be at least 1")
+    if settings["trusted_proxies"] < 0:
+        raise ConfigError("setting trusted_proxies must not be negative")
 
 
 def _ensure_secrets(settings: dict, instance: Path) -> None:
@@ -130,6 +149,15 @@ def _ensure_secrets(settings: dict, instance: Path) -> None:
         os.replace(tmp, path)
 
 
+def normalize_database_url(url: str) -> str:
+    """Map the common ``postgres://`` and ``postgresql://`` forms onto the
+    psycopg 3 driver this package installs."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
 def decode_key(value: str, name: str) -> bytes:
     """Decode a base64url secret of at least 32 bytes.
 
@@ -159,8 +187,16 @@ def load_settings(
     with DEFAULT_CONFIG.open("rb") as fh:
         settings = tomllib.load(fh)
     if environ.get("IDP_CONFIG"):
-        with open(environ["IDP_CONFIG"], "rb") as fh:
-            _merge(settings, tomllib.load(fh), "")
+        try:
+            with open(environ["IDP_CONFIG"], "rb") as fh:
+                extra = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError(f"IDP_CONFIG: cannot read {environ['IDP_CONFIG']}: "
+                              f"{exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"IDP_CONFIG: {environ['IDP_CONFIG']} is not valid TOML: "
+                              f"{exc}") from None
+        _merge(settings, extra, "")
     _merge(settings, _env_overrides(environ, settings), "")
     if overrides:
         _merge(settings, overrides, "")
@@ -169,6 +205,7 @@ def load_settings(
     settings["instance_path"] = str(instance)
     if not settings["database_url"]:
         settings["database_url"] = f"sqlite:///{instance / 'idp.sqlite3'}"
+    settings["database_url"] = normalize_database_url(settings["database_url"])
     if settings["mode"] == "production":
         settings["session"]["cookie_secure"] = True
     _ensure_secrets(settings, instance)

@@ -68,7 +68,10 @@ def make_settings(tmp_path, database_url: str | None, port: int, **sections) -> 
         "secrets": dict(SECRETS),
     }
     for key, value in sections.items():
-        settings.setdefault(key, {}).update(value)
+        if isinstance(value, dict):
+            settings.setdefault(key, {}).update(value)
+        else:
+            settings[key] = value
     return settings
 
 

@@ -13,6 +13,8 @@ from idp.config import ConfigError
 
 
 def _create_app() -> Flask:
+    from sqlalchemy.exc import OperationalError
+
     from idp import create_app
     from idp.extensions import db
 
@@ -20,6 +22,8 @@ def _create_app() -> Flask:
         app = create_app()
     except ConfigError as exc:
         raise click.ClickException(f"configuration: {exc}") from None
+    except OperationalError as exc:
+        raise click.ClickException(f"the database cannot be reached: {exc.orig}") from None
 
     # A command is one short unit of work: close pooled connections when its
     # app context ends instead of leaving them to the garbage collector.
@@ -51,8 +55,7 @@ def serve(host: str, port: int, workers: int | None, threads: int | None) -> Non
         settings = load_settings()
     except ConfigError as exc:
         raise click.ClickException(f"configuration: {exc}") from None
-    app = _create_app()  # fail here, before forking, on bad config; also upgrades the schema
-    del app
+    _create_app()  # fail here, before forking, on bad config; also upgrades the schema
     run_gunicorn("idp:create_app()", host, port, workers or settings["server"]["workers"],
                  threads or settings["server"]["threads"])
 
@@ -145,7 +148,12 @@ def clients_create(name, redirect_uris, logout_uris, public, trusted, grant_type
         raise click.ClickException(str(exc)) from None
     rt.keys.ensure((client.id_token_signed_response_alg,))
     result = {"client_id": client.client_id, "name": client.name,
-              "token_endpoint_auth_method": client.token_endpoint_auth_method}
+              "token_endpoint_auth_method": client.token_endpoint_auth_method,
+              "redirect_uris": client.redirect_uris,
+              "post_logout_redirect_uris": client.post_logout_redirect_uris,
+              "grant_types": client.grant_types, "scope": client.scope,
+              "id_token_signed_response_alg": client.id_token_signed_response_alg,
+              "trusted": client.trusted}
     if secret:
         result["client_secret"] = secret
     if as_json:
@@ -164,14 +172,18 @@ def clients_list(as_json: bool) -> None:
     """List registered clients."""
     from idp.clients.service import list_clients
 
-    rows = [{"client_id": c.client_id, "name": c.name, "redirect_uris": c.redirect_uris,
-             "grant_types": c.grant_types, "auth_method": c.token_endpoint_auth_method,
+    rows = [{"client_id": c.client_id, "name": c.name,
+             "token_endpoint_auth_method": c.token_endpoint_auth_method,
+             "redirect_uris": c.redirect_uris,
+             "post_logout_redirect_uris": c.post_logout_redirect_uris,
+             "grant_types": c.grant_types, "scope": c.scope,
+             "id_token_signed_response_alg": c.id_token_signed_response_alg,
              "trusted": c.trusted} for c in list_clients()]
     if as_json:
         click.echo(json.dumps(rows))
         return
     for row in rows:
-        click.echo(f"{row['client_id']}\t{row['name']}\t{row['auth_method']}\t"
+        click.echo(f"{row['client_id']}\t{row['name']}\t{row['token_endpoint_auth_method']}\t"
                    f"{' '.join(row['redirect_uris'])}")
 
 

@@ -133,12 +133,31 @@ class ClientCache:
             self._entries.pop(client_id, None)
 
 
+#: JWK members that hold private key material (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2).
+PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+
+def _check_jwks(jwks: dict | None) -> None:
+    """A JWK Set of asymmetric public keys, with no private members."""
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    if not keys or not isinstance(keys, list):
+        raise ClientError("private_key_jwt needs the client's public keys (a JWK Set)")
+    for key in keys:
+        if not isinstance(key, dict) or key.get("kty") not in ("RSA", "EC", "OKP"):
+            raise ClientError("each key must be an RSA, EC or OKP public JWK")
+        if PRIVATE_JWK_MEMBERS & set(key):
+            raise ClientError("the JWK Set contains private key material: register only "
+                              "the public keys")
+
+
 def _check_uri(uri: str, kind: str) -> str:
     parts = urlsplit(uri)
     if parts.scheme not in ("https", "http") and not (parts.scheme and "." in parts.scheme):
         raise ClientError(f"{kind} {uri!r} must be an absolute https URL (or a private-use scheme)")
     if parts.scheme in ("https", "http") and not parts.netloc:
         raise ClientError(f"{kind} {uri!r} has no host")
+    if "*" in uri:
+        raise ClientError(f"{kind} {uri!r}: wildcards are not allowed (exact matching)")
     if parts.username is not None or parts.password is not None:
         raise ClientError(f"{kind} {uri!r} must not contain user information")
     if parts.fragment or "#" in uri:
@@ -182,27 +201,32 @@ def create_client(
     grant_types = list(dict.fromkeys(grant_types or ["authorization_code", "refresh_token"]))
     for grant in grant_types:
         if grant not in GRANT_TYPES:
-            raise ClientError(f"grant type {grant!r} is not supported; use one of {GRANT_TYPES}")
+            raise ClientError(f"grant type {grant!r} is not supported; use one of "
+                              f"{', '.join(GRANT_TYPES)}")
     method = auth_method or ("none" if public else "client_secret_basic")
     if method not in AUTH_METHODS:
-        raise ClientError(f"auth method {method!r} is not supported; use one of {AUTH_METHODS}")
+        raise ClientError(f"auth method {method!r} is not supported; use one of "
+                          f"{', '.join(AUTH_METHODS)}")
     if public and method != "none":
         raise ClientError("a public client authenticates with method 'none'")
     if method == "none" and "client_credentials" in grant_types:
         raise ClientError("a public client cannot use client_credentials")
-    if method == "private_key_jwt" and not (jwks and jwks.get("keys")):
-        raise ClientError("private_key_jwt needs the client's public keys (jwks)")
+    if method == "private_key_jwt":
+        _check_jwks(jwks)
+    elif jwks is not None:
+        raise ClientError("public keys (jwks) are used only with private_key_jwt")
     if "authorization_code" in grant_types and not redirect_uris:
         raise ClientError("authorization_code needs at least one redirect URI")
     if alg not in SIGNING_ALGS:
-        raise ClientError(f"algorithm {alg!r} is not supported; use one of {SIGNING_ALGS}")
+        raise ClientError(f"algorithm {alg!r} is not supported; use one of "
+                          f"{', '.join(SIGNING_ALGS)}")
     uris = [_check_uri(u, "redirect URI") for u in dict.fromkeys(redirect_uris)]
     logout_uris = [_check_uri(u, "post-logout redirect URI")
                    for u in dict.fromkeys(post_logout_redirect_uris or [])]
     requested_scope = scope_to_list(scope) if scope else list(SCOPES)
     for item in requested_scope:
         if item not in SCOPES:
-            raise ClientError(f"scope {item!r} is not supported; use some of {SCOPES}")
+            raise ClientError(f"scope {item!r} is not supported; use some of {', '.join(SCOPES)}")
     client_id = client_id or random_token(16)
     if db.session.scalar(select(Client).where(Client.client_id == client_id)):
         raise ClientError(f"client_id {client_id!r} already exists")

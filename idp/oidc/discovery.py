@@ -29,7 +29,6 @@ def provider_metadata(issuer: str) -> dict[str, Any]:
         "subject_types_supported": ["public"],
         "acr_values_supported": ["0"],
         "id_token_signing_alg_values_supported": list(SIGNING_ALGS),
-        "userinfo_signing_alg_values_supported": [],
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "token_endpoint_auth_signing_alg_values_supported": list(SIGNING_ALGS),
         "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),

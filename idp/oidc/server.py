@@ -307,7 +307,8 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
         client = self.request.client
         requested = self.request.payload.scope
         allowed = [s for s in scope_to_list(client.scope) if s not in ("openid", "offline_access")]
-        scope_list = list(dict.fromkeys(scope_to_list(requested))) if requested else allowed
+        # Least privilege: without a scope parameter the token carries none.
+        scope_list = list(dict.fromkeys(scope_to_list(requested))) if requested else []
         if any(s not in allowed for s in scope_list):
             raise InvalidScopeError("The requested scope is not allowed for this client.")
         scope = " ".join(scope_list)

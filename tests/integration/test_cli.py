@@ -128,3 +128,32 @@ def test_development_mode_generates_and_keeps_secrets(tmp_path):
     second = load_settings({"instance_path": str(tmp_path)}, environ={})
     assert first["secrets"]["secret_key"] == second["secrets"]["secret_key"]
     assert oct((tmp_path / "secrets.json").stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--redirect-uri", "https://p.example.test/*"], "wildcards"),
+    (["--redirect-uri", "https://user:pw@p.example.test/cb"], "user information"),
+    (["--redirect-uri", "https://p.example.test/cb", "--alg", "HS256"], "ES256, ES384"),
+])
+def test_clients_create_more_errors(cli_env, args, message):
+    result = CliRunner().invoke(main, ["clients", "create", "--name", "X", *args], env=cli_env)
+    assert result.exit_code != 0 and message in result.output
+
+
+def test_private_jwks_are_refused(cli_env, tmp_path):
+    from joserfc.jwk import ECKey
+
+    key = ECKey.generate_key("P-256", private=True)
+    private = tmp_path / "private.json"
+    private.write_text(json.dumps({"keys": [key.as_dict(private=True)]}))
+    result = CliRunner().invoke(main, [
+        "clients", "create", "--name", "J", "--grant-type", "client_credentials",
+        "--auth-method", "private_key_jwt", "--jwks", str(private)], env=cli_env)
+    assert result.exit_code != 0 and "private key material" in result.output
+
+
+def test_unreachable_database_is_a_clean_error(cli_env):
+    env = dict(cli_env, IDP_DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:1/none")
+    result = CliRunner().invoke(main, ["clients", "list"], env=env)
+    assert result.exit_code != 0
+    assert "database cannot be reached" in result.output

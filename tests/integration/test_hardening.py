@@ -191,3 +191,23 @@ def test_registration_checks_email(provider):
             assert exc.field == "email"
         else:
             raise AssertionError("invalid e-mail accepted")
+
+
+def test_trusted_proxy_supplies_the_client_address(make_provider):
+    """Behind one proxy, throttling counts the address the proxy reports."""
+    proxied = make_provider(trusted_proxies=1, throttle={"ip_failures": 2,
+                                                         "account_failures": 100})
+    from tests.helpers import hidden_inputs
+
+    def attempt(address, username, password):
+        session = requests.Session()
+        fields = hidden_inputs(session.get(f"{proxied.url}/login").text)
+        fields.update(username=username, password=password)
+        return session.post(f"{proxied.url}/login", data=fields, allow_redirects=False,
+                            headers={"X-Forwarded-For": address}).status_code
+
+    assert attempt("203.0.113.7", "x1", "bad password") == 401
+    assert attempt("203.0.113.7", "x2", "bad password") == 401
+    username, password, _ = proxied.create_account()
+    assert attempt("203.0.113.7", username, password) == 429
+    assert attempt("198.51.100.9", username, password) == 302

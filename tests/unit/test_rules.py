@@ -153,3 +153,43 @@ def test_aead_round_trip_and_tamper():
         decrypt(key, token, b"kid2")
     with pytest.raises(DecryptionError):
         decrypt(b"y" * 32, token, b"kid1")
+
+
+def test_config_file_errors_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings({"instance_path": str(tmp_path)},
+                      environ={"IDP_CONFIG": str(tmp_path / "missing.toml")})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("issuer = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings({"instance_path": str(tmp_path)}, environ={"IDP_CONFIG": str(bad)})
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"tokens": {"access_token_ttl": 0}}, "access_token_ttl"),
+    ({"tokens": {"authorization_code_ttl": 3600}}, "authorization_code_ttl"),
+    ({"keys": {"retired_key_publish_seconds": 10}}, "retired_key_publish_seconds"),
+    ({"server": {"workers": 0}}, "workers"),
+    ({"trusted_proxies": -1}, "trusted_proxies"),
+])
+def test_settings_ranges(tmp_path, override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_settings({"instance_path": str(tmp_path), **override}, environ={})
+
+
+def test_postgres_url_forms_use_psycopg(tmp_path):
+    for url in ("postgres://u@h/db", "postgresql://u@h/db"):
+        settings = load_settings({"instance_path": str(tmp_path), "database_url": url},
+                                 environ={})
+        assert settings["database_url"] == "postgresql+psycopg://u@h/db"
+
+
+def test_client_jwks_rules():
+    from idp.clients.service import ClientError, _check_jwks
+
+    public = {"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}
+    _check_jwks({"keys": [public]})
+    for bad in (None, {}, {"keys": []}, {"keys": [dict(public, d="secret")]},
+                {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}):
+        with pytest.raises(ClientError):
+            _check_jwks(bad)
