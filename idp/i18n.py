@@ -11,7 +11,7 @@ from pathlib import Path
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from flask import request, session
+from flask import has_request_context, request, session
 
 SOURCE = Path(__file__).parent / "translations"
 LOCALES = ("zh", "en")
@@ -48,7 +48,10 @@ def remember_ui_locales(value: str | None) -> None:
 
 
 def select_locale() -> str | None:
-    """The page language: the client's ``ui_locales``, else the browser's preference."""
+    """The page language: the client's ``ui_locales``, else the browser's
+    preference; outside a request (CLI), the configured default."""
+    if not has_request_context():
+        return None
     chosen = session.get("ui_locale")
     if chosen in LOCALES:
         return chosen

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
 from idp.accounts.models import Account
@@ -23,10 +24,11 @@ class AccountError(Exception):
     """An account could not be created or changed.
 
     :ivar field: the form field at fault (``username``, ``password``...).
+    :ivar message: what is wrong, translated when rendered.
     """
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(str(message))
         self.field = field
         self.message = message
 
@@ -42,12 +44,10 @@ def check_password_policy(rt: Runtime, password: str) -> None:
     :raises AccountError: on field ``password``.
     """
     if len(password) < rt.settings["passwords"]["min_length"]:
-        raise AccountError(
-            "password",
-            f"Password must be at least {rt.settings['passwords']['min_length']} characters.",
-        )
+        raise AccountError("password", _l("Password must be at least %(n)d characters.",
+                                          n=rt.settings["passwords"]["min_length"]))
     if len(password) > 1024:
-        raise AccountError("password", "Password must be at most 1024 characters.")
+        raise AccountError("password", _l("Password must be at most 1024 characters."))
 
 
 def create_account(
@@ -67,17 +67,15 @@ def create_account(
     """
     username = normalize_username(username)
     if not USERNAME_RE.match(username):
-        raise AccountError(
-            "username",
+        raise AccountError("username", _l(
             "Username must be 3-64 characters: letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit.",
-        )
+            "starting with a letter or digit."))
     check_password_policy(rt, password)
     email = (email or "").strip() or None
     if email is not None and (len(email) > 254 or not EMAIL_RE.match(email)):
-        raise AccountError("email", "This is not a valid e-mail address.")
+        raise AccountError("email", _l("This is not a valid e-mail address."))
     if find_by_username(username) is not None:
-        raise AccountError("username", "This username is already taken.")
+        raise AccountError("username", _l("This username is already taken."))
     account = Account(
         subject=random_token(16),
         username=username,

@@ -166,3 +166,12 @@ def test_ui_locales_choose_the_language(provider):
     browser = Browser(provider.url)
     page = browser.go(browser.authorize_url(client, ui_locales="zh-CN en"))
     assert "/login" in page.url and "登录" in page.text
+
+
+def test_form_errors_in_chinese(provider):
+    session = requests.Session()
+    headers = {"Accept-Language": "zh-CN"}
+    fields = hidden_inputs(session.get(f"{provider.url}/register", headers=headers).text)
+    fields.update(username="zh" + uuid.uuid4().hex[:6], password="short", confirm="short")
+    page = session.post(f"{provider.url}/register", data=fields, headers=headers)
+    assert page.status_code == 400 and "密码长度至少为 8 个字符" in page.text
