@@ -54,6 +54,12 @@ def half_hash(value: str, alg: str) -> str:
     return base64.urlsafe_b64encode(digest[: len(digest) // 2]).decode().rstrip("=")
 
 
+def _add_present(claims: dict[str, Any], **optional: Any) -> None:
+    """Add the optional claims that have a value; absent claims are left out,
+    never sent as null or empty (RFC 7519 §4)."""
+    claims.update({name: value for name, value in optional.items() if value})
+
+
 def _sign(rt: Runtime, alg: str, claims: dict[str, Any], typ: str | None) -> str:
     key = rt.keys.signing_key(alg)
     header = {"alg": alg, "kid": key.kid}
@@ -93,16 +99,8 @@ def issue_access_token(
         "jti": random_token(16),
         "scope": scope,
     }
-    if grant_id:
-        claims["gid"] = grant_id
-    if auth_time is not None:
-        claims["auth_time"] = int(auth_time)
-    if acr:
-        claims["acr"] = acr
-    if amr:
-        claims["amr"] = amr
-    if sid:
-        claims["sid"] = sid
+    _add_present(claims, gid=grant_id, acr=acr, amr=amr, sid=sid,
+                 auth_time=None if auth_time is None else int(auth_time))
     return _sign(rt, alg, claims, "at+jwt"), ttl
 
 
@@ -138,14 +136,7 @@ def issue_id_token(
         "exp": now + rt.settings["tokens"]["id_token_ttl"],
         "auth_time": int(auth_time),
     })
-    if nonce:
-        claims["nonce"] = nonce
-    if acr:
-        claims["acr"] = acr
-    if amr:
-        claims["amr"] = amr
-    if sid:
-        claims["sid"] = sid
+    _add_present(claims, nonce=nonce, acr=acr, amr=amr, sid=sid)
     if access_token:
         claims["at_hash"] = half_hash(access_token, alg)
     return _sign(rt, alg, claims, None)
