@@ -89,7 +89,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["authlib.server"] = server
 
     from idp.authn.blueprint import bp as authn_bp
-    from idp.cli import register_commands
     from idp.oidc.blueprint import bp as oidc_bp
 
     app.register_blueprint(oidc_bp)
@@ -97,7 +96,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.after_request(add_security_headers)
     app.register_error_handler(HTTPException, handle_http_error)
     app.jinja_env.globals["page_lang"] = _page_lang
-    register_commands(app)
     if settings["trusted_proxies"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

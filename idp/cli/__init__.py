@@ -35,10 +35,28 @@ def _create_app() -> Flask:
     return app
 
 
-@click.group(cls=FlaskGroup, create_app=_create_app, add_default_commands=False,
-             add_version_option=False, load_dotenv=False)
+class IdpGroup(FlaskGroup):
+    """Flask's command group without its generic options (``--app``,
+    ``--env-file``, ``--debug``) and plugin commands: the ``idp`` command
+    serves one application, and schema revisions are made by developers,
+    not operators (so Flask-Migrate's ``db`` group is replaced by ours)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.params = [p for p in self.params if p.name not in ("env_file", "app", "debug")]
+
+    def _load_plugin_commands(self) -> None:
+        return None
+
+
+@click.group(cls=IdpGroup, create_app=_create_app, add_default_commands=False,
+             add_version_option=False, load_dotenv=False, set_debug_flag=False)
 def main() -> None:
-    """Provincial identity provider (OpenID Connect Provider)."""
+    """Provincial identity provider (OpenID Connect Provider).
+
+    Settings come from config/default.toml and IDP_* environment variables;
+    the instance folder is ./instance unless IDP_INSTANCE_PATH says otherwise.
+    """
 
 
 @main.command()
@@ -70,14 +88,25 @@ def demo(port: int) -> None:
     run_demo(port)
 
 
-def register_commands(app: Flask) -> None:
-    """Attach the app-bound command groups (users, clients, keys) to ``app.cli``."""
-    app.cli.add_command(users)
-    app.cli.add_command(clients)
-    app.cli.add_command(keys)
+@main.group("db")
+def database() -> None:
+    """Manage the database schema."""
 
 
-@click.group()
+@database.command("upgrade")
+@with_appcontext
+def database_upgrade() -> None:
+    """Upgrade the schema to the newest revision (the server also does it at start)."""
+    from flask import current_app
+
+    from idp.db import current_revision, upgrade_database
+
+    upgrade_database()
+    click.echo(f"database schema at revision {current_revision()} "
+               f"({current_app.config['SQLALCHEMY_DATABASE_URI'].split('@')[-1]})")
+
+
+@main.group()
 def users() -> None:
     """Manage accounts."""
 
@@ -100,7 +129,7 @@ def users_create(username: str, password: str, name: str | None, email: str | No
     click.echo(f"created account {account.username} (sub {account.subject})")
 
 
-@click.group()
+@main.group()
 def clients() -> None:
     """Manage relying parties (OAuth 2.0 clients)."""
 
@@ -187,7 +216,7 @@ def clients_list(as_json: bool) -> None:
                    f"{' '.join(row['redirect_uris'])}")
 
 
-@click.group()
+@main.group()
 def keys() -> None:
     """Manage signing keys."""
 

@@ -41,3 +41,11 @@ def upgrade_database() -> None:
                 upgrade(directory=DIRECTORY)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def current_revision() -> str | None:
+    """The schema revision the database is at, or None for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
+    with db.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()

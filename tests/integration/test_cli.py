@@ -157,3 +157,9 @@ def test_unreachable_database_is_a_clean_error(cli_env):
     result = CliRunner().invoke(main, ["clients", "list"], env=env)
     assert result.exit_code != 0
     assert "database cannot be reached" in result.output
+
+
+def test_db_upgrade_reports_the_revision(cli_env):
+    result = run(cli_env, "db", "upgrade")
+    assert result.exit_code == 0 and "revision 0001" in result.output
+    assert "--app" not in run(cli_env, "--help").output
