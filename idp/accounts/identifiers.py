@@ -1,0 +1,227 @@
+"""Personal and legal-entity identifiers: resident ID numbers (GB 11643-1999),
+Unified Social Credit Codes (GB 32100-2015) and mobile numbers (E.164).
+
+Written from the standards themselves, and no stricter: an area code is never
+checked against a list (a number keeps the area code of its registration
+forever, also after districts are renamed, merged or created), and the
+registration-authority and category characters of a credit code are not
+restricted beyond the code's alphabet. Input is normalised first (full-width
+to half-width, spaces and invisible characters removed).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import date
+
+import phonenumbers
+from flask_babel import lazy_gettext as _l
+
+#: GB 11643-1999 §5.2: weights W_i = 2^(i-1) mod 11 for positions 18..2.
+ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+#: Check character for each value of the weighted sum mod 11 (MOD 11-2).
+ID_CHECK = "10X98765432"
+#: GB 32100-2015 §4.2: the 31 characters of a credit code (no I, O, Z, S, V).
+USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+#: GB 32100-2015 §5.3: weights W_i = 3^(i-1) mod 31 for positions 1..17.
+USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+#: First two digits of the province-level divisions (GB/T 2260), for a soft
+#: warning only; 81-83 are Hong Kong, Macau and Taiwan residence permits.
+PROVINCE_CODES = frozenset({
+    "11", "12", "13", "14", "15", "21", "22", "23", "31", "32", "33", "34", "35", "36",
+    "37", "41", "42", "43", "44", "45", "46", "50", "51", "52", "53", "54", "61", "62",
+    "63", "64", "65", "71", "81", "82", "83",
+})
+PERMIT_KINDS = {"810000": "hong_kong_permit", "820000": "macau_permit",
+                "830000": "taiwan_permit"}
+# Zero-width and other format characters that survive copy and paste.
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+
+
+class IdentifierError(ValueError):
+    """An identifier is not valid.
+
+    :ivar code: machine-readable reason (``length``, ``characters``,
+        ``check_character``, ``birth_date``, ``birth_date_future``,
+        ``not_mobile``, ``phone_number``).
+    :ivar message: human-readable reason, translated when rendered.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(str(message))
+        self.code = code
+        self.message = message
+
+
+def normalize_identifier(raw: str) -> str:
+    """NFKC (full-width to half-width), invisible characters and all white
+    space removed, letters upper-cased: the form every identifier is checked in."""
+    text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", raw or ""))
+    return "".join(text.split()).upper()
+
+
+def normalize_name(raw: str) -> str:
+    """A person's or entity's name: NFKC, invisible characters removed, white
+    space removed between CJK characters and collapsed elsewhere
+    (``张\\u3000三`` -> ``张三``, ``Li  Lei`` -> ``Li Lei``)."""
+    text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", raw or ""))
+    text = " ".join(text.split())
+    return re.sub(r"(?<=[\u3400-\u9fff\u00b7]) (?=[\u3400-\u9fff\u00b7])", "", text)
+
+
+@dataclass(frozen=True)
+class ResidentId:
+    """A valid resident ID number and what it says.
+
+    :ivar number: the 18-character number (upper-case ``X``).
+    :ivar kind: ``resident``, ``hong_kong_permit``, ``macau_permit``,
+        ``taiwan_permit`` or ``foreign_permanent``.
+    :ivar birth_date: date of birth (GB 11643-1999 §4.2).
+    :ivar sex: ``male`` (odd sequence code) or ``female`` (even), §4.3.
+    :ivar upgraded_from: the 15-digit number it was upgraded from, if any.
+    :ivar warnings: soft findings that do not invalidate the number.
+    """
+
+    number: str
+    kind: str
+    birth_date: date
+    sex: str
+    upgraded_from: str | None = None
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def area_code(self) -> str:
+        """The six-digit address code of the registration (§4.1)."""
+        return self.number[:6]
+
+
+def id_check_character(first17: str) -> str:
+    """The MOD 11-2 check character for 17 digits (GB 11643-1999 §5.2)."""
+    return ID_CHECK[sum(int(c) * w for c, w in zip(first17, ID_WEIGHTS, strict=True)) % 11]
+
+
+def _birth_date(digits: str, today: date) -> date:
+    try:
+        born = date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
+    except ValueError:
+        raise IdentifierError("birth_date", _l("The birth date in the number is not a valid "
+                                               "date.")) from None
+    if born > today:
+        raise IdentifierError("birth_date_future", _l("The birth date in the number is in "
+                                                      "the future."))
+    return born
+
+
+def upgrade_15(number: str) -> str:
+    """The 18-character form of a 15-digit number (GB 11643-1999 Appendix):
+    insert the century and append the check character. Sequence codes
+    996-999 were given to people over 100, so they take the 18th century.
+
+    :raises IdentifierError: if ``number`` is not 15 digits.
+    """
+    if len(number) != 15 or not number.isascii() or not number.isdigit():
+        raise IdentifierError("length", _l("A 15-digit number must have 15 digits."))
+    century = "18" if number[12:15] in ("996", "997", "998", "999") else "19"
+    first17 = number[:6] + century + number[6:]
+    return first17 + id_check_character(first17)
+
+
+def parse_resident_id(raw: str, today: date | None = None) -> ResidentId:
+    """Validate a resident ID number (18 characters, or 15 digits upgraded).
+
+    Hong Kong/Macau/Taiwan residence permits (810000/820000/830000) and the
+    permanent-residence ID of foreigners (first digit 9) use the same rules.
+
+    :param raw: the number as typed or read (normalised here).
+    :param today: reference date for the future-birth check (default: today).
+    :returns: the parsed :class:`ResidentId`.
+    :raises IdentifierError: with a specific ``code``.
+    """
+    today = today or date.today()
+    number = normalize_identifier(raw)
+    upgraded_from = None
+    if len(number) == 15 and number.isascii() and number.isdigit():
+        upgraded_from, number = number, upgrade_15(number)
+    if len(number) != 18:
+        raise IdentifierError("length", _l("A resident ID number has 18 characters."))
+    if not (number[:17].isascii() and number[:17].isdigit()) or number[17] not in "0123456789X":
+        raise IdentifierError("characters", _l("A resident ID number has 17 digits followed "
+                                               "by a digit or X."))
+    born = _birth_date(number[6:14], today)
+    if number[17] != id_check_character(number[:17]):
+        raise IdentifierError("check_character", _l("The check character is wrong: the "
+                                                     "number has a typing error."))
+    kind = PERMIT_KINDS.get(number[:6]) or ("foreign_permanent" if number[0] == "9"
+                                            else "resident")
+    warnings = ()
+    if kind == "resident" and number[:2] not in PROVINCE_CODES:
+        warnings = ("unknown_province",)
+    return ResidentId(number=number, kind=kind, birth_date=born,
+                      sex="male" if int(number[16]) % 2 else "female",
+                      upgraded_from=upgraded_from, warnings=warnings)
+
+
+def uscc_check_character(first17: str) -> str:
+    """The check character of a credit code (GB 32100-2015 §5.3)."""
+    total = sum(USCC_ALPHABET.index(c) * w for c, w in zip(first17, USCC_WEIGHTS, strict=True))
+    return USCC_ALPHABET[(31 - total % 31) % 31]
+
+
+def parse_uscc(raw: str) -> str:
+    """Validate a Unified Social Credit Code (GB 32100-2015).
+
+    :returns: the normalised 18-character code.
+    :raises IdentifierError: ``length``, ``characters`` or ``check_character``.
+    """
+    code = normalize_identifier(raw)
+    if len(code) != 18:
+        raise IdentifierError("length", _l("A unified social credit code has 18 characters."))
+    if any(c not in USCC_ALPHABET for c in code):
+        raise IdentifierError("characters", _l("A unified social credit code uses digits and "
+                                               "capital letters except I, O, Z, S and V."))
+    if code[17] != uscc_check_character(code[:17]):
+        raise IdentifierError("check_character", _l("The check character is wrong: the code "
+                                                    "has a typing error."))
+    return code
+
+
+def parse_mobile(raw: str, region: str = "CN") -> str:
+    """Normalise a mobile number to E.164 (``+8613900000001``).
+
+    :param region: region assumed for numbers without a country code.
+    :raises IdentifierError: ``phone_number`` if it is not a valid number,
+        ``not_mobile`` if it is valid but cannot receive SMS.
+    """
+    text = _INVISIBLE.sub("", unicodedata.normalize("NFKC", raw or "")).strip()
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        raise IdentifierError("phone_number", _l("This is not a valid phone number.")) from None
+    if not phonenumbers.is_valid_number(number):
+        raise IdentifierError("phone_number", _l("This is not a valid phone number."))
+    if phonenumbers.number_type(number) not in (phonenumbers.PhoneNumberType.MOBILE,
+                                                phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE):
+        raise IdentifierError("not_mobile", _l("This number cannot receive text messages; "
+                                               "give a mobile number."))
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mask_resident_id(number: str) -> str:
+    """Show the first four and last four characters (``3401**********123X``)."""
+    if len(number) <= 8:
+        return "*" * len(number)
+    return number[:4] + "*" * (len(number) - 8) + number[-4:]
+
+
+def mask_phone(e164: str) -> str:
+    """Show the first three and last four digits of the national number
+    (``+8613900000001`` -> ``139****0001``)."""
+    try:
+        national = str(phonenumbers.parse(e164).national_number)
+    except phonenumbers.NumberParseException:
+        national = re.sub(r"\D", "", e164)
+    if len(national) <= 7:
+        return "*" * len(national)
+    return national[:3] + "*" * (len(national) - 7) + national[-4:]
