@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from idp.config import PROJECT_ROOT, decode_key, load_settings
+from idp.config import PROJECT_ROOT, decode_key, load_settings, pii_keys
 
 
 def _page_lang() -> str:
@@ -30,6 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from werkzeug.exceptions import HTTPException
 
     from idp.accounts.passwords import PasswordHasher
+    from idp.accounts.pii import PiiCipher
     from idp.audit.writer import AuditWriter
     from idp.clients.service import SCOPES, ClientCache
     from idp.extensions import babel, csrf, db, migrate
@@ -82,6 +83,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         settings=settings, store=store, hasher=PasswordHasher(settings["passwords"]),
         keys=keys, clients=ClientCache(hmac_key), token_hmac_key=hmac_key,
         audit=AuditWriter(app),
+        pii=PiiCipher(pii_keys(settings), settings["pii"]["active_key"],
+                      settings["pii"]["algorithm"],
+                      decode_key(settings["secrets"]["pii_index_key"], "pii_index_key"),
+                      settings["pii"]["index_algorithm"]),
     )
     app.extensions["idp.discovery"] = serialise(provider_metadata(settings["issuer"]))
     server = AuthorizationServer()

@@ -18,7 +18,8 @@ from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "default.toml"
-SECRET_KEYS = ("secret_key", "key_encryption_key", "token_hmac_key")
+SECRET_KEYS = ("secret_key", "key_encryption_key", "token_hmac_key", "pii_keys",
+               "pii_index_key")
 SIGNING_ALGS = ("ES256", "ES384", "RS256", "RS512", "EdDSA")
 
 
@@ -116,6 +117,10 @@ def _validate(settings: dict) -> None:
                           ("passwords", "min_length")):
         if settings[section][name] < 1:
             raise ConfigError(f"setting {section}.{name} must be at least 1")
+    if settings["pii"]["algorithm"] not in ("AES-256-GCM", "SM4-GCM"):
+        raise ConfigError("setting pii.algorithm must be AES-256-GCM or SM4-GCM")
+    if settings["pii"]["index_algorithm"] not in ("HMAC-SHA256", "HMAC-SM3"):
+        raise ConfigError("setting pii.index_algorithm must be HMAC-SHA256 or HMAC-SM3")
     if settings["trusted_proxies"] < 0:
         raise ConfigError("setting trusted_proxies must not be negative")
 
@@ -138,6 +143,8 @@ def _ensure_secrets(settings: dict, instance: Path) -> None:
     for key in missing:
         if key not in stored:
             stored[key] = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+            if key == "pii_keys":
+                stored[key] = f"{settings['pii']['active_key']}={stored[key]}"
             changed = True
         values[key] = stored[key]
     if changed:
@@ -209,6 +216,24 @@ def load_settings(
     if settings["mode"] == "production":
         settings["session"]["cookie_secure"] = True
     _ensure_secrets(settings, instance)
-    for key in ("key_encryption_key", "token_hmac_key"):
+    for key in ("key_encryption_key", "token_hmac_key", "pii_index_key"):
         decode_key(settings["secrets"][key], key)
+    pii_keys(settings)
     return _freeze(settings)
+
+
+def pii_keys(settings: Mapping[str, Any]) -> dict[str, bytes]:
+    """Parse ``secrets.pii_keys`` (``id=base64url,...``) into key id -> bytes.
+
+    :raises ConfigError: on a malformed list, a short key, or a missing active key.
+    """
+    keys: dict[str, bytes] = {}
+    for item in settings["secrets"]["pii_keys"].split(","):
+        kid, sep, value = item.strip().partition("=")
+        if not sep or not kid.isalnum():
+            raise ConfigError("setting secrets.pii_keys must look like 'k1=<base64url>,...'")
+        keys[kid] = decode_key(value, f"pii_keys ({kid})")
+    if settings["pii"]["active_key"] not in keys:
+        raise ConfigError(f"setting pii.active_key {settings['pii']['active_key']!r} names no "
+                          "key in secrets.pii_keys")
+    return keys

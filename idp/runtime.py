@@ -14,6 +14,7 @@ from flask import current_app
 
 if TYPE_CHECKING:
     from idp.accounts.passwords import PasswordHasher
+    from idp.accounts.pii import PiiCipher
     from idp.audit.writer import AuditWriter
     from idp.clients.service import ClientCache
     from idp.oidc.keys import KeyRing
@@ -31,6 +32,7 @@ class Runtime:
     :ivar clients: client lookup cache.
     :ivar token_hmac_key: 32-byte key for hashing secrets at rest.
     :ivar audit: deferred writer for audit events on hot paths.
+    :ivar pii: encryption and blind index of personal identifiers.
     """
 
     settings: Mapping[str, Any]
@@ -40,6 +42,7 @@ class Runtime:
     clients: ClientCache
     token_hmac_key: bytes
     audit: AuditWriter
+    pii: PiiCipher
 
     @property
     def issuer(self) -> str:

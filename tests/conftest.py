@@ -24,6 +24,8 @@ SECRETS = {
     "secret_key": secrets.token_urlsafe(32),
     "key_encryption_key": secrets.token_urlsafe(32),
     "token_hmac_key": secrets.token_urlsafe(32),
+    "pii_keys": "k1=" + secrets.token_urlsafe(32),
+    "pii_index_key": secrets.token_urlsafe(32),
 }
 
 

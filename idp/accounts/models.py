@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.extensions import db
@@ -29,9 +29,16 @@ class Account(db.Model):
     #: E-mail address (`email` claim) and whether it was proven.
     email: Mapped[str | None] = mapped_column(String(254))
     email_verified: Mapped[bool] = mapped_column(default=False)
-    #: Phone in E.164 (`phone_number` claim) and whether it was proven.
-    phone_number: Mapped[str | None] = mapped_column(String(32))
+    #: Mobile number in E.164 (`phone_number` claim), encrypted (idp.accounts.pii).
+    phone_number_enc: Mapped[str | None] = mapped_column(Text)
+    #: Blind index of the mobile number: lookup and one account per number.
+    phone_number_index: Mapped[str | None] = mapped_column(String(64), unique=True)
+    #: Whether the mobile number was proven (SMS code).
     phone_number_verified: Mapped[bool] = mapped_column(default=False)
+    #: Resident ID number (GB 11643), encrypted; never the `sub`.
+    resident_id_enc: Mapped[str | None] = mapped_column(Text)
+    #: Blind index of the resident ID number: lookup and one account per person.
+    resident_id_index: Mapped[str | None] = mapped_column(String(64), unique=True)
     #: "active" or "suspended"; a suspended account cannot log in or get tokens.
     status: Mapped[str] = mapped_column(String(16), default="active")
     #: Creation and last profile change, UTC.

@@ -8,6 +8,7 @@ import unicodedata
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
+from idp.accounts.identifiers import IdentifierError, parse_mobile, parse_resident_id
 from idp.accounts.models import Account
 from idp.audit.service import record
 from idp.extensions import db
@@ -119,3 +120,71 @@ def check_password(rt: Runtime, identifier: str, password: str) -> tuple[Account
         account.password_hash = new_hash
         db.session.commit()
     return account, True
+
+
+def set_phone_number(rt: Runtime, account: Account, raw: str, verified: bool) -> str:
+    """Store a mobile number encrypted, with its blind index (not committed).
+
+    :returns: the normalised E.164 number.
+    :raises IdentifierError: if it is not a valid mobile number.
+    :raises AccountError: if another account holds the number.
+    """
+    e164 = parse_mobile(raw)
+    index = rt.pii.blind_index("phone", e164)
+    holder = db.session.scalar(select(Account).where(Account.phone_number_index == index))
+    if holder is not None and holder.id != account.id:
+        raise AccountError("phone", _l("This number belongs to another account."))
+    account.phone_number_enc = rt.pii.encrypt("phone", e164)
+    account.phone_number_index = index
+    account.phone_number_verified = verified
+    return e164
+
+
+def phone_number(rt: Runtime, account: Account) -> str | None:
+    """The account's mobile number in E.164, decrypted, or None."""
+    if not account.phone_number_enc:
+        return None
+    return rt.pii.decrypt("phone", account.phone_number_enc)
+
+
+def phone_for_scope(rt: Runtime, account: Account, scope: str) -> str | None:
+    """The decrypted number when ``scope`` includes ``phone``, else None, so a
+    number is decrypted only where it may be released."""
+    return phone_number(rt, account) if "phone" in scope.split() else None
+
+
+def find_by_phone(rt: Runtime, raw: str) -> Account | None:
+    """The account holding the mobile number ``raw`` (any format), or None."""
+    try:
+        e164 = parse_mobile(raw)
+    except IdentifierError:
+        return None
+    return db.session.scalar(select(Account).where(
+        Account.phone_number_index == rt.pii.blind_index("phone", e164)))
+
+
+def set_resident_id(rt: Runtime, account: Account, raw: str) -> str:
+    """Store a resident ID number encrypted, with its blind index (not committed).
+
+    :returns: the normalised 18-character number.
+    :raises IdentifierError: if the number is invalid (GB 11643).
+    :raises AccountError: if another account holds the number.
+    """
+    number = parse_resident_id(raw).number
+    index = rt.pii.blind_index("resident_id", number)
+    holder = db.session.scalar(select(Account).where(Account.resident_id_index == index))
+    if holder is not None and holder.id != account.id:
+        raise AccountError("resident_id", _l("This ID number belongs to another account."))
+    account.resident_id_enc = rt.pii.encrypt("resident_id", number)
+    account.resident_id_index = index
+    return number
+
+
+def find_by_resident_id(rt: Runtime, raw: str) -> Account | None:
+    """The account holding resident ID number ``raw`` (15 or 18 characters), or None."""
+    try:
+        number = parse_resident_id(raw).number
+    except IdentifierError:
+        return None
+    return db.session.scalar(select(Account).where(
+        Account.resident_id_index == rt.pii.blind_index("resident_id", number)))

@@ -53,8 +53,11 @@ def parse_claims_request(raw: str | None) -> dict[str, dict] | None:
     return out or None
 
 
-def account_claims(account: Account) -> dict[str, Any]:
-    """Every standard claim the account has a value for (``sub`` excluded)."""
+def account_claims(account: Account, phone_number: str | None) -> dict[str, Any]:
+    """Every standard claim the account has a value for (``sub`` excluded).
+
+    :param phone_number: the account's decrypted E.164 number, if any.
+    """
     claims: dict[str, Any] = {
         "preferred_username": account.username,
         "updated_at": to_epoch(account.updated_at),
@@ -64,14 +67,15 @@ def account_claims(account: Account) -> dict[str, Any]:
     if account.email:
         claims["email"] = account.email
         claims["email_verified"] = bool(account.email_verified)
-    if account.phone_number:
-        claims["phone_number"] = account.phone_number
+    if phone_number:
+        claims["phone_number"] = phone_number
         claims["phone_number_verified"] = bool(account.phone_number_verified)
     return claims
 
 
 def select_claims(
-    account: Account, scope: str, requested: dict[str, Any] | None, *, by_scope: bool
+    account: Account, scope: str, requested: dict[str, Any] | None, *, by_scope: bool,
+    phone_number: str | None = None,
 ) -> dict[str, Any]:
     """Choose the user claims to release.
 
@@ -81,8 +85,10 @@ def select_claims(
         covers them was granted, so the claims parameter cannot widen consent.
     :param by_scope: True for userinfo, False for an ID token that comes with
         an access token (OIDC Core §5.4: scope claims then go to userinfo).
+    :param phone_number: the decrypted number, passed only when the phone scope
+        was granted (so it is decrypted only when it may be released).
     """
-    available = account_claims(account)
+    available = account_claims(account, phone_number)
     granted = set(scope_to_list(scope))
     allowed = {c for s, cs in SCOPE_CLAIMS.items() if s in granted for c in cs}
     names = set(allowed) if by_scope else set()

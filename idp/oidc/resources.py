@@ -7,7 +7,7 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import scope_to_list
 
-from idp.accounts.service import get_account
+from idp.accounts.service import get_account, phone_for_scope
 from idp.audit.service import record_deferred
 from idp.extensions import db
 from idp.oidc import grants as grant_service
@@ -43,7 +43,8 @@ def userinfo(rt: Runtime, access_token: str) -> dict[str, Any]:
         raise InvalidTokenError("no live grant or account behind the token")
     body = {"sub": account.subject}
     body.update(select_claims(account, claims["scope"], (grant.claims or {}).get("userinfo"),
-                              by_scope=True))
+                              by_scope=True,
+                              phone_number=phone_for_scope(rt, account, claims["scope"])))
     return body
 
 

@@ -26,7 +26,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from idp.accounts.models import Account
-from idp.accounts.service import get_account
+from idp.accounts.service import get_account, phone_for_scope
 from idp.audit.service import record_deferred
 from idp.authn.sessions import SsoSession, add_client
 from idp.extensions import db
@@ -123,7 +123,8 @@ def _issue_tokens(rt: Runtime, client, grant: Grant, account: Account, scope: st
             rt, client_id=client.client_id, alg=client.alg, subject=account.subject,
             auth_time=grant.auth_time, nonce=nonce, acr=grant.acr, amr=grant.amr,
             sid=grant.sid, access_token=access_token,
-            extra_claims=select_claims(account, scope, requested, by_scope=False),
+            extra_claims=select_claims(account, scope, requested, by_scope=False,
+                                       phone_number=phone_for_scope(rt, account, scope)),
         )
     if with_refresh:
         db.session.commit()

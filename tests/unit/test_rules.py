@@ -81,7 +81,7 @@ def test_claims_follow_scope_and_request():
     from datetime import datetime
 
     account = SimpleNamespace(username="u", updated_at=datetime(2026, 1, 1), name="N",
-                              email="e@x.test", email_verified=True, phone_number=None,
+                              email="e@x.test", email_verified=True,
                               phone_number_verified=False)
     assert select_claims(account, "openid", None, by_scope=True) == {}
     assert select_claims(account, "openid email", None, by_scope=True) == {
