@@ -71,6 +71,9 @@ def create_account(
         raise AccountError("username", _l(
             "Username must be 3-64 characters: letters, digits, '.', '_' or '-', "
             "starting with a letter or digit."))
+    if username.isdigit() or _is_resident_id(username):
+        raise AccountError("username", _l("A username cannot be only digits: it would be "
+                                          "mistaken for an ID or phone number."))
     check_password_policy(rt, password)
     email = (email or "").strip() or None
     if email is not None and (len(email) > 254 or not EMAIL_RE.match(email)):
@@ -104,7 +107,8 @@ def get_account(account_id: int) -> Account | None:
 
 
 def check_password(rt: Runtime, identifier: str, password: str) -> tuple[Account | None, bool]:
-    """Verify a password for the account named by ``identifier``.
+    """Verify a password for the account named by ``identifier``: a resident
+    ID number, a verified mobile number, or a username (see :func:`find_for_login`).
 
     Takes the same time whether or not the account exists. Re-hashes and
     commits when the stored hash has outdated parameters.
@@ -112,7 +116,7 @@ def check_password(rt: Runtime, identifier: str, password: str) -> tuple[Account
     :returns: ``(account, ok)``: the account named (None if unknown, so a
         failure can be audited against it) and whether the password matched.
     """
-    account = find_by_username(identifier)
+    account = find_for_login(rt, identifier)
     ok, new_hash = rt.hasher.verify(password, account.password_hash if account else None)
     if not ok or account is None:
         return account, False
@@ -120,6 +124,39 @@ def check_password(rt: Runtime, identifier: str, password: str) -> tuple[Account
         account.password_hash = new_hash
         db.session.commit()
     return account, True
+
+
+def _is_resident_id(text: str) -> bool:
+    try:
+        parse_resident_id(text)
+    except IdentifierError:
+        return False
+    return True
+
+
+def find_for_login(rt: Runtime, identifier: str) -> Account | None:
+    """The account a login identifier names. A valid resident ID number (18
+    characters, or 15 digits) is looked up by its blind index; a number that
+    parses as a mobile number by the index of a *verified* phone; anything
+    else as a username. Registration refuses usernames of all digits or of
+    the shape of a valid ID number, so no username is shadowed."""
+    try:
+        number = parse_resident_id(identifier).number
+    except IdentifierError:
+        pass
+    else:
+        return db.session.scalar(select(Account).where(
+            Account.resident_id_index == rt.pii.blind_index("resident_id", number)))
+    if any(c.isdigit() for c in identifier) and not any(c.isalpha() for c in identifier):
+        try:
+            e164 = parse_mobile(identifier)
+        except IdentifierError:
+            e164 = None
+        if e164 is not None:
+            return db.session.scalar(select(Account).where(
+                Account.phone_number_index == rt.pii.blind_index("phone", e164),
+                Account.phone_number_verified.is_(True)))
+    return find_by_username(identifier)
 
 
 def set_phone_number(rt: Runtime, account: Account, raw: str, verified: bool) -> str:

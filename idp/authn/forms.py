@@ -11,7 +11,8 @@ from wtforms.validators import DataRequired, EqualTo, Length, Optional
 class LoginForm(FlaskForm):
     """Username and password; ``i`` is the pending interaction, if any."""
 
-    username = StringField(_l("Username"), validators=[DataRequired(), Length(max=256)],
+    username = StringField(_l("Username, ID number or mobile number"),
+                           validators=[DataRequired(), Length(max=256)],
                            render_kw={"autocomplete": "username", "autocapitalize": "none",
                                       "spellcheck": "false"})
     password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=1024)],

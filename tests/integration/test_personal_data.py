@@ -87,3 +87,45 @@ def test_phone_released_only_with_phone_scope(provider, holder):
     info = requests.get(f"{provider.url}/userinfo",
                         headers={"Authorization": f"Bearer {token}"}).json()
     assert "phone_number" not in info
+
+
+def test_login_with_resident_id_or_verified_phone(provider, holder):
+    from tests.helpers import hidden_inputs
+
+    def login(identifier):
+        session = requests.Session()
+        fields = hidden_inputs(session.get(f"{provider.url}/login").text)
+        fields.update(username=identifier, password=holder[1])
+        return session.post(f"{provider.url}/login", data=fields, allow_redirects=False)
+
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in RESIDENT_ID)
+    for identifier in (RESIDENT_ID, full_width, "13900000001", "+86 139 0000 0001",
+                       holder[0]):
+        assert login(identifier).status_code == 302, identifier
+    assert login("990101200001010022").status_code == 401
+
+
+def test_unverified_phone_is_not_a_login_identifier(provider):
+    from idp.accounts.service import find_by_username, set_phone_number
+    from idp.extensions import db
+    from tests.helpers import hidden_inputs
+
+    username, password, _ = provider.create_account()
+    with provider.app.app_context():
+        set_phone_number(provider.runtime, find_by_username(username), "13900000077",
+                         verified=False)
+        db.session.commit()
+    session = requests.Session()
+    fields = hidden_inputs(session.get(f"{provider.url}/login").text)
+    fields.update(username="13900000077", password=password)
+    assert session.post(f"{provider.url}/login", data=fields).status_code == 401
+
+
+@pytest.mark.parametrize("name", ["13900000001", "990101200001010014", "99010120000101009x"])
+def test_usernames_cannot_look_like_identifiers(provider, name):
+    from idp.accounts.service import AccountError, create_account
+
+    with provider.app.app_context():
+        with pytest.raises(AccountError) as info:
+            create_account(provider.runtime, name, "long enough pass")
+    assert info.value.field == "username"
