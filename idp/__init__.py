@@ -40,7 +40,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp.oidc.server import AuthorizationServer
     from idp.runtime import Runtime
     from idp.store import create_store
-    from idp.web import add_security_headers, handle_http_error
+    from idp.web import add_security_headers, handle_http_error, reject_nul_bytes
 
     settings = load_settings(config)
     theme = PROJECT_ROOT / "themes" / settings["theme"]
@@ -98,6 +98,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(oidc_bp)
     app.register_blueprint(authn_bp)
+    app.before_request(reject_nul_bytes)
     app.after_request(add_security_headers)
     app.register_error_handler(HTTPException, handle_http_error)
     app.jinja_env.globals["page_lang"] = _page_lang

@@ -3,7 +3,7 @@ cookie, the client IP, and security headers. Only views use this module."""
 
 from __future__ import annotations
 
-from flask import Response, jsonify, render_template, request, session
+from flask import Response, abort, jsonify, render_template, request, session
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -59,6 +59,15 @@ def clear_sso_cookie(rt: Runtime, response: Response) -> None:
     settings = rt.settings["session"]
     response.delete_cookie(settings["cookie_name"], path="/", httponly=True, samesite="Lax",
                            secure=settings["cookie_secure"])
+
+
+def reject_nul_bytes() -> None:
+    """Refuse a request whose parameters contain NUL: no legitimate value
+    holds one, and PostgreSQL cannot store one (it would fail as a 500)."""
+    for values in (request.args, request.form):
+        for key, value in values.items(multi=True):
+            if "\x00" in key or "\x00" in value:
+                abort(400, "A parameter contains a NUL character.")
 
 
 def add_security_headers(response: Response) -> Response:

@@ -135,9 +135,16 @@ def consent():
                           "and start again.")), 400
     scope = client.get_allowed_scope(item.arg("scope") or "")
     if form.validate_on_submit():
+        if form.account.data != account.subject:
+            # Another account logged in after this page was shown: its
+            # decision cannot be taken for the one now signed in.
+            return render_template(
+                "error.html", error="account_changed",
+                description=_("You signed in as someone else meanwhile. Return to the "
+                              "application and start again.")), 400
         if request.form.get("decision") == "approve":
             save_consent(account.id, client.client_id, scope, client_ip())
-            item.consented = True
+            item.consented_by = account.id
             interactions.save(rt.store, item)
             return _resume(item)
         deny_consent(account.id, client.client_id, client_ip())
@@ -146,6 +153,7 @@ def consent():
         redirect_uri = item.arg("redirect_uri") or client.get_default_redirect_uri()
         return authorization_error(AccessDeniedError(redirect_uri=redirect_uri), req)
     form.i.data = item.id
+    form.account.data = account.subject
     scopes = [(s, SCOPE_DESCRIPTIONS.get(s, s)) for s in scope_to_list(scope)]
     return render_template("consent.html", form=form, client=client, scopes=scopes,
                            account=account)

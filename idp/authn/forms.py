@@ -40,9 +40,11 @@ class RegisterForm(FlaskForm):
 
 
 class ConsentForm(FlaskForm):
-    """Approve or deny a client's request; the button pressed is the decision."""
+    """Approve or deny a client's request; the button pressed is the decision.
+    ``account`` names the account the page was shown to."""
 
     i = HiddenField()
+    account = HiddenField()
 
 
 class LogoutForm(FlaskForm):

@@ -24,7 +24,8 @@ class Interaction:
     :ivar browser: random id of the browser (from its signed cookie) that started it.
     :ivar created: Unix seconds.
     :ivar login_at: ``auth_time`` of a login completed for this request, if any.
-    :ivar consented: True once the user approved on the consent screen.
+    :ivar consented_by: id of the account that approved on the consent
+        screen; the approval counts for that account only.
     """
 
     id: str
@@ -32,7 +33,7 @@ class Interaction:
     browser: str
     created: int
     login_at: int | None = None
-    consented: bool = False
+    consented_by: int | None = None
 
     def arg(self, name: str) -> str | None:
         """First value of parameter ``name``, or None."""
@@ -79,6 +80,8 @@ def save(store: Store, item: Interaction) -> None:
         store.put(_PREFIX + item.id, asdict(item), remaining)
 
 
-def finish(store: Store, item: Interaction) -> None:
-    """Delete ``item`` once the authorization response has been sent."""
-    store.delete(_PREFIX + item.id)
+def finish(store: Store, item: Interaction) -> bool:
+    """Take ``item`` out of the store before its authorization response is
+    sent; of two concurrent resumes only one gets True, so one approval
+    yields one code."""
+    return store.take(_PREFIX + item.id) is not None

@@ -113,7 +113,7 @@ class ClientCache:
 
     def get(self, client_id: str) -> ClientInfo | None:
         """Return the client or None if unknown."""
-        if not isinstance(client_id, str) or len(client_id) > 64:
+        if not isinstance(client_id, str) or len(client_id) > 64 or "\x00" in client_id:
             return None
         now = time.monotonic()
         hit = self._entries.get(client_id)

@@ -218,7 +218,7 @@ def decide(
         return Decision("login", login_hint=login_hint)
 
     scope = client.get_allowed_scope(req.payload.scope or "")
-    consented = bool(interaction and interaction.consented)
+    consented = bool(interaction and interaction.consented_by == account.id)
     need_consent = not client.trusted and not consented and (
         "consent" in prompts or not has_consent(account.id, client.client_id, scope)
     )

@@ -95,11 +95,17 @@ def _run_authorization(args: dict[str, list[str]], interaction=None) -> Response
                                   "Try again in a minute.")), status=429)
         endpoint = "authn.login" if decision.action == "login" else "authn.consent"
         return redirect(url_for(endpoint, i=interaction.id))
+    if interaction is not None and not interactions.finish(rt.store, interaction):
+        return _expired_page()
     context = LoginContext(account=account, session=sso, claims=decision.claims)
-    response = grant.create_authorization_response(redirect_uri, context)
-    if interaction is not None:
-        interactions.finish(rt.store, interaction)
-    return response
+    return grant.create_authorization_response(redirect_uri, context)
+
+
+def _expired_page() -> Response:
+    return Response(render_template(
+        "error.html", error="interaction_expired",
+        description=_("This sign-in request has expired. Return to the application "
+                      "and start again.")), status=400)
 
 
 @bp.route("/authorize", methods=["GET", "POST"])
@@ -115,10 +121,7 @@ def resume():
     rt = current_runtime()
     item = interactions.load(rt.store, request.args.get("i"), browser_id())
     if item is None:
-        return Response(render_template(
-            "error.html", error="interaction_expired",
-            description=_("This sign-in request has expired. Return to the application "
-                          "and start again.")), status=400)
+        return _expired_page()
     return _run_authorization(item.args, item)
 
 
@@ -229,6 +232,7 @@ def introspect():
 
 
 @bp.route("/logout", methods=["GET", "POST"])
+@csrf.exempt
 def end_session_endpoint():
     """RP-Initiated Logout 1.0 §2: end the SSO session, then return to a
     registered ``post_logout_redirect_uri`` only."""
@@ -263,8 +267,10 @@ def end_session_endpoint():
         if params.get("state"):
             target = add_params_to_uri(target, [("state", params["state"])])
     sso = load_session(rt.store, sso_cookie(rt))
+    # RPs may POST logout requests (RP-Initiated Logout §2) without our CSRF
+    # token; only the user's own confirmation carries and needs one.
     confirmed = request.method == "POST" and request.form.get("confirm") == "yes"
-    if request.method == "POST":
+    if confirmed:
         csrf.protect()
     hint_matches = (hint_claims is not None and sso is not None
                     and hint_claims.get("sid") == sso.sid)

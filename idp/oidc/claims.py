@@ -36,8 +36,8 @@ def parse_claims_request(raw: str | None) -> dict[str, dict] | None:
         raise ClaimsRequestError("claims parameter is too long")
     try:
         value = json.loads(raw)
-    except ValueError as exc:
-        raise ClaimsRequestError("claims parameter is not valid JSON") from exc
+    except (ValueError, RecursionError):
+        raise ClaimsRequestError("claims parameter is not valid JSON") from None
     if not isinstance(value, dict):
         raise ClaimsRequestError("claims parameter must be a JSON object")
     out: dict[str, dict] = {}

@@ -26,6 +26,20 @@ class InsufficientScopeError(Exception):
     """The token is valid but lacks the ``openid`` scope (RFC 6750 §3.1)."""
 
 
+def _account_is_active(grant: Grant) -> bool:
+    account = get_account(grant.account_id)
+    return account is not None and account.is_active
+
+
+def _user_token_is_live(claims: dict[str, Any]) -> bool:
+    """An access token of a user grant is live only while the grant is not
+    revoked and the account may still receive tokens (suspension stops it)."""
+    if not claims.get("gid"):
+        return True
+    grant = db.session.get(Grant, claims["gid"])
+    return grant is not None and grant.revoked_at is None and _account_is_active(grant)
+
+
 def userinfo(rt: Runtime, access_token: str) -> dict[str, Any]:
     """Claims about the token's account, limited by its scope and the
     ``claims`` request of its grant.
@@ -83,7 +97,7 @@ def introspect(rt: Runtime, client_id: str, token: str, ip: str | None) -> dict[
     except InvalidTokenError:
         row = grant_service.find_refresh_token(rt, token)
         grant = db.session.get(Grant, row.grant_id) if row is not None else None
-        if (grant is not None and grant.client_id == client_id
+        if (grant is not None and grant.client_id == client_id and _account_is_active(grant)
                 and row.used_at is None and row.revoked_at is None
                 and grant.revoked_at is None and row.expires_at > utcnow()):
             account = get_account(grant.account_id)
@@ -92,8 +106,9 @@ def introspect(rt: Runtime, client_id: str, token: str, ip: str | None) -> dict[
                     "exp": to_epoch(row.expires_at), "iat": to_epoch(row.created_at),
                     "iss": rt.issuer}
     else:
-        body = {"active": True, "token_type": "Bearer",
-                **{k: claims[k] for k in INTROSPECTED_CLAIMS if k in claims}}
+        if _user_token_is_live(claims):
+            body = {"active": True, "token_type": "Bearer",
+                    **{k: claims[k] for k in INTROSPECTED_CLAIMS if k in claims}}
     record_deferred(rt.audit, "token.introspected", client_id=client_id, ip=ip,
                     active=body["active"])
     return body

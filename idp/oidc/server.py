@@ -344,6 +344,16 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
             raise InvalidClientError(description="The client has no registered public keys.")
         return KeySet.import_key_set({"keys": keys})
 
+    def extract_assertion(self, assertion: str):
+        """Authlib parses the payload before checking the signature: bound its
+        size and nesting so an unauthenticated request cannot exhaust it."""
+        if len(assertion) > 8192:
+            raise InvalidClientError(description="The client assertion is too large.")
+        try:
+            return super().extract_assertion(assertion)
+        except RecursionError:
+            raise InvalidClientError(description="The client assertion is invalid.") from None
+
     def process_assertion_claims(self, assertion, resolve_key):
         try:
             token = jwt.decode(assertion, resolve_key, algorithms=list(ACCEPTED_ALGS))
@@ -357,8 +367,13 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         longer than ``MAX_ASSERTION_LIFETIME`` would have to be remembered in
         the replay cache for as long, so it is refused."""
         exp = claims.get("exp")
-        if isinstance(exp, int) and exp - epoch() > MAX_ASSERTION_LIFETIME:
+        if (isinstance(exp, int | float) and not isinstance(exp, bool)
+                and exp - epoch() > MAX_ASSERTION_LIFETIME):
             raise InvalidClientError(description="The client assertion lives too long.")
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not 0 < len(jti) <= 256:
+            raise InvalidClientError(description="The client assertion needs a jti of at "
+                                                 "most 256 characters.")
         super().verify_claims(claims)
 
     def validate_jti(self, claims: dict, jti: str) -> bool:

@@ -211,3 +211,145 @@ def test_trusted_proxy_supplies_the_client_address(make_provider):
     username, password, _ = proxied.create_account()
     assert attempt("203.0.113.7", username, password) == 429
     assert attempt("198.51.100.9", username, password) == 302
+
+
+def _suspend(provider, username):
+    from idp.accounts.service import find_by_username
+    from idp.extensions import db
+
+    with provider.app.app_context():
+        find_by_username(username).status = "suspended"
+        db.session.commit()
+
+
+def test_suspended_account_tokens_are_inactive_at_introspection(provider):
+    from tests.helpers import redeem
+
+    username, password, _ = provider.create_account()
+    client = provider.create_client()
+    code = Browser(provider.url).login_for_code(client, username, password,
+                                                scope="openid offline_access")["code"]
+    tokens = redeem(provider.url, client, code).json()
+    _suspend(provider, username)
+    for token in (tokens["access_token"], tokens["refresh_token"]):
+        assert requests.post(f"{provider.url}/introspect", data={"token": token},
+                             auth=client.auth).json() == {"active": False}
+
+
+def test_assertion_with_float_expiry_or_long_jti_is_refused(provider):
+    import time
+    import uuid
+
+    from joserfc import jwt as jose_jwt
+    from joserfc.jwk import ECKey
+
+    key = ECKey.generate_key("P-256", parameters={"kid": "f1"}, private=True)
+    client = provider.create_client(grant_types=["client_credentials"],
+                                    auth_method="private_key_jwt",
+                                    jwks={"keys": [key.as_dict(private=False)]})
+    now = int(time.time())
+    for exp, jti in ((1e300, uuid.uuid4().hex), (float(now + 10**12), uuid.uuid4().hex),
+                     (now + 60, "j" * 5000)):
+        assertion = jose_jwt.encode({"alg": "ES256", "kid": "f1"}, {
+            "iss": client.client_id, "sub": client.client_id, "aud": provider.url,
+            "iat": now, "exp": exp, "jti": jti}, key, algorithms=["ES256"])
+        response = requests.post(f"{provider.url}/token", data={
+            "grant_type": "client_credentials", "client_id": client.client_id,
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion})
+        assert response.status_code in (400, 401), (exp, response.text)
+        assert response.json()["error"] == "invalid_client"
+
+
+def test_deeply_nested_json_is_refused_not_crashed(provider):
+    import base64
+
+    client = provider.create_client()
+    response = requests.get(f"{provider.url}/authorize", params={
+        "response_type": "code", "client_id": client.client_id,
+        "redirect_uri": client.redirect_uri, "scope": "openid", "claims": "[" * 1000},
+        allow_redirects=False)
+    assert response.status_code == 302 and "error=invalid_request" in response.headers["Location"]
+
+    def b64(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    header = b64(b'{"alg":"ES256"}')
+    deep = b64(b'{"sub":"x","iss":"x","x":' + b"[" * 2500 + b"]" * 2500 + b"}")
+    response = requests.post(f"{provider.url}/token", data={
+        "grant_type": "client_credentials",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": f"{header}.{deep}.AAAA"})
+    assert response.status_code in (400, 401) and response.json()["error"] == "invalid_client"
+
+
+def test_nul_bytes_are_refused(provider):
+    from tests.helpers import hidden_inputs
+
+    session = requests.Session()
+    fields = hidden_inputs(session.get(f"{provider.url}/login").text)
+    fields.update(username="ali\x00ce", password="whatever pass")
+    assert session.post(f"{provider.url}/login", data=fields).status_code == 400
+    response = requests.post(f"{provider.url}/token", data={
+        "grant_type": "client_credentials", "client_id": "x\x00y"})
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+    page = requests.get(f"{provider.url}/authorize", params={"client_id": "a\x00b"})
+    assert page.status_code == 400
+
+
+def test_consent_counts_only_for_the_account_that_gave_it(provider):
+    from tests.helpers import hidden_inputs
+
+    dave = provider.create_account()
+    erin = provider.create_account()
+    client = provider.create_client(trusted=False)
+    browser = Browser(provider.url)
+    page = browser.go(browser.authorize_url(client), username=dave[0], password=dave[1],
+                      consent="")
+    assert "/consent" in page.url
+    fields = hidden_inputs(page.text)
+    # erin logs in, in the same browser, before dave's approval is sent.
+    other = hidden_inputs(browser.session.get(f"{provider.url}/login").text)
+    other.update(username=erin[0], password=erin[1])
+    browser.session.post(f"{provider.url}/login", data=other)
+    fields["decision"] = "approve"
+    refused = browser.session.post(f"{provider.url}/consent", data=fields)
+    assert refused.status_code == 400
+
+
+def test_one_approval_gives_one_code(provider):
+    import concurrent.futures
+
+    username, password, _ = provider.create_account()
+    client = provider.create_client(trusted=False)
+    browser = Browser(provider.url)
+    page = browser.go(browser.authorize_url(client), username=username, password=password,
+                      consent="")
+    from tests.helpers import hidden_inputs
+
+    fields = hidden_inputs(page.text)
+    fields["decision"] = "approve"
+    approved = browser.session.post(f"{provider.url}/consent", data=fields,
+                                    allow_redirects=False)
+    resume = provider.url + approved.headers["Location"]
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(
+            lambda _: browser.session.get(resume, allow_redirects=False), range(6)))
+    codes = [r for r in results if r.status_code == 302 and "code=" in r.headers["Location"]]
+    assert len(codes) == 1
+
+
+def test_rp_can_post_logout(provider):
+    from tests.helpers import redeem
+
+    username, password, _ = provider.create_account()
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    code = browser.login_for_code(client, username, password)["code"]
+    id_token = redeem(provider.url, client, code).json()["id_token"]
+    response = browser.session.post(f"{provider.url}/logout", data={
+        "id_token_hint": id_token, "post_logout_redirect_uri": client.post_logout_redirect_uri},
+        allow_redirects=False)
+    assert response.status_code == 302
+    after = browser.go(browser.authorize_url(client, prompt="none"))
+    assert "error=login_required" in after.headers["Location"]
