@@ -34,8 +34,10 @@ KNOWN_PARAMETERS = frozenset({
     "code_challenge", "code_challenge_method", "acr_values", "display", "claims_locales",
     "request", "request_uri",
 })
-#: Longest accepted value of one parameter, characters.
-MAX_PARAMETER_LENGTH = 4096
+#: Longest accepted value of one parameter, and of all together, characters:
+#: a saved request then costs the store a few kilobytes at most.
+MAX_PARAMETER_LENGTH = 2048
+MAX_REQUEST_LENGTH = 6144
 RESPONSE_MODES = {"query", "form_post"}
 
 
@@ -83,6 +85,13 @@ def known_parameters(args: dict[str, list[str]]) -> dict[str, list[str]]:
     """
     return {name: [v[:MAX_PARAMETER_LENGTH] for v in values]
             for name, values in args.items() if name in KNOWN_PARAMETERS}
+
+
+def check_request_size(req: AuthorizationRequest) -> None:
+    """The parameters together stay under :data:`MAX_REQUEST_LENGTH`; shown on a
+    page because such a request is not a real client's."""
+    if sum(len(v) for vs in req.payload.datalist.values() for v in vs) > MAX_REQUEST_LENGTH:
+        raise InvalidRequestError("The authorization request is too large.")
 
 
 def check_no_repeated_parameters(req: AuthorizationRequest, redirect_uri: str) -> None:
@@ -177,6 +186,34 @@ def check_id_token_hint(rt: Runtime, req: AuthorizationRequest, redirect_uri: st
     return account is None or claims["sub"] != account.subject
 
 
+class UnmetAuthenticationRequirementsError(OAuth2Error):
+    """OpenID Connect Core Unmet Authentication Requirements 1.0 §2: the
+    authentication cannot meet the essential ``acr`` the client asked for."""
+
+    error = "unmet_authentication_requirements"
+
+
+def _requested_value(claims: dict | None, name: str) -> str | None:
+    """The ``value`` a claims request asks of ``name`` in the ID token or userinfo."""
+    for member in ("id_token", "userinfo"):
+        entry = (claims or {}).get(member, {}).get(name)
+        if isinstance(entry, dict) and isinstance(entry.get("value"), str):
+            return entry["value"]
+    return None
+
+
+def check_essential_acr(claims: dict | None, session: SsoSession, redirect_uri: str) -> None:
+    """An essential ``acr`` request (OIDC Core §5.5.1.1) the session's acr
+    does not satisfy is an error, never a token with a weaker acr."""
+    entry = (claims or {}).get("id_token", {}).get("acr")
+    if not isinstance(entry, dict) or not entry.get("essential"):
+        return
+    wanted = entry.get("values") or ([entry["value"]] if "value" in entry else [])
+    if wanted and session.acr not in wanted:
+        raise UnmetAuthenticationRequirementsError(
+            "The requested authentication level cannot be met.", redirect_uri=redirect_uri)
+
+
 def decide(
     rt: Runtime,
     req: AuthorizationRequest,
@@ -194,6 +231,7 @@ def decide(
     :raises OAuth2Error: with ``redirect_uri`` set, to be sent to the client
         (``login_required``, ``consent_required``, ``invalid_request``...).
     """
+    check_request_size(req)
     check_no_repeated_parameters(req, redirect_uri)
     check_request_objects(req, redirect_uri)
     check_response_mode(req, redirect_uri)
@@ -203,6 +241,9 @@ def decide(
     hint_mismatch = check_id_token_hint(rt, req, redirect_uri, account)
     login_hint = req.payload.data.get("login_hint")
 
+    requested_sub = _requested_value(claims, "sub")
+    if requested_sub is not None and (account is None or requested_sub != account.subject):
+        hint_mismatch = True
     fresh = bool(interaction and interaction.login_at and session
                  and session.auth_time >= interaction.created)
     need_login = (
@@ -217,6 +258,7 @@ def decide(
             raise LoginRequiredError(redirect_uri=redirect_uri)
         return Decision("login", login_hint=login_hint)
 
+    check_essential_acr(claims, session, redirect_uri)
     scope = client.get_allowed_scope(req.payload.scope or "")
     consented = bool(interaction and interaction.consented_by == account.id)
     need_consent = not client.trusted and not consented and (

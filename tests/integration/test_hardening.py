@@ -353,3 +353,43 @@ def test_rp_can_post_logout(provider):
     assert response.status_code == 302
     after = browser.go(browser.authorize_url(client, prompt="none"))
     assert "error=login_required" in after.headers["Location"]
+
+
+def test_claims_sub_value_of_another_user_needs_login(provider):
+    import json
+
+    username, password, sub = provider.create_account()
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    browser.login_for_code(client, username, password)
+    other_sub = provider.create_account()[2]
+    claims = json.dumps({"id_token": {"sub": {"value": other_sub}}})
+    response = browser.go(browser.authorize_url(client, claims=claims, prompt="none"))
+    assert "error=login_required" in response.headers["Location"]
+    same = json.dumps({"id_token": {"sub": {"value": sub}}})
+    assert "code=" in browser.go(browser.authorize_url(client, claims=same)).headers["Location"]
+
+
+def test_essential_acr_that_cannot_be_met(provider):
+    import json
+
+    username, password, _ = provider.create_account()
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    browser.login_for_code(client, username, password)
+    claims = json.dumps({"id_token": {"acr": {"essential": True, "values": ["3"]}}})
+    response = browser.go(browser.authorize_url(client, claims=claims))
+    assert "error=unmet_authentication_requirements" in response.headers["Location"]
+    voluntary = json.dumps({"id_token": {"acr": {"values": ["3"]}}})
+    assert "code=" in browser.go(browser.authorize_url(client, claims=voluntary)).headers[
+        "Location"]
+
+
+def test_oversized_authorization_request_is_refused(provider):
+    client = provider.create_client()
+    response = requests.post(f"{provider.url}/authorize", data={
+        "response_type": "code", "client_id": client.client_id,
+        "redirect_uri": client.redirect_uri, "scope": "openid",
+        "state": "s" * 2000, "login_hint": "h" * 2000, "nonce": "n" * 250,
+        "acr_values": "a" * 2000, "display": "d" * 2000}, allow_redirects=False)
+    assert response.status_code == 400 and "too large" in response.text
