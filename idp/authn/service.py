@@ -63,12 +63,11 @@ def login_with_password(rt: Runtime, identifier: str, password: str,
         raise
     account, ok = accounts.check_password(rt, identifier, password)
     if not ok or not account.is_active:
-        throttle.note_failure(rt.store, limits, ip)
         record("login.failure", "failure", account_id=account.id if account else None, ip=ip,
                reason="invalid_credentials" if not ok else "inactive")
         db.session.commit()
         raise LoginFailedError(identifier)
-    throttle.clear_account(rt.store, identifier)
+    throttle.note_success(rt.store, limits, identifier, ip)
     return start_session(rt, account, ["pwd"], ip, previous)
 
 

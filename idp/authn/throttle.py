@@ -4,10 +4,11 @@ Counters live in the store (fixed windows), so the limit holds across every
 worker process. Keys use a hash of the typed identifier, so an unknown
 username is throttled exactly like a known one (no enumeration).
 
-The account counter is incremented *before* the slow password check (a
+Both counters are incremented *before* the slow password check (a
 reservation), so parallel guesses cannot all pass the check while the first
-ones are still being verified; a successful login clears it. The IP counter
-counts failures only, so many people behind one office NAT can still log in.
+ones are still being verified. A successful login clears the account counter
+and gives its reservation back to the IP counter, so the IP counter ends up
+counting failures only and many people behind one office NAT can log in.
 """
 
 from __future__ import annotations
@@ -37,25 +38,24 @@ def _ip_key(ip: str) -> str:
 
 def reserve_attempt(store: Store, settings: Mapping[str, Any], identifier: str,
                     ip: str | None) -> None:
-    """Refuse when the IP is over its failure limit; otherwise count this
-    attempt against the account and refuse when that goes over its limit.
+    """Count this attempt against the IP and the account; refuse when either
+    goes over its limit.
 
     :param settings: the ``[throttle]`` table.
     :raises ThrottledError: with the seconds until the window ends.
     """
-    if ip and store.counter(_ip_key(ip)) >= settings["ip_failures"]:
+    if ip and store.incr(_ip_key(ip), settings["ip_window"]) > settings["ip_failures"]:
+        store.incr(_ip_key(ip), settings["ip_window"], -1)
         raise ThrottledError(store.ttl(_ip_key(ip)) or 1)
     key = _account_key(identifier)
     if store.incr(key, settings["account_window"]) > settings["account_failures"]:
         raise ThrottledError(store.ttl(key) or 1)
 
 
-def note_failure(store: Store, settings: Mapping[str, Any], ip: str | None) -> None:
-    """Count a failed attempt against the IP (the account attempt is already counted)."""
-    if ip:
-        store.incr(_ip_key(ip), settings["ip_window"])
-
-
-def clear_account(store: Store, identifier: str) -> None:
-    """Reset the account counter after a successful login."""
+def note_success(store: Store, settings: Mapping[str, Any], identifier: str,
+                 ip: str | None) -> None:
+    """After a successful login: reset the account counter and give the
+    attempt back to the IP counter (which then counts failures only)."""
     store.delete(_account_key(identifier))
+    if ip:
+        store.incr(_ip_key(ip), settings["ip_window"], -1)

@@ -58,12 +58,13 @@ class Store(Protocol):
     def delete(self, key: str) -> None:
         """Remove ``key``; removing an absent key is not an error."""
 
-    def incr(self, key: str, ttl: int) -> int:
-        """Count one more event in the fixed window stored under ``key``.
+    def incr(self, key: str, ttl: int, amount: int = 1) -> int:
+        """Add ``amount`` (default one event; negative to give a reserved
+        event back) to the fixed-window counter stored under ``key``.
 
         The first call (or the first after the window expired) creates the
-        counter at 1 expiring in ``ttl`` seconds; later calls increment it
-        without extending that expiry.
+        counter at ``amount`` expiring in ``ttl`` seconds; later calls change
+        it without extending that expiry.
 
         :returns: the count after this call.
         """

@@ -54,9 +54,10 @@ _DELETE = "DELETE FROM entries WHERE key = ?"
 # In an UPDATE every right-hand side sees the old row, so both CASEs test the
 # same (old) expiry.
 _INCR = (
-    "INSERT INTO entries (key, value, expires_at) VALUES (:key, 1, :expires_at)"
+    "INSERT INTO entries (key, value, expires_at) VALUES (:key, :amount, :expires_at)"
     " ON CONFLICT (key) DO UPDATE SET"
-    " value = CASE WHEN entries.expires_at > :now THEN entries.value + 1 ELSE 1 END,"
+    " value = CASE WHEN entries.expires_at > :now THEN entries.value + :amount"
+    " ELSE :amount END,"
     " expires_at = CASE WHEN entries.expires_at > :now"
     " THEN entries.expires_at ELSE excluded.expires_at END"
     " RETURNING value"
@@ -134,7 +135,7 @@ class EmbeddedStore:
         with self._connection() as conn:
             conn.execute(_DELETE, (self._prefix + key,))
 
-    def incr(self, key: str, ttl: int) -> int:
+    def incr(self, key: str, ttl: int, amount: int = 1) -> int:
         """Increment the fixed-window counter ``key`` (window of ``ttl`` seconds).
 
         :returns: the new count; 1 means a new window was started.
@@ -142,7 +143,8 @@ class EmbeddedStore:
         validate_ttl(ttl)
         with self._connection() as conn:
             now = time.time()
-            params = {"key": self._prefix + key, "expires_at": now + ttl, "now": now}
+            params = {"key": self._prefix + key, "expires_at": now + ttl, "now": now,
+                      "amount": amount}
             row = _first(conn.execute(_INCR, params))
             self._maybe_purge(conn, now)
         # TEXT affinity has already turned the count into a string.

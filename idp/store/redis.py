@@ -18,8 +18,8 @@ from idp.store.base import StoreError, validate_ttl
 # INCR and EXPIRE must run as one step: a failure between the two would leave
 # a counter that never expires, i.e. a permanent lockout.
 _INCR_FIXED_WINDOW = """
-local count = redis.call('INCR', KEYS[1])
-if count == 1 then
+local count = redis.call('INCRBY', KEYS[1], ARGV[2])
+if redis.call('TTL', KEYS[1]) == -1 then
     redis.call('EXPIRE', KEYS[1], ARGV[1])
 end
 return count
@@ -79,14 +79,14 @@ class RedisStore:
         with _errors():
             self._client.delete(self._prefix + key)
 
-    def incr(self, key: str, ttl: int) -> int:
+    def incr(self, key: str, ttl: int, amount: int = 1) -> int:
         """Increment the fixed-window counter ``key`` (window of ``ttl`` seconds).
 
         :returns: the new count; 1 means a new window was started.
         """
         validate_ttl(ttl)
         with _errors():
-            return int(self._incr_script(keys=[self._prefix + key], args=[ttl]))
+            return int(self._incr_script(keys=[self._prefix + key], args=[ttl, amount]))
 
     def counter(self, key: str) -> int:
         """The count of the :meth:`incr` window under ``key``; 0 if absent or expired."""

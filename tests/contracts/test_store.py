@@ -136,6 +136,15 @@ def test_incr_counts_within_one_window(store):
     assert store.incr("other", 60) == 1
 
 
+def test_incr_by_amount_and_give_back(store):
+    assert store.incr("c", 60, 3) == 3
+    assert store.incr("c", 60, -1) == 2
+    assert store.counter("c") == 2
+    assert 0 < store.ttl("c") <= 60
+    assert store.incr("fresh", 60, -1) == -1
+    assert store.ttl("fresh") is not None
+
+
 def test_counter_reads_without_counting(store):
     assert store.counter("c") == 0
     store.incr("c", 60)

@@ -393,3 +393,22 @@ def test_oversized_authorization_request_is_refused(provider):
         "state": "s" * 2000, "login_hint": "h" * 2000, "nonce": "n" * 250,
         "acr_values": "a" * 2000, "display": "d" * 2000}, allow_redirects=False)
     assert response.status_code == 400 and "too large" in response.text
+
+
+def test_parallel_guesses_cannot_exceed_the_ip_limit(make_provider):
+    import concurrent.futures
+    import uuid
+
+    from tests.helpers import hidden_inputs
+
+    limited = make_provider(throttle={"account_failures": 100, "ip_failures": 6})
+
+    def guess(_):
+        session = requests.Session()
+        fields = hidden_inputs(session.get(f"{limited.url}/login").text)
+        fields.update(username="spray" + uuid.uuid4().hex[:6], password="wrong guess!")
+        return session.post(f"{limited.url}/login", data=fields).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(guess, range(24)))
+    assert codes.count(401) <= 6 and codes.count(429) >= 18

@@ -135,14 +135,17 @@ def test_throttle(store):
     with pytest.raises(throttle.ThrottledError) as info:
         throttle.reserve_attempt(store, limits, "alice", "10.0.0.2")
     assert 0 < info.value.retry_after <= 60
-    throttle.clear_account(store, "alice")
+    # A success clears the account and gives the IP reservation back.
+    throttle.note_success(store, limits, "alice", "10.0.0.2")
     throttle.reserve_attempt(store, limits, "alice", "10.0.0.2")
-    # The IP counts failures only.
-    for _ in range(3):
-        throttle.note_failure(store, limits, "10.0.0.9")
+    # Attempts from one IP count until it is full, whatever the account.
+    throttle.reserve_attempt(store, limits, "bob", "10.0.0.9")
+    throttle.reserve_attempt(store, limits, "carol", "10.0.0.9")
+    throttle.reserve_attempt(store, limits, "dave", "10.0.0.9")
     with pytest.raises(throttle.ThrottledError):
-        throttle.reserve_attempt(store, limits, "carol", "10.0.0.9")
-    throttle.reserve_attempt(store, limits, "carol", "10.0.0.8")
+        throttle.reserve_attempt(store, limits, "erin", "10.0.0.9")
+    throttle.note_success(store, limits, "dave", "10.0.0.9")
+    throttle.reserve_attempt(store, limits, "erin", "10.0.0.9")
 
 
 def test_aead_round_trip_and_tamper():
