@@ -15,6 +15,7 @@ Run standalone (from the project root)::
 
 from __future__ import annotations
 
+import hmac
 import os
 import re
 import secrets
@@ -94,7 +95,7 @@ def create_portal(
 
     @app.context_processor
     def _globals() -> dict[str, Any]:
-        return {"title": title, "user": session.get("user")}
+        return {"title": title, "user": session.get("user"), "csrf": session.get("csrf")}
 
     @app.get("/")
     def home() -> str:
@@ -114,6 +115,10 @@ def create_portal(
     def login() -> Response:
         """Send the browser to the provider (state, nonce and PKCE are kept
         in this portal's session by Authlib)."""
+        # Authlib keeps one entry per login attempt; abandoned attempts would
+        # grow the cookie past the browser's 4 KB limit.
+        for key in [k for k in session if k.startswith("_state_idp_")]:
+            session.pop(key)
         return idp.authorize_redirect(redirect_uri)
 
     @app.get("/callback")
@@ -126,7 +131,14 @@ def create_portal(
                 return _error("The provider returned no ID token."), 400
             userinfo = idp.userinfo(token=token)
         except (AuthlibBaseError, JoseError, requests.HTTPError) as exc:
-            return _error(f"Login failed: {exc}"), 400
+            # Only the error code: error_description comes from the query
+            # string, i.e. from whoever wrote the link.
+            code = getattr(exc, "error", None) or type(exc).__name__
+            app.logger.info("login failed: %s", exc)
+            return _error(f"Login failed ({code}). Please try again."), 400
+        if userinfo.get("sub") != token["userinfo"].get("sub"):
+            # OIDC Core §5.3.2: UserInfo must be about the ID token's subject.
+            return _error("Login failed (subject mismatch). Please try again."), 400
         # A fresh session at login: drops leftovers of abandoned login attempts
         # and anything set before the user was authenticated.
         session.clear()
@@ -134,14 +146,19 @@ def create_portal(
         # Kept for id_token_hint at logout. The access token is not kept: this
         # portal needs nothing more from the provider after login.
         session["id_token"] = token["id_token"]
+        session["csrf"] = secrets.token_urlsafe(24)
         return redirect(url_for("home"))
 
     @app.post("/logout")
     def logout() -> Response:
         """End the local session, then the provider's SSO session.
 
-        POST only: a GET link could be triggered by any page (logout CSRF).
+        POST only, with this session's CSRF token: SameSite=Lax does not stop
+        a POST from a sibling site (another port or subdomain).
         """
+        expected = session.get("csrf")
+        if expected and not hmac.compare_digest(request.form.get("csrf", ""), expected):
+            return redirect(url_for("home"))
         id_token = session.get("id_token")
         session.clear()
         if not id_token:

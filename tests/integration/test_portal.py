@@ -93,9 +93,16 @@ def test_single_sign_on_and_single_logout(provider, portals):
             default_cookie_name(second.client_id)} <= names
     assert default_cookie_name(first.client_id) != default_cookie_name(second.client_id)
 
+    # A logout POST without the portal's CSRF token (a sibling site's form)
+    # changes nothing.
+    forged = browser.post(f"{first.url}/logout")
+    assert "idp_sso" in {cookie.name for cookie in browser.cookies}
+    assert username in forged.text
+
     # Logout on portal 1 goes through the provider (the hint's sid matches, so
     # no confirmation page) and back to portal 1 with a valid state.
-    back = browser.post(f"{first.url}/logout")
+    csrf = hidden_inputs(browser.get(f"{first.url}/").text)["csrf"]
+    back = browser.post(f"{first.url}/logout", data={"csrf": csrf})
     assert back.status_code == 200, back.text[:300]
     assert any(r.url.startswith(f"{provider.url}/logout?") for r in back.history)
     assert back.url.startswith(f"{first.url}/?state=")
@@ -128,9 +135,12 @@ def test_login_error_from_provider_is_shown(provider, portals):
     browser = requests.Session()
     page = browser.get(f"{first.url}/login", allow_redirects=False)
     state = parse_qs(urlsplit(page.headers["Location"]).query)["state"][0]
-    response = browser.get(f"{first.url}/callback",
-                           params={"error": "access_denied", "state": state})
+    response = browser.get(f"{first.url}/callback", params={
+        "error": "access_denied", "state": state,
+        "error_description": "Your account is locked, call 555-0100"})
     assert response.status_code == 400 and "access_denied" in response.text
+    # Text from the query string is not shown on the department's page.
+    assert "555-0100" not in response.text
 
 
 def test_logout_without_login_stays_local(provider, portals):

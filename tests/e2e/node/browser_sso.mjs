@@ -1,0 +1,385 @@
+// End-to-end check of the provider in a real browser: Playwright (playwright-core,
+// which never downloads a browser of its own) driving the system's Chromium.
+//
+// Scenario 1, single sign-on and single logout across two portals:
+//   portal A login -> provider login page (username/password with the right
+//   autocomplete tokens) -> back on portal A logged in; portal B login comes
+//   back logged in without the provider login page; logout on portal A ends
+//   the provider's SSO session and returns to portal A; logout on portal B,
+//   then its login shows the provider login page again (and logs in again).
+// Scenario 2 (when FORM_POST_AUTHORIZE_URL is set), response_mode=form_post:
+//   the provider's auto-submitting form posts the authorization response to
+//   FORM_POST_CALLBACK under the provider's Content-Security-Policy.
+//
+// Throughout: no console errors (CSP violations included) on provider pages.
+//
+// Environment: PROVIDER, PORTAL_A, PORTAL_B, USERNAME, PASSWORD, SCREENSHOT_DIR;
+// optional FORM_POST_AUTHORIZE_URL and FORM_POST_CALLBACK; CHROMIUM (default
+// /usr/bin/chromium).
+// Output: one JSON summary on stdout; exit 0 on success, 1 with a message on
+// stderr on any failure (the summary then has ok=false and the error).
+
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import process from 'node:process'
+
+import { chromium } from 'playwright-core'
+
+const STEP_TIMEOUT_MS = 10_000
+const LOGIN_BUTTON = 'Log in with the provincial account'
+const LOGOUT_BUTTON = 'Log out'
+const LOGGED_OUT_MESSAGE = 'You have logged out'
+
+class FlowError extends Error {}
+
+function fail(message) {
+  throw new FlowError(message)
+}
+
+function check(condition, message) {
+  if (!condition) fail(message)
+}
+
+function env(name, { optional = false } = {}) {
+  const value = process.env[name] ?? ''
+  if (!value && !optional) fail(`environment variable ${name} is required`)
+  return value
+}
+
+function isFaviconMiss(location, text) {
+  try {
+    return new URL(location).pathname === '/favicon.ico' && text.startsWith('Failed to load resource')
+  } catch {
+    return false
+  }
+}
+
+function trimSlash(url) {
+  return url.replace(/\/+$/, '')
+}
+
+const summary = {
+  ok: false, steps: [], screenshots: [], console_errors: [], ignored_console_errors: [],
+  http_errors: [],
+}
+
+async function main() {
+  const provider = trimSlash(env('PROVIDER'))
+  const portalA = trimSlash(env('PORTAL_A'))
+  const portalB = trimSlash(env('PORTAL_B'))
+  const username = env('USERNAME')
+  const password = env('PASSWORD')
+  const screenshotDir = env('SCREENSHOT_DIR')
+  const formPostUrl = env('FORM_POST_AUTHORIZE_URL', { optional: true })
+  const formPostCallback = env('FORM_POST_CALLBACK', { optional: !formPostUrl })
+  const executablePath = env('CHROMIUM', { optional: true }) || '/usr/bin/chromium'
+  const providerOrigin = new URL(provider).origin
+  mkdirSync(screenshotDir, { recursive: true })
+
+  const browser = await chromium.launch({
+    executablePath,
+    timeout: STEP_TIMEOUT_MS * 3,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  })
+  summary.chromium = browser.version()
+  try {
+    const context = await browser.newContext({ viewport: { width: 1100, height: 800 } })
+    // Runs in every document before its own scripts (and is not subject to the
+    // page's CSP): report CSP violations as console errors in any case.
+    await context.addInitScript(() => {
+      document.addEventListener('securitypolicyviolation', (event) => {
+        console.error(`CSP violation: ${event.violatedDirective} blocked `
+          + `${event.blockedURI || '(inline)'} (${event.disposition})`)
+      })
+    })
+    const page = await context.newPage()
+    page.setDefaultTimeout(STEP_TIMEOUT_MS)
+    page.setDefaultNavigationTimeout(STEP_TIMEOUT_MS)
+
+    const isProvider = (url) => {
+      try {
+        return new URL(url).origin === providerOrigin
+      } catch {
+        return false
+      }
+    }
+
+    // Every main-frame navigation, redirect hops included.
+    const navigations = []
+    page.on('request', (request) => {
+      if (request.isNavigationRequest() && request.frame() === page.mainFrame()) {
+        navigations.push(`${request.method()} ${request.url()}`)
+      }
+    })
+    page.on('response', (response) => {
+      if (response.status() >= 400 && isProvider(response.url())) {
+        summary.http_errors.push(`${response.status()} ${response.request().method()} `
+          + `${response.url()}`)
+      }
+    })
+    // Set while the CSP probe deliberately provokes a violation.
+    let probeErrors = null
+    page.on('console', (message) => {
+      if (message.type() !== 'error') return
+      const location = message.location()?.url ?? ''
+      const entry = {
+        page: page.url(), location, text: message.text(),
+        provider: isProvider(location) || isProvider(page.url()),
+      }
+      if (probeErrors) {
+        probeErrors.push(entry)
+      } else if (isFaviconMiss(location, entry.text)) {
+        // Chromium fetches /favicon.ico by itself; no page asks for it.
+        summary.ignored_console_errors.push(entry)
+      } else {
+        summary.console_errors.push(entry)
+      }
+    })
+    page.on('pageerror', (error) => {
+      summary.console_errors.push({
+        page: page.url(), location: '', text: `uncaught: ${error.message}`,
+        provider: isProvider(page.url()),
+      })
+    })
+
+    async function step(name, fn) {
+      const started = Date.now()
+      const firstNavigation = navigations.length
+      try {
+        const detail = await fn()
+        summary.steps.push({
+          name, ms: Date.now() - started, url: page.url(),
+          navigations: navigations.slice(firstNavigation), ...(detail ?? {}),
+        })
+      } catch (error) {
+        summary.steps.push({ name, ms: Date.now() - started, url: page.url(), failed: true,
+          navigations: navigations.slice(firstNavigation) })
+        try {
+          const path = join(screenshotDir, 'failure.png')
+          await page.screenshot({ path, fullPage: true, timeout: STEP_TIMEOUT_MS })
+          summary.screenshots.push(path)
+        } catch {
+          // the page may be gone
+        }
+        const reason = error instanceof FlowError ? error.message : `${error.name}: ${error.message}`
+        throw new FlowError(`step "${name}" failed at ${page.url()}: ${reason}`)
+      }
+    }
+
+    async function screenshot(name) {
+      const path = join(screenshotDir, `${name}.png`)
+      await page.screenshot({ path, fullPage: true })
+      summary.screenshots.push(path)
+    }
+
+    function visitedProviderLogin(list) {
+      return list.some((entry) => {
+        const url = new URL(entry.split(' ')[1])
+        return url.origin === providerOrigin && url.pathname === '/login'
+      })
+    }
+
+    // Runs action and waits until the main frame commits a URL matching
+    // predicate (redirect hops are never committed). The waiter is set up
+    // first: the page may already be on a matching URL before the action.
+    async function navigate(action, predicate, expected) {
+      const arrived = page.waitForEvent('framenavigated', {
+        predicate: (frame) => frame === page.mainFrame() && predicate(new URL(frame.url())),
+      }).catch((error) => error)
+      await action()
+      const result = await arrived
+      if (result instanceof Error) {
+        const alerts = await page.locator('[role="alert"]').allInnerTexts().catch(() => [])
+        fail(`did not arrive at ${expected} within ${STEP_TIMEOUT_MS} ms `
+          + `(${result.name}; now at ${page.url()}`
+          + `${alerts.length ? `, the page says: ${alerts.join(' / ')}` : ''})`)
+      }
+      await page.waitForLoadState('load')
+    }
+
+    const atProviderLogin = (url) => url.origin === providerOrigin && url.pathname === '/login'
+
+    async function expectProviderLoginPage() {
+      const user = page.locator('input[name="username"]')
+      const pass = page.locator('input[name="password"]')
+      await user.waitFor({ state: 'visible' })
+      await pass.waitFor({ state: 'visible' })
+      const userAutocomplete = await user.getAttribute('autocomplete')
+      const passAutocomplete = await pass.getAttribute('autocomplete')
+      check(userAutocomplete === 'username',
+        `username field has autocomplete=${JSON.stringify(userAutocomplete)}, expected "username"`)
+      check(passAutocomplete === 'current-password',
+        `password field has autocomplete=${JSON.stringify(passAutocomplete)}, `
+        + 'expected "current-password"')
+      check(await pass.getAttribute('type') === 'password', 'the password field is not type=password')
+      return { lang: await page.locator('html').getAttribute('lang') }
+    }
+
+    // Proves that a CSP violation on a provider page would be caught: an
+    // inline <style> is not allowed by the provider's style-src 'self', so it
+    // must be refused and reported as a console error (these expected errors
+    // are not counted). (eval() makes no probe: Chromium allowed it from
+    // page.evaluate, which runs through the DevTools protocol.)
+    async function cspProbe() {
+      probeErrors = []
+      try {
+        const applied = await page.evaluate(() => {
+          const style = document.createElement('style')
+          style.textContent = 'html { outline: 7px solid rgb(1, 2, 3) }'
+          document.head.append(style)
+          const outline = getComputedStyle(document.documentElement).outlineColor
+          style.remove()
+          return outline === 'rgb(1, 2, 3)'
+        })
+        check(!applied, 'an inline <style> was applied on the provider login page: '
+          + 'is the Content-Security-Policy missing?')
+        // Violation reports are dispatched asynchronously: wait for both the
+        // init script's report and Chromium's own message, so that neither
+        // arrives after the probe and is counted as a real error.
+        const reported = () => probeErrors.some((entry) => entry.text.includes('CSP violation'))
+        const native = () => probeErrors.some((entry) => entry.text.includes('Content Security Policy'))
+        const deadline = Date.now() + 2_000
+        while (!(reported() && native()) && Date.now() < deadline) await page.waitForTimeout(50)
+        check(reported(), 'a deliberate CSP violation on the provider login page was not '
+          + 'reported as a console error, so the console check would miss real ones: '
+          + JSON.stringify(probeErrors))
+        return { inline_style_refused: true, reported: probeErrors.map((entry) => entry.text) }
+      } finally {
+        probeErrors = null
+      }
+    }
+
+    async function submitLogin() {
+      await page.locator('input[name="username"]').fill(username)
+      await page.locator('input[name="password"]').fill(password)
+      await page.locator('form:has(input[name="password"]) button[type="submit"]').click()
+    }
+
+    async function expectLoggedIn(portal) {
+      const text = await page.locator('body').innerText()
+      check(text.includes(username), `the portal page does not show the username ${username}`)
+      await page.getByRole('button', { name: LOGOUT_BUTTON }).waitFor({ state: 'visible' })
+    }
+
+    async function clickLogin() {
+      await page.getByRole('link', { name: LOGIN_BUTTON }).click()
+    }
+
+    const atHome = (portal) => (url) => url.href === `${portal}/`
+    const atLoggedOut = (portal) => (url) => url.href.startsWith(`${portal}/?state=`)
+
+    // --- scenario 1: SSO and single logout ----------------------------------
+
+    await step('portal A: log in through the provider login page', async () => {
+      await page.goto(`${portalA}/`)
+      await navigate(clickLogin, atProviderLogin, 'the provider login page')
+      const detail = await expectProviderLoginPage()
+      await screenshot('01-provider-login')
+      return { ...detail, csp_probe: await cspProbe() }
+    })
+
+    await step('provider: submit username and password, back on portal A', async () => {
+      await navigate(submitLogin, atHome(portalA), `${portalA}/`)
+      await expectLoggedIn(portalA)
+      await screenshot('02-portal-a-logged-in')
+    })
+
+    await step('portal B: single sign-on without the login page', async () => {
+      const first = navigations.length
+      await page.goto(`${portalB}/`)
+      await navigate(clickLogin, atHome(portalB), `${portalB}/`)
+      await expectLoggedIn(portalB)
+      const hops = navigations.slice(first)
+      check(hops.some((hop) => isProvider(hop.split(' ')[1])),
+        `portal B's login did not go through the provider: ${hops.join(', ')}`)
+      check(!visitedProviderLogin(hops),
+        `portal B's login showed the provider login page: ${hops.join(', ')}`)
+      await screenshot('03-portal-b-single-sign-on')
+    })
+
+    await step('portal A: log out through the provider', async () => {
+      const first = navigations.length
+      await page.goto(`${portalA}/`)
+      await navigate(() => page.getByRole('button', { name: LOGOUT_BUTTON }).click(),
+        atLoggedOut(portalA), `${portalA}/?state=...`)
+      const hops = navigations.slice(first)
+      check(hops.some((hop) => {
+        const url = new URL(hop.split(' ')[1])
+        return url.origin === providerOrigin && url.pathname === '/logout'
+      }), `portal A's logout did not go through the provider's /logout: ${hops.join(', ')}`)
+      const text = await page.locator('body').innerText()
+      check(text.includes(LOGGED_OUT_MESSAGE),
+        `portal A does not confirm the logout ("${LOGGED_OUT_MESSAGE}")`)
+      await page.getByRole('link', { name: LOGIN_BUTTON }).waitFor({ state: 'visible' })
+      await screenshot('04-portal-a-logged-out')
+    })
+
+    await step('portal B: log out, log in again: the provider asks for the password', async () => {
+      await page.goto(`${portalB}/`)
+      // Portal B still has its own session; its logout finds no SSO session.
+      await navigate(() => page.getByRole('button', { name: LOGOUT_BUTTON }).click(),
+        atLoggedOut(portalB), `${portalB}/?state=...`)
+      await navigate(clickLogin, atProviderLogin, 'the provider login page')
+      const detail = await expectProviderLoginPage()
+      await screenshot('05-provider-login-after-logout')
+      return detail
+    })
+
+    await step('provider: log in again, back on portal B', async () => {
+      await navigate(submitLogin, atHome(portalB), `${portalB}/`)
+      await expectLoggedIn(portalB)
+    })
+
+    // --- scenario 2: response_mode=form_post ---------------------------------
+
+    if (formPostUrl) {
+      await step('provider: form_post authorization response auto-submits', async () => {
+        let posted = null
+        const onRequest = (request) => {
+          if (request.method() === 'POST' && request.url() === formPostCallback) {
+            posted = Object.fromEntries(new URLSearchParams(request.postData() ?? ''))
+          }
+        }
+        page.on('request', onRequest)
+        try {
+          const first = navigations.length
+          await navigate(() => page.goto(formPostUrl), (url) => url.href === formPostCallback,
+            formPostCallback)
+          const body = (await page.locator('body').innerText()).trim()
+          check(body === 'ok', `the callback answered ${JSON.stringify(body.slice(0, 200))}`)
+          check(posted, 'the browser did not POST to the callback')
+          const hops = navigations.slice(first)
+          check(!visitedProviderLogin(hops),
+            `the form_post authorization showed the login page: ${hops.join(', ')}`)
+          return { callback: formPostCallback, posted }
+        } finally {
+          page.off('request', onRequest)
+        }
+      })
+    }
+
+    const providerErrors = summary.console_errors.filter((entry) => entry.provider)
+    check(providerErrors.length === 0,
+      `console errors on provider pages: ${JSON.stringify(providerErrors)}`)
+    const serverErrors = summary.http_errors.filter((entry) => Number(entry.split(' ')[0]) >= 500)
+    check(serverErrors.length === 0, `provider server errors: ${serverErrors.join(', ')}`)
+    summary.ok = true
+    await context.close()
+  } finally {
+    await browser.close()
+  }
+}
+
+try {
+  await main()
+  process.stdout.write(`${JSON.stringify(summary)}\n`)
+  process.exitCode = 0
+} catch (error) {
+  summary.ok = false
+  summary.error = error instanceof FlowError ? error.message : `${error.name}: ${error.message}`
+  process.stdout.write(`${JSON.stringify(summary)}\n`)
+  process.stderr.write(`browser SSO flow FAILED: ${summary.error}\n`)
+  if (!(error instanceof FlowError) && error.stack) process.stderr.write(`${error.stack}\n`)
+  process.exitCode = 1
+}
