@@ -106,6 +106,18 @@ def database_upgrade() -> None:
                f"({current_app.config['SQLALCHEMY_DATABASE_URI'].split('@')[-1]})")
 
 
+@database.command("purge")
+@with_appcontext
+def database_purge() -> None:
+    """Delete expired refresh tokens and grants nothing can use any more (run daily)."""
+    from idp.oidc.grants import purge_expired
+    from idp.runtime import current_runtime
+
+    counts = purge_expired(current_runtime())
+    click.echo(f"deleted {counts['refresh_tokens']} expired refresh tokens and "
+               f"{counts['grants']} spent grants")
+
+
 @main.group()
 def users() -> None:
     """Manage accounts."""

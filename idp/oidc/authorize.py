@@ -186,6 +186,21 @@ def check_id_token_hint(rt: Runtime, req: AuthorizationRequest, redirect_uri: st
     return account is None or claims["sub"] != account.subject
 
 
+class TemporarilyUnavailableError(OAuth2Error):
+    """RFC 6749 §4.1.2.1 ``temporarily_unavailable``."""
+
+    error = "temporarily_unavailable"
+
+
+def check_issue_rate(rt: Runtime, session: SsoSession, redirect_uri: str) -> None:
+    """At most ``codes_per_session`` codes a minute per SSO session: each code
+    is a stored grant, and no person signs in to portals that fast."""
+    limit = rt.settings["throttle"]["codes_per_session"]
+    if rt.store.incr(f"rl:codes:sid:{session.sid}", 60) > limit:
+        raise TemporarilyUnavailableError("Too many authorization requests; slow down.",
+                                          redirect_uri=redirect_uri)
+
+
 class UnmetAuthenticationRequirementsError(OAuth2Error):
     """OpenID Connect Core Unmet Authentication Requirements 1.0 §2: the
     authentication cannot meet the essential ``acr`` the client asked for."""
@@ -268,4 +283,5 @@ def decide(
         if "none" in prompts:
             raise ConsentRequiredError(redirect_uri=redirect_uri)
         return Decision("consent")
+    check_issue_rate(rt, session, redirect_uri)
     return Decision("issue", claims=claims)

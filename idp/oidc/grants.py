@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from authlib.oauth2.rfc6749 import scope_to_list
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from idp.audit.service import record
 from idp.extensions import db
@@ -157,3 +157,21 @@ def deny_consent(account_id: int, client_id: str, ip: str | None = None) -> None
     """Audit that the account refused the client's request, and commit."""
     record("consent.denied", "failure", account_id=account_id, client_id=client_id, ip=ip)
     db.session.commit()
+
+
+def purge_expired(rt: Runtime) -> dict[str, int]:
+    """Delete what can no longer be used: expired refresh tokens, and grants
+    without refresh tokens whose codes and access tokens have all expired
+    (unredeemed or access-token-only grants). Commits.
+
+    :returns: ``{"refresh_tokens": n, "grants": m}`` deleted.
+    """
+    now = utcnow()
+    tokens = rt.settings["tokens"]
+    horizon = now - timedelta(seconds=tokens["code_reuse_window"] + tokens["access_token_ttl"]
+                              + tokens["clock_leeway"])
+    expired = db.session.execute(delete(RefreshToken).where(RefreshToken.expires_at < now))
+    has_tokens = select(RefreshToken.id).where(RefreshToken.grant_id == Grant.id).exists()
+    stale = db.session.execute(delete(Grant).where(Grant.created_at < horizon, ~has_tokens))
+    db.session.commit()
+    return {"refresh_tokens": expired.rowcount, "grants": stale.rowcount}

@@ -412,3 +412,52 @@ def test_parallel_guesses_cannot_exceed_the_ip_limit(make_provider):
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         codes = list(pool.map(guess, range(24)))
     assert codes.count(401) <= 6 and codes.count(429) >= 18
+
+
+def test_codes_per_session_are_limited(make_provider):
+    limited = make_provider(throttle={"codes_per_session": 3})
+    username, password, _ = limited.create_account()
+    client = limited.create_client()
+    browser = Browser(limited.url)
+    browser.login_for_code(client, username, password)
+    for _ in range(2):
+        assert "code=" in browser.go(browser.authorize_url(client)).headers["Location"]
+    refused = browser.go(browser.authorize_url(client)).headers["Location"]
+    assert refused.startswith(client.redirect_uri)
+    assert "error=temporarily_unavailable" in refused
+
+
+def test_purge_deletes_only_spent_grants(provider):
+    from datetime import timedelta
+
+    from sqlalchemy import func, select
+
+    from idp.extensions import db
+    from idp.oidc.grants import purge_expired
+    from idp.oidc.models import Grant, RefreshToken
+    from idp.timeutil import utcnow
+    from tests.helpers import redeem
+
+    username, password, _ = provider.create_account()
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    kept = redeem(provider.url, client, browser.login_for_code(
+        client, username, password, scope="openid offline_access")["code"]).json()
+    browser.login_for_code(client, "", "")  # a code never redeemed
+    with provider.app.app_context():
+        old = utcnow() - timedelta(days=2)
+        for grant in db.session.scalars(select(Grant).where(Grant.client_id == client.client_id)):
+            grant.created_at = old
+        db.session.commit()
+        counts = purge_expired(provider.runtime)
+        assert counts["grants"] >= 1
+        left = db.session.scalar(select(func.count()).select_from(Grant).where(
+            Grant.client_id == client.client_id))
+        assert left == 1
+        assert db.session.scalar(select(func.count()).select_from(RefreshToken).join(
+            Grant, Grant.id == RefreshToken.grant_id).where(
+            Grant.client_id == client.client_id)) == 1
+    refreshed = requests.post(f"{provider.url}/token", data={
+        "grant_type": "refresh_token", "refresh_token": kept["refresh_token"]},
+        auth=client.auth)
+    assert refreshed.status_code == 200
