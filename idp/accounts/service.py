@@ -126,6 +126,10 @@ def check_password(rt: Runtime, identifier: str, password: str) -> tuple[Account
     return account, True
 
 
+def _by_index(column, index: str) -> Account | None:
+    return db.session.scalar(select(Account).where(column == index))
+
+
 def _is_resident_id(text: str) -> bool:
     try:
         parse_resident_id(text)
@@ -140,22 +144,16 @@ def find_for_login(rt: Runtime, identifier: str) -> Account | None:
     parses as a mobile number by the index of a *verified* phone; anything
     else as a username. Registration refuses usernames of all digits or of
     the shape of a valid ID number, so no username is shadowed."""
-    try:
-        number = parse_resident_id(identifier).number
-    except IdentifierError:
-        pass
-    else:
-        return db.session.scalar(select(Account).where(
-            Account.resident_id_index == rt.pii.blind_index("resident_id", number)))
+    if _is_resident_id(identifier):
+        return find_by_resident_id(rt, identifier)
     if any(c.isdigit() for c in identifier) and not any(c.isalpha() for c in identifier):
         try:
-            e164 = parse_mobile(identifier)
+            parse_mobile(identifier)
         except IdentifierError:
-            e164 = None
-        if e164 is not None:
-            return db.session.scalar(select(Account).where(
-                Account.phone_number_index == rt.pii.blind_index("phone", e164),
-                Account.phone_number_verified.is_(True)))
+            pass
+        else:
+            account = find_by_phone(rt, identifier)
+            return account if account is not None and account.phone_number_verified else None
     return find_by_username(identifier)
 
 
@@ -168,7 +166,7 @@ def set_phone_number(rt: Runtime, account: Account, raw: str, verified: bool) ->
     """
     e164 = parse_mobile(raw)
     index = rt.pii.blind_index("phone", e164)
-    holder = db.session.scalar(select(Account).where(Account.phone_number_index == index))
+    holder = _by_index(Account.phone_number_index, index)
     if holder is not None and holder.id != account.id:
         raise AccountError("phone", _l("This number belongs to another account."))
     account.phone_number_enc = rt.pii.encrypt("phone", e164)
@@ -196,8 +194,7 @@ def find_by_phone(rt: Runtime, raw: str) -> Account | None:
         e164 = parse_mobile(raw)
     except IdentifierError:
         return None
-    return db.session.scalar(select(Account).where(
-        Account.phone_number_index == rt.pii.blind_index("phone", e164)))
+    return _by_index(Account.phone_number_index, rt.pii.blind_index("phone", e164))
 
 
 def set_resident_id(rt: Runtime, account: Account, raw: str) -> str:
@@ -209,7 +206,7 @@ def set_resident_id(rt: Runtime, account: Account, raw: str) -> str:
     """
     number = parse_resident_id(raw).number
     index = rt.pii.blind_index("resident_id", number)
-    holder = db.session.scalar(select(Account).where(Account.resident_id_index == index))
+    holder = _by_index(Account.resident_id_index, index)
     if holder is not None and holder.id != account.id:
         raise AccountError("resident_id", _l("This ID number belongs to another account."))
     account.resident_id_enc = rt.pii.encrypt("resident_id", number)
@@ -223,5 +220,4 @@ def find_by_resident_id(rt: Runtime, raw: str) -> Account | None:
         number = parse_resident_id(raw).number
     except IdentifierError:
         return None
-    return db.session.scalar(select(Account).where(
-        Account.resident_id_index == rt.pii.blind_index("resident_id", number)))
+    return _by_index(Account.resident_id_index, rt.pii.blind_index("resident_id", number))

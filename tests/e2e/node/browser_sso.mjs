@@ -25,26 +25,12 @@ import process from 'node:process'
 
 import { chromium } from 'playwright-core'
 
+import { FlowError, check, env, fail } from './support.mjs'
+
 const STEP_TIMEOUT_MS = 10_000
 const LOGIN_BUTTON = 'Log in with the provincial account'
 const LOGOUT_BUTTON = 'Log out'
 const LOGGED_OUT_MESSAGE = 'You have logged out'
-
-class FlowError extends Error {}
-
-function fail(message) {
-  throw new FlowError(message)
-}
-
-function check(condition, message) {
-  if (!condition) fail(message)
-}
-
-function env(name, { optional = false } = {}) {
-  const value = process.env[name] ?? ''
-  if (!value && !optional) fail(`environment variable ${name} is required`)
-  return value
-}
 
 function isFaviconMiss(location, text) {
   try {

@@ -13,24 +13,10 @@ import process from 'node:process'
 
 import * as client from 'openid-client'
 
+import { FlowError, check, env, fail } from './support.mjs'
+
 const SCOPE = 'openid profile email offline_access'
 const MAX_STEPS = 12
-
-class FlowError extends Error {}
-
-function fail(message) {
-  throw new FlowError(message)
-}
-
-function check(condition, message) {
-  if (!condition) fail(message)
-}
-
-function env(name, { optional = false } = {}) {
-  const value = process.env[name] ?? ''
-  if (!value && !optional) fail(`environment variable ${name} is required`)
-  return value
-}
 
 function b64url(buffer) {
   return Buffer.from(buffer).toString('base64url')
