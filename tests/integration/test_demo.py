@@ -214,7 +214,7 @@ def test_demo_command_end_to_end(tmp_path):
         assert home.url == f"{portal1}/" and "Demo Citizen" in home.text
         home = browser.get(f"{portal2}/login")
         assert home.url == f"{portal2}/" and "Demo Citizen" in home.text
-        back = browser.post(f"{portal2}/logout")
+        back = browser.post(f"{portal2}/logout", data=hidden_inputs(home.text))
         assert back.url.startswith(f"{portal2}/?state=") and "logged out" in back.text
         assert browser.get(f"{portal1}/login").url.startswith(f"{provider}/login")
 
