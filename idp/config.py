@@ -113,6 +113,9 @@ def _validate(settings: dict) -> None:
         raise ConfigError("setting keys.retired_key_publish_seconds must be at least the "
                           f"longest signed token lifetime ({longest} s)")
     for section, name in (("server", "workers"), ("server", "threads"),
+                          ("sms", "code_ttl"), ("sms", "max_attempts"), ("sms", "resend_after"),
+                          ("sms", "max_resend_wait"), ("sms", "per_number_daily"),
+                          ("sms", "per_ip_hourly"),
                           ("passwords", "max_concurrent_verifications"),
                           ("passwords", "min_length")):
         if settings[section][name] < 1:
