@@ -248,3 +248,7 @@ def keys_rotate(algs: tuple[str, ...]) -> None:
     for row in new:
         click.echo(f"new {row.alg} key {row.kid}")
 
+
+from idp.cli.sandbox import sandbox as _sandbox  # noqa: E402
+
+main.add_command(_sandbox)
