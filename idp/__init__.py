@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from idp.config import PROJECT_ROOT, decode_key, load_settings, pii_keys
+from idp.config import PROJECT_ROOT, ConfigError, decode_key, load_settings, pii_keys
 
 
 def _page_lang() -> str:
@@ -87,6 +87,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                       settings["pii"]["algorithm"],
                       decode_key(settings["secrets"]["pii_index_key"], "pii_index_key"),
                       settings["pii"]["index_algorithm"]),
+        gateway=_gateway(settings),
     )
     app.extensions["idp.discovery"] = serialise(provider_metadata(settings["issuer"]))
     server = AuthorizationServer()
@@ -138,6 +139,15 @@ def _private_files(settings: Mapping[str, Any]) -> None:
         database = Path(url.removeprefix("sqlite:///"))
         if database.exists():
             database.chmod(0o600)
+
+
+def _gateway(settings: Mapping[str, Any]):
+    from connectors.http import from_settings
+
+    try:
+        return from_settings(settings)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _tune_sqlite(engine) -> None:

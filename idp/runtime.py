@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from flask import current_app
 
 if TYPE_CHECKING:
+    from connectors.http import GatewayClient
     from idp.accounts.passwords import PasswordHasher
     from idp.accounts.pii import PiiCipher
     from idp.audit.writer import AuditWriter
@@ -33,6 +34,8 @@ class Runtime:
     :ivar token_hmac_key: 32-byte key for hashing secrets at rest.
     :ivar audit: deferred writer for audit events on hot paths.
     :ivar pii: encryption and blind index of personal identifiers.
+    :ivar gateway: the data-sharing gateway (registries, SMS), or None when
+        ``gateway.url`` is not configured.
     """
 
     settings: Mapping[str, Any]
@@ -43,6 +46,7 @@ class Runtime:
     token_hmac_key: bytes
     audit: AuditWriter
     pii: PiiCipher
+    gateway: GatewayClient | None = None
 
     @property
     def issuer(self) -> str:

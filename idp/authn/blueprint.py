@@ -10,8 +10,9 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from idp.accounts import service as accounts
-from idp.authn import interactions, service, throttle
-from idp.authn.forms import ConsentForm, LoginForm, RegisterForm
+from idp.accounts.identifiers import IdentifierError
+from idp.authn import interactions, otp, service, throttle
+from idp.authn.forms import ConsentForm, LoginForm, RegisterForm, SmsLoginForm
 from idp.oidc.authorize import AuthorizationRequest
 from idp.oidc.grants import deny_consent, save_consent
 from idp.oidc.responses import authorization_error
@@ -88,7 +89,49 @@ def login():
     elif request.method == "POST":
         status = 400
     return render_template("login.html", form=form, error=error, client=_client_for(item),
-                           item=item), status
+                           item=item, sms=rt.gateway is not None), status
+
+
+@bp.route("/login/sms", methods=["GET", "POST"])
+def login_sms():
+    """Sign in with a code sent by SMS: the number first, then the code. The
+    page says the same whether or not the number belongs to an account."""
+    rt = current_runtime()
+    form = SmsLoginForm()
+    item = interactions.load(rt.store, request.values.get("i") or form.i.data, browser_id())
+    if request.method == "GET":
+        form.i.data = item.id if item else ""
+    available = rt.gateway is not None
+    sent, error, status = False, None, 200
+    if available and form.validate_on_submit():
+        if request.form.get("action") == "verify":
+            sent = True
+            try:
+                sso = service.login_with_sms(rt, form.phone.data, form.code.data or "",
+                                             client_ip(), sso_cookie(rt))
+            except service.LoginFailedError:
+                error, status = _("The code is wrong or has expired."), 401
+            else:
+                return _logged_in(rt, item, sso)
+        else:
+            try:
+                service.send_login_code(rt, form.phone.data, client_ip())
+            except IdentifierError as exc:
+                form.phone.errors.append(exc.message)
+                status = 400
+            except otp.OtpThrottledError as exc:
+                error = _("Please wait %(seconds)d seconds before asking for another code.",
+                          seconds=exc.retry_after)
+                status = 429
+            except service.SmsUnavailableError:
+                error = _("The text message service is unavailable. Try again later.")
+                status = 503
+            else:
+                sent = True
+    elif request.method == "POST":
+        status = 400
+    return render_template("login_sms.html", form=form, item=item, sent=sent, error=error,
+                           available=available, client=_client_for(item)), status
 
 
 @bp.route("/register", methods=["GET", "POST"])

@@ -49,3 +49,14 @@ class ConsentForm(FlaskForm):
 
 class LogoutForm(FlaskForm):
     """Confirmation of logout when the request cannot prove it came from the user's RP."""
+
+
+class SmsLoginForm(FlaskForm):
+    """Sign-in by SMS code: first the number (``send``), then the code."""
+
+    phone = StringField(_l("Mobile number"), validators=[DataRequired(), Length(max=32)],
+                        render_kw={"autocomplete": "tel", "inputmode": "tel"})
+    code = StringField(_l("Code from the text message"), validators=[Optional(),
+                       Length(max=12)],
+                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
+    i = HiddenField()

@@ -3,10 +3,12 @@ and starting the SSO session with its audit event."""
 
 from __future__ import annotations
 
+from connectors.registries import RegistryUnavailableError
+from connectors.sms import SmsGatewayError
 from idp.accounts import service as accounts
 from idp.accounts.models import Account
-from idp.audit.service import record
-from idp.authn import throttle
+from idp.audit.service import record, record_deferred
+from idp.authn import otp, throttle
 from idp.authn.sessions import SsoSession, create_session, end_session
 from idp.extensions import db
 from idp.runtime import Runtime
@@ -92,3 +94,42 @@ def logout(rt: Runtime, sso: SsoSession, client_id: str | None, ip: str | None) 
     end_session(rt.store, sso.handle)
     record("logout", account_id=sso.account_id, client_id=client_id, ip=ip, sid=sso.sid)
     db.session.commit()
+
+
+class SmsUnavailableError(Exception):
+    """No SMS gateway is configured, or it did not take the message."""
+
+
+def send_login_code(rt: Runtime, phone: str, ip: str | None) -> otp.SentCode:
+    """Send a sign-in code by SMS. The answer is the same whether or not an
+    account holds the number: the code is sent either way.
+
+    :raises IdentifierError: not a valid mobile number.
+    :raises otp.OtpThrottledError: a send limit is reached.
+    :raises SmsUnavailableError: no gateway, or the gateway failed.
+    """
+    if rt.gateway is None:
+        raise SmsUnavailableError("no SMS gateway is configured")
+    try:
+        sent = otp.send_code(rt, rt.gateway, phone, "login", ip)
+    except (SmsGatewayError, RegistryUnavailableError) as exc:
+        raise SmsUnavailableError(str(exc)) from None
+    record_deferred(rt.audit, "sms.sent", ip=ip, purpose="login", message_id=sent.message_id)
+    return sent
+
+
+def login_with_sms(rt: Runtime, phone: str, code: str, ip: str | None,
+                   previous: str | None = None) -> SsoSession:
+    """Sign in with a code sent by :func:`send_login_code` (``amr`` ``sms``).
+
+    :raises LoginFailedError: wrong, expired or used-up code, or no active
+        account with this verified number.
+    """
+    e164 = otp.check_code(rt, phone, "login", code)
+    account = accounts.find_by_phone(rt, e164) if e164 else None
+    if account is None or not account.phone_number_verified or not account.is_active:
+        record("login.failure", "failure", account_id=account.id if account else None, ip=ip,
+               reason="sms_code" if e164 is None else "no_account", amr=["sms"])
+        db.session.commit()
+        raise LoginFailedError(phone)
+    return start_session(rt, account, ["sms"], ip, previous)

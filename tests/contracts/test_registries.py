@@ -9,14 +9,11 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from connectors import signing
 from connectors.http import GatewayClient, SmsRejectedError
@@ -29,12 +26,11 @@ from connectors.registries import (
     PopulationResult,
     RegistryUnavailableError,
 )
-from connectors.sandbox import DEMO_ENTITIES, DEMO_PEOPLE, create_sandbox, demo_people, seed
-from connectors.sandbox.app import SandboxState
+from connectors.sandbox import DEMO_ENTITIES, DEMO_PEOPLE, demo_people, seed
 from connectors.sms import SmsGatewayError, SmsReceipt
 from idp.accounts.identifiers import id_check_character, uscc_check_character
+from tests.sandbox_support import KEY, SECRET, Gateway, start_sandbox
 
-KEY, SECRET = "test-key", "test-secret-0123456789"
 ALIVE, LOST, SUSPENDED, DECEASED, CANCELLED = (DEMO_PEOPLE[0], DEMO_PEOPLE[5], DEMO_PEOPLE[6],
                                                DEMO_PEOPLE[7], DEMO_PEOPLE[8])
 ACTIVE_ENTITY, REVOKED_ENTITY = DEMO_ENTITIES[0], DEMO_ENTITIES[1]
@@ -48,26 +44,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@dataclass
-class Gateway:
-    url: str
-    state: SandboxState
-    data_path: str
-
-
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory) -> Iterator[Gateway]:
     """The sandbox gateway, seeded and live on 127.0.0.1 for this module."""
-    path = str(tmp_path_factory.mktemp("sandbox") / "sandbox.sqlite3")
-    seed(path, people=60, entities=12, seed=7)
-    app = create_sandbox(path, {KEY: SECRET})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield Gateway(f"http://127.0.0.1:{server.server_port}",
-                  app.extensions["gateway_sandbox"], path)
-    server.shutdown()
-    server.server_close()
+    live = start_sandbox(tmp_path_factory.mktemp("sandbox"))
+    yield live
+    live.stop()
 
 
 def http_client(gateway: Gateway, **kwargs) -> GatewayClient:
