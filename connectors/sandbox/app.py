@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from flask import Flask, g, jsonify, request
+from markupsafe import escape
 
 from connectors import signing
 from connectors.sandbox.dataset import connect, remember_nonce
@@ -99,12 +100,16 @@ def _reference() -> str:
 
 
 def create_sandbox(data_path: str, keys: dict[str, str],
-                   clock: Callable[[], datetime] | None = None) -> Flask:
+                   clock: Callable[[], datetime] | None = None,
+                   outbox_page: bool = False) -> Flask:
     """The sandbox gateway app.
 
     :param data_path: SQLite file made by :func:`connectors.sandbox.dataset.seed`.
     :param keys: accepted access keys -> their HMAC secrets.
     :param clock: the sandbox's wall clock (default: now, UTC).
+    :param outbox_page: also serve ``GET /outbox``, an unsigned HTML page of
+        the latest text messages, for people watching a demo (a real gateway
+        has nothing like it).
     :returns: a Flask app; ``app.extensions["gateway_sandbox"]`` is its
         :class:`SandboxState`.
     :raises FileNotFoundError: if the dataset does not exist.
@@ -139,6 +144,9 @@ def create_sandbox(data_path: str, keys: dict[str, str],
     def authenticate():
         """Fault injection, then the protocol's checks in the gateway's order:
         key, signature (over the digest of the body received), date skew, nonce."""
+        if outbox_page and request.path == "/outbox":
+            g.db = connect(data_path)
+            return None
         failure = state.take_failure(request.path)
         if failure:
             return jsonify(error="unavailable"), failure
@@ -276,6 +284,22 @@ def create_sandbox(data_path: str, keys: dict[str, str],
         return jsonify(messages=[{"message_id": r["message_id"], "template": r["template"],
                                   "params": json.loads(r["params"]), "sent_at": r["sent_at"]}
                                  for r in rows])
+
+    @app.get("/outbox")
+    def outbox_html():
+        if not outbox_page:
+            raise GatewayError(404, "not_found")
+        rows = g.db.execute("SELECT phone, template, params, sent_at FROM outbox "
+                            "ORDER BY id DESC LIMIT 50").fetchall()
+        items = "".join(
+            f"<tr><td>{escape(time.strftime('%H:%M:%S', time.localtime(r['sent_at'])))}</td>"
+            f"<td>{escape(r['phone'])}</td><td>{escape(r['template'])}</td>"
+            f"<td>{escape(json.loads(r['params']).get('code', ''))}</td></tr>" for r in rows)
+        return (f"<!doctype html><meta charset=utf-8><meta http-equiv=refresh content=3>"
+                f"<title>Sandbox SMS outbox</title><h1>Sandbox SMS outbox</h1>"
+                f"<p>Text messages the sandbox gateway would have sent (newest first).</p>"
+                f"<table border=1 cellpadding=4><tr><th>time</th><th>to</th><th>template</th>"
+                f"<th>code</th></tr>{items}</table>")
 
     @app.get("/sandbox/people")
     def sandbox_people():

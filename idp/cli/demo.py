@@ -35,6 +35,12 @@ PORTALS = (
     ("demo-hr-social-security", "Human Resources and Social Security", 2),
 )
 
+#: Port offset of the sandbox gateway (registries and SMS) from the provider's port.
+SANDBOX_OFFSET = 3
+#: The demo account's mobile number: the first fixed sandbox person's, so
+#: sign-in by SMS code works with the sandbox's outbox.
+DEMO_PHONE = "+8613900000001"
+
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 
@@ -116,13 +122,20 @@ def _ensure_client(rt, client_id: str, name: str, base_url: str, secret: str | N
 
 def _ensure_account(rt) -> None:
     """Create the demo account, or make an existing one usable with the demo password."""
-    from idp.accounts.service import create_account, find_by_username
+    from idp.accounts.service import (
+        create_account,
+        find_by_username,
+        phone_number,
+        set_phone_number,
+    )
     from idp.extensions import db
 
     account = find_by_username(DEMO_USERNAME)
     if account is None:
-        create_account(rt, DEMO_USERNAME, DEMO_PASSWORD, name=DEMO_NAME, email=DEMO_EMAIL)
-        return
+        account = create_account(rt, DEMO_USERNAME, DEMO_PASSWORD, name=DEMO_NAME,
+                                 email=DEMO_EMAIL)
+    if phone_number(rt, account) != DEMO_PHONE:
+        set_phone_number(rt, account, DEMO_PHONE, verified=True)
     ok, _ = rt.hasher.verify(DEMO_PASSWORD, account.password_hash)
     if not ok:
         account.password_hash = rt.hasher.hash(DEMO_PASSWORD)
@@ -174,8 +187,15 @@ def prepare_demo(instance_path: str | Path | None, port: int) -> dict[str, Any]:
                             "name": name, "port": port + offset, "base_url": base_url})
         _write_secrets(secrets_file, saved)
         _ensure_account(rt)
+    sandbox_data = instance / "sandbox.sqlite3"
+    if not sandbox_data.is_file():
+        from connectors.sandbox.dataset import seed
+
+        seed(sandbox_data, people=200, entities=40)
     return {"issuer": rt.issuer, "instance_path": str(instance), "username": DEMO_USERNAME,
-            "password": DEMO_PASSWORD, "portals": portals}
+            "password": DEMO_PASSWORD, "portals": portals, "phone": DEMO_PHONE,
+            "sandbox": {"url": f"http://{HOST}:{port + SANDBOX_OFFSET}",
+                        "data": str(sandbox_data)}}
 
 
 def _port_free(port: int) -> bool:
@@ -267,8 +287,11 @@ def _banner(demo: dict[str, Any]) -> str:
         f"  Identity provider   {demo['issuer']}/",
         f"  Portal 1            {one['base_url']}/   {one['title']}",
         f"  Portal 2            {two['base_url']}/   {two['title']}",
+        f"  Sandbox SMS outbox  {demo['sandbox']['url']}/outbox",
         "",
         f"  Demo account        username: {demo['username']}   password: {demo['password']}",
+        f"                      mobile: {demo['phone']} (sign in by text message: the code",
+        "                      appears in the sandbox outbox)",
         "",
         "  Try it:",
         "   1. Open portal 1 and log in with the provincial account (demo account).",
@@ -296,9 +319,9 @@ def run_demo(port: int) -> None:
     """
     from idp.config import PROJECT_ROOT
 
-    ports = [port] + [port + offset for _, _, offset in PORTALS]
+    ports = [port] + [port + offset for _, _, offset in PORTALS] + [port + SANDBOX_OFFSET]
     if port < 1 or ports[-1] > 65535:
-        raise click.ClickException(f"--port must be between 1 and {65535 - len(PORTALS)}")
+        raise click.ClickException(f"--port must be between 1 and {65535 - SANDBOX_OFFSET}")
     busy = [str(p) for p in ports if not _port_free(p)]
     if busy:
         raise click.ClickException(
@@ -320,8 +343,21 @@ def run_demo(port: int) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1",
                    PYTHONPATH=os.pathsep.join(
                        p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p))
+        from idp.cli.sandbox import DEV_ACCESS_KEY, DEV_SECRET
+
+        sandbox = demo["sandbox"]
+        children.append(_Child(
+            "the sandbox gateway",
+            [sys.executable, "-c", "from idp.cli import main; main(prog_name='idp')",
+             "sandbox", "serve", "--port", str(port + SANDBOX_OFFSET), "--path",
+             sandbox["data"], "--outbox-page"],
+            dict(env, IDP_SANDBOX_KEYS=f"{DEV_ACCESS_KEY}={DEV_SECRET}"),
+            sandbox["url"] + "/outbox"))
         provider_env = dict(env, IDP_ISSUER=demo["issuer"], IDP_INSTANCE_PATH=demo["instance_path"],
-                            IDP_DATABASE_URL="", IDP_REDIS_URL="")
+                            IDP_DATABASE_URL="", IDP_REDIS_URL="",
+                            IDP_GATEWAY__URL=sandbox["url"],
+                            IDP_GATEWAY__ACCESS_KEY=DEV_ACCESS_KEY,
+                            IDP_GATEWAY__SECRET=DEV_SECRET)
         children.append(_Child(
             "the identity provider",
             [sys.executable, "-c", "from idp.cli import main; main(prog_name='idp')",

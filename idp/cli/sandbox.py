@@ -76,7 +76,9 @@ def sandbox_seed(people: int, entities: int, seed_value: int, path: str) -> None
 @click.option("--port", default=5900, show_default=True, type=int, help="TCP port.")
 @click.option("--path", default=default_path, show_default="instance/sandbox.sqlite3",
               type=click.Path(dir_okay=False), help="Dataset made by `idp sandbox seed`.")
-def sandbox_serve(port: int, path: str) -> None:
+@click.option("--outbox-page", is_flag=True,
+              help="Also serve /outbox, an unsigned page of sent text messages (demos).")
+def sandbox_serve(port: int, path: str, outbox_page: bool) -> None:
     """Serve the sandbox gateway on 127.0.0.1 (werkzeug, threaded)."""
     from werkzeug.serving import make_server
 
@@ -85,7 +87,8 @@ def sandbox_serve(port: int, path: str) -> None:
     keys = sandbox_keys()
     if not Path(path).is_file():
         raise click.ClickException(f"no dataset at {path}: run `idp sandbox seed` first")
-    server = make_server("127.0.0.1", port, create_sandbox(path, keys), threaded=True)
+    server = make_server("127.0.0.1", port,
+                         create_sandbox(path, keys, outbox_page=outbox_page), threaded=True)
     click.echo(f"sandbox gateway on http://127.0.0.1:{port} (keys: {', '.join(keys)})")
     try:
         server.serve_forever()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import socket
 import stat
@@ -131,7 +132,7 @@ def test_refuses_production_mode(tmp_path, monkeypatch):
     assert not (tmp_path / "demo.json").exists()
 
 
-def _free_run(count: int = 3) -> int:
+def _free_run(count: int = 4) -> int:
     """A port p such that p .. p+count-1 are free on 127.0.0.1."""
     for _ in range(50):
         port = random.randint(20000, 60000)
@@ -203,8 +204,23 @@ def test_demo_command_end_to_end(tmp_path):
             assert time.monotonic() < deadline, "no banner"
             time.sleep(0.2)
         banner = (tmp_path / "demo.log").read_text()
-        for text in (provider, portal1, portal2, DEMO_USERNAME, DEMO_PASSWORD):
+        sandbox = f"http://127.0.0.1:{port + 3}"
+        for text in (provider, portal1, portal2, DEMO_USERNAME, DEMO_PASSWORD,
+                     f"{sandbox}/outbox"):
             assert text in banner
+
+        # Sign-in by SMS through the sandbox gateway: the code is on the outbox page.
+        sms = requests.Session()
+        form = sms.get(f"{provider}/login/sms")
+        sent = sms.post(f"{provider}/login/sms", data={
+            **hidden_inputs(form.text), "phone": "13900000001", "action": "send"})
+        assert sent.status_code == 200
+        outbox = requests.get(f"{sandbox}/outbox").text
+        code = re.search(r"<td>(\d{6})</td>", outbox).group(1)
+        signed_in = sms.post(f"{provider}/login/sms", data={
+            **hidden_inputs(sent.text), "phone": "13900000001", "code": code,
+            "action": "verify"}, allow_redirects=False)
+        assert signed_in.status_code == 302
 
         browser = requests.Session()
         page = browser.get(f"{portal1}/login")
