@@ -51,20 +51,13 @@ def check_password_policy(rt: Runtime, password: str) -> None:
         raise AccountError("password", _l("Password must be at most 1024 characters."))
 
 
-def create_account(
-    rt: Runtime,
-    username: str,
-    password: str,
-    *,
-    name: str | None = None,
-    email: str | None = None,
-    ip: str | None = None,
-) -> Account:
-    """Create and commit an account with an argon2id password hash.
+def validate_new_account(rt: Runtime, username: str, password: str,
+                         email: str | None) -> tuple[str, str | None]:
+    """Check what :func:`create_account` would refuse, without creating anything.
 
-    :param username: login name; 3-64 of ``a-z 0-9 . _ -`` after case folding.
-    :returns: the new :class:`Account` with a fresh opaque ``subject``.
-    :raises AccountError: if the username is invalid or taken, or the password too weak.
+    :returns: the normalised ``(username, email)``.
+    :raises AccountError: if the username is invalid or taken, the password
+        too weak or the e-mail malformed.
     """
     username = normalize_username(username)
     if not USERNAME_RE.match(username):
@@ -80,6 +73,29 @@ def create_account(
         raise AccountError("email", _l("This is not a valid e-mail address."))
     if find_by_username(username) is not None:
         raise AccountError("username", _l("This username is already taken."))
+    return username, email
+
+
+def create_account(
+    rt: Runtime,
+    username: str,
+    password: str,
+    *,
+    name: str | None = None,
+    email: str | None = None,
+    verified_phone: str | None = None,
+    ip: str | None = None,
+) -> Account:
+    """Create and commit an account with an argon2id password hash.
+
+    :param username: login name; 3-64 of ``a-z 0-9 . _ -`` after case folding.
+    :param verified_phone: a mobile number whose possession was just proven
+        (SMS code), stored with the account in the same transaction.
+    :returns: the new :class:`Account` with a fresh opaque ``subject``.
+    :raises AccountError: if the username is invalid or taken, the password
+        too weak, or the phone number held by another account.
+    """
+    username, email = validate_new_account(rt, username, password, email)
     account = Account(
         subject=random_token(16),
         username=username,
@@ -87,6 +103,8 @@ def create_account(
         name=name or None,
         email=email,
     )
+    if verified_phone:
+        set_phone_number(rt, account, verified_phone, verified=True)
     db.session.add(account)
     db.session.flush()
     record("account.created", account_id=account.id, ip=ip)

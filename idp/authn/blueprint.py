@@ -12,7 +12,13 @@ from flask_babel import lazy_gettext as _l
 from idp.accounts import service as accounts
 from idp.accounts.identifiers import IdentifierError
 from idp.authn import interactions, otp, service, throttle
-from idp.authn.forms import ConsentForm, LoginForm, RegisterForm, SmsLoginForm
+from idp.authn.forms import (
+    ConsentForm,
+    LoginForm,
+    RegisterForm,
+    SmsLoginForm,
+    SmsRegisterForm,
+)
 from idp.oidc.authorize import AuthorizationRequest
 from idp.oidc.grants import deny_consent, save_consent
 from idp.oidc.responses import authorization_error
@@ -114,24 +120,63 @@ def login_sms():
             else:
                 return _logged_in(rt, item, sso)
         else:
-            try:
-                service.send_login_code(rt, form.phone.data, client_ip())
-            except IdentifierError as exc:
-                form.phone.errors.append(exc.message)
-                status = 400
-            except otp.OtpThrottledError as exc:
-                error = _("Please wait %(seconds)d seconds before asking for another code.",
-                          seconds=exc.retry_after)
-                status = 429
-            except service.SmsUnavailableError:
-                error = _("The text message service is unavailable. Try again later.")
-                status = 503
-            else:
-                sent = True
+            sent, error, status = _send_code(rt, form, "login")
     elif request.method == "POST":
         status = 400
     return render_template("login_sms.html", form=form, item=item, sent=sent, error=error,
                            available=available, client=_client_for(item)), status
+
+
+def _send_code(rt, form, purpose: str) -> tuple[bool, str | None, int]:
+    """Send an SMS code for ``purpose``; returns ``(sent, error, status)``."""
+    try:
+        service.send_sms_code(rt, form.phone.data, purpose, client_ip())
+    except IdentifierError as exc:
+        form.phone.errors.append(exc.message)
+        return False, None, 400
+    except otp.OtpThrottledError as exc:
+        return False, _("Please wait %(seconds)d seconds before asking for another code.",
+                        seconds=exc.retry_after), 429
+    except service.SmsUnavailableError:
+        return False, _("The text message service is unavailable. Try again later."), 503
+    return True, None, 200
+
+
+@bp.route("/register/sms", methods=["GET", "POST"])
+def register_sms():
+    """Registration by mobile number: a code proves the number, then the
+    account is created with it (verified) and signed in."""
+    rt = current_runtime()
+    form = SmsRegisterForm()
+    item = interactions.load(rt.store, request.values.get("i") or form.i.data, browser_id())
+    if request.method == "GET":
+        form.i.data = item.id if item else ""
+    available = rt.gateway is not None
+    sent, error, status = False, None, 200
+    if available and form.validate_on_submit():
+        if request.form.get("action") == "verify":
+            sent = True
+            try:
+                sso = service.register_with_phone(
+                    rt, form.phone.data, form.code.data or "", form.username.data or "",
+                    form.password.data or "", name=form.name.data, ip=client_ip(),
+                    previous=sso_cookie(rt))
+            except service.RegistrationLimitError:
+                error, status = _("Too many registrations from your network. "
+                                  "Try again later."), 429
+            except accounts.AccountError as exc:
+                getattr(form, exc.field).errors.append(exc.message)
+                status = 400
+            except service.InvalidCodeError:
+                error, status = _("The code is wrong or has expired."), 401
+            else:
+                return _logged_in(rt, item, sso)
+        else:
+            sent, error, status = _send_code(rt, form, "register")
+    elif request.method == "POST":
+        status = 400
+    return render_template("register_sms.html", form=form, item=item, sent=sent, error=error,
+                           available=available), status
 
 
 @bp.route("/register", methods=["GET", "POST"])
@@ -159,7 +204,8 @@ def register():
             return _logged_in(rt, item, sso)
     elif request.method == "POST":
         status = 400
-    return render_template("register.html", form=form, item=item), status
+    return render_template("register.html", form=form, item=item,
+                           sms=rt.gateway is not None), status
 
 
 @bp.route("/consent", methods=["GET", "POST"])

@@ -60,3 +60,26 @@ class SmsLoginForm(FlaskForm):
                        Length(max=12)],
                        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
     i = HiddenField()
+
+
+class SmsRegisterForm(FlaskForm):
+    """Registration with a mobile number proven by an SMS code: first the
+    number (``send``), then the code with the account's details."""
+
+    phone = StringField(_l("Mobile number"), validators=[DataRequired(), Length(max=32)],
+                        render_kw={"autocomplete": "tel", "inputmode": "tel"})
+    code = StringField(_l("Code from the text message"), validators=[Optional(),
+                       Length(max=12)],
+                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
+    username = StringField(_l("Username"), validators=[Optional(), Length(max=64)],
+                           render_kw={"autocomplete": "username", "autocapitalize": "none",
+                                      "spellcheck": "false"})
+    name = StringField(_l("Full name"), validators=[Optional(), Length(max=128)],
+                       render_kw={"autocomplete": "name"})
+    password = PasswordField(_l("Password"), validators=[Optional(), Length(max=1024)],
+                             render_kw={"autocomplete": "new-password"})
+    confirm = PasswordField(_l("Repeat password"),
+                            validators=[EqualTo("password",
+                                                message=_l("The passwords do not match."))],
+                            render_kw={"autocomplete": "new-password"})
+    i = HiddenField()

@@ -3,6 +3,8 @@ and starting the SSO session with its audit event."""
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
+
 from connectors.registries import RegistryUnavailableError
 from connectors.sms import SmsGatewayError
 from idp.accounts import service as accounts
@@ -81,12 +83,46 @@ def register(rt: Runtime, username: str, password: str, *, name: str | None,
     :raises RegistrationLimitError: over the per-IP limit.
     :raises accounts.AccountError: invalid or taken username, weak password.
     """
+    _count_registration(rt, ip)
+    account = accounts.create_account(rt, username, password, name=name, email=email, ip=ip)
+    return start_session(rt, account, ["pwd"], ip, previous, via="registration")
+
+
+def _count_registration(rt: Runtime, ip: str | None) -> None:
     limits = rt.settings["throttle"]
     if rt.store.incr(f"rl:register:ip:{ip}", limits["registration_window"]) > \
             limits["registrations_per_ip"]:
         raise RegistrationLimitError(ip)
-    account = accounts.create_account(rt, username, password, name=name, email=email, ip=ip)
-    return start_session(rt, account, ["pwd"], ip, previous, via="registration")
+
+
+class InvalidCodeError(Exception):
+    """The SMS code is wrong, expired or used up."""
+
+
+def register_with_phone(rt: Runtime, phone: str, code: str, username: str, password: str,
+                        *, name: str | None, ip: str | None,
+                        previous: str | None = None) -> SsoSession:
+    """Create an account whose mobile number is proven by the code sent with
+    :func:`send_sms_code` (purpose ``register``), and sign it in.
+
+    The form is checked before the code is used, so a typing error in the
+    username does not cost the user their code.
+
+    :raises RegistrationLimitError: over the per-IP limit.
+    :raises accounts.AccountError: invalid or taken username, weak password,
+        or a number that already belongs to an account.
+    :raises InvalidCodeError: wrong, expired or used-up code.
+    """
+    _count_registration(rt, ip)
+    accounts.validate_new_account(rt, username, password, None)
+    if accounts.find_by_phone(rt, phone) is not None:
+        raise accounts.AccountError("phone", _l("This number belongs to another account."))
+    e164 = otp.check_code(rt, phone, "register", code)
+    if e164 is None:
+        raise InvalidCodeError(phone)
+    account = accounts.create_account(rt, username, password, name=name, verified_phone=e164,
+                                      ip=ip)
+    return start_session(rt, account, ["sms"], ip, previous, via="phone_registration")
 
 
 def logout(rt: Runtime, sso: SsoSession, client_id: str | None, ip: str | None) -> None:
@@ -100,9 +136,10 @@ class SmsUnavailableError(Exception):
     """No SMS gateway is configured, or it did not take the message."""
 
 
-def send_login_code(rt: Runtime, phone: str, ip: str | None) -> otp.SentCode:
-    """Send a sign-in code by SMS. The answer is the same whether or not an
-    account holds the number: the code is sent either way.
+def send_sms_code(rt: Runtime, phone: str, purpose: str, ip: str | None) -> otp.SentCode:
+    """Send a code by SMS for ``purpose`` (``login``, ``register``). The
+    answer is the same whether or not an account holds the number: the code
+    is sent either way.
 
     :raises IdentifierError: not a valid mobile number.
     :raises otp.OtpThrottledError: a send limit is reached.
@@ -111,16 +148,16 @@ def send_login_code(rt: Runtime, phone: str, ip: str | None) -> otp.SentCode:
     if rt.gateway is None:
         raise SmsUnavailableError("no SMS gateway is configured")
     try:
-        sent = otp.send_code(rt, rt.gateway, phone, "login", ip)
+        sent = otp.send_code(rt, rt.gateway, phone, purpose, ip)
     except (SmsGatewayError, RegistryUnavailableError) as exc:
         raise SmsUnavailableError(str(exc)) from None
-    record_deferred(rt.audit, "sms.sent", ip=ip, purpose="login", message_id=sent.message_id)
+    record_deferred(rt.audit, "sms.sent", ip=ip, purpose=purpose, message_id=sent.message_id)
     return sent
 
 
 def login_with_sms(rt: Runtime, phone: str, code: str, ip: str | None,
                    previous: str | None = None) -> SsoSession:
-    """Sign in with a code sent by :func:`send_login_code` (``amr`` ``sms``).
+    """Sign in with a code sent by :func:`send_sms_code` (``amr`` ``sms``).
 
     :raises LoginFailedError: wrong, expired or used-up code, or no active
         account with this verified number.

@@ -128,3 +128,55 @@ def test_without_gateway_sms_is_not_offered(provider):
     page = requests.get(f"{provider.url}/login")
     assert "/login/sms" not in page.text
     assert "not available" in requests.get(f"{provider.url}/login/sms").text
+
+
+def _register_send(session, provider, phone):
+    page = session.get(f"{provider.url}/register/sms")
+    fields = hidden_inputs(page.text)
+    fields.update(phone=phone, action="send")
+    return session.post(f"{provider.url}/register/sms", data=fields)
+
+
+def _register_verify(session, provider, page, phone, code, username, password="long enough pw"):
+    fields = hidden_inputs(page.text)
+    fields.update(phone=phone, code=code, username=username, password=password,
+                  confirm=password, name="Phone Person", action="verify")
+    return session.post(f"{provider.url}/register/sms", data=fields, allow_redirects=False)
+
+
+def test_registration_by_phone(sms_provider):
+    import uuid
+
+    from idp.accounts.service import find_by_phone
+
+    provider, gateway = sms_provider
+    session = requests.Session()
+    page = _register_send(session, provider, "13900000041")
+    assert page.status_code == 200
+    code = read_outbox(gateway.data_path, "+8613900000041")[-1]["params"]["code"]
+    # A bad username is reported without using up the code.
+    bad = _register_verify(session, provider, page, "13900000041", code, "x")
+    assert bad.status_code == 400
+    username = "ph" + uuid.uuid4().hex[:8]
+    done = _register_verify(session, provider, bad, "13900000041", code, username)
+    assert done.status_code == 302 and "idp_sso" in done.headers["Set-Cookie"]
+    with provider.app.app_context():
+        account = find_by_phone(provider.runtime, "+8613900000041")
+        assert account.username == username and account.phone_number_verified
+    # The number now signs in by SMS too, and cannot register again.
+    again = requests.Session()
+    page = _register_send(again, provider, "13900000041")
+    code = read_outbox(gateway.data_path, "+8613900000041")[-1]["params"]["code"]
+    taken = _register_verify(again, provider, page, "13900000041", code, "other" + username)
+    assert taken.status_code == 400 and "another account" in taken.text
+
+
+def test_registration_by_phone_with_wrong_code(sms_provider):
+    import uuid
+
+    provider, _gateway = sms_provider
+    session = requests.Session()
+    page = _register_send(session, provider, "13900000042")
+    refused = _register_verify(session, provider, page, "13900000042", "000000",
+                               "ph" + uuid.uuid4().hex[:8])
+    assert refused.status_code == 401
