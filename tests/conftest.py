@@ -110,3 +110,15 @@ def make_provider(tmp_path_factory, database_url):
     yield factory
     for handle in started:
         handle.stop()
+
+
+@pytest.fixture
+def portals(provider):
+    """Two department portals, each a trusted client of the run's provider."""
+    from tests.portal_support import start_portal
+
+    pair = (start_portal(provider, "Department of Civil Affairs"),
+            start_portal(provider, "Human Resources and Social Security"))
+    yield pair
+    for portal in pair:
+        portal.stop()

@@ -28,7 +28,6 @@ from werkzeug.serving import make_server
 
 from tests.helpers import TestClient as RegisteredClient
 from tests.helpers import redeem
-from tests.integration.test_portal import Portal, _start_portal
 
 NODE_DIR = Path(__file__).parent / "node"
 SCRIPT = NODE_DIR / "browser_sso.mjs"
@@ -78,16 +77,6 @@ def receiver() -> Iterator[Receiver]:
     server.server_close()
 
 
-@pytest.fixture
-def browser_portals(provider) -> Iterator[tuple[Portal, Portal]]:
-    first = _start_portal(provider, "Department of Civil Affairs")
-    second = _start_portal(provider, "Human Resources and Social Security")
-    yield first, second
-    for portal in (first, second):
-        portal.server.shutdown()
-        portal.server.server_close()
-
-
 def form_post_authorize_url(provider, client: RegisteredClient) -> str:
     query = {"response_type": "code", "client_id": client.client_id,
              "redirect_uri": client.redirect_uri, "scope": "openid profile",
@@ -113,12 +102,12 @@ def run_browser(env: dict[str, str]) -> dict:
     return json.loads(lines[-1])
 
 
-def test_browser_single_sign_on_logout_and_form_post(provider, browser_portals, receiver,
+def test_browser_single_sign_on_logout_and_form_post(provider, portals, receiver,
                                                      tmp_path):
     require_browser()
     username, password, _sub = provider.create_account(name="Browser User",
                                                        email="browser@example.test")
-    first, second = browser_portals
+    first, second = portals
     client = provider.create_client(trusted=True, redirect_uri=receiver.url)
     screenshots = Path(os.environ.get("E2E_SCREENSHOT_DIR") or tmp_path / "screenshots")
 

@@ -4,55 +4,16 @@ shared by all hosts as in a real browser."""
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
 import requests
-from werkzeug.serving import make_server
 
 from examples.portal.app import create_portal, default_cookie_name
+from tests.conftest import free_port
 from tests.helpers import hidden_inputs
+from tests.portal_support import Portal
 
 LOGIN_BUTTON = "Log in with the provincial account"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@dataclass
-class Portal:
-    url: str
-    client_id: str
-    server: Any
-
-
-def _start_portal(provider, title: str) -> Portal:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    client = provider.create_client(trusted=True, redirect_uri=f"{url}/callback",
-                                    post_logout_redirect_uri=f"{url}/")
-    app = create_portal(provider.url, client.client_id, client.client_secret, url, title)
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return Portal(url, client.client_id, server)
-
-
-@pytest.fixture
-def portals(provider) -> Iterator[tuple[Portal, Portal]]:
-    first = _start_portal(provider, "Department of Civil Affairs")
-    second = _start_portal(provider, "Human Resources and Social Security")
-    yield first, second
-    for portal in (first, second):
-        portal.server.shutdown()
-        portal.server.server_close()
 
 
 def _is_provider_login(provider, response: requests.Response) -> bool:
@@ -151,7 +112,7 @@ def test_logout_without_login_stays_local(provider, portals):
 
 
 def test_unreachable_provider_gives_502():
-    app = create_portal(f"http://127.0.0.1:{_free_port()}", "c", "s",
+    app = create_portal(f"http://127.0.0.1:{free_port()}", "c", "s",
                         "http://127.0.0.1:9", "Offline department")
     response = app.test_client().get("/login")
     assert response.status_code == 502
