@@ -3,6 +3,9 @@ decisions are made in the account, throttle and session services."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from authlib.oauth2.rfc6749 import scope_to_list
 from authlib.oauth2.rfc6749.errors import AccessDeniedError
 from flask import Blueprint, Response, redirect, render_template, request, url_for
@@ -19,10 +22,11 @@ from idp.authn.forms import (
     SmsLoginForm,
     SmsRegisterForm,
 )
+from idp.authn.sessions import SsoSession
 from idp.oidc.authorize import AuthorizationRequest
 from idp.oidc.grants import deny_consent, save_consent
 from idp.oidc.responses import authorization_error
-from idp.runtime import current_runtime
+from idp.runtime import Runtime, current_runtime
 from idp.web import browser_id, client_ip, current_sso, set_sso_cookie, sso_cookie
 
 bp = Blueprint("authn", __name__)
@@ -98,35 +102,6 @@ def login():
                            item=item, sms=rt.gateway is not None), status
 
 
-@bp.route("/login/sms", methods=["GET", "POST"])
-def login_sms():
-    """Sign in with a code sent by SMS: the number first, then the code. The
-    page says the same whether or not the number belongs to an account."""
-    rt = current_runtime()
-    form = SmsLoginForm()
-    item = interactions.load(rt.store, request.values.get("i") or form.i.data, browser_id())
-    if request.method == "GET":
-        form.i.data = item.id if item else ""
-    available = rt.gateway is not None
-    sent, error, status = False, None, 200
-    if available and form.validate_on_submit():
-        if request.form.get("action") == "verify":
-            sent = True
-            try:
-                sso = service.login_with_sms(rt, form.phone.data, form.code.data or "",
-                                             client_ip(), sso_cookie(rt))
-            except service.LoginFailedError:
-                error, status = _("The code is wrong or has expired."), 401
-            else:
-                return _logged_in(rt, item, sso)
-        else:
-            sent, error, status = _send_code(rt, form, "login")
-    elif request.method == "POST":
-        status = 400
-    return render_template("login_sms.html", form=form, item=item, sent=sent, error=error,
-                           available=available, client=_client_for(item)), status
-
-
 def _send_code(rt, form, purpose: str) -> tuple[bool, str | None, int]:
     """Send an SMS code for ``purpose``; returns ``(sent, error, status)``."""
     try:
@@ -142,12 +117,12 @@ def _send_code(rt, form, purpose: str) -> tuple[bool, str | None, int]:
     return True, None, 200
 
 
-@bp.route("/register/sms", methods=["GET", "POST"])
-def register_sms():
-    """Registration by mobile number: a code proves the number, then the
-    account is created with it (verified) and signed in."""
+def _sms_page(form, template: str, purpose: str,
+              verify: Callable[[Runtime, Any], SsoSession | tuple[str | None, int]]):
+    """The two steps of an SMS page: send a code for ``purpose``, then
+    ``verify`` the form, which returns the new SSO session or
+    ``(error, status)`` to show the form again with what was typed."""
     rt = current_runtime()
-    form = SmsRegisterForm()
     item = interactions.load(rt.store, request.values.get("i") or form.i.data, browser_id())
     if request.method == "GET":
         form.i.data = item.id if item else ""
@@ -156,27 +131,53 @@ def register_sms():
     if available and form.validate_on_submit():
         if request.form.get("action") == "verify":
             sent = True
-            try:
-                sso = service.register_with_phone(
-                    rt, form.phone.data, form.code.data or "", form.username.data or "",
-                    form.password.data or "", name=form.name.data, ip=client_ip(),
-                    previous=sso_cookie(rt))
-            except service.RegistrationLimitError:
-                error, status = _("Too many registrations from your network. "
-                                  "Try again later."), 429
-            except accounts.AccountError as exc:
-                getattr(form, exc.field).errors.append(exc.message)
-                status = 400
-            except service.InvalidCodeError:
-                error, status = _("The code is wrong or has expired."), 401
-            else:
-                return _logged_in(rt, item, sso)
+            outcome = verify(rt, form)
+            if isinstance(outcome, SsoSession):
+                return _logged_in(rt, item, outcome)
+            error, status = outcome
         else:
-            sent, error, status = _send_code(rt, form, "register")
+            sent, error, status = _send_code(rt, form, purpose)
     elif request.method == "POST":
         status = 400
-    return render_template("register_sms.html", form=form, item=item, sent=sent, error=error,
-                           available=available), status
+    return render_template(template, form=form, item=item, sent=sent, error=error,
+                           available=available, client=_client_for(item)), status
+
+
+@bp.route("/login/sms", methods=["GET", "POST"])
+def login_sms():
+    """Sign in with a code sent by SMS: the number first, then the code. The
+    page says the same whether or not the number belongs to an account."""
+
+    def verify(rt: Runtime, form) -> SsoSession | tuple[str | None, int]:
+        try:
+            return service.login_with_sms(rt, form.phone.data, form.code.data or "",
+                                          client_ip(), sso_cookie(rt))
+        except service.LoginFailedError:
+            return _("The code is wrong or has expired."), 401
+
+    return _sms_page(SmsLoginForm(), "login_sms.html", "login", verify)
+
+
+@bp.route("/register/sms", methods=["GET", "POST"])
+def register_sms():
+    """Registration by mobile number: a code proves the number, then the
+    account is created with it (verified) and signed in."""
+
+    def verify(rt: Runtime, form) -> SsoSession | tuple[str | None, int]:
+        try:
+            return service.register_with_phone(
+                rt, form.phone.data, form.code.data or "", form.username.data or "",
+                form.password.data or "", name=form.name.data, ip=client_ip(),
+                previous=sso_cookie(rt))
+        except service.RegistrationLimitError:
+            return _("Too many registrations from your network. Try again later."), 429
+        except accounts.AccountError as exc:
+            getattr(form, exc.field).errors.append(exc.message)
+            return None, 400
+        except service.InvalidCodeError:
+            return _("The code is wrong or has expired."), 401
+
+    return _sms_page(SmsRegisterForm(), "register_sms.html", "register", verify)
 
 
 @bp.route("/register", methods=["GET", "POST"])
