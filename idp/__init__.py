@@ -32,6 +32,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp.accounts.passwords import PasswordHasher
     from idp.accounts.pii import PiiCipher
     from idp.audit.writer import AuditWriter
+    from idp.authn.acr import AcrPolicy
     from idp.clients.service import SCOPES, ClientCache
     from idp.extensions import babel, csrf, db, migrate
     from idp.i18n import compile_catalogs, select_locale
@@ -87,9 +88,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                       settings["pii"]["algorithm"],
                       decode_key(settings["secrets"]["pii_index_key"], "pii_index_key"),
                       settings["pii"]["index_algorithm"]),
+        acr=AcrPolicy.from_settings(settings),
         gateway=_gateway(settings),
     )
-    app.extensions["idp.discovery"] = serialise(provider_metadata(settings["issuer"]))
+    app.extensions["idp.discovery"] = serialise(provider_metadata(settings))
     server = AuthorizationServer()
     server.init_app(app)
     app.extensions["authlib.server"] = server

@@ -43,6 +43,12 @@ def _merge(base: dict, extra: Mapping, path: str) -> None:
 def _coerce(default: Any, value: Any, name: str) -> Any:
     """Convert ``value`` (from TOML or an environment string) to the default's type."""
     target = type(default)
+    if target is list:
+        if isinstance(value, str):
+            value = [item.strip() for item in value.split(",") if item.strip()]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"setting {name} must be a list of strings")
+        return value
     if isinstance(value, target) and not (target is int and isinstance(value, bool)):
         return value
     if not isinstance(value, str):
@@ -126,6 +132,26 @@ def _validate(settings: dict) -> None:
         raise ConfigError("setting pii.index_algorithm must be HMAC-SHA256 or HMAC-SM3")
     if settings["trusted_proxies"] < 0:
         raise ConfigError("setting trusted_proxies must not be negative")
+    _validate_assurance(settings["assurance"])
+
+
+def _validate_assurance(assurance: dict) -> None:
+    values = assurance["acr_values"]
+    if len(values) != 4 or len(set(values)) != 4 or "0" in values or not all(
+            v.isprintable() and " " not in v and 0 < len(v) <= 64 for v in values):
+        raise ConfigError("setting assurance.acr_values must be four distinct values without "
+                          "spaces (and not \"0\", which OIDC Core reserves)")
+    if assurance["level_names"] and len(assurance["level_names"]) != 4:
+        raise ConfigError("setting assurance.level_names must be empty or name four levels")
+    for name in ("single_factor_max_level", "multi_factor_max_level", "kiosk_max_level"):
+        if not 1 <= assurance[name] <= 4:
+            raise ConfigError(f"setting assurance.{name} must be between 1 and 4")
+    for name in ("checks_per_account_daily", "checks_per_ip_hourly"):
+        if assurance[name] < 1:
+            raise ConfigError(f"setting assurance.{name} must be at least 1")
+    for method, days in assurance["validity_days"].items():
+        if days < 1:
+            raise ConfigError(f"setting assurance.validity_days.{method} must be at least 1")
 
 
 def _ensure_secrets(settings: dict, instance: Path) -> None:

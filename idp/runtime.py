@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from idp.accounts.passwords import PasswordHasher
     from idp.accounts.pii import PiiCipher
     from idp.audit.writer import AuditWriter
+    from idp.authn.acr import AcrPolicy
     from idp.clients.service import ClientCache
     from idp.oidc.keys import KeyRing
     from idp.store import Store
@@ -34,6 +35,7 @@ class Runtime:
     :ivar token_hmac_key: 32-byte key for hashing secrets at rest.
     :ivar audit: deferred writer for audit events on hot paths.
     :ivar pii: encryption and blind index of personal identifiers.
+    :ivar acr: the assurance levels' ``acr`` values and authentication caps.
     :ivar gateway: the data-sharing gateway (registries, SMS), or None when
         ``gateway.url`` is not configured.
     """
@@ -46,6 +48,7 @@ class Runtime:
     token_hmac_key: bytes
     audit: AuditWriter
     pii: PiiCipher
+    acr: AcrPolicy
     gateway: GatewayClient | None = None
 
     @property

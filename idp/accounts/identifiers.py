@@ -208,6 +208,35 @@ def parse_mobile(raw: str, region: str = "CN") -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+#: The card number printed on the national social security card: a letter
+#: and eight digits.
+CARD_NUMBER_RE = re.compile(r"^[A-Z][0-9]{8}$")
+
+
+def parse_card_number(raw: str) -> str:
+    """Normalise a social security card number (``a00000001`` -> ``A00000001``).
+
+    :raises IdentifierError: ``card_number`` if it is not a letter and eight digits.
+    """
+    number = normalize_identifier(raw)
+    if not CARD_NUMBER_RE.match(number):
+        raise IdentifierError("card_number", _l("A social security card number is a letter "
+                                                "followed by eight digits."))
+    return number
+
+
+def is_card_number(text: str) -> bool:
+    """True when ``text`` has the shape of a social security card number."""
+    return bool(CARD_NUMBER_RE.match(normalize_identifier(text)))
+
+
+def mask_card_number(number: str) -> str:
+    """Show the letter and the last three digits (``A*****001``)."""
+    if len(number) <= 4:
+        return "*" * len(number)
+    return number[0] + "*" * (len(number) - 4) + number[-3:]
+
+
 def mask_resident_id(number: str) -> str:
     """Show the first four and last four characters (``3401**********123X``)."""
     if len(number) <= 8:

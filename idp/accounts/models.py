@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String, Text
+from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.extensions import db
@@ -39,13 +39,103 @@ class Account(db.Model):
     resident_id_enc: Mapped[str | None] = mapped_column(Text)
     #: Blind index of the resident ID number: lookup and one account per person.
     resident_id_index: Mapped[str | None] = mapped_column(String(64), unique=True)
+    #: Social security card number, encrypted (idp.accounts.pii); stored once
+    #: the card was verified with the social-security registry.
+    card_number_enc: Mapped[str | None] = mapped_column(Text)
+    #: Blind index of the card number: login by card number, one account per card.
+    card_number_index: Mapped[str | None] = mapped_column(String(64), unique=True)
+    #: The name as the population registry matched it with the resident ID
+    #: number (``verified_claims``); null until a registry match.
+    verified_name: Mapped[str | None] = mapped_column(String(128))
     #: "active" or "suspended"; a suspended account cannot log in or get tokens.
     status: Mapped[str] = mapped_column(String(16), default="active")
+    #: Set by an operator: no tokens are issued until the identity is
+    #: verified again against the population registry.
+    reverification_required: Mapped[bool] = mapped_column(default=False)
+    #: Operators of the provider; they must use a second factor (TOTP).
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    #: Unix seconds; SSO sessions authenticated before it are no longer
+    #: honoured (password reset, suspension, forced re-verification).
+    sessions_valid_after: Mapped[int | None]
     #: Creation and last profile change, UTC.
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     @property
     def is_active(self) -> bool:
-        """True when the account may log in and receive tokens."""
+        """True when the account may log in."""
         return self.status == "active"
+
+    @property
+    def may_receive_tokens(self) -> bool:
+        """True when tokens may be issued to or used for the account: it is
+        active and no operator asked for its identity to be verified again."""
+        return self.is_active and not self.reverification_required
+
+
+class VerificationEvidence(db.Model):
+    """One identity verification of an account (OpenID Connect for Identity
+    Assurance 1.0 ``evidence``): what was checked, by which registry, when,
+    the answer and the registry's reference. Failed checks are kept too."""
+
+    __tablename__ = "verification_evidence"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"),
+                                            index=True)
+    #: ``population_registry``, ``face_comparison``, ``social_security_card``,
+    #: ``carrier_three_element`` or ``in_person`` (idp.accounts.verification.METHODS).
+    method: Mapped[str] = mapped_column(String(32))
+    #: The registry that answered: ``population``, ``face``, ``social_security``,
+    #: ``carrier`` or ``counter``.
+    source: Mapped[str] = mapped_column(String(32))
+    #: The registry's answer (``match``, ``mismatch``, ``active``, ``pass``...).
+    result: Mapped[str] = mapped_column(String(32))
+    #: Assurance level the evidence supports; 0 for a failed check.
+    level: Mapped[int] = mapped_column(default=0)
+    #: The registry's (or counter's) reference of the check.
+    reference: Mapped[str] = mapped_column(String(64))
+    #: When the check was made, UTC.
+    verified_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: When the evidence stops counting (re-verification is then needed), UTC.
+    expires_at: Mapped[datetime | None]
+    #: Set when the evidence no longer counts before its expiry, with why
+    #: (``password_reset_by_sms``, ``reverification_required``, ``superseded``).
+    revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(String(64))
+    #: Who made an in-person check (operator), else null.
+    actor: Mapped[str | None] = mapped_column(String(64))
+
+
+class TotpCredential(db.Model):
+    """A TOTP second factor (RFC 6238) of an account; at most one each."""
+
+    __tablename__ = "totp_credentials"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"),
+                                            unique=True)
+    #: The base32 shared secret, encrypted (idp.accounts.pii, kind ``totp``).
+    secret_enc: Mapped[str] = mapped_column(Text)
+    #: Set when the user proved the authenticator works; unconfirmed
+    #: credentials are never asked for at login.
+    confirmed_at: Mapped[datetime | None]
+    #: Last accepted time step: a code is accepted once (RFC 6238 §5.2).
+    last_step: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RecoveryCode(db.Model):
+    """A one-time recovery code for when the TOTP device is lost; stored
+    only as a keyed hash."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"),
+                                            index=True)
+    #: HMAC-SHA256 of the code (idp.security.keyed_hash).
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: Set when the code was used; a used code never works again.
+    used_at: Mapped[datetime | None]

@@ -8,7 +8,13 @@ import unicodedata
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
-from idp.accounts.identifiers import IdentifierError, parse_mobile, parse_resident_id
+from idp.accounts.identifiers import (
+    IdentifierError,
+    is_card_number,
+    parse_card_number,
+    parse_mobile,
+    parse_resident_id,
+)
 from idp.accounts.models import Account
 from idp.audit.service import record
 from idp.extensions import db
@@ -67,6 +73,10 @@ def validate_new_account(rt: Runtime, username: str, password: str,
     if username.isdigit() or _is_resident_id(username):
         raise AccountError("username", _l("A username cannot be only digits: it would be "
                                           "mistaken for an ID or phone number."))
+    if is_card_number(username):
+        raise AccountError("username", _l("A username cannot be a letter followed by eight "
+                                          "digits: it would be mistaken for a social "
+                                          "security card number."))
     check_password_policy(rt, password)
     email = (email or "").strip() or None
     if email is not None and (len(email) > 254 or not EMAIL_RE.match(email)):
@@ -158,12 +168,16 @@ def _is_resident_id(text: str) -> bool:
 
 def find_for_login(rt: Runtime, identifier: str) -> Account | None:
     """The account a login identifier names. A valid resident ID number (18
-    characters, or 15 digits) is looked up by its blind index; a number that
-    parses as a mobile number by the index of a *verified* phone; anything
-    else as a username. Registration refuses usernames of all digits or of
-    the shape of a valid ID number, so no username is shadowed."""
+    characters, or 15 digits; it is also the social security number) and a
+    social security card number are looked up by their blind indexes; a
+    number that parses as a mobile number by the index of a *verified*
+    phone; anything else as a username. Registration refuses usernames of
+    all digits or of the shape of an ID or card number, so no username is
+    shadowed."""
     if _is_resident_id(identifier):
         return find_by_resident_id(rt, identifier)
+    if is_card_number(identifier):
+        return find_by_card_number(rt, identifier)
     if any(c.isdigit() for c in identifier) and not any(c.isalpha() for c in identifier):
         try:
             parse_mobile(identifier)
@@ -230,6 +244,48 @@ def set_resident_id(rt: Runtime, account: Account, raw: str) -> str:
     account.resident_id_enc = rt.pii.encrypt("resident_id", number)
     account.resident_id_index = index
     return number
+
+
+def resident_id(rt: Runtime, account: Account) -> str | None:
+    """The account's resident ID number, decrypted, or None."""
+    if not account.resident_id_enc:
+        return None
+    return rt.pii.decrypt("resident_id", account.resident_id_enc)
+
+
+def set_card_number(rt: Runtime, account: Account, raw: str) -> str:
+    """Store a social security card number encrypted, with its blind index
+    (not committed).
+
+    :returns: the normalised card number.
+    :raises IdentifierError: if it is not a card number.
+    :raises AccountError: if another account holds the card.
+    """
+    number = parse_card_number(raw)
+    index = rt.pii.blind_index("card_number", number)
+    holder = _by_index(Account.card_number_index, index)
+    if holder is not None and holder.id != account.id:
+        raise AccountError("card_number", _l("This card is already registered to another "
+                                             "account."))
+    account.card_number_enc = rt.pii.encrypt("card_number", number)
+    account.card_number_index = index
+    return number
+
+
+def card_number(rt: Runtime, account: Account) -> str | None:
+    """The account's social security card number, decrypted, or None."""
+    if not account.card_number_enc:
+        return None
+    return rt.pii.decrypt("card_number", account.card_number_enc)
+
+
+def find_by_card_number(rt: Runtime, raw: str) -> Account | None:
+    """The account holding social security card ``raw``, or None."""
+    try:
+        number = parse_card_number(raw)
+    except IdentifierError:
+        return None
+    return _by_index(Account.card_number_index, rt.pii.blind_index("card_number", number))
 
 
 def find_by_resident_id(rt: Runtime, raw: str) -> Account | None:

@@ -9,16 +9,12 @@ from connectors.registries import RegistryUnavailableError
 from connectors.sms import SmsGatewayError
 from idp.accounts import service as accounts
 from idp.accounts.models import Account
+from idp.accounts.verification import assurance_level
 from idp.audit.service import record, record_deferred
 from idp.authn import otp, throttle
 from idp.authn.sessions import SsoSession, create_session, end_session
 from idp.extensions import db
 from idp.runtime import Runtime
-
-#: OIDC Core §2: "0" means the authentication does not meet ISO/IEC 29115
-#: level 1 -- true of a password login to an account whose identity has not
-#: been verified against a registry.
-ACR_UNVERIFIED = "0"
 
 
 class LoginFailedError(Exception):
@@ -31,17 +27,20 @@ class RegistrationLimitError(Exception):
 
 
 def start_session(rt: Runtime, account: Account, amr: list[str], ip: str | None,
-                  previous: str | None = None, **detail: str) -> SsoSession:
+                  previous: str | None = None, ttl: int | None = None,
+                  **detail: str) -> SsoSession:
     """Open an SSO session for ``account``, audit ``login.success`` and commit.
 
     :param amr: RFC 8176 methods used, e.g. ``["pwd"]``.
     :param previous: the browser's current session cookie, if any; that
         session ends, so a new login never leaves an older one alive.
+    :param ttl: lifetime in seconds (default ``session.sso_ttl``).
     """
     if previous:
         end_session(rt.store, previous)
-    sso = create_session(rt.store, account.id, amr, ACR_UNVERIFIED,
-                         rt.settings["session"]["sso_ttl"])
+    acr = rt.acr.acr_of(rt.acr.achieved(assurance_level(account), amr))
+    sso = create_session(rt.store, account.id, amr, acr,
+                         ttl or rt.settings["session"]["sso_ttl"])
     record("login.success", account_id=account.id, ip=ip, sid=sso.sid, amr=amr, **detail)
     db.session.commit()
     return sso

@@ -47,7 +47,8 @@ def _key(handle: str) -> str:
     return _PREFIX + hashlib.sha256(handle.encode()).hexdigest()
 
 
-def _save(store: Store, session: SsoSession) -> None:
+def save_session(store: Store, session: SsoSession) -> None:
+    """Persist changes to ``session`` for the rest of its lifetime."""
     remaining = session.expires_at - epoch()
     if remaining > 0:
         data = asdict(session)
@@ -65,7 +66,7 @@ def create_session(
         handle=random_token(32), sid=random_token(16), account_id=account_id, auth_time=now,
         amr=amr, acr=acr, expires_at=now + ttl,
     )
-    _save(store, session)
+    save_session(store, session)
     return session
 
 
@@ -83,7 +84,7 @@ def add_client(store: Store, session: SsoSession, client_id: str) -> None:
     """Remember that ``client_id`` took part in ``session``."""
     if client_id not in session.clients:
         session.clients.append(client_id)
-        _save(store, session)
+        save_session(store, session)
 
 
 def end_session(store: Store, handle: str) -> None:

@@ -39,6 +39,17 @@ class Client(db.Model):
     id_token_signed_response_alg: Mapped[str] = mapped_column(String(16), default="ES256")
     #: Public keys for private_key_jwt (RFC 7523), a JWK Set.
     jwks: Mapped[dict | None] = mapped_column(JSON)
+    #: ``public`` or ``pairwise`` (OIDC Core §8): what ``sub`` the client sees.
+    subject_type: Mapped[str] = mapped_column(String(16), default="pairwise")
+    #: Host that pairwise subjects are computed for (OIDC Core §8.1): the
+    #: host of the sector_identifier_uri, or of the redirect URIs.
+    sector_identifier: Mapped[str | None] = mapped_column(String(255))
+    #: The registered sector_identifier_uri, if any (OIDC Dynamic Registration §2).
+    sector_identifier_uri: Mapped[str | None] = mapped_column(String(512))
+    #: Lowest ``acr`` the client accepts; logins below it are stepped up.
+    min_acr: Mapped[str | None] = mapped_column(String(64))
+    #: A self-service kiosk that may log people in by the cards it reads.
+    kiosk: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

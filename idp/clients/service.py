@@ -43,6 +43,10 @@ class ClientInfo(ClientMixin):
     alg: str
     jwks: dict | None
     hmac_key: bytes = field(repr=False)
+    subject_type: str = "public"
+    sector_identifier: str | None = None
+    min_acr: str | None = None
+    kiosk: bool = False
 
     @property
     def is_public(self) -> bool:
@@ -92,6 +96,8 @@ def _to_info(row: Client, hmac_key: bytes) -> ClientInfo:
         grant_types=tuple(row.grant_types or ()), scope=row.scope,
         token_endpoint_auth_method=row.token_endpoint_auth_method, trusted=row.trusted,
         alg=row.id_token_signed_response_alg, jwks=row.jwks, hmac_key=hmac_key,
+        subject_type=row.subject_type, sector_identifier=row.sector_identifier,
+        min_acr=row.min_acr, kiosk=row.kiosk,
     )
 
 

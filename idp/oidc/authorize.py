@@ -104,15 +104,17 @@ def check_no_repeated_parameters(req: AuthorizationRequest, redirect_uri: str) -
 
 @dataclass
 class Decision:
-    """What the endpoint does next: ``login``, ``consent`` or ``issue``.
+    """What the endpoint does next: ``login``, ``step_up``, ``consent`` or ``issue``.
 
     :ivar claims: the parsed ``claims`` parameter, for ``issue``.
     :ivar login_hint: username to prefill on the login page.
+    :ivar acr: the ``acr`` the login achieved, for ``issue``.
     """
 
     action: str
     claims: dict | None = None
     login_hint: str | None = None
+    acr: str | None = None
 
 
 def _prompts(req: AuthorizationRequest, redirect_uri: str) -> set[str]:
@@ -203,9 +205,16 @@ def check_issue_rate(rt: Runtime, session: SsoSession, redirect_uri: str) -> Non
 
 class UnmetAuthenticationRequirementsError(OAuth2Error):
     """OpenID Connect Core Unmet Authentication Requirements 1.0 §2: the
-    authentication cannot meet the essential ``acr`` the client asked for."""
+    authentication cannot meet the ``acr`` the client asked for."""
 
     error = "unmet_authentication_requirements"
+
+
+class InteractionRequiredError(OAuth2Error):
+    """OIDC Core §3.1.2.6 ``interaction_required``: a step-up is needed but
+    ``prompt=none`` forbids showing a page."""
+
+    error = "interaction_required"
 
 
 def _requested_value(claims: dict | None, name: str) -> str | None:
@@ -217,16 +226,57 @@ def _requested_value(claims: dict | None, name: str) -> str | None:
     return None
 
 
-def check_essential_acr(claims: dict | None, session: SsoSession, redirect_uri: str) -> None:
-    """An essential ``acr`` request (OIDC Core §5.5.1.1) the session's acr
-    does not satisfy is an error, never a token with a weaker acr."""
+def essential_acr(claims: dict | None) -> list[str] | None:
+    """The values of an essential ``acr`` request in the ID token member of
+    the claims parameter (OIDC Core §5.5.1.1), or None when none is essential."""
     entry = (claims or {}).get("id_token", {}).get("acr")
     if not isinstance(entry, dict) or not entry.get("essential"):
-        return
-    wanted = entry.get("values") or ([entry["value"]] if "value" in entry else [])
-    if wanted and session.acr not in wanted:
+        return None
+    values = entry.get("values") if isinstance(entry.get("values"), list) else (
+        [entry["value"]] if "value" in entry else [])
+    return [v for v in values if isinstance(v, str)]
+
+
+def required_level(rt: Runtime, args: dict[str, str], claims: dict | None,
+                   client) -> tuple[int, list[str] | None]:
+    """The level the request needs: ``acr_values``, an essential ``acr``
+    claim and the client's minimum together.
+
+    :returns: ``(level, essential values or None)``.
+    """
+    essential = essential_acr(claims)
+    return (rt.acr.required_level(args.get("acr_values"), essential, client.min_acr),
+            essential)
+
+
+def check_acr(rt: Runtime, claims: dict | None, client, args: dict[str, str], account: Account,
+              session: SsoSession, prompts: set[str], redirect_uri: str) -> tuple[str | None, int]:
+    """Whether the login meets the requested level (OIDC Core §3.1.2.1
+    ``acr_values``, §5.5.1.1 essential ``acr``, the client's minimum), and
+    the ``acr`` to report.
+
+    :returns: ``(acr, 0)`` when met, or ``(None, level)`` when the user must
+        step up to ``level`` (verify more, or add a factor).
+    :raises UnmetAuthenticationRequirementsError: the level cannot be reached
+        by any step-up (or an essential request names only unknown values).
+    :raises InteractionRequiredError: a step-up is needed under ``prompt=none``.
+    """
+    from idp.authn.stepup import evaluate
+
+    required, essential = required_level(rt, args, claims, client)
+    if essential is not None and essential and not any(
+            rt.acr.level_of(v) is not None for v in essential):
+        raise UnmetAuthenticationRequirementsError(
+            "The requested authentication level is not offered.", redirect_uri=redirect_uri)
+    state = evaluate(rt, account, session.amr, required)
+    if state.met:
+        return rt.acr.reported(state.achieved, essential), 0
+    if not state.reachable:
         raise UnmetAuthenticationRequirementsError(
             "The requested authentication level cannot be met.", redirect_uri=redirect_uri)
+    if "none" in prompts:
+        raise InteractionRequiredError(redirect_uri=redirect_uri)
+    return None, state.required
 
 
 def decide(
@@ -244,7 +294,8 @@ def decide(
     :param account: the session's account, if active.
     :param interaction: the saved request when resuming after login/consent.
     :raises OAuth2Error: with ``redirect_uri`` set, to be sent to the client
-        (``login_required``, ``consent_required``, ``invalid_request``...).
+        (``login_required``, ``consent_required``, ``interaction_required``,
+        ``unmet_authentication_requirements``, ``invalid_request``...).
     """
     check_request_size(req)
     check_no_repeated_parameters(req, redirect_uri)
@@ -273,7 +324,10 @@ def decide(
             raise LoginRequiredError(redirect_uri=redirect_uri)
         return Decision("login", login_hint=login_hint)
 
-    check_essential_acr(claims, session, redirect_uri)
+    acr, step_up = check_acr(rt, claims, client, req.payload.data, account, session, prompts,
+                             redirect_uri)
+    if step_up:
+        return Decision("step_up")
     scope = client.get_allowed_scope(req.payload.scope or "")
     consented = bool(interaction and interaction.consented_by == account.id)
     need_consent = not client.trusted and not consented and (
@@ -284,4 +338,4 @@ def decide(
             raise ConsentRequiredError(redirect_uri=redirect_uri)
         return Decision("consent")
     check_issue_rate(rt, session, redirect_uri)
-    return Decision("issue", claims=claims)
+    return Decision("issue", claims=claims, acr=acr)

@@ -82,7 +82,7 @@ def _run_authorization(args: dict[str, list[str]], interaction=None) -> Response
         decision = decide(rt, req, client, redirect_uri, sso, account, interaction)
     except OAuth2Error as error:
         return authorization_error(error, req)
-    if decision.action in ("login", "consent"):
+    if decision.action in ("login", "step_up", "consent"):
         remember_ui_locales(req.payload.data.get("ui_locales"))
         if interaction is None:
             try:
@@ -93,11 +93,13 @@ def _run_authorization(args: dict[str, list[str]], interaction=None) -> Response
                     "error.html", error="temporarily_unavailable",
                     description=_("Too many sign-in requests from your network. "
                                   "Try again in a minute.")), status=429)
-        endpoint = "authn.login" if decision.action == "login" else "authn.consent"
+        endpoint = {"login": "authn.login", "step_up": "authn.step_up",
+                    "consent": "authn.consent"}[decision.action]
         return redirect(url_for(endpoint, i=interaction.id))
     if interaction is not None and not interactions.finish(rt.store, interaction):
         return _expired_page()
-    context = LoginContext(account=account, session=sso, claims=decision.claims)
+    context = LoginContext(account=account, session=sso, claims=decision.claims,
+                           acr=decision.acr)
     return grant.create_authorization_response(redirect_uri, context)
 
 

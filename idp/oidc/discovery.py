@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from idp.clients.service import AUTH_METHODS, GRANT_TYPES, SCOPES
@@ -11,8 +12,9 @@ from idp.config import SIGNING_ALGS
 from idp.oidc.claims import SUPPORTED_CLAIMS
 
 
-def provider_metadata(issuer: str) -> dict[str, Any]:
-    """The discovery document for ``issuer``."""
+def provider_metadata(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The discovery document for the provider configured by ``settings``."""
+    issuer = settings["issuer"]
     return {
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
@@ -27,7 +29,7 @@ def provider_metadata(issuer: str) -> dict[str, Any]:
         "response_modes_supported": ["query", "form_post"],
         "grant_types_supported": list(GRANT_TYPES),
         "subject_types_supported": ["public"],
-        "acr_values_supported": ["0"],
+        "acr_values_supported": list(settings["assurance"]["acr_values"]),
         "id_token_signing_alg_values_supported": list(SIGNING_ALGS),
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "token_endpoint_auth_signing_alg_values_supported": list(SIGNING_ALGS),

@@ -26,9 +26,9 @@ class InsufficientScopeError(Exception):
     """The token is valid but lacks the ``openid`` scope (RFC 6750 §3.1)."""
 
 
-def _account_is_active(grant: Grant) -> bool:
+def _account_may_receive_tokens(grant: Grant) -> bool:
     account = get_account(grant.account_id)
-    return account is not None and account.is_active
+    return account is not None and account.may_receive_tokens
 
 
 def _user_token_is_live(claims: dict[str, Any]) -> bool:
@@ -37,7 +37,7 @@ def _user_token_is_live(claims: dict[str, Any]) -> bool:
     if not claims.get("gid"):
         return True
     grant = db.session.get(Grant, claims["gid"])
-    return grant is not None and grant.revoked_at is None and _account_is_active(grant)
+    return grant is not None and grant.revoked_at is None and _account_may_receive_tokens(grant)
 
 
 def userinfo(rt: Runtime, access_token: str) -> dict[str, Any]:
@@ -53,7 +53,7 @@ def userinfo(rt: Runtime, access_token: str) -> dict[str, Any]:
         raise InsufficientScopeError()
     grant = db.session.get(Grant, claims["gid"]) if claims.get("gid") else None
     account = get_account(grant.account_id) if grant else None
-    if grant is None or account is None or not account.is_active or grant.revoked_at:
+    if grant is None or account is None or not account.may_receive_tokens or grant.revoked_at:
         raise InvalidTokenError("no live grant or account behind the token")
     body = {"sub": account.subject}
     body.update(select_claims(account, claims["scope"], (grant.claims or {}).get("userinfo"),
@@ -97,7 +97,8 @@ def introspect(rt: Runtime, client_id: str, token: str, ip: str | None) -> dict[
     except InvalidTokenError:
         row = grant_service.find_refresh_token(rt, token)
         grant = db.session.get(Grant, row.grant_id) if row is not None else None
-        if (grant is not None and grant.client_id == client_id and _account_is_active(grant)
+        if (grant is not None and grant.client_id == client_id
+                and _account_may_receive_tokens(grant)
                 and row.used_at is None and row.revoked_at is None
                 and grant.revoked_at is None and row.expires_at > utcnow()):
             account = get_account(grant.account_id)

@@ -86,11 +86,13 @@ class LoginContext:
     :ivar account: the account that authenticated.
     :ivar session: the SSO session the authentication lives in.
     :ivar claims: the parsed ``claims`` request parameter, or None.
+    :ivar acr: the ``acr`` this login achieved (idp.oidc.authorize.check_acr).
     """
 
     account: Account
     session: SsoSession
     claims: dict | None = None
+    acr: str | None = None
 
 
 def _ip() -> str | None:
@@ -182,7 +184,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         grant = grant_service.create_grant(
             rt, account_id=grant_user.account.id, client_id=self.request.client.client_id,
             scope=scope, claims=grant_user.claims, sid=session.sid,
-            auth_time=session.auth_time, acr=session.acr, amr=session.amr,
+            auth_time=session.auth_time, acr=grant_user.acr, amr=session.amr,
             nonce=payload.data.get("nonce"), ip=_ip(),
         )
         code = random_token(32)
@@ -195,7 +197,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             code_challenge=payload.data.get("code_challenge"),
             code_challenge_method=payload.data.get("code_challenge_method"),
             nonce=payload.data.get("nonce"), sid=session.sid, auth_time=session.auth_time,
-            acr=session.acr, amr=session.amr,
+            acr=grant_user.acr, amr=session.amr,
         )
         tokens = rt.settings["tokens"]
         key = _code_key(rt, code)
@@ -231,7 +233,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def authenticate_user(self, authorization_code: CodeRecord) -> Account | None:
         account = get_account(authorization_code.account_id)
-        return account if account is not None and account.is_active else None
+        return account if account is not None and account.may_receive_tokens else None
 
     def create_token_response(self):
         rt = current_runtime()
@@ -274,7 +276,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if grant is None:
             raise InvalidGrantError("The refresh token is invalid, expired or revoked.")
         account = get_account(grant.account_id)
-        if account is None or not account.is_active:
+        if account is None or not account.may_receive_tokens:
             raise InvalidGrantError("The account cannot receive tokens.")
         scope = self.request.payload.scope
         if scope and not set(scope_to_list(scope)) <= set(scope_to_list(grant.scope)):

@@ -1,0 +1,380 @@
+"""Identity verification: checking who an account really is against the
+registries, recording each check as evidence, and the assurance level the
+live evidence supports.
+
+Levels (DESIGN.md, assurance level): 1 a verified phone; 2 name and
+resident ID number matched by the population registry; 3 level 2 and an
+independent strong proof (face comparison, social security card, carrier
+three-element check); 4 verified in person at a counter. Evidence expires
+after ``assurance.validity_days`` of its method and can be revoked (password
+reset by SMS, an operator's demand for re-verification).
+
+A registry that cannot answer raises :class:`VerificationUnavailableError`
+and records nothing, so an outage never raises or lowers a level. Every
+check counts against per-account and per-IP limits, because each answer
+tells whether a name and an ID number belong together.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import select, update
+
+from connectors.registries import (
+    CardStatus,
+    CarrierResult,
+    FaceDecision,
+    GatewayRequestError,
+    PopulationResult,
+    RegistryUnavailableError,
+)
+from idp.accounts import service as accounts
+from idp.accounts.identifiers import normalize_name, parse_card_number, parse_resident_id
+from idp.accounts.models import Account, VerificationEvidence
+from idp.audit.service import record
+from idp.extensions import db
+from idp.runtime import Runtime
+from idp.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+#: Verification methods: the registry that answers and the level a success supports.
+METHODS: dict[str, tuple[str, int]] = {
+    "population_registry": ("population", 2),
+    "face_comparison": ("face", 3),
+    "social_security_card": ("social_security", 3),
+    "carrier_three_element": ("carrier", 3),
+    "in_person": ("counter", 4),
+}
+#: The independent strong proofs that lift level 2 to level 3.
+STRONG_METHODS = frozenset({"face_comparison", "social_security_card", "carrier_three_element"})
+#: Built-in level names, lowest first (``assurance.level_names`` overrides).
+LEVEL_NAMES = (_l("Registered"), _l("Real-name verified"), _l("Strongly verified"),
+               _l("Verified in person"))
+
+
+class VerificationUnavailableError(Exception):
+    """The verification service is unavailable, try again later. Nothing was
+    recorded and the level is unchanged."""
+
+
+class VerificationFailedError(Exception):
+    """The registry answered, and the answer does not verify the account.
+
+    :ivar code: the registry's answer (``mismatch``, ``lost``, ``fail``...)
+        or ``prerequisite`` when an earlier level is missing.
+    :ivar message: what the user can do, translated when rendered.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(str(message))
+        self.code = code
+        self.message = message
+
+
+class VerificationLimitError(Exception):
+    """Too many checks for this account or address; ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+def evidence_of(account: Account) -> list[VerificationEvidence]:
+    """Every verification of ``account``, newest first."""
+    return list(db.session.scalars(
+        select(VerificationEvidence).where(VerificationEvidence.account_id == account.id)
+        .order_by(VerificationEvidence.verified_at.desc(), VerificationEvidence.id.desc())))
+
+
+def is_live(item: VerificationEvidence, now: datetime | None = None) -> bool:
+    """True when ``item`` is a success that has neither expired nor been revoked."""
+    now = now or utcnow()
+    return (item.level > 0 and item.revoked_at is None
+            and (item.expires_at is None or item.expires_at > now))
+
+
+def level_from(account: Account, evidence: Sequence[VerificationEvidence],
+               now: datetime | None = None) -> int:
+    """The assurance level (0..4) that ``account`` and its ``evidence`` support."""
+    live = {item.method for item in evidence if is_live(item, now)}
+    if "in_person" in live:
+        return 4
+    if "population_registry" in live:
+        return 3 if live & STRONG_METHODS else 2
+    return 1 if account.phone_number_verified else 0
+
+
+def assurance_level(account: Account) -> int:
+    """The account's current assurance level (0..4), from its live evidence."""
+    return level_from(account, evidence_of(account))
+
+
+def level_name(rt: Runtime, level: int) -> str:
+    """The name of ``level`` shown to users (configured, or the built-in one)."""
+    if level < 1:
+        return str(_l("Not verified"))
+    names = rt.settings["assurance"]["level_names"]
+    return names[level - 1] if names else str(LEVEL_NAMES[level - 1])
+
+
+@dataclass(frozen=True)
+class AssuranceSummary:
+    """What the account console shows: the level and the evidence behind it.
+
+    :ivar level: current level 0..4.
+    :ivar acr: its ``acr`` value.
+    :ivar evidence: every check, newest first.
+    :ivar live: ids of the evidence that counts now.
+    """
+
+    level: int
+    acr: str
+    evidence: list[VerificationEvidence]
+    live: frozenset[int]
+
+
+def summary(rt: Runtime, account: Account) -> AssuranceSummary:
+    """The account's level and evidence, for display."""
+    evidence = evidence_of(account)
+    now = utcnow()
+    level = level_from(account, evidence, now)
+    return AssuranceSummary(level, rt.acr.acr_of(level), evidence,
+                            frozenset(e.id for e in evidence if is_live(e, now)))
+
+
+def _count_check(rt: Runtime, account: Account, ip: str | None) -> None:
+    limits = rt.settings["assurance"]
+    if ip and rt.store.incr(f"rl:verify:ip:{ip}", 3600) > limits["checks_per_ip_hourly"]:
+        raise VerificationLimitError(rt.store.ttl(f"rl:verify:ip:{ip}") or 3600)
+    key = f"rl:verify:account:{account.id}"
+    if rt.store.incr(key, 86400) > limits["checks_per_account_daily"]:
+        raise VerificationLimitError(rt.store.ttl(key) or 86400)
+
+
+def _ask(rt: Runtime, method: str, call):
+    """Run a registry query; outages and refusals become
+    :class:`VerificationUnavailableError` (nothing is recorded)."""
+    if rt.gateway is None:
+        raise VerificationUnavailableError("no gateway is configured")
+    try:
+        return call(rt.gateway)
+    except RegistryUnavailableError as exc:
+        raise VerificationUnavailableError(str(exc)) from None
+    except GatewayRequestError as exc:
+        # Our request was refused (signature, clock, field): a fault here,
+        # not an answer about the person.
+        log.error("%s check refused by the gateway: %s", method, exc)
+        raise VerificationUnavailableError(str(exc)) from None
+
+
+def _record(rt: Runtime, account: Account, method: str, result: str, success: bool,
+            reference: str, ip: str | None, actor: str | None = None) -> VerificationEvidence:
+    """Add the evidence of one check and its audit event (not committed)."""
+    source, level = METHODS[method]
+    now = utcnow()
+    days = rt.settings["assurance"]["validity_days"][method]
+    item = VerificationEvidence(
+        account_id=account.id, method=method, source=source, result=result,
+        level=level if success else 0, reference=reference[:64], verified_at=now,
+        expires_at=now + timedelta(days=days) if success else None, actor=actor)
+    db.session.add(item)
+    record("verification.checked", "success" if success else "failure", account_id=account.id,
+           ip=ip, method=method, result=result, reference=reference[:64],
+           level=level if success else 0, actor=actor)
+    return item
+
+
+def _population(rt: Runtime, account: Account, name: str, id_number: str,
+                ip: str | None, counted: bool) -> tuple[str, str, object]:
+    """Normalise, check ownership, count (when ``counted``) and ask the
+    population registry.
+
+    :returns: ``(name, number, answer)``.
+    """
+    number = parse_resident_id(id_number).number
+    name = normalize_name(name)
+    if not name or len(name) > 128:
+        raise accounts.AccountError("name", _l("Give your name as on your ID card."))
+    holder = accounts.find_by_resident_id(rt, number)
+    if holder is not None and holder.id != account.id:
+        raise accounts.AccountError("resident_id", _l(
+            "This ID number is already verified for another account."))
+    if account.resident_id_enc and accounts.resident_id(rt, account) != number:
+        raise accounts.AccountError("resident_id", _l(
+            "This account is already verified with another ID number."))
+    if counted:
+        _count_check(rt, account, ip)
+    answer = _ask(rt, "population_registry", lambda gw: gw.verify_person(name, number))
+    return name, number, answer
+
+
+def verify_population(rt: Runtime, account: Account, name: str, id_number: str,
+                      ip: str | None, *, counted: bool = True) -> VerificationEvidence:
+    """Level 2: match name and resident ID number in the population registry.
+
+    On a match the number is stored (encrypted, indexed), the verified name
+    kept, and an operator's demand for re-verification is met. Commits.
+
+    :raises IdentifierError: an invalid ID number (GB 11643).
+    :raises accounts.AccountError: the name is empty, or the number belongs
+        to another account, or the account is verified with another number.
+    :raises VerificationLimitError: too many checks.
+    :raises VerificationUnavailableError: the registry cannot answer.
+    :raises VerificationFailedError: no match (evidence of the failure is kept).
+
+    :param counted: False for an operator's check at a counter, which the
+        per-account limit of online checks does not apply to.
+    """
+    name, number, answer = _population(rt, account, name, id_number, ip, counted)
+    matched = answer.result is PopulationResult.MATCH
+    item = _record(rt, account, "population_registry", answer.result.value, matched,
+                   answer.reference, ip)
+    if matched:
+        accounts.set_resident_id(rt, account, number)
+        account.verified_name = name
+        account.reverification_required = False
+    db.session.commit()
+    if not matched:
+        if answer.result in (PopulationResult.DECEASED, PopulationResult.CANCELLED):
+            raise VerificationFailedError(answer.result.value, _l(
+                "This ID number cannot be verified online. Please visit a service counter."))
+        raise VerificationFailedError(answer.result.value, _l(
+            "The name and ID number do not match the population registry."))
+    return item
+
+
+def _require_level_2(rt: Runtime, account: Account) -> tuple[str, str]:
+    """The verified name and ID number a strong proof is made for."""
+    if assurance_level(account) < 2 or not account.verified_name:
+        raise VerificationFailedError("prerequisite", _l(
+            "First verify your name and ID number with the population registry."))
+    return account.verified_name, accounts.resident_id(rt, account)
+
+
+def verify_face(rt: Runtime, account: Account, liveness_token: str,
+                ip: str | None) -> VerificationEvidence:
+    """Level 3 by face comparison: the liveness token from the client app is
+    compared by the registry's service with the registry photo. No image
+    passes through the provider. Commits.
+
+    :raises VerificationFailedError: level 2 missing, or the face did not pass.
+    :raises VerificationLimitError, VerificationUnavailableError: as above.
+    """
+    name, number = _require_level_2(rt, account)
+    token = (liveness_token or "").strip()
+    if not token or len(token) > 512:
+        raise accounts.AccountError("liveness_token", _l("The liveness check did not "
+                                                          "return a token; try again."))
+    _count_check(rt, account, ip)
+    answer = _ask(rt, "face_comparison", lambda gw: gw.compare_face(number, name, token))
+    passed = answer.decision is FaceDecision.PASS
+    item = _record(rt, account, "face_comparison", answer.decision.value, passed,
+                   answer.reference, ip)
+    db.session.commit()
+    if answer.decision is FaceDecision.RETRY:
+        raise VerificationFailedError("retry", _l(
+            "The liveness check was not conclusive. Try again in good light."))
+    if not passed:
+        raise VerificationFailedError("fail", _l(
+            "Your face did not match the registry photo."))
+    return item
+
+
+def verify_card(rt: Runtime, account: Account, card_number: str,
+                ip: str | None) -> VerificationEvidence:
+    """Level 3 by social security card: the card must be active and issued
+    to the account's ID number. The card number is then stored (encrypted,
+    indexed) and becomes a login identifier. Commits.
+
+    :raises IdentifierError: not a card number.
+    :raises accounts.AccountError: the card belongs to another account.
+    :raises VerificationFailedError: level 2 missing, or the card is not active.
+    :raises VerificationLimitError, VerificationUnavailableError: as above.
+    """
+    _name, number = _require_level_2(rt, account)
+    card = parse_card_number(card_number)
+    holder = accounts.find_by_card_number(rt, card)
+    if holder is not None and holder.id != account.id:
+        raise accounts.AccountError("card_number", _l(
+            "This card is already registered to another account."))
+    _count_check(rt, account, ip)
+    answer = _ask(rt, "social_security_card", lambda gw: gw.check_card(number, card))
+    active = answer.status is CardStatus.ACTIVE
+    item = _record(rt, account, "social_security_card", answer.status.value, active,
+                   answer.reference, ip)
+    if active:
+        accounts.set_card_number(rt, account, card)
+    db.session.commit()
+    if answer.status is CardStatus.NOT_FOUND:
+        raise VerificationFailedError("not_found", _l(
+            "No card with this number was issued to your ID number."))
+    if not active:
+        raise VerificationFailedError(answer.status.value, _l(
+            "This card is reported lost, suspended or cancelled."))
+    return item
+
+
+def verify_carrier(rt: Runtime, account: Account, ip: str | None) -> VerificationEvidence:
+    """Level 3 by the carrier three-element check: the account's verified
+    mobile number is registered at its carrier to the verified name and ID
+    number. Commits.
+
+    :raises VerificationFailedError: level 2 or a verified phone missing, or
+        the carrier does not confirm.
+    :raises VerificationLimitError, VerificationUnavailableError: as above.
+    """
+    name, number = _require_level_2(rt, account)
+    phone = accounts.phone_number(rt, account)
+    if not phone or not account.phone_number_verified:
+        raise VerificationFailedError("prerequisite", _l(
+            "First confirm a mobile number with a text message code."))
+    _count_check(rt, account, ip)
+    answer = _ask(rt, "carrier_three_element", lambda gw: gw.verify_phone(name, number, phone))
+    matched = answer.result is CarrierResult.MATCH
+    item = _record(rt, account, "carrier_three_element", answer.result.value, matched,
+                   answer.reference, ip)
+    db.session.commit()
+    if not matched:
+        raise VerificationFailedError(answer.result.value, _l(
+            "Your mobile carrier does not have this number registered to your name and "
+            "ID number."))
+    return item
+
+
+def verify_in_person(rt: Runtime, account: Account, name: str, id_number: str,
+                     reference: str, operator: str) -> VerificationEvidence:
+    """Level 4: an operator saw the person and their ID card at a counter.
+    The population registry must match too (both are recorded). Commits.
+
+    :param reference: the counter's reference (ticket or case number).
+    :param operator: who made the check (kept with the evidence).
+    :raises IdentifierError, accounts.AccountError, VerificationUnavailableError,
+        VerificationFailedError: as :func:`verify_population`.
+    """
+    reference = (reference or "").strip()
+    if not reference:
+        raise accounts.AccountError("reference", _l("Give the counter's reference."))
+    verify_population(rt, account, name, id_number, None, counted=False)
+    item = _record(rt, account, "in_person", "match", True, reference, None, actor=operator)
+    db.session.commit()
+    return item
+
+
+def revoke_evidence(account: Account, reason: str) -> int:
+    """Stop every live piece of evidence of ``account`` counting (not
+    committed); its level falls to 1 (or 0 without a verified phone).
+
+    :returns: how many were revoked.
+    """
+    result = db.session.execute(
+        update(VerificationEvidence)
+        .where(VerificationEvidence.account_id == account.id,
+               VerificationEvidence.level > 0, VerificationEvidence.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason))
+    return result.rowcount
