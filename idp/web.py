@@ -29,6 +29,17 @@ def client_ip() -> str | None:
     return request.remote_addr
 
 
+def local_next(value: str | None) -> str | None:
+    """``value`` if it is a page of the account console to return to after
+    login, else None: a path under ``/account`` only, so the parameter can
+    never send the browser elsewhere (no open redirect)."""
+    if not value or len(value) > 512 or "\\" in value or "//" in value:
+        return None
+    if value != "/account" and not value.startswith(("/account/", "/account?")):
+        return None
+    return value
+
+
 def sso_cookie(rt: Runtime) -> str | None:
     """The browser's SSO session cookie value, if it sent one."""
     return request.cookies.get(rt.settings["session"]["cookie_name"])

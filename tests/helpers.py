@@ -75,8 +75,10 @@ class ProviderHandle:
                       grant_types: list[str] | None = None, alg: str = "ES256",
                       auth_method: str | None = None, jwks: dict | None = None,
                       redirect_uri: str | None = None,
-                      post_logout_redirect_uri: str | None = None) -> TestClient:
-        """Register a client with one redirect URI and one post-logout URI."""
+                      post_logout_redirect_uri: str | None = None,
+                      **options) -> TestClient:
+        """Register a client with one redirect URI and one post-logout URI;
+        ``options`` go to :func:`idp.clients.service.create_client`."""
         from idp.clients.service import create_client
 
         tag = uuid.uuid4().hex[:8]
@@ -87,7 +89,8 @@ class ProviderHandle:
                 f"Test client {tag}", [redirect_uri], self.runtime.token_hmac_key,
                 post_logout_redirect_uris=[logout_uri], public=public, trusted=trusted,
                 grant_types=grant_types or ["authorization_code", "refresh_token"],
-                alg=alg, auth_method=auth_method, jwks=jwks)
+                alg=alg, auth_method=auth_method, jwks=jwks,
+                acr_values=self.runtime.settings["assurance"]["acr_values"], **options)
             client_id = client.client_id
             self.runtime.keys.ensure((alg,))
         return TestClient(client_id, secret, redirect_uri, alg, logout_uri)

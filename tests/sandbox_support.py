@@ -38,3 +38,32 @@ def start_sandbox(directory, people: int = 60, entities: int = 12) -> Gateway:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return Gateway(f"http://127.0.0.1:{server.server_port}",
                    app.extensions["gateway_sandbox"], path, server)
+
+
+_used: set[str] = set()
+
+
+def fresh_person(gateway: Gateway, card_status: str = "active"):
+    """A person of the sandbox in good standing (alive, card ``card_status``)
+    that no other test of this run has used: accounts of a run may share one
+    database, where an ID number belongs to one account only."""
+    from connectors.sandbox import demo_people
+
+    for person in demo_people(gateway.data_path, limit=1000)[9:]:
+        if (person.status == "alive" and person.card_status == card_status
+                and person.id_number not in _used):
+            _used.add(person.id_number)
+            return person
+    raise LookupError("the sandbox dataset has no unused person of that kind")
+
+
+def start_gateway_provider(tmp_path_factory, database_url, **sections):
+    """A sandbox gateway and a provider wired to it: ``(provider, gateway)``."""
+    from tests.conftest import start_provider
+
+    gateway = start_sandbox(tmp_path_factory.mktemp("sandbox"), people=200)
+    gateway_settings = {"url": gateway.url, "access_key": KEY, "secret": SECRET,
+                        **sections.pop("gateway", {})}
+    provider = start_provider(tmp_path_factory.mktemp("idp-gw"), database_url,
+                              gateway=gateway_settings, **sections)
+    return provider, gateway

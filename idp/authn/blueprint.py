@@ -7,27 +7,41 @@ from collections.abc import Callable
 from typing import Any
 
 from authlib.oauth2.rfc6749 import scope_to_list
-from authlib.oauth2.rfc6749.errors import AccessDeniedError
+from authlib.oauth2.rfc6749.errors import AccessDeniedError, OAuth2Error
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from idp.accounts import service as accounts
-from idp.accounts.identifiers import IdentifierError
-from idp.authn import interactions, otp, service, throttle
+from idp.accounts import verification
+from idp.accounts.identifiers import IdentifierError, mask_phone
+from idp.authn import interactions, otp, service, stepup, throttle
 from idp.authn.forms import (
     ConsentForm,
     LoginForm,
     RegisterForm,
     SmsLoginForm,
     SmsRegisterForm,
+    StepUpForm,
 )
 from idp.authn.sessions import SsoSession
-from idp.oidc.authorize import AuthorizationRequest
+from idp.oidc.authorize import (
+    AuthorizationRequest,
+    UnmetAuthenticationRequirementsError,
+    required_level,
+)
+from idp.oidc.claims import ClaimsRequestError, parse_claims_request
 from idp.oidc.grants import deny_consent, save_consent
 from idp.oidc.responses import authorization_error
 from idp.runtime import Runtime, current_runtime
-from idp.web import browser_id, client_ip, current_sso, set_sso_cookie, sso_cookie
+from idp.web import (
+    browser_id,
+    client_ip,
+    current_sso,
+    local_next,
+    set_sso_cookie,
+    sso_cookie,
+)
 
 bp = Blueprint("authn", __name__)
 
@@ -47,10 +61,25 @@ def _client_for(item) -> object | None:
     return current_runtime().clients.get(item.arg("client_id") or "")
 
 
-def _resume(item) -> Response:
+def _resume(item, next_url: str | None = None) -> Response:
     if item is None:
-        return redirect(url_for("authn.home"))
+        return redirect(local_next(next_url) or url_for("authn.home"))
     return redirect(url_for("oidc.resume", i=item.id))
+
+
+def _end_with_error(rt: Runtime, item, client, error_class: type[OAuth2Error]) -> Response:
+    """Finish the pending request with ``error_class`` sent to the client."""
+    interactions.finish(rt.store, item)
+    req = AuthorizationRequest(item.args, rt.issuer + "/authorize")
+    redirect_uri = item.arg("redirect_uri") or client.get_default_redirect_uri()
+    return authorization_error(error_class(redirect_uri=redirect_uri), req)
+
+
+def _expired() -> tuple[str, int]:
+    return render_template(
+        "error.html", error="interaction_expired",
+        description=_("This sign-in request has expired. Return to the application "
+                      "and start again.")), 400
 
 
 @bp.get("/")
@@ -61,12 +90,13 @@ def home():
     return render_template("home.html", account=account)
 
 
-def _logged_in(rt, item, sso) -> Response:
-    """Set the SSO cookie and continue the pending request (or go home)."""
+def _logged_in(rt, item, sso, next_url: str | None = None) -> Response:
+    """Set the SSO cookie and continue the pending request (or go to
+    ``next_url`` in the account console, or home)."""
     if item is not None:
         item.login_at = sso.auth_time
         interactions.save(rt.store, item)
-    response = _resume(item)
+    response = _resume(item, next_url)
     set_sso_cookie(rt, response, sso)
     return response
 
@@ -79,6 +109,7 @@ def login():
     item = interactions.load(rt.store, request.values.get("i") or form.i.data, browser_id())
     if request.method == "GET":
         form.i.data = item.id if item else ""
+        form.next.data = local_next(request.args.get("next")) or ""
         if item and item.arg("login_hint"):
             form.username.data = item.arg("login_hint")
     error, status = None, 200
@@ -95,7 +126,7 @@ def login():
             error = _("The username or password is incorrect.")
             status = 401
         else:
-            return _logged_in(rt, item, sso)
+            return _logged_in(rt, item, sso, form.next.data)
     elif request.method == "POST":
         status = 400
     return render_template("login.html", form=form, error=error, client=_client_for(item),
@@ -124,8 +155,11 @@ def _sms_page(form, template: str, purpose: str,
     ``(error, status)`` to show the form again with what was typed."""
     rt = current_runtime()
     item = interactions.load(rt.store, request.values.get("i") or form.i.data, browser_id())
+    next_field = getattr(form, "next", None)
     if request.method == "GET":
         form.i.data = item.id if item else ""
+        if next_field is not None:
+            next_field.data = local_next(request.args.get("next")) or ""
     available = rt.gateway is not None
     sent, error, status = False, None, 200
     if available and form.validate_on_submit():
@@ -133,7 +167,8 @@ def _sms_page(form, template: str, purpose: str,
             sent = True
             outcome = verify(rt, form)
             if isinstance(outcome, SsoSession):
-                return _logged_in(rt, item, outcome)
+                return _logged_in(rt, item, outcome,
+                                  next_field.data if next_field is not None else None)
             error, status = outcome
         else:
             sent, error, status = _send_code(rt, form, purpose)
@@ -219,10 +254,7 @@ def consent():
     _sso, account = current_sso(rt)
     client = _client_for(item)
     if item is None or account is None or client is None:
-        return render_template(
-            "error.html", error="interaction_expired",
-            description=_("This sign-in request has expired. Return to the application "
-                          "and start again.")), 400
+        return _expired()
     scope = client.get_allowed_scope(item.arg("scope") or "")
     if form.validate_on_submit():
         if form.account.data != account.subject:
@@ -238,12 +270,81 @@ def consent():
             interactions.save(rt.store, item)
             return _resume(item)
         deny_consent(account.id, client.client_id, client_ip())
-        interactions.finish(rt.store, item)
-        req = AuthorizationRequest(item.args, rt.issuer + "/authorize")
-        redirect_uri = item.arg("redirect_uri") or client.get_default_redirect_uri()
-        return authorization_error(AccessDeniedError(redirect_uri=redirect_uri), req)
+        return _end_with_error(rt, item, client, AccessDeniedError)
     form.i.data = item.id
     form.account.data = account.subject
     scopes = [(s, SCOPE_DESCRIPTIONS.get(s, s)) for s in scope_to_list(scope)]
     return render_template("consent.html", form=form, client=client, scopes=scopes,
                            account=account)
+
+
+def _step_up_state(rt: Runtime, item, client, account, sso) -> stepup.StepUpState:
+    args = {k: v[0] for k, v in item.args.items() if v}
+    try:
+        claims = parse_claims_request(args.get("claims"))
+    except ClaimsRequestError:
+        claims = None
+    required, _essential = required_level(rt, args, claims, client)
+    return stepup.evaluate(rt, account, sso.amr, required)
+
+
+@bp.route("/login/step-up", methods=["GET", "POST"])
+def step_up():
+    """The client asked for a higher level than this login has: verify the
+    identity further (account console), or add a factor here (a code sent
+    to the verified phone, or the password), or cancel, which tells the
+    client ``unmet_authentication_requirements``."""
+    rt = current_runtime()
+    form = StepUpForm()
+    item = interactions.load(rt.store, request.values.get("i") or form.i.data, browser_id())
+    sso, account = current_sso(rt)
+    client = _client_for(item)
+    if item is None or account is None or client is None:
+        return _expired()
+    state = _step_up_state(rt, item, client, account, sso)
+    if state.met:
+        return _resume(item)
+    form.i.data = item.id
+    action = request.form.get("action")
+    error, status, sent = None, 200, False
+    if form.validate_on_submit():
+        if action == "cancel" or not state.reachable:
+            return _end_with_error(rt, item, client, UnmetAuthenticationRequirementsError)
+        try:
+            if action == "send_sms":
+                service.send_step_up_code(rt, account, client_ip())
+                sent = True
+            elif action == "sms":
+                sent = True
+                service.check_step_up_code(rt, account, form.code.data or "", client_ip())
+                stepup.add_factor(rt, sso, "sms", client_ip())
+                return _resume(item)
+            elif action == "password":
+                service.confirm_password(rt, account, form.password.data or "", client_ip())
+                stepup.add_factor(rt, sso, "pwd", client_ip())
+                return _resume(item)
+        except service.InvalidCodeError:
+            error, status = _("The code is wrong or has expired."), 401
+        except service.LoginFailedError:
+            error, status = _("The password is incorrect."), 401
+        except (throttle.ThrottledError, otp.OtpThrottledError) as exc:
+            error = _("Too many attempts. Try again in %(seconds)d seconds.",
+                      seconds=exc.retry_after)
+            status = 429
+        except service.SmsUnavailableError:
+            error = _("The text message service is unavailable. Try again later.")
+            status = 503
+    elif request.method == "POST":
+        status = 400
+    phone = accounts.phone_number(rt, account) if account.phone_number_verified else None
+    options = {
+        "verify": "portal.verify_identity" if state.level < 2 or state.reverify
+        else "portal.verify_strong",
+        "sms": phone is not None and "sms" not in sso.amr and rt.gateway is not None,
+        "password": bool(account.password_hash) and "pwd" not in sso.amr,
+    }
+    return render_template(
+        "step_up.html", form=form, item=item, client=client, state=state, sent=sent,
+        error=error, options=options, phone=mask_phone(phone) if phone else None,
+        required_name=verification.level_name(rt, state.required),
+        level_name=verification.level_name(rt, state.level)), status

@@ -18,6 +18,7 @@ class LoginForm(FlaskForm):
     password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=1024)],
                              render_kw={"autocomplete": "current-password"})
     i = HiddenField()
+    next = HiddenField()
 
 
 class RegisterForm(FlaskForm):
@@ -59,6 +60,19 @@ class SmsLoginForm(FlaskForm):
     code = StringField(_l("Code from the text message"), validators=[Optional(),
                        Length(max=12)],
                        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
+    i = HiddenField()
+    next = HiddenField()
+
+
+class StepUpForm(FlaskForm):
+    """A further factor for a step-up: the button pressed (``action``) says
+    which (``send_sms``, ``sms``, ``password``, ``cancel``)."""
+
+    code = StringField(_l("Code from the text message"), validators=[Optional(),
+                       Length(max=12)],
+                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
+    password = PasswordField(_l("Password"), validators=[Optional(), Length(max=1024)],
+                             render_kw={"autocomplete": "current-password"})
     i = HiddenField()
 
 

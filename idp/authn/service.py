@@ -169,3 +169,69 @@ def login_with_sms(rt: Runtime, phone: str, code: str, ip: str | None,
         db.session.commit()
         raise LoginFailedError(phone)
     return start_session(rt, account, ["sms"], ip, previous)
+
+
+def confirm_phone(rt: Runtime, account: Account, phone: str, code: str,
+                  ip: str | None) -> str:
+    """Store ``phone`` as the account's verified mobile number, proven by the
+    code sent with :func:`send_sms_code` (purpose ``verify_phone``). Commits.
+
+    :returns: the E.164 number.
+    :raises InvalidCodeError: wrong, expired or used-up code.
+    :raises accounts.AccountError: the number belongs to another account.
+    """
+    e164 = otp.check_code(rt, phone, "verify_phone", code)
+    if e164 is None:
+        raise InvalidCodeError(phone)
+    accounts.set_phone_number(rt, account, e164, verified=True)
+    record("account.phone_verified", account_id=account.id, ip=ip)
+    db.session.commit()
+    return e164
+
+
+def confirm_password(rt: Runtime, account: Account, password: str, ip: str | None) -> None:
+    """Check the password of the signed-in ``account`` (a step-up factor),
+    throttled like a login.
+
+    :raises throttle.ThrottledError: too many failures.
+    :raises LoginFailedError: wrong password or no password set.
+    """
+    limits = rt.settings["throttle"]
+    key = f"account:{account.id}"
+    throttle.reserve_attempt(rt.store, limits, key, ip)
+    ok, new_hash = rt.hasher.verify(password, account.password_hash)
+    if not ok:
+        record("login.failure", "failure", account_id=account.id, ip=ip,
+               reason="invalid_credentials", step_up=True)
+        db.session.commit()
+        raise LoginFailedError(account.username)
+    if new_hash:
+        account.password_hash = new_hash
+        db.session.commit()
+    throttle.note_success(rt.store, limits, key, ip)
+
+
+def send_step_up_code(rt: Runtime, account: Account, ip: str | None) -> otp.SentCode:
+    """Send a step-up code to the account's verified mobile number.
+
+    :raises SmsUnavailableError: no gateway, or the gateway failed.
+    :raises otp.OtpThrottledError: a send limit is reached.
+    :raises LoginFailedError: the account has no verified number.
+    """
+    phone = accounts.phone_number(rt, account)
+    if not phone or not account.phone_number_verified:
+        raise LoginFailedError(account.username)
+    return send_sms_code(rt, phone, "step_up", ip)
+
+
+def check_step_up_code(rt: Runtime, account: Account, code: str, ip: str | None) -> None:
+    """Check a step-up code sent by :func:`send_step_up_code`.
+
+    :raises InvalidCodeError: wrong, expired or used-up code.
+    """
+    phone = accounts.phone_number(rt, account)
+    if not phone or otp.check_code(rt, phone, "step_up", code) is None:
+        record("login.failure", "failure", account_id=account.id, ip=ip, reason="sms_code",
+               step_up=True)
+        db.session.commit()
+        raise InvalidCodeError(phone or "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -188,6 +189,8 @@ def create_client(
     jwks: dict | None = None,
     client_id: str | None = None,
     actor: str = "cli",
+    min_acr: str | None = None,
+    acr_values: Sequence[str] = (),
 ) -> tuple[Client, str | None]:
     """Register a client and commit.
 
@@ -196,6 +199,8 @@ def create_client(
     :param auth_method: one of ``AUTH_METHODS``; default ``client_secret_basic``
         (``none`` for public clients).
     :param jwks: JWK Set of the client's public keys, required for ``private_key_jwt``.
+    :param min_acr: lowest ``acr`` the client accepts; must be one of ``acr_values``
+        (the configured levels). Logins below it are stepped up.
     :returns: ``(client, secret)``; ``secret`` is the clear client secret (256
         bits), shown once and stored only as an HMAC, or None when the client
         authenticates without one.
@@ -226,6 +231,9 @@ def create_client(
     if alg not in SIGNING_ALGS:
         raise ClientError(f"algorithm {alg!r} is not supported; use one of "
                           f"{', '.join(SIGNING_ALGS)}")
+    if min_acr is not None and min_acr not in acr_values:
+        raise ClientError(f"minimum acr {min_acr!r} is not a level; use one of "
+                          f"{', '.join(acr_values)}")
     uris = [_check_uri(u, "redirect URI") for u in dict.fromkeys(redirect_uris)]
     logout_uris = [_check_uri(u, "post-logout redirect URI")
                    for u in dict.fromkeys(post_logout_redirect_uris or [])]
@@ -242,7 +250,7 @@ def create_client(
         secret_hash=keyed_hash(hmac_key, secret, SECRET_PURPOSE) if secret else None,
         redirect_uris=uris, post_logout_redirect_uris=logout_uris, grant_types=grant_types,
         scope=" ".join(requested_scope), token_endpoint_auth_method=method, trusted=trusted,
-        id_token_signed_response_alg=alg, jwks=jwks,
+        id_token_signed_response_alg=alg, jwks=jwks, min_acr=min_acr,
     )
     db.session.add(row)
     record("client.created", client_id=client_id, actor=actor, name=name,

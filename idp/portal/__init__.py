@@ -1,0 +1,1 @@
+"""The citizen's own account console: assurance level, evidence, verification."""

@@ -1,0 +1,216 @@
+"""The account console under ``/account``: the user's level and evidence,
+and the verification steps. Views parse and render; the verification
+service decides. A verification made during a step-up returns to the
+pending authorization request (``i``)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+from idp.accounts import service as accounts
+from idp.accounts import verification
+from idp.accounts.identifiers import (
+    IdentifierError,
+    mask_card_number,
+    mask_phone,
+    mask_resident_id,
+)
+from idp.authn import interactions, otp
+from idp.authn import service as authn
+from idp.portal.forms import IdentityForm, PhoneForm, StrongProofForm
+from idp.runtime import current_runtime
+from idp.web import browser_id, client_ip, current_sso
+
+bp = Blueprint("portal", __name__, url_prefix="/account")
+
+#: How each verification method is named to users.
+METHOD_NAMES = {
+    "population_registry": _l("Population registry: name and ID number"),
+    "face_comparison": _l("Face comparison with the registry photo"),
+    "social_security_card": _l("Social security card"),
+    "carrier_three_element": _l("Mobile carrier: name, ID number and phone"),
+    "in_person": _l("In person at a service counter"),
+}
+
+
+def _signed_in():
+    """``(runtime, session, account)``, or a redirect to the login page."""
+    rt = current_runtime()
+    sso, account = current_sso(rt)
+    if account is None:
+        return rt, None, None, redirect(url_for("authn.login", next=request.full_path))
+    return rt, sso, account, None
+
+
+def _pending(rt, form) -> interactions.Interaction | None:
+    return interactions.load(rt.store, request.values.get("i") or form.i.data, browser_id())
+
+
+def _done(item, message: str) -> Response:
+    """After a successful step: back to the pending request, or the overview."""
+    flash(message, "notice")
+    if item is not None:
+        return redirect(url_for("oidc.resume", i=item.id))
+    return redirect(url_for("portal.overview"))
+
+
+def _identifiers(rt, account) -> dict[str, str | None]:
+    """The account's identifiers, masked for display."""
+    phone = accounts.phone_number(rt, account)
+    number = accounts.resident_id(rt, account)
+    card = accounts.card_number(rt, account)
+    return {"phone": mask_phone(phone) if phone else None,
+            "resident_id": mask_resident_id(number) if number else None,
+            "card_number": mask_card_number(card) if card else None}
+
+
+@bp.get("")
+def overview():
+    """The account's level, identifiers (masked) and verification evidence."""
+    rt, _sso, account, login = _signed_in()
+    if login:
+        return login
+    state = verification.summary(rt, account)
+    return render_template(
+        "account.html", account=account, state=state, ids=_identifiers(rt, account),
+        level_name=verification.level_name(rt, state.level), method_names=METHOD_NAMES,
+        gateway=rt.gateway is not None)
+
+
+def _unavailable() -> str:
+    return _("The verification service is unavailable. Try again later.")
+
+
+def _limited(exc: verification.VerificationLimitError) -> str:
+    minutes = max(1, (exc.retry_after + 59) // 60)
+    return _("Too many verification attempts. Try again in %(minutes)d minutes.",
+             minutes=minutes)
+
+
+@bp.route("/verify", methods=["GET", "POST"])
+def verify_identity():
+    """Level 2: name and ID number checked with the population registry.
+    On any failure the form is shown again with what was typed."""
+    rt, _sso, account, login = _signed_in()
+    if login:
+        return login
+    form = IdentityForm()
+    item = _pending(rt, form)
+    if request.method == "GET":
+        form.i.data = item.id if item else ""
+        form.name.data = account.verified_name or account.name
+    error, status = None, 200
+    if form.validate_on_submit():
+        try:
+            verification.verify_population(rt, account, form.name.data, form.id_number.data,
+                                           client_ip())
+        except IdentifierError as exc:
+            form.id_number.errors.append(exc.message)
+            status = 400
+        except accounts.AccountError as exc:
+            field = form.name if exc.field == "name" else form.id_number
+            field.errors.append(exc.message)
+            status = 400
+        except verification.VerificationLimitError as exc:
+            error, status = _limited(exc), 429
+        except verification.VerificationUnavailableError:
+            error, status = _unavailable(), 503
+        except verification.VerificationFailedError as exc:
+            error, status = str(exc.message), 422
+        else:
+            return _done(item, _("Your name and ID number are verified."))
+    elif request.method == "POST":
+        status = 400
+    return render_template("verify.html", form=form, item=item, error=error,
+                           gateway=rt.gateway is not None), status
+
+
+@bp.route("/verify/strong", methods=["GET", "POST"])
+def verify_strong():
+    """Level 3: one independent strong proof, chosen by the button pressed."""
+    rt, _sso, account, login = _signed_in()
+    if login:
+        return login
+    form = StrongProofForm()
+    item = _pending(rt, form)
+    if request.method == "GET":
+        form.i.data = item.id if item else ""
+    error, status = None, 200
+    method = request.form.get("method")
+    if form.validate_on_submit() and method in ("card", "carrier", "face"):
+        try:
+            if method == "card":
+                verification.verify_card(rt, account, form.card_number.data or "", client_ip())
+            elif method == "carrier":
+                verification.verify_carrier(rt, account, client_ip())
+            else:
+                verification.verify_face(rt, account, form.liveness_token.data or "",
+                                         client_ip())
+        except IdentifierError as exc:
+            form.card_number.errors.append(exc.message)
+            status = 400
+        except accounts.AccountError as exc:
+            field = form.card_number if exc.field == "card_number" else form.liveness_token
+            field.errors.append(exc.message)
+            status = 400
+        except verification.VerificationLimitError as exc:
+            error, status = _limited(exc), 429
+        except verification.VerificationUnavailableError:
+            error, status = _unavailable(), 503
+        except verification.VerificationFailedError as exc:
+            error, status = str(exc.message), 422
+        else:
+            return _done(item, _("Your identity is strongly verified."))
+    elif request.method == "POST":
+        status = 400
+    level = verification.assurance_level(account)
+    return render_template("verify_strong.html", form=form, item=item, error=error,
+                           level=level, ids=_identifiers(rt, account),
+                           phone_verified=account.phone_number_verified,
+                           gateway=rt.gateway is not None), status
+
+
+@bp.route("/phone", methods=["GET", "POST"])
+def phone():
+    """Confirm a mobile number with an SMS code (level 1, and the carrier check)."""
+    rt, _sso, account, login = _signed_in()
+    if login:
+        return login
+    form = PhoneForm()
+    item = _pending(rt, form)
+    if request.method == "GET":
+        form.i.data = item.id if item else ""
+    sent, error, status = False, None, 200
+    if rt.gateway is not None and form.validate_on_submit():
+        if request.form.get("action") == "verify":
+            sent = True
+            try:
+                authn.confirm_phone(rt, account, form.phone.data, form.code.data or "",
+                                    client_ip())
+            except authn.InvalidCodeError:
+                error, status = _("The code is wrong or has expired."), 401
+            except accounts.AccountError as exc:
+                form.phone.errors.append(exc.message)
+                status = 400
+            else:
+                return _done(item, _("Your mobile number is confirmed."))
+        else:
+            try:
+                authn.send_sms_code(rt, form.phone.data, "verify_phone", client_ip())
+                sent = True
+            except IdentifierError as exc:
+                form.phone.errors.append(exc.message)
+                status = 400
+            except otp.OtpThrottledError as exc:
+                error = _("Please wait %(seconds)d seconds before asking for another code.",
+                          seconds=exc.retry_after)
+                status = 429
+            except authn.SmsUnavailableError:
+                error, status = _("The text message service is unavailable. "
+                                  "Try again later."), 503
+    elif request.method == "POST":
+        status = 400
+    return render_template("phone.html", form=form, item=item, sent=sent, error=error,
+                           available=rt.gateway is not None), status

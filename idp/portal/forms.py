@@ -1,0 +1,46 @@
+"""Forms of the account console (Flask-WTF: every form carries a CSRF token).
+``i`` is the pending authorization request a step-up returns to, if any."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, StringField
+from wtforms.validators import DataRequired, Length, Optional
+
+
+class IdentityForm(FlaskForm):
+    """Name and resident ID number, checked with the population registry."""
+
+    name = StringField(_l("Full name, as on your ID card"),
+                       validators=[DataRequired(), Length(max=128)],
+                       render_kw={"autocomplete": "name"})
+    id_number = StringField(_l("Resident ID number"),
+                            validators=[DataRequired(), Length(max=64)],
+                            render_kw={"autocomplete": "off", "spellcheck": "false",
+                                       "autocapitalize": "characters"})
+    i = HiddenField()
+
+
+class StrongProofForm(FlaskForm):
+    """One independent strong proof; the button pressed (``method``) says which."""
+
+    card_number = StringField(_l("Social security card number"),
+                              validators=[Optional(), Length(max=32)],
+                              render_kw={"autocomplete": "off", "spellcheck": "false",
+                                         "autocapitalize": "characters"})
+    liveness_token = StringField(_l("Liveness token from the mobile app"),
+                                 validators=[Optional(), Length(max=512)],
+                                 render_kw={"autocomplete": "off", "spellcheck": "false"})
+    i = HiddenField()
+
+
+class PhoneForm(FlaskForm):
+    """A mobile number proven by an SMS code: first the number, then the code."""
+
+    phone = StringField(_l("Mobile number"), validators=[DataRequired(), Length(max=32)],
+                        render_kw={"autocomplete": "tel", "inputmode": "tel"})
+    code = StringField(_l("Code from the text message"),
+                       validators=[Optional(), Length(max=12)],
+                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
+    i = HiddenField()

@@ -1,0 +1,172 @@
+"""Step-up: a relying party asks for a level the login does not have; the
+user verifies further and adds a factor in the browser flow, or the request
+ends with unmet_authentication_requirements."""
+
+from __future__ import annotations
+
+from urllib.parse import urljoin
+
+import jwt as pyjwt
+import pytest
+
+from connectors.sandbox import read_outbox
+from tests.helpers import Browser, callback_params, hidden_inputs, redeem
+from tests.sandbox_support import fresh_person, start_gateway_provider
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory, database_url):
+    provider, gateway = start_gateway_provider(tmp_path_factory, database_url,
+                                               sms={"resend_after": 1})
+    yield provider, gateway
+    provider.stop()
+    gateway.stop()
+
+
+def level_2_account(provider, gateway):
+    """An account verified to level 2 with the person's confirmed phone:
+    ``(username, password, person)``."""
+    from idp.accounts.service import find_by_username, set_phone_number
+    from idp.accounts.verification import verify_population
+    from idp.extensions import db
+
+    person = fresh_person(gateway)
+    username, password, _ = provider.create_account()
+    with provider.app.app_context():
+        account = find_by_username(username)
+        set_phone_number(provider.runtime, account, person.phone, verified=True)
+        db.session.commit()
+        verify_population(provider.runtime, account, person.name, person.id_number, None)
+    return username, password, person
+
+
+def follow(browser: Browser, response):
+    """Follow a provider redirect (a relative Location) with the browser."""
+    return browser.go(urljoin(browser.base + "/", response.headers["Location"]))
+
+
+def post_form(browser: Browser, page, path: str, **fields):
+    data = hidden_inputs(page.text)
+    data.update(fields)
+    return browser.session.post(browser.base + path, data=data, allow_redirects=False)
+
+
+def test_level_3_request_steps_a_level_2_user_up(gw):
+    provider, gateway = gw
+    username, password, person = level_2_account(provider, gateway)
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    page = browser.go(browser.authorize_url(client, acr_values="L3", nonce="n3"),
+                      username=username, password=password)
+    assert page.status_code == 200 and "/login/step-up" in page.url
+    assert 'id="verify"' in page.text and "/account/verify/strong" in page.text
+    # 1. Verify more: the social security card lifts the identity to level 3.
+    strong_url = page.text.split('id="verify" href="')[1].split('"')[0].replace("&amp;", "&")
+    strong = browser.session.get(provider.url + strong_url)
+    done = post_form(browser, strong, "/account/verify/strong",
+                     card_number=person.card_number, method="card")
+    assert done.status_code == 302 and "/authorize/resume" in done.headers["Location"]
+    # 2. A password login alone caps at level 2: add a factor, a code by SMS.
+    page = follow(browser, done)
+    assert "/login/step-up" in page.url and 'value="send_sms"' in page.text
+    assert person.phone[-4:] in page.text and person.phone not in page.text
+    sent = post_form(browser, page, "/login/step-up", action="send_sms")
+    assert sent.status_code == 200
+    code = read_outbox(gateway.data_path, person.phone)[-1]["params"]["code"]
+    stepped = post_form(browser, sent, "/login/step-up", action="sms", code=code)
+    assert stepped.status_code == 302
+    callback = follow(browser, stepped)
+    params = callback_params(callback)
+    tokens = redeem(provider.url, client, params["code"]).json()
+    claims = pyjwt.decode(tokens["id_token"], options={"verify_signature": False})
+    assert claims["acr"] == "L3"
+    assert claims["amr"] == ["pwd", "sms", "mfa"] and claims["nonce"] == "n3"
+    access = pyjwt.decode(tokens["access_token"], options={"verify_signature": False})
+    assert access["acr"] == "L3"
+    # The SSO session now has level 3: a second request is answered at once.
+    again = browser.go(browser.authorize_url(client, acr_values="L3"))
+    assert again.status_code == 302 and again.headers["Location"].startswith(
+        client.redirect_uri)
+
+
+def test_without_a_request_the_achieved_level_is_reported(gw):
+    provider, gateway = gw
+    username, password, _ = level_2_account(provider, gateway)
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    params = browser.login_for_code(client, username, password)
+    tokens = redeem(provider.url, client, params["code"]).json()
+    claims = pyjwt.decode(tokens["id_token"], options={"verify_signature": False})
+    assert claims["acr"] == "L2" and claims["amr"] == ["pwd"]
+
+
+def test_a_level_no_login_can_reach_is_unmet(gw):
+    provider, gateway = gw
+    username, password, _ = level_2_account(provider, gateway)
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    # Level 4 needs a counter visit: no step-up in the browser can reach it.
+    response = browser.go(browser.authorize_url(client, acr_values="L4"),
+                          username=username, password=password)
+    assert response.status_code == 302
+    params = callback_params(response)
+    assert params["error"] == "unmet_authentication_requirements"
+    assert params["iss"] == provider.url
+
+
+def test_prompt_none_cannot_step_up(gw):
+    provider, gateway = gw
+    username, password, _ = level_2_account(provider, gateway)
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    browser.login_for_code(client, username, password)
+    response = browser.go(browser.authorize_url(client, acr_values="L3", prompt="none"))
+    assert callback_params(response)["error"] == "interaction_required"
+
+
+def test_cancel_ends_with_unmet(gw):
+    provider, gateway = gw
+    username, password, _ = level_2_account(provider, gateway)
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    page = browser.go(browser.authorize_url(client, acr_values="L3"), username=username,
+                      password=password)
+    cancelled = post_form(browser, page, "/login/step-up", action="cancel")
+    assert cancelled.status_code == 302
+    assert callback_params(cancelled)["error"] == "unmet_authentication_requirements"
+
+
+def test_client_minimum_steps_up_without_acr_values(gw):
+    provider, gateway = gw
+    username, password, _ = level_2_account(provider, gateway)
+    client = provider.create_client(min_acr="L3")
+    browser = Browser(provider.url)
+    page = browser.go(browser.authorize_url(client), username=username, password=password)
+    assert "/login/step-up" in page.url
+
+
+def test_unverified_account_is_sent_to_verification(gw):
+    provider, _ = gw
+    username, password, _ = provider.create_account()
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    page = browser.go(browser.authorize_url(client, acr_values="L2"), username=username,
+                      password=password)
+    assert "/login/step-up" in page.url and "/account/verify?i=" in page.text
+
+
+def test_essential_acr_reports_a_requested_value(gw):
+    import json
+
+    provider, gateway = gw
+    username, password, _ = level_2_account(provider, gateway)
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    claims = json.dumps({"id_token": {"acr": {"essential": True, "values": ["L1", "L2"]}}})
+    params = browser.login_for_code(client, username, password, claims=claims)
+    tokens = redeem(provider.url, client, params["code"]).json()
+    assert pyjwt.decode(tokens["id_token"], options={"verify_signature": False})["acr"] == "L2"
+    lower = json.dumps({"id_token": {"acr": {"essential": True, "values": ["L1"]}}})
+    params = browser.login_for_code(client, "", "", claims=lower)
+    tokens = redeem(provider.url, client, params["code"]).json()
+    assert pyjwt.decode(tokens["id_token"], options={"verify_signature": False})["acr"] == "L1"

@@ -1,0 +1,209 @@
+"""Identity verification in the account console against the sandbox
+registries over real HTTP: levels, evidence, failures, outages, limits."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from tests.helpers import Browser, hidden_inputs
+from tests.sandbox_support import fresh_person, start_gateway_provider
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory, database_url):
+    provider, gateway = start_gateway_provider(
+        tmp_path_factory, database_url, gateway={"retries": 0, "breaker_threshold": 1000},
+        assurance={"checks_per_account_daily": 6})
+    yield provider, gateway
+    provider.stop()
+    gateway.stop()
+
+
+def signed_in(provider, **account) -> tuple[Browser, str, str]:
+    """A browser signed in to a new account: ``(browser, username, password)``."""
+    username, password, _sub = provider.create_account(**account)
+    browser = Browser(provider.url)
+    page = browser.go(f"{provider.url}/account", username=username, password=password)
+    assert page.status_code == 200 and "/account/verify" in page.text, page.text[:300]
+    return browser, username, password
+
+
+def submit(browser: Browser, path: str, allow_redirects: bool = False, **fields):
+    page = browser.session.get(browser.base + path)
+    data = hidden_inputs(page.text)
+    data.update(fields)
+    return browser.session.post(browser.base + path, data=data,
+                                allow_redirects=allow_redirects)
+
+
+def level(provider, username) -> int:
+    from idp.accounts.service import find_by_username
+    from idp.accounts.verification import assurance_level
+
+    with provider.app.app_context():
+        return assurance_level(find_by_username(username))
+
+
+def test_console_needs_a_login(gw):
+    provider, _ = gw
+    response = requests.get(f"{provider.url}/account/verify", allow_redirects=False)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login?next=/account/verify")
+
+
+def test_login_next_is_limited_to_the_console(gw):
+    provider, _ = gw
+    username, password, _ = provider.create_account()
+    for target in ("https://evil.example.test/", "//evil.example.test/", "/account/../x",
+                   "/authorize", "/account\\..\\x"):
+        session = requests.Session()
+        fields = hidden_inputs(session.get(f"{provider.url}/login",
+                                           params={"next": target}).text)
+        fields.update(username=username, password=password)
+        done = session.post(f"{provider.url}/login", data=fields, allow_redirects=False)
+        assert done.headers["Location"] in ("/", "/account/../x"), target
+
+
+def test_verify_to_level_2_then_log_in_with_the_id_number(gw):
+    provider, _ = gw
+    person = fresh_person(gw[1])
+    browser, username, password = signed_in(provider)
+    assert level(provider, username) == 0
+    done = submit(browser, "/account/verify", name=person.name,
+                  id_number=person.id_number.lower())
+    assert done.status_code == 302 and done.headers["Location"] == "/account"
+    overview = browser.session.get(f"{provider.url}/account").text
+    assert 'data-level="2"' in overview and "L2" in overview
+    assert person.id_number not in overview  # masked
+    assert person.id_number[:4] + "**********" + person.id_number[-4:] in overview
+    assert 'data-method="population_registry" data-live="yes"' in overview
+    assert level(provider, username) == 2
+    # The verified number now names the account at the password login.
+    session = requests.Session()
+    fields = hidden_inputs(session.get(f"{provider.url}/login").text)
+    fields.update(username=person.id_number, password=password)
+    assert session.post(f"{provider.url}/login", data=fields,
+                        allow_redirects=False).status_code == 302
+
+
+def test_mismatch_is_recorded_and_explained_with_input_kept(gw):
+    from idp.accounts.service import find_by_username
+    from idp.accounts.verification import evidence_of
+
+    provider, _ = gw
+    person = fresh_person(gw[1])
+    browser, username, _ = signed_in(provider)
+    refused = submit(browser, "/account/verify", name="某某某", id_number=person.id_number)
+    assert refused.status_code == 422 and "do not match" in refused.text
+    assert "某某某" in refused.text and person.id_number in refused.text
+    with provider.app.app_context():
+        account = find_by_username(username)
+        [item] = evidence_of(account)
+        assert (item.method, item.result, item.level) == ("population_registry", "mismatch", 0)
+        assert item.reference.startswith("SBX-") and account.resident_id_enc is None
+    invalid = submit(browser, "/account/verify", name=person.name,
+                     id_number=person.id_number[:-1] + ("0" if person.id_number[-1] != "0"
+                                                        else "1"))
+    assert invalid.status_code == 400 and "check character" in invalid.text
+
+
+def test_outage_keeps_input_and_level(gw):
+    from idp.accounts.service import find_by_username
+    from idp.accounts.verification import evidence_of
+
+    provider, gateway = gw
+    person = fresh_person(gateway)
+    browser, username, _ = signed_in(provider)
+    gateway.state.inject_failures("/population/v1/verify", 1)
+    down = submit(browser, "/account/verify", name=person.name, id_number=person.id_number)
+    assert down.status_code == 503 and "unavailable" in down.text
+    assert person.name in down.text and person.id_number in down.text
+    with provider.app.app_context():
+        assert evidence_of(find_by_username(username)) == []
+    assert level(provider, username) == 0
+
+
+def test_one_account_per_verified_person(gw):
+    provider, gateway = gw
+    person = fresh_person(gateway)
+    first, _, _ = signed_in(provider)
+    assert submit(first, "/account/verify", name=person.name,
+                  id_number=person.id_number).status_code == 302
+    second, _, _ = signed_in(provider)
+    taken = submit(second, "/account/verify", name=person.name, id_number=person.id_number)
+    assert taken.status_code == 400 and "another account" in taken.text
+    # The first account cannot switch to another person either.
+    other = fresh_person(gateway)
+    switch = submit(first, "/account/verify", name=other.name, id_number=other.id_number)
+    assert switch.status_code == 400 and "another ID number" in switch.text
+
+
+def test_strong_proofs(gw):
+    provider, gateway = gw
+    person = fresh_person(gateway)
+    browser, username, password = signed_in(provider)
+    early = browser.session.get(f"{provider.url}/account/verify/strong")
+    assert "First verify" in early.text and 'value="card"' not in early.text
+    submit(browser, "/account/verify", name=person.name, id_number=person.id_number)
+    wrong = submit(browser, "/account/verify/strong", card_number="Z99999999", method="card")
+    assert wrong.status_code == 422 and "No card" in wrong.text
+    face_fail = submit(browser, "/account/verify/strong", liveness_token="fail-1",
+                       method="face")
+    assert face_fail.status_code == 422 and "did not match" in face_fail.text
+    assert level(provider, username) == 2
+    done = submit(browser, "/account/verify/strong", card_number=person.card_number.lower(),
+                  method="card")
+    assert done.status_code == 302
+    assert level(provider, username) == 3
+    # The card number is a login identifier now.
+    session = requests.Session()
+    fields = hidden_inputs(session.get(f"{provider.url}/login").text)
+    fields.update(username=person.card_number, password=password)
+    assert session.post(f"{provider.url}/login", data=fields,
+                        allow_redirects=False).status_code == 302
+
+
+def test_lost_card_and_face_pass(gw):
+    provider, gateway = gw
+    person = fresh_person(gateway, card_status="lost")
+    browser, username, _ = signed_in(provider)
+    submit(browser, "/account/verify", name=person.name, id_number=person.id_number)
+    lost = submit(browser, "/account/verify/strong", card_number=person.card_number,
+                  method="card")
+    assert lost.status_code == 422 and "lost" in lost.text
+    retry = submit(browser, "/account/verify/strong", liveness_token="blurry", method="face")
+    assert retry.status_code == 422 and "not conclusive" in retry.text
+    assert submit(browser, "/account/verify/strong", liveness_token="pass-abc",
+                  method="face").status_code == 302
+    assert level(provider, username) == 3
+
+
+def test_carrier_check_needs_the_persons_confirmed_phone(gw):
+    from connectors.sandbox import read_outbox
+
+    provider, gateway = gw
+    person = fresh_person(gateway)
+    browser, username, _ = signed_in(provider)
+    submit(browser, "/account/verify", name=person.name, id_number=person.id_number)
+    missing = submit(browser, "/account/verify/strong", method="carrier")
+    assert missing.status_code == 422 and "mobile number" in missing.text
+    page = submit(browser, "/account/phone", allow_redirects=True, phone=person.phone,
+                  action="send")
+    code = read_outbox(gateway.data_path, person.phone)[-1]["params"]["code"]
+    data = hidden_inputs(page.text)
+    data.update(phone=person.phone, code=code, action="verify")
+    confirmed = browser.session.post(f"{provider.url}/account/phone", data=data,
+                                     allow_redirects=False)
+    assert confirmed.status_code == 302
+    assert submit(browser, "/account/verify/strong", method="carrier").status_code == 302
+    assert level(provider, username) == 3
+
+
+def test_checks_are_limited_per_account(gw):
+    provider, gateway = gw
+    person = fresh_person(gateway)
+    browser, _, _ = signed_in(provider)
+    statuses = [submit(browser, "/account/verify", name="某" * (n + 1),
+                       id_number=person.id_number).status_code for n in range(7)]
+    assert statuses == [422] * 6 + [429]
