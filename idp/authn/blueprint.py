@@ -26,6 +26,7 @@ from idp.authn.forms import (
 )
 from idp.authn.sessions import SsoSession
 from idp.oidc.authorize import (
+    SENSITIVE_SCOPES,
     AuthorizationRequest,
     UnmetAuthenticationRequirementsError,
     required_level,
@@ -52,6 +53,8 @@ SCOPE_DESCRIPTIONS = {
     "email": _l("Your e-mail address"),
     "phone": _l("Your phone number"),
     "offline_access": _l("Stay connected when you are not using it"),
+    "realname": _l("Your verified real name and identity assurance level"),
+    "idcard": _l("Your resident ID number (the full number, as verified)"),
 }
 
 
@@ -275,6 +278,7 @@ def consent():
     form.account.data = account.subject
     scopes = [(s, SCOPE_DESCRIPTIONS.get(s, s)) for s in scope_to_list(scope)]
     return render_template("consent.html", form=form, client=client, scopes=scopes,
+                           sensitive=SENSITIVE_SCOPES,
                            account=account)
 
 

@@ -30,7 +30,7 @@ class Client(db.Model):
     #: Grant types the client may use.
     grant_types: Mapped[list] = mapped_column(JSON, default=list)
     #: Scopes the client may request, space separated.
-    scope: Mapped[str] = mapped_column(String(512), default="openid profile email phone")
+    scope: Mapped[str] = mapped_column(String(512))
     #: client_secret_basic, client_secret_post, private_key_jwt or none.
     token_endpoint_auth_method: Mapped[str] = mapped_column(String(32))
     #: Trusted (first-party) clients skip the consent screen.

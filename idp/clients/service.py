@@ -19,7 +19,10 @@ from idp.security import constant_time_equals, keyed_hash, random_token
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
-SCOPES = ("openid", "profile", "email", "phone", "offline_access")
+SCOPES = ("openid", "profile", "email", "phone", "offline_access", "realname", "idcard")
+#: Scopes a client may request unless registered otherwise: all but ``idcard``,
+#: which releases the resident ID number and must be granted to a client explicitly.
+DEFAULT_SCOPES = tuple(s for s in SCOPES if s != "idcard")
 SECRET_PURPOSE = "client_secret"
 
 
@@ -237,7 +240,7 @@ def create_client(
     uris = [_check_uri(u, "redirect URI") for u in dict.fromkeys(redirect_uris)]
     logout_uris = [_check_uri(u, "post-logout redirect URI")
                    for u in dict.fromkeys(post_logout_redirect_uris or [])]
-    requested_scope = scope_to_list(scope) if scope else list(SCOPES)
+    requested_scope = scope_to_list(scope) if scope else list(DEFAULT_SCOPES)
     for item in requested_scope:
         if item not in SCOPES:
             raise ClientError(f"scope {item!r} is not supported; use some of {', '.join(SCOPES)}")

@@ -39,6 +39,8 @@ KNOWN_PARAMETERS = frozenset({
 MAX_PARAMETER_LENGTH = 2048
 MAX_REQUEST_LENGTH = 6144
 RESPONSE_MODES = {"query", "form_post"}
+#: Scopes the user is always asked about, even by a trusted client.
+SENSITIVE_SCOPES = frozenset({"idcard"})
 
 
 class RequestNotSupportedError(OAuth2Error):
@@ -330,7 +332,8 @@ def decide(
         return Decision("step_up")
     scope = client.get_allowed_scope(req.payload.scope or "")
     consented = bool(interaction and interaction.consented_by == account.id)
-    need_consent = not client.trusted and not consented and (
+    asks = not client.trusted or bool(SENSITIVE_SCOPES & set(scope_to_list(scope)))
+    need_consent = asks and not consented and (
         "consent" in prompts or not has_consent(account.id, client.client_id, scope)
     )
     if need_consent:

@@ -16,8 +16,14 @@ SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "email": ("email", "email_verified"),
     "phone": ("phone_number", "phone_number_verified"),
 }
+#: Claims of the identity scopes, released by idp.oidc.identity.
+IDENTITY_SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
+    "realname": ("verified_claims",),
+    "idcard": ("resident_id_number",),
+}
 SUPPORTED_CLAIMS = ("sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr",
-                    "sid", "at_hash", *(c for cs in SCOPE_CLAIMS.values() for c in cs))
+                    "sid", "at_hash", *(c for cs in SCOPE_CLAIMS.values() for c in cs),
+                    *(c for cs in IDENTITY_SCOPE_CLAIMS.values() for c in cs))
 
 
 class ClaimsRequestError(ValueError):

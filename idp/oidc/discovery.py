@@ -10,6 +10,7 @@ from typing import Any
 from idp.clients.service import AUTH_METHODS, GRANT_TYPES, SCOPES
 from idp.config import SIGNING_ALGS
 from idp.oidc.claims import SUPPORTED_CLAIMS
+from idp.oidc.identity import CLAIMS_IN_VERIFIED_CLAIMS, EVIDENCE_TYPES
 
 
 def provider_metadata(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -46,6 +47,11 @@ def provider_metadata(settings: Mapping[str, Any]) -> dict[str, Any]:
         "ui_locales_supported": ["en", "zh-CN"],
         "claim_types_supported": ["normal"],
         "authorization_response_iss_parameter_supported": True,
+        "verified_claims_supported": True,
+        "trust_frameworks_supported": [settings["assurance"]["trust_framework"]],
+        "evidence_supported": list(EVIDENCE_TYPES),
+        "documents_supported": ["idcard"],
+        "claims_in_verified_claims_supported": list(CLAIMS_IN_VERIFIED_CLAIMS),
         "backchannel_logout_supported": False,
         "frontchannel_logout_supported": False,
     }

@@ -12,6 +12,7 @@ from idp.audit.service import record_deferred
 from idp.extensions import db
 from idp.oidc import grants as grant_service
 from idp.oidc.claims import select_claims
+from idp.oidc.identity import identity_claims
 from idp.oidc.models import Grant
 from idp.oidc.tokens import InvalidTokenError, revoke_access_token, verify_access_token
 from idp.runtime import Runtime
@@ -56,9 +57,10 @@ def userinfo(rt: Runtime, access_token: str) -> dict[str, Any]:
     if grant is None or account is None or not account.may_receive_tokens or grant.revoked_at:
         raise InvalidTokenError("no live grant or account behind the token")
     body = {"sub": account.subject}
-    body.update(select_claims(account, claims["scope"], (grant.claims or {}).get("userinfo"),
-                              by_scope=True,
+    requested = (grant.claims or {}).get("userinfo")
+    body.update(select_claims(account, claims["scope"], requested, by_scope=True,
                               phone_number=phone_for_scope(rt, account, claims["scope"])))
+    body.update(identity_claims(rt, account, claims["scope"], requested, userinfo=True))
     return body
 
 

@@ -32,6 +32,7 @@ from idp.authn.sessions import SsoSession, add_client
 from idp.extensions import db
 from idp.oidc import grants as grant_service
 from idp.oidc.claims import select_claims
+from idp.oidc.identity import identity_claims
 from idp.oidc.models import Grant
 from idp.oidc.responses import response_mode_response
 from idp.oidc.tokens import ACCEPTED_ALGS, issue_access_token, issue_id_token
@@ -121,12 +122,13 @@ def _issue_tokens(rt: Runtime, client, grant: Grant, account: Account, scope: st
         token["refresh_token"] = grant_service.issue_refresh_token(rt, grant)
     if "openid" in scope_to_list(scope):
         requested = (grant.claims or {}).get("id_token")
+        extra = select_claims(account, scope, requested, by_scope=False,
+                              phone_number=phone_for_scope(rt, account, scope))
+        extra.update(identity_claims(rt, account, scope, requested, userinfo=False))
         token["id_token"] = issue_id_token(
             rt, client_id=client.client_id, alg=client.alg, subject=account.subject,
             auth_time=grant.auth_time, nonce=nonce, acr=grant.acr, amr=grant.amr,
-            sid=grant.sid, access_token=access_token,
-            extra_claims=select_claims(account, scope, requested, by_scope=False,
-                                       phone_number=phone_for_scope(rt, account, scope)),
+            sid=grant.sid, access_token=access_token, extra_claims=extra,
         )
     if with_refresh:
         db.session.commit()

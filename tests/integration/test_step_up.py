@@ -51,13 +51,21 @@ def post_form(browser: Browser, page, path: str, **fields):
     return browser.session.post(browser.base + path, data=data, allow_redirects=False)
 
 
+VERIFIED_CLAIMS_REQUEST = {"verified_claims": {
+    "verification": {"trust_framework": None, "evidence": None}, "claims": {"name": None}}}
+
+
 def test_level_3_request_steps_a_level_2_user_up(gw):
+    import json
+
     provider, gateway = gw
     username, password, person = level_2_account(provider, gateway)
     client = provider.create_client()
     browser = Browser(provider.url)
-    page = browser.go(browser.authorize_url(client, acr_values="L3", nonce="n3"),
-                      username=username, password=password)
+    page = browser.go(browser.authorize_url(
+        client, acr_values="L3", nonce="n3", scope="openid realname",
+        claims=json.dumps({"id_token": VERIFIED_CLAIMS_REQUEST})),
+        username=username, password=password)
     assert page.status_code == 200 and "/login/step-up" in page.url
     assert 'id="verify"' in page.text and "/account/verify/strong" in page.text
     # 1. Verify more: the social security card lifts the identity to level 3.
@@ -81,6 +89,12 @@ def test_level_3_request_steps_a_level_2_user_up(gw):
     claims = pyjwt.decode(tokens["id_token"], options={"verify_signature": False})
     assert claims["acr"] == "L3"
     assert claims["amr"] == ["pwd", "sms", "mfa"] and claims["nonce"] == "n3"
+    verified = claims["verified_claims"]
+    assert verified["claims"] == {"name": person.name}
+    assert verified["verification"]["trust_framework"] == "cn_provincial_gov"
+    assert verified["verification"]["assurance_level"] == "L3"
+    methods = [e["record"]["type"] for e in verified["verification"]["evidence"]]
+    assert sorted(methods) == ["population_register", "social_security_register"]
     access = pyjwt.decode(tokens["access_token"], options={"verify_signature": False})
     assert access["acr"] == "L3"
     # The SSO session now has level 3: a second request is answered at once.
