@@ -19,7 +19,7 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = PROJECT_ROOT / "config" / "default.toml"
 SECRET_KEYS = ("secret_key", "key_encryption_key", "token_hmac_key", "pii_keys",
-               "pii_index_key")
+               "pii_index_key", "pairwise_key")
 SIGNING_ALGS = ("ES256", "ES384", "RS256", "RS512", "EdDSA")
 
 
@@ -245,7 +245,7 @@ def load_settings(
     if settings["mode"] == "production":
         settings["session"]["cookie_secure"] = True
     _ensure_secrets(settings, instance)
-    for key in ("key_encryption_key", "token_hmac_key", "pii_index_key"):
+    for key in ("key_encryption_key", "token_hmac_key", "pii_index_key", "pairwise_key"):
         decode_key(settings["secrets"][key], key)
     pii_keys(settings)
     return _freeze(settings)

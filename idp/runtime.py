@@ -33,6 +33,7 @@ class Runtime:
     :ivar keys: signing key ring.
     :ivar clients: client lookup cache.
     :ivar token_hmac_key: 32-byte key for hashing secrets at rest.
+    :ivar pairwise_key: 32-byte key of pairwise subject identifiers.
     :ivar audit: deferred writer for audit events on hot paths.
     :ivar pii: encryption and blind index of personal identifiers.
     :ivar acr: the assurance levels' ``acr`` values and authentication caps.
@@ -46,6 +47,7 @@ class Runtime:
     keys: KeyRing
     clients: ClientCache
     token_hmac_key: bytes
+    pairwise_key: bytes
     audit: AuditWriter
     pii: PiiCipher
     acr: AcrPolicy

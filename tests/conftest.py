@@ -26,6 +26,7 @@ SECRETS = {
     "token_hmac_key": secrets.token_urlsafe(32),
     "pii_keys": "k1=" + secrets.token_urlsafe(32),
     "pii_index_key": secrets.token_urlsafe(32),
+    "pairwise_key": secrets.token_urlsafe(32),
 }
 
 

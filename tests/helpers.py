@@ -76,9 +76,10 @@ class ProviderHandle:
                       auth_method: str | None = None, jwks: dict | None = None,
                       redirect_uri: str | None = None,
                       post_logout_redirect_uri: str | None = None,
-                      **options) -> TestClient:
+                      subject_type: str = "public", **options) -> TestClient:
         """Register a client with one redirect URI and one post-logout URI;
-        ``options`` go to :func:`idp.clients.service.create_client`."""
+        ``options`` go to :func:`idp.clients.service.create_client`. Public
+        subjects by default, so tests can compare ``sub`` with the account's."""
         from idp.clients.service import create_client
 
         tag = uuid.uuid4().hex[:8]
@@ -90,7 +91,8 @@ class ProviderHandle:
                 post_logout_redirect_uris=[logout_uri], public=public, trusted=trusted,
                 grant_types=grant_types or ["authorization_code", "refresh_token"],
                 alg=alg, auth_method=auth_method, jwks=jwks,
-                acr_values=self.runtime.settings["assurance"]["acr_values"], **options)
+                acr_values=self.runtime.settings["assurance"]["acr_values"],
+                subject_type=subject_type, **options)
             client_id = client.client_id
             self.runtime.keys.ensure((alg,))
         return TestClient(client_id, secret, redirect_uri, alg, logout_uri)

@@ -146,6 +146,19 @@ def clients() -> None:
     """Manage relying parties (OAuth 2.0 clients)."""
 
 
+def _client_summary(client) -> dict:
+    """What the commands print of a registered client (never its secret hash)."""
+    return {"client_id": client.client_id, "name": client.name,
+            "token_endpoint_auth_method": client.token_endpoint_auth_method,
+            "redirect_uris": client.redirect_uris,
+            "post_logout_redirect_uris": client.post_logout_redirect_uris,
+            "grant_types": client.grant_types, "scope": client.scope,
+            "id_token_signed_response_alg": client.id_token_signed_response_alg,
+            "trusted": client.trusted, "subject_type": client.subject_type,
+            "sector_identifier": client.sector_identifier, "min_acr": client.min_acr,
+            "kiosk": client.kiosk}
+
+
 @clients.command("create")
 @click.option("--name", required=True, help="Name shown to users.")
 @click.option("--redirect-uri", "redirect_uris", multiple=True, help="Exact redirect URI.")
@@ -162,10 +175,17 @@ def clients() -> None:
 @click.option("--alg", default=None, help="ID/access token algorithm (default from config).")
 @click.option("--scope", default=None, help="Allowed scopes, space separated.")
 @click.option("--client-id", default=None, help="Choose the client_id (default: random).")
+@click.option("--subject-type", type=click.Choice(["pairwise", "public"]), default="pairwise",
+              show_default=True, help="pairwise: a sub of its own per sector (OIDC Core §8).")
+@click.option("--sector-identifier-uri", default=None,
+              help="https URL of a JSON array of the redirect URIs; its host is the sector.")
+@click.option("--min-acr", default=None,
+              help="Lowest assurance level (acr) the client accepts, e.g. L2.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @with_appcontext
 def clients_create(name, redirect_uris, logout_uris, public, trusted, grant_types, auth_method,
-                   jwks_file, alg, scope, client_id, as_json) -> None:
+                   jwks_file, alg, scope, client_id, subject_type, sector_identifier_uri,
+                   min_acr, as_json) -> None:
     """Register a client. The secret is printed once; only its hash is stored."""
     from idp.clients.service import ClientError, create_client
     from idp.runtime import current_runtime
@@ -183,18 +203,14 @@ def clients_create(name, redirect_uris, logout_uris, public, trusted, grant_type
             post_logout_redirect_uris=list(logout_uris), public=public, trusted=trusted,
             grant_types=list(grant_types) or None, auth_method=auth_method, scope=scope,
             alg=alg or rt.settings["tokens"]["default_signing_alg"], jwks=jwks,
-            client_id=client_id,
+            client_id=client_id, subject_type=subject_type,
+            sector_identifier_uri=sector_identifier_uri, min_acr=min_acr,
+            acr_values=rt.settings["assurance"]["acr_values"],
         )
     except ClientError as exc:
         raise click.ClickException(str(exc)) from None
     rt.keys.ensure((client.id_token_signed_response_alg,))
-    result = {"client_id": client.client_id, "name": client.name,
-              "token_endpoint_auth_method": client.token_endpoint_auth_method,
-              "redirect_uris": client.redirect_uris,
-              "post_logout_redirect_uris": client.post_logout_redirect_uris,
-              "grant_types": client.grant_types, "scope": client.scope,
-              "id_token_signed_response_alg": client.id_token_signed_response_alg,
-              "trusted": client.trusted}
+    result = _client_summary(client)
     if secret:
         result["client_secret"] = secret
     if as_json:
@@ -213,13 +229,7 @@ def clients_list(as_json: bool) -> None:
     """List registered clients."""
     from idp.clients.service import list_clients
 
-    rows = [{"client_id": c.client_id, "name": c.name,
-             "token_endpoint_auth_method": c.token_endpoint_auth_method,
-             "redirect_uris": c.redirect_uris,
-             "post_logout_redirect_uris": c.post_logout_redirect_uris,
-             "grant_types": c.grant_types, "scope": c.scope,
-             "id_token_signed_response_alg": c.id_token_signed_response_alg,
-             "trusted": c.trusted} for c in list_clients()]
+    rows = [_client_summary(c) for c in list_clients()]
     if as_json:
         click.echo(json.dumps(rows))
         return

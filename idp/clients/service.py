@@ -18,6 +18,9 @@ from idp.extensions import db
 from idp.security import constant_time_equals, keyed_hash, random_token
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+SUBJECT_TYPES = ("pairwise", "public")
+#: Seconds to wait for a client's sector_identifier_uri document.
+SECTOR_FETCH_TIMEOUT = 5.0
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 SCOPES = ("openid", "profile", "email", "phone", "offline_access", "realname", "idcard")
 #: Scopes a client may request unless registered otherwise: all but ``idcard``,
@@ -177,6 +180,58 @@ def _check_uri(uri: str, kind: str) -> str:
     return uri
 
 
+def fetch_sector_uris(uri: str) -> list[str]:
+    """GET a ``sector_identifier_uri`` document: a JSON array of redirect
+    URIs (OIDC Core §8.1). Redirects are not followed.
+
+    :raises ClientError: if it cannot be fetched or is not such an array.
+    """
+    import requests
+
+    try:
+        response = requests.get(uri, timeout=SECTOR_FETCH_TIMEOUT, allow_redirects=False,
+                                headers={"Accept": "application/json"})
+    except requests.RequestException as exc:
+        raise ClientError(f"sector_identifier_uri {uri!r} cannot be fetched: "
+                          f"{type(exc).__name__}") from None
+    if response.status_code != 200:
+        raise ClientError(f"sector_identifier_uri {uri!r} answered HTTP {response.status_code}")
+    try:
+        value = response.json()
+    except ValueError:
+        value = None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ClientError(f"sector_identifier_uri {uri!r} must hold a JSON array of URIs")
+    return value
+
+
+def sector_for(redirect_uris: Sequence[str], sector_identifier_uri: str | None,
+               fetch=fetch_sector_uris) -> str | None:
+    """The sector of a pairwise client (OIDC Core §8.1): the host of its
+    ``sector_identifier_uri``, whose document must list every redirect URI;
+    else the one host of its redirect URIs (the scheme, for private-use
+    scheme URIs of native apps).
+
+    :raises ClientError: redirect URIs on several hosts without a
+        sector_identifier_uri, or a document that does not list them all.
+    """
+    if sector_identifier_uri:
+        uri = _check_uri(sector_identifier_uri, "sector_identifier_uri")
+        if urlsplit(uri).scheme not in ("https", "http"):
+            raise ClientError("sector_identifier_uri must be an https URL")
+        listed = set(fetch(uri))
+        missing = [u for u in redirect_uris if u not in listed]
+        if missing:
+            raise ClientError(f"sector_identifier_uri does not list the redirect URI "
+                              f"{missing[0]!r}")
+        return urlsplit(uri).hostname
+    hosts = {urlsplit(u).hostname or urlsplit(u).scheme for u in redirect_uris}
+    if len(hosts) > 1:
+        raise ClientError("redirect URIs on several hosts need a sector_identifier_uri for "
+                          "pairwise subjects (OIDC Core §8.1), or use --subject-type public")
+    return hosts.pop() if hosts else None
+
+
 def create_client(
     name: str,
     redirect_uris: list[str],
@@ -194,6 +249,9 @@ def create_client(
     actor: str = "cli",
     min_acr: str | None = None,
     acr_values: Sequence[str] = (),
+    subject_type: str = "pairwise",
+    sector_identifier_uri: str | None = None,
+    fetch=fetch_sector_uris,
 ) -> tuple[Client, str | None]:
     """Register a client and commit.
 
@@ -204,6 +262,10 @@ def create_client(
     :param jwks: JWK Set of the client's public keys, required for ``private_key_jwt``.
     :param min_acr: lowest ``acr`` the client accepts; must be one of ``acr_values``
         (the configured levels). Logins below it are stepped up.
+    :param subject_type: ``pairwise`` (default: each sector sees its own
+        ``sub``) or ``public`` (OIDC Core §8).
+    :param sector_identifier_uri: https URL of a JSON array listing the
+        redirect URIs, fetched with ``fetch``; its host is the pairwise sector.
     :returns: ``(client, secret)``; ``secret`` is the clear client secret (256
         bits), shown once and stored only as an HMAC, or None when the client
         authenticates without one.
@@ -237,7 +299,12 @@ def create_client(
     if min_acr is not None and min_acr not in acr_values:
         raise ClientError(f"minimum acr {min_acr!r} is not a level; use one of "
                           f"{', '.join(acr_values)}")
+    if subject_type not in SUBJECT_TYPES:
+        raise ClientError(f"subject type {subject_type!r} is not supported; use "
+                          f"{' or '.join(SUBJECT_TYPES)}")
     uris = [_check_uri(u, "redirect URI") for u in dict.fromkeys(redirect_uris)]
+    sector = sector_for(uris, sector_identifier_uri, fetch) if subject_type == "pairwise" \
+        else None
     logout_uris = [_check_uri(u, "post-logout redirect URI")
                    for u in dict.fromkeys(post_logout_redirect_uris or [])]
     requested_scope = scope_to_list(scope) if scope else list(DEFAULT_SCOPES)
@@ -254,6 +321,8 @@ def create_client(
         redirect_uris=uris, post_logout_redirect_uris=logout_uris, grant_types=grant_types,
         scope=" ".join(requested_scope), token_endpoint_auth_method=method, trusted=trusted,
         id_token_signed_response_alg=alg, jwks=jwks, min_acr=min_acr,
+        subject_type=subject_type, sector_identifier=sector,
+        sector_identifier_uri=sector_identifier_uri if subject_type == "pairwise" else None,
     )
     db.session.add(row)
     record("client.created", client_id=client_id, actor=actor, name=name,

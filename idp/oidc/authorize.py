@@ -20,6 +20,7 @@ from idp.authn.interactions import Interaction
 from idp.authn.sessions import SsoSession
 from idp.oidc.claims import ClaimsRequestError, parse_claims_request
 from idp.oidc.grants import has_consent
+from idp.oidc.subjects import subject_for
 from idp.oidc.tokens import InvalidTokenError, verify_id_token_hint
 from idp.runtime import Runtime
 from idp.timeutil import epoch
@@ -176,9 +177,10 @@ def check_claims(req: AuthorizationRequest, redirect_uri: str) -> dict | None:
 
 
 def check_id_token_hint(rt: Runtime, req: AuthorizationRequest, redirect_uri: str,
-                        account: Account | None) -> bool:
+                        account: Account | None, client) -> bool:
     """An ``id_token_hint`` must be an ID token we issued; returns True when
-    it names someone other than the logged-in account (a new login is needed).
+    it names someone other than the logged-in account as ``client`` sees it
+    (a new login is needed).
     """
     hint = req.payload.data.get("id_token_hint")
     if not hint:
@@ -187,7 +189,7 @@ def check_id_token_hint(rt: Runtime, req: AuthorizationRequest, redirect_uri: st
         claims = verify_id_token_hint(rt, hint)
     except InvalidTokenError:
         raise InvalidRequestError("Invalid 'id_token_hint'.", redirect_uri=redirect_uri) from None
-    return account is None or claims["sub"] != account.subject
+    return account is None or claims["sub"] != subject_for(rt, client, account)
 
 
 class TemporarilyUnavailableError(OAuth2Error):
@@ -306,11 +308,12 @@ def decide(
     prompts = _prompts(req, redirect_uri)
     max_age = check_openid_parameters(req, redirect_uri)
     claims = check_claims(req, redirect_uri)
-    hint_mismatch = check_id_token_hint(rt, req, redirect_uri, account)
+    hint_mismatch = check_id_token_hint(rt, req, redirect_uri, account, client)
     login_hint = req.payload.data.get("login_hint")
 
     requested_sub = _requested_value(claims, "sub")
-    if requested_sub is not None and (account is None or requested_sub != account.subject):
+    if requested_sub is not None and (account is None
+                                      or requested_sub != subject_for(rt, client, account)):
         hint_mismatch = True
     fresh = bool(interaction and interaction.login_at and session
                  and session.auth_time >= interaction.created)

@@ -29,7 +29,7 @@ def provider_metadata(settings: Mapping[str, Any]) -> dict[str, Any]:
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
         "grant_types_supported": list(GRANT_TYPES),
-        "subject_types_supported": ["public"],
+        "subject_types_supported": ["public", "pairwise"],
         "acr_values_supported": list(settings["assurance"]["acr_values"]),
         "id_token_signing_alg_values_supported": list(SIGNING_ALGS),
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),

@@ -14,6 +14,7 @@ from idp.oidc import grants as grant_service
 from idp.oidc.claims import select_claims
 from idp.oidc.identity import identity_claims
 from idp.oidc.models import Grant
+from idp.oidc.subjects import subject_for
 from idp.oidc.tokens import InvalidTokenError, revoke_access_token, verify_access_token
 from idp.runtime import Runtime
 from idp.timeutil import to_epoch, utcnow
@@ -56,7 +57,7 @@ def userinfo(rt: Runtime, access_token: str) -> dict[str, Any]:
     account = get_account(grant.account_id) if grant else None
     if grant is None or account is None or not account.may_receive_tokens or grant.revoked_at:
         raise InvalidTokenError("no live grant or account behind the token")
-    body = {"sub": account.subject}
+    body = {"sub": subject_for(rt, rt.clients.get(grant.client_id), account)}
     requested = (grant.claims or {}).get("userinfo")
     body.update(select_claims(account, claims["scope"], requested, by_scope=True,
                               phone_number=phone_for_scope(rt, account, claims["scope"])))
@@ -105,7 +106,9 @@ def introspect(rt: Runtime, client_id: str, token: str, ip: str | None) -> dict[
                 and grant.revoked_at is None and row.expires_at > utcnow()):
             account = get_account(grant.account_id)
             body = {"active": True, "token_type": "refresh_token", "scope": grant.scope,
-                    "client_id": grant.client_id, "sub": account.subject if account else None,
+                    "client_id": grant.client_id,
+                    "sub": subject_for(rt, rt.clients.get(grant.client_id), account)
+                    if account else None,
                     "exp": to_epoch(row.expires_at), "iat": to_epoch(row.created_at),
                     "iss": rt.issuer}
     else:

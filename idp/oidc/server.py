@@ -35,6 +35,7 @@ from idp.oidc.claims import select_claims
 from idp.oidc.identity import identity_claims
 from idp.oidc.models import Grant
 from idp.oidc.responses import response_mode_response
+from idp.oidc.subjects import subject_for
 from idp.oidc.tokens import ACCEPTED_ALGS, issue_access_token, issue_id_token
 from idp.runtime import Runtime, current_runtime
 from idp.security import keyed_hash, random_token
@@ -109,8 +110,9 @@ def _code_key(rt: Runtime, code: str) -> str:
 def _issue_tokens(rt: Runtime, client, grant: Grant, account: Account, scope: str,
                   with_refresh: bool, nonce: str | None) -> dict[str, Any]:
     """Access token, optional refresh token and ID token for a user grant."""
+    subject = subject_for(rt, client, account)
     access_token, expires_in = issue_access_token(
-        rt, client_id=client.client_id, alg=client.alg, scope=scope, subject=account.subject,
+        rt, client_id=client.client_id, alg=client.alg, scope=scope, subject=subject,
         grant_id=grant.id, auth_time=grant.auth_time, acr=grant.acr, amr=grant.amr,
         sid=grant.sid,
     )
@@ -126,7 +128,7 @@ def _issue_tokens(rt: Runtime, client, grant: Grant, account: Account, scope: st
                               phone_number=phone_for_scope(rt, account, scope))
         extra.update(identity_claims(rt, account, scope, requested, userinfo=False))
         token["id_token"] = issue_id_token(
-            rt, client_id=client.client_id, alg=client.alg, subject=account.subject,
+            rt, client_id=client.client_id, alg=client.alg, subject=subject,
             auth_time=grant.auth_time, nonce=nonce, acr=grant.acr, amr=grant.amr,
             sid=grant.sid, access_token=access_token, extra_claims=extra,
         )

@@ -168,3 +168,18 @@ def test_db_upgrade_reports_the_revision(cli_env):
     result = run(cli_env, "db", "upgrade")
     assert result.exit_code == 0 and f"revision {head} " in result.output
     assert "--app" not in run(cli_env, "--help").output
+
+
+def test_new_clients_are_pairwise_unless_told(cli_env):
+    result = run(cli_env, "clients", "create", "--name", "Pairwise",
+                 "--redirect-uri", "https://pw.example.test/cb", "--min-acr", "L2", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert (data["subject_type"], data["sector_identifier"]) == ("pairwise", "pw.example.test")
+    assert data["min_acr"] == "L2" and "idcard" not in data["scope"].split()
+    result = run(cli_env, "clients", "create", "--name", "Public", "--subject-type", "public",
+                 "--redirect-uri", "https://pub.example.test/cb", "--json")
+    assert json.loads(result.output)["subject_type"] == "public"
+    bad = run(cli_env, "clients", "create", "--name", "Bad", "--min-acr", "gold",
+              "--redirect-uri", "https://bad.example.test/cb")
+    assert bad.exit_code != 0 and "not a level" in bad.output

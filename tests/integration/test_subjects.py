@@ -1,0 +1,123 @@
+"""Subject identifiers (OIDC Core §8): pairwise per sector for new clients,
+public on request; the same ``sub`` in every token and answer of a client."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import jwt as pyjwt
+import pytest
+import requests
+
+from tests.helpers import Browser, redeem
+
+
+def _claims(token: str) -> dict:
+    return pyjwt.decode(token, options={"verify_signature": False})
+
+
+def _sub_seen(provider, client, browser, username="", password="") -> dict:
+    params = browser.login_for_code(client, username, password,
+                                    scope="openid profile offline_access")
+    return redeem(provider.url, client, params["code"]).json()
+
+
+def test_pairwise_subjects_differ_per_sector_and_agree_within_one(provider):
+    username, password, public_sub = provider.create_account()
+    same_a = provider.create_client(subject_type="pairwise")
+    same_b = provider.create_client(subject_type="pairwise")
+    other = provider.create_client(subject_type="pairwise",
+                                   redirect_uri="http://localhost:9/other/callback")
+    public = provider.create_client()
+    browser = Browser(provider.url)
+    subs = {}
+    for name, client in (("a", same_a), ("b", same_b), ("other", other), ("public", public)):
+        tokens = _sub_seen(provider, client, browser, username, password)
+        username = password = ""
+        subs[name] = _claims(tokens["id_token"])["sub"]
+    assert subs["a"] == subs["b"]  # one sector (host 127.0.0.1)
+    assert subs["other"] != subs["a"] and subs["public"] == public_sub
+    assert public_sub not in (subs["a"], subs["other"]) and len(subs["a"]) == 43
+
+
+def test_pairwise_sub_is_the_same_everywhere_for_the_client(provider):
+    username, password, public_sub = provider.create_account()
+    client = provider.create_client(subject_type="pairwise")
+    browser = Browser(provider.url)
+    tokens = _sub_seen(provider, client, browser, username, password)
+    sub = _claims(tokens["id_token"])["sub"]
+    assert sub != public_sub
+    assert _claims(tokens["access_token"])["sub"] == sub
+    info = requests.get(f"{provider.url}/userinfo",
+                        headers={"Authorization": f"Bearer {tokens['access_token']}"}).json()
+    assert info["sub"] == sub
+    introspected = requests.post(f"{provider.url}/introspect", auth=client.auth,
+                                 data={"token": tokens["refresh_token"]}).json()
+    assert introspected["active"] is True and introspected["sub"] == sub
+    refreshed = requests.post(f"{provider.url}/token", auth=client.auth, data={
+        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}).json()
+    assert _claims(refreshed["id_token"])["sub"] == sub
+    # id_token_hint and a claims request for this sub name the signed-in
+    # person: no new login is asked for.
+    again = browser.go(browser.authorize_url(client, id_token_hint=tokens["id_token"]))
+    assert again.status_code == 302 and again.headers["Location"].startswith(
+        client.redirect_uri)
+    asked = json.dumps({"id_token": {"sub": {"value": sub}}})
+    again = browser.go(browser.authorize_url(client, claims=asked))
+    assert again.headers["Location"].startswith(client.redirect_uri)
+    # The public subject is another person as far as this client knows.
+    asked = json.dumps({"id_token": {"sub": {"value": public_sub}}})
+    assert "/login" in browser.go(browser.authorize_url(client, claims=asked)).url
+
+
+@pytest.fixture
+def sector_document():
+    """A sector_identifier_uri document served on 127.0.0.1."""
+    state = {"body": b"[]"}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(state["body"])
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield state, f"http://localhost:{server.server_port}/sector.json"
+    server.shutdown()
+    server.server_close()
+
+
+def test_sector_identifier_uri(provider, sector_document):
+    from idp.clients.service import ClientError, create_client
+
+    state, uri = sector_document
+    uris = ["https://a.example.test/cb", "https://b.example.test/cb"]
+    with provider.app.app_context():
+        key = provider.runtime.token_hmac_key
+        with pytest.raises(ClientError, match="several hosts"):
+            create_client("Two hosts", uris, key)
+        state["body"] = json.dumps(uris[:1]).encode()
+        with pytest.raises(ClientError, match="does not list"):
+            create_client("Two hosts", uris, key, sector_identifier_uri=uri)
+        state["body"] = b'{"not": "a list"}'
+        with pytest.raises(ClientError, match="JSON array"):
+            create_client("Two hosts", uris, key, sector_identifier_uri=uri)
+        state["body"] = json.dumps(uris).encode()
+        client, _ = create_client("Two hosts", uris, key, sector_identifier_uri=uri)
+        assert (client.subject_type, client.sector_identifier) == ("pairwise", "localhost")
+        public, _ = create_client("Public", uris, key, subject_type="public")
+        assert public.sector_identifier is None
+        with pytest.raises(ClientError, match="subject type"):
+            create_client("Odd", uris[:1], key, subject_type="shared")
+
+
+def test_discovery_offers_both_subject_types(provider):
+    meta = requests.get(f"{provider.url}/.well-known/openid-configuration").json()
+    assert meta["subject_types_supported"] == ["public", "pairwise"]
