@@ -95,12 +95,14 @@ def create_account(
     email: str | None = None,
     verified_phone: str | None = None,
     ip: str | None = None,
+    admin: bool = False,
 ) -> Account:
     """Create and commit an account with an argon2id password hash.
 
     :param username: login name; 3-64 of ``a-z 0-9 . _ -`` after case folding.
     :param verified_phone: a mobile number whose possession was just proven
         (SMS code), stored with the account in the same transaction.
+    :param admin: an operator of the provider (must use TOTP).
     :returns: the new :class:`Account` with a fresh opaque ``subject``.
     :raises AccountError: if the username is invalid or taken, the password
         too weak, or the phone number held by another account.
@@ -112,12 +114,13 @@ def create_account(
         password_hash=rt.hasher.hash(password),
         name=name or None,
         email=email,
+        is_admin=admin,
     )
     if verified_phone:
         set_phone_number(rt, account, verified_phone, verified=True)
     db.session.add(account)
     db.session.flush()
-    record("account.created", account_id=account.id, ip=ip)
+    record("account.created", account_id=account.id, ip=ip, admin=admin)
     db.session.commit()
     return account
 

@@ -8,14 +8,14 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import scope_to_list
 from authlib.oauth2.rfc6749.errors import AccessDeniedError, OAuth2Error
-from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask import Blueprint, Response, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from idp.accounts import service as accounts
 from idp.accounts import verification
 from idp.accounts.identifiers import IdentifierError, mask_phone
-from idp.authn import interactions, otp, service, stepup, throttle
+from idp.authn import interactions, otp, service, stepup, throttle, totp
 from idp.authn.forms import (
     ConsentForm,
     LoginForm,
@@ -23,6 +23,7 @@ from idp.authn.forms import (
     SmsLoginForm,
     SmsRegisterForm,
     StepUpForm,
+    TotpForm,
 )
 from idp.authn.sessions import SsoSession
 from idp.oidc.authorize import (
@@ -93,9 +94,16 @@ def home():
     return render_template("home.html", account=account)
 
 
-def _logged_in(rt, item, sso, next_url: str | None = None) -> Response:
+def _logged_in(rt, item, sso: SsoSession | service.PendingLogin,
+               next_url: str | None = None) -> Response:
     """Set the SSO cookie and continue the pending request (or go to
-    ``next_url`` in the account console, or home)."""
+    ``next_url`` in the account console, or home). A login that still needs
+    its second factor goes to the TOTP page first."""
+    if isinstance(sso, service.PendingLogin):
+        session["mfa"] = sso.token
+        return redirect(url_for("authn.second_factor", i=item.id if item else None,
+                                next=local_next(next_url)))
+    session.pop("mfa", None)
     if item is not None:
         item.login_at = sso.auth_time
         interactions.save(rt.store, item)
@@ -152,10 +160,10 @@ def _send_code(rt, form, purpose: str) -> tuple[bool, str | None, int]:
 
 
 def _sms_page(form, template: str, purpose: str,
-              verify: Callable[[Runtime, Any], SsoSession | tuple[str | None, int]]):
+              verify: Callable[[Runtime, Any], Any]):
     """The two steps of an SMS page: send a code for ``purpose``, then
-    ``verify`` the form, which returns the new SSO session or
-    ``(error, status)`` to show the form again with what was typed."""
+    ``verify`` the form, which returns the new SSO session (or a pending
+    login) or ``(error, status)`` to show the form again with what was typed."""
     rt = current_runtime()
     item = interactions.load(rt.store, request.values.get("i") or form.i.data, browser_id())
     next_field = getattr(form, "next", None)
@@ -169,7 +177,7 @@ def _sms_page(form, template: str, purpose: str,
         if request.form.get("action") == "verify":
             sent = True
             outcome = verify(rt, form)
-            if isinstance(outcome, SsoSession):
+            if isinstance(outcome, SsoSession | service.PendingLogin):
                 return _logged_in(rt, item, outcome,
                                   next_field.data if next_field is not None else None)
             error, status = outcome
@@ -186,7 +194,7 @@ def login_sms():
     """Sign in with a code sent by SMS: the number first, then the code. The
     page says the same whether or not the number belongs to an account."""
 
-    def verify(rt: Runtime, form) -> SsoSession | tuple[str | None, int]:
+    def verify(rt: Runtime, form) -> SsoSession | service.PendingLogin | tuple[str | None, int]:
         try:
             return service.login_with_sms(rt, form.phone.data, form.code.data or "",
                                           client_ip(), sso_cookie(rt))
@@ -216,6 +224,54 @@ def register_sms():
             return _("The code is wrong or has expired."), 401
 
     return _sms_page(SmsRegisterForm(), "register_sms.html", "register", verify)
+
+
+@bp.route("/login/otp", methods=["GET", "POST"])
+def second_factor():
+    """The second step of a login for accounts with an authenticator (and
+    operators, who must set one up here before their first session)."""
+    rt = current_runtime()
+    form = TotpForm()
+    item = interactions.load(rt.store, request.values.get("i") or form.i.data, browser_id())
+    token = session.get("mfa")
+    account = service.pending_account(rt, token)
+    if account is None:
+        session.pop("mfa", None)
+        return redirect(url_for("authn.login", i=item.id if item else None))
+    if request.method == "GET":
+        form.i.data = item.id if item else ""
+        form.next.data = local_next(request.args.get("next")) or ""
+    enrol = not totp.has_totp(account)
+    enrolment = totp.start_enrolment(rt, account) if enrol else None
+    error, status = None, 200
+    if form.validate_on_submit():
+        recovery = request.form.get("action") == "recovery" and not enrol
+        code = (form.recovery_code.data if recovery else form.code.data) or ""
+        try:
+            if enrol:
+                sso, codes = service.enrol_and_finish(rt, token, code, client_ip(),
+                                                      sso_cookie(rt))
+                response = _logged_in(rt, item, sso, form.next.data)
+                page = Response(render_template(
+                    "recovery_codes.html", codes=codes,
+                    continue_url=response.headers["Location"]))
+                page.headers.setlist("Set-Cookie", response.headers.getlist("Set-Cookie"))
+                return page
+            sso = service.finish_second_factor(rt, token, code, recovery=recovery,
+                                               ip=client_ip(), previous=sso_cookie(rt))
+        except throttle.ThrottledError as exc:
+            minutes = max(1, (exc.retry_after + 59) // 60)
+            error = _("Too many failed attempts. Try again in %(minutes)d minutes.",
+                      minutes=minutes)
+            status = 429
+        except service.LoginFailedError:
+            error, status = _("The code is wrong."), 401
+        else:
+            return _logged_in(rt, item, sso, form.next.data)
+    elif request.method == "POST":
+        status = 400
+    return render_template("login_otp.html", form=form, item=item, enrolment=enrolment,
+                           error=error, client=_client_for(item)), status
 
 
 @bp.route("/register", methods=["GET", "POST"])
@@ -327,6 +383,11 @@ def step_up():
                 service.confirm_password(rt, account, form.password.data or "", client_ip())
                 stepup.add_factor(rt, sso, "pwd", client_ip())
                 return _resume(item)
+            elif action == "totp":
+                if not totp.verify_totp(rt, account, form.totp.data or "", client_ip()):
+                    raise service.InvalidCodeError(account.username)
+                stepup.add_factor(rt, sso, "otp", client_ip())
+                return _resume(item)
         except service.InvalidCodeError:
             error, status = _("The code is wrong or has expired."), 401
         except service.LoginFailedError:
@@ -346,6 +407,7 @@ def step_up():
         else "portal.verify_strong",
         "sms": phone is not None and "sms" not in sso.amr and rt.gateway is not None,
         "password": bool(account.password_hash) and "pwd" not in sso.amr,
+        "totp": "otp" not in sso.amr and totp.has_totp(account),
     }
     return render_template(
         "step_up.html", form=form, item=item, client=client, state=state, sent=sent,

@@ -64,10 +64,27 @@ class SmsLoginForm(FlaskForm):
     next = HiddenField()
 
 
+class TotpForm(FlaskForm):
+    """The second step of a login: a code from the authenticator app, or a
+    recovery code (the button pressed, ``action``, says which)."""
+
+    code = StringField(_l("Code from your authenticator app"),
+                       validators=[Optional(), Length(max=12)],
+                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
+    recovery_code = StringField(_l("Or a recovery code"),
+                                validators=[Optional(), Length(max=32)],
+                                render_kw={"autocomplete": "off", "spellcheck": "false"})
+    i = HiddenField()
+    next = HiddenField()
+
+
 class StepUpForm(FlaskForm):
     """A further factor for a step-up: the button pressed (``action``) says
-    which (``send_sms``, ``sms``, ``password``, ``cancel``)."""
+    which (``send_sms``, ``sms``, ``totp``, ``password``, ``cancel``)."""
 
+    totp = StringField(_l("Code from your authenticator app"),
+                       validators=[Optional(), Length(max=12)],
+                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
     code = StringField(_l("Code from the text message"), validators=[Optional(),
                        Length(max=12)],
                        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})

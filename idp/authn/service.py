@@ -3,6 +3,9 @@ and starting the SSO session with its audit event."""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+
 from flask_babel import lazy_gettext as _l
 
 from connectors.registries import RegistryUnavailableError
@@ -11,10 +14,12 @@ from idp.accounts import service as accounts
 from idp.accounts.models import Account
 from idp.accounts.verification import assurance_level
 from idp.audit.service import record, record_deferred
-from idp.authn import otp, throttle
+from idp.authn import otp, throttle, totp
+from idp.authn.acr import combine_amr
 from idp.authn.sessions import SsoSession, create_session, end_session
 from idp.extensions import db
 from idp.runtime import Runtime
+from idp.security import random_token
 
 
 class LoginFailedError(Exception):
@@ -46,9 +51,104 @@ def start_session(rt: Runtime, account: Account, amr: list[str], ip: str | None,
     return sso
 
 
-def login_with_password(rt: Runtime, identifier: str, password: str,
-                        ip: str | None, previous: str | None = None) -> SsoSession:
-    """Authenticate by password and start an SSO session.
+@dataclass(frozen=True)
+class PendingLogin:
+    """The first factor is proven, and a TOTP code must follow before the
+    SSO session starts (:func:`finish_second_factor`).
+
+    :ivar token: the secret the browser keeps (in its signed session cookie).
+    :ivar enrol: the account has no authenticator yet (an operator, who must
+        have one): it is set up first.
+    """
+
+    token: str
+    enrol: bool
+
+
+_PENDING = "mfa:pending:"
+
+
+def _pending_key(token: str) -> str:
+    return _PENDING + hashlib.sha256(token.encode()).hexdigest()
+
+
+def complete_login(rt: Runtime, account: Account, amr: list[str], ip: str | None,
+                   previous: str | None = None, **detail: str) -> SsoSession | PendingLogin:
+    """After a first factor: start the SSO session, or, when the account
+    needs a second factor (TOTP set up, or an operator), a pending login
+    that :func:`finish_second_factor` completes within ``totp.pending_login_ttl``."""
+    if not totp.needs_second_factor(account):
+        return start_session(rt, account, amr, ip, previous, **detail)
+    token = random_token(24)
+    rt.store.put(_pending_key(token), {"account_id": account.id, "amr": amr, "detail": detail},
+                 rt.settings["totp"]["pending_login_ttl"])
+    return PendingLogin(token=token, enrol=not totp.has_totp(account))
+
+
+def pending_account(rt: Runtime, token: str | None) -> Account | None:
+    """The account of a live pending login, or None."""
+    if not token or len(token) > 64:
+        return None
+    data = rt.store.get(_pending_key(token))
+    account = accounts.get_account(data["account_id"]) if data else None
+    return account if account is not None and account.is_active else None
+
+
+def finish_second_factor(rt: Runtime, token: str, code: str, *, recovery: bool,
+                         ip: str | None, previous: str | None = None) -> SsoSession:
+    """Complete a pending login with a TOTP code (or a recovery code): the
+    session's ``amr`` gains ``otp`` and ``mfa``.
+
+    :raises LoginFailedError: no such pending login, or a wrong code (the
+        pending login stays, so the user can try again within the limits).
+    :raises throttle.ThrottledError: too many wrong codes.
+    """
+    account = pending_account(rt, token)
+    if account is None:
+        raise LoginFailedError("no pending login")
+    ok = (totp.use_recovery_code(rt, account, code, ip) if recovery
+          else totp.verify_totp(rt, account, code, ip))
+    if not ok:
+        record("login.failure", "failure", account_id=account.id, ip=ip,
+               reason="recovery_code" if recovery else "totp_code")
+        db.session.commit()
+        raise LoginFailedError(account.username)
+    return _start_pending(rt, token, account, ip, previous)
+
+
+def _start_pending(rt: Runtime, token: str, account: Account, ip: str | None,
+                   previous: str | None) -> SsoSession:
+    data = rt.store.take(_pending_key(token))
+    if data is None:
+        raise LoginFailedError(account.username)
+    return start_session(rt, account, combine_amr(data["amr"], "otp"), ip, previous,
+                         **data["detail"])
+
+
+def enrol_and_finish(rt: Runtime, token: str, code: str, ip: str | None,
+                     previous: str | None = None) -> tuple[SsoSession, list[str]]:
+    """Complete a pending login of an account without an authenticator by
+    confirming the one just set up (:func:`totp.start_enrolment`).
+
+    :returns: the session and the new recovery codes (to show once).
+    :raises LoginFailedError: no such pending login, or a wrong code.
+    :raises totp.TotpError: no enrolment started.
+    :raises throttle.ThrottledError: too many wrong codes.
+    """
+    account = pending_account(rt, token)
+    if account is None:
+        raise LoginFailedError("no pending login")
+    try:
+        codes = totp.confirm_enrolment(rt, account, code, ip)
+    except ValueError:
+        raise LoginFailedError(account.username) from None
+    return _start_pending(rt, token, account, ip, previous), codes
+
+
+def login_with_password(rt: Runtime, identifier: str, password: str, ip: str | None,
+                        previous: str | None = None) -> SsoSession | PendingLogin:
+    """Authenticate by password and start an SSO session (or a pending
+    login, when a second factor must follow: :func:`complete_login`).
 
     Failures count against the typed identifier and the IP (store counters),
     and are audited.
@@ -71,7 +171,7 @@ def login_with_password(rt: Runtime, identifier: str, password: str,
         db.session.commit()
         raise LoginFailedError(identifier)
     throttle.note_success(rt.store, limits, identifier, ip)
-    return start_session(rt, account, ["pwd"], ip, previous)
+    return complete_login(rt, account, ["pwd"], ip, previous)
 
 
 def register(rt: Runtime, username: str, password: str, *, name: str | None,
@@ -155,8 +255,9 @@ def send_sms_code(rt: Runtime, phone: str, purpose: str, ip: str | None) -> otp.
 
 
 def login_with_sms(rt: Runtime, phone: str, code: str, ip: str | None,
-                   previous: str | None = None) -> SsoSession:
-    """Sign in with a code sent by :func:`send_sms_code` (``amr`` ``sms``).
+                   previous: str | None = None) -> SsoSession | PendingLogin:
+    """Sign in with a code sent by :func:`send_sms_code` (``amr`` ``sms``);
+    a second factor may follow (:func:`complete_login`).
 
     :raises LoginFailedError: wrong, expired or used-up code, or no active
         account with this verified number.
@@ -168,7 +269,7 @@ def login_with_sms(rt: Runtime, phone: str, code: str, ip: str | None,
                reason="sms_code" if e164 is None else "no_account", amr=["sms"])
         db.session.commit()
         raise LoginFailedError(phone)
-    return start_session(rt, account, ["sms"], ip, previous)
+    return complete_login(rt, account, ["sms"], ip, previous)
 
 
 def confirm_phone(rt: Runtime, account: Account, phone: str, code: str,

@@ -128,17 +128,22 @@ def users() -> None:
 @click.option("--password", required=True, help="Initial password (min length from config).")
 @click.option("--name", default=None, help="Display name.")
 @click.option("--email", default=None)
+@click.option("--admin", is_flag=True,
+              help="An operator: must set up an authenticator (TOTP) at first sign-in.")
 @with_appcontext
-def users_create(username: str, password: str, name: str | None, email: str | None) -> None:
+def users_create(username: str, password: str, name: str | None, email: str | None,
+                 admin: bool) -> None:
     """Create an account."""
     from idp.accounts.service import AccountError, create_account
     from idp.runtime import current_runtime
 
     try:
-        account = create_account(current_runtime(), username, password, name=name, email=email)
+        account = create_account(current_runtime(), username, password, name=name, email=email,
+                                 admin=admin)
     except AccountError as exc:
         raise click.ClickException(f"{exc.field}: {exc.message}") from None
-    click.echo(f"created account {account.username} (sub {account.subject})")
+    role = " (administrator: TOTP required)" if admin else ""
+    click.echo(f"created account {account.username} (sub {account.subject}){role}")
 
 
 @main.group()

@@ -17,9 +17,9 @@ from idp.accounts.identifiers import (
     mask_phone,
     mask_resident_id,
 )
-from idp.authn import interactions, otp
+from idp.authn import interactions, otp, throttle, totp
 from idp.authn import service as authn
-from idp.portal.forms import IdentityForm, PhoneForm, StrongProofForm
+from idp.portal.forms import IdentityForm, PhoneForm, StrongProofForm, TotpSetupForm
 from idp.runtime import current_runtime
 from idp.web import browser_id, client_ip, current_sso
 
@@ -214,3 +214,45 @@ def phone():
         status = 400
     return render_template("phone.html", form=form, item=item, sent=sent, error=error,
                            available=rt.gateway is not None), status
+
+
+@bp.route("/security", methods=["GET", "POST"])
+def security():
+    """The second factor: set up an authenticator (QR code), replace the
+    recovery codes, or remove it (proven by a current code)."""
+    rt, _sso, account, login = _signed_in()
+    if login:
+        return login
+    form = TotpSetupForm()
+    action = request.form.get("action")
+    error, status, codes, enrolment = None, 200, None, None
+    if form.validate_on_submit():
+        try:
+            if action == "start":
+                enrolment = totp.start_enrolment(rt, account)
+            elif action == "confirm":
+                codes = totp.confirm_enrolment(rt, account, form.code.data or "", client_ip())
+            elif action == "regenerate":
+                codes = totp.regenerate_recovery_codes(rt, account, client_ip())
+            elif action == "disable":
+                totp.disable(rt, account, form.code.data or "", client_ip())
+                flash(_("The authenticator is removed."), "notice")
+                return redirect(url_for("portal.security"))
+        except totp.TotpError as exc:
+            error, status = str(exc.message), 400
+        except ValueError:
+            error, status = _("The code is wrong."), 401
+            if action == "confirm":
+                enrolment = totp.start_enrolment(rt, account)
+        except throttle.ThrottledError as exc:
+            error = _("Too many failed attempts. Try again in %(minutes)d minutes.",
+                      minutes=max(1, (exc.retry_after + 59) // 60))
+            status = 429
+    elif request.method == "POST":
+        status = 400
+    if codes is not None:
+        return render_template("recovery_codes.html", codes=codes,
+                               continue_url=url_for("portal.security"))
+    return render_template("security.html", form=form, error=error, enrolment=enrolment,
+                           enabled=totp.has_totp(account), admin=account.is_admin,
+                           remaining=totp.remaining_recovery_codes(account)), status

@@ -44,3 +44,11 @@ class PhoneForm(FlaskForm):
                        validators=[Optional(), Length(max=12)],
                        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
     i = HiddenField()
+
+
+class TotpSetupForm(FlaskForm):
+    """Set up, prove or remove the authenticator; ``action`` says which."""
+
+    code = StringField(_l("Code from your authenticator app"),
+                       validators=[Optional(), Length(max=12)],
+                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})

@@ -184,3 +184,37 @@ def test_essential_acr_reports_a_requested_value(gw):
     params = browser.login_for_code(client, "", "", claims=lower)
     tokens = redeem(provider.url, client, params["code"]).json()
     assert pyjwt.decode(tokens["id_token"], options={"verify_signature": False})["acr"] == "L1"
+
+
+def test_step_up_with_an_authenticator_added_during_the_session(gw):
+    import re
+    import time
+
+    import pyotp
+
+    from idp.accounts.service import find_by_username
+    from idp.accounts.verification import verify_card
+
+    provider, gateway = gw
+    username, password, person = level_2_account(provider, gateway)
+    with provider.app.app_context():
+        verify_card(provider.runtime, find_by_username(username), person.card_number, None)
+    browser = Browser(provider.url)
+    browser.go(f"{provider.url}/account", username=username, password=password)
+    url = f"{provider.url}/account/security"
+    started = post_form(browser, browser.session.get(url), "/account/security",
+                        action="start")
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', started.text).group(1)
+    totp = pyotp.TOTP(secret)
+    step = totp.timecode(time.time())
+    post_form(browser, started, "/account/security", action="confirm",
+              code=totp.generate_otp(step))
+    client = provider.create_client()
+    page = browser.go(browser.authorize_url(client, acr_values="L3"))
+    assert "/login/step-up" in page.url and 'value="totp"' in page.text
+    stepped = post_form(browser, page, "/login/step-up", action="totp",
+                        totp=totp.generate_otp(step + 1))
+    callback = follow(browser, stepped)
+    tokens = redeem(provider.url, client, callback_params(callback)["code"]).json()
+    claims = pyjwt.decode(tokens["id_token"], options={"verify_signature": False})
+    assert claims["acr"] == "L3" and claims["amr"] == ["pwd", "otp", "mfa"]

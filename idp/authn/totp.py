@@ -1,0 +1,238 @@
+"""TOTP second factor (RFC 6238, through pyotp) with one-time recovery codes.
+
+The shared secret is stored encrypted (idp.accounts.pii, kind ``totp``);
+recovery codes only as keyed hashes. A code is accepted once: the time step
+it belongs to must be later than the last accepted one (RFC 6238 §5.2), set
+with a conditional UPDATE so two concurrent submissions cannot both pass.
+Wrong codes are throttled like password guesses. Operators (``is_admin``)
+must have a confirmed TOTP credential and cannot remove it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+
+import pyotp
+import segno
+from flask_babel import lazy_gettext as _l
+from sqlalchemy import delete, select, update
+
+from idp.accounts.models import Account, RecoveryCode, TotpCredential
+from idp.audit.service import record
+from idp.authn import throttle
+from idp.extensions import db
+from idp.runtime import Runtime
+from idp.security import constant_time_equals, keyed_hash
+from idp.timeutil import utcnow
+
+RECOVERY_PURPOSE = "recovery_code"
+#: Time steps either side of now accepted for clock drift (RFC 6238 §5.2).
+VALID_WINDOW = 1
+#: Recovery codes issued at a time.
+RECOVERY_CODES = 10
+_RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"
+
+
+class TotpError(Exception):
+    """A TOTP change is not possible; ``message`` says why (translated when rendered)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(str(message))
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """A started enrolment, shown to the user once.
+
+    :ivar secret: the base32 secret, for typing into an authenticator.
+    :ivar uri: the ``otpauth://`` provisioning URI.
+    :ivar qr_svg: the URI as an inline SVG QR code.
+    """
+
+    secret: str
+    uri: str
+    qr_svg: str
+
+
+def credential(account: Account) -> TotpCredential | None:
+    """The account's TOTP credential, confirmed or not, or None."""
+    return db.session.scalar(select(TotpCredential).where(
+        TotpCredential.account_id == account.id))
+
+
+def has_totp(account: Account) -> bool:
+    """True when the account has a confirmed TOTP credential (asked at every login)."""
+    item = credential(account)
+    return item is not None and item.confirmed_at is not None
+
+
+def needs_second_factor(account: Account) -> bool:
+    """A login of ``account`` must add TOTP: it has one, or it is an operator."""
+    return account.is_admin or has_totp(account)
+
+
+def _issuer(rt: Runtime) -> str:
+    return rt.settings["totp"]["issuer_name"]
+
+
+def _enrolment(rt: Runtime, account: Account, secret: str) -> Enrolment:
+    uri = pyotp.TOTP(secret).provisioning_uri(name=account.username, issuer_name=_issuer(rt))
+    return Enrolment(secret, uri, segno.make(uri, error="m").svg_inline(scale=4))
+
+
+def start_enrolment(rt: Runtime, account: Account) -> Enrolment:
+    """Create (or show again) an unconfirmed TOTP credential. Commits.
+
+    :raises TotpError: the account already has a confirmed credential.
+    """
+    item = credential(account)
+    if item is not None and item.confirmed_at is not None:
+        raise TotpError(_l("An authenticator is already set up. Remove it first."))
+    if item is None:
+        item = TotpCredential(account_id=account.id,
+                              secret_enc=rt.pii.encrypt("totp", pyotp.random_base32()))
+        db.session.add(item)
+        db.session.commit()
+    return _enrolment(rt, account, rt.pii.decrypt("totp", item.secret_enc))
+
+
+def _matching_step(secret: str, code: str, now: float) -> int | None:
+    code = "".join((code or "").split())
+    if not (code.isascii() and code.isdigit() and len(code) == 6):
+        return None
+    totp = pyotp.TOTP(secret)
+    current = totp.timecode(now)
+    for step in range(current - VALID_WINDOW, current + VALID_WINDOW + 1):
+        if constant_time_equals(totp.generate_otp(step), code):
+            return step
+    return None
+
+
+def _check(rt: Runtime, account: Account, item: TotpCredential, code: str,
+           ip: str | None) -> bool:
+    """Throttled, replay-safe check of ``code`` against ``item``."""
+    limits = rt.settings["throttle"]
+    key = f"totp:{account.id}"
+    throttle.reserve_attempt(rt.store, limits, key, ip)
+    step = _matching_step(rt.pii.decrypt("totp", item.secret_enc), code, time.time())
+    if step is None:
+        return False
+    won = db.session.execute(
+        update(TotpCredential)
+        .where(TotpCredential.id == item.id, TotpCredential.last_step < step)
+        .values(last_step=step)).rowcount
+    if won != 1:
+        db.session.rollback()
+        return False
+    throttle.note_success(rt.store, limits, key, ip)
+    return True
+
+
+def _new_recovery_codes(rt: Runtime, account: Account) -> list[str]:
+    db.session.execute(delete(RecoveryCode).where(RecoveryCode.account_id == account.id))
+    codes = []
+    for _ in range(RECOVERY_CODES):
+        raw = "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(10))
+        code = f"{raw[:5]}-{raw[5:]}"
+        codes.append(code)
+        db.session.add(RecoveryCode(account_id=account.id, code_hash=keyed_hash(
+            rt.token_hmac_key, raw, RECOVERY_PURPOSE)))
+    return codes
+
+
+def confirm_enrolment(rt: Runtime, account: Account, code: str, ip: str | None) -> list[str]:
+    """Confirm the unconfirmed credential with a code from the authenticator
+    and issue recovery codes. Commits.
+
+    :returns: the recovery codes in clear, to show once.
+    :raises TotpError: no enrolment started, or already confirmed.
+    :raises throttle.ThrottledError: too many wrong codes.
+    :raises ValueError: the code is wrong.
+    """
+    item = credential(account)
+    if item is None or item.confirmed_at is not None:
+        raise TotpError(_l("Start setting up an authenticator first."))
+    if not _check(rt, account, item, code, ip):
+        raise ValueError("wrong code")
+    item.confirmed_at = utcnow()
+    codes = _new_recovery_codes(rt, account)
+    record("totp.enrolled", account_id=account.id, ip=ip)
+    db.session.commit()
+    return codes
+
+
+def verify_totp(rt: Runtime, account: Account, code: str, ip: str | None) -> bool:
+    """Check a login or step-up code against the confirmed credential.
+
+    :raises throttle.ThrottledError: too many wrong codes.
+    """
+    item = credential(account)
+    if item is None or item.confirmed_at is None:
+        return False
+    ok = _check(rt, account, item, code, ip)
+    db.session.commit()
+    return ok
+
+
+def use_recovery_code(rt: Runtime, account: Account, code: str, ip: str | None) -> bool:
+    """Spend one recovery code (dashes, spaces and case ignored). Commits.
+
+    :raises throttle.ThrottledError: too many wrong codes.
+    """
+    limits = rt.settings["throttle"]
+    key = f"totp:{account.id}"
+    throttle.reserve_attempt(rt.store, limits, key, ip)
+    raw = "".join(c for c in (code or "").lower() if c.isalnum())
+    spent = db.session.execute(
+        update(RecoveryCode)
+        .where(RecoveryCode.account_id == account.id, RecoveryCode.used_at.is_(None),
+               RecoveryCode.code_hash == keyed_hash(rt.token_hmac_key, raw, RECOVERY_PURPOSE))
+        .values(used_at=utcnow())).rowcount == 1
+    if spent:
+        throttle.note_success(rt.store, limits, key, ip)
+        record("totp.recovery_code_used", account_id=account.id, ip=ip)
+    db.session.commit()
+    return spent
+
+
+def remaining_recovery_codes(account: Account) -> int:
+    """How many unused recovery codes the account has."""
+    return len(db.session.scalars(select(RecoveryCode.id).where(
+        RecoveryCode.account_id == account.id, RecoveryCode.used_at.is_(None))).all())
+
+
+def regenerate_recovery_codes(rt: Runtime, account: Account, ip: str | None) -> list[str]:
+    """Replace every recovery code with new ones. Commits.
+
+    :raises TotpError: no confirmed credential.
+    """
+    if not has_totp(account):
+        raise TotpError(_l("Set up an authenticator first."))
+    codes = _new_recovery_codes(rt, account)
+    record("totp.recovery_codes_regenerated", account_id=account.id, ip=ip)
+    db.session.commit()
+    return codes
+
+
+def disable(rt: Runtime, account: Account, code: str, ip: str | None) -> None:
+    """Remove the credential and its recovery codes, proven by a current code.
+    Commits.
+
+    :raises TotpError: an operator's credential (they must keep one), or none set up.
+    :raises throttle.ThrottledError: too many wrong codes.
+    :raises ValueError: the code is wrong.
+    """
+    if account.is_admin:
+        raise TotpError(_l("Administrators must keep a second factor."))
+    item = credential(account)
+    if item is None or item.confirmed_at is None:
+        raise TotpError(_l("No authenticator is set up."))
+    if not _check(rt, account, item, code, ip):
+        raise ValueError("wrong code")
+    db.session.execute(delete(RecoveryCode).where(RecoveryCode.account_id == account.id))
+    db.session.delete(item)
+    record("totp.disabled", account_id=account.id, ip=ip)
+    db.session.commit()
