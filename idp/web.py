@@ -48,8 +48,8 @@ def sso_cookie(rt: Runtime) -> str | None:
 def current_sso(rt: Runtime) -> tuple[SsoSession | None, Account | None]:
     """The browser's live SSO session and its account (None if inactive).
 
-    A session that authenticated before the account's ``sessions_valid_after``
-    (password reset, suspension, forced re-verification) counts as none.
+    A session of an older generation than the account's (ended by a password
+    reset, suspension or forced re-verification) counts as none.
     """
     sso = load_session(rt.store, sso_cookie(rt))
     if sso is None:
@@ -57,7 +57,7 @@ def current_sso(rt: Runtime) -> tuple[SsoSession | None, Account | None]:
     account = get_account(sso.account_id)
     if account is None or not account.is_active:
         return sso, None
-    if account.sessions_valid_after and sso.auth_time < account.sessions_valid_after:
+    if sso.generation != account.session_generation:
         return None, None
     return sso, account
 

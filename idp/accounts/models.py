@@ -54,9 +54,10 @@ class Account(db.Model):
     reverification_required: Mapped[bool] = mapped_column(default=False)
     #: Operators of the provider; they must use a second factor (TOTP).
     is_admin: Mapped[bool] = mapped_column(default=False)
-    #: Unix seconds; SSO sessions authenticated before it are no longer
-    #: honoured (password reset, suspension, forced re-verification).
-    sessions_valid_after: Mapped[int | None]
+    #: Generation of the account's SSO sessions: each session records the one
+    #: it started in, and raising it ends them all (password reset,
+    #: suspension, forced re-verification).
+    session_generation: Mapped[int] = mapped_column(default=0)
     #: Creation and last profile change, UTC.
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -65,6 +66,10 @@ class Account(db.Model):
     def is_active(self) -> bool:
         """True when the account may log in."""
         return self.status == "active"
+
+    def end_all_sessions(self) -> None:
+        """Make every SSO session of the account invalid (not committed)."""
+        self.session_generation = (self.session_generation or 0) + 1
 
     @property
     def may_receive_tokens(self) -> bool:

@@ -8,7 +8,16 @@ from typing import Any
 
 from authlib.oauth2.rfc6749 import scope_to_list
 from authlib.oauth2.rfc6749.errors import AccessDeniedError, OAuth2Error
-from flask import Blueprint, Response, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
@@ -19,6 +28,7 @@ from idp.authn import interactions, otp, service, stepup, throttle, totp
 from idp.authn.forms import (
     ConsentForm,
     LoginForm,
+    PasswordResetForm,
     RegisterForm,
     SmsLoginForm,
     SmsRegisterForm,
@@ -163,7 +173,8 @@ def _sms_page(form, template: str, purpose: str,
               verify: Callable[[Runtime, Any], Any]):
     """The two steps of an SMS page: send a code for ``purpose``, then
     ``verify`` the form, which returns the new SSO session (or a pending
-    login) or ``(error, status)`` to show the form again with what was typed."""
+    login), a response to send, or ``(error, status)`` to show the form
+    again with what was typed."""
     rt = current_runtime()
     item = interactions.load(rt.store, request.values.get("i") or form.i.data, browser_id())
     next_field = getattr(form, "next", None)
@@ -177,6 +188,8 @@ def _sms_page(form, template: str, purpose: str,
         if request.form.get("action") == "verify":
             sent = True
             outcome = verify(rt, form)
+            if isinstance(outcome, Response):
+                return outcome
             if isinstance(outcome, SsoSession | service.PendingLogin):
                 return _logged_in(rt, item, outcome,
                                   next_field.data if next_field is not None else None)
@@ -272,6 +285,30 @@ def second_factor():
         status = 400
     return render_template("login_otp.html", form=form, item=item, enrolment=enrolment,
                            error=error, client=_client_for(item)), status
+
+
+@bp.route("/password/reset", methods=["GET", "POST"])
+def reset_password():
+    """A new password by SMS code to the account's verified number. The
+    page says the same whether or not the number belongs to an account. The
+    identity verification of the account stops counting (level 1), since a
+    phone alone proved the change."""
+
+    def verify(rt: Runtime, form) -> Response | tuple[str | None, int]:
+        try:
+            service.reset_password_by_sms(rt, form.phone.data, form.code.data or "",
+                                          form.password.data or "", client_ip())
+        except accounts.AccountError as exc:
+            form.password.errors.append(exc.message)
+            return None, 400
+        except service.InvalidCodeError:
+            return _("The code is wrong or has expired."), 401
+        flash(_("Your password is changed. Sign in with it; verify your identity again "
+                "in your account to restore its assurance level."), "notice")
+        item = interactions.load(rt.store, form.i.data, browser_id())
+        return redirect(url_for("authn.login", i=item.id if item else None))
+
+    return _sms_page(PasswordResetForm(), "reset_password.html", "reset_password", verify)
 
 
 @bp.route("/register", methods=["GET", "POST"])

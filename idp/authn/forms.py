@@ -64,6 +64,23 @@ class SmsLoginForm(FlaskForm):
     next = HiddenField()
 
 
+class PasswordResetForm(FlaskForm):
+    """A new password, proven by an SMS code to the account's verified number."""
+
+    phone = StringField(_l("Mobile number"), validators=[DataRequired(), Length(max=32)],
+                        render_kw={"autocomplete": "tel", "inputmode": "tel"})
+    code = StringField(_l("Code from the text message"), validators=[Optional(),
+                       Length(max=12)],
+                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
+    password = PasswordField(_l("New password"), validators=[Optional(), Length(max=1024)],
+                             render_kw={"autocomplete": "new-password"})
+    confirm = PasswordField(_l("Repeat password"),
+                            validators=[EqualTo("password",
+                                                message=_l("The passwords do not match."))],
+                            render_kw={"autocomplete": "new-password"})
+    i = HiddenField()
+
+
 class TotpForm(FlaskForm):
     """The second step of a login: a code from the authenticator app, or a
     recovery code (the button pressed, ``action``, says which)."""

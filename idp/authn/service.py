@@ -45,7 +45,7 @@ def start_session(rt: Runtime, account: Account, amr: list[str], ip: str | None,
         end_session(rt.store, previous)
     acr = rt.acr.acr_of(rt.acr.achieved(assurance_level(account), amr))
     sso = create_session(rt.store, account.id, amr, acr,
-                         ttl or rt.settings["session"]["sso_ttl"])
+                         ttl or rt.settings["session"]["sso_ttl"], account.session_generation)
     record("login.success", account_id=account.id, ip=ip, sid=sso.sid, amr=amr, **detail)
     db.session.commit()
     return sso
@@ -336,3 +336,37 @@ def check_step_up_code(rt: Runtime, account: Account, code: str, ip: str | None)
                step_up=True)
         db.session.commit()
         raise InvalidCodeError(phone or "")
+
+
+def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
+                          ip: str | None) -> Account:
+    """Set a new password for the account holding the verified number
+    ``phone``, proven by a code sent for ``reset_password``. Commits.
+
+    An SMS code alone proves only the phone, so the identity verification
+    stops counting (the account drops to level 1 until it verifies again),
+    every SSO session ends and every grant is revoked.
+
+    :raises accounts.AccountError: the new password breaks the policy (the
+        code is not used up then).
+    :raises InvalidCodeError: wrong, expired or used-up code, or no active
+        account with this verified number (one answer for both).
+    """
+    from idp.accounts.verification import revoke_evidence
+    from idp.oidc.grants import revoke_account_grants
+
+    accounts.check_password_policy(rt, password)
+    e164 = otp.check_code(rt, phone, "reset_password", code)
+    account = accounts.find_by_phone(rt, e164) if e164 else None
+    if account is None or not account.phone_number_verified or not account.is_active:
+        record("password.reset", "failure", account_id=account.id if account else None,
+               ip=ip, reason="sms_code" if e164 is None else "no_account")
+        db.session.commit()
+        raise InvalidCodeError(phone)
+    account.password_hash = rt.hasher.hash(password)
+    revoked = revoke_evidence(account, "password_reset_by_sms")
+    account.end_all_sessions()
+    record("password.reset", account_id=account.id, ip=ip, evidence_revoked=revoked)
+    db.session.commit()
+    revoke_account_grants(rt, account.id, "password_reset", ip)
+    return account

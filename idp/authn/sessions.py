@@ -31,6 +31,8 @@ class SsoSession:
     :ivar acr: authentication context class reference achieved.
     :ivar expires_at: Unix seconds when the session ends.
     :ivar clients: client_ids that received tokens in this session (for logout).
+    :ivar generation: the account's session generation when it started; the
+        session ends when the account's moves on.
     """
 
     handle: str
@@ -41,6 +43,7 @@ class SsoSession:
     acr: str | None
     expires_at: int
     clients: list[str] = field(default_factory=list)
+    generation: int = 0
 
 
 def _key(handle: str) -> str:
@@ -57,14 +60,15 @@ def save_session(store: Store, session: SsoSession) -> None:
 
 
 def create_session(
-    store: Store, account_id: int, amr: list[str], acr: str | None, ttl: int
+    store: Store, account_id: int, amr: list[str], acr: str | None, ttl: int,
+    generation: int = 0,
 ) -> SsoSession:
     """Start a new SSO session lasting ``ttl`` seconds (a fresh handle at every
-    login prevents session fixation)."""
+    login prevents session fixation) in the account's session ``generation``."""
     now = epoch()
     session = SsoSession(
         handle=random_token(32), sid=random_token(16), account_id=account_id, auth_time=now,
-        amr=amr, acr=acr, expires_at=now + ttl,
+        amr=amr, acr=acr, expires_at=now + ttl, generation=generation,
     )
     save_session(store, session)
     return session

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from pathlib import Path
 
@@ -144,6 +145,144 @@ def users_create(username: str, password: str, name: str | None, email: str | No
         raise click.ClickException(f"{exc.field}: {exc.message}") from None
     role = " (administrator: TOTP required)" if admin else ""
     click.echo(f"created account {account.username} (sub {account.subject}){role}")
+
+
+def _account(identifier: str):
+    """The account named by a username, resident ID, card or verified phone number."""
+    from idp.accounts.service import find_for_login
+    from idp.runtime import current_runtime
+
+    account = find_for_login(current_runtime(), identifier)
+    if account is None:
+        raise click.ClickException(f"no account is named {identifier!r}")
+    return account
+
+
+_ACCOUNT_ARG = click.argument("identifier", metavar="ACCOUNT")
+_REASON = click.option("--reason", required=True, help="Why (kept in the audit trail).")
+_OPERATOR = click.option("--operator", default=getpass.getuser, show_default="login name",
+                         help="Who acts (kept in the audit trail).")
+
+
+@users.command("show")
+@_ACCOUNT_ARG
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def users_show(identifier: str, as_json: bool) -> None:
+    """Show an account: status, assurance level, masked identifiers, evidence."""
+    from idp.accounts import service as accounts
+    from idp.accounts.identifiers import mask_card_number, mask_phone, mask_resident_id
+    from idp.accounts.verification import summary
+    from idp.runtime import current_runtime
+
+    rt = current_runtime()
+    account = _account(identifier)
+    state = summary(rt, account)
+    phone, number, card = (accounts.phone_number(rt, account),
+                           accounts.resident_id(rt, account), accounts.card_number(rt, account))
+    info = {
+        "username": account.username, "sub": account.subject, "status": account.status,
+        "admin": account.is_admin, "reverification_required": account.reverification_required,
+        "level": state.level, "acr": state.acr,
+        "phone": mask_phone(phone) if phone else None,
+        "phone_verified": account.phone_number_verified,
+        "resident_id": mask_resident_id(number) if number else None,
+        "card_number": mask_card_number(card) if card else None,
+        "evidence": [{"method": e.method, "result": e.result, "level": e.level,
+                      "reference": e.reference, "verified_at": e.verified_at.isoformat(),
+                      "expires_at": e.expires_at.isoformat() if e.expires_at else None,
+                      "counts": e.id in state.live, "revoked_reason": e.revoked_reason}
+                     for e in state.evidence],
+    }
+    if as_json:
+        click.echo(json.dumps(info, ensure_ascii=False))
+        return
+    for key, value in info.items():
+        if key != "evidence":
+            click.echo(f"{key}: {value}")
+    for e in info["evidence"]:
+        click.echo(f"evidence: {e['verified_at']} {e['method']} {e['result']} "
+                   f"{'counts' if e['counts'] else 'does not count'} {e['reference']}")
+
+
+@users.command("suspend")
+@_ACCOUNT_ARG
+@_REASON
+@_OPERATOR
+@with_appcontext
+def users_suspend(identifier: str, reason: str, operator: str) -> None:
+    """Suspend an account: no sign-in, its tokens stop working at once."""
+    from idp.admin.service import suspend
+    from idp.runtime import current_runtime
+
+    account = _account(identifier)
+    revoked = suspend(current_runtime(), account, operator, reason)
+    click.echo(f"suspended {account.username}; {revoked} grants revoked")
+
+
+@users.command("reinstate")
+@_ACCOUNT_ARG
+@_OPERATOR
+@with_appcontext
+def users_reinstate(identifier: str, operator: str) -> None:
+    """Lift a suspension."""
+    from idp.admin.service import reinstate
+    from idp.runtime import current_runtime
+
+    account = _account(identifier)
+    reinstate(current_runtime(), account, operator)
+    click.echo(f"reinstated {account.username}")
+
+
+@users.command("reverify")
+@_ACCOUNT_ARG
+@_REASON
+@_OPERATOR
+@with_appcontext
+def users_reverify(identifier: str, reason: str, operator: str) -> None:
+    """Demand a new identity verification: no tokens until the population
+    registry matches again (the user can still sign in to verify)."""
+    from idp.admin.service import require_reverification
+    from idp.runtime import current_runtime
+
+    account = _account(identifier)
+    revoked = require_reverification(current_runtime(), account, operator, reason)
+    click.echo(f"{account.username} must verify again; {revoked} grants revoked")
+
+
+@users.command("verify-in-person")
+@_ACCOUNT_ARG
+@click.option("--name", required=True, help="Name as on the ID card seen at the counter.")
+@click.option("--id-number", required=True, help="Resident ID number on the card.")
+@click.option("--reference", required=True, help="The counter's ticket or case number.")
+@_OPERATOR
+@with_appcontext
+def users_verify_in_person(identifier: str, name: str, id_number: str, reference: str,
+                           operator: str) -> None:
+    """Record an in-person verification at a counter (level 4); the
+    population registry is checked too."""
+    from idp.accounts.identifiers import IdentifierError
+    from idp.accounts.service import AccountError
+    from idp.accounts.verification import (
+        VerificationFailedError,
+        VerificationUnavailableError,
+        verify_in_person,
+    )
+    from idp.runtime import current_runtime
+
+    account = _account(identifier)
+    try:
+        verify_in_person(current_runtime(), account, name, id_number, reference, operator)
+    except IdentifierError as exc:
+        raise click.ClickException(f"--id-number: {exc.message}") from None
+    except AccountError as exc:
+        raise click.ClickException(f"{exc.field}: {exc.message}") from None
+    except VerificationUnavailableError:
+        raise click.ClickException("the verification service is unavailable; try again "
+                                   "later") from None
+    except VerificationFailedError as exc:
+        raise click.ClickException(f"not verified ({exc.code}): {exc.message}") from None
+    click.echo(f"{account.username} verified in person (level 4)")
 
 
 @main.group()

@@ -26,7 +26,8 @@ def upgrade():
                                       server_default=sa.false()))
         batch_op.add_column(sa.Column("is_admin", sa.Boolean(), nullable=False,
                                       server_default=sa.false()))
-        batch_op.add_column(sa.Column("sessions_valid_after", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("session_generation", sa.Integer(), nullable=False,
+                                      server_default="0"))
         batch_op.create_unique_constraint("uq_accounts_card_number_index", ["card_number_index"])
     with op.batch_alter_table("clients", schema=None) as batch_op:
         batch_op.add_column(sa.Column("subject_type", sa.String(length=16), nullable=False,
@@ -96,7 +97,7 @@ def downgrade():
         batch_op.drop_column("subject_type")
     with op.batch_alter_table("accounts", schema=None) as batch_op:
         batch_op.drop_constraint("uq_accounts_card_number_index", type_="unique")
-        batch_op.drop_column("sessions_valid_after")
+        batch_op.drop_column("session_generation")
         batch_op.drop_column("is_admin")
         batch_op.drop_column("reverification_required")
         batch_op.drop_column("verified_name")

@@ -1,0 +1,1 @@
+"""Operator actions on accounts (the console and admin API build on these)."""

@@ -1,0 +1,178 @@
+"""Password reset by SMS (the level drops to 1), and the operator's commands:
+suspend, reinstate, demand re-verification, verify in person, show."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from connectors.sandbox import read_outbox
+from idp.cli import main
+from tests.conftest import SECRETS
+from tests.helpers import Browser, hidden_inputs, redeem
+from tests.integration.test_step_up import level_2_account
+from tests.sandbox_support import KEY, SECRET, fresh_person, start_gateway_provider
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory, database_url):
+    provider, gateway = start_gateway_provider(tmp_path_factory, database_url,
+                                               sms={"resend_after": 1})
+    yield provider, gateway
+    provider.stop()
+    gateway.stop()
+
+
+def cli(provider, gateway, *args):
+    """Run ``idp`` on the provider's own database and store, as an operator would."""
+    settings = provider.runtime.settings
+    env = {"IDP_INSTANCE_PATH": settings["instance_path"],
+           "IDP_DATABASE_URL": settings["database_url"], "IDP_REDIS_URL": settings["redis_url"],
+           "IDP_STORE_PREFIX": settings["store_prefix"],
+           "IDP_GATEWAY__URL": gateway.url, "IDP_GATEWAY__ACCESS_KEY": KEY,
+           "IDP_GATEWAY__SECRET": SECRET,
+           **{f"IDP_SECRETS__{k.upper()}": v for k, v in SECRETS.items()}}
+    args = list(args)
+    if args[1] in ("suspend", "reinstate", "reverify", "verify-in-person"):
+        args += ["--operator", "clerk-7"]
+    return CliRunner().invoke(main, args, env=env, catch_exceptions=False)
+
+
+def tokens_of(provider, username, password):
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    code = browser.login_for_code(client, username, password,
+                                  scope="openid offline_access")["code"]
+    return client, browser, redeem(provider.url, client, code).json()
+
+
+def refresh(provider, client, tokens):
+    return requests.post(f"{provider.url}/token", auth=client.auth, data={
+        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+
+
+def userinfo_status(provider, tokens) -> int:
+    return requests.get(f"{provider.url}/userinfo", headers={
+        "Authorization": f"Bearer {tokens['access_token']}"}).status_code
+
+
+def _login_status(provider, identifier, password) -> int:
+    session = requests.Session()
+    fields = hidden_inputs(session.get(f"{provider.url}/login").text)
+    fields.update(username=identifier, password=password)
+    return session.post(f"{provider.url}/login", data=fields,
+                        allow_redirects=False).status_code
+
+
+def _reset(provider, gateway, phone, password):
+    """Ask for a code, then set ``password`` with it: ``(session, answer, code)``."""
+    session = requests.Session()
+    page = session.get(f"{provider.url}/password/reset")
+    fields = hidden_inputs(page.text)
+    fields.update(phone=phone, action="send")
+    sent = session.post(f"{provider.url}/password/reset", data=fields)
+    assert sent.status_code == 200
+    code = read_outbox(gateway.data_path, phone)[-1]["params"]["code"]
+    return session, _set_password(provider, session, sent, phone, code, password), code
+
+
+def _set_password(provider, session, page, phone, code, password):
+    fields = hidden_inputs(page.text)
+    fields.update(phone=phone, code=code, password=password, confirm=password,
+                  action="verify")
+    return session.post(f"{provider.url}/password/reset", data=fields, allow_redirects=False)
+
+
+def test_password_reset_by_sms_drops_the_level_and_ends_everything(gw):
+    from idp.accounts.service import find_by_username
+    from idp.accounts.verification import assurance_level, evidence_of
+
+    provider, gateway = gw
+    username, password, person = level_2_account(provider, gateway)
+    client, browser, tokens = tokens_of(provider, username, password)
+    session, weak, code = _reset(provider, gateway, person.phone, "short")
+    assert weak.status_code == 400 and "at least" in weak.text
+    # The code was not used up by the rejected password.
+    reset = _set_password(provider, session, weak, person.phone, code, "a new long password")
+    assert reset.status_code == 302 and "/login" in reset.headers["Location"]
+    with provider.app.app_context():
+        account = find_by_username(username)
+        assert assurance_level(account) == 1
+        reasons = {e.revoked_reason for e in evidence_of(account) if e.level}
+        assert reasons == {"password_reset_by_sms"}
+    assert _login_status(provider, username, password) == 401
+    assert _login_status(provider, username, "a new long password") == 302
+    # The old SSO session, refresh token and access token are all dead.
+    assert "/login" in browser.go(browser.authorize_url(client)).url
+    assert refresh(provider, client, tokens).json()["error"] == "invalid_grant"
+    assert userinfo_status(provider, tokens) == 401
+
+
+def test_reset_answers_the_same_for_unknown_numbers(gw):
+    provider, gateway = gw
+    person = fresh_person(gateway)
+    _session, refused, _code = _reset(provider, gateway, person.phone, "a new long password")
+    assert refused.status_code == 401 and "wrong or has expired" in refused.text
+
+
+def test_suspend_and_reinstate(gw):
+    provider, gateway = gw
+    username, password, _ = provider.create_account()
+    client, _browser, tokens = tokens_of(provider, username, password)
+    result = cli(provider, gateway, "users", "suspend", username, "--reason", "fraud report")
+    assert result.exit_code == 0 and "1 grants revoked" in result.output, result.output
+    assert userinfo_status(provider, tokens) == 401
+    assert refresh(provider, client, tokens).json()["error"] == "invalid_grant"
+    assert _login_status(provider, username, password) == 401
+    assert cli(provider, gateway, "users", "reinstate", username).exit_code == 0
+    assert _login_status(provider, username, password) == 302
+
+
+def test_forced_reverification_stops_tokens_until_verified_again(gw):
+    provider, gateway = gw
+    username, password, person = level_2_account(provider, gateway)
+    client, browser, tokens = tokens_of(provider, username, password)
+    result = cli(provider, gateway, "users", "reverify", person.id_number,
+                 "--reason", "documents reported stolen")
+    assert result.exit_code == 0, result.output
+    assert refresh(provider, client, tokens).json()["error"] == "invalid_grant"
+    assert userinfo_status(provider, tokens) == 401
+    # Sign-in still works, but the client gets nothing before verification.
+    browser = Browser(provider.url)
+    page = browser.go(browser.authorize_url(client), username=username, password=password)
+    assert "/login/step-up" in page.url and "/account/verify?i=" in page.text
+    verify = browser.session.get(provider.url + page.text.split('id="verify" href="')[1]
+                                 .split('"')[0].replace("&amp;", "&"))
+    fields = hidden_inputs(verify.text)
+    fields.update(name=person.name, id_number=person.id_number)
+    done = browser.session.post(f"{provider.url}/account/verify", data=fields,
+                                allow_redirects=False)
+    assert "/authorize/resume" in done.headers["Location"]
+    callback = browser.go(provider.url + done.headers["Location"])
+    assert callback.headers["Location"].startswith(client.redirect_uri + "?code=")
+
+
+def test_in_person_verification_and_show(gw):
+    provider, gateway = gw
+    username, _, _ = provider.create_account()
+    person = fresh_person(gateway)
+    wrong = cli(provider, gateway, "users", "verify-in-person", username, "--name", "某人",
+                "--id-number", person.id_number, "--reference", "CTR-1")
+    assert wrong.exit_code != 0 and "not verified" in wrong.output
+    bad = cli(provider, gateway, "users", "verify-in-person", username, "--name", person.name,
+              "--id-number", "12345", "--reference", "CTR-1")
+    assert bad.exit_code != 0 and "--id-number" in bad.output
+    done = cli(provider, gateway, "users", "verify-in-person", username, "--name", person.name,
+               "--id-number", person.id_number, "--reference", "CTR-2")
+    assert done.exit_code == 0, done.output
+    shown = json.loads(cli(provider, gateway, "users", "show", username, "--json").output)
+    assert shown["level"] == 4 and shown["acr"] == "L4"
+    assert person.id_number not in json.dumps(shown)
+    assert shown["resident_id"] == person.id_number[:4] + "*" * 10 + person.id_number[-4:]
+    in_person = [e for e in shown["evidence"] if e["method"] == "in_person"]
+    assert in_person[0]["reference"] == "CTR-2" and in_person[0]["counts"]
+    missing = cli(provider, gateway, "users", "show", "nobody-here")
+    assert missing.exit_code != 0 and "no account" in missing.output
