@@ -98,12 +98,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["authlib.server"] = server
 
     from idp.authn.blueprint import bp as authn_bp
+    from idp.authn.kiosk.blueprint import bp as kiosk_bp
     from idp.oidc.blueprint import bp as oidc_bp
     from idp.portal.blueprint import bp as portal_bp
 
     app.register_blueprint(oidc_bp)
     app.register_blueprint(authn_bp)
     app.register_blueprint(portal_bp)
+    app.register_blueprint(kiosk_bp)
     app.before_request(reject_nul_bytes)
     app.after_request(add_security_headers)
     app.register_error_handler(HTTPException, handle_http_error)

@@ -13,6 +13,7 @@ from idp.accounts.service import get_account
 from idp.authn.sessions import SsoSession, load_session
 from idp.runtime import Runtime
 from idp.security import random_token
+from idp.timeutil import epoch
 
 
 def browser_id() -> str:
@@ -63,10 +64,11 @@ def current_sso(rt: Runtime) -> tuple[SsoSession | None, Account | None]:
 
 
 def set_sso_cookie(rt: Runtime, response: Response, sso: SsoSession) -> None:
-    """Attach the SSO session cookie (HttpOnly, SameSite=Lax, Secure in production)."""
+    """Attach the SSO session cookie (HttpOnly, SameSite=Lax, Secure in
+    production), living as long as the session itself."""
     settings = rt.settings["session"]
     response.set_cookie(
-        settings["cookie_name"], sso.handle, max_age=rt.settings["session"]["sso_ttl"],
+        settings["cookie_name"], sso.handle, max_age=max(sso.expires_at - epoch(), 0),
         httponly=True, samesite="Lax", secure=settings["cookie_secure"], path="/",
     )
 
@@ -102,7 +104,7 @@ def add_security_headers(response: Response) -> Response:
 
 
 #: Endpoints whose clients are programs: errors there are JSON (RFC 6749 §5.2).
-JSON_ENDPOINTS = ("/token", "/userinfo", "/revoke", "/introspect")
+JSON_ENDPOINTS = ("/token", "/userinfo", "/revoke", "/introspect", "/kiosk/login")
 
 
 def handle_http_error(error: HTTPException) -> tuple[Response | str, int]:

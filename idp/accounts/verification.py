@@ -157,9 +157,13 @@ def _count_check(rt: Runtime, account: Account, ip: str | None) -> None:
         raise VerificationLimitError(rt.store.ttl(key) or 86400)
 
 
-def _ask(rt: Runtime, method: str, call):
-    """Run a registry query; outages and refusals become
-    :class:`VerificationUnavailableError` (nothing is recorded)."""
+def ask_registry(rt: Runtime, method: str, call):
+    """Run ``call(gateway)``, a registry query for ``method``; an outage, a
+    refused request or a missing gateway becomes
+    :class:`VerificationUnavailableError`, never an answer about the person.
+
+    :returns: what ``call`` returns (a typed registry result).
+    """
     if rt.gateway is None:
         raise VerificationUnavailableError("no gateway is configured")
     try:
@@ -210,7 +214,8 @@ def _population(rt: Runtime, account: Account, name: str, id_number: str,
             "This account is already verified with another ID number."))
     if counted:
         _count_check(rt, account, ip)
-    answer = _ask(rt, "population_registry", lambda gw: gw.verify_person(name, number))
+    answer = ask_registry(rt, "population_registry",
+                          lambda gw: gw.verify_person(name, number))
     return name, number, answer
 
 
@@ -272,7 +277,8 @@ def verify_face(rt: Runtime, account: Account, liveness_token: str,
         raise accounts.AccountError("liveness_token", _l("The liveness check did not "
                                                           "return a token; try again."))
     _count_check(rt, account, ip)
-    answer = _ask(rt, "face_comparison", lambda gw: gw.compare_face(number, name, token))
+    answer = ask_registry(rt, "face_comparison",
+                          lambda gw: gw.compare_face(number, name, token))
     passed = answer.decision is FaceDecision.PASS
     item = _record(rt, account, "face_comparison", answer.decision.value, passed,
                    answer.reference, ip)
@@ -304,7 +310,7 @@ def verify_card(rt: Runtime, account: Account, card_number: str,
         raise accounts.AccountError("card_number", _l(
             "This card is already registered to another account."))
     _count_check(rt, account, ip)
-    answer = _ask(rt, "social_security_card", lambda gw: gw.check_card(number, card))
+    answer = ask_registry(rt, "social_security_card", lambda gw: gw.check_card(number, card))
     active = answer.status is CardStatus.ACTIVE
     item = _record(rt, account, "social_security_card", answer.status.value, active,
                    answer.reference, ip)
@@ -335,7 +341,8 @@ def verify_carrier(rt: Runtime, account: Account, ip: str | None) -> Verificatio
         raise VerificationFailedError("prerequisite", _l(
             "First confirm a mobile number with a text message code."))
     _count_check(rt, account, ip)
-    answer = _ask(rt, "carrier_three_element", lambda gw: gw.verify_phone(name, number, phone))
+    answer = ask_registry(rt, "carrier_three_element",
+                          lambda gw: gw.verify_phone(name, number, phone))
     matched = answer.result is CarrierResult.MATCH
     item = _record(rt, account, "carrier_three_element", answer.result.value, matched,
                    answer.reference, ip)

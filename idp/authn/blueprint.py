@@ -104,11 +104,12 @@ def home():
     return render_template("home.html", account=account)
 
 
-def _logged_in(rt, item, sso: SsoSession | service.PendingLogin,
+def logged_in_response(rt, item, sso: SsoSession | service.PendingLogin,
                next_url: str | None = None) -> Response:
-    """Set the SSO cookie and continue the pending request (or go to
-    ``next_url`` in the account console, or home). A login that still needs
-    its second factor goes to the TOTP page first."""
+    """The answer to a finished first or second factor: set the SSO cookie
+    and continue the pending request ``item`` (or go to ``next_url`` in the
+    account console, or home). A login that still needs its second factor
+    goes to the TOTP page first. Shared by every login method's views."""
     if isinstance(sso, service.PendingLogin):
         session["mfa"] = sso.token
         return redirect(url_for("authn.second_factor", i=item.id if item else None,
@@ -147,7 +148,7 @@ def login():
             error = _("The username or password is incorrect.")
             status = 401
         else:
-            return _logged_in(rt, item, sso, form.next.data)
+            return logged_in_response(rt, item, sso, form.next.data)
     elif request.method == "POST":
         status = 400
     return render_template("login.html", form=form, error=error, client=_client_for(item),
@@ -191,7 +192,7 @@ def _sms_page(form, template: str, purpose: str,
             if isinstance(outcome, Response):
                 return outcome
             if isinstance(outcome, SsoSession | service.PendingLogin):
-                return _logged_in(rt, item, outcome,
+                return logged_in_response(rt, item, outcome,
                                   next_field.data if next_field is not None else None)
             error, status = outcome
         else:
@@ -264,7 +265,7 @@ def second_factor():
             if enrol:
                 sso, codes = service.enrol_and_finish(rt, token, code, client_ip(),
                                                       sso_cookie(rt))
-                response = _logged_in(rt, item, sso, form.next.data)
+                response = logged_in_response(rt, item, sso, form.next.data)
                 page = Response(render_template(
                     "recovery_codes.html", codes=codes,
                     continue_url=response.headers["Location"]))
@@ -280,7 +281,7 @@ def second_factor():
         except service.LoginFailedError:
             error, status = _("The code is wrong."), 401
         else:
-            return _logged_in(rt, item, sso, form.next.data)
+            return logged_in_response(rt, item, sso, form.next.data)
     elif request.method == "POST":
         status = 400
     return render_template("login_otp.html", form=form, item=item, enrolment=enrolment,
@@ -333,7 +334,7 @@ def register():
             getattr(form, exc.field).errors.append(exc.message)
             status = 400
         else:
-            return _logged_in(rt, item, sso)
+            return logged_in_response(rt, item, sso)
     elif request.method == "POST":
         status = 400
     return render_template("register.html", form=form, item=item,

@@ -73,14 +73,17 @@ def _pending_key(token: str) -> str:
 
 
 def complete_login(rt: Runtime, account: Account, amr: list[str], ip: str | None,
-                   previous: str | None = None, **detail: str) -> SsoSession | PendingLogin:
-    """After a first factor: start the SSO session, or, when the account
-    needs a second factor (TOTP set up, or an operator), a pending login
-    that :func:`finish_second_factor` completes within ``totp.pending_login_ttl``."""
+                   previous: str | None = None, ttl: int | None = None,
+                   **detail: str) -> SsoSession | PendingLogin:
+    """After a first factor: start the SSO session (lasting ``ttl`` seconds,
+    default ``session.sso_ttl``), or, when the account needs a second factor
+    (TOTP set up, or an operator), a pending login that
+    :func:`finish_second_factor` completes within ``totp.pending_login_ttl``."""
     if not totp.needs_second_factor(account):
-        return start_session(rt, account, amr, ip, previous, **detail)
+        return start_session(rt, account, amr, ip, previous, ttl, **detail)
     token = random_token(24)
-    rt.store.put(_pending_key(token), {"account_id": account.id, "amr": amr, "detail": detail},
+    rt.store.put(_pending_key(token), {"account_id": account.id, "amr": amr, "detail": detail,
+                                       "ttl": ttl},
                  rt.settings["totp"]["pending_login_ttl"])
     return PendingLogin(token=token, enrol=not totp.has_totp(account))
 
@@ -122,7 +125,7 @@ def _start_pending(rt: Runtime, token: str, account: Account, ip: str | None,
     if data is None:
         raise LoginFailedError(account.username)
     return start_session(rt, account, combine_amr(data["amr"], "otp"), ip, previous,
-                         **data["detail"])
+                         data.get("ttl"), **data["detail"])
 
 
 def enrol_and_finish(rt: Runtime, token: str, code: str, ip: str | None,

@@ -325,11 +325,13 @@ def _client_summary(client) -> dict:
               help="https URL of a JSON array of the redirect URIs; its host is the sector.")
 @click.option("--min-acr", default=None,
               help="Lowest assurance level (acr) the client accepts, e.g. L2.")
+@click.option("--kiosk", is_flag=True,
+              help="A self-service kiosk that logs people in by card (needs private_key_jwt).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @with_appcontext
 def clients_create(name, redirect_uris, logout_uris, public, trusted, grant_types, auth_method,
                    jwks_file, alg, scope, client_id, subject_type, sector_identifier_uri,
-                   min_acr, as_json) -> None:
+                   min_acr, kiosk, as_json) -> None:
     """Register a client. The secret is printed once; only its hash is stored."""
     from idp.clients.service import ClientError, create_client
     from idp.runtime import current_runtime
@@ -349,7 +351,7 @@ def clients_create(name, redirect_uris, logout_uris, public, trusted, grant_type
             alg=alg or rt.settings["tokens"]["default_signing_alg"], jwks=jwks,
             client_id=client_id, subject_type=subject_type,
             sector_identifier_uri=sector_identifier_uri, min_acr=min_acr,
-            acr_values=rt.settings["assurance"]["acr_values"],
+            acr_values=rt.settings["assurance"]["acr_values"], kiosk=kiosk,
         )
     except ClientError as exc:
         raise click.ClickException(str(exc)) from None

@@ -252,6 +252,7 @@ def create_client(
     subject_type: str = "pairwise",
     sector_identifier_uri: str | None = None,
     fetch=fetch_sector_uris,
+    kiosk: bool = False,
 ) -> tuple[Client, str | None]:
     """Register a client and commit.
 
@@ -266,6 +267,8 @@ def create_client(
         ``sub``) or ``public`` (OIDC Core §8).
     :param sector_identifier_uri: https URL of a JSON array listing the
         redirect URIs, fetched with ``fetch``; its host is the pairwise sector.
+    :param kiosk: a self-service kiosk that logs people in by the cards it
+        reads (idp.authn.kiosk); it must authenticate with ``private_key_jwt``.
     :returns: ``(client, secret)``; ``secret`` is the clear client secret (256
         bits), shown once and stored only as an HMAC, or None when the client
         authenticates without one.
@@ -299,6 +302,9 @@ def create_client(
     if min_acr is not None and min_acr not in acr_values:
         raise ClientError(f"minimum acr {min_acr!r} is not a level; use one of "
                           f"{', '.join(acr_values)}")
+    if kiosk and method != "private_key_jwt":
+        raise ClientError("a kiosk authenticates with private_key_jwt (--auth-method "
+                          "private_key_jwt --jwks FILE)")
     if subject_type not in SUBJECT_TYPES:
         raise ClientError(f"subject type {subject_type!r} is not supported; use "
                           f"{' or '.join(SUBJECT_TYPES)}")
@@ -321,7 +327,7 @@ def create_client(
         redirect_uris=uris, post_logout_redirect_uris=logout_uris, grant_types=grant_types,
         scope=" ".join(requested_scope), token_endpoint_auth_method=method, trusted=trusted,
         id_token_signed_response_alg=alg, jwks=jwks, min_acr=min_acr,
-        subject_type=subject_type, sector_identifier=sector,
+        subject_type=subject_type, sector_identifier=sector, kiosk=kiosk,
         sector_identifier_uri=sector_identifier_uri if subject_type == "pairwise" else None,
     )
     db.session.add(row)

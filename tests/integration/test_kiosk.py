@@ -1,0 +1,160 @@
+"""Kiosk login: a registered kiosk posts a signed card read; the person is
+logged in on the kiosk's browser with amr hwk and a short session."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import jwt as pyjwt
+import pytest
+import requests
+from joserfc import jwt as jose_jwt
+from joserfc.jwk import ECKey
+
+from tests.helpers import Browser, callback_params, redeem
+from tests.integration.test_step_up import level_2_account
+from tests.sandbox_support import fresh_person, start_gateway_provider
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory, database_url):
+    provider, gateway = start_gateway_provider(tmp_path_factory, database_url,
+                                               gateway={"retries": 0})
+    yield provider, gateway
+    provider.stop()
+    gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def kiosk(gw):
+    provider, _ = gw
+    key = ECKey.generate_key("P-256", parameters={"kid": "kiosk-1"}, private=True)
+    client = provider.create_client(grant_types=["client_credentials"],
+                                    auth_method="private_key_jwt",
+                                    jwks={"keys": [key.as_dict(private=False)]}, kiosk=True)
+    return client, key
+
+
+def _signed(key, claims: dict) -> str:
+    return jose_jwt.encode({"alg": "ES256", "kid": key.kid}, claims, key, algorithms=["ES256"])
+
+
+def card_read(provider, client, key, person, *, card_type="resident_id", lifetime=60,
+              iat_offset=0, **changes) -> str:
+    now = int(time.time()) + iat_offset
+    claims = {"iss": client.client_id, "aud": f"{provider.url}/kiosk/login", "iat": now,
+              "exp": now + lifetime, "jti": uuid.uuid4().hex, "card_type": card_type,
+              "id_number": person.id_number, "name": person.name}
+    if card_type == "social_security":
+        claims["card_number"] = person.card_number
+    claims.update(changes)
+    return _signed(key, claims)
+
+
+def post(provider, client, key, read: str) -> requests.Response:
+    now = int(time.time())
+    assertion = _signed(key, {"iss": client.client_id, "sub": client.client_id,
+                              "aud": provider.url, "iat": now, "exp": now + 60,
+                              "jti": uuid.uuid4().hex})
+    return requests.post(f"{provider.url}/kiosk/login", data={
+        "client_id": client.client_id, "card_read": read,
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion})
+
+
+def test_card_login_on_the_kiosk_browser(gw, kiosk):
+    provider, gateway = gw
+    client, key = kiosk
+    username, _password, person = level_2_account(provider, gateway)
+    answer = post(provider, client, key, card_read(provider, client, key, person))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["amr"] == ["hwk"] and body["acr"] == "L2" and body["expires_in"] == 60
+    assert body["login_url"].startswith(f"{provider.url}/kiosk/enter?ticket=")
+    browser = Browser(provider.url)
+    entered = browser.session.get(body["login_url"], allow_redirects=False)
+    assert entered.status_code == 302
+    assert "Max-Age=300" in entered.headers["Set-Cookie"]  # a short session
+    # A portal opened on the kiosk is signed in by SSO with amr hwk.
+    portal = provider.create_client()
+    response = browser.go(browser.authorize_url(portal))
+    tokens = redeem(provider.url, portal, callback_params(response)["code"]).json()
+    claims = pyjwt.decode(tokens["id_token"], options={"verify_signature": False})
+    assert claims["amr"] == ["hwk"] and claims["acr"] == "L2"
+    # The ticket works once.
+    again = requests.get(body["login_url"], allow_redirects=False)
+    assert again.status_code == 400
+
+
+def test_social_security_card(gw, kiosk):
+    provider, gateway = gw
+    client, key = kiosk
+    _username, _password, person = level_2_account(provider, gateway)
+    answer = post(provider, client, key, card_read(provider, client, key, person,
+                                                   card_type="social_security"))
+    assert answer.status_code == 200, answer.text
+    lost = fresh_person(gateway, card_status="lost")
+    refused = post(provider, client, key, card_read(provider, client, key, lost,
+                                                    card_type="social_security"))
+    assert refused.status_code == 403 and refused.json()["error"] == "access_denied"
+
+
+def test_replay_and_tampering_are_refused(gw, kiosk):
+    provider, gateway = gw
+    client, key = kiosk
+    _username, _password, person = level_2_account(provider, gateway)
+    read = card_read(provider, client, key, person)
+    assert post(provider, client, key, read).status_code == 200
+    replay = post(provider, client, key, read)
+    assert replay.status_code == 400 and "already used" in replay.json()["error_description"]
+    other = ECKey.generate_key("P-256", parameters={"kid": "kiosk-1"}, private=True)
+    forged = post(provider, client, key, card_read(provider, client, other, person))
+    assert forged.status_code == 400 and "signature" in forged.json()["error_description"]
+    for bad in (card_read(provider, client, key, person, lifetime=3600),
+                card_read(provider, client, key, person, iat_offset=-600),
+                card_read(provider, client, key, person, aud=f"{provider.url}/token"),
+                card_read(provider, client, key, person, card_type="passport"),
+                card_read(provider, client, key, person, id_number="12345")):
+        answer = post(provider, client, key, bad)
+        assert answer.status_code == 400 and answer.json()["error"] == "invalid_request"
+    assert post(provider, client, key, "not-a-jwt").status_code == 400
+
+
+def test_registry_answers_and_accounts(gw, kiosk):
+    provider, gateway = gw
+    client, key = kiosk
+    _username, _password, person = level_2_account(provider, gateway)
+    mismatch = post(provider, client, key, card_read(provider, client, key, person,
+                                                     name="某某某"))
+    assert mismatch.status_code == 403
+    stranger = fresh_person(gateway)
+    unknown = post(provider, client, key, card_read(provider, client, key, stranger))
+    assert unknown.status_code == 403 and "No active account" in unknown.text
+    # (A positive answer is cached, so the outage is shown with a card not
+    # asked about before.)
+    gateway.state.inject_failures("/population/v1/verify", 1)
+    down = post(provider, client, key, card_read(provider, client, key, fresh_person(gateway)))
+    assert down.status_code == 503 and down.json()["error"] == "temporarily_unavailable"
+
+
+def test_only_kiosks_may_post_card_reads(gw):
+    provider, gateway = gw
+    key = ECKey.generate_key("P-256", parameters={"kid": "k"}, private=True)
+    client = provider.create_client(grant_types=["client_credentials"],
+                                    auth_method="private_key_jwt",
+                                    jwks={"keys": [key.as_dict(private=False)]})
+    person = fresh_person(gateway)
+    answer = post(provider, client, key, card_read(provider, client, key, person))
+    assert answer.status_code == 400 and answer.json()["error"] == "unauthorized_client"
+    unauthenticated = requests.post(f"{provider.url}/kiosk/login", data={"card_read": "x"})
+    assert unauthenticated.json()["error"] == "invalid_client"
+
+
+def test_kiosk_clients_need_private_key_jwt(gw):
+    from idp.clients.service import ClientError, create_client
+
+    provider, _ = gw
+    with provider.app.app_context(), pytest.raises(ClientError, match="private_key_jwt"):
+        create_client("Kiosk", [], provider.runtime.token_hmac_key,
+                      grant_types=["client_credentials"], kiosk=True)
