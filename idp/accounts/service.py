@@ -137,24 +137,31 @@ def get_account(account_id: int) -> Account | None:
     return db.session.get(Account, account_id)
 
 
+def verify_password(rt: Runtime, account: Account | None, password: str) -> bool:
+    """Check ``password`` against ``account``'s hash, taking the same time
+    when ``account`` is None (unknown identifier). Re-hashes and commits
+    when the stored hash has outdated parameters.
+
+    :returns: whether the password matched an existing account's.
+    """
+    ok, new_hash = rt.hasher.verify(password, account.password_hash if account else None)
+    if not ok or account is None:
+        return False
+    if new_hash:
+        account.password_hash = new_hash
+        db.session.commit()
+    return True
+
+
 def check_password(rt: Runtime, identifier: str, password: str) -> tuple[Account | None, bool]:
     """Verify a password for the account named by ``identifier``: a resident
     ID number, a verified mobile number, or a username (see :func:`find_for_login`).
-
-    Takes the same time whether or not the account exists. Re-hashes and
-    commits when the stored hash has outdated parameters.
 
     :returns: ``(account, ok)``: the account named (None if unknown, so a
         failure can be audited against it) and whether the password matched.
     """
     account = find_for_login(rt, identifier)
-    ok, new_hash = rt.hasher.verify(password, account.password_hash if account else None)
-    if not ok or account is None:
-        return account, False
-    if new_hash:
-        account.password_hash = new_hash
-        db.session.commit()
-    return account, True
+    return account, verify_password(rt, account, password)
 
 
 def _by_index(column, index: str) -> Account | None:

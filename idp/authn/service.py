@@ -19,7 +19,7 @@ from idp.authn.acr import combine_amr
 from idp.authn.sessions import SsoSession, create_session, end_session
 from idp.extensions import db
 from idp.runtime import Runtime
-from idp.security import random_token
+from idp.security import keyed_hash, random_token
 
 
 class LoginFailedError(Exception):
@@ -153,27 +153,34 @@ def login_with_password(rt: Runtime, identifier: str, password: str, ip: str | N
     """Authenticate by password and start an SSO session (or a pending
     login, when a second factor must follow: :func:`complete_login`).
 
-    Failures count against the typed identifier and the IP (store counters),
-    and are audited.
+    Failures count against the IP and against the account the identifier
+    names, whichever identifier and spelling named it (username, ID or card
+    number, phone in any format), so reformatting an identifier gives no
+    extra guesses; an identifier that names no account is counted by its
+    keyed hash, so the store holds no typed identifier. Failures are audited.
 
-    :raises throttle.ThrottledError: the identifier or IP is over its limit.
+    :raises throttle.ThrottledError: the account or IP is over its limit.
     :raises LoginFailedError: on any other failure.
     """
     identifier = accounts.normalize_username(identifier)
     limits = rt.settings["throttle"]
+    account = accounts.find_for_login(rt, identifier)
+    key = (f"account:{account.id}" if account is not None
+           else "unknown:" + keyed_hash(rt.token_hmac_key, identifier, "login_identifier"))
     try:
-        throttle.reserve_attempt(rt.store, limits, identifier, ip)
+        throttle.reserve_attempt(rt.store, limits, key, ip)
     except throttle.ThrottledError:
-        record("login.failure", "failure", ip=ip, reason="throttled")
+        record("login.failure", "failure", account_id=account.id if account else None, ip=ip,
+               reason="throttled")
         db.session.commit()
         raise
-    account, ok = accounts.check_password(rt, identifier, password)
+    ok = accounts.verify_password(rt, account, password)
     if not ok or not account.is_active:
         record("login.failure", "failure", account_id=account.id if account else None, ip=ip,
                reason="invalid_credentials" if not ok else "inactive")
         db.session.commit()
         raise LoginFailedError(identifier)
-    throttle.note_success(rt.store, limits, identifier, ip)
+    throttle.note_success(rt.store, limits, key, ip)
     return complete_login(rt, account, ["pwd"], ip, previous)
 
 
@@ -303,15 +310,11 @@ def confirm_password(rt: Runtime, account: Account, password: str, ip: str | Non
     limits = rt.settings["throttle"]
     key = f"account:{account.id}"
     throttle.reserve_attempt(rt.store, limits, key, ip)
-    ok, new_hash = rt.hasher.verify(password, account.password_hash)
-    if not ok:
+    if not accounts.verify_password(rt, account, password):
         record("login.failure", "failure", account_id=account.id, ip=ip,
                reason="invalid_credentials", step_up=True)
         db.session.commit()
         raise LoginFailedError(account.username)
-    if new_hash:
-        account.password_hash = new_hash
-        db.session.commit()
     throttle.note_success(rt.store, limits, key, ip)
 
 

@@ -1,8 +1,10 @@
 """Throttling of login attempts per account identifier and per client IP.
 
 Counters live in the store (fixed windows), so the limit holds across every
-worker process. Keys use a hash of the typed identifier, so an unknown
-username is throttled exactly like a known one (no enumeration).
+worker process. The caller names what is counted: the account an
+identifier resolved to, or a keyed hash of an identifier that names none,
+so an unknown username is throttled exactly like a known one (no
+enumeration) and the store never holds a typed identifier.
 
 Both counters are incremented *before* the slow password check (a
 reservation), so parallel guesses cannot all pass the check while the first

@@ -16,6 +16,10 @@ SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "email": ("email", "email_verified"),
     "phone": ("phone_number", "phone_number_verified"),
 }
+#: Personal identifiers released only by userinfo, never in an ID token:
+#: tokens are logged and cached by relying parties far more than userinfo
+#: answers are (idp.oidc.identity holds the same rule for the ID number).
+USERINFO_ONLY = frozenset({"phone_number"})
 #: Claims of the identity scopes, released by idp.oidc.identity.
 IDENTITY_SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "realname": ("verified_claims",),
@@ -90,7 +94,8 @@ def select_claims(
         individually requested claims are released only if the scope that
         covers them was granted, so the claims parameter cannot widen consent.
     :param by_scope: True for userinfo, False for an ID token that comes with
-        an access token (OIDC Core §5.4: scope claims then go to userinfo).
+        an access token (OIDC Core §5.4: scope claims then go to userinfo;
+        :data:`USERINFO_ONLY` claims are never put in it).
     :param phone_number: the decrypted number, passed only when the phone scope
         was granted (so it is decrypted only when it may be released).
     """
@@ -100,4 +105,6 @@ def select_claims(
     names = set(allowed) if by_scope else set()
     if requested:
         names |= {name for name in requested if name in allowed}
+    if not by_scope:
+        names -= USERINFO_ONLY
     return {name: available[name] for name in sorted(names) if name in available}

@@ -60,6 +60,26 @@ def test_account_throttling(make_provider):
     assert _post_login(provider, session, other, other_password).status_code == 302
 
 
+def test_reformatted_identifiers_share_one_account_limit(make_provider):
+    """Regression: the limit counted the identifier as typed, so spelling a
+    phone number five ways (or switching between username and phone) gave
+    five times the guesses. It counts the account named."""
+    from idp.accounts.service import find_by_username, set_phone_number
+    from idp.extensions import db
+
+    provider = make_provider(throttle={"account_failures": 4, "ip_failures": 100})
+    username, password, _ = provider.create_account()
+    with provider.app.app_context():
+        set_phone_number(provider.runtime, find_by_username(username), "13900000061", True)
+        db.session.commit()
+    session = requests.Session()
+    for spelling in ("13900000061", "139 0000 0061", "+86 139-0000-0061",
+                     username.upper()):
+        assert _post_login(provider, session, spelling, "bad password").status_code == 401
+    assert _post_login(provider, session, "+8613900000061", password).status_code == 429
+    assert _post_login(provider, session, username, password).status_code == 429
+
+
 def test_ip_throttling(make_provider):
     provider = make_provider(throttle={"account_failures": 100, "ip_failures": 4})
     session = requests.Session()

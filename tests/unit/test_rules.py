@@ -90,6 +90,12 @@ def test_claims_follow_scope_and_request():
     assert select_claims(account, "openid email", None, by_scope=False) == {}
     assert select_claims(account, "openid email", {"email": None, "name": None},
                          by_scope=False) == {"email": "e@x.test"}
+    # The phone number goes to userinfo only, even when the ID token asks.
+    asked = {"phone_number": None, "phone_number_verified": None}
+    assert select_claims(account, "openid phone", asked, by_scope=False,
+                         phone_number="+8613900000001") == {"phone_number_verified": False}
+    assert select_claims(account, "openid phone", asked, by_scope=True,
+                         phone_number="+8613900000001")["phone_number"] == "+8613900000001"
 
 
 def _client(**kw) -> ClientInfo:
