@@ -29,11 +29,13 @@ class Gateway:
         self.server.server_close()
 
 
-def start_sandbox(directory, people: int = 60, entities: int = 12) -> Gateway:
-    """Seed a dataset in ``directory`` and serve it from a thread."""
+def start_sandbox(directory, people: int = 60, entities: int = 12,
+                  outbox_page: bool = False) -> Gateway:
+    """Seed a dataset in ``directory`` and serve it from a thread (with the
+    HTML outbox page of the demo when ``outbox_page``)."""
     path = str(directory / "sandbox.sqlite3")
     seed(path, people=people, entities=entities, seed=7)
-    app = create_sandbox(path, {KEY: SECRET})
+    app = create_sandbox(path, {KEY: SECRET}, outbox_page=outbox_page)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return Gateway(f"http://127.0.0.1:{server.server_port}",
@@ -61,7 +63,8 @@ def start_gateway_provider(tmp_path_factory, database_url, **sections):
     """A sandbox gateway and a provider wired to it: ``(provider, gateway)``."""
     from tests.conftest import start_provider
 
-    gateway = start_sandbox(tmp_path_factory.mktemp("sandbox"), people=200)
+    gateway = start_sandbox(tmp_path_factory.mktemp("sandbox"), people=200,
+                            outbox_page=sections.pop("outbox_page", False))
     gateway_settings = {"url": gateway.url, "access_key": KEY, "secret": SECRET,
                         **sections.pop("gateway", {})}
     provider = start_provider(tmp_path_factory.mktemp("idp-gw"), database_url,

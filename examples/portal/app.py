@@ -5,6 +5,10 @@ identity provider. It uses the authorization code flow with PKCE, validates
 the ID token (signature, issuer, audience, expiry, nonce) through Authlib,
 reads the UserInfo endpoint once at login, and logs out through the
 provider's end_session_endpoint (OpenID Connect RP-Initiated Logout 1.0).
+A service that needs a verified identity asks for an assurance level with
+``acr_values`` (the provider steps the user up to it, or answers
+``unmet_authentication_requirements``) and for ``verified_claims``
+(OpenID Connect for Identity Assurance 1.0) with the ``realname`` scope.
 
 Run standalone (from the project root)::
 
@@ -16,6 +20,7 @@ Run standalone (from the project root)::
 from __future__ import annotations
 
 import hmac
+import json
 import os
 import re
 import secrets
@@ -28,6 +33,13 @@ from authlib.integrations.flask_client import OAuth
 from flask import Flask, redirect, render_template, request, session, url_for
 from joserfc.errors import JoseError
 from werkzeug.wrappers import Response
+
+#: The claims parameter of a login at a required level: the verified name
+#: in the ID token, with the verification and its evidence.
+VERIFIED_CLAIMS_REQUEST = {"id_token": {"verified_claims": {
+    "verification": {"trust_framework": None, "assurance_level": None, "time": None,
+                     "evidence": None},
+    "claims": {"name": None}}}}
 
 
 def default_cookie_name(client_id: str) -> str:
@@ -82,7 +94,8 @@ def create_portal(
         client_id=client_id,
         client_secret=client_secret,
         server_metadata_url=issuer.rstrip("/") + "/.well-known/openid-configuration",
-        client_kwargs={"scope": "openid profile email", "code_challenge_method": "S256"},
+        client_kwargs={"scope": "openid profile email realname",
+                       "code_challenge_method": "S256"},
     )
     # Built from the configured base URL rather than url_for(_external=True):
     # behind a reverse proxy the request's host may differ, and the provider
@@ -114,11 +127,17 @@ def create_portal(
     @app.get("/login")
     def login() -> Response:
         """Send the browser to the provider (state, nonce and PKCE are kept
-        in this portal's session by Authlib)."""
+        in this portal's session by Authlib). ``?level=<acr>`` asks for an
+        assurance level the provider lists in ``acr_values_supported``, and
+        for the verified name with the evidence behind it."""
         # Authlib keeps one entry per login attempt; abandoned attempts would
         # grow the cookie past the browser's 4 KB limit.
         for key in [k for k in session if k.startswith("_state_idp_")]:
             session.pop(key)
+        level = request.args.get("level")
+        if level and level in idp.load_server_metadata().get("acr_values_supported", []):
+            return idp.authorize_redirect(redirect_uri, acr_values=level,
+                                          claims=json.dumps(VERIFIED_CLAIMS_REQUEST))
         return idp.authorize_redirect(redirect_uri)
 
     @app.get("/callback")
@@ -135,6 +154,10 @@ def create_portal(
             # string, i.e. from whoever wrote the link.
             code = getattr(exc, "error", None) or type(exc).__name__
             app.logger.info("login failed: %s", exc)
+            if code == "unmet_authentication_requirements":
+                return _error("This service needs a higher assurance level than your "
+                              "account could reach. Verify your identity in your "
+                              "provincial account, or visit a service counter."), 403
             return _error(f"Login failed ({code}). Please try again."), 400
         if userinfo.get("sub") != token["userinfo"].get("sub"):
             # OIDC Core §5.3.2: UserInfo must be about the ID token's subject.

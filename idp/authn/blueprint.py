@@ -450,5 +450,10 @@ def step_up():
     return render_template(
         "step_up.html", form=form, item=item, client=client, state=state, sent=sent,
         error=error, options=options, phone=mask_phone(phone) if phone else None,
-        required_name=verification.level_name(rt, state.required),
-        level_name=verification.level_name(rt, state.level)), status
+        required=_level_label(rt, state.required), achieved=_level_label(rt, state.achieved),
+        level_name=_level_label(rt, state.level)), status
+
+
+def _level_label(rt: Runtime, level: int) -> str:
+    """``L3 (Strongly verified)``: the acr value and the level's name."""
+    return f"{rt.acr.acr_of(level)} ({verification.level_name(rt, level)})"

@@ -278,7 +278,11 @@ def _stop(children: list[_Child]) -> None:
 
 
 def _banner(demo: dict[str, Any]) -> str:
+    from connectors.sandbox import DEMO_PEOPLE
+
     one, two = demo["portals"]
+    person = DEMO_PEOPLE[1]
+    national = person.phone.removeprefix("+86")
     rule = "=" * 78
     return "\n".join([
         "", rule,
@@ -299,6 +303,17 @@ def _banner(demo: dict[str, Any]) -> str:
         "   3. Log out from either portal: this ends the SSO session at the provider;",
         "      the next log in, on either portal, asks for the password again.",
         "      (The other portal keeps its own local session until you log out there.)",
+        "",
+        "  Real-name identity (the sandbox's synthetic registries):",
+        f"   4. Register at {demo['issuer']}/register/sms with the mobile number {national}",
+        "      (the code appears in the sandbox outbox).",
+        f"   5. At {demo['issuer']}/account verify with the name {person.name} and the",
+        f"      ID number {person.id_number}: the account reaches level L2.",
+        f"   6. Sign out, then sign in with the ID number {person.id_number} and your",
+        "      password.",
+        "   7. On a portal, choose the service that needs level L3: the provider asks",
+        f"      for a strong proof (social security card {person.card_number}) and a",
+        "      second factor, then the portal shows acr L3 and the verified name.",
         "",
         f"  Data: {demo['instance_path']} (client secrets in {DEMO_FILE})",
         "  Press Ctrl-C to stop.",

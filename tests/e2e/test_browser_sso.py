@@ -1,7 +1,9 @@
 """End to end in a real browser: Playwright (npm ``playwright-core``) drives the
 system's Chromium through single sign-on and single logout across the two demo
-portals, and through a ``response_mode=form_post`` authorization whose
-auto-submitting form must work under the provider's Content-Security-Policy.
+portals, through a ``response_mode=form_post`` authorization whose
+auto-submitting form must work under the provider's Content-Security-Policy,
+and through a step-up: a portal asks for level L3 and a level-2 user verifies
+a card and adds an SMS code on the provider's pages.
 
 The browser side is tests/e2e/node/browser_sso.mjs. Requirements (``.ci/run``
 installs both): Chromium at /usr/bin/chromium (``apt-get install chromium``)
@@ -102,8 +104,29 @@ def run_browser(env: dict[str, str]) -> dict:
     return json.loads(lines[-1])
 
 
+@pytest.fixture
+def step_up_site(tmp_path_factory, database_url):
+    """A provider wired to a sandbox gateway (with its outbox page), a portal
+    on it, and a level-2 account: the environment of the step-up scenario."""
+    from tests.integration.test_step_up import level_2_account
+    from tests.portal_support import start_portal
+    from tests.sandbox_support import start_gateway_provider
+
+    provider, gateway = start_gateway_provider(tmp_path_factory, database_url,
+                                               outbox_page=True)
+    portal = start_portal(provider, "Housing Provident Fund")
+    _username, password, person = level_2_account(provider, gateway)
+    yield {"STEP_UP_PROVIDER": provider.url, "STEP_UP_PORTAL": portal.url,
+           "STEP_UP_IDENTIFIER": person.id_number, "STEP_UP_PASSWORD": password,
+           "STEP_UP_CARD": person.card_number, "STEP_UP_OUTBOX": f"{gateway.url}/outbox",
+           "STEP_UP_NAME": person.name}
+    portal.stop()
+    provider.stop()
+    gateway.stop()
+
+
 def test_browser_single_sign_on_logout_and_form_post(provider, portals, receiver,
-                                                     tmp_path):
+                                                     step_up_site, tmp_path):
     require_browser()
     username, password, _sub = provider.create_account(name="Browser User",
                                                        email="browser@example.test")
@@ -115,14 +138,18 @@ def test_browser_single_sign_on_logout_and_form_post(provider, portals, receiver
         "PROVIDER": provider.url, "PORTAL_A": first.url, "PORTAL_B": second.url,
         "USERNAME": username, "PASSWORD": password, "SCREENSHOT_DIR": str(screenshots),
         "FORM_POST_AUTHORIZE_URL": form_post_authorize_url(provider, client),
-        "FORM_POST_CALLBACK": receiver.url, "CHROMIUM": CHROMIUM,
+        "FORM_POST_CALLBACK": receiver.url, "CHROMIUM": CHROMIUM, **step_up_site,
     })
 
     print(json.dumps(out, indent=1))  # shown with pytest -rP
     assert out["ok"] is True
     assert [entry for entry in out["console_errors"] if entry["provider"]] == []
-    for name in ("01-provider-login", "02-portal-a-logged-in"):
+    for name in ("01-provider-login", "02-portal-a-logged-in", "06-step-up-verify",
+                 "08-step-up-portal-level-3"):
         assert (screenshots / f"{name}.png").stat().st_size > 0
+    # The step-up scenario ended on the portal with level L3 and the verified name.
+    final = out["steps"][-1]
+    assert final["acr"].startswith("L3") and step_up_site["STEP_UP_NAME"] in final["verified"]
 
     # The auto-submitted form reached the client once, with the exact values.
     assert len(receiver.posts) == 1, receiver.posts

@@ -178,6 +178,51 @@ def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     raise AssertionError(f"{url} did not answer")
 
 
+def _outbox_code(sandbox: str) -> str:
+    return re.search(r"<td>(\d{6})</td>", requests.get(f"{sandbox}/outbox").text).group(1)
+
+
+def _real_name_walkthrough(provider: str, portal: str, sandbox: str, banner: str) -> None:
+    """Steps 4-7 of the banner: registration by phone, verification to level
+    2, login with the ID number, a portal asking for level 3."""
+    from connectors.sandbox import DEMO_PEOPLE
+
+    person = DEMO_PEOPLE[1]
+    national = person.phone.removeprefix("+86")
+    assert national in banner and person.id_number in banner and person.name in banner
+    reg = requests.Session()
+    form = reg.get(f"{provider}/register/sms")
+    sent = reg.post(f"{provider}/register/sms", data={
+        **hidden_inputs(form.text), "phone": national, "action": "send"})
+    done = reg.post(f"{provider}/register/sms", data={
+        **hidden_inputs(sent.text), "phone": national, "code": _outbox_code(sandbox),
+        "username": "lina", "name": person.name, "password": "lina-password-2026",
+        "confirm": "lina-password-2026", "action": "verify"})
+    assert done.status_code == 200 and done.url == f"{provider}/"
+    form = reg.get(f"{provider}/account/verify")
+    verified = reg.post(f"{provider}/account/verify", data={
+        **hidden_inputs(form.text), "name": person.name, "id_number": person.id_number})
+    assert verified.url == f"{provider}/account" and 'data-level="2"' in verified.text
+    # A new browser signs in with the ID number.
+    browser = requests.Session()
+    page = browser.get(f"{portal}/login", params={"level": "L3"})
+    step_up = browser.post(f"{provider}/login", data={
+        **hidden_inputs(page.text), "username": person.id_number,
+        "password": "lina-password-2026"})
+    assert "/login/step-up" in step_up.url
+    strong_url = re.search(r'id="verify" href="([^"]+)"', step_up.text).group(1)
+    strong = browser.get(provider + strong_url.replace("&amp;", "&"))
+    factor = browser.post(f"{provider}/account/verify/strong", data={
+        **hidden_inputs(strong.text), "card_number": person.card_number, "method": "card"})
+    assert "/login/step-up" in factor.url and 'value="send_sms"' in factor.text
+    sent = browser.post(f"{provider}/login/step-up", data={
+        **hidden_inputs(factor.text), "action": "send_sms"})
+    home = browser.post(f"{provider}/login/step-up", data={
+        **hidden_inputs(sent.text), "action": "sms", "code": _outbox_code(sandbox)})
+    assert home.url == f"{portal}/", home.url
+    assert '<td id="acr">L3' in home.text and person.name in home.text
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -233,6 +278,8 @@ def test_demo_command_end_to_end(tmp_path):
         back = browser.post(f"{portal2}/logout", data=hidden_inputs(home.text))
         assert back.url.startswith(f"{portal2}/?state=") and "logged out" in back.text
         assert browser.get(f"{portal1}/login").url.startswith(f"{provider}/login")
+
+        _real_name_walkthrough(provider, portal1, sandbox, banner)
 
         # SIGTERM to the demo alone: it must stop its children itself.
         proc.send_signal(signal.SIGTERM)

@@ -10,6 +10,13 @@
 // Scenario 2 (when FORM_POST_AUTHORIZE_URL is set), response_mode=form_post:
 //   the provider's auto-submitting form posts the authorization response to
 //   FORM_POST_CALLBACK under the provider's Content-Security-Policy.
+// Scenario 3 (when STEP_UP_PORTAL is set), step-up: on a portal of the
+//   provider STEP_UP_PROVIDER (wired to a sandbox gateway), the service that
+//   needs level L3 sends a level-2 user (signed in with the ID number
+//   STEP_UP_IDENTIFIER and STEP_UP_PASSWORD) through the step-up page: the
+//   social security card STEP_UP_CARD in the account console, then a code
+//   by SMS read from the sandbox outbox page STEP_UP_OUTBOX; the portal then
+//   shows acr L3 and the verified name STEP_UP_NAME.
 //
 // Throughout: no console errors (CSP violations included) on provider pages.
 //
@@ -60,6 +67,14 @@ async function main() {
   const formPostCallback = env('FORM_POST_CALLBACK', { optional: !formPostUrl })
   const executablePath = env('CHROMIUM', { optional: true }) || '/usr/bin/chromium'
   const providerOrigin = new URL(provider).origin
+  const stepUpPortal = env('STEP_UP_PORTAL', { optional: true })
+  const stepUp = stepUpPortal ? {
+    portal: trimSlash(stepUpPortal), provider: trimSlash(env('STEP_UP_PROVIDER')),
+    identifier: env('STEP_UP_IDENTIFIER'), password: env('STEP_UP_PASSWORD'),
+    card: env('STEP_UP_CARD'), outbox: env('STEP_UP_OUTBOX'), name: env('STEP_UP_NAME'),
+  } : null
+  const providerOrigins = new Set([providerOrigin,
+    ...(stepUp ? [new URL(stepUp.provider).origin] : [])])
   mkdirSync(screenshotDir, { recursive: true })
 
   const browser = await chromium.launch({
@@ -85,7 +100,7 @@ async function main() {
 
     const isProvider = (url) => {
       try {
-        return new URL(url).origin === providerOrigin
+        return providerOrigins.has(new URL(url).origin)
       } catch {
         return false
       }
@@ -342,6 +357,53 @@ async function main() {
         } finally {
           page.off('request', onRequest)
         }
+      })
+    }
+
+    // --- scenario 3: step-up to level L3 ------------------------------------
+
+    if (stepUp) {
+      const stepUpOrigin = new URL(stepUp.provider).origin
+      const atStepUp = (url) => url.origin === stepUpOrigin && url.pathname === '/login/step-up'
+
+      await step('step-up portal: the L3 service asks the provider to sign in', async () => {
+        await page.goto(`${stepUp.portal}/`)
+        await navigate(() => page.getByRole('link', { name: /needs assurance level L3/ }).click(),
+          (url) => url.origin === stepUpOrigin && url.pathname === '/login',
+          'the step-up provider login page')
+        await page.locator('input[name="username"]').fill(stepUp.identifier)
+        await page.locator('input[name="password"]').fill(stepUp.password)
+        await navigate(
+          () => page.locator('form:has(input[name="password"]) button[type="submit"]').click(),
+          atStepUp, 'the step-up page')
+        await screenshot('06-step-up-verify')
+      })
+
+      await step('step-up: verify the social security card in the account console', async () => {
+        await navigate(() => page.locator('#verify').click(),
+          (url) => url.pathname === '/account/verify/strong', 'the strong verification page')
+        await page.locator('input[name="card_number"]').fill(stepUp.card)
+        await navigate(() => page.getByRole('button', { name: 'Check the card' }).click(),
+          atStepUp, 'the step-up page, now asking for a second factor')
+        await screenshot('07-step-up-second-factor')
+      })
+
+      await step('step-up: a code by SMS, then back on the portal at level L3', async () => {
+        await page.getByRole('button', { name: 'Send code' }).click()
+        await page.locator('input[name="code"]').waitFor({ state: 'visible' })
+        const outbox = await (await fetch(stepUp.outbox)).text()
+        const code = outbox.match(/<td>(\d{6})<\/td>/)?.[1]
+        check(code, 'no code on the sandbox outbox page')
+        await page.locator('input[name="code"]').fill(code)
+        await navigate(() => page.locator('button[value="sms"]').click(),
+          (url) => url.href === `${stepUp.portal}/`, `${stepUp.portal}/`)
+        const acr = (await page.locator('#acr').innerText()).trim()
+        check(acr.startsWith('L3'), `the portal shows acr ${JSON.stringify(acr)}, not L3`)
+        const verified = await page.locator('#verified-name').innerText()
+        check(verified.includes(stepUp.name),
+          `the portal shows the verified name ${JSON.stringify(verified)}`)
+        await screenshot('08-step-up-portal-level-3')
+        return { acr, verified }
       })
     }
 
