@@ -207,3 +207,14 @@ def test_checks_are_limited_per_account(gw):
     statuses = [submit(browser, "/account/verify", name="某" * (n + 1),
                        id_number=person.id_number).status_code for n in range(7)]
     assert statuses == [422] * 6 + [429]
+
+
+def test_console_and_errors_in_chinese(gw):
+    provider, gateway = gw
+    person = fresh_person(gateway)
+    browser, _, _ = signed_in(provider)
+    browser.session.headers["Accept-Language"] = "zh-CN,zh;q=0.9"
+    page = browser.session.get(f"{provider.url}/account")
+    assert "身份可信等级" in page.text and "核验记录" in page.text
+    refused = submit(browser, "/account/verify", name="某某某", id_number=person.id_number)
+    assert "姓名与身份证号在人口库中不一致" in refused.text
