@@ -10,8 +10,14 @@ thread on its own keep-alive HTTP/1.1 connection):
 - ``userinfo``: GET /userinfo with a bearer access token obtained once, before
   the timed run, by a full authorization code flow (scripted login) with a
   second, confidential trusted client
+- ``authorize``: GET /authorize of that trusted client with the SSO session
+  cookie of that login: the single sign-on hop of a portal, answered with a
+  302 carrying a code (request checks, the account's assurance level from
+  its evidence, a grant row committed, the code stored). The server needs
+  ``throttle.codes_per_session`` raised for it (``bench/run.sh`` does so).
 
-Any non-2xx response or transport error counts as an error. Prints one table:
+Any response other than the scenario's expected status (2xx; 302 for
+``authorize``) or transport error counts as an error. Prints one table:
 requests, errors, requests/s, p50 and p99 latency. ``bench/run.sh`` sets up a
 fresh provider instance and runs this script against it.
 
@@ -43,7 +49,7 @@ from urllib.parse import parse_qs, quote_plus, urlencode, urljoin, urlsplit
 
 import requests
 
-SCENARIOS = ("discovery", "jwks", "token", "userinfo")
+SCENARIOS = ("discovery", "jwks", "token", "userinfo", "authorize")
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:9/bench/callback"
 ERROR_SAMPLES = 3
 
@@ -58,6 +64,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes | None = None
+    expected: int | None = None  # None: any 2xx
 
 
 @dataclass
@@ -145,7 +152,7 @@ def worker(req: Request, host: str, port: int, deadline: float, start_gate: thre
                 result.error(f"{type(exc).__name__}: {exc}")
                 continue
             latencies.append(clock() - t0)
-            if not 200 <= status < 300:
+            if (status != req.expected) if req.expected else not 200 <= status < 300:
                 result.error(f"HTTP {status}: {body[:200]!r}")
     finally:
         conn.close()
@@ -191,9 +198,9 @@ def hidden_inputs(html: str) -> dict[str, str]:
 
 
 def code_flow_access_token(base: str, client_id: str, client_secret: str, redirect_uri: str,
-                           username: str, password: str) -> str:
+                           username: str, password: str) -> tuple[str, str]:
     """Log in through the HTML forms (authorization code flow with PKCE S256)
-    and return the access token."""
+    and return the access token and the SSO session cookie header."""
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(
         hashlib.sha256(verifier.encode()).digest()).decode().rstrip("=")
@@ -229,6 +236,7 @@ def code_flow_access_token(base: str, client_id: str, client_secret: str, redire
                              f"{response.status_code}): {response.text[:300]}")
         else:
             raise BenchError("code flow: too many redirects")
+        cookie = "; ".join(f"{c.name}={c.value}" for c in browser.cookies)
     params = parse_qs(urlsplit(location).query)
     if "code" not in params:
         raise BenchError(f"code flow: no code in {location}")
@@ -239,7 +247,7 @@ def code_flow_access_token(base: str, client_id: str, client_secret: str, redire
         "redirect_uri": redirect_uri, "code_verifier": verifier}, timeout=10)
     if token.status_code != 200:
         raise BenchError(f"code flow: token request failed: {token.status_code} {token.text}")
-    return token.json()["access_token"]
+    return token.json()["access_token"], cookie
 
 
 def basic_auth(client_id: str, secret: str) -> str:
@@ -262,13 +270,21 @@ def build_requests(args: argparse.Namespace, host_header: str) -> dict[str, Requ
             **common, "Authorization": basic_auth(args.client_id, args.client_secret),
             "Content-Type": "application/x-www-form-urlencoded",
             "Content-Length": str(len(body))}, body)
-    if "userinfo" in args.scenarios:
-        access_token = code_flow_access_token(
+    if "userinfo" in args.scenarios or "authorize" in args.scenarios:
+        access_token, cookie = code_flow_access_token(
             args.url, args.web_client_id, args.web_client_secret, args.redirect_uri,
             args.username, args.password)
         reqs["userinfo"] = Request("GET", "/userinfo", {
             **common, "Authorization": f"Bearer {access_token}"})
-    return reqs
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(
+            secrets.token_bytes(32)).digest()).decode().rstrip("=")
+        query = urlencode({"response_type": "code", "client_id": args.web_client_id,
+                           "redirect_uri": args.redirect_uri, "scope": "openid profile",
+                           "state": "bench", "code_challenge": challenge,
+                           "code_challenge_method": "S256"})
+        reqs["authorize"] = Request("GET", f"/authorize?{query}", {
+            **common, "Accept": "text/html", "Cookie": cookie}, expected=302)
+    return {name: req for name, req in reqs.items() if name in args.scenarios}
 
 
 def check_once(name: str, req: Request, host: str, port: int) -> None:
@@ -280,7 +296,7 @@ def check_once(name: str, req: Request, host: str, port: int) -> None:
         raise BenchError(f"{name}: {req.method} {req.path}: {exc}") from None
     finally:
         conn.close()
-    if not 200 <= status < 300:
+    if (status != req.expected) if req.expected else not 200 <= status < 300:
         raise BenchError(f"{name}: {req.method} {req.path} answered HTTP {status}: "
                          f"{body[:300]!r}")
 
@@ -346,10 +362,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--seconds must be > 0 and --concurrency >= 1")
     if "token" in args.scenarios and not (args.client_id and args.client_secret):
         parser.error("the token scenario needs --client-id and --client-secret")
-    if "userinfo" in args.scenarios and not (args.web_client_id and args.web_client_secret
-                                             and args.username and args.password):
-        parser.error("the userinfo scenario needs --web-client-id, --web-client-secret, "
-                     "--username and --password")
+    if {"userinfo", "authorize"} & set(args.scenarios) and not (
+            args.web_client_id and args.web_client_secret and args.username and args.password):
+        parser.error("the userinfo and authorize scenarios need --web-client-id, "
+                     "--web-client-secret, --username and --password")
     return args
 
 
