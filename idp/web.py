@@ -41,6 +41,12 @@ def local_next(value: str | None) -> str | None:
     return value
 
 
+def too_many_attempts(retry_after: int) -> str:
+    """The message of a throttled login or code check; ``retry_after`` in seconds."""
+    return _("Too many failed attempts. Try again in %(minutes)d minutes.",
+             minutes=max(1, (retry_after + 59) // 60))
+
+
 def sso_cookie(rt: Runtime) -> str | None:
     """The browser's SSO session cookie value, if it sent one."""
     return request.cookies.get(rt.settings["session"]["cookie_name"])

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
@@ -199,6 +202,53 @@ def find_for_login(rt: Runtime, identifier: str) -> Account | None:
     return find_by_username(identifier)
 
 
+@dataclass(frozen=True)
+class _Identifier:
+    """How one kind of personal identifier is kept on an account: its
+    normalisation, the encrypted and blind-index columns, and the error
+    when another account holds the value."""
+
+    kind: str
+    parse: Callable[[str], str]
+    column: str
+    field: str
+    taken: Any
+
+
+_PHONE = _Identifier("phone", parse_mobile, "phone_number", "phone",
+                     _l("This number belongs to another account."))
+_RESIDENT_ID = _Identifier("resident_id", lambda raw: parse_resident_id(raw).number,
+                           "resident_id", "resident_id",
+                           _l("This ID number belongs to another account."))
+_CARD = _Identifier("card_number", parse_card_number, "card_number", "card_number",
+                    _l("This card is already registered to another account."))
+
+
+def _store(rt: Runtime, account: Account, ident: _Identifier, raw: str) -> str:
+    value = ident.parse(raw)
+    index = rt.pii.blind_index(ident.kind, value)
+    holder = _by_index(getattr(Account, ident.column + "_index"), index)
+    if holder is not None and holder.id != account.id:
+        raise AccountError(ident.field, ident.taken)
+    setattr(account, ident.column + "_enc", rt.pii.encrypt(ident.kind, value))
+    setattr(account, ident.column + "_index", index)
+    return value
+
+
+def _read(rt: Runtime, account: Account, ident: _Identifier) -> str | None:
+    stored = getattr(account, ident.column + "_enc")
+    return rt.pii.decrypt(ident.kind, stored) if stored else None
+
+
+def _find(rt: Runtime, ident: _Identifier, raw: str) -> Account | None:
+    try:
+        value = ident.parse(raw)
+    except IdentifierError:
+        return None
+    return _by_index(getattr(Account, ident.column + "_index"),
+                     rt.pii.blind_index(ident.kind, value))
+
+
 def set_phone_number(rt: Runtime, account: Account, raw: str, verified: bool) -> str:
     """Store a mobile number encrypted, with its blind index (not committed).
 
@@ -206,22 +256,14 @@ def set_phone_number(rt: Runtime, account: Account, raw: str, verified: bool) ->
     :raises IdentifierError: if it is not a valid mobile number.
     :raises AccountError: if another account holds the number.
     """
-    e164 = parse_mobile(raw)
-    index = rt.pii.blind_index("phone", e164)
-    holder = _by_index(Account.phone_number_index, index)
-    if holder is not None and holder.id != account.id:
-        raise AccountError("phone", _l("This number belongs to another account."))
-    account.phone_number_enc = rt.pii.encrypt("phone", e164)
-    account.phone_number_index = index
+    e164 = _store(rt, account, _PHONE, raw)
     account.phone_number_verified = verified
     return e164
 
 
 def phone_number(rt: Runtime, account: Account) -> str | None:
     """The account's mobile number in E.164, decrypted, or None."""
-    if not account.phone_number_enc:
-        return None
-    return rt.pii.decrypt("phone", account.phone_number_enc)
+    return _read(rt, account, _PHONE)
 
 
 def phone_for_scope(rt: Runtime, account: Account, scope: str) -> str | None:
@@ -232,11 +274,7 @@ def phone_for_scope(rt: Runtime, account: Account, scope: str) -> str | None:
 
 def find_by_phone(rt: Runtime, raw: str) -> Account | None:
     """The account holding the mobile number ``raw`` (any format), or None."""
-    try:
-        e164 = parse_mobile(raw)
-    except IdentifierError:
-        return None
-    return _by_index(Account.phone_number_index, rt.pii.blind_index("phone", e164))
+    return _find(rt, _PHONE, raw)
 
 
 def set_resident_id(rt: Runtime, account: Account, raw: str) -> str:
@@ -246,21 +284,17 @@ def set_resident_id(rt: Runtime, account: Account, raw: str) -> str:
     :raises IdentifierError: if the number is invalid (GB 11643).
     :raises AccountError: if another account holds the number.
     """
-    number = parse_resident_id(raw).number
-    index = rt.pii.blind_index("resident_id", number)
-    holder = _by_index(Account.resident_id_index, index)
-    if holder is not None and holder.id != account.id:
-        raise AccountError("resident_id", _l("This ID number belongs to another account."))
-    account.resident_id_enc = rt.pii.encrypt("resident_id", number)
-    account.resident_id_index = index
-    return number
+    return _store(rt, account, _RESIDENT_ID, raw)
 
 
 def resident_id(rt: Runtime, account: Account) -> str | None:
     """The account's resident ID number, decrypted, or None."""
-    if not account.resident_id_enc:
-        return None
-    return rt.pii.decrypt("resident_id", account.resident_id_enc)
+    return _read(rt, account, _RESIDENT_ID)
+
+
+def find_by_resident_id(rt: Runtime, raw: str) -> Account | None:
+    """The account holding resident ID number ``raw`` (15 or 18 characters), or None."""
+    return _find(rt, _RESIDENT_ID, raw)
 
 
 def set_card_number(rt: Runtime, account: Account, raw: str) -> str:
@@ -271,37 +305,14 @@ def set_card_number(rt: Runtime, account: Account, raw: str) -> str:
     :raises IdentifierError: if it is not a card number.
     :raises AccountError: if another account holds the card.
     """
-    number = parse_card_number(raw)
-    index = rt.pii.blind_index("card_number", number)
-    holder = _by_index(Account.card_number_index, index)
-    if holder is not None and holder.id != account.id:
-        raise AccountError("card_number", _l("This card is already registered to another "
-                                             "account."))
-    account.card_number_enc = rt.pii.encrypt("card_number", number)
-    account.card_number_index = index
-    return number
+    return _store(rt, account, _CARD, raw)
 
 
 def card_number(rt: Runtime, account: Account) -> str | None:
     """The account's social security card number, decrypted, or None."""
-    if not account.card_number_enc:
-        return None
-    return rt.pii.decrypt("card_number", account.card_number_enc)
+    return _read(rt, account, _CARD)
 
 
 def find_by_card_number(rt: Runtime, raw: str) -> Account | None:
     """The account holding social security card ``raw``, or None."""
-    try:
-        number = parse_card_number(raw)
-    except IdentifierError:
-        return None
-    return _by_index(Account.card_number_index, rt.pii.blind_index("card_number", number))
-
-
-def find_by_resident_id(rt: Runtime, raw: str) -> Account | None:
-    """The account holding resident ID number ``raw`` (15 or 18 characters), or None."""
-    try:
-        number = parse_resident_id(raw).number
-    except IdentifierError:
-        return None
-    return _by_index(Account.resident_id_index, rt.pii.blind_index("resident_id", number))
+    return _find(rt, _CARD, raw)

@@ -53,6 +53,7 @@ from idp.web import (
     local_next,
     set_sso_cookie,
     sso_cookie,
+    too_many_attempts,
 )
 
 bp = Blueprint("authn", __name__)
@@ -140,10 +141,7 @@ def login():
             sso = service.login_with_password(rt, form.username.data, form.password.data,
                                               client_ip(), sso_cookie(rt))
         except throttle.ThrottledError as exc:
-            minutes = max(1, (exc.retry_after + 59) // 60)
-            error = _("Too many failed attempts. Try again in %(minutes)d minutes.",
-                      minutes=minutes)
-            status = 429
+            error, status = too_many_attempts(exc.retry_after), 429
         except service.LoginFailedError:
             error = _("The username or password is incorrect.")
             status = 401
@@ -155,16 +153,19 @@ def login():
                            item=item, sms=rt.gateway is not None), status
 
 
-def _send_code(rt, form, purpose: str) -> tuple[bool, str | None, int]:
-    """Send an SMS code for ``purpose``; returns ``(sent, error, status)``."""
+def send_code_for_form(rt, form, purpose: str) -> tuple[bool, str | None, int]:
+    """Send an SMS code for ``purpose`` to ``form.phone``; returns ``(sent,
+    error, status)`` for a two-step SMS page. A refused resend still counts
+    as sent: the code already sent stays valid, so the page must keep its
+    code field."""
     try:
         service.send_sms_code(rt, form.phone.data, purpose, client_ip())
     except IdentifierError as exc:
         form.phone.errors.append(exc.message)
         return False, None, 400
     except otp.OtpThrottledError as exc:
-        return False, _("Please wait %(seconds)d seconds before asking for another code.",
-                        seconds=exc.retry_after), 429
+        return True, _("Please wait %(seconds)d seconds before asking for another code.",
+                       seconds=exc.retry_after), 429
     except service.SmsUnavailableError:
         return False, _("The text message service is unavailable. Try again later."), 503
     return True, None, 200
@@ -196,7 +197,7 @@ def _sms_page(form, template: str, purpose: str,
                                   next_field.data if next_field is not None else None)
             error, status = outcome
         else:
-            sent, error, status = _send_code(rt, form, purpose)
+            sent, error, status = send_code_for_form(rt, form, purpose)
     elif request.method == "POST":
         status = 400
     return render_template(template, form=form, item=item, sent=sent, error=error,
@@ -274,10 +275,7 @@ def second_factor():
             sso = service.finish_second_factor(rt, token, code, recovery=recovery,
                                                ip=client_ip(), previous=sso_cookie(rt))
         except throttle.ThrottledError as exc:
-            minutes = max(1, (exc.retry_after + 59) // 60)
-            error = _("Too many failed attempts. Try again in %(minutes)d minutes.",
-                      minutes=minutes)
-            status = 429
+            error, status = too_many_attempts(exc.retry_after), 429
         except service.LoginFailedError:
             error, status = _("The code is wrong."), 401
         else:
@@ -434,6 +432,8 @@ def step_up():
             error = _("Too many attempts. Try again in %(seconds)d seconds.",
                       seconds=exc.retry_after)
             status = 429
+            # A code already sent stays valid: keep its field on the page.
+            sent = sent or action == "send_sms"
         except service.SmsUnavailableError:
             error = _("The text message service is unavailable. Try again later.")
             status = 503

@@ -8,6 +8,29 @@ from wtforms import EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 
+def sms_code_field() -> StringField:
+    """The six-digit code of a text message."""
+    return StringField(_l("Code from the text message"), validators=[Optional(), Length(max=12)],
+                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
+
+
+def totp_code_field() -> StringField:
+    """The six-digit code of an authenticator app (RFC 6238)."""
+    return StringField(_l("Code from your authenticator app"),
+                       validators=[Optional(), Length(max=12)],
+                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
+
+
+class SmsCodeForm(FlaskForm):
+    """A mobile number proven by an SMS code: first the number (``send``),
+    then the code. ``i`` is the pending interaction, if any."""
+
+    phone = StringField(_l("Mobile number"), validators=[DataRequired(), Length(max=32)],
+                        render_kw={"autocomplete": "tel", "inputmode": "tel"})
+    code = sms_code_field()
+    i = HiddenField()
+
+
 class LoginForm(FlaskForm):
     """Username and password; ``i`` is the pending interaction, if any."""
 
@@ -52,42 +75,28 @@ class LogoutForm(FlaskForm):
     """Confirmation of logout when the request cannot prove it came from the user's RP."""
 
 
-class SmsLoginForm(FlaskForm):
+class SmsLoginForm(SmsCodeForm):
     """Sign-in by SMS code: first the number (``send``), then the code."""
 
-    phone = StringField(_l("Mobile number"), validators=[DataRequired(), Length(max=32)],
-                        render_kw={"autocomplete": "tel", "inputmode": "tel"})
-    code = StringField(_l("Code from the text message"), validators=[Optional(),
-                       Length(max=12)],
-                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
-    i = HiddenField()
     next = HiddenField()
 
 
-class PasswordResetForm(FlaskForm):
+class PasswordResetForm(SmsCodeForm):
     """A new password, proven by an SMS code to the account's verified number."""
 
-    phone = StringField(_l("Mobile number"), validators=[DataRequired(), Length(max=32)],
-                        render_kw={"autocomplete": "tel", "inputmode": "tel"})
-    code = StringField(_l("Code from the text message"), validators=[Optional(),
-                       Length(max=12)],
-                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
     password = PasswordField(_l("New password"), validators=[Optional(), Length(max=1024)],
                              render_kw={"autocomplete": "new-password"})
     confirm = PasswordField(_l("Repeat password"),
                             validators=[EqualTo("password",
                                                 message=_l("The passwords do not match."))],
                             render_kw={"autocomplete": "new-password"})
-    i = HiddenField()
 
 
 class TotpForm(FlaskForm):
     """The second step of a login: a code from the authenticator app, or a
     recovery code (the button pressed, ``action``, says which)."""
 
-    code = StringField(_l("Code from your authenticator app"),
-                       validators=[Optional(), Length(max=12)],
-                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
+    code = totp_code_field()
     recovery_code = StringField(_l("Or a recovery code"),
                                 validators=[Optional(), Length(max=32)],
                                 render_kw={"autocomplete": "off", "spellcheck": "false"})
@@ -99,26 +108,17 @@ class StepUpForm(FlaskForm):
     """A further factor for a step-up: the button pressed (``action``) says
     which (``send_sms``, ``sms``, ``totp``, ``password``, ``cancel``)."""
 
-    totp = StringField(_l("Code from your authenticator app"),
-                       validators=[Optional(), Length(max=12)],
-                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
-    code = StringField(_l("Code from the text message"), validators=[Optional(),
-                       Length(max=12)],
-                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
+    totp = totp_code_field()
+    code = sms_code_field()
     password = PasswordField(_l("Password"), validators=[Optional(), Length(max=1024)],
                              render_kw={"autocomplete": "current-password"})
     i = HiddenField()
 
 
-class SmsRegisterForm(FlaskForm):
+class SmsRegisterForm(SmsCodeForm):
     """Registration with a mobile number proven by an SMS code: first the
     number (``send``), then the code with the account's details."""
 
-    phone = StringField(_l("Mobile number"), validators=[DataRequired(), Length(max=32)],
-                        render_kw={"autocomplete": "tel", "inputmode": "tel"})
-    code = StringField(_l("Code from the text message"), validators=[Optional(),
-                       Length(max=12)],
-                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
     username = StringField(_l("Username"), validators=[Optional(), Length(max=64)],
                            render_kw={"autocomplete": "username", "autocapitalize": "none",
                                       "spellcheck": "false"})
@@ -130,4 +130,3 @@ class SmsRegisterForm(FlaskForm):
                             validators=[EqualTo("password",
                                                 message=_l("The passwords do not match."))],
                             render_kw={"autocomplete": "new-password"})
-    i = HiddenField()

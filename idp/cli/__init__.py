@@ -181,9 +181,9 @@ def users_show(identifier: str, as_json: bool) -> None:
     phone, number, card = (accounts.phone_number(rt, account),
                            accounts.resident_id(rt, account), accounts.card_number(rt, account))
     info = {
-        "username": account.username, "sub": account.subject, "status": account.status,
+        "username": account.username, "public_sub": account.subject, "status": account.status,
         "admin": account.is_admin, "reverification_required": account.reverification_required,
-        "level": state.level, "acr": state.acr,
+        "level": state.level, "assurance_level": state.acr,
         "phone": mask_phone(phone) if phone else None,
         "phone_verified": account.phone_number_verified,
         "resident_id": mask_resident_id(number) if number else None,
@@ -199,7 +199,7 @@ def users_show(identifier: str, as_json: bool) -> None:
         return
     for key, value in info.items():
         if key != "evidence":
-            click.echo(f"{key}: {value}")
+            click.echo(f"{key}: {'-' if value is None else value}")
     for e in info["evidence"]:
         click.echo(f"evidence: {e['verified_at']} {e['method']} {e['result']} "
                    f"{'counts' if e['counts'] else 'does not count'} {e['reference']}")
@@ -271,8 +271,13 @@ def users_verify_in_person(identifier: str, name: str, id_number: str, reference
     from idp.runtime import current_runtime
 
     account = _account(identifier)
+    rt = current_runtime()
+    if rt.gateway is None:
+        raise click.ClickException("no gateway is configured (gateway.url): the population "
+                                   "registry cannot be asked; set IDP_GATEWAY__URL, "
+                                   "IDP_GATEWAY__ACCESS_KEY and IDP_GATEWAY__SECRET")
     try:
-        verify_in_person(current_runtime(), account, name, id_number, reference, operator)
+        verify_in_person(rt, account, name, id_number, reference, operator)
     except IdentifierError as exc:
         raise click.ClickException(f"--id-number: {exc.message}") from None
     except AccountError as exc:

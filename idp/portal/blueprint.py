@@ -5,9 +5,12 @@ pending authorization request (``i``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from wtforms import Field
 
 from idp.accounts import service as accounts
 from idp.accounts import verification
@@ -17,11 +20,12 @@ from idp.accounts.identifiers import (
     mask_phone,
     mask_resident_id,
 )
-from idp.authn import interactions, otp, throttle, totp
+from idp.authn import interactions, throttle, totp
 from idp.authn import service as authn
+from idp.authn.blueprint import send_code_for_form
 from idp.portal.forms import IdentityForm, PhoneForm, StrongProofForm, TotpSetupForm
 from idp.runtime import current_runtime
-from idp.web import browser_id, client_ip, current_sso
+from idp.web import browser_id, client_ip, current_sso, too_many_attempts
 
 bp = Blueprint("portal", __name__, url_prefix="/account")
 
@@ -79,14 +83,28 @@ def overview():
         gateway=rt.gateway is not None)
 
 
-def _unavailable() -> str:
-    return _("The verification service is unavailable. Try again later.")
-
-
-def _limited(exc: verification.VerificationLimitError) -> str:
-    minutes = max(1, (exc.retry_after + 59) // 60)
-    return _("Too many verification attempts. Try again in %(minutes)d minutes.",
-             minutes=minutes)
+def _check(run: Callable[[], object], fields: dict[str, Field],
+           default: Field) -> tuple[str | None, int] | None:
+    """Run one verification for a form: None when it succeeded, else the
+    ``(error, status)`` to show the form again with, field errors attached
+    to ``fields[name]`` (``default`` for an ID-number or unnamed field)."""
+    try:
+        run()
+    except IdentifierError as exc:
+        default.errors.append(exc.message)
+        return None, 400
+    except accounts.AccountError as exc:
+        fields.get(exc.field, default).errors.append(exc.message)
+        return None, 400
+    except verification.VerificationLimitError as exc:
+        minutes = max(1, (exc.retry_after + 59) // 60)
+        return _("Too many verification attempts. Try again in %(minutes)d minutes.",
+                 minutes=minutes), 429
+    except verification.VerificationUnavailableError:
+        return _("The verification service is unavailable. Try again later."), 503
+    except verification.VerificationFailedError as exc:
+        return str(exc.message), 422
+    return None
 
 
 @bp.route("/verify", methods=["GET", "POST"])
@@ -103,24 +121,12 @@ def verify_identity():
         form.name.data = account.verified_name or account.name
     error, status = None, 200
     if form.validate_on_submit():
-        try:
-            verification.verify_population(rt, account, form.name.data, form.id_number.data,
-                                           client_ip())
-        except IdentifierError as exc:
-            form.id_number.errors.append(exc.message)
-            status = 400
-        except accounts.AccountError as exc:
-            field = form.name if exc.field == "name" else form.id_number
-            field.errors.append(exc.message)
-            status = 400
-        except verification.VerificationLimitError as exc:
-            error, status = _limited(exc), 429
-        except verification.VerificationUnavailableError:
-            error, status = _unavailable(), 503
-        except verification.VerificationFailedError as exc:
-            error, status = str(exc.message), 422
-        else:
+        failed = _check(lambda: verification.verify_population(
+            rt, account, form.name.data, form.id_number.data, client_ip()),
+            {"name": form.name}, form.id_number)
+        if failed is None:
             return _done(item, _("Your name and ID number are verified."))
+        error, status = failed
     elif request.method == "POST":
         status = 400
     return render_template("verify.html", form=form, item=item, error=error,
@@ -138,31 +144,20 @@ def verify_strong():
     if request.method == "GET":
         form.i.data = item.id if item else ""
     error, status = None, 200
+    proofs = {
+        "card": lambda: verification.verify_card(rt, account, form.card_number.data or "",
+                                                 client_ip()),
+        "carrier": lambda: verification.verify_carrier(rt, account, client_ip()),
+        "face": lambda: verification.verify_face(rt, account, form.liveness_token.data or "",
+                                                 client_ip()),
+    }
     method = request.form.get("method")
-    if form.validate_on_submit() and method in ("card", "carrier", "face"):
-        try:
-            if method == "card":
-                verification.verify_card(rt, account, form.card_number.data or "", client_ip())
-            elif method == "carrier":
-                verification.verify_carrier(rt, account, client_ip())
-            else:
-                verification.verify_face(rt, account, form.liveness_token.data or "",
-                                         client_ip())
-        except IdentifierError as exc:
-            form.card_number.errors.append(exc.message)
-            status = 400
-        except accounts.AccountError as exc:
-            field = form.card_number if exc.field == "card_number" else form.liveness_token
-            field.errors.append(exc.message)
-            status = 400
-        except verification.VerificationLimitError as exc:
-            error, status = _limited(exc), 429
-        except verification.VerificationUnavailableError:
-            error, status = _unavailable(), 503
-        except verification.VerificationFailedError as exc:
-            error, status = str(exc.message), 422
-        else:
+    if form.validate_on_submit() and method in proofs:
+        failed = _check(proofs[method], {"liveness_token": form.liveness_token},
+                        form.card_number)
+        if failed is None:
             return _done(item, _("Your identity is strongly verified."))
+        error, status = failed
     elif request.method == "POST":
         status = 400
     level = verification.assurance_level(account)
@@ -197,19 +192,7 @@ def phone():
             else:
                 return _done(item, _("Your mobile number is confirmed."))
         else:
-            try:
-                authn.send_sms_code(rt, form.phone.data, "verify_phone", client_ip())
-                sent = True
-            except IdentifierError as exc:
-                form.phone.errors.append(exc.message)
-                status = 400
-            except otp.OtpThrottledError as exc:
-                error = _("Please wait %(seconds)d seconds before asking for another code.",
-                          seconds=exc.retry_after)
-                status = 429
-            except authn.SmsUnavailableError:
-                error, status = _("The text message service is unavailable. "
-                                  "Try again later."), 503
+            sent, error, status = send_code_for_form(rt, form, "verify_phone")
     elif request.method == "POST":
         status = 400
     return render_template("phone.html", form=form, item=item, sent=sent, error=error,
@@ -245,9 +228,7 @@ def security():
             if action == "confirm":
                 enrolment = totp.start_enrolment(rt, account)
         except throttle.ThrottledError as exc:
-            error = _("Too many failed attempts. Try again in %(minutes)d minutes.",
-                      minutes=max(1, (exc.retry_after + 59) // 60))
-            status = 429
+            error, status = too_many_attempts(exc.retry_after), 429
     elif request.method == "POST":
         status = 400
     if codes is not None:

@@ -8,6 +8,8 @@ from flask_wtf import FlaskForm
 from wtforms import HiddenField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
+from idp.authn.forms import SmsCodeForm, totp_code_field
+
 
 class IdentityForm(FlaskForm):
     """Name and resident ID number, checked with the population registry."""
@@ -35,20 +37,11 @@ class StrongProofForm(FlaskForm):
     i = HiddenField()
 
 
-class PhoneForm(FlaskForm):
-    """A mobile number proven by an SMS code: first the number, then the code."""
-
-    phone = StringField(_l("Mobile number"), validators=[DataRequired(), Length(max=32)],
-                        render_kw={"autocomplete": "tel", "inputmode": "tel"})
-    code = StringField(_l("Code from the text message"),
-                       validators=[Optional(), Length(max=12)],
-                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
-    i = HiddenField()
+class PhoneForm(SmsCodeForm):
+    """A mobile number for the account, proven by an SMS code."""
 
 
 class TotpSetupForm(FlaskForm):
     """Set up, prove or remove the authenticator; ``action`` says which."""
 
-    code = StringField(_l("Code from your authenticator app"),
-                       validators=[Optional(), Length(max=12)],
-                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
+    code = totp_code_field()

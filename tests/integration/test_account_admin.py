@@ -169,10 +169,23 @@ def test_in_person_verification_and_show(gw):
                "--id-number", person.id_number, "--reference", "CTR-2")
     assert done.exit_code == 0, done.output
     shown = json.loads(cli(provider, gateway, "users", "show", username, "--json").output)
-    assert shown["level"] == 4 and shown["acr"] == "L4"
+    assert shown["level"] == 4 and shown["assurance_level"] == "L4"
     assert person.id_number not in json.dumps(shown)
     assert shown["resident_id"] == person.id_number[:4] + "*" * 10 + person.id_number[-4:]
     in_person = [e for e in shown["evidence"] if e["method"] == "in_person"]
     assert in_person[0]["reference"] == "CTR-2" and in_person[0]["counts"]
     missing = cli(provider, gateway, "users", "show", "nobody-here")
     assert missing.exit_code != 0 and "no account" in missing.output
+
+
+def test_verify_in_person_without_a_gateway_says_so(gw, tmp_path):
+    provider, gateway = gw
+    username, _, _ = provider.create_account()
+    settings = provider.runtime.settings
+    env = {"IDP_INSTANCE_PATH": settings["instance_path"],
+           "IDP_DATABASE_URL": settings["database_url"], "IDP_REDIS_URL": settings["redis_url"],
+           "IDP_STORE_PREFIX": settings["store_prefix"],
+           **{f"IDP_SECRETS__{k.upper()}": v for k, v in SECRETS.items()}}
+    result = CliRunner().invoke(main, ["users", "verify-in-person", username, "--name", "x",
+                                       "--id-number", "x", "--reference", "r"], env=env)
+    assert result.exit_code == 1 and "no gateway is configured" in result.output

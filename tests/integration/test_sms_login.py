@@ -114,6 +114,9 @@ def test_errors_are_shown_and_input_kept(sms_provider):
     assert first.status_code == 200
     again = _send(session, provider, "13900000036")
     assert again.status_code == 429 and "13900000036" in again.text
+    # Regression: the refused resend hid the code field, though the code
+    # already sent was still valid.
+    assert 'autocomplete="one-time-code"' in again.text
 
 
 def test_gateway_outage_is_explained(make_provider):
