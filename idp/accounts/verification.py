@@ -205,6 +205,10 @@ def _population(rt: Runtime, account: Account, name: str, id_number: str,
     name = normalize_name(name)
     if not name or len(name) > 128:
         raise accounts.AccountError("name", _l("Give your name as on your ID card."))
+    # Counted before the ownership checks: their answers tell whether an ID
+    # number has an account, and must not be free to ask.
+    if counted:
+        _count_check(rt, account, ip)
     holder = accounts.find_by_resident_id(rt, number)
     if holder is not None and holder.id != account.id:
         raise accounts.AccountError("resident_id", _l(
@@ -212,8 +216,6 @@ def _population(rt: Runtime, account: Account, name: str, id_number: str,
     if account.resident_id_enc and accounts.resident_id(rt, account) != number:
         raise accounts.AccountError("resident_id", _l(
             "This account is already verified with another ID number."))
-    if counted:
-        _count_check(rt, account, ip)
     answer = ask_registry(rt, "population_registry",
                           lambda gw: gw.verify_person(name, number))
     return name, number, answer
@@ -305,11 +307,11 @@ def verify_card(rt: Runtime, account: Account, card_number: str,
     """
     _name, number = _require_level_2(rt, account)
     card = parse_card_number(card_number)
+    _count_check(rt, account, ip)
     holder = accounts.find_by_card_number(rt, card)
     if holder is not None and holder.id != account.id:
         raise accounts.AccountError("card_number", _l(
             "This card is already registered to another account."))
-    _count_check(rt, account, ip)
     answer = ask_registry(rt, "social_security_card", lambda gw: gw.check_card(number, card))
     active = answer.status is CardStatus.ACTIVE
     item = _record(rt, account, "social_security_card", answer.status.value, active,
@@ -373,15 +375,18 @@ def verify_in_person(rt: Runtime, account: Account, name: str, id_number: str,
     return item
 
 
-def revoke_evidence(account: Account, reason: str) -> int:
-    """Stop every live piece of evidence of ``account`` counting (not
-    committed); its level falls to 1 (or 0 without a verified phone).
+def revoke_evidence(account: Account, reason: str,
+                    methods: Sequence[str] | None = None) -> int:
+    """Stop live evidence of ``account`` counting (not committed): of the
+    given ``methods``, or all of it, so that the level falls to 1 (or 0
+    without a verified phone).
 
     :returns: how many were revoked.
     """
-    result = db.session.execute(
-        update(VerificationEvidence)
-        .where(VerificationEvidence.account_id == account.id,
-               VerificationEvidence.level > 0, VerificationEvidence.revoked_at.is_(None))
-        .values(revoked_at=utcnow(), revoked_reason=reason))
-    return result.rowcount
+    query = (update(VerificationEvidence)
+             .where(VerificationEvidence.account_id == account.id,
+                    VerificationEvidence.level > 0, VerificationEvidence.revoked_at.is_(None))
+             .values(revoked_at=utcnow(), revoked_reason=reason))
+    if methods is not None:
+        query = query.where(VerificationEvidence.method.in_(methods))
+    return db.session.execute(query).rowcount

@@ -5,14 +5,25 @@ account end its SSO sessions and revoke its grants at once."""
 
 from __future__ import annotations
 
-from idp.accounts.models import Account
-from idp.accounts.verification import revoke_evidence, verify_in_person
+from flask_babel import lazy_gettext as _l
+
+from connectors.registries import PopulationResult
+from idp.accounts.identifiers import normalize_name, parse_resident_id
+from idp.accounts.models import Account, VerificationEvidence
+from idp.accounts.service import find_by_resident_id
+from idp.accounts.verification import (
+    VerificationFailedError,
+    ask_registry,
+    revoke_evidence,
+    verify_in_person,
+)
 from idp.audit.service import record
 from idp.extensions import db
 from idp.oidc.grants import revoke_account_grants
 from idp.runtime import Runtime
 
-__all__ = ["reinstate", "require_reverification", "suspend", "verify_in_person"]
+__all__ = ["reinstate", "release_identity", "require_reverification", "suspend",
+           "take_over_in_person", "verify_in_person"]
 
 
 def _stop_tokens(rt: Runtime, account: Account, reason: str) -> int:
@@ -53,3 +64,45 @@ def require_reverification(rt: Runtime, account: Account, operator: str,
     record("account.reverification_required", account_id=account.id, actor=operator,
            reason=reason, evidence_revoked=revoked)
     return _stop_tokens(rt, account, "reverification_required")
+
+
+def release_identity(rt: Runtime, holder: Account, operator: str, reason: str) -> int:
+    """Take the verified identity (resident ID and card numbers, verified
+    name) off ``holder``, whose verification a counter found to be someone
+    else's: its evidence stops counting, it gets no tokens until it verifies
+    again (as whoever it really is), its sessions end and its grants are
+    revoked. The number is then free for its owner's account.
+
+    :returns: how many grants were revoked.
+    """
+    holder.resident_id_enc = holder.resident_id_index = None
+    holder.card_number_enc = holder.card_number_index = None
+    holder.verified_name = None
+    holder.reverification_required = True
+    revoked = revoke_evidence(holder, "identity_released")
+    record("account.identity_released", account_id=holder.id, actor=operator, reason=reason,
+           evidence_revoked=revoked)
+    return _stop_tokens(rt, holder, "identity_released")
+
+
+def take_over_in_person(rt: Runtime, account: Account, name: str, id_number: str,
+                        reference: str, operator: str) -> VerificationEvidence:
+    """An in-person verification that wins over an online one: when the
+    population registry confirms ``name`` and ``id_number`` and another
+    account holds the number, :func:`release_identity` takes it off that
+    account first; then :func:`verify_in_person`. Nothing is released when
+    the registry does not confirm.
+
+    :raises IdentifierError, VerificationUnavailableError,
+        VerificationFailedError, AccountError: as :func:`verify_in_person`.
+    """
+    number = parse_resident_id(id_number).number
+    answer = ask_registry(rt, "population_registry",
+                          lambda gw: gw.verify_person(normalize_name(name), number))
+    if answer.result is not PopulationResult.MATCH:
+        raise VerificationFailedError(answer.result.value, _l(
+            "The name and ID number do not match the population registry."))
+    holder = find_by_resident_id(rt, number)
+    if holder is not None and holder.id != account.id:
+        release_identity(rt, holder, operator, f"in-person verification {reference}")
+    return verify_in_person(rt, account, name, number, reference, operator)

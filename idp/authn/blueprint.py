@@ -134,7 +134,7 @@ def login():
         form.i.data = item.id if item else ""
         form.next.data = local_next(request.args.get("next")) or ""
         if item and item.arg("login_hint"):
-            form.username.data = item.arg("login_hint")
+            form.username.data = interactions.login_hint(rt.pii, item)
     error, status = None, 200
     if form.validate_on_submit():
         try:
@@ -377,10 +377,11 @@ def consent():
 def _step_up_state(rt: Runtime, item, client, account, sso) -> stepup.StepUpState:
     args = {k: v[0] for k, v in item.args.items() if v}
     try:
-        claims = parse_claims_request(args.get("claims"))
+        required, _essential = required_level(rt, args, parse_claims_request(
+            args.get("claims")), client)
     except ClaimsRequestError:
-        claims = None
-    required, _essential = required_level(rt, args, claims, client)
+        # The authorization endpoint refused such a request before.
+        required, _essential = required_level(rt, args, None, client)
     return stepup.evaluate(rt, account, sso.amr, required)
 
 
@@ -419,11 +420,6 @@ def step_up():
                 service.confirm_password(rt, account, form.password.data or "", client_ip())
                 stepup.add_factor(rt, sso, "pwd", client_ip())
                 return _resume(item)
-            elif action == "totp":
-                if not totp.verify_totp(rt, account, form.totp.data or "", client_ip()):
-                    raise service.InvalidCodeError(account.username)
-                stepup.add_factor(rt, sso, "otp", client_ip())
-                return _resume(item)
         except service.InvalidCodeError:
             error, status = _("The code is wrong or has expired."), 401
         except service.LoginFailedError:
@@ -445,7 +441,6 @@ def step_up():
         else "portal.verify_strong",
         "sms": phone is not None and "sms" not in sso.amr and rt.gateway is not None,
         "password": bool(account.password_hash) and "pwd" not in sso.amr,
-        "totp": "otp" not in sso.amr and totp.has_totp(account),
     }
     return render_template(
         "step_up.html", form=form, item=item, client=client, state=state, sent=sent,

@@ -106,9 +106,10 @@ class TotpForm(FlaskForm):
 
 class StepUpForm(FlaskForm):
     """A further factor for a step-up: the button pressed (``action``) says
-    which (``send_sms``, ``sms``, ``totp``, ``password``, ``cancel``)."""
+    which (``send_sms``, ``sms``, ``password``, ``cancel``). (TOTP is never
+    missing here: every session of an account with an authenticator was
+    opened with it, and setting one up ends the sessions opened before.)"""
 
-    totp = totp_code_field()
     code = sms_code_field()
     password = PasswordField(_l("Password"), validators=[Optional(), Length(max=1024)],
                              render_kw={"autocomplete": "current-password"})

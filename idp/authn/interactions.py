@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from idp.accounts.pii import PiiCipher, PiiError
 from idp.security import constant_time_equals, random_token
 from idp.store import Store
 from idp.timeutil import epoch
@@ -45,22 +46,46 @@ class TooManyInteractionsError(Exception):
     """The client IP started more sign-in requests than allowed in the window."""
 
 
+#: Longest ``login_hint`` kept (encrypted) for the login page, characters.
+MAX_LOGIN_HINT = 256
+
+
 def start(store: Store, args: dict[str, list[str]], browser: str, ip: str | None,
-          limits: Mapping[str, Any]) -> Interaction:
+          limits: Mapping[str, Any], pii: PiiCipher) -> Interaction:
     """Create and save an interaction for ``args`` started by ``browser``.
 
     Each one costs store space for :data:`TTL` seconds, so at most
     ``interactions_per_ip`` may be started per ``interaction_window`` per IP.
+    A ``login_hint`` is often an identifier (a phone or ID number), so it is
+    kept encrypted (read it with :func:`login_hint`); one longer than
+    :data:`MAX_LOGIN_HINT` is dropped.
 
     :param limits: the ``[throttle]`` settings table.
+    :param pii: the cipher of personal identifiers.
     :raises TooManyInteractionsError: over the per-IP limit.
     """
     if store.incr(f"rl:interaction:ip:{ip}", limits["interaction_window"]) > \
             limits["interactions_per_ip"]:
         raise TooManyInteractionsError(ip)
+    args = dict(args)
+    hints = [pii.encrypt("login_hint", v) for v in args.pop("login_hint", [])
+             if len(v) <= MAX_LOGIN_HINT]
+    if hints:
+        args["login_hint"] = hints
     item = Interaction(id=random_token(18), args=args, browser=browser, created=epoch())
     store.put(_PREFIX + item.id, asdict(item), TTL)
     return item
+
+
+def login_hint(pii: PiiCipher, item: Interaction) -> str | None:
+    """The ``login_hint`` of the request, decrypted, or None."""
+    sealed = item.arg("login_hint")
+    if not sealed:
+        return None
+    try:
+        return pii.decrypt("login_hint", sealed)
+    except PiiError:
+        return None
 
 
 def load(store: Store, interaction_id: str | None, browser: str | None) -> Interaction | None:

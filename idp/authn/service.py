@@ -4,6 +4,7 @@ and starting the SSO session with its audit event."""
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 
 from flask_babel import lazy_gettext as _l
@@ -20,6 +21,8 @@ from idp.authn.sessions import SsoSession, create_session, end_session
 from idp.extensions import db
 from idp.runtime import Runtime
 from idp.security import keyed_hash, random_token
+
+log = logging.getLogger(__name__)
 
 
 class LoginFailedError(Exception):
@@ -215,7 +218,9 @@ def register_with_phone(rt: Runtime, phone: str, code: str, username: str, passw
     :func:`send_sms_code` (purpose ``register``), and sign it in.
 
     The form is checked before the code is used, so a typing error in the
-    username does not cost the user their code.
+    username does not cost the user their code; whether the number already
+    has an account is said only after the code proved the number, so the
+    form cannot be used to find out which numbers have accounts.
 
     :raises RegistrationLimitError: over the per-IP limit.
     :raises accounts.AccountError: invalid or taken username, weak password,
@@ -224,11 +229,11 @@ def register_with_phone(rt: Runtime, phone: str, code: str, username: str, passw
     """
     _count_registration(rt, ip)
     accounts.validate_new_account(rt, username, password, None)
-    if accounts.find_by_phone(rt, phone) is not None:
-        raise accounts.AccountError("phone", _l("This number belongs to another account."))
     e164 = otp.check_code(rt, phone, "register", code)
     if e164 is None:
         raise InvalidCodeError(phone)
+    if accounts.find_by_phone(rt, e164) is not None:
+        raise accounts.AccountError("phone", _l("This number belongs to another account."))
     account = accounts.create_account(rt, username, password, name=name, verified_phone=e164,
                                       ip=ip)
     return start_session(rt, account, ["sms"], ip, previous, via="phone_registration")
@@ -282,22 +287,57 @@ def login_with_sms(rt: Runtime, phone: str, code: str, ip: str | None,
     return complete_login(rt, account, ["sms"], ip, previous)
 
 
-def confirm_phone(rt: Runtime, account: Account, phone: str, code: str,
-                  ip: str | None) -> str:
-    """Store ``phone`` as the account's verified mobile number, proven by the
-    code sent with :func:`send_sms_code` (purpose ``verify_phone``). Commits.
+def confirm_phone(rt: Runtime, account: Account, phone: str, code: str, password: str,
+                  ip: str | None, totp_code: str | None = None) -> bool:
+    """Store ``phone`` as the account's confirmed mobile number, proven by the
+    code sent with :func:`send_sms_code` (purpose ``verify_phone``) and the
+    account's password: a session alone (a kiosk card read, a browser left
+    signed in) must not change the number password resets go to. Commits.
 
-    :returns: the E.164 number.
+    Replacing a confirmed number changes the channel of password resets
+    and SMS second factors, so: the carrier check (about the old number)
+    stops counting; unless a current TOTP code also confirms the change,
+    all verification evidence stops counting (level 1), as a password alone
+    proves nothing more; every SSO session ends; the old number is told.
+
+    :returns: True when a confirmed number was replaced (the user must sign
+        in again).
+    :raises LoginFailedError: wrong password.
+    :raises throttle.ThrottledError: too many wrong passwords or TOTP codes.
     :raises InvalidCodeError: wrong, expired or used-up code.
     :raises accounts.AccountError: the number belongs to another account.
     """
+    from idp.accounts.verification import revoke_evidence
+
+    confirm_password(rt, account, password, ip)
     e164 = otp.check_code(rt, phone, "verify_phone", code)
     if e164 is None:
         raise InvalidCodeError(phone)
+    old = accounts.phone_number(rt, account) if account.phone_number_verified else None
     accounts.set_phone_number(rt, account, e164, verified=True)
-    record("account.phone_verified", account_id=account.id, ip=ip)
+    if old is None or old == e164:
+        record("account.phone_verified", account_id=account.id, ip=ip)
+        db.session.commit()
+        return False
+    proven = bool(totp_code) and totp.verify_totp(rt, account, totp_code or "", ip)
+    revoked = revoke_evidence(account, "phone_changed",
+                              None if not proven else ("carrier_three_element",))
+    account.end_all_sessions()
+    record("account.phone_changed", account_id=account.id, ip=ip, totp=proven,
+           evidence_revoked=revoked)
     db.session.commit()
-    return e164
+    _tell_old_number(rt, old)
+    return True
+
+
+def _tell_old_number(rt: Runtime, old: str) -> None:
+    """Best effort: the previous number learns that it no longer signs in."""
+    if rt.gateway is None:
+        return
+    try:
+        rt.gateway.send("phone_changed", old, {})
+    except (SmsGatewayError, RegistryUnavailableError):
+        log.warning("could not tell the previous number about a phone change")
 
 
 def confirm_password(rt: Runtime, account: Account, password: str, ip: str | None) -> None:

@@ -145,7 +145,8 @@ def _new_recovery_codes(rt: Runtime, account: Account) -> list[str]:
 
 def confirm_enrolment(rt: Runtime, account: Account, code: str, ip: str | None) -> list[str]:
     """Confirm the unconfirmed credential with a code from the authenticator
-    and issue recovery codes. Commits.
+    and issue recovery codes. Every SSO session of the account ends: one
+    opened before had no second factor and must not outlive it. Commits.
 
     :returns: the recovery codes in clear, to show once.
     :raises TotpError: no enrolment started, or already confirmed.
@@ -159,6 +160,7 @@ def confirm_enrolment(rt: Runtime, account: Account, code: str, ip: str | None) 
         raise ValueError("wrong code")
     item.confirmed_at = utcnow()
     codes = _new_recovery_codes(rt, account)
+    account.end_all_sessions()
     record("totp.enrolled", account_id=account.id, ip=ip)
     db.session.commit()
     return codes
@@ -204,13 +206,20 @@ def remaining_recovery_codes(account: Account) -> int:
         RecoveryCode.account_id == account.id, RecoveryCode.used_at.is_(None))).all())
 
 
-def regenerate_recovery_codes(rt: Runtime, account: Account, ip: str | None) -> list[str]:
-    """Replace every recovery code with new ones. Commits.
+def regenerate_recovery_codes(rt: Runtime, account: Account, code: str,
+                              ip: str | None) -> list[str]:
+    """Replace every recovery code with new ones, proven by a current code
+    of the authenticator (recovery codes stand in for it). Commits.
 
     :raises TotpError: no confirmed credential.
+    :raises throttle.ThrottledError: too many wrong codes.
+    :raises ValueError: the code is wrong.
     """
-    if not has_totp(account):
+    item = credential(account)
+    if item is None or item.confirmed_at is None:
         raise TotpError(_l("Set up an authenticator first."))
+    if not _check(rt, account, item, code, ip):
+        raise ValueError("wrong code")
     codes = _new_recovery_codes(rt, account)
     record("totp.recovery_codes_regenerated", account_id=account.id, ip=ip)
     db.session.commit()

@@ -255,12 +255,16 @@ def users_reverify(identifier: str, reason: str, operator: str) -> None:
 @click.option("--name", required=True, help="Name as on the ID card seen at the counter.")
 @click.option("--id-number", required=True, help="Resident ID number on the card.")
 @click.option("--reference", required=True, help="The counter's ticket or case number.")
+@click.option("--take-over", is_flag=True,
+              help="If another account holds this ID number (someone verified as this "
+                   "person online), take it off that account first.")
 @_OPERATOR
 @with_appcontext
 def users_verify_in_person(identifier: str, name: str, id_number: str, reference: str,
-                           operator: str) -> None:
+                           take_over: bool, operator: str) -> None:
     """Record an in-person verification at a counter (level 4); the
-    population registry is checked too."""
+    population registry is checked too. The person seen at the counter wins
+    over an online verification of the same number with --take-over."""
     from idp.accounts.identifiers import IdentifierError
     from idp.accounts.service import AccountError
     from idp.accounts.verification import (
@@ -268,6 +272,7 @@ def users_verify_in_person(identifier: str, name: str, id_number: str, reference
         VerificationUnavailableError,
         verify_in_person,
     )
+    from idp.admin.service import take_over_in_person
     from idp.runtime import current_runtime
 
     account = _account(identifier)
@@ -277,7 +282,8 @@ def users_verify_in_person(identifier: str, name: str, id_number: str, reference
                                    "registry cannot be asked; set IDP_GATEWAY__URL, "
                                    "IDP_GATEWAY__ACCESS_KEY and IDP_GATEWAY__SECRET")
     try:
-        verify_in_person(rt, account, name, id_number, reference, operator)
+        check = take_over_in_person if take_over else verify_in_person
+        check(rt, account, name, id_number, reference, operator)
     except IdentifierError as exc:
         raise click.ClickException(f"--id-number: {exc.message}") from None
     except AccountError as exc:

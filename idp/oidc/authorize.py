@@ -110,13 +110,11 @@ class Decision:
     """What the endpoint does next: ``login``, ``step_up``, ``consent`` or ``issue``.
 
     :ivar claims: the parsed ``claims`` parameter, for ``issue``.
-    :ivar login_hint: username to prefill on the login page.
     :ivar acr: the ``acr`` the login achieved, for ``issue``.
     """
 
     action: str
     claims: dict | None = None
-    login_hint: str | None = None
     acr: str | None = None
 
 
@@ -232,13 +230,25 @@ def _requested_value(claims: dict | None, name: str) -> str | None:
 
 def essential_acr(claims: dict | None) -> list[str] | None:
     """The values of an essential ``acr`` request in the ID token member of
-    the claims parameter (OIDC Core §5.5.1.1), or None when none is essential."""
+    the claims parameter (OIDC Core §5.5.1.1), or None when none is essential
+    (or it names no values: then it only asks for the claim, always sent).
+
+    :raises ClaimsRequestError: ``value`` not a string, or ``values`` not a
+        non-empty list of strings.
+    """
     entry = (claims or {}).get("id_token", {}).get("acr")
-    if not isinstance(entry, dict) or not entry.get("essential"):
+    if not isinstance(entry, dict) or entry.get("essential") is not True:
         return None
-    values = entry.get("values") if isinstance(entry.get("values"), list) else (
-        [entry["value"]] if "value" in entry else [])
-    return [v for v in values if isinstance(v, str)]
+    if "values" in entry:
+        values = entry["values"]
+        if not (isinstance(values, list) and values and all(isinstance(v, str) for v in values)):
+            raise ClaimsRequestError("claims.id_token.acr.values must be a list of strings")
+        return values
+    if "value" in entry:
+        if not isinstance(entry["value"], str):
+            raise ClaimsRequestError("claims.id_token.acr.value must be a string")
+        return [entry["value"]]
+    return None
 
 
 def required_level(rt: Runtime, args: dict[str, str], claims: dict | None,
@@ -267,7 +277,10 @@ def check_acr(rt: Runtime, claims: dict | None, client, args: dict[str, str], ac
     """
     from idp.authn.stepup import evaluate
 
-    required, essential = required_level(rt, args, claims, client)
+    try:
+        required, essential = required_level(rt, args, claims, client)
+    except ClaimsRequestError as exc:
+        raise InvalidRequestError(str(exc), redirect_uri=redirect_uri) from None
     if essential is not None and essential and not any(
             rt.acr.level_of(v) is not None for v in essential):
         raise UnmetAuthenticationRequirementsError(
@@ -309,7 +322,6 @@ def decide(
     max_age = check_openid_parameters(req, redirect_uri)
     claims = check_claims(req, redirect_uri)
     hint_mismatch = check_id_token_hint(rt, req, redirect_uri, account, client)
-    login_hint = req.payload.data.get("login_hint")
 
     requested_sub = _requested_value(claims, "sub")
     if requested_sub is not None and (account is None
@@ -327,7 +339,7 @@ def decide(
     if need_login:
         if "none" in prompts:
             raise LoginRequiredError(redirect_uri=redirect_uri)
-        return Decision("login", login_hint=login_hint)
+        return Decision("login")
 
     acr, step_up = check_acr(rt, claims, client, req.payload.data, account, session, prompts,
                              redirect_uri)

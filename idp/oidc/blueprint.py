@@ -87,7 +87,7 @@ def _run_authorization(args: dict[str, list[str]], interaction=None) -> Response
         if interaction is None:
             try:
                 interaction = interactions.start(rt.store, args, browser_id(), client_ip(),
-                                                 rt.settings["throttle"])
+                                                 rt.settings["throttle"], rt.pii)
             except interactions.TooManyInteractionsError:
                 return Response(render_template(
                     "error.html", error="temporarily_unavailable",

@@ -78,12 +78,19 @@ def _accepts(constraint: Any, value: str) -> bool:
     return not (isinstance(values, list) and value not in values)
 
 
+#: A ``max_age`` beyond this many seconds (about 3,000 years) asks nothing.
+MAX_AGE_LIMIT = 10**11
+
+
 def _fresh_enough(constraint: Any, verified: datetime, now: datetime) -> bool:
-    """A ``max_age`` constraint on ``time`` (OIDC4IDA §6.5.2), seconds."""
+    """A ``max_age`` constraint on ``time`` (OIDC4IDA §6.5.2), seconds; a
+    negative one is never met, and one too large to be a date is always met."""
     max_age = constraint.get("max_age") if isinstance(constraint, dict) else None
     if not isinstance(max_age, int) or isinstance(max_age, bool):
         return True
-    return now - verified <= timedelta(seconds=max_age)
+    if max_age >= MAX_AGE_LIMIT:
+        return True
+    return max_age >= 0 and now - verified <= timedelta(seconds=max_age)
 
 
 def verified_claims(rt: Runtime, account: Account, scope: set[str],

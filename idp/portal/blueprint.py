@@ -179,24 +179,34 @@ def phone():
         form.i.data = item.id if item else ""
     sent, error, status = False, None, 200
     if rt.gateway is not None and form.validate_on_submit():
-        if request.form.get("action") == "verify":
-            sent = True
-            try:
-                authn.confirm_phone(rt, account, form.phone.data, form.code.data or "",
-                                    client_ip())
-            except authn.InvalidCodeError:
-                error, status = _("The code is wrong or has expired."), 401
-            except accounts.AccountError as exc:
-                form.phone.errors.append(exc.message)
-                status = 400
+        verify = request.form.get("action") == "verify"
+        sent = verify
+        try:
+            if not verify:
+                sent, error, status = send_code_for_form(rt, form, "verify_phone")
+            elif authn.confirm_phone(rt, account, form.phone.data, form.code.data or "",
+                                     form.password.data or "", client_ip(), form.totp.data):
+                flash(_("Your mobile number is changed. Sign in again; verify your "
+                        "identity again if its level dropped."), "notice")
+                return redirect(url_for("authn.login", next=url_for("portal.overview")))
             else:
                 return _done(item, _("Your mobile number is confirmed."))
-        else:
-            sent, error, status = send_code_for_form(rt, form, "verify_phone")
+        except authn.LoginFailedError:
+            form.password.errors.append(_("The password is incorrect."))
+            status = 401
+        except throttle.ThrottledError as exc:
+            error, status = too_many_attempts(exc.retry_after), 429
+        except authn.InvalidCodeError:
+            error, status = _("The code is wrong or has expired."), 401
+        except accounts.AccountError as exc:
+            form.phone.errors.append(exc.message)
+            status = 400
     elif request.method == "POST":
         status = 400
+    replacing = account.phone_number_verified
     return render_template("phone.html", form=form, item=item, sent=sent, error=error,
-                           available=rt.gateway is not None), status
+                           available=rt.gateway is not None, replacing=replacing,
+                           has_totp=replacing and totp.has_totp(account)), status
 
 
 @bp.route("/security", methods=["GET", "POST"])
@@ -216,7 +226,8 @@ def security():
             elif action == "confirm":
                 codes = totp.confirm_enrolment(rt, account, form.code.data or "", client_ip())
             elif action == "regenerate":
-                codes = totp.regenerate_recovery_codes(rt, account, client_ip())
+                codes = totp.regenerate_recovery_codes(rt, account, form.code.data or "",
+                                                       client_ip())
             elif action == "disable":
                 totp.disable(rt, account, form.code.data or "", client_ip())
                 flash(_("The authenticator is removed."), "notice")

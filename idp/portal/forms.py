@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, StringField
+from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
 from idp.authn.forms import SmsCodeForm, totp_code_field
@@ -38,7 +38,13 @@ class StrongProofForm(FlaskForm):
 
 
 class PhoneForm(SmsCodeForm):
-    """A mobile number for the account, proven by an SMS code."""
+    """A mobile number for the account, proven by an SMS code and the
+    account's password (and, to keep the identity level when replacing a
+    number, a code of the authenticator app)."""
+
+    password = PasswordField(_l("Your password"), validators=[Optional(), Length(max=1024)],
+                             render_kw={"autocomplete": "current-password"})
+    totp = totp_code_field()
 
 
 class TotpSetupForm(FlaskForm):

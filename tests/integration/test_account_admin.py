@@ -189,3 +189,34 @@ def test_verify_in_person_without_a_gateway_says_so(gw, tmp_path):
     result = CliRunner().invoke(main, ["users", "verify-in-person", username, "--name", "x",
                                        "--id-number", "x", "--reference", "r"], env=env)
     assert result.exit_code == 1 and "no gateway is configured" in result.output
+
+
+def test_in_person_take_over_of_an_identity_squatted_online(gw):
+    """Someone who knew a person's name and ID number verified them online
+    first; the counter gives the number to its owner's account."""
+    from idp.accounts.service import find_by_username
+    from idp.accounts.verification import assurance_level, verify_population
+
+    provider, gateway = gw
+    person = fresh_person(gateway)
+    squatter, _, _ = provider.create_account()
+    owner, _, _ = provider.create_account()
+    with provider.app.app_context():
+        verify_population(provider.runtime, find_by_username(squatter), person.name,
+                          person.id_number, None)
+    args = ["users", "verify-in-person", owner, "--name", person.name, "--id-number",
+            person.id_number, "--reference", "CTR-9"]
+    refused = cli(provider, gateway, *args)
+    assert refused.exit_code != 0 and "another account" in refused.output
+    # A registry mismatch releases nothing.
+    wrong = cli(provider, gateway, "users", "verify-in-person", owner, "--name", "某某",
+                "--id-number", person.id_number, "--reference", "CTR-9", "--take-over")
+    assert wrong.exit_code != 0
+    with provider.app.app_context():
+        assert find_by_username(squatter).resident_id_enc is not None
+    taken = cli(provider, gateway, *args, "--take-over")
+    assert taken.exit_code == 0, taken.output
+    with provider.app.app_context():
+        old, new = find_by_username(squatter), find_by_username(owner)
+        assert old.resident_id_enc is None and old.reverification_required
+        assert assurance_level(old) <= 1 and assurance_level(new) == 4

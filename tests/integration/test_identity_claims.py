@@ -129,3 +129,21 @@ def test_discovery_lists_levels_and_identity_assurance(gw):
     assert {"realname", "idcard"} <= set(meta["scopes_supported"])
     assert "verified_claims" in meta["claims_supported"]
     assert meta["claims_in_verified_claims_supported"] == ["name", "birthdate"]
+
+
+@pytest.mark.parametrize("max_age,released", [(10**20, True), (10**14, True), (-5, False),
+                                              (3600, True)])
+def test_time_constraint_of_any_size(gw, max_age, released):
+    """Regression: a max_age too large for a date was a 500 at the token
+    endpoint (the code used up) and at userinfo."""
+    provider, gateway = gw
+    username, password, _ = level_2_account(provider, gateway)
+    client = provider.create_client()
+    asked = {"verified_claims": {"verification": {"time": {"max_age": max_age}},
+                                 "claims": {"name": None}}}
+    tokens = tokens_for(provider, client, username, password, scope="openid realname",
+                        claims=json.dumps({"id_token": asked, "userinfo": asked}))
+    assert "id_token" in tokens
+    claims = pyjwt.decode(tokens["id_token"], options={"verify_signature": False})
+    assert ("verified_claims" in claims) is released
+    assert ("verified_claims" in userinfo(provider, tokens["access_token"])) is released

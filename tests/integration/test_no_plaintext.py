@@ -253,3 +253,16 @@ def test_no_plaintext_identifier_anywhere(gw, captured):
             assert value not in text, f"{value[:3]}... found in the {where}"
     # The identifiers are in the database, encrypted: the search could have found them.
     assert "v1.k1." in places["database"]
+
+
+def test_login_hint_is_kept_encrypted(gw):
+    """Regression: an ID number a relying party sent as ``login_hint`` was
+    kept in clear in the store for the life of the sign-in request."""
+    provider, gateway = gw
+    person = fresh_person(gateway)
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    page = browser.go(browser.authorize_url(client, login_hint=person.id_number))
+    assert f'value="{person.id_number}"' in page.text  # still prefilled
+    stored = _raw_files(provider).decode("latin-1") + _redis_text(provider)
+    assert "interaction:" in stored and person.id_number not in stored

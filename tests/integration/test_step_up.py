@@ -186,7 +186,10 @@ def test_essential_acr_reports_a_requested_value(gw):
     assert pyjwt.decode(tokens["id_token"], options={"verify_signature": False})["acr"] == "L1"
 
 
-def test_step_up_with_an_authenticator_added_during_the_session(gw):
+def test_setting_up_an_authenticator_ends_older_sessions(gw):
+    """Regression: a session opened before TOTP was set up kept working
+    without it (and could replace the recovery codes). Setting one up ends
+    the sessions; the next login with it reaches L3 at once."""
     import re
     import time
 
@@ -199,6 +202,8 @@ def test_step_up_with_an_authenticator_added_during_the_session(gw):
     username, password, person = level_2_account(provider, gateway)
     with provider.app.app_context():
         verify_card(provider.runtime, find_by_username(username), person.card_number, None)
+    older = Browser(provider.url)
+    older.go(f"{provider.url}/account", username=username, password=password)
     browser = Browser(provider.url)
     browser.go(f"{provider.url}/account", username=username, password=password)
     url = f"{provider.url}/account/security"
@@ -210,11 +215,32 @@ def test_step_up_with_an_authenticator_added_during_the_session(gw):
     post_form(browser, started, "/account/security", action="confirm",
               code=totp.generate_otp(step))
     client = provider.create_client()
-    page = browser.go(browser.authorize_url(client, acr_values="L3"))
-    assert "/login/step-up" in page.url and 'value="totp"' in page.text
-    stepped = post_form(browser, page, "/login/step-up", action="totp",
-                        totp=totp.generate_otp(step + 1))
-    callback = follow(browser, stepped)
+    for session in (older, browser):
+        assert "/login" in session.go(session.authorize_url(client)).url
+    fresh = Browser(provider.url)
+    page = fresh.go(fresh.authorize_url(client, acr_values="L3"), username=username,
+                    password=password)
+    assert "/login/otp" in page.url
+    done = post_form(fresh, page, "/login/otp", action="totp",
+                     code=totp.generate_otp(step + 1))
+    callback = follow(fresh, done)
     tokens = redeem(provider.url, client, callback_params(callback)["code"]).json()
     claims = pyjwt.decode(tokens["id_token"], options={"verify_signature": False})
     assert claims["acr"] == "L3" and claims["amr"] == ["pwd", "otp", "mfa"]
+
+
+@pytest.mark.parametrize("entry", [{"essential": True, "values": "L3"},
+                                   {"essential": True, "value": 5},
+                                   {"essential": True, "values": []}])
+def test_malformed_essential_acr_is_invalid_request(gw, entry):
+    """Regression: these were read as no requirement at all."""
+    import json
+
+    provider, gateway = gw
+    username, password, _ = level_2_account(provider, gateway)
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    response = browser.go(browser.authorize_url(
+        client, claims=json.dumps({"id_token": {"acr": entry}})), username=username,
+        password=password)
+    assert callback_params(response)["error"] == "invalid_request"

@@ -183,3 +183,20 @@ def test_second_step_without_a_pending_login_goes_to_the_login(provider, field):
     session = requests.Session()
     response = session.get(f"{provider.url}/login/otp", allow_redirects=False)
     assert response.status_code == 302 and "/login" in response.headers["Location"]
+
+
+def test_new_recovery_codes_need_a_current_code(provider):
+    """Regression: any session could replace the recovery codes, and use one
+    to pass the second step."""
+    username, password, _ = provider.create_account()
+    secret, codes = enrol(provider, username, password)
+    session = requests.Session()
+    first = _password(session, provider, username, password)
+    page = session.get(provider.url + first.headers["Location"])
+    _post(session, f"{provider.url}/login/otp", page, action="recovery", recovery_code=codes[0])
+    url = f"{provider.url}/account/security"
+    assert _post(session, url, session.get(url), action="regenerate").status_code == 401
+    fresh = _post(session, url, session.get(url), action="regenerate",
+                  code=_code(secret, 1, step=ENROLLED_AT[secret]))
+    assert fresh.status_code == 200
+    assert len(re.findall(r"<code>([a-z0-9]{5}-[a-z0-9]{5})</code>", fresh.text)) == 10

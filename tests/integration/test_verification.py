@@ -14,7 +14,7 @@ from tests.sandbox_support import fresh_person, start_gateway_provider
 def gw(tmp_path_factory, database_url):
     provider, gateway = start_gateway_provider(
         tmp_path_factory, database_url, gateway={"retries": 0, "breaker_threshold": 1000},
-        assurance={"checks_per_account_daily": 6})
+        assurance={"checks_per_account_daily": 6, "checks_per_ip_hourly": 1000})
     yield provider, gateway
     provider.stop()
     gateway.stop()
@@ -184,7 +184,7 @@ def test_carrier_check_needs_the_persons_confirmed_phone(gw):
 
     provider, gateway = gw
     person = fresh_person(gateway)
-    browser, username, _ = signed_in(provider)
+    browser, username, password = signed_in(provider)
     submit(browser, "/account/verify", name=person.name, id_number=person.id_number)
     missing = submit(browser, "/account/verify/strong", method="carrier")
     assert missing.status_code == 422 and "mobile number" in missing.text
@@ -192,7 +192,13 @@ def test_carrier_check_needs_the_persons_confirmed_phone(gw):
                   action="send")
     code = read_outbox(gateway.data_path, person.phone)[-1]["params"]["code"]
     data = hidden_inputs(page.text)
-    data.update(phone=person.phone, code=code, action="verify")
+    data.update(phone=person.phone, code=code, action="verify", password="wrong password")
+    # The password is needed too: a session alone must not set the number
+    # that password resets go to.
+    refused = browser.session.post(f"{provider.url}/account/phone", data=data,
+                                   allow_redirects=False)
+    assert refused.status_code == 401 and "password is incorrect" in refused.text
+    data.update(password=password)
     confirmed = browser.session.post(f"{provider.url}/account/phone", data=data,
                                      allow_redirects=False)
     assert confirmed.status_code == 302
@@ -218,3 +224,95 @@ def test_console_and_errors_in_chinese(gw):
     assert "身份可信等级" in page.text and "核验记录" in page.text
     refused = submit(browser, "/account/verify", name="某某某", id_number=person.id_number)
     assert "姓名与身份证号在人口库中不一致" in refused.text
+
+
+def test_ownership_answers_count_against_the_limit(gw):
+    """Regression: 'already verified for another account' was answered
+    before the check was counted, so it told for free which ID numbers have
+    accounts."""
+    provider, gateway = gw
+    person = fresh_person(gateway)
+    holder, _, _ = signed_in(provider)
+    assert submit(holder, "/account/verify", name=person.name,
+                  id_number=person.id_number).status_code == 302
+    prober, _, _ = signed_in(provider)
+    statuses = [submit(prober, "/account/verify", name=person.name,
+                       id_number=person.id_number).status_code for _ in range(7)]
+    assert statuses == [400] * 6 + [429]
+
+
+def _confirm_phone(browser, provider, gateway, phone, password, **extra):
+    from connectors.sandbox import read_outbox
+
+    page = submit(browser, "/account/phone", allow_redirects=True, phone=phone, action="send")
+    code = read_outbox(gateway.data_path, phone)[-1]["params"]["code"]
+    data = hidden_inputs(page.text)
+    data.update(phone=phone, code=code, action="verify", password=password, **extra)
+    return browser.session.post(f"{provider.url}/account/phone", data=data,
+                                allow_redirects=False)
+
+
+def test_replacing_the_phone_ends_sessions_and_drops_the_level(gw):
+    """Regression: a signed-in session could replace the confirmed number
+    without the password (a kiosk card read could then reset the password
+    by SMS), and a replaced number kept the level it had: an attacker who
+    knew only the password could then add an SMS factor of their own."""
+    from connectors.sandbox import read_outbox
+    from idp.accounts.service import find_by_username
+    from idp.accounts.verification import evidence_of
+
+    provider, gateway = gw
+    person = fresh_person(gateway)
+    browser, username, password = signed_in(provider)
+    assert _confirm_phone(browser, provider, gateway, person.phone,
+                          password).status_code == 302
+    submit(browser, "/account/verify", name=person.name, id_number=person.id_number)
+    submit(browser, "/account/verify/strong", method="carrier")
+    submit(browser, "/account/verify/strong", card_number=person.card_number, method="card")
+    assert level(provider, username) == 3
+    other = fresh_person(gateway).phone
+    changed = _confirm_phone(browser, provider, gateway, other, password)
+    assert changed.status_code == 302 and "/login" in changed.headers["Location"]
+    assert level(provider, username) == 1
+    with provider.app.app_context():
+        reasons = {e.revoked_reason for e in evidence_of(find_by_username(username)) if e.level}
+    assert reasons == {"phone_changed"}
+    # The session ended; the old number was told.
+    assert browser.session.get(f"{provider.url}/account",
+                               allow_redirects=False).status_code == 302
+    assert read_outbox(gateway.data_path, person.phone)[-1]["template"] == "phone_changed"
+
+
+def test_replacing_the_phone_with_totp_keeps_the_level_but_not_the_carrier_check(gw):
+    import re
+    import time
+
+    import pyotp
+
+    provider, gateway = gw
+    person = fresh_person(gateway)
+    browser, username, password = signed_in(provider)
+    _confirm_phone(browser, provider, gateway, person.phone, password)
+    submit(browser, "/account/verify", name=person.name, id_number=person.id_number)
+    submit(browser, "/account/verify/strong", method="carrier")
+    started = submit(browser, "/account/security", allow_redirects=True, action="start")
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', started.text).group(1)
+    totp = pyotp.TOTP(secret)
+    step = totp.timecode(time.time())
+    data = hidden_inputs(started.text)
+    data.update(action="confirm", code=totp.generate_otp(step))
+    recovery = re.findall(r"<code>([a-z0-9-]{11})</code>", browser.session.post(
+        f"{provider.url}/account/security", data=data).text)
+    # Enrolment ended the session: sign in again (a recovery code leaves the
+    # next time step for the phone change).
+    page = browser.go(f"{provider.url}/account", username=username, password=password)
+    data = hidden_inputs(page.text)
+    data.update(action="recovery", recovery_code=recovery[0])
+    assert browser.session.post(f"{provider.url}/login/otp", data=data).status_code == 200
+    assert level(provider, username) == 3
+    other = fresh_person(gateway).phone
+    changed = _confirm_phone(browser, provider, gateway, other, password,
+                             totp=totp.generate_otp(step + 1))
+    assert changed.status_code == 302
+    # The carrier check was about the old number: level 2 remains.
+    assert level(provider, username) == 2
