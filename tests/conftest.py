@@ -123,3 +123,18 @@ def portals(provider):
     yield pair
     for portal in pair:
         portal.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory, database_url):
+    """A seeded sandbox gateway and a provider wired to it, one pair per test
+    module: ``(provider, gateway)``. SMS resends wait 1 s and registry queries
+    are not retried, so tests can resend codes and inject outages quickly."""
+    from tests.sandbox_support import start_gateway_provider
+
+    provider, gateway = start_gateway_provider(tmp_path_factory, database_url,
+                                               sms={"resend_after": 1},
+                                               gateway={"retries": 0})
+    yield provider, gateway
+    provider.stop()
+    gateway.stop()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import requests
 from click.testing import CliRunner
 
@@ -14,16 +13,7 @@ from idp.cli import main
 from tests.conftest import SECRETS
 from tests.helpers import Browser, hidden_inputs, redeem
 from tests.integration.test_step_up import level_2_account
-from tests.sandbox_support import KEY, SECRET, fresh_person, start_gateway_provider
-
-
-@pytest.fixture(scope="module")
-def gw(tmp_path_factory, database_url):
-    provider, gateway = start_gateway_provider(tmp_path_factory, database_url,
-                                               sms={"resend_after": 1})
-    yield provider, gateway
-    provider.stop()
-    gateway.stop()
+from tests.sandbox_support import KEY, SECRET, fresh_person
 
 
 def cli(provider, gateway, *args):

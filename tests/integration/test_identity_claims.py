@@ -11,15 +11,6 @@ import requests
 
 from tests.helpers import Browser, hidden_inputs, redeem
 from tests.integration.test_step_up import level_2_account
-from tests.sandbox_support import start_gateway_provider
-
-
-@pytest.fixture(scope="module")
-def gw(tmp_path_factory, database_url):
-    provider, gateway = start_gateway_provider(tmp_path_factory, database_url)
-    yield provider, gateway
-    provider.stop()
-    gateway.stop()
 
 
 def tokens_for(provider, client, username, password, browser=None, **params):

@@ -14,16 +14,7 @@ from joserfc.jwk import ECKey
 
 from tests.helpers import Browser, callback_params, redeem
 from tests.integration.test_step_up import level_2_account
-from tests.sandbox_support import fresh_person, start_gateway_provider
-
-
-@pytest.fixture(scope="module")
-def gw(tmp_path_factory, database_url):
-    provider, gateway = start_gateway_provider(tmp_path_factory, database_url,
-                                               gateway={"retries": 0})
-    yield provider, gateway
-    provider.stop()
-    gateway.stop()
+from tests.sandbox_support import fresh_person
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from joserfc.jwk import ECKey
 
 from connectors.sandbox import read_outbox
 from tests.helpers import Browser, callback_params, hidden_inputs, redeem
-from tests.sandbox_support import fresh_person, start_gateway_provider
+from tests.sandbox_support import fresh_person
 
 PASSWORD = "a long enough password"
 NEW_PASSWORD = "another long password"
@@ -66,15 +66,6 @@ def captured(monkeypatch):
     root.removeHandler(handler)
     for lg, level in saved:
         lg.setLevel(level)
-
-
-@pytest.fixture
-def gw(tmp_path_factory, database_url):
-    provider, gateway = start_gateway_provider(tmp_path_factory, database_url,
-                                               sms={"resend_after": 1})
-    yield provider, gateway
-    provider.stop()
-    gateway.stop()
 
 
 def _form(session, url, **fields):

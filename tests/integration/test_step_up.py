@@ -11,16 +11,7 @@ import pytest
 
 from connectors.sandbox import read_outbox
 from tests.helpers import Browser, callback_params, hidden_inputs, redeem
-from tests.sandbox_support import fresh_person, start_gateway_provider
-
-
-@pytest.fixture(scope="module")
-def gw(tmp_path_factory, database_url):
-    provider, gateway = start_gateway_provider(tmp_path_factory, database_url,
-                                               sms={"resend_after": 1})
-    yield provider, gateway
-    provider.stop()
-    gateway.stop()
+from tests.sandbox_support import fresh_person
 
 
 def level_2_account(provider, gateway):
