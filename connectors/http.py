@@ -313,10 +313,18 @@ class GatewayClient:
             lambda d: PopulationCheck(PopulationResult(d["result"]), _ref(d)),
             lambda a: a.result is PopulationResult.MATCH)
 
-    def verify_entity(self, uscc: str, name: str) -> LegalEntityCheck:
-        """Legal-entity registry: credit code + name. See :class:`LegalEntityRegistry`."""
+    def verify_entity(self, uscc: str, name: str, representative_name: str | None = None,
+                      representative_id_number: str | None = None) -> LegalEntityCheck:
+        """Legal-entity registry: credit code + name, and the legal
+        representative when given. See :class:`LegalEntityRegistry`."""
+        body = {"uscc": uscc, "name": name}
+        if representative_name is not None or representative_id_number is not None:
+            log.debug("legal representative check for %s",
+                      mask_resident_id(representative_id_number or ""))
+            body.update(representative_name=representative_name or "",
+                        representative_id_number=representative_id_number or "")
         return self._verify(
-            "/legal-entity/v1/verify", {"uscc": uscc, "name": name},
+            "/legal-entity/v1/verify", body,
             lambda d: LegalEntityCheck(LegalEntityResult(d["result"]), _ref(d)),
             lambda a: a.result is LegalEntityResult.MATCH)
 

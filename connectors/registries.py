@@ -52,12 +52,14 @@ class PopulationResult(enum.Enum):
 
 
 class LegalEntityResult(enum.Enum):
-    """Outcome of a credit code + entity name check."""
+    """Outcome of a credit code + entity name (+ legal representative) check."""
 
     MATCH = "match"
     MISMATCH = "mismatch"
     NOT_FOUND = "not_found"
     REVOKED = "revoked"  #: business licence revoked or entity deregistered
+    #: the entity matches, but the person named is not its legal representative
+    REPRESENTATIVE_MISMATCH = "representative_mismatch"
 
 
 class CardStatus(enum.Enum):
@@ -142,8 +144,11 @@ class PopulationRegistry(Protocol):
 class LegalEntityRegistry(Protocol):
     """The legal-entity (market supervision) registry."""
 
-    def verify_entity(self, uscc: str, name: str) -> LegalEntityCheck:
-        """Check that the credit code ``uscc`` (GB 32100) belongs to ``name``.
+    def verify_entity(self, uscc: str, name: str, representative_name: str | None = None,
+                      representative_id_number: str | None = None) -> LegalEntityCheck:
+        """Check that the credit code ``uscc`` (GB 32100) belongs to ``name``
+        and, when given, that the person ``representative_name`` with
+        ``representative_id_number`` is its registered legal representative.
 
         :raises RegistryUnavailableError: the registry cannot answer now.
         :raises GatewayRequestError: the request was refused.

@@ -70,3 +70,26 @@ def start_gateway_provider(tmp_path_factory, database_url, **sections):
     provider = start_provider(tmp_path_factory.mktemp("idp-gw"), database_url,
                               gateway=gateway_settings, **sections)
     return provider, gateway
+
+
+def fresh_entity(gateway: Gateway):
+    """An active legal entity of the sandbox whose legal representative is a
+    person in good standing no other test used: ``(entity, person)``."""
+    import sqlite3
+
+    from connectors.sandbox import demo_people
+    from connectors.sandbox.dataset import Entity
+
+    people = {p.id_number: p for p in demo_people(gateway.data_path, limit=1000)}
+    with sqlite3.connect(gateway.data_path) as conn:
+        rows = conn.execute("SELECT uscc, name, status, representative_name, "
+                            "representative_id FROM entities WHERE idx > 3 AND "
+                            "status = 'active' ORDER BY idx").fetchall()
+    conn.close()
+    for row in rows:
+        entity = Entity(*row)
+        person = people[entity.representative_id]
+        if person.status == "alive" and entity.representative_id not in _used:
+            _used.add(entity.representative_id)
+            return entity, person
+    raise LookupError("the sandbox dataset has no unused entity of that kind")

@@ -17,7 +17,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 from flask import Flask, g, jsonify, request
 from markupsafe import escape
@@ -112,10 +111,9 @@ def create_sandbox(data_path: str, keys: dict[str, str],
         has nothing like it).
     :returns: a Flask app; ``app.extensions["gateway_sandbox"]`` is its
         :class:`SandboxState`.
-    :raises FileNotFoundError: if the dataset does not exist.
+    :raises FileNotFoundError: if the dataset does not exist or has an older layout.
     """
-    if not Path(data_path).is_file():
-        raise FileNotFoundError(f"no sandbox dataset at {data_path}: run `idp sandbox seed`")
+    connect(data_path).close()
     if not keys:
         raise ValueError("the sandbox needs at least one access key")
     now = clock or (lambda: datetime.now(UTC))
@@ -213,14 +211,23 @@ def create_sandbox(data_path: str, keys: dict[str, str],
         if (len(code) != 18 or any(c not in USCC_ALPHABET for c in code)
                 or uscc_check_character(code[:17]) != code[17]):
             raise GatewayError(400, "invalid_request", "uscc")
-        row = g.db.execute("SELECT name, status FROM entities WHERE uscc = ?",
-                           (code,)).fetchone()
+        representative = None
+        if "representative_name" in data or "representative_id_number" in data:
+            representative = (_field(data, "representative_name"),
+                              _id_number({"id_number": data.get("representative_id_number")}))
+        row = g.db.execute("SELECT name, status, representative_name, representative_id "
+                           "FROM entities WHERE uscc = ?", (code,)).fetchone()
         if row is None:
             result = "not_found"
         elif row["name"] != name:
             result = "mismatch"
+        elif row["status"] == "revoked":
+            result = "revoked"
+        elif representative and representative != (row["representative_name"],
+                                                    row["representative_id"]):
+            result = "representative_mismatch"
         else:
-            result = "revoked" if row["status"] == "revoked" else "match"
+            result = "match"
         return jsonify(result=result, reference=_reference())
 
     @app.post("/social-security/v1/card")

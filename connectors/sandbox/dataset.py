@@ -60,11 +60,14 @@ class Person:
 
 @dataclass(frozen=True)
 class Entity:
-    """One synthetic legal entity; ``status`` is ``active`` or ``revoked``."""
+    """One synthetic legal entity; ``status`` is ``active`` or ``revoked``;
+    its legal representative is one of the people."""
 
     uscc: str
     name: str
     status: str
+    representative_name: str
+    representative_id: str
 
 
 #: Fixed demo people, always the first rows of every seeded dataset. The
@@ -84,12 +87,19 @@ DEMO_PEOPLE: tuple[Person, ...] = (
     Person("周丽", _id("31010119750505008"), "cancelled", "A00000009", "cancelled",
            "+8613900000009"),
 )
-#: Fixed demo legal entities: the first is active, the second revoked.
+#: Fixed demo legal entities: the first is active, the second revoked; their
+#: legal representatives are the first three demo people.
 DEMO_ENTITIES: tuple[Entity, ...] = (
-    Entity(_uscc("91110101MA0000001"), "北京示范科技有限公司", "active"),
-    Entity(_uscc("91310101MA0000002"), "上海样例贸易有限公司", "revoked"),
-    Entity(_uscc("12440101MB0000003"), "广州市示范事业单位服务中心", "active"),
+    Entity(_uscc("91110101MA0000001"), "北京示范科技有限公司", "active",
+           DEMO_PEOPLE[0].name, DEMO_PEOPLE[0].id_number),
+    Entity(_uscc("91310101MA0000002"), "上海样例贸易有限公司", "revoked",
+           DEMO_PEOPLE[1].name, DEMO_PEOPLE[1].id_number),
+    Entity(_uscc("12440101MB0000003"), "广州市示范事业单位服务中心", "active",
+           DEMO_PEOPLE[2].name, DEMO_PEOPLE[2].id_number),
 )
+#: Version of the dataset's layout (SQLite ``user_version``); an older file
+#: must be seeded again.
+DATASET_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE people (
@@ -105,7 +115,9 @@ CREATE TABLE entities (
     idx INTEGER PRIMARY KEY,
     uscc TEXT NOT NULL UNIQUE,
     name TEXT NOT NULL,
-    status TEXT NOT NULL                -- active | revoked
+    status TEXT NOT NULL,               -- active | revoked
+    representative_name TEXT NOT NULL,  -- the legal representative, one of the people
+    representative_id TEXT NOT NULL
 );
 CREATE TABLE outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -147,7 +159,8 @@ def _random_people(rng: random.Random, count: int, taken_ids: set[str],
     return people
 
 
-def _random_entities(rng: random.Random, count: int, taken: set[str]) -> list[Entity]:
+def _random_entities(rng: random.Random, count: int, taken: set[str],
+                     people: list[Person]) -> list[Entity]:
     entities: list[Entity] = []
     while len(entities) < count:
         # Registration authority 9 (market regulation), category 1 (enterprise),
@@ -157,10 +170,12 @@ def _random_entities(rng: random.Random, count: int, taken: set[str]) -> list[En
         name = (rng.choice(("北京", "上海", "广州", "杭州", "成都", "武汉"))
                 + rng.choice(_ENTITY_WORDS) + rng.choice(_ENTITY_KINDS))
         revoked = rng.random() < 0.08
+        representative = rng.choice(people)
         if code in taken:
             continue
         taken.add(code)
-        entities.append(Entity(code, name, "revoked" if revoked else "active"))
+        entities.append(Entity(code, name, "revoked" if revoked else "active",
+                               representative.name, representative.id_number))
     return entities
 
 
@@ -180,7 +195,7 @@ def seed(path: str | Path, people: int = 100, entities: int = 20, seed: int = 0)
         rng, people - len(DEMO_PEOPLE), {p.id_number for p in DEMO_PEOPLE},
         {p.phone for p in DEMO_PEOPLE})
     orgs = list(DEMO_ENTITIES) + _random_entities(
-        rng, entities - len(DEMO_ENTITIES), {e.uscc for e in DEMO_ENTITIES})
+        rng, entities - len(DEMO_ENTITIES), {e.uscc for e in DEMO_ENTITIES}, persons)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -191,20 +206,39 @@ def seed(path: str | Path, people: int = 100, entities: int = 20, seed: int = 0)
                          "card_status, phone) VALUES (?, ?, ?, ?, ?, ?)",
                          [(p.name, p.id_number, p.status, p.card_number, p.card_status,
                            p.phone) for p in persons])
-        conn.executemany("INSERT INTO entities (uscc, name, status) VALUES (?, ?, ?)",
-                         [(e.uscc, e.name, e.status) for e in orgs])
+        conn.executemany("INSERT INTO entities (uscc, name, status, representative_name, "
+                         "representative_id) VALUES (?, ?, ?, ?, ?)",
+                         [(e.uscc, e.name, e.status, e.representative_name,
+                           e.representative_id) for e in orgs])
+        conn.execute(f"PRAGMA user_version = {DATASET_VERSION}")
     conn.close()
     # Replace atomically so a running sandbox never sees a half-written file.
     tmp.replace(path)
 
 
+def dataset_version(path: str | Path) -> int | None:
+    """The layout version of the dataset at ``path``, or None if there is none."""
+    if not Path(path).is_file():
+        return None
+    conn = sqlite3.connect(path, timeout=10)
+    try:
+        return conn.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        conn.close()
+
+
 def connect(path: str | Path) -> sqlite3.Connection:
     """A connection to the dataset (rows as :class:`sqlite3.Row`).
 
-    :raises FileNotFoundError: if the dataset was never seeded.
+    :raises FileNotFoundError: if the dataset was never seeded, or was
+        seeded by an older version (its layout differs).
     """
-    if not Path(path).is_file():
+    version = dataset_version(path)
+    if version is None:
         raise FileNotFoundError(f"no sandbox dataset at {path}: run `idp sandbox seed`")
+    if version != DATASET_VERSION:
+        raise FileNotFoundError(f"the sandbox dataset at {path} is of an older layout: run "
+                                "`idp sandbox seed` again")
     conn = sqlite3.connect(path, timeout=10, isolation_level=None)
     conn.row_factory = sqlite3.Row
     return conn

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.extensions import db
@@ -144,3 +144,42 @@ class RecoveryCode(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     #: Set when the code was used; a used code never works again.
     used_at: Mapped[datetime | None]
+
+
+class LegalEntity(db.Model):
+    """An enterprise or institution, keyed by its Unified Social Credit Code
+    (GB 32100), as the legal-entity registry confirmed it."""
+
+    __tablename__ = "legal_entities"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: The 18-character credit code (public information, stored in clear).
+    uscc: Mapped[str] = mapped_column(String(18), unique=True)
+    #: The registered name, as the registry matched it.
+    name: Mapped[str] = mapped_column(String(200))
+    #: Last registry match, UTC, its reference, and when it stops counting
+    #: (level 2 while live; ``assurance.validity_days.legal_entity_registry``).
+    verified_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reference: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Agent(db.Model):
+    """An account authorised to act for a legal entity: today its legal
+    representative, as the legal-entity registry confirmed with the
+    account's verified name and ID number."""
+
+    __tablename__ = "agents"
+    __table_args__ = (UniqueConstraint("entity_id", "account_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    entity_id: Mapped[int] = mapped_column(ForeignKey("legal_entities.id", ondelete="CASCADE"),
+                                           index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"),
+                                            index=True)
+    #: ``legal_representative``.
+    role: Mapped[str] = mapped_column(String(32))
+    #: When the registry confirmed the role, and its reference.
+    verified_at: Mapped[datetime] = mapped_column(default=utcnow)
+    reference: Mapped[str] = mapped_column(String(64))

@@ -148,7 +148,12 @@ def summary(rt: Runtime, account: Account) -> AssuranceSummary:
                             frozenset(e.id for e in evidence if is_live(e, now)))
 
 
-def _count_check(rt: Runtime, account: Account, ip: str | None) -> None:
+def count_check(rt: Runtime, account: Account, ip: str | None) -> None:
+    """Count one registry check of ``account`` from ``ip`` against the
+    per-account daily and per-IP hourly limits.
+
+    :raises VerificationLimitError: over a limit (nothing is asked then).
+    """
     limits = rt.settings["assurance"]
     if ip and rt.store.incr(f"rl:verify:ip:{ip}", 3600) > limits["checks_per_ip_hourly"]:
         raise VerificationLimitError(rt.store.ttl(f"rl:verify:ip:{ip}") or 3600)
@@ -208,7 +213,7 @@ def _population(rt: Runtime, account: Account, name: str, id_number: str,
     # Counted before the ownership checks: their answers tell whether an ID
     # number has an account, and must not be free to ask.
     if counted:
-        _count_check(rt, account, ip)
+        count_check(rt, account, ip)
     holder = accounts.find_by_resident_id(rt, number)
     if holder is not None and holder.id != account.id:
         raise accounts.AccountError("resident_id", _l(
@@ -278,7 +283,7 @@ def verify_face(rt: Runtime, account: Account, liveness_token: str,
     if not token or len(token) > 512:
         raise accounts.AccountError("liveness_token", _l("The liveness check did not "
                                                           "return a token; try again."))
-    _count_check(rt, account, ip)
+    count_check(rt, account, ip)
     answer = ask_registry(rt, "face_comparison",
                           lambda gw: gw.compare_face(number, name, token))
     passed = answer.decision is FaceDecision.PASS
@@ -307,7 +312,7 @@ def verify_card(rt: Runtime, account: Account, card_number: str,
     """
     _name, number = _require_level_2(rt, account)
     card = parse_card_number(card_number)
-    _count_check(rt, account, ip)
+    count_check(rt, account, ip)
     holder = accounts.find_by_card_number(rt, card)
     if holder is not None and holder.id != account.id:
         raise accounts.AccountError("card_number", _l(
@@ -342,7 +347,7 @@ def verify_carrier(rt: Runtime, account: Account, ip: str | None) -> Verificatio
     if not phone or not account.phone_number_verified:
         raise VerificationFailedError("prerequisite", _l(
             "First confirm a mobile number with a text message code."))
-    _count_check(rt, account, ip)
+    count_check(rt, account, ip)
     answer = ask_registry(rt, "carrier_three_element",
                           lambda gw: gw.verify_phone(name, number, phone))
     matched = answer.result is CarrierResult.MATCH

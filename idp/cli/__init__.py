@@ -171,6 +171,7 @@ _OPERATOR = click.option("--operator", default=getpass.getuser, show_default="lo
 def users_show(identifier: str, as_json: bool) -> None:
     """Show an account: status, assurance level, masked identifiers, evidence."""
     from idp.accounts import service as accounts
+    from idp.accounts.entities import representations
     from idp.accounts.identifiers import mask_card_number, mask_phone, mask_resident_id
     from idp.accounts.verification import summary
     from idp.runtime import current_runtime
@@ -188,6 +189,8 @@ def users_show(identifier: str, as_json: bool) -> None:
         "phone_verified": account.phone_number_verified,
         "resident_id": mask_resident_id(number) if number else None,
         "card_number": mask_card_number(card) if card else None,
+        "entities": [{"uscc": r.entity.uscc, "name": r.entity.name, "role": r.agent.role,
+                      "level": r.level} for r in representations(account)],
         "evidence": [{"method": e.method, "result": e.result, "level": e.level,
                       "reference": e.reference, "verified_at": e.verified_at.isoformat(),
                       "expires_at": e.expires_at.isoformat() if e.expires_at else None,
@@ -198,8 +201,10 @@ def users_show(identifier: str, as_json: bool) -> None:
         click.echo(json.dumps(info, ensure_ascii=False))
         return
     for key, value in info.items():
-        if key != "evidence":
+        if key not in ("evidence", "entities"):
             click.echo(f"{key}: {'-' if value is None else value}")
+    for r in info["entities"]:
+        click.echo(f"entity: {r['uscc']} {r['name']} ({r['role']}, level {r['level']})")
     for e in info["evidence"]:
         click.echo(f"evidence: {e['verified_at']} {e['method']} {e['result']} "
                    f"{'counts' if e['counts'] else 'does not count'} {e['reference']}")

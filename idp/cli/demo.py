@@ -188,9 +188,9 @@ def prepare_demo(instance_path: str | Path | None, port: int) -> dict[str, Any]:
         _write_secrets(secrets_file, saved)
         _ensure_account(rt)
     sandbox_data = instance / "sandbox.sqlite3"
-    if not sandbox_data.is_file():
-        from connectors.sandbox.dataset import seed
+    from connectors.sandbox.dataset import DATASET_VERSION, dataset_version, seed
 
+    if dataset_version(sandbox_data) != DATASET_VERSION:
         seed(sandbox_data, people=200, entities=40)
     return {"issuer": rt.issuer, "instance_path": str(instance), "username": DEMO_USERNAME,
             "password": DEMO_PASSWORD, "portals": portals, "phone": DEMO_PHONE,

@@ -85,10 +85,11 @@ def sandbox_serve(port: int, path: str, outbox_page: bool) -> None:
     from connectors.sandbox.app import create_sandbox
 
     keys = sandbox_keys()
-    if not Path(path).is_file():
-        raise click.ClickException(f"no dataset at {path}: run `idp sandbox seed` first")
-    server = make_server("127.0.0.1", port,
-                         create_sandbox(path, keys, outbox_page=outbox_page), threaded=True)
+    try:
+        app = create_sandbox(path, keys, outbox_page=outbox_page)
+    except FileNotFoundError as exc:
+        raise click.ClickException(str(exc)) from None
+    server = make_server("127.0.0.1", port, app, threaded=True)
     click.echo(f"sandbox gateway on http://127.0.0.1:{port} (keys: {', '.join(keys)})")
     try:
         server.serve_forever()

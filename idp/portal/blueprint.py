@@ -12,8 +12,8 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from wtforms import Field
 
+from idp.accounts import entities, verification
 from idp.accounts import service as accounts
-from idp.accounts import verification
 from idp.accounts.identifiers import (
     IdentifierError,
     mask_card_number,
@@ -23,7 +23,13 @@ from idp.accounts.identifiers import (
 from idp.authn import interactions, throttle, totp
 from idp.authn import service as authn
 from idp.authn.blueprint import send_code_for_form
-from idp.portal.forms import IdentityForm, PhoneForm, StrongProofForm, TotpSetupForm
+from idp.portal.forms import (
+    EntityForm,
+    IdentityForm,
+    PhoneForm,
+    StrongProofForm,
+    TotpSetupForm,
+)
 from idp.runtime import current_runtime
 from idp.web import browser_id, client_ip, current_sso, too_many_attempts
 
@@ -248,3 +254,29 @@ def security():
     return render_template("security.html", form=form, error=error, enrolment=enrolment,
                            enabled=totp.has_totp(account), admin=account.is_admin,
                            remaining=totp.remaining_recovery_codes(account)), status
+
+
+@bp.route("/entities", methods=["GET", "POST"])
+def entities_page():
+    """The enterprises and institutions the user represents, and proving a
+    new one (credit code, entity name and the user's verified identity
+    checked together by the legal-entity registry)."""
+    rt, _sso, account, login = _signed_in()
+    if login:
+        return login
+    form = EntityForm()
+    error, status = None, 200
+    if form.validate_on_submit():
+        failed = _check(lambda: entities.verify_representative(
+            rt, account, form.uscc.data, form.entity_name.data, client_ip()),
+            {"entity_name": form.entity_name}, form.uscc)
+        if failed is None:
+            flash(_("You are confirmed as the legal representative."), "notice")
+            return redirect(url_for("portal.entities_page"))
+        error, status = failed
+    elif request.method == "POST":
+        status = 400
+    return render_template("entities.html", form=form, error=error,
+                           representations=entities.representations(account),
+                           level=verification.assurance_level(account),
+                           gateway=rt.gateway is not None), status

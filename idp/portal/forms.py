@@ -51,3 +51,15 @@ class TotpSetupForm(FlaskForm):
     """Set up, prove or remove the authenticator; ``action`` says which."""
 
     code = totp_code_field()
+
+
+class EntityForm(FlaskForm):
+    """An entity the account is the legal representative of."""
+
+    uscc = StringField(_l("Unified social credit code"),
+                       validators=[DataRequired(), Length(max=64)],
+                       render_kw={"autocomplete": "off", "spellcheck": "false",
+                                  "autocapitalize": "characters"})
+    entity_name = StringField(_l("Registered name of the entity"),
+                              validators=[DataRequired(), Length(max=200)],
+                              render_kw={"autocomplete": "organization"})

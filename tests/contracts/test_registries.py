@@ -97,6 +97,45 @@ def test_legal_entity(registry, uscc, name, expected):
     assert check.reference
 
 
+@pytest.mark.parametrize(("representative", "expected"), [
+    ((ALIVE.name, ALIVE.id_number), LegalEntityResult.MATCH),
+    ((DEMO_PEOPLE[1].name, DEMO_PEOPLE[1].id_number),
+     LegalEntityResult.REPRESENTATIVE_MISMATCH),
+    (("王五", ALIVE.id_number), LegalEntityResult.REPRESENTATIVE_MISMATCH),
+])
+def test_legal_representative(registry, representative, expected):
+    assert ACTIVE_ENTITY.representative_id == ALIVE.id_number
+    check = registry.verify_entity(ACTIVE_ENTITY.uscc, ACTIVE_ENTITY.name, *representative)
+    assert check.result is expected and check.reference
+
+
+def test_legal_representative_of_a_revoked_entity_is_revoked(registry):
+    check = registry.verify_entity(REVOKED_ENTITY.uscc, REVOKED_ENTITY.name,
+                                   REVOKED_ENTITY.representative_name,
+                                   REVOKED_ENTITY.representative_id)
+    assert check.result is LegalEntityResult.REVOKED
+
+
+def test_legal_representative_id_number_is_checked(registry):
+    with pytest.raises(GatewayRequestError) as info:
+        registry.verify_entity(ACTIVE_ENTITY.uscc, ACTIVE_ENTITY.name, ALIVE.name, "12345")
+    assert info.value.field == "id_number" or info.value.code == "invalid_request"
+
+
+def test_dataset_of_an_older_layout_is_refused(tmp_path):
+    import sqlite3
+
+    from connectors.sandbox import create_sandbox
+
+    path = tmp_path / "old.sqlite3"
+    seed(path, people=20, entities=5)
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    with pytest.raises(FileNotFoundError, match="older layout"):
+        create_sandbox(str(path), {KEY: SECRET})
+
+
 @pytest.mark.parametrize(("person", "card", "expected"), [
     (ALIVE, ALIVE.card_number, CardStatus.ACTIVE),
     (LOST, LOST.card_number, CardStatus.LOST),

@@ -1,5 +1,6 @@
 """Identity assurance and second factors: verification evidence, TOTP and
-recovery codes, encrypted card numbers, pairwise subjects, kiosk clients.
+recovery codes, encrypted card numbers, pairwise subjects, kiosk clients,
+legal entities and their legal representatives (agents).
 
 Existing clients keep public subjects (their relying parties already know
 them); new clients are pairwise by default (idp.clients.service).
@@ -81,9 +82,40 @@ def upgrade():
         sa.UniqueConstraint("code_hash"),
     )
     op.create_index("ix_recovery_codes_account_id", "recovery_codes", ["account_id"])
+    op.create_table(
+        "legal_entities",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("uscc", sa.String(length=18), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("verified_at", sa.DateTime(), nullable=False),
+        sa.Column("reference", sa.String(length=64), nullable=False),
+        sa.Column("expires_at", sa.DateTime(), nullable=False),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("uscc"),
+    )
+    op.create_table(
+        "agents",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("entity_id", sa.Integer(), nullable=False),
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("role", sa.String(length=32), nullable=False),
+        sa.Column("verified_at", sa.DateTime(), nullable=False),
+        sa.Column("reference", sa.String(length=64), nullable=False),
+        sa.ForeignKeyConstraint(["account_id"], ["accounts.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(["entity_id"], ["legal_entities.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("entity_id", "account_id"),
+    )
+    op.create_index("ix_agents_entity_id", "agents", ["entity_id"])
+    op.create_index("ix_agents_account_id", "agents", ["account_id"])
 
 
 def downgrade():
+    op.drop_index("ix_agents_account_id", table_name="agents")
+    op.drop_index("ix_agents_entity_id", table_name="agents")
+    op.drop_table("agents")
+    op.drop_table("legal_entities")
     op.drop_index("ix_recovery_codes_account_id", table_name="recovery_codes")
     op.drop_table("recovery_codes")
     op.drop_table("totp_credentials")
