@@ -53,6 +53,8 @@ METHODS: dict[str, tuple[str, int]] = {
 }
 #: The independent strong proofs that lift level 2 to level 3.
 STRONG_METHODS = frozenset({"face_comparison", "social_security_card", "carrier_three_element"})
+#: What a population-registry mismatch (or unknown number) tells the user.
+POPULATION_MISMATCH = _l("The name and ID number do not match the population registry.")
 #: Built-in level names, lowest first (``assurance.level_names`` overrides).
 LEVEL_NAMES = (_l("Registered"), _l("Real-name verified"), _l("Strongly verified"),
                _l("Verified in person"))
@@ -256,8 +258,7 @@ def verify_population(rt: Runtime, account: Account, name: str, id_number: str,
         if answer.result in (PopulationResult.DECEASED, PopulationResult.CANCELLED):
             raise VerificationFailedError(answer.result.value, _l(
                 "This ID number cannot be verified online. Please visit a service counter."))
-        raise VerificationFailedError(answer.result.value, _l(
-            "The name and ID number do not match the population registry."))
+        raise VerificationFailedError(answer.result.value, POPULATION_MISMATCH)
     return item
 
 

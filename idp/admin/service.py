@@ -5,13 +5,12 @@ account end its SSO sessions and revoke its grants at once."""
 
 from __future__ import annotations
 
-from flask_babel import lazy_gettext as _l
-
 from connectors.registries import PopulationResult
 from idp.accounts.identifiers import normalize_name, parse_resident_id
 from idp.accounts.models import Account, VerificationEvidence
 from idp.accounts.service import find_by_resident_id
 from idp.accounts.verification import (
+    POPULATION_MISMATCH,
     VerificationFailedError,
     ask_registry,
     revoke_evidence,
@@ -100,8 +99,7 @@ def take_over_in_person(rt: Runtime, account: Account, name: str, id_number: str
     answer = ask_registry(rt, "population_registry",
                           lambda gw: gw.verify_person(normalize_name(name), number))
     if answer.result is not PopulationResult.MATCH:
-        raise VerificationFailedError(answer.result.value, _l(
-            "The name and ID number do not match the population registry."))
+        raise VerificationFailedError(answer.result.value, POPULATION_MISMATCH)
     holder = find_by_resident_id(rt, number)
     if holder is not None and holder.id != account.id:
         release_identity(rt, holder, operator, f"in-person verification {reference}")

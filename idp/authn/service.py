@@ -13,7 +13,6 @@ from connectors.registries import RegistryUnavailableError
 from connectors.sms import SmsGatewayError
 from idp.accounts import service as accounts
 from idp.accounts.models import Account
-from idp.accounts.verification import assurance_level
 from idp.audit.service import record, record_deferred
 from idp.authn import otp, throttle, totp
 from idp.authn.acr import combine_amr
@@ -46,9 +45,8 @@ def start_session(rt: Runtime, account: Account, amr: list[str], ip: str | None,
     """
     if previous:
         end_session(rt.store, previous)
-    acr = rt.acr.acr_of(rt.acr.achieved(assurance_level(account), amr))
-    sso = create_session(rt.store, account.id, amr, acr,
-                         ttl or rt.settings["session"]["sso_ttl"], account.session_generation)
+    sso = create_session(rt.store, account.id, amr, ttl or rt.settings["session"]["sso_ttl"],
+                         account.session_generation)
     record("login.success", account_id=account.id, ip=ip, sid=sso.sid, amr=amr, **detail)
     db.session.commit()
     return sso

@@ -27,8 +27,8 @@ class SsoSession:
     :ivar sid: public session id, the ``sid`` claim.
     :ivar account_id: internal account id.
     :ivar auth_time: Unix seconds of the last authentication in this session.
-    :ivar amr: RFC 8176 authentication method references of that authentication.
-    :ivar acr: authentication context class reference achieved.
+    :ivar amr: RFC 8176 authentication method references of that authentication
+        (the ``acr`` is derived from them and the account's level when needed).
     :ivar expires_at: Unix seconds when the session ends.
     :ivar clients: client_ids that received tokens in this session (for logout).
     :ivar generation: the account's session generation when it started; the
@@ -40,7 +40,6 @@ class SsoSession:
     account_id: int
     auth_time: int
     amr: list[str]
-    acr: str | None
     expires_at: int
     clients: list[str] = field(default_factory=list)
     generation: int = 0
@@ -60,15 +59,14 @@ def save_session(store: Store, session: SsoSession) -> None:
 
 
 def create_session(
-    store: Store, account_id: int, amr: list[str], acr: str | None, ttl: int,
-    generation: int = 0,
+    store: Store, account_id: int, amr: list[str], ttl: int, generation: int = 0,
 ) -> SsoSession:
     """Start a new SSO session lasting ``ttl`` seconds (a fresh handle at every
     login prevents session fixation) in the account's session ``generation``."""
     now = epoch()
     session = SsoSession(
         handle=random_token(32), sid=random_token(16), account_id=account_id, auth_time=now,
-        amr=amr, acr=acr, expires_at=now + ttl, generation=generation,
+        amr=amr, expires_at=now + ttl, generation=generation,
     )
     save_session(store, session)
     return session
@@ -81,6 +79,8 @@ def load_session(store: Store, handle: str | None) -> SsoSession | None:
     data = store.get(_key(handle))
     if data is None or data["expires_at"] <= epoch():
         return None
+    # Sessions stored by the release before issue 3 also hold an "acr".
+    data.pop("acr", None)
     return SsoSession(handle=handle, **data)
 
 

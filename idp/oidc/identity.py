@@ -93,10 +93,11 @@ def _fresh_enough(constraint: Any, verified: datetime, now: datetime) -> bool:
     return max_age >= 0 and now - verified <= timedelta(seconds=max_age)
 
 
-def verified_claims(rt: Runtime, account: Account, scope: set[str],
-                    requested: Any) -> dict[str, Any] | None:
+def verified_claims(rt: Runtime, account: Account, evidence: list[VerificationEvidence],
+                    scope: set[str], requested: Any) -> dict[str, Any] | None:
     """The ``verified_claims`` object for ``account``, or None.
 
+    :param evidence: the account's evidence (:func:`evidence_of`).
     :param scope: the granted scopes; ``realname`` is needed, ``idcard``
         adds the birth date.
     :param requested: the claims request's ``verified_claims`` entry, or None
@@ -107,7 +108,6 @@ def verified_claims(rt: Runtime, account: Account, scope: set[str],
     if "realname" not in scope or not account.verified_name:
         return None
     now = utcnow()
-    evidence = evidence_of(account)
     level = level_from(account, evidence, now)
     live = [item for item in evidence if is_live(item, now)]
     if level < 2 or not live:
@@ -150,12 +150,17 @@ def identity_claims(rt: Runtime, account: Account, scope: str, requested: dict |
     """
     granted = set(scope_to_list(scope))
     requested = requested or {}
+    wants_verified = "verified_claims" in requested or (userinfo and "realname" in granted)
+    wants_number = userinfo and "idcard" in granted and bool(account.resident_id_enc)
+    if not (wants_verified or wants_number):
+        return {}
+    evidence = evidence_of(account)
     out: dict[str, Any] = {}
-    if "verified_claims" in requested or (userinfo and "realname" in granted):
-        claims = verified_claims(rt, account, granted, requested.get("verified_claims"))
+    if wants_verified:
+        claims = verified_claims(rt, account, evidence, granted,
+                                 requested.get("verified_claims"))
         if claims is not None:
             out["verified_claims"] = claims
-    if userinfo and "idcard" in granted and account.resident_id_enc:
-        if level_from(account, evidence_of(account)) >= 2:
-            out["resident_id_number"] = accounts.resident_id(rt, account)
+    if wants_number and level_from(account, evidence) >= 2:
+        out["resident_id_number"] = accounts.resident_id(rt, account)
     return out

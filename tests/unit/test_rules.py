@@ -121,7 +121,7 @@ def test_client_rules():
 
 
 def test_sessions(store):
-    session = create_session(store, 7, ["pwd"], None, 60)
+    session = create_session(store, 7, ["pwd"], 60)
     loaded = load_session(store, session.handle)
     assert loaded.account_id == 7 and loaded.amr == ["pwd"] and loaded.sid == session.sid
     # The public sid is not the cookie: it opens nothing.
