@@ -94,6 +94,12 @@ class ClientInfo(ClientMixin):
     def check_grant_type(self, grant_type: str) -> bool:
         return grant_type in self.grant_types
 
+    def public_keys(self) -> list[dict]:
+        """The client's registered asymmetric public JWKs (RFC 7517), for
+        ``private_key_jwt`` assertions and the JWTs a kiosk signs."""
+        return [k for k in (self.jwks or {}).get("keys", [])
+                if isinstance(k, dict) and k.get("kty") in ("RSA", "EC", "OKP")]
+
 
 def _to_info(row: Client, hmac_key: bytes) -> ClientInfo:
     return ClientInfo(

@@ -344,8 +344,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         return [issuer + "/token", issuer]
 
     def resolve_client_public_key(self, client) -> KeySet:
-        keys = [k for k in (client.jwks or {}).get("keys", []) if k.get("kty") in
-                ("RSA", "EC", "OKP")]
+        keys = client.public_keys()
         if not keys:
             raise InvalidClientError(description="The client has no registered public keys.")
         return KeySet.import_key_set({"keys": keys})

@@ -112,10 +112,8 @@ def read_card(rt: Runtime, client, token: str) -> CardRead:
     """
     if not isinstance(token, str) or token.count(".") != 2 or len(token) > 8192:
         raise KioskError("invalid_request", 400, "The card read is not a signed JWT.")
-    keys = [k for k in (client.jwks or {}).get("keys", []) if k.get("kty") in
-            ("RSA", "EC", "OKP")]
     try:
-        decoded = jwt.decode(token, KeySet.import_key_set({"keys": keys}),
+        decoded = jwt.decode(token, KeySet.import_key_set({"keys": client.public_keys()}),
                              algorithms=list(ACCEPTED_ALGS))
     except (JoseError, ValueError, KeyError, TypeError, RecursionError):
         raise KioskError("invalid_request", 400, "The card read's signature is invalid.") \
