@@ -58,6 +58,12 @@ class Account(db.Model):
     #: it started in, and raising it ends them all (password reset,
     #: suspension, forced re-verification).
     session_generation: Mapped[int] = mapped_column(default=0)
+    #: Why an operator should look at the account (``identity_released``: an
+    #: ID number it had verified by knowledge only was proven by its holder's
+    #: card, face, carrier or in person), and since when, UTC; null when
+    #: nothing is pending.
+    review_reason: Mapped[str | None] = mapped_column(String(64))
+    review_flagged_at: Mapped[datetime | None]
     #: Creation and last profile change, UTC.
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -183,3 +189,8 @@ class Agent(db.Model):
     #: When the registry confirmed the role, and its reference.
     verified_at: Mapped[datetime] = mapped_column(default=utcnow)
     reference: Mapped[str] = mapped_column(String(64))
+    #: Set when the representation ended with the evidence it rested on (the
+    #: account's identity verification revoked or released), with why; an
+    #: ended agent acts for nobody.
+    ended_at: Mapped[datetime | None]
+    ended_reason: Mapped[str | None] = mapped_column(String(64))

@@ -4,7 +4,6 @@ and starting the SSO session with its audit event."""
 from __future__ import annotations
 
 import hashlib
-import logging
 from dataclasses import dataclass
 
 from flask_babel import lazy_gettext as _l
@@ -13,6 +12,7 @@ from connectors.registries import RegistryUnavailableError
 from connectors.sms import SmsGatewayError
 from idp.accounts import service as accounts
 from idp.accounts.models import Account
+from idp.accounts.notify import notify_phone
 from idp.audit.service import record, record_deferred
 from idp.authn import otp, throttle, totp
 from idp.authn.acr import combine_amr
@@ -20,8 +20,6 @@ from idp.authn.sessions import SsoSession, create_session, end_session
 from idp.extensions import db
 from idp.runtime import Runtime
 from idp.security import keyed_hash, random_token
-
-log = logging.getLogger(__name__)
 
 
 class LoginFailedError(Exception):
@@ -324,18 +322,9 @@ def confirm_phone(rt: Runtime, account: Account, phone: str, code: str, password
     record("account.phone_changed", account_id=account.id, ip=ip, totp=proven,
            evidence_revoked=revoked)
     db.session.commit()
-    _tell_old_number(rt, old)
+    # The previous number learns that it no longer signs in.
+    notify_phone(rt, old, "phone_changed")
     return True
-
-
-def _tell_old_number(rt: Runtime, old: str) -> None:
-    """Best effort: the previous number learns that it no longer signs in."""
-    if rt.gateway is None:
-        return
-    try:
-        rt.gateway.send("phone_changed", old, {})
-    except (SmsGatewayError, RegistryUnavailableError):
-        log.warning("could not tell the previous number about a phone change")
 
 
 def confirm_password(rt: Runtime, account: Account, password: str, ip: str | None) -> None:

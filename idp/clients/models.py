@@ -50,6 +50,16 @@ class Client(db.Model):
     min_acr: Mapped[str | None] = mapped_column(String(64))
     #: A self-service kiosk that may log people in by the cards it reads.
     kiosk: Mapped[bool] = mapped_column(default=False)
+    #: Accept only ``token_endpoint_auth_method`` itself; otherwise a client
+    #: registered with a secret may send it by either ``client_secret_basic``
+    #: or ``client_secret_post`` (one per request).
+    strict_auth_method: Mapped[bool] = mapped_column(default=False)
+    #: Origins (``scheme://host[:port]``) of browser apps allowed to call the
+    #: token, userinfo, revocation and introspection endpoints (CORS).
+    allowed_origins: Mapped[list] = mapped_column(JSON, default=list)
+    #: A resource server: may introspect access tokens issued to other clients
+    #: (RFC 7662 §4); other clients learn only about their own tokens.
+    resource_server: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
