@@ -316,7 +316,7 @@ def _client_summary(client) -> dict:
             "id_token_signed_response_alg": client.id_token_signed_response_alg,
             "trusted": client.trusted, "subject_type": client.subject_type,
             "sector_identifier": client.sector_identifier, "min_acr": client.min_acr,
-            "kiosk": client.kiosk}
+            "kiosk": client.kiosk, "strict_auth_method": client.strict_auth_method}
 
 
 @clients.command("create")
@@ -330,6 +330,9 @@ def _client_summary(client) -> dict:
                    "(default: authorization_code and refresh_token).")
 @click.option("--auth-method", default=None,
               help="client_secret_basic (default), client_secret_post, private_key_jwt.")
+@click.option("--strict-auth-method", is_flag=True,
+              help="Accept only --auth-method itself (by default a client with a secret may "
+                   "send it by client_secret_basic or client_secret_post).")
 @click.option("--jwks", "jwks_file", type=click.Path(exists=True, dir_okay=False),
               help="JWK Set file with the client's public keys (private_key_jwt).")
 @click.option("--alg", default=None, help="ID/access token algorithm (default from config).")
@@ -346,8 +349,8 @@ def _client_summary(client) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @with_appcontext
 def clients_create(name, redirect_uris, logout_uris, public, trusted, grant_types, auth_method,
-                   jwks_file, alg, scope, client_id, subject_type, sector_identifier_uri,
-                   min_acr, kiosk, as_json) -> None:
+                   strict_auth_method, jwks_file, alg, scope, client_id, subject_type,
+                   sector_identifier_uri, min_acr, kiosk, as_json) -> None:
     """Register a client. The secret is printed once; only its hash is stored."""
     from idp.clients.service import ClientError, create_client
     from idp.runtime import current_runtime
@@ -368,6 +371,7 @@ def clients_create(name, redirect_uris, logout_uris, public, trusted, grant_type
             client_id=client_id, subject_type=subject_type,
             sector_identifier_uri=sector_identifier_uri, min_acr=min_acr,
             acr_values=rt.settings["assurance"]["acr_values"], kiosk=kiosk,
+            strict_auth_method=strict_auth_method,
         )
     except ClientError as exc:
         raise click.ClickException(str(exc)) from None

@@ -22,6 +22,9 @@ SUBJECT_TYPES = ("pairwise", "public")
 #: Seconds to wait for a client's sector_identifier_uri document.
 SECTOR_FETCH_TIMEOUT = 5.0
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
+#: Methods that present the client secret; a client registered with one
+#: accepts either unless registered with a strict method.
+SECRET_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 SCOPES = ("openid", "profile", "email", "phone", "offline_access", "realname", "idcard")
 #: Scopes a client may request unless registered otherwise: all but ``idcard``,
 #: which releases the resident ID number and must be granted to a client explicitly.
@@ -54,6 +57,9 @@ class ClientInfo(ClientMixin):
     sector_identifier: str | None = None
     min_acr: str | None = None
     kiosk: bool = False
+    strict_auth_method: bool = False
+    allowed_origins: tuple[str, ...] = ()
+    resource_server: bool = False
 
     @property
     def is_public(self) -> bool:
@@ -85,8 +91,22 @@ class ClientInfo(ClientMixin):
             keyed_hash(self.hmac_key, client_secret, SECRET_PURPOSE), self.secret_hash
         )
 
+    @property
+    def accepted_auth_methods(self) -> tuple[str, ...]:
+        """The client authentication methods this client may use, at every
+        endpoint: its registered ``token_endpoint_auth_method`` (RFC 7591 §2);
+        for a client registered with a secret, both ways of sending it
+        (RFC 6749 §2.3.1) unless it was registered ``strict_auth_method``."""
+        method = self.token_endpoint_auth_method
+        if method in SECRET_AUTH_METHODS and not self.strict_auth_method:
+            return SECRET_AUTH_METHODS
+        return (method,)
+
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        return method == self.token_endpoint_auth_method
+        """Whether the client may authenticate with ``method``; the same
+        registration holds at the token, revocation and introspection
+        endpoints, so ``endpoint`` does not change the answer."""
+        return method in self.accepted_auth_methods
 
     def check_response_type(self, response_type: str) -> bool:
         return response_type == "code" and "authorization_code" in self.grant_types
@@ -110,7 +130,8 @@ def _to_info(row: Client, hmac_key: bytes) -> ClientInfo:
         token_endpoint_auth_method=row.token_endpoint_auth_method, trusted=row.trusted,
         alg=row.id_token_signed_response_alg, jwks=row.jwks, hmac_key=hmac_key,
         subject_type=row.subject_type, sector_identifier=row.sector_identifier,
-        min_acr=row.min_acr, kiosk=row.kiosk,
+        min_acr=row.min_acr, kiosk=row.kiosk, strict_auth_method=row.strict_auth_method,
+        allowed_origins=tuple(row.allowed_origins or ()), resource_server=row.resource_server,
     )
 
 
@@ -259,6 +280,7 @@ def create_client(
     sector_identifier_uri: str | None = None,
     fetch=fetch_sector_uris,
     kiosk: bool = False,
+    strict_auth_method: bool = False,
 ) -> tuple[Client, str | None]:
     """Register a client and commit.
 
@@ -275,6 +297,8 @@ def create_client(
         redirect URIs, fetched with ``fetch``; its host is the pairwise sector.
     :param kiosk: a self-service kiosk that logs people in by the cards it
         reads (idp.authn.kiosk); it must authenticate with ``private_key_jwt``.
+    :param strict_auth_method: a client with a secret accepts only ``auth_method``
+        itself, not the other way of sending the secret.
     :returns: ``(client, secret)``; ``secret`` is the clear client secret (256
         bits), shown once and stored only as an HMAC, or None when the client
         authenticates without one.
@@ -296,6 +320,9 @@ def create_client(
         raise ClientError("a public client authenticates with method 'none'")
     if method == "none" and "client_credentials" in grant_types:
         raise ClientError("a public client cannot use client_credentials")
+    if strict_auth_method and method not in SECRET_AUTH_METHODS:
+        raise ClientError(f"a strict authentication method applies to client_secret_basic "
+                          f"and client_secret_post only (a {method} client has no other)")
     if method == "private_key_jwt":
         _check_jwks(jwks)
     elif jwks is not None:
@@ -335,10 +362,12 @@ def create_client(
         id_token_signed_response_alg=alg, jwks=jwks, min_acr=min_acr,
         subject_type=subject_type, sector_identifier=sector, kiosk=kiosk,
         sector_identifier_uri=sector_identifier_uri if subject_type == "pairwise" else None,
+        strict_auth_method=strict_auth_method,
     )
     db.session.add(row)
     record("client.created", client_id=client_id, actor=actor, name=name,
-           redirect_uris=uris, grant_types=grant_types, auth_method=method)
+           redirect_uris=uris, grant_types=grant_types, auth_method=method,
+           strict_auth_method=strict_auth_method)
     db.session.commit()
     return row, secret
 

@@ -30,6 +30,7 @@ from idp.accounts.service import get_account, phone_for_scope
 from idp.audit.service import record_deferred
 from idp.authn.sessions import SsoSession, add_client
 from idp.extensions import db
+from idp.oidc import client_auth
 from idp.oidc import grants as grant_service
 from idp.oidc.claims import select_claims
 from idp.oidc.identity import identity_claims
@@ -409,20 +410,15 @@ class AuthorizationServer(FlaskAuthorizationServer):
     def __init__(self) -> None:
         super().__init__(query_client=lambda cid: current_runtime().clients.get(cid),
                          save_token=lambda token, request: None)
+        self.assertion_auth: PrivateKeyJWT | None = None
 
     def authenticate_client(self, request, methods, endpoint="token"):
-        """Authlib's client authentication, after :func:`check_one_client_auth`;
-        undecodable Basic credentials are ``invalid_client`` (RFC 6749 §5.2)."""
+        """One client authentication method per request
+        (:func:`check_one_client_auth`), checked against the client's
+        registration by :func:`idp.oidc.client_auth.authenticate_client`."""
         check_one_client_auth(request)
-        try:
-            client = super().authenticate_client(request, methods, endpoint)
-        except UnicodeDecodeError:
-            raise InvalidClientError(description="Malformed client credentials.",
-                                     status_code=401) from None
-        named = request.form.get("client_id")
-        if named is not None and named != client.client_id:
-            raise InvalidClientError(description="client_id does not match the credentials.")
-        return client
+        return client_auth.authenticate_client(current_runtime(), request, methods, endpoint,
+                                               self.query_client, self.assertion_auth, _ip())
 
     def create_oauth2_request(self, request):
         """Accept a rebuilt :class:`AuthorizationRequest` as it is; wrap Flask's otherwise."""
@@ -433,7 +429,7 @@ class AuthorizationServer(FlaskAuthorizationServer):
     def init_app(self, app, query_client=None, save_token=None):
         super().init_app(app)
         leeway = app.config["IDP"]["tokens"]["clock_leeway"]
-        self.register_client_auth_method("private_key_jwt", PrivateKeyJWT(leeway=leeway))
+        self.assertion_auth = PrivateKeyJWT(leeway=leeway)
         self.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True)])
         self.register_grant(RefreshTokenGrant)
         self.register_grant(ClientCredentialsGrant)

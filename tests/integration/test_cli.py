@@ -183,3 +183,23 @@ def test_new_clients_are_pairwise_unless_told(cli_env):
     bad = run(cli_env, "clients", "create", "--name", "Bad", "--min-acr", "gold",
               "--redirect-uri", "https://bad.example.test/cb")
     assert bad.exit_code != 0 and "not a level" in bad.output
+
+
+def test_clients_create_strict_auth_method(cli_env):
+    """Issue 7: --strict-auth-method is stored and shown by create and list --json."""
+    result = run(cli_env, "clients", "create", "--name", "Strict", "--strict-auth-method",
+                 "--auth-method", "client_secret_post",
+                 "--redirect-uri", "https://strict.example.test/cb", "--json")
+    assert result.exit_code == 0, result.output
+    created = json.loads(result.output)
+    assert created["strict_auth_method"] is True
+    listed = {c["client_id"]: c for c in json.loads(run(cli_env, "clients", "list",
+                                                        "--json").output)}
+    assert listed[created["client_id"]]["strict_auth_method"] is True
+    plain = json.loads(run(cli_env, "clients", "create", "--name", "Plain", "--redirect-uri",
+                           "https://plain.example.test/cb", "--json").output)
+    assert plain["strict_auth_method"] is False
+    bad = run(cli_env, "clients", "create", "--name", "Bad", "--public", "--strict-auth-method",
+              "--redirect-uri", "https://bad.example.test/cb")
+    assert bad.exit_code != 0
+    assert "client_secret_basic and client_secret_post only" in bad.output

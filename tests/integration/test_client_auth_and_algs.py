@@ -1,10 +1,14 @@
-"""private_key_jwt (RFC 7523, case O-5) and per-client signing algorithms (case O-2)."""
+"""Client authentication: both ways of sending a secret unless registered
+strict, messages that say what was used and what is registered, audited
+failures (issue 7); private_key_jwt (RFC 7523, case O-5); per-client
+signing algorithms (case O-2)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+import threading
 import time
 import uuid
 
@@ -14,6 +18,7 @@ import requests
 from joserfc import jwt as jose_jwt
 from joserfc.jwk import ECKey, RSAKey
 
+from tests import helpers
 from tests.helpers import Browser, redeem
 
 
@@ -129,7 +134,11 @@ def test_secret_client_cannot_use_assertion(provider):
     key = ECKey.generate_key("P-256", parameters={"kid": "x"}, private=True)
     response = _token(provider, client.client_id,
                       _assertion(key, client.client_id, provider.url))
-    assert response.json()["error"] == "invalid_client"
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "invalid_client",
+        "error_description": "Client authentication failed: used private_key_jwt, registered "
+                             "for client_secret_basic or client_secret_post."}
 
 
 def test_rsa_private_key_jwt(provider):
@@ -175,3 +184,206 @@ def test_unknown_algorithm_is_an_error():
         half_hash("token", "HS256")
     with pytest.raises(UnsupportedAlgorithmError):
         half_hash("token", "none")
+
+
+# --- client_secret_basic and client_secret_post (issue 7) ---------------------
+
+SECRET_METHODS = ("client_secret_basic", "client_secret_post")
+
+
+def _secret_client(provider, method: str, strict: bool = False, **options):
+    return provider.create_client(
+        grant_types=["authorization_code", "refresh_token", "client_credentials"],
+        auth_method=method, strict_auth_method=strict, **options)
+
+
+def _send(provider, path: str, client, method: str, secret: str | None = None,
+          **data) -> requests.Response:
+    """POST ``data`` to ``path`` authenticating by ``method`` with the
+    client's secret (or ``secret``)."""
+    secret = client.client_secret if secret is None else secret
+    if method == "client_secret_basic":
+        return requests.post(f"{provider.url}{path}", data=data, auth=(client.client_id, secret))
+    return requests.post(f"{provider.url}{path}", data={
+        **data, "client_id": client.client_id, "client_secret": secret})
+
+
+@pytest.mark.parametrize("registered", SECRET_METHODS)
+@pytest.mark.parametrize("used", SECRET_METHODS)
+def test_a_secret_is_accepted_either_way_at_every_endpoint(provider, registered, used):
+    """Issue 7: pyoidc and mozilla-django-oidc send client_secret_post to a
+    client registered with the default client_secret_basic (and others the
+    other way round); both work at the token, revocation and introspection
+    endpoints, one method per request."""
+    username, password, _ = provider.create_account()
+    client = _secret_client(provider, registered)
+    code = Browser(provider.url).login_for_code(client, username, password,
+                                                scope="openid offline_access")["code"]
+    tokens = _send(provider, "/token", client, used, grant_type="authorization_code",
+                   code=code, redirect_uri=client.redirect_uri)
+    assert tokens.status_code == 200, tokens.text
+    tokens = tokens.json()
+    refreshed = _send(provider, "/token", client, used, grant_type="refresh_token",
+                      refresh_token=tokens["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    assert _send(provider, "/token", client, used,
+                 grant_type="client_credentials").status_code == 200
+    introspected = _send(provider, "/introspect", client, used,
+                         token=refreshed.json()["access_token"])
+    assert introspected.status_code == 200 and introspected.json()["active"] is True
+    revoked = _send(provider, "/revoke", client, used, token=refreshed.json()["refresh_token"])
+    assert revoked.status_code == 200
+    assert _send(provider, "/introspect", client, used,
+                 token=refreshed.json()["access_token"]).json() == {"active": False}
+
+
+@pytest.mark.parametrize("endpoint,data", [
+    ("/token", {"grant_type": "client_credentials"}),
+    ("/revoke", {"token": "anything"}),
+    ("/introspect", {"token": "anything"}),
+])
+def test_strict_client_accepts_only_its_method(provider, endpoint, data):
+    """A client registered --strict-auth-method gets invalid_client for the
+    other way of sending the secret, whether the secret is right or not
+    (the method is checked first, so the answer reveals nothing about it)."""
+    basic = _secret_client(provider, "client_secret_basic", strict=True)
+    post = _secret_client(provider, "client_secret_post", strict=True)
+    assert _send(provider, endpoint, basic, "client_secret_basic", **data).status_code == 200
+    assert _send(provider, endpoint, post, "client_secret_post", **data).status_code == 200
+    for secret in (None, "wrong-secret"):
+        refused = _send(provider, endpoint, basic, "client_secret_post", secret, **data)
+        assert refused.status_code == 400
+        assert "WWW-Authenticate" not in refused.headers
+        assert refused.json() == {
+            "error": "invalid_client",
+            "error_description": "Client authentication failed: used client_secret_post, "
+                                 "registered for client_secret_basic only."}
+        refused = _send(provider, endpoint, post, "client_secret_basic", secret, **data)
+        assert refused.status_code == 401
+        assert refused.json()["error_description"] == (
+            "Client authentication failed: used client_secret_basic, registered for "
+            "client_secret_post only.")
+        assert refused.headers["WWW-Authenticate"].startswith(
+            'Basic realm="idp", error="invalid_client"')
+
+
+def test_wrong_secret_says_which_method_was_used(provider):
+    """RFC 6749 §5.2: 401 with a Basic challenge when the client tried HTTP
+    Basic; a wrong secret in the body is a 400 with no challenge."""
+    client = _secret_client(provider, "client_secret_basic")
+    basic = _send(provider, "/token", client, "client_secret_basic", "wrong",
+                  grant_type="client_credentials")
+    assert basic.status_code == 401
+    assert basic.json() == {"error": "invalid_client",
+                            "error_description": "Client authentication failed: wrong client "
+                                                 "secret (used client_secret_basic)."}
+    assert basic.headers["WWW-Authenticate"] == (
+        'Basic realm="idp", error="invalid_client", error_description="Client authentication '
+        'failed: wrong client secret (used client_secret_basic)."')
+    post = _send(provider, "/token", client, "client_secret_post", "wrong",
+                 grant_type="client_credentials")
+    assert post.status_code == 400 and "WWW-Authenticate" not in post.headers
+    assert post.json()["error_description"] == (
+        "Client authentication failed: wrong client secret (used client_secret_post).")
+
+
+@pytest.mark.parametrize("method", SECRET_METHODS)
+def test_unknown_client_is_named_as_such_without_a_word_on_the_secret(provider, method):
+    ghost = helpers.TestClient("no-such-client", "any-secret", "http://127.0.0.1:9/cb")
+    response = _send(provider, "/token", ghost, method, grant_type="client_credentials")
+    assert response.status_code == (401 if method == "client_secret_basic" else 400)
+    assert response.json() == {
+        "error": "invalid_client",
+        "error_description": f"Client authentication failed: unknown client (used {method})."}
+
+
+def test_method_of_another_registration_is_named(provider, jwt_client):
+    """A private_key_jwt client sending a secret, a confidential client
+    sending only its client_id, a public client sending a secret: each
+    message says what was used and what the client is registered for."""
+    client, _key = jwt_client
+    as_post = requests.post(f"{provider.url}/token", data={
+        "grant_type": "client_credentials", "client_id": client.client_id,
+        "client_secret": "guess"})
+    assert as_post.json()["error_description"] == (
+        "Client authentication failed: used client_secret_post, registered for private_key_jwt.")
+    confidential = _secret_client(provider, "client_secret_basic")
+    bare = requests.post(f"{provider.url}/token", data={
+        "grant_type": "client_credentials", "client_id": confidential.client_id})
+    assert bare.status_code == 400
+    assert bare.json()["error_description"] == (
+        "Client authentication failed: used none, registered for client_secret_basic or "
+        "client_secret_post.")
+    public = provider.create_client(public=True)
+    with_secret = requests.post(f"{provider.url}/revoke", data={"token": "x"},
+                                auth=(public.client_id, "invented"))
+    assert with_secret.status_code == 401
+    assert with_secret.json()["error_description"] == (
+        "Client authentication failed: used client_secret_basic, registered for none.")
+    introspection = requests.post(f"{provider.url}/introspect", data={
+        "token": "x", "client_id": public.client_id})
+    assert introspection.json()["error_description"] == (
+        "Client authentication failed: the introspection endpoint does not accept none.")
+
+
+def test_no_credentials_get_a_challenge(provider):
+    response = requests.post(f"{provider.url}/introspect", data={"token": "x"})
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith('Basic realm="idp"')
+    assert response.json()["error_description"] == (
+        "Client authentication failed: no client credentials were sent.")
+
+
+def test_failed_client_authentication_is_audited_without_a_commit(provider):
+    """Each failure is an audit event naming the method used and the one
+    registered; it is deferred, so the request itself commits nothing."""
+    from sqlalchemy import event, select
+    from sqlalchemy.orm import Session
+
+    from idp.audit.models import AuditEvent
+    from idp.extensions import db
+
+    client = _secret_client(provider, "client_secret_post", strict=True)
+    commits: list[str] = []
+
+    def count(session) -> None:
+        commits.append(threading.current_thread().name)
+
+    event.listen(Session, "after_commit", count)
+    try:
+        wrong_method = _send(provider, "/token", client, "client_secret_basic",
+                             grant_type="client_credentials")
+        wrong_secret = _send(provider, "/introspect", client, "client_secret_post", "nope",
+                             token="x")
+        ghost = requests.post(f"{provider.url}/revoke", data={"token": "x"},
+                              auth=("ghost-" + uuid.uuid4().hex[:8], "s"))
+    finally:
+        event.remove(Session, "after_commit", count)
+    assert (wrong_method.status_code, wrong_secret.status_code, ghost.status_code) == \
+        (401, 400, 401)
+    assert [name for name in commits if name != "audit-writer"] == []
+    provider.runtime.audit.flush()
+    with provider.app.app_context():
+        events = list(db.session.scalars(select(AuditEvent).where(
+            AuditEvent.client_id == client.client_id,
+            AuditEvent.event == "client.authentication_failed").order_by(AuditEvent.id)))
+        ghost_event = db.session.scalar(select(AuditEvent).where(
+            AuditEvent.event == "client.authentication_failed",
+            AuditEvent.client_id.is_(None)).order_by(AuditEvent.id.desc()))
+    assert [(e.outcome, e.detail["endpoint"], e.detail["method"], e.detail["registered"],
+             e.detail["reason"]) for e in events] == [
+        ("failure", "token", "client_secret_basic", "client_secret_post",
+         "method_not_registered"),
+        ("failure", "introspection", "client_secret_post", "client_secret_post",
+         "wrong_secret"),
+    ]
+    assert ghost_event.detail["reason"] == "unknown_client"
+    assert ghost_event.detail["presented_client_id"].startswith("ghost-")
+    assert ghost_event.detail["endpoint"] == "revocation"
+
+
+def test_strict_needs_a_secret_method(provider):
+    from idp.clients.service import ClientError
+
+    with pytest.raises(ClientError, match="client_secret_basic and client_secret_post only"):
+        provider.create_client(public=True, strict_auth_method=True)

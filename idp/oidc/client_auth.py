@@ -1,0 +1,210 @@
+"""Client authentication at the token, revocation and introspection
+endpoints (RFC 6749 §2.3, §3.2.1, §5.2; RFC 7523 §2.2; OIDC Core §9).
+
+One method per request decides the client: HTTP Basic, ``client_secret``
+in the body, a ``client_assertion`` (``private_key_jwt``), or ``client_id``
+alone (``none``, public clients). The method is checked against the
+client's registration *before* any secret or assertion is, so the answer
+never tells whether a secret would have been right; ``invalid_client`` then
+says what the client used and what it is registered for, and every failure
+goes to the audit trail without a database commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from authlib.consts import default_json_headers
+from authlib.oauth2.rfc6749 import OAuth2Request
+from authlib.oauth2.rfc6749.errors import InvalidClientError
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
+
+from idp.audit.service import record_deferred
+from idp.clients.service import SECRET_AUTH_METHODS, ClientInfo
+from idp.runtime import Runtime
+
+#: ``client_assertion_type`` of ``private_key_jwt`` (RFC 7523 §2.2).
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+#: Longest presented client_id kept in the audit trail of a failure.
+AUDITED_ID_LENGTH = 64
+
+
+class ClientAuthenticationError(InvalidClientError):
+    """``invalid_client`` (RFC 6749 §5.2). A request that tried HTTP Basic,
+    or sent no credentials at all, is answered 401 with a ``Basic``
+    challenge (§5.2 MUST, RFC 7617 §2); other methods get 400, so a
+    browser never opens its password dialog for a script's request.
+
+    :ivar reason: short cause for the audit trail (``unknown_client``,
+        ``method_not_registered``, ``wrong_secret``...).
+    :ivar client: the client the request named, if it is registered.
+    """
+
+    def __init__(self, description: str, reason: str, *, challenge: bool,
+                 client: ClientInfo | None = None) -> None:
+        super().__init__(description=description, status_code=401 if challenge else 400)
+        self.reason = reason
+        self.client = client
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        headers = default_json_headers[:]
+        if self.status_code == 401:
+            # OAuth2Error has refused descriptions with quotes or backslashes.
+            headers.append(("WWW-Authenticate", f'Basic realm="idp", error="invalid_client", '
+                                                f'error_description="{self.description}"'))
+        return headers
+
+
+def presented_method(request: OAuth2Request) -> str | None:
+    """The authentication method a token-endpoint-style request uses, read
+    from the ``Authorization`` header and the form body only (RFC 6749
+    §2.3.1); :func:`idp.oidc.server.check_one_client_auth` has already
+    refused a request with two.
+
+    :returns: ``client_secret_basic``, ``client_secret_post``,
+        ``private_key_jwt``, ``none`` (``client_id`` alone) or None (nothing).
+    """
+    if request.headers.get("Authorization", "")[:6].lower() == "basic ":
+        return "client_secret_basic"
+    form = request.form
+    if "client_secret" in form:
+        return "client_secret_post"
+    if "client_assertion" in form or "client_assertion_type" in form:
+        return "private_key_jwt"
+    if form.get("client_id"):
+        return "none"
+    return None
+
+
+def _registered_for(client: ClientInfo) -> str:
+    methods = client.accepted_auth_methods
+    if len(methods) == 1 and methods[0] in SECRET_AUTH_METHODS:
+        return f"{methods[0]} only"
+    return " or ".join(methods)
+
+
+class _Check:
+    """The checks of one request, in the order they are made."""
+
+    def __init__(self, request: OAuth2Request, used: str | None, methods: Sequence[str],
+                 endpoint: str, query_client: Callable[[str], ClientInfo | None]) -> None:
+        self.request = request
+        self.used = used
+        self.methods = methods
+        self.endpoint = endpoint
+        self.query_client = query_client
+        self.challenge = used in (None, "client_secret_basic")
+        self.presented_id: str | None = None
+
+    def fail(self, description: str, reason: str,
+             client: ClientInfo | None = None) -> ClientAuthenticationError:
+        return ClientAuthenticationError(description, reason, challenge=self.challenge,
+                                         client=client)
+
+    def registered_client(self, client_id: str | None) -> ClientInfo:
+        """The named client, if it exists and its registration accepts the
+        method used at this endpoint; no secret or signature is looked at."""
+        self.presented_id = client_id if isinstance(client_id, str) else None
+        if not client_id:
+            raise self.fail(f"Client authentication failed: {self.used} was used without "
+                            "a client_id.", "missing_client_id")
+        client = self.query_client(client_id)
+        if client is None:
+            raise self.fail(f"Client authentication failed: unknown client (used "
+                            f"{self.used}).", "unknown_client")
+        if not client.check_endpoint_auth_method(self.used, self.endpoint):
+            raise self.fail(f"Client authentication failed: used {self.used}, registered "
+                            f"for {_registered_for(client)}.", "method_not_registered", client)
+        if self.used not in self.methods:
+            raise self.fail(f"Client authentication failed: the {self.endpoint} endpoint "
+                            f"does not accept {self.used}.", "method_not_accepted", client)
+        return client
+
+    def secret_client(self) -> ClientInfo:
+        """``client_secret_basic`` or ``client_secret_post``: the secret is
+        compared (in constant time) only once the method is known to fit."""
+        if self.used == "client_secret_basic":
+            try:
+                client_id, secret = extract_basic_authorization(self.request.headers)
+            except UnicodeDecodeError:
+                client_id = secret = None
+            if not client_id:
+                raise self.fail("Client authentication failed: malformed HTTP Basic "
+                                "credentials.", "malformed_credentials")
+        else:
+            client_id = self.request.form.get("client_id")
+            secret = self.request.form.get("client_secret")
+        client = self.registered_client(client_id)
+        if not client.check_client_secret(secret):
+            raise self.fail(f"Client authentication failed: wrong client secret (used "
+                            f"{self.used}).", "wrong_secret", client)
+        return client
+
+    def assertion_client(self, assertion_auth: Callable) -> ClientInfo:
+        """``private_key_jwt``: the assertion's ``sub`` names the client,
+        whose registration is checked before its keys verify the signature."""
+        form = self.request.form
+        if form.get("client_assertion_type") != ASSERTION_TYPE or not form.get(
+                "client_assertion"):
+            raise self.fail("Client authentication failed: private_key_jwt needs "
+                            f"client_assertion_type {ASSERTION_TYPE} and a client_assertion.",
+                            "invalid_assertion")
+        try:
+            client = assertion_auth(self.registered_client, self.request)
+        except ClientAuthenticationError:
+            raise
+        except InvalidClientError as exc:
+            raise self.fail(exc.description, "invalid_assertion",
+                            getattr(self.request, "client", None)) from None
+        if client is None:
+            raise self.fail("Client authentication failed: the client assertion is invalid.",
+                            "invalid_assertion")
+        return client
+
+
+def authenticate_client(rt: Runtime, request: OAuth2Request, methods: Sequence[str],
+                        endpoint: str, query_client: Callable[[str], ClientInfo | None],
+                        assertion_auth: Callable, ip: str | None) -> ClientInfo:
+    """Authenticate the client of a token, revocation, introspection (or
+    kiosk) request.
+
+    :param methods: the methods ``endpoint`` accepts (RFC 8414 §2
+        ``*_endpoint_auth_methods_supported``).
+    :param endpoint: ``token``, ``revocation``, ``introspection`` or ``kiosk``,
+        named in messages and the audit trail.
+    :param query_client: client lookup by ``client_id`` (the client cache).
+    :param assertion_auth: the ``private_key_jwt`` verifier (Authlib's
+        ``JWTBearerClientAssertion`` interface: ``(query_client, request)``).
+    :param ip: the caller's address, for the audit trail.
+    :returns: the authenticated client; ``request.auth_method`` is set to the
+        method used.
+    :raises ClientAuthenticationError: ``invalid_client``, after a
+        ``client.authentication_failed`` audit event (deferred: no commit).
+    """
+    used = presented_method(request)
+    check = _Check(request, used, methods, endpoint, query_client)
+    try:
+        if used is None:
+            raise check.fail("Client authentication failed: no client credentials were sent.",
+                             "no_credentials")
+        if used in SECRET_AUTH_METHODS:
+            client = check.secret_client()
+        elif used == "private_key_jwt":
+            client = check.assertion_client(assertion_auth)
+        else:
+            client = check.registered_client(request.form.get("client_id"))
+        named = request.form.get("client_id")
+        if named is not None and named != client.client_id:
+            raise check.fail("Client authentication failed: client_id does not match the "
+                             "credentials.", "client_id_mismatch", client)
+    except ClientAuthenticationError as exc:
+        known = exc.client.client_id if exc.client is not None else None
+        unknown = None if known or not check.presented_id else \
+            check.presented_id[:AUDITED_ID_LENGTH]
+        record_deferred(rt.audit, "client.authentication_failed", "failure", client_id=known,
+                        ip=ip, endpoint=endpoint, method=used, reason=exc.reason,
+                        registered=exc.client.token_endpoint_auth_method if exc.client else None,
+                        presented_client_id=unknown)
+        raise
+    request.auth_method = used
+    return client
