@@ -120,7 +120,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         from idp.db import upgrade_database
 
         upgrade_database()
-        keys.ensure((settings["tokens"]["default_signing_alg"],))
+        keys.ensure((settings["tokens"]["default_signing_alg"],
+                     settings["tokens"]["access_token_signing_alg"]))
         # Start-up work is done: close its connections so an app that is
         # built and dropped (CLI command discovery) leaves none open.
         db.session.remove()

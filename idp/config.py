@@ -102,8 +102,9 @@ def _validate(settings: dict) -> None:
         )
     if settings["mode"] not in ("development", "production"):
         raise ConfigError("setting mode must be 'development' or 'production'")
-    if settings["tokens"]["default_signing_alg"] not in SIGNING_ALGS:
-        raise ConfigError(f"setting tokens.default_signing_alg must be one of {SIGNING_ALGS}")
+    for name in ("default_signing_alg", "access_token_signing_alg"):
+        if settings["tokens"][name] not in SIGNING_ALGS:
+            raise ConfigError(f"setting tokens.{name} must be one of {SIGNING_ALGS}")
     if settings["mode"] == "production" and not issuer.startswith("https://"):
         raise ConfigError("setting issuer must be an https URL in production mode")
     tokens = settings["tokens"]

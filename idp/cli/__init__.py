@@ -335,7 +335,9 @@ def _client_summary(client) -> dict:
                    "send it by client_secret_basic or client_secret_post).")
 @click.option("--jwks", "jwks_file", type=click.Path(exists=True, dir_okay=False),
               help="JWK Set file with the client's public keys (private_key_jwt).")
-@click.option("--alg", default=None, help="ID/access token algorithm (default from config).")
+@click.option("--alg", default=None,
+              help="ID token algorithm (default: tokens.default_signing_alg, RS256); ES256 "
+                   "is recommended.")
 @click.option("--scope", default=None, help="Allowed scopes, space separated.")
 @click.option("--client-id", default=None, help="Choose the client_id (default: random).")
 @click.option("--subject-type", type=click.Choice(["pairwise", "public"]), default="pairwise",

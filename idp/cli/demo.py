@@ -113,7 +113,7 @@ def _ensure_client(rt, client_id: str, name: str, base_url: str, secret: str | N
         rt.clients.invalidate(client_id)
     client, new_secret = create_client(
         name, redirect_uris, rt.token_hmac_key, post_logout_redirect_uris=logout_uris,
-        trusted=True, alg=rt.settings["tokens"]["default_signing_alg"], client_id=client_id,
+        trusted=True, alg="ES256", client_id=client_id,
         actor="demo")
     rt.keys.ensure((client.id_token_signed_response_alg,))
     assert new_secret is not None

@@ -35,8 +35,9 @@ class Client(db.Model):
     token_endpoint_auth_method: Mapped[str] = mapped_column(String(32))
     #: Trusted (first-party) clients skip the consent screen.
     trusted: Mapped[bool] = mapped_column(default=False)
-    #: Algorithm of ID tokens and access tokens issued to this client.
-    id_token_signed_response_alg: Mapped[str] = mapped_column(String(16), default="ES256")
+    #: Algorithm of the ID tokens issued to this client (OIDC Dynamic
+    #: Registration §2; access tokens use the provider-wide algorithm).
+    id_token_signed_response_alg: Mapped[str] = mapped_column(String(16), default="RS256")
     #: Public keys for private_key_jwt (RFC 7523), a JWK Set.
     jwks: Mapped[dict | None] = mapped_column(JSON)
     #: ``public`` or ``pairwise`` (OIDC Core §8): what ``sub`` the client sees.

@@ -30,6 +30,9 @@ SCOPES = ("openid", "profile", "email", "phone", "offline_access", "realname", "
 #: which releases the resident ID number and must be granted to a client explicitly.
 DEFAULT_SCOPES = tuple(s for s in SCOPES if s != "idcard")
 SECRET_PURPOSE = "client_secret"
+#: ``id_token_signed_response_alg`` of a client that names none (OIDC Dynamic
+#: Client Registration §2).
+DEFAULT_ID_TOKEN_ALG = "RS256"
 
 
 class ClientError(Exception):
@@ -270,7 +273,7 @@ def create_client(
     grant_types: list[str] | None = None,
     auth_method: str | None = None,
     scope: str | None = None,
-    alg: str = "ES256",
+    alg: str = DEFAULT_ID_TOKEN_ALG,
     jwks: dict | None = None,
     client_id: str | None = None,
     actor: str = "cli",
@@ -288,6 +291,8 @@ def create_client(
     :param public: a public client (``token_endpoint_auth_method=none``, PKCE required).
     :param auth_method: one of ``AUTH_METHODS``; default ``client_secret_basic``
         (``none`` for public clients).
+    :param alg: the ID tokens' ``id_token_signed_response_alg``; the caller
+        makes sure a signing key for it exists (``KeyRing.ensure``).
     :param jwks: JWK Set of the client's public keys, required for ``private_key_jwt``.
     :param min_acr: lowest ``acr`` the client accepts; must be one of ``acr_values``
         (the configured levels). Logins below it are stepped up.

@@ -113,7 +113,7 @@ def _issue_tokens(rt: Runtime, client, grant: Grant, account: Account, scope: st
     """Access token, optional refresh token and ID token for a user grant."""
     subject = subject_for(rt, client, account)
     access_token, expires_in = issue_access_token(
-        rt, client_id=client.client_id, alg=client.alg, scope=scope, subject=subject,
+        rt, client_id=client.client_id, scope=scope, subject=subject,
         grant_id=grant.id, auth_time=grant.auth_time, acr=grant.acr, amr=grant.amr,
         sid=grant.sid,
     )
@@ -321,7 +321,7 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):
             raise InvalidScopeError("The requested scope is not allowed for this client.")
         scope = " ".join(scope_list)
         access_token, expires_in = issue_access_token(
-            rt, client_id=client.client_id, alg=client.alg, scope=scope, subject=None)
+            rt, client_id=client.client_id, scope=scope, subject=None)
         record_deferred(rt.audit, "token.issued", client_id=client.client_id, ip=_ip(),
                         grant_type="client_credentials", scope=scope)
         token = {"access_token": access_token, "token_type": "Bearer",

@@ -72,7 +72,6 @@ def issue_access_token(
     rt: Runtime,
     *,
     client_id: str,
-    alg: str,
     scope: str,
     subject: str | None,
     grant_id: str | None = None,
@@ -81,7 +80,11 @@ def issue_access_token(
     amr: list[str] | None = None,
     sid: str | None = None,
 ) -> tuple[str, int]:
-    """Sign a JWT access token per RFC 9068 §2 (header ``typ: at+jwt``).
+    """Sign a JWT access token per RFC 9068 §2 (header ``typ: at+jwt``) with
+    the provider-wide ``tokens.access_token_signing_alg``: access tokens are
+    read by resource servers and by this provider, never by the client, so
+    the client's ID-token algorithm does not apply (RFC 9068 §4 leaves the
+    choice to the authorization server).
 
     :param subject: the account's ``sub``; for client_credentials the client_id.
     :param grant_id: the grant the token derives from (``gid``), for revocation.
@@ -101,7 +104,7 @@ def issue_access_token(
     }
     _add_present(claims, gid=grant_id, acr=acr, amr=amr, sid=sid,
                  auth_time=None if auth_time is None else int(auth_time))
-    return _sign(rt, alg, claims, "at+jwt"), ttl
+    return _sign(rt, rt.settings["tokens"]["access_token_signing_alg"], claims, "at+jwt"), ttl
 
 
 def issue_id_token(

@@ -203,3 +203,18 @@ def test_clients_create_strict_auth_method(cli_env):
               "--redirect-uri", "https://bad.example.test/cb")
     assert bad.exit_code != 0
     assert "client_secret_basic and client_secret_post only" in bad.output
+
+
+def test_clients_without_alg_get_the_configured_default(cli_env):
+    """Issue 7: without --alg the ID token algorithm is tokens.default_signing_alg,
+    RS256 (OIDC Dynamic Client Registration §2); --alg ES256 is kept."""
+    default = json.loads(run(cli_env, "clients", "create", "--name", "Default",
+                             "--redirect-uri", "https://d.example.test/cb", "--json").output)
+    assert default["id_token_signed_response_alg"] == "RS256"
+    chosen = json.loads(run(cli_env, "clients", "create", "--name", "Chosen", "--alg", "ES256",
+                            "--redirect-uri", "https://c.example.test/cb", "--json").output)
+    assert chosen["id_token_signed_response_alg"] == "ES256"
+    env = dict(cli_env, IDP_TOKENS__DEFAULT_SIGNING_ALG="EdDSA")
+    configured = json.loads(run(env, "clients", "create", "--name", "Configured",
+                                "--redirect-uri", "https://e.example.test/cb", "--json").output)
+    assert configured["id_token_signed_response_alg"] == "EdDSA"

@@ -156,7 +156,8 @@ def test_rsa_private_key_jwt(provider):
     ("ES384", hashlib.sha384), ("EdDSA", hashlib.sha512),
 ])
 def test_at_hash_follows_the_algorithm(provider, alg, digest):
-    """O-2: at_hash is the left half of the digest of the signing algorithm."""
+    """O-2: at_hash is the left half of the digest of the ID token's signing
+    algorithm, also now that the access token is always ES256 (issue 7)."""
     username, password, _ = provider.create_account()
     client = provider.create_client(alg=alg)
     code = Browser(provider.url).login_for_code(client, username, password)["code"]
@@ -170,7 +171,7 @@ def test_at_hash_follows_the_algorithm(provider, alg, digest):
     full = digest(tokens["access_token"].encode()).digest()
     expected = base64.urlsafe_b64encode(full[: len(full) // 2]).decode().rstrip("=")
     assert claims["at_hash"] == expected
-    assert pyjwt.get_unverified_header(tokens["access_token"])["alg"] == alg
+    assert pyjwt.get_unverified_header(tokens["access_token"])["alg"] == "ES256"
     info = requests.get(f"{provider.url}/userinfo",
                         headers={"Authorization": f"Bearer {tokens['access_token']}"})
     assert info.status_code == 200
@@ -387,3 +388,86 @@ def test_strict_needs_a_secret_method(provider):
 
     with pytest.raises(ClientError, match="client_secret_basic and client_secret_post only"):
         provider.create_client(public=True, strict_auth_method=True)
+
+
+# --- ID-token algorithm default and the access-token algorithm (issue 7) -----
+
+def _tokens_of(provider, client) -> dict:
+    username, password, _ = provider.create_account()
+    code = Browser(provider.url).login_for_code(client, username, password)["code"]
+    response = redeem(provider.url, client, code)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _verified(provider, token: str, **options) -> tuple[dict, dict]:
+    header = pyjwt.get_unverified_header(token)
+    jwks = requests.get(f"{provider.url}/jwks.json").json()
+    key = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
+    assert key["alg"] == header["alg"]
+    return header, pyjwt.decode(token, pyjwt.PyJWK(key).key, algorithms=[header["alg"]],
+                                **options)
+
+
+def test_clients_registered_without_alg_get_rs256_id_tokens(provider):
+    """OIDC Dynamic Client Registration §2: a client that names no
+    id_token_signed_response_alg gets RS256 ID tokens; its access tokens are
+    still ES256 (tokens.access_token_signing_alg), and at_hash follows the
+    ID token's algorithm."""
+    from idp.clients.models import Client
+    from idp.clients.service import create_client
+    from idp.extensions import db
+
+    tag = uuid.uuid4().hex[:8]
+    redirect_uri = f"http://127.0.0.1:9/{tag}/cb"
+    with provider.app.app_context():
+        row, secret = create_client(f"No alg {tag}", [redirect_uri],
+                                    provider.runtime.token_hmac_key, trusted=True,
+                                    subject_type="public")
+        client_id = row.client_id
+        assert db.session.get(Client, row.id).id_token_signed_response_alg == "RS256"
+    client = helpers.TestClient(client_id, secret, redirect_uri, "RS256")
+    tokens = _tokens_of(provider, client)
+    header, claims = _verified(provider, tokens["id_token"], audience=client_id)
+    assert header["alg"] == "RS256"
+    assert claims["at_hash"] == _half_sha256(tokens["access_token"])
+    at_header, at_claims = _verified(provider, tokens["access_token"],
+                                     options={"verify_aud": False})
+    assert (at_header["alg"], at_header["typ"]) == ("ES256", "at+jwt")
+    assert at_claims["client_id"] == client_id
+
+
+def _half_sha256(value: str) -> str:
+    digest = hashlib.sha256(value.encode()).digest()
+    return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
+
+
+def test_signing_keys_of_both_defaults_exist_at_start(make_provider):
+    """A provider with no client yet publishes an RS256 key (the ID-token
+    default) and an ES256 key (access tokens), so the first token request
+    never waits for a key to be generated."""
+    fresh = make_provider()
+    algs = {k["alg"] for k in requests.get(f"{fresh.url}/jwks.json").json()["keys"]}
+    assert {"RS256", "ES256"} <= algs
+
+
+def test_access_token_algorithm_is_one_setting(make_provider):
+    other = make_provider(tokens={"access_token_signing_alg": "ES384"})
+    client = other.create_client(alg="RS512")
+    tokens = _tokens_of(other, client)
+    assert pyjwt.get_unverified_header(tokens["access_token"])["alg"] == "ES384"
+    header, claims = _verified(other, tokens["id_token"], audience=client.client_id)
+    assert header["alg"] == "RS512"
+    full = hashlib.sha512(tokens["access_token"].encode()).digest()
+    assert claims["at_hash"] == base64.urlsafe_b64encode(full[:32]).decode().rstrip("=")
+    info = requests.get(f"{other.url}/userinfo",
+                        headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert info.status_code == 200
+
+
+def test_access_token_algorithm_must_be_supported(tmp_path):
+    from idp.config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="tokens.access_token_signing_alg"):
+        load_settings({"instance_path": str(tmp_path),
+                       "tokens": {"access_token_signing_alg": "HS256"}}, environ={})

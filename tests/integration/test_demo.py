@@ -64,6 +64,8 @@ def test_prepare_demo_is_idempotent(tmp_path):
             client = rt.clients.get(portal["client_id"])
             assert client.check_client_secret(portal["client_secret"])
             assert client.trusted
+            # Issue 7: the portals follow the recommendation, not the RS256 default.
+            assert client.alg == "ES256"
             assert client.redirect_uris == (f"{portal['base_url']}/callback",)
             assert client.post_logout_redirect_uris == (f"{portal['base_url']}/",)
         assert check_password(rt, DEMO_USERNAME, DEMO_PASSWORD) is not None
