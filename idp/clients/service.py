@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -83,8 +84,19 @@ class ClientInfo(ClientMixin):
         return " ".join(dict.fromkeys(s for s in scope_to_list(scope or "") if s in allowed))
 
     def check_redirect_uri(self, redirect_uri: str) -> bool:
-        """Exact string comparison with a registered URI (RFC 9700 §2.1, §4.1.3)."""
-        return any(constant_time_equals(redirect_uri, uri) for uri in self.redirect_uris)
+        """Exact string comparison with a registered URI (RFC 9700 §2.1,
+        §4.1.3), except that a loopback IP literal redirect URI of a native
+        app matches on any port (RFC 8252 §7.3 MUST): scheme, host, path and
+        query still compare exactly, and ``localhost`` never gets this rule
+        (RFC 8252 §8.3)."""
+        if not isinstance(redirect_uri, str):
+            return False
+        if any(constant_time_equals(redirect_uri, uri) for uri in self.redirect_uris):
+            return True
+        portless = loopback_without_port(redirect_uri)
+        return portless is not None and any(
+            constant_time_equals(portless, loopback_without_port(uri) or "")
+            for uri in self.redirect_uris)
 
     def check_client_secret(self, client_secret: str) -> bool:
         """Constant-time comparison of keyed hashes of the presented secret."""
@@ -122,6 +134,21 @@ class ClientInfo(ClientMixin):
         ``private_key_jwt`` assertions and the JWTs a kiosk signs."""
         return [k for k in (self.jwks or {}).get("keys", [])
                 if isinstance(k, dict) and k.get("kty") in ("RSA", "EC", "OKP")]
+
+
+#: A loopback IP literal http URI (RFC 8252 §7.3): host, optional port, and
+#: the rest (path and query, no fragment).
+_LOOPBACK_URI = re.compile(r"http://(127\.0\.0\.1|\[::1\])(?::([0-9]{1,5}))?([/?][^#]*)?\Z")
+
+
+def loopback_without_port(uri: str) -> str | None:
+    """``uri`` without its port if it is a loopback IP literal redirect URI
+    (``http://127.0.0.1`` or ``http://[::1]``, RFC 8252 §7.3), else None.
+    A port outside 1-65535 makes it no such URI."""
+    match = _LOOPBACK_URI.match(uri)
+    if match is None or (match[2] is not None and not 0 < int(match[2]) < 65536):
+        return None
+    return f"http://{match[1]}{match[3] or ''}"
 
 
 def _to_info(row: Client, hmac_key: bytes) -> ClientInfo:
@@ -195,8 +222,12 @@ def _check_jwks(jwks: dict | None) -> None:
 
 def _check_uri(uri: str, kind: str) -> str:
     parts = urlsplit(uri)
-    if parts.scheme not in ("https", "http") and not (parts.scheme and "." in parts.scheme):
+    if not parts.scheme:
         raise ClientError(f"{kind} {uri!r} must be an absolute https URL (or a private-use scheme)")
+    if parts.scheme not in ("https", "http") and "." not in parts.scheme:
+        raise ClientError(f"{kind} {uri!r}: a private-use URI scheme must contain a dot, a "
+                          f"reverse domain name the app's owner controls, such as "
+                          f"com.example.app:/callback (RFC 8252 §7.1)")
     if parts.scheme in ("https", "http") and not parts.netloc:
         raise ClientError(f"{kind} {uri!r} has no host")
     if "*" in uri:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from tests.helpers import Browser
+from tests.helpers import Browser, pkce_pair
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +115,104 @@ def test_undecodable_basic_credentials(provider, endpoint):
         headers={"Authorization": "Basic //46/w=="})
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
+
+
+# --- native apps: loopback redirect URIs on any port (RFC 8252 §7.3) ---------
+
+@pytest.fixture(scope="module")
+def native(provider):
+    """A public native app registered with both loopback IP literals, a port
+    given at registration, and a localhost URI (which keeps exact matching)."""
+    from idp.clients.service import create_client
+
+    with provider.app.app_context():
+        row, _ = create_client(
+            "Native app", ["http://127.0.0.1/cb", "http://[::1]/cb",
+                           "http://127.0.0.1:8400/oauth?app=1", "http://localhost/cb"],
+            provider.runtime.token_hmac_key, public=True, trusted=True, subject_type="public")
+        return row.client_id
+
+
+def _authorize(provider, client_id: str, redirect_uri: str) -> requests.Response:
+    return requests.get(f"{provider.url}/authorize", params={
+        "response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri,
+        "scope": "openid", "state": "S", "code_challenge": pkce_pair()[1],
+        "code_challenge_method": "S256", "prompt": "none"}, allow_redirects=False)
+
+
+@pytest.mark.parametrize("uri", [
+    "http://127.0.0.1:51234/cb",
+    "http://127.0.0.1/cb",
+    "http://127.0.0.1:1/cb",
+    "http://[::1]:65535/cb",
+    "http://127.0.0.1:8401/oauth?app=1",
+    "http://127.0.0.1/oauth?app=1",
+])
+def test_loopback_redirect_uri_matches_any_port(provider, native, uri):
+    """RFC 8252 §7.3 (MUST): the app listens on a port the OS gave it; the
+    answer (here login_required for prompt=none) goes to that very URI."""
+    response = _authorize(provider, native, uri)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith(uri + ("&" if "?" in uri else "?"))
+    assert "error=login_required" in response.headers["Location"]
+
+
+@pytest.mark.parametrize("uri", [
+    "http://localhost:51234/cb",            # localhost: exact matching (RFC 8252 §8.3)
+    "https://127.0.0.1:51234/cb",           # other scheme
+    "http://127.0.0.2:51234/cb",            # other loopback address, not registered
+    "http://127.0.0.1:51234/cb/",           # other path
+    "http://127.0.0.1:51234/CB",
+    "http://127.0.0.1:51234/cb?x=1",        # added query
+    "http://127.0.0.1:51234/oauth?app=2",   # other query
+    "http://127.0.0.1:51234/oauth",         # missing query
+    "http://127.0.0.1:51234/cb#f",          # fragment
+    "http://127.0.0.1:0/cb",                # no such port
+    "http://127.0.0.1:65536/cb",
+    "http://127.0.0.1:/cb",
+    "http://127.0.0.1:80@evil.test/cb",     # userinfo trick
+    "http://127.0.0.1:51234.evil.test/cb",
+    "http://127.0.0.1.evil.test:51234/cb",
+    "http://[::1]:51234/oauth?app=1",       # registered for 127.0.0.1 only
+])
+def test_loopback_rule_changes_nothing_but_the_port(provider, native, uri):
+    response = _authorize(provider, native, uri)
+    assert response.status_code == 400
+    assert "Location" not in response.headers
+
+
+def test_loopback_code_is_redeemed_with_its_own_port(provider, native):
+    """The token request repeats the redirect URI with the port used
+    (RFC 6749 §4.1.3): another port is invalid_grant."""
+    from tests.helpers import TestClient, redeem
+
+    username, password, _ = provider.create_account()
+    verifier, challenge = pkce_pair()
+    client = TestClient(native, None, "http://127.0.0.1:49152/cb")
+    params = Browser(provider.url).login_for_code(
+        client, username, password, code_challenge=challenge, code_challenge_method="S256")
+    other = redeem(provider.url, TestClient(native, None, "http://127.0.0.1:49153/cb"),
+                   params["code"], verifier)
+    assert other.json()["error"] == "invalid_grant"
+    params = Browser(provider.url).login_for_code(
+        client, username, password, code_challenge=challenge, code_challenge_method="S256")
+    assert redeem(provider.url, client, params["code"], verifier).status_code == 200
+
+
+@pytest.mark.parametrize("uri", ["myapp:/cb", "myapp://cb", "cn-gov-app:/oauth"])
+def test_private_use_scheme_without_a_dot_is_refused_saying_so(provider, uri):
+    """RFC 8252 §7.1: a private-use scheme is a reverse domain name."""
+    from idp.clients.service import ClientError
+
+    with pytest.raises(ClientError) as info:
+        provider.create_client(public=True, redirect_uri=uri)
+    assert str(info.value) == (
+        f"redirect URI {uri!r}: a private-use URI scheme must contain a dot, a reverse domain "
+        "name the app's owner controls, such as com.example.app:/callback (RFC 8252 §7.1)")
+
+
+def test_private_use_scheme_with_a_dot_is_registered(provider):
+    client = provider.create_client(public=True, redirect_uri="cn.gov.example.app:/oauth")
+    response = _authorize(provider, client.client_id, "cn.gov.example.app:/oauth")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("cn.gov.example.app:/oauth?")

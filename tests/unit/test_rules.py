@@ -120,6 +120,21 @@ def test_client_rules():
     assert not _client(secret_hash=None).check_client_secret("")
 
 
+def test_loopback_redirect_uris_match_on_any_port():
+    """RFC 8252 §7.3: only the port of a loopback IP literal may differ."""
+    client = _client(redirect_uris=("http://127.0.0.1/cb", "http://[::1]:7000/cb?a=b",
+                                    "http://localhost/cb"))
+    assert client.check_redirect_uri("http://127.0.0.1:61000/cb")
+    assert client.check_redirect_uri("http://[::1]/cb?a=b")
+    assert client.check_redirect_uri("http://[::1]:1/cb?a=b")
+    for uri in ("http://localhost:61000/cb", "http://127.0.0.1:61000/cb/",
+                "http://[::1]:7000/cb", "http://127.0.0.1:61000/cb?a=b", "https://127.0.0.1/cb",
+                "http://127.0.0.1:61000/cb#x", None):
+        assert not client.check_redirect_uri(uri), uri
+    # The client's own strictness is untouched for other URIs.
+    assert not _client().check_redirect_uri("https://a.test:8443/cb")
+
+
 def test_sessions(store):
     session = create_session(store, 7, ["pwd"], 60)
     loaded = load_session(store, session.handle)
