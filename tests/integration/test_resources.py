@@ -158,32 +158,30 @@ def test_introspection(provider, session_tokens):
     assert unauth.status_code == 401
 
 
-def _public_key_pem(provider) -> bytes:
+def _public_key_pem(jwk: dict) -> bytes:
     from cryptography.hazmat.primitives import serialization
-    from joserfc.jwk import ECKey
+    from joserfc.jwk import import_key
 
-    jwk = requests.get(f"{provider.url}/jwks.json").json()["keys"][0]
-    key = ECKey.import_key(jwk)
-    return key.public_key.public_bytes(serialization.Encoding.PEM,
-                                       serialization.PublicFormat.SubjectPublicKeyInfo)
+    return import_key(jwk).public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def _forged(provider, claims: dict, alg: str, typ: str | None = "at+jwt") -> list[str]:
-    """Tokens with ``alg: none`` and with HS256 keyed by our public key (PEM
-    and JWK text), the classic algorithm-confusion attacks (RFC 8725 §2.1)."""
+    """Tokens with ``alg: none`` and with HS256 keyed by each of our public
+    keys (PEM and JWK text; RS256 and ES256 keys are published since issue
+    7), the classic algorithm-confusion attacks (RFC 8725 §2.1)."""
     header = {"alg": "none"}
     if typ:
         header["typ"] = typ
     signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}"
     out = [signing_input + ".", signing_input + ".AAAA"]
-    jwks_text = json.dumps(requests.get(f"{provider.url}/jwks.json").json()["keys"][0])
-    for secret in (_public_key_pem(provider), jwks_text.encode()):
-        hs_header = dict(header, alg="HS256",
-                         kid=requests.get(f"{provider.url}/jwks.json").json()["keys"][0]["kid"])
-        hs_input = (f"{_b64(json.dumps(hs_header).encode())}."
-                    f"{_b64(json.dumps(claims).encode())}")
-        mac = hmac.new(secret, hs_input.encode(), hashlib.sha256).digest()
-        out.append(f"{hs_input}.{_b64(mac)}")
+    for jwk in requests.get(f"{provider.url}/jwks.json").json()["keys"]:
+        for secret in (_public_key_pem(jwk), json.dumps(jwk).encode()):
+            hs_header = dict(header, alg="HS256", kid=jwk["kid"])
+            hs_input = (f"{_b64(json.dumps(hs_header).encode())}."
+                        f"{_b64(json.dumps(claims).encode())}")
+            mac = hmac.new(secret, hs_input.encode(), hashlib.sha256).digest()
+            out.append(f"{hs_input}.{_b64(mac)}")
     return out
 
 
@@ -212,3 +210,4 @@ def test_forged_id_token_hints_are_refused(provider, session_tokens):
         assert response.status_code == 400 and "Location" not in response.headers
         auth = browser.go(browser.authorize_url(client, id_token_hint=forged, prompt="none"))
         assert "error=invalid_request" in auth.headers["Location"]
+
