@@ -315,6 +315,7 @@ def create_client(
     fetch=fetch_sector_uris,
     kiosk: bool = False,
     strict_auth_method: bool = False,
+    resource_server: bool = False,
 ) -> tuple[Client, str | None]:
     """Register a client and commit.
 
@@ -335,6 +336,8 @@ def create_client(
         reads (idp.authn.kiosk); it must authenticate with ``private_key_jwt``.
     :param strict_auth_method: a client with a secret accepts only ``auth_method``
         itself, not the other way of sending the secret.
+    :param resource_server: the client may introspect access tokens issued
+        to other clients (RFC 7662 §4); it must authenticate (not public).
     :returns: ``(client, secret)``; ``secret`` is the clear client secret (256
         bits), shown once and stored only as an HMAC, or None when the client
         authenticates without one.
@@ -359,6 +362,9 @@ def create_client(
     if strict_auth_method and method not in SECRET_AUTH_METHODS:
         raise ClientError(f"a strict authentication method applies to client_secret_basic "
                           f"and client_secret_post only (a {method} client has no other)")
+    if resource_server and method == "none":
+        raise ClientError("a resource server authenticates to the introspection endpoint: "
+                          "it cannot be a public client")
     if method == "private_key_jwt":
         _check_jwks(jwks)
     elif jwks is not None:
@@ -398,12 +404,12 @@ def create_client(
         id_token_signed_response_alg=alg, jwks=jwks, min_acr=min_acr,
         subject_type=subject_type, sector_identifier=sector, kiosk=kiosk,
         sector_identifier_uri=sector_identifier_uri if subject_type == "pairwise" else None,
-        strict_auth_method=strict_auth_method,
+        strict_auth_method=strict_auth_method, resource_server=resource_server,
     )
     db.session.add(row)
     record("client.created", client_id=client_id, actor=actor, name=name,
            redirect_uris=uris, grant_types=grant_types, auth_method=method,
-           strict_auth_method=strict_auth_method)
+           strict_auth_method=strict_auth_method, resource_server=resource_server)
     db.session.commit()
     return row, secret
 

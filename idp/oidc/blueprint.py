@@ -227,7 +227,8 @@ def introspect():
     value = request.form.get("token")
     if not value:
         return _server().handle_error_response(None, InvalidRequestError("Missing 'token'."))
-    body = resources.introspect(rt, client.client_id, value, client_ip())
+    body = resources.introspect(rt, client.client_id, value, client_ip(),
+                                resource_server=client.resource_server)
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -86,13 +86,17 @@ def revoke(rt: Runtime, client_id: str, token: str, hint: str | None,
                         jti=claims["jti"], token_type="access_token")
 
 
-def introspect(rt: Runtime, client_id: str, token: str, ip: str | None) -> dict[str, Any]:
+def introspect(rt: Runtime, client_id: str, token: str, ip: str | None, *,
+               resource_server: bool = False) -> dict[str, Any]:
     """The RFC 7662 §2.2 answer for ``token``: ``{"active": false}`` for
     anything not live, so nothing is revealed about invalid tokens.
 
-    Access tokens may be introspected by any confidential client (a resource
-    server holding one); a refresh token only by the client it was issued to,
-    since nobody else has a reason to hold it (RFC 7662 §4).
+    A client learns only about its own tokens; an access token of another
+    client is ``active`` only to a client registered as a resource server
+    (``resource_server``), which is who receives such tokens. A refresh
+    token is known only to the client it was issued to, since nobody else
+    has a reason to hold it (RFC 7662 §4: the server decides which clients
+    may learn about which tokens).
     """
     body: dict[str, Any] = {"active": False}
     try:
@@ -112,7 +116,8 @@ def introspect(rt: Runtime, client_id: str, token: str, ip: str | None) -> dict[
                     "exp": to_epoch(row.expires_at), "iat": to_epoch(row.created_at),
                     "iss": rt.issuer}
     else:
-        if _user_token_is_live(claims):
+        if (claims.get("client_id") == client_id or resource_server) and \
+                _user_token_is_live(claims):
             body = {"active": True, "token_type": "Bearer",
                     **{k: claims[k] for k in INTROSPECTED_CLAIMS if k in claims}}
     record_deferred(rt.audit, "token.introspected", client_id=client_id, ip=ip,

@@ -185,20 +185,22 @@ def test_new_clients_are_pairwise_unless_told(cli_env):
     assert bad.exit_code != 0 and "not a level" in bad.output
 
 
-def test_clients_create_strict_auth_method(cli_env):
-    """Issue 7: --strict-auth-method is stored and shown by create and list --json."""
+def test_clients_create_strict_auth_method_and_resource_server(cli_env):
+    """Issue 7: --strict-auth-method and --resource-server are stored and
+    shown by create and list --json."""
     result = run(cli_env, "clients", "create", "--name", "Strict", "--strict-auth-method",
-                 "--auth-method", "client_secret_post",
+                 "--auth-method", "client_secret_post", "--resource-server",
                  "--redirect-uri", "https://strict.example.test/cb", "--json")
     assert result.exit_code == 0, result.output
     created = json.loads(result.output)
-    assert created["strict_auth_method"] is True
+    assert (created["strict_auth_method"], created["resource_server"]) == (True, True)
     listed = {c["client_id"]: c for c in json.loads(run(cli_env, "clients", "list",
                                                         "--json").output)}
     assert listed[created["client_id"]]["strict_auth_method"] is True
+    assert listed[created["client_id"]]["resource_server"] is True
     plain = json.loads(run(cli_env, "clients", "create", "--name", "Plain", "--redirect-uri",
                            "https://plain.example.test/cb", "--json").output)
-    assert plain["strict_auth_method"] is False
+    assert (plain["strict_auth_method"], plain["resource_server"]) == (False, False)
     bad = run(cli_env, "clients", "create", "--name", "Bad", "--public", "--strict-auth-method",
               "--redirect-uri", "https://bad.example.test/cb")
     assert bad.exit_code != 0

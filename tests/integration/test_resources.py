@@ -211,3 +211,39 @@ def test_forged_id_token_hints_are_refused(provider, session_tokens):
         auth = browser.go(browser.authorize_url(client, id_token_hint=forged, prompt="none"))
         assert "error=invalid_request" in auth.headers["Location"]
 
+
+def test_introspection_of_another_clients_token_needs_a_resource_server(provider,
+                                                                        session_tokens):
+    """Issue 7 (RFC 7662 §4): a client learns nothing about another client's
+    access token; a client registered as a resource server (an API that
+    receives such tokens) does. Refresh tokens stay their own client's."""
+    client, sub, _tokens, _ = session_tokens
+    tokens = _fresh(provider, session_tokens)
+    stranger = provider.create_client(grant_types=["client_credentials"])
+    api = provider.create_client(grant_types=["client_credentials"], resource_server=True)
+    for token in (tokens["access_token"], tokens["refresh_token"]):
+        answer = requests.post(f"{provider.url}/introspect", data={"token": token},
+                               auth=stranger.auth)
+        assert answer.status_code == 200 and answer.json() == {"active": False}
+    seen = requests.post(f"{provider.url}/introspect", data={"token": tokens["access_token"]},
+                         auth=api.auth).json()
+    assert seen["active"] is True
+    assert (seen["client_id"], seen["sub"]) == (client.client_id, sub)
+    assert requests.post(f"{provider.url}/introspect", data={"token": tokens["refresh_token"]},
+                         auth=api.auth).json() == {"active": False}
+    # A client's own tokens, client_credentials included, stay visible to it.
+    own = requests.post(f"{provider.url}/token", data={"grant_type": "client_credentials"},
+                        auth=stranger.auth).json()["access_token"]
+    assert requests.post(f"{provider.url}/introspect", data={"token": own},
+                         auth=stranger.auth).json()["active"] is True
+    assert requests.post(f"{provider.url}/introspect", data={"token": own},
+                         auth=api.auth).json()["active"] is True
+    assert requests.post(f"{provider.url}/introspect", data={"token": own},
+                         auth=client.auth).json() == {"active": False}
+
+
+def test_public_clients_cannot_be_resource_servers(provider):
+    from idp.clients.service import ClientError
+
+    with pytest.raises(ClientError, match="cannot be a public client"):
+        provider.create_client(public=True, resource_server=True)
