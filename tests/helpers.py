@@ -95,6 +95,9 @@ class ProviderHandle:
                 subject_type=subject_type, **options)
             client_id = client.client_id
             self.runtime.keys.ensure((alg,))
+            # The provider serves from this process: its cached set of
+            # allowed origins (CORS) must include the new client's at once.
+            self.runtime.clients.invalidate(client_id)
         return TestClient(client_id, secret, redirect_uri, alg, logout_uri)
 
 

@@ -317,7 +317,8 @@ def _client_summary(client) -> dict:
             "trusted": client.trusted, "subject_type": client.subject_type,
             "sector_identifier": client.sector_identifier, "min_acr": client.min_acr,
             "kiosk": client.kiosk, "strict_auth_method": client.strict_auth_method,
-            "resource_server": client.resource_server}
+            "resource_server": client.resource_server,
+            "allowed_origins": list(client.allowed_origins or [])}
 
 
 @clients.command("create")
@@ -349,13 +350,17 @@ def _client_summary(client) -> dict:
               help="Lowest assurance level (acr) the client accepts, e.g. L2.")
 @click.option("--kiosk", is_flag=True,
               help="A self-service kiosk that logs people in by card (needs private_key_jwt).")
+@click.option("--allowed-origin", "allowed_origins", multiple=True,
+              help="Origin (https://host[:port]) of a browser app that may call the token, "
+                   "userinfo, revocation and introspection endpoints (CORS); repeatable.")
 @click.option("--resource-server", is_flag=True,
               help="May introspect access tokens issued to other clients (an API).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @with_appcontext
 def clients_create(name, redirect_uris, logout_uris, public, trusted, grant_types, auth_method,
                    strict_auth_method, jwks_file, alg, scope, client_id, subject_type,
-                   sector_identifier_uri, min_acr, kiosk, resource_server, as_json) -> None:
+                   sector_identifier_uri, min_acr, kiosk, allowed_origins, resource_server,
+                   as_json) -> None:
     """Register a client. The secret is printed once; only its hash is stored."""
     from idp.clients.service import ClientError, create_client
     from idp.runtime import current_runtime
@@ -377,6 +382,7 @@ def clients_create(name, redirect_uris, logout_uris, public, trusted, grant_type
             sector_identifier_uri=sector_identifier_uri, min_acr=min_acr,
             acr_values=rt.settings["assurance"]["acr_values"], kiosk=kiosk,
             strict_auth_method=strict_auth_method, resource_server=resource_server,
+            allowed_origins=list(allowed_origins),
         )
     except ClientError as exc:
         raise click.ClickException(str(exc)) from None

@@ -179,6 +179,7 @@ class ClientCache:
         self._hmac_key = hmac_key
         self._ttl = ttl
         self._entries: dict[str, tuple[float, ClientInfo | None]] = {}
+        self._origins: tuple[float, frozenset[str]] | None = None
         self._lock = threading.Lock()
 
     def get(self, client_id: str) -> ClientInfo | None:
@@ -197,10 +198,26 @@ class ClientCache:
             self._entries[client_id] = (now, info)
         return info
 
+    def allowed_origins(self) -> frozenset[str]:
+        """Every origin some client registered as allowed: a CORS preflight
+        names no client, so it is answered for an origin of any client (the
+        request that follows is then checked against its own client)."""
+        now = time.monotonic()
+        hit = self._origins
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        origins = frozenset(origin for row in db.session.scalars(select(Client.allowed_origins))
+                            for origin in row or ())
+        with self._lock:
+            self._origins = (now, origins)
+        return origins
+
     def invalidate(self, client_id: str) -> None:
-        """Drop ``client_id`` from this process's cache."""
+        """Drop ``client_id`` (and the set of allowed origins, which it may
+        have changed) from this process's cache."""
         with self._lock:
             self._entries.pop(client_id, None)
+            self._origins = None
 
 
 #: JWK members that hold private key material (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2).
@@ -220,6 +237,46 @@ def _check_jwks(jwks: dict | None) -> None:
                               "the public keys")
 
 
+#: Hosts for which plain http is allowed: loopback only (RFC 8252 §7.3, §8.3).
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def check_origin(origin: str) -> str:
+    """A browser app's origin as browsers send it in ``Origin`` (RFC 6454
+    §6.2): ``scheme://host[:port]`` with no path, https or (for a loopback
+    host) http, in lower case and without the scheme's default port.
+
+    :returns: the origin in that serialisation.
+    :raises ClientError: if ``origin`` is not such an origin.
+    """
+    if not isinstance(origin, str) or not origin.isascii() or not origin.isprintable() \
+            or " " in origin:
+        raise ClientError(f"allowed origin {origin!r} must be ASCII without spaces (write an "
+                          "internationalised host name in punycode)")
+    if "*" in origin:
+        raise ClientError(f"allowed origin {origin!r}: wildcards are not allowed")
+    parts = urlsplit(origin)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ClientError(f"allowed origin {origin!r} must look like https://app.example.gov.cn")
+    if parts.path or parts.query or parts.fragment or "?" in origin or "#" in origin:
+        raise ClientError(f"allowed origin {origin!r} must have no path (not even /), query "
+                          "or fragment")
+    if parts.username is not None or parts.password is not None:
+        raise ClientError(f"allowed origin {origin!r} must not contain user information")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ClientError(f"allowed origin {origin!r} has an invalid port")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+        raise ClientError(f"allowed origin {origin!r}: plain http is allowed only for loopback "
+                          "hosts")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default = 443 if parts.scheme == "https" else 80
+    return f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
+
+
 def _check_uri(uri: str, kind: str) -> str:
     parts = urlsplit(uri)
     if not parts.scheme:
@@ -236,7 +293,7 @@ def _check_uri(uri: str, kind: str) -> str:
         raise ClientError(f"{kind} {uri!r} must not contain user information")
     if parts.fragment or "#" in uri:
         raise ClientError(f"{kind} {uri!r} must not contain a fragment (RFC 6749 §3.1.2)")
-    if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
         raise ClientError(f"{kind} {uri!r}: plain http is allowed only for loopback hosts")
     return uri
 
@@ -316,6 +373,7 @@ def create_client(
     kiosk: bool = False,
     strict_auth_method: bool = False,
     resource_server: bool = False,
+    allowed_origins: Sequence[str] = (),
 ) -> tuple[Client, str | None]:
     """Register a client and commit.
 
@@ -338,6 +396,9 @@ def create_client(
         itself, not the other way of sending the secret.
     :param resource_server: the client may introspect access tokens issued
         to other clients (RFC 7662 §4); it must authenticate (not public).
+    :param allowed_origins: origins of the browser app (see :func:`check_origin`)
+        that may call the token, userinfo, revocation and introspection
+        endpoints (CORS).
     :returns: ``(client, secret)``; ``secret`` is the clear client secret (256
         bits), shown once and stored only as an HMAC, or None when the client
         authenticates without one.
@@ -386,6 +447,7 @@ def create_client(
     uris = [_check_uri(u, "redirect URI") for u in dict.fromkeys(redirect_uris)]
     sector = sector_for(uris, sector_identifier_uri, fetch) if subject_type == "pairwise" \
         else None
+    origins = list(dict.fromkeys(check_origin(o) for o in allowed_origins))
     logout_uris = [_check_uri(u, "post-logout redirect URI")
                    for u in dict.fromkeys(post_logout_redirect_uris or [])]
     requested_scope = scope_to_list(scope) if scope else list(DEFAULT_SCOPES)
@@ -405,11 +467,13 @@ def create_client(
         subject_type=subject_type, sector_identifier=sector, kiosk=kiosk,
         sector_identifier_uri=sector_identifier_uri if subject_type == "pairwise" else None,
         strict_auth_method=strict_auth_method, resource_server=resource_server,
+        allowed_origins=origins,
     )
     db.session.add(row)
     record("client.created", client_id=client_id, actor=actor, name=name,
            redirect_uris=uris, grant_types=grant_types, auth_method=method,
-           strict_auth_method=strict_auth_method, resource_server=resource_server)
+           strict_auth_method=strict_auth_method, resource_server=resource_server,
+           allowed_origins=origins)
     db.session.commit()
     return row, secret
 

@@ -21,7 +21,7 @@ from idp.authn import service as authn_service
 from idp.authn.sessions import load_session
 from idp.extensions import csrf
 from idp.i18n import remember_ui_locales
-from idp.oidc import resources
+from idp.oidc import client_auth, resources
 from idp.oidc.authorize import AuthorizationRequest, decide, known_parameters
 from idp.oidc.responses import authorization_error
 from idp.oidc.server import TOKEN_AUTH_METHODS, LoginContext
@@ -33,6 +33,14 @@ from idp.runtime import current_runtime
 from idp.web import browser_id, clear_sso_cookie, client_ip, current_sso, sso_cookie
 
 bp = Blueprint("oidc", __name__)
+
+#: Request headers a browser app sends to the token, userinfo, revocation and
+#: introspection endpoints (Fetch standard, CORS-preflight request).
+CORS_REQUEST_HEADERS = "Authorization, Content-Type"
+#: Request headers a page may send when it fetches discovery or the JWKS.
+PUBLIC_REQUEST_HEADERS = "Accept, Cache-Control, If-None-Match"
+#: Seconds a browser may cache a preflight answer.
+CORS_MAX_AGE = 600
 
 
 def _server():
@@ -50,15 +58,71 @@ def _cached(body: bytes, etag: str, max_age: int) -> Response:
     return response
 
 
-@bp.get("/.well-known/openid-configuration")
-@bp.get("/.well-known/oauth-authorization-server")
+def _preflight(methods: tuple[str, ...], allow_origin: str | None, headers: str) -> Response:
+    """Answer an OPTIONS request; for a CORS preflight (Fetch standard
+    §3.2.2, §4.8) the grant is sent only with an ``allow_origin`` and when
+    the method asked for is one of ``methods``, so the browser stops any
+    other request."""
+    response = Response(status=204)
+    response.headers["Allow"] = ", ".join((*methods, "OPTIONS"))
+    if allow_origin and request.headers.get("Access-Control-Request-Method") in methods:
+        response.headers["Access-Control-Allow-Origin"] = allow_origin
+        response.headers["Access-Control-Allow-Methods"] = ", ".join(methods)
+        response.headers["Access-Control-Allow-Headers"] = headers
+        response.headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE)
+    return response
+
+
+def _client_preflight(*methods: str) -> Response:
+    """Preflight of an endpoint for browser apps: it names no client, so it
+    is granted to an origin that some client registered; the request that
+    follows is checked against its own client (:func:`_allow_origin`)."""
+    origin = request.headers.get("Origin")
+    allowed = origin is not None and origin in current_runtime().clients.allowed_origins()
+    response = _preflight(methods, origin if allowed else None, CORS_REQUEST_HEADERS)
+    response.vary.add("Origin")
+    return response
+
+
+def _allow_origin(response: Response, client) -> Response:
+    """Let the browser app at ``Origin`` read this answer (error answers
+    included) if ``client`` registered that origin; otherwise it gets no
+    CORS header and the browser withholds the answer."""
+    origin = request.headers.get("Origin")
+    if origin and client is not None and origin in client.allowed_origins:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = "WWW-Authenticate"
+        response.vary.add("Origin")
+    return response
+
+
+def _client_concerned(req):
+    """The client an answer of the token, revocation or introspection
+    endpoint is for: the authenticated one, else the registered one the
+    request names (so a browser app can read its own ``invalid_client``)."""
+    if req.client is not None:
+        return req.client
+    client_id = client_auth.named_client_id(req)
+    return current_runtime().clients.get(client_id) if client_id else None
+
+
+@bp.route("/.well-known/openid-configuration", methods=["GET", "OPTIONS"])
+@bp.route("/.well-known/oauth-authorization-server", methods=["GET", "OPTIONS"])
 def discovery():
+    """Discovery (OIDC Discovery 1.0 §4, RFC 8414 §3): public, any origin."""
+    if request.method == "OPTIONS":
+        return _preflight(("GET",), "*" if "Origin" in request.headers else None,
+                          PUBLIC_REQUEST_HEADERS)
     body, etag = current_app.extensions["idp.discovery"]
     return _cached(body, etag, 3600)
 
 
-@bp.get("/jwks.json")
+@bp.route("/jwks.json", methods=["GET", "OPTIONS"])
 def jwks():
+    """The provider's public keys (RFC 7517 §5): public, any origin."""
+    if request.method == "OPTIONS":
+        return _preflight(("GET",), "*" if "Origin" in request.headers else None,
+                          PUBLIC_REQUEST_HEADERS)
     body, etag = current_runtime().keys.jwks()
     return _cached(body, etag, 300)
 
@@ -127,14 +191,18 @@ def resume():
     return _run_authorization(item.args, item)
 
 
-@bp.post("/token")
+@bp.route("/token", methods=["POST", "OPTIONS"])
 @csrf.exempt
 def token():
-    """Token endpoint (RFC 6749 §3.2)."""
-    response = _server().create_token_response()
+    """Token endpoint (RFC 6749 §3.2), open to registered browser apps (CORS)."""
+    if request.method == "OPTIONS":
+        return _client_preflight("POST")
+    server = _server()
+    req = server.create_oauth2_request(None)
+    response = server.create_token_response(req)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
-    return response
+    return _allow_origin(response, _client_concerned(req))
 
 
 def _bearer_error(status: int, error: str | None, description: str = "") -> Response:
@@ -168,10 +236,13 @@ def _presented_bearer() -> str | None:
     return from_header or from_body
 
 
-@bp.route("/userinfo", methods=["GET", "POST"])
+@bp.route("/userinfo", methods=["GET", "POST", "OPTIONS"])
 @csrf.exempt
 def userinfo():
-    """UserInfo endpoint (OIDC Core §5.3)."""
+    """UserInfo endpoint (OIDC Core §5.3), open to the browser app the token
+    was issued to (CORS), its error answers too."""
+    if request.method == "OPTIONS":
+        return _client_preflight("GET", "POST")
     rt = current_runtime()
     try:
         value = _presented_bearer()
@@ -180,58 +251,68 @@ def userinfo():
     if not value:
         return _bearer_error(401, None)
     try:
-        body = resources.userinfo(rt, value)
-    except InvalidTokenError:
-        return _bearer_error(401, "invalid_token", "The access token is invalid.")
-    except resources.InsufficientScopeError:
-        return _bearer_error(403, "insufficient_scope", "The token lacks the openid scope.")
+        client_id, body = resources.userinfo(rt, value)
+    except InvalidTokenError as exc:
+        return _allow_origin(_bearer_error(401, "invalid_token", "The access token is invalid."),
+                             rt.clients.get(exc.client_id) if exc.client_id else None)
+    except resources.InsufficientScopeError as exc:
+        return _allow_origin(
+            _bearer_error(403, "insufficient_scope", "The token lacks the openid scope."),
+            rt.clients.get(exc.client_id) if exc.client_id else None)
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
-    return response
+    return _allow_origin(response, rt.clients.get(client_id))
 
 
-def _authenticate_client(endpoint: str, methods: list[str]):
-    server = _server()
-    req = server.create_oauth2_request(None)
-    return server.authenticate_client(req, methods, endpoint)
-
-
-@bp.post("/revoke")
+@bp.route("/revoke", methods=["POST", "OPTIONS"])
 @csrf.exempt
 def revoke():
     """Token revocation (RFC 7009 §2). Revoking a refresh token revokes its
-    whole grant, access tokens included (§2.1)."""
+    whole grant, access tokens included (§2.1). Open to registered browser
+    apps (CORS)."""
+    if request.method == "OPTIONS":
+        return _client_preflight("POST")
     rt = current_runtime()
+    server = _server()
+    req = server.create_oauth2_request(None)
     try:
-        client = _authenticate_client("revocation", TOKEN_AUTH_METHODS)
+        client = server.authenticate_client(req, TOKEN_AUTH_METHODS, "revocation")
     except OAuth2Error as error:
-        return _server().handle_error_response(None, error)
+        return _allow_origin(server.handle_error_response(None, error), _client_concerned(req))
     value = request.form.get("token")
     if not value:
-        return _server().handle_error_response(None, InvalidRequestError("Missing 'token'."))
+        return _allow_origin(
+            server.handle_error_response(None, InvalidRequestError("Missing 'token'.")), client)
     resources.revoke(rt, client.client_id, value, request.form.get("token_type_hint"),
                      client_ip())
-    return Response("", status=200, headers={"Cache-Control": "no-store"})
+    return _allow_origin(Response("", status=200, headers={"Cache-Control": "no-store"}),
+                         client)
 
 
-@bp.post("/introspect")
+@bp.route("/introspect", methods=["POST", "OPTIONS"])
 @csrf.exempt
 def introspect():
-    """Token introspection for confidential clients (RFC 7662 §2)."""
+    """Token introspection for confidential clients (RFC 7662 §2), open to
+    registered browser apps (CORS)."""
+    if request.method == "OPTIONS":
+        return _client_preflight("POST")
     rt = current_runtime()
+    server = _server()
+    req = server.create_oauth2_request(None)
     try:
-        client = _authenticate_client(
-            "introspection", [m for m in TOKEN_AUTH_METHODS if m != "none"])
+        client = server.authenticate_client(
+            req, [m for m in TOKEN_AUTH_METHODS if m != "none"], "introspection")
     except OAuth2Error as error:
-        return _server().handle_error_response(None, error)
+        return _allow_origin(server.handle_error_response(None, error), _client_concerned(req))
     value = request.form.get("token")
     if not value:
-        return _server().handle_error_response(None, InvalidRequestError("Missing 'token'."))
+        return _allow_origin(
+            server.handle_error_response(None, InvalidRequestError("Missing 'token'.")), client)
     body = resources.introspect(rt, client.client_id, value, client_ip(),
                                 resource_server=client.resource_server)
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
-    return response
+    return _allow_origin(response, client)
 
 
 @bp.route("/logout", methods=["GET", "POST"])

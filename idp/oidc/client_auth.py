@@ -76,6 +76,18 @@ def presented_method(request: OAuth2Request) -> str | None:
     return None
 
 
+def named_client_id(request: OAuth2Request) -> str | None:
+    """The ``client_id`` a request names, authenticated or not: the HTTP
+    Basic user name, else the ``client_id`` form parameter. For CORS on
+    error answers only; never a proof of anything."""
+    if presented_method(request) == "client_secret_basic":
+        try:
+            return extract_basic_authorization(request.headers)[0]
+        except UnicodeDecodeError:
+            return None
+    return request.form.get("client_id")
+
+
 def _registered_for(client: ClientInfo) -> str:
     methods = client.accepted_auth_methods
     if len(methods) == 1 and methods[0] in SECRET_AUTH_METHODS:

@@ -25,7 +25,14 @@ INTROSPECTED_CLAIMS = ("scope", "client_id", "sub", "exp", "iat", "iss", "aud", 
 
 
 class InsufficientScopeError(Exception):
-    """The token is valid but lacks the ``openid`` scope (RFC 6750 §3.1)."""
+    """The token is valid but lacks the ``openid`` scope (RFC 6750 §3.1).
+
+    :ivar client_id: the client the token was issued to.
+    """
+
+    def __init__(self, client_id: str | None) -> None:
+        super().__init__("the token lacks the openid scope")
+        self.client_id = client_id
 
 
 def _account_may_receive_tokens(grant: Grant) -> bool:
@@ -42,27 +49,30 @@ def _user_token_is_live(claims: dict[str, Any]) -> bool:
     return grant is not None and grant.revoked_at is None and _account_may_receive_tokens(grant)
 
 
-def userinfo(rt: Runtime, access_token: str) -> dict[str, Any]:
+def userinfo(rt: Runtime, access_token: str) -> tuple[str, dict[str, Any]]:
     """Claims about the token's account, limited by its scope and the
     ``claims`` request of its grant.
 
+    :returns: ``(client_id, claims)``: the client the token was issued to
+        (whose allowed origins decide CORS) and the UserInfo claims.
     :raises InvalidTokenError: invalid, expired or revoked token, a client
         token, or an account that may no longer receive tokens.
     :raises InsufficientScopeError: the token lacks ``openid``.
     """
     claims = verify_access_token(rt, access_token)
     if "openid" not in scope_to_list(claims.get("scope", "")):
-        raise InsufficientScopeError()
+        raise InsufficientScopeError(claims.get("client_id"))
     grant = db.session.get(Grant, claims["gid"]) if claims.get("gid") else None
     account = get_account(grant.account_id) if grant else None
     if grant is None or account is None or not account.may_receive_tokens or grant.revoked_at:
-        raise InvalidTokenError("no live grant or account behind the token")
+        raise InvalidTokenError("no live grant or account behind the token",
+                                claims.get("client_id"))
     body = {"sub": subject_for(rt, rt.clients.get(grant.client_id), account)}
     requested = (grant.claims or {}).get("userinfo")
     body.update(select_claims(account, claims["scope"], requested, by_scope=True,
                               phone_number=phone_for_scope(rt, account, claims["scope"])))
     body.update(identity_claims(rt, account, claims["scope"], requested, userinfo=True))
-    return body
+    return grant.client_id, body
 
 
 def revoke(rt: Runtime, client_id: str, token: str, hint: str | None,

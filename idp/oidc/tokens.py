@@ -38,7 +38,17 @@ warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=Securi
 
 
 class InvalidTokenError(Exception):
-    """A presented token is malformed, unsigned by us, expired or revoked."""
+    """A presented token is malformed, unsigned by us, expired or revoked.
+
+    :ivar client_id: the client an access token this provider signed was
+        issued to (its signature makes the claim trustworthy even when the
+        token is expired or revoked), else None; it decides CORS on the
+        error answer.
+    """
+
+    def __init__(self, message: str, client_id: str | None = None) -> None:
+        super().__init__(message)
+        self.client_id = client_id
 
 
 def half_hash(value: str, alg: str) -> str:
@@ -167,6 +177,7 @@ def verify_access_token(rt: Runtime, token: str) -> dict[str, Any]:
     if decoded.header.get("typ", "").lower() not in ("at+jwt", "application/at+jwt"):
         raise InvalidTokenError("not an access token")
     claims = decoded.claims
+    client_id = claims.get("client_id") if isinstance(claims.get("client_id"), str) else None
     registry = JWTClaimsRegistry(
         leeway=0, iss={"essential": True, "value": rt.issuer},
         exp={"essential": True}, jti={"essential": True},
@@ -174,11 +185,11 @@ def verify_access_token(rt: Runtime, token: str) -> dict[str, Any]:
     try:
         registry.validate(claims)
     except JoseError as exc:
-        raise InvalidTokenError("token is expired or not issued here") from exc
+        raise InvalidTokenError("token is expired or not issued here", client_id) from exc
     if rt.store.get(REVOKED_JTI + claims["jti"]) is not None:
-        raise InvalidTokenError("token is revoked")
+        raise InvalidTokenError("token is revoked", client_id)
     if claims.get("gid") and rt.store.get(REVOKED_GRANT + claims["gid"]) is not None:
-        raise InvalidTokenError("token is revoked")
+        raise InvalidTokenError("token is revoked", client_id)
     return claims
 
 

@@ -185,22 +185,33 @@ def test_new_clients_are_pairwise_unless_told(cli_env):
     assert bad.exit_code != 0 and "not a level" in bad.output
 
 
-def test_clients_create_strict_auth_method_and_resource_server(cli_env):
-    """Issue 7: --strict-auth-method and --resource-server are stored and
-    shown by create and list --json."""
+def test_clients_create_issue_7_options(cli_env):
+    """Issue 7: --strict-auth-method, --resource-server and --allowed-origin
+    (repeatable) are stored and shown by create (JSON and text) and list --json."""
     result = run(cli_env, "clients", "create", "--name", "Strict", "--strict-auth-method",
                  "--auth-method", "client_secret_post", "--resource-server",
+                 "--allowed-origin", "https://App.example.test:443",
+                 "--allowed-origin", "http://127.0.0.1:3000",
                  "--redirect-uri", "https://strict.example.test/cb", "--json")
     assert result.exit_code == 0, result.output
     created = json.loads(result.output)
+    origins = ["https://app.example.test", "http://127.0.0.1:3000"]
     assert (created["strict_auth_method"], created["resource_server"]) == (True, True)
+    assert created["allowed_origins"] == origins
     listed = {c["client_id"]: c for c in json.loads(run(cli_env, "clients", "list",
                                                         "--json").output)}
     assert listed[created["client_id"]]["strict_auth_method"] is True
     assert listed[created["client_id"]]["resource_server"] is True
-    plain = json.loads(run(cli_env, "clients", "create", "--name", "Plain", "--redirect-uri",
-                           "https://plain.example.test/cb", "--json").output)
-    assert (plain["strict_auth_method"], plain["resource_server"]) == (False, False)
+    assert listed[created["client_id"]]["allowed_origins"] == origins
+    plain = run(cli_env, "clients", "create", "--name", "Plain", "--redirect-uri",
+                "https://plain.example.test/cb")
+    assert plain.exit_code == 0
+    for line in ("strict_auth_method: False", "resource_server: False", "allowed_origins: []"):
+        assert line in plain.output.splitlines()
+    bad = run(cli_env, "clients", "create", "--name", "Bad", "--allowed-origin",
+              "https://spa.example.test/app", "--redirect-uri", "https://bad.example.test/cb")
+    assert bad.exit_code != 0
+    assert "allowed origin 'https://spa.example.test/app' must have no path" in bad.output
     bad = run(cli_env, "clients", "create", "--name", "Bad", "--public", "--strict-auth-method",
               "--redirect-uri", "https://bad.example.test/cb")
     assert bad.exit_code != 0
