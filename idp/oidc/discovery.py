@@ -35,9 +35,12 @@ def provider_metadata(settings: Mapping[str, Any]) -> dict[str, Any]:
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "token_endpoint_auth_signing_alg_values_supported": list(SIGNING_ALGS),
         "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        # RFC 8414 §2: required wherever private_key_jwt is listed.
+        "revocation_endpoint_auth_signing_alg_values_supported": list(SIGNING_ALGS),
         "introspection_endpoint_auth_methods_supported": [
             m for m in AUTH_METHODS if m != "none"
         ],
+        "introspection_endpoint_auth_signing_alg_values_supported": list(SIGNING_ALGS),
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": list(SUPPORTED_CLAIMS),
         "claims_parameter_supported": True,

@@ -471,3 +471,25 @@ def test_access_token_algorithm_must_be_supported(tmp_path):
     with pytest.raises(ConfigError, match="tokens.access_token_signing_alg"):
         load_settings({"instance_path": str(tmp_path),
                        "tokens": {"access_token_signing_alg": "HS256"}}, environ={})
+
+
+def test_discovery_is_truthful_about_client_authentication(provider, jwt_client):
+    """Every endpoint that lists private_key_jwt lists its algorithms (RFC
+    8414 §2 MUST), RS256 is offered for ID tokens (OIDC Discovery §3), and
+    private_key_jwt works at revocation and introspection as advertised."""
+    meta = requests.get(f"{provider.url}/.well-known/openid-configuration").json()
+    for endpoint in ("token", "revocation", "introspection"):
+        assert "private_key_jwt" in meta[f"{endpoint}_endpoint_auth_methods_supported"]
+        assert {"ES256", "RS256"} <= set(
+            meta[f"{endpoint}_endpoint_auth_signing_alg_values_supported"])
+        for method in ("client_secret_basic", "client_secret_post"):
+            assert method in meta[f"{endpoint}_endpoint_auth_methods_supported"]
+    assert "none" not in meta["introspection_endpoint_auth_methods_supported"]
+    assert "RS256" in meta["id_token_signing_alg_values_supported"]
+    client, key = jwt_client
+    for path in ("/introspect", "/revoke"):
+        response = requests.post(f"{provider.url}{path}", data={
+            "token": "x", "client_assertion_type":
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": _assertion(key, client.client_id, provider.url)})
+        assert response.status_code == 200, response.text
