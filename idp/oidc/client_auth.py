@@ -31,8 +31,9 @@ AUDITED_ID_LENGTH = 64
 
 class ClientAuthenticationError(InvalidClientError):
     """``invalid_client`` (RFC 6749 §5.2). A request that tried HTTP Basic,
-    or sent no credentials at all, is answered 401 with a ``Basic``
-    challenge (§5.2 MUST, RFC 7617 §2); other methods get 400, so a
+    or sent no credentials at all, and every failure at the introspection
+    endpoint (RFC 7662 §2.3) is answered 401 with a ``Basic`` challenge
+    (RFC 6749 §5.2, RFC 7235 §3.1, RFC 7617 §2); other failures get 400, so a
     browser never opens its password dialog for a script's request.
 
     :ivar reason: short cause for the audit trail (``unknown_client``,
@@ -105,7 +106,7 @@ class _Check:
         self.methods = methods
         self.endpoint = endpoint
         self.query_client = query_client
-        self.challenge = used in (None, "client_secret_basic")
+        self.challenge = used in (None, "client_secret_basic") or endpoint == "introspection"
         self.presented_id: str | None = None
 
     def fail(self, description: str, reason: str,

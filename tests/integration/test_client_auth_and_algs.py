@@ -253,8 +253,13 @@ def test_strict_client_accepts_only_its_method(provider, endpoint, data):
     assert _send(provider, endpoint, post, "client_secret_post", **data).status_code == 200
     for secret in (None, "wrong-secret"):
         refused = _send(provider, endpoint, basic, "client_secret_post", secret, **data)
-        assert refused.status_code == 400
-        assert "WWW-Authenticate" not in refused.headers
+        # RFC 7662 §2.3: invalid credentials at introspection are always a 401.
+        if endpoint == "/introspect":
+            assert refused.status_code == 401
+            assert refused.headers["WWW-Authenticate"].startswith('Basic realm="idp"')
+        else:
+            assert refused.status_code == 400
+            assert "WWW-Authenticate" not in refused.headers
         assert refused.json() == {
             "error": "invalid_client",
             "error_description": "Client authentication failed: used client_secret_post, "
@@ -323,6 +328,7 @@ def test_method_of_another_registration_is_named(provider, jwt_client):
         "Client authentication failed: used client_secret_basic, registered for none.")
     introspection = requests.post(f"{provider.url}/introspect", data={
         "token": "x", "client_id": public.client_id})
+    assert introspection.status_code == 401
     assert introspection.json()["error_description"] == (
         "Client authentication failed: the introspection endpoint does not accept none.")
 
@@ -361,7 +367,7 @@ def test_failed_client_authentication_is_audited_without_a_commit(provider):
     finally:
         event.remove(Session, "after_commit", count)
     assert (wrong_method.status_code, wrong_secret.status_code, ghost.status_code) == \
-        (401, 400, 401)
+        (401, 401, 401)
     assert [name for name in commits if name != "audit-writer"] == []
     provider.runtime.audit.flush()
     with provider.app.app_context():
