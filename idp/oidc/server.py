@@ -1,8 +1,9 @@
 """Glue between Authlib's authorization server machinery and our services.
 
-Authlib parses requests, authenticates clients and dispatches grants; the
-grant subclasses here keep codes in the store (hashed, single use), issue
-RFC 9068 JWT access tokens, rotate refresh tokens, and sign ID tokens.
+Authlib parses requests and dispatches grants (clients are authenticated by
+:mod:`idp.oidc.client_auth`); the grant subclasses here keep codes in the
+store (hashed, single use), issue RFC 9068 JWT access tokens, rotate refresh
+tokens, and sign ID tokens.
 """
 
 from __future__ import annotations
