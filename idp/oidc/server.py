@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from authlib.common.security import is_secure_transport
 from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
+from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Payload
 from authlib.oauth2.rfc6749 import OAuth2Request, grants, scope_to_list
 from authlib.oauth2.rfc6749.errors import (
     InvalidClientError,
@@ -29,6 +31,7 @@ from idp.accounts.models import Account
 from idp.accounts.service import get_account, phone_for_scope
 from idp.audit.service import record_deferred
 from idp.authn.sessions import SsoSession, add_client
+from idp.config import ConfigError
 from idp.extensions import db
 from idp.oidc import grants as grant_service
 from idp.oidc.claims import select_claims
@@ -402,6 +405,47 @@ def check_one_client_auth(request: OAuth2Request) -> None:
         raise InvalidRequestError("Use exactly one client authentication method.")
 
 
+class EndpointRequest(OAuth2Request):
+    """A request to the token, revocation or introspection endpoint as Authlib
+    sees it.
+
+    Its URI is the endpoint under the configured issuer, never one built
+    from the ``Host`` header: Authlib refuses a non-https request URI
+    (``InsecureTransportError``), so a forged ``Host: evil.example`` -- or a
+    reverse proxy speaking plain http to the provider -- would otherwise
+    break every token request, and nothing that names the provider may come
+    from a header the client chooses.
+
+    :param request: the Flask request.
+    :param issuer: the configured issuer identifier.
+    """
+
+    def __init__(self, request, issuer: str) -> None:
+        super().__init__(request.method, issuer + request.path, headers=request.headers)
+        self._request = request
+        self.payload = FlaskOAuth2Payload(request)
+
+    @property
+    def args(self):
+        return self._request.args
+
+    @property
+    def form(self):
+        return self._request.form
+
+
+def check_issuer_transport(issuer: str) -> None:
+    """The issuer must be an https URL, or http on a loopback host only
+    (RFC 6749 §3.1, §3.2 require TLS; RFC 8252 §8.3 allows loopback), as
+    Authlib checks each request URI built from it.
+
+    :raises ConfigError: otherwise, naming the setting.
+    """
+    if not is_secure_transport(issuer + "/token"):
+        raise ConfigError("setting issuer must be an https URL (http only on a loopback "
+                          "address such as 127.0.0.1 or localhost)")
+
+
 class AuthorizationServer(FlaskAuthorizationServer):
     """Authlib's Flask server bound to our client cache; tokens are persisted
     by the grants themselves, so ``save_token`` does nothing."""
@@ -424,13 +468,21 @@ class AuthorizationServer(FlaskAuthorizationServer):
             raise InvalidClientError(description="client_id does not match the credentials.")
         return client
 
-    def create_oauth2_request(self, request):
-        """Accept a rebuilt :class:`AuthorizationRequest` as it is; wrap Flask's otherwise."""
+    def create_oauth2_request(self, request) -> OAuth2Request:
+        """Accept a rebuilt :class:`AuthorizationRequest` as it is; wrap Flask's
+        request as an :class:`EndpointRequest` otherwise."""
         if isinstance(request, OAuth2Request):
             return request
-        return super().create_oauth2_request(request)
+        from flask import request as flask_request
+
+        return EndpointRequest(flask_request, current_runtime().issuer)
 
     def init_app(self, app, query_client=None, save_token=None):
+        """Bind to ``app``; register client authentication and grants.
+
+        :raises ConfigError: an issuer Authlib would refuse (:func:`check_issuer_transport`).
+        """
+        check_issuer_transport(app.config["IDP"]["issuer"])
         super().init_app(app)
         leeway = app.config["IDP"]["tokens"]["clock_leeway"]
         self.register_client_auth_method("private_key_jwt", PrivateKeyJWT(leeway=leeway))
