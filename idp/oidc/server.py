@@ -19,6 +19,7 @@ from authlib.oauth2.rfc6749.errors import (
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
+    OAuth2Error,
     UnauthorizedClientError,
 )
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
@@ -49,6 +50,15 @@ CODE_PURPOSE = "authorization_code"
 #: the server reject an unreasonably far ``exp``).
 MAX_ASSERTION_LIFETIME = 3600
 TOKEN_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+#: Parameters of the token, revocation and introspection endpoints (RFC 6749
+#: §2.3.1, §4.1.3, §4.4.2, §6; RFC 7636 §4.5; RFC 7523 §2.2; RFC 7009 §2.1;
+#: RFC 7662 §2.1). They are read from the form-encoded body only, and a
+#: request naming one in its URL is refused (:func:`check_body_parameters`).
+BODY_PARAMETERS = frozenset({
+    "grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope",
+    "client_id", "client_secret", "client_assertion", "client_assertion_type", "token",
+    "token_type_hint",
+})
 
 
 @dataclass
@@ -405,6 +415,15 @@ def check_one_client_auth(request: OAuth2Request) -> None:
         raise InvalidRequestError("Use exactly one client authentication method.")
 
 
+class BodyPayload(FlaskOAuth2Payload):
+    """The parameters of a request's form-encoded body only: Authlib's Flask
+    payload reads ``request.values``, the query string included."""
+
+    @property
+    def data(self):
+        return self._request.form
+
+
 class EndpointRequest(OAuth2Request):
     """A request to the token, revocation or introspection endpoint as Authlib
     sees it.
@@ -414,7 +433,8 @@ class EndpointRequest(OAuth2Request):
     (``InsecureTransportError``), so a forged ``Host: evil.example`` -- or a
     reverse proxy speaking plain http to the provider -- would otherwise
     break every token request, and nothing that names the provider may come
-    from a header the client chooses.
+    from a header the client chooses. Its parameters are those of the body
+    (:class:`BodyPayload`, RFC 6749 §3.2).
 
     :param request: the Flask request.
     :param issuer: the configured issuer identifier.
@@ -423,7 +443,7 @@ class EndpointRequest(OAuth2Request):
     def __init__(self, request, issuer: str) -> None:
         super().__init__(request.method, issuer + request.path, headers=request.headers)
         self._request = request
-        self.payload = FlaskOAuth2Payload(request)
+        self.payload = BodyPayload(request)
 
     @property
     def args(self):
@@ -432,6 +452,26 @@ class EndpointRequest(OAuth2Request):
     @property
     def form(self):
         return self._request.form
+
+
+def check_body_parameters(query_names) -> None:
+    """No parameter of :data:`BODY_PARAMETERS` in the request URL.
+
+    RFC 6749 §3.2 sends token requests form-encoded in the body and §2.3.1
+    forbids client credentials in the URI. Such a request is refused rather
+    than served with its URL parameters ignored: a code, refresh token or
+    secret in a URL is already in the access logs of every proxy on the way,
+    and the client must learn that at once (ignoring them would also let the
+    request mean something else than the client thinks, e.g. without its
+    ``scope``). Other query parameters are ignored (RFC 6749 §3.2).
+
+    :param query_names: the names in the request's query string.
+    :raises InvalidRequestError: naming the first offending parameter.
+    """
+    named = sorted(BODY_PARAMETERS.intersection(query_names))
+    if named:
+        raise InvalidRequestError(f"Send '{named[0]}' in the form-encoded request body, not "
+                                  f"in the URL (RFC 6749 section 3.2).")
 
 
 def check_issuer_transport(issuer: str) -> None:
@@ -470,12 +510,26 @@ class AuthorizationServer(FlaskAuthorizationServer):
 
     def create_oauth2_request(self, request) -> OAuth2Request:
         """Accept a rebuilt :class:`AuthorizationRequest` as it is; wrap Flask's
-        request as an :class:`EndpointRequest` otherwise."""
+        request as an :class:`EndpointRequest` otherwise.
+
+        :raises InvalidRequestError: a body parameter in the URL
+            (:func:`check_body_parameters`).
+        """
         if isinstance(request, OAuth2Request):
             return request
         from flask import request as flask_request
 
+        check_body_parameters(flask_request.args.keys())
         return EndpointRequest(flask_request, current_runtime().issuer)
+
+    def create_token_response(self, request=None):
+        """Authlib's token endpoint, with an error in building the request
+        (:meth:`create_oauth2_request`) answered as an error response too."""
+        try:
+            request = self.create_oauth2_request(request)
+        except OAuth2Error as error:
+            return self.handle_error_response(None, error)
+        return super().create_token_response(request)
 
     def init_app(self, app, query_client=None, save_token=None):
         """Bind to ``app``; register client authentication and grants.
