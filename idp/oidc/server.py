@@ -40,7 +40,7 @@ from idp.oidc.identity import identity_claims
 from idp.oidc.models import Grant
 from idp.oidc.responses import response_mode_response
 from idp.oidc.subjects import subject_for
-from idp.oidc.tokens import ACCEPTED_ALGS, issue_access_token, issue_id_token
+from idp.oidc.tokens import ACCEPTED_ALGS, issue_access_token, issue_id_token, sole_audience
 from idp.runtime import Runtime, current_runtime
 from idp.security import keyed_hash, random_token
 from idp.timeutil import epoch
@@ -348,11 +348,25 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
 
     Only asymmetric algorithms are accepted; each assertion's ``jti`` is kept
     in the replay cache until the assertion expires.
+
+    The audience (``aud``) must be exactly one of two values, as a string or
+    a one-element array: the issuer identifier, which draft-ietf-oauth-rfc7523bis
+    makes the one value clients send (and RFC 9126 §2 already recommends),
+    or the token endpoint URL, which OIDC Core §9 says clients SHOULD send
+    and which most relying-party libraries still send. RFC 7523 §3 only asks
+    that ``aud`` *contain* a value identifying the server; an array with any
+    other value is refused here, because each other audience could replay
+    the assertion to this provider, and because a client that lists several
+    servers is the one the rfc7523bis audience-injection attack fools.
+    Endpoint-specific values (the revocation or introspection URL) are not
+    accepted: the token endpoint or the issuer identifies the provider at
+    each of its endpoints.
     """
 
     CLIENT_AUTH_METHOD = "private_key_jwt"
 
     def get_audiences(self) -> list[str]:
+        """The accepted audiences: the token endpoint URL and the issuer identifier."""
         issuer = current_runtime().issuer
         return [issuer + "/token", issuer]
 
@@ -381,9 +395,12 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         return token.claims
 
     def verify_claims(self, claims) -> None:
-        """RFC 7523 §3 checks, plus a bounded lifetime: an assertion valid for
+        """RFC 7523 §3 checks, plus a bounded lifetime (an assertion valid for
         longer than ``MAX_ASSERTION_LIFETIME`` would have to be remembered in
-        the replay cache for as long, so it is refused."""
+        the replay cache for as long, so it is refused) and a single audience.
+
+        :raises InvalidClientError: on any failed check.
+        """
         exp = claims.get("exp")
         if (isinstance(exp, int | float) and not isinstance(exp, bool)
                 and exp - epoch() > MAX_ASSERTION_LIFETIME):
@@ -392,6 +409,9 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         if not isinstance(jti, str) or not 0 < len(jti) <= 256:
             raise InvalidClientError(description="The client assertion needs a jti of at "
                                                  "most 256 characters.")
+        if sole_audience(claims.get("aud")) not in self.get_audiences():
+            raise InvalidClientError(description="The client assertion's aud must be the "
+                                                 "issuer or the token endpoint URL alone.")
         super().verify_claims(claims)
 
     def validate_jti(self, claims: dict, jti: str) -> bool:
