@@ -39,7 +39,7 @@ from idp.oidc.claims import select_claims
 from idp.oidc.identity import identity_claims
 from idp.oidc.models import Grant
 from idp.oidc.responses import response_mode_response
-from idp.oidc.subjects import subject_for
+from idp.oidc.subjects import client_sid, subject_for
 from idp.oidc.tokens import ACCEPTED_ALGS, issue_access_token, issue_id_token, sole_audience
 from idp.runtime import Runtime, current_runtime
 from idp.security import keyed_hash, random_token
@@ -124,10 +124,11 @@ def _issue_tokens(rt: Runtime, client, grant: Grant, account: Account, scope: st
                   with_refresh: bool, nonce: str | None) -> dict[str, Any]:
     """Access token, optional refresh token and ID token for a user grant."""
     subject = subject_for(rt, client, account)
+    sid = client_sid(rt, client, grant.sid)
     access_token, expires_in = issue_access_token(
         rt, client_id=client.client_id, alg=client.alg, scope=scope, subject=subject,
         grant_id=grant.id, auth_time=grant.auth_time, acr=grant.acr, amr=grant.amr,
-        sid=grant.sid,
+        sid=sid,
     )
     token: dict[str, Any] = {
         "access_token": access_token, "token_type": "Bearer", "expires_in": expires_in,
@@ -143,7 +144,7 @@ def _issue_tokens(rt: Runtime, client, grant: Grant, account: Account, scope: st
         token["id_token"] = issue_id_token(
             rt, client_id=client.client_id, alg=client.alg, subject=subject,
             auth_time=grant.auth_time, nonce=nonce, acr=grant.acr, amr=grant.amr,
-            sid=grant.sid, access_token=access_token, extra_claims=extra,
+            sid=sid, access_token=access_token, extra_claims=extra,
         )
     if with_refresh:
         db.session.commit()

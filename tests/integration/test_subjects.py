@@ -72,6 +72,59 @@ def test_pairwise_sub_is_the_same_everywhere_for_the_client(provider):
     assert "/login" in browser.go(browser.authorize_url(client, claims=asked)).url
 
 
+def test_pairwise_clients_see_their_own_sid(provider):
+    """The SSO session's sid was in every client's tokens: two pairwise
+    clients could correlate one person by it."""
+    from idp.authn.sessions import load_session
+
+    username, password, _ = provider.create_account()
+    sector_a = provider.create_client(subject_type="pairwise")
+    same_sector = provider.create_client(subject_type="pairwise")
+    other = provider.create_client(subject_type="pairwise",
+                                   redirect_uri="http://localhost:9/sid/callback",
+                                   post_logout_redirect_uri="http://localhost:9/sid/bye")
+    public = provider.create_client()
+    browser = Browser(provider.url)
+    seen = {}
+    for name, client in (("a", sector_a), ("same", same_sector), ("other", other),
+                         ("public", public)):
+        seen[name] = _sub_seen(provider, client, browser, username, password)
+        username = password = ""
+    handle = browser.session.cookies["idp_sso"]
+    session_sid = load_session(provider.runtime.store, handle).sid
+    sids = {name: _claims(tokens["id_token"])["sid"] for name, tokens in seen.items()}
+    assert sids["public"] == session_sid
+    assert session_sid not in (sids["a"], sids["other"])
+    assert sids["a"] != sids["other"] and len(sids["a"]) == 22
+    assert sids["same"] == sids["a"]  # one sector, like sub
+    for name, tokens in seen.items():
+        assert _claims(tokens["access_token"])["sid"] == sids[name]
+    refreshed = requests.post(f"{provider.url}/token", auth=other.auth, data={
+        "grant_type": "refresh_token", "refresh_token": seen["other"]["refresh_token"]}).json()
+    assert _claims(refreshed["id_token"])["sid"] == sids["other"]
+    assert _claims(refreshed["access_token"])["sid"] == sids["other"]
+    # RP-initiated logout recognises the pairwise client's sid in its hint:
+    # the session ends without a confirmation page.
+    response = browser.session.get(f"{provider.url}/logout", params={
+        "id_token_hint": seen["other"]["id_token"],
+        "post_logout_redirect_uri": other.post_logout_redirect_uri}, allow_redirects=False)
+    assert response.status_code == 302
+    assert response.headers["Location"] == other.post_logout_redirect_uri
+    assert load_session(provider.runtime.store, handle) is None
+
+
+def test_a_hint_from_another_session_asks_for_confirmation(provider):
+    username, password, _ = provider.create_account()
+    client = provider.create_client(subject_type="pairwise")
+    first = Browser(provider.url)
+    tokens = _sub_seen(provider, client, first, username, password)
+    second = Browser(provider.url)
+    second.login_for_code(client, username, password)
+    page = second.session.get(f"{provider.url}/logout",
+                              params={"id_token_hint": tokens["id_token"]})
+    assert page.status_code == 200 and 'name="confirm"' in page.text
+
+
 @pytest.fixture
 def sector_document():
     """A sector_identifier_uri document served on 127.0.0.1."""
