@@ -127,7 +127,7 @@ def test_a_hint_from_another_session_asks_for_confirmation(provider):
 
 @pytest.fixture
 def sector_document():
-    """A sector_identifier_uri document served on 127.0.0.1."""
+    """A sector_identifier_uri document served over plain http on 127.0.0.1."""
     state = {"body": b"[]"}
 
     class Handler(BaseHTTPRequestHandler):
@@ -142,33 +142,61 @@ def sector_document():
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield state, f"http://localhost:{server.server_port}/sector.json"
+    yield state, server.server_port
     server.shutdown()
     server.server_close()
 
 
-def test_sector_identifier_uri(provider, sector_document):
+def test_sector_identifier_uri(provider):
     from idp.clients.service import ClientError, create_client
 
-    state, uri = sector_document
     uris = ["https://a.example.test/cb", "https://b.example.test/cb"]
+    uri = "https://sector.example.test/sector.json"
+    documents = {}
+
+    def fetch(url):
+        assert url == uri
+        return documents["body"]
+
     with provider.app.app_context():
         key = provider.runtime.token_hmac_key
         with pytest.raises(ClientError, match="several hosts"):
             create_client("Two hosts", uris, key)
-        state["body"] = json.dumps(uris[:1]).encode()
+        documents["body"] = uris[:1]
         with pytest.raises(ClientError, match="does not list"):
-            create_client("Two hosts", uris, key, sector_identifier_uri=uri)
-        state["body"] = b'{"not": "a list"}'
-        with pytest.raises(ClientError, match="JSON array"):
-            create_client("Two hosts", uris, key, sector_identifier_uri=uri)
-        state["body"] = json.dumps(uris).encode()
-        client, _ = create_client("Two hosts", uris, key, sector_identifier_uri=uri)
-        assert (client.subject_type, client.sector_identifier) == ("pairwise", "localhost")
+            create_client("Two hosts", uris, key, sector_identifier_uri=uri, fetch=fetch)
+        documents["body"] = uris
+        client, _ = create_client("Two hosts", uris, key, sector_identifier_uri=uri,
+                                  fetch=fetch)
+        assert (client.subject_type, client.sector_identifier) == (
+            "pairwise", "sector.example.test")
+        assert client.sector_identifier_uri == uri
         public, _ = create_client("Public", uris, key, subject_type="public")
         assert public.sector_identifier is None
         with pytest.raises(ClientError, match="subject type"):
             create_client("Odd", uris[:1], key, subject_type="shared")
+
+
+def test_sector_identifier_uri_on_this_network_is_not_fetched(provider, sector_document):
+    """The old fetch took http://localhost documents (and any address inside
+    the provider's network), and its errors named the port's state."""
+    from idp.clients.sector import UNFETCHABLE
+    from idp.clients.service import ClientError, create_client
+
+    state, port = sector_document
+    uris = ["https://a.example.test/cb", "https://b.example.test/cb"]
+    state["body"] = json.dumps(uris).encode()
+    with provider.app.app_context():
+        key = provider.runtime.token_hmac_key
+        with pytest.raises(ClientError) as refused:
+            create_client("Loopback", uris, key,
+                          sector_identifier_uri=f"http://localhost:{port}/sector.json")
+        assert str(refused.value) == "sector_identifier_uri must be an https URL"
+        for host in ("localhost", "127.0.0.1", "[::1]", "10.0.0.1"):
+            with pytest.raises(ClientError) as refused:
+                create_client("Inside", uris, key,
+                              sector_identifier_uri=f"https://{host}:{port}/sector.json")
+            assert str(refused.value) == UNFETCHABLE and str(port) not in str(refused.value)
 
 
 def test_discovery_offers_both_subject_types(provider):
