@@ -210,9 +210,9 @@ def sector_for(redirect_uris: Sequence[str], sector_identifier_uri: str | None,
         sector_identifier_uri, or a document that does not list them all.
     """
     if sector_identifier_uri:
-        uri = _check_uri(sector_identifier_uri, "sector_identifier_uri")
-        if urlsplit(uri).scheme != "https":
+        if urlsplit(sector_identifier_uri).scheme != "https":
             raise ClientError("sector_identifier_uri must be an https URL")
+        uri = _check_uri(sector_identifier_uri, "sector_identifier_uri")
         listed = set(fetch(uri))
         missing = [u for u in redirect_uris if u not in listed]
         if missing:

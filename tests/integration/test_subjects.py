@@ -188,10 +188,11 @@ def test_sector_identifier_uri_on_this_network_is_not_fetched(provider, sector_d
     state["body"] = json.dumps(uris).encode()
     with provider.app.app_context():
         key = provider.runtime.token_hmac_key
-        with pytest.raises(ClientError) as refused:
-            create_client("Loopback", uris, key,
-                          sector_identifier_uri=f"http://localhost:{port}/sector.json")
-        assert str(refused.value) == "sector_identifier_uri must be an https URL"
+        for uri in (f"http://localhost:{port}/sector.json",
+                    "http://sector.example.test/sector.json"):
+            with pytest.raises(ClientError) as refused:
+                create_client("Plain http", uris, key, sector_identifier_uri=uri)
+            assert str(refused.value) == "sector_identifier_uri must be an https URL"
         for host in ("localhost", "127.0.0.1", "[::1]", "10.0.0.1"):
             with pytest.raises(ClientError) as refused:
                 create_client("Inside", uris, key,
