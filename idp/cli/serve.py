@@ -95,6 +95,11 @@ class BufferingThreadWorker(ThreadWorker):
         conn.sock.setblocking(False)
         conn.request_bytes = bytearray(
             conn.parser.unreader.take_buffered() if conn.parser is not None else b"")
+        # Most requests arrive in one packet, usually there already: served
+        # without another turn of the loop.
+        if not request_buffered(conn.request_bytes) and not self._receive(conn):
+            self._drop(conn)
+            return
         if request_buffered(conn.request_bytes):
             self._serve(conn)
             return
@@ -102,19 +107,24 @@ class BufferingThreadWorker(ThreadWorker):
         self.reading.append(conn)
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
 
-    def _on_readable(self, conn, _sock) -> None:
+    @staticmethod
+    def _receive(conn) -> bool:
+        """Add what the socket holds to the request; False once the client
+        has closed the connection (or it failed)."""
         try:
             data = conn.sock.recv(65536)
         except (BlockingIOError, InterruptedError):
-            return
+            return True
         except OSError:
-            data = b""
-        if not data:
+            return False
+        conn.request_bytes += data
+        return bool(data)
+
+    def _on_readable(self, conn, _sock) -> None:
+        if not self._receive(conn):
             self._stop_reading(conn)
             self._drop(conn)
-            return
-        conn.request_bytes += data
-        if request_buffered(conn.request_bytes):
+        elif request_buffered(conn.request_bytes):
             self._stop_reading(conn)
             self._serve(conn)
 
