@@ -121,11 +121,11 @@ JSON_ENDPOINTS = ("/token", "/userinfo", "/revoke", "/introspect", "/kiosk/login
 def handle_http_error(error: HTTPException) -> tuple[Response | str, int]:
     """Render routing and size errors as JSON on protocol endpoints and as a
     themed page elsewhere; a failed CSRF check explains what to do. A 5xx
-    (Flask's ``InternalServerError`` for an exception no handler took) is
-    :func:`server_error`."""
+    (such as Flask's ``InternalServerError`` for an exception no handler
+    took) is :func:`server_error`, keeping its status."""
     status = error.code or 500
     if status >= 500:
-        return server_error()
+        return server_error(status)
     if request.path in JSON_ENDPOINTS:
         return jsonify({"error": "invalid_request",
                         "error_description": error.name}), status
@@ -141,22 +141,24 @@ _BARE_ERROR_PAGE = ("<!doctype html><title>Error</title><h1>The request cannot b
                     "<p><code>server_error</code></p>")
 
 
-def server_error() -> tuple[Response | str, int]:
-    """A 500 answer that says nothing of the cause: ``{"error": "server_error"}``
-    on protocol endpoints (RFC 6749 §5.2 has no code for it; ``server_error``
-    is the one of §4.1.2.1), a themed page elsewhere, a bare page if the
-    theme itself fails."""
+def server_error(status: int = 500) -> tuple[Response | str, int]:
+    """An answer that says nothing of the cause, with HTTP ``status`` (5xx):
+    ``{"error": "server_error"}`` on protocol endpoints (RFC 6749 §5.2 has no
+    code for it; ``server_error`` is the one of §4.1.2.1), or
+    ``temporarily_unavailable`` for a 503; a themed page elsewhere, a bare
+    page if the theme itself fails."""
+    error = "temporarily_unavailable" if status == 503 else "server_error"
     if request.path in JSON_ENDPOINTS:
-        response = jsonify({"error": "server_error"})
+        response = jsonify({"error": error})
         response.headers["Cache-Control"] = "no-store"
-        return response, 500
+        return response, status
     description = _("An unexpected error occurred. It has been recorded; "
                     "try again in a moment.")
     try:
-        return render_template("error.html", error="server_error", description=description), 500
+        return render_template("error.html", error=error, description=description), status
     except Exception:  # noqa: BLE001 -- the theme failing must not show a trace either
         log.exception("The error page failed to render.")
-        return Response(_BARE_ERROR_PAGE, mimetype="text/html"), 500
+        return Response(_BARE_ERROR_PAGE, mimetype="text/html"), status
 
 
 def handle_unexpected_error(error: Exception) -> tuple[Response | str, int]:

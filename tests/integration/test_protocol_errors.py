@@ -77,6 +77,19 @@ def test_unexpected_error_at_a_protocol_endpoint_is_json_server_error(provider, 
         assert any(r.exc_info and r.exc_info[1] is error for r in caplog.records)
 
 
+def test_service_unavailable_keeps_its_status(provider, monkeypatch):
+    from werkzeug.exceptions import ServiceUnavailable
+
+    def unavailable(*_args, **_kwargs):
+        raise ServiceUnavailable()
+
+    monkeypatch.setattr(resources, "userinfo", unavailable)
+    response = requests.get(f"{provider.url}/userinfo",
+                            headers={"Authorization": "Bearer anything"})
+    assert response.status_code == 503
+    assert response.json() == {"error": "temporarily_unavailable"}
+
+
 def test_unexpected_error_on_a_page_is_the_themed_error_page(provider, monkeypatch):
     client = provider.create_client()
     monkeypatch.setattr(blueprint, "decide", _boom)
