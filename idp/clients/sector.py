@@ -189,7 +189,7 @@ def fetch_redirect_uris(uri: str) -> list[str]:
         if expired.is_set():
             # The cut may read as a clean end of the body.
             raise FetchRefusedError("the deadline")
-    except (FetchRefusedError, OSError, http.client.HTTPException) as exc:
+    except (FetchRefusedError, OSError, http.client.HTTPException, ValueError) as exc:
         reason = "the deadline" if expired.is_set() else (
             str(exc) if isinstance(exc, FetchRefusedError) else type(exc).__name__)
         log.warning("sector_identifier_uri on host %s not fetched: %s", host, reason)
