@@ -41,7 +41,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp.oidc.server import AuthorizationServer
     from idp.runtime import Runtime
     from idp.store import create_store
-    from idp.web import add_security_headers, handle_http_error, reject_nul_bytes
+    from idp.web import (
+        add_security_headers,
+        handle_http_error,
+        handle_unexpected_error,
+        reject_nul_bytes,
+    )
 
     settings = load_settings(config)
     theme = PROJECT_ROOT / "themes" / settings["theme"]
@@ -109,6 +114,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.before_request(reject_nul_bytes)
     app.after_request(add_security_headers)
     app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(Exception, handle_unexpected_error)
     app.jinja_env.globals["page_lang"] = _page_lang
     if settings["trusted_proxies"]:
         from werkzeug.middleware.proxy_fix import ProxyFix

@@ -3,6 +3,8 @@ cookie, the client IP, and security headers. Only views use this module."""
 
 from __future__ import annotations
 
+import logging
+
 from flask import Response, abort, jsonify, render_template, request, session
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
@@ -11,9 +13,12 @@ from werkzeug.exceptions import HTTPException
 from idp.accounts.models import Account
 from idp.accounts.service import get_account
 from idp.authn.sessions import SsoSession, load_session
+from idp.extensions import db
 from idp.runtime import Runtime
 from idp.security import random_token
 from idp.timeutil import epoch
+
+log = logging.getLogger(__name__)
 
 
 def browser_id() -> str:
@@ -115,8 +120,12 @@ JSON_ENDPOINTS = ("/token", "/userinfo", "/revoke", "/introspect", "/kiosk/login
 
 def handle_http_error(error: HTTPException) -> tuple[Response | str, int]:
     """Render routing and size errors as JSON on protocol endpoints and as a
-    themed page elsewhere; a failed CSRF check explains what to do."""
+    themed page elsewhere; a failed CSRF check explains what to do. A 5xx
+    (such as Flask's ``InternalServerError`` for an exception no handler
+    took) is :func:`server_error`, keeping its status."""
     status = error.code or 500
+    if status >= 500:
+        return server_error(status)
     if request.path in JSON_ENDPOINTS:
         return jsonify({"error": "invalid_request",
                         "error_description": error.name}), status
@@ -125,3 +134,45 @@ def handle_http_error(error: HTTPException) -> tuple[Response | str, int]:
                         "Go back, reload the page and try again.")
         return render_template("error.html", error="csrf", description=description), status
     return render_template("error.html", error=str(status), description=error.name), status
+
+
+#: The page of last resort, when even the themed error page cannot be rendered.
+_BARE_ERROR_PAGE = ("<!doctype html><title>Error</title><h1>The request cannot be completed</h1>"
+                    "<p><code>server_error</code></p>")
+
+
+def server_error(status: int = 500) -> tuple[Response | str, int]:
+    """An answer that says nothing of the cause, with HTTP ``status`` (5xx):
+    ``{"error": "server_error"}`` on protocol endpoints (RFC 6749 §5.2 has no
+    code for it; ``server_error`` is the one of §4.1.2.1), or
+    ``temporarily_unavailable`` for a 503; a themed page elsewhere, a bare
+    page if the theme itself fails."""
+    error = "temporarily_unavailable" if status == 503 else "server_error"
+    if request.path in JSON_ENDPOINTS:
+        response = jsonify({"error": error})
+        response.headers["Cache-Control"] = "no-store"
+        return response, status
+    description = _("An unexpected error occurred. It has been recorded; "
+                    "try again in a moment.")
+    try:
+        return render_template("error.html", error=error, description=description), status
+    except Exception:  # noqa: BLE001 -- the theme failing must not show a trace either
+        log.exception("The error page failed to render.")
+        return Response(_BARE_ERROR_PAGE, mimetype="text/html"), status
+
+
+def handle_unexpected_error(error: Exception) -> tuple[Response | str, int]:
+    """Answer any exception no view handled with :func:`server_error`, after
+    logging its trace here (the client never sees it) and rolling back the
+    request's transaction, which may be what failed.
+
+    Registered for ``Exception``, so it runs before Flask would propagate the
+    exception (``PROPAGATE_EXCEPTIONS``, debug mode) to a debugger or the
+    WSGI server: no configuration shows a trace to the client.
+    """
+    log.error("Unhandled exception on %s %s", request.method, request.path, exc_info=error)
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 -- a dead connection must not hide the first error
+        log.exception("Rolling back after the unhandled exception failed.")
+    return server_error()

@@ -9,6 +9,12 @@ A service that needs a verified identity asks for an assurance level with
 ``acr_values`` (the provider steps the user up to it, or answers
 ``unmet_authentication_requirements``) and for ``verified_claims``
 (OpenID Connect for Identity Assurance 1.0) with the ``realname`` scope.
+The ``acr`` of the ID token is then checked against the level asked for:
+the request passes through the browser, where anyone can remove
+``acr_values``, so a lower (or missing) ``acr`` is refused. A higher level
+is accepted: the provider reports the level the login achieved, and a
+higher level satisfies a lower one (it lists ``acr_values_supported``
+lowest first; docs/assurance.md).
 
 Register it with ES256 ID tokens, which Authlib accepts from discovery and
 which sign faster than the RS256 default::
@@ -47,6 +53,23 @@ VERIFIED_CLAIMS_REQUEST = {"id_token": {"verified_claims": {
     "verification": {"trust_framework": None, "assurance_level": None, "time": None,
                      "evidence": None},
     "claims": {"name": None}}}}
+
+
+#: Session key prefix of the level asked for by one login attempt (by its state).
+ASKED_ACR = "_asked_acr_"
+
+
+def meets_level(received: str | None, asked: str, levels: list[str]) -> bool:
+    """Whether an ID token's ``acr`` satisfies the level the portal asked for.
+
+    :param received: the ``acr`` claim of the ID token, if any.
+    :param asked: the ``acr_values`` the login asked for (one level).
+    :param levels: the provider's ``acr_values_supported``, lowest first.
+    :returns: True when ``received`` is ``asked`` or a higher level.
+    """
+    if received not in levels or asked not in levels:
+        return False
+    return levels.index(received) >= levels.index(asked)
 
 
 def default_cookie_name(client_id: str) -> str:
@@ -139,17 +162,22 @@ def create_portal(
         for the verified name with the evidence behind it."""
         # Authlib keeps one entry per login attempt; abandoned attempts would
         # grow the cookie past the browser's 4 KB limit.
-        for key in [k for k in session if k.startswith("_state_idp_")]:
+        for key in [k for k in session if k.startswith(("_state_idp_", ASKED_ACR))]:
             session.pop(key)
         level = request.args.get("level")
         if level and level in idp.load_server_metadata().get("acr_values_supported", []):
-            return idp.authorize_redirect(redirect_uri, acr_values=level,
-                                          claims=json.dumps(VERIFIED_CLAIMS_REQUEST))
+            started = idp.create_authorization_url(
+                redirect_uri, acr_values=level, claims=json.dumps(VERIFIED_CLAIMS_REQUEST))
+            idp.save_authorize_data(redirect_uri=redirect_uri, **started)
+            session[ASKED_ACR + started["state"]] = level
+            return redirect(started["url"])
         return idp.authorize_redirect(redirect_uri)
 
     @app.get("/callback")
     def callback() -> Response | tuple[str, int]:
-        """Finish the login: exchange the code, validate the ID token, read UserInfo."""
+        """Finish the login: exchange the code, validate the ID token and the
+        level it proves, read UserInfo."""
+        asked = session.pop(ASKED_ACR + request.args.get("state", ""), None)
         try:
             token = idp.authorize_access_token()
             if "userinfo" not in token:
@@ -169,6 +197,14 @@ def create_portal(
         if userinfo.get("sub") != token["userinfo"].get("sub"):
             # OIDC Core §5.3.2: UserInfo must be about the ID token's subject.
             return _error("Login failed (subject mismatch). Please try again."), 400
+        received = token["userinfo"].get("acr")
+        levels = idp.load_server_metadata().get("acr_values_supported", [])
+        if asked is not None and not meets_level(received, asked, levels):
+            app.logger.warning("login refused: acr %r below the %r asked for", received, asked)
+            proved = received if received in levels else "no assurance level"
+            return _error(f"This service needs identity assurance level {asked}, but the "
+                          f"login proved {proved}. Log in again from this service to "
+                          f"verify your identity further."), 403
         # A fresh session at login: drops leftovers of abandoned login attempts
         # and anything set before the user was authenticated.
         session.clear()

@@ -66,7 +66,7 @@ def main() -> None:
 @click.option("--workers", type=int, default=None, help="Worker processes (default: config).")
 @click.option("--threads", type=int, default=None, help="Threads per worker (default: config).")
 def serve(host: str, port: int, workers: int | None, threads: int | None) -> None:
-    """Run the provider under gunicorn (gthread workers)."""
+    """Run the provider under gunicorn (threaded workers that read each request first)."""
     from idp.cli.serve import run_gunicorn
     from idp.config import load_settings
 
@@ -76,7 +76,8 @@ def serve(host: str, port: int, workers: int | None, threads: int | None) -> Non
         raise click.ClickException(f"configuration: {exc}") from None
     _create_app()  # fail here, before forking, on bad config; also upgrades the schema
     run_gunicorn("idp:create_app()", host, port, workers or settings["server"]["workers"],
-                 threads or settings["server"]["threads"])
+                 threads or settings["server"]["threads"],
+                 request_timeout=settings["server"]["request_timeout"])
 
 
 @main.command()

@@ -14,14 +14,13 @@ from sqlalchemy import select
 
 from idp.audit.service import record
 from idp.clients.models import Client
+from idp.clients.sector import SectorError, fetch_redirect_uris
 from idp.config import SIGNING_ALGS
 from idp.extensions import db
 from idp.security import constant_time_equals, keyed_hash, random_token
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 SUBJECT_TYPES = ("pairwise", "public")
-#: Seconds to wait for a client's sector_identifier_uri document.
-SECTOR_FETCH_TIMEOUT = 5.0
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 #: Methods that present the client secret; a client registered with one
 #: accepts either unless registered with a strict method.
@@ -300,27 +299,16 @@ def _check_uri(uri: str, kind: str) -> str:
 
 def fetch_sector_uris(uri: str) -> list[str]:
     """GET a ``sector_identifier_uri`` document: a JSON array of redirect
-    URIs (OIDC Core §8.1). Redirects are not followed.
+    URIs (OIDC Core §8.1), over https from a public address only, without
+    redirects, within size and time limits (:mod:`idp.clients.sector`).
 
-    :raises ClientError: if it cannot be fetched or is not such an array.
+    :raises ClientError: if it cannot be fetched (one message, naming no
+        port or internal detail) or is not such an array.
     """
-    import requests
-
     try:
-        response = requests.get(uri, timeout=SECTOR_FETCH_TIMEOUT, allow_redirects=False,
-                                headers={"Accept": "application/json"})
-    except requests.RequestException as exc:
-        raise ClientError(f"sector_identifier_uri {uri!r} cannot be fetched: "
-                          f"{type(exc).__name__}") from None
-    if response.status_code != 200:
-        raise ClientError(f"sector_identifier_uri {uri!r} answered HTTP {response.status_code}")
-    try:
-        value = response.json()
-    except ValueError:
-        value = None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ClientError(f"sector_identifier_uri {uri!r} must hold a JSON array of URIs")
-    return value
+        return fetch_redirect_uris(uri)
+    except SectorError as exc:
+        raise ClientError(str(exc)) from None
 
 
 def sector_for(redirect_uris: Sequence[str], sector_identifier_uri: str | None,
@@ -334,9 +322,9 @@ def sector_for(redirect_uris: Sequence[str], sector_identifier_uri: str | None,
         sector_identifier_uri, or a document that does not list them all.
     """
     if sector_identifier_uri:
-        uri = _check_uri(sector_identifier_uri, "sector_identifier_uri")
-        if urlsplit(uri).scheme not in ("https", "http"):
+        if urlsplit(sector_identifier_uri).scheme != "https":
             raise ClientError("sector_identifier_uri must be an https URL")
+        uri = _check_uri(sector_identifier_uri, "sector_identifier_uri")
         listed = set(fetch(uri))
         missing = [u for u in redirect_uris if u not in listed]
         if missing:

@@ -166,6 +166,18 @@ def check_openid_parameters(req: AuthorizationRequest, redirect_uri: str) -> int
     return int(raw)
 
 
+def max_age_exceeded(max_age: int | None, auth_time: int, now: int) -> bool:
+    """Whether an authentication at ``auth_time`` is too old for ``max_age``
+    (OIDC Core §3.1.2.1), all in whole epoch seconds.
+
+    Whole seconds know the elapsed time only to within a second, so a tie
+    counts as exceeded: the limit is never overrun, and ``max_age=0``, which
+    is ``prompt=login`` (OIDC Core 1.0 errata set 2 §3.1.2.1), asks for a
+    new login even within the second of the last one.
+    """
+    return max_age is not None and now - auth_time >= max_age
+
+
 def check_claims(req: AuthorizationRequest, redirect_uri: str) -> dict | None:
     """The ``claims`` parameter is a JSON object (OIDC Core §5.5)."""
     try:
@@ -334,7 +346,7 @@ def decide(
         or account is None
         or hint_mismatch
         or ("login" in prompts and not fresh)
-        or (max_age is not None and epoch() - session.auth_time > max_age and not fresh)
+        or (max_age_exceeded(max_age, session.auth_time, epoch()) and not fresh)
     )
     if need_login:
         if "none" in prompts:

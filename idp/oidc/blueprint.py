@@ -25,6 +25,7 @@ from idp.oidc import client_auth, resources
 from idp.oidc.authorize import AuthorizationRequest, decide, known_parameters
 from idp.oidc.responses import authorization_error
 from idp.oidc.server import TOKEN_AUTH_METHODS, LoginContext
+from idp.oidc.subjects import client_sid
 from idp.oidc.tokens import (
     InvalidTokenError,
     verify_id_token_hint,
@@ -356,8 +357,10 @@ def end_session_endpoint():
     confirmed = request.method == "POST" and request.form.get("confirm") == "yes"
     if confirmed:
         csrf.protect()
+    # The hint carries the sid its client saw: pairwise clients see their own.
     hint_matches = (hint_claims is not None and sso is not None
-                    and hint_claims.get("sid") == sso.sid)
+                    and hint_claims.get("sid") == client_sid(
+                        rt, rt.clients.get(client_id) if client_id else None, sso.sid))
     if sso is not None and not (hint_matches or confirmed):
         client = rt.clients.get(client_id) if client_id else None
         return render_template("logout_confirm.html", params=params,

@@ -11,13 +11,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from authlib.common.security import is_secure_transport
 from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
+from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Payload
 from authlib.oauth2.rfc6749 import OAuth2Request, grants, scope_to_list
 from authlib.oauth2.rfc6749.errors import (
     InvalidClientError,
     InvalidGrantError,
     InvalidRequestError,
     InvalidScopeError,
+    OAuth2Error,
     UnauthorizedClientError,
 )
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
@@ -30,6 +33,7 @@ from idp.accounts.models import Account
 from idp.accounts.service import get_account, phone_for_scope
 from idp.audit.service import record_deferred
 from idp.authn.sessions import SsoSession, add_client
+from idp.config import ConfigError
 from idp.extensions import db
 from idp.oidc import client_auth
 from idp.oidc import grants as grant_service
@@ -37,8 +41,8 @@ from idp.oidc.claims import select_claims
 from idp.oidc.identity import identity_claims
 from idp.oidc.models import Grant
 from idp.oidc.responses import response_mode_response
-from idp.oidc.subjects import subject_for
-from idp.oidc.tokens import ACCEPTED_ALGS, issue_access_token, issue_id_token
+from idp.oidc.subjects import client_sid, subject_for
+from idp.oidc.tokens import ACCEPTED_ALGS, issue_access_token, issue_id_token, sole_audience
 from idp.runtime import Runtime, current_runtime
 from idp.security import keyed_hash, random_token
 from idp.timeutil import epoch
@@ -48,6 +52,15 @@ CODE_PURPOSE = "authorization_code"
 #: the server reject an unreasonably far ``exp``).
 MAX_ASSERTION_LIFETIME = 3600
 TOKEN_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
+#: Parameters of the token, revocation and introspection endpoints (RFC 6749
+#: §2.3.1, §4.1.3, §4.4.2, §6; RFC 7636 §4.5; RFC 7523 §2.2; RFC 7009 §2.1;
+#: RFC 7662 §2.1). They are read from the form-encoded body only, and a
+#: request naming one in its URL is refused (:func:`check_body_parameters`).
+BODY_PARAMETERS = frozenset({
+    "grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope",
+    "client_id", "client_secret", "client_assertion", "client_assertion_type", "token",
+    "token_type_hint",
+})
 
 
 @dataclass
@@ -113,10 +126,11 @@ def _issue_tokens(rt: Runtime, client, grant: Grant, account: Account, scope: st
                   with_refresh: bool, nonce: str | None) -> dict[str, Any]:
     """Access token, optional refresh token and ID token for a user grant."""
     subject = subject_for(rt, client, account)
+    sid = client_sid(rt, client, grant.sid)
     access_token, expires_in = issue_access_token(
         rt, client_id=client.client_id, scope=scope, subject=subject,
         grant_id=grant.id, auth_time=grant.auth_time, acr=grant.acr, amr=grant.amr,
-        sid=grant.sid,
+        sid=sid,
     )
     token: dict[str, Any] = {
         "access_token": access_token, "token_type": "Bearer", "expires_in": expires_in,
@@ -132,7 +146,7 @@ def _issue_tokens(rt: Runtime, client, grant: Grant, account: Account, scope: st
         token["id_token"] = issue_id_token(
             rt, client_id=client.client_id, alg=client.alg, subject=subject,
             auth_time=grant.auth_time, nonce=nonce, acr=grant.acr, amr=grant.amr,
-            sid=grant.sid, access_token=access_token, extra_claims=extra,
+            sid=sid, access_token=access_token, extra_claims=extra,
         )
     if with_refresh:
         db.session.commit()
@@ -337,11 +351,25 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
 
     Only asymmetric algorithms are accepted; each assertion's ``jti`` is kept
     in the replay cache until the assertion expires.
+
+    The audience (``aud``) must be exactly one of two values, as a string or
+    a one-element array: the issuer identifier, which draft-ietf-oauth-rfc7523bis
+    makes the one value clients send (and RFC 9126 §2 already recommends),
+    or the token endpoint URL, which OIDC Core §9 says clients SHOULD send
+    and which most relying-party libraries still send. RFC 7523 §3 only asks
+    that ``aud`` *contain* a value identifying the server; an array with any
+    other value is refused here, because each other audience could replay
+    the assertion to this provider, and because a client that lists several
+    servers is the one the rfc7523bis audience-injection attack fools.
+    Endpoint-specific values (the revocation or introspection URL) are not
+    accepted: the token endpoint or the issuer identifies the provider at
+    each of its endpoints.
     """
 
     CLIENT_AUTH_METHOD = "private_key_jwt"
 
     def get_audiences(self) -> list[str]:
+        """The accepted audiences: the token endpoint URL and the issuer identifier."""
         issuer = current_runtime().issuer
         return [issuer + "/token", issuer]
 
@@ -370,9 +398,12 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         return token.claims
 
     def verify_claims(self, claims) -> None:
-        """RFC 7523 §3 checks, plus a bounded lifetime: an assertion valid for
+        """RFC 7523 §3 checks, plus a bounded lifetime (an assertion valid for
         longer than ``MAX_ASSERTION_LIFETIME`` would have to be remembered in
-        the replay cache for as long, so it is refused."""
+        the replay cache for as long, so it is refused) and a single audience.
+
+        :raises InvalidClientError: on any failed check.
+        """
         exp = claims.get("exp")
         if (isinstance(exp, int | float) and not isinstance(exp, bool)
                 and exp - epoch() > MAX_ASSERTION_LIFETIME):
@@ -381,6 +412,9 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         if not isinstance(jti, str) or not 0 < len(jti) <= 256:
             raise InvalidClientError(description="The client assertion needs a jti of at "
                                                  "most 256 characters.")
+        if sole_audience(claims.get("aud")) not in self.get_audiences():
+            raise InvalidClientError(description="The client assertion's aud must be the "
+                                                 "issuer or the token endpoint URL alone.")
         super().verify_claims(claims)
 
     def validate_jti(self, claims: dict, jti: str) -> bool:
@@ -404,6 +438,77 @@ def check_one_client_auth(request: OAuth2Request) -> None:
         raise InvalidRequestError("Use exactly one client authentication method.")
 
 
+class BodyPayload(FlaskOAuth2Payload):
+    """The parameters of a request's form-encoded body only: Authlib's Flask
+    payload reads ``request.values``, the query string included."""
+
+    @property
+    def data(self):
+        return self._request.form
+
+
+class EndpointRequest(OAuth2Request):
+    """A request to the token, revocation or introspection endpoint as Authlib
+    sees it.
+
+    Its URI is the endpoint under the configured issuer, never one built
+    from the ``Host`` header: Authlib refuses a non-https request URI
+    (``InsecureTransportError``), so a forged ``Host: evil.example`` -- or a
+    reverse proxy speaking plain http to the provider -- would otherwise
+    break every token request, and nothing that names the provider may come
+    from a header the client chooses. Its parameters are those of the body
+    (:class:`BodyPayload`, RFC 6749 §3.2).
+
+    :param request: the Flask request.
+    :param issuer: the configured issuer identifier.
+    """
+
+    def __init__(self, request, issuer: str) -> None:
+        super().__init__(request.method, issuer + request.path, headers=request.headers)
+        self._request = request
+        self.payload = BodyPayload(request)
+
+    @property
+    def args(self):
+        return self._request.args
+
+    @property
+    def form(self):
+        return self._request.form
+
+
+def check_body_parameters(query_names) -> None:
+    """No parameter of :data:`BODY_PARAMETERS` in the request URL.
+
+    RFC 6749 §3.2 sends token requests form-encoded in the body and §2.3.1
+    forbids client credentials in the URI. Such a request is refused rather
+    than served with its URL parameters ignored: a code, refresh token or
+    secret in a URL is already in the access logs of every proxy on the way,
+    and the client must learn that at once (ignoring them would also let the
+    request mean something else than the client thinks, e.g. without its
+    ``scope``). Other query parameters are ignored (RFC 6749 §3.2).
+
+    :param query_names: the names in the request's query string.
+    :raises InvalidRequestError: naming the first offending parameter.
+    """
+    named = sorted(BODY_PARAMETERS.intersection(query_names))
+    if named:
+        raise InvalidRequestError(f"Send '{named[0]}' in the form-encoded request body, not "
+                                  f"in the URL (RFC 6749 section 3.2).")
+
+
+def check_issuer_transport(issuer: str) -> None:
+    """The issuer must be an https URL, or http on a loopback host only
+    (RFC 6749 §3.1, §3.2 require TLS; RFC 8252 §8.3 allows loopback), as
+    Authlib checks each request URI built from it.
+
+    :raises ConfigError: otherwise, naming the setting.
+    """
+    if not is_secure_transport(issuer + "/token"):
+        raise ConfigError("setting issuer must be an https URL (http only on a loopback "
+                          "address such as 127.0.0.1 or localhost)")
+
+
 class AuthorizationServer(FlaskAuthorizationServer):
     """Authlib's Flask server bound to our client cache; tokens are persisted
     by the grants themselves, so ``save_token`` does nothing."""
@@ -421,13 +526,35 @@ class AuthorizationServer(FlaskAuthorizationServer):
         return client_auth.authenticate_client(current_runtime(), request, methods, endpoint,
                                                self.query_client, self.assertion_auth, _ip())
 
-    def create_oauth2_request(self, request):
-        """Accept a rebuilt :class:`AuthorizationRequest` as it is; wrap Flask's otherwise."""
+    def create_oauth2_request(self, request) -> OAuth2Request:
+        """Accept a rebuilt :class:`AuthorizationRequest` as it is; wrap Flask's
+        request as an :class:`EndpointRequest` otherwise.
+
+        :raises InvalidRequestError: a body parameter in the URL
+            (:func:`check_body_parameters`).
+        """
         if isinstance(request, OAuth2Request):
             return request
-        return super().create_oauth2_request(request)
+        from flask import request as flask_request
+
+        check_body_parameters(flask_request.args.keys())
+        return EndpointRequest(flask_request, current_runtime().issuer)
+
+    def create_token_response(self, request=None):
+        """Authlib's token endpoint, with an error in building the request
+        (:meth:`create_oauth2_request`) answered as an error response too."""
+        try:
+            request = self.create_oauth2_request(request)
+        except OAuth2Error as error:
+            return self.handle_error_response(None, error)
+        return super().create_token_response(request)
 
     def init_app(self, app, query_client=None, save_token=None):
+        """Bind to ``app``; register client authentication and grants.
+
+        :raises ConfigError: an issuer Authlib would refuse (:func:`check_issuer_transport`).
+        """
+        check_issuer_transport(app.config["IDP"]["issuer"])
         super().init_app(app)
         leeway = app.config["IDP"]["tokens"]["clock_leeway"]
         self.assertion_auth = PrivateKeyJWT(leeway=leeway)

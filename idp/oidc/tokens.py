@@ -210,6 +210,22 @@ def verify_id_token_hint(rt: Runtime, token: str) -> dict[str, Any]:
     return claims
 
 
+def sole_audience(aud: object) -> str | None:
+    """The one audience of a JWT addressed to the provider, or None.
+
+    ``aud`` must name a single recipient: a string, or an array holding one
+    string (RFC 7519 §4.1.3 makes the two equivalent). An array naming
+    others too is refused (None) even when the provider is among them: every
+    other recipient could replay the same JWT here (draft-ietf-oauth-rfc7523bis
+    §4, after the audience injection attacks on RFC 7523 §3).
+
+    :param aud: the ``aud`` claim as decoded.
+    """
+    if isinstance(aud, list) and len(aud) == 1:
+        aud = aud[0]
+    return aud if isinstance(aud, str) else None
+
+
 def revoke_access_token(rt: Runtime, claims: dict[str, Any]) -> None:
     """Mark one access token revoked until it would have expired anyway."""
     remaining = int(claims.get("exp", 0)) - epoch()

@@ -22,7 +22,7 @@ from tests import helpers
 from tests.helpers import Browser, redeem
 
 
-def _assertion(key, client_id: str, aud: str, *, iat_offset: int = 0, jti: str | None = None,
+def _assertion(key, client_id: str, aud: str | list, *, iat_offset: int = 0, jti: str | None = None,
                alg: str = "ES256", exp_in: int = 60) -> str:
     now = int(time.time()) + iat_offset
     return jose_jwt.encode({"alg": alg, "kid": key.kid}, {
@@ -57,6 +57,37 @@ def test_issuer_as_audience_is_accepted(provider, jwt_client):
     client, key = jwt_client
     assert _token(provider, client.client_id,
                   _assertion(key, client.client_id, provider.url)).status_code == 200
+
+
+@pytest.mark.parametrize("aud", ["{issuer}", "{issuer}/token", ["{issuer}"],
+                                 ["{issuer}/token"]])
+def test_single_audience_forms_are_accepted(provider, jwt_client, aud):
+    client, key = jwt_client
+    aud = [a.format(issuer=provider.url) for a in aud] if isinstance(aud, list) \
+        else aud.format(issuer=provider.url)
+    response = _token(provider, client.client_id, _assertion(key, client.client_id, aud))
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("aud", [
+    ["{issuer}", "https://other-provider.example.test"],
+    ["https://other-provider.example.test", "{issuer}/token"],
+    ["{issuer}", "{issuer}/token"],
+    "{issuer}/revoke",
+    [],
+])
+def test_audience_lists_and_other_values_are_refused(provider, jwt_client, aud):
+    """An assertion also addressed to another server could be replayed here
+    by that server; Authlib accepted any array containing one of ours."""
+    client, key = jwt_client
+    aud = [a.format(issuer=provider.url) for a in aud] if isinstance(aud, list) \
+        else aud.format(issuer=provider.url)
+    response = _token(provider, client.client_id, _assertion(key, client.client_id, aud))
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "invalid_client",
+        "error_description": "The client assertion's aud must be the issuer or the token "
+                             "endpoint URL alone."}
 
 
 def test_assertion_iat_slightly_in_future_is_accepted(provider, jwt_client):

@@ -105,6 +105,8 @@ def test_replay_and_tampering_are_refused(gw, kiosk):
     for bad in (card_read(provider, client, key, person, lifetime=3600),
                 card_read(provider, client, key, person, iat_offset=-600),
                 card_read(provider, client, key, person, aud=f"{provider.url}/token"),
+                card_read(provider, client, key, person,
+                          aud=[f"{provider.url}/kiosk/login", "https://other.example.test"]),
                 card_read(provider, client, key, person, card_type="passport"),
                 card_read(provider, client, key, person, id_number="12345")):
         answer = post(provider, client, key, bad)

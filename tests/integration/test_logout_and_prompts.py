@@ -41,6 +41,26 @@ def test_max_age_zero_forces_login(provider):
     assert "code" in params
 
 
+def test_max_age_zero_forces_login_within_the_same_second(provider, monkeypatch):
+    """max_age=0 is prompt=login (OIDC Core §3.1.2.1); within the second of
+    the last login, epoch() - auth_time > 0 was false and a code was issued."""
+    from idp.authn.sessions import load_session
+    from idp.oidc import authorize
+
+    browser, client, _tokens, creds = _login(provider)
+    sso = load_session(provider.runtime.store, browser.session.cookies["idp_sso"])
+    monkeypatch.setattr(authorize, "epoch", lambda: sso.auth_time)
+    response = browser.go(browser.authorize_url(client, max_age="0"))
+    assert response.status_code == 200 and "/login" in response.url
+    response = browser.go(browser.authorize_url(client, max_age="0", prompt="none"))
+    assert "error=login_required" in response.headers["Location"]
+    # The login made for this request satisfies it.
+    assert "code" in browser.login_for_code(client, *creds, max_age="0")
+    # max_age=1 in the same second is still met.
+    response = browser.go(browser.authorize_url(client, max_age="1", prompt="none"))
+    assert "code=" in response.headers["Location"]
+
+
 def test_id_token_hint_for_other_user_needs_login(provider):
     browser, client, tokens, _ = _login(provider)
     other_browser, *_ = _login(provider, client)

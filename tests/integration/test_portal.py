@@ -117,3 +117,40 @@ def test_unreachable_provider_gives_502():
     response = app.test_client().get("/login")
     assert response.status_code == 502
     assert b"cannot be reached" in response.data
+
+
+def test_a_login_below_the_level_asked_for_is_refused(provider, portals):
+    """acr_values travels through the browser: a user who removes it from
+    the authorization request got a level-L1 login accepted by a service
+    that asked for L3."""
+    from urllib.parse import urlencode
+
+    username, password, _ = provider.create_account(name="Wang Wu")
+    first, _ = portals
+    browser = requests.Session()
+    start = browser.get(f"{first.url}/login", params={"level": "L3"}, allow_redirects=False)
+    location = urlsplit(start.headers["Location"])
+    params = parse_qs(location.query)
+    assert params["acr_values"] == ["L3"]
+    tampered = {k: v[0] for k, v in params.items() if k not in ("acr_values", "claims")}
+    page = browser.get(f"{provider.url}/authorize?{urlencode(tampered)}")
+    assert _is_provider_login(provider, page), page.url
+    fields = hidden_inputs(page.text)
+    fields.update(username=username, password=password)
+    refused = browser.post(f"{provider.url}/login", data=fields)
+    assert refused.status_code == 403
+    assert refused.url.startswith(f"{first.url}/callback?")
+    assert ("This service needs identity assurance level L3, but the login proved no "
+            "assurance level." in refused.text)
+    home = browser.get(f"{first.url}/")
+    assert username not in home.text and LOGIN_BUTTON in home.text
+
+
+def test_a_higher_level_than_asked_for_is_accepted():
+    from examples.portal.app import meets_level
+
+    levels = ["L1", "L2", "L3", "L4"]
+    assert meets_level("L3", "L3", levels) and meets_level("L4", "L3", levels)
+    assert not meets_level("L2", "L3", levels)
+    assert not meets_level("0", "L1", levels) and not meets_level(None, "L1", levels)
+    assert not meets_level("gold", "L1", levels) and not meets_level("L3", "gold", levels)

@@ -72,9 +72,62 @@ def test_pairwise_sub_is_the_same_everywhere_for_the_client(provider):
     assert "/login" in browser.go(browser.authorize_url(client, claims=asked)).url
 
 
+def test_pairwise_clients_see_their_own_sid(provider):
+    """The SSO session's sid was in every client's tokens: two pairwise
+    clients could correlate one person by it."""
+    from idp.authn.sessions import load_session
+
+    username, password, _ = provider.create_account()
+    sector_a = provider.create_client(subject_type="pairwise")
+    same_sector = provider.create_client(subject_type="pairwise")
+    other = provider.create_client(subject_type="pairwise",
+                                   redirect_uri="http://localhost:9/sid/callback",
+                                   post_logout_redirect_uri="http://localhost:9/sid/bye")
+    public = provider.create_client()
+    browser = Browser(provider.url)
+    seen = {}
+    for name, client in (("a", sector_a), ("same", same_sector), ("other", other),
+                         ("public", public)):
+        seen[name] = _sub_seen(provider, client, browser, username, password)
+        username = password = ""
+    handle = browser.session.cookies["idp_sso"]
+    session_sid = load_session(provider.runtime.store, handle).sid
+    sids = {name: _claims(tokens["id_token"])["sid"] for name, tokens in seen.items()}
+    assert sids["public"] == session_sid
+    assert session_sid not in (sids["a"], sids["other"])
+    assert sids["a"] != sids["other"] and len(sids["a"]) == 22
+    assert sids["same"] == sids["a"]  # one sector, like sub
+    for name, tokens in seen.items():
+        assert _claims(tokens["access_token"])["sid"] == sids[name]
+    refreshed = requests.post(f"{provider.url}/token", auth=other.auth, data={
+        "grant_type": "refresh_token", "refresh_token": seen["other"]["refresh_token"]}).json()
+    assert _claims(refreshed["id_token"])["sid"] == sids["other"]
+    assert _claims(refreshed["access_token"])["sid"] == sids["other"]
+    # RP-initiated logout recognises the pairwise client's sid in its hint:
+    # the session ends without a confirmation page.
+    response = browser.session.get(f"{provider.url}/logout", params={
+        "id_token_hint": seen["other"]["id_token"],
+        "post_logout_redirect_uri": other.post_logout_redirect_uri}, allow_redirects=False)
+    assert response.status_code == 302
+    assert response.headers["Location"] == other.post_logout_redirect_uri
+    assert load_session(provider.runtime.store, handle) is None
+
+
+def test_a_hint_from_another_session_asks_for_confirmation(provider):
+    username, password, _ = provider.create_account()
+    client = provider.create_client(subject_type="pairwise")
+    first = Browser(provider.url)
+    tokens = _sub_seen(provider, client, first, username, password)
+    second = Browser(provider.url)
+    second.login_for_code(client, username, password)
+    page = second.session.get(f"{provider.url}/logout",
+                              params={"id_token_hint": tokens["id_token"]})
+    assert page.status_code == 200 and 'name="confirm"' in page.text
+
+
 @pytest.fixture
 def sector_document():
-    """A sector_identifier_uri document served on 127.0.0.1."""
+    """A sector_identifier_uri document served over plain http on 127.0.0.1."""
     state = {"body": b"[]"}
 
     class Handler(BaseHTTPRequestHandler):
@@ -89,33 +142,62 @@ def sector_document():
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield state, f"http://localhost:{server.server_port}/sector.json"
+    yield state, server.server_port
     server.shutdown()
     server.server_close()
 
 
-def test_sector_identifier_uri(provider, sector_document):
+def test_sector_identifier_uri(provider):
     from idp.clients.service import ClientError, create_client
 
-    state, uri = sector_document
     uris = ["https://a.example.test/cb", "https://b.example.test/cb"]
+    uri = "https://sector.example.test/sector.json"
+    documents = {}
+
+    def fetch(url):
+        assert url == uri
+        return documents["body"]
+
     with provider.app.app_context():
         key = provider.runtime.token_hmac_key
         with pytest.raises(ClientError, match="several hosts"):
             create_client("Two hosts", uris, key)
-        state["body"] = json.dumps(uris[:1]).encode()
+        documents["body"] = uris[:1]
         with pytest.raises(ClientError, match="does not list"):
-            create_client("Two hosts", uris, key, sector_identifier_uri=uri)
-        state["body"] = b'{"not": "a list"}'
-        with pytest.raises(ClientError, match="JSON array"):
-            create_client("Two hosts", uris, key, sector_identifier_uri=uri)
-        state["body"] = json.dumps(uris).encode()
-        client, _ = create_client("Two hosts", uris, key, sector_identifier_uri=uri)
-        assert (client.subject_type, client.sector_identifier) == ("pairwise", "localhost")
+            create_client("Two hosts", uris, key, sector_identifier_uri=uri, fetch=fetch)
+        documents["body"] = uris
+        client, _ = create_client("Two hosts", uris, key, sector_identifier_uri=uri,
+                                  fetch=fetch)
+        assert (client.subject_type, client.sector_identifier) == (
+            "pairwise", "sector.example.test")
+        assert client.sector_identifier_uri == uri
         public, _ = create_client("Public", uris, key, subject_type="public")
         assert public.sector_identifier is None
         with pytest.raises(ClientError, match="subject type"):
             create_client("Odd", uris[:1], key, subject_type="shared")
+
+
+def test_sector_identifier_uri_on_this_network_is_not_fetched(provider, sector_document):
+    """The old fetch took http://localhost documents (and any address inside
+    the provider's network), and its errors named the port's state."""
+    from idp.clients.sector import UNFETCHABLE
+    from idp.clients.service import ClientError, create_client
+
+    state, port = sector_document
+    uris = ["https://a.example.test/cb", "https://b.example.test/cb"]
+    state["body"] = json.dumps(uris).encode()
+    with provider.app.app_context():
+        key = provider.runtime.token_hmac_key
+        for uri in (f"http://localhost:{port}/sector.json",
+                    "http://sector.example.test/sector.json"):
+            with pytest.raises(ClientError) as refused:
+                create_client("Plain http", uris, key, sector_identifier_uri=uri)
+            assert str(refused.value) == "sector_identifier_uri must be an https URL"
+        for host in ("localhost", "127.0.0.1", "[::1]", "10.0.0.1"):
+            with pytest.raises(ClientError) as refused:
+                create_client("Inside", uris, key,
+                              sector_identifier_uri=f"https://{host}:{port}/sector.json")
+            assert str(refused.value) == UNFETCHABLE and str(port) not in str(refused.value)
 
 
 def test_discovery_offers_both_subject_types(provider):

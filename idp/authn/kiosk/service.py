@@ -41,7 +41,7 @@ from idp.accounts.verification import (
 )
 from idp.audit.service import record
 from idp.extensions import db
-from idp.oidc.tokens import ACCEPTED_ALGS
+from idp.oidc.tokens import ACCEPTED_ALGS, sole_audience
 from idp.runtime import Runtime
 from idp.security import random_token
 from idp.timeutil import epoch
@@ -108,6 +108,9 @@ def _field(claims: dict[str, Any], name: str) -> str:
 def read_card(rt: Runtime, client, token: str) -> CardRead:
     """Check the signature, audience, lifetime and replay of a card read.
 
+    The audience is the kiosk endpoint alone, as a string or a one-element
+    array (:func:`idp.oidc.tokens.sole_audience`, the rule of client assertions).
+
     :raises KioskError: ``invalid_request`` for anything wrong with it.
     """
     if not isinstance(token, str) or token.count(".") != 2 or len(token) > 8192:
@@ -126,7 +129,7 @@ def read_card(rt: Runtime, client, token: str) -> CardRead:
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (iat, exp)):
         raise KioskError("invalid_request", 400, "The card read needs integer iat and exp.")
     if (claims.get("iss") != client.client_id
-            or claims.get("aud") not in (rt.issuer + "/kiosk/login", [rt.issuer + "/kiosk/login"])):
+            or sole_audience(claims.get("aud")) != rt.issuer + "/kiosk/login"):
         raise KioskError("invalid_request", 400, "The card read names another kiosk or "
                                                  "audience.")
     if exp < now - leeway or iat > now + leeway or exp - iat > settings["card_read_max_lifetime"]:

@@ -1,0 +1,161 @@
+"""``idp serve`` survives slow clients (issue 7): a request is read in the
+worker's event loop before a thread serves it, so 40 connections sending
+their headers a byte at a time take no thread, and an unfinished request
+is dropped after ``server.request_timeout``."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+
+from tests.conftest import SECRETS, free_port
+
+SLOW_CLIENTS = 40
+REQUEST_TIMEOUT = 3
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, database_url):
+    """``idp serve`` in a subprocess: one worker of two threads, so that two
+    slow clients would already take every thread of a gthread worker."""
+    instance = tmp_path_factory.mktemp("serve")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
+    env.update({
+        "IDP_INSTANCE_PATH": str(instance), "IDP_ISSUER": f"http://127.0.0.1:{port}",
+        "IDP_DATABASE_URL": database_url or "",
+        "IDP_REDIS_URL": os.environ.get("IDP_TEST_REDIS_URL", ""),
+        "IDP_STORE_PREFIX": f"idpserve:{instance.name}:",
+        "IDP_SERVER__REQUEST_TIMEOUT": str(REQUEST_TIMEOUT),
+        **{f"IDP_SECRETS__{k.upper()}": v for k, v in SECRETS.items()},
+    })
+    log = open(instance / "serve.log", "wb")  # closed in the finally below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "idp.cli", "serve", "--port", str(port), "--workers", "1",
+         "--threads", "2"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if requests.get(f"{url}/.well-known/openid-configuration",
+                                timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert proc.poll() is None, (instance / "serve.log").read_text()
+            time.sleep(0.1)
+        else:
+            raise AssertionError("idp serve did not start: "
+                                 + (instance / "serve.log").read_text()[-2000:])
+        yield url, port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+
+
+def _discovery_time(url: str) -> float:
+    started = time.monotonic()
+    response = requests.get(f"{url}/.well-known/openid-configuration", timeout=5)
+    assert response.status_code == 200 and response.json()["issuer"] == url
+    return time.monotonic() - started
+
+
+def test_forty_slow_clients_do_not_starve_the_server(served):
+    """gthread gave each slow connection a thread, blocked in a header read
+    with no timeout: discovery no longer answered."""
+    url, port = served
+    head = b"GET /.well-known/openid-configuration HTTP/1.1\r\nHost: x\r\nX-Slow: "
+    slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(SLOW_CLIENTS)]
+    stop = threading.Event()
+
+    def trickle():
+        sent = 0
+        while not stop.is_set():
+            for sock in slow:
+                try:
+                    sock.sendall(head[sent % len(head):sent % len(head) + 1])
+                except OSError:
+                    pass
+            sent += 1
+            stop.wait(1.0)
+
+    dripper = threading.Thread(target=trickle, daemon=True)
+    dripper.start()
+    try:
+        time.sleep(1.5)  # every slow client has started its request
+        assert max(_discovery_time(url) for _ in range(3)) < 2
+        # A body of known length is read before a thread serves it.
+        token = requests.post(f"{url}/token", data={"grant_type": "client_credentials"},
+                              timeout=5)
+        assert token.status_code == 401 and token.json()["error"] == "invalid_client"
+    finally:
+        stop.set()
+        dripper.join(5)
+        for sock in slow:
+            sock.close()
+
+
+def test_an_unfinished_request_is_dropped(served):
+    _url, port = served
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        sock.settimeout(REQUEST_TIMEOUT + 4)
+        started = time.monotonic()
+        assert sock.recv(1024) == b""
+        assert REQUEST_TIMEOUT - 0.5 < time.monotonic() - started < REQUEST_TIMEOUT + 3
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_expect_continue_keep_alive_and_pipelining(served):
+    _url, port = served
+    body = b"grant_type=client_credentials"
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(5)
+        sock.sendall(b"POST /token HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                     b"Content-Type: application/x-www-form-urlencoded\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(body))
+        assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue\r\n")
+        sock.sendall(body)
+        assert _read_response(sock).startswith(b"HTTP/1.1 401 ")
+        # Two requests in one write, on the same kept-alive connection.
+        get = b"GET /jwks.json HTTP/1.1\r\nHost: x\r\n\r\n"
+        sock.sendall(get + get)
+        assert _read_response(sock).startswith(b"HTTP/1.1 200 ")
+        assert _read_response(sock).startswith(b"HTTP/1.1 200 ")
+
+
+def test_request_timeout_below_one_second_is_refused(tmp_path, database_url):
+    from click.testing import CliRunner
+
+    from idp.cli import main
+
+    env = {"IDP_INSTANCE_PATH": str(tmp_path), "IDP_DATABASE_URL": database_url or "",
+           "IDP_REDIS_URL": os.environ.get("IDP_TEST_REDIS_URL", ""),
+           "IDP_SERVER__REQUEST_TIMEOUT": "0",
+           **{f"IDP_SECRETS__{k.upper()}": v for k, v in SECRETS.items()}}
+    result = CliRunner().invoke(main, ["serve", "--port", str(free_port())], env=env)
+    assert result.exit_code == 1
+    assert "setting server.request_timeout must be at least 1 second" in result.output
