@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from authlib.common.urls import add_params_to_uri
+from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
 from flask import (
     Blueprint,
@@ -192,6 +193,19 @@ def resume():
     return _run_authorization(item.args, item)
 
 
+def _endpoint_request() -> tuple[OAuth2Request | None, Response | None]:
+    """The request of a token, revocation or introspection call, or the
+    ``invalid_request`` answer when it names a body parameter in its URL
+    (RFC 6749 §3.2): ``(request, None)`` or ``(None, error response)``."""
+    server = _server()
+    try:
+        return server.create_oauth2_request(None), None
+    except OAuth2Error as error:
+        response = server.handle_error_response(None, error)
+        response.headers["Cache-Control"] = "no-store"
+        return None, response
+
+
 @bp.route("/token", methods=["POST", "OPTIONS"])
 @csrf.exempt
 def token():
@@ -199,7 +213,9 @@ def token():
     if request.method == "OPTIONS":
         return _client_preflight("POST")
     server = _server()
-    req = server.create_oauth2_request(None)
+    req, refused = _endpoint_request()
+    if refused is not None:
+        return refused
     response = server.create_token_response(req)
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
@@ -275,7 +291,9 @@ def revoke():
         return _client_preflight("POST")
     rt = current_runtime()
     server = _server()
-    req = server.create_oauth2_request(None)
+    req, refused = _endpoint_request()
+    if refused is not None:
+        return refused
     try:
         client = server.authenticate_client(req, TOKEN_AUTH_METHODS, "revocation")
     except OAuth2Error as error:
@@ -299,7 +317,9 @@ def introspect():
         return _client_preflight("POST")
     rt = current_runtime()
     server = _server()
-    req = server.create_oauth2_request(None)
+    req, refused = _endpoint_request()
+    if refused is not None:
+        return refused
     try:
         client = server.authenticate_client(
             req, [m for m in TOKEN_AUTH_METHODS if m != "none"], "introspection")
