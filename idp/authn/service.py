@@ -224,7 +224,7 @@ def register_with_phone(rt: Runtime, phone: str, code: str, username: str, passw
     :raises InvalidCodeError: wrong, expired or used-up code.
     """
     _count_registration(rt, ip)
-    accounts.validate_new_account(rt, username, password, None)
+    accounts.validate_new_account(rt, username, password, None, name=name, phone=phone)
     e164 = otp.check_code(rt, phone, "register", code)
     if e164 is None:
         raise InvalidCodeError(phone)
@@ -388,7 +388,7 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
     from idp.accounts.verification import revoke_evidence
     from idp.oidc.grants import revoke_account_grants
 
-    accounts.check_password_policy(rt, password)
+    accounts.check_password_policy(rt, password, user_inputs=(phone,))
     e164 = otp.check_code(rt, phone, "reset_password", code)
     account = accounts.find_by_phone(rt, e164) if e164 else None
     if account is None or not account.phone_number_verified or not account.is_active:
