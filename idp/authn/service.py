@@ -203,6 +203,24 @@ def _count_registration(rt: Runtime, ip: str | None) -> None:
         raise RegistrationLimitError(ip)
 
 
+def check_registration(rt: Runtime, username: str, password: str, *, name: str | None,
+                       email: str | None, phone: str | None = None,
+                       ip: str | None) -> None:
+    """Check a registration form that has errors of its own (a confirmation
+    that does not match, a field left empty) as :func:`register` would,
+    without creating anything, so every error is shown at once. Counts as
+    one registration from ``ip``, so usernames cannot be probed for being
+    taken beyond the per-IP limit.
+
+    :param phone: the mobile number of a registration by phone (no code is
+        checked or used).
+    :raises RegistrationLimitError: over the per-IP limit.
+    :raises accounts.AccountErrors: what else is wrong.
+    """
+    _count_registration(rt, ip)
+    accounts.validate_new_account(rt, username, password, email, name=name, phone=phone)
+
+
 class InvalidCodeError(Exception):
     """The SMS code is wrong, expired or used up."""
 
