@@ -47,7 +47,8 @@ class LoginForm(FlaskForm):
 class RegisterForm(FlaskForm):
     """Self-registration with username and password."""
 
-    username = StringField(_l("Username"), validators=[DataRequired(), Length(min=3, max=64)],
+    # The account rules say what a username may be (3-64 characters of a-z 0-9 . _ -).
+    username = StringField(_l("Username"), validators=[DataRequired(), Length(max=64)],
                            render_kw={"autocomplete": "username", "autocapitalize": "none",
                                       "spellcheck": "false"})
     name = StringField(_l("Full name"), validators=[Optional(), Length(max=128)],
