@@ -290,3 +290,35 @@ def test_cli_users_create_says_every_error(cli_env):
     assert f"password: {IDENTIFIER}" in result.output
     ok = users_create(cli_env, "--username", username, "--password", STRONG)
     assert ok.exit_code == 0 and username in ok.output
+
+
+def test_an_accounts_own_identifiers_count(site):
+    # What a page that changes an account's password passes: account=.
+    from idp.accounts.service import (
+        AccountError,
+        check_password_policy,
+        find_by_username,
+        set_card_number,
+        set_phone_number,
+        set_resident_id,
+    )
+    from idp.extensions import db
+    from tests.sandbox_support import fresh_person
+
+    provider, gateway = site
+    person = fresh_person(gateway)
+    username, _, _ = provider.create_account(name="张伟", email="wei.zhang.home@example.test")
+    with provider.app.app_context():
+        rt = provider.runtime
+        account = find_by_username(username)
+        set_phone_number(rt, account, "13700660031", verified=True)
+        set_resident_id(rt, account, person.id_number)
+        set_card_number(rt, account, person.card_number)
+        db.session.commit()
+        for password in (username + "!!", "zhangwei1990", "weizhanghome", "13700660031",
+                         person.id_number, person.id_number[6:14] + "!",
+                         person.id_number[-6:] + "ab", person.card_number + "!"):
+            with pytest.raises(AccountError) as refused:
+                check_password_policy(rt, password, account=account)
+            assert (refused.value.field, str(refused.value.message)) == ("password", IDENTIFIER)
+        check_password_policy(rt, STRONG, account=account)
