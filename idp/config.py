@@ -127,6 +127,8 @@ def _validate(settings: dict) -> None:
                           ("passwords", "min_length")):
         if settings[section][name] < 1:
             raise ConfigError(f"setting {section}.{name} must be at least 1")
+    if not 0 <= settings["passwords"]["min_guesses_log10"] <= 20:
+        raise ConfigError("setting passwords.min_guesses_log10 must be between 0 and 20")
     if settings["pii"]["algorithm"] not in ("AES-256-GCM", "SM4-GCM"):
         raise ConfigError("setting pii.algorithm must be AES-256-GCM or SM4-GCM")
     if settings["pii"]["index_algorithm"] not in ("HMAC-SHA256", "HMAC-SM3"):

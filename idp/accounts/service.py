@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
+from idp.accounts import password_policy
 from idp.accounts.identifiers import (
     IdentifierError,
     is_card_number,
@@ -42,50 +43,117 @@ class AccountError(Exception):
         self.field = field
         self.message = message
 
+    @property
+    def errors(self) -> list[tuple[str, Any]]:
+        """Every ``(field, message)`` pair at fault: here the one."""
+        return [(self.field, self.message)]
+
+
+class AccountErrors(AccountError):
+    """Several things are wrong at once (a registration form), so a form can
+    show each on its field in one answer. As an :class:`AccountError` it
+    names the first, for callers that show one.
+
+    :param errors: the ``(field, message)`` pairs, in the order of the form;
+        at least one.
+    """
+
+    def __init__(self, errors: list[tuple[str, Any]]) -> None:
+        super().__init__(*errors[0])
+        self._errors = list(errors)
+
+    @property
+    def errors(self) -> list[tuple[str, Any]]:
+        """Every ``(field, message)`` pair at fault, in the order of the form."""
+        return list(self._errors)
+
 
 def normalize_username(raw: str) -> str:
     """NFKC-normalise, strip and case-fold a username so lookups ignore width and case."""
     return unicodedata.normalize("NFKC", raw).strip().casefold()
 
 
-def check_password_policy(rt: Runtime, password: str) -> None:
-    """Enforce the minimum length (NIST SP 800-63B §5.1.1.2: length, not composition).
+def check_password_policy(rt: Runtime, password: str, *, account: Account | None = None,
+                          user_inputs: Iterable[str | None] = ()) -> None:
+    """Refuse a new password that an attacker would guess early (NIST SP
+    800-63B §5.1.1.2: length, and a blocklist of common, breached, expected
+    and context-specific values; no composition rules).
 
-    :raises AccountError: on field ``password``.
+    In order: the length (``passwords.min_length``, at most 1024); the
+    account's own identifiers (a password equal to or built around the
+    username, name, e-mail address, phone number, resident ID or card
+    number); then the estimate of :mod:`idp.accounts.password_policy`
+    (zxcvbn, with those identifiers as user inputs) against
+    ``passwords.min_guesses_log10``.
+
+    :param account: the account whose password it becomes, if it exists:
+        its identifiers (decrypted here, never stored or logged) count.
+    :param user_inputs: identifiers typed in the same form (username, name,
+        phone number, e-mail) or otherwise known to the caller.
+    :raises AccountError: on field ``password``, saying what is wrong and
+        what to do.
     """
-    if len(password) < rt.settings["passwords"]["min_length"]:
+    settings = rt.settings["passwords"]
+    if len(password) < settings["min_length"]:
         raise AccountError("password", _l("Password must be at least %(n)d characters.",
-                                          n=rt.settings["passwords"]["min_length"]))
+                                          n=settings["min_length"]))
     if len(password) > 1024:
         raise AccountError("password", _l("Password must be at most 1024 characters."))
+    identifiers = list(user_inputs)
+    if account is not None:
+        identifiers += [account.username, account.name, account.verified_name, account.email,
+                        phone_number(rt, account), resident_id(rt, account),
+                        card_number(rt, account)]
+    verdict = password_policy.judge(password, identifiers, settings["min_guesses_log10"])
+    if verdict.identifier:
+        raise AccountError("password", _l(
+            "This password is made from your username, name, phone number, e-mail or ID "
+            "number, which others know or can find out. Choose a passphrase of several "
+            "words that have nothing to do with you."))
+    if verdict.guessable:
+        raise AccountError("password", _l(
+            "This password is among the first that attackers try: a common password, a "
+            "word with a few digits or symbols, a date, a keyboard pattern or a "
+            "repetition. Choose a longer passphrase of several unrelated words."))
 
 
-def validate_new_account(rt: Runtime, username: str, password: str,
-                         email: str | None) -> tuple[str, str | None]:
-    """Check what :func:`create_account` would refuse, without creating anything.
+def validate_new_account(rt: Runtime, username: str, password: str, email: str | None, *,
+                         name: str | None = None,
+                         phone: str | None = None) -> tuple[str, str | None]:
+    """Check what :func:`create_account` would refuse, without creating
+    anything, and report every problem at once.
 
+    :param name: the display name typed with it, and ``phone`` the mobile
+        number, if any: the password must not be made from them either.
     :returns: the normalised ``(username, email)``.
-    :raises AccountError: if the username is invalid or taken, the password
-        too weak or the e-mail malformed.
+    :raises AccountErrors: every problem found, in form order: the username
+        invalid (or, when valid, taken), the password refused by
+        :func:`check_password_policy`, the e-mail malformed.
     """
+    errors: list[tuple[str, Any]] = []
     username = normalize_username(username)
     if not USERNAME_RE.match(username):
-        raise AccountError("username", _l(
+        errors.append(("username", _l(
             "Username must be 3-64 characters: letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit."))
-    if username.isdigit() or _is_resident_id(username):
-        raise AccountError("username", _l("A username cannot be only digits: it would be "
-                                          "mistaken for an ID or phone number."))
-    if is_card_number(username):
-        raise AccountError("username", _l("A username cannot be a letter followed by eight "
-                                          "digits: it would be mistaken for a social "
-                                          "security card number."))
-    check_password_policy(rt, password)
+            "starting with a letter or digit.")))
+    elif username.isdigit() or _is_resident_id(username):
+        errors.append(("username", _l("A username cannot be only digits: it would be "
+                                      "mistaken for an ID or phone number.")))
+    elif is_card_number(username):
+        errors.append(("username", _l("A username cannot be a letter followed by eight "
+                                      "digits: it would be mistaken for a social "
+                                      "security card number.")))
+    elif find_by_username(username) is not None:
+        errors.append(("username", _l("This username is already taken.")))
     email = (email or "").strip() or None
+    try:
+        check_password_policy(rt, password, user_inputs=(username, name, email, phone))
+    except AccountError as exc:
+        errors.append((exc.field, exc.message))
     if email is not None and (len(email) > 254 or not EMAIL_RE.match(email)):
-        raise AccountError("email", _l("This is not a valid e-mail address."))
-    if find_by_username(username) is not None:
-        raise AccountError("username", _l("This username is already taken."))
+        errors.append(("email", _l("This is not a valid e-mail address.")))
+    if errors:
+        raise AccountErrors(errors)
     return username, email
 
 
@@ -108,9 +176,11 @@ def create_account(
     :param admin: an operator of the provider (must use TOTP).
     :returns: the new :class:`Account` with a fresh opaque ``subject``.
     :raises AccountError: if the username is invalid or taken, the password
-        too weak, or the phone number held by another account.
+        too weak, or the phone number held by another account (the first
+        three together as :class:`AccountErrors`).
     """
-    username, email = validate_new_account(rt, username, password, email)
+    username, email = validate_new_account(rt, username, password, email, name=name,
+                                           phone=verified_phone)
     account = Account(
         subject=random_token(16),
         username=username,

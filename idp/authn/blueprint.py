@@ -34,6 +34,8 @@ from idp.authn.forms import (
     SmsRegisterForm,
     StepUpForm,
     TotpForm,
+    confirmation_differs,
+    require_min_length,
 )
 from idp.authn.sessions import SsoSession
 from idp.oidc.authorize import (
@@ -219,13 +221,28 @@ def login_sms():
     return _sms_page(SmsLoginForm(), "login_sms.html", "login", verify)
 
 
+def _show_account_errors(form, exc: accounts.AccountError) -> None:
+    """Show each error of ``exc`` on its field; a field that already says
+    what is wrong (a required field left empty) keeps its own message."""
+    for name, message in exc.errors:
+        field = getattr(form, name)
+        if not field.errors:
+            field.errors = [message]
+
+
 @bp.route("/register/sms", methods=["GET", "POST"])
 def register_sms():
     """Registration by mobile number: a code proves the number, then the
-    account is created with it (verified) and signed in."""
+    account is created with it (verified) and signed in. Every error of the
+    details is shown at once, before the code is used."""
 
     def verify(rt: Runtime, form) -> SsoSession | tuple[str | None, int]:
         try:
+            if confirmation_differs(form):
+                service.check_registration(rt, form.username.data or "",
+                                           form.password.data or "", name=form.name.data,
+                                           email=None, phone=form.phone.data, ip=client_ip())
+                return None, 400
             return service.register_with_phone(
                 rt, form.phone.data, form.code.data or "", form.username.data or "",
                 form.password.data or "", name=form.name.data, ip=client_ip(),
@@ -233,12 +250,14 @@ def register_sms():
         except service.RegistrationLimitError:
             return _("Too many registrations from your network. Try again later."), 429
         except accounts.AccountError as exc:
-            getattr(form, exc.field).errors.append(exc.message)
+            _show_account_errors(form, exc)
             return None, 400
         except service.InvalidCodeError:
             return _("The code is wrong or has expired."), 401
 
-    return _sms_page(SmsRegisterForm(), "register_sms.html", "register", verify)
+    form = require_min_length(SmsRegisterForm(),
+                              current_runtime().settings["passwords"]["min_length"])
+    return _sms_page(form, "register_sms.html", "register", verify)
 
 
 @bp.route("/login/otp", methods=["GET", "POST"])
@@ -295,10 +314,14 @@ def reset_password():
 
     def verify(rt: Runtime, form) -> Response | tuple[str | None, int]:
         try:
+            if confirmation_differs(form):
+                accounts.check_password_policy(rt, form.password.data or "",
+                                               user_inputs=(form.phone.data,))
+                return None, 400
             service.reset_password_by_sms(rt, form.phone.data, form.code.data or "",
                                           form.password.data or "", client_ip())
         except accounts.AccountError as exc:
-            form.password.errors.append(exc.message)
+            _show_account_errors(form, exc)
             return None, 400
         except service.InvalidCodeError:
             return _("The code is wrong or has expired."), 401
@@ -307,34 +330,42 @@ def reset_password():
         item = interactions.load(rt.store, form.i.data, browser_id())
         return redirect(url_for("authn.login", i=item.id if item else None))
 
-    return _sms_page(PasswordResetForm(), "reset_password.html", "reset_password", verify)
+    form = require_min_length(PasswordResetForm(),
+                              current_runtime().settings["passwords"]["min_length"])
+    return _sms_page(form, "reset_password.html", "reset_password", verify)
 
 
 @bp.route("/register", methods=["GET", "POST"])
 def register():
-    """Self-registration; on success the new account is logged in."""
+    """Self-registration; on success the new account is logged in. Every
+    error is shown at once, each on its field, with what was typed (except
+    the passwords)."""
     rt = current_runtime()
-    form = RegisterForm()
+    form = require_min_length(RegisterForm(), rt.settings["passwords"]["min_length"])
     item = interactions.load(rt.store, request.values.get("i") or form.i.data, browser_id())
     if request.method == "GET":
         form.i.data = item.id if item else ""
-    status = 200
-    if form.validate_on_submit():
-        try:
+        return render_template("register.html", form=form, item=item,
+                               sms=rt.gateway is not None)
+    # CSRFProtect has checked the token of every POST before this view.
+    status = 400
+    valid = form.validate_on_submit()
+    try:
+        if valid:
             sso = service.register(rt, form.username.data, form.password.data,
                                    name=form.name.data, email=form.email.data, ip=client_ip(),
                                    previous=sso_cookie(rt))
-        except service.RegistrationLimitError:
-            form.username.errors.append(_("Too many registrations from your network. "
-                                          "Try again later."))
-            status = 429
-        except accounts.AccountError as exc:
-            getattr(form, exc.field).errors.append(exc.message)
-            status = 400
-        else:
             return logged_in_response(rt, item, sso)
-    elif request.method == "POST":
-        status = 400
+        # The form's own errors (a field left empty, a confirmation that
+        # differs) come with the account's.
+        service.check_registration(rt, form.username.data or "", form.password.data or "",
+                                   name=form.name.data, email=form.email.data, ip=client_ip())
+    except service.RegistrationLimitError:
+        form.username.errors = [*form.username.errors, _(
+            "Too many registrations from your network. Try again later.")]
+        status = 429
+    except accounts.AccountError as exc:
+        _show_account_errors(form, exc)
     return render_template("register.html", form=form, item=item,
                            sms=rt.gateway is not None), status
 

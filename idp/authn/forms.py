@@ -47,7 +47,8 @@ class LoginForm(FlaskForm):
 class RegisterForm(FlaskForm):
     """Self-registration with username and password."""
 
-    username = StringField(_l("Username"), validators=[DataRequired(), Length(min=3, max=64)],
+    # The account rules say what a username may be (3-64 characters of a-z 0-9 . _ -).
+    username = StringField(_l("Username"), validators=[DataRequired(), Length(max=64)],
                            render_kw={"autocomplete": "username", "autocapitalize": "none",
                                       "spellcheck": "false"})
     name = StringField(_l("Full name"), validators=[Optional(), Length(max=128)],
@@ -82,13 +83,14 @@ class SmsLoginForm(SmsCodeForm):
 
 
 class PasswordResetForm(SmsCodeForm):
-    """A new password, proven by an SMS code to the account's verified number."""
+    """A new password, proven by an SMS code to the account's verified number.
+    The view compares ``confirm`` with ``password`` (:func:`confirmation_differs`),
+    so a mismatch is shown with the password's other faults and the code
+    field stays."""
 
     password = PasswordField(_l("New password"), validators=[Optional(), Length(max=1024)],
                              render_kw={"autocomplete": "new-password"})
-    confirm = PasswordField(_l("Repeat password"),
-                            validators=[EqualTo("password",
-                                                message=_l("The passwords do not match."))],
+    confirm = PasswordField(_l("Repeat password"), validators=[Optional(), Length(max=1024)],
                             render_kw={"autocomplete": "new-password"})
 
 
@@ -118,7 +120,9 @@ class StepUpForm(FlaskForm):
 
 class SmsRegisterForm(SmsCodeForm):
     """Registration with a mobile number proven by an SMS code: first the
-    number (``send``), then the code with the account's details."""
+    number (``send``), then the code with the account's details. The view
+    compares ``confirm`` with ``password`` (:func:`confirmation_differs`), so
+    a mismatch is shown with every other error of the details."""
 
     username = StringField(_l("Username"), validators=[Optional(), Length(max=64)],
                            render_kw={"autocomplete": "username", "autocapitalize": "none",
@@ -127,7 +131,25 @@ class SmsRegisterForm(SmsCodeForm):
                        render_kw={"autocomplete": "name"})
     password = PasswordField(_l("Password"), validators=[Optional(), Length(max=1024)],
                              render_kw={"autocomplete": "new-password"})
-    confirm = PasswordField(_l("Repeat password"),
-                            validators=[EqualTo("password",
-                                                message=_l("The passwords do not match."))],
+    confirm = PasswordField(_l("Repeat password"), validators=[Optional(), Length(max=1024)],
                             render_kw={"autocomplete": "new-password"})
+
+
+def confirmation_differs(form: FlaskForm) -> bool:
+    """Whether ``form.confirm`` differs from ``form.password``; if so, says
+    so on ``confirm``."""
+    if (form.password.data or "") == (form.confirm.data or ""):
+        return False
+    form.confirm.errors = [*form.confirm.errors, _l("The passwords do not match.")]
+    return True
+
+
+def require_min_length(form: FlaskForm, min_length: int) -> FlaskForm:
+    """Give ``form.password`` (a new password) the ``minlength`` that its
+    page shows in the password rule (``_field.html``, ``new_password``).
+
+    :param min_length: ``passwords.min_length``, in characters.
+    :returns: ``form``.
+    """
+    form.password.render_kw = dict(form.password.render_kw or {}, minlength=min_length)
+    return form

@@ -203,6 +203,24 @@ def _count_registration(rt: Runtime, ip: str | None) -> None:
         raise RegistrationLimitError(ip)
 
 
+def check_registration(rt: Runtime, username: str, password: str, *, name: str | None,
+                       email: str | None, phone: str | None = None,
+                       ip: str | None) -> None:
+    """Check a registration form that has errors of its own (a confirmation
+    that does not match, a field left empty) as :func:`register` would,
+    without creating anything, so every error is shown at once. Counts as
+    one registration from ``ip``, so usernames cannot be probed for being
+    taken beyond the per-IP limit.
+
+    :param phone: the mobile number of a registration by phone (no code is
+        checked or used).
+    :raises RegistrationLimitError: over the per-IP limit.
+    :raises accounts.AccountErrors: what else is wrong.
+    """
+    _count_registration(rt, ip)
+    accounts.validate_new_account(rt, username, password, email, name=name, phone=phone)
+
+
 class InvalidCodeError(Exception):
     """The SMS code is wrong, expired or used up."""
 
@@ -224,7 +242,7 @@ def register_with_phone(rt: Runtime, phone: str, code: str, username: str, passw
     :raises InvalidCodeError: wrong, expired or used-up code.
     """
     _count_registration(rt, ip)
-    accounts.validate_new_account(rt, username, password, None)
+    accounts.validate_new_account(rt, username, password, None, name=name, phone=phone)
     e164 = otp.check_code(rt, phone, "register", code)
     if e164 is None:
         raise InvalidCodeError(phone)
@@ -388,7 +406,7 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
     from idp.accounts.verification import revoke_evidence
     from idp.oidc.grants import revoke_account_grants
 
-    accounts.check_password_policy(rt, password)
+    accounts.check_password_policy(rt, password, user_inputs=(phone,))
     e164 = otp.check_code(rt, phone, "reset_password", code)
     account = accounts.find_by_phone(rt, e164) if e164 else None
     if account is None or not account.phone_number_verified or not account.is_active:

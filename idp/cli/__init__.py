@@ -143,7 +143,8 @@ def users_create(username: str, password: str, name: str | None, email: str | No
         account = create_account(current_runtime(), username, password, name=name, email=email,
                                  admin=admin)
     except AccountError as exc:
-        raise click.ClickException(f"{exc.field}: {exc.message}") from None
+        raise click.ClickException("\n".join(f"{field}: {message}"
+                                             for field, message in exc.errors)) from None
     role = " (administrator: TOTP required)" if admin else ""
     click.echo(f"created account {account.username} (sub {account.subject}){role}")
 

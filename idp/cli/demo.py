@@ -23,7 +23,7 @@ import click
 import requests
 
 DEMO_USERNAME = "demo"
-DEMO_PASSWORD = "demo-password-2026"
+DEMO_PASSWORD = "plum-blossom-river"
 DEMO_NAME = "Demo Citizen"
 DEMO_EMAIL = "demo@example.test"
 DEMO_FILE = "demo.json"

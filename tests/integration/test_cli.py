@@ -75,10 +75,10 @@ def test_clients_create_errors(cli_env, args, message):
 
 
 def test_users_create(cli_env):
-    ok = run(cli_env, "users", "create", "--username", "alice", "--password", "long password")
+    ok = run(cli_env, "users", "create", "--username", "alice", "--password", "long password here")
     assert ok.exit_code == 0 and "alice" in ok.output
     dup = CliRunner().invoke(main, ["users", "create", "--username", "ALICE",
-                                    "--password", "long password"], env=cli_env)
+                                    "--password", "long password here"], env=cli_env)
     assert dup.exit_code != 0 and "already taken" in dup.output
     weak = CliRunner().invoke(main, ["users", "create", "--username", "bob",
                                      "--password", "x"], env=cli_env)

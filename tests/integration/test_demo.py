@@ -198,8 +198,8 @@ def _real_name_walkthrough(provider: str, portal: str, sandbox: str, banner: str
         **hidden_inputs(form.text), "phone": national, "action": "send"})
     done = reg.post(f"{provider}/register/sms", data={
         **hidden_inputs(sent.text), "phone": national, "code": _outbox_code(sandbox),
-        "username": "lina", "name": person.name, "password": "lina-password-2026",
-        "confirm": "lina-password-2026", "action": "verify"})
+        "username": "lina", "name": person.name, "password": "lotus-pond-lantern",
+        "confirm": "lotus-pond-lantern", "action": "verify"})
     assert done.status_code == 200 and done.url == f"{provider}/"
     form = reg.get(f"{provider}/account/verify")
     verified = reg.post(f"{provider}/account/verify", data={
@@ -210,7 +210,7 @@ def _real_name_walkthrough(provider: str, portal: str, sandbox: str, banner: str
     page = browser.get(f"{portal}/login", params={"level": "L3"})
     step_up = browser.post(f"{provider}/login", data={
         **hidden_inputs(page.text), "username": person.id_number,
-        "password": "lina-password-2026"})
+        "password": "lotus-pond-lantern"})
     assert "/login/step-up" in step_up.url
     strong_url = re.search(r'id="verify" href="([^"]+)"', step_up.text).group(1)
     strong = browser.get(provider + strong_url.replace("&amp;", "&"))

@@ -1,0 +1,324 @@
+"""New passwords over real HTTP and the CLI: guessable ones and ones made from
+the account's identifiers are refused wherever a password is set (NIST SP
+800-63B §5.1.1.2), the rule is on the page before anything is typed, and a
+registration form shows every error at once and keeps what was typed."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from html import unescape
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from connectors.sandbox import read_outbox
+from idp.cli import main
+from tests.conftest import SECRETS
+from tests.helpers import hidden_inputs
+from tests.sandbox_support import start_gateway_provider
+
+GUESSABLE = ("This password is among the first that attackers try: a common password, a "
+             "word with a few digits or symbols, a date, a keyboard pattern or a repetition. "
+             "Choose a longer passphrase of several unrelated words.")
+IDENTIFIER = ("This password is made from your username, name, phone number, e-mail or ID "
+              "number, which others know or can find out. Choose a passphrase of several "
+              "words that have nothing to do with you.")
+RULE = ("At least 8 characters. Not a common password, and not made from your name, "
+        "username, phone number or ID number. A passphrase of several unrelated words is best.")
+RULE_ZH = ("至少 8 个字符；不能是常见密码，也不能由您的姓名、用户名、手机号码或身份证号构成。"
+           "最好使用由几个互不相关的词组成的密码短语。")
+MISMATCH = "The passwords do not match."
+STRONG = "plum blossom river"
+WEAK = ["password", "12345678", "aaaaaaaa", "qwertyuiop", "password123", "P@ssw0rd",
+        "iloveyou2024", "woaini1314"]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, database_url):
+    """A provider with a sandbox SMS gateway whose registration and SMS limits
+    stay out of the way: ``(provider, gateway)``."""
+    provider, gateway = start_gateway_provider(
+        tmp_path_factory, database_url, gateway={"retries": 0},
+        sms={"resend_after": 1, "per_ip_hourly": 10_000, "per_number_daily": 10_000},
+        throttle={"registrations_per_ip": 10_000})
+    yield provider, gateway
+    provider.stop()
+    gateway.stop()
+
+
+def field_errors(html: str) -> dict[str, list[str]]:
+    """The errors shown under each field of a page, by the field's id."""
+    out = {}
+    for block in re.findall(r'<div class="field[^"]*">(.*?)</div>', html, re.S):
+        field = re.search(r'<input[^>]*\bid="([^"]+)"', block)
+        if field:
+            out[field.group(1)] = [unescape(e) for e in re.findall(
+                r'<p class="error" role="alert">(.*?)</p>', block, re.S)]
+    return out
+
+
+def input_tag(html: str, field_id: str) -> str:
+    return re.search(rf'<input[^>]*\bid="{field_id}"[^>]*>', html).group(0)
+
+
+def new_username() -> str:
+    return "pw" + uuid.uuid4().hex[:10]
+
+
+def register(provider, session=None, **fields) -> requests.Response:
+    """Fill and post /register; ``confirm`` defaults to ``password``."""
+    session = session or requests.Session()
+    form = hidden_inputs(session.get(f"{provider.url}/register").text)
+    form.update(fields)
+    form.setdefault("confirm", form.get("password", ""))
+    return session.post(f"{provider.url}/register", data=form, allow_redirects=False)
+
+
+def send_code(provider, gateway, session, path: str, phone: str) -> tuple[requests.Response, str]:
+    """Ask for a code on an SMS page: ``(page with the code field, code)``."""
+    page = session.get(f"{provider.url}{path}")
+    sent = session.post(f"{provider.url}{path}", data={
+        **hidden_inputs(page.text), "phone": phone, "action": "send"})
+    assert sent.status_code == 200, sent.text
+    return sent, read_outbox(gateway.data_path, "+86" + phone)[-1]["params"]["code"]
+
+
+def verify(provider, session, path: str, page, **fields) -> requests.Response:
+    form = {**hidden_inputs(page.text), "action": "verify", **fields}
+    form.setdefault("confirm", form.get("password", ""))
+    return session.post(f"{provider.url}{path}", data=form, allow_redirects=False)
+
+
+def account_exists(provider, username: str) -> bool:
+    from idp.accounts.service import find_by_username
+
+    with provider.app.app_context():
+        return find_by_username(username) is not None
+
+
+@pytest.mark.parametrize("password", WEAK)
+def test_registration_refuses_what_attackers_try_first(site, password):
+    provider, _ = site
+    username = new_username()
+    page = register(provider, username=username, password=password)
+    assert page.status_code == 400
+    assert field_errors(page.text)["password"] == [GUESSABLE]
+    assert not account_exists(provider, username)
+
+
+@pytest.mark.parametrize("password,fields", [
+    ("{username}", {}),  # equal to the username
+    ("{username}-2026", {}),
+    ("zhangwei1990", {"name": "张伟"}),  # the name, in Pinyin, with a year
+    ("wang.fang.1985", {"email": "wang.fang@example.test"}),
+])
+def test_registration_refuses_passwords_made_from_the_identifiers(site, password, fields):
+    provider, _ = site
+    username = new_username()
+    page = register(provider, username=username, password=password.format(username=username),
+                    **fields)
+    assert page.status_code == 400
+    assert field_errors(page.text)["password"] == [IDENTIFIER]
+    if fields:
+        # Someone of another name may choose it: the identifier decides.
+        assert register(provider, username=new_username(), password=password).status_code == 302
+
+
+def test_registration_shows_every_error_at_once_and_keeps_what_was_typed(site):
+    provider, _ = site
+    taken, _, _ = provider.create_account()
+    page = register(provider, username=taken, name="张伟 Zhang", email="not-an-e-mail",
+                    password="P@ssw0rd2024", confirm="P@ssw0rd2025")
+    assert page.status_code == 400
+    assert field_errors(page.text) == {
+        "username": ["This username is already taken."],
+        "name": [],
+        "email": ["This is not a valid e-mail address."],
+        "password": [GUESSABLE],
+        "confirm": [MISMATCH],
+    }
+    assert f'value="{taken}"' in input_tag(page.text, "username")
+    assert 'value="张伟 Zhang"' in input_tag(page.text, "name")
+    assert 'value="not-an-e-mail"' in input_tag(page.text, "email")
+    assert "P@ssw0rd2024" not in page.text and "P@ssw0rd2025" not in page.text
+    # An invalid username with the rest of the faults, and nothing typed in
+    # the confirmation: each field says what is wrong with it.
+    page = register(provider, username="x", email="a@b", password="12345678", confirm="")
+    assert page.status_code == 400
+    errors = field_errors(page.text)
+    assert errors["username"] == ["Username must be 3-64 characters: letters, digits, '.', "
+                                  "'_' or '-', starting with a letter or digit."]
+    assert errors["password"] == [GUESSABLE] and errors["email"] == [
+        "This is not a valid e-mail address."]
+    assert errors["confirm"] == ["This field is required."]
+
+
+def test_form_errors_still_count_against_the_registration_limit(make_provider):
+    # The account checks run on a form with errors of its own too, so they
+    # must count: "already taken" cannot be probed past the per-IP limit.
+    limited = make_provider(throttle={"registrations_per_ip": 2})
+    taken, _, _ = limited.create_account()
+    answers = [register(limited, username=taken, password=STRONG, confirm="other").status_code
+               for _ in range(3)]
+    assert answers == [400, 400, 429]
+
+
+def test_the_rule_is_shown_before_anything_is_typed(site):
+    provider, gateway = site
+    page = requests.get(f"{provider.url}/register")
+    assert page.status_code == 200 and RULE in unescape(page.text)
+    password = input_tag(page.text, "password")
+    assert 'minlength="8"' in password and 'aria-describedby="password-hint"' in password
+    assert '<p class="hint" id="password-hint">' in page.text
+    chinese = requests.get(f"{provider.url}/register", headers={"Accept-Language": "zh-CN"})
+    assert RULE_ZH in chinese.text
+    # The SMS pages show the password field, with the rule, once a code is sent.
+    for path, phone in (("/register/sms", "13700660001"), ("/password/reset", "13700660002")):
+        sent, _code = send_code(provider, gateway, requests.Session(), path, phone)
+        assert RULE in unescape(sent.text), path
+        assert 'minlength="8"' in input_tag(sent.text, "password")
+
+
+def test_refusals_are_in_chinese(site):
+    provider, _ = site
+    session = requests.Session()
+    headers = {"Accept-Language": "zh-CN"}
+    form = hidden_inputs(session.get(f"{provider.url}/register", headers=headers).text)
+    username = new_username()
+    form.update(username=username, password=username + "2026", confirm=username + "2026")
+    page = session.post(f"{provider.url}/register", data=form, headers=headers)
+    assert page.status_code == 400 and "此密码由您的用户名、姓名、手机号码" in page.text
+    form.update(password="password123", confirm="password123")
+    page = session.post(f"{provider.url}/register", data=form, headers=headers)
+    assert page.status_code == 400 and "此密码属于攻击者最先尝试的一类" in page.text
+
+
+def test_registration_by_phone(site):
+    provider, gateway = site
+    session = requests.Session()
+    phone = "13700660011"
+    page, code = send_code(provider, gateway, session, "/register/sms", phone)
+    username = new_username()
+    for password, name, message in [("password123", "", GUESSABLE),
+                                    (phone, "", IDENTIFIER),
+                                    ("zhangwei1990", "张伟", IDENTIFIER)]:
+        refused = verify(provider, session, "/register/sms", page, phone=phone, code=code,
+                         username=username, name=name, password=password)
+        assert refused.status_code == 400, password
+        assert field_errors(refused.text)["password"] == [message], password
+    # Every error of the details at once; the code field stays, with what was typed.
+    refused = verify(provider, session, "/register/sms", page, phone=phone, code=code,
+                     username="x", name="张伟", password="aaaaaaaa", confirm="aaaaaaab")
+    assert refused.status_code == 400
+    errors = field_errors(refused.text)
+    assert errors["username"][0].startswith("Username must be 3-64 characters")
+    assert (errors["password"], errors["confirm"]) == ([GUESSABLE], [MISMATCH])
+    assert 'autocomplete="one-time-code"' in refused.text
+    assert 'value="张伟"' in input_tag(refused.text, "name")
+    assert "aaaaaaaa" not in refused.text and "aaaaaaab" not in refused.text
+    # None of this used up the code.
+    done = verify(provider, session, "/register/sms", refused, phone=phone, code=code,
+                  username=username, name="张伟", password=STRONG)
+    assert done.status_code == 302 and account_exists(provider, username)
+
+
+def test_password_reset_by_sms(site):
+    from idp.accounts.service import find_by_username, set_phone_number
+    from idp.extensions import db
+
+    provider, gateway = site
+    phone = "13700660021"
+    username, old, _ = provider.create_account()
+    with provider.app.app_context():
+        set_phone_number(provider.runtime, find_by_username(username), phone, verified=True)
+        db.session.commit()
+    session = requests.Session()
+    page, code = send_code(provider, gateway, session, "/password/reset", phone)
+    for password, message in [*((p, GUESSABLE) for p in WEAK),
+                              (phone, IDENTIFIER), ("+86" + phone, IDENTIFIER)]:
+        refused = verify(provider, session, "/password/reset", page, phone=phone, code=code,
+                         password=password)
+        assert refused.status_code == 400, password
+        assert field_errors(refused.text)["password"] == [message], password
+    # A weak password and a different confirmation: both said, the code field kept.
+    refused = verify(provider, session, "/password/reset", page, phone=phone, code=code,
+                     password="password", confirm="passw0rd")
+    assert refused.status_code == 400
+    assert field_errors(refused.text)["password"] == [GUESSABLE]
+    assert field_errors(refused.text)["confirm"] == [MISMATCH]
+    assert 'autocomplete="one-time-code"' in refused.text
+    done = verify(provider, session, "/password/reset", refused, phone=phone, code=code,
+                  password=STRONG)
+    assert done.status_code == 302 and "/login" in done.headers["Location"]
+    with provider.app.app_context():
+        assert provider.runtime.hasher.verify(STRONG, find_by_username(username).password_hash)[0]
+
+
+@pytest.fixture
+def cli_env(tmp_path, database_url):
+    import os
+
+    return {"IDP_INSTANCE_PATH": str(tmp_path), "IDP_DATABASE_URL": database_url or "",
+            "IDP_REDIS_URL": os.environ.get("IDP_TEST_REDIS_URL", ""),
+            "IDP_STORE_PREFIX": f"idpcli:{tmp_path.name}:",
+            **{f"IDP_SECRETS__{k.upper()}": v for k, v in SECRETS.items()}}
+
+
+def users_create(env, *args: str):
+    return CliRunner().invoke(main, ["users", "create", *args], env=env)
+
+
+@pytest.mark.parametrize("password", WEAK)
+def test_cli_users_create_refuses_guessable_passwords(cli_env, password):
+    result = users_create(cli_env, "--username", new_username(), "--password", password)
+    assert result.exit_code == 1
+    assert f"password: {GUESSABLE}" in " ".join(result.output.split())
+
+
+def test_cli_users_create_says_every_error(cli_env):
+    username = new_username()
+    result = users_create(cli_env, "--username", username, "--password", username + "!")
+    assert result.exit_code == 1 and f"password: {IDENTIFIER}" in " ".join(result.output.split())
+    result = users_create(cli_env, "--username", "op", "--name", "张伟", "--email", "x@y",
+                          "--password", "zhangwei1990")
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if ": " in line]
+    assert [line.removeprefix("Error: ").split(": ")[0] for line in lines] == \
+        ["username", "password", "email"]
+    assert f"password: {IDENTIFIER}" in result.output
+    ok = users_create(cli_env, "--username", username, "--password", STRONG)
+    assert ok.exit_code == 0 and username in ok.output
+
+
+def test_an_accounts_own_identifiers_count(site):
+    # What a page that changes an account's password passes: account=.
+    from idp.accounts.service import (
+        AccountError,
+        check_password_policy,
+        find_by_username,
+        set_card_number,
+        set_phone_number,
+        set_resident_id,
+    )
+    from idp.extensions import db
+    from tests.sandbox_support import fresh_person
+
+    provider, gateway = site
+    person = fresh_person(gateway)
+    username, _, _ = provider.create_account(name="张伟", email="wei.zhang.home@example.test")
+    with provider.app.app_context():
+        rt = provider.runtime
+        account = find_by_username(username)
+        set_phone_number(rt, account, "13700660031", verified=True)
+        set_resident_id(rt, account, person.id_number)
+        set_card_number(rt, account, person.card_number)
+        db.session.commit()
+        for password in (username + "!!", "zhangwei1990", "weizhanghome", "13700660031",
+                         person.id_number, person.id_number[6:14] + "!",
+                         person.id_number[-6:] + "ab", person.card_number + "!"):
+            with pytest.raises(AccountError) as refused:
+                check_password_policy(rt, password, account=account)
+            assert (refused.value.field, str(refused.value.message)) == ("password", IDENTIFIER)
+        check_password_policy(rt, STRONG, account=account)
