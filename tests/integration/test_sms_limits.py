@@ -146,14 +146,27 @@ def test_numbers_of_other_countries_get_no_code(sms_provider, sandbox, path, raw
     assert answer.status_code == 400 and "短信只能发送到国家代码为 +86 的手机号码。" in answer.text
 
 
-def _budget_events(provider) -> list:
+def _budget_events(provider, after: int = 0) -> list:
+    """The ``sms.budget_exhausted`` events with an id above ``after`` (the
+    providers of a run may share one database)."""
     from idp.audit.models import AuditEvent
     from idp.extensions import db
 
     provider.runtime.audit.flush()
     with provider.app.app_context():
         return list(db.session.scalars(select(AuditEvent).where(
-            AuditEvent.event == "sms.budget_exhausted")))
+            AuditEvent.event == "sms.budget_exhausted", AuditEvent.id > after)))
+
+
+def _last_event_id(provider) -> int:
+    from sqlalchemy import func
+
+    from idp.audit.models import AuditEvent
+    from idp.extensions import db
+
+    provider.runtime.audit.flush()
+    with provider.app.app_context():
+        return db.session.scalar(select(func.max(AuditEvent.id))) or 0
 
 
 def test_global_budget_stops_sending_and_alerts_once(sms_provider, sandbox, caplog):
@@ -161,13 +174,14 @@ def test_global_budget_stops_sending_and_alerts_once(sms_provider, sandbox, capl
     that hour: the user reads "busy" (503), and the operators get one audit
     event (and a warning in the log) per window, not one per refusal."""
     provider = sms_provider(global_hourly_budget=2)
+    before = _last_event_id(provider)
     numbers = [_number() for _ in range(4)]
     with caplog.at_level(logging.WARNING, logger="idp.authn.service"):
         statuses = [_send(requests.Session(), provider, n) for n in numbers]
     assert [page.status_code for page in statuses] == [200, 200, 503, 503]
     assert BUSY in statuses[2].text and numbers[2].removeprefix("+86") in statuses[2].text
     assert [len(read_outbox(sandbox.data_path, n)) for n in numbers] == [1, 1, 0, 0]
-    events = _budget_events(provider)
+    events = _budget_events(provider, before)
     assert len(events) == 1
     assert events[0].outcome == "failure" and events[0].detail["budget"] == "global"
     assert events[0].detail["limit"] == 2
@@ -182,6 +196,7 @@ def test_block_budget_stops_sequential_pumping(sms_provider, sandbox):
     their own hourly budget: pumping through sequential numbers stops there
     while other numbers still get codes."""
     provider = sms_provider(prefix_hourly_budget=2)
+    before = _last_event_id(provider)
     block = f"138{secrets.randbelow(10**4):04d}"
     pumped = [_number(block) for _ in range(3)]
     statuses = [_send(requests.Session(), provider, n).status_code for n in pumped]
@@ -189,7 +204,7 @@ def test_block_budget_stops_sequential_pumping(sms_provider, sandbox):
     assert read_outbox(sandbox.data_path, pumped[2]) == []
     other = _number()
     assert _send(requests.Session(), provider, other).status_code == 200
-    events = _budget_events(provider)
+    events = _budget_events(provider, before)
     assert len(events) == 1 and events[0].detail["budget"] == "prefix"
     # The block is named for the operators, never a whole number.
     assert events[0].detail["block"] == f"+86 {block}****"
