@@ -170,7 +170,8 @@ def login():
 
 
 def send_code_for_form(rt, form, purpose: str,
-                       device=None) -> tuple[bool, str | None, int]:
+                       device: throttle.DeviceCookie | None = None,
+                       ) -> tuple[bool, str | None, int]:
     """Send an SMS code for ``purpose`` to ``form.phone``; returns ``(sent,
     error, status)`` for a two-step SMS page. A refused resend still counts
     as sent: the code already sent stays valid, so the page must keep its
