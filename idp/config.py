@@ -136,6 +136,25 @@ def _validate(settings: dict) -> None:
     if settings["trusted_proxies"] < 0:
         raise ConfigError("setting trusted_proxies must not be negative")
     _validate_assurance(settings["assurance"])
+    _validate_limits(settings["throttle"], settings["sms"])
+
+
+def _validate_limits(throttle: dict, sms: dict) -> None:
+    for name in ("account_failures", "account_window", "device_failures", "first_delay",
+                 "max_delay", "device_cookie_ttl", "device_cookie_accounts", "ip_failures",
+                 "ip_window"):
+        if throttle[name] < 1:
+            raise ConfigError(f"setting throttle.{name} must be at least 1")
+    if throttle["max_delay"] < throttle["first_delay"]:
+        raise ConfigError("setting throttle.max_delay must be at least throttle.first_delay")
+    for name in ("global_hourly_budget", "prefix_hourly_budget", "prefix_digits"):
+        if sms[name] < 1:
+            raise ConfigError(f"setting sms.{name} must be at least 1")
+    codes = sms["allowed_country_codes"]
+    if not codes or not all(c.isascii() and c.isdigit() and 1 <= len(c) <= 3 and c[0] != "0"
+                            for c in codes):
+        raise ConfigError("setting sms.allowed_country_codes must list country calling codes "
+                          "without \"+\", e.g. [\"86\"]")
 
 
 def _validate_assurance(assurance: dict) -> None:

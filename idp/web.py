@@ -1,5 +1,6 @@
 """Request-level helpers shared by blueprints: the browser id, the SSO
-cookie, the client IP, and security headers. Only views use this module."""
+and device cookies, the client IP, and security headers. Only views use
+this module."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import logging
 
 from flask import Response, abort, jsonify, render_template, request, session
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from idp.accounts.models import Account
 from idp.accounts.service import get_account
 from idp.authn.sessions import SsoSession, load_session
+from idp.authn.throttle import DeviceCookie, read_device_cookie, remember_device
 from idp.extensions import db
 from idp.runtime import Runtime
 from idp.security import random_token
@@ -47,9 +50,24 @@ def local_next(value: str | None) -> str | None:
 
 
 def too_many_attempts(retry_after: int) -> str:
-    """The message of a throttled login or code check; ``retry_after`` in seconds."""
-    return _("Too many failed attempts. Try again in %(minutes)d minutes.",
-             minutes=max(1, (retry_after + 59) // 60))
+    """The message of a throttled login or code check: the wait in seconds
+    when it is under a minute, else in minutes (rounded up).
+
+    :param retry_after: seconds to wait.
+    """
+    if retry_after < 60:
+        seconds = max(1, retry_after)
+        return ngettext("Too many failed attempts. Try again in %(num)d second.",
+                        "Too many failed attempts. Try again in %(num)d seconds.", seconds)
+    minutes = (retry_after + 59) // 60
+    return ngettext("Too many failed attempts. Try again in %(num)d minute.",
+                    "Too many failed attempts. Try again in %(num)d minutes.", minutes)
+
+
+def retry_after_header(retry_after: int) -> dict[str, str]:
+    """The ``Retry-After`` header of a 429 answer (RFC 6585 §4, RFC 9110
+    §10.2.3); ``retry_after`` in seconds."""
+    return {"Retry-After": str(max(1, retry_after))}
 
 
 def sso_cookie(rt: Runtime) -> str | None:
@@ -82,6 +100,28 @@ def set_sso_cookie(rt: Runtime, response: Response, sso: SsoSession) -> None:
         settings["cookie_name"], sso.handle, max_age=max(sso.expires_at - epoch(), 0),
         httponly=True, samesite="Lax", secure=settings["cookie_secure"], path="/",
     )
+
+
+def device_cookie(rt: Runtime) -> DeviceCookie:
+    """The accounts this browser signed in to before, from its signed device
+    cookie (none for an unknown browser or a forged, altered or expired cookie)."""
+    settings = rt.settings["throttle"]
+    return read_device_cookie(rt.token_hmac_key,
+                              request.cookies.get(settings["device_cookie_name"]), settings)
+
+
+def set_device_cookie(rt: Runtime, response: Response, sso: SsoSession) -> None:
+    """After a successful login: attach the device cookie naming the
+    session's account, with a fresh nonce, keeping the browser's other
+    accounts (OWASP device cookies; :mod:`idp.authn.throttle`). HttpOnly,
+    SameSite=Lax, Secure in production, for ``throttle.device_cookie_ttl``
+    seconds. Never for a kiosk or another public computer."""
+    settings = rt.settings["throttle"]
+    value = remember_device(rt.token_hmac_key, device_cookie(rt), sso.account_id,
+                            sso.generation, settings)
+    response.set_cookie(settings["device_cookie_name"], value,
+                        max_age=settings["device_cookie_ttl"], httponly=True, samesite="Lax",
+                        secure=rt.settings["session"]["cookie_secure"], path="/")
 
 
 def clear_sso_cookie(rt: Runtime, response: Response) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -45,7 +46,7 @@ class IdentifierError(ValueError):
 
     :ivar code: machine-readable reason (``length``, ``characters``,
         ``check_character``, ``birth_date``, ``birth_date_future``,
-        ``not_mobile``, ``phone_number``).
+        ``not_mobile``, ``phone_number``, ``country_code``).
     :ivar message: human-readable reason, translated when rendered.
     """
 
@@ -206,6 +207,22 @@ def parse_mobile(raw: str, region: str = "CN") -> str:
         raise IdentifierError("not_mobile", _l("This number cannot receive text messages; "
                                                "give a mobile number."))
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def check_sms_country(e164: str, allowed: Collection[str]) -> None:
+    """Refuse to send text messages to a number outside the countries
+    ``allowed``: international and premium routes are where SMS pumping
+    (toll fraud through one-time-code forms) makes its money. Only for
+    sending; numbers of other countries are still stored and looked up.
+
+    :param e164: a number from :func:`parse_mobile`.
+    :param allowed: country calling codes without ``+``, e.g. ``["86"]``.
+    :raises IdentifierError: ``country_code``, naming the allowed codes.
+    """
+    if str(phonenumbers.parse(e164).country_code) not in allowed:
+        raise IdentifierError("country_code", _l(
+            "Text messages can only be sent to mobile numbers with the country code "
+            "%(codes)s.", codes=", ".join("+" + code for code in allowed)))
 
 
 #: The card number printed on the national social security card: a letter

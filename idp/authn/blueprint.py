@@ -52,7 +52,10 @@ from idp.web import (
     browser_id,
     client_ip,
     current_sso,
+    device_cookie,
     local_next,
+    retry_after_header,
+    set_device_cookie,
     set_sso_cookie,
     sso_cookie,
     too_many_attempts,
@@ -108,21 +111,33 @@ def home():
 
 
 def logged_in_response(rt, item, sso: SsoSession | service.PendingLogin,
-               next_url: str | None = None) -> Response:
+               next_url: str | None = None, *, remember_device: bool = True) -> Response:
     """The answer to a finished first or second factor: set the SSO cookie
-    and continue the pending request ``item`` (or go to ``next_url`` in the
-    account console, or home). A login that still needs its second factor
-    goes to the TOTP page first. Shared by every login method's views."""
+    and the device cookie, and continue the pending request ``item`` (or go
+    to ``next_url`` in the account console, or home). A login that still
+    needs its second factor goes to the TOTP page first. Shared by every
+    login method's views.
+
+    :param remember_device: False on a public machine (a kiosk): the
+        browser gets no device cookie, also when the second factor follows.
+    """
     if isinstance(sso, service.PendingLogin):
         session["mfa"] = sso.token
+        if remember_device:
+            session.pop("mfa_public", None)
+        else:
+            session["mfa_public"] = True
         return redirect(url_for("authn.second_factor", i=item.id if item else None,
                                 next=local_next(next_url)))
     session.pop("mfa", None)
+    public = session.pop("mfa_public", False)
     if item is not None:
         item.login_at = sso.auth_time
         interactions.save(rt.store, item)
     response = _resume(item, next_url)
     set_sso_cookie(rt, response, sso)
+    if remember_device and not public:
+        set_device_cookie(rt, response, sso)
     return response
 
 
@@ -137,13 +152,14 @@ def login():
         form.next.data = local_next(request.args.get("next")) or ""
         if item and item.arg("login_hint"):
             form.username.data = interactions.login_hint(rt.pii, item)
-    error, status = None, 200
+    error, status, headers = None, 200, {}
     if form.validate_on_submit():
         try:
             sso = service.login_with_password(rt, form.username.data, form.password.data,
-                                              client_ip(), sso_cookie(rt))
+                                              client_ip(), sso_cookie(rt), device_cookie(rt))
         except throttle.ThrottledError as exc:
             error, status = too_many_attempts(exc.retry_after), 429
+            headers = retry_after_header(exc.retry_after)
         except service.LoginFailedError:
             error = _("The username or password is incorrect.")
             status = 401
@@ -152,25 +168,39 @@ def login():
     elif request.method == "POST":
         status = 400
     return render_template("login.html", form=form, error=error, client=_client_for(item),
-                           item=item, sms=rt.gateway is not None), status
+                           item=item, sms=rt.gateway is not None), status, headers
 
 
-def send_code_for_form(rt, form, purpose: str) -> tuple[bool, str | None, int]:
+def send_code_for_form(rt, form, purpose: str,
+                       device: throttle.DeviceCookie | None = None,
+                       ) -> tuple[bool, str | None, int]:
     """Send an SMS code for ``purpose`` to ``form.phone``; returns ``(sent,
     error, status)`` for a two-step SMS page. A refused resend still counts
     as sent: the code already sent stays valid, so the page must keep its
-    code field."""
+    code field. A number of a country that may not receive codes is a
+    field error; a used-up hourly budget is "busy" (503).
+
+    :param device: the browser's device cookie (``web.device_cookie``) when
+        the code will be checked with it too (:func:`service.send_sms_code`).
+    """
     try:
-        service.send_sms_code(rt, form.phone.data, purpose, client_ip())
+        service.send_sms_code(rt, form.phone.data, purpose, client_ip(), device)
     except IdentifierError as exc:
         form.phone.errors.append(exc.message)
         return False, None, 400
     except otp.OtpThrottledError as exc:
         return True, _("Please wait %(seconds)d seconds before asking for another code.",
                        seconds=exc.retry_after), 429
+    except otp.SmsBudgetExhaustedError:
+        return False, sms_busy(), 503
     except service.SmsUnavailableError:
         return False, _("The text message service is unavailable. Try again later."), 503
     return True, None, 200
+
+
+def sms_busy() -> str:
+    """The message when an hourly budget of text messages is used up."""
+    return _("The text message service is busy. Try again later.")
 
 
 def _sms_page(form, template: str, purpose: str,
@@ -199,7 +229,7 @@ def _sms_page(form, template: str, purpose: str,
                                   next_field.data if next_field is not None else None)
             error, status = outcome
         else:
-            sent, error, status = send_code_for_form(rt, form, purpose)
+            sent, error, status = send_code_for_form(rt, form, purpose, device_cookie(rt))
     elif request.method == "POST":
         status = 400
     return render_template(template, form=form, item=item, sent=sent, error=error,
@@ -214,7 +244,7 @@ def login_sms():
     def verify(rt: Runtime, form) -> SsoSession | service.PendingLogin | tuple[str | None, int]:
         try:
             return service.login_with_sms(rt, form.phone.data, form.code.data or "",
-                                          client_ip(), sso_cookie(rt))
+                                          client_ip(), sso_cookie(rt), device_cookie(rt))
         except service.LoginFailedError:
             return _("The code is wrong or has expired."), 401
 
@@ -246,7 +276,7 @@ def register_sms():
             return service.register_with_phone(
                 rt, form.phone.data, form.code.data or "", form.username.data or "",
                 form.password.data or "", name=form.name.data, ip=client_ip(),
-                previous=sso_cookie(rt))
+                previous=sso_cookie(rt), device=device_cookie(rt))
         except service.RegistrationLimitError:
             return _("Too many registrations from your network. Try again later."), 429
         except accounts.AccountError as exc:
@@ -277,14 +307,14 @@ def second_factor():
         form.next.data = local_next(request.args.get("next")) or ""
     enrol = not totp.has_totp(account)
     enrolment = totp.start_enrolment(rt, account) if enrol else None
-    error, status = None, 200
+    error, status, headers = None, 200, {}
     if form.validate_on_submit():
         recovery = request.form.get("action") == "recovery" and not enrol
         code = (form.recovery_code.data if recovery else form.code.data) or ""
         try:
             if enrol:
                 sso, codes = service.enrol_and_finish(rt, token, code, client_ip(),
-                                                      sso_cookie(rt))
+                                                      sso_cookie(rt), device_cookie(rt))
                 response = logged_in_response(rt, item, sso, form.next.data)
                 page = Response(render_template(
                     "recovery_codes.html", codes=codes,
@@ -292,9 +322,11 @@ def second_factor():
                 page.headers.setlist("Set-Cookie", response.headers.getlist("Set-Cookie"))
                 return page
             sso = service.finish_second_factor(rt, token, code, recovery=recovery,
-                                               ip=client_ip(), previous=sso_cookie(rt))
+                                               ip=client_ip(), previous=sso_cookie(rt),
+                                               device=device_cookie(rt))
         except throttle.ThrottledError as exc:
             error, status = too_many_attempts(exc.retry_after), 429
+            headers = retry_after_header(exc.retry_after)
         except service.LoginFailedError:
             error, status = _("The code is wrong."), 401
         else:
@@ -302,7 +334,7 @@ def second_factor():
     elif request.method == "POST":
         status = 400
     return render_template("login_otp.html", form=form, item=item, enrolment=enrolment,
-                           error=error, client=_client_for(item)), status
+                           error=error, client=_client_for(item)), status, headers
 
 
 @bp.route("/password/reset", methods=["GET", "POST"])
@@ -319,7 +351,8 @@ def reset_password():
                                                user_inputs=(form.phone.data,))
                 return None, 400
             service.reset_password_by_sms(rt, form.phone.data, form.code.data or "",
-                                          form.password.data or "", client_ip())
+                                          form.password.data or "", client_ip(),
+                                          device_cookie(rt))
         except accounts.AccountError as exc:
             _show_account_errors(form, exc)
             return None, 400
@@ -438,29 +471,38 @@ def step_up():
     if form.validate_on_submit():
         if action == "cancel" or not state.reachable:
             return _end_with_error(rt, item, client, UnmetAuthenticationRequirementsError)
+        device = device_cookie(rt)
         try:
             if action == "send_sms":
-                service.send_step_up_code(rt, account, client_ip())
+                service.send_step_up_code(rt, account, client_ip(), device)
                 sent = True
             elif action == "sms":
                 sent = True
-                service.check_step_up_code(rt, account, form.code.data or "", client_ip())
+                service.check_step_up_code(rt, account, form.code.data or "", client_ip(),
+                                           device)
                 stepup.add_factor(rt, sso, "sms", client_ip())
                 return _resume(item)
             elif action == "password":
-                service.confirm_password(rt, account, form.password.data or "", client_ip())
+                service.confirm_password(rt, account, form.password.data or "", client_ip(),
+                                         device)
                 stepup.add_factor(rt, sso, "pwd", client_ip())
                 return _resume(item)
         except service.InvalidCodeError:
             error, status = _("The code is wrong or has expired."), 401
         except service.LoginFailedError:
             error, status = _("The password is incorrect."), 401
-        except (throttle.ThrottledError, otp.OtpThrottledError) as exc:
+        except throttle.ThrottledError as exc:
+            error, status = too_many_attempts(exc.retry_after), 429
+        except otp.OtpThrottledError as exc:
             error = _("Too many attempts. Try again in %(seconds)d seconds.",
                       seconds=exc.retry_after)
             status = 429
             # A code already sent stays valid: keep its field on the page.
             sent = sent or action == "send_sms"
+        except otp.SmsBudgetExhaustedError:
+            error, status = sms_busy(), 503
+        except IdentifierError as exc:
+            error, status = exc.message, 400
         except service.SmsUnavailableError:
             error = _("The text message service is unavailable. Try again later.")
             status = 503

@@ -2,23 +2,39 @@
 
 Six digits, valid ``code_ttl`` seconds, void after ``max_attempts`` wrong
 guesses, single use. Sending is limited per number and purpose (a wait that
-doubles with each code of the day), per number per day and per IP per hour.
+doubles with each code of the day), per number per day and per IP per hour;
+only numbers of ``allowed_country_codes`` receive codes, and global hourly
+budgets (the whole provider, and each block of numbers) stop SMS pumping.
 The caller sends the same answer whether or not the number has an account:
 nothing here looks at accounts. Codes are kept in the store only as keyed
 hashes, under the number's blind index, so the store holds neither.
+
+A browser known to the account that holds the number (its device cookie's
+nonce, passed as ``device`` by the caller, who checked whose number it is)
+has its own code, wrong-guess count, resend wait and daily count for the
+number: a stranger asking codes for the owner's number, or guessing at
+them, touches none of these, so cannot stop the owner signing in from
+their own browser.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import phonenumbers
 
 from connectors.sms import SmsGateway
-from idp.accounts.identifiers import parse_mobile
+from idp.accounts.identifiers import check_sms_country, parse_mobile
 from idp.runtime import Runtime
 from idp.security import constant_time_equals, keyed_hash
 
 PURPOSES = ("login", "register", "verify_phone", "reset_password", "step_up")
+#: The window of the global budgets: a clock hour, in seconds.
+BUDGET_WINDOW = 3600
 
 
 class OtpThrottledError(Exception):
@@ -27,6 +43,39 @@ class OtpThrottledError(Exception):
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"retry after {retry_after} s")
         self.retry_after = retry_after
+
+
+class SmsBudgetExhaustedError(Exception):
+    """An hourly budget of the provider's text messages is used up: nothing
+    more is sent until the hour ends.
+
+    :ivar budget: ``global`` (the whole provider) or ``prefix`` (one block
+        of numbers).
+    :ivar limit: the budget, messages per hour.
+    :ivar window_start: Unix seconds when the hour began.
+    :ivar window_end: Unix seconds when it ends (sending resumes).
+    :ivar block: the number block of a ``prefix`` budget, masked
+        (``+86 1390000****``), else None.
+    :ivar first: True for the first refusal of this budget in this hour,
+        so the operators are alerted once per window.
+    """
+
+    def __init__(self, budget: str, limit: int, window_start: int, block: str | None,
+                 first: bool) -> None:
+        super().__init__(f"SMS {budget} budget of {limit} per hour exhausted")
+        self.budget = budget
+        self.limit = limit
+        self.window_start = window_start
+        self.window_end = window_start + BUDGET_WINDOW
+        self.block = block
+        self.first = first
+
+    @property
+    def window(self) -> str:
+        """The hour as an ISO 8601 interval in UTC."""
+        def iso(ts: int) -> str:
+            return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return f"{iso(self.window_start)}/{iso(self.window_end)}"
 
 
 @dataclass(frozen=True)
@@ -43,18 +92,80 @@ class SentCode:
     resend_after: int
 
 
-def _keys(rt: Runtime, phone: str, purpose: str) -> tuple[str, str, str, str]:
+@dataclass(frozen=True)
+class _Keys:
+    code: str
+    tries: str
+    wait: str
+    day: str
+
+
+def _keys(rt: Runtime, phone: str, purpose: str, device: str | None) -> _Keys:
     index = rt.pii.blind_index("phone", phone)
-    return (f"otp:code:{purpose}:{index}", f"otp:tries:{purpose}:{index}",
-            f"otp:wait:{purpose}:{index}", f"otp:day:{index}")
+    own = "" if not device else ":dev:" + hashlib.sha256(device.encode()).hexdigest()[:32]
+    return _Keys(f"otp:code:{purpose}:{index}{own}", f"otp:tries:{purpose}:{index}{own}",
+                 f"otp:wait:{purpose}:{index}{own}", f"otp:day:{index}{own}")
+
+
+def _block(phone: str, digits: int) -> tuple[str, str]:
+    """The block of numbers ``phone`` belongs to: the country code and the
+    first ``digits`` digits of the national number (always leaving four
+    out, so a block never names one number), as ``(key, masked)``."""
+    number = phonenumbers.parse(phone)
+    national = str(number.national_number)
+    head = national[:max(1, min(digits, len(national) - 4))]
+    hidden = "*" * (len(national) - len(head))
+    return f"+{number.country_code}{head}", f"+{number.country_code} {head}{hidden}"
+
+
+def _spend_budgets(rt: Runtime, phone: str) -> None:
+    """Count one message against the global and the block budget of this
+    hour; refuse (counting nothing) when either is used up."""
+    limits = rt.settings["sms"]
+    now = int(time.time())
+    start = now - now % BUDGET_WINDOW
+    ttl = start + BUDGET_WINDOW - now
+    block, masked = _block(phone, limits["prefix_digits"])
+    block_id = keyed_hash(rt.token_hmac_key, block, "sms_block")[:32]
+    global_key = f"sms:budget:global:{start}"
+    block_key = f"sms:budget:block:{start}:{block_id}"
+    if rt.store.incr(global_key, ttl) > limits["global_hourly_budget"]:
+        rt.store.incr(global_key, ttl, -1)
+        first = rt.store.add(f"sms:alert:global:{start}", {}, ttl)
+        raise SmsBudgetExhaustedError("global", limits["global_hourly_budget"], start, None,
+                                      first)
+    if rt.store.incr(block_key, ttl) > limits["prefix_hourly_budget"]:
+        rt.store.incr(block_key, ttl, -1)
+        rt.store.incr(global_key, ttl, -1)
+        first = rt.store.add(f"sms:alert:block:{start}:{block_id}", {}, ttl)
+        raise SmsBudgetExhaustedError("prefix", limits["prefix_hourly_budget"], start, masked,
+                                      first)
+
+
+def parse_recipient(rt: Runtime, raw_phone: str) -> str:
+    """The E.164 form of a number codes may be sent to.
+
+    :raises IdentifierError: not a valid mobile number, or of a country
+        outside ``sms.allowed_country_codes``.
+    """
+    phone = parse_mobile(raw_phone)
+    check_sms_country(phone, rt.settings["sms"]["allowed_country_codes"])
+    return phone
 
 
 def send_code(rt: Runtime, gateway: SmsGateway, raw_phone: str, purpose: str,
-              ip: str | None) -> SentCode:
+              ip: str | None, device: str | None = None) -> SentCode:
     """Generate a code for ``purpose`` and send it to the mobile ``raw_phone``.
 
-    :raises IdentifierError: not a valid mobile number.
+    :param device: the device cookie nonce of the requesting browser for the
+        account holding the number, or None: with it, the code, its resend
+        wait and the daily count are this browser's own (check the code
+        with the same ``device``).
+    :raises IdentifierError: not a valid mobile number, or of a country
+        outside ``sms.allowed_country_codes`` (nothing is counted).
     :raises OtpThrottledError: a limit is reached (nothing is sent).
+    :raises SmsBudgetExhaustedError: an hourly budget is used up (nothing
+        is sent, nothing is counted against the number or the IP).
     :raises connectors.sms.SmsGatewayError: the gateway did not take it (the
         limits still count, so a failing gateway cannot be used to probe).
     :raises ValueError: unknown ``purpose``.
@@ -62,30 +173,57 @@ def send_code(rt: Runtime, gateway: SmsGateway, raw_phone: str, purpose: str,
     if purpose not in PURPOSES:
         raise ValueError(f"unknown purpose {purpose!r}")
     limits = rt.settings["sms"]
-    phone = parse_mobile(raw_phone)
-    code_key, tries_key, wait_key, day_key = _keys(rt, phone, purpose)
-    waiting = rt.store.ttl(wait_key)
+    phone = parse_recipient(rt, raw_phone)
+    keys = _keys(rt, phone, purpose, device)
+    waiting = rt.store.ttl(keys.wait)
     if waiting:
         raise OtpThrottledError(waiting)
-    if ip and rt.store.incr(f"otp:ip:{ip}", 3600) > limits["per_ip_hourly"]:
-        raise OtpThrottledError(rt.store.ttl(f"otp:ip:{ip}") or 3600)
-    sent_today = rt.store.incr(day_key, 86400)
+    ip_key = f"otp:ip:{ip}" if ip else None
+    if ip_key and rt.store.incr(ip_key, 3600) > limits["per_ip_hourly"]:
+        raise OtpThrottledError(rt.store.ttl(ip_key) or 3600)
+    sent_today = rt.store.incr(keys.day, 86400)
     if sent_today > limits["per_number_daily"]:
-        raise OtpThrottledError(rt.store.ttl(day_key) or 86400)
+        raise OtpThrottledError(rt.store.ttl(keys.day) or 86400)
+    try:
+        _spend_budgets(rt, phone)
+    except SmsBudgetExhaustedError:
+        rt.store.incr(keys.day, 86400, -1)
+        if ip_key:
+            rt.store.incr(ip_key, 3600, -1)
+        raise
     wait = min(limits["resend_after"] * 2 ** (sent_today - 1), limits["max_resend_wait"])
-    rt.store.put(wait_key, {"n": sent_today}, wait)
+    rt.store.put(keys.wait, {"n": sent_today}, wait)
     code = f"{secrets.randbelow(10**6):06d}"
-    rt.store.put(code_key, {"hash": keyed_hash(rt.token_hmac_key, code, code_key)},
+    rt.store.put(keys.code, {"hash": keyed_hash(rt.token_hmac_key, code, keys.code)},
                  limits["code_ttl"])
-    rt.store.delete(tries_key)
+    rt.store.delete(keys.tries)
     receipt = gateway.send(f"otp_{purpose}", phone,
                            {"code": code, "minutes": str(limits["code_ttl"] // 60)})
     return SentCode(phone=phone, message_id=receipt.message_id, resend_after=wait)
 
 
-def check_code(rt: Runtime, raw_phone: str, purpose: str, code: str) -> str | None:
+def _check(rt: Runtime, keys: _Keys, code: str) -> bool:
+    entry = rt.store.get(keys.code)
+    if entry is None:
+        return False
+    limits = rt.settings["sms"]
+    if rt.store.incr(keys.tries, limits["code_ttl"]) > limits["max_attempts"]:
+        rt.store.delete(keys.code)
+        return False
+    given = keyed_hash(rt.token_hmac_key, (code or "").strip(), keys.code)
+    if not constant_time_equals(given, entry["hash"]):
+        return False
+    # take(): of two concurrent correct submissions only one succeeds.
+    return rt.store.take(keys.code) is not None
+
+
+def check_code(rt: Runtime, raw_phone: str, purpose: str, code: str,
+               device: str | None = None) -> str | None:
     """Check a code typed for ``raw_phone``; a correct code is used up.
 
+    :param device: as given to :func:`send_code`: the browser's own code is
+        checked; when it has none (it asked for the code before it was
+        known), the number's other code is.
     :returns: the E.164 number when the code is right, else None (wrong,
         expired, already used, or void after too many wrong guesses).
     """
@@ -93,17 +231,9 @@ def check_code(rt: Runtime, raw_phone: str, purpose: str, code: str) -> str | No
         phone = parse_mobile(raw_phone)
     except ValueError:
         return None
-    code_key, tries_key, _wait, _day = _keys(rt, phone, purpose)
-    entry = rt.store.get(code_key)
-    if entry is None:
-        return None
-    limits = rt.settings["sms"]
-    if rt.store.incr(tries_key, limits["code_ttl"]) > limits["max_attempts"]:
-        rt.store.delete(code_key)
-        return None
-    expected = entry["hash"]
-    given = keyed_hash(rt.token_hmac_key, (code or "").strip(), code_key)
-    if not constant_time_equals(given, expected):
-        return None
-    # take(): of two concurrent correct submissions only one succeeds.
-    return phone if rt.store.take(code_key) is not None else None
+    if device:
+        own = _keys(rt, phone, purpose, device)
+        if rt.store.get(own.code) is not None:
+            return phone if _check(rt, own, code) else None
+    return phone if _check(rt, _keys(rt, phone, purpose, None), code) else None
+

@@ -4,6 +4,7 @@ and starting the SSO session with its audit event."""
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 
 from flask_babel import lazy_gettext as _l
@@ -21,6 +22,8 @@ from idp.extensions import db
 from idp.runtime import Runtime
 from idp.security import keyed_hash, random_token
 
+log = logging.getLogger(__name__)
+
 
 class LoginFailedError(Exception):
     """Wrong identifier or password, or an account that may not log in. One
@@ -29,6 +32,14 @@ class LoginFailedError(Exception):
 
 class RegistrationLimitError(Exception):
     """Too many registrations from one client IP address in the window."""
+
+
+def _known(device: throttle.DeviceCookie | None, account: Account | None) -> str | None:
+    """The nonce of the browser's device cookie for ``account`` (its own
+    throttle counters), or None for a browser unknown to the account."""
+    if device is None or account is None:
+        return None
+    return device.nonce_for(account.id, account.session_generation)
 
 
 def start_session(rt: Runtime, account: Account, amr: list[str], ip: str | None,
@@ -97,19 +108,23 @@ def pending_account(rt: Runtime, token: str | None) -> Account | None:
 
 
 def finish_second_factor(rt: Runtime, token: str, code: str, *, recovery: bool,
-                         ip: str | None, previous: str | None = None) -> SsoSession:
+                         ip: str | None, previous: str | None = None,
+                         device: throttle.DeviceCookie | None = None) -> SsoSession:
     """Complete a pending login with a TOTP code (or a recovery code): the
     session's ``amr`` gains ``otp`` and ``mfa``.
 
+    :param device: the browser's device cookie: wrong codes from a browser
+        that signed in to the account before count against it alone.
     :raises LoginFailedError: no such pending login, or a wrong code (the
         pending login stays, so the user can try again within the limits).
-    :raises throttle.ThrottledError: too many wrong codes.
+    :raises throttle.ThrottledError: the next attempt must wait.
     """
     account = pending_account(rt, token)
     if account is None:
         raise LoginFailedError("no pending login")
-    ok = (totp.use_recovery_code(rt, account, code, ip) if recovery
-          else totp.verify_totp(rt, account, code, ip))
+    known = _known(device, account)
+    ok = (totp.use_recovery_code(rt, account, code, ip, known) if recovery
+          else totp.verify_totp(rt, account, code, ip, known))
     if not ok:
         record("login.failure", "failure", account_id=account.id, ip=ip,
                reason="recovery_code" if recovery else "totp_code")
@@ -128,27 +143,32 @@ def _start_pending(rt: Runtime, token: str, account: Account, ip: str | None,
 
 
 def enrol_and_finish(rt: Runtime, token: str, code: str, ip: str | None,
-                     previous: str | None = None) -> tuple[SsoSession, list[str]]:
+                     previous: str | None = None,
+                     device: throttle.DeviceCookie | None = None,
+                     ) -> tuple[SsoSession, list[str]]:
     """Complete a pending login of an account without an authenticator by
     confirming the one just set up (:func:`totp.start_enrolment`).
 
+    :param device: the browser's device cookie (see :func:`finish_second_factor`).
     :returns: the session and the new recovery codes (to show once).
     :raises LoginFailedError: no such pending login, or a wrong code.
     :raises totp.TotpError: no enrolment started.
-    :raises throttle.ThrottledError: too many wrong codes.
+    :raises throttle.ThrottledError: the next attempt must wait.
     """
     account = pending_account(rt, token)
     if account is None:
         raise LoginFailedError("no pending login")
     try:
-        codes = totp.confirm_enrolment(rt, account, code, ip)
+        codes = totp.confirm_enrolment(rt, account, code, ip, _known(device, account))
     except ValueError:
         raise LoginFailedError(account.username) from None
     return _start_pending(rt, token, account, ip, previous), codes
 
 
 def login_with_password(rt: Runtime, identifier: str, password: str, ip: str | None,
-                        previous: str | None = None) -> SsoSession | PendingLogin:
+                        previous: str | None = None,
+                        device: throttle.DeviceCookie | None = None,
+                        ) -> SsoSession | PendingLogin:
     """Authenticate by password and start an SSO session (or a pending
     login, when a second factor must follow: :func:`complete_login`).
 
@@ -156,9 +176,15 @@ def login_with_password(rt: Runtime, identifier: str, password: str, ip: str | N
     names, whichever identifier and spelling named it (username, ID or card
     number, phone in any format), so reformatting an identifier gives no
     extra guesses; an identifier that names no account is counted by its
-    keyed hash, so the store holds no typed identifier. Failures are audited.
+    keyed hash, so the store holds no typed identifier. A browser whose
+    device cookie names the account counts against that cookie instead, so
+    a stranger's guesses never slow the owner down there (OWASP device
+    cookies). Past the free failures each attempt waits, longer after each
+    failure (:mod:`idp.authn.throttle`). Failures are audited.
 
-    :raises throttle.ThrottledError: the account or IP is over its limit.
+    :param device: the browser's device cookie (``web.device_cookie``).
+    :raises throttle.ThrottledError: the attempt came before its wait was
+        over, or the IP is over its limit.
     :raises LoginFailedError: on any other failure.
     """
     identifier = accounts.normalize_username(identifier)
@@ -166,8 +192,9 @@ def login_with_password(rt: Runtime, identifier: str, password: str, ip: str | N
     account = accounts.find_for_login(rt, identifier)
     key = (f"account:{account.id}" if account is not None
            else "unknown:" + keyed_hash(rt.token_hmac_key, identifier, "login_identifier"))
+    known = _known(device, account)
     try:
-        throttle.reserve_attempt(rt.store, limits, key, ip)
+        throttle.reserve_attempt(rt.store, limits, key, ip, known)
     except throttle.ThrottledError:
         record("login.failure", "failure", account_id=account.id if account else None, ip=ip,
                reason="throttled")
@@ -179,7 +206,7 @@ def login_with_password(rt: Runtime, identifier: str, password: str, ip: str | N
                reason="invalid_credentials" if not ok else "inactive")
         db.session.commit()
         raise LoginFailedError(identifier)
-    throttle.note_success(rt.store, limits, key, ip)
+    throttle.note_success(rt.store, limits, key, ip, known)
     return complete_login(rt, account, ["pwd"], ip, previous)
 
 
@@ -227,7 +254,8 @@ class InvalidCodeError(Exception):
 
 def register_with_phone(rt: Runtime, phone: str, code: str, username: str, password: str,
                         *, name: str | None, ip: str | None,
-                        previous: str | None = None) -> SsoSession:
+                        previous: str | None = None,
+                        device: throttle.DeviceCookie | None = None) -> SsoSession:
     """Create an account whose mobile number is proven by the code sent with
     :func:`send_sms_code` (purpose ``register``), and sign it in.
 
@@ -236,6 +264,7 @@ def register_with_phone(rt: Runtime, phone: str, code: str, username: str, passw
     has an account is said only after the code proved the number, so the
     form cannot be used to find out which numbers have accounts.
 
+    :param device: the browser's device cookie, as given when the code was sent.
     :raises RegistrationLimitError: over the per-IP limit.
     :raises accounts.AccountError: invalid or taken username, weak password,
         or a number that already belongs to an account.
@@ -243,7 +272,7 @@ def register_with_phone(rt: Runtime, phone: str, code: str, username: str, passw
     """
     _count_registration(rt, ip)
     accounts.validate_new_account(rt, username, password, None, name=name, phone=phone)
-    e164 = otp.check_code(rt, phone, "register", code)
+    e164 = otp.check_code(rt, phone, "register", code, _known_for_number(rt, phone, device))
     if e164 is None:
         raise InvalidCodeError(phone)
     if accounts.find_by_phone(rt, e164) is not None:
@@ -264,34 +293,80 @@ class SmsUnavailableError(Exception):
     """No SMS gateway is configured, or it did not take the message."""
 
 
-def send_sms_code(rt: Runtime, phone: str, purpose: str, ip: str | None) -> otp.SentCode:
-    """Send a code by SMS for ``purpose`` (``login``, ``register``). The
-    answer is the same whether or not an account holds the number: the code
-    is sent either way.
+def _known_for_number(rt: Runtime, phone: str,
+                      device: throttle.DeviceCookie | None) -> str | None:
+    """The browser's device cookie nonce for the active account whose
+    verified number ``phone`` is, or None. Looked up only for a browser
+    with a device cookie, which learns nothing it did not know: it signed
+    in to that account."""
+    if device is None or not device.entries:
+        return None
+    account = accounts.find_by_phone(rt, phone)
+    if account is None or not account.phone_number_verified or not account.is_active:
+        return None
+    return _known(device, account)
 
-    :raises IdentifierError: not a valid mobile number.
-    :raises otp.OtpThrottledError: a send limit is reached.
-    :raises SmsUnavailableError: no gateway, or the gateway failed.
-    """
+
+def _send(rt: Runtime, phone: str, purpose: str, ip: str | None,
+          known: str | None) -> otp.SentCode:
     if rt.gateway is None:
         raise SmsUnavailableError("no SMS gateway is configured")
     try:
-        sent = otp.send_code(rt, rt.gateway, phone, purpose, ip)
+        sent = otp.send_code(rt, rt.gateway, phone, purpose, ip, known)
     except (SmsGatewayError, RegistryUnavailableError) as exc:
         raise SmsUnavailableError(str(exc)) from None
+    except otp.SmsBudgetExhaustedError as exc:
+        if exc.first:
+            _alert_budget(rt, exc, ip)
+        raise
     record_deferred(rt.audit, "sms.sent", ip=ip, purpose=purpose, message_id=sent.message_id)
     return sent
 
 
+def _alert_budget(rt: Runtime, exc: otp.SmsBudgetExhaustedError, ip: str | None) -> None:
+    """The operators' alert, once per budget and window: a warning in the
+    log and ``sms.budget_exhausted`` in the audit trail."""
+    where = f" for numbers {exc.block}" if exc.block else ""
+    log.warning("SMS %s budget of %d messages per hour reached%s: nothing more is sent "
+                "in %s", exc.budget, exc.limit, where, exc.window)
+    detail = {"block": exc.block} if exc.block else {}
+    record_deferred(rt.audit, "sms.budget_exhausted", "failure", ip=ip, budget=exc.budget,
+                    limit=exc.limit, window=exc.window, **detail)
+
+
+def send_sms_code(rt: Runtime, phone: str, purpose: str, ip: str | None,
+                  device: throttle.DeviceCookie | None = None) -> otp.SentCode:
+    """Send a code by SMS for ``purpose`` (``login``, ``register``...). The
+    answer is the same whether or not an account holds the number: the code
+    is sent either way.
+
+    :param device: the browser's device cookie. When it names the account
+        holding the number, the code, its resend wait and the daily count
+        are this browser's own (:mod:`idp.authn.otp`); pass the same cookie
+        when the code is checked (:func:`login_with_sms`,
+        :func:`reset_password_by_sms`).
+    :raises IdentifierError: not a valid mobile number, or not of a country
+        in ``sms.allowed_country_codes``.
+    :raises otp.OtpThrottledError: a send limit is reached.
+    :raises otp.SmsBudgetExhaustedError: an hourly budget of the provider
+        is used up (the first refusal of a window is audited as
+        ``sms.budget_exhausted`` and logged as a warning).
+    :raises SmsUnavailableError: no gateway, or the gateway failed.
+    """
+    return _send(rt, phone, purpose, ip, _known_for_number(rt, phone, device))
+
+
 def login_with_sms(rt: Runtime, phone: str, code: str, ip: str | None,
-                   previous: str | None = None) -> SsoSession | PendingLogin:
+                   previous: str | None = None,
+                   device: throttle.DeviceCookie | None = None) -> SsoSession | PendingLogin:
     """Sign in with a code sent by :func:`send_sms_code` (``amr`` ``sms``);
     a second factor may follow (:func:`complete_login`).
 
+    :param device: the browser's device cookie, as given when the code was sent.
     :raises LoginFailedError: wrong, expired or used-up code, or no active
         account with this verified number.
     """
-    e164 = otp.check_code(rt, phone, "login", code)
+    e164 = otp.check_code(rt, phone, "login", code, _known_for_number(rt, phone, device))
     account = accounts.find_by_phone(rt, e164) if e164 else None
     if account is None or not account.phone_number_verified or not account.is_active:
         record("login.failure", "failure", account_id=account.id if account else None, ip=ip,
@@ -302,7 +377,8 @@ def login_with_sms(rt: Runtime, phone: str, code: str, ip: str | None,
 
 
 def confirm_phone(rt: Runtime, account: Account, phone: str, code: str, password: str,
-                  ip: str | None, totp_code: str | None = None) -> bool:
+                  ip: str | None, totp_code: str | None = None,
+                  device: throttle.DeviceCookie | None = None) -> bool:
     """Store ``phone`` as the account's confirmed mobile number, proven by the
     code sent with :func:`send_sms_code` (purpose ``verify_phone``) and the
     account's password: a session alone (a kiosk card read, a browser left
@@ -314,17 +390,19 @@ def confirm_phone(rt: Runtime, account: Account, phone: str, code: str, password
     all verification evidence stops counting (level 1), as a password alone
     proves nothing more; every SSO session ends; the old number is told.
 
+    :param device: the browser's device cookie (its own throttle counters).
     :returns: True when a confirmed number was replaced (the user must sign
         in again).
     :raises LoginFailedError: wrong password.
-    :raises throttle.ThrottledError: too many wrong passwords or TOTP codes.
+    :raises throttle.ThrottledError: a password or TOTP attempt must wait.
     :raises InvalidCodeError: wrong, expired or used-up code.
     :raises accounts.AccountError: the number belongs to another account.
     """
     from idp.accounts.verification import revoke_evidence
 
-    confirm_password(rt, account, password, ip)
-    e164 = otp.check_code(rt, phone, "verify_phone", code)
+    confirm_password(rt, account, password, ip, device)
+    e164 = otp.check_code(rt, phone, "verify_phone", code,
+                          _known_for_number(rt, phone, device))
     if e164 is None:
         raise InvalidCodeError(phone)
     old = accounts.phone_number(rt, account) if account.phone_number_verified else None
@@ -333,7 +411,8 @@ def confirm_phone(rt: Runtime, account: Account, phone: str, code: str, password
         record("account.phone_verified", account_id=account.id, ip=ip)
         db.session.commit()
         return False
-    proven = bool(totp_code) and totp.verify_totp(rt, account, totp_code or "", ip)
+    proven = bool(totp_code) and totp.verify_totp(rt, account, totp_code or "", ip,
+                                                  _known(device, account))
     revoked = revoke_evidence(account, "phone_changed",
                               None if not proven else ("carrier_three_element",))
     account.end_all_sessions()
@@ -345,44 +424,55 @@ def confirm_phone(rt: Runtime, account: Account, phone: str, code: str, password
     return True
 
 
-def confirm_password(rt: Runtime, account: Account, password: str, ip: str | None) -> None:
+def confirm_password(rt: Runtime, account: Account, password: str, ip: str | None,
+                     device: throttle.DeviceCookie | None = None) -> None:
     """Check the password of the signed-in ``account`` (a step-up factor),
-    throttled like a login.
+    throttled like a login (on the same counters).
 
-    :raises throttle.ThrottledError: too many failures.
+    :param device: the browser's device cookie (its own throttle counters).
+    :raises throttle.ThrottledError: the attempt must wait.
     :raises LoginFailedError: wrong password or no password set.
     """
     limits = rt.settings["throttle"]
     key = f"account:{account.id}"
-    throttle.reserve_attempt(rt.store, limits, key, ip)
+    known = _known(device, account)
+    throttle.reserve_attempt(rt.store, limits, key, ip, known)
     if not accounts.verify_password(rt, account, password):
         record("login.failure", "failure", account_id=account.id, ip=ip,
                reason="invalid_credentials", step_up=True)
         db.session.commit()
         raise LoginFailedError(account.username)
-    throttle.note_success(rt.store, limits, key, ip)
+    throttle.note_success(rt.store, limits, key, ip, known)
 
 
-def send_step_up_code(rt: Runtime, account: Account, ip: str | None) -> otp.SentCode:
+def send_step_up_code(rt: Runtime, account: Account, ip: str | None,
+                      device: throttle.DeviceCookie | None = None) -> otp.SentCode:
     """Send a step-up code to the account's verified mobile number.
 
+    :param device: the browser's device cookie (its own code and send limits).
     :raises SmsUnavailableError: no gateway, or the gateway failed.
     :raises otp.OtpThrottledError: a send limit is reached.
+    :raises otp.SmsBudgetExhaustedError: an hourly budget is used up.
+    :raises IdentifierError: the number may not receive text messages
+        (``sms.allowed_country_codes``).
     :raises LoginFailedError: the account has no verified number.
     """
     phone = accounts.phone_number(rt, account)
     if not phone or not account.phone_number_verified:
         raise LoginFailedError(account.username)
-    return send_sms_code(rt, phone, "step_up", ip)
+    return _send(rt, phone, "step_up", ip, _known(device, account))
 
 
-def check_step_up_code(rt: Runtime, account: Account, code: str, ip: str | None) -> None:
+def check_step_up_code(rt: Runtime, account: Account, code: str, ip: str | None,
+                       device: throttle.DeviceCookie | None = None) -> None:
     """Check a step-up code sent by :func:`send_step_up_code`.
 
+    :param device: the browser's device cookie, as given when the code was sent.
     :raises InvalidCodeError: wrong, expired or used-up code.
     """
     phone = accounts.phone_number(rt, account)
-    if not phone or otp.check_code(rt, phone, "step_up", code) is None:
+    if not phone or otp.check_code(rt, phone, "step_up", code,
+                                   _known(device, account)) is None:
         record("login.failure", "failure", account_id=account.id, ip=ip, reason="sms_code",
                step_up=True)
         db.session.commit()
@@ -390,7 +480,8 @@ def check_step_up_code(rt: Runtime, account: Account, code: str, ip: str | None)
 
 
 def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
-                          ip: str | None) -> Account:
+                          ip: str | None, device: throttle.DeviceCookie | None = None,
+                          ) -> Account:
     """Set a new password for the account holding the verified number
     ``phone``, proven by a code sent for ``reset_password``. Commits.
 
@@ -398,6 +489,7 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
     stops counting (the account drops to level 1 until it verifies again),
     every SSO session ends and every grant is revoked.
 
+    :param device: the browser's device cookie, as given when the code was sent.
     :raises accounts.AccountError: the new password breaks the policy (the
         code is not used up then).
     :raises InvalidCodeError: wrong, expired or used-up code, or no active
@@ -407,7 +499,8 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
     from idp.oidc.grants import revoke_account_grants
 
     accounts.check_password_policy(rt, password, user_inputs=(phone,))
-    e164 = otp.check_code(rt, phone, "reset_password", code)
+    e164 = otp.check_code(rt, phone, "reset_password", code,
+                          _known_for_number(rt, phone, device))
     account = accounts.find_by_phone(rt, e164) if e164 else None
     if account is None or not account.phone_number_verified or not account.is_active:
         record("password.reset", "failure", account_id=account.id if account else None,

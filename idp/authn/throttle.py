@@ -1,25 +1,55 @@
-"""Throttling of login attempts per account identifier and per client IP.
+"""Throttling of login attempts: progressive delays per account, per known
+browser (device cookie) and per client IP.
 
-Counters live in the store (fixed windows), so the limit holds across every
-worker process. The caller names what is counted: the account an
-identifier resolved to, or a keyed hash of an identifier that names none,
-so an unknown username is throttled exactly like a known one (no
-enumeration) and the store never holds a typed identifier.
+Counters live in the store, so the limits hold across every worker process.
+The caller names what is counted: the account an identifier resolved to, or
+a keyed hash of an identifier that names none, so an unknown username is
+throttled exactly like a known one (no enumeration) and the store never
+holds a typed identifier.
 
-Both counters are incremented *before* the slow password check (a
-reservation), so parallel guesses cannot all pass the check while the first
-ones are still being verified. A successful login clears the account counter
-and gives its reservation back to the IP counter, so the IP counter ends up
-counting failures only and many people behind one office NAT can log in.
+Known browsers (OWASP, "Slow Down Online Guessing Attacks with Device
+Cookies"): after a successful login the browser gets a signed device cookie
+naming the account. An attempt for that account from a browser with a valid
+device cookie for it counts against that cookie's own counter (its nonce);
+attempts from every other browser count against the account's counter for
+unknown browsers. So a stranger's guesses never slow the owner down in a
+browser they signed in with before, and a stolen device cookie slows down
+only itself.
+
+Progressive delays instead of a lockout: the first ``account_failures``
+(``device_failures`` for a known browser) failures in ``account_window``
+seconds are free; after that each attempt must wait ``first_delay``
+seconds, doubling with every further failure up to ``max_delay``. The
+per-IP counter is a plain limit (``ip_failures`` per ``ip_window``).
+
+Every counter is reserved *before* the slow password check, and past the
+free failures only one attempt at a time can hold the wait (an atomic
+``add``), so parallel guesses cannot pass the check while earlier ones are
+still being verified. A refused attempt checked nothing and is given back.
+A successful login clears the counter it used and gives its reservation
+back to the IP counter, so the IP counter ends up counting failures only
+and many people behind one office NAT can log in.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from idp.security import random_token
 from idp.store import Store
+
+#: Purpose of the key that signs device cookies, derived from the token HMAC key.
+_DEVICE_KEY_PURPOSE = b"idp device cookie v1"
+#: Longest cookie value read; a browser sends at most about 4 KiB anyway.
+_MAX_COOKIE_LENGTH = 4096
+#: Cap of the doubling exponent; the delay is capped by ``max_delay`` long before.
+_MAX_DOUBLINGS = 30
 
 
 class ThrottledError(Exception):
@@ -30,34 +60,179 @@ class ThrottledError(Exception):
         self.retry_after = retry_after
 
 
-def _account_key(identifier: str) -> str:
-    return "rl:login:acct:" + hashlib.sha256(identifier.encode()).hexdigest()[:32]
+@dataclass(frozen=True)
+class DeviceEntry:
+    """One account a browser signed in to, from its device cookie.
+
+    :ivar account_id: internal account id (never a personal identifier).
+    :ivar generation: the account's session generation when it was issued;
+        the entry stops counting when the account's moves on (password
+        reset, suspension, a new second factor...).
+    :ivar issued_at: Unix seconds of the login that issued it.
+    :ivar nonce: random value naming this browser's own counters.
+    """
+
+    account_id: int
+    generation: int
+    issued_at: int
+    nonce: str
+
+    def payload(self) -> str:
+        """The signed part of the entry."""
+        return f"{self.account_id}.{self.generation}.{self.issued_at}.{self.nonce}"
+
+
+@dataclass(frozen=True)
+class DeviceCookie:
+    """The accounts a browser signed in to before: the valid entries of its
+    device cookie, most recent first (none for an unknown browser)."""
+
+    entries: tuple[DeviceEntry, ...] = ()
+
+    def nonce_for(self, account_id: int, generation: int) -> str | None:
+        """The nonce of this browser for the account ``account_id`` in its
+        current session ``generation``, or None when the browser is unknown
+        to that account."""
+        for entry in self.entries:
+            if entry.account_id == account_id and entry.generation == generation:
+                return entry.nonce
+        return None
+
+
+def _device_key(token_hmac_key: bytes) -> bytes:
+    return hmac.new(token_hmac_key, _DEVICE_KEY_PURPOSE, hashlib.sha256).digest()
+
+
+def _mac(key: bytes, payload: str) -> str:
+    digest = hmac.new(key, payload.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def _parse_entry(key: bytes, text: str, now: int, max_age: int) -> DeviceEntry | None:
+    parts = text.split(".")
+    if len(parts) != 5:
+        return None
+    account_id, generation, issued_at, nonce, mac = parts
+    numbers = (account_id, generation, issued_at)
+    if not all(p.isascii() and p.isdigit() and len(p) <= 12 for p in numbers):
+        return None
+    if not 0 < len(nonce) <= 64:
+        return None
+    entry = DeviceEntry(int(account_id), int(generation), int(issued_at), nonce)
+    if not hmac.compare_digest(_mac(key, entry.payload()).encode(), mac.encode()):
+        return None
+    if not now - max_age < entry.issued_at <= now + 60:
+        return None
+    return entry
+
+
+def read_device_cookie(token_hmac_key: bytes, value: str | None,
+                       settings: Mapping[str, Any], now: int | None = None) -> DeviceCookie:
+    """The valid entries of a device cookie value; anything forged, altered,
+    older than ``device_cookie_ttl`` or beyond ``device_cookie_accounts``
+    entries is ignored (the browser then counts as unknown to that account).
+
+    :param token_hmac_key: the ``token_hmac_key`` secret; the signing key is
+        derived from it for this purpose only.
+    :param value: the cookie as the browser sent it, or None.
+    :param settings: the ``[throttle]`` table.
+    :param now: Unix seconds (default: the current time).
+    """
+    if not value or len(value) > _MAX_COOKIE_LENGTH:
+        return DeviceCookie()
+    key = _device_key(token_hmac_key)
+    now = int(time.time()) if now is None else now
+    entries: list[DeviceEntry] = []
+    for text in value.split("~")[:settings["device_cookie_accounts"]]:
+        entry = _parse_entry(key, text, now, settings["device_cookie_ttl"])
+        if entry is not None and all(e.account_id != entry.account_id for e in entries):
+            entries.append(entry)
+    return DeviceCookie(tuple(entries))
+
+
+def remember_device(token_hmac_key: bytes, cookie: DeviceCookie, account_id: int,
+                    generation: int, settings: Mapping[str, Any],
+                    now: int | None = None) -> str:
+    """The device cookie value to set after a successful login of
+    ``account_id``: a new entry with a fresh nonce for it first, then the
+    browser's other accounts, at most ``device_cookie_accounts`` in all
+    (the least recently used is dropped; a family computer keeps a few).
+
+    :param cookie: the browser's current cookie (:func:`read_device_cookie`).
+    :param generation: the account's current session generation.
+    :returns: the signed value, ``~``-separated entries of
+        ``account.generation.issued_at.nonce.mac`` (base64url HMAC-SHA256).
+    """
+    key = _device_key(token_hmac_key)
+    now = int(time.time()) if now is None else now
+    fresh = DeviceEntry(account_id, generation, now, random_token(16))
+    others = [e for e in cookie.entries if e.account_id != account_id]
+    entries = [fresh, *others][:settings["device_cookie_accounts"]]
+    return "~".join(f"{e.payload()}.{_mac(key, e.payload())}" for e in entries)
 
 
 def _ip_key(ip: str) -> str:
     return f"rl:login:ip:{ip}"
 
 
+def _counter(settings: Mapping[str, Any], identifier: str,
+             device: str | None) -> tuple[str, int]:
+    """The store key of the counter an attempt counts against, and its free
+    failures: the known browser's own, or the account's for unknown browsers."""
+    if device:
+        digest = hashlib.sha256(f"{identifier}\x00{device}".encode()).hexdigest()[:32]
+        return "rl:login:dev:" + digest, settings["device_failures"]
+    digest = hashlib.sha256(identifier.encode()).hexdigest()[:32]
+    return "rl:login:acct:" + digest, settings["account_failures"]
+
+
+def delay_after(settings: Mapping[str, Any], failures: int, free: int) -> int:
+    """Seconds the next attempt must wait after ``failures`` failures of
+    which ``free`` needed no wait: 0, then ``first_delay`` doubling with
+    each further failure, at most ``max_delay``."""
+    if failures < free:
+        return 0
+    doublings = min(failures - free, _MAX_DOUBLINGS)
+    return min(settings["first_delay"] * 2 ** doublings, settings["max_delay"])
+
+
 def reserve_attempt(store: Store, settings: Mapping[str, Any], identifier: str,
-                    ip: str | None) -> None:
-    """Count this attempt against the IP and the account; refuse when either
-    goes over its limit.
+                    ip: str | None, device: str | None = None) -> None:
+    """Count this attempt against the IP and against the account (from an
+    unknown browser) or the browser's device cookie for it; refuse when the
+    IP is over its limit or the attempt comes before its wait is over.
 
     :param settings: the ``[throttle]`` table.
-    :raises ThrottledError: with the seconds until the window ends.
+    :param identifier: what is guessed at, e.g. ``account:7`` or ``totp:7``.
+    :param device: the nonce of the browser's valid device cookie for that
+        account (:meth:`DeviceCookie.nonce_for`), or None.
+    :raises ThrottledError: with the seconds to wait (nothing is counted then).
     """
-    if ip and store.incr(_ip_key(ip), settings["ip_window"]) > settings["ip_failures"]:
-        store.incr(_ip_key(ip), settings["ip_window"], -1)
-        raise ThrottledError(store.ttl(_ip_key(ip)) or 1)
-    key = _account_key(identifier)
-    if store.incr(key, settings["account_window"]) > settings["account_failures"]:
-        raise ThrottledError(store.ttl(key) or 1)
+    ip_key = _ip_key(ip) if ip else None
+    if ip_key and store.incr(ip_key, settings["ip_window"]) > settings["ip_failures"]:
+        store.incr(ip_key, settings["ip_window"], -1)
+        raise ThrottledError(store.ttl(ip_key) or 1)
+    key, free = _counter(settings, identifier, device)
+    failures = store.incr(key, settings["account_window"])
+    delay = delay_after(settings, failures, free)
+    # The attempt that makes the failures reach the free count already
+    # holds the wait for the next one; only one attempt can hold it.
+    if delay == 0 or store.add(key + ":wait", {"n": failures}, delay):
+        return
+    store.incr(key, settings["account_window"], -1)
+    if ip_key:
+        store.incr(ip_key, settings["ip_window"], -1)
+    raise ThrottledError(store.ttl(key + ":wait") or 1)
 
 
 def note_success(store: Store, settings: Mapping[str, Any], identifier: str,
-                 ip: str | None) -> None:
-    """After a successful login: reset the account counter and give the
-    attempt back to the IP counter (which then counts failures only)."""
-    store.delete(_account_key(identifier))
+                 ip: str | None, device: str | None = None) -> None:
+    """After a successful check: clear the counter the attempt used (the
+    device cookie's, or the account's for unknown browsers, never the other
+    one) and give the attempt back to the IP counter (which then counts
+    failures only). Arguments as for :func:`reserve_attempt`."""
+    key, _free = _counter(settings, identifier, device)
+    store.delete(key)
+    store.delete(key + ":wait")
     if ip:
         store.incr(_ip_key(ip), settings["ip_window"], -1)

@@ -112,11 +112,11 @@ def _matching_step(secret: str, code: str, now: float) -> int | None:
 
 
 def _check(rt: Runtime, account: Account, item: TotpCredential, code: str,
-           ip: str | None) -> bool:
+           ip: str | None, device: str | None = None) -> bool:
     """Throttled, replay-safe check of ``code`` against ``item``."""
     limits = rt.settings["throttle"]
     key = f"totp:{account.id}"
-    throttle.reserve_attempt(rt.store, limits, key, ip)
+    throttle.reserve_attempt(rt.store, limits, key, ip, device)
     step = _matching_step(rt.pii.decrypt("totp", item.secret_enc), code, time.time())
     if step is None:
         return False
@@ -127,7 +127,7 @@ def _check(rt: Runtime, account: Account, item: TotpCredential, code: str,
     if won != 1:
         db.session.rollback()
         return False
-    throttle.note_success(rt.store, limits, key, ip)
+    throttle.note_success(rt.store, limits, key, ip, device)
     return True
 
 
@@ -143,20 +143,24 @@ def _new_recovery_codes(rt: Runtime, account: Account) -> list[str]:
     return codes
 
 
-def confirm_enrolment(rt: Runtime, account: Account, code: str, ip: str | None) -> list[str]:
+def confirm_enrolment(rt: Runtime, account: Account, code: str, ip: str | None,
+                      device: str | None = None) -> list[str]:
     """Confirm the unconfirmed credential with a code from the authenticator
     and issue recovery codes. Every SSO session of the account ends: one
     opened before had no second factor and must not outlive it. Commits.
 
+    :param device: the browser's device cookie nonce for the account
+        (:meth:`throttle.DeviceCookie.nonce_for`): wrong codes count against
+        it alone; None for a browser unknown to the account.
     :returns: the recovery codes in clear, to show once.
     :raises TotpError: no enrolment started, or already confirmed.
-    :raises throttle.ThrottledError: too many wrong codes.
+    :raises throttle.ThrottledError: the attempt must wait.
     :raises ValueError: the code is wrong.
     """
     item = credential(account)
     if item is None or item.confirmed_at is not None:
         raise TotpError(_l("Start setting up an authenticator first."))
-    if not _check(rt, account, item, code, ip):
+    if not _check(rt, account, item, code, ip, device):
         raise ValueError("wrong code")
     item.confirmed_at = utcnow()
     codes = _new_recovery_codes(rt, account)
@@ -166,27 +170,32 @@ def confirm_enrolment(rt: Runtime, account: Account, code: str, ip: str | None) 
     return codes
 
 
-def verify_totp(rt: Runtime, account: Account, code: str, ip: str | None) -> bool:
+def verify_totp(rt: Runtime, account: Account, code: str, ip: str | None,
+                device: str | None = None) -> bool:
     """Check a login or step-up code against the confirmed credential.
 
-    :raises throttle.ThrottledError: too many wrong codes.
+    :param device: as for :func:`confirm_enrolment`.
+    :raises throttle.ThrottledError: the attempt must wait.
     """
     item = credential(account)
     if item is None or item.confirmed_at is None:
         return False
-    ok = _check(rt, account, item, code, ip)
+    ok = _check(rt, account, item, code, ip, device)
     db.session.commit()
     return ok
 
 
-def use_recovery_code(rt: Runtime, account: Account, code: str, ip: str | None) -> bool:
+def use_recovery_code(rt: Runtime, account: Account, code: str, ip: str | None,
+                      device: str | None = None) -> bool:
     """Spend one recovery code (dashes, spaces and case ignored). Commits.
+    Counted with the TOTP codes.
 
-    :raises throttle.ThrottledError: too many wrong codes.
+    :param device: as for :func:`confirm_enrolment`.
+    :raises throttle.ThrottledError: the attempt must wait.
     """
     limits = rt.settings["throttle"]
     key = f"totp:{account.id}"
-    throttle.reserve_attempt(rt.store, limits, key, ip)
+    throttle.reserve_attempt(rt.store, limits, key, ip, device)
     raw = "".join(c for c in (code or "").lower() if c.isalnum())
     spent = db.session.execute(
         update(RecoveryCode)
@@ -194,7 +203,7 @@ def use_recovery_code(rt: Runtime, account: Account, code: str, ip: str | None) 
                RecoveryCode.code_hash == keyed_hash(rt.token_hmac_key, raw, RECOVERY_PURPOSE))
         .values(used_at=utcnow())).rowcount == 1
     if spent:
-        throttle.note_success(rt.store, limits, key, ip)
+        throttle.note_success(rt.store, limits, key, ip, device)
         record("totp.recovery_code_used", account_id=account.id, ip=ip)
     db.session.commit()
     return spent

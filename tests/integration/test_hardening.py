@@ -44,7 +44,10 @@ def test_parallel_guesses_cannot_exceed_the_account_limit(make_provider):
 
     from tests.helpers import hidden_inputs
 
-    limited = make_provider(throttle={"account_failures": 5, "ip_failures": 1000})
+    # Past the free failures one attempt at a time holds the wait; a long
+    # first delay keeps it held for the whole burst.
+    limited = make_provider(throttle={"account_failures": 5, "ip_failures": 1000,
+                                      "first_delay": 300})
     username, _password, _ = limited.create_account()
 
     def guess(_):

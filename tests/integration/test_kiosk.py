@@ -12,7 +12,7 @@ import requests
 from joserfc import jwt as jose_jwt
 from joserfc.jwk import ECKey
 
-from tests.helpers import Browser, callback_params, redeem
+from tests.helpers import Browser, callback_params, hidden_inputs, redeem
 from tests.integration.test_step_up import level_2_account
 from tests.sandbox_support import fresh_person
 
@@ -67,6 +67,8 @@ def test_card_login_on_the_kiosk_browser(gw, kiosk):
     entered = browser.session.get(body["login_url"], allow_redirects=False)
     assert entered.status_code == 302
     assert "Max-Age=300" in entered.headers["Set-Cookie"]  # a short session
+    # A kiosk is a public machine: its browser is never remembered as known.
+    assert "idp_device" not in entered.headers["Set-Cookie"]
     # A portal opened on the kiosk is signed in by SSO with amr hwk.
     portal = provider.create_client()
     response = browser.go(browser.authorize_url(portal))
@@ -76,6 +78,26 @@ def test_card_login_on_the_kiosk_browser(gw, kiosk):
     # The ticket works once.
     again = requests.get(body["login_url"], allow_redirects=False)
     assert again.status_code == 400
+
+
+def test_kiosk_with_a_second_factor_never_remembers_the_browser(gw, kiosk):
+    """The kiosk's browser gets no device cookie, also when the account's
+    second factor completes the login there."""
+    from tests.integration.test_totp import enrol
+
+    provider, gateway = gw
+    client, key = kiosk
+    username, password, person = level_2_account(provider, gateway)
+    _secret, codes = enrol(provider, username, password)
+    answer = post(provider, client, key, card_read(provider, client, key, person))
+    browser = requests.Session()
+    entered = browser.get(answer.json()["login_url"], allow_redirects=False)
+    assert "/login/otp" in entered.headers["Location"]
+    page = browser.get(provider.url + entered.headers["Location"])
+    fields = {**hidden_inputs(page.text), "action": "recovery", "recovery_code": codes[0]}
+    done = browser.post(f"{provider.url}/login/otp", data=fields, allow_redirects=False)
+    assert done.status_code == 302 and "idp_sso" in browser.cookies
+    assert "idp_device" not in browser.cookies
 
 
 def test_social_security_card(gw, kiosk):

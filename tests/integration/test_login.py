@@ -1,8 +1,10 @@
-"""Login and registration pages: CSRF, throttling without enumeration,
+"""Login and registration pages: CSRF, throttling without enumeration
+(progressive delays; browsers that signed in before count apart),
 re-hash on parameter change, audit events."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import requests
@@ -49,12 +51,19 @@ def test_account_throttling(make_provider):
         assert _post_login(provider, session, username, "bad password").status_code == 401
     blocked = _post_login(provider, session, username, password)
     assert blocked.status_code == 429
-    assert "Too many failed attempts" in blocked.text
+    # The wait is said in seconds under a minute (first_delay is 10 s).
+    assert blocked.headers["Retry-After"] == "10"
+    assert "Too many failed attempts. Try again in 10 seconds." in blocked.text
+    chinese = session.post(f"{provider.url}/login", allow_redirects=False, headers={
+        "Accept-Language": "zh-CN"}, data={**_login_page(provider, session),
+                                           "username": username, "password": password})
+    assert chinese.status_code == 429 and "失败次数过多，请 10 秒后再试。" in chinese.text
     # An unknown account is throttled the same way (no enumeration).
     ghost = "ghost" + uuid.uuid4().hex[:6]
     for _ in range(3):
         _post_login(provider, session, ghost, "bad password")
-    assert _post_login(provider, session, ghost, "bad password").status_code == 429
+    refused = _post_login(provider, session, ghost, "bad password")
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "10"
     # Other accounts from the same IP still work below the IP limit.
     other, other_password, _ = provider.create_account()
     assert _post_login(provider, session, other, other_password).status_code == 302
@@ -89,14 +98,23 @@ def test_ip_throttling(make_provider):
     assert _post_login(provider, session, username, password).status_code == 429
 
 
+def _set_cookies(response: requests.Response) -> dict[str, str]:
+    """The Set-Cookie headers of a response, by cookie name."""
+    return {header.split("=", 1)[0]: header
+            for header in response.raw.headers.getlist("Set-Cookie")}
+
+
 def test_successful_login_sets_sso_cookie_and_audits(provider):
     from idp.audit.models import AuditEvent
 
     username, password, _ = provider.create_account()
     response = _post_login(provider, requests.Session(), username, password)
     assert response.status_code == 302
-    cookie = response.headers["Set-Cookie"]
-    assert "idp_sso=" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    cookie = _set_cookies(response)["idp_sso"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    # The browser is known to the account from now on (OWASP device cookie).
+    device = _set_cookies(response)["idp_device"]
+    assert "HttpOnly" in device and "SameSite=Lax" in device and "Max-Age=15552000" in device
     _post_login(provider, requests.Session(), username, "bad password")
     with provider.app.app_context():
         from idp.accounts.service import find_by_username
@@ -141,7 +159,7 @@ def test_registration(provider):
     assert bad.status_code == 400 and "at least" in bad.text
     fields.update(password="long enough pass", confirm="long enough pass")
     done = browser.session.post(f"{provider.url}/register", data=fields, allow_redirects=False)
-    assert done.status_code == 302
+    assert done.status_code == 302 and "idp_device" in _set_cookies(done)
     final = browser.go(provider.url + done.headers["Location"])
     assert final.headers["Location"].startswith(client.redirect_uri)
     taken = requests.Session()
@@ -195,3 +213,91 @@ def test_form_errors_in_chinese(provider):
     fields.update(username="zh" + uuid.uuid4().hex[:6], password="short", confirm="short")
     page = session.post(f"{provider.url}/register", data=fields, headers=headers)
     assert page.status_code == 400 and "密码长度至少为 8 个字符" in page.text
+
+
+def _owner_browser(provider, username: str, password: str) -> requests.Session:
+    """A browser the owner signed in with: it holds the account's device cookie."""
+    browser = requests.Session()
+    assert _post_login(provider, browser, username, password).status_code == 302
+    assert "idp_device" in browser.cookies
+    return browser
+
+
+def test_strangers_cannot_lock_the_owner_out(make_provider):
+    """Issue 7 finding 3 regression: five wrong passwords from anywhere
+    blocked the owner for 15 minutes. A stranger's guesses now wait, and
+    the browser the owner signed in with before signs in at once."""
+    provider = make_provider()
+    username, password, _ = provider.create_account()
+    owner = _owner_browser(provider, username, password)
+    stranger = requests.Session()
+    statuses = [_post_login(provider, stranger, username, "wrong guess!").status_code
+                for _ in range(7)]
+    assert statuses == [401] * 5 + [429] * 2
+    assert _post_login(provider, stranger, username, password).status_code == 429
+    assert _post_login(provider, owner, username, password).status_code == 302
+    # The owner's own typos count in their browser only, and do not reset
+    # the stranger's wait.
+    assert _post_login(provider, owner, username, "typo!").status_code == 401
+    assert _post_login(provider, owner, username, password).status_code == 302
+    assert _post_login(provider, stranger, username, password).status_code == 429
+
+
+def test_strangers_are_delayed_progressively_not_blocked(make_provider):
+    """After the free failures each attempt waits, twice as long after each
+    further failure; once the wait is over the next attempt is checked."""
+    provider = make_provider(throttle={"account_failures": 3, "first_delay": 1,
+                                       "max_delay": 4})
+    username, password, _ = provider.create_account()
+    stranger = requests.Session()
+    assert [_post_login(provider, stranger, username, "wrong guess!").status_code
+            for _ in range(3)] == [401] * 3
+    waits = []
+    for attempt in range(3):
+        refused = _post_login(provider, stranger, username, "wrong guess!")
+        assert refused.status_code == 429
+        wait = int(refused.headers["Retry-After"])
+        assert f"Try again in {wait} second" in refused.text
+        waits.append(wait)
+        time.sleep(wait + 0.2)
+        guess = password if attempt == 2 else "wrong guess!"
+        assert _post_login(provider, stranger, username, guess).status_code == \
+            (302 if attempt == 2 else 401)
+    assert waits == [1, 2, 4]
+
+
+def test_a_stolen_device_cookie_locks_out_only_itself(make_provider):
+    """A device cookie used for guessing is slowed down itself (its nonce):
+    the owner's other browsers and unknown browsers are not."""
+    provider = make_provider()
+    username, password, _ = provider.create_account()
+    stolen_from = _owner_browser(provider, username, password)
+    laptop = _owner_browser(provider, username, password)
+    thief = requests.Session()
+    thief.cookies.set("idp_device", stolen_from.cookies["idp_device"])
+    statuses = [_post_login(provider, thief, username, "wrong guess!").status_code
+                for _ in range(6)]
+    assert statuses == [401] * 5 + [429]
+    assert _post_login(provider, thief, username, password).status_code == 429
+    assert _post_login(provider, laptop, username, password).status_code == 302
+    assert _post_login(provider, requests.Session(), username, password).status_code == 302
+
+
+def test_a_device_cookie_counts_only_for_its_account(make_provider):
+    """A browser signed in to one account is unknown to every other one, and
+    a forged or altered device cookie is no cookie."""
+    provider = make_provider(throttle={"account_failures": 2})
+    mine, my_password, _ = provider.create_account()
+    victim, victim_password, _ = provider.create_account()
+    attacker = _owner_browser(provider, mine, my_password)
+    assert [_post_login(provider, attacker, victim, "wrong guess!").status_code
+            for _ in range(3)] == [401, 401, 429]
+    # The attacker's cookie, altered to name the victim, is no cookie.
+    _mine, generation, issued, nonce, mac = attacker.cookies["idp_device"].split(".")
+    with provider.app.app_context():
+        from idp.accounts.service import find_by_username
+
+        victim_id = find_by_username(victim).id
+    forged = requests.Session()
+    forged.cookies.set("idp_device", f"{victim_id}.{generation}.{issued}.{nonce}.{mac}")
+    assert _post_login(provider, forged, victim, victim_password).status_code == 429

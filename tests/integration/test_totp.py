@@ -125,6 +125,38 @@ def test_guessing_is_throttled(provider):
         page = _post(session, f"{provider.url}/login/otp", page, action="totp", code=wrong)
         statuses.append(page.status_code)
     assert statuses == [401] * 5 + [429]
+    assert "Too many failed attempts. Try again in 10 seconds." in page.text
+
+
+def test_strangers_code_guesses_do_not_stop_the_owner(make_provider):
+    """Issue 7 finding 3 regression, second factor: a stranger who knows the
+    password and guesses TOTP codes locked the owner out of it too. The
+    browser the owner signed in with before counts apart."""
+    provider = make_provider()
+    username, password, _ = provider.create_account()
+    secret, codes = enrol(provider, username, password)
+    owner = requests.Session()
+    first = _password(owner, provider, username, password)
+    # No device cookie before the second factor is proven.
+    assert "idp_device" not in first.headers.get("Set-Cookie", "")
+    page = owner.get(provider.url + first.headers["Location"])
+    done = _post(owner, f"{provider.url}/login/otp", page, action="totp",
+                 code=_code(secret, 1))
+    assert done.status_code == 302 and "idp_device" in owner.cookies
+    stranger = requests.Session()
+    first = _password(stranger, provider, username, password)
+    page = stranger.get(provider.url + first.headers["Location"])
+    wrong = "000000" if _code(secret) != "000000" else "111111"
+    statuses = []
+    for _ in range(6):
+        page = _post(stranger, f"{provider.url}/login/otp", page, action="totp", code=wrong)
+        statuses.append(page.status_code)
+    assert statuses == [401] * 5 + [429]
+    first = _password(owner, provider, username, password)
+    page = owner.get(provider.url + first.headers["Location"])
+    done = _post(owner, f"{provider.url}/login/otp", page, action="recovery",
+                 recovery_code=codes[0])
+    assert done.status_code == 302
 
 
 def test_operators_must_set_up_totp_and_keep_it(provider):

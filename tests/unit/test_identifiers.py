@@ -151,3 +151,19 @@ def test_mobile_rules():
 def test_masks():
     assert mask_resident_id("34010419900101123X") == "3401**********123X"
     assert mask_phone("+8613900000001") == "139****0001"
+
+
+def test_sms_country_check_only_for_sending():
+    """Issue 7 finding 4 (SMS pumping): numbers of other countries still
+    parse (stored numbers stay findable) but may not receive codes."""
+    from idp.accounts.identifiers import check_sms_country
+
+    check_sms_country(parse_mobile("13900000001"), ["86"])
+    for raw in ("+1 202 555 0123", "+44 7400 123456"):
+        e164 = parse_mobile(raw)
+        with pytest.raises(IdentifierError) as info:
+            check_sms_country(e164, ["86"])
+        assert info.value.code == "country_code"
+        assert str(info.value.message) == ("Text messages can only be sent to mobile "
+                                           "numbers with the country code +86.")
+    check_sms_country(parse_mobile("+44 7400 123456"), ["86", "44"])

@@ -149,7 +149,8 @@ def test_sessions(store):
 
 
 def test_throttle(store):
-    limits = {"account_failures": 2, "account_window": 60, "ip_failures": 3, "ip_window": 60}
+    limits = {"account_failures": 2, "account_window": 60, "ip_failures": 3, "ip_window": 60,
+              "device_failures": 2, "first_delay": 60, "max_delay": 60}
     # Two attempts are reserved against alice; the third is refused.
     throttle.reserve_attempt(store, limits, "alice", "10.0.0.1")
     throttle.reserve_attempt(store, limits, "alice", "10.0.0.1")

@@ -56,4 +56,5 @@ def enter():
     outcome = service.complete_login(
         rt, account, ["hwk"], client_ip(), sso_cookie(rt), rt.settings["kiosk"]["session_ttl"],
         via="kiosk", kiosk=data["client_id"], card_type=data["card_type"])
-    return logged_in_response(rt, None, outcome)
+    # A kiosk is a public machine: its browser is never remembered as known.
+    return logged_in_response(rt, None, outcome, remember_device=False)
