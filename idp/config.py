@@ -123,7 +123,7 @@ def _validate(settings: dict) -> None:
                           ("sms", "max_resend_wait"), ("sms", "per_number_daily"),
                           ("sms", "per_ip_hourly"),
                           ("passwords", "max_concurrent_verifications"),
-                          ("passwords", "min_length")):
+                          ("passwords", "min_length"), ("session", "reauth_ttl")):
         if settings[section][name] < 1:
             raise ConfigError(f"setting {section}.{name} must be at least 1")
     if settings["pii"]["algorithm"] not in ("AES-256-GCM", "SM4-GCM"):

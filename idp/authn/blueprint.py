@@ -257,9 +257,14 @@ def second_factor():
         form.i.data = item.id if item else ""
         form.next.data = local_next(request.args.get("next")) or ""
     enrol = not totp.has_totp(account)
-    enrolment = totp.start_enrolment(rt, account) if enrol else None
+    # An operator's card at a kiosk or phone alone must not bind an authenticator.
+    blocked = enrol and not service.enrolment_allowed(rt, token)
+    enrolment = totp.start_enrolment(rt, account) if enrol and not blocked else None
     error, status = None, 200
-    if form.validate_on_submit():
+    if blocked:
+        error = _("Sign in with your password to set up the authenticator.")
+        status = 403
+    elif form.validate_on_submit():
         recovery = request.form.get("action") == "recovery" and not enrol
         code = (form.recovery_code.data if recovery else form.code.data) or ""
         try:
@@ -283,7 +288,7 @@ def second_factor():
     elif request.method == "POST":
         status = 400
     return render_template("login_otp.html", form=form, item=item, enrolment=enrolment,
-                           error=error, client=_client_for(item)), status
+                           blocked=blocked, error=error, client=_client_for(item)), status
 
 
 @bp.route("/password/reset", methods=["GET", "POST"])

@@ -18,7 +18,7 @@ from idp.accounts.identifiers import parse_mobile
 from idp.runtime import Runtime
 from idp.security import constant_time_equals, keyed_hash
 
-PURPOSES = ("login", "register", "verify_phone", "reset_password", "step_up")
+PURPOSES = ("login", "register", "verify_phone", "reset_password", "step_up", "reauth")
 
 
 class OtpThrottledError(Exception):
