@@ -14,14 +14,14 @@ from connectors.registries import RegistryUnavailableError
 from connectors.sms import SmsGatewayError
 from idp.accounts import service as accounts
 from idp.accounts.models import Account
-from idp.accounts.notify import notify_phone
+from idp.accounts.notify import notify_account, notify_phone
 from idp.audit.service import record, record_deferred
 from idp.authn import otp, throttle, totp
 from idp.authn.acr import combine_amr
 from idp.authn.sessions import SsoSession, create_session, end_session, save_session
 from idp.extensions import db
 from idp.runtime import Runtime
-from idp.security import keyed_hash, random_token
+from idp.security import constant_time_equals, keyed_hash, random_token
 from idp.timeutil import epoch
 
 
@@ -642,3 +642,53 @@ def phone_change_needs_reauth(account: Account) -> bool:
     by the password and its own code, as before."""
     return account.phone_number_verified or totp.has_totp(account)
 
+
+def _revoke_other_grants(rt: Runtime, account: Account, sid: str, reason: str,
+                         ip: str | None) -> int:
+    """Revoke the account's live grants issued outside the SSO session ``sid``."""
+    from sqlalchemy import or_, select
+
+    from idp.oidc.grants import revoke_grant
+    from idp.oidc.models import Grant
+
+    others = list(db.session.scalars(select(Grant.id).where(
+        Grant.account_id == account.id, Grant.revoked_at.is_(None),
+        or_(Grant.sid.is_(None), Grant.sid != sid))))
+    for grant_id in others:
+        revoke_grant(rt, grant_id, reason, ip)
+    return len(others)
+
+
+def change_password(rt: Runtime, sso: SsoSession, account: Account, current: str,
+                    new: str, ip: str | None) -> SsoSession:
+    """Change the password in the account console: a live re-authentication,
+    the current password typed again, and a new one that meets the policy
+    and differs from it. Every other SSO session of the account ends and
+    the grants issued outside this session are revoked; this browser goes
+    on in a new session of the account's new generation (a new cookie,
+    the same ``sid``, login and re-authentication). Audited
+    (``password.changed``); the verified phone is told (template
+    ``password_changed``). Commits.
+
+    :returns: the session that replaces ``sso`` (its cookie must be set).
+    :raises ReauthUnavailableError, ReauthRequiredError: as :func:`require_reauth`.
+    :raises accounts.AccountError: on field ``password``: the new password
+        breaks the policy or is the current one.
+    :raises LoginFailedError: the current password is wrong.
+    :raises throttle.ThrottledError: too many wrong passwords.
+    """
+    require_reauth(rt, sso)
+    accounts.check_password_policy(rt, new)
+    _check_current_password(rt, account, sso, current, ip, "password.change_failed")
+    # The current password was just proven, so this compares with the stored one.
+    if constant_time_equals(new, current):
+        raise accounts.AccountError("password", _l(
+            "The new password must differ from the current one."))
+    account.password_hash = rt.hasher.hash(new)
+    account.end_all_sessions()
+    record("password.changed", account_id=account.id, ip=ip, sid=sso.sid)
+    db.session.commit()
+    renewed = _renew(rt, sso, generation=account.session_generation)
+    _revoke_other_grants(rt, account, sso.sid, "password_changed", ip)
+    notify_account(rt, account, "password_changed")
+    return renewed

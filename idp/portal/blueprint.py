@@ -28,6 +28,7 @@ from idp.authn.blueprint import send_code_for_form
 from idp.portal.forms import (
     EntityForm,
     IdentityForm,
+    PasswordChangeForm,
     PhoneForm,
     ReauthForm,
     StrongProofForm,
@@ -410,3 +411,41 @@ def reauth():
                            sent=sent, error=error,
                            phone=mask_phone(phone) if phone else None), status
 
+
+@bp.route("/password", methods=["GET", "POST"])
+def password():
+    """Change the password: within a re-authentication, with the current
+    password typed again. Every other session of the account ends; this
+    browser stays signed in."""
+    rt, sso, account, login = _signed_in()
+    if login:
+        return login
+    refused = _needs_reauth(rt, sso, url_for("portal.password"))
+    if refused is not None:
+        return refused
+    form = PasswordChangeForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            renewed = authn.change_password(rt, sso, account, form.current.data,
+                                            form.password.data, client_ip())
+        except authn.ReauthRequiredError:
+            return redirect(url_for("portal.reauth", next=url_for("portal.password")), 303)
+        except authn.LoginFailedError:
+            form.current.errors.append(_("The password is incorrect."))
+            status = 401
+        except accounts.AccountError as exc:
+            form.password.errors.append(exc.message)
+            status = 400
+        except throttle.ThrottledError as exc:
+            form.current.errors.append(too_many_attempts(exc.retry_after))
+            status = 429
+        else:
+            flash(_("Your password is changed. You are still signed in here; every other "
+                    "sign-in of your account has ended."), "notice")
+            response = redirect(url_for("portal.overview"), 303)
+            set_sso_cookie(rt, response, renewed)
+            return response
+    elif request.method == "POST":
+        status = 400
+    return render_template("password.html", form=form), status

@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 from idp.authn.forms import SmsCodeForm, sms_code_field, totp_code_field
 
@@ -82,3 +82,16 @@ class ReauthForm(FlaskForm):
                                 render_kw={"autocomplete": "off", "spellcheck": "false"})
     next = HiddenField()
 
+
+class PasswordChangeForm(FlaskForm):
+    """A new password, with the current one typed again."""
+
+    current = PasswordField(_l("Current password"),
+                            validators=[DataRequired(), Length(max=1024)],
+                            render_kw={"autocomplete": "current-password"})
+    password = PasswordField(_l("New password"), validators=[DataRequired(), Length(max=1024)],
+                             render_kw={"autocomplete": "new-password"})
+    confirm = PasswordField(_l("Repeat the new password"),
+                            validators=[DataRequired(), EqualTo(
+                                "password", message=_l("The passwords do not match."))],
+                            render_kw={"autocomplete": "new-password"})

@@ -121,8 +121,9 @@ def test_a_stolen_card_at_a_kiosk_cannot_enrol_an_authenticator(gw, kiosk_client
     assert _post(session, base, SECURITY, action="start").status_code == 403
     assert not _has_authenticator(provider, username)
     assert _events(provider, username, "reauth.") == [("reauth.failure", "failure", "kiosk")]
-    # Nor can the card replace the phone.
+    # Nor can the card replace the phone or the password.
     assert session.get(base + "/account/phone").status_code == 403
+    assert session.get(base + "/account/password").status_code == 403
 
 
 def test_an_sms_session_cannot_enrol_an_authenticator(gw):
