@@ -300,8 +300,8 @@ def reset_password():
 
     def verify(rt: Runtime, form) -> Response | tuple[str | None, int]:
         try:
-            service.reset_password_by_sms(rt, form.phone.data, form.code.data or "",
-                                          form.password.data or "", client_ip())
+            account = service.reset_password_by_sms(rt, form.phone.data, form.code.data or "",
+                                                    form.password.data or "", client_ip())
         except accounts.AccountError as exc:
             form.password.errors.append(exc.message)
             return None, 400
@@ -309,6 +309,11 @@ def reset_password():
             return _("The code is wrong or has expired."), 401
         flash(_("Your password is changed. Sign in with it; verify your identity again "
                 "in your account to restore its assurance level."), "notice")
+        added = totp.added_on(account)
+        if added is not None:
+            flash(_("An authenticator app added on %(date)s is still needed to sign in. If "
+                    "it is not yours, visit a service counter with your ID card to have it "
+                    "removed.", date=added.isoformat()), "notice")
         item = interactions.load(rt.store, form.i.data, browser_id())
         return redirect(url_for("authn.login", i=item.id if item else None))
 

@@ -22,7 +22,7 @@ from idp.authn.sessions import SsoSession, create_session, end_session, save_ses
 from idp.extensions import db
 from idp.runtime import Runtime
 from idp.security import constant_time_equals, keyed_hash, random_token
-from idp.timeutil import epoch
+from idp.timeutil import epoch, to_epoch, utcnow
 
 
 class LoginFailedError(Exception):
@@ -402,7 +402,14 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
 
     An SMS code alone proves only the phone, so the identity verification
     stops counting (the account drops to level 1 until it verifies again),
-    every SSO session ends and every grant is revoked.
+    every SSO session ends and every grant is revoked. The authenticator
+    app and its recovery codes stay (NIST SP 800-63B §6.1.2.3: a phone
+    thief must not strip the owner's), and their presence is made known:
+    the phone is told (template ``password_reset_authenticator_kept`` with
+    the ``date`` it was set up) that the app is still needed to sign in
+    and that one that is not theirs is removed at a service counter. For
+    ``session.reauth_hold_after_sms_reset`` seconds the new password and a
+    code to that phone do not re-authenticate (:func:`reauth_method`).
 
     :raises accounts.AccountError: the new password breaks the policy (the
         code is not used up then).
@@ -421,21 +428,29 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
         db.session.commit()
         raise InvalidCodeError(phone)
     account.password_hash = rt.hasher.hash(password)
+    account.password_reset_by_sms_at = utcnow()
     revoked = revoke_evidence(account, "password_reset_by_sms")
     account.end_all_sessions()
-    record("password.reset", account_id=account.id, ip=ip, evidence_revoked=revoked)
+    kept = totp.added_on(account)
+    record("password.reset", account_id=account.id, ip=ip, evidence_revoked=revoked,
+           authenticator_kept=kept is not None)
     db.session.commit()
     revoke_account_grants(rt, account.id, "password_reset", ip)
+    if kept is not None:
+        notify_account(rt, account, "password_reset_authenticator_kept",
+                       {"date": kept.isoformat()})
     return account
+
 
 class ReauthUnavailableError(Exception):
     """This session cannot re-authenticate, whatever is typed.
 
     :ivar reason: ``kiosk`` (a session opened by a card read at a kiosk:
         sign in on your own device), ``no_password`` (the account has
-        none), or ``no_second_factor`` (no authenticator app and no
-        verified phone).
-    :ivar until: Unix seconds when the refusal ends, if it does.
+        none), ``no_second_factor`` (no authenticator app and no verified
+        phone), or ``reset_hold`` (the password was just reset by SMS code
+        and the only second factor is that phone).
+    :ivar until: for ``reset_hold``, Unix seconds when the hold ends.
     """
 
     def __init__(self, reason: str, until: int | None = None) -> None:
@@ -457,7 +472,10 @@ def reauth_method(rt: Runtime, sso: SsoSession, account: Account) -> str:
     its verified phone).
 
     :raises ReauthUnavailableError: a kiosk session; an account without a
-        password or without any second factor.
+        password or without any second factor; or ``sms`` while the
+        password was set by an SMS code less than
+        ``session.reauth_hold_after_sms_reset`` seconds ago (both would
+        prove the same phone).
     """
     if "hwk" in sso.amr:
         raise ReauthUnavailableError("kiosk")
@@ -467,6 +485,11 @@ def reauth_method(rt: Runtime, sso: SsoSession, account: Account) -> str:
         return "totp"
     if not account.phone_number_verified or not account.phone_number_enc:
         raise ReauthUnavailableError("no_second_factor")
+    if account.password_reset_by_sms_at is not None:
+        until = (to_epoch(account.password_reset_by_sms_at)
+                 + rt.settings["session"]["reauth_hold_after_sms_reset"])
+        if until > epoch():
+            raise ReauthUnavailableError("reset_hold", until)
     return "sms"
 
 
@@ -685,6 +708,7 @@ def change_password(rt: Runtime, sso: SsoSession, account: Account, current: str
         raise accounts.AccountError("password", _l(
             "The new password must differ from the current one."))
     account.password_hash = rt.hasher.hash(new)
+    account.password_reset_by_sms_at = None
     account.end_all_sessions()
     record("password.changed", account_id=account.id, ip=ip, sid=sso.sid)
     db.session.commit()

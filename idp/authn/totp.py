@@ -18,6 +18,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import date
 
 import pyotp
 import segno
@@ -73,6 +74,13 @@ def has_totp(account: Account) -> bool:
     """True when the account has a confirmed TOTP credential (asked at every login)."""
     item = credential(account)
     return item is not None and item.confirmed_at is not None
+
+
+def added_on(account: Account) -> date | None:
+    """The day (UTC) the account's authenticator was set up, or None when it
+    has no confirmed one."""
+    item = credential(account)
+    return item.confirmed_at.date() if item is not None and item.confirmed_at else None
 
 
 def needs_second_factor(account: Account) -> bool:

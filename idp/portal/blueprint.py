@@ -8,6 +8,7 @@ during a step-up returns to the pending authorization request (``i``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -317,6 +318,11 @@ def _reauth_refusal(exc: authn.ReauthUnavailableError) -> str:
     if exc.reason == "no_password":
         return _("Your account has no password. Set one with a code to your mobile "
                  "number first (reset your password).")
+    if exc.reason == "reset_hold":
+        until = datetime.fromtimestamp(exc.until or 0, UTC).strftime("%Y-%m-%d %H:%M")
+        return _("Your password was reset by a text message. A code to that same phone "
+                 "cannot confirm this change until %(until)s (UTC); if you need it "
+                 "sooner, visit a service counter with your ID card.", until=until)
     return _("To change how your account signs in, you need a second way to prove it is "
              "you: confirm a mobile number first.")
 

@@ -1,5 +1,6 @@
-"""Password reset by SMS (the level drops to 1), and the operator's commands:
-suspend, reinstate, demand re-verification, verify in person, show."""
+"""Password reset by SMS (the level drops to 1; an authenticator app stays
+and is made known), and the operator's commands: suspend, reinstate, demand
+re-verification, verify in person, show."""
 
 from __future__ import annotations
 
@@ -210,3 +211,78 @@ def test_in_person_take_over_of_an_identity_squatted_online(gw):
         old, new = find_by_username(squatter), find_by_username(owner)
         assert old.resident_id_enc is None and old.reverification_required
         assert assurance_level(old) <= 1 and assurance_level(new) == 4
+
+
+def _with_authenticator(provider, username) -> tuple[str, list[str]]:
+    """Bind an authenticator app to ``username`` (as the console does after a
+    re-authentication): ``(secret, recovery codes)``."""
+    import pyotp
+
+    from idp.accounts.service import find_by_username
+    from idp.authn import totp
+
+    with provider.app.app_context():
+        account = find_by_username(username)
+        secret = totp.start_enrolment(provider.runtime, account).secret
+        codes = totp.confirm_enrolment(provider.runtime, account, pyotp.TOTP(secret).now(),
+                                       None)
+    return secret, codes
+
+
+def _second_step(provider, identifier, password) -> str:
+    """Where a password sign-in goes next: the second step or the account."""
+    session = requests.Session()
+    fields = hidden_inputs(session.get(f"{provider.url}/login").text)
+    fields.update(username=identifier, password=password)
+    answer = session.post(f"{provider.url}/login", data=fields, allow_redirects=False)
+    assert answer.status_code == 302, answer.text[:300]
+    return answer.headers["Location"]
+
+
+def test_sms_reset_keeps_the_authenticator_and_says_so(gw):
+    """NIST SP 800-63B §6.1.2.3: a phone alone neither strips the owner's
+    authenticator nor leaves a foreign one unnoticed. The page and the text
+    message name the day it was added and the way to have it removed."""
+    import time
+
+    from idp.accounts.service import find_by_username
+    from idp.authn import totp
+
+    provider, gateway = gw
+    username, password, person = level_2_account(provider, gateway)
+    _secret, codes = _with_authenticator(provider, username)
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    session, reset, _code = _reset(provider, gateway, person.phone, "a new long password")
+    assert reset.status_code == 302
+    page = session.get(provider.url + reset.headers["Location"])
+    assert (f"An authenticator app added on {today} is still needed to sign in. If it is "
+            "not yours, visit a service counter with your ID card to have it removed."
+            in page.text)
+    notice = read_outbox(gateway.data_path, person.phone)[-1]
+    assert notice["template"] == "password_reset_authenticator_kept"
+    assert notice["params"] == {"date": today}
+    with provider.app.app_context():
+        account = find_by_username(username)
+        assert totp.has_totp(account) and totp.remaining_recovery_codes(account) == 10
+    # The new password alone does not get in: the app (or a recovery code) is asked.
+    assert "/login/otp" in _second_step(provider, username, "a new long password")
+
+
+def test_sms_reset_without_an_authenticator_does_not_reauthenticate_at_once(gw):
+    """After a reset by SMS the password and a code to that phone prove
+    only the phone: for session.reauth_hold_after_sms_reset they cannot
+    bind an authenticator (a phone thief would make their hold permanent)."""
+    provider, gateway = gw
+    username, _password, person = level_2_account(provider, gateway)
+    _reset(provider, gateway, person.phone, "a new long password")
+    browser = Browser(provider.url)
+    browser.go(f"{provider.url}/account", username=username, password="a new long password")
+    page = browser.session.get(f"{provider.url}/account/reauth")
+    assert 'data-reauth="refused"' in page.text
+    assert "Your password was reset by a text message" in page.text
+    fields = hidden_inputs(browser.session.get(f"{provider.url}/login").text)
+    sent = browser.session.post(f"{provider.url}/account/reauth",
+                                data={**fields, "action": "send"}, allow_redirects=False)
+    assert sent.status_code == 403
+    assert read_outbox(gateway.data_path, person.phone)[-1]["template"] == "otp_reset_password"
+
