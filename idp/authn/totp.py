@@ -11,6 +11,8 @@ In the account console, setting up, replacing and removing the credential
 and its recovery codes need a live re-authentication of the session
 (NIST SP 800-63B §6.1.2.1), which :mod:`idp.authn.service` checks before it
 calls the functions here; the verified phone is told of every such change.
+An operator at a service counter removes a credential the person lost or
+never set up (:func:`remove`, NIST SP 800-63B §6.1.2.3).
 """
 
 from __future__ import annotations
@@ -282,3 +284,18 @@ def disable(rt: Runtime, account: Account, ip: str | None) -> None:
     db.session.commit()
     notify_account(rt, account, "authenticator_removed")
 
+
+def remove(account: Account, operator: str, reason: str) -> bool:
+    """An operator removes the credential and recovery codes of a person
+    checked in person at a service counter (a lost authenticator and lost
+    recovery codes, or an authenticator that is not theirs: NIST SP
+    800-63B §6.1.2.3), operators' own too (they set up a new one at their
+    next sign-in). Audits ``totp.reset`` with the operator and reason; does
+    not commit (the caller ends the sessions in the same transaction).
+
+    :returns: whether there was a confirmed credential or a recovery code.
+    """
+    removed = _delete(account)
+    record("totp.reset", account_id=account.id, actor=operator, reason=reason,
+           removed=removed)
+    return removed
