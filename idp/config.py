@@ -124,11 +124,13 @@ def _validate(settings: dict) -> None:
                           ("sms", "max_resend_wait"), ("sms", "per_number_daily"),
                           ("sms", "per_ip_hourly"),
                           ("passwords", "max_concurrent_verifications"),
-                          ("passwords", "min_length")):
+                          ("passwords", "min_length"), ("session", "reauth_ttl")):
         if settings[section][name] < 1:
             raise ConfigError(f"setting {section}.{name} must be at least 1")
     if not 0 <= settings["passwords"]["min_guesses_log10"] <= 20:
         raise ConfigError("setting passwords.min_guesses_log10 must be between 0 and 20")
+    if settings["session"]["reauth_hold_after_sms_reset"] < 0:
+        raise ConfigError("setting session.reauth_hold_after_sms_reset must not be negative")
     if settings["pii"]["algorithm"] not in ("AES-256-GCM", "SM4-GCM"):
         raise ConfigError("setting pii.algorithm must be AES-256-GCM or SM4-GCM")
     if settings["pii"]["index_algorithm"] not in ("HMAC-SHA256", "HMAC-SM3"):

@@ -64,6 +64,12 @@ class Account(db.Model):
     #: nothing is pending.
     review_reason: Mapped[str | None] = mapped_column(String(64))
     review_flagged_at: Mapped[datetime | None]
+    #: When the password was last set by an SMS code alone (a reset), UTC;
+    #: null once it is changed after a re-authentication or an operator
+    #: reset the second factor at a counter. For
+    #: ``session.reauth_hold_after_sms_reset`` seconds after it, the password
+    #: and an SMS code (both from one phone) do not re-authenticate.
+    password_reset_by_sms_at: Mapped[datetime | None]
     #: Creation and last profile change, UTC.
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,5 +1,6 @@
 """What operators do to accounts: suspend and reinstate them, demand that
-an identity be verified again, record an in-person verification. Each
+an identity be verified again, record an in-person verification, remove a
+second factor the person lost or that is not theirs. Each
 action is audited with the operator's name, and those that stop an
 account end its SSO sessions and revoke its grants at once."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 from connectors.registries import PopulationResult
 from idp.accounts.identifiers import normalize_name, parse_resident_id
 from idp.accounts.models import Account, VerificationEvidence
+from idp.accounts.notify import notify_account
 from idp.accounts.service import find_by_resident_id
 from idp.accounts.verification import (
     POPULATION_MISMATCH,
@@ -17,12 +19,17 @@ from idp.accounts.verification import (
     verify_in_person,
 )
 from idp.audit.service import record
+from idp.authn import totp
 from idp.extensions import db
 from idp.oidc.grants import revoke_account_grants
 from idp.runtime import Runtime
 
-__all__ = ["reinstate", "release_identity", "require_reverification", "suspend",
-           "take_over_in_person", "verify_in_person"]
+__all__ = ["NoSecondFactorError", "reinstate", "release_identity", "require_reverification",
+           "reset_second_factor", "suspend", "take_over_in_person", "verify_in_person"]
+
+
+class NoSecondFactorError(Exception):
+    """The account has no authenticator app and no recovery codes to remove."""
 
 
 def _stop_tokens(rt: Runtime, account: Account, reason: str) -> int:
@@ -104,3 +111,27 @@ def take_over_in_person(rt: Runtime, account: Account, name: str, id_number: str
     if holder is not None and holder.id != account.id:
         release_identity(rt, holder, operator, f"in-person verification {reference}")
     return verify_in_person(rt, account, name, number, reference, operator)
+
+
+def reset_second_factor(rt: Runtime, account: Account, operator: str, reason: str) -> int:
+    """Remove the authenticator app and recovery codes of ``account`` for a
+    person an operator checked in person at a service counter (NIST SP
+    800-63B §6.1.2.3): they lost both, or the authenticator is not theirs.
+    Every SSO session ends and every grant is revoked (they may rest on that
+    authenticator); the wait after an SMS password reset ends too, so the
+    person can set up a new authenticator with their password and phone at
+    once (an operator must set one up at the next sign-in with the
+    password). Audited (``totp.reset``) with the operator and reason; the
+    verified phone is told (template ``authenticator_reset``).
+
+    :returns: how many grants were revoked.
+    :raises NoSecondFactorError: nothing to remove, not even an authenticator
+        whose set-up was started (nothing changes).
+    """
+    if totp.credential(account) is None and not totp.remaining_recovery_codes(account):
+        raise NoSecondFactorError(account.username)
+    totp.remove(account, operator, reason)
+    account.password_reset_by_sms_at = None
+    revoked = _stop_tokens(rt, account, "second_factor_reset")
+    notify_account(rt, account, "authenticator_reset")
+    return revoked

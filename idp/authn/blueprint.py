@@ -306,9 +306,14 @@ def second_factor():
         form.i.data = item.id if item else ""
         form.next.data = local_next(request.args.get("next")) or ""
     enrol = not totp.has_totp(account)
-    enrolment = totp.start_enrolment(rt, account) if enrol else None
+    # An operator's card at a kiosk or phone alone must not bind an authenticator.
+    blocked = enrol and not service.enrolment_allowed(rt, token)
+    enrolment = totp.start_enrolment(rt, account) if enrol and not blocked else None
     error, status, headers = None, 200, {}
-    if form.validate_on_submit():
+    if blocked:
+        error = _("Sign in with your password to set up the authenticator.")
+        status = 403
+    elif form.validate_on_submit():
         recovery = request.form.get("action") == "recovery" and not enrol
         code = (form.recovery_code.data if recovery else form.code.data) or ""
         try:
@@ -334,7 +339,7 @@ def second_factor():
     elif request.method == "POST":
         status = 400
     return render_template("login_otp.html", form=form, item=item, enrolment=enrolment,
-                           error=error, client=_client_for(item)), status, headers
+                           blocked=blocked, error=error, client=_client_for(item)), status, headers
 
 
 @bp.route("/password/reset", methods=["GET", "POST"])
@@ -350,9 +355,9 @@ def reset_password():
                 accounts.check_password_policy(rt, form.password.data or "",
                                                user_inputs=(form.phone.data,))
                 return None, 400
-            service.reset_password_by_sms(rt, form.phone.data, form.code.data or "",
-                                          form.password.data or "", client_ip(),
-                                          device_cookie(rt))
+            account = service.reset_password_by_sms(
+                rt, form.phone.data, form.code.data or "", form.password.data or "",
+                client_ip(), device_cookie(rt))
         except accounts.AccountError as exc:
             _show_account_errors(form, exc)
             return None, 400
@@ -360,6 +365,11 @@ def reset_password():
             return _("The code is wrong or has expired."), 401
         flash(_("Your password is changed. Sign in with it; verify your identity again "
                 "in your account to restore its assurance level."), "notice")
+        added = totp.added_on(account)
+        if added is not None:
+            flash(_("An authenticator app added on %(date)s is still needed to sign in. If "
+                    "it is not yours, visit a service counter with your ID card to have it "
+                    "removed.", date=added.isoformat()), "notice")
         item = interactions.load(rt.store, form.i.data, browser_id())
         return redirect(url_for("authn.login", i=item.id if item else None))
 

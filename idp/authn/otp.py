@@ -32,7 +32,7 @@ from idp.accounts.identifiers import check_sms_country, parse_mobile
 from idp.runtime import Runtime
 from idp.security import constant_time_equals, keyed_hash
 
-PURPOSES = ("login", "register", "verify_phone", "reset_password", "step_up")
+PURPOSES = ("login", "register", "verify_phone", "reset_password", "step_up", "reauth")
 #: The window of the global budgets: a clock hour, in seconds.
 BUDGET_WINDOW = 3600
 

@@ -1,11 +1,13 @@
 """Login rules: password authentication with throttling, registration limits,
-and starting the SSO session with its audit event."""
+and starting the SSO session with its audit event; re-authentication of a
+session before it changes how the account signs in (authenticator,
+recovery codes, password), and password reset and change."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flask_babel import lazy_gettext as _l
 
@@ -13,14 +15,15 @@ from connectors.registries import RegistryUnavailableError
 from connectors.sms import SmsGatewayError
 from idp.accounts import service as accounts
 from idp.accounts.models import Account
-from idp.accounts.notify import notify_phone
+from idp.accounts.notify import notify_account, notify_phone
 from idp.audit.service import record, record_deferred
 from idp.authn import otp, throttle, totp
 from idp.authn.acr import combine_amr
-from idp.authn.sessions import SsoSession, create_session, end_session
+from idp.authn.sessions import SsoSession, create_session, end_session, save_session
 from idp.extensions import db
 from idp.runtime import Runtime
-from idp.security import keyed_hash, random_token
+from idp.security import constant_time_equals, keyed_hash, random_token
+from idp.timeutil import epoch, to_epoch, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -142,22 +145,43 @@ def _start_pending(rt: Runtime, token: str, account: Account, ip: str | None,
                          data.get("ttl"), **data["detail"])
 
 
+def _may_enrol(amr: list[str]) -> bool:
+    """A first factor that may bind the first authenticator: the password,
+    never a kiosk card read or an SMS code alone (NIST SP 800-63B §6.1.2.1)."""
+    return "pwd" in amr and "hwk" not in amr
+
+
+def enrolment_allowed(rt: Runtime, token: str | None) -> bool:
+    """Whether the pending login ``token`` of an account that must set up an
+    authenticator (an operator) may do so now: only when its first factor
+    was the password. An operator's card at a kiosk or their phone alone
+    must not bind somebody's authenticator to the operator's account."""
+    if not token or len(token) > 64:
+        return False
+    data = rt.store.get(_pending_key(token))
+    return data is not None and _may_enrol(data["amr"])
+
+
 def enrol_and_finish(rt: Runtime, token: str, code: str, ip: str | None,
                      previous: str | None = None,
                      device: throttle.DeviceCookie | None = None,
                      ) -> tuple[SsoSession, list[str]]:
     """Complete a pending login of an account without an authenticator by
-    confirming the one just set up (:func:`totp.start_enrolment`).
+    confirming the one just set up (:func:`totp.start_enrolment`), when the
+    first factor was the password (:func:`enrolment_allowed`).
 
     :param device: the browser's device cookie (see :func:`finish_second_factor`).
     :returns: the session and the new recovery codes (to show once).
     :raises LoginFailedError: no such pending login, or a wrong code.
-    :raises totp.TotpError: no enrolment started.
+    :raises totp.TotpError: no enrolment started, or a first factor that may
+        not bind an authenticator.
     :raises throttle.ThrottledError: the next attempt must wait.
     """
     account = pending_account(rt, token)
     if account is None:
         raise LoginFailedError("no pending login")
+    if not enrolment_allowed(rt, token):
+        raise totp.TotpError(_l("Sign in with your password to set up the authenticator."))
     try:
         codes = totp.confirm_enrolment(rt, account, code, ip, _known(device, account))
     except ValueError:
@@ -487,7 +511,14 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
 
     An SMS code alone proves only the phone, so the identity verification
     stops counting (the account drops to level 1 until it verifies again),
-    every SSO session ends and every grant is revoked.
+    every SSO session ends and every grant is revoked. The authenticator
+    app and its recovery codes stay (NIST SP 800-63B §6.1.2.3: a phone
+    thief must not strip the owner's), and their presence is made known:
+    the phone is told (template ``password_reset_authenticator_kept`` with
+    the ``date`` it was set up) that the app is still needed to sign in
+    and that one that is not theirs is removed at a service counter. For
+    ``session.reauth_hold_after_sms_reset`` seconds the new password and a
+    code to that phone do not re-authenticate (:func:`reauth_method`).
 
     :param device: the browser's device cookie, as given when the code was sent.
     :raises accounts.AccountError: the new password breaks the policy (the
@@ -508,9 +539,291 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
         db.session.commit()
         raise InvalidCodeError(phone)
     account.password_hash = rt.hasher.hash(password)
+    account.password_reset_by_sms_at = utcnow()
     revoked = revoke_evidence(account, "password_reset_by_sms")
     account.end_all_sessions()
-    record("password.reset", account_id=account.id, ip=ip, evidence_revoked=revoked)
+    kept = totp.added_on(account)
+    record("password.reset", account_id=account.id, ip=ip, evidence_revoked=revoked,
+           authenticator_kept=kept is not None)
     db.session.commit()
     revoke_account_grants(rt, account.id, "password_reset", ip)
+    if kept is not None:
+        notify_account(rt, account, "password_reset_authenticator_kept",
+                       {"date": kept.isoformat()})
     return account
+
+
+class ReauthUnavailableError(Exception):
+    """This session cannot re-authenticate, whatever is typed.
+
+    :ivar reason: ``kiosk`` (a session opened by a card read at a kiosk:
+        sign in on your own device), ``no_password`` (the account has
+        none), ``no_second_factor`` (no authenticator app and no verified
+        phone), or ``reset_hold`` (the password was just reset by SMS code
+        and the only second factor is that phone).
+    :ivar until: for ``reset_hold``, Unix seconds when the hold ends.
+    """
+
+    def __init__(self, reason: str, until: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.until = until
+
+
+class ReauthRequiredError(Exception):
+    """The action needs a live re-authentication of the session
+    (:func:`reauthenticate`, within ``session.reauth_ttl`` seconds)."""
+
+
+def reauth_method(rt: Runtime, sso: SsoSession, account: Account) -> str:
+    """The second factor that, with the password, re-authenticates ``sso``
+    (NIST SP 800-63B §6.1.2.1: authenticate at the level the authenticator
+    will be used at): ``totp`` (a code of the authenticator app, or a
+    recovery code) when the account has one, else ``sms`` (a code sent to
+    its verified phone).
+
+    :raises ReauthUnavailableError: a kiosk session; an account without a
+        password or without any second factor; or ``sms`` while the
+        password was set by an SMS code less than
+        ``session.reauth_hold_after_sms_reset`` seconds ago (both would
+        prove the same phone).
+    """
+    if "hwk" in sso.amr:
+        raise ReauthUnavailableError("kiosk")
+    if not account.password_hash:
+        raise ReauthUnavailableError("no_password")
+    if totp.has_totp(account):
+        return "totp"
+    if not account.phone_number_verified or not account.phone_number_enc:
+        raise ReauthUnavailableError("no_second_factor")
+    if account.password_reset_by_sms_at is not None:
+        until = (to_epoch(account.password_reset_by_sms_at)
+                 + rt.settings["session"]["reauth_hold_after_sms_reset"])
+        if until > epoch():
+            raise ReauthUnavailableError("reset_hold", until)
+    return "sms"
+
+
+def is_reauthenticated(rt: Runtime, sso: SsoSession) -> bool:
+    """Whether ``sso`` re-authenticated less than ``session.reauth_ttl``
+    seconds ago (and is not a kiosk session)."""
+    return (sso.reauth_at is not None and "hwk" not in sso.amr
+            and 0 <= epoch() - sso.reauth_at < rt.settings["session"]["reauth_ttl"])
+
+
+def require_reauth(rt: Runtime, sso: SsoSession) -> None:
+    """Refuse an action that changes how the account signs in unless ``sso``
+    re-authenticated recently (GitHub's "sudo mode", Keycloak's
+    re-authentication for sensitive actions).
+
+    :raises ReauthUnavailableError: a kiosk session (never).
+    :raises ReauthRequiredError: no live re-authentication.
+    """
+    if "hwk" in sso.amr:
+        raise ReauthUnavailableError("kiosk")
+    if not is_reauthenticated(rt, sso):
+        raise ReauthRequiredError(sso.sid)
+
+
+def send_reauth_code(rt: Runtime, sso: SsoSession, account: Account,
+                     ip: str | None) -> otp.SentCode:
+    """Send a re-authentication code (purpose ``reauth``) to the account's
+    verified phone, when that is its second factor (:func:`reauth_method`).
+
+    :raises ReauthUnavailableError: as :func:`reauth_method`.
+    :raises ValueError: the account re-authenticates with its authenticator app.
+    :raises otp.OtpThrottledError: a send limit is reached.
+    :raises SmsUnavailableError: no gateway, or the gateway failed.
+    """
+    if reauth_method(rt, sso, account) != "sms":
+        raise ValueError("this account re-authenticates with its authenticator app")
+    return send_sms_code(rt, accounts.phone_number(rt, account) or "", "reauth", ip)
+
+
+def _reauth_failed(account: Account, sso: SsoSession, ip: str | None, reason: str) -> None:
+    record("reauth.failure", "failure", account_id=account.id, ip=ip, sid=sso.sid,
+           reason=reason)
+    db.session.commit()
+
+
+def _check_current_password(rt: Runtime, account: Account, sso: SsoSession, password: str,
+                            ip: str | None, event: str) -> None:
+    """Check the password of the signed-in ``account``, counted against the
+    same per-account and per-IP limits as logins; a failure is audited as
+    ``event``.
+
+    :raises throttle.ThrottledError: too many failures.
+    :raises LoginFailedError: wrong password.
+    """
+    limits = rt.settings["throttle"]
+    key = f"account:{account.id}"
+    throttle.reserve_attempt(rt.store, limits, key, ip)
+    if not accounts.verify_password(rt, account, password):
+        record(event, "failure", account_id=account.id, ip=ip, sid=sso.sid,
+               reason="invalid_credentials")
+        db.session.commit()
+        raise LoginFailedError(account.username)
+    throttle.note_success(rt.store, limits, key, ip)
+
+
+def reauthenticate(rt: Runtime, sso: SsoSession, account: Account, password: str,
+                   code: str, *, recovery: bool, ip: str | None) -> SsoSession:
+    """Re-authenticate the session ``sso``: the password, then the second
+    factor of :func:`reauth_method` -- a code of the authenticator app or,
+    with ``recovery``, a recovery code (spent; a lost device is replaced
+    this way), or the SMS code sent by :func:`send_reauth_code`. A wrong
+    password does not use up the code. On success the session records the
+    time (``reauth_at``) for ``session.reauth_ttl`` seconds, under a new
+    cookie value (:func:`_renew`); its ``sid``, ``amr`` and ``auth_time``
+    stay those of the login. Audited either way; commits.
+
+    :returns: the session that replaces ``sso`` (its cookie must be set).
+    :raises ReauthUnavailableError: as :func:`reauth_method`.
+    :raises LoginFailedError: wrong password.
+    :raises InvalidCodeError: wrong, expired or used-up code.
+    :raises throttle.ThrottledError: too many wrong passwords or app codes.
+    """
+    try:
+        method = reauth_method(rt, sso, account)
+    except ReauthUnavailableError as exc:
+        _reauth_failed(account, sso, ip, exc.reason)
+        raise
+    _check_current_password(rt, account, sso, password, ip, "reauth.failure")
+    if method == "totp":
+        used, failure = ("recovery_code", "recovery_code") if recovery else ("otp", "totp_code")
+        ok = (totp.use_recovery_code(rt, account, code, ip) if recovery
+              else totp.verify_totp(rt, account, code, ip))
+    else:
+        used, failure = "sms", "sms_code"
+        ok = otp.check_code(rt, accounts.phone_number(rt, account) or "", "reauth",
+                            code) is not None
+    if not ok:
+        _reauth_failed(account, sso, ip, failure)
+        raise InvalidCodeError(used)
+    renewed = _renew(rt, sso, reauth_at=epoch())
+    record("reauth.success", account_id=account.id, ip=ip, sid=sso.sid, method=["pwd", used])
+    db.session.commit()
+    return renewed
+
+
+def _renew(rt: Runtime, sso: SsoSession, **changes: object) -> SsoSession:
+    """The login of ``sso`` with ``changes`` under a new secret handle; the
+    old cookie value stops working (OWASP Session Management: a new session
+    id at every change of privilege, so a cookie copied earlier does not
+    inherit it). The ``sid``, methods, times and clients stay."""
+    renewed = replace(sso, handle=random_token(32), **changes)
+    save_session(rt.store, renewed)
+    end_session(rt.store, sso.handle)
+    return renewed
+
+
+def start_authenticator(rt: Runtime, sso: SsoSession, account: Account) -> totp.Enrolment:
+    """Start setting up an authenticator app in the account console, after a
+    re-authentication (NIST SP 800-63B §6.1.2.1), with a new secret.
+
+    :raises ReauthUnavailableError, ReauthRequiredError: as :func:`require_reauth`.
+    :raises totp.TotpError: as :func:`totp.start_enrolment`.
+    """
+    require_reauth(rt, sso)
+    return totp.start_enrolment(rt, account, fresh=True)
+
+
+def confirm_authenticator(rt: Runtime, sso: SsoSession, account: Account, code: str,
+                          ip: str | None) -> list[str]:
+    """Confirm the authenticator being set up, after a re-authentication:
+    every session ends (this one too) and the verified phone is told
+    (:func:`totp.confirm_enrolment`).
+
+    :returns: the recovery codes in clear, to show once.
+    :raises ReauthUnavailableError, ReauthRequiredError: as :func:`require_reauth`.
+    :raises totp.TotpError, throttle.ThrottledError, ValueError: as
+        :func:`totp.confirm_enrolment`.
+    """
+    require_reauth(rt, sso)
+    return totp.confirm_enrolment(rt, account, code, ip)
+
+
+def replace_recovery_codes(rt: Runtime, sso: SsoSession, account: Account,
+                           ip: str | None) -> list[str]:
+    """New recovery codes in place of the old ones, after a re-authentication.
+
+    :returns: the recovery codes in clear, to show once.
+    :raises ReauthUnavailableError, ReauthRequiredError: as :func:`require_reauth`.
+    :raises totp.TotpError: no authenticator is set up.
+    """
+    require_reauth(rt, sso)
+    return totp.regenerate_recovery_codes(rt, account, ip)
+
+
+def remove_authenticator(rt: Runtime, sso: SsoSession, account: Account,
+                         ip: str | None) -> None:
+    """Remove the authenticator app and its recovery codes, after a
+    re-authentication (which a recovery code can complete when the device
+    is lost); the verified phone is told.
+
+    :raises ReauthUnavailableError, ReauthRequiredError: as :func:`require_reauth`.
+    :raises totp.TotpError: an operator's (they must keep one), or none set up.
+    """
+    require_reauth(rt, sso)
+    totp.disable(rt, account, ip)
+
+
+def phone_change_needs_reauth(account: Account) -> bool:
+    """Whether confirming a mobile number for ``account`` needs a
+    re-authentication first: it replaces a verified number (the channel of
+    password resets and SMS factors), or adds one to an account with an
+    authenticator app. A first number of a password-only account is proven
+    by the password and its own code, as before."""
+    return account.phone_number_verified or totp.has_totp(account)
+
+
+def _revoke_other_grants(rt: Runtime, account: Account, sid: str, reason: str,
+                         ip: str | None) -> int:
+    """Revoke the account's live grants issued outside the SSO session ``sid``."""
+    from sqlalchemy import or_, select
+
+    from idp.oidc.grants import revoke_grant
+    from idp.oidc.models import Grant
+
+    others = list(db.session.scalars(select(Grant.id).where(
+        Grant.account_id == account.id, Grant.revoked_at.is_(None),
+        or_(Grant.sid.is_(None), Grant.sid != sid))))
+    for grant_id in others:
+        revoke_grant(rt, grant_id, reason, ip)
+    return len(others)
+
+
+def change_password(rt: Runtime, sso: SsoSession, account: Account, current: str,
+                    new: str, ip: str | None) -> SsoSession:
+    """Change the password in the account console: a live re-authentication,
+    the current password typed again, and a new one that meets the policy
+    and differs from it. Every other SSO session of the account ends and
+    the grants issued outside this session are revoked; this browser goes
+    on in a new session of the account's new generation (a new cookie,
+    the same ``sid``, login and re-authentication). Audited
+    (``password.changed``); the verified phone is told (template
+    ``password_changed``). Commits.
+
+    :returns: the session that replaces ``sso`` (its cookie must be set).
+    :raises ReauthUnavailableError, ReauthRequiredError: as :func:`require_reauth`.
+    :raises accounts.AccountError: on field ``password``: the new password
+        breaks the policy or is the current one.
+    :raises LoginFailedError: the current password is wrong.
+    :raises throttle.ThrottledError: too many wrong passwords.
+    """
+    require_reauth(rt, sso)
+    accounts.check_password_policy(rt, new)
+    _check_current_password(rt, account, sso, current, ip, "password.change_failed")
+    # The current password was just proven, so this compares with the stored one.
+    if constant_time_equals(new, current):
+        raise accounts.AccountError("password", _l(
+            "The new password must differ from the current one."))
+    account.password_hash = rt.hasher.hash(new)
+    account.password_reset_by_sms_at = None
+    account.end_all_sessions()
+    record("password.changed", account_id=account.id, ip=ip, sid=sso.sid)
+    db.session.commit()
+    renewed = _renew(rt, sso, generation=account.session_generation)
+    _revoke_other_grants(rt, account, sso.sid, "password_changed", ip)
+    notify_account(rt, account, "password_changed")
+    return renewed

@@ -33,6 +33,9 @@ class SsoSession:
     :ivar clients: client_ids that received tokens in this session (for logout).
     :ivar generation: the account's session generation when it started; the
         session ends when the account's moves on.
+    :ivar reauth_at: Unix seconds of the last re-authentication in this
+        session (password and second factor again, for binding or removing
+        an authenticator or changing the password), or None.
     """
 
     handle: str
@@ -43,6 +46,7 @@ class SsoSession:
     expires_at: int
     clients: list[str] = field(default_factory=list)
     generation: int = 0
+    reauth_at: int | None = None
 
 
 def _key(handle: str) -> str:

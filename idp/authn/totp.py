@@ -5,7 +5,14 @@ recovery codes only as keyed hashes. A code is accepted once: the time step
 it belongs to must be later than the last accepted one (RFC 6238 §5.2), set
 with a conditional UPDATE so two concurrent submissions cannot both pass.
 Wrong codes are throttled like password guesses. Operators (``is_admin``)
-must have a confirmed TOTP credential and cannot remove it.
+must have a confirmed TOTP credential and cannot remove it themselves.
+
+In the account console, setting up, replacing and removing the credential
+and its recovery codes need a live re-authentication of the session
+(NIST SP 800-63B §6.1.2.1), which :mod:`idp.authn.service` checks before it
+calls the functions here; the verified phone is told of every such change.
+An operator at a service counter removes a credential the person lost or
+never set up (:func:`remove`, NIST SP 800-63B §6.1.2.3).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import date
 
 import pyotp
 import segno
@@ -20,6 +28,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, select, update
 
 from idp.accounts.models import Account, RecoveryCode, TotpCredential
+from idp.accounts.notify import notify_account
 from idp.audit.service import record
 from idp.authn import throttle
 from idp.extensions import db
@@ -69,6 +78,13 @@ def has_totp(account: Account) -> bool:
     return item is not None and item.confirmed_at is not None
 
 
+def added_on(account: Account) -> date | None:
+    """The day (UTC) the account's authenticator was set up, or None when it
+    has no confirmed one."""
+    item = credential(account)
+    return item.confirmed_at.date() if item is not None and item.confirmed_at else None
+
+
 def needs_second_factor(account: Account) -> bool:
     """A login of ``account`` must add TOTP: it has one, or it is an operator."""
     return account.is_admin or has_totp(account)
@@ -83,9 +99,12 @@ def _enrolment(rt: Runtime, account: Account, secret: str) -> Enrolment:
     return Enrolment(secret, uri, segno.make(uri, error="m").svg_inline(scale=4))
 
 
-def start_enrolment(rt: Runtime, account: Account) -> Enrolment:
+def start_enrolment(rt: Runtime, account: Account, fresh: bool = False) -> Enrolment:
     """Create (or show again) an unconfirmed TOTP credential. Commits.
 
+    :param fresh: give the unconfirmed credential a new secret: a secret
+        shown earlier (perhaps to another session) must not become the
+        account's authenticator when the user starts setting one up.
     :raises TotpError: the account already has a confirmed credential.
     """
     item = credential(account)
@@ -95,6 +114,10 @@ def start_enrolment(rt: Runtime, account: Account) -> Enrolment:
         item = TotpCredential(account_id=account.id,
                               secret_enc=rt.pii.encrypt("totp", pyotp.random_base32()))
         db.session.add(item)
+        db.session.commit()
+    elif fresh:
+        item.secret_enc = rt.pii.encrypt("totp", pyotp.random_base32())
+        item.last_step = 0
         db.session.commit()
     return _enrolment(rt, account, rt.pii.decrypt("totp", item.secret_enc))
 
@@ -147,7 +170,10 @@ def confirm_enrolment(rt: Runtime, account: Account, code: str, ip: str | None,
                       device: str | None = None) -> list[str]:
     """Confirm the unconfirmed credential with a code from the authenticator
     and issue recovery codes. Every SSO session of the account ends: one
-    opened before had no second factor and must not outlive it. Commits.
+    opened before had no second factor and must not outlive it. Commits,
+    then tells the verified phone (NIST SP 800-63B §6.1.2.1: a notice by
+    another channel than the one that bound it), template
+    ``authenticator_added`` with ``date`` (YYYY-MM-DD, UTC).
 
     :param device: the browser's device cookie nonce for the account
         (:meth:`throttle.DeviceCookie.nonce_for`): wrong codes count against
@@ -167,6 +193,8 @@ def confirm_enrolment(rt: Runtime, account: Account, code: str, ip: str | None,
     account.end_all_sessions()
     record("totp.enrolled", account_id=account.id, ip=ip)
     db.session.commit()
+    notify_account(rt, account, "authenticator_added",
+                   {"date": item.confirmed_at.date().isoformat()})
     return codes
 
 
@@ -215,42 +243,68 @@ def remaining_recovery_codes(account: Account) -> int:
         RecoveryCode.account_id == account.id, RecoveryCode.used_at.is_(None))).all())
 
 
-def regenerate_recovery_codes(rt: Runtime, account: Account, code: str,
-                              ip: str | None) -> list[str]:
-    """Replace every recovery code with new ones, proven by a current code
-    of the authenticator (recovery codes stand in for it). Commits.
+def regenerate_recovery_codes(rt: Runtime, account: Account, ip: str | None) -> list[str]:
+    """Replace every recovery code with new ones. The caller has checked a
+    live re-authentication (password and the authenticator or a recovery
+    code). Commits, then tells the verified phone (template
+    ``recovery_codes_replaced``).
 
+    :returns: the new recovery codes in clear, to show once.
     :raises TotpError: no confirmed credential.
-    :raises throttle.ThrottledError: too many wrong codes.
-    :raises ValueError: the code is wrong.
     """
     item = credential(account)
     if item is None or item.confirmed_at is None:
         raise TotpError(_l("Set up an authenticator first."))
-    if not _check(rt, account, item, code, ip):
-        raise ValueError("wrong code")
     codes = _new_recovery_codes(rt, account)
     record("totp.recovery_codes_regenerated", account_id=account.id, ip=ip)
     db.session.commit()
+    notify_account(rt, account, "recovery_codes_replaced")
     return codes
 
 
-def disable(rt: Runtime, account: Account, code: str, ip: str | None) -> None:
-    """Remove the credential and its recovery codes, proven by a current code.
-    Commits.
+def _delete(account: Account) -> bool:
+    """Delete the account's credential (confirmed or not) and recovery codes
+    (not committed); True when a confirmed credential or a recovery code
+    was among them."""
+    item = credential(account)
+    had = item is not None and item.confirmed_at is not None
+    codes = db.session.execute(
+        delete(RecoveryCode).where(RecoveryCode.account_id == account.id)).rowcount
+    if item is not None:
+        db.session.delete(item)
+    return had or codes > 0
+
+
+def disable(rt: Runtime, account: Account, ip: str | None) -> None:
+    """Remove the credential and its recovery codes. The caller has checked a
+    live re-authentication (password and the authenticator or a recovery
+    code, so a lost device can be replaced after signing in with a recovery
+    code). Commits, then tells the verified phone (template
+    ``authenticator_removed``).
 
     :raises TotpError: an operator's credential (they must keep one), or none set up.
-    :raises throttle.ThrottledError: too many wrong codes.
-    :raises ValueError: the code is wrong.
     """
     if account.is_admin:
         raise TotpError(_l("Administrators must keep a second factor."))
-    item = credential(account)
-    if item is None or item.confirmed_at is None:
+    if not has_totp(account):
         raise TotpError(_l("No authenticator is set up."))
-    if not _check(rt, account, item, code, ip):
-        raise ValueError("wrong code")
-    db.session.execute(delete(RecoveryCode).where(RecoveryCode.account_id == account.id))
-    db.session.delete(item)
+    _delete(account)
     record("totp.disabled", account_id=account.id, ip=ip)
     db.session.commit()
+    notify_account(rt, account, "authenticator_removed")
+
+
+def remove(account: Account, operator: str, reason: str) -> bool:
+    """An operator removes the credential and recovery codes of a person
+    checked in person at a service counter (a lost authenticator and lost
+    recovery codes, or an authenticator that is not theirs: NIST SP
+    800-63B §6.1.2.3), operators' own too (they set up a new one at their
+    next sign-in). Audits ``totp.reset`` with the operator and reason; does
+    not commit (the caller ends the sessions in the same transaction).
+
+    :returns: whether there was a confirmed credential or a recovery code.
+    """
+    removed = _delete(account)
+    record("totp.reset", account_id=account.id, actor=operator, reason=reason,
+           removed=removed)
+    return removed

@@ -303,6 +303,32 @@ def users_verify_in_person(identifier: str, name: str, id_number: str, reference
     click.echo(f"{account.username} verified in person (level 4)")
 
 
+@users.command("reset-second-factor")
+@_ACCOUNT_ARG
+@_REASON
+@_OPERATOR
+@with_appcontext
+def users_reset_second_factor(identifier: str, reason: str, operator: str) -> None:
+    """Remove an account's authenticator app and recovery codes, for a person
+    checked in person at a service counter who lost both, or whose account
+    has an authenticator that is not theirs (docs/recovery.md). Every
+    session ends, every grant is revoked and the verified phone is told; an
+    operator sets up a new authenticator at the next sign-in."""
+    from idp.admin.service import NoSecondFactorError, reset_second_factor
+    from idp.runtime import current_runtime
+
+    if not reason.strip():
+        raise click.ClickException("--reason must say why (it is kept in the audit trail)")
+    account = _account(identifier)
+    try:
+        revoked = reset_second_factor(current_runtime(), account, operator, reason.strip())
+    except NoSecondFactorError:
+        raise click.ClickException(f"{account.username} has no authenticator app or "
+                                   "recovery codes: nothing was changed") from None
+    click.echo(f"removed the authenticator app and recovery codes of {account.username}; "
+               f"every session ended; {revoked} grants revoked")
+
+
 @main.group()
 def clients() -> None:
     """Manage relying parties (OAuth 2.0 clients)."""

@@ -1,11 +1,14 @@
 """The account console under ``/account``: the user's level and evidence,
-and the verification steps. Views parse and render; the verification
-service decides. A verification made during a step-up returns to the
-pending authorization request (``i``)."""
+the verification steps, and how the account signs in (authenticator app,
+recovery codes, mobile number, password), which changes only after a
+re-authentication (``/account/reauth``). Views parse and render; the
+verification and authentication services decide. A verification made
+during a step-up returns to the pending authorization request (``i``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -20,18 +23,27 @@ from idp.accounts.identifiers import (
     mask_phone,
     mask_resident_id,
 )
-from idp.authn import interactions, throttle, totp
+from idp.authn import interactions, otp, throttle, totp
 from idp.authn import service as authn
 from idp.authn.blueprint import send_code_for_form
 from idp.portal.forms import (
     EntityForm,
     IdentityForm,
+    PasswordChangeForm,
     PhoneForm,
+    ReauthForm,
     StrongProofForm,
     TotpSetupForm,
 )
 from idp.runtime import current_runtime
-from idp.web import browser_id, client_ip, current_sso, too_many_attempts
+from idp.web import (
+    browser_id,
+    client_ip,
+    current_sso,
+    local_next,
+    set_sso_cookie,
+    too_many_attempts,
+)
 
 bp = Blueprint("portal", __name__, url_prefix="/account")
 
@@ -175,10 +187,17 @@ def verify_strong():
 
 @bp.route("/phone", methods=["GET", "POST"])
 def phone():
-    """Confirm a mobile number with an SMS code (level 1, and the carrier check)."""
-    rt, _sso, account, login = _signed_in()
+    """Confirm a mobile number with an SMS code (level 1, and the carrier
+    check); replacing a confirmed one, or adding one beside an authenticator
+    app, needs a re-authentication first."""
+    rt, sso, account, login = _signed_in()
     if login:
         return login
+    if authn.phone_change_needs_reauth(account):
+        refused = _needs_reauth(rt, sso, url_for("portal.phone",
+                                                 i=request.values.get("i") or None))
+        if refused is not None:
+            return refused
     form = PhoneForm()
     item = _pending(rt, form)
     if request.method == "GET":
@@ -218,8 +237,9 @@ def phone():
 @bp.route("/security", methods=["GET", "POST"])
 def security():
     """The second factor: set up an authenticator (QR code), replace the
-    recovery codes, or remove it (proven by a current code)."""
-    rt, _sso, account, login = _signed_in()
+    recovery codes, or remove it; each only within a re-authentication
+    (NIST SP 800-63B §6.1.2.1), never in a kiosk session."""
+    rt, sso, account, login = _signed_in()
     if login:
         return login
     form = TotpSetupForm()
@@ -228,16 +248,22 @@ def security():
     if form.validate_on_submit():
         try:
             if action == "start":
-                enrolment = totp.start_enrolment(rt, account)
+                enrolment = authn.start_authenticator(rt, sso, account)
             elif action == "confirm":
-                codes = totp.confirm_enrolment(rt, account, form.code.data or "", client_ip())
+                codes = authn.confirm_authenticator(rt, sso, account, form.code.data or "",
+                                                    client_ip())
             elif action == "regenerate":
-                codes = totp.regenerate_recovery_codes(rt, account, form.code.data or "",
-                                                       client_ip())
+                codes = authn.replace_recovery_codes(rt, sso, account, client_ip())
             elif action == "disable":
-                totp.disable(rt, account, form.code.data or "", client_ip())
+                authn.remove_authenticator(rt, sso, account, client_ip())
                 flash(_("The authenticator is removed."), "notice")
-                return redirect(url_for("portal.security"))
+                return redirect(url_for("portal.security"), 303)
+            else:
+                error, status = _("Choose what to do."), 400
+        except authn.ReauthRequiredError:
+            return redirect(url_for("portal.reauth", next=url_for("portal.security")), 303)
+        except authn.ReauthUnavailableError as exc:
+            error, status = _reauth_refusal(exc), 403
         except totp.TotpError as exc:
             error, status = str(exc.message), 400
         except ValueError:
@@ -253,7 +279,9 @@ def security():
                                continue_url=url_for("portal.security"))
     return render_template("security.html", form=form, error=error, enrolment=enrolment,
                            enabled=totp.has_totp(account), admin=account.is_admin,
-                           remaining=totp.remaining_recovery_codes(account)), status
+                           remaining=totp.remaining_recovery_codes(account),
+                           live=authn.is_reauthenticated(rt, sso),
+                           refusal=_refusal(rt, sso, account)), status
 
 
 @bp.route("/entities", methods=["GET", "POST"])
@@ -280,3 +308,150 @@ def entities_page():
                            representations=entities.representations(account),
                            level=verification.assurance_level(account),
                            gateway=rt.gateway is not None), status
+
+
+def _reauth_refusal(exc: authn.ReauthUnavailableError) -> str:
+    """Why this session cannot re-authenticate, for the user."""
+    if exc.reason == "kiosk":
+        return _("You signed in with a card at a kiosk. To change how your account signs "
+                 "in, sign in on your own device with your password.")
+    if exc.reason == "no_password":
+        return _("Your account has no password. Set one with a code to your mobile "
+                 "number first (reset your password).")
+    if exc.reason == "reset_hold":
+        until = datetime.fromtimestamp(exc.until or 0, UTC).strftime("%Y-%m-%d %H:%M")
+        return _("Your password was reset by a text message. A code to that same phone "
+                 "cannot confirm this change until %(until)s (UTC); if you need it "
+                 "sooner, visit a service counter with your ID card.", until=until)
+    return _("To change how your account signs in, you need a second way to prove it is "
+             "you: confirm a mobile number first.")
+
+
+def _refusal(rt, sso, account) -> str | None:
+    """The message when ``sso`` cannot re-authenticate, else None."""
+    try:
+        authn.reauth_method(rt, sso, account)
+    except authn.ReauthUnavailableError as exc:
+        return _reauth_refusal(exc)
+    return None
+
+
+def _needs_reauth(rt, sso, back: str) -> Response | tuple[str, int] | None:
+    """None when ``sso`` re-authenticated recently; else the page to answer
+    with: the re-authentication (coming back to ``back``), or why this
+    session never can."""
+    try:
+        authn.require_reauth(rt, sso)
+    except authn.ReauthRequiredError:
+        return redirect(url_for("portal.reauth", next=back),
+                        303 if request.method == "POST" else 302)
+    except authn.ReauthUnavailableError as exc:
+        return render_template("error.html", error="reauth_unavailable",
+                               description=_reauth_refusal(exc)), 403
+    return None
+
+
+@bp.route("/reauth", methods=["GET", "POST"])
+def reauth():
+    """Confirm it is you before changing how the account signs in: the
+    password and the second factor again (a code of the authenticator app
+    or a recovery code; without an app, a code sent to the verified phone).
+    Then back to ``next`` (a console page), for ``session.reauth_ttl``
+    seconds of changes. A session that never can (a kiosk card read, an
+    account without a second factor...) is told why."""
+    rt, sso, account, login = _signed_in()
+    if login:
+        return login
+    form = ReauthForm()
+    target = (local_next(request.args.get("next") or form.next.data)
+              or url_for("portal.security"))
+    form.next.data = target
+    try:
+        method, refusal = authn.reauth_method(rt, sso, account), None
+    except authn.ReauthUnavailableError as exc:
+        method, refusal = None, _reauth_refusal(exc)
+    action = request.form.get("action")
+    sent, error, status = False, None, 200
+    if form.validate_on_submit():
+        sent = method == "sms" and action in ("verify", "send")
+        try:
+            if action == "send":
+                authn.send_reauth_code(rt, sso, account, client_ip())
+            elif action in ("verify", "recovery"):
+                recovery = action == "recovery" and method == "totp"
+                code = (form.recovery_code.data if recovery else
+                        form.sms_code.data if method == "sms" else form.code.data)
+                renewed = authn.reauthenticate(rt, sso, account, form.password.data or "",
+                                               code or "", recovery=recovery, ip=client_ip())
+                response = redirect(target, 303)
+                set_sso_cookie(rt, response, renewed)
+                return response
+            else:
+                error, status = _("Choose what to do."), 400
+        except authn.ReauthUnavailableError as exc:
+            refusal, status = _reauth_refusal(exc), 403
+        except authn.LoginFailedError:
+            form.password.errors.append(_("The password is incorrect."))
+            status = 401
+        except authn.InvalidCodeError:
+            error, status = _("The code is wrong or has expired."), 401
+        except throttle.ThrottledError as exc:
+            error, status = too_many_attempts(exc.retry_after), 429
+        except otp.OtpThrottledError as exc:
+            # A code already sent stays valid: its field stays on the page.
+            error = _("Please wait %(seconds)d seconds before asking for another code.",
+                      seconds=exc.retry_after)
+            status = 429
+        except authn.SmsUnavailableError:
+            error, status = _("The text message service is unavailable. Try again later."), 503
+            sent = False
+        except IdentifierError as exc:
+            error, status, sent = str(exc.message), 400, False
+        except ValueError:
+            # "send" for an account that confirms with its authenticator app.
+            error, status, sent = _("Choose what to do."), 400, False
+    elif request.method == "POST":
+        status = 400
+    phone = accounts.phone_number(rt, account) if method == "sms" and not refusal else None
+    return render_template("reauth.html", form=form, refusal=refusal, method=method,
+                           sent=sent, error=error,
+                           phone=mask_phone(phone) if phone else None), status
+
+
+@bp.route("/password", methods=["GET", "POST"])
+def password():
+    """Change the password: within a re-authentication, with the current
+    password typed again. Every other session of the account ends; this
+    browser stays signed in."""
+    rt, sso, account, login = _signed_in()
+    if login:
+        return login
+    refused = _needs_reauth(rt, sso, url_for("portal.password"))
+    if refused is not None:
+        return refused
+    form = PasswordChangeForm()
+    status = 200
+    if form.validate_on_submit():
+        try:
+            renewed = authn.change_password(rt, sso, account, form.current.data,
+                                            form.password.data, client_ip())
+        except authn.ReauthRequiredError:
+            return redirect(url_for("portal.reauth", next=url_for("portal.password")), 303)
+        except authn.LoginFailedError:
+            form.current.errors.append(_("The password is incorrect."))
+            status = 401
+        except accounts.AccountError as exc:
+            form.password.errors.append(exc.message)
+            status = 400
+        except throttle.ThrottledError as exc:
+            form.current.errors.append(too_many_attempts(exc.retry_after))
+            status = 429
+        else:
+            flash(_("Your password is changed. You are still signed in here; every other "
+                    "sign-in of your account has ended."), "notice")
+            response = redirect(url_for("portal.overview"), 303)
+            set_sso_cookie(rt, response, renewed)
+            return response
+    elif request.method == "POST":
+        status = 400
+    return render_template("password.html", form=form), status

@@ -6,9 +6,9 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, Length, Optional
+from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
-from idp.authn.forms import SmsCodeForm, totp_code_field
+from idp.authn.forms import SmsCodeForm, sms_code_field, totp_code_field
 
 
 class IdentityForm(FlaskForm):
@@ -48,7 +48,9 @@ class PhoneForm(SmsCodeForm):
 
 
 class TotpSetupForm(FlaskForm):
-    """Set up, prove or remove the authenticator; ``action`` says which."""
+    """Set up the authenticator (``start``, then ``confirm`` with its first
+    code), replace the recovery codes (``regenerate``) or remove it
+    (``disable``): the button pressed, ``action``, says which."""
 
     code = totp_code_field()
 
@@ -63,3 +65,33 @@ class EntityForm(FlaskForm):
     entity_name = StringField(_l("Registered name of the entity"),
                               validators=[DataRequired(), Length(max=200)],
                               render_kw={"autocomplete": "organization"})
+
+
+class ReauthForm(FlaskForm):
+    """Confirm it is you: the password and, by the button pressed
+    (``action``), a code of the authenticator app (``verify``), a recovery
+    code (``recovery``), or a code sent by SMS (``send``, then ``verify``).
+    ``next`` is the console page to go back to."""
+
+    password = PasswordField(_l("Your password"), validators=[Optional(), Length(max=1024)],
+                             render_kw={"autocomplete": "current-password"})
+    code = totp_code_field()
+    sms_code = sms_code_field()
+    recovery_code = StringField(_l("Or a recovery code"),
+                                validators=[Optional(), Length(max=32)],
+                                render_kw={"autocomplete": "off", "spellcheck": "false"})
+    next = HiddenField()
+
+
+class PasswordChangeForm(FlaskForm):
+    """A new password, with the current one typed again."""
+
+    current = PasswordField(_l("Current password"),
+                            validators=[DataRequired(), Length(max=1024)],
+                            render_kw={"autocomplete": "current-password"})
+    password = PasswordField(_l("New password"), validators=[DataRequired(), Length(max=1024)],
+                             render_kw={"autocomplete": "new-password"})
+    confirm = PasswordField(_l("Repeat the new password"),
+                            validators=[DataRequired(), EqualTo(
+                                "password", message=_l("The passwords do not match."))],
+                            render_kw={"autocomplete": "new-password"})

@@ -1,5 +1,6 @@
-"""Password reset by SMS (the level drops to 1), and the operator's commands:
-suspend, reinstate, demand re-verification, verify in person, show."""
+"""Password reset by SMS (the level drops to 1; an authenticator app stays
+and is made known), and the operator's commands: suspend, reinstate, demand
+re-verification, verify in person, show, reset the second factor."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from click.testing import CliRunner
 from connectors.sandbox import read_outbox
 from idp.cli import main
 from tests.conftest import SECRETS
-from tests.helpers import Browser, hidden_inputs, redeem
+from tests.helpers import Browser, callback_params, hidden_inputs, redeem
 from tests.integration.test_step_up import level_2_account
 from tests.sandbox_support import KEY, SECRET, fresh_person
 
@@ -26,7 +27,8 @@ def cli(provider, gateway, *args):
            "IDP_GATEWAY__SECRET": SECRET,
            **{f"IDP_SECRETS__{k.upper()}": v for k, v in SECRETS.items()}}
     args = list(args)
-    if args[1] in ("suspend", "reinstate", "reverify", "verify-in-person"):
+    if args[1] in ("suspend", "reinstate", "reverify", "verify-in-person",
+                   "reset-second-factor") and "--reason" in args:
         args += ["--operator", "clerk-7"]
     return CliRunner().invoke(main, args, env=env, catch_exceptions=False)
 
@@ -210,3 +212,180 @@ def test_in_person_take_over_of_an_identity_squatted_online(gw):
         old, new = find_by_username(squatter), find_by_username(owner)
         assert old.resident_id_enc is None and old.reverification_required
         assert assurance_level(old) <= 1 and assurance_level(new) == 4
+
+
+def _with_authenticator(provider, username) -> tuple[str, list[str]]:
+    """Bind an authenticator app to ``username`` (as the console does after a
+    re-authentication): ``(secret, recovery codes)``."""
+    import pyotp
+
+    from idp.accounts.service import find_by_username
+    from idp.authn import totp
+
+    with provider.app.app_context():
+        account = find_by_username(username)
+        secret = totp.start_enrolment(provider.runtime, account).secret
+        codes = totp.confirm_enrolment(provider.runtime, account, pyotp.TOTP(secret).now(),
+                                       None)
+    return secret, codes
+
+
+def _second_step(provider, identifier, password) -> str:
+    """Where a password sign-in goes next: the second step or the account."""
+    session = requests.Session()
+    fields = hidden_inputs(session.get(f"{provider.url}/login").text)
+    fields.update(username=identifier, password=password)
+    answer = session.post(f"{provider.url}/login", data=fields, allow_redirects=False)
+    assert answer.status_code == 302, answer.text[:300]
+    return answer.headers["Location"]
+
+
+def test_sms_reset_keeps_the_authenticator_and_says_so(gw):
+    """NIST SP 800-63B §6.1.2.3: a phone alone neither strips the owner's
+    authenticator nor leaves a foreign one unnoticed. The page and the text
+    message name the day it was added and the way to have it removed."""
+    import time
+
+    from idp.accounts.service import find_by_username
+    from idp.authn import totp
+
+    provider, gateway = gw
+    username, password, person = level_2_account(provider, gateway)
+    _secret, codes = _with_authenticator(provider, username)
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    session, reset, _code = _reset(provider, gateway, person.phone, "a new long password")
+    assert reset.status_code == 302
+    page = session.get(provider.url + reset.headers["Location"])
+    assert (f"An authenticator app added on {today} is still needed to sign in. If it is "
+            "not yours, visit a service counter with your ID card to have it removed."
+            in page.text)
+    notice = read_outbox(gateway.data_path, person.phone)[-1]
+    assert notice["template"] == "password_reset_authenticator_kept"
+    assert notice["params"] == {"date": today}
+    with provider.app.app_context():
+        account = find_by_username(username)
+        assert totp.has_totp(account) and totp.remaining_recovery_codes(account) == 10
+    # The new password alone does not get in: the app (or a recovery code) is asked.
+    assert "/login/otp" in _second_step(provider, username, "a new long password")
+
+
+def test_sms_reset_without_an_authenticator_does_not_reauthenticate_at_once(gw):
+    """After a reset by SMS the password and a code to that phone prove
+    only the phone: for session.reauth_hold_after_sms_reset they cannot
+    bind an authenticator (a phone thief would make their hold permanent)."""
+    provider, gateway = gw
+    username, _password, person = level_2_account(provider, gateway)
+    _reset(provider, gateway, person.phone, "a new long password")
+    browser = Browser(provider.url)
+    browser.go(f"{provider.url}/account", username=username, password="a new long password")
+    page = browser.session.get(f"{provider.url}/account/reauth")
+    assert 'data-reauth="refused"' in page.text
+    assert "Your password was reset by a text message" in page.text
+    fields = hidden_inputs(browser.session.get(f"{provider.url}/login").text)
+    sent = browser.session.post(f"{provider.url}/account/reauth",
+                                data={**fields, "action": "send"}, allow_redirects=False)
+    assert sent.status_code == 403
+    assert read_outbox(gateway.data_path, person.phone)[-1]["template"] == "otp_reset_password"
+
+
+def test_operator_resets_the_second_factor(gw):
+    """A thief's authenticator on the owner's account (or a lost device and
+    lost recovery codes): an operator checks the person at a counter and
+    removes it; audited, every session and grant ends, the phone is told."""
+    from idp.accounts.service import find_by_username
+    from idp.audit.models import AuditEvent
+    from idp.authn import totp
+    from idp.extensions import db
+    from tests.reauth_support import reauth_with_sms
+
+    provider, gateway = gw
+    username, password, person = level_2_account(provider, gateway)
+    _with_authenticator(provider, username)
+    # The owner reset the password by SMS: the app still blocks them.
+    _reset(provider, gateway, person.phone, "a new long password")
+    password = "a new long password"
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    page = browser.go(browser.authorize_url(client, scope="openid offline_access"),
+                      username=username, password=password)
+    assert "/login/otp" in page.url
+    with provider.app.app_context():
+        account = find_by_username(username)
+        secret = totp.credential(account).secret_enc
+    missing = cli(provider, gateway, "users", "reset-second-factor", username)
+    assert missing.exit_code == 2 and "Missing option '--reason'" in missing.output
+    unknown = cli(provider, gateway, "users", "reset-second-factor", "nobody-here",
+                  "--reason", "x")
+    assert unknown.exit_code == 1 and "no account is named 'nobody-here'" in unknown.output
+    empty = cli(provider, gateway, "users", "reset-second-factor", username, "--reason", " ")
+    assert empty.exit_code == 1 and "--reason must say why" in empty.output
+    with provider.app.app_context():
+        assert totp.credential(find_by_username(username)).secret_enc == secret
+    done = cli(provider, gateway, "users", "reset-second-factor", person.phone,
+               "--reason", "ID card seen at counter 3; authenticator not theirs")
+    assert done.exit_code == 0, done.output
+    assert done.output == (f"removed the authenticator app and recovery codes of {username}; "
+                           "every session ended; 0 grants revoked\n")
+    with provider.app.app_context():
+        account = find_by_username(username)
+        assert totp.credential(account) is None
+        assert totp.remaining_recovery_codes(account) == 0
+        event = db.session.query(AuditEvent).filter_by(
+            account_id=account.id, event="totp.reset").one()
+        assert event.detail == {"actor": "clerk-7", "removed": True,
+                                "reason": "ID card seen at counter 3; authenticator not theirs"}
+    assert read_outbox(gateway.data_path, person.phone)[-1]["template"] == \
+        "authenticator_reset"
+    again = cli(provider, gateway, "users", "reset-second-factor", username, "--reason", "x")
+    assert again.exit_code == 1
+    assert f"{username} has no authenticator app or recovery codes" in again.output
+    # The owner signs in with the password alone, and -- the counter having
+    # checked them -- binds a new authenticator with the password and the phone.
+    assert "/login/otp" not in _second_step(provider, username, password)
+    browser = Browser(provider.url)
+    browser.go(f"{provider.url}/account", username=username, password=password)
+    assert reauth_with_sms(browser.session, provider.url, gateway, person.phone,
+                           password).status_code == 303
+
+
+def test_operator_reset_revokes_grants_and_operators_set_up_a_new_one(gw):
+    """Tokens issued on the strength of the removed authenticator stop; an
+    operator's account is never left without one: the next password
+    sign-in sets up a new one."""
+    import time
+    import uuid
+
+    import pyotp
+
+    from idp.accounts.service import create_account
+
+    provider, gateway = gw
+    with provider.app.app_context():
+        username = create_account(provider.runtime, f"op{uuid.uuid4().hex[:10]}",
+                                  "operator password", admin=True).username
+    secret, _codes = _with_authenticator(provider, username)
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    page = browser.go(browser.authorize_url(client, scope="openid offline_access"),
+                      username=username, password="operator password")
+    fields = hidden_inputs(page.text)
+    # The enrolment used the current time step: the login takes the next one.
+    fields.update(action="totp", code=pyotp.TOTP(secret).at(time.time(), counter_offset=1))
+    done = browser.session.post(f"{provider.url}/login/otp", data=fields, allow_redirects=False)
+    assert done.status_code == 302, done.text[:300]
+    code = callback_params(browser.go(provider.url + done.headers["Location"]))["code"]
+    tokens = redeem(provider.url, client, code).json()
+    result = cli(provider, gateway, "users", "reset-second-factor", username,
+                 "--reason", "lost phone and recovery codes")
+    assert result.exit_code == 0 and "1 grants revoked" in result.output, result.output
+    assert refresh(provider, client, tokens).json()["error"] == "invalid_grant"
+    assert userinfo_status(provider, tokens) == 401
+    assert browser.session.get(f"{provider.url}/account",
+                               allow_redirects=False).status_code == 302
+    session = requests.Session()
+    fields = hidden_inputs(session.get(f"{provider.url}/login").text)
+    fields.update(username=username, password="operator password")
+    first = session.post(f"{provider.url}/login", data=fields, allow_redirects=False)
+    assert "/login/otp" in first.headers["Location"]
+    page = session.get(provider.url + first.headers["Location"])
+    assert page.status_code == 200 and "<svg" in page.text

@@ -88,7 +88,7 @@ def test_kiosk_with_a_second_factor_never_remembers_the_browser(gw, kiosk):
     provider, gateway = gw
     client, key = kiosk
     username, password, person = level_2_account(provider, gateway)
-    _secret, codes = enrol(provider, username, password)
+    _secret, codes = enrol(provider, username)
     answer = post(provider, client, key, card_read(provider, client, key, person))
     browser = requests.Session()
     entered = browser.get(answer.json()["login_url"], allow_redirects=False)

@@ -11,6 +11,7 @@ import pytest
 
 from connectors.sandbox import read_outbox
 from tests.helpers import Browser, callback_params, hidden_inputs, redeem
+from tests.reauth_support import reauth_with_sms
 from tests.sandbox_support import fresh_person
 
 
@@ -197,6 +198,8 @@ def test_setting_up_an_authenticator_ends_older_sessions(gw):
     older.go(f"{provider.url}/account", username=username, password=password)
     browser = Browser(provider.url)
     browser.go(f"{provider.url}/account", username=username, password=password)
+    assert reauth_with_sms(browser.session, provider.url, gateway, person.phone,
+                           password).status_code == 303
     url = f"{provider.url}/account/security"
     started = post_form(browser, browser.session.get(url), "/account/security",
                         action="start")

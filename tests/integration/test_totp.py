@@ -1,5 +1,7 @@
-"""TOTP second factor: enrolment with a QR code, login with a code or a
-recovery code, replay and guessing limits, operators who must use it."""
+"""TOTP second factor: login with a code or a recovery code, replay and
+guessing limits, operators who must use it; replacing the recovery codes
+and removing the authenticator only after a re-authentication. (Setting one
+up in the console after a re-authentication: test_reauth.py.)"""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pytest
 import requests
 
 from tests.helpers import Browser, callback_params, hidden_inputs, redeem
+from tests.reauth_support import reauth_with_app
 
 #: The time step each test secret was confirmed with.
 ENROLLED_AT: dict[str, int] = {}
@@ -36,20 +39,20 @@ def _code(secret: str, offset: int = 0, step: int | None = None) -> str:
     return pyotp.TOTP(secret).generate_otp((_step() if step is None else step) + offset)
 
 
-def enrol(provider, username, password) -> tuple[str, list[str]]:
-    """Set up an authenticator in the console: ``(secret, recovery codes)``.
-    It is confirmed with the code of the time step ``ENROLLED_AT`` records."""
-    session = requests.Session()
-    assert _password(session, provider, username, password).status_code == 302
-    url = f"{provider.url}/account/security"
-    started = _post(session, url, session.get(url), action="start")
-    assert started.status_code == 200 and "<svg" in started.text
-    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', started.text).group(1)
-    ENROLLED_AT[secret] = _step()
-    done = _post(session, url, started, action="confirm",
-                 code=_code(secret, step=ENROLLED_AT[secret]))
-    assert done.status_code == 200, done.text[:400]
-    codes = re.findall(r"<code>([a-z0-9]{5}-[a-z0-9]{5})</code>", done.text)
+def enrol(provider, username) -> tuple[str, list[str]]:
+    """Set up an authenticator for ``username`` through the TOTP service (as
+    the console does after a re-authentication): ``(secret, recovery
+    codes)``. It is confirmed with the code of the time step ``ENROLLED_AT``
+    records."""
+    from idp.accounts.service import find_by_username
+    from idp.authn import totp
+
+    with provider.app.app_context():
+        account = find_by_username(username)
+        secret = totp.start_enrolment(provider.runtime, account).secret
+        ENROLLED_AT[secret] = _step()
+        codes = totp.confirm_enrolment(provider.runtime, account,
+                                       _code(secret, step=ENROLLED_AT[secret]), None)
     return secret, codes
 
 
@@ -59,7 +62,7 @@ def test_enrolment_and_login_with_totp(provider):
     from idp.extensions import db
 
     username, password, _ = provider.create_account()
-    secret, codes = enrol(provider, username, password)
+    secret, codes = enrol(provider, username)
     assert len(codes) == 10 and len(set(codes)) == 10
     with provider.app.app_context():
         stored = " ".join(str(v) for v in db.session.execute(text(
@@ -87,7 +90,7 @@ def test_enrolment_and_login_with_totp(provider):
 
 def test_a_code_is_accepted_once(provider):
     username, password, _ = provider.create_account()
-    secret, _codes = enrol(provider, username, password)
+    secret, _codes = enrol(provider, username)
     session = requests.Session()
     first = _password(session, provider, username, password)
     page = session.get(provider.url + first.headers["Location"])
@@ -103,7 +106,7 @@ def test_a_code_is_accepted_once(provider):
 
 def test_recovery_code_works_once(provider):
     username, password, _ = provider.create_account()
-    _secret, codes = enrol(provider, username, password)
+    _secret, codes = enrol(provider, username)
     for expected in (302, 401):
         session = requests.Session()
         first = _password(session, provider, username, password)
@@ -115,7 +118,7 @@ def test_recovery_code_works_once(provider):
 
 def test_guessing_is_throttled(provider):
     username, password, _ = provider.create_account()
-    secret, _ = enrol(provider, username, password)
+    secret, _ = enrol(provider, username)
     session = requests.Session()
     first = _password(session, provider, username, password)
     page = session.get(provider.url + first.headers["Location"])
@@ -134,7 +137,7 @@ def test_strangers_code_guesses_do_not_stop_the_owner(make_provider):
     browser the owner signed in with before counts apart."""
     provider = make_provider()
     username, password, _ = provider.create_account()
-    secret, codes = enrol(provider, username, password)
+    secret, codes = enrol(provider, username)
     owner = requests.Session()
     first = _password(owner, provider, username, password)
     # No device cookie before the second factor is proven.
@@ -179,35 +182,98 @@ def test_operators_must_set_up_totp_and_keep_it(provider):
     assert done.status_code == 200 and "recovery" in done.text.lower()
     assert "idp_sso" in done.headers["Set-Cookie"]
     security = session.get(f"{provider.url}/account/security")
-    assert 'data-totp="on"' in security.text and 'value="disable"' not in security.text
-    refused = _post(session, f"{provider.url}/account/security", security, action="disable",
-                    code=_code(secret, 1, step=step))
+    assert 'data-totp="on"' in security.text
+    assert reauth_with_app(session, provider.url, "operator password",
+                           code=_code(secret, 1, step=step)).status_code == 303
+    security = session.get(f"{provider.url}/account/security")
+    assert 'value="regenerate"' in security.text and 'value="disable"' not in security.text
+    refused = _post(session, f"{provider.url}/account/security", security, action="disable")
     assert refused.status_code == 400 and "must keep" in refused.text
 
 
-def test_disable_needs_a_current_code(provider):
-    username, password, _ = provider.create_account()
-    secret, codes = enrol(provider, username, password)
+def _signed_in_with_recovery_code(provider, username, password, code):
     session = requests.Session()
     first = _password(session, provider, username, password)
     page = session.get(provider.url + first.headers["Location"])
     assert _post(session, f"{provider.url}/login/otp", page, action="recovery",
-                 recovery_code=codes[1]).status_code == 302
+                 recovery_code=code).status_code == 302
+    return session
+
+
+def test_removing_needs_a_reauthentication(provider):
+    """Regression: a session could remove the authenticator with a code of
+    it alone. Now the password and the second factor are asked again; a
+    recovery code stands in for a lost device."""
+    from idp.accounts.service import find_by_username
+    from idp.audit.models import AuditEvent
+    from idp.extensions import db
+
+    username, password, _ = provider.create_account()
+    secret, codes = enrol(provider, username)
+    session = _signed_in_with_recovery_code(provider, username, password, codes[1])
     url = f"{provider.url}/account/security"
     page = session.get(url)
-    assert _post(session, url, page, action="disable", code="12345").status_code == 401
-    # A step at or before the last accepted one is a replay.
-    page = session.get(url)
+    assert 'data-reauth="needed"' in page.text and 'value="disable"' not in page.text
+    # The session's CSRF token is valid for any form: the page hiding the
+    # button is not what refuses.
+    token = hidden_inputs(session.get(f"{provider.url}/account/reauth").text)["csrf_token"]
+    refused = session.post(url, data={"csrf_token": token, "action": "disable"},
+                           allow_redirects=False)
+    assert refused.status_code == 303
+    assert refused.headers["Location"] == "/account/reauth?next=/account/security"
     step = ENROLLED_AT[secret]
-    assert _post(session, url, page, action="disable",
-                 code=_code(secret, step=step)).status_code == 401
-    page = session.get(url)
-    assert _post(session, url, page, action="disable",
-                 code=_code(secret, 1, step=step)).status_code == 302
+    wrong = reauth_with_app(session, provider.url, "not the password",
+                            code=_code(secret, 1, step=step))
+    assert wrong.status_code == 401 and "password is incorrect" in wrong.text
+    # A step at or before the last accepted one is a replay.
+    replay = reauth_with_app(session, provider.url, password, code=_code(secret, step=step))
+    assert replay.status_code == 401 and "wrong or has expired" in replay.text
+    done = reauth_with_app(session, provider.url, password, code=_code(secret, 1, step=step))
+    assert done.status_code == 303 and done.headers["Location"] == "/account/security"
+    removed = _post(session, url, session.get(url), action="disable")
+    assert removed.status_code == 303
     assert 'data-totp="off"' in session.get(url).text
     # Sign-in is one step again.
     again = _password(requests.Session(), provider, username, password)
     assert "/login/otp" not in again.headers["Location"]
+    with provider.app.app_context():
+        account_id = find_by_username(username).id
+        events = [(e.event, e.outcome, e.detail.get("reason"), e.detail.get("method"))
+                  for e in db.session.query(AuditEvent).filter_by(account_id=account_id)
+                  .order_by(AuditEvent.id)]
+    assert [e for e in events if e[0].startswith(("reauth.", "totp.disabled"))] == [
+        ("reauth.failure", "failure", "invalid_credentials", None),
+        ("reauth.failure", "failure", "totp_code", None),
+        ("reauth.success", "success", None, ["pwd", "otp"]),
+        ("totp.disabled", "success", None, None)]
+
+
+def test_a_lost_device_is_replaced_with_recovery_codes(provider):
+    """Recovery (docs/recovery.md): a recovery code at sign-in, another to
+    re-authenticate, then the old authenticator is removed and a new one
+    set up in the same re-authentication."""
+    username, password, _ = provider.create_account()
+    _lost, codes = enrol(provider, username)
+    session = _signed_in_with_recovery_code(provider, username, password, codes[0])
+    assert reauth_with_app(session, provider.url, password,
+                           recovery_code=codes[0]).status_code == 401
+    assert reauth_with_app(session, provider.url, password,
+                           recovery_code=codes[2]).status_code == 303
+    url = f"{provider.url}/account/security"
+    assert _post(session, url, session.get(url), action="disable").status_code == 303
+    started = _post(session, url, session.get(url), action="start")
+    assert started.status_code == 200 and "<svg" in started.text
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', started.text).group(1)
+    assert secret != _lost
+    done = _post(session, url, started, action="confirm", code=_code(secret))
+    assert done.status_code == 200
+    assert len(re.findall(r"<code>([a-z0-9]{5}-[a-z0-9]{5})</code>", done.text)) == 10
+    # The old recovery codes went with the old authenticator.
+    session = requests.Session()
+    first = _password(session, provider, username, password)
+    page = session.get(provider.url + first.headers["Location"])
+    assert _post(session, f"{provider.url}/login/otp", page, action="recovery",
+                 recovery_code=codes[3]).status_code == 401
 
 
 @pytest.mark.parametrize("field", ["code", "recovery_code"])
@@ -217,18 +283,25 @@ def test_second_step_without_a_pending_login_goes_to_the_login(provider, field):
     assert response.status_code == 302 and "/login" in response.headers["Location"]
 
 
-def test_new_recovery_codes_need_a_current_code(provider):
+def test_new_recovery_codes_need_a_reauthentication(provider):
     """Regression: any session could replace the recovery codes, and use one
     to pass the second step."""
     username, password, _ = provider.create_account()
-    secret, codes = enrol(provider, username, password)
+    secret, codes = enrol(provider, username)
+    session = _signed_in_with_recovery_code(provider, username, password, codes[0])
+    url = f"{provider.url}/account/security"
+    token = hidden_inputs(session.get(f"{provider.url}/account/reauth").text)["csrf_token"]
+    refused = session.post(url, data={"csrf_token": token, "action": "regenerate"},
+                           allow_redirects=False)
+    assert refused.status_code == 303 and "/account/reauth" in refused.headers["Location"]
+    assert reauth_with_app(session, provider.url, password,
+                           code=_code(secret, 1, step=ENROLLED_AT[secret])).status_code == 303
+    fresh = _post(session, url, session.get(url), action="regenerate")
+    assert fresh.status_code == 200
+    assert len(re.findall(r"<code>([a-z0-9]{5}-[a-z0-9]{5})</code>", fresh.text)) == 10
+    # The old ones no longer work.
     session = requests.Session()
     first = _password(session, provider, username, password)
     page = session.get(provider.url + first.headers["Location"])
-    _post(session, f"{provider.url}/login/otp", page, action="recovery", recovery_code=codes[0])
-    url = f"{provider.url}/account/security"
-    assert _post(session, url, session.get(url), action="regenerate").status_code == 401
-    fresh = _post(session, url, session.get(url), action="regenerate",
-                  code=_code(secret, 1, step=ENROLLED_AT[secret]))
-    assert fresh.status_code == 200
-    assert len(re.findall(r"<code>([a-z0-9]{5}-[a-z0-9]{5})</code>", fresh.text)) == 10
+    assert _post(session, f"{provider.url}/login/otp", page, action="recovery",
+                 recovery_code=codes[1]).status_code == 401

@@ -7,6 +7,7 @@ import pytest
 import requests
 
 from tests.helpers import Browser, hidden_inputs
+from tests.reauth_support import reauth_with_app, reauth_with_sms
 from tests.sandbox_support import fresh_person, start_gateway_provider
 
 
@@ -271,6 +272,11 @@ def test_replacing_the_phone_ends_sessions_and_drops_the_level(gw):
     submit(browser, "/account/verify/strong", card_number=person.card_number, method="card")
     assert level(provider, username) == 3
     other = fresh_person(gateway).phone
+    # Replacing the number needs the password and a code to the current one.
+    assert submit(browser, "/account/phone").headers["Location"] == \
+        "/account/reauth?next=/account/phone"
+    assert reauth_with_sms(browser.session, provider.url, gateway, person.phone, password,
+                           next_path="/account/phone").status_code == 303
     changed = _confirm_phone(browser, provider, gateway, other, password)
     assert changed.status_code == 302 and "/login" in changed.headers["Location"]
     assert level(provider, username) == 1
@@ -295,6 +301,8 @@ def test_replacing_the_phone_with_totp_keeps_the_level_but_not_the_carrier_check
     _confirm_phone(browser, provider, gateway, person.phone, password)
     submit(browser, "/account/verify", name=person.name, id_number=person.id_number)
     submit(browser, "/account/verify/strong", method="carrier")
+    assert reauth_with_sms(browser.session, provider.url, gateway, person.phone,
+                           password).status_code == 303
     started = submit(browser, "/account/security", allow_redirects=True, action="start")
     secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', started.text).group(1)
     totp = pyotp.TOTP(secret)
@@ -310,6 +318,10 @@ def test_replacing_the_phone_with_totp_keeps_the_level_but_not_the_carrier_check
     data.update(action="recovery", recovery_code=recovery[0])
     assert browser.session.post(f"{provider.url}/login/otp", data=data).status_code == 200
     assert level(provider, username) == 3
+    # Replacing the number needs a re-authentication (a recovery code here).
+    assert reauth_with_app(browser.session, provider.url, password,
+                           recovery_code=recovery[1], next_path="/account/phone"
+                           ).status_code == 303
     other = fresh_person(gateway).phone
     changed = _confirm_phone(browser, provider, gateway, other, password,
                              totp=totp.generate_otp(step + 1))

@@ -1,5 +1,6 @@
 """Issue 7: accounts flagged for an operator's review (an ID number released
-from an account that had verified it by knowledge only), client
+from an account that had verified it by knowledge only), when a password
+was last set by an SMS code alone, client
 authentication and browser settings (strict method, allowed origins,
 resource servers that may introspect any token), and agents whose
 representation ended with the evidence it rested on.
@@ -21,6 +22,8 @@ def upgrade():
     with op.batch_alter_table("accounts", schema=None) as batch_op:
         batch_op.add_column(sa.Column("review_reason", sa.String(length=64), nullable=True))
         batch_op.add_column(sa.Column("review_flagged_at", sa.DateTime(), nullable=True))
+        batch_op.add_column(sa.Column("password_reset_by_sms_at", sa.DateTime(),
+                                      nullable=True))
     with op.batch_alter_table("clients", schema=None) as batch_op:
         batch_op.add_column(sa.Column("strict_auth_method", sa.Boolean(), nullable=False,
                                       server_default=sa.false()))
@@ -42,5 +45,6 @@ def downgrade():
         batch_op.drop_column("allowed_origins")
         batch_op.drop_column("strict_auth_method")
     with op.batch_alter_table("accounts", schema=None) as batch_op:
+        batch_op.drop_column("password_reset_by_sms_at")
         batch_op.drop_column("review_flagged_at")
         batch_op.drop_column("review_reason")
