@@ -626,10 +626,12 @@ def require_reauth(rt: Runtime, sso: SsoSession) -> None:
 
 
 def send_reauth_code(rt: Runtime, sso: SsoSession, account: Account,
-                     ip: str | None) -> otp.SentCode:
+                     ip: str | None, device: throttle.DeviceCookie | None = None,
+                     ) -> otp.SentCode:
     """Send a re-authentication code (purpose ``reauth``) to the account's
     verified phone, when that is its second factor (:func:`reauth_method`).
 
+    :param device: the browser's device cookie (its own code and send limits).
     :raises ReauthUnavailableError: as :func:`reauth_method`.
     :raises ValueError: the account re-authenticates with its authenticator app.
     :raises otp.OtpThrottledError: a send limit is reached.
@@ -637,7 +639,7 @@ def send_reauth_code(rt: Runtime, sso: SsoSession, account: Account,
     """
     if reauth_method(rt, sso, account) != "sms":
         raise ValueError("this account re-authenticates with its authenticator app")
-    return send_sms_code(rt, accounts.phone_number(rt, account) or "", "reauth", ip)
+    return send_sms_code(rt, accounts.phone_number(rt, account) or "", "reauth", ip, device)
 
 
 def _reauth_failed(account: Account, sso: SsoSession, ip: str | None, reason: str) -> None:
@@ -647,27 +649,30 @@ def _reauth_failed(account: Account, sso: SsoSession, ip: str | None, reason: st
 
 
 def _check_current_password(rt: Runtime, account: Account, sso: SsoSession, password: str,
-                            ip: str | None, event: str) -> None:
+                            ip: str | None, event: str,
+                            device: throttle.DeviceCookie | None) -> None:
     """Check the password of the signed-in ``account``, counted against the
-    same per-account and per-IP limits as logins; a failure is audited as
-    ``event``.
+    same per-account (or device cookie) and per-IP limits as logins; a
+    failure is audited as ``event``.
 
     :raises throttle.ThrottledError: too many failures.
     :raises LoginFailedError: wrong password.
     """
     limits = rt.settings["throttle"]
     key = f"account:{account.id}"
-    throttle.reserve_attempt(rt.store, limits, key, ip)
+    known = _known(device, account)
+    throttle.reserve_attempt(rt.store, limits, key, ip, known)
     if not accounts.verify_password(rt, account, password):
         record(event, "failure", account_id=account.id, ip=ip, sid=sso.sid,
                reason="invalid_credentials")
         db.session.commit()
         raise LoginFailedError(account.username)
-    throttle.note_success(rt.store, limits, key, ip)
+    throttle.note_success(rt.store, limits, key, ip, known)
 
 
 def reauthenticate(rt: Runtime, sso: SsoSession, account: Account, password: str,
-                   code: str, *, recovery: bool, ip: str | None) -> SsoSession:
+                   code: str, *, recovery: bool, ip: str | None,
+                   device: throttle.DeviceCookie | None = None) -> SsoSession:
     """Re-authenticate the session ``sso``: the password, then the second
     factor of :func:`reauth_method` -- a code of the authenticator app or,
     with ``recovery``, a recovery code (spent; a lost device is replaced
@@ -677,6 +682,7 @@ def reauthenticate(rt: Runtime, sso: SsoSession, account: Account, password: str
     cookie value (:func:`_renew`); its ``sid``, ``amr`` and ``auth_time``
     stay those of the login. Audited either way; commits.
 
+    :param device: the browser's device cookie (its own throttle counters).
     :returns: the session that replaces ``sso`` (its cookie must be set).
     :raises ReauthUnavailableError: as :func:`reauth_method`.
     :raises LoginFailedError: wrong password.
@@ -688,15 +694,16 @@ def reauthenticate(rt: Runtime, sso: SsoSession, account: Account, password: str
     except ReauthUnavailableError as exc:
         _reauth_failed(account, sso, ip, exc.reason)
         raise
-    _check_current_password(rt, account, sso, password, ip, "reauth.failure")
+    _check_current_password(rt, account, sso, password, ip, "reauth.failure", device)
+    known = _known(device, account)
     if method == "totp":
         used, failure = ("recovery_code", "recovery_code") if recovery else ("otp", "totp_code")
-        ok = (totp.use_recovery_code(rt, account, code, ip) if recovery
-              else totp.verify_totp(rt, account, code, ip))
+        ok = (totp.use_recovery_code(rt, account, code, ip, known) if recovery
+              else totp.verify_totp(rt, account, code, ip, known))
     else:
         used, failure = "sms", "sms_code"
         ok = otp.check_code(rt, accounts.phone_number(rt, account) or "", "reauth",
-                            code) is not None
+                            code, known) is not None
     if not ok:
         _reauth_failed(account, sso, ip, failure)
         raise InvalidCodeError(used)
@@ -729,18 +736,20 @@ def start_authenticator(rt: Runtime, sso: SsoSession, account: Account) -> totp.
 
 
 def confirm_authenticator(rt: Runtime, sso: SsoSession, account: Account, code: str,
-                          ip: str | None) -> list[str]:
+                          ip: str | None, device: throttle.DeviceCookie | None = None,
+                          ) -> list[str]:
     """Confirm the authenticator being set up, after a re-authentication:
     every session ends (this one too) and the verified phone is told
     (:func:`totp.confirm_enrolment`).
 
+    :param device: the browser's device cookie (its own throttle counters).
     :returns: the recovery codes in clear, to show once.
     :raises ReauthUnavailableError, ReauthRequiredError: as :func:`require_reauth`.
     :raises totp.TotpError, throttle.ThrottledError, ValueError: as
         :func:`totp.confirm_enrolment`.
     """
     require_reauth(rt, sso)
-    return totp.confirm_enrolment(rt, account, code, ip)
+    return totp.confirm_enrolment(rt, account, code, ip, _known(device, account))
 
 
 def replace_recovery_codes(rt: Runtime, sso: SsoSession, account: Account,
@@ -794,7 +803,8 @@ def _revoke_other_grants(rt: Runtime, account: Account, sid: str, reason: str,
 
 
 def change_password(rt: Runtime, sso: SsoSession, account: Account, current: str,
-                    new: str, ip: str | None) -> SsoSession:
+                    new: str, ip: str | None,
+                    device: throttle.DeviceCookie | None = None) -> SsoSession:
     """Change the password in the account console: a live re-authentication,
     the current password typed again, and a new one that meets the policy
     and differs from it. Every other SSO session of the account ends and
@@ -804,6 +814,7 @@ def change_password(rt: Runtime, sso: SsoSession, account: Account, current: str
     (``password.changed``); the verified phone is told (template
     ``password_changed``). Commits.
 
+    :param device: the browser's device cookie (its own throttle counters).
     :returns: the session that replaces ``sso`` (its cookie must be set).
     :raises ReauthUnavailableError, ReauthRequiredError: as :func:`require_reauth`.
     :raises accounts.AccountError: on field ``password``: the new password
@@ -812,8 +823,8 @@ def change_password(rt: Runtime, sso: SsoSession, account: Account, current: str
     :raises throttle.ThrottledError: too many wrong passwords.
     """
     require_reauth(rt, sso)
-    accounts.check_password_policy(rt, new)
-    _check_current_password(rt, account, sso, current, ip, "password.change_failed")
+    accounts.check_password_policy(rt, new, account=account)
+    _check_current_password(rt, account, sso, current, ip, "password.change_failed", device)
     # The current password was just proven, so this compares with the stored one.
     if constant_time_equals(new, current):
         raise accounts.AccountError("password", _l(

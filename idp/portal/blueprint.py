@@ -26,6 +26,7 @@ from idp.accounts.identifiers import (
 from idp.authn import interactions, otp, throttle, totp
 from idp.authn import service as authn
 from idp.authn.blueprint import send_code_for_form
+from idp.authn.forms import require_min_length
 from idp.portal.forms import (
     EntityForm,
     IdentityForm,
@@ -40,6 +41,7 @@ from idp.web import (
     browser_id,
     client_ip,
     current_sso,
+    device_cookie,
     local_next,
     set_sso_cookie,
     too_many_attempts,
@@ -208,9 +210,11 @@ def phone():
         sent = verify
         try:
             if not verify:
-                sent, error, status = send_code_for_form(rt, form, "verify_phone")
+                sent, error, status = send_code_for_form(rt, form, "verify_phone",
+                                                         device_cookie(rt))
             elif authn.confirm_phone(rt, account, form.phone.data, form.code.data or "",
-                                     form.password.data or "", client_ip(), form.totp.data):
+                                     form.password.data or "", client_ip(), form.totp.data,
+                                     device=device_cookie(rt)):
                 flash(_("Your mobile number is changed. Sign in again; verify your "
                         "identity again if its level dropped."), "notice")
                 return redirect(url_for("authn.login", next=url_for("portal.overview")))
@@ -251,7 +255,7 @@ def security():
                 enrolment = authn.start_authenticator(rt, sso, account)
             elif action == "confirm":
                 codes = authn.confirm_authenticator(rt, sso, account, form.code.data or "",
-                                                    client_ip())
+                                                    client_ip(), device_cookie(rt))
             elif action == "regenerate":
                 codes = authn.replace_recovery_codes(rt, sso, account, client_ip())
             elif action == "disable":
@@ -376,13 +380,14 @@ def reauth():
         sent = method == "sms" and action in ("verify", "send")
         try:
             if action == "send":
-                authn.send_reauth_code(rt, sso, account, client_ip())
+                authn.send_reauth_code(rt, sso, account, client_ip(), device_cookie(rt))
             elif action in ("verify", "recovery"):
                 recovery = action == "recovery" and method == "totp"
                 code = (form.recovery_code.data if recovery else
                         form.sms_code.data if method == "sms" else form.code.data)
                 renewed = authn.reauthenticate(rt, sso, account, form.password.data or "",
-                                               code or "", recovery=recovery, ip=client_ip())
+                                               code or "", recovery=recovery, ip=client_ip(),
+                                               device=device_cookie(rt))
                 response = redirect(target, 303)
                 set_sso_cookie(rt, response, renewed)
                 return response
@@ -429,12 +434,12 @@ def password():
     refused = _needs_reauth(rt, sso, url_for("portal.password"))
     if refused is not None:
         return refused
-    form = PasswordChangeForm()
+    form = require_min_length(PasswordChangeForm(), rt.settings["passwords"]["min_length"])
     status = 200
     if form.validate_on_submit():
         try:
             renewed = authn.change_password(rt, sso, account, form.current.data,
-                                            form.password.data, client_ip())
+                                            form.password.data, client_ip(), device_cookie(rt))
         except authn.ReauthRequiredError:
             return redirect(url_for("portal.reauth", next=url_for("portal.password")), 303)
         except authn.LoginFailedError:

@@ -124,3 +124,21 @@ def test_change_password_needs_a_live_reauthentication(make_provider, gw):
     assert late.status_code == 303
     assert late.headers["Location"] == "/account/reauth?next=/account/password"
     assert _login_status(provider, username, password) == 302
+
+
+def test_new_password_is_checked_against_the_accounts_own_identifiers(gw):
+    """Issue 7 finding 5 in the console: the password policy knows the
+    account (its username here), and the rule is on the page before typing."""
+    provider, gateway = gw
+    username, password, person = level_2_account(provider, gateway)
+    browser = Browser(provider.url)
+    browser.go(f"{provider.url}/login", username=username, password=password)
+    reauth_with_sms(browser.session, provider.url, gateway, person.phone, password,
+                    next_path="/account/password")
+    page = browser.session.get(f"{provider.url}/account/password")
+    assert "Not a common password" in page.text and 'minlength="8"' in page.text
+    built = _change(browser.session, provider.url, password, f"{username}2026")
+    assert built.status_code == 400
+    assert "username" in built.text
+    common = _change(browser.session, provider.url, password, "password123")
+    assert common.status_code == 400
