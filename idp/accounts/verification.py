@@ -385,14 +385,22 @@ def revoke_evidence(account: Account, reason: str,
                     methods: Sequence[str] | None = None) -> int:
     """Stop live evidence of ``account`` counting (not committed): of the
     given ``methods``, or all of it, so that the level falls to 1 (or 0
-    without a verified phone).
+    without a verified phone). This is the one door of every revocation:
+    the account's entity representations end here when it falls below the
+    level they need (``idp.accounts.entities.end_unsupported_representations``).
 
     :returns: how many were revoked.
     """
+    # Imported here: entities build on this module.
+    from idp.accounts.entities import end_unsupported_representations
+
     query = (update(VerificationEvidence)
              .where(VerificationEvidence.account_id == account.id,
                     VerificationEvidence.level > 0, VerificationEvidence.revoked_at.is_(None))
              .values(revoked_at=utcnow(), revoked_reason=reason))
     if methods is not None:
         query = query.where(VerificationEvidence.method.in_(methods))
-    return db.session.execute(query).rowcount
+    revoked = db.session.execute(query).rowcount
+    if revoked:
+        end_unsupported_representations(account, reason)
+    return revoked

@@ -169,7 +169,8 @@ _OPERATOR = click.option("--operator", default=getpass.getuser, show_default="lo
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 def users_show(identifier: str, as_json: bool) -> None:
-    """Show an account: status, assurance level, masked identifiers, evidence."""
+    """Show an account: status, assurance level, masked identifiers,
+    entities (ended ones too), evidence."""
     from idp.accounts import service as accounts
     from idp.accounts.entities import representations
     from idp.accounts.identifiers import mask_card_number, mask_phone, mask_resident_id
@@ -190,7 +191,10 @@ def users_show(identifier: str, as_json: bool) -> None:
         "resident_id": mask_resident_id(number) if number else None,
         "card_number": mask_card_number(card) if card else None,
         "entities": [{"uscc": r.entity.uscc, "name": r.entity.name, "role": r.agent.role,
-                      "level": r.level} for r in representations(account)],
+                      "level": r.level, "active": r.active,
+                      "ended_at": r.agent.ended_at.isoformat() if r.agent.ended_at else None,
+                      "ended_reason": r.agent.ended_reason}
+                     for r in representations(account)],
         "evidence": [{"method": e.method, "result": e.result, "level": e.level,
                       "reference": e.reference, "verified_at": e.verified_at.isoformat(),
                       "expires_at": e.expires_at.isoformat() if e.expires_at else None,
@@ -204,7 +208,8 @@ def users_show(identifier: str, as_json: bool) -> None:
         if key not in ("evidence", "entities"):
             click.echo(f"{key}: {'-' if value is None else value}")
     for r in info["entities"]:
-        click.echo(f"entity: {r['uscc']} {r['name']} ({r['role']}, level {r['level']})")
+        ended = f", ended {r['ended_at']}: {r['ended_reason']}" if r["ended_at"] else ""
+        click.echo(f"entity: {r['uscc']} {r['name']} ({r['role']}, level {r['level']}{ended})")
     for e in info["evidence"]:
         click.echo(f"evidence: {e['verified_at']} {e['method']} {e['result']} "
                    f"{'counts' if e['counts'] else 'does not count'} {e['reference']}")

@@ -279,4 +279,5 @@ def entities_page():
     return render_template("entities.html", form=form, error=error,
                            representations=entities.representations(account),
                            level=verification.assurance_level(account),
+                           required=entities.REPRESENTATIVE_LEVEL,
                            gateway=rt.gateway is not None), status
