@@ -42,6 +42,7 @@ METHOD_NAMES = {
     "social_security_card": _l("Social security card"),
     "carrier_three_element": _l("Mobile carrier: name, ID number and phone"),
     "in_person": _l("In person at a service counter"),
+    "card_read": _l("Card read at a self-service kiosk"),
 }
 
 
@@ -127,9 +128,14 @@ def verify_identity():
         form.name.data = account.verified_name or account.name
     error, status = None, 200
     if form.validate_on_submit():
-        failed = _check(lambda: verification.verify_population(
-            rt, account, form.name.data, form.id_number.data, client_ip()),
-            {"name": form.name}, form.id_number)
+        try:
+            failed = _check(lambda: verification.verify_population(
+                rt, account, form.name.data, form.id_number.data, client_ip()),
+                {"name": form.name}, form.id_number)
+        except verification.PossessionProofRequiredError:
+            # Another account holds the number by name and number only: the
+            # strong-proof page offers the proofs that take it over.
+            return redirect(url_for("portal.verify_strong", i=item.id if item else None), 303)
         if failed is None:
             return _done(item, _("Your name and ID number are verified."))
         error, status = failed
@@ -141,8 +147,10 @@ def verify_identity():
 
 @bp.route("/verify/strong", methods=["GET", "POST"])
 def verify_strong():
-    """Level 3: one independent strong proof, chosen by the button pressed."""
-    rt, _sso, account, login = _signed_in()
+    """Level 3: one independent strong proof, chosen by the button pressed.
+    With a pending claim on a number another account holds by name and
+    number only, the possession proofs (face, carrier) that take it over."""
+    rt, sso, account, login = _signed_in()
     if login:
         return login
     form = StrongProofForm()
@@ -152,7 +160,7 @@ def verify_strong():
     error, status = None, 200
     proofs = {
         "card": lambda: verification.verify_card(rt, account, form.card_number.data or "",
-                                                 client_ip()),
+                                                 client_ip(), amr=sso.amr),
         "carrier": lambda: verification.verify_carrier(rt, account, client_ip()),
         "face": lambda: verification.verify_face(rt, account, form.liveness_token.data or "",
                                                  client_ip()),
@@ -167,9 +175,12 @@ def verify_strong():
     elif request.method == "POST":
         status = 400
     level = verification.assurance_level(account)
+    claim = verification.pending_claim(rt, account) if level < 2 else None
     return render_template("verify_strong.html", form=form, item=item, error=error,
                            level=level, ids=_identifiers(rt, account),
                            phone_verified=account.phone_number_verified,
+                           claim=mask_resident_id(claim.number) if claim else None,
+                           card_refusal=verification.card_check_refusal(account, sso.amr),
                            gateway=rt.gateway is not None), status
 
 
