@@ -1,13 +1,24 @@
 """The account console under ``/account``: the user's level and evidence,
 and the verification steps. Views parse and render; the verification
 service decides. A verification made during a step-up returns to the
-pending authorization request (``i``)."""
+pending authorization request (``i``). A card read at a kiosk that no
+account proved possession of is linked here, after the person signed in
+on the kiosk (``/account/link-card``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from wtforms import Field
@@ -23,15 +34,18 @@ from idp.accounts.identifiers import (
 from idp.authn import interactions, throttle, totp
 from idp.authn import service as authn
 from idp.authn.blueprint import send_code_for_form
+from idp.authn.kiosk import service as kiosk
+from idp.authn.kiosk.blueprint import LINK_SESSION_KEY
 from idp.portal.forms import (
     EntityForm,
     IdentityForm,
+    LinkCardForm,
     PhoneForm,
     StrongProofForm,
     TotpSetupForm,
 )
 from idp.runtime import current_runtime
-from idp.web import browser_id, client_ip, current_sso, too_many_attempts
+from idp.web import browser_id, client_ip, current_sso, set_sso_cookie, too_many_attempts
 
 bp = Blueprint("portal", __name__, url_prefix="/account")
 
@@ -87,7 +101,8 @@ def overview():
     return render_template(
         "account.html", account=account, state=state, ids=_identifiers(rt, account),
         level_name=verification.level_name(rt, state.level), method_names=METHOD_NAMES,
-        gateway=rt.gateway is not None)
+        gateway=rt.gateway is not None,
+        card_waiting=kiosk.pending_link(rt, session.get(LINK_SESSION_KEY)) is not None)
 
 
 def _check(run: Callable[[], object], fields: dict[str, Field],
@@ -182,6 +197,51 @@ def verify_strong():
                            claim=mask_resident_id(claim.number) if claim else None,
                            card_refusal=verification.card_check_refusal(account, sso.amr),
                            gateway=rt.gateway is not None), status
+
+
+@bp.route("/link-card", methods=["GET", "POST"])
+def link_card():
+    """Link the card read at this kiosk (waiting in this browser) to the
+    account signed in after the read, once the card was read again and the
+    person confirms; the kiosk service decides (possession outranks
+    knowledge)."""
+    rt, sso, account, login = _signed_in()
+    if login:
+        return login
+    secret = session.get(LINK_SESSION_KEY)
+    card = kiosk.pending_link(rt, secret)
+    if card is None:
+        session.pop(LINK_SESSION_KEY, None)
+        return render_template(
+            "error.html", error="no_card",
+            description=_("No card is waiting to be linked here. Read the card at the kiosk "
+                          "again.")), 400
+    if sso.auth_time < card.created:
+        # Someone signed in before the card was read (a previous visitor):
+        # the card's holder must sign in themselves.
+        return redirect(url_for("authn.login", next=url_for("portal.link_card")))
+    form = LinkCardForm()
+    error, status = None, 200
+    if form.validate_on_submit():
+        if request.form.get("action") == "cancel":
+            kiosk.cancel_link(rt, session.pop(LINK_SESSION_KEY, None))
+            return redirect(url_for("portal.overview"), 303)
+        try:
+            sso = kiosk.link_card(rt, account, sso, secret, client_ip())
+        except kiosk.CardLinkError as exc:
+            error, status = str(exc.message), 409
+        else:
+            session.pop(LINK_SESSION_KEY, None)
+            flash(_("The card is linked: your account is verified with its ID number."),
+                  "notice")
+            response = redirect(url_for("portal.overview"), 303)
+            set_sso_cookie(rt, response, sso)
+            return response
+    elif request.method == "POST":
+        status = 400
+    return render_template("link_card.html", form=form, card=card, error=error,
+                           outcome=kiosk.link_outcome(rt, account, card),
+                           ready=card.ready_for(sso)), status
 
 
 @bp.route("/phone", methods=["GET", "POST"])

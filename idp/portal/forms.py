@@ -63,3 +63,7 @@ class EntityForm(FlaskForm):
     entity_name = StringField(_l("Registered name of the entity"),
                               validators=[DataRequired(), Length(max=200)],
                               render_kw={"autocomplete": "organization"})
+
+
+class LinkCardForm(FlaskForm):
+    """Confirm (or cancel, ``action``) linking the card read at the kiosk."""

@@ -14,14 +14,32 @@ level 3.
 
 from __future__ import annotations
 
+import re
+
+import jwt as pyjwt
 import pytest
 import requests
 
 from connectors.sandbox import read_outbox
-from tests.helpers import Browser, hidden_inputs
-from tests.sandbox_support import fresh_person
+from tests.helpers import Browser, callback_params, hidden_inputs, redeem
+from tests.integration.test_account_admin import refresh, tokens_of, userinfo_status
+from tests.integration.test_kiosk import card_read, post
+from tests.sandbox_support import fresh_entity, fresh_person
 
 HELD = "verified for another account with a proof of possession"
+
+
+@pytest.fixture(scope="module")
+def kiosk(gw):
+    """A registered kiosk: ``(client, private key)``."""
+    from joserfc.jwk import ECKey
+
+    provider, _ = gw
+    key = ECKey.generate_key("P-256", parameters={"kid": "kiosk-sq"}, private=True)
+    client = provider.create_client(grant_types=["client_credentials"],
+                                    auth_method="private_key_jwt",
+                                    jwks={"keys": [key.as_dict(private=False)]}, kiosk=True)
+    return client, key
 
 
 def masked(number: str) -> str:
@@ -92,6 +110,261 @@ def submit(browser: Browser, path: str, **fields) -> requests.Response:
     return browser.session.post(browser.base + path, data=data, allow_redirects=False)
 
 
+def read_unlinked(provider, kiosk, person, **changes) -> Browser:
+    """The card of ``person`` read at the kiosk, which logs into nobody:
+    the kiosk's browser opened its link page. Returns that browser."""
+    client, key = kiosk
+    answer = post(provider, client, key, card_read(provider, client, key, person, **changes))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    # Not a login (the old answer logged into whoever held the number).
+    assert body.get("linked") is False and "acr" not in body and "amr" not in body, body
+    assert body["login_url"].startswith(f"{provider.url}/kiosk/link?ticket=")
+    browser = Browser(provider.url)
+    entered = browser.session.get(body["login_url"], allow_redirects=False)
+    assert entered.status_code == 303 and entered.headers["Location"] == "/kiosk/link"
+    return browser
+
+
+def sign_in_to_link(browser: Browser, username: str, password: str) -> requests.Response:
+    """Sign in from the kiosk's link page; returns the confirmation page."""
+    page = browser.session.get(f"{browser.base}/kiosk/link")
+    assert page.status_code == 200 and "This card is not linked to an account" in page.text
+    url = browser.base + re.search(r'id="sign-in" href="([^"]+)"', page.text)[1].replace(
+        "&amp;", "&")
+    confirm = browser.go(url, username=username, password=password)
+    assert confirm.status_code == 200 and "Link your card to this account" in confirm.text
+    return confirm
+
+
+def read_again(provider, kiosk, browser: Browser, person, **changes) -> requests.Response:
+    """The card put on the reader again after the sign-in: the kiosk's
+    browser opens the new URL and lands on the confirmation, which it
+    returns."""
+    client, key = kiosk
+    body = post(provider, client, key, card_read(provider, client, key, person,
+                                                 **changes)).json()
+    assert body["linked"] is False, body
+    again = browser.session.get(body["login_url"], allow_redirects=False)
+    assert again.status_code == 303 and again.headers["Location"] == "/account/link-card"
+    page = browser.session.get(f"{browser.base}/account/link-card")
+    assert page.status_code == 200 and 'id="card-again"' not in page.text
+    return page
+
+
+def link_at_kiosk(provider, kiosk, person, username, password,
+                  **changes) -> tuple[Browser, requests.Response]:
+    """Read ``person``'s card, sign in as ``username``, read it again:
+    ``(kiosk browser, confirmation page)``."""
+    browser = read_unlinked(provider, kiosk, person, **changes)
+    sign_in_to_link(browser, username, password)
+    return browser, read_again(provider, kiosk, browser, person, **changes)
+
+
+def answer_link(browser: Browser, confirm: requests.Response,
+                action: str = "link") -> requests.Response:
+    data = hidden_inputs(confirm.text)
+    data["action"] = action
+    return browser.session.post(f"{browser.base}/account/link-card", data=data,
+                                allow_redirects=False)
+
+
+def logs_in_at_kiosk(provider, kiosk, person, **changes) -> Browser:
+    """The card of ``person`` read at the kiosk logs into its account."""
+    client, key = kiosk
+    answer = post(provider, client, key, card_read(provider, client, key, person, **changes))
+    assert answer.status_code == 200 and answer.json().get("linked") is True, answer.text
+    browser = Browser(provider.url)
+    entered = browser.session.get(answer.json()["login_url"], allow_redirects=False)
+    assert entered.status_code == 302
+    return browser
+
+
+def test_the_card_at_a_kiosk_takes_a_squatted_number_from_its_squatter(gw, kiosk):
+    """Regression: the person's own card at a kiosk logged them into the
+    account of whoever had verified their name and number first, which
+    also acted as their enterprise's representative."""
+    from idp.accounts.entities import verify_representative
+    from idp.accounts.service import find_by_username
+    from idp.audit.models import AuditEvent
+    from idp.extensions import db
+
+    provider, gateway = gw
+    client, _key = kiosk
+    entity, person = fresh_entity(gateway)
+    squatter, squatter_password, squatter_phone = squat(provider, gateway, person, card=True)
+    with provider.app.app_context():
+        verify_representative(provider.runtime, find_by_username(squatter), entity.uscc,
+                              entity.name, None)
+    portal, squatter_browser, tokens = tokens_of(provider, squatter, squatter_password)
+    owner, owner_password, _ = provider.create_account()
+
+    browser = read_unlinked(provider, kiosk, person)
+    page = browser.session.get(f"{provider.url}/kiosk/link")
+    assert "by name and number only" in page.text
+    assert masked(person.id_number) in page.text and person.id_number not in page.text
+    # Nothing changes until the card's holder signs in and links it.
+    assert state(provider, squatter)["level"] == 3
+    signed = sign_in_to_link(browser, owner, owner_password)
+    assert 'data-outcome="take"' in signed.text
+    # The card must be on the reader again after the sign-in.
+    assert 'id="card-again"' in signed.text and 'value="link"' not in signed.text
+    early = answer_link(browser, signed)
+    assert early.status_code == 409 and "Put your card on the reader again" in early.text
+    assert state(provider, squatter)["level"] == 3
+    confirm = read_again(provider, kiosk, browser, person)
+    assert 'data-outcome="take"' in confirm.text and 'value="link"' in confirm.text
+    linked = answer_link(browser, confirm)
+    assert linked.status_code == 303 and linked.headers["Location"] == "/account"
+    max_age = int(re.search(r"Max-Age=(\d+)", linked.headers["Set-Cookie"])[1])
+    assert 0 < max_age <= 300  # a kiosk session from now on
+
+    got = state(provider, owner)
+    assert got["resident_id"] == person.id_number and got["verified_name"] == person.name
+    assert got["level"] == 2 and got["live"] == ["card_read", "population_registry"]
+    assert ("card_read", "kiosk", "resident_id", client.client_id, True) in got["evidence"]
+    assert got["review"] is None
+    lost = state(provider, squatter)
+    assert lost["resident_id"] is None and lost["card_number"] is None
+    assert lost["verified_name"] is None and lost["level"] == 1 and lost["live"] == []
+    assert lost["revoked"] == ["identity_released"]
+    assert lost["review"] == "identity_released" and lost["flagged"] and not lost["reverify"]
+    assert lost["entities"] == [(entity.uscc, False, "identity_released")]
+    assert templates(gateway, squatter_phone)[-1] == "identity_released"
+    # The squatter's session, refresh and access tokens are dead; its
+    # account (password, phone) stays, at level 1.
+    assert "/login" in squatter_browser.go(squatter_browser.authorize_url(portal)).url
+    assert refresh(provider, portal, tokens).json()["error"] == "invalid_grant"
+    assert userinfo_status(provider, tokens) == 401
+    again = signed_in(provider, squatter, squatter_password)
+    page = again.session.get(f"{provider.url}/account")
+    assert 'id="released"' in page.text
+    retry = submit(again, "/account/verify", name=person.name, id_number=person.id_number)
+    assert retry.status_code == 400 and HELD in retry.text
+    # The kiosk session carries the card (hwk) and the password; a portal
+    # opened on the kiosk gets them, at the account's level.
+    client_rp = provider.create_client()
+    response = browser.go(browser.authorize_url(client_rp))
+    claims = pyjwt.decode(redeem(provider.url, client_rp, callback_params(response)["code"])
+                          .json()["id_token"], options={"verify_signature": False})
+    assert claims["amr"] == ["pwd", "hwk", "mfa"] and claims["acr"] == "L2"
+    # The next read of the card logs into its holder's account.
+    logs_in_at_kiosk(provider, kiosk, person)
+    with provider.app.app_context():
+        events = {e.event: e for e in db.session.query(AuditEvent).filter(
+            AuditEvent.event.in_(("account.identity_released", "kiosk.card_linked")))
+            .order_by(AuditEvent.id)}
+        assert events["account.identity_released"].detail["actor"] == \
+            f"kiosk:{client.client_id}"
+        assert events["kiosk.card_linked"].account_id == find_by_username(owner).id
+
+
+def test_a_holder_by_name_and_number_links_its_own_card(gw, kiosk):
+    """The person who verified their own name and number online reads their
+    card at a kiosk: signed in to their own account, the card strengthens
+    it; nothing is released or flagged."""
+    provider, gateway = gw
+    person = fresh_person(gateway)
+    holder, password, phone = squat(provider, gateway, person)
+    browser, confirm = link_at_kiosk(provider, kiosk, person, holder, password,
+                                     card_type="social_security")
+    assert 'data-outcome="strengthen"' in confirm.text
+    assert answer_link(browser, confirm).status_code == 303
+    got = state(provider, holder)
+    assert got["level"] == 2 and got["review"] is None and "identity_released" not in \
+        templates(gateway, phone)
+    assert got["live"] == ["card_read", "population_registry", "population_registry"]
+    assert got["card_number"] == person.card_number  # a login identifier now
+    logs_in_at_kiosk(provider, kiosk, person, card_type="social_security")
+
+
+def test_a_card_is_not_linked_to_an_account_verified_with_another_number(gw, kiosk):
+    from idp.accounts.service import find_by_resident_id, find_by_username
+    from idp.accounts.verification import verify_population
+
+    provider, gateway = gw
+    person, other = fresh_person(gateway), fresh_person(gateway)
+    username, password, _ = provider.create_account()
+    with provider.app.app_context():
+        verify_population(provider.runtime, find_by_username(username), other.name,
+                          other.id_number, None)
+    browser, confirm = link_at_kiosk(provider, kiosk, person, username, password)
+    assert 'data-outcome="refused"' in confirm.text and 'value="link"' not in confirm.text
+    refused = answer_link(browser, confirm)
+    assert refused.status_code == 409
+    assert "already verified with another ID number" in refused.text
+    with provider.app.app_context():
+        assert find_by_resident_id(provider.runtime, person.id_number) is None
+    assert state(provider, username)["resident_id"] == other.id_number
+    # The card still waits; cancelled, it is forgotten.
+    cancelled = answer_link(browser, confirm, "cancel")
+    assert cancelled.status_code == 303
+    gone = browser.session.get(f"{provider.url}/account/link-card")
+    assert gone.status_code == 400 and "No card is waiting" in gone.text
+
+
+def test_the_waiting_card_belongs_to_the_kiosk_browser_and_the_next_sign_in(gw, kiosk):
+    """The previous visitor's session on the kiosk ends when a card is read
+    there; the card waits only in that browser, and only a sign-in made
+    after the read links it."""
+    from idp.accounts.service import find_by_username
+    from idp.authn.kiosk.service import CardLinkError, begin_link, link_card
+    from idp.authn.sessions import create_session
+
+    provider, gateway = gw
+    client, key = kiosk
+    person = fresh_person(gateway)
+    visitor, visitor_password, _ = provider.create_account()
+    browser = signed_in(provider, visitor, visitor_password)
+    old_cookie = browser.session.cookies.get("idp_sso")
+    answer = post(provider, client, key, card_read(provider, client, key, person)).json()
+    entered = browser.session.get(answer["login_url"], allow_redirects=False)
+    assert entered.status_code == 303 and "idp_sso=;" in entered.headers["Set-Cookie"]
+    stale = requests.Session()
+    stale.cookies.set("idp_sso", old_cookie)
+    assert stale.get(f"{provider.url}/account", allow_redirects=False).status_code == 302
+    assert browser.session.get(f"{provider.url}/account/link-card",
+                               allow_redirects=False).status_code == 302  # sign in first
+    replay = requests.get(answer["login_url"], allow_redirects=False)
+    assert replay.status_code == 400 and "used or has expired" in replay.text
+    # Whoever signs in next on the kiosk, after its reader walked away,
+    # sees the card waiting but cannot link it without the card.
+    walker_by, walker_password, _ = provider.create_account()
+    page = browser.go(f"{provider.url}/account", username=walker_by,
+                      password=walker_password)
+    assert 'id="card-waiting"' in page.text
+    page = browser.session.get(f"{provider.url}/account/link-card")
+    assert 'id="card-again"' in page.text and 'value="link"' not in page.text
+    refused = answer_link(browser, page)
+    assert refused.status_code == 409 and "Put your card on the reader again" in refused.text
+    assert state(provider, walker_by)["resident_id"] is None
+    # Another browser has no card waiting.
+    other, other_password, _ = provider.create_account()
+    elsewhere = signed_in(provider, other, other_password)
+    nothing = elsewhere.session.get(f"{provider.url}/account/link-card")
+    assert nothing.status_code == 400 and "No card is waiting" in nothing.text
+    # A session older than the read does not link it.
+    rt = provider.runtime
+    ticket = post(provider, client, key, card_read(provider, client, key, person)).json()[
+        "login_url"].split("ticket=")[1]
+    with provider.app.app_context():
+        account = find_by_username(other)
+        older = create_session(rt.store, account.id, ["pwd"], 600,
+                               account.session_generation)
+        older.auth_time -= 5
+        secret, presented = begin_link(rt, ticket, None, None, None)
+        assert not presented
+        with pytest.raises(CardLinkError) as refused:
+            link_card(rt, account, older, secret, None)
+        assert refused.value.code == "login_required"
+    # Cancelled at the kiosk, the card is forgotten.
+    page = browser.session.get(f"{provider.url}/kiosk/link")
+    cancel = browser.session.post(f"{provider.url}/kiosk/link", data=hidden_inputs(page.text),
+                                  allow_redirects=False)
+    assert cancel.status_code == 303
+    assert browser.session.get(f"{provider.url}/kiosk/link").status_code == 400
+
+
 def test_an_online_claim_proven_by_face_takes_the_number(gw):
     """Regression: an account whose population check matched a name and
     number someone else had verified first was refused for good. It can now
@@ -147,7 +420,7 @@ def test_an_online_claim_proven_by_the_claimants_own_phone_takes_the_number(gw):
     assert lost["level"] == 1 and lost["card_number"] is None and lost["flagged"]
 
 
-def test_a_holder_that_proved_possession_keeps_its_number(gw):
+def test_a_holder_that_proved_possession_keeps_its_number(gw, kiosk):
     from idp.accounts.service import find_by_username
     from idp.accounts.verification import verify_carrier, verify_face
 
@@ -168,6 +441,7 @@ def test_a_holder_that_proved_possession_keeps_its_number(gw):
 
     with provider.app.app_context():
         assert pending_claim(provider.runtime, find_by_username(claimant)) is None
+    logs_in_at_kiosk(provider, kiosk, person)
     assert state(provider, holder)["level"] == 3
     # A holder that proves possession while a claim waits keeps the number.
     second = fresh_person(gateway)
@@ -180,6 +454,51 @@ def test_a_holder_that_proved_possession_keeps_its_number(gw):
     assert late.status_code == 422 and HELD in late.text
     assert state(provider, squatter)["resident_id"] == second.id_number
     assert state(provider, claimant)["resident_id"] is None
+
+
+def test_the_card_number_cannot_lift_a_card_session_to_level_3(gw, kiosk):
+    """Regression (issue 7, finding 1): a thief with a stolen card got a
+    kiosk session (amr hwk), then "verified" the social security card by
+    typing the number printed on it, and reached level 3."""
+    from idp.accounts.service import find_by_username
+    from idp.accounts.verification import VerificationFailedError, verify_card
+
+    provider, gateway = gw
+    person = fresh_person(gateway)
+    owner, owner_password, _ = provider.create_account()
+    browser, confirm = link_at_kiosk(provider, kiosk, person, owner, owner_password)
+    assert answer_link(browser, confirm).status_code == 303
+    thief = logs_in_at_kiosk(provider, kiosk, person, card_type="social_security")
+    page = thief.session.get(f"{provider.url}/account/verify/strong")
+    assert 'id="card-refused"' in page.text and 'name="card_number"' not in page.text
+    typed = submit(thief, "/account/verify/strong", method="card",
+                   card_number=person.card_number)
+    assert typed.status_code == 422 and "opened with a card at a kiosk" in typed.text
+    assert state(provider, owner)["level"] == 2
+    with provider.app.app_context():
+        with pytest.raises(VerificationFailedError) as refused:
+            verify_card(provider.runtime, find_by_username(owner), person.card_number, None,
+                        amr=["hwk", "pwd", "mfa"])
+        assert refused.value.code == "card_knowledge"
+
+
+def test_a_stolen_card_alone_does_not_reach_level_3(gw, kiosk):
+    """A card read proves the card is in the reader, not who holds it: a
+    thief who links a stolen card to an account of their own gets level 2,
+    and the number printed on the card adds nothing, even from their own
+    device."""
+    provider, gateway = gw
+    person = fresh_person(gateway)
+    thief, password, _ = provider.create_account()
+    browser, confirm = link_at_kiosk(provider, kiosk, person, thief, password,
+                                     card_type="social_security")
+    assert answer_link(browser, confirm).status_code == 303
+    assert state(provider, thief)["level"] == 2
+    at_home = signed_in(provider, thief, password)
+    typed = submit(at_home, "/account/verify/strong", method="card",
+                   card_number=person.card_number)
+    assert typed.status_code == 422 and "card read at a kiosk" in typed.text
+    assert state(provider, thief)["level"] == 2
 
 
 def test_the_card_check_is_refused_in_a_kiosk_session(gw):
@@ -209,3 +528,25 @@ def test_the_card_check_is_refused_in_a_kiosk_session(gw):
         assert assurance_level(account) == 2
         verify_card(provider.runtime, account, person.card_number, None, amr=["pwd"])
         assert assurance_level(account) == 3
+
+
+
+
+def test_waiting_claims_and_cards_keep_no_number_in_clear(gw, kiosk):
+    from idp.accounts.service import find_by_username
+    from idp.accounts.verification import PossessionProofRequiredError, verify_population
+    from tests.integration.test_no_plaintext import _raw_files, _redis_text
+
+    provider, gateway = gw
+    person = fresh_person(gateway)
+    squat(provider, gateway, person)
+    claimant, _, _ = provider.create_account()
+    with provider.app.app_context(), pytest.raises(PossessionProofRequiredError):
+        verify_population(provider.runtime, find_by_username(claimant), person.name,
+                          person.id_number, None)
+    read_unlinked(provider, kiosk, person, card_type="social_security")
+    client, key = kiosk
+    post(provider, client, key, card_read(provider, client, key, person))  # a ticket waits
+    stored = _raw_files(provider).decode("latin-1") + _redis_text(provider)
+    for plain in (person.id_number, person.card_number):
+        assert plain not in stored
