@@ -14,6 +14,7 @@ level 3.
 
 from __future__ import annotations
 
+import json
 import re
 
 import jwt as pyjwt
@@ -22,7 +23,7 @@ import requests
 
 from connectors.sandbox import read_outbox
 from tests.helpers import Browser, callback_params, hidden_inputs, redeem
-from tests.integration.test_account_admin import refresh, tokens_of, userinfo_status
+from tests.integration.test_account_admin import cli, refresh, tokens_of, userinfo_status
 from tests.integration.test_kiosk import card_read, post
 from tests.sandbox_support import fresh_entity, fresh_person
 
@@ -530,6 +531,59 @@ def test_the_card_check_is_refused_in_a_kiosk_session(gw):
         assert assurance_level(account) == 3
 
 
+def test_operators_review_released_accounts(gw):
+    from idp.accounts.service import find_by_username
+    from idp.accounts.verification import PossessionProofRequiredError, verify_face
+    from idp.accounts.verification import verify_population as population
+    from idp.audit.models import AuditEvent
+    from idp.extensions import db
+
+    provider, gateway = gw
+    person = fresh_person(gateway)
+    squatter, _, _ = squat(provider, gateway, person)
+    claimant, _, _ = provider.create_account()
+    with provider.app.app_context():
+        account = find_by_username(claimant)
+        with pytest.raises(PossessionProofRequiredError):
+            population(provider.runtime, account, person.name, person.id_number, None)
+        verify_face(provider.runtime, account, "pass-review", None)
+    shown = json.loads(cli(provider, gateway, "users", "show", squatter, "--json").output)
+    assert shown["review"] == "identity_released" and shown["review_flagged_at"]
+    assert "review: identity_released" in cli(provider, gateway, "users", "show",
+                                              squatter).output
+    listed = json.loads(cli(provider, gateway, "users", "list", "--review", "--json").output)
+    assert squatter in [row["username"] for row in listed]
+    assert claimant not in [row["username"] for row in listed]
+    cleared = cli(provider, gateway, "users", "clear-review", squatter, "--reason",
+                  "spoke to the holder", "--operator", "clerk-7")
+    assert cleared.exit_code == 0 and "identity_released" in cleared.output, cleared.output
+    again = cli(provider, gateway, "users", "clear-review", squatter, "--reason", "x",
+                "--operator", "clerk-7")
+    assert again.exit_code == 1 and "is not flagged for review" in again.output
+    listed = json.loads(cli(provider, gateway, "users", "list", "--review", "--json").output)
+    assert squatter not in [row["username"] for row in listed]
+    assert json.loads(cli(provider, gateway, "users", "show", squatter,
+                          "--json").output)["review"] is None
+    with provider.app.app_context():
+        event = db.session.query(AuditEvent).filter_by(
+            event="account.review_cleared", account_id=find_by_username(squatter).id).one()
+        assert event.detail["actor"] == "clerk-7"
+        assert event.detail["flagged"] == "identity_released"
+
+
+def test_a_counter_take_over_flags_and_tells_the_holder(gw):
+    provider, gateway = gw
+    person = fresh_person(gateway)
+    squatter, _, phone = squat(provider, gateway, person)
+    owner, _, _ = provider.create_account()
+    taken = cli(provider, gateway, "users", "verify-in-person", owner, "--name", person.name,
+                "--id-number", person.id_number, "--reference", "CTR-10", "--take-over",
+                "--operator", "clerk-7")
+    assert taken.exit_code == 0, taken.output
+    lost = state(provider, squatter)
+    assert lost["review"] == "identity_released" and lost["reverify"]
+    assert templates(gateway, phone)[-1] == "identity_released"
+    assert state(provider, owner)["level"] == 4
 
 
 def test_waiting_claims_and_cards_keep_no_number_in_clear(gw, kiosk):
