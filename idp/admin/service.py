@@ -31,11 +31,16 @@ from idp.oidc.grants import revoke_account_grants
 from idp.runtime import Runtime
 from idp.timeutil import utcnow
 
-__all__ = ["clear_review", "flagged_for_review", "reinstate", "release_identity",
-           "require_reverification", "suspend", "take_over_in_person", "verify_in_person"]
+__all__ = ["NotFlaggedError", "clear_review", "flagged_for_review", "reinstate",
+           "release_identity", "require_reverification", "suspend", "take_over_in_person",
+           "verify_in_person"]
 
 #: ``accounts.review_reason`` of an account whose ID number was released.
 REVIEW_IDENTITY_RELEASED = "identity_released"
+
+
+class NotFlaggedError(Exception):
+    """The account is not flagged for review."""
 
 
 def _stop_tokens(rt: Runtime, account: Account, reason: str) -> int:
@@ -123,10 +128,6 @@ def flagged_for_review(limit: int = 100) -> list[Account]:
     return list(db.session.scalars(
         select(Account).where(Account.review_reason.is_not(None))
         .order_by(Account.review_flagged_at, Account.id).limit(limit)))
-
-
-class NotFlaggedError(Exception):
-    """The account is not flagged for review."""
 
 
 def clear_review(rt: Runtime, account: Account, operator: str, reason: str) -> str:

@@ -240,7 +240,7 @@ def link_card():
     elif request.method == "POST":
         status = 400
     return render_template("link_card.html", form=form, card=card, error=error,
-                           outcome=kiosk.link_outcome(rt, account, card),
+                           account=account, outcome=kiosk.link_outcome(rt, account, card),
                            ready=card.ready_for(sso)), status
 
 

@@ -215,6 +215,7 @@ def test_the_card_at_a_kiosk_takes_a_squatted_number_from_its_squatter(gw, kiosk
     assert state(provider, squatter)["level"] == 3
     confirm = read_again(provider, kiosk, browser, person)
     assert 'data-outcome="take"' in confirm.text and 'value="link"' in confirm.text
+    assert f"Signed in as {owner}" in confirm.text  # whose account gets the card
     linked = answer_link(browser, confirm)
     assert linked.status_code == 303 and linked.headers["Location"] == "/account"
     max_age = int(re.search(r"Max-Age=(\d+)", linked.headers["Set-Cookie"])[1])
