@@ -503,6 +503,30 @@ def test_a_stolen_card_alone_does_not_reach_level_3(gw, kiosk):
     assert state(provider, thief)["level"] == 2
 
 
+def test_a_linked_card_is_document_evidence(gw, kiosk):
+    """verified_claims evidence names the card read: a document whose chip
+    a government kiosk read (check_method vcrypt)."""
+    from tests.integration.test_identity_claims import tokens_for, userinfo
+
+    provider, gateway = gw
+    person = fresh_person(gateway)
+    username, password, _ = provider.create_account()
+    browser, confirm = link_at_kiosk(provider, kiosk, person, username, password,
+                                     card_type="social_security")
+    assert answer_link(browser, confirm).status_code == 303
+    wanted = {"userinfo": {"verified_claims": {"verification": {"evidence": None},
+                                               "claims": {"name": None}}}}
+    tokens = tokens_for(provider, provider.create_client(), username, password,
+                        scope="openid realname", claims=json.dumps(wanted))
+    verified = userinfo(provider, tokens["access_token"])["verified_claims"]
+    assert verified["claims"] == {"name": person.name}
+    assert verified["verification"]["assurance_level"] == "L2"
+    [document] = [e for e in verified["verification"]["evidence"] if e["type"] == "document"]
+    assert document["document_details"] == {"type": "social_security_card"}
+    [check] = document["check_details"]
+    assert check["check_method"] == "vcrypt"
+    assert check["organization"] == "government service kiosk"
+
 def test_the_card_check_is_refused_in_a_kiosk_session(gw):
     """Regression (issue 7, finding 1): the number printed on a card is
     knowledge; a session opened with a card at a kiosk (amr hwk) could
