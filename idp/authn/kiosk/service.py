@@ -45,6 +45,7 @@ from idp.accounts.identifiers import (
     parse_resident_id,
 )
 from idp.accounts.models import Account
+from idp.accounts.pii import PiiError
 from idp.accounts.verification import (
     VerificationUnavailableError,
     ask_registry,
@@ -305,6 +306,7 @@ def _link_ticket(rt: Runtime, client, card: CardRead, reference: str, card_refer
     rt.store.put(_LINK_TICKET + _digest(ticket), {
         "card_type": card.card_type, "name": card.name,
         "id_number": rt.pii.encrypt("resident_id", card.id_number),
+        "index": rt.pii.blind_index("resident_id", card.id_number),
         "card_number": (rt.pii.encrypt("card_number", card.card_number)
                         if card.card_number else None),
         "population_reference": reference, "card_reference": card_reference,
@@ -346,7 +348,7 @@ def begin_link(rt: Runtime, ticket: str | None, previous: str | None,
     card = pending_link(rt, waiting)
     now = epoch()
     if (card is not None and sso is not None and sso.auth_time >= card.created
-            and rt.pii.decrypt("resident_id", data["id_number"]) == card.id_number):
+            and rt.pii.blind_index("resident_id", card.id_number) == data["index"]):
         rt.store.put(_LINK + _digest(waiting),
                      {**data, "created": card.created, "presented": now},
                      rt.settings["kiosk"]["link_ttl"])
@@ -368,11 +370,14 @@ def pending_link(rt: Runtime, secret: str | None) -> CardLink | None:
     if data is None:
         return None
     card_number = data["card_number"]
+    try:
+        id_number = rt.pii.decrypt("resident_id", data["id_number"])
+        card_number = rt.pii.decrypt("card_number", card_number) if card_number else None
+    except PiiError:
+        return None
     return CardLink(
-        card_type=data["card_type"], name=data["name"],
-        id_number=rt.pii.decrypt("resident_id", data["id_number"]),
-        card_number=rt.pii.decrypt("card_number", card_number) if card_number else None,
-        population_reference=data["population_reference"],
+        card_type=data["card_type"], name=data["name"], id_number=id_number,
+        card_number=card_number, population_reference=data["population_reference"],
         card_reference=data["card_reference"], client_id=data["client_id"],
         held=data["held"], created=data["created"], presented=data["presented"])
 
