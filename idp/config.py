@@ -170,7 +170,7 @@ def _validate_assurance(assurance: dict) -> None:
     for name in ("single_factor_max_level", "multi_factor_max_level", "kiosk_max_level"):
         if not 1 <= assurance[name] <= 4:
             raise ConfigError(f"setting assurance.{name} must be between 1 and 4")
-    for name in ("checks_per_account_daily", "checks_per_ip_hourly"):
+    for name in ("checks_per_account_daily", "checks_per_ip_hourly", "claim_ttl"):
         if assurance[name] < 1:
             raise ConfigError(f"setting assurance.{name} must be at least 1")
     for method, days in assurance["validity_days"].items():

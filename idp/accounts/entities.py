@@ -1,9 +1,17 @@
-"""Legal entities and their agents: an account verified at level 2 proves
-that it is the legal representative of an enterprise or institution, by
-the legal-entity registry matching the credit code, the entity's name and
-the account's verified name and ID number (a four-element check). The
-entity is then at level 2 (USCC matched in the legal-entity registry) until
-the match expires, and the account is its agent.
+"""Legal entities and their agents: an account strongly verified (level 3)
+proves that it is the legal representative of an enterprise or
+institution, by the legal-entity registry matching the credit code, the
+entity's name and the account's verified name and ID number (a
+four-element check). The entity is then at level 2 (USCC matched in the
+legal-entity registry) until the match expires, and the account is its
+agent.
+
+Level 3, not 2: a name and an ID number are known to many, and whoever
+verified them first would otherwise act for the person's enterprise. A
+representation ends with the evidence it rested on: when a revocation or a
+release (``idp.accounts.verification.revoke_evidence``) takes the account
+below level 3, its agents end, and an ended agent acts for nobody until the
+representation is confirmed again.
 
 Only the legal representative is proven this way; delegated operators and
 the enterprise's own certificates belong with enterprise login.
@@ -33,6 +41,8 @@ from idp.runtime import Runtime
 from idp.timeutil import utcnow
 
 ROLE_LEGAL_REPRESENTATIVE = "legal_representative"
+#: The assurance level an account needs to become (and stay) a legal representative.
+REPRESENTATIVE_LEVEL = 3
 _FAILURES = {
     LegalEntityResult.MISMATCH: _l("The name does not match the credit code in the "
                                    "legal-entity registry."),
@@ -49,13 +59,21 @@ class Representation:
     """An entity the account acts for.
 
     :ivar entity: the legal entity.
-    :ivar agent: the account's role for it.
-    :ivar level: the entity's level now: 2 while its registry match is live, else 0.
+    :ivar agent: the account's role for it (``agent.ended_at`` and
+        ``ended_reason`` set when it ended).
+    :ivar level: the entity's level for this agent now: 2 while its
+        registry match is live and the agent has not ended, else 0.
     """
 
     entity: LegalEntity
     agent: Agent
     level: int
+
+    @property
+    def active(self) -> bool:
+        """True when the account acts for the entity now (an ended agent
+        acts for nobody)."""
+        return self.agent.ended_at is None and self.level > 0
 
 
 def entity_level(entity: LegalEntity, now: datetime | None = None) -> int:
@@ -64,25 +82,61 @@ def entity_level(entity: LegalEntity, now: datetime | None = None) -> int:
 
 
 def representations(account: Account) -> list[Representation]:
-    """The entities ``account`` acts for, by name."""
+    """The entities ``account`` was confirmed for, by name, ended ones
+    included (so that the console can say they ended): only those whose
+    :attr:`Representation.active` is true act for the entity."""
     now = utcnow()
     rows = db.session.execute(
         select(LegalEntity, Agent).join(Agent, Agent.entity_id == LegalEntity.id)
         .where(Agent.account_id == account.id).order_by(LegalEntity.name)).all()
-    return [Representation(entity, agent, entity_level(entity, now)) for entity, agent in rows]
+    return [Representation(entity, agent,
+                           0 if agent.ended_at is not None else entity_level(entity, now))
+            for entity, agent in rows]
+
+
+def end_representations(account: Account, reason: str) -> int:
+    """End every live agent of ``account`` (not committed), each audited
+    (``entity.representation_ended``).
+
+    :param reason: why (kept as ``agents.ended_reason``, at most 64 characters).
+    :returns: how many ended.
+    """
+    now = utcnow()
+    rows = db.session.execute(
+        select(Agent, LegalEntity.uscc).join(LegalEntity, Agent.entity_id == LegalEntity.id)
+        .where(Agent.account_id == account.id, Agent.ended_at.is_(None))).all()
+    for agent, uscc in rows:
+        agent.ended_at, agent.ended_reason = now, reason[:64]
+        record("entity.representation_ended", account_id=account.id, uscc=uscc,
+               role=agent.role, reason=reason[:64])
+    return len(rows)
+
+
+def end_unsupported_representations(account: Account, reason: str) -> int:
+    """End the agents of ``account`` when its level is now below
+    :data:`REPRESENTATIVE_LEVEL` (after a revocation; not committed).
+
+    :returns: how many ended.
+    """
+    if assurance_level(account) >= REPRESENTATIVE_LEVEL:
+        return 0
+    return end_representations(account, reason)
 
 
 def verify_representative(rt: Runtime, account: Account, uscc: str, name: str,
                           ip: str | None) -> Representation:
     """Level 2 for an entity, with ``account`` as its legal representative:
-    the legal-entity registry must match the credit code, the entity's name
-    and the account's verified name and ID number. Counted like every other
-    registry check; commits.
+    the account must be strongly verified (:data:`REPRESENTATIVE_LEVEL`),
+    and the legal-entity registry must match the credit code, the entity's
+    name and the account's verified name and ID number. Counted like every
+    other registry check; a representation that had ended is confirmed
+    again. Commits.
 
     :raises IdentifierError: an invalid credit code (GB 32100).
     :raises accounts.AccountError: no entity name given.
-    :raises VerificationFailedError: the account is below level 2, or the
-        registry does not confirm (the reason is in ``code``).
+    :raises VerificationFailedError: the account is below level 3
+        (``prerequisite``), or the registry does not confirm (the reason is
+        in ``code``).
     :raises VerificationLimitError, VerificationUnavailableError: as in
         idp.accounts.verification.
     """
@@ -90,9 +144,10 @@ def verify_representative(rt: Runtime, account: Account, uscc: str, name: str,
     name = normalize_name(name)
     if not name or len(name) > 200:
         raise accounts.AccountError("entity_name", _l("Give the entity's registered name."))
-    if assurance_level(account) < 2 or not account.verified_name:
+    if assurance_level(account) < REPRESENTATIVE_LEVEL or not account.verified_name:
         raise VerificationFailedError("prerequisite", _l(
-            "First verify your name and ID number with the population registry."))
+            "Only a strongly verified identity (level 3) can act for an entity: first "
+            "verify your identity strongly."))
     count_check(rt, account, ip)
     number = accounts.resident_id(rt, account)
     answer = ask_registry(rt, "legal_entity_registry", lambda gw: gw.verify_entity(
@@ -122,5 +177,6 @@ def verify_representative(rt: Runtime, account: Account, uscc: str, name: str,
                       role=ROLE_LEGAL_REPRESENTATIVE, reference=answer.reference[:64])
         db.session.add(agent)
     agent.verified_at, agent.reference = now, answer.reference[:64]
+    agent.ended_at = agent.ended_reason = None
     db.session.commit()
     return Representation(entity, agent, entity_level(entity, now))

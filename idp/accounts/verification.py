@@ -9,6 +9,15 @@ three-element check); 4 verified in person at a counter. Evidence expires
 after ``assurance.validity_days`` of its method and can be revoked (password
 reset by SMS, an operator's demand for re-verification).
 
+Possession outranks knowledge. A name with an ID number, and the number
+printed on a social security card, are known to many people; a card read by
+a kiosk, a face comparison, a phone registered to the person at a carrier
+and a visit to a counter prove more. An account holds its ID number *by
+knowledge only* when none of its live evidence is possession; such a number
+goes to whoever proves possession of it (:func:`verify_card_read`, and a
+pending :class:`IdentityClaim` proven by face or carrier), and the holder
+loses it (``idp.admin.service.release_identity``).
+
 A registry that cannot answer raises :class:`VerificationUnavailableError`
 and records nothing, so an outage never raises or lowers a level. Every
 check counts against per-account and per-IP limits, because each answer
@@ -36,6 +45,7 @@ from connectors.registries import (
 from idp.accounts import service as accounts
 from idp.accounts.identifiers import normalize_name, parse_card_number, parse_resident_id
 from idp.accounts.models import Account, VerificationEvidence
+from idp.accounts.pii import PiiError
 from idp.audit.service import record
 from idp.extensions import db
 from idp.runtime import Runtime
@@ -43,18 +53,38 @@ from idp.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
-#: Verification methods: the registry that answers and the level a success supports.
+#: Verification methods: the registry (or place) that answers and the level a
+#: success supports. A card read at a kiosk supports level 2 only: it proves
+#: that the card is in the reader, not that its holder is its owner (a
+#: stolen card reads the same), so it lifts nobody to level 3.
 METHODS: dict[str, tuple[str, int]] = {
     "population_registry": ("population", 2),
     "face_comparison": ("face", 3),
     "social_security_card": ("social_security", 3),
     "carrier_three_element": ("carrier", 3),
     "in_person": ("counter", 4),
+    "card_read": ("kiosk", 2),
 }
 #: The independent strong proofs that lift level 2 to level 3.
 STRONG_METHODS = frozenset({"face_comparison", "social_security_card", "carrier_three_element"})
+#: Proofs that the person holds what only the identity's owner should: the
+#: card itself (read by a kiosk), their face, the phone registered to them at
+#: the carrier (proven by an SMS code), themselves at a counter. Possession
+#: outranks knowledge (see the module docstring).
+POSSESSION_METHODS = frozenset({"card_read", "face_comparison", "carrier_three_element",
+                                "in_person"})
+#: Proofs anyone who knows the data can make: a name with an ID number, and
+#: the number printed on a social security card.
+KNOWLEDGE_METHODS = frozenset({"population_registry", "social_security_card"})
 #: What a population-registry mismatch (or unknown number) tells the user.
 POPULATION_MISMATCH = _l("The name and ID number do not match the population registry.")
+#: Why a number cannot be taken online: its holder proved possession of it.
+HELD_WITH_POSSESSION = _l(
+    "This ID number is verified for another account with a proof of possession (card, face, "
+    "mobile carrier or service counter). If it is yours, bring your ID card to a service "
+    "counter: the number can be moved to your account there.")
+#: Why an account cannot take a number: it is verified with its own.
+OTHER_NUMBER = _l("This account is already verified with another ID number.")
 #: Built-in level names, lowest first (``assurance.level_names`` overrides).
 LEVEL_NAMES = (_l("Registered"), _l("Real-name verified"), _l("Strongly verified"),
                _l("Verified in person"))
@@ -77,6 +107,14 @@ class VerificationFailedError(Exception):
         super().__init__(str(message))
         self.code = code
         self.message = message
+
+
+class PossessionProofRequiredError(Exception):
+    """The population registry matched the name and ID number, and another
+    account holds the number by knowledge only: the match is kept as the
+    account's pending :class:`IdentityClaim` (``assurance.claim_ttl``
+    seconds) until a face comparison or carrier check proves possession and
+    takes the number over, or a counter does."""
 
 
 class VerificationLimitError(Exception):
@@ -115,6 +153,21 @@ def level_from(account: Account, evidence: Sequence[VerificationEvidence],
 def assurance_level(account: Account) -> int:
     """The account's current assurance level (0..4), from its live evidence."""
     return level_from(account, evidence_of(account))
+
+
+def has_possession(evidence: Sequence[VerificationEvidence],
+                   now: datetime | None = None) -> bool:
+    """True when some live item of ``evidence`` is a possession proof
+    (:data:`POSSESSION_METHODS`)."""
+    return any(item.method in POSSESSION_METHODS and is_live(item, now) for item in evidence)
+
+
+def holds_by_knowledge_only(account: Account) -> bool:
+    """True when ``account`` holds a resident ID number and none of its live
+    evidence is a possession proof (expired or revoked evidence proves
+    nothing): a card, face, carrier or counter proof by someone else takes
+    the number from it."""
+    return bool(account.resident_id_enc) and not has_possession(evidence_of(account))
 
 
 def level_name(rt: Runtime, level: int) -> str:
@@ -185,10 +238,12 @@ def ask_registry(rt: Runtime, method: str, call):
 
 
 def _record(rt: Runtime, account: Account, method: str, result: str, success: bool,
-            reference: str, ip: str | None, actor: str | None = None) -> VerificationEvidence:
-    """Add the evidence of one check and its audit event (not committed)."""
+            reference: str, ip: str | None, actor: str | None = None,
+            verified_at: datetime | None = None) -> VerificationEvidence:
+    """Add the evidence of one check and its audit event (not committed);
+    ``verified_at`` is when the check was made (default now)."""
     source, level = METHODS[method]
-    now = utcnow()
+    now = verified_at or utcnow()
     days = rt.settings["assurance"]["validity_days"][method]
     item = VerificationEvidence(
         account_id=account.id, method=method, source=source, result=result,
@@ -201,31 +256,59 @@ def _record(rt: Runtime, account: Account, method: str, result: str, success: bo
     return item
 
 
-def _population(rt: Runtime, account: Account, name: str, id_number: str,
-                ip: str | None, counted: bool) -> tuple[str, str, object]:
-    """Normalise, check ownership, count (when ``counted``) and ask the
-    population registry.
+@dataclass(frozen=True)
+class IdentityClaim:
+    """A population-registry match of a name and ID number that another
+    account holds by knowledge only, kept in the store (the number
+    encrypted) for ``assurance.claim_ttl`` seconds, bound to the account
+    that made it. A face comparison or carrier check made against it takes
+    the number over (:func:`verify_face`, :func:`verify_carrier`).
 
-    :returns: ``(name, number, answer)``.
+    :ivar name: the name the registry matched.
+    :ivar number: the 18-character ID number.
+    :ivar reference: the registry's reference of the match.
+    :ivar checked_at: when the registry matched, UTC.
     """
+
+    name: str
+    number: str
+    reference: str
+    checked_at: datetime
+
+
+def _claim_key(account: Account) -> str:
+    return f"verify:claim:{account.id}"
+
+
+def pending_claim(rt: Runtime, account: Account) -> IdentityClaim | None:
+    """The account's live :class:`IdentityClaim`, or None (none made, expired,
+    or the account is verified with a number by now)."""
+    if account.resident_id_enc:
+        return None
+    data = rt.store.get(_claim_key(account))
+    if data is None:
+        return None
+    try:
+        number = rt.pii.decrypt("resident_id", data["number"])
+    except PiiError:
+        return None
+    return IdentityClaim(data["name"], number, data["reference"],
+                         datetime.fromisoformat(data["checked_at"]))
+
+
+def _other_holder(rt: Runtime, account: Account, number: str) -> Account | None:
+    """The account other than ``account`` that holds ``number``, if any."""
+    holder = accounts.find_by_resident_id(rt, number)
+    return holder if holder is not None and holder.id != account.id else None
+
+
+def _normalised(name: str, id_number: str) -> tuple[str, str]:
+    """``(name, number)`` normalised; raises for an invalid number or name."""
     number = parse_resident_id(id_number).number
     name = normalize_name(name)
     if not name or len(name) > 128:
         raise accounts.AccountError("name", _l("Give your name as on your ID card."))
-    # Counted before the ownership checks: their answers tell whether an ID
-    # number has an account, and must not be free to ask.
-    if counted:
-        count_check(rt, account, ip)
-    holder = accounts.find_by_resident_id(rt, number)
-    if holder is not None and holder.id != account.id:
-        raise accounts.AccountError("resident_id", _l(
-            "This ID number is already verified for another account."))
-    if account.resident_id_enc and accounts.resident_id(rt, account) != number:
-        raise accounts.AccountError("resident_id", _l(
-            "This account is already verified with another ID number."))
-    answer = ask_registry(rt, "population_registry",
-                          lambda gw: gw.verify_person(name, number))
-    return name, number, answer
+    return name, number
 
 
 def verify_population(rt: Runtime, account: Account, name: str, id_number: str,
@@ -235,9 +318,19 @@ def verify_population(rt: Runtime, account: Account, name: str, id_number: str,
     On a match the number is stored (encrypted, indexed), the verified name
     kept, and an operator's demand for re-verification is met. Commits.
 
+    A number another account holds is never given by knowledge: when that
+    account holds it by knowledge only, a match becomes the account's
+    pending :class:`IdentityClaim` (:class:`PossessionProofRequiredError`);
+    when it holds it with a possession proof, the answer points to a
+    service counter. The registry is asked before either is said, so only
+    someone who knows the right name learns that the number is taken.
+
     :raises IdentifierError: an invalid ID number (GB 11643).
-    :raises accounts.AccountError: the name is empty, or the number belongs
-        to another account, or the account is verified with another number.
+    :raises accounts.AccountError: the name is empty, the account is
+        verified with another number, or the number belongs to another
+        account that proved possession of it (or, at a counter, to any
+        other account: ``idp.admin.service.take_over_in_person`` decides).
+    :raises PossessionProofRequiredError: the claim described above.
     :raises VerificationLimitError: too many checks.
     :raises VerificationUnavailableError: the registry cannot answer.
     :raises VerificationFailedError: no match (evidence of the failure is kept).
@@ -245,8 +338,22 @@ def verify_population(rt: Runtime, account: Account, name: str, id_number: str,
     :param counted: False for an operator's check at a counter, which the
         per-account limit of online checks does not apply to.
     """
-    name, number, answer = _population(rt, account, name, id_number, ip, counted)
+    name, number = _normalised(name, id_number)
+    # Counted before the ownership checks: their answers tell whether an ID
+    # number has an account, and must not be free to ask.
+    if counted:
+        count_check(rt, account, ip)
+    if account.resident_id_enc and accounts.resident_id(rt, account) != number:
+        raise accounts.AccountError("resident_id", OTHER_NUMBER)
+    holder = _other_holder(rt, account, number)
+    if holder is not None and not counted:
+        raise accounts.AccountError("resident_id", _l(
+            "This ID number is already verified for another account."))
+    answer = ask_registry(rt, "population_registry",
+                          lambda gw: gw.verify_person(name, number))
     matched = answer.result is PopulationResult.MATCH
+    if matched and holder is not None:
+        _claim(rt, account, holder, name, number, answer.reference, ip)
     item = _record(rt, account, "population_registry", answer.result.value, matched,
                    answer.reference, ip)
     if matched:
@@ -259,7 +366,27 @@ def verify_population(rt: Runtime, account: Account, name: str, id_number: str,
             raise VerificationFailedError(answer.result.value, _l(
                 "This ID number cannot be verified online. Please visit a service counter."))
         raise VerificationFailedError(answer.result.value, POPULATION_MISMATCH)
+    rt.store.delete(_claim_key(account))
     return item
+
+
+def _claim(rt: Runtime, account: Account, holder: Account, name: str, number: str,
+           reference: str, ip: str | None) -> None:
+    """The registry matched a number ``holder`` holds: keep the claim (if
+    the holder has knowledge only) and raise. Audited; commits."""
+    if not holds_by_knowledge_only(holder):
+        record("identity.claim_refused", "failure", account_id=account.id, ip=ip,
+               holder_id=holder.id, reference=reference[:64], reason="holder_has_possession")
+        db.session.commit()
+        raise accounts.AccountError("resident_id", HELD_WITH_POSSESSION)
+    rt.store.put(_claim_key(account), {
+        "number": rt.pii.encrypt("resident_id", number), "name": name,
+        "reference": reference[:64], "checked_at": utcnow().isoformat()},
+        rt.settings["assurance"]["claim_ttl"])
+    record("identity.claimed", account_id=account.id, ip=ip, holder_id=holder.id,
+           reference=reference[:64])
+    db.session.commit()
+    raise PossessionProofRequiredError()
 
 
 def _require_level_2(rt: Runtime, account: Account) -> tuple[str, str]:
@@ -270,16 +397,79 @@ def _require_level_2(rt: Runtime, account: Account) -> tuple[str, str]:
     return account.verified_name, accounts.resident_id(rt, account)
 
 
+def _possession_subject(rt: Runtime, account: Account) -> tuple[str, str, IdentityClaim | None]:
+    """``(name, number, claim)`` a possession proof is made for: the
+    account's own verified identity (claim None), or its pending claim on a
+    number another account holds by knowledge only.
+
+    :raises VerificationFailedError: neither, or the claimed number's holder
+        has proven possession of it meanwhile.
+    """
+    if assurance_level(account) >= 2 and account.verified_name:
+        return account.verified_name, accounts.resident_id(rt, account), None
+    claim = pending_claim(rt, account)
+    if claim is None:
+        return (*_require_level_2(rt, account), None)
+    holder = _other_holder(rt, account, claim.number)
+    if holder is not None and not holds_by_knowledge_only(holder):
+        rt.store.delete(_claim_key(account))
+        raise VerificationFailedError("held", HELD_WITH_POSSESSION)
+    return claim.name, claim.number, claim
+
+
+def _take_number(rt: Runtime, account: Account, name: str, number: str, reference: str,
+                 ip: str | None, *, actor: str, cause: str,
+                 checked_at: datetime | None = None) -> VerificationEvidence:
+    """Bind ``number`` to ``account``, whose possession of it was just
+    proven, with the population-registry match ``reference``: an account
+    that holds it by knowledge only loses it first (the one release path,
+    ``idp.admin.service.release_identity``, which commits). Not committed.
+
+    :param actor: who proved possession (kept in the audit trail).
+    :param cause: the proof (``card_read``, ``face_comparison``...).
+    :raises accounts.AccountError: the account is verified with another
+        number, or the holder has proven possession of it.
+    """
+    # Imported here: the operators' service builds on this module.
+    from idp.admin.service import release_identity
+
+    if account.resident_id_enc and accounts.resident_id(rt, account) != number:
+        raise accounts.AccountError("resident_id", OTHER_NUMBER)
+    holder = _other_holder(rt, account, number)
+    if holder is not None:
+        if not holds_by_knowledge_only(holder):
+            raise accounts.AccountError("resident_id", HELD_WITH_POSSESSION)
+        release_identity(rt, holder, actor, f"possession proven by {cause}", ip=ip)
+    accounts.set_resident_id(rt, account, number)
+    account.verified_name = name
+    account.reverification_required = False
+    return _record(rt, account, "population_registry", "match", True, reference, ip,
+                   verified_at=checked_at)
+
+
+def _prove_claim(rt: Runtime, account: Account, claim: IdentityClaim, method: str,
+                 ip: str | None) -> None:
+    """A possession proof by ``method`` succeeded for ``claim``: the number
+    is taken over with the claim's registry match. Not committed."""
+    _take_number(rt, account, claim.name, claim.number, claim.reference, ip,
+                 actor=f"account:{account.id}", cause=method, checked_at=claim.checked_at)
+    rt.store.delete(_claim_key(account))
+
+
 def verify_face(rt: Runtime, account: Account, liveness_token: str,
                 ip: str | None) -> VerificationEvidence:
     """Level 3 by face comparison: the liveness token from the client app is
     compared by the registry's service with the registry photo. No image
-    passes through the provider. Commits.
+    passes through the provider. Made against a pending
+    :class:`IdentityClaim`, a pass takes the claimed number over from the
+    account that holds it by knowledge only. Commits.
 
-    :raises VerificationFailedError: level 2 missing, or the face did not pass.
+    :raises VerificationFailedError: level 2 (or a claim) missing, the
+        claimed number's holder proved possession meanwhile, or the face did
+        not pass.
     :raises VerificationLimitError, VerificationUnavailableError: as above.
     """
-    name, number = _require_level_2(rt, account)
+    name, number, claim = _possession_subject(rt, account)
     token = (liveness_token or "").strip()
     if not token or len(token) > 512:
         raise accounts.AccountError("liveness_token", _l("The liveness check did not "
@@ -290,6 +480,8 @@ def verify_face(rt: Runtime, account: Account, liveness_token: str,
     passed = answer.decision is FaceDecision.PASS
     item = _record(rt, account, "face_comparison", answer.decision.value, passed,
                    answer.reference, ip)
+    if passed and claim is not None:
+        _prove_claim(rt, account, claim, "face_comparison", ip)
     db.session.commit()
     if answer.decision is FaceDecision.RETRY:
         raise VerificationFailedError("retry", _l(
@@ -300,17 +492,52 @@ def verify_face(rt: Runtime, account: Account, liveness_token: str,
     return item
 
 
-def verify_card(rt: Runtime, account: Account, card_number: str,
-                ip: str | None) -> VerificationEvidence:
+def card_check_refusal(account: Account, amr: Sequence[str]) -> str | None:
+    """Why the social security card check cannot be made now, or None.
+
+    The number printed on a card is knowledge, not possession: it proves
+    nothing about a person who holds the card already. So it is refused in
+    a session opened with a card at a kiosk (``amr`` ``hwk``: whoever holds
+    a card, stolen or not, gets such a session), and for an account whose
+    identity rests on a card read at a kiosk (the typed number would lift
+    that card's holder to level 3 on the card alone).
+
+    :param amr: the ``amr`` of the session asking (RFC 8176).
+    """
+    if "hwk" in amr:
+        return str(_l("The card number cannot be checked in a session opened with a card at "
+                      "a kiosk. Sign in with your password on your own device to add the "
+                      "card."))
+    if any(item.method == "card_read" and is_live(item) for item in evidence_of(account)):
+        return str(_l("Your identity was proven with a card read at a kiosk: typing a card's "
+                      "number proves nothing more. Use the face comparison or your mobile "
+                      "carrier."))
+    return None
+
+
+def verify_card(rt: Runtime, account: Account, card_number: str, ip: str | None, *,
+                amr: Sequence[str]) -> VerificationEvidence:
     """Level 3 by social security card: the card must be active and issued
     to the account's ID number. The card number is then stored (encrypted,
     indexed) and becomes a login identifier. Commits.
 
+    A typed card number is knowledge: it never takes a number over from
+    another account, and :func:`card_check_refusal` says when it is refused.
+
+    :param amr: the ``amr`` of the session the check is made in.
     :raises IdentifierError: not a card number.
     :raises accounts.AccountError: the card belongs to another account.
-    :raises VerificationFailedError: level 2 missing, or the card is not active.
+    :raises VerificationFailedError: refused (``kiosk_session``), level 2
+        missing, or the card is not active.
     :raises VerificationLimitError, VerificationUnavailableError: as above.
     """
+    refusal = card_check_refusal(account, amr)
+    if refusal is not None:
+        raise VerificationFailedError("card_knowledge", refusal)
+    if assurance_level(account) < 2 and pending_claim(rt, account) is not None:
+        raise VerificationFailedError("prerequisite", _l(
+            "A card's number is printed on it and proves nothing about who holds it. Take "
+            "the ID number over with the face comparison or your mobile carrier."))
     _name, number = _require_level_2(rt, account)
     card = parse_card_number(card_number)
     count_check(rt, account, ip)
@@ -337,13 +564,16 @@ def verify_card(rt: Runtime, account: Account, card_number: str,
 def verify_carrier(rt: Runtime, account: Account, ip: str | None) -> VerificationEvidence:
     """Level 3 by the carrier three-element check: the account's verified
     mobile number is registered at its carrier to the verified name and ID
-    number. Commits.
+    number. Made against a pending :class:`IdentityClaim`, a match takes
+    the claimed number over from the account that holds it by knowledge
+    only. Commits.
 
-    :raises VerificationFailedError: level 2 or a verified phone missing, or
-        the carrier does not confirm.
+    :raises VerificationFailedError: level 2 (or a claim) or a verified
+        phone missing, the claimed number's holder proved possession
+        meanwhile, or the carrier does not confirm.
     :raises VerificationLimitError, VerificationUnavailableError: as above.
     """
-    name, number = _require_level_2(rt, account)
+    name, number, claim = _possession_subject(rt, account)
     phone = accounts.phone_number(rt, account)
     if not phone or not account.phone_number_verified:
         raise VerificationFailedError("prerequisite", _l(
@@ -354,11 +584,47 @@ def verify_carrier(rt: Runtime, account: Account, ip: str | None) -> Verificatio
     matched = answer.result is CarrierResult.MATCH
     item = _record(rt, account, "carrier_three_element", answer.result.value, matched,
                    answer.reference, ip)
+    if matched and claim is not None:
+        _prove_claim(rt, account, claim, "carrier_three_element", ip)
     db.session.commit()
     if not matched:
         raise VerificationFailedError(answer.result.value, _l(
             "Your mobile carrier does not have this number registered to your name and "
             "ID number."))
+    return item
+
+
+def verify_card_read(rt: Runtime, account: Account, *, name: str, id_number: str,
+                     card_type: str, card_number: str | None, population_reference: str,
+                     card_reference: str, kiosk: str, ip: str | None) -> VerificationEvidence:
+    """Level 2 with possession: a card a kiosk read (the card in the
+    person's hand; the population registry matched its name and number and,
+    for a social security card, its registry found it active), linked to
+    ``account``, whose owner signed in after the read. The number is taken
+    from an account that holds it by knowledge only; the account gets the
+    population match and the card read (method ``card_read``, source
+    ``kiosk``) as evidence, and a social security card's number as a login
+    identifier. Commits.
+
+    :param card_type: ``resident_id`` or ``social_security`` (the result kept).
+    :param population_reference: the population registry's reference of
+        the kiosk's check; ``card_reference`` the card's (the same for a
+        resident ID card).
+    :param kiosk: the kiosk's client_id (kept as the evidence's actor).
+    :raises IdentifierError: an invalid number (the kiosk checked it).
+    :raises accounts.AccountError: the account is verified with another
+        number, or another account proved possession of this one.
+    """
+    name, number = _normalised(name, id_number)
+    _take_number(rt, account, name, number, population_reference, ip,
+                 actor=f"kiosk:{kiosk}", cause="card_read")
+    item = _record(rt, account, "card_read", card_type, True, card_reference, ip, actor=kiosk)
+    if card_number:
+        card = parse_card_number(card_number)
+        if accounts.find_by_card_number(rt, card) is None:
+            accounts.set_card_number(rt, account, card)
+    db.session.commit()
+    rt.store.delete(_claim_key(account))
     return item
 
 
@@ -385,14 +651,22 @@ def revoke_evidence(account: Account, reason: str,
                     methods: Sequence[str] | None = None) -> int:
     """Stop live evidence of ``account`` counting (not committed): of the
     given ``methods``, or all of it, so that the level falls to 1 (or 0
-    without a verified phone).
+    without a verified phone). This is the one door of every revocation:
+    the account's entity representations end here when it falls below the
+    level they need (``idp.accounts.entities.end_unsupported_representations``).
 
     :returns: how many were revoked.
     """
+    # Imported here: entities build on this module.
+    from idp.accounts.entities import end_unsupported_representations
+
     query = (update(VerificationEvidence)
              .where(VerificationEvidence.account_id == account.id,
                     VerificationEvidence.level > 0, VerificationEvidence.revoked_at.is_(None))
              .values(revoked_at=utcnow(), revoked_reason=reason))
     if methods is not None:
         query = query.where(VerificationEvidence.method.in_(methods))
-    return db.session.execute(query).rowcount
+    revoked = db.session.execute(query).rowcount
+    if revoked:
+        end_unsupported_representations(account, reason)
+    return revoked

@@ -1,10 +1,18 @@
 """What operators do to accounts: suspend and reinstate them, demand that
 an identity be verified again, record an in-person verification, remove a
-second factor the person lost or that is not theirs. Each
-action is audited with the operator's name, and those that stop an
-account end its SSO sessions and revoke its grants at once."""
+second factor the person lost or that is not theirs, review accounts whose
+ID number was released. Each action is audited with the operator's name,
+and those that stop an account end its SSO sessions and revoke its grants
+at once.
+
+:func:`release_identity` is also the one path by which an ID number leaves
+an account that held it by knowledge only when someone proves possession
+of it (a kiosk card read, a face or carrier check against a claim,
+``idp.accounts.verification``)."""
 
 from __future__ import annotations
+
+from sqlalchemy import select
 
 from connectors.registries import PopulationResult
 from idp.accounts.identifiers import normalize_name, parse_resident_id
@@ -23,13 +31,22 @@ from idp.authn import totp
 from idp.extensions import db
 from idp.oidc.grants import revoke_account_grants
 from idp.runtime import Runtime
+from idp.timeutil import utcnow
 
-__all__ = ["NoSecondFactorError", "reinstate", "release_identity", "require_reverification",
-           "reset_second_factor", "suspend", "take_over_in_person", "verify_in_person"]
+__all__ = ["NoSecondFactorError", "NotFlaggedError", "clear_review", "flagged_for_review",
+           "reinstate", "release_identity", "require_reverification", "reset_second_factor",
+           "suspend", "take_over_in_person", "verify_in_person"]
+
+#: ``accounts.review_reason`` of an account whose ID number was released.
+REVIEW_IDENTITY_RELEASED = "identity_released"
 
 
 class NoSecondFactorError(Exception):
     """The account has no authenticator app and no recovery codes to remove."""
+
+
+class NotFlaggedError(Exception):
+    """The account is not flagged for review."""
 
 
 def _stop_tokens(rt: Runtime, account: Account, reason: str) -> int:
@@ -72,32 +89,78 @@ def require_reverification(rt: Runtime, account: Account, operator: str,
     return _stop_tokens(rt, account, "reverification_required")
 
 
-def release_identity(rt: Runtime, holder: Account, operator: str, reason: str) -> int:
+def release_identity(rt: Runtime, holder: Account, actor: str, reason: str, *,
+                     ip: str | None = None, require_reverification: bool = False) -> int:
     """Take the verified identity (resident ID and card numbers, verified
-    name) off ``holder``, whose verification a counter found to be someone
-    else's: its evidence stops counting, it gets no tokens until it verifies
-    again (as whoever it really is), its sessions end and its grants are
-    revoked. The number is then free for its owner's account.
+    name) off ``holder``, because someone proved possession of the number
+    (a card read at a kiosk, a face or carrier check, a counter): its
+    evidence stops counting (its entity representations end with it), its
+    sessions end and its grants are revoked, it is flagged for an
+    operator's review (``review_reason`` ``identity_released``), and its
+    verified phone is told by text message. The number is then free for
+    the person who proved it. Commits (the message goes after the commit).
 
+    The holder keeps its account, password and phone (level 1): a stolen
+    card taking the number from its owner must not also lock the owner out
+    of every service; the review decides.
+
+    :param actor: who proved possession: an operator's name, ``kiosk:<client_id>``
+        or ``account:<id>`` (kept in the audit trail).
+    :param reason: why (kept in the audit trail).
+    :param require_reverification: also issue no tokens until the holder
+        verifies again, as whoever it really is (a counter's judgment).
     :returns: how many grants were revoked.
     """
     holder.resident_id_enc = holder.resident_id_index = None
     holder.card_number_enc = holder.card_number_index = None
     holder.verified_name = None
-    holder.reverification_required = True
+    if require_reverification:
+        holder.reverification_required = True
+    holder.review_reason = REVIEW_IDENTITY_RELEASED
+    holder.review_flagged_at = utcnow()
     revoked = revoke_evidence(holder, "identity_released")
-    record("account.identity_released", account_id=holder.id, actor=operator, reason=reason,
-           evidence_revoked=revoked)
-    return _stop_tokens(rt, holder, "identity_released")
+    record("account.identity_released", account_id=holder.id, ip=ip, actor=actor,
+           reason=reason, evidence_revoked=revoked)
+    grants = _stop_tokens(rt, holder, "identity_released")
+    notify_account(rt, holder, "identity_released")
+    return grants
+
+
+def flagged_for_review(limit: int = 100) -> list[Account]:
+    """Accounts flagged for an operator's review, oldest flag first.
+
+    :param limit: at most this many.
+    """
+    return list(db.session.scalars(
+        select(Account).where(Account.review_reason.is_not(None))
+        .order_by(Account.review_flagged_at, Account.id).limit(limit)))
+
+
+def clear_review(rt: Runtime, account: Account, operator: str, reason: str) -> str:
+    """Clear the review flag of ``account`` after an operator looked at it.
+    Audited; commits.
+
+    :returns: the reason it had been flagged for.
+    :raises NotFlaggedError: nothing to clear.
+    """
+    flagged = account.review_reason
+    if flagged is None:
+        raise NotFlaggedError(account.username)
+    account.review_reason = account.review_flagged_at = None
+    record("account.review_cleared", account_id=account.id, actor=operator, reason=reason,
+           flagged=flagged)
+    db.session.commit()
+    return flagged
 
 
 def take_over_in_person(rt: Runtime, account: Account, name: str, id_number: str,
                         reference: str, operator: str) -> VerificationEvidence:
     """An in-person verification that wins over an online one: when the
     population registry confirms ``name`` and ``id_number`` and another
-    account holds the number, :func:`release_identity` takes it off that
-    account first; then :func:`verify_in_person`. Nothing is released when
-    the registry does not confirm.
+    account holds the number (whatever its evidence: the operator saw the
+    person), :func:`release_identity` takes it off that account first,
+    which must then verify again; then :func:`verify_in_person`. Nothing is
+    released when the registry does not confirm.
 
     :raises IdentifierError, VerificationUnavailableError,
         VerificationFailedError, AccountError: as :func:`verify_in_person`.
@@ -109,7 +172,8 @@ def take_over_in_person(rt: Runtime, account: Account, name: str, id_number: str
         raise VerificationFailedError(answer.result.value, POPULATION_MISMATCH)
     holder = find_by_resident_id(rt, number)
     if holder is not None and holder.id != account.id:
-        release_identity(rt, holder, operator, f"in-person verification {reference}")
+        release_identity(rt, holder, operator, f"in-person verification {reference}",
+                         require_reverification=True)
     return verify_in_person(rt, account, name, number, reference, operator)
 
 

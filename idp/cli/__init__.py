@@ -171,7 +171,8 @@ _OPERATOR = click.option("--operator", default=getpass.getuser, show_default="lo
 @click.option("--json", "as_json", is_flag=True)
 @with_appcontext
 def users_show(identifier: str, as_json: bool) -> None:
-    """Show an account: status, assurance level, masked identifiers, evidence."""
+    """Show an account: status, review flag, assurance level, masked
+    identifiers, entities (ended ones too), evidence."""
     from idp.accounts import service as accounts
     from idp.accounts.entities import representations
     from idp.accounts.identifiers import mask_card_number, mask_phone, mask_resident_id
@@ -186,13 +187,19 @@ def users_show(identifier: str, as_json: bool) -> None:
     info = {
         "username": account.username, "public_sub": account.subject, "status": account.status,
         "admin": account.is_admin, "reverification_required": account.reverification_required,
+        "review": account.review_reason,
+        "review_flagged_at": (account.review_flagged_at.isoformat()
+                              if account.review_flagged_at else None),
         "level": state.level, "assurance_level": state.acr,
         "phone": mask_phone(phone) if phone else None,
         "phone_verified": account.phone_number_verified,
         "resident_id": mask_resident_id(number) if number else None,
         "card_number": mask_card_number(card) if card else None,
         "entities": [{"uscc": r.entity.uscc, "name": r.entity.name, "role": r.agent.role,
-                      "level": r.level} for r in representations(account)],
+                      "level": r.level, "active": r.active,
+                      "ended_at": r.agent.ended_at.isoformat() if r.agent.ended_at else None,
+                      "ended_reason": r.agent.ended_reason}
+                     for r in representations(account)],
         "evidence": [{"method": e.method, "result": e.result, "level": e.level,
                       "reference": e.reference, "verified_at": e.verified_at.isoformat(),
                       "expires_at": e.expires_at.isoformat() if e.expires_at else None,
@@ -206,7 +213,8 @@ def users_show(identifier: str, as_json: bool) -> None:
         if key not in ("evidence", "entities"):
             click.echo(f"{key}: {'-' if value is None else value}")
     for r in info["entities"]:
-        click.echo(f"entity: {r['uscc']} {r['name']} ({r['role']}, level {r['level']})")
+        ended = f", ended {r['ended_at']}: {r['ended_reason']}" if r["ended_at"] else ""
+        click.echo(f"entity: {r['uscc']} {r['name']} ({r['role']}, level {r['level']}{ended})")
     for e in info["evidence"]:
         click.echo(f"evidence: {e['verified_at']} {e['method']} {e['result']} "
                    f"{'counts' if e['counts'] else 'does not count'} {e['reference']}")
@@ -327,6 +335,48 @@ def users_reset_second_factor(identifier: str, reason: str, operator: str) -> No
                                    "recovery codes: nothing was changed") from None
     click.echo(f"removed the authenticator app and recovery codes of {account.username}; "
                f"every session ended; {revoked} grants revoked")
+
+
+@users.command("list")
+@click.option("--review", is_flag=True, required=True,
+              help="Accounts flagged for an operator's review (e.g. identity_released: an "
+                   "ID number they had verified by name and number only was proven by "
+                   "someone else's card, face, carrier or counter visit).")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 10000))
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def users_list(review: bool, limit: int, as_json: bool) -> None:
+    """List accounts flagged for review, oldest flag first."""
+    from idp.admin.service import flagged_for_review
+
+    rows = [{"username": a.username, "public_sub": a.subject, "status": a.status,
+             "review": a.review_reason, "review_flagged_at": a.review_flagged_at.isoformat()}
+            for a in flagged_for_review(limit)]
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    for row in rows:
+        click.echo(f"{row['username']}\t{row['review']}\t{row['review_flagged_at']}")
+    if not rows:
+        click.echo("no account is flagged for review", err=True)
+
+
+@users.command("clear-review")
+@_ACCOUNT_ARG
+@_REASON
+@_OPERATOR
+@with_appcontext
+def users_clear_review(identifier: str, reason: str, operator: str) -> None:
+    """Clear an account's review flag after looking at it (audited)."""
+    from idp.admin.service import NotFlaggedError, clear_review
+    from idp.runtime import current_runtime
+
+    account = _account(identifier)
+    try:
+        flagged = clear_review(current_runtime(), account, operator, reason)
+    except NotFlaggedError:
+        raise click.ClickException(f"{account.username} is not flagged for review") from None
+    click.echo(f"cleared the review flag of {account.username} ({flagged})")
 
 
 @main.group()

@@ -10,7 +10,7 @@ from typing import Any
 from idp.clients.service import AUTH_METHODS, GRANT_TYPES, SCOPES
 from idp.config import SIGNING_ALGS
 from idp.oidc.claims import SUPPORTED_CLAIMS
-from idp.oidc.identity import CLAIMS_IN_VERIFIED_CLAIMS, EVIDENCE_TYPES
+from idp.oidc.identity import CLAIMS_IN_VERIFIED_CLAIMS, DOCUMENT_TYPES, EVIDENCE_TYPES
 
 
 def provider_metadata(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -53,7 +53,7 @@ def provider_metadata(settings: Mapping[str, Any]) -> dict[str, Any]:
         "verified_claims_supported": True,
         "trust_frameworks_supported": [settings["assurance"]["trust_framework"]],
         "evidence_supported": list(EVIDENCE_TYPES),
-        "documents_supported": ["idcard"],
+        "documents_supported": list(DOCUMENT_TYPES),
         "claims_in_verified_claims_supported": list(CLAIMS_IN_VERIFIED_CLAIMS),
         "backchannel_logout_supported": False,
         "frontchannel_logout_supported": False,

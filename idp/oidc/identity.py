@@ -32,22 +32,30 @@ from idp.timeutil import utcnow
 #: How each method appears as OIDC4IDA evidence: type, check_method (the
 #: predefined values ``data`` -- validation against an authoritative source,
 #: ``bvr`` -- remote biometric verification, ``vpip`` -- physical document
-#: verified in person), and the record or document type.
+#: verified in person, ``vcrypt`` -- the document's cryptographic security
+#: features verified, as a kiosk reading the card's chip does), and the
+#: record or document type (a card read's type depends on the card:
+#: :data:`CARD_DOCUMENT_TYPES`).
 EVIDENCE_SHAPES: dict[str, tuple[str, str, str]] = {
     "population_registry": ("electronic_record", "data", "population_register"),
     "face_comparison": ("electronic_record", "bvr", "population_register"),
     "social_security_card": ("electronic_record", "data", "social_security_register"),
     "carrier_three_element": ("electronic_record", "data", "mobile_operator_register"),
     "in_person": ("document", "vpip", "idcard"),
+    "card_read": ("document", "vcrypt", "idcard"),
 }
+#: The document type of a kiosk card read, by the card read (its ``result``).
+CARD_DOCUMENT_TYPES = {"resident_id": "idcard", "social_security": "social_security_card"}
 #: Who keeps each record (``check_details.organization``).
 ORGANIZATIONS = {
     "population": "population registry", "face": "population registry",
     "social_security": "social security registry", "carrier": "mobile carrier",
-    "counter": "government service counter",
+    "counter": "government service counter", "kiosk": "government service kiosk",
 }
 CLAIMS_IN_VERIFIED_CLAIMS = ("name", "birthdate")
 EVIDENCE_TYPES = ("electronic_record", "document")
+#: Document types evidence names (discovery's ``documents_supported``).
+DOCUMENT_TYPES = ("idcard", "social_security_card")
 
 
 def _iso(value: datetime) -> str:
@@ -61,6 +69,8 @@ def _evidence_item(item: VerificationEvidence) -> dict[str, Any]:
     entry: dict[str, Any] = {"type": kind, "check_details": [check],
                              "time": _iso(item.verified_at)}
     if kind == "document":
+        if item.method == "card_read":
+            record_type = CARD_DOCUMENT_TYPES.get(item.result, record_type)
         entry["document_details"] = {"type": record_type}
     else:
         entry["record"] = {"type": record_type,

@@ -3,14 +3,25 @@ the verification steps, and how the account signs in (authenticator app,
 recovery codes, mobile number, password), which changes only after a
 re-authentication (``/account/reauth``). Views parse and render; the
 verification and authentication services decide. A verification made
-during a step-up returns to the pending authorization request (``i``)."""
+during a step-up returns to the pending authorization request (``i``). A
+card read at a kiosk that no account proved possession of is linked here,
+after the person signed in on the kiosk (``/account/link-card``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from wtforms import Field
@@ -27,9 +38,12 @@ from idp.authn import interactions, otp, throttle, totp
 from idp.authn import service as authn
 from idp.authn.blueprint import send_code_for_form
 from idp.authn.forms import require_min_length
+from idp.authn.kiosk import service as kiosk
+from idp.authn.kiosk.blueprint import LINK_SESSION_KEY
 from idp.portal.forms import (
     EntityForm,
     IdentityForm,
+    LinkCardForm,
     PasswordChangeForm,
     PhoneForm,
     ReauthForm,
@@ -56,6 +70,7 @@ METHOD_NAMES = {
     "social_security_card": _l("Social security card"),
     "carrier_three_element": _l("Mobile carrier: name, ID number and phone"),
     "in_person": _l("In person at a service counter"),
+    "card_read": _l("Card read at a self-service kiosk"),
 }
 
 
@@ -100,7 +115,8 @@ def overview():
     return render_template(
         "account.html", account=account, state=state, ids=_identifiers(rt, account),
         level_name=verification.level_name(rt, state.level), method_names=METHOD_NAMES,
-        gateway=rt.gateway is not None)
+        gateway=rt.gateway is not None,
+        card_waiting=kiosk.pending_link(rt, session.get(LINK_SESSION_KEY)) is not None)
 
 
 def _check(run: Callable[[], object], fields: dict[str, Field],
@@ -141,9 +157,14 @@ def verify_identity():
         form.name.data = account.verified_name or account.name
     error, status = None, 200
     if form.validate_on_submit():
-        failed = _check(lambda: verification.verify_population(
-            rt, account, form.name.data, form.id_number.data, client_ip()),
-            {"name": form.name}, form.id_number)
+        try:
+            failed = _check(lambda: verification.verify_population(
+                rt, account, form.name.data, form.id_number.data, client_ip()),
+                {"name": form.name}, form.id_number)
+        except verification.PossessionProofRequiredError:
+            # Another account holds the number by name and number only: the
+            # strong-proof page offers the proofs that take it over.
+            return redirect(url_for("portal.verify_strong", i=item.id if item else None), 303)
         if failed is None:
             return _done(item, _("Your name and ID number are verified."))
         error, status = failed
@@ -155,8 +176,10 @@ def verify_identity():
 
 @bp.route("/verify/strong", methods=["GET", "POST"])
 def verify_strong():
-    """Level 3: one independent strong proof, chosen by the button pressed."""
-    rt, _sso, account, login = _signed_in()
+    """Level 3: one independent strong proof, chosen by the button pressed.
+    With a pending claim on a number another account holds by name and
+    number only, the possession proofs (face, carrier) that take it over."""
+    rt, sso, account, login = _signed_in()
     if login:
         return login
     form = StrongProofForm()
@@ -166,7 +189,7 @@ def verify_strong():
     error, status = None, 200
     proofs = {
         "card": lambda: verification.verify_card(rt, account, form.card_number.data or "",
-                                                 client_ip()),
+                                                 client_ip(), amr=sso.amr),
         "carrier": lambda: verification.verify_carrier(rt, account, client_ip()),
         "face": lambda: verification.verify_face(rt, account, form.liveness_token.data or "",
                                                  client_ip()),
@@ -181,10 +204,58 @@ def verify_strong():
     elif request.method == "POST":
         status = 400
     level = verification.assurance_level(account)
+    claim = verification.pending_claim(rt, account) if level < 2 else None
     return render_template("verify_strong.html", form=form, item=item, error=error,
                            level=level, ids=_identifiers(rt, account),
                            phone_verified=account.phone_number_verified,
+                           claim=mask_resident_id(claim.number) if claim else None,
+                           card_refusal=verification.card_check_refusal(account, sso.amr),
                            gateway=rt.gateway is not None), status
+
+
+@bp.route("/link-card", methods=["GET", "POST"])
+def link_card():
+    """Link the card read at this kiosk (waiting in this browser) to the
+    account signed in after the read, once the card was read again and the
+    person confirms; the kiosk service decides (possession outranks
+    knowledge)."""
+    rt, sso, account, login = _signed_in()
+    if login:
+        return login
+    secret = session.get(LINK_SESSION_KEY)
+    card = kiosk.pending_link(rt, secret)
+    if card is None:
+        session.pop(LINK_SESSION_KEY, None)
+        return render_template(
+            "error.html", error="no_card",
+            description=_("No card is waiting to be linked here. Read the card at the kiosk "
+                          "again.")), 400
+    if sso.auth_time < card.created:
+        # Someone signed in before the card was read (a previous visitor):
+        # the card's holder must sign in themselves.
+        return redirect(url_for("authn.login", next=url_for("portal.link_card")))
+    form = LinkCardForm()
+    error, status = None, 200
+    if form.validate_on_submit():
+        if request.form.get("action") == "cancel":
+            kiosk.cancel_link(rt, session.pop(LINK_SESSION_KEY, None))
+            return redirect(url_for("portal.overview"), 303)
+        try:
+            sso = kiosk.link_card(rt, account, sso, secret, client_ip())
+        except kiosk.CardLinkError as exc:
+            error, status = str(exc.message), 409
+        else:
+            session.pop(LINK_SESSION_KEY, None)
+            flash(_("The card is linked: your account is verified with its ID number."),
+                  "notice")
+            response = redirect(url_for("portal.overview"), 303)
+            set_sso_cookie(rt, response, sso)
+            return response
+    elif request.method == "POST":
+        status = 400
+    return render_template("link_card.html", form=form, card=card, error=error,
+                           account=account, outcome=kiosk.link_outcome(rt, account, card),
+                           ready=card.ready_for(sso)), status
 
 
 @bp.route("/phone", methods=["GET", "POST"])
@@ -311,6 +382,7 @@ def entities_page():
     return render_template("entities.html", form=form, error=error,
                            representations=entities.representations(account),
                            level=verification.assurance_level(account),
+                           required=entities.REPRESENTATIVE_LEVEL,
                            gateway=rt.gateway is not None), status
 
 

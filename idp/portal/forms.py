@@ -95,3 +95,7 @@ class PasswordChangeForm(FlaskForm):
                             validators=[DataRequired(), EqualTo(
                                 "password", message=_l("The passwords do not match."))],
                             render_kw={"autocomplete": "new-password"})
+
+
+class LinkCardForm(FlaskForm):
+    """Confirm (or cancel, ``action``) linking the card read at the kiosk."""

@@ -1,5 +1,8 @@
 """Kiosk login: a registered kiosk posts a signed card read; the person is
-logged in on the kiosk's browser with amr hwk and a short session."""
+logged in on the kiosk's browser with amr hwk and a short session, when
+their account proved possession of the ID number (a card read of a number
+held by name and number only, or by nobody, is linked instead:
+tests/integration/test_squatting.py)."""
 
 from __future__ import annotations
 
@@ -25,6 +28,19 @@ def kiosk(gw):
                                     auth_method="private_key_jwt",
                                     jwks={"keys": [key.as_dict(private=False)]}, kiosk=True)
     return client, key
+
+
+def possession_account(provider, gateway):
+    """An account verified with the person's name and number and the
+    carrier check of their confirmed phone (a proof of possession):
+    ``(username, password, person)``."""
+    from idp.accounts.service import find_by_username
+    from idp.accounts.verification import verify_carrier
+
+    username, password, person = level_2_account(provider, gateway)
+    with provider.app.app_context():
+        verify_carrier(provider.runtime, find_by_username(username), None)
+    return username, password, person
 
 
 def _signed(key, claims: dict) -> str:
@@ -57,11 +73,12 @@ def post(provider, client, key, read: str) -> requests.Response:
 def test_card_login_on_the_kiosk_browser(gw, kiosk):
     provider, gateway = gw
     client, key = kiosk
-    username, _password, person = level_2_account(provider, gateway)
+    username, _password, person = possession_account(provider, gateway)
     answer = post(provider, client, key, card_read(provider, client, key, person))
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["amr"] == ["hwk"] and body["acr"] == "L2" and body["expires_in"] == 60
+    assert body["linked"] is True
     assert body["login_url"].startswith(f"{provider.url}/kiosk/enter?ticket=")
     browser = Browser(provider.url)
     entered = browser.session.get(body["login_url"], allow_redirects=False)
@@ -87,7 +104,7 @@ def test_kiosk_with_a_second_factor_never_remembers_the_browser(gw, kiosk):
 
     provider, gateway = gw
     client, key = kiosk
-    username, password, person = level_2_account(provider, gateway)
+    username, _password, person = possession_account(provider, gateway)
     _secret, codes = enrol(provider, username)
     answer = post(provider, client, key, card_read(provider, client, key, person))
     browser = requests.Session()
@@ -103,10 +120,11 @@ def test_kiosk_with_a_second_factor_never_remembers_the_browser(gw, kiosk):
 def test_social_security_card(gw, kiosk):
     provider, gateway = gw
     client, key = kiosk
-    _username, _password, person = level_2_account(provider, gateway)
+    _username, _password, person = possession_account(provider, gateway)
     answer = post(provider, client, key, card_read(provider, client, key, person,
                                                    card_type="social_security"))
     assert answer.status_code == 200, answer.text
+    assert answer.json()["linked"] is True
     lost = fresh_person(gateway, card_status="lost")
     refused = post(provider, client, key, card_read(provider, client, key, lost,
                                                     card_type="social_security"))
@@ -116,7 +134,7 @@ def test_social_security_card(gw, kiosk):
 def test_replay_and_tampering_are_refused(gw, kiosk):
     provider, gateway = gw
     client, key = kiosk
-    _username, _password, person = level_2_account(provider, gateway)
+    _username, _password, person = possession_account(provider, gateway)
     read = card_read(provider, client, key, person)
     assert post(provider, client, key, read).status_code == 200
     replay = post(provider, client, key, read)
@@ -139,13 +157,18 @@ def test_replay_and_tampering_are_refused(gw, kiosk):
 def test_registry_answers_and_accounts(gw, kiosk):
     provider, gateway = gw
     client, key = kiosk
-    _username, _password, person = level_2_account(provider, gateway)
+    _username, _password, person = possession_account(provider, gateway)
     mismatch = post(provider, client, key, card_read(provider, client, key, person,
                                                      name="某某某"))
     assert mismatch.status_code == 403
+    # A card no account holds logs into nobody: its browser is offered to
+    # link it to the account the person signs in to.
     stranger = fresh_person(gateway)
     unknown = post(provider, client, key, card_read(provider, client, key, stranger))
-    assert unknown.status_code == 403 and "No active account" in unknown.text
+    assert unknown.status_code == 200, unknown.text
+    body = unknown.json()
+    assert body["linked"] is False and "acr" not in body and "amr" not in body
+    assert body["login_url"].startswith(f"{provider.url}/kiosk/link?ticket=")
     # (A positive answer is cached, so the outage is shown with a card not
     # asked about before.)
     gateway.state.inject_failures("/population/v1/verify", 1)

@@ -16,7 +16,7 @@ from joserfc.jwk import ECKey
 
 from connectors.sandbox import read_outbox
 from tests.helpers import Browser, hidden_inputs
-from tests.integration.test_kiosk import card_read, post
+from tests.integration.test_kiosk import card_read, possession_account, post
 from tests.integration.test_step_up import level_2_account
 from tests.reauth_support import reauth_page, reauth_with_app, reauth_with_sms, send_reauth_code
 
@@ -102,7 +102,7 @@ def test_a_stolen_card_at_a_kiosk_cannot_enrol_an_authenticator(gw, kiosk_client
     authenticator". Whatever is typed (even the right password and a code
     to the phone), a kiosk session never re-authenticates."""
     provider, gateway = gw
-    username, password, person = level_2_account(provider, gateway)
+    username, password, person = possession_account(provider, gateway)
     session = _kiosk_session(provider, kiosk_client, person)
     base = provider.url
     page = session.get(base + SECURITY)
@@ -230,7 +230,7 @@ def test_operators_enrol_only_after_their_password(gw, kiosk_client):
     """An operator without an authenticator sets one up at sign-in: after
     the password only, never after a card read or an SMS code alone."""
     from idp.accounts.service import create_account, find_by_username, set_phone_number
-    from idp.accounts.verification import verify_population
+    from idp.accounts.verification import verify_carrier, verify_population
     from idp.extensions import db
     from tests.sandbox_support import fresh_person
 
@@ -243,6 +243,8 @@ def test_operators_enrol_only_after_their_password(gw, kiosk_client):
         set_phone_number(provider.runtime, account, person.phone, verified=True)
         db.session.commit()
         verify_population(provider.runtime, account, person.name, person.id_number, None)
+        # Possession of the number (the carrier check): the kiosk logs into it.
+        verify_carrier(provider.runtime, account, None)
     for session in (_kiosk_pending(provider, kiosk_client, person),
                     _sms_pending(provider, gateway, person.phone)):
         page = session.get(f"{provider.url}/login/otp")

@@ -193,7 +193,8 @@ def test_setting_up_an_authenticator_ends_older_sessions(gw):
     provider, gateway = gw
     username, password, person = level_2_account(provider, gateway)
     with provider.app.app_context():
-        verify_card(provider.runtime, find_by_username(username), person.card_number, None)
+        verify_card(provider.runtime, find_by_username(username), person.card_number, None,
+                    amr=["pwd"])
     older = Browser(provider.url)
     older.go(f"{provider.url}/account", username=username, password=password)
     browser = Browser(provider.url)
