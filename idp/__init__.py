@@ -27,6 +27,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         upgraded to the newest revision and signing keys exist.
     :raises idp.config.ConfigError: on invalid settings or missing production secrets.
     """
+    from flask import template_rendered
     from werkzeug.exceptions import HTTPException
 
     from idp.accounts.passwords import PasswordHasher
@@ -41,7 +42,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp.oidc.server import AuthorizationServer
     from idp.runtime import Runtime
     from idp.store import create_store
-    from idp.web import add_security_headers, handle_http_error, reject_nul_bytes
+    from idp.web import (
+        add_security_headers,
+        allow_pending_redirect,
+        csp_nonce,
+        handle_http_error,
+        reject_nul_bytes,
+        see_other_after_post,
+    )
 
     settings = load_settings(config)
     theme = PROJECT_ROOT / "themes" / settings["theme"]
@@ -108,8 +116,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(kiosk_bp)
     app.before_request(reject_nul_bytes)
     app.after_request(add_security_headers)
+    app.after_request(see_other_after_post)
     app.register_error_handler(HTTPException, handle_http_error)
-    app.jinja_env.globals["page_lang"] = _page_lang
+    template_rendered.connect(allow_pending_redirect, app)
+    app.jinja_env.globals.update(page_lang=_page_lang, csp_nonce=csp_nonce)
     if settings["trusted_proxies"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

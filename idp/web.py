@@ -1,17 +1,24 @@
 """Request-level helpers shared by blueprints: the browser id, the SSO
-cookie, the client IP, and security headers. Only views use this module."""
+cookie, the client IP, security headers and the redirects that answer a
+POST. Only views (and the response builders of idp.oidc.responses) use
+this module."""
 
 from __future__ import annotations
 
-from flask import Response, abort, jsonify, render_template, request, session
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Response, abort, g, jsonify, render_template, request, session
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from idp.accounts.models import Account
 from idp.accounts.service import get_account
+from idp.authn.interactions import Interaction
 from idp.authn.sessions import SsoSession, load_session
-from idp.runtime import Runtime
+from idp.runtime import Runtime, current_runtime
 from idp.security import random_token
 from idp.timeutil import epoch
 
@@ -95,17 +102,113 @@ def reject_nul_bytes() -> None:
                 abort(400, "A parameter contains a NUL character.")
 
 
+def csp_nonce() -> str:
+    """The nonce of this response's inline scripts (CSP Level 3 §2.3.1
+    nonce-source): 128 random bits, made on first use and named in the
+    response's ``script-src``; a Jinja global for ``<script nonce=...>``.
+    (Inline event handlers such as ``onload=`` cannot carry a nonce.)"""
+    if "idp_csp_nonce" not in g:
+        g.idp_csp_nonce = random_token(16)
+    return g.idp_csp_nonce
+
+
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*\Z")
+_HOST = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*\Z")
+
+
+def form_action_source(uri: str) -> str | None:
+    """The CSP source expression of the origin of ``uri`` (CSP Level 3
+    §2.3.1 host-source ``scheme://host[:port]``), or None when ``uri`` has no
+    usable scheme. A host that a host-source cannot name (an IPv6 literal,
+    such as a native app's ``http://[::1]:port`` loopback, RFC 8252 §7.3) or
+    a private-use scheme without a host gives the scheme-source ``scheme:``."""
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if not _SCHEME.match(scheme):
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname
+    if host and _HOST.match(host):
+        return f"{scheme}://{host}" + (f":{port}" if port else "")
+    return f"{scheme}:"
+
+
+def allow_form_target(uri: str | None) -> None:
+    """Let this page's forms reach the origin of ``uri``, a registered and
+    validated redirect URI: the form_post response posts there, and pages
+    of a pending authorization request end there by redirects after their
+    POST, which Chromium and Safari check against ``form-action`` as well
+    (w3c/webappsec-csp#8). Every other form target stays ``'self'``."""
+    source = form_action_source(uri) if uri else None
+    if source is not None:
+        g.setdefault("idp_form_targets", []).append(source)
+
+
+def pending_redirect_uri(rt: Runtime, item: Interaction) -> str | None:
+    """Where the pending authorization request ``item`` will be answered: its
+    ``redirect_uri`` (validated against the client's registration before the
+    interaction was saved), else the client's only registered one."""
+    uri = item.arg("redirect_uri")
+    if uri:
+        return uri
+    client = rt.clients.get(item.arg("client_id") or "")
+    return client.get_default_redirect_uri() if client is not None else None
+
+
+def allow_pending_redirect(_sender: Any, template: Any, context: dict[str, Any],
+                           **_extra: Any) -> None:
+    """``template_rendered`` receiver: a page rendered for a pending
+    authorization request (an ``item`` in its context) may end at that
+    request's redirect URI (:func:`allow_form_target`)."""
+    item = context.get("item")
+    if isinstance(item, Interaction):
+        allow_form_target(pending_redirect_uri(current_runtime(), item))
+
+
+def content_security_policy() -> str:
+    """This response's policy (CSP Level 3): nothing inline but scripts with
+    this response's nonce (:func:`csp_nonce`), no plugins, no ``<base>``,
+    forms to this site and the targets :func:`allow_form_target` named, no
+    framing (clickjacking of login and consent pages)."""
+    nonce = g.get("idp_csp_nonce")
+    scripts = f"'nonce-{nonce}'" if nonce else "'none'"
+    targets = " ".join(dict.fromkeys(["'self'", *g.get("idp_form_targets", ())]))
+    return (f"default-src 'self'; script-src {scripts}; style-src 'self'; "
+            f"object-src 'none'; base-uri 'none'; form-action {targets}; "
+            "frame-ancestors 'none'")
+
+
+#: HSTS (RFC 6797 §6.1): a year, subdomains included.
+HSTS = "max-age=31536000; includeSubDomains"
+
+
 def add_security_headers(response: Response) -> Response:
-    """Forbid framing (clickjacking of login and consent pages) and sniffing;
-    pages are never cached (they carry CSRF tokens, codes or personal data)."""
+    """Forbid framing and sniffing, and scripts and form targets outside
+    :func:`content_security_policy`; pages are never cached (they carry CSRF
+    tokens, codes or personal data). With an https issuer, browsers are told
+    to use https only (HSTS); the issuer is configured, never taken from the
+    request, so a forged Host header cannot turn it off."""
     if response.mimetype == "text/html":
         response.headers.setdefault("Cache-Control", "no-store")
     response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Content-Security-Policy",
-                                "frame-ancestors 'none'; form-action *; default-src 'self'; "
-                                "script-src 'self' 'unsafe-inline'; style-src 'self'")
+    response.headers.setdefault("Content-Security-Policy", content_security_policy())
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if current_runtime().issuer.startswith("https://"):
+        response.headers.setdefault("Strict-Transport-Security", HSTS)
+    return response
+
+
+def see_other_after_post(response: Response) -> Response:
+    """A redirect answering a POST is a 303 See Other (RFC 9110 §15.4.4),
+    never a 302 or 307 that a browser might answer by posting the form again
+    to the next URL, an authorization response or a logout target included
+    (RFC 9700 §4.12)."""
+    if request.method == "POST" and response.status_code in (302, 307):
+        response.status_code = 303
     return response
 
 

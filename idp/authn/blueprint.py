@@ -371,7 +371,7 @@ def consent():
     scopes = [(s, SCOPE_DESCRIPTIONS.get(s, s)) for s in scope_to_list(scope)]
     return render_template("consent.html", form=form, client=client, scopes=scopes,
                            sensitive=SENSITIVE_SCOPES,
-                           account=account)
+                           account=account, item=item)
 
 
 def _step_up_state(rt: Runtime, item, client, account, sso) -> stepup.StepUpState:

@@ -30,7 +30,14 @@ from idp.oidc.tokens import (
     verify_id_token_hint,
 )
 from idp.runtime import current_runtime
-from idp.web import browser_id, clear_sso_cookie, client_ip, current_sso, sso_cookie
+from idp.web import (
+    allow_form_target,
+    browser_id,
+    clear_sso_cookie,
+    client_ip,
+    current_sso,
+    sso_cookie,
+)
 
 bp = Blueprint("oidc", __name__)
 
@@ -278,6 +285,7 @@ def end_session_endpoint():
                     and hint_claims.get("sid") == sso.sid)
     if sso is not None and not (hint_matches or confirmed):
         client = rt.clients.get(client_id) if client_id else None
+        allow_form_target(target)
         return render_template("logout_confirm.html", params=params,
                                client_name=client.name if client else None)
     if sso is not None:

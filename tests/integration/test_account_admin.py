@@ -87,14 +87,14 @@ def test_password_reset_by_sms_drops_the_level_and_ends_everything(gw):
     assert weak.status_code == 400 and "at least" in weak.text
     # The code was not used up by the rejected password.
     reset = _set_password(provider, session, weak, person.phone, code, "a new long password")
-    assert reset.status_code == 302 and "/login" in reset.headers["Location"]
+    assert reset.status_code == 303 and "/login" in reset.headers["Location"]
     with provider.app.app_context():
         account = find_by_username(username)
         assert assurance_level(account) == 1
         reasons = {e.revoked_reason for e in evidence_of(account) if e.level}
         assert reasons == {"password_reset_by_sms"}
     assert _login_status(provider, username, password) == 401
-    assert _login_status(provider, username, "a new long password") == 302
+    assert _login_status(provider, username, "a new long password") == 303
     # The old SSO session, refresh token and access token are all dead.
     assert "/login" in browser.go(browser.authorize_url(client)).url
     assert refresh(provider, client, tokens).json()["error"] == "invalid_grant"
@@ -118,7 +118,7 @@ def test_suspend_and_reinstate(gw):
     assert refresh(provider, client, tokens).json()["error"] == "invalid_grant"
     assert _login_status(provider, username, password) == 401
     assert cli(provider, gateway, "users", "reinstate", username).exit_code == 0
-    assert _login_status(provider, username, password) == 302
+    assert _login_status(provider, username, password) == 303
 
 
 def test_forced_reverification_stops_tokens_until_verified_again(gw):

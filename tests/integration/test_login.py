@@ -57,7 +57,7 @@ def test_account_throttling(make_provider):
     assert _post_login(provider, session, ghost, "bad password").status_code == 429
     # Other accounts from the same IP still work below the IP limit.
     other, other_password, _ = provider.create_account()
-    assert _post_login(provider, session, other, other_password).status_code == 302
+    assert _post_login(provider, session, other, other_password).status_code == 303
 
 
 def test_reformatted_identifiers_share_one_account_limit(make_provider):
@@ -94,7 +94,7 @@ def test_successful_login_sets_sso_cookie_and_audits(provider):
 
     username, password, _ = provider.create_account()
     response = _post_login(provider, requests.Session(), username, password)
-    assert response.status_code == 302
+    assert response.status_code == 303
     cookie = response.headers["Set-Cookie"]
     assert "idp_sso=" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
     _post_login(provider, requests.Session(), username, "bad password")
@@ -122,7 +122,7 @@ def test_password_rehash_when_parameters_change(provider):
         account = find_by_username(username)
         account.password_hash = weaker.hash(password)
         db.session.commit()
-    assert _post_login(provider, requests.Session(), username, password).status_code == 302
+    assert _post_login(provider, requests.Session(), username, password).status_code == 303
     with provider.app.app_context():
         stored = find_by_username(username).password_hash
     assert stored.startswith("$argon2id$") and "m=8192" in stored
@@ -141,7 +141,7 @@ def test_registration(provider):
     assert bad.status_code == 400 and "at least" in bad.text
     fields.update(password="long enough pass", confirm="long enough pass")
     done = browser.session.post(f"{provider.url}/register", data=fields, allow_redirects=False)
-    assert done.status_code == 302
+    assert done.status_code == 303
     final = browser.go(provider.url + done.headers["Location"])
     assert final.headers["Location"].startswith(client.redirect_uri)
     taken = requests.Session()

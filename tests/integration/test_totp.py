@@ -40,7 +40,7 @@ def enrol(provider, username, password) -> tuple[str, list[str]]:
     """Set up an authenticator in the console: ``(secret, recovery codes)``.
     It is confirmed with the code of the time step ``ENROLLED_AT`` records."""
     session = requests.Session()
-    assert _password(session, provider, username, password).status_code == 302
+    assert _password(session, provider, username, password).status_code == 303
     url = f"{provider.url}/account/security"
     started = _post(session, url, session.get(url), action="start")
     assert started.status_code == 200 and "<svg" in started.text
@@ -78,7 +78,7 @@ def test_enrolment_and_login_with_totp(provider):
     # The enrolment used its time step: the login takes the next one.
     done = _post(browser.session, f"{provider.url}/login/otp", wrong, action="totp",
                  code=_code(secret, 1, step=ENROLLED_AT[secret]))
-    assert done.status_code == 302
+    assert done.status_code == 303
     callback = browser.go(provider.url + done.headers["Location"])
     tokens = redeem(provider.url, client, callback_params(callback)["code"]).json()
     claims = pyjwt.decode(tokens["id_token"], options={"verify_signature": False})
@@ -98,13 +98,13 @@ def test_a_code_is_accepted_once(provider):
     assert replay.status_code == 401
     later = _post(session, f"{provider.url}/login/otp", replay, action="totp",
                   code=_code(secret, 1, step=step))
-    assert later.status_code == 302
+    assert later.status_code == 303
 
 
 def test_recovery_code_works_once(provider):
     username, password, _ = provider.create_account()
     _secret, codes = enrol(provider, username, password)
-    for expected in (302, 401):
+    for expected in (303, 401):
         session = requests.Session()
         first = _password(session, provider, username, password)
         page = session.get(provider.url + first.headers["Location"])
@@ -160,7 +160,7 @@ def test_disable_needs_a_current_code(provider):
     first = _password(session, provider, username, password)
     page = session.get(provider.url + first.headers["Location"])
     assert _post(session, f"{provider.url}/login/otp", page, action="recovery",
-                 recovery_code=codes[1]).status_code == 302
+                 recovery_code=codes[1]).status_code == 303
     url = f"{provider.url}/account/security"
     page = session.get(url)
     assert _post(session, url, page, action="disable", code="12345").status_code == 401
@@ -171,7 +171,7 @@ def test_disable_needs_a_current_code(provider):
                  code=_code(secret, step=step)).status_code == 401
     page = session.get(url)
     assert _post(session, url, page, action="disable",
-                 code=_code(secret, 1, step=step)).status_code == 302
+                 code=_code(secret, 1, step=step)).status_code == 303
     assert 'data-totp="off"' in session.get(url).text
     # Sign-in is one step again.
     again = _password(requests.Session(), provider, username, password)
