@@ -133,6 +133,13 @@ def _validate(settings: dict) -> None:
     if settings["trusted_proxies"] < 0:
         raise ConfigError("setting trusted_proxies must not be negative")
     _validate_assurance(settings["assurance"])
+    _validate_pages(settings)
+
+
+def _validate_pages(settings: dict) -> None:
+    """The public computer's idle limit."""
+    if settings["session"]["public_idle_ttl"] < 1:
+        raise ConfigError("setting session.public_idle_ttl must be at least 1 second")
 
 
 def _validate_assurance(assurance: dict) -> None:

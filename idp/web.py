@@ -17,7 +17,7 @@ from werkzeug.exceptions import HTTPException
 from idp.accounts.models import Account
 from idp.accounts.service import get_account
 from idp.authn.interactions import Interaction
-from idp.authn.sessions import SsoSession, load_session
+from idp.authn.sessions import SsoSession, load_session, touch_session
 from idp.runtime import Runtime, current_runtime
 from idp.security import random_token
 from idp.timeutil import epoch
@@ -63,7 +63,9 @@ def current_sso(rt: Runtime) -> tuple[SsoSession | None, Account | None]:
     """The browser's live SSO session and its account (None if inactive).
 
     A session of an older generation than the account's (ended by a password
-    reset, suspension or forced re-verification) counts as none.
+    reset, suspension or forced re-verification) counts as none. Resolving
+    it counts as a use of a public computer's session (its idle clock
+    restarts, :func:`idp.authn.sessions.touch_session`).
     """
     sso = load_session(rt.store, sso_cookie(rt))
     if sso is None:
@@ -73,15 +75,18 @@ def current_sso(rt: Runtime) -> tuple[SsoSession | None, Account | None]:
         return sso, None
     if sso.generation != account.session_generation:
         return None, None
+    touch_session(rt.store, sso)
     return sso, account
 
 
 def set_sso_cookie(rt: Runtime, response: Response, sso: SsoSession) -> None:
     """Attach the SSO session cookie (HttpOnly, SameSite=Lax, Secure in
-    production), living as long as the session itself."""
+    production), living as long as the session itself, or, for a public
+    computer's session, only until the browser closes (no Max-Age)."""
     settings = rt.settings["session"]
+    max_age = None if sso.public else max(sso.expires_at - epoch(), 0)
     response.set_cookie(
-        settings["cookie_name"], sso.handle, max_age=max(sso.expires_at - epoch(), 0),
+        settings["cookie_name"], sso.handle, max_age=max_age,
         httponly=True, samesite="Lax", secure=settings["cookie_secure"], path="/",
     )
 

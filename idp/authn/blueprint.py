@@ -139,7 +139,8 @@ def login():
     if form.validate_on_submit():
         try:
             sso = service.login_with_password(rt, form.username.data, form.password.data,
-                                              client_ip(), sso_cookie(rt))
+                                              client_ip(), sso_cookie(rt),
+                                              public=form.public.data)
         except throttle.ThrottledError as exc:
             error, status = too_many_attempts(exc.retry_after), 429
         except service.LoginFailedError:
@@ -212,7 +213,7 @@ def login_sms():
     def verify(rt: Runtime, form) -> SsoSession | service.PendingLogin | tuple[str | None, int]:
         try:
             return service.login_with_sms(rt, form.phone.data, form.code.data or "",
-                                          client_ip(), sso_cookie(rt))
+                                          client_ip(), sso_cookie(rt), public=form.public.data)
         except service.LoginFailedError:
             return _("The code is wrong or has expired."), 401
 
