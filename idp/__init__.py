@@ -49,6 +49,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         handle_http_error,
         reject_nul_bytes,
         see_other_after_post,
+        signed_in_account,
     )
 
     settings = load_settings(config)
@@ -119,7 +120,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.after_request(see_other_after_post)
     app.register_error_handler(HTTPException, handle_http_error)
     template_rendered.connect(allow_pending_redirect, app)
-    app.jinja_env.globals.update(page_lang=_page_lang, csp_nonce=csp_nonce)
+    app.jinja_env.globals.update(page_lang=_page_lang, csp_nonce=csp_nonce,
+                                 signed_in_account=signed_in_account)
     if settings["trusted_proxies"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

@@ -1,7 +1,7 @@
 """Request-level helpers shared by blueprints: the browser id, the SSO
-cookie, the client IP, security headers and the redirects that answer a
-POST. Only views (and the response builders of idp.oidc.responses) use
-this module."""
+cookie, the client IP, the signed-in account of the page header, security
+headers and the redirects that answer a POST. Only views (and the response
+builders of idp.oidc.responses) use this module."""
 
 from __future__ import annotations
 
@@ -65,8 +65,15 @@ def current_sso(rt: Runtime) -> tuple[SsoSession | None, Account | None]:
     A session of an older generation than the account's (ended by a password
     reset, suspension or forced re-verification) counts as none. Resolving
     it counts as a use of a public computer's session (its idle clock
-    restarts, :func:`idp.authn.sessions.touch_session`).
+    restarts, :func:`idp.authn.sessions.touch_session`). Resolved once per
+    request: the page header (:func:`signed_in_account`) reuses the view's.
     """
+    if "idp_sso" not in g:
+        g.idp_sso = _resolve_sso(rt)
+    return g.idp_sso
+
+
+def _resolve_sso(rt: Runtime) -> tuple[SsoSession | None, Account | None]:
     sso = load_session(rt.store, sso_cookie(rt))
     if sso is None:
         return None, None
@@ -77,6 +84,16 @@ def current_sso(rt: Runtime) -> tuple[SsoSession | None, Account | None]:
         return None, None
     touch_session(rt.store, sso)
     return sso, account
+
+
+def signed_in_account() -> Account | None:
+    """The account signed in in this browser, for the page header's name and
+    "Sign out" button (a Jinja global: read only by pages that show the
+    header). None on a server error's page, which must not depend on the
+    store or the database that may have caused it."""
+    if g.get("idp_no_account_bar"):
+        return None
+    return current_sso(current_runtime())[1]
 
 
 def set_sso_cookie(rt: Runtime, response: Response, sso: SsoSession) -> None:
@@ -223,7 +240,9 @@ JSON_ENDPOINTS = ("/token", "/userinfo", "/revoke", "/introspect", "/kiosk/login
 
 def handle_http_error(error: HTTPException) -> tuple[Response | str, int]:
     """Render routing and size errors as JSON on protocol endpoints and as a
-    themed page elsewhere; a failed CSRF check explains what to do."""
+    themed page elsewhere; a failed CSRF check explains what to do. A server
+    error's page reads neither the store nor the database (its header shows
+    no account), as either may be what failed."""
     status = error.code or 500
     if request.path in JSON_ENDPOINTS:
         return jsonify({"error": "invalid_request",
@@ -232,4 +251,6 @@ def handle_http_error(error: HTTPException) -> tuple[Response | str, int]:
         description = _("The form has expired or was not sent from this site. "
                         "Go back, reload the page and try again.")
         return render_template("error.html", error="csrf", description=description), status
+    if status >= 500:
+        g.idp_no_account_bar = True
     return render_template("error.html", error=str(status), description=error.name), status

@@ -290,6 +290,7 @@ def end_session_endpoint():
                                client_name=client.name if client else None)
     if sso is not None:
         authn_service.logout(rt, sso, client_id, client_ip())
-    response = redirect(target) if target else Response(render_template("logged_out.html"))
+    response = redirect(target) if target else Response(render_template(
+        "logged_out.html", client=rt.clients.get(client_id) if client_id else None))
     clear_sso_cookie(rt, response)
     return response
