@@ -36,7 +36,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp.authn.acr import AcrPolicy
     from idp.clients.service import SCOPES, ClientCache
     from idp.extensions import babel, csrf, db, migrate
-    from idp.i18n import compile_catalogs, select_locale
+    from idp.i18n import (
+        compile_catalogs,
+        error_sentence,
+        local_time,
+        registry_answer,
+        select_locale,
+        time_zone_name,
+    )
     from idp.oidc.discovery import provider_metadata, serialise
     from idp.oidc.keys import KeyRing
     from idp.oidc.server import AuthorizationServer
@@ -69,6 +76,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_SECURE=settings["session"]["cookie_secure"],
         WTF_CSRF_TIME_LIMIT=3600,
         BABEL_DEFAULT_LOCALE=settings["default_locale"],
+        BABEL_DEFAULT_TIMEZONE=settings["timezone"],
         OAUTH2_SCOPES_SUPPORTED=list(SCOPES),
         MAX_CONTENT_LENGTH=64 * 1024,
     )
@@ -121,7 +129,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_error_handler(HTTPException, handle_http_error)
     template_rendered.connect(allow_pending_redirect, app)
     app.jinja_env.globals.update(page_lang=_page_lang, csp_nonce=csp_nonce,
-                                 signed_in_account=signed_in_account)
+                                 signed_in_account=signed_in_account,
+                                 error_sentence=error_sentence, time_zone_name=time_zone_name)
+    app.jinja_env.filters.update(local_time=local_time, registry_answer=registry_answer)
     if settings["trusted_proxies"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

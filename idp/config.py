@@ -137,9 +137,16 @@ def _validate(settings: dict) -> None:
 
 
 def _validate_pages(settings: dict) -> None:
-    """The public computer's idle limit."""
+    """The public computer's idle limit and the pages' time zone."""
+    from babel.dates import get_timezone
+
     if settings["session"]["public_idle_ttl"] < 1:
         raise ConfigError("setting session.public_idle_ttl must be at least 1 second")
+    try:
+        get_timezone(settings["timezone"])
+    except LookupError:
+        raise ConfigError(f"setting timezone: {settings['timezone']!r} is not an IANA time "
+                          "zone name (e.g. Asia/Shanghai)") from None
 
 
 def _validate_assurance(assurance: dict) -> None:

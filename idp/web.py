@@ -180,6 +180,16 @@ def pending_redirect_uri(rt: Runtime, item: Interaction) -> str | None:
     return client.get_default_redirect_uri() if client is not None else None
 
 
+def redirect_host(uri: str | None) -> str | None:
+    """The host that receives what is sent to ``uri`` (``portal.example.gov.cn``),
+    for the user to see where an answer goes; a private-use scheme's name
+    (``com.example.app``, RFC 8252 §7.1) when ``uri`` has no host."""
+    if not uri:
+        return None
+    parts = urlsplit(uri)
+    return parts.hostname or parts.scheme or None
+
+
 def allow_pending_redirect(_sender: Any, template: Any, context: dict[str, Any],
                            **_extra: Any) -> None:
     """``template_rendered`` receiver: a page rendered for a pending

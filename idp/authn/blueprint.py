@@ -51,6 +51,8 @@ from idp.web import (
     client_ip,
     current_sso,
     local_next,
+    pending_redirect_uri,
+    redirect_host,
     set_sso_cookie,
     sso_cookie,
     too_many_attempts,
@@ -372,7 +374,8 @@ def consent():
     scopes = [(s, SCOPE_DESCRIPTIONS.get(s, s)) for s in scope_to_list(scope)]
     return render_template("consent.html", form=form, client=client, scopes=scopes,
                            sensitive=SENSITIVE_SCOPES,
-                           account=account, item=item)
+                           account=account, item=item,
+                           redirect_host=redirect_host(pending_redirect_uri(rt, item)))
 
 
 def _step_up_state(rt: Runtime, item, client, account, sso) -> stepup.StepUpState:
