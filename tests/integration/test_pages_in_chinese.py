@@ -101,14 +101,14 @@ def test_console_shows_registry_words_and_local_times(gw):
     page = browser.go(f"{provider.url}/account", username=username, password=password)
     assert page.status_code == 200 and "/account" in page.url
     row = re.search(r'<tr data-method="population_registry".*?</tr>', page.text, re.S).group(0)
-    assert '<td data-result="match">一致</td>' in row
+    assert '<td data-label="结果" data-result="match">一致</td>' in row
     # 2026-01-01 16:30 UTC is 2026-01-02 00:30 in Asia/Shanghai (UTC+8).
     assert '<time datetime="2026-01-01T16:30:00Z">2026-01-02 00:30</time>' in row
-    assert "<td>2028-01-01</td>" in row
+    assert '<td data-label="有效期至">2028-01-01</td>' in row
     assert "<th>时间（中国时间）</th>" in page.text
     browser.session.headers.update(EN)
     english = browser.session.get(f"{provider.url}/account").text
-    assert '<td data-result="match">Matches</td>' in english
+    assert '<td data-label="Result" data-result="match">Matches</td>' in english
     assert "<th>When (China Time)</th>" in english
 
 
