@@ -200,17 +200,24 @@ def allow_pending_redirect(_sender: Any, template: Any, context: dict[str, Any],
         allow_form_target(pending_redirect_uri(current_runtime(), item))
 
 
+_POLICY = ("default-src 'self'; script-src {scripts}; style-src 'self'; object-src 'none'; "
+           "base-uri 'none'; form-action {targets}; frame-ancestors 'none'")
+_STATIC_POLICY = _POLICY.format(scripts="'none'", targets="'self'")
+
+
 def content_security_policy() -> str:
     """This response's policy (CSP Level 3): nothing inline but scripts with
     this response's nonce (:func:`csp_nonce`), no plugins, no ``<base>``,
     forms to this site and the targets :func:`allow_form_target` named, no
     framing (clickjacking of login and consent pages)."""
     nonce = g.get("idp_csp_nonce")
+    extra_targets = g.get("idp_form_targets")
+    if nonce is None and not extra_targets:
+        # Protocol endpoints (token, JWKS, discovery) answer with this one.
+        return _STATIC_POLICY
     scripts = f"'nonce-{nonce}'" if nonce else "'none'"
-    targets = " ".join(dict.fromkeys(["'self'", *g.get("idp_form_targets", ())]))
-    return (f"default-src 'self'; script-src {scripts}; style-src 'self'; "
-            f"object-src 'none'; base-uri 'none'; form-action {targets}; "
-            "frame-ancestors 'none'")
+    targets = " ".join(dict.fromkeys(["'self'", *(extra_targets or ())]))
+    return _POLICY.format(scripts=scripts, targets=targets)
 
 
 #: HSTS (RFC 6797 §6.1): a year, subdomains included.
