@@ -40,7 +40,7 @@ def _long_records(provider, username: str) -> None:
         now = utcnow()
         db.session.add(VerificationEvidence(
             account_id=account.id, method="social_security_card", source="social_security",
-            result="representative_mismatch", level=0, reference="R" * 64, verified_at=now))
+            result="lost", level=0, reference="R" * 64, verified_at=now))
         db.session.add(VerificationEvidence(
             account_id=account.id, method="carrier_three_element", source="carrier",
             result="match", level=3, reference="C" + "0123456789" * 6 + "abc",
