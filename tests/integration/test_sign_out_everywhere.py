@@ -113,3 +113,21 @@ def test_dead_end_pages_link_home(provider):
     # Without a known application, home is the only way on.
     alone = requests.get(f"{provider.url}/logout")
     assert 'id="return"' not in alone.text and '<a href="/">Home</a>' in alone.text
+
+
+def test_server_error_page_shows_no_account(make_provider):
+    """A server error's page does not read the store or the database (they
+    may be what failed): no account in its header, and no stack trace."""
+    provider = make_provider()
+
+    def broken():
+        raise RuntimeError("the database went away")
+
+    provider.app.add_url_rule("/broken", view_func=broken)
+    browser, _client, _ = signed_in_browser(provider)
+    assert bar(browser.session.get(f"{provider.url}/").text) is not None
+    page = browser.session.get(f"{provider.url}/broken", headers={"Accept-Language": "zh-CN"})
+    assert page.status_code == 500
+    assert bar(page.text) is None
+    assert "本服务出现内部错误，请稍后再试。" in page.text
+    assert "Traceback" not in page.text and "went away" not in page.text
