@@ -27,6 +27,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         upgraded to the newest revision and signing keys exist.
     :raises idp.config.ConfigError: on invalid settings or missing production secrets.
     """
+    from flask import template_rendered
     from werkzeug.exceptions import HTTPException
 
     from idp.accounts.passwords import PasswordHasher
@@ -35,7 +36,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp.authn.acr import AcrPolicy
     from idp.clients.service import SCOPES, ClientCache
     from idp.extensions import babel, csrf, db, migrate
-    from idp.i18n import compile_catalogs, select_locale
+    from idp.i18n import (
+        compile_catalogs,
+        error_sentence,
+        local_time,
+        registry_answer,
+        select_locale,
+        time_zone_name,
+    )
     from idp.oidc.discovery import provider_metadata, serialise
     from idp.oidc.keys import KeyRing
     from idp.oidc.server import AuthorizationServer
@@ -43,9 +51,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp.store import create_store
     from idp.web import (
         add_security_headers,
+        allow_pending_redirect,
+        csp_nonce,
         handle_http_error,
         handle_unexpected_error,
         reject_nul_bytes,
+        see_other_after_post,
+        signed_in_account,
     )
 
     settings = load_settings(config)
@@ -65,6 +77,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_SECURE=settings["session"]["cookie_secure"],
         WTF_CSRF_TIME_LIMIT=3600,
         BABEL_DEFAULT_LOCALE=settings["default_locale"],
+        BABEL_DEFAULT_TIMEZONE=settings["timezone"],
         OAUTH2_SCOPES_SUPPORTED=list(SCOPES),
         MAX_CONTENT_LENGTH=64 * 1024,
     )
@@ -113,9 +126,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(kiosk_bp)
     app.before_request(reject_nul_bytes)
     app.after_request(add_security_headers)
+    app.after_request(see_other_after_post)
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(Exception, handle_unexpected_error)
-    app.jinja_env.globals["page_lang"] = _page_lang
+    template_rendered.connect(allow_pending_redirect, app)
+    app.jinja_env.globals.update(page_lang=_page_lang, csp_nonce=csp_nonce,
+                                 signed_in_account=signed_in_account,
+                                 error_sentence=error_sentence, time_zone_name=time_zone_name)
+    app.jinja_env.filters.update(local_time=local_time, registry_answer=registry_answer)
     if settings["trusted_proxies"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

@@ -139,6 +139,7 @@ def _validate(settings: dict) -> None:
         raise ConfigError("setting trusted_proxies must not be negative")
     _validate_assurance(settings["assurance"])
     _validate_limits(settings["throttle"], settings["sms"])
+    _validate_pages(settings)
 
 
 def _validate_limits(throttle: dict, sms: dict) -> None:
@@ -157,6 +158,19 @@ def _validate_limits(throttle: dict, sms: dict) -> None:
                             for c in codes):
         raise ConfigError("setting sms.allowed_country_codes must list country calling codes "
                           "without \"+\", e.g. [\"86\"]")
+
+
+def _validate_pages(settings: dict) -> None:
+    """The public computer's idle limit and the pages' time zone."""
+    from babel.dates import get_timezone
+
+    if settings["session"]["public_idle_ttl"] < 1:
+        raise ConfigError("setting session.public_idle_ttl must be at least 1 second")
+    try:
+        get_timezone(settings["timezone"])
+    except LookupError:
+        raise ConfigError(f"setting timezone: {settings['timezone']!r} is not an IANA time "
+                          "zone name (e.g. Asia/Shanghai)") from None
 
 
 def _validate_assurance(assurance: dict) -> None:

@@ -7,14 +7,74 @@ the repository and an edited catalog takes effect at the next start.
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
+from babel.dates import get_timezone_name
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from flask import has_request_context, request, session
+from flask_babel import format_datetime, get_locale, get_timezone
+from flask_babel import lazy_gettext as _l
 
 SOURCE = Path(__file__).parent / "translations"
 LOCALES = ("zh", "en")
+
+#: What each error code an error page can show means, in words: the OAuth
+#: 2.0 and OpenID Connect codes (RFC 6749 §4.1.2.1, OIDC Core §3.1.2.6,
+#: OpenID Connect Unmet Authentication Requirements 1.0), the provider's
+#: own page errors, and HTTP statuses. The code itself stays in small print.
+ERROR_SENTENCES = {
+    "invalid_request": _l("The application sent a request that is not valid."),
+    "invalid_client": _l("The application is not registered with this service."),
+    "invalid_scope": _l("The application asked for access that is not allowed."),
+    "unauthorized_client": _l("The application is not allowed to sign you in this way."),
+    "unsupported_response_type": _l("The application asked for a kind of answer this "
+                                    "service does not give."),
+    "access_denied": _l("Access was refused."),
+    "server_error": _l("Something went wrong on our side. Try again later."),
+    "temporarily_unavailable": _l("The service is busy. Try again in a few minutes."),
+    "login_required": _l("You need to sign in first."),
+    "consent_required": _l("The application needs your permission before it can continue."),
+    "interaction_required": _l("You need to take a further step on this service before the "
+                               "application can continue."),
+    "request_not_supported": _l("The application sent its request in a form this service "
+                                "does not support."),
+    "request_uri_not_supported": _l("The application sent its request by reference, which "
+                                    "this service does not support."),
+    "unmet_authentication_requirements": _l("Your sign-in cannot reach the assurance level "
+                                            "the application asks for."),
+    "interaction_expired": _l("This sign-in request has expired. Return to the application "
+                              "and start again."),
+    "csrf": _l("The form has expired or was not sent from this site. Go back, reload the "
+               "page and try again."),
+    "account_changed": _l("You signed in as someone else meanwhile. Return to the "
+                          "application and start again."),
+    "invalid_ticket": _l("This sign-in link was used or has expired. Read the card again."),
+    "400": _l("The request is not valid."),
+    "404": _l("This page does not exist."),
+    "405": _l("This page cannot be used this way."),
+    "413": _l("What was sent is too large."),
+    "429": _l("Too many requests. Wait a minute and try again."),
+    "500": _l("Something went wrong on our side. Try again later."),
+}
+
+#: Registry answers (connectors.registries result enums) as words.
+REGISTRY_ANSWERS = {
+    "match": _l("Matches"),
+    "mismatch": _l("Does not match"),
+    "not_found": _l("Not found"),
+    "deceased": _l("Deceased"),
+    "cancelled": _l("Cancelled"),
+    "revoked": _l("Licence revoked"),
+    "representative_mismatch": _l("Not the legal representative"),
+    "active": _l("Card valid"),
+    "lost": _l("Card reported lost"),
+    "suspended": _l("Card suspended"),
+    "pass": _l("Passed"),
+    "fail": _l("Failed"),
+    "retry": _l("Not completed, to be tried again"),
+}
 
 
 def compile_catalogs(target: Path) -> Path:
@@ -56,3 +116,34 @@ def select_locale() -> str | None:
     if chosen in LOCALES:
         return chosen
     return request.accept_languages.best_match(LOCALES)
+
+
+def error_sentence(code: str | None) -> str | None:
+    """The translated sentence of an error page's ``code``, or None for a
+    code without one (the page then shows its generic heading only)."""
+    sentence = ERROR_SENTENCES.get(code or "")
+    return str(sentence) if sentence is not None else None
+
+
+def registry_answer(value: str | None) -> str:
+    """A registry's answer (``match``, ``lost``...) as a translated word; an
+    answer without a word is shown as it is."""
+    word = REGISTRY_ANSWERS.get(value or "")
+    return str(word) if word is not None else (value or "")
+
+
+def local_time(value: datetime | None, pattern: str = "yyyy-MM-dd HH:mm",
+               zone: bool = False) -> str:
+    """A stored time (naive UTC, idp.timeutil) in the configured ``timezone``,
+    formatted with the CLDR ``pattern``; with ``zone``, followed by the
+    zone's name in the page's language. ``""`` for None."""
+    if value is None:
+        return ""
+    text = format_datetime(value, pattern)
+    return f"{text} ({time_zone_name()})" if zone else text
+
+
+def time_zone_name() -> str:
+    """The configured ``timezone``'s name in the page's language (``China
+    Time``, ``中国时间``), for a table heading above times."""
+    return get_timezone_name(get_timezone(), locale=get_locale())

@@ -1,12 +1,16 @@
 """Request-level helpers shared by blueprints: the browser id, the SSO
-and device cookies, the client IP, and security headers. Only views use
-this module."""
+and device cookies, the client IP, the signed-in account of the page
+header, security headers and the redirects that answer a POST. Only views
+(and the response builders of idp.oidc.responses) use this module."""
 
 from __future__ import annotations
 
 import logging
+import re
+from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Response, abort, jsonify, render_template, request, session
+from flask import Response, abort, g, jsonify, render_template, request, session
 from flask_babel import gettext as _
 from flask_babel import ngettext
 from flask_wtf.csrf import CSRFError
@@ -14,10 +18,11 @@ from werkzeug.exceptions import HTTPException
 
 from idp.accounts.models import Account
 from idp.accounts.service import get_account
-from idp.authn.sessions import SsoSession, load_session
+from idp.authn.interactions import Interaction
+from idp.authn.sessions import SsoSession, load_session, touch_session
 from idp.authn.throttle import DeviceCookie, read_device_cookie, remember_device
 from idp.extensions import db
-from idp.runtime import Runtime
+from idp.runtime import Runtime, current_runtime
 from idp.security import random_token
 from idp.timeutil import epoch
 
@@ -79,8 +84,17 @@ def current_sso(rt: Runtime) -> tuple[SsoSession | None, Account | None]:
     """The browser's live SSO session and its account (None if inactive).
 
     A session of an older generation than the account's (ended by a password
-    reset, suspension or forced re-verification) counts as none.
+    reset, suspension or forced re-verification) counts as none. Resolving
+    it counts as a use of a public computer's session (its idle clock
+    restarts, :func:`idp.authn.sessions.touch_session`). Resolved once per
+    request: the page header (:func:`signed_in_account`) reuses the view's.
     """
+    if "idp_sso" not in g:
+        g.idp_sso = _resolve_sso(rt)
+    return g.idp_sso
+
+
+def _resolve_sso(rt: Runtime) -> tuple[SsoSession | None, Account | None]:
     sso = load_session(rt.store, sso_cookie(rt))
     if sso is None:
         return None, None
@@ -89,15 +103,28 @@ def current_sso(rt: Runtime) -> tuple[SsoSession | None, Account | None]:
         return sso, None
     if sso.generation != account.session_generation:
         return None, None
+    touch_session(rt.store, sso)
     return sso, account
+
+
+def signed_in_account() -> Account | None:
+    """The account signed in in this browser, for the page header's name and
+    "Sign out" button (a Jinja global: read only by pages that show the
+    header). None on a server error's page, which must not depend on the
+    store or the database that may have caused it."""
+    if g.get("idp_no_account_bar"):
+        return None
+    return current_sso(current_runtime())[1]
 
 
 def set_sso_cookie(rt: Runtime, response: Response, sso: SsoSession) -> None:
     """Attach the SSO session cookie (HttpOnly, SameSite=Lax, Secure in
-    production), living as long as the session itself."""
+    production), living as long as the session itself, or, for a public
+    computer's session, only until the browser closes (no Max-Age)."""
     settings = rt.settings["session"]
+    max_age = None if sso.public else max(sso.expires_at - epoch(), 0)
     response.set_cookie(
-        settings["cookie_name"], sso.handle, max_age=max(sso.expires_at - epoch(), 0),
+        settings["cookie_name"], sso.handle, max_age=max_age,
         httponly=True, samesite="Lax", secure=settings["cookie_secure"], path="/",
     )
 
@@ -140,17 +167,130 @@ def reject_nul_bytes() -> None:
                 abort(400, "A parameter contains a NUL character.")
 
 
+def csp_nonce() -> str:
+    """The nonce of this response's inline scripts (CSP Level 3 §2.3.1
+    nonce-source): 128 random bits, made on first use and named in the
+    response's ``script-src``; a Jinja global for ``<script nonce=...>``.
+    (Inline event handlers such as ``onload=`` cannot carry a nonce.)"""
+    if "idp_csp_nonce" not in g:
+        g.idp_csp_nonce = random_token(16)
+    return g.idp_csp_nonce
+
+
+_SCHEME = re.compile(r"[a-z][a-z0-9+.-]*\Z")
+_HOST = re.compile(r"[a-z0-9-]+(?:\.[a-z0-9-]+)*\Z")
+
+
+def form_action_source(uri: str) -> str | None:
+    """The CSP source expression of the origin of ``uri`` (CSP Level 3
+    §2.3.1 host-source ``scheme://host[:port]``), or None when ``uri`` has no
+    usable scheme. A host that a host-source cannot name (an IPv6 literal,
+    such as a native app's ``http://[::1]:port`` loopback, RFC 8252 §7.3) or
+    a private-use scheme without a host gives the scheme-source ``scheme:``."""
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if not _SCHEME.match(scheme):
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname
+    if host and _HOST.match(host):
+        return f"{scheme}://{host}" + (f":{port}" if port else "")
+    return f"{scheme}:"
+
+
+def allow_form_target(uri: str | None) -> None:
+    """Let this page's forms reach the origin of ``uri``, a registered and
+    validated redirect URI: the form_post response posts there, and pages
+    of a pending authorization request end there by redirects after their
+    POST, which Chromium and Safari check against ``form-action`` as well
+    (w3c/webappsec-csp#8). Every other form target stays ``'self'``."""
+    source = form_action_source(uri) if uri else None
+    if source is not None:
+        g.setdefault("idp_form_targets", []).append(source)
+
+
+def pending_redirect_uri(rt: Runtime, item: Interaction) -> str | None:
+    """Where the pending authorization request ``item`` will be answered: its
+    ``redirect_uri`` (validated against the client's registration before the
+    interaction was saved), else the client's only registered one."""
+    uri = item.arg("redirect_uri")
+    if uri:
+        return uri
+    client = rt.clients.get(item.arg("client_id") or "")
+    return client.get_default_redirect_uri() if client is not None else None
+
+
+def redirect_host(uri: str | None) -> str | None:
+    """The host that receives what is sent to ``uri`` (``portal.example.gov.cn``),
+    for the user to see where an answer goes; a private-use scheme's name
+    (``com.example.app``, RFC 8252 §7.1) when ``uri`` has no host."""
+    if not uri:
+        return None
+    parts = urlsplit(uri)
+    return parts.hostname or parts.scheme or None
+
+
+def allow_pending_redirect(_sender: Any, template: Any, context: dict[str, Any],
+                           **_extra: Any) -> None:
+    """``template_rendered`` receiver: a page rendered for a pending
+    authorization request (an ``item`` in its context) may end at that
+    request's redirect URI (:func:`allow_form_target`)."""
+    item = context.get("item")
+    if isinstance(item, Interaction):
+        allow_form_target(pending_redirect_uri(current_runtime(), item))
+
+
+_POLICY = ("default-src 'self'; script-src {scripts}; style-src 'self'; object-src 'none'; "
+           "base-uri 'none'; form-action {targets}; frame-ancestors 'none'")
+_STATIC_POLICY = _POLICY.format(scripts="'none'", targets="'self'")
+
+
+def content_security_policy() -> str:
+    """This response's policy (CSP Level 3): nothing inline but scripts with
+    this response's nonce (:func:`csp_nonce`), no plugins, no ``<base>``,
+    forms to this site and the targets :func:`allow_form_target` named, no
+    framing (clickjacking of login and consent pages)."""
+    nonce = g.get("idp_csp_nonce")
+    extra_targets = g.get("idp_form_targets")
+    if nonce is None and not extra_targets:
+        # Protocol endpoints (token, JWKS, discovery) answer with this one.
+        return _STATIC_POLICY
+    scripts = f"'nonce-{nonce}'" if nonce else "'none'"
+    targets = " ".join(dict.fromkeys(["'self'", *(extra_targets or ())]))
+    return _POLICY.format(scripts=scripts, targets=targets)
+
+
+#: HSTS (RFC 6797 §6.1): a year, subdomains included.
+HSTS = "max-age=31536000; includeSubDomains"
+
+
 def add_security_headers(response: Response) -> Response:
-    """Forbid framing (clickjacking of login and consent pages) and sniffing;
-    pages are never cached (they carry CSRF tokens, codes or personal data)."""
+    """Forbid framing and sniffing, and scripts and form targets outside
+    :func:`content_security_policy`; pages are never cached (they carry CSRF
+    tokens, codes or personal data). With an https issuer, browsers are told
+    to use https only (HSTS); the issuer is configured, never taken from the
+    request, so a forged Host header cannot turn it off."""
     if response.mimetype == "text/html":
         response.headers.setdefault("Cache-Control", "no-store")
     response.headers.setdefault("X-Frame-Options", "DENY")
-    response.headers.setdefault("Content-Security-Policy",
-                                "frame-ancestors 'none'; form-action *; default-src 'self'; "
-                                "script-src 'self' 'unsafe-inline'; style-src 'self'")
+    response.headers.setdefault("Content-Security-Policy", content_security_policy())
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if current_runtime().issuer.startswith("https://"):
+        response.headers.setdefault("Strict-Transport-Security", HSTS)
+    return response
+
+
+def see_other_after_post(response: Response) -> Response:
+    """A redirect answering a POST is a 303 See Other (RFC 9110 §15.4.4),
+    never a 302 or 307 that a browser might answer by posting the form again
+    to the next URL, an authorization response or a logout target included
+    (RFC 9700 §4.12)."""
+    if request.method == "POST" and response.status_code in (302, 307):
+        response.status_code = 303
     return response
 
 
@@ -194,6 +334,9 @@ def server_error(status: int = 500) -> tuple[Response | str, int]:
         return response, status
     description = _("An unexpected error occurred. It has been recorded; "
                     "try again in a moment.")
+    # The page header reads neither the store nor the database, as either
+    # may be what failed.
+    g.idp_no_account_bar = True
     try:
         return render_template("error.html", error=error, description=description), status
     except Exception:  # noqa: BLE001 -- the theme failing must not show a trace either

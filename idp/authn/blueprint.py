@@ -54,6 +54,8 @@ from idp.web import (
     current_sso,
     device_cookie,
     local_next,
+    pending_redirect_uri,
+    redirect_host,
     retry_after_header,
     set_device_cookie,
     set_sso_cookie,
@@ -119,7 +121,8 @@ def logged_in_response(rt, item, sso: SsoSession | service.PendingLogin,
     login method's views.
 
     :param remember_device: False on a public machine (a kiosk): the
-        browser gets no device cookie, also when the second factor follows.
+        browser gets no device cookie, also when the second factor follows;
+        nor does a session opened as a public computer's.
     """
     if isinstance(sso, service.PendingLogin):
         session["mfa"] = sso.token
@@ -136,7 +139,9 @@ def logged_in_response(rt, item, sso: SsoSession | service.PendingLogin,
         interactions.save(rt.store, item)
     response = _resume(item, next_url)
     set_sso_cookie(rt, response, sso)
-    if remember_device and not public:
+    # A public computer (the login page's box, a kiosk) is never remembered:
+    # the next person there must not inherit this browser's own limits.
+    if remember_device and not public and not sso.public:
         set_device_cookie(rt, response, sso)
     return response
 
@@ -156,7 +161,8 @@ def login():
     if form.validate_on_submit():
         try:
             sso = service.login_with_password(rt, form.username.data, form.password.data,
-                                              client_ip(), sso_cookie(rt), device_cookie(rt))
+                                              client_ip(), sso_cookie(rt), device_cookie(rt),
+                                              public=form.public.data)
         except throttle.ThrottledError as exc:
             error, status = too_many_attempts(exc.retry_after), 429
             headers = retry_after_header(exc.retry_after)
@@ -244,7 +250,8 @@ def login_sms():
     def verify(rt: Runtime, form) -> SsoSession | service.PendingLogin | tuple[str | None, int]:
         try:
             return service.login_with_sms(rt, form.phone.data, form.code.data or "",
-                                          client_ip(), sso_cookie(rt), device_cookie(rt))
+                                          client_ip(), sso_cookie(rt), device_cookie(rt),
+                                          public=form.public.data)
         except service.LoginFailedError:
             return _("The code is wrong or has expired."), 401
 
@@ -445,7 +452,8 @@ def consent():
     scopes = [(s, SCOPE_DESCRIPTIONS.get(s, s)) for s in scope_to_list(scope)]
     return render_template("consent.html", form=form, client=client, scopes=scopes,
                            sensitive=SENSITIVE_SCOPES,
-                           account=account)
+                           account=account, item=item,
+                           redirect_host=redirect_host(pending_redirect_uri(rt, item)))
 
 
 def _step_up_state(rt: Runtime, item, client, account, sso) -> stepup.StepUpState:

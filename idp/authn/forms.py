@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import EmailField, HiddenField, PasswordField, StringField
+from wtforms import BooleanField, EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 
@@ -19,6 +19,12 @@ def totp_code_field() -> StringField:
     return StringField(_l("Code from your authenticator app"),
                        validators=[Optional(), Length(max=12)],
                        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"})
+
+
+def public_computer_field() -> BooleanField:
+    """The user says the computer is shared: the SSO session then ends with
+    the browser and after ``session.public_idle_ttl`` seconds unused."""
+    return BooleanField(_l("This is a public computer (sign me out when I close the browser)"))
 
 
 class SmsCodeForm(FlaskForm):
@@ -40,6 +46,7 @@ class LoginForm(FlaskForm):
                                       "spellcheck": "false"})
     password = PasswordField(_l("Password"), validators=[DataRequired(), Length(max=1024)],
                              render_kw={"autocomplete": "current-password"})
+    public = public_computer_field()
     i = HiddenField()
     next = HiddenField()
 
@@ -79,6 +86,7 @@ class LogoutForm(FlaskForm):
 class SmsLoginForm(SmsCodeForm):
     """Sign-in by SMS code: first the number (``send``), then the code."""
 
+    public = public_computer_field()
     next = HiddenField()
 
 

@@ -46,20 +46,27 @@ def _known(device: throttle.DeviceCookie | None, account: Account | None) -> str
 
 
 def start_session(rt: Runtime, account: Account, amr: list[str], ip: str | None,
-                  previous: str | None = None, ttl: int | None = None,
-                  **detail: str) -> SsoSession:
+                  previous: str | None = None, ttl: int | None = None, *,
+                  public: bool = False, **detail: str) -> SsoSession:
     """Open an SSO session for ``account``, audit ``login.success`` and commit.
 
     :param amr: RFC 8176 methods used, e.g. ``["pwd"]``.
     :param previous: the browser's current session cookie, if any; that
         session ends, so a new login never leaves an older one alive.
     :param ttl: lifetime in seconds (default ``session.sso_ttl``).
+    :param public: the user said the computer is a public one (or it is a
+        kiosk): the session also ends after ``session.public_idle_ttl``
+        seconds unused, and its cookie with the browser.
     """
     if previous:
         end_session(rt.store, previous)
-    sso = create_session(rt.store, account.id, amr, ttl or rt.settings["session"]["sso_ttl"],
-                         account.session_generation)
-    record("login.success", account_id=account.id, ip=ip, sid=sso.sid, amr=amr, **detail)
+    settings = rt.settings["session"]
+    sso = create_session(rt.store, account.id, amr, ttl or settings["sso_ttl"],
+                         account.session_generation,
+                         idle_ttl=settings["public_idle_ttl"] if public else 0)
+    public_detail = {"public_computer": True} if public else {}
+    record("login.success", account_id=account.id, ip=ip, sid=sso.sid, amr=amr,
+           **public_detail, **detail)
     db.session.commit()
     return sso
 
@@ -86,17 +93,19 @@ def _pending_key(token: str) -> str:
 
 
 def complete_login(rt: Runtime, account: Account, amr: list[str], ip: str | None,
-                   previous: str | None = None, ttl: int | None = None,
-                   **detail: str) -> SsoSession | PendingLogin:
+                   previous: str | None = None, ttl: int | None = None, *,
+                   public: bool = False, **detail: str) -> SsoSession | PendingLogin:
     """After a first factor: start the SSO session (lasting ``ttl`` seconds,
-    default ``session.sso_ttl``), or, when the account needs a second factor
+    default ``session.sso_ttl``; a ``public`` computer's session as in
+    :func:`start_session`), or, when the account needs a second factor
     (TOTP set up, or an operator), a pending login that
-    :func:`finish_second_factor` completes within ``totp.pending_login_ttl``."""
+    :func:`finish_second_factor` completes within ``totp.pending_login_ttl``
+    (the pending login keeps ``ttl`` and ``public`` for the session it opens)."""
     if not totp.needs_second_factor(account):
-        return start_session(rt, account, amr, ip, previous, ttl, **detail)
+        return start_session(rt, account, amr, ip, previous, ttl, public=public, **detail)
     token = random_token(24)
     rt.store.put(_pending_key(token), {"account_id": account.id, "amr": amr, "detail": detail,
-                                       "ttl": ttl},
+                                       "ttl": ttl, "public": public},
                  rt.settings["totp"]["pending_login_ttl"])
     return PendingLogin(token=token, enrol=not totp.has_totp(account))
 
@@ -142,7 +151,7 @@ def _start_pending(rt: Runtime, token: str, account: Account, ip: str | None,
     if data is None:
         raise LoginFailedError(account.username)
     return start_session(rt, account, combine_amr(data["amr"], "otp"), ip, previous,
-                         data.get("ttl"), **data["detail"])
+                         data.get("ttl"), public=data.get("public", False), **data["detail"])
 
 
 def _may_enrol(amr: list[str]) -> bool:
@@ -191,10 +200,11 @@ def enrol_and_finish(rt: Runtime, token: str, code: str, ip: str | None,
 
 def login_with_password(rt: Runtime, identifier: str, password: str, ip: str | None,
                         previous: str | None = None,
-                        device: throttle.DeviceCookie | None = None,
-                        ) -> SsoSession | PendingLogin:
+                        device: throttle.DeviceCookie | None = None, *,
+                        public: bool = False) -> SsoSession | PendingLogin:
     """Authenticate by password and start an SSO session (or a pending
-    login, when a second factor must follow: :func:`complete_login`).
+    login, when a second factor must follow: :func:`complete_login`; a
+    ``public`` computer's session as in :func:`start_session`).
 
     Failures count against the IP and against the account the identifier
     names, whichever identifier and spelling named it (username, ID or card
@@ -231,7 +241,7 @@ def login_with_password(rt: Runtime, identifier: str, password: str, ip: str | N
         db.session.commit()
         raise LoginFailedError(identifier)
     throttle.note_success(rt.store, limits, key, ip, known)
-    return complete_login(rt, account, ["pwd"], ip, previous)
+    return complete_login(rt, account, ["pwd"], ip, previous, public=public)
 
 
 def register(rt: Runtime, username: str, password: str, *, name: str | None,
@@ -382,9 +392,11 @@ def send_sms_code(rt: Runtime, phone: str, purpose: str, ip: str | None,
 
 def login_with_sms(rt: Runtime, phone: str, code: str, ip: str | None,
                    previous: str | None = None,
-                   device: throttle.DeviceCookie | None = None) -> SsoSession | PendingLogin:
+                   device: throttle.DeviceCookie | None = None, *,
+                   public: bool = False) -> SsoSession | PendingLogin:
     """Sign in with a code sent by :func:`send_sms_code` (``amr`` ``sms``);
-    a second factor may follow (:func:`complete_login`).
+    a second factor may follow (:func:`complete_login`; a ``public``
+    computer's session as in :func:`start_session`).
 
     :param device: the browser's device cookie, as given when the code was sent.
     :raises LoginFailedError: wrong, expired or used-up code, or no active
@@ -397,7 +409,7 @@ def login_with_sms(rt: Runtime, phone: str, code: str, ip: str | None,
                reason="sms_code" if e164 is None else "no_account", amr=["sms"])
         db.session.commit()
         raise LoginFailedError(phone)
-    return complete_login(rt, account, ["sms"], ip, previous)
+    return complete_login(rt, account, ["sms"], ip, previous, public=public)
 
 
 def confirm_phone(rt: Runtime, account: Account, phone: str, code: str, password: str,

@@ -32,7 +32,14 @@ from idp.oidc.tokens import (
     verify_id_token_hint,
 )
 from idp.runtime import current_runtime
-from idp.web import browser_id, clear_sso_cookie, client_ip, current_sso, sso_cookie
+from idp.web import (
+    allow_form_target,
+    browser_id,
+    clear_sso_cookie,
+    client_ip,
+    current_sso,
+    sso_cookie,
+)
 
 bp = Blueprint("oidc", __name__)
 
@@ -383,10 +390,12 @@ def end_session_endpoint():
                         rt, rt.clients.get(client_id) if client_id else None, sso.sid))
     if sso is not None and not (hint_matches or confirmed):
         client = rt.clients.get(client_id) if client_id else None
+        allow_form_target(target)
         return render_template("logout_confirm.html", params=params,
                                client_name=client.name if client else None)
     if sso is not None:
         authn_service.logout(rt, sso, client_id, client_ip())
-    response = redirect(target) if target else Response(render_template("logged_out.html"))
+    response = redirect(target) if target else Response(render_template(
+        "logged_out.html", client=rt.clients.get(client_id) if client_id else None))
     clear_sso_cookie(rt, response)
     return response

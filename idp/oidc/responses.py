@@ -9,16 +9,22 @@ from flask import Response, render_template
 
 from idp.oidc.authorize import AuthorizationRequest
 from idp.runtime import current_runtime
+from idp.web import allow_form_target
 
 
 def response_mode_response(redirect_uri: str, params: list[tuple[str, str]],
                            mode: str | None) -> Response:
-    """Deliver ``params`` to the client: a 302 with a query (``query``), or an
+    """Deliver ``params`` to the client: a 302 with a query (``query``; a 303
+    when answering a POST, idp.web.see_other_after_post), or an
     auto-submitting HTML form (OAuth 2.0 Form Post Response Mode §2) whose
     values are HTML-escaped, not URL-encoded, so the client receives them
-    exactly as sent. Neither may be cached: they carry a code or an error.
+    exactly as sent; its script carries the response's CSP nonce, and its
+    ``form-action`` admits the origin of ``redirect_uri`` (validated against
+    the client's registration by then). Neither may be cached: they carry a
+    code or an error.
     """
     if mode == "form_post":
+        allow_form_target(redirect_uri)
         response = Response(render_template("form_post.html", action=redirect_uri,
                                             params=params))
     else:

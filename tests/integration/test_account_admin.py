@@ -89,14 +89,14 @@ def test_password_reset_by_sms_drops_the_level_and_ends_everything(gw):
     assert weak.status_code == 400 and "at least" in weak.text
     # The code was not used up by the rejected password.
     reset = _set_password(provider, session, weak, person.phone, code, "a new long password")
-    assert reset.status_code == 302 and "/login" in reset.headers["Location"]
+    assert reset.status_code == 303 and "/login" in reset.headers["Location"]
     with provider.app.app_context():
         account = find_by_username(username)
         assert assurance_level(account) == 1
         reasons = {e.revoked_reason for e in evidence_of(account) if e.level}
         assert reasons == {"password_reset_by_sms"}
     assert _login_status(provider, username, password) == 401
-    assert _login_status(provider, username, "a new long password") == 302
+    assert _login_status(provider, username, "a new long password") == 303
     # The old SSO session, refresh token and access token are all dead.
     assert "/login" in browser.go(browser.authorize_url(client)).url
     assert refresh(provider, client, tokens).json()["error"] == "invalid_grant"
@@ -120,7 +120,7 @@ def test_suspend_and_reinstate(gw):
     assert refresh(provider, client, tokens).json()["error"] == "invalid_grant"
     assert _login_status(provider, username, password) == 401
     assert cli(provider, gateway, "users", "reinstate", username).exit_code == 0
-    assert _login_status(provider, username, password) == 302
+    assert _login_status(provider, username, password) == 303
 
 
 def test_forced_reverification_stops_tokens_until_verified_again(gw):
@@ -236,7 +236,7 @@ def _second_step(provider, identifier, password) -> str:
     fields = hidden_inputs(session.get(f"{provider.url}/login").text)
     fields.update(username=identifier, password=password)
     answer = session.post(f"{provider.url}/login", data=fields, allow_redirects=False)
-    assert answer.status_code == 302, answer.text[:300]
+    assert answer.status_code == 303, answer.text[:300]
     return answer.headers["Location"]
 
 
@@ -254,7 +254,7 @@ def test_sms_reset_keeps_the_authenticator_and_says_so(gw):
     _secret, codes = _with_authenticator(provider, username)
     today = time.strftime("%Y-%m-%d", time.gmtime())
     session, reset, _code = _reset(provider, gateway, person.phone, "a new long password")
-    assert reset.status_code == 302
+    assert reset.status_code == 303
     page = session.get(provider.url + reset.headers["Location"])
     assert (f"An authenticator app added on {today} is still needed to sign in. If it is "
             "not yours, visit a service counter with your ID card to have it removed."
@@ -372,7 +372,7 @@ def test_operator_reset_revokes_grants_and_operators_set_up_a_new_one(gw):
     # The enrolment used the current time step: the login takes the next one.
     fields.update(action="totp", code=pyotp.TOTP(secret).at(time.time(), counter_offset=1))
     done = browser.session.post(f"{provider.url}/login/otp", data=fields, allow_redirects=False)
-    assert done.status_code == 302, done.text[:300]
+    assert done.status_code == 303, done.text[:300]
     code = callback_params(browser.go(provider.url + done.headers["Location"]))["code"]
     tokens = redeem(provider.url, client, code).json()
     result = cli(provider, gateway, "users", "reset-second-factor", username,

@@ -267,7 +267,7 @@ def test_demo_command_end_to_end(tmp_path):
         signed_in = sms.post(f"{provider}/login/sms", data={
             **hidden_inputs(sent.text), "phone": "13900000001", "code": code,
             "action": "verify"}, allow_redirects=False)
-        assert signed_in.status_code == 302
+        assert signed_in.status_code == 303
 
         browser = requests.Session()
         page = browser.get(f"{portal1}/login")

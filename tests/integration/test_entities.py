@@ -55,7 +55,7 @@ def test_legal_representative_confirmed(gw, representative):
     provider, gateway = gw
     browser, username, entity = representative
     done = confirm(browser, entity.uscc.lower(), entity.name)
-    assert done.status_code == 302
+    assert done.status_code == 303
     page = browser.session.get(f"{provider.url}/account/entities").text
     assert f'data-uscc="{entity.uscc}" data-level="2"' in page
     shown = json.loads(cli(provider, gateway, "users", "show", username, "--json").output)

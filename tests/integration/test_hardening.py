@@ -213,7 +213,7 @@ def test_trusted_proxy_supplies_the_client_address(make_provider):
     assert attempt("203.0.113.7", "x2", "bad password") == 401
     username, password, _ = proxied.create_account()
     assert attempt("203.0.113.7", username, password) == 429
-    assert attempt("198.51.100.9", username, password) == 302
+    assert attempt("198.51.100.9", username, password) == 303
 
 
 def _suspend(provider, username):
@@ -353,7 +353,7 @@ def test_rp_can_post_logout(provider):
     response = browser.session.post(f"{provider.url}/logout", data={
         "id_token_hint": id_token, "post_logout_redirect_uri": client.post_logout_redirect_uri},
         allow_redirects=False)
-    assert response.status_code == 302
+    assert response.status_code == 303
     after = browser.go(browser.authorize_url(client, prompt="none"))
     assert "error=login_required" in after.headers["Location"]
 

@@ -66,7 +66,7 @@ def test_account_throttling(make_provider):
     assert refused.status_code == 429 and refused.headers["Retry-After"] == "10"
     # Other accounts from the same IP still work below the IP limit.
     other, other_password, _ = provider.create_account()
-    assert _post_login(provider, session, other, other_password).status_code == 302
+    assert _post_login(provider, session, other, other_password).status_code == 303
 
 
 def test_reformatted_identifiers_share_one_account_limit(make_provider):
@@ -109,7 +109,7 @@ def test_successful_login_sets_sso_cookie_and_audits(provider):
 
     username, password, _ = provider.create_account()
     response = _post_login(provider, requests.Session(), username, password)
-    assert response.status_code == 302
+    assert response.status_code == 303
     cookie = _set_cookies(response)["idp_sso"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     # The browser is known to the account from now on (OWASP device cookie).
@@ -140,7 +140,7 @@ def test_password_rehash_when_parameters_change(provider):
         account = find_by_username(username)
         account.password_hash = weaker.hash(password)
         db.session.commit()
-    assert _post_login(provider, requests.Session(), username, password).status_code == 302
+    assert _post_login(provider, requests.Session(), username, password).status_code == 303
     with provider.app.app_context():
         stored = find_by_username(username).password_hash
     assert stored.startswith("$argon2id$") and "m=8192" in stored
@@ -159,7 +159,7 @@ def test_registration(provider):
     assert bad.status_code == 400 and "at least" in bad.text
     fields.update(password="long enough pass", confirm="long enough pass")
     done = browser.session.post(f"{provider.url}/register", data=fields, allow_redirects=False)
-    assert done.status_code == 302 and "idp_device" in _set_cookies(done)
+    assert done.status_code == 303 and "idp_device" in _set_cookies(done)
     final = browser.go(provider.url + done.headers["Location"])
     assert final.headers["Location"].startswith(client.redirect_uri)
     taken = requests.Session()
@@ -218,7 +218,7 @@ def test_form_errors_in_chinese(provider):
 def _owner_browser(provider, username: str, password: str) -> requests.Session:
     """A browser the owner signed in with: it holds the account's device cookie."""
     browser = requests.Session()
-    assert _post_login(provider, browser, username, password).status_code == 302
+    assert _post_login(provider, browser, username, password).status_code == 303
     assert "idp_device" in browser.cookies
     return browser
 
@@ -235,11 +235,11 @@ def test_strangers_cannot_lock_the_owner_out(make_provider):
                 for _ in range(7)]
     assert statuses == [401] * 5 + [429] * 2
     assert _post_login(provider, stranger, username, password).status_code == 429
-    assert _post_login(provider, owner, username, password).status_code == 302
+    assert _post_login(provider, owner, username, password).status_code == 303
     # The owner's own typos count in their browser only, and do not reset
     # the stranger's wait.
     assert _post_login(provider, owner, username, "typo!").status_code == 401
-    assert _post_login(provider, owner, username, password).status_code == 302
+    assert _post_login(provider, owner, username, password).status_code == 303
     assert _post_login(provider, stranger, username, password).status_code == 429
 
 
@@ -262,7 +262,7 @@ def test_strangers_are_delayed_progressively_not_blocked(make_provider):
         time.sleep(wait + 0.2)
         guess = password if attempt == 2 else "wrong guess!"
         assert _post_login(provider, stranger, username, guess).status_code == \
-            (302 if attempt == 2 else 401)
+            (303 if attempt == 2 else 401)
     assert waits == [1, 2, 4]
 
 
@@ -279,8 +279,8 @@ def test_a_stolen_device_cookie_locks_out_only_itself(make_provider):
                 for _ in range(6)]
     assert statuses == [401] * 5 + [429]
     assert _post_login(provider, thief, username, password).status_code == 429
-    assert _post_login(provider, laptop, username, password).status_code == 302
-    assert _post_login(provider, requests.Session(), username, password).status_code == 302
+    assert _post_login(provider, laptop, username, password).status_code == 303
+    assert _post_login(provider, requests.Session(), username, password).status_code == 303
 
 
 def test_a_device_cookie_counts_only_for_its_account(make_provider):

@@ -122,22 +122,22 @@ def _scenario(provider, gateway, person) -> None:
     # Registration by phone, then SMS sign-in.
     registered = _sms(requests.Session(), provider, gateway, "/register/sms", national,
                       username=username, password=PASSWORD, confirm=PASSWORD, name="P")
-    assert registered.status_code == 302
+    assert registered.status_code == 303
     browser = Browser(provider.url)
     assert _sms(browser.session, provider, gateway, "/login/sms",
-                person.phone).status_code == 302
+                person.phone).status_code == 303
     # Verification to level 3 in the console, by every strong proof.
     done, _ = _form(browser.session, f"{provider.url}/account/verify", name=person.name,
                     id_number=person.id_number.lower())
-    assert done.status_code == 302
+    assert done.status_code == 303
     for fields in ({"method": "card", "card_number": person.card_number},
                    {"method": "carrier"}, {"method": "face", "liveness_token": "pass-1"}):
         done, _ = _form(browser.session, f"{provider.url}/account/verify/strong", **fields)
-        assert done.status_code == 302
+        assert done.status_code == 303
     assert person.id_number not in browser.session.get(f"{provider.url}/account").text
     # Password logins by each identifier.
     for identifier in (person.id_number, person.card_number, national, username):
-        assert _login(provider, identifier, PASSWORD)[1].status_code == 302
+        assert _login(provider, identifier, PASSWORD)[1].status_code == 303
     # A relying party allowed every scope asks for every claim everywhere.
     client = provider.create_client(scope="openid profile phone realname idcard "
                                           "offline_access")
@@ -176,7 +176,7 @@ def _scenario(provider, gateway, person) -> None:
                              allow_redirects=False).status_code == 302
     reset = _sms(requests.Session(), provider, gateway, "/password/reset", person.phone,
                  password=NEW_PASSWORD, confirm=NEW_PASSWORD)
-    assert reset.status_code == 302
+    assert reset.status_code == 303
 
 
 def _database_text(provider) -> str:

@@ -92,7 +92,7 @@ def test_change_password_ends_other_sessions_and_tells_the_phone(gw):
         "invalid_grant"
     assert _refresh(provider, client, own_tokens["refresh_token"]).status_code == 200
     assert _login_status(provider, username, password) == 401
-    assert _login_status(provider, username, NEW_PASSWORD) == 302
+    assert _login_status(provider, username, NEW_PASSWORD) == 303
     assert read_outbox(gateway.data_path, person.phone)[-1]["template"] == "password_changed"
     with provider.app.app_context():
         account_id = find_by_username(username).id
@@ -123,7 +123,7 @@ def test_change_password_needs_a_live_reauthentication(make_provider, gw):
                                 allow_redirects=False)
     assert late.status_code == 303
     assert late.headers["Location"] == "/account/reauth?next=/account/password"
-    assert _login_status(provider, username, password) == 302
+    assert _login_status(provider, username, password) == 303
 
 
 def test_new_password_is_checked_against_the_accounts_own_identifiers(gw):

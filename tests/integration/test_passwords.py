@@ -123,7 +123,7 @@ def test_registration_refuses_passwords_made_from_the_identifiers(site, password
     assert field_errors(page.text)["password"] == [IDENTIFIER]
     if fields:
         # Someone of another name may choose it: the identifier decides.
-        assert register(provider, username=new_username(), password=password).status_code == 302
+        assert register(provider, username=new_username(), password=password).status_code == 303
 
 
 def test_registration_shows_every_error_at_once_and_keeps_what_was_typed(site):
@@ -221,7 +221,7 @@ def test_registration_by_phone(site):
     # None of this used up the code.
     done = verify(provider, session, "/register/sms", refused, phone=phone, code=code,
                   username=username, name="张伟", password=STRONG)
-    assert done.status_code == 302 and account_exists(provider, username)
+    assert done.status_code == 303 and account_exists(provider, username)
 
 
 def test_password_reset_by_sms(site):
@@ -251,7 +251,7 @@ def test_password_reset_by_sms(site):
     assert 'autocomplete="one-time-code"' in refused.text
     done = verify(provider, session, "/password/reset", refused, phone=phone, code=code,
                   password=STRONG)
-    assert done.status_code == 302 and "/login" in done.headers["Location"]
+    assert done.status_code == 303 and "/login" in done.headers["Location"]
     with provider.app.app_context():
         assert provider.runtime.hasher.verify(STRONG, find_by_username(username).password_hash)[0]
 

@@ -101,7 +101,7 @@ def test_login_with_resident_id_or_verified_phone(provider, holder):
     full_width = "".join(chr(ord(c) + 0xFEE0) for c in RESIDENT_ID)
     for identifier in (RESIDENT_ID, full_width, "13900000001", "+86 139 0000 0001",
                        holder[0]):
-        assert login(identifier).status_code == 302, identifier
+        assert login(identifier).status_code == 303, identifier
     assert login("990101200001010022").status_code == 401
 
 

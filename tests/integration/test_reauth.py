@@ -83,7 +83,7 @@ def _sms_session(provider, gateway, phone: str) -> requests.Session:
     fields = hidden_inputs(sent.text)
     fields.update(phone=phone, code=code, action="verify")
     done = session.post(f"{provider.url}/login/sms", data=fields, allow_redirects=False)
-    assert done.status_code == 302 and done.headers["Location"] == "/account"
+    assert done.status_code == 303 and done.headers["Location"] == "/account"
     return session
 
 

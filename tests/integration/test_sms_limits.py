@@ -82,7 +82,7 @@ def _owner(provider, phone):
     fields = hidden_inputs(browser.get(f"{provider.url}/login").text)
     fields.update(username=username, password=password)
     assert browser.post(f"{provider.url}/login", data=fields,
-                        allow_redirects=False).status_code == 302
+                        allow_redirects=False).status_code == 303
     assert "idp_device" in browser.cookies
     return browser
 
@@ -107,7 +107,7 @@ def test_a_stranger_using_up_the_allowance_does_not_stop_the_owner(sms_provider,
     wrong = f"{(int(code) + 1) % 10**6:06d}"
     for _ in range(6):
         assert _verify(stranger, provider, refused, phone, wrong).status_code == 401
-    assert _verify(owner, provider, page, phone, code).status_code == 302
+    assert _verify(owner, provider, page, phone, code).status_code == 303
 
 
 def test_the_owner_can_still_reset_the_password(sms_provider, sandbox):
@@ -122,7 +122,7 @@ def test_the_owner_can_still_reset_the_password(sms_provider, sandbox):
     fields = {**hidden_inputs(page.text), "phone": phone, "code": code, "action": "verify",
               "password": "a new long password", "confirm": "a new long password"}
     done = owner.post(f"{provider.url}/password/reset", data=fields, allow_redirects=False)
-    assert done.status_code == 302 and "/login" in done.headers["Location"]
+    assert done.status_code == 303 and "/login" in done.headers["Location"]
 
 
 @pytest.mark.parametrize("path", ["/login/sms", "/register/sms", "/password/reset"])

@@ -66,7 +66,7 @@ def test_sms_sign_in_in_the_authorization_flow(sms_provider):
     assert page.status_code == 200 and 'autocomplete="one-time-code"' in page.text
     code = read_outbox(gateway.data_path, PHONE)[-1]["params"]["code"]
     done = _verify(browser.session, provider, page, "13900000031", code)
-    assert done.status_code == 302
+    assert done.status_code == 303
     callback = browser.go(provider.url + done.headers["Location"])
     params = requests.utils.urlparse(callback.headers["Location"]).query
     code_param = dict(p.split("=", 1) for p in params.split("&"))["code"]
@@ -163,7 +163,7 @@ def test_registration_by_phone(sms_provider):
     assert bad.status_code == 400
     username = "ph" + uuid.uuid4().hex[:8]
     done = _register_verify(session, provider, bad, "13900000041", code, username)
-    assert done.status_code == 302 and "idp_sso" in done.headers["Set-Cookie"]
+    assert done.status_code == 303 and "idp_sso" in done.headers["Set-Cookie"]
     with provider.app.app_context():
         account = find_by_phone(provider.runtime, "+8613900000041")
         assert account.username == username and account.phone_number_verified

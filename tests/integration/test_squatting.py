@@ -63,7 +63,7 @@ def squat(provider, gateway, person, *, card: bool = False) -> tuple[str, str, s
     if card:
         browser = signed_in(provider, username, password)
         assert submit(browser, "/account/verify/strong", method="card",
-                      card_number=person.card_number).status_code == 302
+                      card_number=person.card_number).status_code == 303
     return username, password, phone
 
 
@@ -390,7 +390,7 @@ def test_an_online_claim_proven_by_face_takes_the_number(gw):
     assert failed.status_code == 422 and "did not match" in failed.text
     assert state(provider, squatter)["level"] == 2  # nothing released
     done = submit(browser, "/account/verify/strong", method="face", liveness_token="pass-1")
-    assert done.status_code == 302 and done.headers["Location"] == "/account"
+    assert done.status_code == 303 and done.headers["Location"] == "/account"
     got = state(provider, claimant)
     assert got["resident_id"] == person.id_number and got["level"] == 3
     assert got["live"] == ["face_comparison", "population_registry"]
@@ -414,7 +414,7 @@ def test_an_online_claim_proven_by_the_claimants_own_phone_takes_the_number(gw):
     assert submit(browser, "/account/verify", name=person.name,
                   id_number=person.id_number).status_code == 303
     done = submit(browser, "/account/verify/strong", method="carrier")
-    assert done.status_code == 302
+    assert done.status_code == 303
     got = state(provider, claimant)
     assert got["level"] == 3 and got["live"] == ["carrier_three_element",
                                                  "population_registry"]
@@ -431,7 +431,7 @@ def test_a_holder_that_proved_possession_keeps_its_number(gw, kiosk):
     holder, holder_password, _ = provider.create_account(verified_phone=person.phone)
     browser = signed_in(provider, holder, holder_password)
     assert submit(browser, "/account/verify", name=person.name,
-                  id_number=person.id_number).status_code == 302
+                  id_number=person.id_number).status_code == 303
     with provider.app.app_context():
         verify_carrier(provider.runtime, find_by_username(holder), None)
     claimant, password, _ = provider.create_account()

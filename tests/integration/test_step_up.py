@@ -65,7 +65,7 @@ def test_level_3_request_steps_a_level_2_user_up(gw):
     strong = browser.session.get(provider.url + strong_url)
     done = post_form(browser, strong, "/account/verify/strong",
                      card_number=person.card_number, method="card")
-    assert done.status_code == 302 and "/authorize/resume" in done.headers["Location"]
+    assert done.status_code == 303 and "/authorize/resume" in done.headers["Location"]
     # 2. A password login alone caps at level 2: add a factor, a code by SMS.
     page = follow(browser, done)
     assert "/login/step-up" in page.url and 'value="send_sms"' in page.text
@@ -74,7 +74,7 @@ def test_level_3_request_steps_a_level_2_user_up(gw):
     assert sent.status_code == 200
     code = read_outbox(gateway.data_path, person.phone)[-1]["params"]["code"]
     stepped = post_form(browser, sent, "/login/step-up", action="sms", code=code)
-    assert stepped.status_code == 302
+    assert stepped.status_code == 303
     callback = follow(browser, stepped)
     params = callback_params(callback)
     tokens = redeem(provider.url, client, params["code"]).json()
@@ -138,7 +138,7 @@ def test_cancel_ends_with_unmet(gw):
     page = browser.go(browser.authorize_url(client, acr_values="L3"), username=username,
                       password=password)
     cancelled = post_form(browser, page, "/login/step-up", action="cancel")
-    assert cancelled.status_code == 302
+    assert cancelled.status_code == 303
     assert callback_params(cancelled)["error"] == "unmet_authentication_requirements"
 
 

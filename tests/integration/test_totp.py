@@ -81,7 +81,7 @@ def test_enrolment_and_login_with_totp(provider):
     # The enrolment used its time step: the login takes the next one.
     done = _post(browser.session, f"{provider.url}/login/otp", wrong, action="totp",
                  code=_code(secret, 1, step=ENROLLED_AT[secret]))
-    assert done.status_code == 302
+    assert done.status_code == 303
     callback = browser.go(provider.url + done.headers["Location"])
     tokens = redeem(provider.url, client, callback_params(callback)["code"]).json()
     claims = pyjwt.decode(tokens["id_token"], options={"verify_signature": False})
@@ -101,13 +101,13 @@ def test_a_code_is_accepted_once(provider):
     assert replay.status_code == 401
     later = _post(session, f"{provider.url}/login/otp", replay, action="totp",
                   code=_code(secret, 1, step=step))
-    assert later.status_code == 302
+    assert later.status_code == 303
 
 
 def test_recovery_code_works_once(provider):
     username, password, _ = provider.create_account()
     _secret, codes = enrol(provider, username)
-    for expected in (302, 401):
+    for expected in (303, 401):
         session = requests.Session()
         first = _password(session, provider, username, password)
         page = session.get(provider.url + first.headers["Location"])
@@ -145,7 +145,7 @@ def test_strangers_code_guesses_do_not_stop_the_owner(make_provider):
     page = owner.get(provider.url + first.headers["Location"])
     done = _post(owner, f"{provider.url}/login/otp", page, action="totp",
                  code=_code(secret, 1))
-    assert done.status_code == 302 and "idp_device" in owner.cookies
+    assert done.status_code == 303 and "idp_device" in owner.cookies
     stranger = requests.Session()
     first = _password(stranger, provider, username, password)
     page = stranger.get(provider.url + first.headers["Location"])
@@ -159,7 +159,7 @@ def test_strangers_code_guesses_do_not_stop_the_owner(make_provider):
     page = owner.get(provider.url + first.headers["Location"])
     done = _post(owner, f"{provider.url}/login/otp", page, action="recovery",
                  recovery_code=codes[0])
-    assert done.status_code == 302
+    assert done.status_code == 303
 
 
 def test_operators_must_set_up_totp_and_keep_it(provider):
@@ -196,7 +196,7 @@ def _signed_in_with_recovery_code(provider, username, password, code):
     first = _password(session, provider, username, password)
     page = session.get(provider.url + first.headers["Location"])
     assert _post(session, f"{provider.url}/login/otp", page, action="recovery",
-                 recovery_code=code).status_code == 302
+                 recovery_code=code).status_code == 303
     return session
 
 

@@ -73,7 +73,7 @@ def test_verify_to_level_2_then_log_in_with_the_id_number(gw):
     assert level(provider, username) == 0
     done = submit(browser, "/account/verify", name=person.name,
                   id_number=person.id_number.lower())
-    assert done.status_code == 302 and done.headers["Location"] == "/account"
+    assert done.status_code == 303 and done.headers["Location"] == "/account"
     overview = browser.session.get(f"{provider.url}/account").text
     assert 'data-level="2"' in overview and "L2" in overview
     assert person.id_number not in overview  # masked
@@ -85,7 +85,7 @@ def test_verify_to_level_2_then_log_in_with_the_id_number(gw):
     fields = hidden_inputs(session.get(f"{provider.url}/login").text)
     fields.update(username=person.id_number, password=password)
     assert session.post(f"{provider.url}/login", data=fields,
-                        allow_redirects=False).status_code == 302
+                        allow_redirects=False).status_code == 303
 
 
 def test_mismatch_is_recorded_and_explained_with_input_kept(gw):
@@ -130,7 +130,7 @@ def test_one_account_per_verified_person(gw):
     person = fresh_person(gateway)
     first, _, _ = signed_in(provider)
     assert submit(first, "/account/verify", name=person.name,
-                  id_number=person.id_number).status_code == 302
+                  id_number=person.id_number).status_code == 303
     second, second_name, _ = signed_in(provider)
     # The number stays with the first account; the second may prove
     # possession of it (tests/integration/test_squatting.py).
@@ -159,14 +159,14 @@ def test_strong_proofs(gw):
     assert level(provider, username) == 2
     done = submit(browser, "/account/verify/strong", card_number=person.card_number.lower(),
                   method="card")
-    assert done.status_code == 302
+    assert done.status_code == 303
     assert level(provider, username) == 3
     # The card number is a login identifier now.
     session = requests.Session()
     fields = hidden_inputs(session.get(f"{provider.url}/login").text)
     fields.update(username=person.card_number, password=password)
     assert session.post(f"{provider.url}/login", data=fields,
-                        allow_redirects=False).status_code == 302
+                        allow_redirects=False).status_code == 303
 
 
 def test_lost_card_and_face_pass(gw):
@@ -180,7 +180,7 @@ def test_lost_card_and_face_pass(gw):
     retry = submit(browser, "/account/verify/strong", liveness_token="blurry", method="face")
     assert retry.status_code == 422 and "not conclusive" in retry.text
     assert submit(browser, "/account/verify/strong", liveness_token="pass-abc",
-                  method="face").status_code == 302
+                  method="face").status_code == 303
     assert level(provider, username) == 3
 
 
@@ -206,8 +206,8 @@ def test_carrier_check_needs_the_persons_confirmed_phone(gw):
     data.update(password=password)
     confirmed = browser.session.post(f"{provider.url}/account/phone", data=data,
                                      allow_redirects=False)
-    assert confirmed.status_code == 302
-    assert submit(browser, "/account/verify/strong", method="carrier").status_code == 302
+    assert confirmed.status_code == 303
+    assert submit(browser, "/account/verify/strong", method="carrier").status_code == 303
     assert level(provider, username) == 3
 
 
@@ -240,7 +240,7 @@ def test_ownership_answers_count_against_the_limit(gw):
     person = fresh_person(gateway)
     holder, _, _ = signed_in(provider)
     assert submit(holder, "/account/verify", name=person.name,
-                  id_number=person.id_number).status_code == 302
+                  id_number=person.id_number).status_code == 303
     prober, _, _ = signed_in(provider)
     statuses = [submit(prober, "/account/verify", name=person.name,
                        id_number=person.id_number).status_code for _ in range(7)]
@@ -271,7 +271,7 @@ def test_replacing_the_phone_ends_sessions_and_drops_the_level(gw):
     person = fresh_person(gateway)
     browser, username, password = signed_in(provider)
     assert _confirm_phone(browser, provider, gateway, person.phone,
-                          password).status_code == 302
+                          password).status_code == 303
     submit(browser, "/account/verify", name=person.name, id_number=person.id_number)
     submit(browser, "/account/verify/strong", method="carrier")
     submit(browser, "/account/verify/strong", card_number=person.card_number, method="card")
@@ -283,7 +283,7 @@ def test_replacing_the_phone_ends_sessions_and_drops_the_level(gw):
     assert reauth_with_sms(browser.session, provider.url, gateway, person.phone, password,
                            next_path="/account/phone").status_code == 303
     changed = _confirm_phone(browser, provider, gateway, other, password)
-    assert changed.status_code == 302 and "/login" in changed.headers["Location"]
+    assert changed.status_code == 303 and "/login" in changed.headers["Location"]
     assert level(provider, username) == 1
     with provider.app.app_context():
         reasons = {e.revoked_reason for e in evidence_of(find_by_username(username)) if e.level}
@@ -330,6 +330,6 @@ def test_replacing_the_phone_with_totp_keeps_the_level_but_not_the_carrier_check
     other = fresh_person(gateway).phone
     changed = _confirm_phone(browser, provider, gateway, other, password,
                              totp=totp.generate_otp(step + 1))
-    assert changed.status_code == 302
+    assert changed.status_code == 303
     # The carrier check was about the old number: level 2 remains.
     assert level(provider, username) == 2

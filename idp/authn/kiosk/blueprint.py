@@ -72,7 +72,8 @@ def login():
 
 @bp.get("/enter")
 def enter():
-    """The kiosk's browser redeems its ticket: a short SSO session starts."""
+    """The kiosk's browser redeems its ticket: a short SSO session starts,
+    always a public computer's (it ends with the browser, and when idle)."""
     rt = current_runtime()
     redeemed = redeem_ticket(rt, request.args.get("ticket"))
     if redeemed is None:
@@ -83,7 +84,7 @@ def enter():
     account, data = redeemed
     outcome = service.complete_login(
         rt, account, ["hwk"], client_ip(), sso_cookie(rt), rt.settings["kiosk"]["session_ttl"],
-        via="kiosk", kiosk=data["client_id"], card_type=data["card_type"])
+        public=True, via="kiosk", kiosk=data["client_id"], card_type=data["card_type"])
     # A kiosk is a public machine: its browser is never remembered as known.
     return logged_in_response(rt, None, outcome, remember_device=False)
 

@@ -1,0 +1,149 @@
+"""Pages in Chinese say everything in Chinese: error codes get a sentence
+(the code stays in small print), registry answers are words, times are in
+the province's time zone, and the consent page names the host the answer
+goes to."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from html import unescape
+
+import requests
+
+from tests.helpers import Browser
+from tests.integration.test_step_up import level_2_account
+
+ZH = {"Accept-Language": "zh-CN,zh;q=0.9"}
+EN = {"Accept-Language": "en-US"}
+
+
+def alert(html: str) -> str:
+    return unescape(re.search(r'<p class="alert" role="alert">(.*?)</p>', html, re.S).group(1))
+
+
+def small_print(html: str) -> str:
+    return unescape(re.sub(r"<[^>]+>", "", re.search(r'<p class="small">(.*?)</p>', html,
+                                                      re.S).group(1)))
+
+
+def test_protocol_error_page_in_chinese(provider):
+    client = provider.create_client()
+    params = {"response_type": "code", "client_id": client.client_id,
+              "redirect_uri": "https://elsewhere.example.test/cb", "scope": "openid"}
+    page = requests.get(f"{provider.url}/authorize", params=params, headers=ZH)
+    assert page.status_code == 400 and "Location" not in page.headers
+    assert alert(page.text) == "应用发来的请求无效。"
+    # The code (and Authlib's English description) only in small print.
+    small = small_print(page.text)
+    assert small.startswith("错误代码： invalid_request · ")
+    assert "redirect" in small.lower()
+    assert '<a href="/">首页</a>' in page.text
+    english = requests.get(f"{provider.url}/authorize", params=params, headers=EN)
+    assert alert(english.text) == "The application sent a request that is not valid."
+    assert small_print(english.text).startswith("Error code: invalid_request")
+
+
+def test_every_page_error_code_has_a_chinese_sentence(provider):
+    from flask import render_template
+
+    from idp.i18n import ERROR_SENTENCES, error_sentence
+
+    codes = ["invalid_request", "invalid_client", "invalid_scope", "unauthorized_client",
+             "unsupported_response_type", "access_denied", "server_error",
+             "temporarily_unavailable", "login_required", "consent_required",
+             "interaction_required", "request_not_supported", "request_uri_not_supported",
+             "unmet_authentication_requirements", "interaction_expired", "csrf",
+             "account_changed", "invalid_ticket", "400", "404", "405", "413", "429", "500"]
+    assert sorted(ERROR_SENTENCES) == sorted(codes)
+    sentences = {}
+    with provider.app.test_request_context(headers=ZH):
+        for code in codes:
+            sentence = error_sentence(code)
+            assert sentence and not re.search(r"[A-Za-z]{3}", sentence), (code, sentence)
+            sentences[code] = sentence
+        page = render_template("error.html", error="access_denied",
+                               description="The resource owner denied the request.")
+    assert sentences["access_denied"] == "访问已被拒绝。"
+    assert alert(page) == "访问已被拒绝。"
+    assert small_print(page) == "错误代码： access_denied · The resource owner denied the request."
+
+
+def test_unknown_pages_and_expired_requests_in_chinese(provider):
+    missing = requests.get(f"{provider.url}/no-such-page", headers=ZH)
+    assert missing.status_code == 404 and alert(missing.text) == "页面不存在。"
+    assert small_print(missing.text) == "错误代码： 404 · Not Found"
+    expired = requests.get(f"{provider.url}/authorize/resume", params={"i": "x"}, headers=ZH)
+    assert alert(expired.text) == "此登录请求已过期，请返回应用重新开始。"
+    # The view's own description is the sentence: it is not repeated.
+    assert small_print(expired.text) == "错误代码： interaction_expired"
+
+
+def _evidence_at(provider, username: str, verified_at: datetime, expires_at: datetime) -> None:
+    from idp.accounts.models import VerificationEvidence
+    from idp.accounts.service import find_by_username
+    from idp.extensions import db
+
+    with provider.app.app_context():
+        account = find_by_username(username)
+        item = db.session.query(VerificationEvidence).filter_by(account_id=account.id).one()
+        item.verified_at, item.expires_at = verified_at, expires_at
+        db.session.commit()
+
+
+def test_console_shows_registry_words_and_local_times(gw):
+    provider, gateway = gw
+    username, password, _person = level_2_account(provider, gateway)
+    _evidence_at(provider, username, datetime(2026, 1, 1, 16, 30),
+                 datetime(2027, 12, 31, 20, 0))
+    browser = Browser(provider.url)
+    browser.session.headers.update(ZH)
+    page = browser.go(f"{provider.url}/account", username=username, password=password)
+    assert page.status_code == 200 and "/account" in page.url
+    row = re.search(r'<tr data-method="population_registry".*?</tr>', page.text, re.S).group(0)
+    assert '<td data-label="结果" data-result="match">一致</td>' in row
+    # 2026-01-01 16:30 UTC is 2026-01-02 00:30 in Asia/Shanghai (UTC+8).
+    assert '<time datetime="2026-01-01T16:30:00Z">2026-01-02 00:30</time>' in row
+    assert '<td data-label="有效期至">2028-01-01</td>' in row
+    assert "<th>时间（中国时间）</th>" in page.text
+    browser.session.headers.update(EN)
+    english = browser.session.get(f"{provider.url}/account").text
+    assert '<td data-label="Result" data-result="match">Matches</td>' in english
+    assert "<th>When (China Time)</th>" in english
+
+
+def test_registry_answers_are_words(provider):
+    from connectors.registries import (
+        CardStatus,
+        CarrierResult,
+        FaceDecision,
+        LegalEntityResult,
+        PopulationResult,
+    )
+    from idp.i18n import registry_answer
+
+    answers = {member.value for enum in (PopulationResult, LegalEntityResult, CardStatus,
+                                         CarrierResult, FaceDecision) for member in enum}
+    with provider.app.test_request_context(headers=ZH):
+        for value in answers:
+            word = registry_answer(value)
+            assert word != value and not re.search(r"[A-Za-z]", word), (value, word)
+        assert registry_answer("lost") == "卡已挂失"
+        # An answer without a word is shown as it is.
+        assert registry_answer("something_new") == "something_new"
+
+
+def test_consent_names_the_host_that_receives_the_answer(provider):
+    username, password, _ = provider.create_account()
+    client = provider.create_client(trusted=False,
+                                    redirect_uri="https://civil.example.gov.cn/oidc/callback")
+    browser = Browser(provider.url)
+    page = browser.go(browser.authorize_url(client), username=username, password=password,
+                      consent="")
+    assert "/consent" in page.url
+    assert ('<p class="destination"><strong class="host">civil.example.gov.cn</strong> '
+            "will receive this information.</p>") in page.text
+    browser.session.headers.update(ZH)
+    chinese = browser.go(browser.authorize_url(client), consent="")
+    assert ('<p class="destination"><strong class="host">civil.example.gov.cn</strong> '
+            "将收到这些信息。</p>") in chinese.text
