@@ -41,6 +41,17 @@ SANDBOX_OFFSET = 3
 #: sign-in by SMS code works with the sandbox's outbox.
 DEMO_PHONE = "+8613900000001"
 
+#: Ports browsers refuse to open (the Fetch standard's "bad ports", §2.9
+#: port blocking; Chromium and Firefox follow it): a demo page on one of
+#: them cannot be shown at all, so the demo refuses them up front.
+BROWSER_BLOCKED_PORTS = frozenset({
+    1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101,
+    102, 103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389,
+    427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636,
+    989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566,
+    6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
+})
+
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 
@@ -337,6 +348,13 @@ def run_demo(port: int) -> None:
     ports = [port] + [port + offset for _, _, offset in PORTALS] + [port + SANDBOX_OFFSET]
     if port < 1 or ports[-1] > 65535:
         raise click.ClickException(f"--port must be between 1 and {65535 - SANDBOX_OFFSET}")
+    blocked = [str(p) for p in ports if p in BROWSER_BLOCKED_PORTS]
+    if blocked:
+        raise click.ClickException(
+            f"{'ports' if len(blocked) > 1 else 'port'} {', '.join(blocked)} "
+            f"{'are' if len(blocked) > 1 else 'is'} blocked by web browsers (Chromium and "
+            f"Firefox refuse them); the demo needs ports {ports[0]}-{ports[-1]}: choose "
+            "another --port, e.g. 8000.")
     busy = [str(p) for p in ports if not _port_free(p)]
     if busy:
         raise click.ClickException(

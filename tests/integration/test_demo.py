@@ -165,6 +165,38 @@ def test_port_in_use_is_a_clear_error(tmp_path, monkeypatch):
     assert not (tmp_path / "demo.json").exists()  # nothing prepared, nothing started
 
 
+def test_ports_browsers_refuse_are_refused(tmp_path, monkeypatch):
+    """Regression: the README's example port, 6000, is one Chromium and
+    Firefox refuse to open; the demo started there and could not be used."""
+    from idp.cli import main
+
+    monkeypatch.setenv("IDP_INSTANCE_PATH", str(tmp_path))
+    with socket.socket() as sock:
+        # Held, so that code without the check stops at "in use" instead of starting.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 5998))
+        sock.listen()
+        result = CliRunner().invoke(main, ["demo", "--port", "5998"])
+    assert result.exit_code == 1
+    assert ("port 6000 is blocked by web browsers (Chromium and Firefox refuse them); the "
+            "demo needs ports 5998-6001: choose another --port, e.g. 8000.") in result.output
+    assert not (tmp_path / "demo.json").exists()
+
+
+def test_readme_and_make_use_a_port_browsers_open():
+    from idp.cli.demo import BROWSER_BLOCKED_PORTS
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    ports = [int(p) for p in re.findall(r"idp demo --port (\d+)", readme)]
+    ports += [int(p) for p in re.findall(r"make demo PORT=(\d+)", readme)]
+    assert ports and not any(p + offset in BROWSER_BLOCKED_PORTS
+                             for p in ports for offset in range(4))
+    dry_run = subprocess.run(["make", "-n", "demo", "PORT=8123"], cwd=PROJECT_ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert dry_run.returncode == 0, dry_run.stderr
+    assert ".venv/bin/idp demo --port 8123" in dry_run.stdout
+
+
 def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
