@@ -1,6 +1,6 @@
 """The account console under ``/account``: the user's level and evidence,
-and the verification steps. Views parse and render; the verification
-service decides. A verification made during a step-up returns to the
+the verification steps and the e-mail address (verified by a link).
+Views parse and render; the services decide. A verification made during a step-up returns to the
 pending authorization request (``i``)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from wtforms import Field
 
-from idp.accounts import entities, verification
+from idp.accounts import emails, entities, verification
 from idp.accounts import service as accounts
 from idp.accounts.identifiers import (
     IdentifierError,
@@ -24,6 +24,8 @@ from idp.authn import interactions, throttle, totp
 from idp.authn import service as authn
 from idp.authn.blueprint import send_code_for_form
 from idp.portal.forms import (
+    ConfirmEmailForm,
+    EmailForm,
     EntityForm,
     IdentityForm,
     PhoneForm,
@@ -280,3 +282,83 @@ def entities_page():
                            representations=entities.representations(account),
                            level=verification.assurance_level(account),
                            gateway=rt.gateway is not None), status
+
+
+@bp.route("/email", methods=["GET", "POST"])
+def email():
+    """The account's e-mail address: a link is sent to a new address (the
+    password is asked for it) or to the current unverified one; the address
+    changes, verified, only when the link is confirmed."""
+    rt, _sso, account, login = _signed_in()
+    if login:
+        return login
+    form = EmailForm()
+    if request.method == "GET" and not account.email_verified:
+        form.email.data = account.email
+    error, status = None, 200
+    if rt.mail is not None and form.validate_on_submit():
+        try:
+            pending = emails.send_verification_link(rt, account, form.email.data,
+                                                    form.password.data or "", client_ip())
+        except accounts.AccountError as exc:
+            getattr(form, exc.field, form.email).errors.append(exc.message)
+            status = 400
+        except authn.LoginFailedError:
+            form.password.errors.append(_("The password is incorrect."))
+            status = 401
+        except throttle.ThrottledError as exc:
+            error, status = too_many_attempts(exc.retry_after), 429
+        except emails.EmailThrottledError as exc:
+            error = _("Please wait %(minutes)d minutes before asking for another link.",
+                      minutes=max(1, (exc.retry_after + 59) // 60))
+            status = 429
+        except emails.EmailUnavailableError:
+            error, status = _("The e-mail service is unavailable. Try again later."), 503
+        else:
+            flash(_("We sent a link to %(address)s. Open it to confirm the address; until "
+                    "then your account keeps its current one.", address=pending.address),
+                  "notice")
+            return redirect(url_for("portal.email"), 303)
+    elif request.method == "POST":
+        status = 400 if rt.mail is not None else 503
+    return render_template("email.html", form=form, account=account, error=error,
+                           pending=emails.pending_email(rt, account),
+                           available=rt.mail is not None,
+                           password_asked=bool(account.password_hash)), status
+
+
+def _invalid_link() -> tuple[str, int]:
+    return render_template(
+        "error.html", error="invalid_link",
+        description=_("This link is invalid, has expired, was already used or was replaced "
+                      "by a newer one. Ask for a new link in your account.")), 400
+
+
+@bp.route("/email/confirm/<token>", methods=["GET", "POST"])
+def confirm_email(token: str):
+    """The page an e-mail verification link opens, in any browser (the
+    token is the proof): it shows the address and the account and changes
+    them only on the confirming POST, so a mail scanner opening the link
+    changes nothing. Only the account the link was made for changes,
+    whoever is signed in here."""
+    rt = current_runtime()
+    form = ConfirmEmailForm()
+    try:
+        link = emails.read_link(rt, token)
+    except emails.EmailLinkError:
+        return _invalid_link()
+    _sso, signed_in = current_sso(rt)
+    if form.validate_on_submit():
+        try:
+            link = emails.confirm_link(rt, token, client_ip())
+        except emails.EmailLinkError:
+            return _invalid_link()
+        flash(_("%(address)s is now the verified e-mail address of the account "
+                "%(username)s.", address=link.address, username=link.account.username),
+              "notice")
+        own = signed_in is not None and signed_in.id == link.account.id
+        return redirect(url_for("portal.overview" if own else "authn.home"), 303)
+    other = signed_in if signed_in is not None and signed_in.id != link.account.id else None
+    return render_template("email_confirm.html", form=form, link=link, other=other,
+                           token=token)
+
