@@ -1,6 +1,7 @@
 """The account console under ``/account``: the user's level and evidence,
-the verification steps and the e-mail address (verified by a link).
-Views parse and render; the services decide. A verification made during a step-up returns to the
+the verification steps, the e-mail address (verified by a link) and the
+relying parties the user consented to. Views parse and render; the
+services decide. A verification made during a step-up returns to the
 pending authorization request (``i``)."""
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from idp.accounts.identifiers import (
 from idp.authn import interactions, throttle, totp
 from idp.authn import service as authn
 from idp.authn.blueprint import send_code_for_form
+from idp.oidc import grants
+from idp.oidc.scopes import SCOPE_DESCRIPTIONS
 from idp.portal.forms import (
     ConfirmEmailForm,
     EmailForm,
@@ -31,6 +34,7 @@ from idp.portal.forms import (
     PhoneForm,
     StrongProofForm,
     TotpSetupForm,
+    WithdrawConsentForm,
 )
 from idp.runtime import current_runtime
 from idp.web import browser_id, client_ip, current_sso, too_many_attempts
@@ -362,3 +366,35 @@ def confirm_email(token: str):
     return render_template("email_confirm.html", form=form, link=link, other=other,
                            token=token)
 
+
+@bp.get("/apps")
+def apps():
+    """The relying parties the account consented to, each with what it may
+    receive and a button to withdraw the consent."""
+    _rt, _sso, account, login = _signed_in()
+    if login:
+        return login
+    return render_template("apps.html", consents=grants.consents_of(account.id),
+                           descriptions=SCOPE_DESCRIPTIONS, form=WithdrawConsentForm())
+
+
+@bp.post("/apps/withdraw")
+def withdraw_app():
+    """Withdraw the consent to one relying party: its tokens stop working
+    and it asks again at the next sign-in."""
+    rt, _sso, account, login = _signed_in()
+    if login:
+        return redirect(url_for("authn.login", next=url_for("portal.apps")))
+    form = WithdrawConsentForm()
+    if not form.validate_on_submit():
+        return render_template("error.html", error="invalid_request",
+                               description=_("The form was incomplete. Go back and try "
+                                             "again.")), 400
+    client = rt.clients.get(form.client_id.data)
+    name = client.name if client is not None else form.client_id.data
+    if grants.withdraw_consent(rt, account.id, form.client_id.data, client_ip()) is None:
+        flash(_("%(name)s has no consent to withdraw.", name=name), "notice")
+    else:
+        flash(_("Consent withdrawn: %(name)s can no longer use your account, and asks you "
+                "again the next time you sign in there.", name=name), "notice")
+    return redirect(url_for("portal.apps"), 303)

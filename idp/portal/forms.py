@@ -80,3 +80,8 @@ class ConfirmEmailForm(FlaskForm):
     """The confirming POST of an e-mail verification link (CSRF only: the
     link's token in the URL is the proof)."""
 
+
+class WithdrawConsentForm(FlaskForm):
+    """Withdraw the consent given to one relying party."""
+
+    client_id = HiddenField(validators=[DataRequired(), Length(max=64)])
