@@ -132,7 +132,7 @@ def test_refuses_production_mode(tmp_path, monkeypatch):
     assert not (tmp_path / "demo.json").exists()
 
 
-def _free_run(count: int = 4) -> int:
+def _free_run(count: int = 5) -> int:
     """A port p such that p .. p+count-1 are free on 127.0.0.1."""
     for _ in range(50):
         port = random.randint(20000, 60000)
@@ -179,7 +179,7 @@ def test_ports_browsers_refuse_are_refused(tmp_path, monkeypatch):
         result = CliRunner().invoke(main, ["demo", "--port", "5998"])
     assert result.exit_code == 1
     assert ("port 6000 is blocked by web browsers (Chromium and Firefox refuse them); the "
-            "demo needs ports 5998-6001: choose another --port, e.g. 8000.") in result.output
+            "demo needs ports 5998-6002: choose another --port, e.g. 8000.") in result.output
     assert not (tmp_path / "demo.json").exists()
 
 
@@ -255,6 +255,27 @@ def _real_name_walkthrough(provider: str, portal: str, sandbox: str, banner: str
     assert '<td id="acr">L3' in home.text and person.name in home.text
 
 
+def _email_walkthrough(provider: str, sandbox: str) -> None:
+    """Step 8 of the banner: the demo account's e-mail address verified by a
+    link that the provider mails through the sandbox's SMTP receiver."""
+    from idp.cli.demo import DEMO_EMAIL
+
+    browser = requests.Session()
+    page = browser.get(f"{provider}/account/email")
+    page = browser.post(page.url, data={**hidden_inputs(page.text),
+                                        "username": DEMO_USERNAME, "password": DEMO_PASSWORD})
+    assert page.url == f"{provider}/account/email", page.url
+    sent = browser.post(page.url, data={**hidden_inputs(page.text), "email": DEMO_EMAIL})
+    assert sent.status_code == 200 and f"We sent a link to {DEMO_EMAIL}" in sent.text
+    outbox = requests.get(f"{sandbox}/mail").text
+    link = re.search(rf'<a href="({re.escape(provider)}/account/email/confirm/[\w-]+)"',
+                     outbox).group(1)
+    confirm = browser.get(link)
+    done = browser.post(link, data=hidden_inputs(confirm.text))
+    assert done.url == f"{provider}/account"
+    assert f"{DEMO_EMAIL} is now the verified e-mail address" in done.text
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -283,7 +304,7 @@ def test_demo_command_end_to_end(tmp_path):
         banner = (tmp_path / "demo.log").read_text()
         sandbox = f"http://127.0.0.1:{port + 3}"
         for text in (provider, portal1, portal2, DEMO_USERNAME, DEMO_PASSWORD,
-                     f"{sandbox}/outbox"):
+                     f"{sandbox}/outbox", f"{sandbox}/mail", f"{provider}/account/email"):
             assert text in banner
 
         # Sign-in by SMS through the sandbox gateway: the code is on the outbox page.
@@ -312,6 +333,7 @@ def test_demo_command_end_to_end(tmp_path):
         assert browser.get(f"{portal1}/login").url.startswith(f"{provider}/login")
 
         _real_name_walkthrough(provider, portal1, sandbox, banner)
+        _email_walkthrough(provider, sandbox)
 
         # SIGTERM to the demo alone: it must stop its children itself.
         proc.send_signal(signal.SIGTERM)
