@@ -16,6 +16,7 @@ failed (connection, TLS, login, a refused recipient, with the SMTP code).
 from __future__ import annotations
 
 import smtplib
+import socket
 import ssl
 from collections.abc import Mapping
 from email.message import EmailMessage
@@ -70,7 +71,8 @@ class SmtpMailer:
     :param timeout: seconds for connecting and for each answer of the relay.
     :param ca_file: PEM file of the certificate authorities to trust instead
         of the system's (a relay with an internal CA); empty for the system's.
-    :param local_hostname: the name given in EHLO (default: this host's FQDN).
+    :param local_hostname: the name given in EHLO (default: this host's FQDN,
+        looked up once here rather than for every message).
     :raises ValueError: an unknown ``security``, a login without TLS, or an
         empty host or sender.
     """
@@ -94,7 +96,7 @@ class SmtpMailer:
         self.username = username
         self._password = password
         self.timeout = timeout
-        self.local_hostname = local_hostname
+        self.local_hostname = local_hostname or socket.getfqdn()
         self._tls = ssl.create_default_context(cafile=ca_file or None)
 
     def __repr__(self) -> str:  # keeps the password out of tracebacks and logs

@@ -130,7 +130,11 @@ class SandboxSmtp:
 
         :raises OSError: the port cannot be bound.
         """
-        self._controller.start()
+        try:
+            self._controller.start()
+        except OSError:
+            self._controller.loop.close()
+            raise
 
     def stop(self) -> None:
         """Stop listening and close the connections."""

@@ -177,7 +177,8 @@ def test_a_new_address_needs_the_password(gw):
         refused = send_link(browser, "thief@example.test", given)
         assert refused.status_code == 401 and "The password is incorrect." in refused.text
         assert 'value="thief@example.test"' in refused.text  # what was typed is kept
-        assert given not in refused.text or not given
+        if given:
+            assert given not in refused.text
     assert gateway.mails("thief@example.test") == []
     # The address the account already has is verified without it.
     sent = send_link(browser, "mine@example.test")
