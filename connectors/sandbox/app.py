@@ -326,7 +326,8 @@ def create_sandbox(data_path: str, keys: dict[str, str],
         items = "".join(
             f"<tr><td>{escape(time.strftime('%H:%M:%S', time.localtime(r['received_at'])))}"
             f"</td><td>{escape(r['rcpt'])}</td><td>{escape(r['subject'])}</td>"
-            f"<td><pre>{_linkify(r['body'])}</pre></td></tr>" for r in rows)
+            f"<td><pre style=\"white-space:pre-wrap\">{_linkify(r['body'])}</pre></td></tr>"
+            for r in rows)
         return (f"<!doctype html><meta charset=utf-8><meta http-equiv=refresh content=5>"
                 f"<title>Sandbox mail outbox</title><h1>Sandbox mail outbox</h1>"
                 f"<p>E-mails the sandbox's SMTP receiver took instead of delivering them "
@@ -352,10 +353,15 @@ _URL = re.compile(r"https?://[^\s<>\"']+")
 
 
 def _linkify(text: str) -> str:
-    """``text`` HTML-escaped, with its http(s) URLs as links: the links are
-    made in the escaped text, whose URLs hold no quote or angle bracket, so
+    """``text`` HTML-escaped, with its http(s) URLs as links; a URL ends at
+    white space, a quote or an angle bracket, and every piece is escaped, so
     nothing of the mail can add markup."""
-    return _URL.sub(lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', str(escape(text)))
+    out, last = [], 0
+    for match in _URL.finditer(text):
+        url = escape(match.group(0))
+        out += [str(escape(text[last:match.start()])), f'<a href="{url}">{url}</a>']
+        last = match.end()
+    return "".join(out) + str(escape(text[last:]))
 
 
 def _is_e164(phone: str) -> bool:

@@ -260,3 +260,22 @@ def test_from_settings():
         from_settings(_settings(host="relay.example.test", ca_file="/nonexistent.pem"))
     with pytest.raises(ValueError, match="setting mail: mail security must be one of"):
         from_settings(_settings(host="relay.example.test", security="ssl"))
+
+
+def test_the_mail_page_links_urls_and_escapes_the_rest(receiver, dataset):
+    from connectors.sandbox import create_sandbox
+
+    smtp = receiver()
+    plain(smtp.port).send("page@example.test", "<b>Subject</b>",
+                          "Open https://id.example.test/confirm/abc_-1 now.\n"
+                          "<script>alert(1)</script> \"https://x.test/\"onmouseover=x\n")
+    page = create_sandbox(dataset, {"k": "s"}, outbox_page=True).test_client().get("/mail")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert ('<a href="https://id.example.test/confirm/abc_-1">'
+            'https://id.example.test/confirm/abc_-1</a>') in html
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<b>Subject</b>" not in html and "&lt;b&gt;Subject&lt;/b&gt;" in html
+    assert '<a href="https://x.test/">https://x.test/</a>&#34;onmouseover=x' in html
+    without = create_sandbox(dataset, {"k": "s"}).test_client().get("/mail")
+    assert without.status_code == 401  # no page without --outbox-page: a signed endpoint

@@ -72,9 +72,11 @@ def test_list_and_withdraw_one_consent(provider):
     assert page.text.index(second.client_id) < page.text.index(first.client_id)  # newest first
     first_name = f"Test client {first.redirect_uri.split('/')[3]}"
     assert f"<h2>{first_name}</h2>" in one and "<code>127.0.0.1:9</code>" in one
-    for words in ("Know who you are (your account identifier)", "Your name and username",
-                  "Your e-mail address", "Stay connected when you are not using it"):
-        assert words in one
+    listed = re.findall(r'<li data-scope="([^"]+)">([^<]+)</li>', one)
+    assert listed == [  # in the consent page's order, in words
+        ("openid", "Know who you are (your account identifier)"),
+        ("profile", "Your name and username"), ("email", "Your e-mail address"),
+        ("offline_access", "Stay connected when you are not using it")]
     assert "Your name and username" not in two
     assert re.search(r"allowed on \d{4}-\d\d-\d\d \d\d:\d\d \(UTC\)", one)
     assert 'href="/account/apps"' in browser.session.get(f"{provider.url}/account").text
