@@ -1,9 +1,11 @@
 # Two commands set up a fresh machine:
-#   make demo   install, then run the provider and two department portals (SSO demo)
+#   make demo   install, then run the provider and two department portals (SSO demo);
+#               PORT=8000 moves it (provider on PORT, portals and sandbox on the next ones)
 #   make test   install, then run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+PORT ?= 5000
 
 .PHONY: demo test install install-test lint
 
@@ -19,7 +21,7 @@ install-test: $(BIN)/python
 	npm ci --prefix tests/e2e/node --no-audit --no-fund --loglevel=error
 
 demo: install
-	$(BIN)/idp demo
+	$(BIN)/idp demo --port $(PORT)
 
 lint: install-test
 	$(BIN)/ruff check .

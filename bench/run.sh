@@ -74,7 +74,7 @@ CC_JSON=$("$IDP" clients create --name "bench client_credentials" \
     --grant-type client_credentials --json)
 WEB_JSON=$("$IDP" clients create --name "bench web" --redirect-uri "$REDIRECT_URI" \
     --trusted --grant-type authorization_code --json)
-"$IDP" users create --username "$USERNAME" --password "$PASSWORD" >/dev/null
+printf '%s\n' "$PASSWORD" | "$IDP" users create --username "$USERNAME" --password-stdin >/dev/null
 
 # The authorize scenario asks one SSO session for thousands of codes a
 # minute; the per-session limit (60 a minute) would answer most with 503.

@@ -109,6 +109,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                       settings["pii"]["index_algorithm"]),
         acr=AcrPolicy.from_settings(settings),
         gateway=_gateway(settings),
+        mail=_mailer(settings),
     )
     app.extensions["idp.discovery"] = serialise(provider_metadata(settings))
     server = AuthorizationServer()
@@ -175,6 +176,15 @@ def _private_files(settings: Mapping[str, Any]) -> None:
 
 def _gateway(settings: Mapping[str, Any]):
     from connectors.http import from_settings
+
+    try:
+        return from_settings(settings)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _mailer(settings: Mapping[str, Any]):
+    from connectors.mail import from_settings
 
     try:
         return from_settings(settings)

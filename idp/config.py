@@ -122,7 +122,10 @@ def _validate(settings: dict) -> None:
     for section, name in (("server", "workers"), ("server", "threads"),
                           ("sms", "code_ttl"), ("sms", "max_attempts"), ("sms", "resend_after"),
                           ("sms", "max_resend_wait"), ("sms", "per_number_daily"),
-                          ("sms", "per_ip_hourly"),
+                          ("sms", "per_ip_hourly"), ("mail", "port"),
+                          ("mail", "verification_ttl"), ("mail", "resend_after"),
+                          ("mail", "per_account_daily"), ("mail", "per_address_daily"),
+                          ("mail", "per_ip_hourly"),
                           ("passwords", "max_concurrent_verifications"),
                           ("passwords", "min_length"), ("session", "reauth_ttl")):
         if settings[section][name] < 1:
@@ -135,6 +138,10 @@ def _validate(settings: dict) -> None:
         raise ConfigError("setting pii.algorithm must be AES-256-GCM or SM4-GCM")
     if settings["pii"]["index_algorithm"] not in ("HMAC-SHA256", "HMAC-SM3"):
         raise ConfigError("setting pii.index_algorithm must be HMAC-SHA256 or HMAC-SM3")
+    if settings["mail"]["security"] not in ("starttls", "tls", "none"):
+        raise ConfigError("setting mail.security must be starttls, tls or none")
+    if settings["mail"]["timeout"] <= 0:
+        raise ConfigError("setting mail.timeout must be more than 0 seconds")
     if settings["trusted_proxies"] < 0:
         raise ConfigError("setting trusted_proxies must not be negative")
     _validate_assurance(settings["assurance"])

@@ -14,6 +14,7 @@ from flask import current_app
 
 if TYPE_CHECKING:
     from connectors.http import GatewayClient
+    from connectors.mail import MailGateway
     from idp.accounts.passwords import PasswordHasher
     from idp.accounts.pii import PiiCipher
     from idp.audit.writer import AuditWriter
@@ -39,6 +40,8 @@ class Runtime:
     :ivar acr: the assurance levels' ``acr`` values and authentication caps.
     :ivar gateway: the data-sharing gateway (registries, SMS), or None when
         ``gateway.url`` is not configured.
+    :ivar mail: the SMTP relay for outgoing e-mail, or None when ``mail.host``
+        is not configured.
     """
 
     settings: Mapping[str, Any]
@@ -52,6 +55,7 @@ class Runtime:
     pii: PiiCipher
     acr: AcrPolicy
     gateway: GatewayClient | None = None
+    mail: MailGateway | None = None
 
     @property
     def issuer(self) -> str:

@@ -1,5 +1,6 @@
 """A seeded sandbox gateway served on 127.0.0.1, for tests that need the
-registries or the SMS gateway over real HTTP."""
+registries or the SMS gateway over real HTTP, and its SMTP receiver for
+tests of e-mail."""
 
 from __future__ import annotations
 
@@ -9,37 +10,72 @@ from typing import Any
 
 from werkzeug.serving import make_server
 
-from connectors.sandbox import create_sandbox, seed
+from connectors.sandbox import create_sandbox, read_mail, seed
 from connectors.sandbox.app import SandboxState
+from connectors.sandbox.smtp import SandboxSmtp
 
 KEY, SECRET = "test-key", "test-secret-0123456789"
+#: Mail settings of a provider sending to the sandbox's SMTP receiver (plain
+#: SMTP on 127.0.0.1, as the demo does); the port is added per sandbox.
+MAIL_SETTINGS = {"host": "127.0.0.1", "security": "none",
+                 "from_address": "no-reply@idp.example.test", "timeout": 5.0}
 
 
 @dataclass
 class Gateway:
-    """A live sandbox: its URL, in-process state hooks and dataset file."""
+    """A live sandbox: its URL, in-process state hooks and dataset file, and
+    its SMTP receiver when started with one (``smtp_port``)."""
 
     url: str
     state: SandboxState
     data_path: str
     server: Any
+    smtp: SandboxSmtp | None = None
+
+    @property
+    def smtp_port(self) -> int:
+        assert self.smtp is not None, "started without an SMTP receiver"
+        return self.smtp.port
+
+    def mails(self, to: str) -> list[dict]:
+        """Mails the SMTP receiver took for ``to``, oldest first."""
+        return read_mail(self.data_path, to)
 
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        if self.smtp is not None:
+            self.smtp.stop()
+
+
+def start_smtp(data_path: str, **options) -> SandboxSmtp:
+    """The sandbox's SMTP receiver for ``data_path`` on a free port of
+    127.0.0.1 (``options`` as :class:`SandboxSmtp` takes them)."""
+    from tests.conftest import free_port
+
+    for _ in range(5):
+        receiver = SandboxSmtp(data_path, free_port(), **options)
+        try:
+            receiver.start()
+        except OSError:  # taken between free_port() and the bind: try another
+            continue
+        return receiver
+    raise RuntimeError("no free port for the SMTP receiver")
 
 
 def start_sandbox(directory, people: int = 60, entities: int = 12,
-                  outbox_page: bool = False) -> Gateway:
+                  outbox_page: bool = False, smtp: bool = False) -> Gateway:
     """Seed a dataset in ``directory`` and serve it from a thread (with the
-    HTML outbox page of the demo when ``outbox_page``)."""
+    HTML outbox pages of the demo when ``outbox_page``, and the SMTP
+    receiver when ``smtp``)."""
     path = str(directory / "sandbox.sqlite3")
     seed(path, people=people, entities=entities, seed=7)
     app = create_sandbox(path, {KEY: SECRET}, outbox_page=outbox_page)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return Gateway(f"http://127.0.0.1:{server.server_port}",
-                   app.extensions["gateway_sandbox"], path, server)
+                   app.extensions["gateway_sandbox"], path, server,
+                   start_smtp(path) if smtp else None)
 
 
 _used: set[str] = set()
@@ -64,11 +100,12 @@ def start_gateway_provider(tmp_path_factory, database_url, **sections):
     from tests.conftest import start_provider
 
     gateway = start_sandbox(tmp_path_factory.mktemp("sandbox"), people=200,
-                            outbox_page=sections.pop("outbox_page", False))
+                            outbox_page=sections.pop("outbox_page", False), smtp=True)
     gateway_settings = {"url": gateway.url, "access_key": KEY, "secret": SECRET,
                         **sections.pop("gateway", {})}
+    mail_settings = {**MAIL_SETTINGS, "port": gateway.smtp_port, **sections.pop("mail", {})}
     provider = start_provider(tmp_path_factory.mktemp("idp-gw"), database_url,
-                              gateway=gateway_settings, **sections)
+                              gateway=gateway_settings, mail=mail_settings, **sections)
     return provider, gateway
 
 

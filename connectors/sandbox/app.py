@@ -11,6 +11,7 @@ production mode).
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import uuid
@@ -22,7 +23,7 @@ from flask import Flask, g, jsonify, request
 from markupsafe import escape
 
 from connectors import signing
-from connectors.sandbox.dataset import connect, remember_nonce
+from connectors.sandbox.dataset import connect, read_mail, remember_nonce
 from idp.accounts.identifiers import (
     ID_CHECK,
     USCC_ALPHABET,
@@ -106,9 +107,9 @@ def create_sandbox(data_path: str, keys: dict[str, str],
     :param data_path: SQLite file made by :func:`connectors.sandbox.dataset.seed`.
     :param keys: accepted access keys -> their HMAC secrets.
     :param clock: the sandbox's wall clock (default: now, UTC).
-    :param outbox_page: also serve ``GET /outbox``, an unsigned HTML page of
-        the latest text messages, for people watching a demo (a real gateway
-        has nothing like it).
+    :param outbox_page: also serve ``GET /outbox`` and ``GET /mail``, unsigned
+        HTML pages of the latest text messages and e-mails, for people
+        watching a demo (a real gateway has nothing like them).
     :returns: a Flask app; ``app.extensions["gateway_sandbox"]`` is its
         :class:`SandboxState`.
     :raises FileNotFoundError: if the dataset does not exist or has an older layout.
@@ -142,7 +143,7 @@ def create_sandbox(data_path: str, keys: dict[str, str],
     def authenticate():
         """Fault injection, then the protocol's checks in the gateway's order:
         key, signature (over the digest of the body received), date skew, nonce."""
-        if outbox_page and request.path == "/outbox":
+        if outbox_page and request.path in ("/outbox", "/mail"):
             g.db = connect(data_path)
             return None
         failure = state.take_failure(request.path)
@@ -304,9 +305,35 @@ def create_sandbox(data_path: str, keys: dict[str, str],
             f"<td>{escape(json.loads(r['params']).get('code', ''))}</td></tr>" for r in rows)
         return (f"<!doctype html><meta charset=utf-8><meta http-equiv=refresh content=3>"
                 f"<title>Sandbox SMS outbox</title><h1>Sandbox SMS outbox</h1>"
-                f"<p>Text messages the sandbox gateway would have sent (newest first).</p>"
+                f"<p>Text messages the sandbox gateway would have sent (newest first). "
+                f"E-mails: <a href=\"/mail\">/mail</a>.</p>"
                 f"<table border=1 cellpadding=4><tr><th>time</th><th>to</th><th>template</th>"
                 f"<th>code</th></tr>{items}</table>")
+
+    @app.get("/mail/v1/outbox")
+    def mail_outbox():
+        to = request.args.get("to", "")
+        if "@" not in to or len(to) > 254:
+            raise GatewayError(400, "invalid_request", "to")
+        return jsonify(messages=read_mail(data_path, to))
+
+    @app.get("/mail")
+    def mail_html():
+        if not outbox_page:
+            raise GatewayError(404, "not_found")
+        rows = g.db.execute("SELECT rcpt, subject, body, received_at FROM mails "
+                            "ORDER BY id DESC LIMIT 30").fetchall()
+        items = "".join(
+            f"<tr><td>{escape(time.strftime('%H:%M:%S', time.localtime(r['received_at'])))}"
+            f"</td><td>{escape(r['rcpt'])}</td><td>{escape(r['subject'])}</td>"
+            f"<td><pre style=\"white-space:pre-wrap\">{_linkify(r['body'])}</pre></td></tr>"
+            for r in rows)
+        return (f"<!doctype html><meta charset=utf-8><meta http-equiv=refresh content=5>"
+                f"<title>Sandbox mail outbox</title><h1>Sandbox mail outbox</h1>"
+                f"<p>E-mails the sandbox's SMTP receiver took instead of delivering them "
+                f"(newest first). Text messages: <a href=\"/outbox\">/outbox</a>.</p>"
+                f"<table border=1 cellpadding=4><tr><th>time</th><th>to</th><th>subject</th>"
+                f"<th>text</th></tr>{items}</table>")
 
     @app.get("/sandbox/people")
     def sandbox_people():
@@ -319,6 +346,22 @@ def create_sandbox(data_path: str, keys: dict[str, str],
         return jsonify(people=[dict(r) for r in rows])
 
     return app
+
+
+#: An http(s) URL in a mail's text, made a link on the /mail page.
+_URL = re.compile(r"https?://[^\s<>\"']+")
+
+
+def _linkify(text: str) -> str:
+    """``text`` HTML-escaped, with its http(s) URLs as links; a URL ends at
+    white space, a quote or an angle bracket, and every piece is escaped, so
+    nothing of the mail can add markup."""
+    out, last = [], 0
+    for match in _URL.finditer(text):
+        url = escape(match.group(0))
+        out += [str(escape(text[last:match.start()])), f'<a href="{url}">{url}</a>']
+        last = match.end()
+    return "".join(out) + str(escape(text[last:]))
 
 
 def _is_e164(phone: str) -> bool:

@@ -98,8 +98,8 @@ DEMO_ENTITIES: tuple[Entity, ...] = (
            DEMO_PEOPLE[2].name, DEMO_PEOPLE[2].id_number),
 )
 #: Version of the dataset's layout (SQLite ``user_version``); an older file
-#: must be seeded again.
-DATASET_VERSION = 2
+#: must be seeded again. 3: the ``mails`` table of the SMTP receiver.
+DATASET_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE people (
@@ -128,6 +128,16 @@ CREATE TABLE outbox (
     sent_at REAL NOT NULL               -- Unix time
 );
 CREATE INDEX outbox_phone ON outbox (phone);
+CREATE TABLE mails (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL,           -- the Message-ID header (one made up if absent)
+    mail_from TEXT NOT NULL,            -- envelope sender (MAIL FROM)
+    rcpt TEXT NOT NULL,                 -- one envelope recipient (RCPT TO), one row each
+    subject TEXT NOT NULL,
+    body TEXT NOT NULL,                 -- the text/plain part, decoded
+    received_at REAL NOT NULL           -- Unix time
+);
+CREATE INDEX mails_rcpt ON mails (rcpt);
 CREATE TABLE nonces (
     access_key TEXT NOT NULL,
     nonce TEXT NOT NULL,
@@ -268,6 +278,23 @@ def read_outbox(path: str | Path, phone: str) -> list[dict]:
     finally:
         conn.close()
     return [dict(row, params=json.loads(row["params"])) for row in rows]
+
+
+def read_mail(path: str | Path, to: str) -> list[dict]:
+    """Mails the sandbox's SMTP receiver took for the address ``to`` (compared
+    case-insensitively), oldest first.
+
+    :returns: dicts with ``message_id``, ``mail_from``, ``rcpt``, ``subject``,
+        ``body`` and ``received_at`` (Unix time).
+    """
+    conn = connect(path)
+    try:
+        rows = conn.execute("SELECT message_id, mail_from, rcpt, subject, body, received_at "
+                            "FROM mails WHERE rcpt = ? COLLATE NOCASE ORDER BY id",
+                            (to,)).fetchall()
+    finally:
+        conn.close()
+    return [dict(row) for row in rows]
 
 
 def remember_nonce(conn: sqlite3.Connection, access_key: str, nonce: str, ttl: float) -> bool:

@@ -19,7 +19,6 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 
 from idp.accounts import service as accounts
 from idp.accounts import verification
@@ -47,6 +46,7 @@ from idp.oidc.authorize import (
 from idp.oidc.claims import ClaimsRequestError, parse_claims_request
 from idp.oidc.grants import deny_consent, save_consent
 from idp.oidc.responses import authorization_error
+from idp.oidc.scopes import SCOPE_DESCRIPTIONS
 from idp.runtime import Runtime, current_runtime
 from idp.web import (
     browser_id,
@@ -64,17 +64,6 @@ from idp.web import (
 )
 
 bp = Blueprint("authn", __name__)
-
-
-SCOPE_DESCRIPTIONS = {
-    "openid": _l("Know who you are (your account identifier)"),
-    "profile": _l("Your name and username"),
-    "email": _l("Your e-mail address"),
-    "phone": _l("Your phone number"),
-    "offline_access": _l("Stay connected when you are not using it"),
-    "realname": _l("Your verified real name and identity assurance level"),
-    "idcard": _l("Your resident ID number (the full number, as verified)"),
-}
 
 
 def _client_for(item) -> object | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -40,7 +41,14 @@ class IdpGroup(FlaskGroup):
     """Flask's command group without its generic options (``--app``,
     ``--env-file``, ``--debug``) and plugin commands: the ``idp`` command
     serves one application, and schema revisions are made by developers,
-    not operators (so Flask-Migrate's ``db`` group is replaced by ours)."""
+    not operators (so Flask-Migrate's ``db`` group is replaced by ours).
+
+    Its commands are all registered here, none on ``app.cli``, so listing
+    them (``idp --help``) and looking one up never create the application:
+    creating it makes the instance folder, secrets and database and takes a
+    second, which help and a mistyped command name must not do. The app is
+    created only when a command that needs it runs (``with_appcontext``).
+    """
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -48,6 +56,14 @@ class IdpGroup(FlaskGroup):
 
     def _load_plugin_commands(self) -> None:
         return None
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        """The registered command ``name``, or None; the app is not loaded."""
+        return click.Group.get_command(self, ctx, name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """The registered commands' names, sorted; the app is not loaded."""
+        return click.Group.list_commands(self, ctx)
 
 
 @click.group(cls=IdpGroup, create_app=_create_app, add_default_commands=False,
@@ -125,20 +141,70 @@ def users() -> None:
     """Manage accounts."""
 
 
+#: Longest password line read from standard input (the account policy
+#: allows 1024 characters; a longer line is refused, not cut).
+MAX_PASSWORD_LINE = 1024
+
+
+def _stdin_is_terminal() -> bool:
+    """Whether standard input is a terminal (someone can be asked)."""
+    return sys.stdin.isatty()
+
+
+def _refuse_password_option(_ctx: click.Context, _param: click.Parameter,
+                            value: str | None) -> None:
+    if value is not None:
+        raise click.UsageError(
+            "--password is not accepted: a password on the command line is seen by every "
+            "user of the machine (ps, /proc) and kept in shell history. Type it at the "
+            "prompt, or pipe it in with --password-stdin.")
+
+
+def _read_password(from_stdin: bool) -> str:
+    """The new account's password: one line of standard input with
+    ``--password-stdin`` (like ``docker login``), else asked twice at the
+    terminal without echo.
+
+    :raises click.UsageError: no ``--password-stdin`` and no terminal to ask at.
+    :raises click.ClickException: an empty or too long line on standard input.
+    """
+    if from_stdin:
+        line = sys.stdin.readline(MAX_PASSWORD_LINE + 2)
+        password = line.removesuffix("\n").removesuffix("\r")
+        if len(password) > MAX_PASSWORD_LINE:
+            raise click.ClickException(
+                f"--password-stdin: the password is longer than {MAX_PASSWORD_LINE} characters")
+        if not password:
+            raise click.ClickException("--password-stdin: standard input gave no password "
+                                       "(one line, ended by a newline or the end of input)")
+        return password
+    if not _stdin_is_terminal():
+        raise click.UsageError("no terminal to ask for the password: pipe it in with "
+                               "--password-stdin")
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
 @users.command("create")
 @click.option("--username", required=True)
-@click.option("--password", required=True, help="Initial password (min length from config).")
+@click.option("--password-stdin", "password_stdin", is_flag=True,
+              help="Read the password from the first line of standard input instead of "
+                   "asking for it at the terminal.")
+@click.option("--password", hidden=True, expose_value=False, is_eager=True,
+              callback=_refuse_password_option)
 @click.option("--name", default=None, help="Display name.")
 @click.option("--email", default=None)
 @click.option("--admin", is_flag=True,
               help="An operator: must set up an authenticator (TOTP) at first sign-in.")
 @with_appcontext
-def users_create(username: str, password: str, name: str | None, email: str | None,
+def users_create(username: str, password_stdin: bool, name: str | None, email: str | None,
                  admin: bool) -> None:
-    """Create an account."""
+    """Create an account. The password is asked at the terminal (twice,
+    not shown), or read from standard input with --password-stdin; never
+    given on the command line."""
     from idp.accounts.service import AccountError, create_account
     from idp.runtime import current_runtime
 
+    password = _read_password(password_stdin)
     try:
         account = create_account(current_runtime(), username, password, name=name, email=email,
                                  admin=admin)

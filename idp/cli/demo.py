@@ -37,9 +37,24 @@ PORTALS = (
 
 #: Port offset of the sandbox gateway (registries and SMS) from the provider's port.
 SANDBOX_OFFSET = 3
+#: Port offset of the sandbox's SMTP receiver, the demo provider's mail relay.
+SMTP_OFFSET = 4
+#: Sender of the demo provider's mail.
+DEMO_MAIL_FROM = "no-reply@idp.demo.localhost"
 #: The demo account's mobile number: the first fixed sandbox person's, so
 #: sign-in by SMS code works with the sandbox's outbox.
 DEMO_PHONE = "+8613900000001"
+
+#: Ports browsers refuse to open (the Fetch standard's "bad ports", §2.9
+#: port blocking; Chromium and Firefox follow it): a demo page on one of
+#: them cannot be shown at all, so the demo refuses them up front.
+BROWSER_BLOCKED_PORTS = frozenset({
+    1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101,
+    102, 103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389,
+    427, 465, 512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636,
+    989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566,
+    6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
+})
 
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -152,9 +167,10 @@ def prepare_demo(instance_path: str | Path | None, port: int) -> dict[str, Any]:
 
     :param instance_path: instance folder (None: from the configuration, ./instance).
     :param port: the provider's port; the portals use ``port + 1`` and ``port + 2``.
-    :returns: ``issuer``, ``instance_path``, ``username``, ``password`` and
-        ``portals``: a list of dicts with ``client_id``, ``client_secret``,
-        ``title``, ``name``, ``port``, ``base_url``.
+    :returns: ``issuer``, ``instance_path``, ``username``, ``password``,
+        ``phone``, ``email``, ``portals``: a list of dicts with ``client_id``,
+        ``client_secret``, ``title``, ``name``, ``port``, ``base_url``, and
+        ``sandbox``: ``url``, ``smtp_port`` and ``data`` (the dataset file).
     :raises DemoError: in production mode or on invalid configuration.
     """
     from idp import create_app
@@ -194,8 +210,9 @@ def prepare_demo(instance_path: str | Path | None, port: int) -> dict[str, Any]:
         seed(sandbox_data, people=200, entities=40)
     return {"issuer": rt.issuer, "instance_path": str(instance), "username": DEMO_USERNAME,
             "password": DEMO_PASSWORD, "portals": portals, "phone": DEMO_PHONE,
+            "email": DEMO_EMAIL,
             "sandbox": {"url": f"http://{HOST}:{port + SANDBOX_OFFSET}",
-                        "data": str(sandbox_data)}}
+                        "smtp_port": port + SMTP_OFFSET, "data": str(sandbox_data)}}
 
 
 def _port_free(port: int) -> bool:
@@ -292,6 +309,7 @@ def _banner(demo: dict[str, Any]) -> str:
         f"  Portal 1            {one['base_url']}/   {one['title']}",
         f"  Portal 2            {two['base_url']}/   {two['title']}",
         f"  Sandbox SMS outbox  {demo['sandbox']['url']}/outbox",
+        f"  Sandbox mail outbox {demo['sandbox']['url']}/mail",
         "",
         f"  Demo account        username: {demo['username']}   password: {demo['password']}",
         f"                      mobile: {demo['phone']} (sign in by text message: the code",
@@ -315,6 +333,11 @@ def _banner(demo: dict[str, Any]) -> str:
         f"      for a strong proof (social security card {person.card_number}) and a",
         "      second factor, then the portal shows acr L3 and the verified name.",
         "",
+        "  Account basics:",
+        f"   8. Signed in as {demo['username']}, open {demo['issuer']}/account/email and send a",
+        f"      verification link to {demo['email']} (or another address): the mail",
+        "      appears in the sandbox mail outbox; open its link and confirm.",
+        "",
         f"  Data: {demo['instance_path']} (client secrets in {DEMO_FILE})",
         "  Press Ctrl-C to stop.",
         rule, "",
@@ -334,9 +357,19 @@ def run_demo(port: int) -> None:
     """
     from idp.config import PROJECT_ROOT
 
-    ports = [port] + [port + offset for _, _, offset in PORTALS] + [port + SANDBOX_OFFSET]
+    # Pages a browser opens: the provider, the portals and the sandbox's
+    # outboxes; then the SMTP receiver, which only the provider talks to.
+    web = [port] + [port + offset for _, _, offset in PORTALS] + [port + SANDBOX_OFFSET]
+    ports = web + [port + SMTP_OFFSET]
     if port < 1 or ports[-1] > 65535:
-        raise click.ClickException(f"--port must be between 1 and {65535 - SANDBOX_OFFSET}")
+        raise click.ClickException(f"--port must be between 1 and {65535 - SMTP_OFFSET}")
+    blocked = [str(p) for p in web if p in BROWSER_BLOCKED_PORTS]
+    if blocked:
+        raise click.ClickException(
+            f"{'ports' if len(blocked) > 1 else 'port'} {', '.join(blocked)} "
+            f"{'are' if len(blocked) > 1 else 'is'} blocked by web browsers (Chromium and "
+            f"Firefox refuse them); the demo needs ports {ports[0]}-{ports[-1]}: choose "
+            "another --port, e.g. 8000.")
     busy = [str(p) for p in ports if not _port_free(p)]
     if busy:
         raise click.ClickException(
@@ -364,15 +397,18 @@ def run_demo(port: int) -> None:
         children.append(_Child(
             "the sandbox gateway",
             [sys.executable, "-c", "from idp.cli import main; main(prog_name='idp')",
-             "sandbox", "serve", "--port", str(port + SANDBOX_OFFSET), "--path",
-             sandbox["data"], "--outbox-page"],
+             "sandbox", "serve", "--port", str(port + SANDBOX_OFFSET), "--smtp-port",
+             str(sandbox["smtp_port"]), "--path", sandbox["data"], "--outbox-page"],
             dict(env, IDP_SANDBOX_KEYS=f"{DEV_ACCESS_KEY}={DEV_SECRET}"),
             sandbox["url"] + "/outbox"))
         provider_env = dict(env, IDP_ISSUER=demo["issuer"], IDP_INSTANCE_PATH=demo["instance_path"],
                             IDP_DATABASE_URL="", IDP_REDIS_URL="",
                             IDP_GATEWAY__URL=sandbox["url"],
                             IDP_GATEWAY__ACCESS_KEY=DEV_ACCESS_KEY,
-                            IDP_GATEWAY__SECRET=DEV_SECRET)
+                            IDP_GATEWAY__SECRET=DEV_SECRET,
+                            IDP_MAIL__HOST=HOST, IDP_MAIL__PORT=str(sandbox["smtp_port"]),
+                            IDP_MAIL__SECURITY="none", IDP_MAIL__USERNAME="",
+                            IDP_MAIL__PASSWORD="", IDP_MAIL__FROM_ADDRESS=DEMO_MAIL_FROM)
         children.append(_Child(
             "the identity provider",
             [sys.executable, "-c", "from idp.cli import main; main(prog_name='idp')",

@@ -52,7 +52,7 @@ def sandbox_keys(environ: Mapping[str, str] | None = None) -> dict[str, str]:
 
 @click.group()
 def sandbox() -> None:
-    """The sandbox data-sharing gateway (synthetic registries, SMS outbox)."""
+    """The sandbox data-sharing gateway (synthetic registries, SMS and mail outboxes)."""
 
 
 @sandbox.command("seed")
@@ -73,27 +73,44 @@ def sandbox_seed(people: int, entities: int, seed_value: int, path: str) -> None
 
 
 @sandbox.command("serve")
-@click.option("--port", default=5900, show_default=True, type=int, help="TCP port.")
+@click.option("--port", default=5900, show_default=True, type=click.IntRange(1, 65535),
+              help="TCP port of the gateway (HTTP).")
+@click.option("--smtp-port", default=5925, show_default=True, type=click.IntRange(1, 65535),
+              help="TCP port of the SMTP receiver, which keeps the mail it is sent.")
 @click.option("--path", default=default_path, show_default="instance/sandbox.sqlite3",
               type=click.Path(dir_okay=False), help="Dataset made by `idp sandbox seed`.")
 @click.option("--outbox-page", is_flag=True,
-              help="Also serve /outbox, an unsigned page of sent text messages (demos).")
-def sandbox_serve(port: int, path: str, outbox_page: bool) -> None:
-    """Serve the sandbox gateway on 127.0.0.1 (werkzeug, threaded)."""
+              help="Also serve /outbox and /mail, unsigned pages of the text messages and "
+                   "e-mails sent (demos).")
+def sandbox_serve(port: int, smtp_port: int, path: str, outbox_page: bool) -> None:
+    """Serve the sandbox gateway and its SMTP receiver on 127.0.0.1
+    (werkzeug, threaded; aiosmtpd)."""
     from werkzeug.serving import make_server
 
     from connectors.sandbox.app import create_sandbox
+    from connectors.sandbox.smtp import SandboxSmtp
 
     keys = sandbox_keys()
     try:
         app = create_sandbox(path, keys, outbox_page=outbox_page)
+        smtp = SandboxSmtp(path, smtp_port)
     except FileNotFoundError as exc:
         raise click.ClickException(str(exc)) from None
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    click.echo(f"sandbox gateway on http://127.0.0.1:{port} (keys: {', '.join(keys)})")
+    try:
+        server = make_server("127.0.0.1", port, app, threaded=True)
+    except OSError as exc:
+        raise click.ClickException(f"port {port}: {exc.strerror}") from None
+    try:
+        smtp.start()
+    except OSError as exc:
+        server.server_close()
+        raise click.ClickException(f"SMTP port {smtp_port}: {exc.strerror}") from None
+    click.echo(f"sandbox gateway on http://127.0.0.1:{port} (keys: {', '.join(keys)}), "
+               f"SMTP receiver on 127.0.0.1:{smtp_port}")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+        smtp.stop()

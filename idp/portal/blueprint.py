@@ -1,11 +1,13 @@
 """The account console under ``/account``: the user's level and evidence,
-the verification steps, and how the account signs in (authenticator app,
-recovery codes, mobile number, password), which changes only after a
-re-authentication (``/account/reauth``). Views parse and render; the
-verification and authentication services decide. A verification made
-during a step-up returns to the pending authorization request (``i``). A
-card read at a kiosk that no account proved possession of is linked here,
-after the person signed in on the kiosk (``/account/link-card``)."""
+the verification steps, the e-mail address (verified by a link), the
+relying parties the user consented to, and how the account signs in
+(authenticator app, recovery codes, mobile number, password), which
+changes only after a re-authentication (``/account/reauth``). Views parse
+and render; the verification and authentication services decide. A
+verification made during a step-up returns to the pending authorization
+request (``i``). A card read at a kiosk that no account proved possession
+of is linked here, after the person signed in on the kiosk
+(``/account/link-card``)."""
 
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from wtforms import Field
 
-from idp.accounts import entities, verification
+from idp.accounts import emails, entities, verification
 from idp.accounts import service as accounts
 from idp.accounts.identifiers import (
     IdentifierError,
@@ -40,7 +42,11 @@ from idp.authn.blueprint import send_code_for_form
 from idp.authn.forms import require_min_length
 from idp.authn.kiosk import service as kiosk
 from idp.authn.kiosk.blueprint import LINK_SESSION_KEY
+from idp.oidc import grants
+from idp.oidc.scopes import SCOPE_DESCRIPTIONS
 from idp.portal.forms import (
+    ConfirmEmailForm,
+    EmailForm,
     EntityForm,
     IdentityForm,
     LinkCardForm,
@@ -49,6 +55,7 @@ from idp.portal.forms import (
     ReauthForm,
     StrongProofForm,
     TotpSetupForm,
+    WithdrawConsentForm,
 )
 from idp.runtime import current_runtime
 from idp.web import (
@@ -532,3 +539,115 @@ def password():
     elif request.method == "POST":
         status = 400
     return render_template("password.html", form=form), status
+
+
+@bp.route("/email", methods=["GET", "POST"])
+def email():
+    """The account's e-mail address: a link is sent to a new address (the
+    password is asked for it) or to the current unverified one; the address
+    changes, verified, only when the link is confirmed."""
+    rt, _sso, account, login = _signed_in()
+    if login:
+        return login
+    form = EmailForm()
+    if request.method == "GET" and not account.email_verified:
+        form.email.data = account.email
+    error, status = None, 200
+    if rt.mail is not None and form.validate_on_submit():
+        try:
+            pending = emails.send_verification_link(rt, account, form.email.data,
+                                                    form.password.data or "", client_ip())
+        except accounts.AccountError as exc:
+            getattr(form, exc.field, form.email).errors.append(exc.message)
+            status = 400
+        except authn.LoginFailedError:
+            form.password.errors.append(_("The password is incorrect."))
+            status = 401
+        except throttle.ThrottledError as exc:
+            error, status = too_many_attempts(exc.retry_after), 429
+        except emails.EmailThrottledError as exc:
+            error = _("Please wait %(minutes)d minutes before asking for another link.",
+                      minutes=max(1, (exc.retry_after + 59) // 60))
+            status = 429
+        except emails.EmailUnavailableError:
+            error, status = _("The e-mail service is unavailable. Try again later."), 503
+        else:
+            flash(_("We sent a link to %(address)s. Open it to confirm the address; until "
+                    "then your account keeps its current one.", address=pending.address),
+                  "notice")
+            return redirect(url_for("portal.email"), 303)
+    elif request.method == "POST":
+        status = 400 if rt.mail is not None else 503
+    return render_template("email.html", form=form, account=account, error=error,
+                           pending=emails.pending_email(rt, account),
+                           available=rt.mail is not None,
+                           password_asked=bool(account.password_hash)), status
+
+
+def _invalid_link() -> tuple[str, int]:
+    return render_template(
+        "error.html", error="invalid_link",
+        description=_("This link is invalid, has expired, was already used or was replaced "
+                      "by a newer one. Ask for a new link in your account.")), 400
+
+
+@bp.route("/email/confirm/<token>", methods=["GET", "POST"])
+def confirm_email(token: str):
+    """The page an e-mail verification link opens, in any browser (the
+    token is the proof): it shows the address and the account and changes
+    them only on the confirming POST, so a mail scanner opening the link
+    changes nothing. Only the account the link was made for changes,
+    whoever is signed in here."""
+    rt = current_runtime()
+    form = ConfirmEmailForm()
+    try:
+        link = emails.read_link(rt, token)
+    except emails.EmailLinkError:
+        return _invalid_link()
+    _sso, signed_in = current_sso(rt)
+    if form.validate_on_submit():
+        try:
+            link = emails.confirm_link(rt, token, client_ip())
+        except emails.EmailLinkError:
+            return _invalid_link()
+        flash(_("%(address)s is now the verified e-mail address of the account "
+                "%(username)s.", address=link.address, username=link.account.username),
+              "notice")
+        own = signed_in is not None and signed_in.id == link.account.id
+        return redirect(url_for("portal.overview" if own else "authn.home"), 303)
+    other = signed_in if signed_in is not None and signed_in.id != link.account.id else None
+    return render_template("email_confirm.html", form=form, link=link, other=other,
+                           token=token)
+
+
+@bp.get("/apps")
+def apps():
+    """The relying parties the account consented to, each with what it may
+    receive and a button to withdraw the consent."""
+    _rt, _sso, account, login = _signed_in()
+    if login:
+        return login
+    return render_template("apps.html", consents=grants.consents_of(account.id),
+                           descriptions=SCOPE_DESCRIPTIONS, form=WithdrawConsentForm())
+
+
+@bp.post("/apps/withdraw")
+def withdraw_app():
+    """Withdraw the consent to one relying party: its tokens stop working
+    and it asks again at the next sign-in."""
+    rt, _sso, account, login = _signed_in()
+    if login:
+        return redirect(url_for("authn.login", next=url_for("portal.apps")))
+    form = WithdrawConsentForm()
+    if not form.validate_on_submit():
+        return render_template("error.html", error="invalid_request",
+                               description=_("The form was incomplete. Go back and try "
+                                             "again.")), 400
+    client = rt.clients.get(form.client_id.data)
+    name = client.name if client is not None else form.client_id.data
+    if grants.withdraw_consent(rt, account.id, form.client_id.data, client_ip()) is None:
+        flash(_("%(name)s has no consent to withdraw.", name=name), "notice")
+    else:
+        flash(_("Consent withdrawn: %(name)s can no longer use your account, and asks you "
+                "again the next time you sign in there.", name=name), "notice")
+    return redirect(url_for("portal.apps"), 303)

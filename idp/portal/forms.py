@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, PasswordField, StringField
+from wtforms import EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 from idp.authn.forms import SmsCodeForm, sms_code_field, totp_code_field
@@ -99,3 +99,25 @@ class PasswordChangeForm(FlaskForm):
 
 class LinkCardForm(FlaskForm):
     """Confirm (or cancel, ``action``) linking the card read at the kiosk."""
+
+
+class EmailForm(FlaskForm):
+    """A new e-mail address, and the password when it is another address
+    than the account's (idp.accounts.emails.needs_password)."""
+
+    email = EmailField(_l("New e-mail address"), validators=[DataRequired(), Length(max=254)],
+                       render_kw={"autocomplete": "email", "spellcheck": "false",
+                                  "autocapitalize": "off"})
+    password = PasswordField(_l("Your password"), validators=[Optional(), Length(max=1024)],
+                             render_kw={"autocomplete": "current-password"})
+
+
+class ConfirmEmailForm(FlaskForm):
+    """The confirming POST of an e-mail verification link (CSRF only: the
+    link's token in the URL is the proof)."""
+
+
+class WithdrawConsentForm(FlaskForm):
+    """Withdraw the consent given to one relying party."""
+
+    client_id = HiddenField(validators=[DataRequired(), Length(max=64)])

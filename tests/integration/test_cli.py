@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -74,15 +76,141 @@ def test_clients_create_errors(cli_env, args, message):
     assert message in result.output
 
 
-def test_users_create(cli_env):
-    ok = run(cli_env, "users", "create", "--username", "alice", "--password", "long password here")
-    assert ok.exit_code == 0 and "alice" in ok.output
+def _password_works(cli_env, username: str, password: str) -> bool:
+    from idp import create_app
+    from idp.accounts.service import check_password
+    from idp.extensions import db
+
+    app = create_app({"instance_path": cli_env["IDP_INSTANCE_PATH"],
+                      "database_url": cli_env["IDP_DATABASE_URL"], "secrets": dict(SECRETS)})
+    with app.app_context():
+        _account, ok = check_password(app.extensions["idp"], username, password)
+        db.session.remove()
+        db.engine.dispose()
+    return ok
+
+
+def test_users_create_reads_the_password_from_stdin(cli_env):
+    ok = CliRunner().invoke(main, ["users", "create", "--username", "alice",
+                                   "--password-stdin"], input="long password here\n", env=cli_env)
+    assert ok.exit_code == 0, ok.output
+    assert "created account alice" in ok.output and "long password here" not in ok.output
+    # Exactly the line, without its newline; spaces inside are kept.
+    assert _password_works(cli_env, "alice", "long password here")
     dup = CliRunner().invoke(main, ["users", "create", "--username", "ALICE",
-                                    "--password", "long password here"], env=cli_env)
-    assert dup.exit_code != 0 and "already taken" in dup.output
+                                    "--password-stdin"], input="long password here\n", env=cli_env)
+    assert dup.exit_code == 1 and "username: This username is already taken." in dup.output
     weak = CliRunner().invoke(main, ["users", "create", "--username", "bob",
-                                     "--password", "x"], env=cli_env)
-    assert weak.exit_code != 0 and "at least" in weak.output
+                                     "--password-stdin"], input="x\n", env=cli_env)
+    assert weak.exit_code == 1
+    assert "password: Password must be at least 8 characters." in weak.output
+    empty = CliRunner().invoke(main, ["users", "create", "--username", "bob",
+                                      "--password-stdin"], input="", env=cli_env)
+    assert empty.exit_code == 1 and "standard input gave no password" in empty.output
+    long = CliRunner().invoke(main, ["users", "create", "--username", "bob",
+                                     "--password-stdin"], input="p" * 1025 + "\n", env=cli_env)
+    assert long.exit_code == 1 and "longer than 1024 characters" in long.output
+
+
+def test_users_create_asks_at_the_terminal(cli_env, monkeypatch):
+    monkeypatch.setattr("idp.cli._stdin_is_terminal", lambda: True)
+    result = CliRunner().invoke(main, ["users", "create", "--username", "carol"],
+                                input="first try here\nsecond try\nlong password here\n"
+                                      "long password here\n", env=cli_env)
+    assert result.exit_code == 0, result.output
+    assert result.output.count("Password: ") == 2
+    assert "Error: The two entered values do not match." in result.output
+    assert "try" not in result.output and "long password here" not in result.output
+    assert _password_works(cli_env, "carol", "long password here")
+
+
+def test_users_create_without_a_terminal_needs_password_stdin(cli_env):
+    result = CliRunner().invoke(main, ["users", "create", "--username", "dave"],
+                                input="long password here\n", env=cli_env)
+    assert result.exit_code == 2
+    assert "no terminal to ask for the password: pipe it in with --password-stdin" in (
+        result.output)
+
+
+def test_users_create_refuses_a_password_on_the_command_line(cli_env):
+    result = CliRunner().invoke(main, ["users", "create", "--username", "erin",
+                                       "--password", "long password here"], env=cli_env)
+    assert result.exit_code == 2
+    assert "--password is not accepted" in result.output and "--password-stdin" in result.output
+    # Nothing was created: the name is still free.
+    ok = CliRunner().invoke(main, ["users", "create", "--username", "erin",
+                                   "--password-stdin"], input="long password here\n", env=cli_env)
+    assert ok.exit_code == 0, ok.output
+
+
+def _read_until(fd: int, marker: bytes, seen: bytearray, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        assert time.monotonic() < deadline, bytes(seen)
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the child closed the terminal
+                chunk = b""
+            assert chunk, bytes(seen)
+            seen.extend(chunk)
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_users_create_prompt_on_a_real_terminal_does_not_echo(cli_env):
+    main_fd, child_fd = os.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
+    proc = subprocess.Popen([sys.executable, "-m", "idp.cli", "users", "create",
+                             "--username", "frank"], stdin=child_fd, stdout=child_fd,
+                            stderr=child_fd, env={**env, **cli_env}, start_new_session=True)
+    os.close(child_fd)
+    seen = bytearray()
+    try:
+        _read_until(main_fd, b"Password: ", seen)
+        os.write(main_fd, b"typed secretly\n")
+        _read_until(main_fd, b"Repeat for confirmation: ", seen)
+        os.write(main_fd, b"typed secretly\n")
+        _read_until(main_fd, b"created account frank", seen)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(main_fd)
+    assert b"typed secretly" not in seen
+    assert _password_works(cli_env, "frank", "typed secretly")
+
+
+@pytest.mark.parametrize("args", [["--help"], [], ["users", "--help"],
+                                  ["users", "create", "--help"], ["sandbox", "--help"],
+                                  ["no-such-command"]])
+def test_help_creates_nothing(tmp_path, args):
+    """Regression: listing the commands loaded the app, which created the
+    instance folder, its secrets and database (and took a second)."""
+    instance = tmp_path / "missing"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
+    env["IDP_INSTANCE_PATH"] = str(instance)
+    result = subprocess.run([sys.executable, "-m", "idp.cli", *args], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60)
+    assert "Usage: " in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert not instance.exists() and list(tmp_path.iterdir()) == []
+    if args == ["no-such-command"]:
+        assert result.returncode == 2 and "No such command 'no-such-command'" in result.stderr
+    elif args:
+        assert result.returncode == 0
+
+
+def test_help_answers_fast(tmp_path, monkeypatch):
+    monkeypatch.setenv("IDP_INSTANCE_PATH", str(tmp_path / "missing"))
+    CliRunner().invoke(main, ["users", "--help"])  # click's own first-use work
+    started = time.perf_counter()
+    result = CliRunner().invoke(main, ["--help"])
+    elapsed = time.perf_counter() - started
+    assert result.exit_code == 0 and "users" in result.output and "serve" in result.output
+    assert elapsed < 0.25, f"idp --help took {elapsed:.2f} s"
+    assert not (tmp_path / "missing").exists()
 
 
 def test_keys_rotate_keeps_old_key_published(cli_env):

@@ -134,7 +134,7 @@ def test_refuses_production_mode(tmp_path, monkeypatch):
     assert not (tmp_path / "demo.json").exists()
 
 
-def _free_run(count: int = 4) -> int:
+def _free_run(count: int = 5) -> int:
     """A port p such that p .. p+count-1 are free on 127.0.0.1."""
     for _ in range(50):
         port = random.randint(20000, 60000)
@@ -165,6 +165,38 @@ def test_port_in_use_is_a_clear_error(tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert f"port {port + 1} on 127.0.0.1 already in use" in result.output
     assert not (tmp_path / "demo.json").exists()  # nothing prepared, nothing started
+
+
+def test_ports_browsers_refuse_are_refused(tmp_path, monkeypatch):
+    """Regression: the README's example port, 6000, is one Chromium and
+    Firefox refuse to open; the demo started there and could not be used."""
+    from idp.cli import main
+
+    monkeypatch.setenv("IDP_INSTANCE_PATH", str(tmp_path))
+    with socket.socket() as sock:
+        # Held, so that code without the check stops at "in use" instead of starting.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 5998))
+        sock.listen()
+        result = CliRunner().invoke(main, ["demo", "--port", "5998"])
+    assert result.exit_code == 1
+    assert ("port 6000 is blocked by web browsers (Chromium and Firefox refuse them); the "
+            "demo needs ports 5998-6002: choose another --port, e.g. 8000.") in result.output
+    assert not (tmp_path / "demo.json").exists()
+
+
+def test_readme_and_make_use_a_port_browsers_open():
+    from idp.cli.demo import BROWSER_BLOCKED_PORTS
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    ports = [int(p) for p in re.findall(r"idp demo --port (\d+)", readme)]
+    ports += [int(p) for p in re.findall(r"make demo PORT=(\d+)", readme)]
+    assert ports and not any(p + offset in BROWSER_BLOCKED_PORTS
+                             for p in ports for offset in range(4))
+    dry_run = subprocess.run(["make", "-n", "demo", "PORT=8123"], cwd=PROJECT_ROOT,
+                             capture_output=True, text=True, timeout=60)
+    assert dry_run.returncode == 0, dry_run.stderr
+    assert ".venv/bin/idp demo --port 8123" in dry_run.stdout
 
 
 def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -225,6 +257,27 @@ def _real_name_walkthrough(provider: str, portal: str, sandbox: str, banner: str
     assert '<td id="acr">L3' in home.text and person.name in home.text
 
 
+def _email_walkthrough(provider: str, sandbox: str) -> None:
+    """Step 8 of the banner: the demo account's e-mail address verified by a
+    link that the provider mails through the sandbox's SMTP receiver."""
+    from idp.cli.demo import DEMO_EMAIL
+
+    browser = requests.Session()
+    page = browser.get(f"{provider}/account/email")
+    page = browser.post(page.url, data={**hidden_inputs(page.text),
+                                        "username": DEMO_USERNAME, "password": DEMO_PASSWORD})
+    assert page.url == f"{provider}/account/email", page.url
+    sent = browser.post(page.url, data={**hidden_inputs(page.text), "email": DEMO_EMAIL})
+    assert sent.status_code == 200 and f"We sent a link to {DEMO_EMAIL}" in sent.text
+    outbox = requests.get(f"{sandbox}/mail").text
+    link = re.search(rf'<a href="({re.escape(provider)}/account/email/confirm/[\w-]+)"',
+                     outbox).group(1)
+    confirm = browser.get(link)
+    done = browser.post(link, data=hidden_inputs(confirm.text))
+    assert done.url == f"{provider}/account"
+    assert f"{DEMO_EMAIL} is now the verified e-mail address" in done.text
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -253,7 +306,7 @@ def test_demo_command_end_to_end(tmp_path):
         banner = (tmp_path / "demo.log").read_text()
         sandbox = f"http://127.0.0.1:{port + 3}"
         for text in (provider, portal1, portal2, DEMO_USERNAME, DEMO_PASSWORD,
-                     f"{sandbox}/outbox"):
+                     f"{sandbox}/outbox", f"{sandbox}/mail", f"{provider}/account/email"):
             assert text in banner
 
         # Sign-in by SMS through the sandbox gateway: the code is on the outbox page.
@@ -282,6 +335,7 @@ def test_demo_command_end_to_end(tmp_path):
         assert browser.get(f"{portal1}/login").url.startswith(f"{provider}/login")
 
         _real_name_walkthrough(provider, portal1, sandbox, banner)
+        _email_walkthrough(provider, sandbox)
 
         # SIGTERM to the demo alone: it must stop its children itself.
         proc.send_signal(signal.SIGTERM)

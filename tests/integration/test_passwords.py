@@ -266,29 +266,31 @@ def cli_env(tmp_path, database_url):
             **{f"IDP_SECRETS__{k.upper()}": v for k, v in SECRETS.items()}}
 
 
-def users_create(env, *args: str):
-    return CliRunner().invoke(main, ["users", "create", *args], env=env)
+def users_create(env, *args: str, password: str):
+    """``idp users create`` with the password on standard input."""
+    return CliRunner().invoke(main, ["users", "create", *args, "--password-stdin"],
+                              input=password + "\n", env=env)
 
 
 @pytest.mark.parametrize("password", WEAK)
 def test_cli_users_create_refuses_guessable_passwords(cli_env, password):
-    result = users_create(cli_env, "--username", new_username(), "--password", password)
+    result = users_create(cli_env, "--username", new_username(), password=password)
     assert result.exit_code == 1
     assert f"password: {GUESSABLE}" in " ".join(result.output.split())
 
 
 def test_cli_users_create_says_every_error(cli_env):
     username = new_username()
-    result = users_create(cli_env, "--username", username, "--password", username + "!")
+    result = users_create(cli_env, "--username", username, password=username + "!")
     assert result.exit_code == 1 and f"password: {IDENTIFIER}" in " ".join(result.output.split())
     result = users_create(cli_env, "--username", "op", "--name", "张伟", "--email", "x@y",
-                          "--password", "zhangwei1990")
+                          password="zhangwei1990")
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if ": " in line]
     assert [line.removeprefix("Error: ").split(": ")[0] for line in lines] == \
         ["username", "password", "email"]
     assert f"password: {IDENTIFIER}" in result.output
-    ok = users_create(cli_env, "--username", username, "--password", STRONG)
+    ok = users_create(cli_env, "--username", username, password=STRONG)
     assert ok.exit_code == 0 and username in ok.output
 
 
