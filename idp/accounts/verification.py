@@ -4,8 +4,8 @@ live evidence supports.
 
 Levels (DESIGN.md, assurance level): 1 a verified phone; 2 name and
 resident ID number matched by the population registry; 3 level 2 and an
-independent strong proof (face comparison, social security card, carrier
-three-element check); 4 verified in person at a counter. Evidence expires
+independent proof of possession (face comparison, carrier three-element
+check); 4 verified in person at a counter. Evidence expires
 after ``assurance.validity_days`` of its method and can be revoked (password
 reset by SMS, an operator's demand for re-verification).
 
@@ -16,7 +16,11 @@ and a visit to a counter prove more. An account holds its ID number *by
 knowledge only* when none of its live evidence is possession; such a number
 goes to whoever proves possession of it (:func:`verify_card_read`, and a
 pending :class:`IdentityClaim` proven by face or carrier), and the holder
-loses it (``idp.admin.service.release_identity``).
+loses it (``idp.admin.service.release_identity``). For the same reason only
+possession lifts an identity to level 3: the social security card check by
+typed number confirms the card and makes its number a login identifier,
+but whoever holds a stolen card (or saw it) could make it, so it supports
+level 2 only, as a card read at a kiosk does.
 
 A registry that cannot answer raises :class:`VerificationUnavailableError`
 and records nothing, so an outage never raises or lowers a level. Every
@@ -54,19 +58,21 @@ from idp.timeutil import utcnow
 log = logging.getLogger(__name__)
 
 #: Verification methods: the registry (or place) that answers and the level a
-#: success supports. A card read at a kiosk supports level 2 only: it proves
-#: that the card is in the reader, not that its holder is its owner (a
-#: stolen card reads the same), so it lifts nobody to level 3.
+#: success supports. A card, typed or read at a kiosk, supports level 2 only:
+#: the typed number is printed on it, and a read proves that the card is in
+#: the reader, not that its holder is its owner (a stolen card reads the
+#: same), so neither lifts anybody to level 3.
 METHODS: dict[str, tuple[str, int]] = {
     "population_registry": ("population", 2),
     "face_comparison": ("face", 3),
-    "social_security_card": ("social_security", 3),
+    "social_security_card": ("social_security", 2),
     "carrier_three_element": ("carrier", 3),
     "in_person": ("counter", 4),
     "card_read": ("kiosk", 2),
 }
-#: The independent strong proofs that lift level 2 to level 3.
-STRONG_METHODS = frozenset({"face_comparison", "social_security_card", "carrier_three_element"})
+#: The independent strong proofs that lift level 2 to level 3: possession
+#: of the face or of the phone registered to the person, never a card alone.
+STRONG_METHODS = frozenset({"face_comparison", "carrier_three_element"})
 #: Proofs that the person holds what only the identity's owner should: the
 #: card itself (read by a kiosk), their face, the phone registered to them at
 #: the carrier (proven by an SMS code), themselves at a counter. Possession
@@ -517,11 +523,12 @@ def card_check_refusal(account: Account, amr: Sequence[str]) -> str | None:
 
 def verify_card(rt: Runtime, account: Account, card_number: str, ip: str | None, *,
                 amr: Sequence[str]) -> VerificationEvidence:
-    """Level 3 by social security card: the card must be active and issued
-    to the account's ID number. The card number is then stored (encrypted,
+    """The social security card: it must be active and issued to the
+    account's ID number. The card number is then stored (encrypted,
     indexed) and becomes a login identifier. Commits.
 
-    A typed card number is knowledge: it never takes a number over from
+    A typed card number is knowledge (issue 7: a stolen card must not reach
+    level 3): the evidence supports level 2, never takes a number over from
     another account, and :func:`card_check_refusal` says when it is refused.
 
     :param amr: the ``amr`` of the session the check is made in.

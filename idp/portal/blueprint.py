@@ -183,8 +183,10 @@ def verify_identity():
 
 @bp.route("/verify/strong", methods=["GET", "POST"])
 def verify_strong():
-    """Level 3: one independent strong proof, chosen by the button pressed.
-    With a pending claim on a number another account holds by name and
+    """Level 3: one independent proof of possession (carrier, face), chosen
+    by the button pressed; or registering the social security card, which
+    makes its number a login identifier and does not lift the level. With a
+    pending claim on a number another account holds by name and
     number only, the possession proofs (face, carrier) that take it over."""
     rt, sso, account, login = _signed_in()
     if login:
@@ -205,6 +207,12 @@ def verify_strong():
     if form.validate_on_submit() and method in proofs:
         failed = _check(proofs[method], {"liveness_token": form.liveness_token},
                         form.card_number)
+        if failed is None and method == "card":
+            # The card is knowledge: it registers a login identifier and
+            # lifts nothing, so the page stays for a proof that does.
+            flash(_("Your social security card is registered: you can sign in with its "
+                    "number."), "notice")
+            return redirect(url_for("portal.verify_strong", i=item.id if item else None), 303)
         if failed is None:
             return _done(item, _("Your identity is strongly verified."))
         error, status = failed

@@ -118,7 +118,7 @@ def step_up_site(tmp_path_factory, database_url):
     _username, password, person = level_2_account(provider, gateway)
     yield {"STEP_UP_PROVIDER": provider.url, "STEP_UP_PORTAL": portal.url,
            "STEP_UP_IDENTIFIER": person.id_number, "STEP_UP_PASSWORD": password,
-           "STEP_UP_CARD": person.card_number, "STEP_UP_OUTBOX": f"{gateway.url}/outbox",
+           "STEP_UP_OUTBOX": f"{gateway.url}/outbox",
            "STEP_UP_NAME": person.name}
     portal.stop()
     provider.stop()

@@ -247,7 +247,7 @@ def _real_name_walkthrough(provider: str, portal: str, sandbox: str, banner: str
     strong_url = re.search(r'id="verify" href="([^"]+)"', step_up.text).group(1)
     strong = browser.get(provider + strong_url.replace("&amp;", "&"))
     factor = browser.post(f"{provider}/account/verify/strong", data={
-        **hidden_inputs(strong.text), "card_number": person.card_number, "method": "card"})
+        **hidden_inputs(strong.text), "method": "carrier"})
     assert "/login/step-up" in factor.url and 'value="send_sms"' in factor.text
     sent = browser.post(f"{provider}/login/step-up", data={
         **hidden_inputs(factor.text), "action": "send_sms"})

@@ -60,11 +60,17 @@ def test_level_3_request_steps_a_level_2_user_up(gw):
         username=username, password=password)
     assert page.status_code == 200 and "/login/step-up" in page.url
     assert 'id="verify"' in page.text and "/account/verify/strong" in page.text
-    # 1. Verify more: the social security card lifts the identity to level 3.
+    # 1. Verify more: the social security card registers a login identifier
+    # but is knowledge (issue 7: its number is printed on it), so the page
+    # stays; the carrier check of the confirmed phone lifts the identity.
     strong_url = page.text.split('id="verify" href="')[1].split('"')[0].replace("&amp;", "&")
     strong = browser.session.get(provider.url + strong_url)
-    done = post_form(browser, strong, "/account/verify/strong",
+    card = post_form(browser, strong, "/account/verify/strong",
                      card_number=person.card_number, method="card")
+    assert card.status_code == 303 and "/account/verify/strong" in card.headers["Location"]
+    strong = browser.session.get(provider.url + card.headers["Location"])
+    assert "you can sign in with its number" in strong.text
+    done = post_form(browser, strong, "/account/verify/strong", method="carrier")
     assert done.status_code == 303 and "/authorize/resume" in done.headers["Location"]
     # 2. A password login alone caps at level 2: add a factor, a code by SMS.
     page = follow(browser, done)
@@ -86,7 +92,8 @@ def test_level_3_request_steps_a_level_2_user_up(gw):
     assert verified["verification"]["trust_framework"] == "cn_provincial_gov"
     assert verified["verification"]["assurance_level"] == "L3"
     methods = [e["record"]["type"] for e in verified["verification"]["evidence"]]
-    assert sorted(methods) == ["population_register", "social_security_register"]
+    assert sorted(methods) == ["mobile_operator_register", "population_register",
+                               "social_security_register"]
     access = pyjwt.decode(tokens["access_token"], options={"verify_signature": False})
     assert access["acr"] == "L3"
     # The SSO session now has level 3: a second request is answered at once.
@@ -188,13 +195,12 @@ def test_setting_up_an_authenticator_ends_older_sessions(gw):
     import pyotp
 
     from idp.accounts.service import find_by_username
-    from idp.accounts.verification import verify_card
+    from idp.accounts.verification import verify_carrier
 
     provider, gateway = gw
     username, password, person = level_2_account(provider, gateway)
     with provider.app.app_context():
-        verify_card(provider.runtime, find_by_username(username), person.card_number, None,
-                    amr=["pwd"])
+        verify_carrier(provider.runtime, find_by_username(username), None)
     older = Browser(provider.url)
     older.go(f"{provider.url}/account", username=username, password=password)
     browser = Browser(provider.url)

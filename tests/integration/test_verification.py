@@ -160,6 +160,11 @@ def test_strong_proofs(gw):
     done = submit(browser, "/account/verify/strong", card_number=person.card_number.lower(),
                   method="card")
     assert done.status_code == 303
+    # Issue 7: the number printed on a card is knowledge (whoever holds a
+    # stolen card can type it): the card registers, the level stays 2.
+    assert level(provider, username) == 2
+    face = submit(browser, "/account/verify/strong", liveness_token="pass-2", method="face")
+    assert face.status_code == 303
     assert level(provider, username) == 3
     # The card number is a login identifier now.
     session = requests.Session()

@@ -30,13 +30,20 @@ def _account(phone_verified: bool = True):
 def test_levels_from_evidence():
     account = _account()
     population = _evidence("population_registry", 2)
-    card = _evidence("social_security_card", 3)
+    carrier = _evidence("carrier_three_element", 3)
     assert level_from(_account(False), []) == 0
     assert level_from(account, []) == 1
     assert level_from(account, [population]) == 2
-    assert level_from(account, [population, card]) == 3
+    assert level_from(account, [population, carrier]) == 3
+    assert level_from(account, [population, _evidence("face_comparison", 3)]) == 3
     # A strong proof without the registry match does not make level 3 (or 2).
-    assert level_from(account, [card]) == 1
+    assert level_from(account, [carrier]) == 1
+    # Issue 7: the social security card's number is printed on it
+    # (knowledge), so the card check never makes level 3, whatever level an
+    # older record of it says.
+    assert level_from(account, [population, _evidence("social_security_card", 3)]) == 2
+    assert level_from(account, [population, _evidence("card_read", 2),
+                                _evidence("social_security_card", 2)]) == 2
     assert level_from(account, [_evidence("in_person", 4)]) == 4
 
 

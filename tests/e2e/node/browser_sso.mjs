@@ -14,7 +14,7 @@
 //   provider STEP_UP_PROVIDER (wired to a sandbox gateway), the service that
 //   needs level L3 sends a level-2 user (signed in with the ID number
 //   STEP_UP_IDENTIFIER and STEP_UP_PASSWORD) through the step-up page: the
-//   social security card STEP_UP_CARD in the account console, then a code
+//   carrier check of its confirmed phone in the account console, then a code
 //   by SMS read from the sandbox outbox page STEP_UP_OUTBOX; the portal then
 //   shows acr L3 and the verified name STEP_UP_NAME.
 //
@@ -71,7 +71,7 @@ async function main() {
   const stepUp = stepUpPortal ? {
     portal: trimSlash(stepUpPortal), provider: trimSlash(env('STEP_UP_PROVIDER')),
     identifier: env('STEP_UP_IDENTIFIER'), password: env('STEP_UP_PASSWORD'),
-    card: env('STEP_UP_CARD'), outbox: env('STEP_UP_OUTBOX'), name: env('STEP_UP_NAME'),
+    outbox: env('STEP_UP_OUTBOX'), name: env('STEP_UP_NAME'),
   } : null
   const providerOrigins = new Set([providerOrigin,
     ...(stepUp ? [new URL(stepUp.provider).origin] : [])])
@@ -379,11 +379,10 @@ async function main() {
         await screenshot('06-step-up-verify')
       })
 
-      await step('step-up: verify the social security card in the account console', async () => {
+      await step('step-up: the carrier check of the phone in the account console', async () => {
         await navigate(() => page.locator('#verify').click(),
           (url) => url.pathname === '/account/verify/strong', 'the strong verification page')
-        await page.locator('input[name="card_number"]').fill(stepUp.card)
-        await navigate(() => page.getByRole('button', { name: 'Check the card' }).click(),
+        await navigate(() => page.getByRole('button', { name: 'Ask the carrier' }).click(),
           atStepUp, 'the step-up page, now asking for a second factor')
         await screenshot('07-step-up-second-factor')
       })
