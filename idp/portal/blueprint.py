@@ -38,7 +38,7 @@ from idp.accounts.identifiers import (
 )
 from idp.authn import interactions, otp, throttle, totp
 from idp.authn import service as authn
-from idp.authn.blueprint import send_code_for_form
+from idp.authn.blueprint import send_code_for_form, sms_busy
 from idp.authn.forms import require_min_length
 from idp.authn.kiosk import service as kiosk
 from idp.authn.kiosk.blueprint import LINK_SESSION_KEY
@@ -497,6 +497,8 @@ def reauth():
         except authn.SmsUnavailableError:
             error, status = _("The text message service is unavailable. Try again later."), 503
             sent = False
+        except otp.SmsBudgetExhaustedError:
+            error, status, sent = sms_busy(), 503, False
         except IdentifierError as exc:
             error, status, sent = str(exc.message), 400, False
         except ValueError:

@@ -208,3 +208,20 @@ def test_block_budget_stops_sequential_pumping(sms_provider, sandbox):
     assert len(events) == 1 and events[0].detail["budget"] == "prefix"
     # The block is named for the operators, never a whole number.
     assert events[0].detail["block"] == f"+86 {block}****"
+
+
+def test_a_reauthentication_code_over_the_budget_is_busy_not_a_server_error(sms_provider):
+    """Regression (found when the branches met): the console's
+    re-authentication sent its SMS code without handling a used-up hourly
+    budget, which answered 500."""
+    from tests.helpers import Browser
+    from tests.reauth_support import send_reauth_code
+
+    provider = sms_provider(global_hourly_budget=1)
+    phone = _number()
+    username, password, _ = provider.create_account(verified_phone=phone)
+    assert _send(requests.Session(), provider, _number()).status_code == 200
+    browser = Browser(provider.url)
+    browser.go(f"{provider.url}/account", username=username, password=password)
+    refused = send_reauth_code(browser.session, provider.url)
+    assert refused.status_code == 503 and BUSY in refused.text
