@@ -259,13 +259,15 @@ class UserAgent:
         return "\n".join(f"{v.method} {v.url} -> {v.status}" for v in self.trail)
 
 
-def form_fields(html: str, action_contains: str) -> tuple[str, dict[str, str]]:
+def form_fields(html: str, action_contains: str = "") -> tuple[str, dict[str, str]]:
     """The action and hidden fields of the first form whose action contains
-    ``action_contains`` (a relying party's own "continue" or "sign out" form)."""
+    ``action_contains`` (a relying party's own "continue" or "sign out"
+    form); a form without an action posts to its own page (action "")."""
     for match in re.finditer(r"<form\b[^>]*>.*?</form>", html, re.S | re.I):
-        action = re.search(r'action="([^"]*)"', match.group(0))
-        if action and action_contains in unescape(action.group(1)):
-            return unescape(action.group(1)), hidden_inputs(match.group(0))
+        found = re.search(r'action="([^"]*)"', match.group(0).split(">", 1)[0])
+        action = unescape(found.group(1)) if found else ""
+        if action_contains in action:
+            return action, hidden_inputs(match.group(0))
     raise AssertionError(f"no form posting to {action_contains!r} in:\n{html[:2000]}")
 
 
