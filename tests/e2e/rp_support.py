@@ -104,6 +104,7 @@ class RpApp:
     log: Path
 
     def log_text(self) -> str:
+        """What the app wrote to standard error so far."""
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
@@ -256,6 +257,7 @@ class UserAgent:
         return out
 
     def describe(self) -> str:
+        """Every request so far, one line each (for assertion messages)."""
         return "\n".join(f"{v.method} {v.url} -> {v.status}" for v in self.trail)
 
 
@@ -305,3 +307,40 @@ def rp_env(provider, client: dict, data_dir: Path) -> dict[str, str]:
     return {**endpoints, "ISSUER": provider.url, "CLIENT_ID": client["client_id"],
             "CLIENT_SECRET": client.get("client_secret", ""),
             "RP_SECRET_KEY": secrets.token_urlsafe(32), "RP_DATA_DIR": str(data_dir)}
+
+
+@contextmanager
+def token_requests(provider) -> Iterator[list[dict[str, str]]]:
+    """Record how each request to the provider's token endpoint authenticated
+    while the block runs: a list of ``{"grant_type", "method"}``, ``method``
+    being ``client_secret_basic`` (HTTP Basic), ``client_secret_post`` (the
+    secret in the body), ``private_key_jwt`` or ``none``. It wraps the live
+    server's WSGI app (the request is passed on unchanged) and restores it."""
+    from io import BytesIO
+    from urllib.parse import parse_qsl
+
+    seen: list[dict[str, str]] = []
+    inner = provider.server.app
+
+    def recorder(environ, start_response):
+        if environ.get("PATH_INFO") == "/token" and environ.get("REQUEST_METHOD") == "POST":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length)
+            environ["wsgi.input"] = BytesIO(body)
+            form = dict(parse_qsl(body.decode("utf-8", "replace")))
+            if environ.get("HTTP_AUTHORIZATION", "").lower().startswith("basic "):
+                method = "client_secret_basic"
+            elif "client_secret" in form:
+                method = "client_secret_post"
+            elif "client_assertion" in form:
+                method = "private_key_jwt"
+            else:
+                method = "none"
+            seen.append({"grant_type": form.get("grant_type", ""), "method": method})
+        return inner(environ, start_response)
+
+    provider.server.app = recorder
+    try:
+        yield seen
+    finally:
+        provider.server.app = inner

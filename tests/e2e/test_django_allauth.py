@@ -30,6 +30,7 @@ from tests.e2e.rp_support import (
     register_client,
     rp_env,
     serve_rp,
+    token_requests,
 )
 
 LOGIN = "/accounts/oidc/provincial/login/"
@@ -51,7 +52,8 @@ def test_django_allauth_login_tokens_logout(provider, tmp_path):
                              "--redirect-uri", f"{site}/accounts/oidc/provincial/login/callback/",
                              "--post-logout-redirect-uri", f"{site}/")
 
-    with serve_rp("django_allauth", port, rp_env(provider, client, tmp_path), tmp_path):
+    env = rp_env(provider, client, tmp_path)
+    with token_requests(provider) as tokens, serve_rp("django_allauth", port, env, tmp_path):
         agent = UserAgent(provider.url)
 
         # Login creates the user and the social account (uid = the client's sub).
@@ -81,6 +83,7 @@ def test_django_allauth_login_tokens_logout(provider, tmp_path):
         assert again["uid"] == sub and again["users"] == 1
         assert again["access_token"] != first["access_token"]
         assert again["refresh_token"] and again["refresh_token"] != first["refresh_token"]
+        assert tokens == [{"grant_type": "authorization_code", "method": "client_secret_post"}] * 2
 
         # What a site does with the refresh token allauth stored (allauth has
         # no call for it): a refresh_token grant, with the secret in the body

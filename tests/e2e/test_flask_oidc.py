@@ -27,6 +27,7 @@ from tests.e2e.rp_support import (
     register_client,
     rp_env,
     serve_rp,
+    token_requests,
 )
 
 #: Access token lifetime, seconds: Authlib's 60 s leeway plus 2.
@@ -43,7 +44,8 @@ def test_flask_oidc_login_refresh_logout(make_provider, tmp_path):
                              "--post-logout-redirect-uri", f"{site}/logout")
     assert client["id_token_signed_response_alg"] == "RS256"
 
-    with serve_rp("flask_oidc", port, rp_env(provider, client, tmp_path), tmp_path):
+    env = rp_env(provider, client, tmp_path)
+    with token_requests(provider) as tokens, serve_rp("flask_oidc", port, env, tmp_path):
         agent = UserAgent(provider.url)
 
         # Login: a protected page -> the library's /login -> provider -> /authorize.
@@ -73,6 +75,8 @@ def test_flask_oidc_login_refresh_logout(make_provider, tmp_path):
         assert jwt.decode(renewed["access_token"], options={"verify_signature": False})[
             "sub"] == sub
         assert renewed["profile"] == first["profile"]
+        assert tokens == [{"grant_type": "authorization_code", "method": "client_secret_post"},
+                          {"grant_type": "refresh_token", "method": "client_secret_post"}]
 
         # Logout: the provider's end_session endpoint, then the library's /logout.
         agent.trail.clear()

@@ -28,6 +28,7 @@ from tests.e2e.rp_support import (
     register_client,
     rp_env,
     serve_rp,
+    token_requests,
 )
 
 #: OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS: short, so the test sees a renewal.
@@ -44,7 +45,7 @@ def test_mozilla_django_oidc_login_refresh_logout(provider, tmp_path):
     assert client["token_endpoint_auth_method"] == "client_secret_basic"
     env = {**rp_env(provider, client, tmp_path), "RENEW_SECONDS": str(RENEW_SECONDS)}
 
-    with serve_rp("mozilla_django_oidc", port, env, tmp_path):
+    with token_requests(provider) as tokens, serve_rp("mozilla_django_oidc", port, env, tmp_path):
         agent = UserAgent(provider.url)
 
         # Login: /oidc/authenticate/ -> provider (password, consent) -> /oidc/callback/.
@@ -62,6 +63,7 @@ def test_mozilla_django_oidc_login_refresh_logout(provider, tmp_path):
         assert claims["sub"] == pairwise_sub(provider, client["client_id"], subject)
         [request] = agent.visits(provider.url, "/authorize")
         assert request["scope"] == "openid email" and request["nonce"]
+        assert tokens == [{"grant_type": "authorization_code", "method": "client_secret_post"}]
 
         # Refresh: once the renewal time has passed, the middleware sends the
         # browser to the provider with prompt=none; the SSO session answers
@@ -82,6 +84,7 @@ def test_mozilla_django_oidc_login_refresh_logout(provider, tmp_path):
         assert renewed["id_token_expiration"] > first["id_token_expiration"]
         renewed_claims = jwt.decode(renewed["id_token"], options={"verify_signature": False})
         assert renewed_claims["sub"] == claims["sub"] and renewed_claims["sid"] == claims["sid"]
+        assert len(tokens) == 2 and tokens[1] == tokens[0]
 
         # Logout: the library's logout view (POST with Django's CSRF token)
         # -> the provider's end_session endpoint -> back to the site's home.

@@ -27,7 +27,7 @@ from flask import Flask, Response, send_file
 from werkzeug.serving import make_server
 
 from tests.conftest import free_port
-from tests.e2e.rp_support import new_account, pairwise_sub, register_client
+from tests.e2e.rp_support import new_account, pairwise_sub, register_client, token_requests
 from tests.e2e.test_browser_sso import CHROMIUM, NODE_DIR, require_browser
 
 SPA_DIR = NODE_DIR / "spa"
@@ -99,12 +99,15 @@ def spa(provider) -> Iterator[tuple[str, dict]]:
 def test_oidc_client_ts_in_chromium(provider, spa):
     origin, client = spa
     username, password, subject = new_account(provider, "SPA User")
-    out = run_spa_script({
-        "SPA_URL": origin, "PROVIDER": provider.url, "USERNAME": username,
-        "PASSWORD": password, "CHROMIUM": CHROMIUM})
+    with token_requests(provider) as tokens:
+        out = run_spa_script({
+            "SPA_URL": origin, "PROVIDER": provider.url, "USERNAME": username,
+            "PASSWORD": password, "CHROMIUM": CHROMIUM})
     print(json.dumps(out, indent=1))  # shown with pytest -rP
     assert out["ok"] is True
     assert out["console_errors"] == []
+    assert tokens == [{"grant_type": "authorization_code", "method": "none"},
+                      {"grant_type": "refresh_token", "method": "none"}]
     steps = {step["name"]: step for step in out["steps"]}
 
     sub = pairwise_sub(provider, client["client_id"], subject)

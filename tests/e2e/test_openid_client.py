@@ -98,7 +98,7 @@ def test_openid_client_documented_defaults(provider):
     consent): login with PKCE and a nonce, refresh, and the logout URL from
     ``buildEndSessionUrl`` followed, after which ``prompt=none`` answers
     ``login_required``."""
-    from tests.e2e.rp_support import pairwise_sub, register_client
+    from tests.e2e.rp_support import pairwise_sub, register_client, token_requests
 
     username, password, subject = new_account(provider, "E2E Defaults")
     tag = uuid.uuid4().hex[:8]
@@ -106,13 +106,16 @@ def test_openid_client_documented_defaults(provider):
     logged_out = f"http://127.0.0.1:9/{tag}/logged-out"
     client = register_client(provider, "--redirect-uri", redirect_uri,
                              "--post-logout-redirect-uri", logged_out)
-    out = run_script(DEFAULTS, {
-        "ISSUER": provider.url, "CLIENT_ID": client["client_id"],
-        "CLIENT_SECRET": client["client_secret"], "REDIRECT_URI": redirect_uri,
-        "POST_LOGOUT_REDIRECT_URI": logged_out, "USERNAME": username, "PASSWORD": password})
+    with token_requests(provider) as tokens:
+        out = run_script(DEFAULTS, {
+            "ISSUER": provider.url, "CLIENT_ID": client["client_id"],
+            "CLIENT_SECRET": client["client_secret"], "REDIRECT_URI": redirect_uri,
+            "POST_LOGOUT_REDIRECT_URI": logged_out, "USERNAME": username, "PASSWORD": password})
 
     assert out["ok"] is True
     assert out["token_endpoint_auth_method"] is None  # the library's default, ClientSecretPost
+    assert tokens == [{"grant_type": "authorization_code", "method": "client_secret_post"},
+                      {"grant_type": "refresh_token", "method": "client_secret_post"}]
     assert out["id_token_alg"] == "RS256"
     sub = pairwise_sub(provider, client["client_id"], subject)
     assert out["sub"] == sub and out["aud"] == client["client_id"] and out["nonce"]

@@ -21,6 +21,7 @@ from tests.e2e.rp_support import (
     register_client,
     rp_env,
     serve_rp,
+    token_requests,
 )
 
 
@@ -32,7 +33,8 @@ def test_pyoidc_client_secret_post_login_refresh_logout(provider, tmp_path):
                              "--post-logout-redirect-uri", f"{site}/logged-out")
     assert client["token_endpoint_auth_method"] == "client_secret_basic"
 
-    with serve_rp("pyoidc", port, rp_env(provider, client, tmp_path), tmp_path):
+    env = rp_env(provider, client, tmp_path)
+    with token_requests(provider) as tokens, serve_rp("pyoidc", port, env, tmp_path):
         agent = UserAgent(provider.url)
         sub = pairwise_sub(provider, client["client_id"], subject)
 
@@ -60,6 +62,8 @@ def test_pyoidc_client_secret_post_login_refresh_logout(provider, tmp_path):
         assert refreshed["userinfo"]["sub"] == sub
         assert jwt.decode(refreshed["access_token"], options={"verify_signature": False})[
             "sub"] == sub
+        assert tokens == [{"grant_type": "authorization_code", "method": "client_secret_post"},
+                          {"grant_type": "refresh_token", "method": "client_secret_post"}]
 
         # End session: the browser goes to the provider with the ID token as
         # hint and comes back to the registered post-logout URI.
