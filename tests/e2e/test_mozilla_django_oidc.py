@@ -32,7 +32,7 @@ from tests.e2e.rp_support import (
 )
 
 #: OIDC_RENEW_ID_TOKEN_EXPIRY_SECONDS: short, so the test sees a renewal.
-RENEW_SECONDS = 2
+RENEW_SECONDS = 3
 
 
 def test_mozilla_django_oidc_login_refresh_logout(provider, tmp_path):
