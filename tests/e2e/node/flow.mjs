@@ -13,10 +13,10 @@ import process from 'node:process'
 
 import * as client from 'openid-client'
 
-import { FlowError, check, env, fail } from './support.mjs'
+import { FlowError, check, describeError, env, fail, step } from './support.mjs'
+import { browse } from './useragent.mjs'
 
 const SCOPE = 'openid profile email offline_access'
-const MAX_STEPS = 12
 
 function b64url(buffer) {
   return Buffer.from(buffer).toString('base64url')
@@ -37,159 +37,7 @@ function expectedAtHash(accessToken, alg) {
   return b64url(digest.subarray(0, digest.length / 2))
 }
 
-// --- a minimal cookie-keeping user agent ------------------------------------
-
-class CookieJar {
-  constructor() {
-    this.cookies = new Map()
-  }
-
-  store(response) {
-    for (const line of response.headers.getSetCookie()) {
-      const [pair, ...attributes] = line.split(';')
-      const eq = pair.indexOf('=')
-      if (eq <= 0) continue
-      const name = pair.slice(0, eq).trim()
-      const value = pair.slice(eq + 1).trim()
-      let expired = value === ''
-      for (const attribute of attributes) {
-        const [key, val = ''] = attribute.split('=').map((s) => s.trim())
-        if (key.toLowerCase() === 'max-age' && Number(val) <= 0) expired = true
-        if (key.toLowerCase() === 'expires' && Date.parse(val) <= Date.now()) expired = true
-      }
-      if (expired) this.cookies.delete(name)
-      else this.cookies.set(name, value)
-    }
-  }
-
-  header() {
-    return [...this.cookies].map(([name, value]) => `${name}=${value}`).join('; ')
-  }
-}
-
-function hiddenInputs(html) {
-  const fields = {}
-  for (const [tag] of html.matchAll(/<input\b[^>]*>/gi)) {
-    const attrs = {}
-    for (const m of tag.matchAll(/([a-zA-Z_:-]+)\s*=\s*(?:"([^"]*)"|'([^']*)')/g)) {
-      attrs[m[1].toLowerCase()] = m[2] ?? m[3]
-    }
-    if ((attrs.type ?? '').toLowerCase() === 'hidden' && attrs.name) {
-      fields[attrs.name] = decodeEntities(attrs.value ?? '')
-    }
-  }
-  return fields
-}
-
-function decodeEntities(text) {
-  return text
-    .replace(/&#(\d+);/g, (_, n) => String.fromCodePoint(Number(n)))
-    .replace(/&#x([0-9a-f]+);/gi, (_, n) => String.fromCodePoint(parseInt(n, 16)))
-    .replace(/&quot;/g, '"')
-    .replace(/&#39;|&apos;/g, "'")
-    .replace(/&lt;/g, '<')
-    .replace(/&gt;/g, '>')
-    .replace(/&amp;/g, '&')
-}
-
-function formAction(html, baseUrl, fallback) {
-  const match = html.match(/<form\b[^>]*\baction\s*=\s*"([^"]*)"/i)
-  return new URL(match ? decodeEntities(match[1]) : fallback, baseUrl)
-}
-
-// Plays the user agent from the authorization URL until the provider redirects
-// to redirectUri; returns that URL (the authorization response).
-async function browse(authorizationUrl, { issuer, redirectUri, username, password }) {
-  const jar = new CookieJar()
-  const origin = new URL(issuer).origin
-  const pages = []
-
-  async function request(url, init = {}) {
-    const headers = { ...(init.headers ?? {}) }
-    const cookie = jar.header()
-    if (cookie) headers.cookie = cookie
-    const response = await fetch(url, { ...init, headers, redirect: 'manual' })
-    jar.store(response)
-    pages.push(`${init.method ?? 'GET'} ${url.pathname} -> ${response.status}`)
-    return response
-  }
-
-  async function submit(html, url, fields, fallbackPath) {
-    const action = formAction(html, url, fallbackPath)
-    check(action.origin === origin, `form posts to another origin: ${action}`)
-    return request(action, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams(fields).toString(),
-    })
-  }
-
-  let url = new URL(authorizationUrl)
-  let response = await request(url)
-  let loggedIn = false
-  let consented = false
-  for (let step = 0; step < MAX_STEPS; step += 1) {
-    if ([301, 302, 303, 307, 308].includes(response.status)) {
-      const location = response.headers.get('location')
-      check(location, `redirect without Location from ${url}`)
-      const next = new URL(location, url)
-      if (next.href.startsWith(redirectUri)) return { callback: next, pages }
-      check(next.origin === origin,
-        `redirected to ${next.href}, neither the provider nor the redirect URI`)
-      url = next
-      response = await request(url)
-      continue
-    }
-    const body = await response.text()
-    if (response.status === 200 && url.pathname === '/login' && !loggedIn) {
-      const fields = hiddenInputs(body)
-      check(fields.csrf_token && fields.i,
-        `login form lacks hidden csrf_token/i: ${JSON.stringify(Object.keys(fields))}`)
-      loggedIn = true
-      response = await submit(body, url, { ...fields, username, password }, '/login')
-      url = new URL('/login', origin)
-      continue
-    }
-    if (response.status === 200 && url.pathname === '/consent' && !consented) {
-      consented = true
-      response = await submit(body, url, { ...hiddenInputs(body), decision: 'approve' }, '/consent')
-      url = new URL('/consent', origin)
-      continue
-    }
-    fail(`browser stopped at ${url.href} with HTTP ${response.status}: ${body.slice(0, 500)}`)
-  }
-  fail(`more than ${MAX_STEPS} steps: ${pages.join(', ')}`)
-}
-
 // --- the relying party ---------------------------------------------------------
-
-function describeError(error) {
-  if (error instanceof FlowError) return error.message
-  const parts = [`${error.name}: ${error.message}`]
-  if (error.code) parts.push(`code=${error.code}`)
-  if (error.error) parts.push(`error=${error.error}`)
-  if (error.error_description) parts.push(`error_description=${error.error_description}`)
-  if (error.status) parts.push(`status=${error.status}`)
-  if (error.cause && !(error.cause instanceof Error)) {
-    try {
-      parts.push(`cause=${JSON.stringify(error.cause)}`)
-    } catch {
-      // not serialisable
-    }
-  } else if (error.cause) {
-    parts.push(`cause=${error.cause.name}: ${error.cause.message}`)
-  }
-  return parts.join(' ')
-}
-
-async function step(name, fn) {
-  try {
-    return await fn()
-  } catch (error) {
-    const wrapped = new FlowError(`step "${name}" failed: ${describeError(error)}`)
-    throw wrapped
-  }
-}
 
 async function main() {
   const issuer = env('ISSUER')
