@@ -291,3 +291,34 @@ def test_a_verified_number_of_another_country_still_reauthenticates(sms_provider
     assert ("Text messages can only be sent to mobile numbers with the country code "
             "+86.") in refused.text
     assert [m["template"] for m in read_outbox(sandbox.data_path, phone)] == ["otp_reauth"]
+
+
+def test_notices_count_against_the_budget_and_go_once_per_interval(sms_provider, sandbox):
+    """Adversarial review of issue 7, finding 9 (regression): notices went
+    to the gateway directly, counted by no budget and limited by nothing,
+    so repeating an action (new recovery codes, again and again) sent one
+    text each time. A notice counts against the global hourly budget, and
+    one number gets one notice of a kind per ``notice_interval`` seconds;
+    the action itself is never refused for it."""
+    from idp.accounts.notify import notify_account
+    from idp.accounts.service import find_by_phone
+
+    provider = sms_provider(global_hourly_budget=2)
+    before = _last_event_id(provider)
+    phone = _number()
+    provider.create_account(verified_phone=phone)
+    with provider.app.app_context():
+        account = find_by_phone(provider.runtime, phone)
+        sent = [notify_account(provider.runtime, account, template) for template in (
+            "recovery_codes_replaced", "recovery_codes_replaced", "password_changed",
+            "email_changed")]
+    assert sent == [True, False, True, False]
+    assert [m["template"] for m in read_outbox(sandbox.data_path, phone)] == [
+        "recovery_codes_replaced", "password_changed"]
+    # The notices used up the hour's budget: codes wait for the next hour,
+    # and the operators are alerted once.
+    other = _number()
+    assert _send(requests.Session(), provider, other).status_code == 503
+    assert read_outbox(sandbox.data_path, other) == []
+    events = _budget_events(provider, before)
+    assert [e.detail["budget"] for e in events] == ["global"]
