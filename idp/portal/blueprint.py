@@ -577,7 +577,8 @@ def email():
     if rt.mail is not None and form.validate_on_submit():
         try:
             pending = emails.send_verification_link(rt, account, form.email.data,
-                                                    form.password.data or "", client_ip())
+                                                    form.password.data or "", client_ip(),
+                                                    device_cookie(rt))
         except accounts.AccountError as exc:
             getattr(form, exc.field, form.email).errors.append(exc.message)
             status = 400
