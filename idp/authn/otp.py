@@ -13,7 +13,8 @@ A browser known to the account that holds the number (its device cookie's
 nonce, passed as ``device`` by the caller, who checked whose number it is)
 has its own code, wrong-guess count, resend wait and daily count for the
 number, its own hourly count per IP for that number, and is outside the
-budget of the number's block (the global budget still applies): a
+budget of the number's block up to ``own_number_hourly`` codes to the
+number an hour (the global budget still applies): a
 stranger asking codes for the owner's number, guessing at them, or asking
 codes for other numbers of the same address or block, touches none of
 these, so cannot stop the owner signing in from their own browser.
@@ -120,17 +121,23 @@ def _block(phone: str, digits: int) -> tuple[str, str]:
     return f"+{number.country_code}{head}", f"+{number.country_code} {head}{hidden}"
 
 
-def spend_budget(rt: Runtime, phone: str, *, block: bool = True) -> None:
+def spend_budget(rt: Runtime, phone: str, *, block: bool = True,
+                 own_code: bool = False) -> None:
     """Count one message to ``phone`` against the global budget of this
     hour and, with ``block``, against the budget of the number's block;
     refuse (counting nothing) when one is used up. Every text message the
     provider sends counts here: codes and notices
     (:mod:`idp.accounts.notify`).
 
-    :param block: False for a message that only the number's own account
-        can cause (a code a browser known to that account asks for it, a
-        notice to a verified number): strangers spending the block's budget
-        must not stop it, and it cannot be aimed at other numbers.
+    :param block: False for a notice to a number an account verified: it
+        cannot be aimed at other numbers, and strangers spending the
+        block's budget must not silence it.
+    :param own_code: a code a browser known to the number's account asks
+        for it: strangers spending the block's budget must not stop the
+        owner, so the first ``own_number_hourly`` such codes to the number
+        in the hour are outside it; more count against it like anyone's
+        (known browsers are made by signing in, so whoever holds numbers
+        of a block cannot pump past its budget with them).
     :raises SmsBudgetExhaustedError: a budget is used up.
     """
     limits = rt.settings["sms"]
@@ -145,6 +152,11 @@ def spend_budget(rt: Runtime, phone: str, *, block: bool = True) -> None:
                                       first)
     if not block:
         return
+    if own_code:
+        own_key = f"sms:budget:own:{start}:{rt.pii.blind_index('phone', phone)}"
+        if rt.store.incr(own_key, ttl) <= limits["own_number_hourly"]:
+            return
+        rt.store.incr(own_key, ttl, -1)
     block_key, masked = _block(phone, limits["prefix_digits"])
     block_id = keyed_hash(rt.token_hmac_key, block_key, "sms_block")[:32]
     counter = f"sms:budget:block:{start}:{block_id}"
@@ -176,7 +188,8 @@ def send_code(rt: Runtime, gateway: SmsGateway, raw_phone: str, purpose: str,
         account holding the number, or None: with it, the code, its resend
         wait, the daily count and the hourly count of the IP are this
         browser's own for the number (check the code with the same
-        ``device``), and the block's budget does not apply.
+        ``device``), and the block's budget applies only past
+        ``own_number_hourly`` such codes (:func:`spend_budget`).
     :param own_number: the number is the verified number of the signed-in
         account the code is for (re-authentication, step-up), so it is
         sent whatever its country: the allow-list stops codes to numbers
@@ -212,7 +225,7 @@ def send_code(rt: Runtime, gateway: SmsGateway, raw_phone: str, purpose: str,
     if sent_today > limits["per_number_daily"]:
         raise OtpThrottledError(rt.store.ttl(keys.day) or 86400)
     try:
-        spend_budget(rt, phone, block=device is None)
+        spend_budget(rt, phone, own_code=device is not None)
     except SmsBudgetExhaustedError:
         rt.store.incr(keys.day, 86400, -1)
         if ip_key:

@@ -322,3 +322,20 @@ def test_notices_count_against_the_budget_and_go_once_per_interval(sms_provider,
     assert read_outbox(sandbox.data_path, other) == []
     events = _budget_events(provider, before)
     assert [e.detail["budget"] for e in events] == ["global"]
+
+
+def test_known_browsers_get_few_codes_outside_the_block_budget(sms_provider, sandbox):
+    """Codes a known browser asks for its account's number are outside the
+    block's budget (finding 8), but only ``own_number_hourly`` an hour per
+    number: browsers are made known by signing in, so whoever holds
+    accounts with numbers of a block could otherwise pump past its budget."""
+    provider = sms_provider(prefix_hourly_budget=1, own_number_hourly=1)
+    block = f"139{secrets.randbelow(10**4):04d}"
+    phone = _number(block)
+    owner = _owner(provider, phone)
+    assert _send(requests.Session(), provider, _number(block)).status_code == 200
+    assert _send(owner, provider, phone).status_code == 200
+    time.sleep(1.1)  # the resend wait of the owner's browser
+    refused = _send(owner, provider, phone)
+    assert refused.status_code == 503 and BUSY in refused.text
+    assert len(read_outbox(sandbox.data_path, phone)) == 1

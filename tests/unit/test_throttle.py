@@ -204,6 +204,8 @@ def test_a_known_browser_is_not_stopped_by_the_ip_count(store):
     ("throttle", {"first_delay": 60, "max_delay": 30}, "throttle.max_delay must be at least"),
     ("throttle", {"device_cookie_accounts": 0}, "throttle.device_cookie_accounts"),
     ("sms", {"global_hourly_budget": 0}, "sms.global_hourly_budget must be at least 1"),
+    ("sms", {"notice_interval": 0}, "sms.notice_interval must be at least 1"),
+    ("sms", {"own_number_hourly": -1}, "sms.own_number_hourly must not be negative"),
     ("sms", {"allowed_country_codes": ["+86"]}, "sms.allowed_country_codes must list"),
     ("sms", {"allowed_country_codes": []}, "sms.allowed_country_codes must list"),
 ])
