@@ -157,7 +157,10 @@ def _validate_limits(throttle: dict, sms: dict) -> None:
             raise ConfigError(f"setting throttle.{name} must be at least 1")
     if throttle["max_delay"] < throttle["first_delay"]:
         raise ConfigError("setting throttle.max_delay must be at least throttle.first_delay")
-    for name in ("global_hourly_budget", "prefix_hourly_budget", "prefix_digits"):
+    if sms["own_number_hourly"] < 0:
+        raise ConfigError("setting sms.own_number_hourly must not be negative")
+    for name in ("global_hourly_budget", "prefix_hourly_budget", "prefix_digits",
+                 "notice_interval"):
         if sms[name] < 1:
             raise ConfigError(f"setting sms.{name} must be at least 1")
     codes = sms["allowed_country_codes"]

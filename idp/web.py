@@ -20,7 +20,13 @@ from idp.accounts.models import Account
 from idp.accounts.service import get_account
 from idp.authn.interactions import Interaction
 from idp.authn.sessions import SsoSession, load_session, touch_session
-from idp.authn.throttle import DeviceCookie, read_device_cookie, remember_device
+from idp.authn.throttle import (
+    PROOF_PHONE,
+    PROOF_SECRET,
+    DeviceCookie,
+    read_device_cookie,
+    remember_device,
+)
 from idp.extensions import db
 from idp.runtime import Runtime, current_runtime
 from idp.security import random_token
@@ -139,13 +145,39 @@ def device_cookie(rt: Runtime) -> DeviceCookie:
 
 def set_device_cookie(rt: Runtime, response: Response, sso: SsoSession) -> None:
     """After a successful login: attach the device cookie naming the
-    session's account, with a fresh nonce, keeping the browser's other
-    accounts (OWASP device cookies; :mod:`idp.authn.throttle`). HttpOnly,
-    SameSite=Lax, Secure in production, for ``throttle.device_cookie_ttl``
-    seconds. Never for a kiosk or another public computer."""
+    session's account, keeping the browser's nonce for it and its other
+    accounts (OWASP device cookies; :mod:`idp.authn.throttle`). A login
+    that proved the password or an authenticator app makes the browser
+    known for guesses at the account's secrets; an SMS code alone (``amr``
+    ``sms``), only for codes to its phone. HttpOnly, SameSite=Lax, Secure
+    in production, for ``throttle.device_cookie_ttl`` seconds. Never for a
+    kiosk or another public computer (the caller checks)."""
+    proof = PROOF_SECRET if {"pwd", "otp"} & set(sso.amr) else PROOF_PHONE
+    _remember(rt, response, sso.account_id, sso.generation, proof)
+
+
+def keep_browser_known(rt: Runtime, response: Response, sso: SsoSession,
+                       account: Account) -> None:
+    """After this browser proved the account's password and second factor
+    in the console (a re-authentication, or a change that moved the
+    account's session generation on: the password, an authenticator app,
+    the phone number): its device cookie names the account's current
+    generation, as after a login, so the very browser that made the change
+    is not left to wait with the strangers at its next sign-in. Nothing for
+    a public computer's session.
+
+    :param sso: the session that made the change (ended or not).
+    :param account: its account, with the generation after the change.
+    """
+    if not sso.public:
+        _remember(rt, response, account.id, account.session_generation, PROOF_SECRET)
+
+
+def _remember(rt: Runtime, response: Response, account_id: int, generation: int,
+              proof: str) -> None:
     settings = rt.settings["throttle"]
-    value = remember_device(rt.token_hmac_key, device_cookie(rt), sso.account_id,
-                            sso.generation, settings)
+    value = remember_device(rt.token_hmac_key, device_cookie(rt), account_id, generation,
+                            settings, proof=proof)
     response.set_cookie(settings["device_cookie_name"], value,
                         max_age=settings["device_cookie_ttl"], httponly=True, samesite="Lax",
                         secure=rt.settings["session"]["cookie_secure"], path="/")

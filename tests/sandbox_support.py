@@ -81,15 +81,28 @@ def start_sandbox(directory, people: int = 60, entities: int = 12,
 _used: set[str] = set()
 
 
+def _representatives(gateway: Gateway) -> set[str]:
+    """The ID numbers of the sandbox's legal representatives."""
+    import sqlite3
+
+    with sqlite3.connect(gateway.data_path) as conn:
+        rows = conn.execute("SELECT representative_id FROM entities").fetchall()
+    conn.close()
+    return {row[0] for row in rows}
+
+
 def fresh_person(gateway: Gateway, card_status: str = "active"):
     """A person of the sandbox in good standing (alive, card ``card_status``)
     that no other test of this run has used: accounts of a run may share one
-    database, where an ID number belongs to one account only."""
+    database, where an ID number belongs to one account only. Never a legal
+    representative: they are kept for :func:`fresh_entity`, or a long run
+    would use them all up as plain people."""
     from connectors.sandbox import demo_people
 
+    reserved = _representatives(gateway)
     for person in demo_people(gateway.data_path, limit=1000)[9:]:
         if (person.status == "alive" and person.card_status == card_status
-                and person.id_number not in _used):
+                and person.id_number not in _used and person.id_number not in reserved):
             _used.add(person.id_number)
             return person
     raise LookupError("the sandbox dataset has no unused person of that kind")

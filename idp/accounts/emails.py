@@ -35,6 +35,7 @@ from idp.accounts import service as accounts
 from idp.accounts.models import Account
 from idp.accounts.notify import notify_account
 from idp.audit.service import record, record_deferred
+from idp.authn.throttle import DeviceCookie
 from idp.extensions import db
 from idp.runtime import Runtime
 from idp.security import keyed_hash, random_token
@@ -164,13 +165,17 @@ def _count_send(rt: Runtime, account: Account, address: str, ip: str | None) -> 
 
 
 def send_verification_link(rt: Runtime, account: Account, raw_address: str, password: str,
-                           ip: str | None) -> PendingEmail:
+                           ip: str | None, device: DeviceCookie | None = None) -> PendingEmail:
     """Send a single-use link that makes ``raw_address`` the account's
     verified e-mail address once confirmed (:func:`confirm_link`). The
     account keeps its address until then; an older link stops working.
 
     :param password: the account's password, checked (and throttled like a
         login) when :func:`needs_password` says so; ignored otherwise.
+    :param device: the browser's device cookie: the owner's wrong passwords
+        in a browser known to the account count there alone, and a
+        stranger's guesses at the account do not make the owner wait
+        (:func:`idp.authn.service.confirm_password`).
     :returns: the pending change.
     :raises accounts.AccountError: on field ``email`` (malformed, or already
         the verified address).
@@ -188,7 +193,7 @@ def send_verification_link(rt: Runtime, account: Account, raw_address: str, pass
     if account.email_verified and address == account.email:
         raise accounts.AccountError("email", _l("This is already your verified e-mail address."))
     if needs_password(account, address):
-        confirm_password(rt, account, password, ip)
+        confirm_password(rt, account, password, ip, device)
     _count_send(rt, account, address, ip)
     ttl = rt.settings["mail"]["verification_ttl"]
     token = random_token(32)

@@ -12,9 +12,12 @@ hashes, under the number's blind index, so the store holds neither.
 A browser known to the account that holds the number (its device cookie's
 nonce, passed as ``device`` by the caller, who checked whose number it is)
 has its own code, wrong-guess count, resend wait and daily count for the
-number: a stranger asking codes for the owner's number, or guessing at
-them, touches none of these, so cannot stop the owner signing in from
-their own browser.
+number, its own hourly count per IP for that number, and is outside the
+budget of the number's block up to ``own_number_hourly`` codes to the
+number an hour (the global budget still applies): a
+stranger asking codes for the owner's number, guessing at them, or asking
+codes for other numbers of the same address or block, touches none of
+these, so cannot stop the owner signing in from their own browser.
 """
 
 from __future__ import annotations
@@ -118,24 +121,47 @@ def _block(phone: str, digits: int) -> tuple[str, str]:
     return f"+{number.country_code}{head}", f"+{number.country_code} {head}{hidden}"
 
 
-def _spend_budgets(rt: Runtime, phone: str) -> None:
-    """Count one message against the global and the block budget of this
-    hour; refuse (counting nothing) when either is used up."""
+def spend_budget(rt: Runtime, phone: str, *, block: bool = True,
+                 own_code: bool = False) -> None:
+    """Count one message to ``phone`` against the global budget of this
+    hour and, with ``block``, against the budget of the number's block;
+    refuse (counting nothing) when one is used up. Every text message the
+    provider sends counts here: codes and notices
+    (:mod:`idp.accounts.notify`).
+
+    :param block: False for a notice to a number an account verified: it
+        cannot be aimed at other numbers, and strangers spending the
+        block's budget must not silence it.
+    :param own_code: a code a browser known to the number's account asks
+        for it: strangers spending the block's budget must not stop the
+        owner, so the first ``own_number_hourly`` such codes to the number
+        in the hour are outside it; more count against it like anyone's
+        (known browsers are made by signing in, so whoever holds numbers
+        of a block cannot pump past its budget with them).
+    :raises SmsBudgetExhaustedError: a budget is used up.
+    """
     limits = rt.settings["sms"]
     now = int(time.time())
     start = now - now % BUDGET_WINDOW
     ttl = start + BUDGET_WINDOW - now
-    block, masked = _block(phone, limits["prefix_digits"])
-    block_id = keyed_hash(rt.token_hmac_key, block, "sms_block")[:32]
     global_key = f"sms:budget:global:{start}"
-    block_key = f"sms:budget:block:{start}:{block_id}"
     if rt.store.incr(global_key, ttl) > limits["global_hourly_budget"]:
         rt.store.incr(global_key, ttl, -1)
         first = rt.store.add(f"sms:alert:global:{start}", {}, ttl)
         raise SmsBudgetExhaustedError("global", limits["global_hourly_budget"], start, None,
                                       first)
-    if rt.store.incr(block_key, ttl) > limits["prefix_hourly_budget"]:
-        rt.store.incr(block_key, ttl, -1)
+    if not block:
+        return
+    if own_code:
+        own_key = f"sms:budget:own:{start}:{rt.pii.blind_index('phone', phone)}"
+        if rt.store.incr(own_key, ttl) <= limits["own_number_hourly"]:
+            return
+        rt.store.incr(own_key, ttl, -1)
+    block_key, masked = _block(phone, limits["prefix_digits"])
+    block_id = keyed_hash(rt.token_hmac_key, block_key, "sms_block")[:32]
+    counter = f"sms:budget:block:{start}:{block_id}"
+    if rt.store.incr(counter, ttl) > limits["prefix_hourly_budget"]:
+        rt.store.incr(counter, ttl, -1)
         rt.store.incr(global_key, ttl, -1)
         first = rt.store.add(f"sms:alert:block:{start}:{block_id}", {}, ttl)
         raise SmsBudgetExhaustedError("prefix", limits["prefix_hourly_budget"], start, masked,
@@ -154,13 +180,21 @@ def parse_recipient(rt: Runtime, raw_phone: str) -> str:
 
 
 def send_code(rt: Runtime, gateway: SmsGateway, raw_phone: str, purpose: str,
-              ip: str | None, device: str | None = None) -> SentCode:
+              ip: str | None, device: str | None = None, *,
+              own_number: bool = False) -> SentCode:
     """Generate a code for ``purpose`` and send it to the mobile ``raw_phone``.
 
     :param device: the device cookie nonce of the requesting browser for the
         account holding the number, or None: with it, the code, its resend
-        wait and the daily count are this browser's own (check the code
-        with the same ``device``).
+        wait, the daily count and the hourly count of the IP are this
+        browser's own for the number (check the code with the same
+        ``device``), and the block's budget applies only past
+        ``own_number_hourly`` such codes (:func:`spend_budget`).
+    :param own_number: the number is the verified number of the signed-in
+        account the code is for (re-authentication, step-up), so it is
+        sent whatever its country: the allow-list stops codes to numbers
+        anybody types, and this one was proven by its holder (possibly
+        before the list existed). Never for a number typed on a form.
     :raises IdentifierError: not a valid mobile number, or of a country
         outside ``sms.allowed_country_codes`` (nothing is counted).
     :raises OtpThrottledError: a limit is reached (nothing is sent).
@@ -173,19 +207,25 @@ def send_code(rt: Runtime, gateway: SmsGateway, raw_phone: str, purpose: str,
     if purpose not in PURPOSES:
         raise ValueError(f"unknown purpose {purpose!r}")
     limits = rt.settings["sms"]
-    phone = parse_recipient(rt, raw_phone)
+    phone = parse_mobile(raw_phone) if own_number else parse_recipient(rt, raw_phone)
     keys = _keys(rt, phone, purpose, device)
     waiting = rt.store.ttl(keys.wait)
     if waiting:
         raise OtpThrottledError(waiting)
-    ip_key = f"otp:ip:{ip}" if ip else None
+    ip_key = None
+    if ip:
+        # A known browser's codes count per IP and number: everybody else
+        # behind the same address (a service hall, a carrier's NAT) shares
+        # the plain per-IP count, which it must not be stopped by.
+        ip_key = (f"otp:ip:{ip}" if not device
+                  else f"otp:ip:{ip}:{rt.pii.blind_index('phone', phone)}")
     if ip_key and rt.store.incr(ip_key, 3600) > limits["per_ip_hourly"]:
         raise OtpThrottledError(rt.store.ttl(ip_key) or 3600)
     sent_today = rt.store.incr(keys.day, 86400)
     if sent_today > limits["per_number_daily"]:
         raise OtpThrottledError(rt.store.ttl(keys.day) or 86400)
     try:
-        _spend_budgets(rt, phone)
+        spend_budget(rt, phone, own_code=device is not None)
     except SmsBudgetExhaustedError:
         rt.store.incr(keys.day, 86400, -1)
         if ip_key:

@@ -39,10 +39,23 @@ class RegistrationLimitError(Exception):
 
 def _known(device: throttle.DeviceCookie | None, account: Account | None) -> str | None:
     """The nonce of the browser's device cookie for ``account`` (its own
-    throttle counters), or None for a browser unknown to the account."""
+    throttle counters for guesses at the account's password, authenticator
+    and recovery codes), or None for a browser unknown to the account or
+    known to it by an SMS code only: whoever holds the phone gets no
+    guesses at the account's secrets of their own."""
     if device is None or account is None:
         return None
     return device.nonce_for(account.id, account.session_generation)
+
+
+def _known_phone(device: throttle.DeviceCookie | None, account: Account | None) -> str | None:
+    """The nonce of the browser's device cookie for ``account`` for codes
+    sent to the account's own verified number (its own code, waits and
+    counts, :mod:`idp.authn.otp`), or None for a browser unknown to it.
+    Any login there counts, an SMS sign-in included."""
+    if device is None or account is None:
+        return None
+    return device.nonce_for(account.id, account.session_generation, phone=True)
 
 
 def start_session(rt: Runtime, account: Account, amr: list[str], ip: str | None,
@@ -338,28 +351,32 @@ def _known_for_number(rt: Runtime, phone: str,
     account = accounts.find_by_phone(rt, phone)
     if account is None or not account.phone_number_verified or not account.is_active:
         return None
-    return _known(device, account)
+    return _known_phone(device, account)
 
 
 def _send(rt: Runtime, phone: str, purpose: str, ip: str | None,
-          known: str | None) -> otp.SentCode:
+          known: str | None, *, own_number: bool = False) -> otp.SentCode:
     if rt.gateway is None:
         raise SmsUnavailableError("no SMS gateway is configured")
     try:
-        sent = otp.send_code(rt, rt.gateway, phone, purpose, ip, known)
+        sent = otp.send_code(rt, rt.gateway, phone, purpose, ip, known, own_number=own_number)
     except (SmsGatewayError, RegistryUnavailableError) as exc:
         raise SmsUnavailableError(str(exc)) from None
     except otp.SmsBudgetExhaustedError as exc:
         if exc.first:
-            _alert_budget(rt, exc, ip)
+            alert_sms_budget(rt, exc, ip)
         raise
     record_deferred(rt.audit, "sms.sent", ip=ip, purpose=purpose, message_id=sent.message_id)
     return sent
 
 
-def _alert_budget(rt: Runtime, exc: otp.SmsBudgetExhaustedError, ip: str | None) -> None:
-    """The operators' alert, once per budget and window: a warning in the
-    log and ``sms.budget_exhausted`` in the audit trail."""
+def alert_sms_budget(rt: Runtime, exc: otp.SmsBudgetExhaustedError, ip: str | None) -> None:
+    """The operators' alert, once per budget and window (call it when
+    ``exc.first``): a warning in the log and ``sms.budget_exhausted`` in
+    the audit trail, for a code or a notice (:mod:`idp.accounts.notify`).
+
+    :param ip: the client IP of the request that was refused, if any.
+    """
     where = f" for numbers {exc.block}" if exc.block else ""
     log.warning("SMS %s budget of %d messages per hour reached%s: nothing more is sent "
                 "in %s", exc.budget, exc.limit, where, exc.window)
@@ -483,20 +500,20 @@ def confirm_password(rt: Runtime, account: Account, password: str, ip: str | Non
 
 def send_step_up_code(rt: Runtime, account: Account, ip: str | None,
                       device: throttle.DeviceCookie | None = None) -> otp.SentCode:
-    """Send a step-up code to the account's verified mobile number.
+    """Send a step-up code to the account's verified mobile number, of
+    whatever country (it was proven by its holder; ``own_number`` of
+    :func:`otp.send_code`).
 
     :param device: the browser's device cookie (its own code and send limits).
     :raises SmsUnavailableError: no gateway, or the gateway failed.
     :raises otp.OtpThrottledError: a send limit is reached.
     :raises otp.SmsBudgetExhaustedError: an hourly budget is used up.
-    :raises IdentifierError: the number may not receive text messages
-        (``sms.allowed_country_codes``).
     :raises LoginFailedError: the account has no verified number.
     """
     phone = accounts.phone_number(rt, account)
     if not phone or not account.phone_number_verified:
         raise LoginFailedError(account.username)
-    return _send(rt, phone, "step_up", ip, _known(device, account))
+    return _send(rt, phone, "step_up", ip, _known_phone(device, account), own_number=True)
 
 
 def check_step_up_code(rt: Runtime, account: Account, code: str, ip: str | None,
@@ -508,7 +525,7 @@ def check_step_up_code(rt: Runtime, account: Account, code: str, ip: str | None,
     """
     phone = accounts.phone_number(rt, account)
     if not phone or otp.check_code(rt, phone, "step_up", code,
-                                   _known(device, account)) is None:
+                                   _known_phone(device, account)) is None:
         record("login.failure", "failure", account_id=account.id, ip=ip, reason="sms_code",
                step_up=True)
         db.session.commit()
@@ -641,17 +658,22 @@ def send_reauth_code(rt: Runtime, sso: SsoSession, account: Account,
                      ip: str | None, device: throttle.DeviceCookie | None = None,
                      ) -> otp.SentCode:
     """Send a re-authentication code (purpose ``reauth``) to the account's
-    verified phone, when that is its second factor (:func:`reauth_method`).
+    verified phone, when that is its second factor (:func:`reauth_method`),
+    of whatever country: a number verified before ``sms.allowed_country_codes``
+    existed must not leave its account unable ever to re-authenticate, and
+    it is no number a stranger typed (``own_number`` of :func:`otp.send_code`).
 
     :param device: the browser's device cookie (its own code and send limits).
     :raises ReauthUnavailableError: as :func:`reauth_method`.
     :raises ValueError: the account re-authenticates with its authenticator app.
     :raises otp.OtpThrottledError: a send limit is reached.
+    :raises otp.SmsBudgetExhaustedError: an hourly budget is used up.
     :raises SmsUnavailableError: no gateway, or the gateway failed.
     """
     if reauth_method(rt, sso, account) != "sms":
         raise ValueError("this account re-authenticates with its authenticator app")
-    return send_sms_code(rt, accounts.phone_number(rt, account) or "", "reauth", ip, device)
+    return _send(rt, accounts.phone_number(rt, account) or "", "reauth", ip,
+                 _known_phone(device, account), own_number=True)
 
 
 def _reauth_failed(account: Account, sso: SsoSession, ip: str | None, reason: str) -> None:
@@ -715,7 +737,7 @@ def reauthenticate(rt: Runtime, sso: SsoSession, account: Account, password: str
     else:
         used, failure = "sms", "sms_code"
         ok = otp.check_code(rt, accounts.phone_number(rt, account) or "", "reauth",
-                            code, known) is not None
+                            code, _known_phone(device, account)) is not None
     if not ok:
         _reauth_failed(account, sso, ip, failure)
         raise InvalidCodeError(used)

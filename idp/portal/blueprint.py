@@ -63,6 +63,7 @@ from idp.web import (
     client_ip,
     current_sso,
     device_cookie,
+    keep_browser_known,
     local_next,
     set_sso_cookie,
     too_many_attempts,
@@ -303,7 +304,10 @@ def phone():
                                      device=device_cookie(rt)):
                 flash(_("Your mobile number is changed. Sign in again; verify your "
                         "identity again if its level dropped."), "notice")
-                return redirect(url_for("authn.login", next=url_for("portal.overview")))
+                response = redirect(url_for("authn.login", next=url_for("portal.overview")))
+                # Signed out, but not a stranger: it proved the password here.
+                keep_browser_known(rt, response, sso, account)
+                return response
             else:
                 return _done(item, _("Your mobile number is confirmed."))
         except authn.LoginFailedError:
@@ -365,8 +369,13 @@ def security():
     elif request.method == "POST":
         status = 400
     if codes is not None:
-        return render_template("recovery_codes.html", codes=codes,
-                               continue_url=url_for("portal.security"))
+        page = Response(render_template("recovery_codes.html", codes=codes,
+                                        continue_url=url_for("portal.security")))
+        if action == "confirm":
+            # Every session ended with the new authenticator, this one too;
+            # the browser that set it up stays known to the account.
+            keep_browser_known(rt, page, sso, account)
+        return page
     return render_template("security.html", form=form, error=error, enrolment=enrolment,
                            enabled=totp.has_totp(account), admin=account.is_admin,
                            remaining=totp.remaining_recovery_codes(account),
@@ -477,6 +486,7 @@ def reauth():
                                                device=device_cookie(rt))
                 response = redirect(target, 303)
                 set_sso_cookie(rt, response, renewed)
+                keep_browser_known(rt, response, renewed, account)
                 return response
             else:
                 error, status = _("Choose what to do."), 400
@@ -545,6 +555,7 @@ def password():
                     "sign-in of your account has ended."), "notice")
             response = redirect(url_for("portal.overview"), 303)
             set_sso_cookie(rt, response, renewed)
+            keep_browser_known(rt, response, renewed, account)
             return response
     elif request.method == "POST":
         status = 400
@@ -566,7 +577,8 @@ def email():
     if rt.mail is not None and form.validate_on_submit():
         try:
             pending = emails.send_verification_link(rt, account, form.email.data,
-                                                    form.password.data or "", client_ip())
+                                                    form.password.data or "", client_ip(),
+                                                    device_cookie(rt))
         except accounts.AccountError as exc:
             getattr(form, exc.field, form.email).errors.append(exc.message)
             status = 400

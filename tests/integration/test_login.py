@@ -293,11 +293,12 @@ def test_a_device_cookie_counts_only_for_its_account(make_provider):
     assert [_post_login(provider, attacker, victim, "wrong guess!").status_code
             for _ in range(3)] == [401, 401, 429]
     # The attacker's cookie, altered to name the victim, is no cookie.
-    _mine, generation, issued, nonce, mac = attacker.cookies["idp_device"].split(".")
+    _mine, generation, issued, nonce, proof, mac = attacker.cookies["idp_device"].split(".")
     with provider.app.app_context():
         from idp.accounts.service import find_by_username
 
         victim_id = find_by_username(victim).id
     forged = requests.Session()
-    forged.cookies.set("idp_device", f"{victim_id}.{generation}.{issued}.{nonce}.{mac}")
+    forged.cookies.set("idp_device",
+                       f"{victim_id}.{generation}.{issued}.{nonce}.{proof}.{mac}")
     assert _post_login(provider, forged, victim, victim_password).status_code == 429

@@ -16,7 +16,7 @@ import requests
 from sqlalchemy import select
 
 from connectors.sandbox import read_outbox
-from tests.helpers import hidden_inputs
+from tests.helpers import DEFAULT_PASSWORD, hidden_inputs
 from tests.sandbox_support import KEY, SECRET, start_sandbox
 
 BUSY = "The text message service is busy. Try again later."
@@ -225,3 +225,117 @@ def test_a_reauthentication_code_over_the_budget_is_busy_not_a_server_error(sms_
     browser.go(f"{provider.url}/account", username=username, password=password)
     refused = send_reauth_code(browser.session, provider.url)
     assert refused.status_code == 503 and BUSY in refused.text
+
+
+def test_strangers_at_the_same_address_do_not_stop_the_owners_codes(sms_provider, sandbox):
+    """Adversarial review of issue 7, finding 2 (regression): the per-IP
+    count of codes (``per_ip_hourly``) was one for every browser, so codes
+    anybody asked from a service hall, an office or a carrier's NAT stopped
+    the owners there too. A browser known to the account counts its codes
+    for the account's number apart (per IP and number)."""
+    provider = sms_provider(per_ip_hourly=2)
+    phone = _number()
+    owner = _owner(provider, phone)
+    statuses = [_send(requests.Session(), provider, _number()).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    assert _send(owner, provider, phone).status_code == 200
+    assert read_outbox(sandbox.data_path, phone)[-1]["template"] == "otp_login"
+
+
+def test_signing_in_again_gives_no_fresh_allowance(sms_provider, sandbox):
+    """Adversarial review of issue 7, note to finding 1 (regression): each
+    sign-in gave the browser's device cookie a new nonce, and with it a new
+    daily allowance of codes for the account's number, so whoever had the
+    password could send the owner's phone ``per_number_daily`` more codes
+    by signing in again. The browser keeps its nonce, and its counts."""
+    from idp.accounts.service import find_by_phone
+
+    provider = sms_provider(per_number_daily=1)
+    phone = _number()
+    browser = _owner(provider, phone)
+    assert _send(browser, provider, phone).status_code == 200
+    with provider.app.app_context():
+        username = find_by_phone(provider.runtime, phone).username
+    fields = hidden_inputs(browser.get(f"{provider.url}/login").text)
+    fields.update(username=username, password=DEFAULT_PASSWORD)
+    assert browser.post(f"{provider.url}/login", data=fields,
+                        allow_redirects=False).status_code == 303
+    time.sleep(1.1)  # the resend wait is over; the daily allowance is not
+    refused = _send(browser, provider, phone)
+    assert refused.status_code == 429 and "before asking for another code" in refused.text
+    assert len(read_outbox(sandbox.data_path, phone)) == 1
+
+
+def test_a_verified_number_of_another_country_still_reauthenticates(sms_provider, sandbox):
+    """Adversarial review of issue 7, note: an account whose number was
+    verified before only +86 received codes could never re-authenticate
+    (the code was refused by the country check, and it has no app). The
+    account's own verified number gets the codes of re-authentication and
+    step-up whatever its country; a number typed on a sign-in form still
+    must be of an allowed country (nothing tells which numbers have
+    accounts)."""
+    from tests.reauth_support import reauth_with_sms
+
+    provider = sms_provider()
+    phone = f"+447400{secrets.randbelow(10**6):06d}"
+    username, password, _ = provider.create_account(verified_phone=phone)
+    browser = requests.Session()
+    fields = hidden_inputs(browser.get(f"{provider.url}/login").text)
+    fields.update(username=username, password=password)
+    assert browser.post(f"{provider.url}/login", data=fields,
+                        allow_redirects=False).status_code == 303
+    done = reauth_with_sms(browser, provider.url, sandbox, phone, password)
+    assert done.status_code == 303 and done.headers["Location"] == "/account/security"
+    refused = _send(requests.Session(), provider, phone)
+    assert refused.status_code == 400
+    assert ("Text messages can only be sent to mobile numbers with the country code "
+            "+86.") in refused.text
+    assert [m["template"] for m in read_outbox(sandbox.data_path, phone)] == ["otp_reauth"]
+
+
+def test_notices_count_against_the_budget_and_go_once_per_interval(sms_provider, sandbox):
+    """Adversarial review of issue 7, finding 9 (regression): notices went
+    to the gateway directly, counted by no budget and limited by nothing,
+    so repeating an action (new recovery codes, again and again) sent one
+    text each time. A notice counts against the global hourly budget, and
+    one number gets one notice of a kind per ``notice_interval`` seconds;
+    the action itself is never refused for it."""
+    from idp.accounts.notify import notify_account
+    from idp.accounts.service import find_by_phone
+
+    provider = sms_provider(global_hourly_budget=2)
+    before = _last_event_id(provider)
+    phone = _number()
+    provider.create_account(verified_phone=phone)
+    with provider.app.app_context():
+        account = find_by_phone(provider.runtime, phone)
+        sent = [notify_account(provider.runtime, account, template) for template in (
+            "recovery_codes_replaced", "recovery_codes_replaced", "password_changed",
+            "email_changed")]
+    assert sent == [True, False, True, False]
+    assert [m["template"] for m in read_outbox(sandbox.data_path, phone)] == [
+        "recovery_codes_replaced", "password_changed"]
+    # The notices used up the hour's budget: codes wait for the next hour,
+    # and the operators are alerted once.
+    other = _number()
+    assert _send(requests.Session(), provider, other).status_code == 503
+    assert read_outbox(sandbox.data_path, other) == []
+    events = _budget_events(provider, before)
+    assert [e.detail["budget"] for e in events] == ["global"]
+
+
+def test_known_browsers_get_few_codes_outside_the_block_budget(sms_provider, sandbox):
+    """Codes a known browser asks for its account's number are outside the
+    block's budget (finding 8), but only ``own_number_hourly`` an hour per
+    number: browsers are made known by signing in, so whoever holds
+    accounts with numbers of a block could otherwise pump past its budget."""
+    provider = sms_provider(prefix_hourly_budget=1, own_number_hourly=1)
+    block = f"139{secrets.randbelow(10**4):04d}"
+    phone = _number(block)
+    owner = _owner(provider, phone)
+    assert _send(requests.Session(), provider, _number(block)).status_code == 200
+    assert _send(owner, provider, phone).status_code == 200
+    time.sleep(1.1)  # the resend wait of the owner's browser
+    refused = _send(owner, provider, phone)
+    assert refused.status_code == 503 and BUSY in refused.text
+    assert len(read_outbox(sandbox.data_path, phone)) == 1
