@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import re
-import unicodedata
 from dataclasses import dataclass
 
 from flask_babel import lazy_gettext as _l
@@ -98,21 +97,6 @@ class EmailLink:
     address: str
 
 
-def normalize_email(raw: str) -> str:
-    """The address as stored: NFC-normalised, trimmed, domain in lower case
-    (the local part is the mailbox owner's to interpret, RFC 5321 §2.4).
-
-    :raises accounts.AccountError: on field ``email`` when it has not the
-        shape of an address (WHATWG's input[type=email] check) or is longer
-        than 254 characters (RFC 5321 §4.5.3.1).
-    """
-    address = unicodedata.normalize("NFC", raw or "").strip()
-    if len(address) > 254 or not accounts.EMAIL_RE.match(address):
-        raise accounts.AccountError("email", _l("This is not a valid e-mail address."))
-    local, _at, domain = address.rpartition("@")
-    return f"{local}@{domain.lower()}"
-
-
 def mask_email(address: str) -> str:
     """``l***@example.test``: for the audit trail and notices."""
     local, _at, domain = address.rpartition("@")
@@ -127,12 +111,25 @@ def _pending_key(account_id: int) -> str:
     return f"email:pending:{account_id}"
 
 
+def _stored_form(address: str | None) -> str | None:
+    """``address`` (an account's) in the form :func:`accounts.normalize_email`
+    gives, or as it is when it is not valid (stored before that rule)."""
+    if not address:
+        return None
+    try:
+        return accounts.normalize_email(address)
+    except accounts.AccountError:
+        return address
+
+
 def needs_password(account: Account, address: str | None) -> bool:
-    """Whether sending a link to ``address`` needs the account's password:
-    for any address but the one the account has (and only when the account
-    has a password at all)."""
-    return bool(account.password_hash) and (address or "").casefold() != (
-        account.email or "").casefold()
+    """Whether sending a link to ``address`` (normalised by
+    :func:`accounts.normalize_email`) needs the account's password: for any
+    address but exactly the one the account has, normalised the same way
+    (the domain's case aside, another spelling is another mailbox: no case
+    or Unicode folding of the local part, no ``ß``/``ss``), and only when
+    the account has a password at all."""
+    return bool(account.password_hash) and address != _stored_form(account.email)
 
 
 def pending_email(rt: Runtime, account: Account) -> PendingEmail | None:
@@ -184,8 +181,8 @@ def send_verification_link(rt: Runtime, account: Account, raw_address: str, pass
 
     if rt.mail is None:
         raise EmailUnavailableError("no mail relay is configured (mail.host)")
-    address = normalize_email(raw_address)
-    if account.email_verified and address == account.email:
+    address = accounts.normalize_email(raw_address)
+    if account.email_verified and address == _stored_form(account.email):
         raise accounts.AccountError("email", _l("This is already your verified e-mail address."))
     if needs_password(account, address):
         confirm_password(rt, account, password, ip)
