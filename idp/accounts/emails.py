@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from flask_babel import lazy_gettext as _l
 
@@ -35,6 +36,7 @@ from idp.accounts.models import Account
 from idp.accounts.notify import notify_account
 from idp.audit.service import record, record_deferred
 from idp.extensions import db
+from idp.i18n import LocalTime
 from idp.runtime import Runtime
 from idp.security import keyed_hash, random_token
 from idp.timeutil import epoch
@@ -169,21 +171,33 @@ def send_verification_link(rt: Runtime, account: Account, raw_address: str, pass
     :param password: the account's password, checked (and throttled like a
         login) when :func:`needs_password` says so; ignored otherwise.
     :returns: the pending change.
-    :raises accounts.AccountError: on field ``email`` (malformed, or already
-        the verified address).
+    :raises accounts.AccountError: on field ``email`` (malformed, already
+        the verified address, or another address while the account is held
+        after a password reset by SMS code,
+        :func:`idp.authn.service.sms_reset_hold_until`).
     :raises idp.authn.service.LoginFailedError: wrong password.
     :raises idp.authn.throttle.ThrottledError: too many wrong passwords.
     :raises EmailThrottledError: a send limit is reached.
     :raises EmailUnavailableError: no relay configured, or it refused the
         message (the link is then void, the send still counts).
     """
-    from idp.authn.service import confirm_password
+    from idp.authn.service import confirm_password, sms_reset_hold_until
 
     if rt.mail is None:
         raise EmailUnavailableError("no mail relay is configured (mail.host)")
     address = accounts.normalize_email(raw_address)
     if account.email_verified and address == _stored_form(account.email):
         raise accounts.AccountError("email", _l("This is already your verified e-mail address."))
+    if address != _stored_form(account.email):
+        # A phone thief who reset the password by SMS code knows it: the
+        # password proves only the phone for a while (docs/recovery.md).
+        held = sms_reset_hold_until(rt, account)
+        if held is not None:
+            raise accounts.AccountError("email", _l(
+                "Your password was reset by a text message, which proves only the phone: "
+                "until %(until)s your e-mail address cannot be changed, only the current one "
+                "verified. If you need it sooner, visit a service counter with your ID card.",
+                until=LocalTime(datetime.fromtimestamp(held, UTC).replace(tzinfo=None))))
     if needs_password(account, address):
         confirm_password(rt, account, password, ip)
     _count_send(rt, account, address, ip)

@@ -565,6 +565,22 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
     return account
 
 
+def sms_reset_hold_until(rt: Runtime, account: Account) -> int | None:
+    """Unix seconds when the hold after a password reset by SMS code ends
+    for ``account``, or None when no hold applies. It applies for
+    ``session.reauth_hold_after_sms_reset`` seconds after the reset, to an
+    account without an authenticator app (every session of one with an app
+    proved the app): meanwhile the password and that phone prove only the
+    phone, so together they neither re-authenticate (:func:`reauth_method`)
+    nor point the account's e-mail address at another mailbox
+    (:func:`idp.accounts.emails.send_verification_link`)."""
+    if account.password_reset_by_sms_at is None or totp.has_totp(account):
+        return None
+    until = (to_epoch(account.password_reset_by_sms_at)
+             + rt.settings["session"]["reauth_hold_after_sms_reset"])
+    return until if until > epoch() else None
+
+
 class ReauthUnavailableError(Exception):
     """This session cannot re-authenticate, whatever is typed.
 
