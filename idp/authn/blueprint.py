@@ -348,12 +348,14 @@ def reset_password():
     def verify(rt: Runtime, form) -> Response | tuple[str | None, int]:
         try:
             if confirmation_differs(form):
-                accounts.check_password_policy(rt, form.password.data or "",
-                                               user_inputs=(form.phone.data,))
+                service.check_reset_password(rt, form.phone.data, form.password.data or "",
+                                             client_ip())
                 return None, 400
             account = service.reset_password_by_sms(
                 rt, form.phone.data, form.code.data or "", form.password.data or "",
                 client_ip(), device_cookie(rt))
+        except service.PasswordCheckLimitError:
+            return _("Too many password resets from your network. Try again later."), 429
         except accounts.AccountError as exc:
             _show_account_errors(form, exc)
             return None, 400

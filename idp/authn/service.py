@@ -515,6 +515,40 @@ def check_step_up_code(rt: Runtime, account: Account, code: str, ip: str | None,
         raise InvalidCodeError(phone or "")
 
 
+class PasswordCheckLimitError(Exception):
+    """Too many new passwords checked for one client IP address in the
+    window on pages that need no sign-in (``throttle.password_checks_per_ip``)."""
+
+
+def _count_password_check(rt: Runtime, ip: str | None) -> None:
+    """Count one new-password check from ``ip`` on a page that needs no
+    sign-in (the SMS password reset): the estimate (zxcvbn) costs up to
+    half a second of CPU under a process-wide lock (docs/passwords.md), so
+    one client must not keep every worker's estimator busy. Registration is
+    counted by ``registrations_per_ip`` instead.
+
+    :raises PasswordCheckLimitError: over ``throttle.password_checks_per_ip``
+        in ``throttle.password_check_window`` seconds.
+    """
+    limits = rt.settings["throttle"]
+    if rt.store.incr(f"rl:password_check:ip:{ip}", limits["password_check_window"]) > \
+            limits["password_checks_per_ip"]:
+        raise PasswordCheckLimitError(ip)
+
+
+def check_reset_password(rt: Runtime, phone: str, password: str, ip: str | None) -> None:
+    """Check the new password of a reset form that has an error of its own
+    (a confirmation that differs), so every error is shown at once: against
+    the policy and the number typed (the account is not known before a
+    code proves the number). Counted as one password check from ``ip``.
+
+    :raises PasswordCheckLimitError: over the per-IP limit.
+    :raises accounts.AccountError: on field ``password``, what is wrong.
+    """
+    _count_password_check(rt, ip)
+    accounts.check_password_policy(rt, password, user_inputs=(phone,))
+
+
 def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
                           ip: str | None, device: throttle.DeviceCookie | None = None,
                           ) -> Account:
@@ -532,7 +566,15 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
     ``session.reauth_hold_after_sms_reset`` seconds the new password and a
     code to that phone do not re-authenticate (:func:`reauth_method`).
 
+    In order: the attempt is counted against the client IP
+    (:func:`_count_password_check`); the code is proven without being used
+    up (:func:`otp.prove_code`), so the account is known only to whoever
+    holds the phone; the new password is checked against the policy and
+    that account's own identifiers (username, name, e-mail, numbers: NIST
+    SP 800-63B §5.1.1.2) and the number typed; only then is the code used.
+
     :param device: the browser's device cookie, as given when the code was sent.
+    :raises PasswordCheckLimitError: too many attempts from ``ip``.
     :raises accounts.AccountError: the new password breaks the policy (the
         code is not used up then).
     :raises InvalidCodeError: wrong, expired or used-up code, or no active
@@ -541,13 +583,20 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
     from idp.accounts.verification import revoke_evidence
     from idp.oidc.grants import revoke_account_grants
 
-    accounts.check_password_policy(rt, password, user_inputs=(phone,))
-    e164 = otp.check_code(rt, phone, "reset_password", code,
-                          _known_for_number(rt, phone, device))
-    account = accounts.find_by_phone(rt, e164) if e164 else None
+    _count_password_check(rt, ip)
+    proven = otp.prove_code(rt, phone, "reset_password", code,
+                            _known_for_number(rt, phone, device))
+    account = accounts.find_by_phone(rt, proven.phone) if proven else None
     if account is None or not account.phone_number_verified or not account.is_active:
+        if proven is not None:
+            otp.use_code(rt, proven)
         record("password.reset", "failure", account_id=account.id if account else None,
-               ip=ip, reason="sms_code" if e164 is None else "no_account")
+               ip=ip, reason="sms_code" if proven is None else "no_account")
+        db.session.commit()
+        raise InvalidCodeError(phone)
+    accounts.check_password_policy(rt, password, account=account, user_inputs=(phone,))
+    if not otp.use_code(rt, proven):
+        record("password.reset", "failure", account_id=account.id, ip=ip, reason="sms_code")
         db.session.commit()
         raise InvalidCodeError(phone)
     account.password_hash = rt.hasher.hash(password)
