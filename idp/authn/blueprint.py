@@ -302,10 +302,17 @@ def second_factor():
         form.i.data = item.id if item else ""
         form.next.data = local_next(request.args.get("next")) or ""
     enrol = not totp.has_totp(account)
-    # An operator's card at a kiosk or phone alone must not bind an authenticator.
-    blocked = enrol and not service.enrolment_allowed(rt, token)
-    enrolment = totp.start_enrolment(rt, account) if enrol and not blocked else None
-    error, status, headers = None, 200, {}
+    # This sign-in's own set-up; none after an operator's card at a kiosk or
+    # phone alone, which must not bind an authenticator.
+    enrolment = service.pending_enrolment(rt, token, account)
+    superseded = _("Another sign-in set up an authenticator for this account meanwhile. "
+                   "Enter a code from it; if it is not yours, tell your administrator.")
+    # Set up by another sign-in since this one began: its code is asked now.
+    taken = not enrol and enrolment is not None
+    if taken:
+        enrolment = None
+    blocked = enrol and enrolment is None
+    error, status, headers = (superseded if taken else None), 200, {}
     if blocked:
         error = _("Sign in with your password to set up the authenticator.")
         status = 403
@@ -329,7 +336,10 @@ def second_factor():
             error, status = too_many_attempts(exc.retry_after), 429
             headers = retry_after_header(exc.retry_after)
         except service.LoginFailedError:
-            error, status = _("The code is wrong."), 401
+            error, status = (superseded if taken else _("The code is wrong.")), 401
+        except totp.TotpError:
+            # Confirmed by another sign-in while this one was confirming.
+            error, status, enrolment = superseded, 409, None
         else:
             return logged_in_response(rt, item, sso, form.next.data)
     elif request.method == "POST":

@@ -78,7 +78,8 @@ class PendingLogin:
 
     :ivar token: the secret the browser keeps (in its signed session cookie).
     :ivar enrol: the account has no authenticator yet (an operator, who must
-        have one): it is set up first.
+        have one): it is set up first, with a secret of this pending login's
+        own (:func:`pending_enrolment`).
     """
 
     token: str
@@ -100,14 +101,23 @@ def complete_login(rt: Runtime, account: Account, amr: list[str], ip: str | None
     :func:`start_session`), or, when the account needs a second factor
     (TOTP set up, or an operator), a pending login that
     :func:`finish_second_factor` completes within ``totp.pending_login_ttl``
-    (the pending login keeps ``ttl`` and ``public`` for the session it opens)."""
+    (the pending login keeps ``ttl`` and ``public`` for the session it opens).
+
+    A pending login of an account without an authenticator (an operator)
+    whose first factor may bind one (:func:`_may_enrol`) gets a new TOTP
+    secret of its own, kept encrypted with it and shown only to the browser
+    holding it: a sign-in with the operator's password, perhaps an
+    intruder's, never sees the secret another sign-in will confirm."""
     if not totp.needs_second_factor(account):
         return start_session(rt, account, amr, ip, previous, ttl, public=public, **detail)
     token = random_token(24)
-    rt.store.put(_pending_key(token), {"account_id": account.id, "amr": amr, "detail": detail,
-                                       "ttl": ttl, "public": public},
-                 rt.settings["totp"]["pending_login_ttl"])
-    return PendingLogin(token=token, enrol=not totp.has_totp(account))
+    enrol = not totp.has_totp(account)
+    data = {"account_id": account.id, "amr": amr, "detail": detail, "ttl": ttl,
+            "public": public}
+    if enrol and _may_enrol(amr):
+        data["enrol_secret"] = rt.pii.encrypt("totp", totp.new_secret())
+    rt.store.put(_pending_key(token), data, rt.settings["totp"]["pending_login_ttl"])
+    return PendingLogin(token=token, enrol=enrol)
 
 
 def pending_account(rt: Runtime, token: str | None) -> Account | None:
@@ -160,15 +170,28 @@ def _may_enrol(amr: list[str]) -> bool:
     return "pwd" in amr and "hwk" not in amr
 
 
-def enrolment_allowed(rt: Runtime, token: str | None) -> bool:
-    """Whether the pending login ``token`` of an account that must set up an
-    authenticator (an operator) may do so now: only when its first factor
-    was the password. An operator's card at a kiosk or their phone alone
-    must not bind somebody's authenticator to the operator's account."""
+def _pending_secret(rt: Runtime, token: str | None) -> str | None:
+    """The TOTP secret of the pending login ``token`` (see
+    :func:`complete_login`), or None when it has none."""
     if not token or len(token) > 64:
-        return False
+        return None
     data = rt.store.get(_pending_key(token))
-    return data is not None and _may_enrol(data["amr"])
+    if data is None or not data.get("enrol_secret"):
+        return None
+    return rt.pii.decrypt("totp", data["enrol_secret"])
+
+
+def pending_enrolment(rt: Runtime, token: str | None,
+                      account: Account) -> totp.Enrolment | None:
+    """The authenticator set-up shown to the pending login ``token`` of
+    ``account`` (an operator without one), with the secret of that pending
+    login alone: the same on every page of it (a wrong code is typed again),
+    never on another's. None when it may not set one up: its first factor
+    was a card at a kiosk or an SMS code alone, which must not bind
+    somebody's authenticator to the operator's account (NIST SP 800-63B
+    §6.1.2.1); only the password may."""
+    secret = _pending_secret(rt, token)
+    return totp.enrolment_of(rt, account, secret) if secret is not None else None
 
 
 def enrol_and_finish(rt: Runtime, token: str, code: str, ip: str | None,
@@ -176,23 +199,24 @@ def enrol_and_finish(rt: Runtime, token: str, code: str, ip: str | None,
                      device: throttle.DeviceCookie | None = None,
                      ) -> tuple[SsoSession, list[str]]:
     """Complete a pending login of an account without an authenticator by
-    confirming the one just set up (:func:`totp.start_enrolment`), when the
-    first factor was the password (:func:`enrolment_allowed`).
+    confirming the one set up with the pending login's own secret
+    (:func:`pending_enrolment`), when the first factor was the password.
 
     :param device: the browser's device cookie (see :func:`finish_second_factor`).
     :returns: the session and the new recovery codes (to show once).
     :raises LoginFailedError: no such pending login, or a wrong code.
-    :raises totp.TotpError: no enrolment started, or a first factor that may
-        not bind an authenticator.
+    :raises totp.TotpError: a first factor that may not bind an
+        authenticator, or one was confirmed meanwhile.
     :raises throttle.ThrottledError: the next attempt must wait.
     """
     account = pending_account(rt, token)
     if account is None:
         raise LoginFailedError("no pending login")
-    if not enrolment_allowed(rt, token):
+    secret = _pending_secret(rt, token)
+    if secret is None:
         raise totp.TotpError(_l("Sign in with your password to set up the authenticator."))
     try:
-        codes = totp.confirm_enrolment(rt, account, code, ip, _known(device, account))
+        codes = totp.enrol_with_secret(rt, account, secret, code, ip, _known(device, account))
     except ValueError:
         raise LoginFailedError(account.username) from None
     return _start_pending(rt, token, account, ip, previous), codes
