@@ -19,7 +19,13 @@ from idp.accounts.notify import notify_account, notify_phone
 from idp.audit.service import record, record_deferred
 from idp.authn import otp, throttle, totp
 from idp.authn.acr import combine_amr
-from idp.authn.sessions import SsoSession, create_session, end_session, save_session
+from idp.authn.sessions import (
+    SsoSession,
+    create_session,
+    end_session,
+    load_session,
+    save_session,
+)
 from idp.extensions import db
 from idp.runtime import Runtime
 from idp.security import constant_time_equals, keyed_hash, random_token
@@ -69,6 +75,26 @@ def start_session(rt: Runtime, account: Account, amr: list[str], ip: str | None,
            **public_detail, **detail)
     db.session.commit()
     return sso
+
+
+def public_browser(rt: Runtime, previous: str | None, card_waiting: bool) -> bool:
+    """Whether a login (or a registration) in this browser opens a public
+    computer's session (:func:`start_session`, ``public``) whatever the
+    login page's box says: when a card waits to be linked in the browser,
+    which is then a kiosk's (issue 7: "the kiosk flow always behaves so");
+    and when the browser's current session is a public computer's, so that
+    logging in again there (``prompt=login``, ``max_age``, another account)
+    never turns it into a long session by the box's default. Signing out
+    first ends that session, and the next login asks afresh.
+
+    :param previous: the browser's SSO session cookie, if any.
+    :param card_waiting: a card waits to be linked in this browser (the
+        kiosk's link page, ``idp.authn.kiosk.LINK_SESSION_KEY``).
+    """
+    if card_waiting:
+        return True
+    current = load_session(rt.store, previous)
+    return current is not None and current.public
 
 
 @dataclass(frozen=True)
@@ -269,16 +295,17 @@ def login_with_password(rt: Runtime, identifier: str, password: str, ip: str | N
 
 
 def register(rt: Runtime, username: str, password: str, *, name: str | None,
-             email: str | None, ip: str | None, previous: str | None = None) -> SsoSession:
+             email: str | None, ip: str | None, previous: str | None = None,
+             public: bool = False) -> SsoSession:
     """Create an account (at most ``registrations_per_ip`` per window per IP)
-    and log it in.
+    and log it in (a ``public`` computer's session as in :func:`start_session`).
 
     :raises RegistrationLimitError: over the per-IP limit.
     :raises accounts.AccountError: invalid or taken username, weak password.
     """
     _count_registration(rt, ip)
     account = accounts.create_account(rt, username, password, name=name, email=email, ip=ip)
-    return start_session(rt, account, ["pwd"], ip, previous, via="registration")
+    return start_session(rt, account, ["pwd"], ip, previous, public=public, via="registration")
 
 
 def _count_registration(rt: Runtime, ip: str | None) -> None:
@@ -313,7 +340,8 @@ class InvalidCodeError(Exception):
 def register_with_phone(rt: Runtime, phone: str, code: str, username: str, password: str,
                         *, name: str | None, ip: str | None,
                         previous: str | None = None,
-                        device: throttle.DeviceCookie | None = None) -> SsoSession:
+                        device: throttle.DeviceCookie | None = None,
+                        public: bool = False) -> SsoSession:
     """Create an account whose mobile number is proven by the code sent with
     :func:`send_sms_code` (purpose ``register``), and sign it in.
 
@@ -323,6 +351,7 @@ def register_with_phone(rt: Runtime, phone: str, code: str, username: str, passw
     form cannot be used to find out which numbers have accounts.
 
     :param device: the browser's device cookie, as given when the code was sent.
+    :param public: a public computer's session (:func:`start_session`).
     :raises RegistrationLimitError: over the per-IP limit.
     :raises accounts.AccountError: invalid or taken username, weak password,
         or a number that already belongs to an account.
@@ -337,7 +366,8 @@ def register_with_phone(rt: Runtime, phone: str, code: str, username: str, passw
         raise accounts.AccountError("phone", _l("This number belongs to another account."))
     account = accounts.create_account(rt, username, password, name=name, verified_phone=e164,
                                       ip=ip)
-    return start_session(rt, account, ["sms"], ip, previous, via="phone_registration")
+    return start_session(rt, account, ["sms"], ip, previous, public=public,
+                         via="phone_registration")
 
 
 def logout(rt: Runtime, sso: SsoSession, client_id: str | None, ip: str | None) -> None:
