@@ -146,6 +146,7 @@ def _validate(settings: dict) -> None:
         raise ConfigError("setting trusted_proxies must not be negative")
     _validate_assurance(settings["assurance"])
     _validate_limits(settings["throttle"], settings["sms"])
+    _validate_password_checks(settings["throttle"])
     _validate_pages(settings)
 
 
@@ -168,6 +169,13 @@ def _validate_limits(throttle: dict, sms: dict) -> None:
                             for c in codes):
         raise ConfigError("setting sms.allowed_country_codes must list country calling codes "
                           "without \"+\", e.g. [\"86\"]")
+
+
+def _validate_password_checks(throttle: dict) -> None:
+    """The per-IP count of new passwords checked at the SMS reset."""
+    for name in ("password_checks_per_ip", "password_check_window"):
+        if throttle[name] < 1:
+            raise ConfigError(f"setting throttle.{name} must be at least 1")
 
 
 def _validate_pages(settings: dict) -> None:

@@ -143,6 +143,19 @@ def local_time(value: datetime | None, pattern: str = "yyyy-MM-dd HH:mm",
     return f"{text} ({time_zone_name()})" if zone else text
 
 
+class LocalTime:
+    """A stored time (naive UTC) that reads as :func:`local_time` with the
+    zone's name when the message holding it is rendered: for a time inside
+    a lazily translated message (``lazy_gettext(..., until=LocalTime(t))``)
+    made by a service, which knows no request, its language or time zone."""
+
+    def __init__(self, value: datetime) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return local_time(self.value, zone=True)
+
+
 def time_zone_name() -> str:
     """The configured ``timezone``'s name in the page's language (``China
     Time``, ``中国时间``), for a table heading above times."""

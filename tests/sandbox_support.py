@@ -112,7 +112,9 @@ def start_gateway_provider(tmp_path_factory, database_url, **sections):
     """A sandbox gateway and a provider wired to it: ``(provider, gateway)``."""
     from tests.conftest import start_provider
 
-    gateway = start_sandbox(tmp_path_factory.mktemp("sandbox"), people=200,
+    # Entities enough for every test of a run that takes a fresh one
+    # (fresh_entity: a representative is used once per run).
+    gateway = start_sandbox(tmp_path_factory.mktemp("sandbox"), people=200, entities=40,
                             outbox_page=sections.pop("outbox_page", False), smtp=True)
     gateway_settings = {"url": gateway.url, "access_key": KEY, "secret": SECRET,
                         **sections.pop("gateway", {})}

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import logging
 import re
-import unicodedata
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from flask_babel import lazy_gettext as _l
 
@@ -37,6 +37,7 @@ from idp.accounts.notify import notify_account
 from idp.audit.service import record, record_deferred
 from idp.authn.throttle import DeviceCookie
 from idp.extensions import db
+from idp.i18n import LocalTime
 from idp.runtime import Runtime
 from idp.security import keyed_hash, random_token
 from idp.timeutil import epoch
@@ -99,21 +100,6 @@ class EmailLink:
     address: str
 
 
-def normalize_email(raw: str) -> str:
-    """The address as stored: NFC-normalised, trimmed, domain in lower case
-    (the local part is the mailbox owner's to interpret, RFC 5321 §2.4).
-
-    :raises accounts.AccountError: on field ``email`` when it has not the
-        shape of an address (WHATWG's input[type=email] check) or is longer
-        than 254 characters (RFC 5321 §4.5.3.1).
-    """
-    address = unicodedata.normalize("NFC", raw or "").strip()
-    if len(address) > 254 or not accounts.EMAIL_RE.match(address):
-        raise accounts.AccountError("email", _l("This is not a valid e-mail address."))
-    local, _at, domain = address.rpartition("@")
-    return f"{local}@{domain.lower()}"
-
-
 def mask_email(address: str) -> str:
     """``l***@example.test``: for the audit trail and notices."""
     local, _at, domain = address.rpartition("@")
@@ -128,12 +114,25 @@ def _pending_key(account_id: int) -> str:
     return f"email:pending:{account_id}"
 
 
+def _stored_form(address: str | None) -> str | None:
+    """``address`` (an account's) in the form :func:`accounts.normalize_email`
+    gives, or as it is when it is not valid (stored before that rule)."""
+    if not address:
+        return None
+    try:
+        return accounts.normalize_email(address)
+    except accounts.AccountError:
+        return address
+
+
 def needs_password(account: Account, address: str | None) -> bool:
-    """Whether sending a link to ``address`` needs the account's password:
-    for any address but the one the account has (and only when the account
-    has a password at all)."""
-    return bool(account.password_hash) and (address or "").casefold() != (
-        account.email or "").casefold()
+    """Whether sending a link to ``address`` (normalised by
+    :func:`accounts.normalize_email`) needs the account's password: for any
+    address but exactly the one the account has, normalised the same way
+    (the domain's case aside, another spelling is another mailbox: no case
+    or Unicode folding of the local part, no ``ß``/``ss``), and only when
+    the account has a password at all."""
+    return bool(account.password_hash) and address != _stored_form(account.email)
 
 
 def pending_email(rt: Runtime, account: Account) -> PendingEmail | None:
@@ -177,21 +176,33 @@ def send_verification_link(rt: Runtime, account: Account, raw_address: str, pass
         stranger's guesses at the account do not make the owner wait
         (:func:`idp.authn.service.confirm_password`).
     :returns: the pending change.
-    :raises accounts.AccountError: on field ``email`` (malformed, or already
-        the verified address).
+    :raises accounts.AccountError: on field ``email`` (malformed, already
+        the verified address, or another address while the account is held
+        after a password reset by SMS code,
+        :func:`idp.authn.service.sms_reset_hold_until`).
     :raises idp.authn.service.LoginFailedError: wrong password.
     :raises idp.authn.throttle.ThrottledError: too many wrong passwords.
     :raises EmailThrottledError: a send limit is reached.
     :raises EmailUnavailableError: no relay configured, or it refused the
         message (the link is then void, the send still counts).
     """
-    from idp.authn.service import confirm_password
+    from idp.authn.service import confirm_password, sms_reset_hold_until
 
     if rt.mail is None:
         raise EmailUnavailableError("no mail relay is configured (mail.host)")
-    address = normalize_email(raw_address)
-    if account.email_verified and address == account.email:
+    address = accounts.normalize_email(raw_address)
+    if account.email_verified and address == _stored_form(account.email):
         raise accounts.AccountError("email", _l("This is already your verified e-mail address."))
+    if address != _stored_form(account.email):
+        # A phone thief who reset the password by SMS code knows it: the
+        # password proves only the phone for a while (docs/recovery.md).
+        held = sms_reset_hold_until(rt, account)
+        if held is not None:
+            raise accounts.AccountError("email", _l(
+                "Your password was reset by a text message, which proves only the phone: "
+                "until %(until)s your e-mail address cannot be changed, only the current one "
+                "verified. If you need it sooner, visit a service counter with your ID card.",
+                until=LocalTime(datetime.fromtimestamp(held, UTC).replace(tzinfo=None))))
     if needs_password(account, address):
         confirm_password(rt, account, password, ip, device)
     _count_send(rt, account, address, ip)

@@ -11,7 +11,10 @@ verified them first would otherwise act for the person's enterprise. A
 representation ends with the evidence it rested on: when a revocation or a
 release (``idp.accounts.verification.revoke_evidence``) takes the account
 below level 3, its agents end, and an ended agent acts for nobody until the
-representation is confirmed again.
+representation is confirmed again. Evidence also expires, with no event to
+end anything (the carrier check lives 180 days, the entity's match 365), so
+an agent acts only while its account is at level 3 now
+(:attr:`Representation.active`); verifying strongly again restores it.
 
 Only the legal representative is proven this way; delegated operators and
 the enterprise's own certificates belong with enterprise login.
@@ -63,17 +66,28 @@ class Representation:
         ``ended_reason`` set when it ended).
     :ivar level: the entity's level for this agent now: 2 while its
         registry match is live and the agent has not ended, else 0.
+    :ivar account_level: the agent's account's assurance level now.
     """
 
     entity: LegalEntity
     agent: Agent
     level: int
+    account_level: int
+
+    @property
+    def lapsed(self) -> bool:
+        """True when the agent has not ended but its account is below
+        :data:`REPRESENTATIVE_LEVEL` now (its level 3 evidence expired): it
+        acts for nobody until the account is strongly verified again."""
+        return self.agent.ended_at is None and self.account_level < REPRESENTATIVE_LEVEL
 
     @property
     def active(self) -> bool:
-        """True when the account acts for the entity now (an ended agent
-        acts for nobody)."""
-        return self.agent.ended_at is None and self.level > 0
+        """True when the account acts for the entity now: the agent has not
+        ended, the entity's match is live, and the account is at
+        :data:`REPRESENTATIVE_LEVEL` now (a representation ends with the
+        evidence it rested on, expired evidence too)."""
+        return self.agent.ended_at is None and self.level > 0 and not self.lapsed
 
 
 def entity_level(entity: LegalEntity, now: datetime | None = None) -> int:
@@ -82,15 +96,17 @@ def entity_level(entity: LegalEntity, now: datetime | None = None) -> int:
 
 
 def representations(account: Account) -> list[Representation]:
-    """The entities ``account`` was confirmed for, by name, ended ones
-    included (so that the console can say they ended): only those whose
+    """The entities ``account`` was confirmed for, by name, ended and
+    lapsed ones included (so that the console can say so): only those whose
     :attr:`Representation.active` is true act for the entity."""
     now = utcnow()
     rows = db.session.execute(
         select(LegalEntity, Agent).join(Agent, Agent.entity_id == LegalEntity.id)
         .where(Agent.account_id == account.id).order_by(LegalEntity.name)).all()
+    level = assurance_level(account) if rows else 0
     return [Representation(entity, agent,
-                           0 if agent.ended_at is not None else entity_level(entity, now))
+                           0 if agent.ended_at is not None else entity_level(entity, now),
+                           level)
             for entity, agent in rows]
 
 
@@ -179,4 +195,4 @@ def verify_representative(rt: Runtime, account: Account, uscc: str, name: str,
     agent.verified_at, agent.reference = now, answer.reference[:64]
     agent.ended_at = agent.ended_reason = None
     db.session.commit()
-    return Representation(entity, agent, entity_level(entity, now))
+    return Representation(entity, agent, entity_level(entity, now), assurance_level(account))

@@ -162,7 +162,8 @@ def judge(password: str, identifiers: Iterable[str | None],
     cheapest explanation of a guessable password uses an identifier (also
     reversed, with l33t substitutions or repeated).
 
-    :param password: the new password as typed.
+    :param password: the new password as typed (judged in NFKC form, so
+        full-width and other compatibility forms count as what they stand for).
     :param identifiers: the account's identifiers as for :func:`identifier_forms`.
     :param min_guesses_log10: the least number of guesses (a power of ten)
         that a password must need; NIST's intent is that it stops the
@@ -180,6 +181,9 @@ def judge(password: str, identifiers: Iterable[str | None],
         if rest != text and (not rest.strip() or
                              _estimate(rest, forms)["guesses_log10"] < min_guesses_log10):
             return Verdict(True, True)
-    result = _estimate(password, forms)
+    # Estimated in NFKC form (NIST SP 800-63B §5.1.1.2 asks for
+    # normalisation): an input method in full-width mode types ``password``
+    # as ``ｐａｓｓｗｏｒｄ``, which zxcvbn reads as eight random symbols.
+    result = _estimate(unicodedata.normalize("NFKC", password), forms)
     guessable = result["guesses_log10"] < min_guesses_log10
     return Verdict(guessable, guessable and _uses_identifier(result["sequence"]))

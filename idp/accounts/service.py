@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import idna
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
 
@@ -26,9 +27,14 @@ from idp.runtime import Runtime
 from idp.security import random_token
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
-# One @, no spaces, a dot in the domain: the shape check of WHATWG's
-# input[type=email]; ownership is proven later by a verification mail.
-EMAIL_RE = re.compile(r"^[^\s@]+@[^\s@]+\.[^\s@]+$")
+# The "valid e-mail address" of WHATWG HTML (input[type=email]): ASCII
+# only, a local part of atext and dots, a domain of LDH labels; here with at
+# least one dot in the domain (a mailbox on the Internet). Ownership is
+# proven later by a verification mail.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+EMAIL_RE = re.compile(rf"[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]+@{_LABEL}(?:\.{_LABEL})+")
+#: RFC 5321 §4.5.3.1: a forward path holds at most 256 octets, so an address 254.
+EMAIL_MAX_LENGTH = 254
 
 
 class AccountError(Exception):
@@ -66,6 +72,33 @@ class AccountErrors(AccountError):
     def errors(self) -> list[tuple[str, Any]]:
         """Every ``(field, message)`` pair at fault, in the order of the form."""
         return list(self._errors)
+
+
+def normalize_email(raw: str) -> str:
+    """The address as stored and compared: trimmed, the domain as lower-case
+    ASCII, the local part as typed (it is the mailbox owner's to interpret,
+    RFC 5321 §2.4). An internationalised domain is converted to its A-label
+    form by IDNA 2008 with the UTS #46 mapping (``straße.example`` is
+    ``xn--strae-oqa.example``, never ``strasse.example`` as IDNA 2003 and
+    ``str.casefold`` have it), which is what browsers send from an
+    input[type=email] and what every mail relay accepts. A local part
+    outside ASCII (it would need SMTPUTF8, RFC 6531) is refused.
+
+    :raises AccountError: on field ``email`` when it is not a valid address
+        (:data:`EMAIL_RE` after the conversion) or is longer than
+        :data:`EMAIL_MAX_LENGTH` characters.
+    """
+    address = unicodedata.normalize("NFC", raw or "").strip()
+    local, _at, domain = address.rpartition("@")
+    if len(address) <= EMAIL_MAX_LENGTH and domain and not domain.isascii():
+        try:
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+        except idna.IDNAError:
+            domain = ""
+    address = f"{local}@{domain.lower()}"
+    if len(address) > EMAIL_MAX_LENGTH or not EMAIL_RE.fullmatch(address):
+        raise AccountError("email", _l("This is not a valid e-mail address."))
+    return address
 
 
 def normalize_username(raw: str) -> str:
@@ -150,8 +183,11 @@ def validate_new_account(rt: Runtime, username: str, password: str, email: str |
         check_password_policy(rt, password, user_inputs=(username, name, email, phone))
     except AccountError as exc:
         errors.append((exc.field, exc.message))
-    if email is not None and (len(email) > 254 or not EMAIL_RE.match(email)):
-        errors.append(("email", _l("This is not a valid e-mail address.")))
+    if email is not None:
+        try:
+            email = normalize_email(email)
+        except AccountError as exc:
+            errors.append((exc.field, exc.message))
     if errors:
         raise AccountErrors(errors)
     return username, email

@@ -36,6 +36,7 @@ from idp.authn.forms import (
     confirmation_differs,
     require_min_length,
 )
+from idp.authn.kiosk import LINK_SESSION_KEY
 from idp.authn.sessions import SsoSession
 from idp.oidc.authorize import (
     SENSITIVE_SCOPES,
@@ -101,6 +102,24 @@ def home():
     return render_template("home.html", account=account)
 
 
+def _public_browser(rt: Runtime) -> bool:
+    """Whether every login in this browser is a public computer's now (a
+    card waits to be linked here, or its current session is a public one:
+    :func:`service.public_browser`)."""
+    return service.public_browser(rt, sso_cookie(rt), LINK_SESSION_KEY in session)
+
+
+def _fix_public_box(rt: Runtime, form) -> None:
+    """When :func:`_public_browser`, show the form's "public computer" box
+    ticked and fixed, saying why (a ticked box is what the login does)."""
+    if _public_browser(rt):
+        form.public.data = True
+        form.public.render_kw = {"disabled": True}
+        form.public.description = _(
+            "This browser is used as a public computer: you will be signed out when you "
+            "close it, or after a while unused. To change this, sign out first.")
+
+
 def logged_in_response(rt, item, sso: SsoSession | service.PendingLogin,
                next_url: str | None = None, *, remember_device: bool = True) -> Response:
     """The answer to a finished first or second factor: set the SSO cookie
@@ -140,6 +159,7 @@ def login():
     """Password login; the message never reveals whether the account exists."""
     rt = current_runtime()
     form = LoginForm()
+    _fix_public_box(rt, form)
     item = interactions.load(rt.store, request.values.get("i") or form.i.data, browser_id())
     if request.method == "GET":
         form.i.data = item.id if item else ""
@@ -244,7 +264,9 @@ def login_sms():
         except service.LoginFailedError:
             return _("The code is wrong or has expired."), 401
 
-    return _sms_page(SmsLoginForm(), "login_sms.html", "login", verify)
+    form = SmsLoginForm()
+    _fix_public_box(current_runtime(), form)
+    return _sms_page(form, "login_sms.html", "login", verify)
 
 
 def _show_account_errors(form, exc: accounts.AccountError) -> None:
@@ -272,7 +294,8 @@ def register_sms():
             return service.register_with_phone(
                 rt, form.phone.data, form.code.data or "", form.username.data or "",
                 form.password.data or "", name=form.name.data, ip=client_ip(),
-                previous=sso_cookie(rt), device=device_cookie(rt))
+                previous=sso_cookie(rt), device=device_cookie(rt),
+                public=_public_browser(rt))
         except service.RegistrationLimitError:
             return _("Too many registrations from your network. Try again later."), 429
         except accounts.AccountError as exc:
@@ -302,10 +325,17 @@ def second_factor():
         form.i.data = item.id if item else ""
         form.next.data = local_next(request.args.get("next")) or ""
     enrol = not totp.has_totp(account)
-    # An operator's card at a kiosk or phone alone must not bind an authenticator.
-    blocked = enrol and not service.enrolment_allowed(rt, token)
-    enrolment = totp.start_enrolment(rt, account) if enrol and not blocked else None
-    error, status, headers = None, 200, {}
+    # This sign-in's own set-up; none after an operator's card at a kiosk or
+    # phone alone, which must not bind an authenticator.
+    enrolment = service.pending_enrolment(rt, token, account)
+    superseded = _("Another sign-in set up an authenticator for this account meanwhile. "
+                   "Enter a code from it; if it is not yours, tell your administrator.")
+    # Set up by another sign-in since this one began: its code is asked now.
+    taken = not enrol and enrolment is not None
+    if taken:
+        enrolment = None
+    blocked = enrol and enrolment is None
+    error, status, headers = (superseded if taken else None), 200, {}
     if blocked:
         error = _("Sign in with your password to set up the authenticator.")
         status = 403
@@ -329,7 +359,10 @@ def second_factor():
             error, status = too_many_attempts(exc.retry_after), 429
             headers = retry_after_header(exc.retry_after)
         except service.LoginFailedError:
-            error, status = _("The code is wrong."), 401
+            error, status = (superseded if taken else _("The code is wrong.")), 401
+        except totp.TotpError:
+            # Confirmed by another sign-in while this one was confirming.
+            error, status, enrolment = superseded, 409, None
         else:
             return logged_in_response(rt, item, sso, form.next.data)
     elif request.method == "POST":
@@ -348,12 +381,14 @@ def reset_password():
     def verify(rt: Runtime, form) -> Response | tuple[str | None, int]:
         try:
             if confirmation_differs(form):
-                accounts.check_password_policy(rt, form.password.data or "",
-                                               user_inputs=(form.phone.data,))
+                service.check_reset_password(rt, form.phone.data, form.password.data or "",
+                                             client_ip())
                 return None, 400
             account = service.reset_password_by_sms(
                 rt, form.phone.data, form.code.data or "", form.password.data or "",
                 client_ip(), device_cookie(rt))
+        except service.PasswordCheckLimitError:
+            return _("Too many password resets from your network. Try again later."), 429
         except accounts.AccountError as exc:
             _show_account_errors(form, exc)
             return None, 400
@@ -393,7 +428,7 @@ def register():
         if valid:
             sso = service.register(rt, form.username.data, form.password.data,
                                    name=form.name.data, email=form.email.data, ip=client_ip(),
-                                   previous=sso_cookie(rt))
+                                   previous=sso_cookie(rt), public=_public_browser(rt))
             return logged_in_response(rt, item, sso)
         # The form's own errors (a field left empty, a confirmation that
         # differs) come with the account's.

@@ -277,3 +277,71 @@ def check_code(rt: Runtime, raw_phone: str, purpose: str, code: str,
             return phone if _check(rt, own, code) else None
     return phone if _check(rt, _keys(rt, phone, purpose, None), code) else None
 
+
+
+@dataclass(frozen=True)
+class ProvenCode:
+    """A right code that is not used up yet (:func:`prove_code`); the caller
+    checks whatever else it must, then spends it with :func:`use_code`, so a
+    refusal for another reason (a new password the policy refuses) leaves
+    the code for the next attempt.
+
+    :ivar phone: the E.164 number the code was sent to.
+    :ivar key: the store key of the code.
+    :ivar digest: the keyed hash of the code as stored.
+    """
+
+    phone: str
+    key: str
+    digest: str
+
+
+def prove_code(rt: Runtime, raw_phone: str, purpose: str, code: str,
+               device: str | None = None) -> ProvenCode | None:
+    """Check a code typed for ``raw_phone`` as :func:`check_code` does (the
+    browser's own code first; a wrong code counts against
+    ``sms.max_attempts``), without using it up. A right code gives back the
+    attempt it counted: it is no guess, and refusals for other reasons must
+    not void it.
+
+    :returns: the proven code, or None (wrong, expired, already used, or
+        void after too many wrong guesses).
+    """
+    try:
+        phone = parse_mobile(raw_phone)
+    except ValueError:
+        return None
+    keys = _keys(rt, phone, purpose, None)
+    if device:
+        own = _keys(rt, phone, purpose, device)
+        if rt.store.get(own.code) is not None:
+            keys = own
+    entry = rt.store.get(keys.code)
+    if entry is None:
+        return None
+    limits = rt.settings["sms"]
+    if rt.store.incr(keys.tries, limits["code_ttl"]) > limits["max_attempts"]:
+        rt.store.delete(keys.code)
+        return None
+    given = keyed_hash(rt.token_hmac_key, (code or "").strip(), keys.code)
+    if not constant_time_equals(given, entry["hash"]):
+        return None
+    rt.store.incr(keys.tries, limits["code_ttl"], -1)
+    return ProvenCode(phone, keys.code, entry["hash"])
+
+
+def use_code(rt: Runtime, proven: ProvenCode) -> bool:
+    """Use up a code :func:`prove_code` proved. Of two concurrent uses only
+    one succeeds (``take``).
+
+    :returns: False when it was used meanwhile, or replaced by a newer code
+        (which stays, for whoever holds it).
+    """
+    remaining = rt.store.ttl(proven.key)
+    entry = rt.store.take(proven.key)
+    if entry is None:
+        return False
+    if not constant_time_equals(entry["hash"], proven.digest):
+        rt.store.put(proven.key, entry, max(remaining or 1, 1))
+        return False
+    return True

@@ -19,7 +19,13 @@ from idp.accounts.notify import notify_account, notify_phone
 from idp.audit.service import record, record_deferred
 from idp.authn import otp, throttle, totp
 from idp.authn.acr import combine_amr
-from idp.authn.sessions import SsoSession, create_session, end_session, save_session
+from idp.authn.sessions import (
+    SsoSession,
+    create_session,
+    end_session,
+    load_session,
+    save_session,
+)
 from idp.extensions import db
 from idp.runtime import Runtime
 from idp.security import constant_time_equals, keyed_hash, random_token
@@ -84,6 +90,26 @@ def start_session(rt: Runtime, account: Account, amr: list[str], ip: str | None,
     return sso
 
 
+def public_browser(rt: Runtime, previous: str | None, card_waiting: bool) -> bool:
+    """Whether a login (or a registration) in this browser opens a public
+    computer's session (:func:`start_session`, ``public``) whatever the
+    login page's box says: when a card waits to be linked in the browser,
+    which is then a kiosk's (issue 7: "the kiosk flow always behaves so");
+    and when the browser's current session is a public computer's, so that
+    logging in again there (``prompt=login``, ``max_age``, another account)
+    never turns it into a long session by the box's default. Signing out
+    first ends that session, and the next login asks afresh.
+
+    :param previous: the browser's SSO session cookie, if any.
+    :param card_waiting: a card waits to be linked in this browser (the
+        kiosk's link page, ``idp.authn.kiosk.LINK_SESSION_KEY``).
+    """
+    if card_waiting:
+        return True
+    current = load_session(rt.store, previous)
+    return current is not None and current.public
+
+
 @dataclass(frozen=True)
 class PendingLogin:
     """The first factor is proven, and a TOTP code must follow before the
@@ -91,7 +117,8 @@ class PendingLogin:
 
     :ivar token: the secret the browser keeps (in its signed session cookie).
     :ivar enrol: the account has no authenticator yet (an operator, who must
-        have one): it is set up first.
+        have one): it is set up first, with a secret of this pending login's
+        own (:func:`pending_enrolment`).
     """
 
     token: str
@@ -113,14 +140,23 @@ def complete_login(rt: Runtime, account: Account, amr: list[str], ip: str | None
     :func:`start_session`), or, when the account needs a second factor
     (TOTP set up, or an operator), a pending login that
     :func:`finish_second_factor` completes within ``totp.pending_login_ttl``
-    (the pending login keeps ``ttl`` and ``public`` for the session it opens)."""
+    (the pending login keeps ``ttl`` and ``public`` for the session it opens).
+
+    A pending login of an account without an authenticator (an operator)
+    whose first factor may bind one (:func:`_may_enrol`) gets a new TOTP
+    secret of its own, kept encrypted with it and shown only to the browser
+    holding it: a sign-in with the operator's password, perhaps an
+    intruder's, never sees the secret another sign-in will confirm."""
     if not totp.needs_second_factor(account):
         return start_session(rt, account, amr, ip, previous, ttl, public=public, **detail)
     token = random_token(24)
-    rt.store.put(_pending_key(token), {"account_id": account.id, "amr": amr, "detail": detail,
-                                       "ttl": ttl, "public": public},
-                 rt.settings["totp"]["pending_login_ttl"])
-    return PendingLogin(token=token, enrol=not totp.has_totp(account))
+    enrol = not totp.has_totp(account)
+    data = {"account_id": account.id, "amr": amr, "detail": detail, "ttl": ttl,
+            "public": public}
+    if enrol and _may_enrol(amr):
+        data["enrol_secret"] = rt.pii.encrypt("totp", totp.new_secret())
+    rt.store.put(_pending_key(token), data, rt.settings["totp"]["pending_login_ttl"])
+    return PendingLogin(token=token, enrol=enrol)
 
 
 def pending_account(rt: Runtime, token: str | None) -> Account | None:
@@ -173,15 +209,28 @@ def _may_enrol(amr: list[str]) -> bool:
     return "pwd" in amr and "hwk" not in amr
 
 
-def enrolment_allowed(rt: Runtime, token: str | None) -> bool:
-    """Whether the pending login ``token`` of an account that must set up an
-    authenticator (an operator) may do so now: only when its first factor
-    was the password. An operator's card at a kiosk or their phone alone
-    must not bind somebody's authenticator to the operator's account."""
+def _pending_secret(rt: Runtime, token: str | None) -> str | None:
+    """The TOTP secret of the pending login ``token`` (see
+    :func:`complete_login`), or None when it has none."""
     if not token or len(token) > 64:
-        return False
+        return None
     data = rt.store.get(_pending_key(token))
-    return data is not None and _may_enrol(data["amr"])
+    if data is None or not data.get("enrol_secret"):
+        return None
+    return rt.pii.decrypt("totp", data["enrol_secret"])
+
+
+def pending_enrolment(rt: Runtime, token: str | None,
+                      account: Account) -> totp.Enrolment | None:
+    """The authenticator set-up shown to the pending login ``token`` of
+    ``account`` (an operator without one), with the secret of that pending
+    login alone: the same on every page of it (a wrong code is typed again),
+    never on another's. None when it may not set one up: its first factor
+    was a card at a kiosk or an SMS code alone, which must not bind
+    somebody's authenticator to the operator's account (NIST SP 800-63B
+    §6.1.2.1); only the password may."""
+    secret = _pending_secret(rt, token)
+    return totp.enrolment_of(rt, account, secret) if secret is not None else None
 
 
 def enrol_and_finish(rt: Runtime, token: str, code: str, ip: str | None,
@@ -189,23 +238,24 @@ def enrol_and_finish(rt: Runtime, token: str, code: str, ip: str | None,
                      device: throttle.DeviceCookie | None = None,
                      ) -> tuple[SsoSession, list[str]]:
     """Complete a pending login of an account without an authenticator by
-    confirming the one just set up (:func:`totp.start_enrolment`), when the
-    first factor was the password (:func:`enrolment_allowed`).
+    confirming the one set up with the pending login's own secret
+    (:func:`pending_enrolment`), when the first factor was the password.
 
     :param device: the browser's device cookie (see :func:`finish_second_factor`).
     :returns: the session and the new recovery codes (to show once).
     :raises LoginFailedError: no such pending login, or a wrong code.
-    :raises totp.TotpError: no enrolment started, or a first factor that may
-        not bind an authenticator.
+    :raises totp.TotpError: a first factor that may not bind an
+        authenticator, or one was confirmed meanwhile.
     :raises throttle.ThrottledError: the next attempt must wait.
     """
     account = pending_account(rt, token)
     if account is None:
         raise LoginFailedError("no pending login")
-    if not enrolment_allowed(rt, token):
+    secret = _pending_secret(rt, token)
+    if secret is None:
         raise totp.TotpError(_l("Sign in with your password to set up the authenticator."))
     try:
-        codes = totp.confirm_enrolment(rt, account, code, ip, _known(device, account))
+        codes = totp.enrol_with_secret(rt, account, secret, code, ip, _known(device, account))
     except ValueError:
         raise LoginFailedError(account.username) from None
     return _start_pending(rt, token, account, ip, previous), codes
@@ -258,16 +308,17 @@ def login_with_password(rt: Runtime, identifier: str, password: str, ip: str | N
 
 
 def register(rt: Runtime, username: str, password: str, *, name: str | None,
-             email: str | None, ip: str | None, previous: str | None = None) -> SsoSession:
+             email: str | None, ip: str | None, previous: str | None = None,
+             public: bool = False) -> SsoSession:
     """Create an account (at most ``registrations_per_ip`` per window per IP)
-    and log it in.
+    and log it in (a ``public`` computer's session as in :func:`start_session`).
 
     :raises RegistrationLimitError: over the per-IP limit.
     :raises accounts.AccountError: invalid or taken username, weak password.
     """
     _count_registration(rt, ip)
     account = accounts.create_account(rt, username, password, name=name, email=email, ip=ip)
-    return start_session(rt, account, ["pwd"], ip, previous, via="registration")
+    return start_session(rt, account, ["pwd"], ip, previous, public=public, via="registration")
 
 
 def _count_registration(rt: Runtime, ip: str | None) -> None:
@@ -302,7 +353,8 @@ class InvalidCodeError(Exception):
 def register_with_phone(rt: Runtime, phone: str, code: str, username: str, password: str,
                         *, name: str | None, ip: str | None,
                         previous: str | None = None,
-                        device: throttle.DeviceCookie | None = None) -> SsoSession:
+                        device: throttle.DeviceCookie | None = None,
+                        public: bool = False) -> SsoSession:
     """Create an account whose mobile number is proven by the code sent with
     :func:`send_sms_code` (purpose ``register``), and sign it in.
 
@@ -312,6 +364,7 @@ def register_with_phone(rt: Runtime, phone: str, code: str, username: str, passw
     form cannot be used to find out which numbers have accounts.
 
     :param device: the browser's device cookie, as given when the code was sent.
+    :param public: a public computer's session (:func:`start_session`).
     :raises RegistrationLimitError: over the per-IP limit.
     :raises accounts.AccountError: invalid or taken username, weak password,
         or a number that already belongs to an account.
@@ -326,7 +379,8 @@ def register_with_phone(rt: Runtime, phone: str, code: str, username: str, passw
         raise accounts.AccountError("phone", _l("This number belongs to another account."))
     account = accounts.create_account(rt, username, password, name=name, verified_phone=e164,
                                       ip=ip)
-    return start_session(rt, account, ["sms"], ip, previous, via="phone_registration")
+    return start_session(rt, account, ["sms"], ip, previous, public=public,
+                         via="phone_registration")
 
 
 def logout(rt: Runtime, sso: SsoSession, client_id: str | None, ip: str | None) -> None:
@@ -532,6 +586,40 @@ def check_step_up_code(rt: Runtime, account: Account, code: str, ip: str | None,
         raise InvalidCodeError(phone or "")
 
 
+class PasswordCheckLimitError(Exception):
+    """Too many new passwords checked for one client IP address in the
+    window on pages that need no sign-in (``throttle.password_checks_per_ip``)."""
+
+
+def _count_password_check(rt: Runtime, ip: str | None) -> None:
+    """Count one new-password check from ``ip`` on a page that needs no
+    sign-in (the SMS password reset): the estimate (zxcvbn) costs up to
+    half a second of CPU under a process-wide lock (docs/passwords.md), so
+    one client must not keep every worker's estimator busy. Registration is
+    counted by ``registrations_per_ip`` instead.
+
+    :raises PasswordCheckLimitError: over ``throttle.password_checks_per_ip``
+        in ``throttle.password_check_window`` seconds.
+    """
+    limits = rt.settings["throttle"]
+    if rt.store.incr(f"rl:password_check:ip:{ip}", limits["password_check_window"]) > \
+            limits["password_checks_per_ip"]:
+        raise PasswordCheckLimitError(ip)
+
+
+def check_reset_password(rt: Runtime, phone: str, password: str, ip: str | None) -> None:
+    """Check the new password of a reset form that has an error of its own
+    (a confirmation that differs), so every error is shown at once: against
+    the policy and the number typed (the account is not known before a
+    code proves the number). Counted as one password check from ``ip``.
+
+    :raises PasswordCheckLimitError: over the per-IP limit.
+    :raises accounts.AccountError: on field ``password``, what is wrong.
+    """
+    _count_password_check(rt, ip)
+    accounts.check_password_policy(rt, password, user_inputs=(phone,))
+
+
 def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
                           ip: str | None, device: throttle.DeviceCookie | None = None,
                           ) -> Account:
@@ -549,7 +637,15 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
     ``session.reauth_hold_after_sms_reset`` seconds the new password and a
     code to that phone do not re-authenticate (:func:`reauth_method`).
 
+    In order: the attempt is counted against the client IP
+    (:func:`_count_password_check`); the code is proven without being used
+    up (:func:`otp.prove_code`), so the account is known only to whoever
+    holds the phone; the new password is checked against the policy and
+    that account's own identifiers (username, name, e-mail, numbers: NIST
+    SP 800-63B §5.1.1.2) and the number typed; only then is the code used.
+
     :param device: the browser's device cookie, as given when the code was sent.
+    :raises PasswordCheckLimitError: too many attempts from ``ip``.
     :raises accounts.AccountError: the new password breaks the policy (the
         code is not used up then).
     :raises InvalidCodeError: wrong, expired or used-up code, or no active
@@ -558,13 +654,20 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
     from idp.accounts.verification import revoke_evidence
     from idp.oidc.grants import revoke_account_grants
 
-    accounts.check_password_policy(rt, password, user_inputs=(phone,))
-    e164 = otp.check_code(rt, phone, "reset_password", code,
-                          _known_for_number(rt, phone, device))
-    account = accounts.find_by_phone(rt, e164) if e164 else None
+    _count_password_check(rt, ip)
+    proven = otp.prove_code(rt, phone, "reset_password", code,
+                            _known_for_number(rt, phone, device))
+    account = accounts.find_by_phone(rt, proven.phone) if proven else None
     if account is None or not account.phone_number_verified or not account.is_active:
+        if proven is not None:
+            otp.use_code(rt, proven)
         record("password.reset", "failure", account_id=account.id if account else None,
-               ip=ip, reason="sms_code" if e164 is None else "no_account")
+               ip=ip, reason="sms_code" if proven is None else "no_account")
+        db.session.commit()
+        raise InvalidCodeError(phone)
+    accounts.check_password_policy(rt, password, account=account, user_inputs=(phone,))
+    if not otp.use_code(rt, proven):
+        record("password.reset", "failure", account_id=account.id, ip=ip, reason="sms_code")
         db.session.commit()
         raise InvalidCodeError(phone)
     account.password_hash = rt.hasher.hash(password)
@@ -580,6 +683,22 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
         notify_account(rt, account, "password_reset_authenticator_kept",
                        {"date": kept.isoformat()})
     return account
+
+
+def sms_reset_hold_until(rt: Runtime, account: Account) -> int | None:
+    """Unix seconds when the hold after a password reset by SMS code ends
+    for ``account``, or None when no hold applies. It applies for
+    ``session.reauth_hold_after_sms_reset`` seconds after the reset, to an
+    account without an authenticator app (every session of one with an app
+    proved the app): meanwhile the password and that phone prove only the
+    phone, so together they neither re-authenticate (:func:`reauth_method`)
+    nor point the account's e-mail address at another mailbox
+    (:func:`idp.accounts.emails.send_verification_link`)."""
+    if account.password_reset_by_sms_at is None or totp.has_totp(account):
+        return None
+    until = (to_epoch(account.password_reset_by_sms_at)
+             + rt.settings["session"]["reauth_hold_after_sms_reset"])
+    return until if until > epoch() else None
 
 
 class ReauthUnavailableError(Exception):

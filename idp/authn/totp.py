@@ -20,12 +20,13 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 import pyotp
 import segno
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 
 from idp.accounts.models import Account, RecoveryCode, TotpCredential
 from idp.accounts.notify import notify_account
@@ -94,7 +95,14 @@ def _issuer(rt: Runtime) -> str:
     return rt.settings["totp"]["issuer_name"]
 
 
-def _enrolment(rt: Runtime, account: Account, secret: str) -> Enrolment:
+def new_secret() -> str:
+    """A new random TOTP secret (base32, 160 bits: RFC 4226 §4 R6)."""
+    return pyotp.random_base32()
+
+
+def enrolment_of(rt: Runtime, account: Account, secret: str) -> Enrolment:
+    """What the user is shown to set up ``secret`` for ``account``: the
+    secret, its ``otpauth://`` URI and the URI as a QR code."""
     uri = pyotp.TOTP(secret).provisioning_uri(name=account.username, issuer_name=_issuer(rt))
     return Enrolment(secret, uri, segno.make(uri, error="m").svg_inline(scale=4))
 
@@ -112,14 +120,14 @@ def start_enrolment(rt: Runtime, account: Account, fresh: bool = False) -> Enrol
         raise TotpError(_l("An authenticator is already set up. Remove it first."))
     if item is None:
         item = TotpCredential(account_id=account.id,
-                              secret_enc=rt.pii.encrypt("totp", pyotp.random_base32()))
+                              secret_enc=rt.pii.encrypt("totp", new_secret()))
         db.session.add(item)
         db.session.commit()
     elif fresh:
-        item.secret_enc = rt.pii.encrypt("totp", pyotp.random_base32())
+        item.secret_enc = rt.pii.encrypt("totp", new_secret())
         item.last_step = 0
         db.session.commit()
-    return _enrolment(rt, account, rt.pii.decrypt("totp", item.secret_enc))
+    return enrolment_of(rt, account, rt.pii.decrypt("totp", item.secret_enc))
 
 
 def _matching_step(secret: str, code: str, now: float) -> int | None:
@@ -189,13 +197,66 @@ def confirm_enrolment(rt: Runtime, account: Account, code: str, ip: str | None,
     if not _check(rt, account, item, code, ip, device):
         raise ValueError("wrong code")
     item.confirmed_at = utcnow()
+    return _enrolled(rt, account, item.confirmed_at, ip)
+
+
+def _enrolled(rt: Runtime, account: Account, confirmed_at: datetime,
+              ip: str | None) -> list[str]:
+    """The end of a confirmed enrolment: new recovery codes, every session
+    ended, audited, committed, the verified phone told."""
     codes = _new_recovery_codes(rt, account)
     account.end_all_sessions()
     record("totp.enrolled", account_id=account.id, ip=ip)
     db.session.commit()
     notify_account(rt, account, "authenticator_added",
-                   {"date": item.confirmed_at.date().isoformat()})
+                   {"date": confirmed_at.date().isoformat()})
     return codes
+
+
+def enrol_with_secret(rt: Runtime, account: Account, secret: str, code: str,
+                      ip: str | None, device: str | None = None) -> list[str]:
+    """Confirm an authenticator whose ``secret`` was never stored on the
+    account: one held by a single pending login (an operator setting up
+    their first authenticator at sign-in), so a secret shown to one sign-in
+    never becomes the one another confirms. The credential is written,
+    confirmed, only when ``code`` matches ``secret``; the step is recorded,
+    so the code does not serve again (RFC 6238 §5.2). Otherwise as
+    :func:`confirm_enrolment` (sessions end, audit, notice). Commits.
+
+    :param device: as for :func:`confirm_enrolment`.
+    :returns: the recovery codes in clear, to show once.
+    :raises TotpError: the account has a confirmed authenticator already.
+    :raises throttle.ThrottledError: the attempt must wait.
+    :raises ValueError: the code is wrong.
+    """
+    limits = rt.settings["throttle"]
+    key = f"totp:{account.id}"
+    throttle.reserve_attempt(rt.store, limits, key, ip, device)
+    step = _matching_step(secret, code, time.time())
+    if step is None:
+        raise ValueError("wrong code")
+    now = utcnow()
+    values = {"secret_enc": rt.pii.encrypt("totp", secret), "last_step": step,
+              "confirmed_at": now}
+    item = credential(account)
+    if item is None:
+        db.session.add(TotpCredential(account_id=account.id, **values))
+        try:
+            db.session.flush()
+        except IntegrityError:
+            # Another sign-in confirmed its own meanwhile.
+            db.session.rollback()
+            raise TotpError(_l("An authenticator is already set up. Remove it first.")) \
+                from None
+    # Only an unconfirmed credential (a set-up started and left) is replaced:
+    # of two sign-ins confirming at once, one wins.
+    elif db.session.execute(update(TotpCredential).where(
+            TotpCredential.id == item.id, TotpCredential.confirmed_at.is_(None))
+            .values(**values)).rowcount != 1:
+        db.session.rollback()
+        raise TotpError(_l("An authenticator is already set up. Remove it first."))
+    throttle.note_success(rt.store, limits, key, ip, device)
+    return _enrolled(rt, account, now, ip)
 
 
 def verify_totp(rt: Runtime, account: Account, code: str, ip: str | None,

@@ -256,12 +256,17 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         return account if account is not None and account.may_receive_tokens else None
 
     def create_token_response(self):
+        """Issue the tokens of a redeemed code. A code whose grant was revoked
+        after it was issued (consent withdrawn, password reset by SMS, the
+        account's ID number released...) is ``invalid_grant`` (RFC 6749
+        §5.2), as one of a suspended account is: its tokens would be dead on
+        arrival, and its ID token would still sign the user in."""
         rt = current_runtime()
         code: CodeRecord = self.request.authorization_code
         client = self.request.client
         account = self.authenticate_user(code)
         grant = db.session.get(Grant, code.grant_id)
-        if account is None or grant is None:
+        if account is None or grant is None or grant.revoked_at is not None:
             raise InvalidGrantError("The authorization code is no longer valid.")
         token = _issue_tokens(rt, client, grant, account, code.scope,
                               _wants_refresh(client, code.scope), code.nonce)

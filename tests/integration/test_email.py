@@ -352,3 +352,53 @@ def test_pages_in_chinese(gw):
     shown = requests.get(last_link(gateway, "zh.user@example.test"),
                          headers={"Accept-Language": "zh-CN"})
     assert f"将 zh.user@example.test 设为账号 {username} 已验证的电子邮箱？" in shown.text
+
+
+def _reset_by_sms_at(provider, username: str, when) -> None:
+    """Record that ``username``'s password was set by an SMS code at ``when``."""
+    from idp.accounts.service import find_by_username
+    from idp.extensions import db
+
+    with provider.app.app_context():
+        find_by_username(username).password_reset_by_sms_at = when
+        db.session.commit()
+
+
+def test_a_new_address_waits_for_the_hold_after_an_sms_reset(gw):
+    """Regression (issue 7 review, finding 11): a phone thief reset the
+    password by SMS code and, with it, sent the link to their own mailbox.
+    During ``session.reauth_hold_after_sms_reset`` a new address is refused
+    (400, the reason and the end of the hold in the province's time); the
+    current address can still be verified, and an account with an
+    authenticator app (which every session of it proved) is not held."""
+    from datetime import timedelta
+
+    from idp.timeutil import utcnow
+    from tests.integration.test_totp import _signed_in_with_recovery_code, enrol
+
+    provider, gateway = gw
+    browser, username, password = signed_in(provider, email="held.owner@example.test")
+    reset_at = utcnow().replace(microsecond=0)
+    _reset_by_sms_at(provider, username, reset_at)
+    refused = send_link(browser, "held.thief@example.test", password)
+    assert refused.status_code == 400
+    until = reset_at + timedelta(seconds=259200, hours=8)  # Asia/Shanghai, UTC+8
+    assert ("Your password was reset by a text message, which proves only the phone: until "
+            f"{until:%Y-%m-%d %H:%M} (") in refused.text
+    assert gateway.mails("held.thief@example.test") == []
+    chinese = send_link(browser, "held.thief@example.test", password,
+                        **{"Accept-Language": "zh-CN"})
+    assert chinese.status_code == 400 and "您的密码是通过短信重置的" in chinese.text
+    # Verifying the address the account has moves nothing.
+    assert send_link(browser, "held.owner@example.test").status_code == 303
+    # The hold over (or a password changed since), a new address goes again.
+    _reset_by_sms_at(provider, username, reset_at - timedelta(seconds=259201))
+    time.sleep(1.1)  # mail.resend_after
+    assert send_link(browser, "held.later@example.test", password).status_code == 303
+    # An account with an authenticator app: its session proved the app.
+    app_user, app_password, _ = provider.create_account()
+    _secret, codes = enrol(provider, app_user)
+    _reset_by_sms_at(provider, app_user, utcnow())
+    session = _signed_in_with_recovery_code(provider, app_user, app_password, codes[0])
+    app_browser = Browser(provider.url, session=session)
+    assert send_link(app_browser, "app.user@example.test", app_password).status_code == 303

@@ -192,3 +192,47 @@ def test_losing_only_the_strong_proof_ends_the_representation(gw):
         [ended] = representations(account)
         assert assurance_level(account) == 2 and not ended.active
         assert ended.agent.ended_reason == "face_revoked"
+
+
+def test_an_expired_strong_proof_puts_the_representation_out_of_force(gw, representative):
+    """Regression (issue 7 review, finding 13): the level 3 evidence of an
+    agent expired without any revocation, and the agent went on acting for
+    the entity at level 2. It acts for nobody while its account is below
+    level 3, the console says so, and a new strong proof restores it
+    (the entity's match is still live). (The module's representative: the
+    sandbox has few entities to spare; it ends at level 3 again.)"""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from idp.accounts.entities import representations, verify_representative
+    from idp.accounts.models import VerificationEvidence
+    from idp.accounts.service import find_by_username
+    from idp.accounts.verification import verify_face
+    from idp.extensions import db
+    from idp.timeutil import utcnow
+
+    provider, _gateway = gw
+    browser, username, entity = representative
+    with provider.app.app_context():
+        account = find_by_username(username)
+        verify_representative(provider.runtime, account, entity.uscc, entity.name, None)
+        db.session.execute(update(VerificationEvidence).where(
+            VerificationEvidence.account_id == account.id,
+            VerificationEvidence.method == "face_comparison").values(
+            expires_at=utcnow() - timedelta(seconds=1)))
+        db.session.commit()
+        [lapsed] = representations(account)
+        assert (lapsed.active, lapsed.lapsed, lapsed.account_level) == (False, True, 2)
+        assert lapsed.agent.ended_at is None
+    page = browser.session.get(f"{provider.url}/account/entities")
+    assert f'data-uscc="{entity.uscc}" data-level="2" data-active="no"' in page.text
+    assert 'id="lapsed"' in page.text and "(not in force)" in page.text
+    assert 'id="ended"' not in page.text
+    with provider.app.app_context():
+        account = find_by_username(username)
+        verify_face(provider.runtime, account, "pass-renewed", None)
+        [restored] = representations(account)
+        assert restored.active and not restored.lapsed
+    page = browser.session.get(f"{provider.url}/account/entities")
+    assert 'data-active="yes"' in page.text and 'id="lapsed"' not in page.text

@@ -256,6 +256,78 @@ def test_password_reset_by_sms(site):
         assert provider.runtime.hasher.verify(STRONG, find_by_username(username).password_hash)[0]
 
 
+def test_the_reset_refuses_the_accounts_own_identifiers(site):
+    """Regression (issue 7 review, finding 6): the SMS reset checked the new
+    password against the number typed only, so the username, name and
+    e-mail of the account became its password. Once the code proves the
+    number, the account's own identifiers count, and refusals leave the
+    code for the next attempt (also after more of them than
+    ``sms.max_attempts``: a right code is no guess)."""
+    from idp.accounts.service import find_by_username, set_phone_number
+    from idp.extensions import db
+
+    provider, gateway = site
+    phone = "13700660051"
+    username = "quill.harbor." + uuid.uuid4().hex[:6]
+    username, _old, _ = provider.create_account(username=username, name="Ada Quill",
+                                                email="ada.quill@example.test")
+    with provider.app.app_context():
+        set_phone_number(provider.runtime, find_by_username(username), phone, verified=True)
+        db.session.commit()
+    session = requests.Session()
+    page, code = send_code(provider, gateway, session, "/password/reset", phone)
+    for password in (username, username + "2026", "ada.quill@example.test", "adaquill1990",
+                     "AdaQuill!!", username[::-1]):
+        refused = verify(provider, session, "/password/reset", page, phone=phone, code=code,
+                         password=password)
+        assert refused.status_code == 400, password
+        assert field_errors(refused.text)["password"] == [IDENTIFIER], password
+    done = verify(provider, session, "/password/reset", refused, phone=phone, code=code,
+                  password=STRONG)
+    assert done.status_code == 303 and "/login" in done.headers["Location"]
+    with provider.app.app_context():
+        assert provider.runtime.hasher.verify(STRONG, find_by_username(username).password_hash)[0]
+    # The code is used up now.
+    again = verify(provider, session, "/password/reset", page, phone=phone, code=code,
+                   password=STRONG + " again")
+    assert again.status_code == 401
+
+
+def test_password_resets_are_limited_per_ip(tmp_path_factory, database_url):
+    """Regression (issue 7 review, finding 7): every POST of the reset ran
+    the password estimate, uncounted. Each attempt counts against
+    ``throttle.password_checks_per_ip`` (those showing a mismatch and every
+    other error too), then the page says so (429), whatever is typed."""
+    provider, gateway = start_gateway_provider(
+        tmp_path_factory, database_url, gateway={"retries": 0},
+        throttle={"password_checks_per_ip": 3})
+    try:
+        session = requests.Session()
+        phone = "13700660041"
+        page, code = send_code(provider, gateway, session, "/password/reset", phone)
+        statuses = [verify(provider, session, "/password/reset", page, phone=phone,
+                           code=code, password=STRONG, confirm="other").status_code,
+                    verify(provider, session, "/password/reset", page, phone=phone,
+                           code="000000", password=STRONG).status_code,
+                    verify(provider, session, "/password/reset", page, phone=phone,
+                           code=code, password=STRONG).status_code]
+        # The number has no account: the right code answers as a wrong one.
+        assert statuses == [400, 401, 401]
+        refused = verify(provider, session, "/password/reset", page, phone=phone, code=code,
+                         password=STRONG)
+        assert refused.status_code == 429
+        assert "Too many password resets from your network. Try again later." in refused.text
+        chinese = session.post(f"{provider.url}/password/reset", allow_redirects=False,
+                               headers={"Accept-Language": "zh-CN"},
+                               data={**hidden_inputs(page.text), "phone": phone, "code": code,
+                                     "password": STRONG, "confirm": STRONG,
+                                     "action": "verify"})
+        assert chinese.status_code == 429 and "您所在网络的密码重置次数过多" in chinese.text
+    finally:
+        provider.stop()
+        gateway.stop()
+
+
 @pytest.fixture
 def cli_env(tmp_path, database_url):
     import os

@@ -5,6 +5,7 @@ always behaves so."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import requests
@@ -142,3 +143,88 @@ def test_kiosk_session_is_always_a_public_one(gw):
         assert session.public and session.idle_ttl == 900
         # The kiosk's own 5-minute limit stays the absolute one.
         assert session.expires_at - session.auth_time == 300
+
+
+FIXED = ("This browser is used as a public computer: you will be signed out when you close "
+         "it, or after a while unused. To change this, sign out first.")
+
+
+def public_box(page: requests.Response) -> str:
+    return re.search(r'<input[^>]*\bid="public"[^>]*>', page.text).group(0)
+
+
+def test_logging_in_again_on_a_public_computer_stays_public(provider):
+    """Regression (issue 7 review, the kiosk finding's note): logging in
+    again in a browser whose session is a public computer's (prompt=login,
+    max_age, the next person at the computer) showed the box unticked, and
+    the login became an 8-hour session remembered by a device cookie. The
+    box is now shown ticked and fixed, saying why, and the login stays a
+    public computer's, whatever is posted; signing out first ends this."""
+    from idp.authn.sessions import load_session
+
+    username, password, _ = provider.create_account()
+    other, other_password, _ = provider.create_account()
+    shared = requests.Session()
+    assert password_login(provider, shared, username, password, public=True).status_code == 303
+    page = shared.get(f"{provider.url}/login")
+    box = public_box(page)
+    assert "checked" in box and "disabled" in box and FIXED in page.text
+    for who, secret in ((username, password), (other, other_password)):
+        again = password_login(provider, shared, who, secret, public=False)
+        assert again.status_code == 303
+        cookie = sso_set_cookie(again)
+        assert "max-age" not in cookie.lower() and "expires" not in cookie.lower()
+        assert not any(h.startswith("idp_device=")
+                       for h in again.raw.headers.getlist("Set-Cookie"))
+        with provider.app.app_context():
+            assert load_session(provider.runtime.store, shared.cookies["idp_sso"]).public
+    chinese = shared.get(f"{provider.url}/login", headers={"Accept-Language": "zh-CN"})
+    assert "此浏览器正作为公共电脑使用" in chinese.text
+    # Signed out, the browser asks afresh.
+    page = shared.get(f"{provider.url}/logout")
+    assert shared.post(f"{provider.url}/logout", data={**hidden_inputs(page.text),
+                                                      "confirm": "yes"}).status_code == 200
+    page = shared.get(f"{provider.url}/login")
+    assert "disabled" not in public_box(page) and FIXED not in page.text
+    own = password_login(provider, shared, username, password, public=False)
+    assert "Max-Age=28800" in sso_set_cookie(own)
+
+
+def test_registering_by_phone_from_the_kiosk_link_page_is_public(gw):
+    """The same for a registration by phone (and the SMS sign-in page) in a
+    kiosk's browser where a card waits to be linked: a public computer's
+    session, no device cookie."""
+    from joserfc.jwk import ECKey
+
+    from idp.authn.sessions import load_session
+    from tests.sandbox_support import fresh_person
+
+    provider, gateway = gw
+    key = ECKey.generate_key("P-256", parameters={"kid": "kiosk-link-public"}, private=True)
+    client = provider.create_client(grant_types=["client_credentials"],
+                                    auth_method="private_key_jwt",
+                                    jwks={"keys": [key.as_dict(private=False)]}, kiosk=True)
+    person = fresh_person(gateway)
+    answer = post(provider, client, key, card_read(provider, client, key, person))
+    assert answer.status_code == 200 and answer.json()["linked"] is False, answer.text
+    kiosk = requests.Session()
+    assert kiosk.get(answer.json()["login_url"], allow_redirects=False).status_code == 303
+    page = kiosk.get(f"{provider.url}/login/sms")
+    sent = kiosk.post(f"{provider.url}/login/sms", data={
+        **hidden_inputs(page.text), "phone": person.phone, "action": "send"})
+    assert sent.status_code == 200 and "disabled" in public_box(sent) and FIXED in sent.text
+    page = kiosk.get(f"{provider.url}/register/sms")
+    sent = kiosk.post(f"{provider.url}/register/sms", data={
+        **hidden_inputs(page.text), "phone": person.phone, "action": "send"})
+    assert sent.status_code == 200
+    code = read_outbox(gateway.data_path, person.phone)[-1]["params"]["code"]
+    done = kiosk.post(f"{provider.url}/register/sms", allow_redirects=False, data={
+        **hidden_inputs(sent.text), "phone": person.phone, "code": code, "action": "verify",
+        "username": f"kiosk{time.time_ns() % 10**9}", "password": "plum-blossom-river",
+        "confirm": "plum-blossom-river"})
+    assert done.status_code == 303, done.text[:300]
+    cookie = sso_set_cookie(done)
+    assert "max-age" not in cookie.lower() and "expires" not in cookie.lower()
+    assert not any(h.startswith("idp_device=") for h in done.raw.headers.getlist("Set-Cookie"))
+    with provider.app.app_context():
+        assert load_session(provider.runtime.store, kiosk.cookies["idp_sso"]).public

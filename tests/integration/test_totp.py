@@ -191,6 +191,62 @@ def test_operators_must_set_up_totp_and_keep_it(provider):
     assert refused.status_code == 400 and "must keep" in refused.text
 
 
+def _operator_sign_in(provider, username, password):
+    """A new browser past an operator's password: ``(session, set-up page, secret)``."""
+    session = requests.Session()
+    first = _password(session, provider, username, password)
+    assert "/login/otp" in first.headers["Location"]
+    page = session.get(provider.url + first.headers["Location"])
+    return session, page, re.search(r'id="totp-secret">([A-Z2-7]+)<', page.text).group(1)
+
+
+def test_each_operator_sign_in_sets_up_a_secret_of_its_own(provider):
+    """Regression (issue 7 review, finding 5): every password sign-in of an
+    operator without an authenticator was shown the same unconfirmed
+    secret, so whoever had the password once kept a copy of the operator's
+    future second factor. Each pending login has a secret of its own, shown
+    again only to it; another's code confirms nothing here; and when one
+    sign-in confirmed first, the other is told and asked for that
+    authenticator's code."""
+    from idp.accounts.service import create_account, find_by_username
+    from idp.authn import totp
+
+    username = "op" + str(time.time_ns())[-8:]
+    with provider.app.app_context():
+        create_account(provider.runtime, username, "operator password", admin=True)
+    intruder, intruder_page, intruder_secret = _operator_sign_in(
+        provider, username, "operator password")
+    operator, operator_page, operator_secret = _operator_sign_in(
+        provider, username, "operator password")
+    assert intruder_secret != operator_secret
+    # Nothing is stored on the account before a confirmation.
+    with provider.app.app_context():
+        assert totp.credential(find_by_username(username)) is None
+    # The page shows its own secret again (a reload, a wrong code).
+    again = operator.get(f"{provider.url}/login/otp")
+    assert f'id="totp-secret">{operator_secret}<' in again.text
+    wrong = _post(operator, f"{provider.url}/login/otp", again, action="totp",
+                  code=_code(intruder_secret))
+    assert wrong.status_code == 401 and f'id="totp-secret">{operator_secret}<' in wrong.text
+    step = _step()
+    done = _post(intruder, f"{provider.url}/login/otp", intruder_page, action="totp",
+                 code=_code(intruder_secret, step=step))
+    assert done.status_code == 200 and "idp_sso" in done.headers["Set-Cookie"]
+    late = _post(operator, f"{provider.url}/login/otp", wrong, action="totp",
+                 code=_code(operator_secret, step=step))
+    assert late.status_code == 401
+    assert "Another sign-in set up an authenticator for this account meanwhile." in late.text
+    assert 'id="totp-secret"' not in late.text and "idp_sso" not in late.headers.get(
+        "Set-Cookie", "")
+    shown = operator.get(f"{provider.url}/login/otp")
+    assert shown.status_code == 200 and 'id="totp-secret"' not in shown.text
+    assert "Another sign-in set up an authenticator for this account meanwhile." in shown.text
+    with provider.app.app_context():
+        stored = totp.credential(find_by_username(username))
+        assert provider.runtime.pii.decrypt("totp", stored.secret_enc) == intruder_secret
+        assert stored.confirmed_at is not None
+
+
 def _signed_in_with_recovery_code(provider, username, password, code):
     session = requests.Session()
     first = _password(session, provider, username, password)

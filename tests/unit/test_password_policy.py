@@ -169,3 +169,16 @@ def test_account_errors_carry_every_error():
     assert (errors.field, errors.message) == ("username", "taken")
     assert errors.errors == [("username", "taken"), ("password", "weak"), ("email", "bad")]
     assert AccountError("password", "weak").errors == [("password", "weak")]
+
+
+def _full_width(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+@pytest.mark.parametrize("password", ["password", "password123", "woaini1314", "1qaz2wsx",
+                                      "P@ssw0rd"])
+def test_full_width_forms_are_judged_as_what_they_stand_for(password):
+    """Regression (issue 7 review, finding 15): the estimate read the raw
+    text, where full-width letters (a Chinese input method's full-width
+    mode) are no words, so the commonest passwords passed. NFKC first."""
+    assert refusal(_full_width(password)) == GUESSABLE

@@ -22,6 +22,7 @@ from flask_wtf import FlaskForm
 
 from idp.authn import service
 from idp.authn.blueprint import logged_in_response
+from idp.authn.kiosk import LINK_SESSION_KEY
 from idp.authn.kiosk.service import (
     KioskError,
     begin_link,
@@ -35,10 +36,6 @@ from idp.runtime import current_runtime
 from idp.web import clear_sso_cookie, client_ip, current_sso, sso_cookie
 
 bp = Blueprint("kiosk", __name__, url_prefix="/kiosk")
-
-#: Key of the signed session cookie holding the secret of the card waiting
-#: to be linked in this browser (read by the account console's link page).
-LINK_SESSION_KEY = "kiosk_link"
 
 
 @bp.post("/login")
