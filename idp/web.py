@@ -23,6 +23,7 @@ from idp.accounts.service import get_account
 from idp.authn.interactions import Interaction
 from idp.authn.sessions import SsoSession, load_session, touch_session
 from idp.authn.throttle import DeviceCookie, read_device_cookie, remember_device
+from idp.clients.service import redirect_destination
 from idp.extensions import db
 from idp.runtime import Runtime, current_runtime
 from idp.security import random_token
@@ -226,13 +227,12 @@ def pending_redirect_uri(rt: Runtime, item: Interaction) -> str | None:
 
 
 def redirect_host(uri: str | None) -> str | None:
-    """The host that receives what is sent to ``uri`` (``portal.example.gov.cn``),
-    for the user to see where an answer goes; a private-use scheme's name
-    (``com.example.app``, RFC 8252 §7.1) when ``uri`` has no host."""
-    if not uri:
-        return None
-    parts = urlsplit(uri)
-    return parts.hostname or parts.scheme or None
+    """Where an answer sent to ``uri`` goes, for the user to see: the host of
+    an http(s) URI (``portal.example.gov.cn``), the scheme of any other
+    (``com.example.app``: a private-use scheme, RFC 8252 §7.1, reaches the
+    app that claimed it, whatever host is written after it); see
+    :func:`idp.clients.service.redirect_destination`."""
+    return redirect_destination(uri) if uri else None
 
 
 def allow_pending_redirect(_sender: Any, template: Any, context: dict[str, Any],
