@@ -198,7 +198,7 @@ class _Fetch:
                 self.body = _read(self.connection, self.target)
             finally:
                 self.connection.close()
-        except (FetchRefusedError, OSError, http.client.HTTPException, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 -- handed to the caller's thread, which decides
             self.error = exc
 
     def cancel(self) -> None:
