@@ -11,9 +11,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Response, abort, g, jsonify, render_template, request, session
+from flask.globals import request_ctx
 from flask_babel import gettext as _
 from flask_babel import ngettext
 from flask_wtf.csrf import CSRFError
+from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
 from idp.accounts.models import Account
@@ -27,6 +29,7 @@ from idp.authn.throttle import (
     read_device_cookie,
     remember_device,
 )
+from idp.clients.service import redirect_destination
 from idp.extensions import db
 from idp.runtime import Runtime, current_runtime
 from idp.security import random_token
@@ -256,13 +259,12 @@ def pending_redirect_uri(rt: Runtime, item: Interaction) -> str | None:
 
 
 def redirect_host(uri: str | None) -> str | None:
-    """The host that receives what is sent to ``uri`` (``portal.example.gov.cn``),
-    for the user to see where an answer goes; a private-use scheme's name
-    (``com.example.app``, RFC 8252 §7.1) when ``uri`` has no host."""
-    if not uri:
-        return None
-    parts = urlsplit(uri)
-    return parts.hostname or parts.scheme or None
+    """Where an answer sent to ``uri`` goes, for the user to see: the host of
+    an http(s) URI (``portal.example.gov.cn``), the scheme of any other
+    (``com.example.app``: a private-use scheme, RFC 8252 §7.1, reaches the
+    app that claimed it, whatever host is written after it); see
+    :func:`idp.clients.service.redirect_destination`."""
+    return redirect_destination(uri) if uri else None
 
 
 def allow_pending_redirect(_sender: Any, template: Any, context: dict[str, Any],
@@ -341,6 +343,8 @@ def handle_http_error(error: HTTPException) -> tuple[Response | str, int]:
     if request.path in JSON_ENDPOINTS:
         return jsonify({"error": "invalid_request",
                         "error_description": error.name}), status
+    if not _pages_drawable():
+        return _bad_host_page(status, error.name), status
     if isinstance(error, CSRFError):
         description = _("The form has expired or was not sent from this site. "
                         "Go back, reload the page and try again.")
@@ -351,6 +355,25 @@ def handle_http_error(error: HTTPException) -> tuple[Response | str, int]:
 #: The page of last resort, when even the themed error page cannot be rendered.
 _BARE_ERROR_PAGE = ("<!doctype html><title>Error</title><h1>The request cannot be completed</h1>"
                     "<p><code>server_error</code></p>")
+
+
+def _pages_drawable() -> bool:
+    """Whether this request has a URL adapter, without which no themed page
+    can be drawn (they link the theme's files with ``url_for``). Flask has
+    none when Werkzeug refused to bind the URL map to the request's
+    ``Host``: a name with an empty label or a label over 63 characters
+    (``BadHost``, RFC 1035 §2.3.4) or an untrusted host (``SecurityError``)."""
+    return request_ctx.url_adapter is not None
+
+
+def _bad_host_page(status: int, title: str) -> Response:
+    """A plain page for a request whose ``Host`` names no host this
+    provider can be reached at (RFC 9110 §7.2, §15.5.1): nothing in it
+    depends on the host, the theme or ``url_for``."""
+    text = _("The host name in the address of this request is not valid. Check the "
+             "address and try again.")
+    return Response(f"<!doctype html><title>{escape(title)}</title><h1>{escape(title)}</h1>"
+                    f"<p>{escape(text)}</p>", status=status, mimetype="text/html")
 
 
 def server_error(status: int = 500) -> tuple[Response | str, int]:
@@ -366,6 +389,8 @@ def server_error(status: int = 500) -> tuple[Response | str, int]:
         return response, status
     description = _("An unexpected error occurred. It has been recorded; "
                     "try again in a moment.")
+    if not _pages_drawable():
+        return Response(_BARE_ERROR_PAGE, mimetype="text/html"), status
     # The page header reads neither the store nor the database, as either
     # may be what failed.
     g.idp_no_account_bar = True

@@ -12,7 +12,7 @@ RFC 9700 §4.16 on requests to URLs clients choose). So:
 - the connection goes to the address that was checked, so a second DNS
   answer (rebinding) cannot point it elsewhere;
 - no redirects, a size limit, a per-read timeout and a deadline for the
-  whole fetch;
+  whole fetch, name resolution and TLS handshake included;
 - one message for every failure to fetch: which port is closed, which host
   exists inside or which status a server answered is logged, never told.
 """
@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds to connect, and to wait for each read.
 READ_TIMEOUT = 5.0
-#: Seconds the whole fetch may take, however the server trickles its answer.
+#: Seconds the whole fetch may take (resolution, connection, TLS handshake,
+#: answer), however slowly the resolver or the server answers.
 FETCH_DEADLINE = 10.0
 #: Largest document accepted, bytes (a JSON array of redirect URIs).
 MAX_DOCUMENT_BYTES = 64 * 1024
@@ -110,27 +111,40 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         super().__init__(host, port, timeout=READ_TIMEOUT, context=context)
         self._address = address
         self._tls = context
-        #: The connected socket, kept for :func:`_abort` (http.client drops
-        #: ``sock`` once a response that closes the connection is read).
+        #: The TLS socket, from before its handshake, for :meth:`abort`
+        #: (http.client drops ``sock`` once a response that closes the
+        #: connection is read).
         self.tls_socket: ssl.SSLSocket | None = None
+        self._aborted = False
 
     def connect(self) -> None:
         raw = socket.create_connection((self._address, self.port), self.timeout)
         try:
-            self.sock = self.tls_socket = self._tls.wrap_socket(raw, server_hostname=self.host)
+            # The handshake is made once the socket can be reached by
+            # abort(): a server answering it a byte at a time would hold
+            # wrap_socket() for as long as it liked.
+            self.sock = self.tls_socket = self._tls.wrap_socket(
+                raw, server_hostname=self.host, do_handshake_on_connect=False)
+            if self._aborted:
+                raise FetchRefusedError("the deadline")
+            self.tls_socket.do_handshake()
         except BaseException:
             raw.close()
+            if self.tls_socket is not None:
+                self.tls_socket.close()
             raise
 
-
-def _abort(connection: _PinnedHTTPSConnection, expired: threading.Event) -> None:
-    """Cut a fetch at its deadline: shutting the socket down wakes a blocked read."""
-    expired.set()
-    if connection.tls_socket is not None:
-        try:
-            connection.tls_socket.shutdown(socket.SHUT_RDWR)
-        except (OSError, ValueError):
-            pass
+    def abort(self) -> None:
+        """Cut the fetch, from another thread: shutting the socket down
+        wakes a blocked handshake or read, and a connection not made yet
+        is refused once it is (the flag is set before the socket is read,
+        :meth:`connect` sets the socket before it reads the flag)."""
+        self._aborted = True
+        if self.tls_socket is not None:
+            try:
+                self.tls_socket.shutdown(socket.SHUT_RDWR)
+            except (OSError, ValueError):
+                pass
 
 
 def _read(connection: http.client.HTTPConnection, target: str) -> bytes:
@@ -158,9 +172,48 @@ def _read(connection: http.client.HTTPConnection, target: str) -> bytes:
     return bytes(body)
 
 
+class _Fetch:
+    """One fetch, run in a thread of its own so that its caller stops
+    waiting at :data:`FETCH_DEADLINE` whatever the fetch is blocked in:
+    name resolution (which no socket timeout bounds), the connection, the
+    TLS handshake or a read of a server that trickles its bytes."""
+
+    def __init__(self, host: str, port: int, target: str) -> None:
+        self.host, self.port, self.target = host, port, target
+        self.body: bytes | None = None
+        self.error: Exception | None = None
+        self.connection: _PinnedHTTPSConnection | None = None
+        self.cancelled = False
+
+    def run(self) -> None:
+        try:
+            address = public_address(self.host, self.port)
+            if self.cancelled:
+                return
+            self.connection = _PinnedHTTPSConnection(self.host, self.port, address,
+                                                     tls_context())
+            if self.cancelled:
+                return
+            try:
+                self.body = _read(self.connection, self.target)
+            finally:
+                self.connection.close()
+        except Exception as exc:  # noqa: BLE001 -- handed to the caller's thread, which decides
+            self.error = exc
+
+    def cancel(self) -> None:
+        """Stop the fetch after its deadline: its socket is shut down, so
+        the thread ends soon; a fetch not connected yet does not connect."""
+        self.cancelled = True
+        if self.connection is not None:
+            self.connection.abort()
+
+
 def fetch_redirect_uris(uri: str) -> list[str]:
     """GET the ``sector_identifier_uri`` document, a JSON array of redirect
-    URIs (OIDC Core §8.1), under the rules of this module.
+    URIs (OIDC Core §8.1), under the rules of this module; the whole fetch
+    (name resolution, connection, TLS handshake, request and answer) takes
+    at most :data:`FETCH_DEADLINE` seconds.
 
     :raises SectorError: not an https URL (:data:`UNFETCHABLE` for anything
         that fails to fetch), or a document that is not such an array.
@@ -174,28 +227,23 @@ def fetch_redirect_uris(uri: str) -> list[str]:
         raise SectorError("sector_identifier_uri must be an https URL")
     host = parts.hostname
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    expired = threading.Event()
-    try:
-        connection = _PinnedHTTPSConnection(host, port, public_address(host, port),
-                                            tls_context())
-        watchdog = threading.Timer(FETCH_DEADLINE, _abort, (connection, expired))
-        watchdog.daemon = True
-        watchdog.start()
-        try:
-            body = _read(connection, target)
-        finally:
-            watchdog.cancel()
-            connection.close()
-        if expired.is_set():
-            # The cut may read as a clean end of the body.
-            raise FetchRefusedError("the deadline")
-    except (FetchRefusedError, OSError, http.client.HTTPException, ValueError) as exc:
-        reason = "the deadline" if expired.is_set() else (
-            str(exc) if isinstance(exc, FetchRefusedError) else type(exc).__name__)
+    fetch = _Fetch(host, port, target)
+    worker = threading.Thread(target=fetch.run, name="sector-fetch", daemon=True)
+    worker.start()
+    worker.join(FETCH_DEADLINE)
+    if worker.is_alive():
+        fetch.cancel()
+        reason = "the deadline"
+    elif fetch.error is not None:
+        exc = fetch.error
+        reason = str(exc) if isinstance(exc, FetchRefusedError) else type(exc).__name__
+    else:
+        reason = None
+    if reason is not None:
         log.warning("sector_identifier_uri on host %s not fetched: %s", host, reason)
-        raise SectorError(UNFETCHABLE) from None
+        raise SectorError(UNFETCHABLE)
     try:
-        value = json.loads(body)
+        value = json.loads(fetch.body)
     except ValueError:
         value = None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

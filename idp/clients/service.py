@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import threading
 import time
@@ -311,14 +312,71 @@ def fetch_sector_uris(uri: str) -> list[str]:
         raise ClientError(str(exc)) from None
 
 
+def redirect_destination(uri: str) -> str | None:
+    """Who receives what is sent to ``uri``, for people and for sectors: the
+    host of an http or https URI (``portal.example.gov.cn``); for any other
+    scheme, the scheme itself. A private-use scheme (RFC 8252 §7.1) is
+    handed by the operating system to the app that claimed it, whatever
+    follows: ``cn.example.app://portal.example.gov.cn/cb`` goes to the app
+    ``cn.example.app``, and the "host" after it names nobody.
+
+    :returns: a lower-case host name or scheme, or None for a URI with neither.
+    """
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower()
+    if scheme in ("http", "https"):
+        return parts.hostname or None
+    return scheme or None
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` names the user's own machine: ``localhost`` and the
+    names under it (RFC 6761 §6.3), or a loopback IP literal (127.0.0.0/8,
+    ``::1``, an IPv4-mapped loopback address)."""
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def _redirect_sector(uri: str) -> str | None:
+    """The sector one redirect URI gives (see :func:`sector_for`); None for
+    a URI that gives the client a sector of its own."""
+    destination = redirect_destination(uri)
+    if destination is None:
+        return None
+    if urlsplit(uri).scheme.lower() not in ("http", "https"):
+        # Written as in the URI, "scheme:", so that it is never equal to a
+        # host name: the scheme com.example.app (the owner of example.com)
+        # and the host com.example.app (a name under .app) are two owners.
+        return f"{destination}:"
+    return None if is_loopback_host(destination) else destination
+
+
 def sector_for(redirect_uris: Sequence[str], sector_identifier_uri: str | None,
                fetch=fetch_sector_uris) -> str | None:
-    """The sector of a pairwise client (OIDC Core §8.1): the host of its
-    ``sector_identifier_uri``, whose document must list every redirect URI;
-    else the one host of its redirect URIs (the scheme, for private-use
-    scheme URIs of native apps).
+    """The sector of a pairwise client (OIDC Core §8.1, §17.3): the host of
+    its ``sector_identifier_uri``, whose document must list every redirect
+    URI; else the one host of its redirect URIs. Two kinds of native app
+    redirect URI (RFC 8252 §7) name no owner and share no sector with
+    anyone: a loopback host (every native app may listen on
+    ``http://127.0.0.1``) gives the client a sector of its own, and a
+    private-use scheme gives the sector ``scheme:``, never the "host"
+    written after it. Clients are grouped into one sector only by a host
+    or scheme their owner controls, or by a ``sector_identifier_uri``.
 
-    :raises ClientError: redirect URIs on several hosts without a
+    Applies at registration: a client keeps the sector it was registered
+    with, since a new one would change the ``sub`` its users have.
+
+    :returns: the sector, or None for a sector of the client's own (its
+        ``client_id``, :func:`idp.oidc.subjects.subject_for`).
+    :raises ClientError: redirect URIs of several sectors without a
         sector_identifier_uri, or a document that does not list them all.
     """
     if sector_identifier_uri:
@@ -331,11 +389,13 @@ def sector_for(redirect_uris: Sequence[str], sector_identifier_uri: str | None,
             raise ClientError(f"sector_identifier_uri does not list the redirect URI "
                               f"{missing[0]!r}")
         return urlsplit(uri).hostname
-    hosts = {urlsplit(u).hostname or urlsplit(u).scheme for u in redirect_uris}
-    if len(hosts) > 1:
-        raise ClientError("redirect URIs on several hosts need a sector_identifier_uri for "
-                          "pairwise subjects (OIDC Core §8.1), or use --subject-type public")
-    return hosts.pop() if hosts else None
+    sectors = {_redirect_sector(u) for u in redirect_uris}
+    if len(sectors) > 1:
+        raise ClientError("redirect URIs on several hosts (a loopback host and a private-use "
+                          "scheme count as hosts of their own) need a sector_identifier_uri "
+                          "for pairwise subjects (OIDC Core §8.1), or use --subject-type "
+                          "public")
+    return sectors.pop() if sectors else None
 
 
 def create_client(

@@ -25,7 +25,7 @@ from idp.i18n import remember_ui_locales
 from idp.oidc import client_auth, resources
 from idp.oidc.authorize import AuthorizationRequest, decide, known_parameters
 from idp.oidc.responses import authorization_error
-from idp.oidc.server import TOKEN_AUTH_METHODS, LoginContext
+from idp.oidc.server import TOKEN_AUTH_METHODS, EndpointRequest, LoginContext
 from idp.oidc.subjects import client_sid
 from idp.oidc.tokens import (
     InvalidTokenError,
@@ -203,14 +203,17 @@ def resume():
 def _endpoint_request() -> tuple[OAuth2Request | None, Response | None]:
     """The request of a token, revocation or introspection call, or the
     ``invalid_request`` answer when it names a body parameter in its URL
-    (RFC 6749 §3.2): ``(request, None)`` or ``(None, error response)``."""
+    (RFC 6749 §3.2): ``(request, None)`` or ``(None, error response)``. The
+    refusal is readable by the browser app of the client the request names
+    (docs/clients.md), like every other error answer of these endpoints."""
     server = _server()
     try:
         return server.create_oauth2_request(None), None
     except OAuth2Error as error:
         response = server.handle_error_response(None, error)
         response.headers["Cache-Control"] = "no-store"
-        return None, response
+        unchecked = EndpointRequest(request, current_runtime().issuer)
+        return None, _allow_origin(response, _client_concerned(unchecked))
 
 
 @bp.route("/token", methods=["POST", "OPTIONS"])

@@ -12,12 +12,14 @@ goes to the audit trail without a database commit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import base64
+import binascii
+from collections.abc import Callable, Mapping, Sequence
+from urllib.parse import unquote
 
 from authlib.consts import default_json_headers
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.errors import InvalidClientError
-from authlib.oauth2.rfc6749.util import extract_basic_authorization
 
 from idp.audit.service import record_deferred
 from idp.clients.service import SECRET_AUTH_METHODS, ClientInfo
@@ -77,15 +79,41 @@ def presented_method(request: OAuth2Request) -> str | None:
     return None
 
 
+def basic_credentials(headers: Mapping[str, str]) -> tuple[str, str] | None:
+    """The ``(client_id, client_secret)`` of an ``Authorization: Basic``
+    header (RFC 7617 §2: ``Basic`` and a base64 ``user-id ":" password``,
+    each form-urlencoded by the client, RFC 6749 §2.3.1).
+
+    Authlib's ``extract_basic_authorization`` unpacks two values from a
+    split on any whitespace and raised ValueError (a 500) for ``Basic``
+    followed by nothing but spaces, NBSP or NEL; here the header is taken
+    apart by its grammar alone.
+
+    :returns: the pair, or None when the header is not such credentials
+        (missing, another scheme, no credentials after the scheme, not
+        base64, not UTF-8, no colon, an empty client_id).
+    """
+    scheme, _, token = (headers.get("Authorization") or "").partition(" ")
+    token = token.strip(" ")
+    if scheme.lower() != "basic" or not token or not token.isascii():
+        return None
+    try:
+        decoded = base64.b64decode(token, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, colon, secret = decoded.partition(":")
+    if not colon or not client_id:
+        return None
+    return unquote(client_id), unquote(secret)
+
+
 def named_client_id(request: OAuth2Request) -> str | None:
     """The ``client_id`` a request names, authenticated or not: the HTTP
     Basic user name, else the ``client_id`` form parameter. For CORS on
     error answers only; never a proof of anything."""
     if presented_method(request) == "client_secret_basic":
-        try:
-            return extract_basic_authorization(request.headers)[0]
-        except UnicodeDecodeError:
-            return None
+        credentials = basic_credentials(request.headers)
+        return credentials[0] if credentials else None
     return request.form.get("client_id")
 
 
@@ -137,13 +165,11 @@ class _Check:
         """``client_secret_basic`` or ``client_secret_post``: the secret is
         compared (in constant time) only once the method is known to fit."""
         if self.used == "client_secret_basic":
-            try:
-                client_id, secret = extract_basic_authorization(self.request.headers)
-            except UnicodeDecodeError:
-                client_id = secret = None
-            if not client_id:
+            credentials = basic_credentials(self.request.headers)
+            if credentials is None:
                 raise self.fail("Client authentication failed: malformed HTTP Basic "
                                 "credentials.", "malformed_credentials")
+            client_id, secret = credentials
         else:
             client_id = self.request.form.get("client_id")
             secret = self.request.form.get("client_secret")

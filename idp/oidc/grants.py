@@ -193,7 +193,10 @@ def _redirect_hosts(redirect_uris: list[str] | None) -> tuple[str, ...]:
     hosts: dict[str, None] = {}
     for uri in redirect_uris or []:
         parts = urlsplit(uri)
-        hosts[parts.netloc or f"{parts.scheme}:"] = None
+        # A private-use scheme reaches its app whatever "host" follows it
+        # (RFC 8252 §7.1): the scheme is where the answers go.
+        web = parts.scheme.lower() in ("http", "https")
+        hosts[parts.netloc if web and parts.netloc else f"{parts.scheme}:"] = None
     return tuple(hosts)
 
 

@@ -118,8 +118,14 @@ def _ip() -> str | None:
     return request.remote_addr
 
 
-def _code_key(rt: Runtime, code: str) -> str:
-    return "code:" + keyed_hash(rt.token_hmac_key, code, CODE_PURPOSE)
+def _code_key(rt: Runtime, client_id: str, code: str) -> str:
+    """Store key of ``code`` issued to ``client_id`` (and, with ``:grant``,
+    of its replay marker). The client is part of the key, so a code
+    presented by another client finds nothing: it is neither used up nor
+    taken for a replay that would revoke its owner's grant (RFC 6749
+    §4.1.3: the code must have been issued to the authenticated client;
+    §10.5)."""
+    return "code:" + keyed_hash(rt.token_hmac_key, f"{client_id}\x00{code}", CODE_PURPOSE)
 
 
 def _issue_tokens(rt: Runtime, client, grant: Grant, account: Account, scope: str,
@@ -220,7 +226,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             acr=grant_user.acr, amr=session.amr,
         )
         tokens = rt.settings["tokens"]
-        key = _code_key(rt, code)
+        key = _code_key(rt, self.request.client.client_id, code)
         rt.store.put(key, asdict(record_), tokens["authorization_code_ttl"])
         rt.store.put(key + ":grant", {"grant_id": grant.id}, tokens["code_reuse_window"])
         add_client(rt.store, session, self.request.client.client_id)
@@ -231,11 +237,13 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         return response_mode_response(redirect_uri, params, payload.data.get("response_mode"))
 
     def query_authorization_code(self, code: str, client) -> CodeRecord | None:
-        """Take the code atomically; a replay revokes the grant it produced."""
+        """Take the code of ``client`` atomically; a replay by that client
+        revokes the grant it produced. Another client's code is not found
+        (:func:`_code_key`)."""
         rt = current_runtime()
         if not isinstance(code, str) or len(code) > 256:
             return None
-        key = _code_key(rt, code)
+        key = _code_key(rt, client.client_id, code)
         data = rt.store.take(key)
         if data is None:
             issued = rt.store.get(key + ":grant")
@@ -243,10 +251,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 grant_service.revoke_grant(rt, issued["grant_id"], "authorization_code_reuse",
                                            _ip())
             return None
-        item = CodeRecord(**data)
-        if item.client_id != client.client_id:
-            return None
-        return item
+        return CodeRecord(**data)
 
     def delete_authorization_code(self, authorization_code: CodeRecord) -> None:
         """Nothing to do: the code was taken (deleted) when it was read."""

@@ -181,3 +181,19 @@ def test_the_page_in_chinese(provider):
     browser.session.headers["Accept-Language"] = "zh-CN,zh;q=0.9"
     page = browser.session.get(f"{provider.url}/account/apps")
     assert "已授权的应用" in page.text and "您尚未授权任何应用。" in page.text
+
+
+def test_a_native_app_is_listed_by_its_scheme(provider):
+    """A private-use scheme reaches its app whatever "host" follows it
+    (RFC 8252 §7.1): the list named that host, the web portal's."""
+    from tests.helpers import pkce_pair
+
+    username, password, _sub = provider.create_account()
+    app = provider.create_client(public=True, trusted=False,
+                                 redirect_uri="cn.example.other://portal.example.test/cb")
+    browser = Browser(provider.url)
+    browser.login_for_code(app, username, password, code_challenge=pkce_pair()[1],
+                           code_challenge_method="S256")
+    section = _section(browser.session.get(f"{provider.url}/account/apps").text, app.client_id)
+    assert "<code>cn.example.other:</code>" in section
+    assert "portal.example.test" not in section

@@ -120,3 +120,19 @@ def test_issuer_that_authlib_would_refuse_stops_the_start(tmp_path):
     settings["issuer"] = "http://id.example.test"
     with pytest.raises(ConfigError, match="setting issuer must be an https URL"):
         create_app(settings)
+
+
+def test_a_host_that_is_no_host_name_is_explained_without_a_trace(provider, caplog):
+    """A Host with an empty label gave three logged traces and a 500 (the
+    error page's url_for had no URL adapter); it is a plain 400 page, in the
+    reader's language, and JSON at the protocol endpoints."""
+    bad_host = {"Host": "id..example.test"}
+    with caplog.at_level(logging.ERROR):
+        page = requests.get(f"{provider.url}/login",
+                            headers={**bad_host, "Accept-Language": "zh-CN"})
+        token = requests.post(f"{provider.url}/token", headers=bad_host,
+                              data={"grant_type": "client_credentials"})
+    assert page.status_code == 400
+    assert "<p>此请求地址中的主机名无效。请检查地址后重试。</p>" in page.text
+    assert token.status_code == 400 and token.json()["error"] == "invalid_request"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -117,16 +117,18 @@ def test_an_unfinished_request_is_dropped(served):
         assert REQUEST_TIMEOUT - 0.5 < time.monotonic() - started < REQUEST_TIMEOUT + 3
 
 
-def _read_response(sock: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += sock.recv(65536)
-    head, _, body = data.partition(b"\r\n\r\n")
+def _read_response(answers) -> bytes:
+    """The next answer from ``answers`` (the socket's file): its head and
+    ``Content-Length`` bytes of body. Answers that arrived in one packet
+    stay apart (reading the socket directly lost the second of two)."""
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        line = answers.readline()
+        assert line, "the connection closed"
+        head += line
     length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
                   if line.lower().startswith(b"content-length:"))
-    while len(body) < length:
-        body += sock.recv(65536)
-    return head + b"\r\n\r\n" + body
+    return head + answers.read(length)
 
 
 def test_expect_continue_keep_alive_and_pipelining(served):
@@ -134,17 +136,20 @@ def test_expect_continue_keep_alive_and_pipelining(served):
     body = b"grant_type=client_credentials"
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.settimeout(5)
+        answers = sock.makefile("rb")
         sock.sendall(b"POST /token HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
                      b"Content-Type: application/x-www-form-urlencoded\r\n"
                      b"Content-Length: %d\r\n\r\n" % len(body))
-        assert sock.recv(1024).startswith(b"HTTP/1.1 100 Continue\r\n")
+        assert answers.readline() == b"HTTP/1.1 100 Continue\r\n"
+        assert answers.readline() == b"\r\n"
         sock.sendall(body)
-        assert _read_response(sock).startswith(b"HTTP/1.1 401 ")
+        assert _read_response(answers).startswith(b"HTTP/1.1 401 ")
         # Two requests in one write, on the same kept-alive connection.
         get = b"GET /jwks.json HTTP/1.1\r\nHost: x\r\n\r\n"
         sock.sendall(get + get)
-        assert _read_response(sock).startswith(b"HTTP/1.1 200 ")
-        assert _read_response(sock).startswith(b"HTTP/1.1 200 ")
+        assert _read_response(answers).startswith(b"HTTP/1.1 200 ")
+        assert _read_response(answers).startswith(b"HTTP/1.1 200 ")
+        answers.close()
 
 
 def test_request_timeout_below_one_second_is_refused(tmp_path, database_url):
@@ -159,3 +164,69 @@ def test_request_timeout_below_one_second_is_refused(tmp_path, database_url):
     result = CliRunner().invoke(main, ["serve", "--port", str(free_port())], env=env)
     assert result.exit_code == 1
     assert "setting server.request_timeout must be at least 1 second" in result.output
+
+
+def test_connections_closed_after_their_answer_do_not_hold_the_event_loop(served):
+    """gunicorn closes a connection after its answer by draining it for up
+    to 2 s (RFC 9112 §9.6), in the event loop: eight clients that asked for
+    ``Connection: close`` and then kept their side open stopped every
+    connection of the worker for 16 s. The loop now lingers on them without
+    waiting."""
+    url, port = served
+    request = b"GET /jwks.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    held = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
+    try:
+        for sock in held:
+            sock.sendall(request)
+        time.sleep(0.5)
+        assert max(_discovery_time(url) for _ in range(3)) < 1
+        # Each got its answer, then the end of the connection.
+        for sock in held:
+            sock.settimeout(5)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200 ") and b"Connection: close" in answer
+    finally:
+        for sock in held:
+            sock.close()
+
+
+@pytest.mark.parametrize("opening,status", [
+    (b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n", 413),
+    (b"POST /token HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"100000\r\n", 413),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Pad: " + b"a" * 70_000, 431),
+])
+def test_a_request_over_the_limits_is_refused_without_a_thread(served, opening, status):
+    """Such requests went to a thread half read (the rest of a 1 GB body,
+    of an endless head, then came a byte at a time); the event loop answers
+    them itself and closes the connection."""
+    _url, port = served
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.settimeout(5)
+        try:
+            sock.sendall(opening)
+        except ConnectionResetError:
+            pass  # refused before it was all sent
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    assert answer.startswith(b"HTTP/1.1 %d " % status), answer[:100]
+    assert b"\r\nConnection: close\r\n" in answer
+
+
+def test_static_files_are_sent_whole(served):
+    """Static files go through gunicorn's sendfile path, which the worker's
+    answers take without waiting on the client like any other."""
+    from idp.config import PROJECT_ROOT
+
+    url, _port = served
+    expected = (PROJECT_ROOT / "themes" / "default" / "static" / "style.css").read_bytes()
+    with requests.Session() as session:  # two requests on one kept-alive connection
+        for _ in range(2):
+            response = session.get(f"{url}/static/style.css", timeout=5)
+            assert response.status_code == 200 and response.content == expected

@@ -26,10 +26,12 @@ def _sub_seen(provider, client, browser, username="", password="") -> dict:
 
 def test_pairwise_subjects_differ_per_sector_and_agree_within_one(provider):
     username, password, public_sub = provider.create_account()
-    same_a = provider.create_client(subject_type="pairwise")
-    same_b = provider.create_client(subject_type="pairwise")
+    same_a = provider.create_client(subject_type="pairwise",
+                                    redirect_uri="https://portal.example.test/a/callback")
+    same_b = provider.create_client(subject_type="pairwise",
+                                    redirect_uri="https://portal.example.test/b/callback")
     other = provider.create_client(subject_type="pairwise",
-                                   redirect_uri="http://localhost:9/other/callback")
+                                   redirect_uri="https://other.example.test/callback")
     public = provider.create_client()
     browser = Browser(provider.url)
     subs = {}
@@ -37,7 +39,7 @@ def test_pairwise_subjects_differ_per_sector_and_agree_within_one(provider):
         tokens = _sub_seen(provider, client, browser, username, password)
         username = password = ""
         subs[name] = _claims(tokens["id_token"])["sub"]
-    assert subs["a"] == subs["b"]  # one sector (host 127.0.0.1)
+    assert subs["a"] == subs["b"]  # one sector (host portal.example.test)
     assert subs["other"] != subs["a"] and subs["public"] == public_sub
     assert public_sub not in (subs["a"], subs["other"]) and len(subs["a"]) == 43
 
@@ -78,11 +80,13 @@ def test_pairwise_clients_see_their_own_sid(provider):
     from idp.authn.sessions import load_session
 
     username, password, _ = provider.create_account()
-    sector_a = provider.create_client(subject_type="pairwise")
-    same_sector = provider.create_client(subject_type="pairwise")
+    sector_a = provider.create_client(subject_type="pairwise",
+                                      redirect_uri="https://sid.example.test/a/callback")
+    same_sector = provider.create_client(subject_type="pairwise",
+                                         redirect_uri="https://sid.example.test/b/callback")
     other = provider.create_client(subject_type="pairwise",
-                                   redirect_uri="http://localhost:9/sid/callback",
-                                   post_logout_redirect_uri="http://localhost:9/sid/bye")
+                                   redirect_uri="https://other-sid.example.test/callback",
+                                   post_logout_redirect_uri="https://other-sid.example.test/bye")
     public = provider.create_client()
     browser = Browser(provider.url)
     seen = {}
@@ -203,3 +207,31 @@ def test_sector_identifier_uri_on_this_network_is_not_fetched(provider, sector_d
 def test_discovery_offers_both_subject_types(provider):
     meta = requests.get(f"{provider.url}/.well-known/openid-configuration").json()
     assert meta["subject_types_supported"] == ["public", "pairwise"]
+
+
+def test_a_client_keeps_the_sector_it_was_registered_with(provider):
+    """The loopback rule applies to new registrations: a client registered
+    when http://127.0.0.1 was a shared sector keeps the stored one, so its
+    users' ``sub`` does not change under it."""
+    from sqlalchemy import select
+
+    from idp.clients.models import Client
+    from idp.extensions import db
+    from idp.oidc.subjects import pairwise_subject
+
+    username, password, public_sub = provider.create_account()
+    new = provider.create_client(subject_type="pairwise")
+    older = provider.create_client(subject_type="pairwise")
+    with provider.app.app_context():
+        rows = {row.client_id: row for row in db.session.scalars(
+            select(Client).where(Client.client_id.in_([new.client_id, older.client_id])))}
+        assert rows[new.client_id].sector_identifier is None
+        rows[older.client_id].sector_identifier = "127.0.0.1"
+        db.session.commit()
+        provider.runtime.clients.invalidate(older.client_id)
+    browser = Browser(provider.url)
+    seen_by_older = _claims(_sub_seen(provider, older, browser, username, password)["id_token"])
+    seen_by_new = _claims(_sub_seen(provider, new, browser)["id_token"])
+    key = provider.runtime.pairwise_key
+    assert seen_by_older["sub"] == pairwise_subject(key, "127.0.0.1", public_sub)
+    assert seen_by_new["sub"] == pairwise_subject(key, new.client_id, public_sub)

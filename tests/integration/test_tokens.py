@@ -48,6 +48,27 @@ def test_code_reuse_fails_and_revokes_tokens(provider, account):
     assert _refresh(provider, client, tokens["refresh_token"]).json()["error"] == "invalid_grant"
 
 
+def test_a_code_presented_by_another_client_is_neither_used_up_nor_a_replay(provider,
+                                                                            account):
+    """The code was taken from the store before its client was compared:
+    another client holding it used it up, and the owner's redemption then
+    counted as a replay that revoked the owner's grant (RFC 6749 §4.1.3,
+    §10.5). It is now not found for any client but its own."""
+    owner = provider.create_client()
+    other = provider.create_client()
+    code = _code(provider, owner, account, scope="openid offline_access")
+    for _ in range(2):
+        stolen = requests.post(f"{provider.url}/token", auth=other.auth, data={
+            "grant_type": "authorization_code", "code": code,
+            "redirect_uri": owner.redirect_uri})
+        assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
+    redeemed = redeem(provider.url, owner, code)
+    assert redeemed.status_code == 200, redeemed.text
+    tokens = redeemed.json()
+    assert _userinfo(provider, tokens["access_token"]).status_code == 200
+    assert _refresh(provider, owner, tokens["refresh_token"]).status_code == 200
+
+
 def test_concurrent_code_redemption_has_one_winner(provider, account):
     """O-9: the same code redeemed twice at once."""
     client = provider.create_client()

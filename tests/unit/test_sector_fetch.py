@@ -245,3 +245,27 @@ def test_a_document_that_is_not_an_array_of_uris(sector_server):
         with pytest.raises(ClientError) as refused:
             fetch_sector_uris(f"https://sector.test:{port}/sector.json")
         assert str(refused.value) == "sector_identifier_uri must hold a JSON array of URIs"
+
+
+def test_the_deadline_covers_name_resolution(monkeypatch, caplog):
+    """getaddrinfo() has no timeout of its own: a resolver that answers
+    slowly (or a name server that the registrant controls) held the fetch
+    past its deadline."""
+    release = threading.Event()
+
+    def slow_resolve(_host, _port):
+        release.wait(10)
+        return ["192.0.2.1"]
+
+    monkeypatch.setattr(sector, "resolve", slow_resolve)
+    monkeypatch.setattr(sector, "FETCH_DEADLINE", 0.5)
+    started = time.monotonic()
+    try:
+        with caplog.at_level(logging.WARNING, logger="idp.clients.sector"), \
+                pytest.raises(SectorError) as refused:
+            fetch_redirect_uris("https://slow-dns.example.test/sector.json")
+        assert time.monotonic() - started < 2
+    finally:
+        release.set()
+    assert str(refused.value) == UNFETCHABLE
+    assert any(r.getMessage().endswith("not fetched: the deadline") for r in caplog.records)
