@@ -45,7 +45,7 @@ from idp.oidc.subjects import client_sid, subject_for
 from idp.oidc.tokens import ACCEPTED_ALGS, issue_access_token, issue_id_token, sole_audience
 from idp.runtime import Runtime, current_runtime
 from idp.security import keyed_hash, random_token
-from idp.timeutil import epoch
+from idp.timeutil import epoch, utcnow
 
 CODE_PURPOSE = "authorization_code"
 #: Longest accepted lifetime of a client assertion, seconds (RFC 7523 §3 lets
@@ -251,6 +251,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 grant_service.revoke_grant(rt, issued["grant_id"], "authorization_code_reuse",
                                            _ip())
             return None
+        self.request.code_taken_at = utcnow()
         return CodeRecord(**data)
 
     def delete_authorization_code(self, authorization_code: CodeRecord) -> None:
@@ -271,7 +272,12 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         client = self.request.client
         account = self.authenticate_user(code)
         grant = db.session.get(Grant, code.grant_id)
-        if account is None or grant is None or grant.revoked_at is not None:
+        # A revocation after this request took the code is a concurrent replay
+        # of it (case O-9), which must not fail this first redemption; one
+        # from before (consent withdrawn, account released...) must.
+        if (account is None or grant is None
+                or (grant.revoked_at is not None
+                    and grant.revoked_at < self.request.code_taken_at)):
             raise InvalidGrantError("The authorization code is no longer valid.")
         token = _issue_tokens(rt, client, grant, account, code.scope,
                               _wants_refresh(client, code.scope), code.nonce)

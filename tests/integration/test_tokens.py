@@ -82,6 +82,34 @@ def test_concurrent_code_redemption_has_one_winner(provider, account):
     assert _userinfo(provider, winners[0].json()["access_token"]).status_code == 401
 
 
+def test_a_replay_landing_between_take_and_issue_does_not_fail_the_first_redemption(
+        provider, account, monkeypatch):
+    """O-9, the interleaving CI met: the replay revoked the grant after the
+    first redemption had taken the code but before it read the grant, and
+    both requests answered ``invalid_grant``. The first still answers, with
+    tokens that are dead."""
+    from idp.oidc.server import AuthorizationCodeGrant
+
+    client = provider.create_client()
+    code = _code(provider, client, account, scope="openid offline_access")
+    replays = []
+    authenticate_user = AuthorizationCodeGrant.authenticate_user
+
+    def replay_first(self, authorization_code):
+        if not replays:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                replays.append(pool.submit(redeem, provider.url, client, code).result())
+        return authenticate_user(self, authorization_code)
+
+    monkeypatch.setattr(AuthorizationCodeGrant, "authenticate_user", replay_first)
+    first = redeem(provider.url, client, code)
+    assert replays[0].status_code == 400 and replays[0].json()["error"] == "invalid_grant"
+    assert first.status_code == 200, first.text
+    tokens = first.json()
+    assert _userinfo(provider, tokens["access_token"]).status_code == 401
+    assert _refresh(provider, client, tokens["refresh_token"]).json()["error"] == "invalid_grant"
+
+
 def test_pkce_verifier_mismatch(provider, account):
     client = provider.create_client()
     verifier, challenge = pkce_pair()
