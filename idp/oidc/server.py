@@ -22,6 +22,7 @@ from authlib.oauth2.rfc6749.errors import (
     InvalidScopeError,
     OAuth2Error,
     UnauthorizedClientError,
+    UnsupportedResponseTypeError,
 )
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
@@ -541,6 +542,31 @@ class AuthorizationServer(FlaskAuthorizationServer):
         check_one_client_auth(request)
         return client_auth.authenticate_client(current_runtime(), request, methods, endpoint,
                                                self.query_client, self.assertion_auth, _ip())
+
+    def get_authorization_grant(self, request):
+        """Authlib's grant for the request's ``response_type``, or its refusal
+        in a sentence: a missing ``response_type`` is ``invalid_request``, an
+        unknown one ``unsupported_response_type`` naming it. Authlib 1.9
+        passes its sentence and the response type to
+        UnsupportedResponseTypeError in swapped order, so the page read
+        "response_type=The response type 'None' is not supported by the
+        server. is not supported" and the client got only the value as
+        ``error_description``. Sent to the redirect URI Authlib validated,
+        if any (RFC 6749 §4.1.2.1).
+
+        :raises ValueError: the response type holds characters an error
+            description may not echo (caught by the authorization endpoint).
+        """
+        try:
+            return super().get_authorization_grant(request)
+        except UnsupportedResponseTypeError as error:
+            response_type = request.payload.response_type
+            if not response_type:
+                raise InvalidRequestError("response_type is missing",
+                                          redirect_uri=error.redirect_uri) from None
+            raise OAuth2Error(f"The response type '{response_type}' is not supported.",
+                              redirect_uri=error.redirect_uri,
+                              error=UnsupportedResponseTypeError.error) from None
 
     def create_oauth2_request(self, request) -> OAuth2Request:
         """Accept a rebuilt :class:`AuthorizationRequest` as it is; wrap Flask's

@@ -44,6 +44,24 @@ def test_protocol_error_page_in_chinese(provider):
     assert small_print(english.text).startswith("Error code: invalid_request")
 
 
+def test_authorize_without_parameters_in_both_languages(provider):
+    """Regression: the page's small print read "response_type=The response
+    type 'None' is not supported by the server. is not supported"."""
+    chinese = requests.get(f"{provider.url}/authorize", headers=ZH)
+    assert chinese.status_code == 400 and "Location" not in chinese.headers
+    assert alert(chinese.text) == "应用发来的请求无效。"
+    assert small_print(chinese.text) == "错误代码： invalid_request · response_type is missing"
+    english = requests.get(f"{provider.url}/authorize", headers=EN)
+    assert small_print(english.text) == "Error code: invalid_request · response_type is missing"
+    token = requests.get(f"{provider.url}/authorize", params={"response_type": "token"},
+                         headers=EN)
+    assert token.status_code == 400
+    assert alert(token.text) == ("The application asked for a kind of answer this service "
+                                 "does not give.")
+    assert small_print(token.text) == ("Error code: unsupported_response_type · The response "
+                                       "type 'token' is not supported.")
+
+
 def test_every_page_error_code_has_a_chinese_sentence(provider):
     from flask import render_template
 

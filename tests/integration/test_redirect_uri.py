@@ -3,6 +3,8 @@ page and never redirected (case O-3)."""
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 import pytest
 import requests
 
@@ -72,7 +74,26 @@ def test_other_response_types_are_refused(provider, registered, response_type):
         allow_redirects=False)
     assert response.status_code == 302
     assert response.headers["Location"].startswith(registered.redirect_uri)
-    assert "error=unsupported_response_type" in response.headers["Location"]
+    query = parse_qs(urlsplit(response.headers["Location"]).query)
+    assert query["error"] == ["unsupported_response_type"]
+    # Regression: Authlib's swapped arguments sent only the value ("token").
+    assert query["error_description"] == [f"The response type '{response_type}' is not "
+                                          "supported."]
+    assert query["state"] == ["S"]
+
+
+def test_a_missing_response_type_is_invalid_request(provider, registered):
+    """Regression: it was unsupported_response_type "response_type=The
+    response type 'None' is not supported by the server. is not supported"."""
+    response = requests.get(f"{provider.url}/authorize", params={
+        "client_id": registered.client_id, "redirect_uri": registered.redirect_uri,
+        "scope": "openid", "state": "S"}, allow_redirects=False)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith(registered.redirect_uri)
+    query = parse_qs(urlsplit(response.headers["Location"]).query)
+    assert query["error"] == ["invalid_request"]
+    assert query["error_description"] == ["response_type is missing"]
+    assert query["state"] == ["S"]
 
 
 @pytest.mark.parametrize("param,value", [
