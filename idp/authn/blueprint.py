@@ -232,7 +232,7 @@ def _sms_page(form, template: str, purpose: str,
         if next_field is not None:
             next_field.data = local_next(request.args.get("next")) or ""
     available = rt.gateway is not None
-    sent, error, status = False, None, 200
+    sent, just_sent, error, status = False, False, None, 200
     if available and form.validate_on_submit():
         if request.form.get("action") == "verify":
             sent = True
@@ -245,10 +245,12 @@ def _sms_page(form, template: str, purpose: str,
             error, status = outcome
         else:
             sent, error, status = send_code_for_form(rt, form, purpose, device_cookie(rt))
+            just_sent = sent and error is None
     elif request.method == "POST":
         status = 400
-    return render_template(template, form=form, item=item, sent=sent, error=error,
-                           available=available, client=_client_for(item)), status
+    return render_template(template, form=form, item=item, sent=sent, just_sent=just_sent,
+                           error=error, available=available,
+                           client=_client_for(item)), status
 
 
 @bp.route("/login/sms", methods=["GET", "POST"])

@@ -291,7 +291,7 @@ def phone():
     item = _pending(rt, form)
     if request.method == "GET":
         form.i.data = item.id if item else ""
-    sent, error, status = False, None, 200
+    sent, just_sent, error, status = False, False, None, 200
     if rt.gateway is not None and form.validate_on_submit():
         verify = request.form.get("action") == "verify"
         sent = verify
@@ -299,6 +299,7 @@ def phone():
             if not verify:
                 sent, error, status = send_code_for_form(rt, form, "verify_phone",
                                                          device_cookie(rt))
+                just_sent = sent and error is None
             elif authn.confirm_phone(rt, account, form.phone.data, form.code.data or "",
                                      form.password.data or "", client_ip(), form.totp.data,
                                      device=device_cookie(rt)):
@@ -323,7 +324,8 @@ def phone():
     elif request.method == "POST":
         status = 400
     replacing = account.phone_number_verified
-    return render_template("phone.html", form=form, item=item, sent=sent, error=error,
+    return render_template("phone.html", form=form, item=item, sent=sent,
+                           just_sent=just_sent, error=error,
                            available=rt.gateway is not None, replacing=replacing,
                            has_totp=replacing and totp.has_totp(account)), status
 

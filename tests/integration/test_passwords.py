@@ -30,6 +30,8 @@ RULE = ("At least 8 characters. Not a common password, and not made from your na
 RULE_ZH = ("至少 8 个字符；不能是常见密码，也不能由您的姓名、用户名、手机号码或身份证号构成。"
            "最好使用由几个互不相关的词组成的密码短语。")
 MISMATCH = "The passwords do not match."
+CODE_SENT = ("If the number can receive text messages, a six-digit code is on its way. It is "
+             "valid for 5 minutes.")
 STRONG = "plum blossom river"
 WEAK = ["password", "12345678", "aaaaaaaa", "qwertyuiop", "password123", "P@ssw0rd",
         "iloveyou2024", "woaini1314"]
@@ -200,6 +202,7 @@ def test_registration_by_phone(site):
     session = requests.Session()
     phone = "13700660011"
     page, code = send_code(provider, gateway, session, "/register/sms", phone)
+    assert CODE_SENT in page.text
     username = new_username()
     for password, name, message in [("password123", "", GUESSABLE),
                                     (phone, "", IDENTIFIER),
@@ -208,6 +211,8 @@ def test_registration_by_phone(site):
                          username=username, name=name, password=password)
         assert refused.status_code == 400, password
         assert field_errors(refused.text)["password"] == [message], password
+        # Regression: the page still said a code was on its way; none was sent.
+        assert CODE_SENT not in refused.text, password
     # Every error of the details at once; the code field stays, with what was typed.
     refused = verify(provider, session, "/register/sms", page, phone=phone, code=code,
                      username="x", name="张伟", password="aaaaaaaa", confirm="aaaaaaab")
