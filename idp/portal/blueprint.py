@@ -473,12 +473,13 @@ def reauth():
     except authn.ReauthUnavailableError as exc:
         method, refusal = None, _reauth_refusal(exc)
     action = request.form.get("action")
-    sent, error, status = False, None, 200
+    sent, just_sent, error, status = False, False, None, 200
     if form.validate_on_submit():
         sent = method == "sms" and action in ("verify", "send")
         try:
             if action == "send":
                 authn.send_reauth_code(rt, sso, account, client_ip(), device_cookie(rt))
+                just_sent = True
             elif action in ("verify", "recovery"):
                 recovery = action == "recovery" and method == "totp"
                 code = (form.recovery_code.data if recovery else
@@ -520,7 +521,7 @@ def reauth():
         status = 400
     phone = accounts.phone_number(rt, account) if method == "sms" and not refusal else None
     return render_template("reauth.html", form=form, refusal=refusal, method=method,
-                           sent=sent, error=error,
+                           sent=sent, just_sent=just_sent, error=error,
                            phone=mask_phone(phone) if phone else None), status
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from html import unescape
 
 import pyotp
 import pytest
@@ -340,3 +341,46 @@ def test_reauth_next_stays_in_the_console(gw):
     for target in ("https://evil.example.test/", "//evil.example.test/", "/authorize"):
         page = session.get(f"{provider.url}/account/reauth", params={"next": target})
         assert hidden_inputs(page.text)["next"] == SECURITY
+
+
+def _lead(html: str) -> str:
+    return unescape(re.search(r'<p class="lead">(.*?)</p>', html, re.S).group(1))
+
+
+def test_the_page_names_the_factor_the_account_has(gw):
+    """Regression: the page asked for "your second factor again" also of an
+    account without an authenticator, which gives a code to its phone; and
+    it said "if the number can receive text messages" of its own confirmed
+    number, also after a refused password, when no code had been sent."""
+    from idp.accounts.identifiers import mask_phone
+    from tests.integration.test_totp import _signed_in_with_recovery_code, enrol
+
+    provider, gateway = gw
+    username, password, person = level_2_account(provider, gateway)
+    session = _password_session(provider, username, password)
+    masked = mask_phone(person.phone)
+    page = reauth_page(session, provider.url)
+    assert _lead(page.text) == (
+        "Changing how your account signs in needs your password and a code sent by text "
+        f"message to your confirmed number {masked}. Then you have a few minutes to make "
+        "the change.")
+    sent = send_reauth_code(session, provider.url)
+    notice = f"A six-digit code is on its way to {masked}. It is valid for 5 minutes."
+    assert notice in sent.text and "If the number" not in sent.text
+    wrong = session.post(f"{provider.url}/account/reauth", data={
+        **hidden_inputs(sent.text), "password": "not the password", "sms_code": "000000",
+        "action": "verify"})
+    assert wrong.status_code == 401 and notice not in wrong.text
+    session.headers["Accept-Language"] = "zh-CN,zh;q=0.9"
+    time.sleep(1.1)  # sms.resend_after
+    chinese = send_reauth_code(session, provider.url)
+    assert _lead(chinese.text) == ("更改账号的登录方式需要再次输入密码和发送到您已确认手机号 "
+                                   f"{masked} 的短信验证码。确认后，您有几分钟时间完成更改。")
+    assert f"六位验证码已发送到 {masked}，5 分钟内有效。" in chinese.text
+
+    app_user, app_password, _ = provider.create_account()
+    _secret, codes = enrol(provider, app_user)
+    app_session = _signed_in_with_recovery_code(provider, app_user, app_password, codes[0])
+    assert _lead(reauth_page(app_session, provider.url).text) == (
+        "Changing how your account signs in needs your password and a code of your "
+        "authenticator app again. Then you have a few minutes to make the change.")
