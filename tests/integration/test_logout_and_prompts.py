@@ -3,7 +3,9 @@ and RP-initiated logout (OpenID RP-Initiated Logout 1.0)."""
 
 from __future__ import annotations
 
+import re
 import time
+from html import unescape
 
 import requests
 
@@ -161,6 +163,30 @@ def test_logout_without_hint_asks_for_confirmation(provider):
     assert done.status_code == 200
     after = browser.go(browser.authorize_url(client, prompt="none"))
     assert "error=login_required" in after.headers["Location"]
+
+
+def test_logout_confirmation_says_what_ends_and_can_be_cancelled(provider):
+    """Regression: the page promised a sign-out of "all government
+    services", though portals keep their own sessions, and had no way back."""
+    browser, client, _tokens, _ = _login(provider)
+    page = browser.session.get(f"{provider.url}/logout", params={"client_id": client.client_id,
+                                                                "state": "s"})
+    with provider.app.app_context():
+        name = provider.runtime.clients.get(client.client_id).name
+    text = unescape(re.sub(r"<[^>]+>", "", page.text))
+    assert f"{name} asks to sign you out of the provincial account." in text
+    assert "You stay signed in at government portals until you sign out there." in text
+    assert "all government services" not in text
+    assert '<a id="cancel" href="/">Cancel</a>' in page.text
+    # Cancelling is going home: still signed in.
+    assert browser.session.get(f"{provider.url}/").status_code == 200
+    still = browser.go(browser.authorize_url(client, prompt="none"))
+    assert "code=" in still.headers["Location"]
+    browser.session.headers["Accept-Language"] = "zh-CN,zh;q=0.9"
+    chinese = browser.session.get(f"{provider.url}/logout").text
+    assert "<p>是否退出全省统一账号？</p>" in chinese
+    assert "<p>您在各政务网站上仍保持登录，需在相应网站分别退出。</p>" in chinese
+    assert '<a id="cancel" href="/">取消</a>' in chinese
 
 
 def test_logout_confirmation_needs_csrf(provider):
