@@ -14,7 +14,7 @@ from babel.dates import get_timezone_name
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from flask import has_request_context, request, session
-from flask_babel import format_datetime, get_locale, get_timezone
+from flask_babel import format_datetime, get_locale, get_timezone, gettext
 from flask_babel import lazy_gettext as _l
 
 SOURCE = Path(__file__).parent / "translations"
@@ -140,7 +140,9 @@ def local_time(value: datetime | None, pattern: str = "yyyy-MM-dd HH:mm",
     if value is None:
         return ""
     text = format_datetime(value, pattern)
-    return f"{text} ({time_zone_name()})" if zone else text
+    # Translated, so that Chinese pages bracket the zone's name in full-width
+    # brackets like the rest of their text.
+    return gettext("%(time)s (%(zone)s)", time=text, zone=time_zone_name()) if zone else text
 
 
 class LocalTime:

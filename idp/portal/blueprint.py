@@ -42,6 +42,7 @@ from idp.authn.blueprint import send_code_for_form, sms_busy
 from idp.authn.forms import require_min_length
 from idp.authn.kiosk import service as kiosk
 from idp.authn.kiosk.blueprint import LINK_SESSION_KEY
+from idp.i18n import local_time
 from idp.oidc import grants
 from idp.oidc.scopes import SCOPE_DESCRIPTIONS
 from idp.portal.forms import (
@@ -421,10 +422,11 @@ def _reauth_refusal(exc: authn.ReauthUnavailableError) -> str:
         return _("Your account has no password. Set one with a code to your mobile "
                  "number first (reset your password).")
     if exc.reason == "reset_hold":
-        until = datetime.fromtimestamp(exc.until or 0, UTC).strftime("%Y-%m-%d %H:%M")
+        until = local_time(datetime.fromtimestamp(exc.until or 0, UTC).replace(tzinfo=None),
+                           zone=True)
         return _("Your password was reset by a text message. A code to that same phone "
-                 "cannot confirm this change until %(until)s (UTC); if you need it "
-                 "sooner, visit a service counter with your ID card.", until=until)
+                 "cannot confirm this change until %(until)s; if you need it sooner, "
+                 "visit a service counter with your ID card.", until=until)
     return _("To change how your account signs in, you need a second way to prove it is "
              "you: confirm a mobile number first.")
 

@@ -78,7 +78,7 @@ def test_list_and_withdraw_one_consent(provider):
         ("profile", "Your name and username"), ("email", "Your e-mail address"),
         ("offline_access", "Stay connected when you are not using it")]
     assert "Your name and username" not in two
-    assert re.search(r"allowed on \d{4}-\d\d-\d\d \d\d:\d\d \(UTC\)", one)
+    assert re.search(r"allowed on \d{4}-\d\d-\d\d \d\d:\d\d \(China Time\)", one)
     assert 'href="/account/apps"' in browser.session.get(f"{provider.url}/account").text
 
     done = _withdraw(browser, first.client_id)
@@ -197,3 +197,28 @@ def test_a_native_app_is_listed_by_its_scheme(provider):
     section = _section(browser.session.get(f"{provider.url}/account/apps").text, app.client_id)
     assert "<code>cn.example.other:</code>" in section
     assert "portal.example.test" not in section
+
+
+def test_consent_time_is_in_the_provinces_time(provider):
+    """Regression: the page showed the time of consent in UTC, other pages
+    in the province's time (``timezone``, Asia/Shanghai)."""
+    from datetime import datetime
+
+    from idp.extensions import db
+    from idp.oidc.models import Consent
+
+    username, password, _ = provider.create_account()
+    client = provider.create_client(trusted=False)
+    browser = Browser(provider.url)
+    _tokens(provider, browser, client, "openid offline_access", username=username,
+            password=password)
+    with provider.app.app_context():
+        consent = db.session.scalar(select(Consent).where(Consent.client_id == client.client_id))
+        consent.granted_at = datetime(2026, 1, 1, 16, 30)  # UTC, 00:30 the next day in China
+        db.session.commit()
+        db.session.remove()
+    page = browser.session.get(f"{provider.url}/account/apps").text
+    assert "allowed on 2026-01-02 00:30 (China Time)" in _section(page, client.client_id)
+    browser.session.headers["Accept-Language"] = "zh-CN,zh;q=0.9"
+    chinese = browser.session.get(f"{provider.url}/account/apps").text
+    assert "授权时间 2026-01-02 00:30（中国时间）" in _section(chinese, client.client_id)

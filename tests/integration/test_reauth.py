@@ -384,3 +384,27 @@ def test_the_page_names_the_factor_the_account_has(gw):
     assert _lead(reauth_page(app_session, provider.url).text) == (
         "Changing how your account signs in needs your password and a code of your "
         "authenticator app again. Then you have a few minutes to make the change.")
+
+
+def test_the_hold_after_an_sms_reset_ends_in_the_provinces_time(gw):
+    """Regression: the refusal gave the end of the hold in UTC, other pages
+    in the province's time (``timezone``, Asia/Shanghai)."""
+    from datetime import timedelta
+
+    from idp.timeutil import utcnow
+    from tests.integration.test_email import _reset_by_sms_at
+
+    provider, gateway = gw
+    username, password, _person = level_2_account(provider, gateway)
+    reset_at = utcnow().replace(microsecond=0)
+    _reset_by_sms_at(provider, username, reset_at)
+    hold = provider.runtime.settings["session"]["reauth_hold_after_sms_reset"]
+    until = reset_at + timedelta(seconds=hold, hours=8)  # Asia/Shanghai, UTC+8
+    session = _password_session(provider, username, password)
+    page = reauth_page(session, provider.url)
+    assert 'data-reauth="refused"' in page.text
+    assert (f"cannot confirm this change until {until:%Y-%m-%d %H:%M} (China Time); if you "
+            "need it sooner") in unescape(page.text)
+    session.headers["Accept-Language"] = "zh-CN,zh;q=0.9"
+    chinese = reauth_page(session, provider.url).text
+    assert f"在 {until:%Y-%m-%d %H:%M}（中国时间） 之前" in chinese
