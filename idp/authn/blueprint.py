@@ -567,5 +567,7 @@ def step_up():
 
 
 def _level_label(rt: Runtime, level: int) -> str:
-    """``L3 (Strongly verified)``: the acr value and the level's name."""
-    return f"{rt.acr.acr_of(level)} ({verification.level_name(rt, level)})"
+    """``L3 (Strongly verified)``: the acr value and the level's name (in
+    full-width brackets on Chinese pages)."""
+    return _("%(acr)s (%(name)s)", acr=rt.acr.acr_of(level),
+             name=verification.level_name(rt, level))

@@ -165,3 +165,37 @@ def test_consent_names_the_host_that_receives_the_answer(provider):
     chinese = browser.go(browser.authorize_url(client), consent="")
     assert ('<p class="destination"><strong class="host">civil.example.gov.cn</strong> '
             "将收到这些信息。</p>") in chinese.text
+
+
+def test_brackets_are_full_width_in_chinese(gw):
+    """Regression: /account showed "(未核验)" after an unverified e-mail
+    address and the step-up page "L3 (已强实名核验)", in ASCII brackets,
+    while /account/email says "（未验证）"."""
+    from idp.accounts.service import find_by_username, set_phone_number
+    from idp.extensions import db
+
+    provider, gateway = gw
+    username, password, _ = provider.create_account(email="brackets@example.test")
+    with provider.app.app_context():
+        set_phone_number(provider.runtime, find_by_username(username), "+8613700990001",
+                         verified=False)
+        db.session.commit()
+    browser = Browser(provider.url)
+    browser.session.headers.update(ZH)
+    page = browser.go(f"{provider.url}/account", username=username, password=password).text
+    assert '<dd id="email">brackets@example.test（未验证）' in page
+    assert "137****0001（未确认）" in page
+    browser.session.headers.update(EN)
+    english = browser.session.get(f"{provider.url}/account").text
+    assert '<dd id="email">brackets@example.test (not verified)' in english
+    assert "137****0001 (not confirmed)" in english
+
+    username, password, _person = level_2_account(provider, gateway)
+    client = provider.create_client()
+    browser = Browser(provider.url)
+    browser.session.headers.update(ZH)
+    step_up = browser.go(browser.authorize_url(client, acr_values="L3"), username=username,
+                         password=password)
+    assert "/login/step-up" in step_up.url
+    lead = unescape(re.search(r'<p class="lead">(.*?)</p>', step_up.text, re.S).group(1))
+    assert lead.endswith("需要可信等级 L3（已强实名核验）；本次登录为 L2（已实名核验）。")
