@@ -88,7 +88,9 @@ def _signed_in():
     rt = current_runtime()
     sso, account = current_sso(rt)
     if account is None:
-        return rt, None, None, redirect(url_for("authn.login", next=request.full_path))
+        # Werkzeug's full_path ends in "?" even without a query string.
+        back = request.full_path if request.query_string else request.path
+        return rt, None, None, redirect(url_for("authn.login", next=back))
     return rt, sso, account, None
 
 

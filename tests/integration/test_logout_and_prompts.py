@@ -189,6 +189,20 @@ def test_logout_confirmation_says_what_ends_and_can_be_cancelled(provider):
     assert '<a id="cancel" href="/">取消</a>' in chinese
 
 
+def test_after_sign_out_the_console_sends_to_the_login_and_back(provider):
+    """Regression: /account sent to /login?next=/account? (a trailing "?")."""
+    browser, _client, _tokens, _ = _login(provider)
+    page = browser.session.get(f"{provider.url}/logout")
+    done = browser.session.post(f"{provider.url}/logout",
+                                data={**hidden_inputs(page.text), "confirm": "yes"})
+    assert done.status_code == 200
+    account = browser.session.get(f"{provider.url}/account", allow_redirects=False)
+    assert account.status_code == 302 and account.headers["Location"] == "/login?next=/account"
+    reauth = browser.session.get(f"{provider.url}/account/reauth?next=/account/phone",
+                                 allow_redirects=False)
+    assert reauth.headers["Location"] == "/login?next=/account/reauth?next%3D/account/phone"
+
+
 def test_logout_confirmation_needs_csrf(provider):
     browser, client, _tokens, _ = _login(provider)
     response = browser.session.post(f"{provider.url}/logout", data={"confirm": "yes"})
