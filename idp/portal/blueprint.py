@@ -98,6 +98,11 @@ def _pending(rt, form) -> interactions.Interaction | None:
     return interactions.load(rt.store, request.values.get("i") or form.i.data, browser_id())
 
 
+def _client_of(rt, item: interactions.Interaction | None):
+    """The client whose pending request ``item`` is, for a way back to it."""
+    return rt.clients.get(item.arg("client_id") or "") if item is not None else None
+
+
 def _done(item, message: str) -> Response:
     """After a successful step: back to the pending request, or the overview."""
     flash(message, "notice")
@@ -181,8 +186,8 @@ def verify_identity():
         error, status = failed
     elif request.method == "POST":
         status = 400
-    return render_template("verify.html", form=form, item=item, error=error,
-                           gateway=rt.gateway is not None), status
+    return render_template("verify.html", form=form, item=item, client=_client_of(rt, item),
+                           error=error, gateway=rt.gateway is not None), status
 
 
 @bp.route("/verify/strong", methods=["GET", "POST"])
@@ -224,7 +229,8 @@ def verify_strong():
         status = 400
     level = verification.assurance_level(account)
     claim = verification.pending_claim(rt, account) if level < 2 else None
-    return render_template("verify_strong.html", form=form, item=item, error=error,
+    return render_template("verify_strong.html", form=form, item=item,
+                           client=_client_of(rt, item), error=error,
                            level=level, ids=_identifiers(rt, account),
                            phone_verified=account.phone_number_verified,
                            claim=mask_resident_id(claim.number) if claim else None,
@@ -327,8 +333,8 @@ def phone():
     elif request.method == "POST":
         status = 400
     replacing = account.phone_number_verified
-    return render_template("phone.html", form=form, item=item, sent=sent,
-                           just_sent=just_sent, error=error,
+    return render_template("phone.html", form=form, item=item, client=_client_of(rt, item),
+                           sent=sent, just_sent=just_sent, error=error,
                            available=rt.gateway is not None, replacing=replacing,
                            has_totp=replacing and totp.has_totp(account)), status
 

@@ -149,6 +149,40 @@ def test_cancel_ends_with_unmet(gw):
     assert callback_params(cancelled)["error"] == "unmet_authentication_requirements"
 
 
+def test_the_verification_pages_lead_back_to_the_application(gw):
+    """Regression: the strong-verification page opened from the step-up
+    page offered only "Back to your account"; now also the step-up page's
+    own cancel, which tells the application."""
+    import re
+
+    provider, gateway = gw
+    username, password, _ = level_2_account(provider, gateway)
+    client = provider.create_client()
+    name = f"Test client {client.redirect_uri.split('/')[3]}"
+    browser = Browser(provider.url)
+    page = browser.go(browser.authorize_url(client, acr_values="L3", state="st"),
+                      username=username, password=password)
+    strong_url = page.text.split('id="verify" href="')[1].split('"')[0].replace("&amp;", "&")
+    assert strong_url.startswith("/account/verify/strong?i=")
+    browser.session.headers["Accept-Language"] = "zh-CN,zh;q=0.9"
+    strong = browser.session.get(provider.url + strong_url)
+    cancel = re.search(r'<form method="post" action="/login/step-up" class="alt">(.*?)</form>',
+                       strong.text, re.S)
+    assert cancel is not None
+    assert f'<button type="submit" name="action" value="cancel">取消并返回 {name}</button>' \
+        in cancel.group(1)
+    assert '<a href="/account">返回我的账户</a>' in strong.text
+    # Without a pending request the page leads back to the account only.
+    alone = browser.session.get(f"{provider.url}/account/verify/strong")
+    assert 'action="/login/step-up"' not in alone.text
+    cancelled = browser.session.post(f"{provider.url}/login/step-up",
+                                     data=hidden_inputs(cancel.group(1)) | {"action": "cancel"},
+                                     allow_redirects=False)
+    assert cancelled.status_code == 303
+    params = callback_params(cancelled)
+    assert params["error"] == "unmet_authentication_requirements" and params["state"] == "st"
+
+
 def test_client_minimum_steps_up_without_acr_values(gw):
     provider, gateway = gw
     username, password, _ = level_2_account(provider, gateway)
