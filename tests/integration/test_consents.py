@@ -181,6 +181,23 @@ def test_the_page_in_chinese(provider):
     browser.session.headers["Accept-Language"] = "zh-CN,zh;q=0.9"
     page = browser.session.get(f"{provider.url}/account/apps")
     assert "已授权的应用" in page.text and "您尚未授权任何应用。" in page.text
+    assert ('<p id="trusted-not-listed">本省政府部门自己的网站无需您授权即可登录，不在此列出。</p>'
+            in page.text)
+
+
+def test_the_departments_own_sites_are_said_to_be_missing(provider):
+    """Regression: after signing in at the demo portals (trusted clients,
+    never asking consent) the page said only "You have not allowed any
+    application yet.", as if they did not use the account."""
+    username, password, _ = provider.create_account()
+    trusted = provider.create_client(trusted=True)
+    browser = Browser(provider.url)
+    browser.login_for_code(trusted, username, password)
+    page = browser.session.get(f"{provider.url}/account/apps").text
+    assert _section(page, trusted.client_id) is None
+    assert "You have not allowed any application yet." in page
+    assert ("<p id=\"trusted-not-listed\">Sites of the province's own departments, which sign "
+            "you in without asking for your consent, are not listed.</p>") in page
 
 
 def test_a_native_app_is_listed_by_its_scheme(provider):
