@@ -140,9 +140,10 @@ def check_password_policy(rt: Runtime, password: str, *, account: Account | None
     verdict = password_policy.judge(password, identifiers, settings["min_guesses_log10"])
     if verdict.identifier:
         raise AccountError("password", _l(
-            "This password is made from your username, name, phone number, e-mail or ID "
-            "number, which others know or can find out. Choose a passphrase of several "
-            "words that have nothing to do with you."))
+            "This password is made from your name, username, phone number, e-mail "
+            "address, ID number or social security card number, which others know or can "
+            "find out. Choose a passphrase of several words that have nothing to do with "
+            "you."))
     if verdict.guessable:
         raise AccountError("password", _l(
             "This password is among the first that attackers try: a common password, a "

@@ -23,8 +23,9 @@ from tests.helpers import hidden_inputs
 from tests.integration.test_kiosk import card_read, post
 from tests.sandbox_support import fresh_entity, fresh_person, start_gateway_provider
 
-IDENTIFIER = ("This password is made from your username, name, phone number, e-mail or ID "
-              "number")
+IDENTIFIER = ("This password is made from your name, username, phone number, e-mail address, "
+              "ID number or social security card number, which others know or can find out. "
+              "Choose a passphrase of several words that have nothing to do with you.")
 GUESSABLE = "This password is among the first that attackers try"
 
 

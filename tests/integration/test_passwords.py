@@ -22,13 +22,14 @@ from tests.sandbox_support import start_gateway_provider
 GUESSABLE = ("This password is among the first that attackers try: a common password, a "
              "word with a few digits or symbols, a date, a keyboard pattern or a repetition. "
              "Choose a longer passphrase of several unrelated words.")
-IDENTIFIER = ("This password is made from your username, name, phone number, e-mail or ID "
-              "number, which others know or can find out. Choose a passphrase of several "
-              "words that have nothing to do with you.")
+IDENTIFIER = ("This password is made from your name, username, phone number, e-mail address, "
+              "ID number or social security card number, which others know or can find out. "
+              "Choose a passphrase of several words that have nothing to do with you.")
 RULE = ("At least 8 characters. Not a common password, and not made from your name, "
-        "username, phone number or ID number. A passphrase of several unrelated words is best.")
-RULE_ZH = ("至少 8 个字符；不能是常见密码，也不能由您的姓名、用户名、手机号码或身份证号构成。"
-           "最好使用由几个互不相关的词组成的密码短语。")
+        "username, phone number, e-mail address, ID number or social security card number. A "
+        "passphrase of several unrelated words is best.")
+RULE_ZH = ("至少 8 个字符；不能是常见密码，也不能由您的姓名、用户名、手机号码、电子邮箱、身份证号或"
+           "社保卡号构成。最好使用由几个互不相关的词组成的密码短语。")
 MISMATCH = "The passwords do not match."
 CODE_SENT = ("If the number can receive text messages, a six-digit code is on its way. It is "
              "valid for 5 minutes.")
@@ -183,6 +184,36 @@ def test_the_rule_is_shown_before_anything_is_typed(site):
         assert 'minlength="8"' in input_tag(sent.text, "password")
 
 
+def test_the_rule_and_the_refusal_name_the_same_identifiers(site):
+    """Regression: the rule on the page named the name, username, phone
+    number and ID number; the refusal added the e-mail; the check also uses
+    the social security card number. Both name all six now."""
+    from idp.accounts.models import Account
+    from idp.accounts.service import AccountError, check_password_policy
+
+    provider, _ = site
+    identifiers = ("your name, username, phone number, e-mail address, ID number or social "
+                   "security card number")
+    assert identifiers in RULE and identifiers in IDENTIFIER
+    page = register(provider, username=new_username(), email="rule.check@example.test",
+                    password="rule.check2026")
+    assert field_errors(page.text)["password"] == [IDENTIFIER]
+    # The card number is one of them: a password made from it is refused.
+    card = "K73920416"
+    with provider.app.test_request_context():
+        account = Account(username=new_username(), password_hash="x",
+                          card_number_enc=provider.runtime.pii.encrypt("card_number", card))
+        with pytest.raises(AccountError) as refused:
+            check_password_policy(provider.runtime, "k73920416!2026", account=account)
+        assert str(refused.value.message) == IDENTIFIER
+        # Without the card the same password is not refused for an identifier.
+        try:
+            check_password_policy(provider.runtime, "k73920416!2026",
+                                  account=Account(username=new_username(), password_hash="x"))
+        except AccountError as exc:
+            assert str(exc.message) != IDENTIFIER
+
+
 def test_refusals_are_in_chinese(site):
     provider, _ = site
     session = requests.Session()
@@ -191,7 +222,8 @@ def test_refusals_are_in_chinese(site):
     username = new_username()
     form.update(username=username, password=username + "2026", confirm=username + "2026")
     page = session.post(f"{provider.url}/register", data=form, headers=headers)
-    assert page.status_code == 400 and "此密码由您的用户名、姓名、手机号码" in page.text
+    assert page.status_code == 400
+    assert "此密码由您的姓名、用户名、手机号码、电子邮箱、身份证号或社保卡号构成" in page.text
     form.update(password="password123", confirm="password123")
     page = session.post(f"{provider.url}/register", data=form, headers=headers)
     assert page.status_code == 400 and "此密码属于攻击者最先尝试的一类" in page.text

@@ -18,9 +18,9 @@ from idp.accounts.service import AccountError, AccountErrors, check_password_pol
 GUESSABLE = ("This password is among the first that attackers try: a common password, a "
              "word with a few digits or symbols, a date, a keyboard pattern or a repetition. "
              "Choose a longer passphrase of several unrelated words.")
-IDENTIFIER = ("This password is made from your username, name, phone number, e-mail or ID "
-              "number, which others know or can find out. Choose a passphrase of several "
-              "words that have nothing to do with you.")
+IDENTIFIER = ("This password is made from your name, username, phone number, e-mail address, "
+              "ID number or social security card number, which others know or can find out. "
+              "Choose a passphrase of several words that have nothing to do with you.")
 # A valid resident ID number (GB 11643 check character) of the sandbox's 李娜.
 RESIDENT_ID = "310101198512120024"
 
