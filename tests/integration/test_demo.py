@@ -199,6 +199,34 @@ def test_readme_and_make_use_a_port_browsers_open():
     assert ".venv/bin/idp demo --port 8123" in dry_run.stdout
 
 
+def test_readme_lists_every_users_command():
+    """Regression: the command table left out ``users list --review`` and
+    ``users clear-review``."""
+    from idp.cli import main
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    table = readme.split("## Command line", 1)[1].split("```")[1]
+    for name in main.commands["users"].commands:
+        assert re.search(rf"^idp users (?:[\w-]+\|)*{re.escape(name)}\b", table, re.M), name
+    assert "idp users list --review" in table
+
+
+def test_readme_raises_the_registration_limit_for_the_demo(tmp_path, monkeypatch):
+    """The README's way to register more often in the demo: the variable
+    overrides the setting on top of the demo's own overrides (the demo's
+    provider process inherits the environment, ``run_demo``)."""
+    from idp.cli.demo import _overrides
+    from idp.config import load_settings
+
+    readme = " ".join((PROJECT_ROOT / "README.md").read_text().split())
+    assert "`IDP_THROTTLE__REGISTRATIONS_PER_IP=100 make demo`" in readme
+    assert "counts against `throttle.registrations_per_ip`: 10 an hour" in readme
+    assert load_settings(_overrides(5000, tmp_path), environ={})["throttle"][
+        "registrations_per_ip"] == 10
+    monkeypatch.setenv("IDP_THROTTLE__REGISTRATIONS_PER_IP", "100")
+    assert load_settings(_overrides(5000, tmp_path))["throttle"]["registrations_per_ip"] == 100
+
+
 def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
