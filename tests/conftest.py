@@ -10,6 +10,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -36,13 +37,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def database_url() -> Iterator[str | None]:
-    """A fresh PostgreSQL database for this run, or None for SQLite."""
-    base = os.environ.get("IDP_TEST_DATABASE_URL")
-    if not base:
-        yield None
-        return
+@contextmanager
+def fresh_postgres_database(base: str) -> Iterator[str]:
+    """Create an empty PostgreSQL database beside the one ``base`` names,
+    yield its URL, and drop it afterwards."""
     import sqlalchemy as sa
 
     name = f"idp_test_{uuid.uuid4().hex[:10]}"
@@ -50,13 +48,26 @@ def database_url() -> Iterator[str | None]:
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     parts = urlsplit(base)
-    yield urlunsplit(parts._replace(path="/" + name))
-    with admin.connect() as conn:
-        conn.execute(sa.text(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
-            {"n": name})
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    try:
+        yield urlunsplit(parts._replace(path="/" + name))
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+                {"n": name})
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str | None]:
+    """A fresh PostgreSQL database for this run, or None for SQLite."""
+    base = os.environ.get("IDP_TEST_DATABASE_URL")
+    if not base:
+        yield None
+        return
+    with fresh_postgres_database(base) as url:
+        yield url
 
 
 def make_settings(tmp_path, database_url: str | None, port: int, **sections) -> dict:

@@ -200,3 +200,32 @@ class Agent(db.Model):
     #: ended agent acts for nobody.
     ended_at: Mapped[datetime | None]
     ended_reason: Mapped[str | None] = mapped_column(String(64))
+
+
+class IdentityLink(db.Model):
+    """An identifier an account can hold many of, each scoped by its
+    issuer: a legacy user id of a department, a certificate of a CA, a
+    subject at an upstream identity provider (idp.accounts.links). Phone,
+    resident ID and card number are one per person and stay columns of
+    :class:`Account`."""
+
+    __tablename__ = "identity_links"
+    __table_args__ = (UniqueConstraint("kind", "issuer", "value_index",
+                                       name="uq_identity_links_kind_issuer_value_index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"),
+                                            index=True)
+    #: ``legacy``, ``certificate`` or ``federation`` (idp.accounts.links.KINDS).
+    kind: Mapped[str] = mapped_column(String(16))
+    #: Who issued the value: a department code, a CA, an upstream issuer URL.
+    issuer: Mapped[str] = mapped_column(String(255))
+    #: The value (legacy user id, certificate serial, upstream ``sub``),
+    #: encrypted and bound to its kind and issuer (idp.accounts.pii).
+    value_enc: Mapped[str] = mapped_column(Text)
+    #: Blind index of the value under its kind and issuer: lookup and one
+    #: account per value.
+    value_index: Mapped[str] = mapped_column(String(64))
+    #: When the link was made, and when a login last went through it, UTC.
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None]
