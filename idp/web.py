@@ -21,7 +21,6 @@ from werkzeug.exceptions import HTTPException
 from idp.accounts.models import Account
 from idp.accounts.service import get_account
 from idp.authn.interactions import Interaction
-from idp.authn.sessions import SsoSession, load_session, touch_session
 from idp.authn.throttle import (
     PROOF_PHONE,
     PROOF_SECRET,
@@ -33,6 +32,7 @@ from idp.clients.service import redirect_destination
 from idp.extensions import db
 from idp.runtime import Runtime, current_runtime
 from idp.security import random_token
+from idp.sessions import SsoSession, load_session, touch_session
 from idp.timeutil import epoch
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def current_sso(rt: Runtime) -> tuple[SsoSession | None, Account | None]:
     A session of an older generation than the account's (ended by a password
     reset, suspension or forced re-verification) counts as none. Resolving
     it counts as a use of a public computer's session (its idle clock
-    restarts, :func:`idp.authn.sessions.touch_session`). Resolved once per
+    restarts, :func:`idp.sessions.touch_session`). Resolved once per
     request: the page header (:func:`signed_in_account`) reuses the view's.
     """
     if "idp_sso" not in g:

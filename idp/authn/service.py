@@ -19,16 +19,16 @@ from idp.accounts.notify import notify_account, notify_phone
 from idp.audit.service import record, record_deferred
 from idp.authn import otp, throttle, totp
 from idp.authn.acr import combine_amr
-from idp.authn.sessions import (
+from idp.extensions import db
+from idp.runtime import Runtime
+from idp.security import constant_time_equals, keyed_hash, random_token
+from idp.sessions import (
     SsoSession,
     create_session,
     end_session,
     load_session,
     save_session,
 )
-from idp.extensions import db
-from idp.runtime import Runtime
-from idp.security import constant_time_equals, keyed_hash, random_token
 from idp.timeutil import epoch, to_epoch, utcnow
 
 log = logging.getLogger(__name__)

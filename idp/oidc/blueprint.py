@@ -19,7 +19,6 @@ from flask_babel import gettext as _
 
 from idp.authn import interactions
 from idp.authn import service as authn_service
-from idp.authn.sessions import load_session
 from idp.extensions import csrf
 from idp.i18n import remember_ui_locales
 from idp.oidc import client_auth, resources
@@ -32,6 +31,7 @@ from idp.oidc.tokens import (
     verify_id_token_hint,
 )
 from idp.runtime import current_runtime
+from idp.sessions import load_session
 from idp.web import (
     allow_form_target,
     browser_id,

@@ -10,12 +10,12 @@ from types import SimpleNamespace
 import pytest
 
 from idp.authn import throttle
-from idp.authn.sessions import add_client, create_session, end_session, load_session
 from idp.clients.service import SECRET_PURPOSE, ClientInfo
 from idp.config import ConfigError, load_settings
 from idp.oidc.claims import ClaimsRequestError, parse_claims_request, select_claims
 from idp.oidc.tokens import half_hash
 from idp.security import DecryptionError, decrypt, encrypt, keyed_hash
+from idp.sessions import add_client, create_session, end_session, load_session
 from idp.store.embedded import EmbeddedStore
 
 

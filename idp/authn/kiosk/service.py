@@ -55,11 +55,11 @@ from idp.accounts.verification import (
 )
 from idp.audit.service import record
 from idp.authn.acr import combine_amr
-from idp.authn.sessions import SsoSession, end_session, save_session
 from idp.extensions import db
 from idp.oidc.tokens import ACCEPTED_ALGS, sole_audience
 from idp.runtime import Runtime
 from idp.security import random_token
+from idp.sessions import SsoSession, end_session, save_session
 from idp.timeutil import epoch
 
 CARD_TYPES = ("resident_id", "social_security")
