@@ -380,14 +380,6 @@ def register_with_phone(rt: Runtime, phone: str, code: str, username: str, passw
                          via="phone_registration")
 
 
-def logout(rt: Runtime, sso: SsoSession, client_id: str | None, ip: str | None) -> None:
-    """End the SSO session ``sso`` for every client (grants kept:
-    :func:`idp.sessions.end`) and audit ``logout``."""
-    sessions.end(rt, sso, "logout", revoke_grants=False, ip=ip)
-    record("logout", account_id=sso.account_id, client_id=client_id, ip=ip, sid=sso.sid)
-    db.session.commit()
-
-
 class SmsUnavailableError(Exception):
     """No SMS gateway is configured, or it did not take the message."""
 

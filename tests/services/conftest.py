@@ -34,3 +34,18 @@ def rt(idp):
     with idp.app.app_context():
         yield idp.runtime
         db.session.remove()
+
+
+@pytest.fixture
+def account(idp, rt):
+    """A new account, loaded in the test's application context."""
+    from idp.accounts.service import find_by_username
+
+    username, _password, _sub = idp.create_account()
+    return find_by_username(username)
+
+
+@pytest.fixture
+def client(idp):
+    """A new confidential client (tests.helpers.TestClient)."""
+    return idp.create_client()

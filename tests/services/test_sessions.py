@@ -8,7 +8,6 @@ import pytest
 from sqlalchemy import select
 
 from idp import sessions
-from idp.accounts.service import find_by_username
 from idp.audit.models import AuditEvent
 from idp.extensions import db
 from idp.oidc.grants import create_grant
@@ -17,14 +16,8 @@ from idp.sessions import create_session, load_session
 
 
 @pytest.fixture
-def account(idp, rt):
-    username, _password, _sub = idp.create_account()
-    return find_by_username(username)
-
-
-@pytest.fixture
-def client_id(idp):
-    return idp.create_client().client_id
+def client_id(client):
+    return client.client_id
 
 
 @pytest.fixture
