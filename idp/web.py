@@ -18,10 +18,9 @@ from flask_wtf.csrf import CSRFError
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
+from idp import sessions
 from idp.accounts.models import Account
-from idp.accounts.service import get_account
 from idp.authn.interactions import Interaction
-from idp.authn.sessions import SsoSession, load_session, touch_session
 from idp.authn.throttle import (
     PROOF_PHONE,
     PROOF_SECRET,
@@ -33,6 +32,7 @@ from idp.clients.service import redirect_destination
 from idp.extensions import db
 from idp.runtime import Runtime, current_runtime
 from idp.security import random_token
+from idp.sessions import SsoSession
 from idp.timeutil import epoch
 
 log = logging.getLogger(__name__)
@@ -90,30 +90,15 @@ def sso_cookie(rt: Runtime) -> str | None:
 
 
 def current_sso(rt: Runtime) -> tuple[SsoSession | None, Account | None]:
-    """The browser's live SSO session and its account (None if inactive).
-
-    A session of an older generation than the account's (ended by a password
-    reset, suspension or forced re-verification) counts as none. Resolving
-    it counts as a use of a public computer's session (its idle clock
-    restarts, :func:`idp.authn.sessions.touch_session`). Resolved once per
-    request: the page header (:func:`signed_in_account`) reuses the view's.
+    """The browser's live SSO session and its account, as
+    :func:`idp.sessions.resolve` finds them for its cookie (an ended
+    generation counts as none; a public computer's idle clock restarts).
+    Resolved once per request: the page header (:func:`signed_in_account`)
+    reuses the view's.
     """
     if "idp_sso" not in g:
-        g.idp_sso = _resolve_sso(rt)
+        g.idp_sso = sessions.resolve(rt, sso_cookie(rt))
     return g.idp_sso
-
-
-def _resolve_sso(rt: Runtime) -> tuple[SsoSession | None, Account | None]:
-    sso = load_session(rt.store, sso_cookie(rt))
-    if sso is None:
-        return None, None
-    account = get_account(sso.account_id)
-    if account is None or not account.is_active:
-        return sso, None
-    if sso.generation != account.session_generation:
-        return None, None
-    touch_session(rt.store, sso)
-    return sso, account
 
 
 def signed_in_account() -> Account | None:

@@ -55,8 +55,8 @@ class Account(db.Model):
     #: Operators of the provider; they must use a second factor (TOTP).
     is_admin: Mapped[bool] = mapped_column(default=False)
     #: Generation of the account's SSO sessions: each session records the one
-    #: it started in, and raising it ends them all (password reset,
-    #: suspension, forced re-verification).
+    #: it started in, and raising it ends them all (``idp.sessions.end_all``:
+    #: password reset, suspension, forced re-verification).
     session_generation: Mapped[int] = mapped_column(default=0)
     #: Why an operator should look at the account (``identity_released``: an
     #: ID number it had verified by knowledge only was proven by its holder's
@@ -78,10 +78,6 @@ class Account(db.Model):
     def is_active(self) -> bool:
         """True when the account may log in."""
         return self.status == "active"
-
-    def end_all_sessions(self) -> None:
-        """Make every SSO session of the account invalid (not committed)."""
-        self.session_generation = (self.session_generation or 0) + 1
 
     @property
     def may_receive_tokens(self) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from connectors.registries import PopulationResult
+from idp import sessions
 from idp.accounts.identifiers import normalize_name, parse_resident_id
 from idp.accounts.models import Account, VerificationEvidence
 from idp.accounts.notify import notify_account
@@ -29,7 +30,6 @@ from idp.accounts.verification import (
 from idp.audit.service import record
 from idp.authn import totp
 from idp.extensions import db
-from idp.oidc.grants import revoke_account_grants
 from idp.runtime import Runtime
 from idp.timeutil import utcnow
 
@@ -50,10 +50,13 @@ class NotFlaggedError(Exception):
 
 
 def _stop_tokens(rt: Runtime, account: Account, reason: str) -> int:
-    """End the account's SSO sessions and revoke its grants (commits)."""
-    account.end_all_sessions()
+    """End the account's SSO sessions and revoke its grants (commits).
+
+    :returns: how many grants were revoked.
+    """
+    revoked = sessions.end_all(rt, account, reason, revoke_grants=True).grants_revoked
     db.session.commit()
-    return revoke_account_grants(rt, account.id, reason)
+    return revoked
 
 
 def suspend(rt: Runtime, account: Account, operator: str, reason: str) -> int:

@@ -37,7 +37,6 @@ from idp.authn.forms import (
     require_min_length,
 )
 from idp.authn.kiosk import LINK_SESSION_KEY
-from idp.authn.sessions import SsoSession
 from idp.oidc.authorize import (
     SENSITIVE_SCOPES,
     AuthorizationRequest,
@@ -49,6 +48,7 @@ from idp.oidc.grants import deny_consent, save_consent
 from idp.oidc.responses import authorization_error
 from idp.oidc.scopes import SCOPE_DESCRIPTIONS
 from idp.runtime import Runtime, current_runtime
+from idp.sessions import SsoSession
 from idp.web import (
     browser_id,
     client_ip,

@@ -7,28 +7,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from flask_babel import lazy_gettext as _l
 
 from connectors.registries import RegistryUnavailableError
 from connectors.sms import SmsGatewayError
+from idp import sessions
 from idp.accounts import service as accounts
 from idp.accounts.models import Account
 from idp.accounts.notify import notify_account, notify_phone
 from idp.audit.service import record, record_deferred
 from idp.authn import otp, throttle, totp
 from idp.authn.acr import combine_amr
-from idp.authn.sessions import (
-    SsoSession,
-    create_session,
-    end_session,
-    load_session,
-    save_session,
-)
 from idp.extensions import db
 from idp.runtime import Runtime
 from idp.security import constant_time_equals, keyed_hash, random_token
+from idp.sessions import SsoSession, create_session, load_session
 from idp.timeutil import epoch, to_epoch, utcnow
 
 log = logging.getLogger(__name__)
@@ -71,14 +66,16 @@ def start_session(rt: Runtime, account: Account, amr: list[str], ip: str | None,
 
     :param amr: RFC 8176 methods used, e.g. ``["pwd"]``.
     :param previous: the browser's current session cookie, if any; that
-        session ends, so a new login never leaves an older one alive.
+        session ends (:func:`idp.sessions.end`, grants kept), so a new login
+        never leaves an older one alive.
     :param ttl: lifetime in seconds (default ``session.sso_ttl``).
     :param public: the user said the computer is a public one (or it is a
         kiosk): the session also ends after ``session.public_idle_ttl``
         seconds unused, and its cookie with the browser.
     """
-    if previous:
-        end_session(rt.store, previous)
+    replaced = load_session(rt.store, previous)
+    if replaced is not None:
+        sessions.end(rt, replaced, "new_login", revoke_grants=False, ip=ip)
     settings = rt.settings["session"]
     sso = create_session(rt.store, account.id, amr, ttl or settings["sso_ttl"],
                          account.session_generation,
@@ -383,13 +380,6 @@ def register_with_phone(rt: Runtime, phone: str, code: str, username: str, passw
                          via="phone_registration")
 
 
-def logout(rt: Runtime, sso: SsoSession, client_id: str | None, ip: str | None) -> None:
-    """End the SSO session ``sso`` for every client and audit ``logout``."""
-    end_session(rt.store, sso.handle)
-    record("logout", account_id=sso.account_id, client_id=client_id, ip=ip, sid=sso.sid)
-    db.session.commit()
-
-
 class SmsUnavailableError(Exception):
     """No SMS gateway is configured, or it did not take the message."""
 
@@ -522,7 +512,7 @@ def confirm_phone(rt: Runtime, account: Account, phone: str, code: str, password
                                                   _known(device, account))
     revoked = revoke_evidence(account, "phone_changed",
                               None if not proven else ("carrier_three_element",))
-    account.end_all_sessions()
+    sessions.end_all(rt, account, "phone_changed", revoke_grants=False, ip=ip)
     record("account.phone_changed", account_id=account.id, ip=ip, totp=proven,
            evidence_revoked=revoked)
     db.session.commit()
@@ -652,7 +642,6 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
         account with this verified number (one answer for both).
     """
     from idp.accounts.verification import revoke_evidence
-    from idp.oidc.grants import revoke_account_grants
 
     _count_password_check(rt, ip)
     proven = otp.prove_code(rt, phone, "reset_password", code,
@@ -673,12 +662,11 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
     account.password_hash = rt.hasher.hash(password)
     account.password_reset_by_sms_at = utcnow()
     revoked = revoke_evidence(account, "password_reset_by_sms")
-    account.end_all_sessions()
     kept = totp.added_on(account)
     record("password.reset", account_id=account.id, ip=ip, evidence_revoked=revoked,
            authenticator_kept=kept is not None)
+    sessions.end_all(rt, account, "password_reset", revoke_grants=True, ip=ip)
     db.session.commit()
-    revoke_account_grants(rt, account.id, "password_reset", ip)
     if kept is not None:
         notify_account(rt, account, "password_reset_authenticator_kept",
                        {"date": kept.isoformat()})
@@ -832,7 +820,7 @@ def reauthenticate(rt: Runtime, sso: SsoSession, account: Account, password: str
     this way), or the SMS code sent by :func:`send_reauth_code`. A wrong
     password does not use up the code. On success the session records the
     time (``reauth_at``) for ``session.reauth_ttl`` seconds, under a new
-    cookie value (:func:`_renew`); its ``sid``, ``amr`` and ``auth_time``
+    cookie value (:func:`idp.sessions.renew`); its ``sid``, ``amr`` and ``auth_time``
     stay those of the login. Audited either way; commits.
 
     :param device: the browser's device cookie (its own throttle counters).
@@ -860,20 +848,9 @@ def reauthenticate(rt: Runtime, sso: SsoSession, account: Account, password: str
     if not ok:
         _reauth_failed(account, sso, ip, failure)
         raise InvalidCodeError(used)
-    renewed = _renew(rt, sso, reauth_at=epoch())
+    renewed = sessions.renew(rt, sso, reauth_at=epoch())
     record("reauth.success", account_id=account.id, ip=ip, sid=sso.sid, method=["pwd", used])
     db.session.commit()
-    return renewed
-
-
-def _renew(rt: Runtime, sso: SsoSession, **changes: object) -> SsoSession:
-    """The login of ``sso`` with ``changes`` under a new secret handle; the
-    old cookie value stops working (OWASP Session Management: a new session
-    id at every change of privilege, so a cookie copied earlier does not
-    inherit it). The ``sid``, methods, times and clients stay."""
-    renewed = replace(sso, handle=random_token(32), **changes)
-    save_session(rt.store, renewed)
-    end_session(rt.store, sso.handle)
     return renewed
 
 
@@ -939,22 +916,6 @@ def phone_change_needs_reauth(account: Account) -> bool:
     return account.phone_number_verified or totp.has_totp(account)
 
 
-def _revoke_other_grants(rt: Runtime, account: Account, sid: str, reason: str,
-                         ip: str | None) -> int:
-    """Revoke the account's live grants issued outside the SSO session ``sid``."""
-    from sqlalchemy import or_, select
-
-    from idp.oidc.grants import revoke_grant
-    from idp.oidc.models import Grant
-
-    others = list(db.session.scalars(select(Grant.id).where(
-        Grant.account_id == account.id, Grant.revoked_at.is_(None),
-        or_(Grant.sid.is_(None), Grant.sid != sid))))
-    for grant_id in others:
-        revoke_grant(rt, grant_id, reason, ip)
-    return len(others)
-
-
 def change_password(rt: Runtime, sso: SsoSession, account: Account, current: str,
                     new: str, ip: str | None,
                     device: throttle.DeviceCookie | None = None) -> SsoSession:
@@ -984,10 +945,8 @@ def change_password(rt: Runtime, sso: SsoSession, account: Account, current: str
             "The new password must differ from the current one."))
     account.password_hash = rt.hasher.hash(new)
     account.password_reset_by_sms_at = None
-    account.end_all_sessions()
     record("password.changed", account_id=account.id, ip=ip, sid=sso.sid)
+    ended = sessions.end_all(rt, account, "password_changed", revoke_grants=True, keep=sso, ip=ip)
     db.session.commit()
-    renewed = _renew(rt, sso, generation=account.session_generation)
-    _revoke_other_grants(rt, account, sso.sid, "password_changed", ip)
     notify_account(rt, account, "password_changed")
-    return renewed
+    return ended.kept

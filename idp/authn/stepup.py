@@ -15,9 +15,9 @@ from idp.accounts.models import Account
 from idp.accounts.verification import assurance_level
 from idp.audit.service import record
 from idp.authn.acr import combine_amr
-from idp.authn.sessions import SsoSession, save_session
 from idp.extensions import db
 from idp.runtime import Runtime
+from idp.sessions import SsoSession, save_session
 from idp.timeutil import epoch
 
 #: The highest level a user can reach by verifying online (level 4 needs a counter).

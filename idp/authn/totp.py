@@ -28,6 +28,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from idp import sessions
 from idp.accounts.models import Account, RecoveryCode, TotpCredential
 from idp.accounts.notify import notify_account
 from idp.audit.service import record
@@ -205,7 +206,7 @@ def _enrolled(rt: Runtime, account: Account, confirmed_at: datetime,
     """The end of a confirmed enrolment: new recovery codes, every session
     ended, audited, committed, the verified phone told."""
     codes = _new_recovery_codes(rt, account)
-    account.end_all_sessions()
+    sessions.end_all(rt, account, "totp_enrolled", revoke_grants=False, ip=ip)
     record("totp.enrolled", account_id=account.id, ip=ip)
     db.session.commit()
     notify_account(rt, account, "authenticator_added",

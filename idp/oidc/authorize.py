@@ -17,12 +17,12 @@ from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 
 from idp.accounts.models import Account
 from idp.authn.interactions import Interaction
-from idp.authn.sessions import SsoSession
 from idp.oidc.claims import ClaimsRequestError, parse_claims_request
 from idp.oidc.grants import has_consent
 from idp.oidc.subjects import subject_for
 from idp.oidc.tokens import InvalidTokenError, verify_id_token_hint
 from idp.runtime import Runtime
+from idp.sessions import SsoSession
 from idp.timeutil import epoch
 
 PROMPTS = {"none", "login", "consent", "select_account"}

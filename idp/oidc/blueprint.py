@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
 from flask import (
@@ -18,20 +17,15 @@ from flask import (
 from flask_babel import gettext as _
 
 from idp.authn import interactions
-from idp.authn import service as authn_service
-from idp.authn.sessions import load_session
 from idp.extensions import csrf
 from idp.i18n import remember_ui_locales
-from idp.oidc import client_auth, resources
+from idp.oidc import client_auth, logout, resources
 from idp.oidc.authorize import AuthorizationRequest, decide, known_parameters
 from idp.oidc.responses import authorization_error
 from idp.oidc.server import TOKEN_AUTH_METHODS, EndpointRequest, LoginContext
-from idp.oidc.subjects import client_sid
-from idp.oidc.tokens import (
-    InvalidTokenError,
-    verify_id_token_hint,
-)
+from idp.oidc.tokens import InvalidTokenError
 from idp.runtime import current_runtime
+from idp.sessions import load_session
 from idp.web import (
     allow_form_target,
     browser_id,
@@ -350,55 +344,28 @@ def introspect():
 @csrf.exempt
 def end_session_endpoint():
     """RP-Initiated Logout 1.0 §2: end the SSO session, then return to a
-    registered ``post_logout_redirect_uri`` only."""
+    registered ``post_logout_redirect_uri`` only (the rules:
+    :mod:`idp.oidc.logout`)."""
     rt = current_runtime()
     params = request.values
-    hint = params.get("id_token_hint")
-    hint_claims = None
-    if hint:
-        try:
-            hint_claims = verify_id_token_hint(rt, hint)
-        except InvalidTokenError:
-            return Response(render_template(
-                "error.html", error="invalid_request",
-                description="The id_token_hint is not valid."), status=400)
-    client_id = params.get("client_id")
-    if hint_claims is not None:
-        aud = hint_claims.get("aud")
-        hinted = aud if isinstance(aud, str) else hint_claims.get("azp")
-        if client_id and client_id != hinted:
-            return Response(render_template(
-                "error.html", error="invalid_request",
-                description="client_id does not match the id_token_hint."), status=400)
-        client_id = hinted
-    target = params.get("post_logout_redirect_uri")
-    if target:
-        client = rt.clients.get(client_id) if client_id else None
-        if client is None or target not in client.post_logout_redirect_uris:
-            return Response(render_template(
-                "error.html", error="invalid_request",
-                description="post_logout_redirect_uri is not registered for this client."),
-                status=400)
-        if params.get("state"):
-            target = add_params_to_uri(target, [("state", params["state"])])
+    try:
+        checked = logout.check_request(rt, params)
+    except logout.LogoutRequestError as error:
+        return Response(render_template("error.html", error="invalid_request",
+                                        description=error.description), status=400)
     sso = load_session(rt.store, sso_cookie(rt))
     # RPs may POST logout requests (RP-Initiated Logout §2) without our CSRF
     # token; only the user's own confirmation carries and needs one.
     confirmed = request.method == "POST" and request.form.get("confirm") == "yes"
     if confirmed:
         csrf.protect()
-    # The hint carries the sid its client saw: pairwise clients see their own.
-    hint_matches = (hint_claims is not None and sso is not None
-                    and hint_claims.get("sid") == client_sid(
-                        rt, rt.clients.get(client_id) if client_id else None, sso.sid))
-    if sso is not None and not (hint_matches or confirmed):
-        client = rt.clients.get(client_id) if client_id else None
-        allow_form_target(target)
+    if logout.needs_confirmation(rt, checked, sso, confirmed):
+        allow_form_target(checked.target)
         return render_template("logout_confirm.html", params=params,
-                               client_name=client.name if client else None)
+                               client_name=checked.client.name if checked.client else None)
     if sso is not None:
-        authn_service.logout(rt, sso, client_id, client_ip())
-    response = redirect(target) if target else Response(render_template(
-        "logged_out.html", client=rt.clients.get(client_id) if client_id else None))
+        logout.end(rt, sso, checked.client_id, client_ip())
+    response = redirect(checked.target) if checked.target else Response(render_template(
+        "logged_out.html", client=checked.client))
     clear_sso_cookie(rt, response)
     return response

@@ -77,20 +77,6 @@ def revoke_grant(rt: Runtime, grant_id: str, reason: str, ip: str | None = None)
     rt.store.put(REVOKED_GRANT + grant_id, {"reason": reason}, ttl)
 
 
-def revoke_account_grants(rt: Runtime, account_id: int, reason: str,
-                          ip: str | None = None) -> int:
-    """Revoke every live grant of an account (password reset, suspension,
-    forced re-verification): its refresh tokens and access tokens stop.
-
-    :returns: how many grants were revoked.
-    """
-    live = list(db.session.scalars(select(Grant.id).where(
-        Grant.account_id == account_id, Grant.revoked_at.is_(None))))
-    for grant_id in live:
-        revoke_grant(rt, grant_id, reason, ip)
-    return len(live)
-
-
 def issue_refresh_token(rt: Runtime, grant: Grant) -> str:
     """Create a refresh token for ``grant`` (added to the session, not committed).
 

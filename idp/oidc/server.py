@@ -33,7 +33,6 @@ from joserfc.jwk import KeySet
 from idp.accounts.models import Account
 from idp.accounts.service import get_account, phone_for_scope
 from idp.audit.service import record_deferred
-from idp.authn.sessions import SsoSession, add_client
 from idp.config import ConfigError
 from idp.extensions import db
 from idp.oidc import client_auth
@@ -46,6 +45,7 @@ from idp.oidc.subjects import client_sid, subject_for
 from idp.oidc.tokens import ACCEPTED_ALGS, issue_access_token, issue_id_token, sole_audience
 from idp.runtime import Runtime, current_runtime
 from idp.security import keyed_hash, random_token
+from idp.sessions import SsoSession, add_client
 from idp.timeutil import epoch, utcnow
 
 CODE_PURPOSE = "authorization_code"

@@ -211,7 +211,7 @@ def test_signing_in_from_the_kiosk_link_page_is_a_public_computers_session(site,
     assert "max-age" not in sso.lower() and "expires" not in sso.lower(), sso
     assert set_cookie_headers(done, "idp_device") == []
     with provider.app.app_context():
-        from idp.authn.sessions import load_session
+        from idp.sessions import load_session
 
         session = load_session(provider.runtime.store, browser.cookies["idp_sso"])
         assert session.public and session.idle_ttl == \

@@ -273,11 +273,13 @@ def test_ending_the_sessions_voids_the_link(gw):
     browser, username, password = signed_in(provider)
     send_link(browser, "voided@example.test", password)
     link = last_link(gateway, "voided@example.test")
+    from idp import sessions
     from idp.accounts.service import find_by_username
     from idp.extensions import db
 
     with provider.app.app_context():
-        find_by_username(username).end_all_sessions()
+        sessions.end_all(provider.runtime, find_by_username(username), "test",
+                         revoke_grants=False)
         db.session.commit()
         db.session.remove()
     assert requests.get(link).status_code == 400

@@ -46,8 +46,8 @@ def test_max_age_zero_forces_login(provider):
 def test_max_age_zero_forces_login_within_the_same_second(provider, monkeypatch):
     """max_age=0 is prompt=login (OIDC Core §3.1.2.1); within the second of
     the last login, epoch() - auth_time > 0 was false and a code was issued."""
-    from idp.authn.sessions import load_session
     from idp.oidc import authorize
+    from idp.sessions import load_session
 
     browser, client, _tokens, creds = _login(provider)
     sso = load_session(provider.runtime.store, browser.session.cookies["idp_sso"])

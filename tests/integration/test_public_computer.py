@@ -137,7 +137,7 @@ def test_kiosk_session_is_always_a_public_one(gw):
     cookie = sso_set_cookie(entered)
     assert "max-age" not in cookie.lower() and "expires" not in cookie.lower()
     with provider.app.app_context():
-        from idp.authn.sessions import load_session
+        from idp.sessions import load_session
 
         session = load_session(provider.runtime.store, entered.cookies["idp_sso"])
         assert session.public and session.idle_ttl == 900
@@ -160,7 +160,7 @@ def test_logging_in_again_on_a_public_computer_stays_public(provider):
     the login became an 8-hour session remembered by a device cookie. The
     box is now shown ticked and fixed, saying why, and the login stays a
     public computer's, whatever is posted; signing out first ends this."""
-    from idp.authn.sessions import load_session
+    from idp.sessions import load_session
 
     username, password, _ = provider.create_account()
     other, other_password, _ = provider.create_account()
@@ -196,7 +196,7 @@ def test_registering_by_phone_from_the_kiosk_link_page_is_public(gw):
     session, no device cookie."""
     from joserfc.jwk import ECKey
 
-    from idp.authn.sessions import load_session
+    from idp.sessions import load_session
     from tests.sandbox_support import fresh_person
 
     provider, gateway = gw

@@ -249,7 +249,7 @@ def test_the_card_at_a_kiosk_takes_a_squatted_number_from_its_squatter(gw, kiosk
                     if h.startswith("idp_sso=")]
     assert "max-age" not in sso_cookie.lower() and "expires" not in sso_cookie.lower()
     with provider.app.app_context():
-        from idp.authn.sessions import load_session
+        from idp.sessions import load_session
         from idp.timeutil import epoch
 
         session = load_session(provider.runtime.store, browser.session.cookies["idp_sso"])
@@ -345,7 +345,7 @@ def test_the_waiting_card_belongs_to_the_kiosk_browser_and_the_next_sign_in(gw, 
     after the read links it."""
     from idp.accounts.service import find_by_username
     from idp.authn.kiosk.service import CardLinkError, begin_link, link_card
-    from idp.authn.sessions import create_session
+    from idp.sessions import create_session
 
     provider, gateway = gw
     client, key = kiosk

@@ -77,7 +77,7 @@ def test_pairwise_sub_is_the_same_everywhere_for_the_client(provider):
 def test_pairwise_clients_see_their_own_sid(provider):
     """The SSO session's sid was in every client's tokens: two pairwise
     clients could correlate one person by it."""
-    from idp.authn.sessions import load_session
+    from idp.sessions import load_session
 
     username, password, _ = provider.create_account()
     sector_a = provider.create_client(subject_type="pairwise",

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from idp.authn import sessions
-from idp.authn.sessions import create_session, load_session, save_session, touch_session
+from idp import sessions
+from idp.sessions import create_session, load_session, save_session, touch_session
 from idp.store.embedded import EmbeddedStore
 
 

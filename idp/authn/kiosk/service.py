@@ -36,6 +36,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from connectors.registries import CardStatus, PopulationResult
+from idp import sessions
 from idp.accounts import service as accounts
 from idp.accounts.identifiers import (
     IdentifierError,
@@ -55,11 +56,11 @@ from idp.accounts.verification import (
 )
 from idp.audit.service import record
 from idp.authn.acr import combine_amr
-from idp.authn.sessions import SsoSession, end_session, save_session
 from idp.extensions import db
 from idp.oidc.tokens import ACCEPTED_ALGS, sole_audience
 from idp.runtime import Runtime
 from idp.security import random_token
+from idp.sessions import SsoSession, load_session, save_session
 from idp.timeutil import epoch
 
 CARD_TYPES = ("resident_id", "social_security")
@@ -356,8 +357,9 @@ def begin_link(rt: Runtime, ticket: str | None, previous: str | None,
                      {**data, "created": card.created, "presented": now},
                      rt.settings["kiosk"]["link_ttl"])
         return waiting, True
-    if previous:
-        end_session(rt.store, previous)
+    replaced = load_session(rt.store, previous)
+    if replaced is not None:
+        sessions.end(rt, replaced, "kiosk_card", revoke_grants=False)
     cancel_link(rt, waiting)
     secret = random_token(32)
     rt.store.put(_LINK + _digest(secret), {**data, "created": now, "presented": None},
