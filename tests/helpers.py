@@ -9,6 +9,7 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 from html import unescape
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
@@ -16,6 +17,8 @@ import requests
 from flask import Flask
 
 DEFAULT_PASSWORD = "correct horse battery"
+#: The source checkout the tests run in (README.md, babel.cfg, examples/...).
+CHECKOUT = Path(__file__).resolve().parents[1]
 
 
 def pkce_pair() -> tuple[str, str]:

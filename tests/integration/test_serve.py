@@ -222,10 +222,10 @@ def test_a_request_over_the_limits_is_refused_without_a_thread(served, opening, 
 def test_static_files_are_sent_whole(served):
     """Static files go through gunicorn's sendfile path, which the worker's
     answers take without waiting on the client like any other."""
-    from idp.config import PROJECT_ROOT
+    from idp.config import theme_folder
 
     url, _port = served
-    expected = (PROJECT_ROOT / "themes" / "default" / "static" / "style.css").read_bytes()
+    expected = (theme_folder("default") / "static" / "style.css").read_bytes()
     with requests.Session() as session:  # two requests on one kept-alive connection
         for _ in range(2):
             response = session.get(f"{url}/static/style.css", timeout=5)
