@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 import requests
 
 from tests.conftest import SECRETS, free_port
-from tests.helpers import CHECKOUT
+from tests.helpers import CHECKOUT, running_server
 
 #: What the build does not need: environments, caches, generated output.
 NOT_SOURCES = shutil.ignore_patterns(".git", ".venv", "node_modules", ".cache", "instance",
@@ -93,32 +92,11 @@ def served(installed, outside) -> Iterator[str]:
     env = dict(env, IDP_ISSUER=url)
     upgraded = _run([installed / "idp", "db", "upgrade"], cwd=folder, env=env, timeout=120)
     assert upgraded.stdout.startswith("database schema at revision ")
-    log_path = folder / "serve.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
+    with running_server(
             [installed / "idp", "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", "1", "--threads", "2"],
-            cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{url}/.well-known/openid-configuration",
-                                timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (
-                "idp serve did not start: " + log_path.read_text()[-3000:])
-            time.sleep(0.2)
+             "--workers", "1", "--threads", "2"], env, folder / "serve.log",
+            f"{url}/.well-known/openid-configuration", cwd=folder):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def test_discovery_and_keys(served):
