@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from idp.config import PROJECT_ROOT, ConfigError, decode_key, load_settings, pii_keys
+from idp.config import ConfigError, decode_key, load_settings, pii_keys, theme_folder
 
 
 def _page_lang() -> str:
@@ -61,7 +61,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
 
     settings = load_settings(config)
-    theme = PROJECT_ROOT / "themes" / settings["theme"]
+    theme = theme_folder(settings["theme"])
     app = Flask(__name__, template_folder=str(theme / "templates"),
                 static_folder=str(theme / "static"), static_url_path="/static",
                 instance_path=settings["instance_path"])

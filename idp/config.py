@@ -1,6 +1,10 @@
 """Settings: ``config/default.toml``, then the file named by ``IDP_CONFIG``,
 then ``IDP_*`` environment variables; unknown keys are warned, production
 secrets enforced, and the result frozen.
+
+``config/`` and ``themes/`` are read as the packages ``idp.defaults`` and
+``idp.themes`` (setup.py maps them into ``idp``), so an installed wheel finds
+them as a source checkout does.
 """
 
 from __future__ import annotations
@@ -12,12 +16,11 @@ import secrets
 import tomllib
 import warnings
 from collections.abc import Mapping
+from importlib.resources import files
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = PROJECT_ROOT / "config" / "default.toml"
 SECRET_KEYS = ("secret_key", "key_encryption_key", "token_hmac_key", "pii_keys",
                "pii_index_key", "pairwise_key")
 SIGNING_ALGS = ("ES256", "ES384", "RS256", "RS512", "EdDSA")
@@ -178,10 +181,27 @@ def _validate_password_checks(throttle: dict) -> None:
             raise ConfigError(f"setting throttle.{name} must be at least 1")
 
 
+def theme_folder(name: str) -> Path:
+    """The folder of the theme ``name`` (``themes/<name>``), which holds its
+    ``templates/`` and ``static/`` folders.
+
+    Flask and Jinja read a theme from a folder, so the package must be
+    installed unpacked, as pip installs a wheel.
+
+    :raises ConfigError: when there is no theme ``name`` (no such folder with
+        a ``templates/`` folder).
+    """
+    folder = Path(str(files("idp.themes") / name))
+    if "/" in name or name.startswith((".", "_")) or not (folder / "templates").is_dir():
+        raise ConfigError(f"setting theme: no theme {name!r} among the provider's themes")
+    return folder
+
+
 def _validate_pages(settings: dict) -> None:
-    """The public computer's idle limit and the pages' time zone."""
+    """The theme, the public computer's idle limit and the pages' time zone."""
     from babel.dates import get_timezone
 
+    theme_folder(settings["theme"])
     if settings["session"]["public_idle_ttl"] < 1:
         raise ConfigError("setting session.public_idle_ttl must be at least 1 second")
     try:
@@ -276,7 +296,7 @@ def load_settings(
     :raises ConfigError: on an invalid value or, in production, a missing secret.
     """
     environ = os.environ if environ is None else environ
-    with DEFAULT_CONFIG.open("rb") as fh:
+    with files("idp.defaults").joinpath("default.toml").open("rb") as fh:
         settings = tomllib.load(fh)
     if environ.get("IDP_CONFIG"):
         try:

@@ -6,9 +6,14 @@ import base64
 import hashlib
 import re
 import secrets
+import subprocess
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from html import unescape
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
@@ -16,6 +21,43 @@ import requests
 from flask import Flask
 
 DEFAULT_PASSWORD = "correct horse battery"
+#: The source checkout the tests run in (README.md, babel.cfg, examples/...).
+CHECKOUT = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def running_server(args: list, env: dict, log_path: Path, ready_url: str,
+                   cwd: Path | None = None, start_timeout: float = 60.0,
+                   ) -> Iterator[subprocess.Popen]:
+    """A server process (``idp serve``...) started with ``args``, its output
+    in ``log_path``, once ``ready_url`` answers 200; stopped on leaving
+    (terminated, killed after 15 s).
+
+    :raises AssertionError: when it exits, or does not answer within
+        ``start_timeout`` seconds; the message ends with its log.
+    """
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + start_timeout
+        while True:
+            try:
+                if requests.get(ready_url, timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{args} did not start: "
+                                     + Path(log_path).read_text()[-3000:])
+            time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 def pkce_pair() -> tuple[str, str]:

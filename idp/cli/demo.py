@@ -28,6 +28,9 @@ DEMO_NAME = "Demo Citizen"
 DEMO_EMAIL = "demo@example.test"
 DEMO_FILE = "demo.json"
 HOST = "127.0.0.1"
+#: The source checkout this package runs from, whose examples/portal the
+#: demo starts; in an installed wheel, a folder without it.
+CHECKOUT = Path(__file__).resolve().parents[2]
 
 #: (client_id, portal title, port offset from the provider's port)
 PORTALS = (
@@ -353,10 +356,14 @@ def run_demo(port: int) -> None:
     """Prepare the demo data, start the provider (gunicorn) and the two portals,
     print how to use them, and run until Ctrl-C or SIGTERM, then stop them.
 
-    :raises click.ClickException: when a port is taken, the configuration is
-        unusable or a server fails to start (exit status 1).
+    :raises click.ClickException: when not run from a source checkout, a port
+        is taken, the configuration is unusable or a server fails to start
+        (exit status 1).
     """
-    from idp.config import PROJECT_ROOT
+    if not (CHECKOUT / "examples" / "portal" / "app.py").is_file():
+        raise click.ClickException(
+            "idp demo runs the example relying parties of examples/portal, which only a "
+            "source checkout holds (an installed wheel does not): run `make demo` there")
 
     # Pages a browser opens: the provider, the portals and the sandbox's
     # outboxes; then the SMTP receiver, which only the provider talks to.
@@ -376,9 +383,6 @@ def run_demo(port: int) -> None:
         raise click.ClickException(
             f"{'ports' if len(busy) > 1 else 'port'} {', '.join(busy)} on {HOST} already in "
             f"use; the demo needs ports {ports[0]}-{ports[-1]} (change them with --port).")
-    if not (PROJECT_ROOT / "examples" / "portal" / "app.py").is_file():
-        raise click.ClickException(f"examples/portal not found under {PROJECT_ROOT}: "
-                                   "run the demo from a source checkout")
 
     # SIGINT too: a shell starting the demo in the background ignores it, and
     # then Python would not turn Ctrl-C (or kill -INT) into KeyboardInterrupt.
@@ -391,7 +395,7 @@ def run_demo(port: int) -> None:
         demo = prepare_demo(None, port)
         env = dict(os.environ, PYTHONUNBUFFERED="1",
                    PYTHONPATH=os.pathsep.join(
-                       p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH")) if p))
+                       p for p in (str(CHECKOUT), os.environ.get("PYTHONPATH")) if p))
         from idp.cli.sandbox import DEV_ACCESS_KEY, DEV_SECRET
 
         sandbox = demo["sandbox"]

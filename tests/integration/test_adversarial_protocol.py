@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-import subprocess
 import sys
 import threading
 import time
@@ -23,7 +22,7 @@ import pytest
 import requests
 
 from tests.conftest import SECRETS, free_port
-from tests.helpers import Browser, pkce_pair
+from tests.helpers import Browser, pkce_pair, running_server
 
 MALFORMED_BASIC = "Client authentication failed: malformed HTTP Basic credentials."
 
@@ -304,31 +303,11 @@ def served(tmp_path_factory, database_url):
         "IDP_SERVER__REQUEST_TIMEOUT": "3",
         **{f"IDP_SECRETS__{k.upper()}": v for k, v in SECRETS.items()},
     })
-    log = open(instance / "serve.log", "wb")  # closed in the finally below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "idp.cli", "serve", "--port", str(port), "--workers", "1",
-         "--threads", str(THREADS)], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if requests.get(f"{url}/jwks.json", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None, (instance / "serve.log").read_text()
-            time.sleep(0.1)
-        else:
-            raise AssertionError("idp serve did not start")
+    with running_server(
+            [sys.executable, "-m", "idp.cli", "serve", "--port", str(port), "--workers", "1",
+             "--threads", str(THREADS)], env, instance / "serve.log", f"{url}/jwks.json"):
         yield url, port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
 
 
 FORM = b"Content-Type: application/x-www-form-urlencoded\r\n"

@@ -19,8 +19,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from idp.cli.demo import DEMO_PASSWORD, DEMO_USERNAME, DemoError, prepare_demo
-from idp.config import PROJECT_ROOT
+from idp.cli.demo import CHECKOUT, DEMO_PASSWORD, DEMO_USERNAME, DemoError, prepare_demo
 from tests.helpers import hidden_inputs
 
 PORT = 5300  # prepare_demo only writes registrations; nothing listens
@@ -188,12 +187,12 @@ def test_ports_browsers_refuse_are_refused(tmp_path, monkeypatch):
 def test_readme_and_make_use_a_port_browsers_open():
     from idp.cli.demo import BROWSER_BLOCKED_PORTS
 
-    readme = (PROJECT_ROOT / "README.md").read_text()
+    readme = (CHECKOUT / "README.md").read_text()
     ports = [int(p) for p in re.findall(r"idp demo --port (\d+)", readme)]
     ports += [int(p) for p in re.findall(r"make demo PORT=(\d+)", readme)]
     assert ports and not any(p + offset in BROWSER_BLOCKED_PORTS
                              for p in ports for offset in range(4))
-    dry_run = subprocess.run(["make", "-n", "demo", "PORT=8123"], cwd=PROJECT_ROOT,
+    dry_run = subprocess.run(["make", "-n", "demo", "PORT=8123"], cwd=CHECKOUT,
                              capture_output=True, text=True, timeout=60)
     assert dry_run.returncode == 0, dry_run.stderr
     assert ".venv/bin/idp demo --port 8123" in dry_run.stdout
@@ -204,7 +203,7 @@ def test_readme_lists_every_users_command():
     ``users clear-review``."""
     from idp.cli import main
 
-    readme = (PROJECT_ROOT / "README.md").read_text()
+    readme = (CHECKOUT / "README.md").read_text()
     table = readme.split("## Command line", 1)[1].split("```")[1]
     for name in main.commands["users"].commands:
         assert re.search(rf"^idp users (?:[\w-]+\|)*{re.escape(name)}\b", table, re.M), name
@@ -218,7 +217,7 @@ def test_readme_raises_the_registration_limit_for_the_demo(tmp_path, monkeypatch
     from idp.cli.demo import _overrides
     from idp.config import load_settings
 
-    readme = " ".join((PROJECT_ROOT / "README.md").read_text().split())
+    readme = " ".join((CHECKOUT / "README.md").read_text().split())
     assert "`IDP_THROTTLE__REGISTRATIONS_PER_IP=100 make demo`" in readme
     assert "counts against `throttle.registrations_per_ip`: 10 an hour" in readme
     assert load_settings(_overrides(5000, tmp_path), environ={})["throttle"][
@@ -322,7 +321,7 @@ def test_demo_command_end_to_end(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-c", "from idp.cli import main; main(prog_name='idp')",
          "demo", "--port", str(port)],
-        cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=CHECKOUT, env=env, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True)  # its own group, so the test can tell when all are gone
     provider, portal1, portal2 = (f"http://127.0.0.1:{port + i}" for i in range(3))
     try:

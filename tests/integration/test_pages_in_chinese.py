@@ -11,7 +11,7 @@ from html import unescape
 
 import requests
 
-from tests.helpers import Browser
+from tests.helpers import CHECKOUT, Browser
 from tests.integration.test_step_up import level_2_account
 
 ZH = {"Accept-Language": "zh-CN,zh;q=0.9"}
@@ -224,14 +224,12 @@ def test_every_page_text_has_a_chinese_translation():
     from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
     from babel.messages.frontend import parse_mapping_cfg
 
-    from idp.config import PROJECT_ROOT
-
-    with (PROJECT_ROOT / "babel.cfg").open() as cfg:
+    with (CHECKOUT / "babel.cfg").open() as cfg:
         method_map, options_map = parse_mapping_cfg(cfg)
     catalog = _chinese_catalog()
     found, missing = 0, []
     for _file, _line, message, _comments, _context in extract_from_dir(
-            str(PROJECT_ROOT), method_map, options_map,
+            str(CHECKOUT), method_map, options_map,
             keywords=dict(DEFAULT_KEYWORDS, _l=None)):
         msgid = message if isinstance(message, str) else message[0]
         found += 1

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -16,6 +15,7 @@ import pytest
 import requests
 
 from tests.conftest import SECRETS, free_port
+from tests.helpers import running_server
 
 SLOW_CLIENTS = 40
 REQUEST_TIMEOUT = 3
@@ -36,33 +36,12 @@ def served(tmp_path_factory, database_url):
         "IDP_SERVER__REQUEST_TIMEOUT": str(REQUEST_TIMEOUT),
         **{f"IDP_SECRETS__{k.upper()}": v for k, v in SECRETS.items()},
     })
-    log = open(instance / "serve.log", "wb")  # closed in the finally below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "idp.cli", "serve", "--port", str(port), "--workers", "1",
-         "--threads", "2"], env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if requests.get(f"{url}/.well-known/openid-configuration",
-                                timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None, (instance / "serve.log").read_text()
-            time.sleep(0.1)
-        else:
-            raise AssertionError("idp serve did not start: "
-                                 + (instance / "serve.log").read_text()[-2000:])
+    with running_server(
+            [sys.executable, "-m", "idp.cli", "serve", "--port", str(port), "--workers", "1",
+             "--threads", "2"], env, instance / "serve.log",
+            f"{url}/.well-known/openid-configuration"):
         yield url, port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
 
 
 def _discovery_time(url: str) -> float:
@@ -222,10 +201,10 @@ def test_a_request_over_the_limits_is_refused_without_a_thread(served, opening, 
 def test_static_files_are_sent_whole(served):
     """Static files go through gunicorn's sendfile path, which the worker's
     answers take without waiting on the client like any other."""
-    from idp.config import PROJECT_ROOT
+    from idp.config import theme_folder
 
     url, _port = served
-    expected = (PROJECT_ROOT / "themes" / "default" / "static" / "style.css").read_bytes()
+    expected = (theme_folder("default") / "static" / "style.css").read_bytes()
     with requests.Session() as session:  # two requests on one kept-alive connection
         for _ in range(2):
             response = session.get(f"{url}/static/style.css", timeout=5)

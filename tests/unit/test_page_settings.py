@@ -1,5 +1,5 @@
-"""Settings of the pages: the time zone they show times in, and the idle
-limit of a public computer's session."""
+"""Settings of the pages: their theme, the time zone they show times in, and
+the idle limit of a public computer's session."""
 
 from __future__ import annotations
 
@@ -26,3 +26,11 @@ def test_invalid_page_settings_stop_the_start(tmp_path):
     with pytest.raises(ConfigError, match="session.public_idle_ttl must be at least 1"):
         load_settings({"instance_path": str(tmp_path), "session": {"public_idle_ttl": 0}},
                       environ={})
+
+
+@pytest.mark.parametrize("theme", ["plum", "../themes/default", "__pycache__", ""])
+def test_an_unknown_theme_stops_the_start(tmp_path, theme):
+    """A theme that is not a folder of templates under themes/ used to start a
+    provider whose every page failed."""
+    with pytest.raises(ConfigError, match=f"setting theme: no theme {theme!r}"):
+        load_settings({"instance_path": str(tmp_path)}, environ={"IDP_THEME": theme})
