@@ -158,6 +158,82 @@ def test_registration_shows_every_error_at_once_and_keeps_what_was_typed(site):
     assert errors["confirm"] == ["This field is required."]
 
 
+INVISIBLE = ["pass\u200bword1", "pass\u00adword1"]
+
+
+@pytest.mark.parametrize("password", INVISIBLE)
+def test_invisible_characters_do_not_make_a_weak_password_strong(site, password):
+    """Regression: a zero-width space (U+200B) or a soft hyphen (U+00AD),
+    which nobody sees, made ``password1`` pass: zxcvbn read the character
+    as a random symbol. NIST SP 800-63B §5.1.1.2: the strength is judged on
+    what the password looks like (format characters dropped), at
+    registration and in ``idp users create`` alike."""
+    provider, _ = site
+    username = new_username()
+    page = register(provider, username=username, password=password)
+    assert page.status_code == 400
+    assert field_errors(page.text)["password"] == [GUESSABLE]
+    assert not account_exists(provider, username)
+
+
+@pytest.mark.parametrize("password", INVISIBLE)
+def test_cli_users_create_refuses_invisible_characters(cli_env, password):
+    result = users_create(cli_env, "--username", new_username(), password=password)
+    assert result.exit_code == 1
+    assert f"password: {GUESSABLE}" in " ".join(result.output.split())
+
+
+def test_tone_marks_do_not_hide_the_name(site):
+    """Regression: ``chénjìng68``, the Pinyin of the verified name 陈静 with
+    its tone marks and two digits, was accepted at /account/password: the
+    identifier check looked for ``chenjing`` without marks. Combining marks
+    are dropped before the check (NIST SP 800-63B §5.1.1.2)."""
+    from idp.accounts.service import find_by_username, set_phone_number
+    from idp.extensions import db
+    from tests.reauth_support import reauth_with_sms
+
+    provider, gateway = site
+    phone = "+8613700660061"
+    username, password, _ = provider.create_account()
+    with provider.app.app_context():
+        account = find_by_username(username)
+        set_phone_number(provider.runtime, account, phone, verified=True)
+        account.verified_name = "陈静"
+        db.session.commit()
+    session = requests.Session()
+    login = hidden_inputs(session.get(f"{provider.url}/login").text)
+    login.update(username=username, password=password)
+    assert session.post(f"{provider.url}/login", data=login,
+                        allow_redirects=False).status_code == 303
+    assert reauth_with_sms(session, provider.url, gateway, phone, password,
+                           next_path="/account/password").status_code == 303
+    form = hidden_inputs(session.get(f"{provider.url}/account/password").text)
+    form.update(current=password, password="chénjìng68", confirm="chénjìng68")
+    refused = session.post(f"{provider.url}/account/password", data=form,
+                           allow_redirects=False)
+    assert refused.status_code == 400
+    assert field_errors(refused.text)["password"] == [IDENTIFIER]
+
+
+def test_a_strong_password_with_a_tone_mark_passes_and_is_kept_as_typed(site):
+    """The skeleton is for the strength check only: the password is stored
+    as typed, so it signs in as typed and not without its mark."""
+    provider, _ = site
+    username = new_username()
+    password = "plum blossom rivér"
+    assert register(provider, username=username, password=password).status_code == 303
+
+    def login(typed: str) -> int:
+        session = requests.Session()
+        form = hidden_inputs(session.get(f"{provider.url}/login").text)
+        form.update(username=username, password=typed)
+        return session.post(f"{provider.url}/login", data=form,
+                            allow_redirects=False).status_code
+
+    assert login(password) == 303
+    assert login("plum blossom river") == 401
+
+
 def test_form_errors_still_count_against_the_registration_limit(make_provider):
     # The account checks run on a form with errors of its own too, so they
     # must count: "already taken" cannot be probed past the per-IP limit.
