@@ -384,12 +384,14 @@ def reset_password():
         try:
             if confirmation_differs(form):
                 service.check_reset_password(rt, form.phone.data, form.password.data or "",
-                                             client_ip())
+                                             client_ip(), device_cookie(rt))
                 return None, 400
             account = service.reset_password_by_sms(
                 rt, form.phone.data, form.code.data or "", form.password.data or "",
                 client_ip(), device_cookie(rt))
-        except service.PasswordCheckLimitError:
+        except service.PasswordCheckLimitError as exc:
+            if exc.browser:
+                return _("Too many password resets from this browser. Try again later."), 429
             return _("Too many password resets from your network. Try again later."), 429
         except accounts.AccountError as exc:
             _show_account_errors(form, exc)

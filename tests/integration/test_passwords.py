@@ -441,6 +441,66 @@ def test_password_resets_are_limited_per_ip(tmp_path_factory, database_url):
         gateway.stop()
 
 
+def test_a_stranger_on_the_same_address_cannot_stop_the_owners_reset(tmp_path_factory,
+                                                                      database_url):
+    """Regression: wrong codes from one address used up
+    ``throttle.password_checks_per_ip`` for everyone there, the owner's own
+    browser with its device cookie included ("Too many password resets
+    from your network", 429), though docs/limits.md promises that a
+    stranger cannot stop the owner resetting the password from their own
+    browser. A browser known to the account of the number counts apart,
+    against the same limit of its own (as a login from it does)."""
+    from idp.accounts.service import find_by_username, set_phone_number
+    from idp.extensions import db
+
+    provider, gateway = start_gateway_provider(
+        tmp_path_factory, database_url, gateway={"retries": 0},
+        throttle={"password_checks_per_ip": 3})
+    try:
+        accounts = []
+        for phone in ("13700660071", "13700660072"):
+            username, password, _ = provider.create_account()
+            with provider.app.app_context():
+                set_phone_number(provider.runtime, find_by_username(username), phone,
+                                 verified=True)
+                db.session.commit()
+            browser = requests.Session()
+            form = hidden_inputs(browser.get(f"{provider.url}/login").text)
+            form.update(username=username, password=password)
+            assert browser.post(f"{provider.url}/login", data=form,
+                                allow_redirects=False).status_code == 303
+            assert "idp_device" in browser.cookies
+            accounts.append((username, phone, browser))
+        (username, phone, owner), (_other, other_phone, other) = accounts
+        stranger = requests.Session()
+        page = stranger.get(f"{provider.url}/password/reset")
+        statuses = [verify(provider, stranger, "/password/reset", page, phone=phone,
+                           code=f"00000{n}", password=STRONG).status_code for n in range(4)]
+        assert statuses == [401, 401, 401, 429]
+        # The owner's known browser: its own count, its own code.
+        sent, code = send_code(provider, gateway, owner, "/password/reset", phone)
+        wrong = verify(provider, owner, "/password/reset", sent, phone=phone, code="000000",
+                       password=STRONG)
+        assert wrong.status_code == 401
+        done = verify(provider, owner, "/password/reset", sent, phone=phone, code=code,
+                      password=STRONG)
+        assert done.status_code == 303 and "/login" in done.headers["Location"]
+        with provider.app.app_context():
+            assert provider.runtime.hasher.verify(
+                STRONG, find_by_username(username).password_hash)[0]
+        # A known browser's own count has the same limit.
+        page = other.get(f"{provider.url}/password/reset")
+        statuses = [verify(provider, other, "/password/reset", page, phone=other_phone,
+                           code=f"00000{n}", password=STRONG).status_code for n in range(4)]
+        assert statuses == [401, 401, 401, 429]
+        refused = verify(provider, other, "/password/reset", page, phone=other_phone,
+                         code="000000", password=STRONG)
+        assert "Too many password resets from this browser. Try again later." in refused.text
+    finally:
+        provider.stop()
+        gateway.stop()
+
+
 @pytest.fixture
 def cli_env(tmp_path, database_url):
     import os
