@@ -655,7 +655,8 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
     the ``date`` it was set up) that the app is still needed to sign in
     and that one that is not theirs is removed at a service counter. For
     ``session.reauth_hold_after_sms_reset`` seconds the new password and a
-    code to that phone do not re-authenticate (:func:`reauth_method`).
+    code to that phone do not re-authenticate (:func:`reauth_method`) nor
+    lift a login or the identity to level 3 (:func:`sms_reset_hold_until`).
 
     In order: the attempt is counted against the client IP, or the
     browser's own count when it is known to the account of the number
@@ -713,9 +714,12 @@ def sms_reset_hold_until(rt: Runtime, account: Account) -> int | None:
     ``session.reauth_hold_after_sms_reset`` seconds after the reset, to an
     account without an authenticator app (every session of one with an app
     proved the app): meanwhile the password and that phone prove only the
-    phone, so together they neither re-authenticate (:func:`reauth_method`)
-    nor point the account's e-mail address at another mailbox
-    (:func:`idp.accounts.emails.send_verification_link`)."""
+    phone, so together they neither re-authenticate (:func:`reauth_method`),
+    nor make two factors at a step-up (:mod:`idp.authn.stepup`), nor point
+    the account's e-mail address at another mailbox
+    (:func:`idp.accounts.emails.send_verification_link`); and the carrier
+    check, which proves the phone, is refused
+    (:func:`idp.accounts.verification.carrier_check_refusal`)."""
     if account.password_reset_by_sms_at is None or totp.has_totp(account):
         return None
     until = (to_epoch(account.password_reset_by_sms_at)
