@@ -36,6 +36,11 @@ CODE_SENT = ("If the number can receive text messages, a six-digit code is on it
 STRONG = "plum blossom river"
 WEAK = ["password", "12345678", "aaaaaaaa", "qwertyuiop", "password123", "P@ssw0rd",
         "iloveyou2024", "woaini1314"]
+#: Regression: a zero-width space (U+200B) or a soft hyphen (U+00AD), which
+#: nobody sees, made ``password1`` pass at registration and in ``idp users
+#: create``: zxcvbn read the character as a random symbol. NIST SP 800-63B
+#: §5.1.1.2: the strength is judged on what the password looks like.
+INVISIBLE = ["pass\u200bword1", "pass\u00adword1"]
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +106,7 @@ def account_exists(provider, username: str) -> bool:
         return find_by_username(username) is not None
 
 
-@pytest.mark.parametrize("password", WEAK)
+@pytest.mark.parametrize("password", WEAK + INVISIBLE)
 def test_registration_refuses_what_attackers_try_first(site, password):
     provider, _ = site
     username = new_username()
@@ -158,57 +163,27 @@ def test_registration_shows_every_error_at_once_and_keeps_what_was_typed(site):
     assert errors["confirm"] == ["This field is required."]
 
 
-INVISIBLE = ["pass\u200bword1", "pass\u00adword1"]
-
-
-@pytest.mark.parametrize("password", INVISIBLE)
-def test_invisible_characters_do_not_make_a_weak_password_strong(site, password):
-    """Regression: a zero-width space (U+200B) or a soft hyphen (U+00AD),
-    which nobody sees, made ``password1`` pass: zxcvbn read the character
-    as a random symbol. NIST SP 800-63B §5.1.1.2: the strength is judged on
-    what the password looks like (format characters dropped), at
-    registration and in ``idp users create`` alike."""
-    provider, _ = site
-    username = new_username()
-    page = register(provider, username=username, password=password)
-    assert page.status_code == 400
-    assert field_errors(page.text)["password"] == [GUESSABLE]
-    assert not account_exists(provider, username)
-
-
-@pytest.mark.parametrize("password", INVISIBLE)
-def test_cli_users_create_refuses_invisible_characters(cli_env, password):
-    result = users_create(cli_env, "--username", new_username(), password=password)
-    assert result.exit_code == 1
-    assert f"password: {GUESSABLE}" in " ".join(result.output.split())
-
-
 def test_tone_marks_do_not_hide_the_name(site):
     """Regression: ``chénjìng68``, the Pinyin of the verified name 陈静 with
     its tone marks and two digits, was accepted at /account/password: the
     identifier check looked for ``chenjing`` without marks. Combining marks
     are dropped before the check (NIST SP 800-63B §5.1.1.2)."""
-    from idp.accounts.service import find_by_username, set_phone_number
+    from idp.accounts.service import find_by_phone
     from idp.extensions import db
+    from tests.helpers import DEFAULT_PASSWORD
+    from tests.integration.test_sms_limits import _owner
     from tests.reauth_support import reauth_with_sms
 
     provider, gateway = site
     phone = "+8613700660061"
-    username, password, _ = provider.create_account()
+    session = _owner(provider, phone)
     with provider.app.app_context():
-        account = find_by_username(username)
-        set_phone_number(provider.runtime, account, phone, verified=True)
-        account.verified_name = "陈静"
+        find_by_phone(provider.runtime, phone).verified_name = "陈静"
         db.session.commit()
-    session = requests.Session()
-    login = hidden_inputs(session.get(f"{provider.url}/login").text)
-    login.update(username=username, password=password)
-    assert session.post(f"{provider.url}/login", data=login,
-                        allow_redirects=False).status_code == 303
-    assert reauth_with_sms(session, provider.url, gateway, phone, password,
+    assert reauth_with_sms(session, provider.url, gateway, phone, DEFAULT_PASSWORD,
                            next_path="/account/password").status_code == 303
     form = hidden_inputs(session.get(f"{provider.url}/account/password").text)
-    form.update(current=password, password="chénjìng68", confirm="chénjìng68")
+    form.update(current=DEFAULT_PASSWORD, password="chénjìng68", confirm="chénjìng68")
     refused = session.post(f"{provider.url}/account/password", data=form,
                            allow_redirects=False)
     assert refused.status_code == 400
@@ -218,20 +193,14 @@ def test_tone_marks_do_not_hide_the_name(site):
 def test_a_strong_password_with_a_tone_mark_passes_and_is_kept_as_typed(site):
     """The skeleton is for the strength check only: the password is stored
     as typed, so it signs in as typed and not without its mark."""
+    from tests.integration.test_password_change import _login_status
+
     provider, _ = site
     username = new_username()
     password = "plum blossom rivér"
     assert register(provider, username=username, password=password).status_code == 303
-
-    def login(typed: str) -> int:
-        session = requests.Session()
-        form = hidden_inputs(session.get(f"{provider.url}/login").text)
-        form.update(username=username, password=typed)
-        return session.post(f"{provider.url}/login", data=form,
-                            allow_redirects=False).status_code
-
-    assert login(password) == 303
-    assert login("plum blossom river") == 401
+    assert _login_status(provider, username, password) == 303
+    assert _login_status(provider, username, "plum blossom river") == 401
 
 
 def test_form_errors_still_count_against_the_registration_limit(make_provider):
@@ -450,28 +419,15 @@ def test_a_stranger_on_the_same_address_cannot_stop_the_owners_reset(tmp_path_fa
     stranger cannot stop the owner resetting the password from their own
     browser. A browser known to the account of the number counts apart,
     against the same limit of its own (as a login from it does)."""
-    from idp.accounts.service import find_by_username, set_phone_number
-    from idp.extensions import db
+    from idp.accounts.service import find_by_phone
+    from tests.integration.test_sms_limits import _owner
 
     provider, gateway = start_gateway_provider(
         tmp_path_factory, database_url, gateway={"retries": 0},
         throttle={"password_checks_per_ip": 3})
     try:
-        accounts = []
-        for phone in ("13700660071", "13700660072"):
-            username, password, _ = provider.create_account()
-            with provider.app.app_context():
-                set_phone_number(provider.runtime, find_by_username(username), phone,
-                                 verified=True)
-                db.session.commit()
-            browser = requests.Session()
-            form = hidden_inputs(browser.get(f"{provider.url}/login").text)
-            form.update(username=username, password=password)
-            assert browser.post(f"{provider.url}/login", data=form,
-                                allow_redirects=False).status_code == 303
-            assert "idp_device" in browser.cookies
-            accounts.append((username, phone, browser))
-        (username, phone, owner), (_other, other_phone, other) = accounts
+        phone, other_phone = "13700660071", "13700660072"
+        owner, other = _owner(provider, phone), _owner(provider, other_phone)
         stranger = requests.Session()
         page = stranger.get(f"{provider.url}/password/reset")
         statuses = [verify(provider, stranger, "/password/reset", page, phone=phone,
@@ -486,8 +442,8 @@ def test_a_stranger_on_the_same_address_cannot_stop_the_owners_reset(tmp_path_fa
                       password=STRONG)
         assert done.status_code == 303 and "/login" in done.headers["Location"]
         with provider.app.app_context():
-            assert provider.runtime.hasher.verify(
-                STRONG, find_by_username(username).password_hash)[0]
+            rt = provider.runtime
+            assert rt.hasher.verify(STRONG, find_by_phone(rt, phone).password_hash)[0]
         # A known browser's own count has the same limit.
         page = other.get(f"{provider.url}/password/reset")
         statuses = [verify(provider, other, "/password/reset", page, phone=other_phone,
@@ -517,7 +473,7 @@ def users_create(env, *args: str, password: str):
                               input=password + "\n", env=env)
 
 
-@pytest.mark.parametrize("password", WEAK)
+@pytest.mark.parametrize("password", WEAK + INVISIBLE)
 def test_cli_users_create_refuses_guessable_passwords(cli_env, password):
     result = users_create(cli_env, "--username", new_username(), password=password)
     assert result.exit_code == 1
