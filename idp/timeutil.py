@@ -19,3 +19,9 @@ def epoch() -> int:
 def to_epoch(value: datetime) -> int:
     """Convert a naive UTC datetime to whole Unix seconds."""
     return int(value.replace(tzinfo=UTC).timestamp())
+
+
+def from_epoch(seconds: int) -> datetime:
+    """Convert Unix seconds to a naive UTC datetime (the stored form, which
+    :func:`idp.i18n.local_time` shows in the configured time zone)."""
+    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from flask_babel import lazy_gettext as _l
 
@@ -40,7 +39,7 @@ from idp.extensions import db
 from idp.i18n import LocalTime
 from idp.runtime import Runtime
 from idp.security import keyed_hash, random_token
-from idp.timeutil import epoch
+from idp.timeutil import epoch, from_epoch
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +201,7 @@ def send_verification_link(rt: Runtime, account: Account, raw_address: str, pass
                 "Your password was reset by a text message, which proves only the phone: "
                 "until %(until)s your e-mail address cannot be changed, only the current one "
                 "verified. If you need it sooner, visit a service counter with your ID card.",
-                until=LocalTime(datetime.fromtimestamp(held, UTC).replace(tzinfo=None))))
+                until=LocalTime(from_epoch(held))))
     if needs_password(account, address):
         confirm_password(rt, account, password, ip, device)
     _count_send(rt, account, address, ip)

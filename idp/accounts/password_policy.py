@@ -51,6 +51,8 @@ _ZXCVBN_LOCK = threading.Lock()
 _SEPARATORS = re.compile(r"[\s._\-·・@+()/]+")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _PHONE_LIKE = re.compile(r"^\+?[\d\s()\-]{7,}$")
+#: Categories a skeleton leaves out: format characters and combining marks.
+_INVISIBLE = frozenset({"Cf", "Mn"})
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,31 @@ class Verdict:
     identifier: bool
 
 
+def skeleton(text: str, *, fold: bool = False) -> str:
+    """What ``text`` looks like to a person guessing it (NIST SP 800-63B
+    §5.1.1.2: the password is normalised before it is compared with the
+    blocklist): its compatibility forms as what they stand for (NFKC:
+    full-width ``ｐａｓｓ`` is ``pass``), without format characters
+    (category Cf: U+200B ZERO WIDTH SPACE, U+00AD SOFT HYPHEN, U+FEFF,
+    U+2060 WORD JOINER, which nobody sees and a list of guesses leaves out)
+    and without combining marks (NFKD, category Mn: ``chénjìng`` with
+    Pinyin's tone marks is ``chenjing``). Recomposed (NFC), so Hangul
+    syllables stay whole. Only the strength check reads it: the password
+    is stored, and checked at login, as typed.
+
+    :param fold: case-folded too (for comparisons with identifiers).
+    """
+    text = unicodedata.normalize("NFKD", text)
+    if fold:
+        # After the decomposition, which turns ℌ into H; folding can bring a
+        # mark back (İ folds to i and U+0307), so decompose again.
+        text = unicodedata.normalize("NFKD", text.casefold())
+    return unicodedata.normalize("NFC", "".join(
+        c for c in text if unicodedata.category(c) not in _INVISIBLE))
+
+
 def _fold(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).strip().casefold()
+    return skeleton(text, fold=True).strip()
 
 
 def _romanisations(name: str) -> list[str]:
@@ -118,7 +143,7 @@ def _forms_of(value: str) -> list[str]:
 
 def identifier_forms(values: Iterable[str | None]) -> list[str]:
     """The forms in which a person's identifiers turn up in passwords, folded
-    (NFKC, case-folded), without duplicates, most telling first.
+    (the case-folded :func:`skeleton`), without duplicates, most telling first.
 
     :param values: usernames, names, e-mail addresses, phone numbers (any
         format), resident ID numbers, card numbers; None and empty are skipped.
@@ -162,8 +187,10 @@ def judge(password: str, identifiers: Iterable[str | None],
     cheapest explanation of a guessable password uses an identifier (also
     reversed, with l33t substitutions or repeated).
 
-    :param password: the new password as typed (judged in NFKC form, so
-        full-width and other compatibility forms count as what they stand for).
+    :param password: the new password as typed (judged by its
+        :func:`skeleton`, so full-width and other compatibility forms count
+        as what they stand for, and invisible characters and accents as
+        nothing).
     :param identifiers: the account's identifiers as for :func:`identifier_forms`.
     :param min_guesses_log10: the least number of guesses (a power of ten)
         that a password must need; NIST's intent is that it stops the
@@ -181,9 +208,9 @@ def judge(password: str, identifiers: Iterable[str | None],
         if rest != text and (not rest.strip() or
                              _estimate(rest, forms)["guesses_log10"] < min_guesses_log10):
             return Verdict(True, True)
-    # Estimated in NFKC form (NIST SP 800-63B §5.1.1.2 asks for
-    # normalisation): an input method in full-width mode types ``password``
-    # as ``ｐａｓｓｗｏｒｄ``, which zxcvbn reads as eight random symbols.
-    result = _estimate(unicodedata.normalize("NFKC", password), forms)
+    # Estimated on the skeleton: an input method in full-width mode types
+    # ``password`` as ``ｐａｓｓｗｏｒｄ``, and ``pass\u200bword`` shows as
+    # ``password``, both of which zxcvbn would read as random symbols.
+    result = _estimate(skeleton(password), forms)
     guessable = result["guesses_log10"] < min_guesses_log10
     return Verdict(guessable, guessable and _uses_identifier(result["sequence"]))

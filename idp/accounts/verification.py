@@ -52,8 +52,9 @@ from idp.accounts.models import Account, VerificationEvidence
 from idp.accounts.pii import PiiError
 from idp.audit.service import record
 from idp.extensions import db
+from idp.i18n import LocalTime
 from idp.runtime import Runtime
-from idp.timeutil import utcnow
+from idp.timeutil import from_epoch, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -568,18 +569,48 @@ def verify_card(rt: Runtime, account: Account, card_number: str, ip: str | None,
     return item
 
 
+def carrier_check_refusal(rt: Runtime, account: Account) -> str | None:
+    """Why the carrier check cannot be made now, or None.
+
+    It proves that whoever signed in holds the account's phone (and that the
+    phone is registered to the person). Within the hold after a password
+    reset by SMS code (``session.reauth_hold_after_sms_reset``,
+    :func:`idp.authn.service.sms_reset_hold_until`) the password and the
+    session prove that phone too and nothing more, so a phone thief would
+    lift their session to level 3 with the phone alone (NIST SP 800-63B
+    §6.1.2.3: whoever lost a factor proves their identity again, which the
+    phone that replaced it cannot do). The face comparison and a counter
+    still can.
+
+    :returns: a lazily translated message with the hold's end.
+    """
+    # Imported here: the authentication service builds on this module.
+    from idp.authn.service import sms_reset_hold_until
+
+    until = sms_reset_hold_until(rt, account)
+    if until is None:
+        return None
+    return _l("Your password was reset by a text message, and the mobile carrier check "
+              "proves only that you hold that phone: it is possible again from %(until)s. "
+              "Until then, use the face comparison, or bring your ID card to a service "
+              "counter.", until=LocalTime(from_epoch(until)))
+
+
 def verify_carrier(rt: Runtime, account: Account, ip: str | None) -> VerificationEvidence:
     """Level 3 by the carrier three-element check: the account's verified
     mobile number is registered at its carrier to the verified name and ID
     number. Made against a pending :class:`IdentityClaim`, a match takes
     the claimed number over from the account that holds it by knowledge
-    only. Commits.
+    only. Refused while :func:`carrier_check_refusal` says so. Commits.
 
-    :raises VerificationFailedError: level 2 (or a claim) or a verified
-        phone missing, the claimed number's holder proved possession
-        meanwhile, or the carrier does not confirm.
+    :raises VerificationFailedError: refused (``reset_hold``), level 2 (or
+        a claim) or a verified phone missing, the claimed number's holder
+        proved possession meanwhile, or the carrier does not confirm.
     :raises VerificationLimitError, VerificationUnavailableError: as above.
     """
+    refusal = carrier_check_refusal(rt, account)
+    if refusal is not None:
+        raise VerificationFailedError("reset_hold", refusal)
     name, number, claim = _possession_subject(rt, account)
     phone = accounts.phone_number(rt, account)
     if not phone or not account.phone_number_verified:

@@ -37,6 +37,7 @@ from idp.authn.forms import (
     require_min_length,
 )
 from idp.authn.kiosk import LINK_SESSION_KEY
+from idp.i18n import local_time
 from idp.oidc.authorize import (
     SENSITIVE_SCOPES,
     AuthorizationRequest,
@@ -49,6 +50,7 @@ from idp.oidc.responses import authorization_error
 from idp.oidc.scopes import SCOPE_DESCRIPTIONS
 from idp.runtime import Runtime, current_runtime
 from idp.sessions import SsoSession
+from idp.timeutil import from_epoch
 from idp.web import (
     browser_id,
     client_ip,
@@ -384,12 +386,14 @@ def reset_password():
         try:
             if confirmation_differs(form):
                 service.check_reset_password(rt, form.phone.data, form.password.data or "",
-                                             client_ip())
+                                             client_ip(), device_cookie(rt))
                 return None, 400
             account = service.reset_password_by_sms(
                 rt, form.phone.data, form.code.data or "", form.password.data or "",
                 client_ip(), device_cookie(rt))
-        except service.PasswordCheckLimitError:
+        except service.PasswordCheckLimitError as exc:
+            if exc.browser:
+                return _("Too many password resets from this browser. Try again later."), 429
             return _("Too many password resets from your network. Try again later."), 429
         except accounts.AccountError as exc:
             _show_account_errors(form, exc)
@@ -516,7 +520,10 @@ def step_up():
         if action == "cancel" or not state.reachable:
             return _end_with_error(rt, item, client, UnmetAuthenticationRequirementsError)
         device = device_cookie(rt)
+        method = {"send_sms": "sms", "sms": "sms", "password": "pwd"}.get(action)
         try:
+            if method is not None:
+                stepup.check_factor(state, sso, method, client_ip())
             if action == "send_sms":
                 service.send_step_up_code(rt, account, client_ip(), device)
                 sent = True
@@ -531,6 +538,9 @@ def step_up():
                                          device)
                 stepup.add_factor(rt, sso, "pwd", client_ip())
                 return _resume(item)
+        except stepup.FactorHeldError:
+            # The page says why (``held`` below) and offers no factor.
+            status = 403
         except service.InvalidCodeError:
             error, status = _("The code is wrong or has expired."), 401
         except service.LoginFailedError:
@@ -556,14 +566,25 @@ def step_up():
     options = {
         "verify": "portal.verify_identity" if state.level < 2 or state.reverify
         else "portal.verify_strong",
-        "sms": phone is not None and "sms" not in sso.amr and rt.gateway is not None,
-        "password": bool(account.password_hash) and "pwd" not in sso.amr,
+        "sms": phone is not None and "sms" in state.factors and rt.gateway is not None,
+        "password": bool(account.password_hash) and "pwd" in state.factors,
     }
+    held = (_held_factor(state.hold_until)
+            if state.hold_until is not None and state.needs_factor else None)
     return render_template(
         "step_up.html", form=form, item=item, client=client, state=state, sent=sent,
         error=error, options=options, phone=mask_phone(phone) if phone else None,
         required=_level_label(rt, state.required), achieved=_level_label(rt, state.achieved),
-        level_name=_level_label(rt, state.level)), status
+        level_name=_level_label(rt, state.level), held=held), status
+
+
+def _held_factor(until: int) -> str:
+    """Why no factor can be added during the hold after a password reset by
+    SMS code (:mod:`idp.authn.stepup`), and until when."""
+    return _("Your password was reset by a text message, so your password and a code to "
+             "that same phone prove only the phone: until %(until)s neither counts as a "
+             "second factor.",
+             until=local_time(from_epoch(until), zone=True))
 
 
 def _level_label(rt: Runtime, level: int) -> str:

@@ -577,36 +577,56 @@ def check_step_up_code(rt: Runtime, account: Account, code: str, ip: str | None,
 
 
 class PasswordCheckLimitError(Exception):
-    """Too many new passwords checked for one client IP address in the
-    window on pages that need no sign-in (``throttle.password_checks_per_ip``)."""
+    """Too many new passwords checked in the window on pages that need no
+    sign-in (``throttle.password_checks_per_ip``), from one client IP
+    address or, with ``browser``, from one browser known to the account.
+
+    :ivar browser: the count was the known browser's own.
+    """
+
+    def __init__(self, browser: bool) -> None:
+        super().__init__("browser" if browser else "ip")
+        self.browser = browser
 
 
-def _count_password_check(rt: Runtime, ip: str | None) -> None:
-    """Count one new-password check from ``ip`` on a page that needs no
-    sign-in (the SMS password reset): the estimate (zxcvbn) costs up to
-    half a second of CPU under a process-wide lock (docs/passwords.md), so
-    one client must not keep every worker's estimator busy. Registration is
-    counted by ``registrations_per_ip`` instead.
+def _count_password_check(rt: Runtime, ip: str | None, known: str | None) -> None:
+    """Count one new-password check on a page that needs no sign-in (the
+    SMS password reset): the estimate (zxcvbn) costs up to half a second of
+    CPU under a process-wide lock (docs/passwords.md), so one client must
+    not keep every worker's estimator busy. Registration is counted by
+    ``registrations_per_ip`` instead.
+
+    From an unknown browser the check counts against ``ip``. A browser
+    known to the account of the number (``known``, the nonce of its device
+    cookie, :func:`_known_for_number`) counts against a count of its own
+    with the same limit instead, as a login from it does (OWASP device
+    cookies): whoever exhausts the address's count (an office, a carrier's
+    NAT) cannot stop the owner resetting the password from their own
+    browser (docs/limits.md).
 
     :raises PasswordCheckLimitError: over ``throttle.password_checks_per_ip``
         in ``throttle.password_check_window`` seconds.
     """
     limits = rt.settings["throttle"]
-    if rt.store.incr(f"rl:password_check:ip:{ip}", limits["password_check_window"]) > \
-            limits["password_checks_per_ip"]:
-        raise PasswordCheckLimitError(ip)
+    key = (f"rl:password_check:dev:{hashlib.sha256(known.encode()).hexdigest()[:32]}"
+           if known else f"rl:password_check:ip:{ip}")
+    if rt.store.incr(key, limits["password_check_window"]) > limits["password_checks_per_ip"]:
+        raise PasswordCheckLimitError(browser=known is not None)
 
 
-def check_reset_password(rt: Runtime, phone: str, password: str, ip: str | None) -> None:
+def check_reset_password(rt: Runtime, phone: str, password: str, ip: str | None,
+                         device: throttle.DeviceCookie | None = None) -> None:
     """Check the new password of a reset form that has an error of its own
     (a confirmation that differs), so every error is shown at once: against
     the policy and the number typed (the account is not known before a
-    code proves the number). Counted as one password check from ``ip``.
+    code proves the number). Counted as one password check
+    (:func:`_count_password_check`).
 
-    :raises PasswordCheckLimitError: over the per-IP limit.
+    :param device: the browser's device cookie.
+    :raises PasswordCheckLimitError: over the limit.
     :raises accounts.AccountError: on field ``password``, what is wrong.
     """
-    _count_password_check(rt, ip)
+    _count_password_check(rt, ip, _known_for_number(rt, phone, device))
     accounts.check_password_policy(rt, password, user_inputs=(phone,))
 
 
@@ -625,9 +645,11 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
     the ``date`` it was set up) that the app is still needed to sign in
     and that one that is not theirs is removed at a service counter. For
     ``session.reauth_hold_after_sms_reset`` seconds the new password and a
-    code to that phone do not re-authenticate (:func:`reauth_method`).
+    code to that phone do not re-authenticate (:func:`reauth_method`) nor
+    lift a login or the identity to level 3 (:func:`sms_reset_hold_until`).
 
-    In order: the attempt is counted against the client IP
+    In order: the attempt is counted against the client IP, or the
+    browser's own count when it is known to the account of the number
     (:func:`_count_password_check`); the code is proven without being used
     up (:func:`otp.prove_code`), so the account is known only to whoever
     holds the phone; the new password is checked against the policy and
@@ -635,7 +657,8 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
     SP 800-63B §5.1.1.2) and the number typed; only then is the code used.
 
     :param device: the browser's device cookie, as given when the code was sent.
-    :raises PasswordCheckLimitError: too many attempts from ``ip``.
+    :raises PasswordCheckLimitError: too many attempts from ``ip`` (or
+        from this known browser).
     :raises accounts.AccountError: the new password breaks the policy (the
         code is not used up then).
     :raises InvalidCodeError: wrong, expired or used-up code, or no active
@@ -643,9 +666,9 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
     """
     from idp.accounts.verification import revoke_evidence
 
-    _count_password_check(rt, ip)
-    proven = otp.prove_code(rt, phone, "reset_password", code,
-                            _known_for_number(rt, phone, device))
+    known = _known_for_number(rt, phone, device)
+    _count_password_check(rt, ip, known)
+    proven = otp.prove_code(rt, phone, "reset_password", code, known)
     account = accounts.find_by_phone(rt, proven.phone) if proven else None
     if account is None or not account.phone_number_verified or not account.is_active:
         if proven is not None:
@@ -679,9 +702,12 @@ def sms_reset_hold_until(rt: Runtime, account: Account) -> int | None:
     ``session.reauth_hold_after_sms_reset`` seconds after the reset, to an
     account without an authenticator app (every session of one with an app
     proved the app): meanwhile the password and that phone prove only the
-    phone, so together they neither re-authenticate (:func:`reauth_method`)
-    nor point the account's e-mail address at another mailbox
-    (:func:`idp.accounts.emails.send_verification_link`)."""
+    phone, so together they neither re-authenticate (:func:`reauth_method`),
+    nor make two factors at a step-up (:mod:`idp.authn.stepup`), nor point
+    the account's e-mail address at another mailbox
+    (:func:`idp.accounts.emails.send_verification_link`); and the carrier
+    check, which proves the phone, is refused
+    (:func:`idp.accounts.verification.carrier_check_refusal`)."""
     if account.password_reset_by_sms_at is None or totp.has_totp(account):
         return None
     until = (to_epoch(account.password_reset_by_sms_at)

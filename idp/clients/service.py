@@ -88,11 +88,17 @@ class ClientInfo(ClientMixin):
         §4.1.3), except that a loopback IP literal redirect URI of a native
         app matches on any port (RFC 8252 §7.3 MUST): scheme, host, path and
         query still compare exactly, and ``localhost`` never gets this rule
-        (RFC 8252 §8.3)."""
+        (RFC 8252 §8.3). Native apps are public clients (RFC 8252 §8.4), so
+        only a public client gets the port's freedom; a client registered
+        with a secret or keys is a web server that knows its port, and any
+        other port on the machine may be another program's (RFC 9700 §2.1:
+        exact matching but for the native app's port)."""
         if not isinstance(redirect_uri, str):
             return False
         if any(constant_time_equals(redirect_uri, uri) for uri in self.redirect_uris):
             return True
+        if not self.is_public:
+            return False
         portless = loopback_without_port(redirect_uri)
         return portless is not None and any(
             constant_time_equals(portless, loopback_without_port(uri) or "")

@@ -12,7 +12,6 @@ of is linked here, after the person signed in on the kiosk
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from flask import (
     Blueprint,
@@ -59,6 +58,7 @@ from idp.portal.forms import (
     WithdrawConsentForm,
 )
 from idp.runtime import current_runtime
+from idp.timeutil import from_epoch
 from idp.web import (
     browser_id,
     client_ip,
@@ -235,6 +235,7 @@ def verify_strong():
                            phone_verified=account.phone_number_verified,
                            claim=mask_resident_id(claim.number) if claim else None,
                            card_refusal=verification.card_check_refusal(account, sso.amr),
+                           carrier_refusal=verification.carrier_check_refusal(rt, account),
                            gateway=rt.gateway is not None), status
 
 
@@ -430,8 +431,7 @@ def _reauth_refusal(exc: authn.ReauthUnavailableError) -> str:
         return _("Your account has no password. Set one with a code to your mobile "
                  "number first (reset your password).")
     if exc.reason == "reset_hold":
-        until = local_time(datetime.fromtimestamp(exc.until or 0, UTC).replace(tzinfo=None),
-                           zone=True)
+        until = local_time(from_epoch(exc.until or 0), zone=True)
         return _("Your password was reset by a text message. A code to that same phone "
                  "cannot confirm this change until %(until)s; if you need it sooner, "
                  "visit a service counter with your ID card.", until=until)

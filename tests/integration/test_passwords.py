@@ -36,6 +36,11 @@ CODE_SENT = ("If the number can receive text messages, a six-digit code is on it
 STRONG = "plum blossom river"
 WEAK = ["password", "12345678", "aaaaaaaa", "qwertyuiop", "password123", "P@ssw0rd",
         "iloveyou2024", "woaini1314"]
+#: Regression: a zero-width space (U+200B) or a soft hyphen (U+00AD), which
+#: nobody sees, made ``password1`` pass at registration and in ``idp users
+#: create``: zxcvbn read the character as a random symbol. NIST SP 800-63B
+#: §5.1.1.2: the strength is judged on what the password looks like.
+INVISIBLE = ["pass\u200bword1", "pass\u00adword1"]
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +106,7 @@ def account_exists(provider, username: str) -> bool:
         return find_by_username(username) is not None
 
 
-@pytest.mark.parametrize("password", WEAK)
+@pytest.mark.parametrize("password", WEAK + INVISIBLE)
 def test_registration_refuses_what_attackers_try_first(site, password):
     provider, _ = site
     username = new_username()
@@ -156,6 +161,46 @@ def test_registration_shows_every_error_at_once_and_keeps_what_was_typed(site):
     assert errors["password"] == [GUESSABLE] and errors["email"] == [
         "This is not a valid e-mail address."]
     assert errors["confirm"] == ["This field is required."]
+
+
+def test_tone_marks_do_not_hide_the_name(site):
+    """Regression: ``chénjìng68``, the Pinyin of the verified name 陈静 with
+    its tone marks and two digits, was accepted at /account/password: the
+    identifier check looked for ``chenjing`` without marks. Combining marks
+    are dropped before the check (NIST SP 800-63B §5.1.1.2)."""
+    from idp.accounts.service import find_by_phone
+    from idp.extensions import db
+    from tests.helpers import DEFAULT_PASSWORD
+    from tests.integration.test_sms_limits import _owner
+    from tests.reauth_support import reauth_with_sms
+
+    provider, gateway = site
+    phone = "+8613700660061"
+    session = _owner(provider, phone)
+    with provider.app.app_context():
+        find_by_phone(provider.runtime, phone).verified_name = "陈静"
+        db.session.commit()
+    assert reauth_with_sms(session, provider.url, gateway, phone, DEFAULT_PASSWORD,
+                           next_path="/account/password").status_code == 303
+    form = hidden_inputs(session.get(f"{provider.url}/account/password").text)
+    form.update(current=DEFAULT_PASSWORD, password="chénjìng68", confirm="chénjìng68")
+    refused = session.post(f"{provider.url}/account/password", data=form,
+                           allow_redirects=False)
+    assert refused.status_code == 400
+    assert field_errors(refused.text)["password"] == [IDENTIFIER]
+
+
+def test_a_strong_password_with_a_tone_mark_passes_and_is_kept_as_typed(site):
+    """The skeleton is for the strength check only: the password is stored
+    as typed, so it signs in as typed and not without its mark."""
+    from tests.integration.test_password_change import _login_status
+
+    provider, _ = site
+    username = new_username()
+    password = "plum blossom rivér"
+    assert register(provider, username=username, password=password).status_code == 303
+    assert _login_status(provider, username, password) == 303
+    assert _login_status(provider, username, "plum blossom river") == 401
 
 
 def test_form_errors_still_count_against_the_registration_limit(make_provider):
@@ -365,6 +410,53 @@ def test_password_resets_are_limited_per_ip(tmp_path_factory, database_url):
         gateway.stop()
 
 
+def test_a_stranger_on_the_same_address_cannot_stop_the_owners_reset(tmp_path_factory,
+                                                                      database_url):
+    """Regression: wrong codes from one address used up
+    ``throttle.password_checks_per_ip`` for everyone there, the owner's own
+    browser with its device cookie included ("Too many password resets
+    from your network", 429), though docs/limits.md promises that a
+    stranger cannot stop the owner resetting the password from their own
+    browser. A browser known to the account of the number counts apart,
+    against the same limit of its own (as a login from it does)."""
+    from idp.accounts.service import find_by_phone
+    from tests.integration.test_sms_limits import _owner
+
+    provider, gateway = start_gateway_provider(
+        tmp_path_factory, database_url, gateway={"retries": 0},
+        throttle={"password_checks_per_ip": 3})
+    try:
+        phone, other_phone = "13700660071", "13700660072"
+        owner, other = _owner(provider, phone), _owner(provider, other_phone)
+        stranger = requests.Session()
+        page = stranger.get(f"{provider.url}/password/reset")
+        statuses = [verify(provider, stranger, "/password/reset", page, phone=phone,
+                           code=f"00000{n}", password=STRONG).status_code for n in range(4)]
+        assert statuses == [401, 401, 401, 429]
+        # The owner's known browser: its own count, its own code.
+        sent, code = send_code(provider, gateway, owner, "/password/reset", phone)
+        wrong = verify(provider, owner, "/password/reset", sent, phone=phone, code="000000",
+                       password=STRONG)
+        assert wrong.status_code == 401
+        done = verify(provider, owner, "/password/reset", sent, phone=phone, code=code,
+                      password=STRONG)
+        assert done.status_code == 303 and "/login" in done.headers["Location"]
+        with provider.app.app_context():
+            rt = provider.runtime
+            assert rt.hasher.verify(STRONG, find_by_phone(rt, phone).password_hash)[0]
+        # A known browser's own count has the same limit.
+        page = other.get(f"{provider.url}/password/reset")
+        statuses = [verify(provider, other, "/password/reset", page, phone=other_phone,
+                           code=f"00000{n}", password=STRONG).status_code for n in range(4)]
+        assert statuses == [401, 401, 401, 429]
+        refused = verify(provider, other, "/password/reset", page, phone=other_phone,
+                         code="000000", password=STRONG)
+        assert "Too many password resets from this browser. Try again later." in refused.text
+    finally:
+        provider.stop()
+        gateway.stop()
+
+
 @pytest.fixture
 def cli_env(tmp_path, database_url):
     import os
@@ -381,7 +473,7 @@ def users_create(env, *args: str, password: str):
                               input=password + "\n", env=env)
 
 
-@pytest.mark.parametrize("password", WEAK)
+@pytest.mark.parametrize("password", WEAK + INVISIBLE)
 def test_cli_users_create_refuses_guessable_passwords(cli_env, password):
     result = users_create(cli_env, "--username", new_username(), password=password)
     assert result.exit_code == 1

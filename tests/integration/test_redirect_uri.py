@@ -220,6 +220,29 @@ def test_loopback_code_is_redeemed_with_its_own_port(provider, native):
     assert redeem(provider.url, client, params["code"], verifier).status_code == 200
 
 
+def test_a_confidential_clients_loopback_redirect_uri_keeps_its_port(provider):
+    """Regression: the any-port rule of RFC 8252 §7.3 applied to every
+    client, so a web client registered with a secret and
+    ``http://127.0.0.1:7198/cb`` had its code sent to whatever listened on
+    ``http://127.0.0.1:5555/cb`` (another program of that machine). Native
+    apps are public clients (RFC 8252 §8.4); a confidential client gets
+    exact matching (RFC 9700 §2.1): an error page, no redirect, no code."""
+    client = provider.create_client(redirect_uri="http://127.0.0.1:7198/cb")
+    assert client.client_secret
+    for uri in ("http://127.0.0.1:5555/cb", "http://127.0.0.1/cb"):
+        response = _authorize(provider, client.client_id, uri)
+        assert response.status_code == 400, uri
+        assert "Location" not in response.headers
+    exact = _authorize(provider, client.client_id, client.redirect_uri)
+    assert exact.status_code == 302
+    assert exact.headers["Location"].startswith("http://127.0.0.1:7198/cb?")
+    # A public client's registration of the same URI keeps the port's freedom.
+    native = provider.create_client(public=True, redirect_uri="http://127.0.0.1:7198/cb")
+    moved = _authorize(provider, native.client_id, "http://127.0.0.1:5555/cb")
+    assert moved.status_code == 302
+    assert moved.headers["Location"].startswith("http://127.0.0.1:5555/cb?")
+
+
 @pytest.mark.parametrize("uri", ["myapp:/cb", "myapp://cb", "cn-gov-app:/oauth"])
 def test_private_use_scheme_without_a_dot_is_refused_saying_so(provider, uri):
     """RFC 8252 §7.1: a private-use scheme is a reverse domain name."""

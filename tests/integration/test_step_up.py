@@ -279,3 +279,153 @@ def test_malformed_essential_acr_is_invalid_request(gw, entry):
         client, claims=json.dumps({"id_token": {"acr": entry}})), username=username,
         password=password)
     assert callback_params(response)["error"] == "invalid_request"
+
+
+# -- The hold after a password reset by SMS code ------------------------------
+
+
+def reset_by_phone(browser: Browser, gateway, phone: str, password: str) -> None:
+    """A new password with a code sent to ``phone`` (what whoever holds the
+    phone can do), then a sign-in with it by the phone number."""
+    page = browser.session.get(f"{browser.base}/password/reset")
+    sent = post_form(browser, page, "/password/reset", phone=phone, action="send")
+    code = read_outbox(gateway.data_path, phone)[-1]["params"]["code"]
+    reset = post_form(browser, sent, "/password/reset", phone=phone, code=code,
+                      password=password, confirm=password, action="verify")
+    assert reset.status_code == 303, reset.text[:500]
+    assert browser.go(f"{browser.base}/account", username=phone,
+                      password=password).status_code == 200
+
+
+def hold_ends(provider, username: str) -> str:
+    """When the hold after the SMS reset of ``username`` ends, as the pages
+    say it (the province's time, Asia/Shanghai, UTC+8)."""
+    from datetime import timedelta
+
+    from idp.accounts.service import find_by_username
+
+    hold = provider.runtime.settings["session"]["reauth_hold_after_sms_reset"]
+    with provider.app.app_context():
+        reset_at = find_by_username(username).password_reset_by_sms_at
+    return f"{reset_at + timedelta(seconds=hold, hours=8):%Y-%m-%d %H:%M} (China Time)"
+
+
+def test_a_phone_thief_does_not_reach_level_3_during_the_hold(gw):
+    """Regression: on an account without an authenticator app, whoever held
+    the phone reset the password with a code from it, signed in with it,
+    verified the name and ID number (knowledge), passed the carrier check
+    (which proves only the phone) and added an SMS code at the step-up: an
+    ID token with ``acr`` L3 and ``amr`` pwd sms mfa, all from the phone.
+    During ``session.reauth_hold_after_sms_reset`` the password and an SMS
+    code prove only the phone (docs/recovery.md): the carrier check is
+    refused, saying until when and what else works, and no SMS code counts
+    as a second factor, so the request ends unmet."""
+    from html import unescape
+
+    from idp.accounts.service import find_by_username
+    from idp.accounts.verification import assurance_level
+
+    provider, gateway = gw
+    username, _password, person = level_2_account(provider, gateway)
+    client = provider.create_client()
+    thief = Browser(provider.url)
+    reset_by_phone(thief, gateway, person.phone, "plum-blossom-river-delta")
+    identity = thief.session.get(f"{provider.url}/account/verify")
+    verified = post_form(thief, identity, "/account/verify", name=person.name,
+                         id_number=person.id_number)
+    assert verified.status_code in (302, 303)
+    until = hold_ends(provider, username)
+    strong = thief.session.get(f"{provider.url}/account/verify/strong")
+    assert 'value="carrier"' not in strong.text and 'id="carrier-refused"' in strong.text
+    refused = post_form(thief, strong, "/account/verify/strong", method="carrier")
+    assert refused.status_code == 422
+    assert ("Your password was reset by a text message, and the mobile carrier check proves "
+            f"only that you hold that phone: it is possible again from {until}. Until then, "
+            "use the face comparison, or bring your ID card to a service counter."
+            ) in unescape(refused.text)
+    thief.session.headers["Accept-Language"] = "zh-CN,zh;q=0.9"
+    chinese = thief.session.get(f"{provider.url}/account/verify/strong")
+    assert "而手机运营商核验只能证明您持有该手机" in chinese.text
+    del thief.session.headers["Accept-Language"]
+    with provider.app.app_context():
+        assert assurance_level(find_by_username(username)) == 2
+    # The level-3 request: no code to the phone is offered or accepted.
+    texts = len(read_outbox(gateway.data_path, person.phone))
+    page = thief.go(thief.authorize_url(client, acr_values="L3"))
+    assert "/login/step-up" in page.url and 'id="factor-held"' in page.text
+    assert 'value="send_sms"' not in page.text
+    for action, fields in (("send_sms", {}), ("sms", {"code": "000000"})):
+        held = post_form(thief, page, "/login/step-up", action=action, **fields)
+        assert held.status_code == 403, action
+        assert "neither counts as a second factor" in held.text
+    assert len(read_outbox(gateway.data_path, person.phone)) == texts
+    cancelled = post_form(thief, page, "/login/step-up", action="cancel")
+    assert callback_params(cancelled)["error"] == "unmet_authentication_requirements"
+
+
+def test_no_second_factor_by_the_phone_during_the_hold(gw):
+    """The owner who reset the password by SMS code and proved their face
+    (level 3) gets no second factor from the phone until the hold ends:
+    neither an SMS code after the password, nor the password after an SMS
+    sign-in. The page says until when; a refused attempt is audited. Once
+    the hold is over, the SMS code counts again (acr L3)."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from idp.accounts.service import find_by_username
+    from idp.audit.models import AuditEvent
+    from idp.extensions import db
+    from idp.timeutil import utcnow
+    from tests.integration.test_email import _reset_by_sms_at
+
+    provider, gateway = gw
+    username, _password, person = level_2_account(provider, gateway)
+    client = provider.create_client()
+    owner = Browser(provider.url)
+    chosen = "quiet-lantern-harbour-moss"
+    reset_by_phone(owner, gateway, person.phone, chosen)
+    identity = owner.session.get(f"{provider.url}/account/verify")
+    post_form(owner, identity, "/account/verify", name=person.name, id_number=person.id_number)
+    strong = owner.session.get(f"{provider.url}/account/verify/strong")
+    face = post_form(owner, strong, "/account/verify/strong", method="face",
+                     liveness_token="pass-hold")
+    assert face.status_code in (302, 303)
+    until = hold_ends(provider, username)
+    page = owner.go(owner.authorize_url(client, acr_values="L3"))
+    assert "/login/step-up" in page.url
+    assert 'value="send_sms"' not in page.text and 'value="password"' not in page.text
+    assert ("Your password was reset by a text message, so your password and a code to that "
+            f"same phone prove only the phone: until {until} neither counts as a second "
+            "factor.") in page.text
+    sent = post_form(owner, page, "/login/step-up", action="send_sms")
+    assert sent.status_code == 403
+    with provider.app.app_context():
+        refusal = db.session.scalars(select(AuditEvent).where(
+            AuditEvent.event == "login.failure",
+            AuditEvent.account_id == find_by_username(username).id,
+        ).order_by(AuditEvent.id.desc())).first()
+        assert refusal.detail["reason"] == "reset_hold" and refusal.detail["method"] == "sms"
+    # An SMS sign-in may not add the password either.
+    by_sms = Browser(provider.url)
+    login = by_sms.session.get(f"{provider.url}/login/sms")
+    asked = post_form(by_sms, login, "/login/sms", phone=person.phone, action="send")
+    code = read_outbox(gateway.data_path, person.phone)[-1]["params"]["code"]
+    post_form(by_sms, asked, "/login/sms", phone=person.phone, code=code, action="verify")
+    page = by_sms.go(by_sms.authorize_url(client, acr_values="L3"))
+    assert "/login/step-up" in page.url and 'value="password"' not in page.text
+    assert post_form(by_sms, page, "/login/step-up", action="password",
+                     password=chosen).status_code == 403
+    # After the hold, the code to the phone is a second factor again.
+    hold = provider.runtime.settings["session"]["reauth_hold_after_sms_reset"]
+    _reset_by_sms_at(provider, username, utcnow() - timedelta(seconds=hold + 1))
+    page = owner.go(owner.authorize_url(client, acr_values="L3"))
+    assert 'id="factor-held"' not in page.text
+    sent = post_form(owner, page, "/login/step-up", action="send_sms")
+    assert sent.status_code == 200
+    code = read_outbox(gateway.data_path, person.phone)[-1]["params"]["code"]
+    stepped = post_form(owner, sent, "/login/step-up", action="sms", code=code)
+    callback = follow(owner, stepped)
+    tokens = redeem(provider.url, client, callback_params(callback)["code"]).json()
+    claims = pyjwt.decode(tokens["id_token"], options={"verify_signature": False})
+    assert claims["acr"] == "L3" and claims["amr"] == ["pwd", "sms", "mfa"]

@@ -182,3 +182,22 @@ def test_full_width_forms_are_judged_as_what_they_stand_for(password):
     text, where full-width letters (a Chinese input method's full-width
     mode) are no words, so the commonest passwords passed. NFKC first."""
     assert refusal(_full_width(password)) == GUESSABLE
+
+
+@pytest.mark.parametrize("mark", ["\u200b", "\u00ad", "\ufeff", "\u2060"])
+def test_format_characters_are_judged_as_nothing(mark):
+    """NIST SP 800-63B §5.1.1.2: a format character (Unicode category Cf),
+    which nobody sees, made ``password1`` pass as a random symbol."""
+    assert password_policy.skeleton(f"pass{mark}word1") == "password1"
+    assert refusal(f"pass{mark}word1") == GUESSABLE
+
+
+def test_combining_marks_are_dropped_for_the_check():
+    """Tone marks (category Mn once decomposed) are no disguise for the
+    Pinyin of a name; width and case fold as before."""
+    assert password_policy.skeleton("chénjìng lǜ") == "chenjing lu"
+    assert password_policy.skeleton("ＣＨÉＮ", fold=True) == "chen"
+    # Folding can bring a mark back (İ is i and U+0307): it goes too.
+    assert password_policy.skeleton("İ", fold=True) == "i"
+    assert refusal("chénjìng68", user_inputs=["陈静"]) == IDENTIFIER
+    assert refusal("plum blossom rivér") is None

@@ -121,9 +121,11 @@ def test_client_rules():
 
 
 def test_loopback_redirect_uris_match_on_any_port():
-    """RFC 8252 §7.3: only the port of a loopback IP literal may differ."""
+    """RFC 8252 §7.3: only the port of a loopback IP literal may differ, for
+    a native app, which is a public client (§8.4)."""
     client = _client(redirect_uris=("http://127.0.0.1/cb", "http://[::1]:7000/cb?a=b",
-                                    "http://localhost/cb"))
+                                    "http://localhost/cb"),
+                     token_endpoint_auth_method="none", secret_hash=None)
     assert client.check_redirect_uri("http://127.0.0.1:61000/cb")
     assert client.check_redirect_uri("http://[::1]/cb?a=b")
     assert client.check_redirect_uri("http://[::1]:1/cb?a=b")
@@ -133,6 +135,17 @@ def test_loopback_redirect_uris_match_on_any_port():
         assert not client.check_redirect_uri(uri), uri
     # The client's own strictness is untouched for other URIs.
     assert not _client().check_redirect_uri("https://a.test:8443/cb")
+
+
+def test_a_confidential_clients_loopback_redirect_uri_matches_exactly():
+    """RFC 9700 §2.1, RFC 8252 §8.4: a client with a secret or keys is no
+    native app; its loopback redirect URI keeps its port."""
+    for method in ("client_secret_basic", "client_secret_post", "private_key_jwt"):
+        client = _client(redirect_uris=("http://127.0.0.1:7198/cb",),
+                         token_endpoint_auth_method=method)
+        assert client.check_redirect_uri("http://127.0.0.1:7198/cb")
+        assert not client.check_redirect_uri("http://127.0.0.1:5555/cb"), method
+        assert not client.check_redirect_uri("http://127.0.0.1/cb"), method
 
 
 def test_sessions(store):
