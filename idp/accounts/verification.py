@@ -1,6 +1,10 @@
 """Identity verification: checking who an account really is against the
-registries, recording each check as evidence, and the assurance level the
-live evidence supports.
+registries, recording each check as evidence, and what the live evidence
+supports: :func:`assurance`, the one answer the protocol and the console
+read (level, live evidence, verified name). Everything known about each
+verification method (its level, knowledge or possession, its names in
+evidence released to relying parties and to users) is one row of
+:data:`METHODS`; how long a success counts is ``assurance.validity_days``.
 
 Levels (DESIGN.md, assurance level): 1 a verified phone; 2 name and
 resident ID number matched by the population registry; 3 level 2 and an
@@ -31,10 +35,11 @@ tells whether a name and an ID number belong together.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from flask_babel import LazyString
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, update
 
@@ -58,31 +63,83 @@ from idp.timeutil import from_epoch, utcnow
 
 log = logging.getLogger(__name__)
 
-#: Verification methods: the registry (or place) that answers and the level a
-#: success supports. A card, typed or read at a kiosk, supports level 2 only:
-#: the typed number is printed on it, and a read proves that the card is in
-#: the reader, not that its holder is its owner (a stolen card reads the
-#: same), so neither lifts anybody to level 3.
-METHODS: dict[str, tuple[str, int]] = {
-    "population_registry": ("population", 2),
-    "face_comparison": ("face", 3),
-    "social_security_card": ("social_security", 2),
-    "carrier_three_element": ("carrier", 3),
-    "in_person": ("counter", 4),
-    "card_read": ("kiosk", 2),
-}
-#: The independent strong proofs that lift level 2 to level 3: possession
-#: of the face or of the phone registered to the person, never a card alone.
-STRONG_METHODS = frozenset({"face_comparison", "carrier_three_element"})
-#: Proofs that the person holds what only the identity's owner should: the
-#: card itself (read by a kiosk), their face, the phone registered to them at
-#: the carrier (proven by an SMS code), themselves at a counter. Possession
-#: outranks knowledge (see the module docstring).
-POSSESSION_METHODS = frozenset({"card_read", "face_comparison", "carrier_three_element",
-                                "in_person"})
-#: Proofs anyone who knows the data can make: a name with an ID number, and
-#: the number printed on a social security card.
-KNOWLEDGE_METHODS = frozenset({"population_registry", "social_security_card"})
+
+@dataclass(frozen=True)
+class VerificationMethod:
+    """One way of verifying who an account is, and everything the provider
+    knows about it: a row of :data:`METHODS`.
+
+    :ivar name: the evidence's ``method`` (``verification_evidence.method``),
+        also its key in ``assurance.validity_days``.
+    :ivar source: who answers (``verification_evidence.source``).
+    :ivar level: the assurance level a success supports (1..4).
+    :ivar builds_on: the method whose live evidence this one needs in order
+        to count (a strong proof is about the person the population registry
+        matched), or None when it stands alone.
+    :ivar possession: True for a proof that the person holds what only the
+        identity's owner should; False for knowledge, which anyone who knows
+        the data can prove (see the module docstring).
+    :ivar evidence_type: the OIDC4IDA evidence ``type``: ``electronic_record``
+        (a record in an authoritative register) or ``document``.
+    :ivar check_method: the OIDC4IDA ``check_details.check_method``: ``data``
+        (validation against an authoritative source), ``bvr`` (remote
+        biometric verification), ``vpip`` (physical document verified in
+        person), ``vcrypt`` (the document's cryptographic security features
+        verified, as a kiosk reading the card's chip does).
+    :ivar record_type: the record's type (``record.type``) or the
+        document's (``document_details.type``).
+    :ivar organization: who keeps the record or makes the check, as told to
+        relying parties (``check_details.organization``).
+    :ivar title: how the method is named to users.
+    :ivar document_types: for a method whose document depends on the check's
+        ``result`` (a card read: which card), the document type by result.
+    """
+
+    name: str
+    source: str
+    level: int
+    builds_on: str | None
+    possession: bool
+    evidence_type: str
+    check_method: str
+    record_type: str
+    organization: str
+    title: LazyString
+    document_types: Mapping[str, str] = field(default_factory=dict)
+
+
+#: The verification methods, by name: the one table the level rule, the
+#: possession rule, the evidence released to relying parties and the
+#: console's names read. A card, typed or read at a kiosk, supports level 2
+#: only: the typed number is printed on it, and a read proves that the card
+#: is in the reader, not that its holder is its owner (a stolen card reads
+#: the same), so neither lifts anybody to level 3; only possession of the
+#: face or of the phone registered to the person does.
+METHODS: dict[str, VerificationMethod] = {method.name: method for method in (
+    VerificationMethod(
+        "population_registry", "population", 2, None, False, "electronic_record", "data",
+        "population_register", "population registry",
+        _l("Population registry: name and ID number")),
+    VerificationMethod(
+        "face_comparison", "face", 3, "population_registry", True, "electronic_record", "bvr",
+        "population_register", "population registry",
+        _l("Face comparison with the registry photo")),
+    VerificationMethod(
+        "social_security_card", "social_security", 2, "population_registry", False,
+        "electronic_record", "data", "social_security_register", "social security registry",
+        _l("Social security card")),
+    VerificationMethod(
+        "carrier_three_element", "carrier", 3, "population_registry", True,
+        "electronic_record", "data", "mobile_operator_register", "mobile carrier",
+        _l("Mobile carrier: name, ID number and phone")),
+    VerificationMethod(
+        "in_person", "counter", 4, None, True, "document", "vpip", "idcard",
+        "government service counter", _l("In person at a service counter")),
+    VerificationMethod(
+        "card_read", "kiosk", 2, "population_registry", True, "document", "vcrypt", "idcard",
+        "government service kiosk", _l("Card read at a self-service kiosk"),
+        {"resident_id": "idcard", "social_security": "social_security_card"}),
+)}
 #: What a population-registry mismatch (or unknown number) tells the user.
 POPULATION_MISMATCH = _l("The name and ID number do not match the population registry.")
 #: Why a number cannot be taken online: its holder proved possession of it.
@@ -148,25 +205,103 @@ def is_live(item: VerificationEvidence, now: datetime | None = None) -> bool:
 
 def level_from(account: Account, evidence: Sequence[VerificationEvidence],
                now: datetime | None = None) -> int:
-    """The assurance level (0..4) that ``account`` and its ``evidence`` support."""
-    live = {item.method for item in evidence if is_live(item, now)}
-    if "in_person" in live:
-        return 4
-    if "population_registry" in live:
-        return 3 if live & STRONG_METHODS else 2
+    """The assurance level (0..4) that ``account`` and its ``evidence`` support.
+
+    Each live item of a method in :data:`METHODS` supports its method's
+    level when the method it builds on is live too (a strong proof without
+    its registry match proves nothing about whom); the highest counts.
+    Without any, a verified phone is level 1.
+    """
+    now = now or utcnow()
+    live = {item.method for item in evidence if item.method in METHODS and is_live(item, now)}
+    supported = [METHODS[name].level for name in live
+                 if METHODS[name].builds_on is None or METHODS[name].builds_on in live]
+    if supported:
+        return max(supported)
     return 1 if account.phone_number_verified else 0
 
 
+@dataclass(frozen=True)
+class LiveEvidence:
+    """One verification that counts now: a success neither expired nor revoked.
+
+    :ivar id: the evidence row's id.
+    :ivar method: its row of :data:`METHODS`.
+    :ivar result: the registry's answer (for a card read, the card read:
+        ``resident_id`` or ``social_security``).
+    :ivar reference: the registry's (or counter's) reference of the check.
+    :ivar verified_at: when the check was made, UTC.
+    :ivar expires_at: when it stops counting, UTC.
+    """
+
+    id: int
+    method: VerificationMethod
+    result: str
+    reference: str
+    verified_at: datetime
+    expires_at: datetime | None
+
+    @property
+    def record_type(self) -> str:
+        """The record's or document's type (the card read for a kiosk)."""
+        return self.method.document_types.get(self.result, self.method.record_type)
+
+
+@dataclass(frozen=True)
+class Assurance:
+    """What the provider can say now about who an account is: the one
+    answer the protocol (``acr``, step-up, ``verified_claims``) and the
+    console read, instead of evidence rows.
+
+    :ivar level: the identity assurance level, 0..4.
+    :ivar evidence: the live evidence, newest first.
+    :ivar verified_name: the name the population registry matched, while the
+        level is 2 or more; else None.
+    :ivar as_of: the instant expiry was judged at, UTC.
+    """
+
+    level: int
+    evidence: tuple[LiveEvidence, ...]
+    verified_name: str | None
+    as_of: datetime
+
+    @property
+    def possession(self) -> bool:
+        """Some live evidence is a proof of possession (:attr:`VerificationMethod.possession`)."""
+        return any(item.method.possession for item in self.evidence)
+
+    @property
+    def verified_at(self) -> datetime | None:
+        """When the newest live evidence was made, UTC; None without any."""
+        return max((item.verified_at for item in self.evidence), default=None)
+
+
+def _assurance(account: Account, evidence: Sequence[VerificationEvidence],
+               now: datetime) -> Assurance:
+    """The :class:`Assurance` that ``account`` and its ``evidence`` (newest
+    first) support at ``now``."""
+    level = level_from(account, evidence, now)
+    live = tuple(
+        LiveEvidence(item.id, METHODS[item.method], item.result, item.reference,
+                     item.verified_at, item.expires_at)
+        for item in evidence if item.method in METHODS and is_live(item, now))
+    return Assurance(level, live, (account.verified_name or None) if level >= 2 else None,
+                     now)
+
+
+def assurance(account: Account) -> Assurance:
+    """The account's assurance now, from its live evidence: level, the live
+    evidence itself and the verified name.
+
+    :returns: a frozen :class:`Assurance`; nothing in it is decrypted (the
+        resident ID number stays with ``idp.accounts.service.resident_id``).
+    """
+    return _assurance(account, evidence_of(account), utcnow())
+
+
 def assurance_level(account: Account) -> int:
-    """The account's current assurance level (0..4), from its live evidence."""
-    return level_from(account, evidence_of(account))
-
-
-def has_possession(evidence: Sequence[VerificationEvidence],
-                   now: datetime | None = None) -> bool:
-    """True when some live item of ``evidence`` is a possession proof
-    (:data:`POSSESSION_METHODS`)."""
-    return any(item.method in POSSESSION_METHODS and is_live(item, now) for item in evidence)
+    """The account's current assurance level (0..4): ``assurance(account).level``."""
+    return assurance(account).level
 
 
 def holds_by_knowledge_only(account: Account) -> bool:
@@ -174,7 +309,7 @@ def holds_by_knowledge_only(account: Account) -> bool:
     evidence is a possession proof (expired or revoked evidence proves
     nothing): a card, face, carrier or counter proof by someone else takes
     the number from it."""
-    return bool(account.resident_id_enc) and not has_possession(evidence_of(account))
+    return bool(account.resident_id_enc) and not assurance(account).possession
 
 
 def level_name(rt: Runtime, level: int) -> str:
@@ -202,12 +337,12 @@ class AssuranceSummary:
 
 
 def summary(rt: Runtime, account: Account) -> AssuranceSummary:
-    """The account's level and evidence, for display."""
+    """The account's level and every check behind it (failed, expired and
+    revoked ones too), for display."""
     evidence = evidence_of(account)
-    now = utcnow()
-    level = level_from(account, evidence, now)
-    return AssuranceSummary(level, rt.acr.acr_of(level), evidence,
-                            frozenset(e.id for e in evidence if is_live(e, now)))
+    state = _assurance(account, evidence, utcnow())
+    return AssuranceSummary(state.level, rt.acr.acr_of(state.level), evidence,
+                            frozenset(item.id for item in state.evidence))
 
 
 def count_check(rt: Runtime, account: Account, ip: str | None) -> None:
@@ -249,11 +384,11 @@ def _record(rt: Runtime, account: Account, method: str, result: str, success: bo
             verified_at: datetime | None = None) -> VerificationEvidence:
     """Add the evidence of one check and its audit event (not committed);
     ``verified_at`` is when the check was made (default now)."""
-    source, level = METHODS[method]
+    level = METHODS[method].level
     now = verified_at or utcnow()
     days = rt.settings["assurance"]["validity_days"][method]
     item = VerificationEvidence(
-        account_id=account.id, method=method, source=source, result=result,
+        account_id=account.id, method=method, source=METHODS[method].source, result=result,
         level=level if success else 0, reference=reference[:64], verified_at=now,
         expires_at=now + timedelta(days=days) if success else None, actor=actor)
     db.session.add(item)
@@ -398,10 +533,11 @@ def _claim(rt: Runtime, account: Account, holder: Account, name: str, number: st
 
 def _require_level_2(rt: Runtime, account: Account) -> tuple[str, str]:
     """The verified name and ID number a strong proof is made for."""
-    if assurance_level(account) < 2 or not account.verified_name:
+    name = assurance(account).verified_name
+    if name is None:
         raise VerificationFailedError("prerequisite", _l(
             "First verify your name and ID number with the population registry."))
-    return account.verified_name, accounts.resident_id(rt, account)
+    return name, accounts.resident_id(rt, account)
 
 
 def _possession_subject(rt: Runtime, account: Account) -> tuple[str, str, IdentityClaim | None]:
@@ -412,8 +548,9 @@ def _possession_subject(rt: Runtime, account: Account) -> tuple[str, str, Identi
     :raises VerificationFailedError: neither, or the claimed number's holder
         has proven possession of it meanwhile.
     """
-    if assurance_level(account) >= 2 and account.verified_name:
-        return account.verified_name, accounts.resident_id(rt, account), None
+    name = assurance(account).verified_name
+    if name is not None:
+        return name, accounts.resident_id(rt, account), None
     claim = pending_claim(rt, account)
     if claim is None:
         return (*_require_level_2(rt, account), None)
@@ -515,7 +652,7 @@ def card_check_refusal(account: Account, amr: Sequence[str]) -> str | None:
         return str(_l("The card number cannot be checked in a session opened with a card at "
                       "a kiosk. Sign in with your password on your own device to add the "
                       "card."))
-    if any(item.method == "card_read" and is_live(item) for item in evidence_of(account)):
+    if any(item.method.name == "card_read" for item in assurance(account).evidence):
         return str(_l("Your identity was proven with a card read at a kiosk: typing a card's "
                       "number proves nothing more. Use the face comparison or your mobile "
                       "carrier."))

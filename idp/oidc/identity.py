@@ -24,57 +24,36 @@ from authlib.oauth2.rfc6749 import scope_to_list
 
 from idp.accounts import service as accounts
 from idp.accounts.identifiers import parse_resident_id
-from idp.accounts.models import Account, VerificationEvidence
-from idp.accounts.verification import evidence_of, is_live, level_from
+from idp.accounts.models import Account
+from idp.accounts.verification import METHODS, Assurance, LiveEvidence, assurance
 from idp.runtime import Runtime
-from idp.timeutil import utcnow
 
-#: How each method appears as OIDC4IDA evidence: type, check_method (the
-#: predefined values ``data`` -- validation against an authoritative source,
-#: ``bvr`` -- remote biometric verification, ``vpip`` -- physical document
-#: verified in person, ``vcrypt`` -- the document's cryptographic security
-#: features verified, as a kiosk reading the card's chip does), and the
-#: record or document type (a card read's type depends on the card:
-#: :data:`CARD_DOCUMENT_TYPES`).
-EVIDENCE_SHAPES: dict[str, tuple[str, str, str]] = {
-    "population_registry": ("electronic_record", "data", "population_register"),
-    "face_comparison": ("electronic_record", "bvr", "population_register"),
-    "social_security_card": ("electronic_record", "data", "social_security_register"),
-    "carrier_three_element": ("electronic_record", "data", "mobile_operator_register"),
-    "in_person": ("document", "vpip", "idcard"),
-    "card_read": ("document", "vcrypt", "idcard"),
-}
-#: The document type of a kiosk card read, by the card read (its ``result``).
-CARD_DOCUMENT_TYPES = {"resident_id": "idcard", "social_security": "social_security_card"}
-#: Who keeps each record (``check_details.organization``).
-ORGANIZATIONS = {
-    "population": "population registry", "face": "population registry",
-    "social_security": "social security registry", "carrier": "mobile carrier",
-    "counter": "government service counter", "kiosk": "government service kiosk",
-}
 CLAIMS_IN_VERIFIED_CLAIMS = ("name", "birthdate")
-EVIDENCE_TYPES = ("electronic_record", "document")
+#: Evidence types the methods are released as (discovery's ``evidence_supported``).
+EVIDENCE_TYPES = tuple(dict.fromkeys(method.evidence_type for method in METHODS.values()))
 #: Document types evidence names (discovery's ``documents_supported``).
-DOCUMENT_TYPES = ("idcard", "social_security_card")
+DOCUMENT_TYPES = tuple(dict.fromkeys(
+    kind for method in METHODS.values() if method.evidence_type == "document"
+    for kind in (method.record_type, *method.document_types.values())))
 
 
 def _iso(value: datetime) -> str:
     return value.replace(microsecond=0).isoformat() + "Z"
 
 
-def _evidence_item(item: VerificationEvidence) -> dict[str, Any]:
-    kind, check_method, record_type = EVIDENCE_SHAPES[item.method]
-    check = {"check_method": check_method, "organization": ORGANIZATIONS[item.source],
+def _evidence_item(item: LiveEvidence) -> dict[str, Any]:
+    """One live verification as OIDC4IDA ``evidence``, named by its method's
+    row (``idp.accounts.verification.METHODS``)."""
+    method = item.method
+    check = {"check_method": method.check_method, "organization": method.organization,
              "txn": item.reference, "time": _iso(item.verified_at)}
-    entry: dict[str, Any] = {"type": kind, "check_details": [check],
+    entry: dict[str, Any] = {"type": method.evidence_type, "check_details": [check],
                              "time": _iso(item.verified_at)}
-    if kind == "document":
-        if item.method == "card_read":
-            record_type = CARD_DOCUMENT_TYPES.get(item.result, record_type)
-        entry["document_details"] = {"type": record_type}
+    if method.evidence_type == "document":
+        entry["document_details"] = {"type": item.record_type}
     else:
-        entry["record"] = {"type": record_type,
-                           "source": {"name": ORGANIZATIONS[item.source]}}
+        entry["record"] = {"type": item.record_type,
+                           "source": {"name": method.organization}}
     return entry
 
 
@@ -103,11 +82,11 @@ def _fresh_enough(constraint: Any, verified: datetime, now: datetime) -> bool:
     return max_age >= 0 and now - verified <= timedelta(seconds=max_age)
 
 
-def verified_claims(rt: Runtime, account: Account, evidence: list[VerificationEvidence],
-                    scope: set[str], requested: Any) -> dict[str, Any] | None:
+def verified_claims(rt: Runtime, account: Account, state: Assurance, scope: set[str],
+                    requested: Any) -> dict[str, Any] | None:
     """The ``verified_claims`` object for ``account``, or None.
 
-    :param evidence: the account's evidence (:func:`evidence_of`).
+    :param state: the account's assurance (:func:`idp.accounts.verification.assurance`).
     :param scope: the granted scopes; ``realname`` is needed, ``idcard``
         adds the birth date.
     :param requested: the claims request's ``verified_claims`` entry, or None
@@ -115,28 +94,23 @@ def verified_claims(rt: Runtime, account: Account, evidence: list[VerificationEv
         ``trust_framework``, ``assurance_level`` and ``time`` that the
         verification does not meet mean nothing is released (OIDC4IDA §6.5).
     """
-    if "realname" not in scope or not account.verified_name:
-        return None
-    now = utcnow()
-    level = level_from(account, evidence, now)
-    live = [item for item in evidence if is_live(item, now)]
-    if level < 2 or not live:
+    if "realname" not in scope or state.verified_name is None or not state.evidence:
         return None
     request = requested if isinstance(requested, dict) else {}
     wanted_verification = request.get("verification")
     wanted_verification = wanted_verification if isinstance(wanted_verification, dict) else {}
     framework = rt.settings["assurance"]["trust_framework"]
-    assurance_level = rt.acr.acr_of(level)
-    newest = max(item.verified_at for item in live)
+    assurance_level = rt.acr.acr_of(state.level)
+    newest = state.verified_at
     if not (_accepts(wanted_verification.get("trust_framework"), framework)
             and _accepts(wanted_verification.get("assurance_level"), assurance_level)
-            and _fresh_enough(wanted_verification.get("time"), newest, now)):
+            and _fresh_enough(wanted_verification.get("time"), newest, state.as_of)):
         return None
     verification: dict[str, Any] = {"trust_framework": framework,
                                     "assurance_level": assurance_level, "time": _iso(newest)}
     if "evidence" in wanted_verification:
-        verification["evidence"] = [_evidence_item(item) for item in live]
-    available = {"name": account.verified_name}
+        verification["evidence"] = [_evidence_item(item) for item in state.evidence]
+    available = {"name": state.verified_name}
     if "idcard" in scope:
         number = accounts.resident_id(rt, account)
         if number:
@@ -164,13 +138,12 @@ def identity_claims(rt: Runtime, account: Account, scope: str, requested: dict |
     wants_number = userinfo and "idcard" in granted and bool(account.resident_id_enc)
     if not (wants_verified or wants_number):
         return {}
-    evidence = evidence_of(account)
+    state = assurance(account)
     out: dict[str, Any] = {}
     if wants_verified:
-        claims = verified_claims(rt, account, evidence, granted,
-                                 requested.get("verified_claims"))
+        claims = verified_claims(rt, account, state, granted, requested.get("verified_claims"))
         if claims is not None:
             out["verified_claims"] = claims
-    if wants_number and level_from(account, evidence) >= 2:
+    if wants_number and state.level >= 2:
         out["resident_id_number"] = accounts.resident_id(rt, account)
     return out

@@ -24,7 +24,6 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from wtforms import Field
 
 from idp.accounts import emails, entities, verification
@@ -71,17 +70,6 @@ from idp.web import (
 )
 
 bp = Blueprint("portal", __name__, url_prefix="/account")
-
-#: How each verification method is named to users.
-METHOD_NAMES = {
-    "population_registry": _l("Population registry: name and ID number"),
-    "face_comparison": _l("Face comparison with the registry photo"),
-    "social_security_card": _l("Social security card"),
-    "carrier_three_element": _l("Mobile carrier: name, ID number and phone"),
-    "in_person": _l("In person at a service counter"),
-    "card_read": _l("Card read at a self-service kiosk"),
-}
-
 
 def _signed_in():
     """``(runtime, session, account)``, or a redirect to the login page."""
@@ -130,7 +118,7 @@ def overview():
     state = verification.summary(rt, account)
     return render_template(
         "account.html", account=account, state=state, ids=_identifiers(rt, account),
-        level_name=verification.level_name(rt, state.level), method_names=METHOD_NAMES,
+        level_name=verification.level_name(rt, state.level), methods=verification.METHODS,
         gateway=rt.gateway is not None,
         card_waiting=kiosk.pending_link(rt, session.get(LINK_SESSION_KEY)) is not None)
 
