@@ -454,7 +454,7 @@ def _normalised(name: str, id_number: str) -> tuple[str, str]:
 
 
 def verify_population(rt: Runtime, account: Account, name: str, id_number: str,
-                      ip: str | None, *, counted: bool = True) -> VerificationEvidence:
+                      ip: str | None) -> VerificationEvidence:
     """Level 2: match name and resident ID number in the population registry.
 
     On a match the number is stored (encrypted, indexed), the verified name
@@ -470,15 +470,31 @@ def verify_population(rt: Runtime, account: Account, name: str, id_number: str,
     :raises IdentifierError: an invalid ID number (GB 11643).
     :raises accounts.AccountError: the name is empty, the account is
         verified with another number, or the number belongs to another
-        account that proved possession of it (or, at a counter, to any
-        other account: ``idp.admin.service.take_over_in_person`` decides).
+        account that proved possession of it.
     :raises PossessionProofRequiredError: the claim described above.
     :raises VerificationLimitError: too many checks.
     :raises VerificationUnavailableError: the registry cannot answer.
     :raises VerificationFailedError: no match (evidence of the failure is kept).
+    """
+    item = _match_population(rt, account, name, id_number, ip, counted=True)
+    db.session.commit()
+    _population_outcome(rt, account, item)
+    return item
+
+
+def _match_population(rt: Runtime, account: Account, name: str, id_number: str,
+                      ip: str | None, *, counted: bool) -> VerificationEvidence:
+    """Ask the population registry about ``name`` and ``id_number`` for
+    ``account`` and record the answer; on a match bind the number and name
+    to the account. Not committed (the claim paths of :func:`_claim` commit
+    and raise); :func:`_population_outcome` follows the commit.
 
     :param counted: False for an operator's check at a counter, which the
-        per-account limit of online checks does not apply to.
+        per-account limit of online checks does not apply to, and where a
+        number held by any other account is refused
+        (``idp.admin.service.take_over_in_person`` decides there).
+    :returns: the evidence of the check, a match or not.
+    :raises: as :func:`verify_population`, except VerificationFailedError.
     """
     name, number = _normalised(name, id_number)
     # Counted before the ownership checks: their answers tell whether an ID
@@ -502,14 +518,21 @@ def verify_population(rt: Runtime, account: Account, name: str, id_number: str,
         accounts.set_resident_id(rt, account, number)
         account.verified_name = name
         account.reverification_required = False
-    db.session.commit()
-    if not matched:
-        if answer.result in (PopulationResult.DECEASED, PopulationResult.CANCELLED):
-            raise VerificationFailedError(answer.result.value, _l(
-                "This ID number cannot be verified online. Please visit a service counter."))
-        raise VerificationFailedError(answer.result.value, POPULATION_MISMATCH)
-    rt.store.delete(_claim_key(account))
     return item
+
+
+def _population_outcome(rt: Runtime, account: Account, item: VerificationEvidence) -> None:
+    """After the commit of a population check ``item``: a match ends the
+    account's pending claim (its number is the account's now).
+
+    :raises VerificationFailedError: the registry did not match.
+    """
+    if not item.level:
+        if item.result in (PopulationResult.DECEASED.value, PopulationResult.CANCELLED.value):
+            raise VerificationFailedError(item.result, _l(
+                "This ID number cannot be verified online. Please visit a service counter."))
+        raise VerificationFailedError(item.result, POPULATION_MISMATCH)
+    rt.store.delete(_claim_key(account))
 
 
 def _claim(rt: Runtime, account: Account, holder: Account, name: str, number: str,
@@ -806,7 +829,8 @@ def verify_card_read(rt: Runtime, account: Account, *, name: str, id_number: str
 def verify_in_person(rt: Runtime, account: Account, name: str, id_number: str,
                      reference: str, operator: str) -> VerificationEvidence:
     """Level 4: an operator saw the person and their ID card at a counter.
-    The population registry must match too (both are recorded). Commits.
+    The population registry must match too: both are recorded in one
+    transaction (a failed match alone is kept). Commits.
 
     :param reference: the counter's reference (ticket or case number).
     :param operator: who made the check (kept with the evidence).
@@ -816,9 +840,12 @@ def verify_in_person(rt: Runtime, account: Account, name: str, id_number: str,
     reference = (reference or "").strip()
     if not reference:
         raise accounts.AccountError("reference", _l("Give the counter's reference."))
-    verify_population(rt, account, name, id_number, None, counted=False)
-    item = _record(rt, account, "in_person", "match", True, reference, None, actor=operator)
+    item = match = _match_population(rt, account, name, id_number, None, counted=False)
+    if match.level:
+        item = _record(rt, account, "in_person", "match", True, reference, None,
+                       actor=operator)
     db.session.commit()
+    _population_outcome(rt, account, match)  # raises for a failed match
     return item
 
 

@@ -1,22 +1,28 @@
 """The one assurance answer below HTTP (idp.accounts.verification.assurance):
 the level each verification method supports, knowledge against
 possession, evidence that stops counting, a released identity, and what
-``verified_claims`` makes of it."""
+``verified_claims`` makes of it; an in-person verification is one
+transaction."""
 
 from __future__ import annotations
 
 import secrets
 from datetime import date, timedelta
+from types import SimpleNamespace
 
 import pytest
 
+from connectors.registries import PopulationResult
 from idp.accounts import service as accounts
+from idp.accounts import verification
 from idp.accounts.identifiers import id_check_character
 from idp.accounts.models import VerificationEvidence
 from idp.accounts.verification import (
     METHODS,
+    VerificationFailedError,
     assurance,
     holds_by_knowledge_only,
+    verify_in_person,
 )
 from idp.admin.service import release_identity
 from idp.config import load_settings
@@ -176,3 +182,44 @@ def test_verified_claims_name_each_method_as_evidence(rt, verified):
     assert population["record"] == {"type": "population_register",
                                     "source": {"name": "population registry"}}
     assert verified_claims(rt, verified, assurance(verified), {"openid"}, None) is None
+
+
+@pytest.fixture
+def population(monkeypatch):
+    """The population registry answers with ``population.result`` (a match
+    by default), without a gateway."""
+    answer = SimpleNamespace(result=PopulationResult.MATCH, reference="POP-1")
+    registry = SimpleNamespace(verify_person=lambda name, number: answer)
+    monkeypatch.setattr(verification, "ask_registry", lambda *args: args[-1](registry))
+    return answer
+
+
+@pytest.fixture
+def commits(monkeypatch) -> list[int]:
+    """One entry per ``db.session.commit()``."""
+    calls: list[int] = []
+    commit = db.session.commit
+    monkeypatch.setattr(db.session, "commit", lambda: (calls.append(1), commit())[1])
+    return calls
+
+
+def evidence_methods(account) -> list[tuple[str, int]]:
+    return [(item.method, item.level) for item in verification.evidence_of(account)]
+
+
+def test_in_person_is_one_transaction(rt, account, population, commits):
+    item = verify_in_person(rt, account, NAME, new_resident_id(), "CTR-1", "clerk")
+    assert item.method == "in_person" and len(commits) == 1
+    db.session.rollback()
+    assert sorted(evidence_methods(account)) == [("in_person", 4), ("population_registry", 2)]
+    assert assurance(account).level == 4 and assurance(account).verified_name == NAME
+
+
+def test_in_person_without_a_registry_match_keeps_the_failure_only(rt, account, population,
+                                                                  commits):
+    population.result = PopulationResult.MISMATCH
+    with pytest.raises(VerificationFailedError):
+        verify_in_person(rt, account, NAME, new_resident_id(), "CTR-2", "clerk")
+    assert len(commits) == 1
+    assert evidence_methods(account) == [("population_registry", 0)]
+    assert assurance(account).level == 0
