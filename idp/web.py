@@ -20,7 +20,6 @@ from werkzeug.exceptions import HTTPException
 
 from idp import sessions
 from idp.accounts.models import Account
-from idp.authn.interactions import Interaction
 from idp.authn.throttle import (
     PROOF_PHONE,
     PROOF_SECRET,
@@ -30,6 +29,7 @@ from idp.authn.throttle import (
 )
 from idp.clients.service import redirect_destination
 from idp.extensions import db
+from idp.oidc.interaction import Interaction
 from idp.runtime import Runtime, current_runtime
 from idp.security import random_token
 from idp.sessions import SsoSession

@@ -16,9 +16,9 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 
 from idp.accounts.models import Account
-from idp.authn.interactions import Interaction
 from idp.oidc.claims import ClaimsRequestError, parse_claims_request
 from idp.oidc.grants import has_consent
+from idp.oidc.interaction import Interaction
 from idp.oidc.subjects import subject_for
 from idp.oidc.tokens import InvalidTokenError, verify_id_token_hint
 from idp.runtime import Runtime
