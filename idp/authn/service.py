@@ -19,8 +19,8 @@ from idp.accounts.models import Account
 from idp.accounts.notify import notify_account, notify_phone
 from idp.audit.service import record, record_deferred
 from idp.authn import otp, throttle, totp
-from idp.authn.acr import combine_amr
 from idp.extensions import db
+from idp.oidc.acr import combine_amr
 from idp.runtime import Runtime
 from idp.security import constant_time_equals, keyed_hash, random_token
 from idp.sessions import SsoSession, create_session, load_session

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from idp.accounts.models import Account
 from idp.accounts.verification import assurance_level
 from idp.audit.service import record
-from idp.authn.acr import combine_amr
 from idp.extensions import db
+from idp.oidc.acr import combine_amr
 from idp.runtime import Runtime
 from idp.sessions import SsoSession, save_session
 from idp.timeutil import epoch
