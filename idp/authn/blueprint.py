@@ -46,9 +46,8 @@ from idp.oidc import interaction
 from idp.oidc.authorize import (
     SENSITIVE_SCOPES,
     UnmetAuthenticationRequirementsError,
-    required_level,
+    step_up_state,
 )
-from idp.oidc.claims import ClaimsRequestError, parse_claims_request
 from idp.oidc.responses import interaction_error
 from idp.oidc.scopes import SCOPE_DESCRIPTIONS
 from idp.runtime import Runtime, current_runtime
@@ -403,17 +402,6 @@ def consent():
                            redirect_host=redirect_host(pending_redirect_uri(rt, item)))
 
 
-def _step_up_state(rt: Runtime, item, client, account, sso) -> stepup.StepUpState:
-    args = {k: v[0] for k, v in item.args.items() if v}
-    try:
-        required, _essential = required_level(rt, args, parse_claims_request(
-            args.get("claims")), client)
-    except ClaimsRequestError:
-        # The authorization endpoint refused such a request before.
-        required, _essential = required_level(rt, args, None, client)
-    return stepup.evaluate(rt, account, sso.amr, required)
-
-
 @bp.route("/login/step-up", methods=["GET", "POST"])
 def step_up():
     """The client asked for a higher level than this login has: verify the
@@ -427,7 +415,7 @@ def step_up():
     client = _client_for(item)
     if item is None or account is None or client is None:
         return _expired()
-    state = _step_up_state(rt, item, client, account, sso)
+    state = step_up_state(rt, item, client, account, sso.amr)
     if state.met:
         return continue_pending(item)
     form.i.data = item.id
@@ -478,8 +466,8 @@ def step_up():
     options = {
         "verify": "portal.verify_identity" if state.level < 2 or state.reverify
         else "portal.verify_strong",
-        "sms": phone is not None and "sms" not in sso.amr and rt.gateway is not None,
-        "password": bool(account.password_hash) and "pwd" not in sso.amr,
+        "sms": phone is not None and "sms" in state.factors,
+        "password": "pwd" in state.factors,
     }
     return render_template(
         "step_up.html", form=form, item=item, client=client, state=state, sent=sent,
