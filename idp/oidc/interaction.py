@@ -123,6 +123,19 @@ def finish(store: Store, item: Interaction) -> bool:
     return store.take(_PREFIX + item.id) is not None
 
 
+def answer_uri(item: Interaction, client) -> str | None:
+    """Where the answer to ``item`` goes: its ``redirect_uri`` (validated
+    against the registration of ``client`` before the interaction was
+    saved), else the client's only registered one; None without a client.
+
+    :param client: the requesting client, as ``rt.clients.get`` finds it, or None.
+    """
+    uri = item.arg("redirect_uri")
+    if uri or client is None:
+        return uri
+    return client.get_default_redirect_uri()
+
+
 def login_finished(store: Store, item: Interaction, auth_time: int) -> None:
     """Record that a login (first factor, or with its second) finished for
     ``item`` at ``auth_time`` (Unix seconds, the SSO session's): on resuming,
@@ -168,10 +181,8 @@ def ended_with_error(store: Store, item: Interaction, client,
     :param client: the requesting client, as ``rt.clients.get`` finds it.
     :param error_class: the error to send, such as ``AccessDeniedError`` or
         ``unmet_authentication_requirements``.
-    :returns: the error, addressed to the request's ``redirect_uri``
-        (validated before the interaction was saved) or the client's only
-        registered one; send it with :func:`idp.oidc.responses.interaction_error`.
+    :returns: the error, addressed to :func:`answer_uri`; send it with
+        :func:`idp.oidc.responses.interaction_error`.
     """
     finish(store, item)
-    redirect_uri = item.arg("redirect_uri") or client.get_default_redirect_uri()
-    return error_class(redirect_uri=redirect_uri)
+    return error_class(redirect_uri=answer_uri(item, client))

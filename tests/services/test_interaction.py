@@ -72,3 +72,4 @@ def test_ended_with_error_answers_at_the_requested_redirect_uri(rt, client):
     assert error.redirect_uri == client.redirect_uri + "?x=1"
     # Taken out: a second resume finds nothing to finish.
     assert interaction.finish(rt.store, item) is False
+    assert interaction.answer_uri(begin(rt, client), None) is None
