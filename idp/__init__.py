@@ -33,7 +33,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp.accounts.passwords import PasswordHasher
     from idp.accounts.pii import PiiCipher
     from idp.audit.writer import AuditWriter
-    from idp.authn.acr import AcrPolicy
     from idp.clients.service import SCOPES, ClientCache
     from idp.extensions import babel, csrf, db, migrate
     from idp.i18n import (
@@ -44,6 +43,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         select_locale,
         time_zone_name,
     )
+    from idp.oidc.acr import AcrPolicy
     from idp.oidc.discovery import provider_metadata, serialise
     from idp.oidc.keys import KeyRing
     from idp.oidc.server import AuthorizationServer

@@ -20,7 +20,6 @@ from werkzeug.exceptions import HTTPException
 
 from idp import sessions
 from idp.accounts.models import Account
-from idp.authn.interactions import Interaction
 from idp.authn.throttle import (
     PROOF_PHONE,
     PROOF_SECRET,
@@ -30,6 +29,7 @@ from idp.authn.throttle import (
 )
 from idp.clients.service import redirect_destination
 from idp.extensions import db
+from idp.oidc.interaction import Interaction, answer_uri
 from idp.runtime import Runtime, current_runtime
 from idp.security import random_token
 from idp.sessions import SsoSession
@@ -233,14 +233,9 @@ def allow_form_target(uri: str | None) -> None:
 
 
 def pending_redirect_uri(rt: Runtime, item: Interaction) -> str | None:
-    """Where the pending authorization request ``item`` will be answered: its
-    ``redirect_uri`` (validated against the client's registration before the
-    interaction was saved), else the client's only registered one."""
-    uri = item.arg("redirect_uri")
-    if uri:
-        return uri
-    client = rt.clients.get(item.arg("client_id") or "")
-    return client.get_default_redirect_uri() if client is not None else None
+    """Where the pending authorization request ``item`` will be answered
+    (:func:`idp.oidc.interaction.answer_uri`)."""
+    return answer_uri(item, rt.clients.get(item.arg("client_id") or ""))
 
 
 def redirect_host(uri: str | None) -> str | None:

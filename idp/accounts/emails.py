@@ -33,6 +33,7 @@ from connectors.mail import MailGatewayError
 from idp.accounts import service as accounts
 from idp.accounts.models import Account
 from idp.accounts.notify import notify_account
+from idp.accounts.recovery import sms_reset_hold_until
 from idp.audit.service import record, record_deferred
 from idp.authn.throttle import DeviceCookie
 from idp.extensions import db
@@ -178,14 +179,14 @@ def send_verification_link(rt: Runtime, account: Account, raw_address: str, pass
     :raises accounts.AccountError: on field ``email`` (malformed, already
         the verified address, or another address while the account is held
         after a password reset by SMS code,
-        :func:`idp.authn.service.sms_reset_hold_until`).
+        :func:`idp.accounts.recovery.sms_reset_hold_until`).
     :raises idp.authn.service.LoginFailedError: wrong password.
     :raises idp.authn.throttle.ThrottledError: too many wrong passwords.
     :raises EmailThrottledError: a send limit is reached.
     :raises EmailUnavailableError: no relay configured, or it refused the
         message (the link is then void, the send still counts).
     """
-    from idp.authn.service import confirm_password, sms_reset_hold_until
+    from idp.authn.service import confirm_password
 
     if rt.mail is None:
         raise EmailUnavailableError("no mail relay is configured (mail.host)")

@@ -70,7 +70,7 @@ class Account(db.Model):
     #: ``session.reauth_hold_after_sms_reset`` seconds after it, the password
     #: and an SMS code (both from one phone) do not re-authenticate, are no
     #: two factors at a step-up, and the carrier check is refused
-    #: (``idp.authn.service.sms_reset_hold_until``).
+    #: (``idp.accounts.recovery.sms_reset_hold_until``).
     password_reset_by_sms_at: Mapped[datetime | None]
     #: Creation and last profile change, UTC.
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

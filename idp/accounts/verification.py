@@ -55,6 +55,7 @@ from idp.accounts import service as accounts
 from idp.accounts.identifiers import normalize_name, parse_card_number, parse_resident_id
 from idp.accounts.models import Account, VerificationEvidence
 from idp.accounts.pii import PiiError
+from idp.accounts.recovery import sms_reset_hold_until
 from idp.audit.service import record
 from idp.extensions import db
 from idp.i18n import LocalTime
@@ -735,7 +736,7 @@ def carrier_check_refusal(rt: Runtime, account: Account) -> str | None:
     It proves that whoever signed in holds the account's phone (and that the
     phone is registered to the person). Within the hold after a password
     reset by SMS code (``session.reauth_hold_after_sms_reset``,
-    :func:`idp.authn.service.sms_reset_hold_until`) the password and the
+    :func:`idp.accounts.recovery.sms_reset_hold_until`) the password and the
     session prove that phone too and nothing more, so a phone thief would
     lift their session to level 3 with the phone alone (NIST SP 800-63B
     §6.1.2.3: whoever lost a factor proves their identity again, which the
@@ -744,9 +745,6 @@ def carrier_check_refusal(rt: Runtime, account: Account) -> str | None:
 
     :returns: a lazily translated message with the hold's end.
     """
-    # Imported here: the authentication service builds on this module.
-    from idp.authn.service import sms_reset_hold_until
-
     until = sms_reset_hold_until(rt, account)
     if until is None:
         return None

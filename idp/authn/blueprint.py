@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from authlib.oauth2.rfc6749 import scope_to_list
-from authlib.oauth2.rfc6749.errors import AccessDeniedError, OAuth2Error
 from flask import (
     Blueprint,
     Response,
@@ -23,7 +22,7 @@ from flask_babel import gettext as _
 from idp.accounts import service as accounts
 from idp.accounts import verification
 from idp.accounts.identifiers import IdentifierError, mask_phone
-from idp.authn import interactions, otp, service, stepup, throttle, totp
+from idp.authn import otp, service, stepup, throttle, totp
 from idp.authn.forms import (
     ConsentForm,
     LoginForm,
@@ -37,16 +36,20 @@ from idp.authn.forms import (
     require_min_length,
 )
 from idp.authn.kiosk import LINK_SESSION_KEY
+from idp.authn.pages import (
+    continue_pending,
+    logged_in_response,
+    send_code_for_form,
+    sms_busy,
+)
 from idp.i18n import local_time
+from idp.oidc import interaction
 from idp.oidc.authorize import (
     SENSITIVE_SCOPES,
-    AuthorizationRequest,
     UnmetAuthenticationRequirementsError,
-    required_level,
+    step_up_state,
 )
-from idp.oidc.claims import ClaimsRequestError, parse_claims_request
-from idp.oidc.grants import deny_consent, save_consent
-from idp.oidc.responses import authorization_error
+from idp.oidc.responses import interaction_error
 from idp.oidc.scopes import SCOPE_DESCRIPTIONS
 from idp.runtime import Runtime, current_runtime
 from idp.sessions import SsoSession
@@ -60,8 +63,6 @@ from idp.web import (
     pending_redirect_uri,
     redirect_host,
     retry_after_header,
-    set_device_cookie,
-    set_sso_cookie,
     sso_cookie,
     too_many_attempts,
 )
@@ -73,20 +74,6 @@ def _client_for(item) -> object | None:
     if item is None:
         return None
     return current_runtime().clients.get(item.arg("client_id") or "")
-
-
-def _resume(item, next_url: str | None = None) -> Response:
-    if item is None:
-        return redirect(local_next(next_url) or url_for("authn.home"))
-    return redirect(url_for("oidc.resume", i=item.id))
-
-
-def _end_with_error(rt: Runtime, item, client, error_class: type[OAuth2Error]) -> Response:
-    """Finish the pending request with ``error_class`` sent to the client."""
-    interactions.finish(rt.store, item)
-    req = AuthorizationRequest(item.args, rt.issuer + "/authorize")
-    redirect_uri = item.arg("redirect_uri") or client.get_default_redirect_uri()
-    return authorization_error(error_class(redirect_uri=redirect_uri), req)
 
 
 def _expired() -> tuple[str, int]:
@@ -122,52 +109,18 @@ def _fix_public_box(rt: Runtime, form) -> None:
             "close it, or after a while unused. To change this, sign out first.")
 
 
-def logged_in_response(rt, item, sso: SsoSession | service.PendingLogin,
-               next_url: str | None = None, *, remember_device: bool = True) -> Response:
-    """The answer to a finished first or second factor: set the SSO cookie
-    and the device cookie, and continue the pending request ``item`` (or go
-    to ``next_url`` in the account console, or home). A login that still
-    needs its second factor goes to the TOTP page first. Shared by every
-    login method's views.
-
-    :param remember_device: False on a public machine (a kiosk): the
-        browser gets no device cookie, also when the second factor follows;
-        nor does a session opened as a public computer's.
-    """
-    if isinstance(sso, service.PendingLogin):
-        session["mfa"] = sso.token
-        if remember_device:
-            session.pop("mfa_public", None)
-        else:
-            session["mfa_public"] = True
-        return redirect(url_for("authn.second_factor", i=item.id if item else None,
-                                next=local_next(next_url)))
-    session.pop("mfa", None)
-    public = session.pop("mfa_public", False)
-    if item is not None:
-        item.login_at = sso.auth_time
-        interactions.save(rt.store, item)
-    response = _resume(item, next_url)
-    set_sso_cookie(rt, response, sso)
-    # A public computer (the login page's box, a kiosk) is never remembered:
-    # the next person there must not inherit this browser's own limits.
-    if remember_device and not public and not sso.public:
-        set_device_cookie(rt, response, sso)
-    return response
-
-
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     """Password login; the message never reveals whether the account exists."""
     rt = current_runtime()
     form = LoginForm()
     _fix_public_box(rt, form)
-    item = interactions.load(rt.store, request.values.get("i") or form.i.data, browser_id())
+    item = interaction.load(rt.store, request.values.get("i") or form.i.data, browser_id())
     if request.method == "GET":
         form.i.data = item.id if item else ""
         form.next.data = local_next(request.args.get("next")) or ""
         if item and item.arg("login_hint"):
-            form.username.data = interactions.login_hint(rt.pii, item)
+            form.username.data = interaction.login_hint(rt.pii, item)
     error, status, headers = None, 200, {}
     if form.validate_on_submit():
         try:
@@ -188,38 +141,6 @@ def login():
                            item=item, sms=rt.gateway is not None), status, headers
 
 
-def send_code_for_form(rt, form, purpose: str,
-                       device: throttle.DeviceCookie | None = None,
-                       ) -> tuple[bool, str | None, int]:
-    """Send an SMS code for ``purpose`` to ``form.phone``; returns ``(sent,
-    error, status)`` for a two-step SMS page. A refused resend still counts
-    as sent: the code already sent stays valid, so the page must keep its
-    code field. A number of a country that may not receive codes is a
-    field error; a used-up hourly budget is "busy" (503).
-
-    :param device: the browser's device cookie (``web.device_cookie``) when
-        the code will be checked with it too (:func:`service.send_sms_code`).
-    """
-    try:
-        service.send_sms_code(rt, form.phone.data, purpose, client_ip(), device)
-    except IdentifierError as exc:
-        form.phone.errors.append(exc.message)
-        return False, None, 400
-    except otp.OtpThrottledError as exc:
-        return True, _("Please wait %(seconds)d seconds before asking for another code.",
-                       seconds=exc.retry_after), 429
-    except otp.SmsBudgetExhaustedError:
-        return False, sms_busy(), 503
-    except service.SmsUnavailableError:
-        return False, _("The text message service is unavailable. Try again later."), 503
-    return True, None, 200
-
-
-def sms_busy() -> str:
-    """The message when an hourly budget of text messages is used up."""
-    return _("The text message service is busy. Try again later.")
-
-
 def _sms_page(form, template: str, purpose: str,
               verify: Callable[[Runtime, Any], Any]):
     """The two steps of an SMS page: send a code for ``purpose``, then
@@ -227,7 +148,7 @@ def _sms_page(form, template: str, purpose: str,
     login), a response to send, or ``(error, status)`` to show the form
     again with what was typed."""
     rt = current_runtime()
-    item = interactions.load(rt.store, request.values.get("i") or form.i.data, browser_id())
+    item = interaction.load(rt.store, request.values.get("i") or form.i.data, browser_id())
     next_field = getattr(form, "next", None)
     if request.method == "GET":
         form.i.data = item.id if item else ""
@@ -319,7 +240,7 @@ def second_factor():
     operators, who must set one up here before their first session)."""
     rt = current_runtime()
     form = TotpForm()
-    item = interactions.load(rt.store, request.values.get("i") or form.i.data, browser_id())
+    item = interaction.load(rt.store, request.values.get("i") or form.i.data, browser_id())
     token = session.get("mfa")
     account = service.pending_account(rt, token)
     if account is None:
@@ -407,7 +328,7 @@ def reset_password():
             flash(_("An authenticator app added on %(date)s is still needed to sign in. If "
                     "it is not yours, visit a service counter with your ID card to have it "
                     "removed.", date=added.isoformat()), "notice")
-        item = interactions.load(rt.store, form.i.data, browser_id())
+        item = interaction.load(rt.store, form.i.data, browser_id())
         return redirect(url_for("authn.login", i=item.id if item else None))
 
     form = require_min_length(PasswordResetForm(),
@@ -422,7 +343,7 @@ def register():
     the passwords)."""
     rt = current_runtime()
     form = require_min_length(RegisterForm(), rt.settings["passwords"]["min_length"])
-    item = interactions.load(rt.store, request.values.get("i") or form.i.data, browser_id())
+    item = interaction.load(rt.store, request.values.get("i") or form.i.data, browser_id())
     if request.method == "GET":
         form.i.data = item.id if item else ""
         return render_template("register.html", form=form, item=item,
@@ -456,7 +377,7 @@ def consent():
     rt = current_runtime()
     form = ConsentForm()
     item_id = request.values.get("i") or form.i.data
-    item = interactions.load(rt.store, item_id, browser_id())
+    item = interaction.load(rt.store, item_id, browser_id())
     _sso, account = current_sso(rt)
     client = _client_for(item)
     if item is None or account is None or client is None:
@@ -471,12 +392,11 @@ def consent():
                 description=_("You signed in as someone else meanwhile. Return to the "
                               "application and start again.")), 400
         if request.form.get("decision") == "approve":
-            save_consent(account.id, client.client_id, scope, client_ip())
-            item.consented_by = account.id
-            interactions.save(rt.store, item)
-            return _resume(item)
-        deny_consent(account.id, client.client_id, client_ip())
-        return _end_with_error(rt, item, client, AccessDeniedError)
+            interaction.consent_given(rt.store, item, account.id, client.client_id, scope,
+                                      client_ip())
+            return continue_pending(item)
+        return interaction_error(item, interaction.consent_refused(
+            rt.store, item, account.id, client, client_ip()))
     form.i.data = item.id
     form.account.data = account.subject
     scopes = [(s, SCOPE_DESCRIPTIONS.get(s, s)) for s in scope_to_list(scope)]
@@ -484,17 +404,6 @@ def consent():
                            sensitive=SENSITIVE_SCOPES,
                            account=account, item=item,
                            redirect_host=redirect_host(pending_redirect_uri(rt, item)))
-
-
-def _step_up_state(rt: Runtime, item, client, account, sso) -> stepup.StepUpState:
-    args = {k: v[0] for k, v in item.args.items() if v}
-    try:
-        required, _essential = required_level(rt, args, parse_claims_request(
-            args.get("claims")), client)
-    except ClaimsRequestError:
-        # The authorization endpoint refused such a request before.
-        required, _essential = required_level(rt, args, None, client)
-    return stepup.evaluate(rt, account, sso.amr, required)
 
 
 @bp.route("/login/step-up", methods=["GET", "POST"])
@@ -505,20 +414,21 @@ def step_up():
     client ``unmet_authentication_requirements``."""
     rt = current_runtime()
     form = StepUpForm()
-    item = interactions.load(rt.store, request.values.get("i") or form.i.data, browser_id())
+    item = interaction.load(rt.store, request.values.get("i") or form.i.data, browser_id())
     sso, account = current_sso(rt)
     client = _client_for(item)
     if item is None or account is None or client is None:
         return _expired()
-    state = _step_up_state(rt, item, client, account, sso)
+    state = step_up_state(rt, item, client, account, sso.amr)
     if state.met:
-        return _resume(item)
+        return continue_pending(item)
     form.i.data = item.id
     action = request.form.get("action")
     error, status, sent = None, 200, False
     if form.validate_on_submit():
         if action == "cancel" or not state.reachable:
-            return _end_with_error(rt, item, client, UnmetAuthenticationRequirementsError)
+            return interaction_error(item, interaction.ended_with_error(
+                rt.store, item, client, UnmetAuthenticationRequirementsError))
         device = device_cookie(rt)
         method = {"send_sms": "sms", "sms": "sms", "password": "pwd"}.get(action)
         try:
@@ -532,12 +442,12 @@ def step_up():
                 service.check_step_up_code(rt, account, form.code.data or "", client_ip(),
                                            device)
                 stepup.add_factor(rt, sso, "sms", client_ip())
-                return _resume(item)
+                return continue_pending(item)
             elif action == "password":
                 service.confirm_password(rt, account, form.password.data or "", client_ip(),
                                          device)
                 stepup.add_factor(rt, sso, "pwd", client_ip())
-                return _resume(item)
+                return continue_pending(item)
         except stepup.FactorHeldError:
             # The page says why (``held`` below) and offers no factor.
             status = 403
@@ -566,8 +476,8 @@ def step_up():
     options = {
         "verify": "portal.verify_identity" if state.level < 2 or state.reverify
         else "portal.verify_strong",
-        "sms": phone is not None and "sms" in state.factors and rt.gateway is not None,
-        "password": bool(account.password_hash) and "pwd" in state.factors,
+        "sms": phone is not None and "sms" in state.factors,
+        "password": "pwd" in state.factors,
     }
     held = (_held_factor(state.hold_until)
             if state.hold_until is not None and state.needs_factor else None)

@@ -19,8 +19,8 @@ from idp.accounts.models import Account
 from idp.accounts.notify import notify_account, notify_phone
 from idp.audit.service import record, record_deferred
 from idp.authn import otp, throttle, totp
-from idp.authn.acr import combine_amr
 from idp.extensions import db
+from idp.oidc.acr import combine_amr
 from idp.runtime import Runtime
 from idp.security import constant_time_equals, keyed_hash, random_token
 from idp.sessions import SsoSession, create_session, load_session
@@ -646,7 +646,7 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
     and that one that is not theirs is removed at a service counter. For
     ``session.reauth_hold_after_sms_reset`` seconds the new password and a
     code to that phone do not re-authenticate (:func:`reauth_method`) nor
-    lift a login or the identity to level 3 (:func:`sms_reset_hold_until`).
+    lift a login or the identity to level 3 (:func:`idp.accounts.recovery.sms_reset_hold_until`).
 
     In order: the attempt is counted against the client IP, or the
     browser's own count when it is known to the account of the number
@@ -694,25 +694,6 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
         notify_account(rt, account, "password_reset_authenticator_kept",
                        {"date": kept.isoformat()})
     return account
-
-
-def sms_reset_hold_until(rt: Runtime, account: Account) -> int | None:
-    """Unix seconds when the hold after a password reset by SMS code ends
-    for ``account``, or None when no hold applies. It applies for
-    ``session.reauth_hold_after_sms_reset`` seconds after the reset, to an
-    account without an authenticator app (every session of one with an app
-    proved the app): meanwhile the password and that phone prove only the
-    phone, so together they neither re-authenticate (:func:`reauth_method`),
-    nor make two factors at a step-up (:mod:`idp.authn.stepup`), nor point
-    the account's e-mail address at another mailbox
-    (:func:`idp.accounts.emails.send_verification_link`); and the carrier
-    check, which proves the phone, is refused
-    (:func:`idp.accounts.verification.carrier_check_refusal`)."""
-    if account.password_reset_by_sms_at is None or totp.has_totp(account):
-        return None
-    until = (to_epoch(account.password_reset_by_sms_at)
-             + rt.settings["session"]["reauth_hold_after_sms_reset"])
-    return until if until > epoch() else None
 
 
 class ReauthUnavailableError(Exception):

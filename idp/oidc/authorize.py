@@ -16,9 +16,10 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 
 from idp.accounts.models import Account
-from idp.authn.interactions import Interaction
 from idp.oidc.claims import ClaimsRequestError, parse_claims_request
 from idp.oidc.grants import has_consent
+from idp.oidc.interaction import Interaction
+from idp.oidc.stepup import StepUpState, evaluate
 from idp.oidc.subjects import subject_for
 from idp.oidc.tokens import InvalidTokenError, verify_id_token_hint
 from idp.runtime import Runtime
@@ -275,6 +276,24 @@ def required_level(rt: Runtime, args: dict[str, str], claims: dict | None,
             essential)
 
 
+def step_up_state(rt: Runtime, item: Interaction, client, account: Account,
+                  amr: list[str]) -> StepUpState:
+    """How a login of ``account`` by ``amr`` stands against the level the
+    saved request ``item`` needs: :func:`required_level` of its parameters,
+    as :func:`check_acr` computed it when it sent the user to step up.
+
+    :param client: the requesting client, as ``rt.clients.get`` finds it.
+    """
+    args = {k: v[0] for k, v in item.args.items() if v}
+    try:
+        claims = parse_claims_request(args.get("claims"))
+    except ClaimsRequestError:
+        # check_claims refused such a request before it was saved.
+        claims = None
+    required, _essential = required_level(rt, args, claims, client)
+    return evaluate(rt, account, amr, required)
+
+
 def check_acr(rt: Runtime, claims: dict | None, client, args: dict[str, str], account: Account,
               session: SsoSession, prompts: set[str], redirect_uri: str) -> tuple[str | None, int]:
     """Whether the login meets the requested level (OIDC Core §3.1.2.1
@@ -287,8 +306,6 @@ def check_acr(rt: Runtime, claims: dict | None, client, args: dict[str, str], ac
         by any step-up (or an essential request names only unknown values).
     :raises InteractionRequiredError: a step-up is needed under ``prompt=none``.
     """
-    from idp.authn.stepup import evaluate
-
     try:
         required, essential = required_level(rt, args, claims, client)
     except ClaimsRequestError as exc:

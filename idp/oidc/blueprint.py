@@ -16,10 +16,9 @@ from flask import (
 )
 from flask_babel import gettext as _
 
-from idp.authn import interactions
 from idp.extensions import csrf
 from idp.i18n import remember_ui_locales
-from idp.oidc import client_auth, logout, resources
+from idp.oidc import client_auth, interaction, logout, resources
 from idp.oidc.authorize import AuthorizationRequest, decide, known_parameters
 from idp.oidc.responses import authorization_error
 from idp.oidc.server import TOKEN_AUTH_METHODS, EndpointRequest, LoginContext
@@ -130,7 +129,8 @@ def jwks():
     return _cached(body, etag, 300)
 
 
-def _run_authorization(args: dict[str, list[str]], interaction=None) -> Response:
+def _run_authorization(args: dict[str, list[str]],
+                       item: interaction.Interaction | None = None) -> Response:
     rt = current_runtime()
     req = AuthorizationRequest(args, rt.issuer + "/authorize")
     try:
@@ -146,24 +146,24 @@ def _run_authorization(args: dict[str, list[str]], interaction=None) -> Response
         client = req.client
         redirect_uri = grant.redirect_uri or req.payload.redirect_uri
         sso, account = current_sso(rt)
-        decision = decide(rt, req, client, redirect_uri, sso, account, interaction)
+        decision = decide(rt, req, client, redirect_uri, sso, account, item)
     except OAuth2Error as error:
         return authorization_error(error, req)
     if decision.action in ("login", "step_up", "consent"):
         remember_ui_locales(req.payload.data.get("ui_locales"))
-        if interaction is None:
+        if item is None:
             try:
-                interaction = interactions.start(rt.store, args, browser_id(), client_ip(),
-                                                 rt.settings["throttle"], rt.pii)
-            except interactions.TooManyInteractionsError:
+                item = interaction.start(rt.store, args, browser_id(), client_ip(),
+                                         rt.settings["throttle"], rt.pii)
+            except interaction.TooManyInteractionsError:
                 return Response(render_template(
                     "error.html", error="temporarily_unavailable",
                     description=_("Too many sign-in requests from your network. "
                                   "Try again in a minute.")), status=429)
         endpoint = {"login": "authn.login", "step_up": "authn.step_up",
                     "consent": "authn.consent"}[decision.action]
-        return redirect(url_for(endpoint, i=interaction.id))
-    if interaction is not None and not interactions.finish(rt.store, interaction):
+        return redirect(url_for(endpoint, i=item.id))
+    if item is not None and not interaction.finish(rt.store, item):
         return _expired_page()
     context = LoginContext(account=account, session=sso, claims=decision.claims,
                            acr=decision.acr)
@@ -188,7 +188,7 @@ def authorize():
 def resume():
     """Continue a saved authorization request after login or consent."""
     rt = current_runtime()
-    item = interactions.load(rt.store, request.args.get("i"), browser_id())
+    item = interaction.load(rt.store, request.args.get("i"), browser_id())
     if item is None:
         return _expired_page()
     return _run_authorization(item.args, item)

@@ -8,6 +8,7 @@ from authlib.oauth2.rfc6749.errors import OAuth2Error
 from flask import Response, render_template
 
 from idp.oidc.authorize import AuthorizationRequest
+from idp.oidc.interaction import Interaction
 from idp.runtime import current_runtime
 from idp.web import allow_form_target
 
@@ -50,3 +51,11 @@ def authorization_error(error: OAuth2Error, req: AuthorizationRequest | None) ->
     params.append(("iss", current_runtime().issuer))
     mode = req.payload.data.get("response_mode") if req is not None else None
     return response_mode_response(error.redirect_uri, params, mode)
+
+
+def interaction_error(item: Interaction, error: OAuth2Error) -> Response:
+    """Send ``error`` (from :func:`idp.oidc.interaction.ended_with_error`) to
+    the client of the saved request ``item``, with its ``state`` and in its
+    response mode (:func:`authorization_error`)."""
+    req = AuthorizationRequest(item.args, current_runtime().issuer + "/authorize")
+    return authorization_error(error, req)

@@ -34,14 +34,14 @@ from idp.accounts.identifiers import (
     mask_phone,
     mask_resident_id,
 )
-from idp.authn import interactions, otp, throttle, totp
+from idp.authn import otp, throttle, totp
 from idp.authn import service as authn
-from idp.authn.blueprint import send_code_for_form, sms_busy
 from idp.authn.forms import require_min_length
+from idp.authn.kiosk import LINK_SESSION_KEY
 from idp.authn.kiosk import service as kiosk
-from idp.authn.kiosk.blueprint import LINK_SESSION_KEY
+from idp.authn.pages import send_code_for_form, sms_busy
 from idp.i18n import local_time
-from idp.oidc import grants
+from idp.oidc import grants, interaction
 from idp.oidc.scopes import SCOPE_DESCRIPTIONS
 from idp.portal.forms import (
     ConfirmEmailForm,
@@ -82,11 +82,11 @@ def _signed_in():
     return rt, sso, account, None
 
 
-def _pending(rt, form) -> interactions.Interaction | None:
-    return interactions.load(rt.store, request.values.get("i") or form.i.data, browser_id())
+def _pending(rt, form) -> interaction.Interaction | None:
+    return interaction.load(rt.store, request.values.get("i") or form.i.data, browser_id())
 
 
-def _client_of(rt, item: interactions.Interaction | None):
+def _client_of(rt, item: interaction.Interaction | None):
     """The client whose pending request ``item`` is, for a way back to it."""
     return rt.clients.get(item.arg("client_id") or "") if item is not None else None
 

@@ -9,8 +9,8 @@ import pytest
 
 from idp.accounts.models import VerificationEvidence
 from idp.accounts.verification import level_from
-from idp.authn.acr import ACR_NONE, AcrPolicy, combine_amr
 from idp.config import ConfigError, load_settings
+from idp.oidc.acr import ACR_NONE, AcrPolicy, combine_amr
 from idp.timeutil import utcnow
 
 POLICY = AcrPolicy(("L1", "L2", "L3", "L4"), single_factor=2, multi_factor=3, kiosk=2)

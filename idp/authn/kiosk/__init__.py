@@ -5,5 +5,5 @@ resident ID card or social security card they read."""
 #: to be linked in this browser (set by the kiosk's link page, read by the
 #: account console's link page; a login in such a browser is a public
 #: computer's, :func:`idp.authn.service.public_login`). Here rather than in
-#: the kiosk's blueprint, which imports the login views that read it.
+#: the kiosk's blueprint, so that no blueprint imports another.
 LINK_SESSION_KEY = "kiosk_link"

@@ -21,7 +21,6 @@ from flask_babel import gettext as _
 from flask_wtf import FlaskForm
 
 from idp.authn import service
-from idp.authn.blueprint import logged_in_response
 from idp.authn.kiosk import LINK_SESSION_KEY
 from idp.authn.kiosk.service import (
     KioskError,
@@ -31,6 +30,7 @@ from idp.authn.kiosk.service import (
     pending_link,
     redeem_ticket,
 )
+from idp.authn.pages import logged_in_response
 from idp.extensions import csrf
 from idp.runtime import current_runtime
 from idp.web import clear_sso_cookie, client_ip, current_sso, sso_cookie

@@ -55,8 +55,8 @@ from idp.accounts.verification import (
     verify_card_read,
 )
 from idp.audit.service import record
-from idp.authn.acr import combine_amr
 from idp.extensions import db
+from idp.oidc.acr import combine_amr
 from idp.oidc.tokens import ACCEPTED_ALGS, sole_audience
 from idp.runtime import Runtime
 from idp.security import random_token

@@ -2,10 +2,14 @@
 a client's request for a level demands.
 
 The ``acr`` of a login is the account's identity assurance level capped by
-the strength of the authentication methods used (RFC 8176 ``amr``): one
-factor reaches at most ``single_factor_max_level``, two factors
-``multi_factor_max_level``, a kiosk card read ``kiosk_max_level``. Levels
-are ordered; a higher level satisfies a lower one. Nothing here does I/O.
+the strength of the authentication methods used (RFC 8176 ``amr``). What
+each method counts for is one table, :data:`METHODS`: whether it is a
+knowledge or a possession factor, which ``[assurance]`` setting caps a
+login that used it (one factor reaches at most ``single_factor_max_level``,
+two factors, ``mfa``, ``multi_factor_max_level``, a kiosk card read
+``kiosk_max_level``), and whether a step-up offers it as a further factor.
+A new login method is a row here. Levels are ordered; a higher level
+satisfies a lower one. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -18,8 +22,50 @@ from typing import Any
 #: level 1. Given to logins of accounts that have no verified phone or
 #: registry evidence yet.
 ACR_NONE = "0"
+#: Kinds of authentication factor (NIST SP 800-63B §5.1).
+KNOWLEDGE = "knowledge"
+POSSESSION = "possession"
+
+
+@dataclass(frozen=True)
+class AuthenticationMethod:
+    """One RFC 8176 ``amr`` value and what it counts for.
+
+    :ivar amr: the value reported in ``amr``.
+    :ivar factor: :data:`KNOWLEDGE` or :data:`POSSESSION`; None for a value
+        that is no factor on its own (``mfa``). Two distinct factors make
+        ``mfa`` (:func:`combine_amr`).
+    :ivar cap: the strength whose ``[assurance] <cap>_max_level`` setting
+        caps a login that used it: ``single_factor``, ``multi_factor`` or
+        ``kiosk`` (fields of :class:`AcrPolicy`).
+    :ivar step_up_credential: what an account must hold for a step-up to
+        offer this method as a further factor (``password``,
+        ``verified_phone``: :func:`idp.oidc.stepup.step_up_factors`); None
+        when a step-up never offers it.
+    """
+
+    amr: str
+    factor: str | None
+    cap: str = "single_factor"
+    step_up_credential: str | None = None
+
+
+#: Every authentication method the provider reports, in the order a step-up
+#: offers its factors.
+METHODS: tuple[AuthenticationMethod, ...] = (
+    AuthenticationMethod("sms", POSSESSION, step_up_credential="verified_phone"),
+    AuthenticationMethod("pwd", KNOWLEDGE, step_up_credential="password"),
+    AuthenticationMethod("otp", POSSESSION),
+    AuthenticationMethod("hwk", POSSESSION, cap="kiosk"),
+    AuthenticationMethod("swk", POSSESSION),
+    AuthenticationMethod("pin", KNOWLEDGE),
+    AuthenticationMethod("mfa", None, cap="multi_factor"),
+)
 #: RFC 8176 methods that are a knowledge or possession factor on their own.
-FACTORS = frozenset({"pwd", "sms", "otp", "hwk", "swk", "pin"})
+FACTORS = frozenset(m.amr for m in METHODS if m.factor is not None)
+_BY_AMR = {m.amr: m for m in METHODS}
+#: The strengths a method's ``cap`` may name, each an ``[assurance]`` setting.
+STRENGTHS = ("single_factor", "multi_factor", "kiosk")
 
 
 def combine_amr(first: Iterable[str], added: str) -> list[str]:
@@ -36,10 +82,11 @@ def combine_amr(first: Iterable[str], added: str) -> list[str]:
 
 @dataclass(frozen=True)
 class AcrPolicy:
-    """The four levels' ``acr`` values and the caps per authentication strength.
+    """The four levels' ``acr`` values and the caps per authentication strength
+    (:data:`STRENGTHS`), which :data:`METHODS` assigns to each ``amr`` value.
 
     :ivar values: ``acr`` of levels 1..4, lowest first.
-    :ivar single_factor: highest level of a one-factor login.
+    :ivar single_factor: highest level of a one-factor login (any login).
     :ivar multi_factor: highest level of a login with ``mfa``.
     :ivar kiosk: highest level of a kiosk card login (``hwk``).
     """
@@ -53,8 +100,8 @@ class AcrPolicy:
     def from_settings(cls, settings: Mapping[str, Any]) -> AcrPolicy:
         """Build the policy from the ``[assurance]`` settings table."""
         assurance = settings["assurance"]
-        return cls(tuple(assurance["acr_values"]), assurance["single_factor_max_level"],
-                   assurance["multi_factor_max_level"], assurance["kiosk_max_level"])
+        return cls(tuple(assurance["acr_values"]),
+                   **{strength: assurance[f"{strength}_max_level"] for strength in STRENGTHS})
 
     def acr_of(self, level: int) -> str:
         """The ``acr`` value of ``level`` (0..4); level 0 is :data:`ACR_NONE`."""
@@ -66,24 +113,25 @@ class AcrPolicy:
             return 0
         return self.values.index(acr) + 1 if acr in self.values else None
 
+    def max_level(self, strength: str) -> int:
+        """The cap of ``strength``, one of :data:`STRENGTHS`.
+
+        :raises ValueError: ``strength`` is not one of them.
+        """
+        if strength not in STRENGTHS:
+            raise ValueError(f"unknown authentication strength {strength!r}")
+        return getattr(self, strength)
+
     def method_cap(self, amr: Iterable[str]) -> int:
-        """Highest level the authentication methods ``amr`` can support."""
-        methods = set(amr)
-        caps = [self.single_factor]
-        if "mfa" in methods:
-            caps.append(self.multi_factor)
-        if "hwk" in methods:
-            caps.append(self.kiosk)
-        return max(caps)
+        """Highest level the authentication methods ``amr`` can support: the
+        highest cap of the :data:`METHODS` used, and at least a one-factor
+        login's (an ``amr`` value not in the table adds nothing)."""
+        return max([self.single_factor,
+                    *(self.max_level(_BY_AMR[m].cap) for m in amr if m in _BY_AMR)])
 
     def achieved(self, account_level: int, amr: Iterable[str]) -> int:
         """Level of a login: the account's level capped by its methods."""
         return min(account_level, self.method_cap(amr))
-
-    @property
-    def reachable(self) -> int:
-        """Highest level any login method of this provider can reach."""
-        return max(self.single_factor, self.multi_factor, self.kiosk)
 
     def required_level(self, acr_values: str | None, essential: list[str] | None,
                        client_min: str | None) -> int:

@@ -1,5 +1,13 @@
-"""Pending authorization requests ("interactions") while the user logs in or
-consents, kept in the store and bound to one browser."""
+"""The interaction: an authorization request saved while the user logs in,
+steps up or consents, kept in the store and bound to one browser, and the
+verbs the login and consent pages end it with.
+
+The authorization endpoint starts an interaction when it cannot answer at
+once (:func:`start`) and resumes it after each page (``/authorize/resume``,
+which runs every check again). A page records what happened with a verb:
+:func:`login_finished`, :func:`consent_given`, :func:`consent_refused`, or
+:func:`ended_with_error`; it never edits the saved request itself.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from authlib.oauth2.rfc6749.errors import AccessDeniedError, OAuth2Error
+
 from idp.accounts.pii import PiiCipher, PiiError
+from idp.oidc.grants import deny_consent, save_consent
 from idp.security import constant_time_equals, random_token
 from idp.store import Store
 from idp.timeutil import epoch
@@ -98,7 +109,7 @@ def load(store: Store, interaction_id: str | None, browser: str | None) -> Inter
     return Interaction(**data)
 
 
-def save(store: Store, item: Interaction) -> None:
+def _save(store: Store, item: Interaction) -> None:
     """Persist changes to ``item`` for the rest of its lifetime."""
     remaining = item.created + TTL - epoch()
     if remaining > 0:
@@ -110,3 +121,68 @@ def finish(store: Store, item: Interaction) -> bool:
     sent; of two concurrent resumes only one gets True, so one approval
     yields one code."""
     return store.take(_PREFIX + item.id) is not None
+
+
+def answer_uri(item: Interaction, client) -> str | None:
+    """Where the answer to ``item`` goes: its ``redirect_uri`` (validated
+    against the registration of ``client`` before the interaction was
+    saved), else the client's only registered one; None without a client.
+
+    :param client: the requesting client, as ``rt.clients.get`` finds it, or None.
+    """
+    uri = item.arg("redirect_uri")
+    if uri or client is None:
+        return uri
+    return client.get_default_redirect_uri()
+
+
+def login_finished(store: Store, item: Interaction, auth_time: int) -> None:
+    """Record that a login (first factor, or with its second) finished for
+    ``item`` at ``auth_time`` (Unix seconds, the SSO session's): on resuming,
+    ``prompt=login`` and ``max_age`` count it as the fresh login they asked
+    for (:func:`idp.oidc.authorize.decide`)."""
+    item.login_at = auth_time
+    _save(store, item)
+
+
+def consent_given(store: Store, item: Interaction, account_id: int, client_id: str,
+                  scope: str, ip: str | None) -> None:
+    """The account approved ``scope`` for the client on the consent page:
+    the consent is remembered (:func:`idp.oidc.grants.save_consent`, which
+    audits and commits) and ``item`` counts as approved by ``account_id``
+    only, so a later login by someone else is asked again.
+
+    :param scope: the space-separated scopes shown on the page.
+    :param ip: the client IP address, for the audit trail.
+    """
+    save_consent(account_id, client_id, scope, ip)
+    item.consented_by = account_id
+    _save(store, item)
+
+
+def consent_refused(store: Store, item: Interaction, account_id: int, client,
+                    ip: str | None) -> OAuth2Error:
+    """The account refused the client's request on the consent page: audited
+    (:func:`idp.oidc.grants.deny_consent`, which commits), and the request
+    ends with ``access_denied`` (RFC 6749 §4.1.2.1).
+
+    :param client: the requesting client, as ``rt.clients.get`` finds it.
+    :returns: the error to send, as :func:`ended_with_error` gives it.
+    """
+    deny_consent(account_id, client.client_id, ip)
+    return ended_with_error(store, item, client, AccessDeniedError)
+
+
+def ended_with_error(store: Store, item: Interaction, client,
+                     error_class: type[OAuth2Error]) -> OAuth2Error:
+    """End ``item`` with a protocol error instead of a code: it is taken out
+    of the store (:func:`finish`), so it cannot be resumed any more.
+
+    :param client: the requesting client, as ``rt.clients.get`` finds it.
+    :param error_class: the error to send, such as ``AccessDeniedError`` or
+        ``unmet_authentication_requirements``.
+    :returns: the error, addressed to :func:`answer_uri`; send it with
+        :func:`idp.oidc.responses.interaction_error`.
+    """
+    finish(store, item)
+    return error_class(redirect_uri=answer_uri(item, client))
