@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import requests
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "plum-blossom-river"
@@ -227,6 +226,9 @@ def _port_free(port: int) -> bool:
 
 
 def _answers(url: str) -> bool:
+    # Imported here: `idp --help` loads this module to list `idp demo`.
+    import requests
+
     try:
         return requests.get(url, timeout=2, allow_redirects=False).status_code == 200
     except requests.RequestException:
@@ -445,3 +447,11 @@ def run_demo(port: int) -> None:
     if failed:
         raise click.ClickException(failed)
     click.echo("Demo stopped.", err=True)
+
+
+@click.command()
+@click.option("--port", default=5000, show_default=True, type=int,
+              help="Provider port; the portals use the next two ports.")
+def demo(port: int) -> None:
+    """Start the provider and two department portals with a demo account (SSO demo)."""
+    run_demo(port)

@@ -166,7 +166,7 @@ def register_client(provider, *args: str) -> dict:
     client registered from another process is seen within that time); this
     one is registered in the provider's own process, so its cache is told at once.
     """
-    from idp.cli import clients_create
+    from idp.cli.clients import clients_create
 
     result = CliRunner().invoke(clients_create, ["--name", "Library test", *args, "--json"],
                                 obj=_script_info(provider), catch_exceptions=False)
