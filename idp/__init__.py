@@ -34,7 +34,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp.accounts.pii import PiiCipher
     from idp.audit.writer import AuditWriter
     from idp.authn.acr import AcrPolicy
-    from idp.clients.service import SCOPES, ClientCache
+    from idp.clients.cache import ClientCache
+    from idp.clients.metadata import SCOPES
     from idp.extensions import babel, csrf, db, migrate
     from idp.i18n import (
         compile_catalogs,

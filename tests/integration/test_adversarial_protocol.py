@@ -261,7 +261,7 @@ def test_sector_fetch_deadline_covers_the_tls_handshake(trickling_tls_server, mo
     ``idp clients create`` for as long as it liked. FETCH_DEADLINE is for
     the whole fetch (idp.clients.sector)."""
     from idp.clients import sector
-    from idp.clients.service import ClientError, fetch_sector_uris
+    from idp.clients.metadata import ClientError, fetch_sector_uris
 
     monkeypatch.setattr(sector, "FETCH_DEADLINE", 1.0)
     monkeypatch.setattr(sector, "public_address", lambda host, port: "127.0.0.1")
