@@ -9,11 +9,8 @@ worker."""
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,8 +19,8 @@ import jwt as pyjwt
 import pytest
 import requests
 
-from tests.conftest import SECRETS, free_port
 from tests.helpers import Browser, pkce_pair
+from tests.serve_support import running_serve
 
 MALFORMED_BASIC = "Client authentication failed: malformed HTTP Basic credentials."
 
@@ -293,42 +290,10 @@ THREADS = 2
 def served(tmp_path_factory, database_url):
     """``idp serve`` with one worker of two threads (so two held connections
     take every thread) and a 3 s request timeout. Yields ``(url, port)``."""
-    instance = tmp_path_factory.mktemp("adv-serve")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
-    env.update({
-        "IDP_INSTANCE_PATH": str(instance), "IDP_ISSUER": f"http://127.0.0.1:{port}",
-        "IDP_DATABASE_URL": database_url or "",
-        "IDP_REDIS_URL": os.environ.get("IDP_TEST_REDIS_URL", ""),
-        "IDP_STORE_PREFIX": f"idpadvserve:{instance.name}:",
-        "IDP_SERVER__REQUEST_TIMEOUT": "3",
-        **{f"IDP_SECRETS__{k.upper()}": v for k, v in SECRETS.items()},
-    })
-    log = open(instance / "serve.log", "wb")  # closed in the finally below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "idp.cli", "serve", "--port", str(port), "--workers", "1",
-         "--threads", str(THREADS)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if requests.get(f"{url}/jwks.json", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None, (instance / "serve.log").read_text()
-            time.sleep(0.1)
-        else:
-            raise AssertionError("idp serve did not start")
-        yield url, port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
+    with running_serve(tmp_path_factory.mktemp("adv-serve"), database_url, workers=1,
+                       threads=THREADS, ready_path="/jwks.json",
+                       settings={"IDP_SERVER__REQUEST_TIMEOUT": "3"}) as served:
+        yield served.url, served.port
 
 
 FORM = b"Content-Type: application/x-www-form-urlencoded\r\n"
