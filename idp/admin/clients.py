@@ -24,7 +24,8 @@ class RemovedClient:
 
 def remove_client(rt: Runtime, client_id: str, operator: str) -> RemovedClient:
     """Delete a client's registration and end its grants and consents, in
-    the caller's transaction (flushed; the caller commits).
+    the caller's transaction (flushed; the caller commits). Once committed,
+    no process accepts the client or its tokens at the next request.
 
     :param operator: who acts, for the audit trail.
     :raises idp.clients.metadata.ClientError: an unknown client.

@@ -1,6 +1,8 @@
 """``idp clients``: relying parties (OAuth 2.0 clients).
 
-Each command is one transaction, committed here.
+Each command is one transaction, committed here; a change applies in every
+process of the running provider at its next request (the client cache
+follows the store, :mod:`idp.clients.cache`).
 """
 
 from __future__ import annotations
@@ -182,7 +184,8 @@ def _commit_and_show(rt, client, secret: str | None, as_json: bool) -> None:
 
 
 def _commit() -> None:
-    """Commit the command's transaction."""
+    """Commit the command's transaction; the client cache of every process
+    follows (:mod:`idp.clients.cache`)."""
     from idp.extensions import db
 
     db.session.commit()
@@ -249,7 +252,8 @@ def clients_show(client_id: str, as_json: bool) -> None:
 def clients_update(client_id: str, as_json: bool, cleared: tuple[str, ...],
                    **options: Any) -> None:
     """Change a client: only what the options give, checked as at
-    registration. A client moved to a method with a secret gets one,
+    registration. It applies in every process of the running provider at
+    its next request. A client moved to a method with a secret gets one,
     printed once; moved off private_key_jwt, it loses its keys."""
     from dataclasses import replace
 
@@ -305,7 +309,7 @@ def clients_rotate_secret(client_id: str, grace: int, as_json: bool) -> None:
 @with_appcontext
 def clients_delete(client_id: str, yes: bool) -> None:
     """Delete a client: its grants are revoked (refresh and access tokens
-    stop working) and its consents deleted."""
+    stop working) and its consents deleted, in every process at once."""
     from idp.admin.clients import remove_client
     from idp.runtime import current_runtime
 

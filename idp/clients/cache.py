@@ -1,27 +1,47 @@
 """Client lookups for the protocol: an immutable view of a registered
-client, cached per process; a change committed in this process drops it at
-once, other processes see it within the cache lifetime."""
+client, cached per process and dropped in every process as soon as a change
+to any client commits.
+
+A change is published through the store as a new *generation* of the
+clients (one random value under :data:`GENERATION_KEY`); each lookup reads
+it (one store GET, once per request) and a process that finds another value
+than the one its entries were loaded under drops them all. Client changes
+are rare and lookups are many, so one generation for all clients costs
+less than a version per client.
+"""
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
 from dataclasses import dataclass, field
 
 from authlib.oauth2.rfc6749 import ClientMixin, scope_to_list
+from flask import g, has_request_context
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from idp.clients.metadata import SECRET_AUTH_METHODS
 from idp.clients.models import Client
 from idp.extensions import db
-from idp.security import constant_time_equals, keyed_hash
+from idp.security import constant_time_equals, keyed_hash, random_token
+from idp.store import Store, StoreError
 from idp.timeutil import to_epoch
 
+log = logging.getLogger(__name__)
+
 SECRET_PURPOSE = "client_secret"
+#: Store key of the clients' generation, rewritten after each committed change.
+GENERATION_KEY = "clients:generation"
+#: Lifetime of the generation entry, seconds: when it lapses every process
+#: reloads its clients once, which is harmless.
+GENERATION_TTL = 90 * 24 * 3600
 #: ``Session.info`` key of the caches to tell when the session's transaction commits.
 _PENDING = "idp.clients.changed"
+#: ``flask.g`` attribute: this request already compared the generation.
+_CHECKED = "_idp_clients_generation_checked"
 
 
 @dataclass(frozen=True)
@@ -163,27 +183,36 @@ def _to_info(row: Client, hmac_key: bytes) -> ClientInfo:
 
 
 class ClientCache:
-    """Per-process cache of clients by ``client_id``.
+    """Per-process cache of clients by ``client_id``, in step with every
+    other process through the clients' generation in ``store``.
 
-    Entries live ``ttl`` seconds, so a change made by another process is seen
-    within that time; changes committed through this process invalidate at
-    once (:meth:`changed`).
+    A committed change (:meth:`changed` in the transaction) is seen by the
+    next request of every process. Entries also live at most ``ttl``
+    seconds, which bounds how long a process keeps a client when the store
+    cannot be read or a row was changed outside :mod:`idp.clients.service`.
 
     :param hmac_key: key for client secret hashes.
+    :param store: where the generation is kept.
     :param ttl: cache lifetime of an entry, seconds.
     """
 
-    def __init__(self, hmac_key: bytes, ttl: float = 30.0) -> None:
+    def __init__(self, hmac_key: bytes, store: Store, ttl: float = 30.0) -> None:
         self._hmac_key = hmac_key
+        self._store = store
         self._ttl = ttl
         self._entries: dict[str, tuple[float, ClientInfo | None]] = {}
         self._origins: tuple[float, frozenset[str]] | None = None
+        #: The generation the entries were loaded under; None before the
+        #: first read, or while the store holds none.
+        self._generation: str | None = None
+        self._warned_at = -ttl
         self._lock = threading.Lock()
 
     def get(self, client_id: str) -> ClientInfo | None:
         """Return the client or None if unknown."""
         if not isinstance(client_id, str) or len(client_id) > 64 or "\x00" in client_id:
             return None
+        generation = self._follow_store()
         now = time.monotonic()
         hit = self._entries.get(client_id)
         if hit is not None and now - hit[0] < self._ttl:
@@ -193,13 +222,17 @@ class ClientCache:
         with self._lock:
             if len(self._entries) > 10_000:
                 self._entries.clear()
-            self._entries[client_id] = (now, info)
+            # Loaded under a generation that has since moved on: it may be
+            # the row from before the change, so it is not kept.
+            if self._generation == generation:
+                self._entries[client_id] = (now, info)
         return info
 
     def allowed_origins(self) -> frozenset[str]:
         """Every origin some client registered as allowed: a CORS preflight
         names no client, so it is answered for an origin of any client (the
         request that follows is then checked against its own client)."""
+        generation = self._follow_store()
         now = time.monotonic()
         hit = self._origins
         if hit is not None and now - hit[0] < self._ttl:
@@ -207,7 +240,8 @@ class ClientCache:
         origins = frozenset(origin for row in db.session.scalars(select(Client.allowed_origins))
                             for origin in row or ())
         with self._lock:
-            self._origins = (now, origins)
+            if self._generation == generation:
+                self._origins = (now, origins)
         return origins
 
     def invalidate(self, client_id: str) -> None:
@@ -219,23 +253,66 @@ class ClientCache:
 
     def changed(self, session: Session, client_id: str) -> None:
         """Record that ``session``'s transaction changes ``client_id``: this
-        process forgets the client now, and again once the transaction
-        commits (:meth:`publish`), in case a request reloaded the old row
-        meanwhile."""
+        process forgets the client now, and every process once the
+        transaction commits (:meth:`publish`); a rollback publishes nothing.
+        Publishing only after the commit keeps another process from
+        reloading the old row under the new generation."""
         self.invalidate(client_id)
         session.info.setdefault(_PENDING, set()).add(self)
 
     def publish(self) -> None:
-        """Drop every entry of this process after a committed change."""
+        """Write a new generation to the store, so that every process drops
+        its entries at its next lookup; this process drops them now.
+
+        :raises StoreError: the store cannot be written (other processes
+            then see the change within ``ttl``).
+        """
+        generation = random_token(12)
         with self._lock:
             self._entries.clear()
             self._origins = None
+            self._generation = generation
+        self._store.put(GENERATION_KEY, {"generation": generation}, GENERATION_TTL)
+
+    def _follow_store(self) -> str | None:
+        """Drop every entry if the store's generation is not the one they
+        were loaded under (read once per request; on every call outside a
+        request). A store that cannot be read leaves the entries to their ttl.
+
+        :returns: the generation the caller's loads belong to.
+        """
+        if has_request_context():
+            if g.get(_CHECKED):
+                return self._generation
+            setattr(g, _CHECKED, True)
+        try:
+            value = self._store.get(GENERATION_KEY)
+        except StoreError as exc:
+            now = time.monotonic()
+            if now - self._warned_at >= self._ttl:  # once per ttl, not on every request
+                self._warned_at = now
+                log.warning("the clients' generation cannot be read from the store; cached "
+                            "clients are kept up to %s s: %s", self._ttl, exc)
+            return self._generation
+        generation = value.get("generation") if isinstance(value, dict) else None
+        if generation != self._generation:
+            with self._lock:
+                self._entries.clear()
+                self._origins = None
+                self._generation = generation
+        return generation
 
 
 @event.listens_for(Session, "after_commit")
 def _publish_changes(session: Session) -> None:
     for cache in session.info.pop(_PENDING, ()):
-        cache.publish()
+        try:
+            cache.publish()
+        except StoreError as exc:
+            # The transaction is over: raising here would leave the session
+            # unusable. Other processes see the change within the cache's ttl.
+            log.warning("a client change is committed but the store could not be told; "
+                        "other processes see it within their cache lifetime: %s", exc)
 
 
 @event.listens_for(Session, "after_rollback")

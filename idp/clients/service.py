@@ -2,7 +2,8 @@
 
 Each function checks its rules (:mod:`idp.clients.metadata`), changes the
 rows, audits and flushes; the caller commits. Every change is handed to the
-client cache (:meth:`ClientCache.changed`).
+client cache (:meth:`ClientCache.changed`), so that it applies in every
+process at the next request once committed.
 """
 
 from __future__ import annotations
@@ -100,7 +101,8 @@ def create_client(rt: Runtime, metadata: ClientMetadata, *, actor: str = "cli",
 def update_client(rt: Runtime, client_id: str, metadata: ClientMetadata, *,
                   actor: str = "cli", fetch: Fetch | None = None) -> tuple[Client, str | None]:
     """Replace what is registered for ``client_id`` with ``metadata``,
-    checked as at registration, and flush.
+    checked as at registration, and flush; once committed it applies in
+    every process at the next request.
 
     What the client's users know stays: the ``client_id``, the subject type
     and the pairwise sector (their ``sub``, OIDC Core §8.1). The sector is

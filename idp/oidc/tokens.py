@@ -170,8 +170,8 @@ def verify_access_token(rt: Runtime, token: str) -> dict[str, Any]:
     Checks the signature against our published keys with an asymmetric
     algorithm only, ``typ`` (RFC 9068 §4), ``iss``, ``exp``, and revocation
     of the token (by ``jti``) and of its grant (by ``gid``); the client it
-    was issued to must still be registered (a removed client's tokens
-    stop, client_credentials ones included).
+    was issued to must still be registered (a removed client's tokens stop
+    at once, client_credentials ones included).
 
     :raises InvalidTokenError: on any failure.
     """

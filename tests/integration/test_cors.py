@@ -203,8 +203,9 @@ def test_no_cors_on_the_authorization_endpoint_or_pages(provider, spa):
 
 
 def test_a_new_clients_origin_is_granted_once_committed(provider, spa):
-    """The preflight's set of origins is cached like clients; a registration
-    committed through this process is granted at its next request, not before."""
+    """The preflight's set of origins is cached like clients, and follows
+    the clients' generation in the store like them (issue 8): granted at the
+    first request after the registration commits, not before."""
     from idp.clients.metadata import ClientMetadata
     from idp.clients.service import create_client
     from idp.extensions import db
