@@ -60,6 +60,14 @@ def _new_secret(rt: Runtime) -> tuple[str, str]:
     return secret, keyed_hash(rt.token_hmac_key, secret, SECRET_PURPOSE)
 
 
+def _new_client_id() -> str:
+    """A random client_id (128 bits, base64url) that does not begin with
+    ``-``, which a command line would take for an option (``idp clients show ID``)."""
+    while (client_id := random_token(16)).startswith("-"):
+        pass
+    return client_id
+
+
 def _acr_values(rt: Runtime) -> tuple[str, ...]:
     return tuple(rt.settings["assurance"]["acr_values"])
 
@@ -81,7 +89,7 @@ def create_client(rt: Runtime, metadata: ClientMetadata, *, actor: str = "cli",
     """
     valid = checked(metadata, _acr_values(rt))
     sector = sector_of(valid, fetch)
-    client_id = valid.client_id or random_token(16)
+    client_id = valid.client_id or _new_client_id()
     if find_client(client_id) is not None:
         raise ClientError(f"client_id {client_id!r} already exists")
     secret, secret_hash = _new_secret(rt) if valid.has_secret else (None, None)

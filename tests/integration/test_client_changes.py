@@ -152,6 +152,21 @@ def test_rotation_rules(provider):
             rotate_secret(provider.runtime, "missing", 0)
 
 
+def test_a_random_client_id_never_begins_with_a_dash(provider, monkeypatch):
+    """A command line takes ``-A...`` for an option (``idp clients show ID``)."""
+    from idp.clients import service
+    from idp.clients.metadata import ClientMetadata
+
+    ids = iter(["-dash", "plain"])
+    real = service.random_token
+    monkeypatch.setattr(service, "random_token",
+                        lambda nbytes=32: next(ids) if nbytes == 16 else real(nbytes))
+    with provider.app.app_context():
+        row, _ = service.create_client(provider.runtime, ClientMetadata(
+            "Dashless", grant_types=["client_credentials"]))
+        assert row.client_id == "plain"
+
+
 def test_a_store_outage_leaves_cached_clients_to_their_lifetime(provider, caplog):
     """Without the store a process cannot learn of other processes'
     changes: lookups go on (entries live their 30 s), a committed change
