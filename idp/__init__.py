@@ -33,7 +33,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp.accounts.passwords import PasswordHasher
     from idp.accounts.pii import PiiCipher
     from idp.audit.writer import AuditWriter
-    from idp.clients.service import SCOPES, ClientCache
+    from idp.clients.cache import ClientCache
+    from idp.clients.metadata import SCOPES
     from idp.extensions import babel, csrf, db, migrate
     from idp.i18n import (
         compile_catalogs,
@@ -100,7 +101,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                          prefix=settings["store_prefix"])
     app.extensions["idp"] = Runtime(
         settings=settings, store=store, hasher=PasswordHasher(settings["passwords"]),
-        keys=keys, clients=ClientCache(hmac_key), token_hmac_key=hmac_key,
+        keys=keys, clients=ClientCache(hmac_key, store), token_hmac_key=hmac_key,
         pairwise_key=decode_key(settings["secrets"]["pairwise_key"], "pairwise_key"),
         audit=AuditWriter(app),
         pii=PiiCipher(pii_keys(settings), settings["pii"]["active_key"],

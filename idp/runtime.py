@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from idp.accounts.passwords import PasswordHasher
     from idp.accounts.pii import PiiCipher
     from idp.audit.writer import AuditWriter
-    from idp.clients.service import ClientCache
+    from idp.clients.cache import ClientCache
     from idp.oidc.acr import AcrPolicy
     from idp.oidc.keys import KeyRing
     from idp.store import Store

@@ -27,7 +27,7 @@ from idp.authn.throttle import (
     read_device_cookie,
     remember_device,
 )
-from idp.clients.service import redirect_destination
+from idp.clients.metadata import redirect_destination
 from idp.extensions import db
 from idp.oidc.interaction import Interaction, answer_uri
 from idp.runtime import Runtime, current_runtime
@@ -243,7 +243,7 @@ def redirect_host(uri: str | None) -> str | None:
     an http(s) URI (``portal.example.gov.cn``), the scheme of any other
     (``com.example.app``: a private-use scheme, RFC 8252 §7.1, reaches the
     app that claimed it, whatever host is written after it); see
-    :func:`idp.clients.service.redirect_destination`."""
+    :func:`idp.clients.metadata.redirect_destination`."""
     return redirect_destination(uri) if uri else None
 
 

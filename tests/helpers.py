@@ -120,26 +120,27 @@ class ProviderHandle:
                       post_logout_redirect_uri: str | None = None,
                       subject_type: str = "public", **options) -> TestClient:
         """Register a client with one redirect URI and one post-logout URI;
-        ``options`` go to :func:`idp.clients.service.create_client`. Public
-        subjects by default, so tests can compare ``sub`` with the account's."""
+        ``options`` are other :class:`idp.clients.metadata.ClientMetadata`
+        fields. Public subjects by default, so tests can compare ``sub`` with
+        the account's."""
+        from idp.clients.metadata import ClientMetadata, auth_method_for
         from idp.clients.service import create_client
+        from idp.extensions import db
 
         tag = uuid.uuid4().hex[:8]
         redirect_uri = redirect_uri or f"http://127.0.0.1:9/{tag}/callback"
         logout_uri = post_logout_redirect_uri or f"http://127.0.0.1:9/{tag}/logged-out"
         with self.app.app_context():
-            client, secret = create_client(
-                f"Test client {tag}", [redirect_uri], self.runtime.token_hmac_key,
-                post_logout_redirect_uris=[logout_uri], public=public, trusted=trusted,
+            client, secret = create_client(self.runtime, ClientMetadata(
+                client_name=f"Test client {tag}", redirect_uris=[redirect_uri],
+                post_logout_redirect_uris=[logout_uri], trusted=trusted,
+                token_endpoint_auth_method=auth_method_for(public, auth_method),
                 grant_types=grant_types or ["authorization_code", "refresh_token"],
-                alg=alg, auth_method=auth_method, jwks=jwks,
-                acr_values=self.runtime.settings["assurance"]["acr_values"],
-                subject_type=subject_type, **options)
+                id_token_signed_response_alg=alg, jwks=jwks, subject_type=subject_type,
+                **options))
+            db.session.commit()
             client_id = client.client_id
             self.runtime.keys.ensure((alg,))
-            # The provider serves from this process: its cached set of
-            # allowed origins (CORS) must include the new client's at once.
-            self.runtime.clients.invalidate(client_id)
         return TestClient(client_id, secret, redirect_uri, alg, logout_uri)
 
 

@@ -1,1 +1,1 @@
-"""Operator actions on accounts (the console and admin API build on these)."""
+"""Operator actions on accounts and relying parties (the console and admin API build on these)."""

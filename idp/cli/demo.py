@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import requests
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "plum-blossom-river"
@@ -101,16 +100,15 @@ def _write_secrets(path: Path, secrets: dict[str, str]) -> None:
 def _ensure_client(rt, client_id: str, name: str, base_url: str, secret: str | None) -> str:
     """Reuse the demo client if it is registered as wanted and ``secret`` is
     its secret; otherwise (re)create it. Returns the clear secret."""
-    from sqlalchemy import select
-
-    from idp.audit.service import record
-    from idp.clients.models import Client
-    from idp.clients.service import SECRET_PURPOSE, create_client
+    from idp.admin.clients import remove_client
+    from idp.clients.cache import SECRET_PURPOSE
+    from idp.clients.metadata import ClientMetadata
+    from idp.clients.service import create_client, find_client
     from idp.extensions import db
     from idp.security import constant_time_equals, keyed_hash
 
     redirect_uris, logout_uris = [base_url + "/callback"], [base_url + "/"]
-    row = db.session.scalar(select(Client).where(Client.client_id == client_id))
+    row = find_client(client_id)
     if row is not None:
         # Only a hash is stored, so a secret lost from demo.json cannot be
         # recovered; a changed port needs other redirect URIs. Both: recreate.
@@ -125,14 +123,11 @@ def _ensure_client(rt, client_id: str, name: str, base_url: str, secret: str | N
         )
         if matches:
             return secret
-        db.session.delete(row)
-        record("client.deleted", client_id=client_id, actor="demo", reason="demo re-registration")
-        db.session.commit()
-        rt.clients.invalidate(client_id)
-    client, new_secret = create_client(
-        name, redirect_uris, rt.token_hmac_key, post_logout_redirect_uris=logout_uris,
-        trusted=True, alg="ES256", client_id=client_id,
-        actor="demo")
+        remove_client(rt, client_id, "demo")
+    client, new_secret = create_client(rt, ClientMetadata(
+        client_name=name, redirect_uris=redirect_uris, post_logout_redirect_uris=logout_uris,
+        trusted=True, id_token_signed_response_alg="ES256", client_id=client_id), actor="demo")
+    db.session.commit()
     rt.keys.ensure((client.id_token_signed_response_alg,))
     assert new_secret is not None
     return new_secret
@@ -230,6 +225,9 @@ def _port_free(port: int) -> bool:
 
 
 def _answers(url: str) -> bool:
+    # Imported here: `idp --help` loads this module to list `idp demo`.
+    import requests
+
     try:
         return requests.get(url, timeout=2, allow_redirects=False).status_code == 200
     except requests.RequestException:
@@ -449,3 +447,11 @@ def run_demo(port: int) -> None:
     if failed:
         raise click.ClickException(failed)
     click.echo("Demo stopped.", err=True)
+
+
+@click.command()
+@click.option("--port", default=5000, show_default=True, type=int,
+              help="Provider port; the portals use the next two ports.")
+def demo(port: int) -> None:
+    """Start the provider and two department portals with a demo account (SSO demo)."""
+    run_demo(port)

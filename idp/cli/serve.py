@@ -1,5 +1,5 @@
-"""Running the provider under gunicorn, with a worker that slow clients
-cannot starve.
+"""``idp serve``: the provider under gunicorn, with a worker that slow
+clients cannot starve.
 
 gunicorn's gthread worker gives a connection to a thread once its first
 byte arrives, and the thread then reads the request and writes the answer
@@ -578,3 +578,23 @@ def run_gunicorn(target: str, host: str, port: int, workers: int, threads: int,
         # so two instances would take it from each other; the provider needs none.
         "control_socket_disable": True,
     }).run()
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", default=5000, show_default=True, type=int, help="TCP port.")
+@click.option("--workers", type=int, default=None, help="Worker processes (default: config).")
+@click.option("--threads", type=int, default=None, help="Threads per worker (default: config).")
+def serve(host: str, port: int, workers: int | None, threads: int | None) -> None:
+    """Run the provider under gunicorn (threaded workers that read each request first)."""
+    from idp.cli.group import create_command_app
+    from idp.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration: {exc}") from None
+    create_command_app()  # fail here, before forking, on bad config; also upgrades the schema
+    run_gunicorn("idp:create_app()", host, port, workers or settings["server"]["workers"],
+                 threads or settings["server"]["threads"],
+                 request_timeout=settings["server"]["request_timeout"])

@@ -23,6 +23,10 @@ class Client(db.Model):
     name: Mapped[str] = mapped_column(String(128))
     #: HMAC-SHA256 of the client secret; null for public and private_key_jwt clients.
     secret_hash: Mapped[str | None] = mapped_column(String(64))
+    #: HMAC-SHA256 of the secret before the last rotation, accepted until
+    #: ``previous_secret_expires_at``; null when there is none.
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    previous_secret_expires_at: Mapped[datetime | None]
     #: Registered redirect URIs, matched exactly (RFC 9700 §2.1).
     redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
     #: Registered post-logout redirect URIs (OpenID RP-Initiated Logout §3).

@@ -22,7 +22,8 @@ from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.errors import InvalidClientError
 
 from idp.audit.service import record_deferred
-from idp.clients.service import SECRET_AUTH_METHODS, ClientInfo
+from idp.clients.cache import ClientInfo
+from idp.clients.metadata import SECRET_AUTH_METHODS
 from idp.runtime import Runtime
 
 #: ``client_assertion_type`` of ``private_key_jwt`` (RFC 7523 §2.2).

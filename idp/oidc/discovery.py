@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from idp.clients.service import AUTH_METHODS, GRANT_TYPES, SCOPES
+from idp.clients.metadata import AUTH_METHODS, GRANT_TYPES, SCOPES
 from idp.config import SIGNING_ALGS
 from idp.oidc.claims import SUPPORTED_CLAIMS
 from idp.oidc.identity import CLAIMS_IN_VERIFIED_CLAIMS, DOCUMENT_TYPES, EVIDENCE_TYPES

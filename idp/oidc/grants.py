@@ -77,6 +77,32 @@ def revoke_grant(rt: Runtime, grant_id: str, reason: str, ip: str | None = None)
     rt.store.put(REVOKED_GRANT + grant_id, {"reason": reason}, ttl)
 
 
+def revoke_client_grants(rt: Runtime, client_id: str, reason: str) -> tuple[int, int]:
+    """End everything a client was granted, when it is removed: every live
+    grant is revoked with its refresh tokens (so the access tokens naming
+    them stop at userinfo and introspection) and every consent to it is
+    deleted. One audit event for all, then flush; the caller commits.
+
+    :returns: ``(grants revoked, consents deleted)``.
+    """
+    now = utcnow()
+    live = select(Grant.id).where(Grant.client_id == client_id, Grant.revoked_at.is_(None))
+    db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.grant_id.in_(live), RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now).execution_options(synchronize_session=False))
+    grants = db.session.execute(
+        update(Grant).where(Grant.client_id == client_id, Grant.revoked_at.is_(None))
+        .values(revoked_at=now).execution_options(synchronize_session=False)).rowcount
+    consents = db.session.execute(
+        delete(Consent).where(Consent.client_id == client_id)
+        .execution_options(synchronize_session=False)).rowcount
+    record("client.grants_revoked", client_id=client_id, reason=reason, grants=grants,
+           consents=consents)
+    db.session.flush()
+    return grants, consents
+
+
 def issue_refresh_token(rt: Runtime, grant: Grant) -> str:
     """Create a refresh token for ``grant`` (added to the session, not committed).
 

@@ -16,7 +16,7 @@ from authlib.common.urls import add_params_to_uri
 
 from idp import sessions
 from idp.audit.service import record
-from idp.clients.service import ClientInfo
+from idp.clients.cache import ClientInfo
 from idp.extensions import db
 from idp.oidc.subjects import client_sid
 from idp.oidc.tokens import InvalidTokenError, verify_id_token_hint

@@ -169,7 +169,9 @@ def verify_access_token(rt: Runtime, token: str) -> dict[str, Any]:
 
     Checks the signature against our published keys with an asymmetric
     algorithm only, ``typ`` (RFC 9068 §4), ``iss``, ``exp``, and revocation
-    of the token (by ``jti``) and of its grant (by ``gid``).
+    of the token (by ``jti``) and of its grant (by ``gid``); the client it
+    was issued to must still be registered (a removed client's tokens stop
+    at once, client_credentials ones included).
 
     :raises InvalidTokenError: on any failure.
     """
@@ -190,6 +192,8 @@ def verify_access_token(rt: Runtime, token: str) -> dict[str, Any]:
         raise InvalidTokenError("token is revoked", client_id)
     if claims.get("gid") and rt.store.get(REVOKED_GRANT + claims["gid"]) is not None:
         raise InvalidTokenError("token is revoked", client_id)
+    if client_id is None or rt.clients.get(client_id) is None:
+        raise InvalidTokenError("the client is no longer registered", client_id)
     return claims
 
 

@@ -161,19 +161,15 @@ def register_client(provider, *args: str) -> dict:
     """Register a client exactly as ``idp clients create --name ... ARGS --json``
     would (the CLI's defaults: a secret, RS256 ID tokens, pairwise subjects,
     consent asked), on the live provider's database; returns the CLI's JSON.
-
-    The running provider caches clients and allowed origins for 30 s (a
-    client registered from another process is seen within that time); this
-    one is registered in the provider's own process, so its cache is told at once.
+    The running provider sees it at its next request, like every process
+    (the client cache follows the store, idp.clients.cache).
     """
-    from idp.cli import clients_create
+    from idp.cli.clients import clients_create
 
     result = CliRunner().invoke(clients_create, ["--name", "Library test", *args, "--json"],
                                 obj=_script_info(provider), catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
-    provider.runtime.clients.invalidate(data["client_id"])
-    return data
+    return json.loads(result.output)
 
 
 def _script_info(provider):

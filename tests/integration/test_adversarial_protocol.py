@@ -9,10 +9,8 @@ worker."""
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,8 +19,8 @@ import jwt as pyjwt
 import pytest
 import requests
 
-from tests.conftest import SECRETS, free_port
-from tests.helpers import Browser, pkce_pair, running_server
+from tests.helpers import Browser, pkce_pair
+from tests.serve_support import running_serve
 
 MALFORMED_BASIC = "Client authentication failed: malformed HTTP Basic credentials."
 
@@ -260,7 +258,7 @@ def test_sector_fetch_deadline_covers_the_tls_handshake(trickling_tls_server, mo
     ``idp clients create`` for as long as it liked. FETCH_DEADLINE is for
     the whole fetch (idp.clients.sector)."""
     from idp.clients import sector
-    from idp.clients.service import ClientError, fetch_sector_uris
+    from idp.clients.metadata import ClientError, fetch_sector_uris
 
     monkeypatch.setattr(sector, "FETCH_DEADLINE", 1.0)
     monkeypatch.setattr(sector, "public_address", lambda host, port: "127.0.0.1")
@@ -292,22 +290,10 @@ THREADS = 2
 def served(tmp_path_factory, database_url):
     """``idp serve`` with one worker of two threads (so two held connections
     take every thread) and a 3 s request timeout. Yields ``(url, port)``."""
-    instance = tmp_path_factory.mktemp("adv-serve")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
-    env.update({
-        "IDP_INSTANCE_PATH": str(instance), "IDP_ISSUER": f"http://127.0.0.1:{port}",
-        "IDP_DATABASE_URL": database_url or "",
-        "IDP_REDIS_URL": os.environ.get("IDP_TEST_REDIS_URL", ""),
-        "IDP_STORE_PREFIX": f"idpadvserve:{instance.name}:",
-        "IDP_SERVER__REQUEST_TIMEOUT": "3",
-        **{f"IDP_SECRETS__{k.upper()}": v for k, v in SECRETS.items()},
-    })
-    url = f"http://127.0.0.1:{port}"
-    with running_server(
-            [sys.executable, "-m", "idp.cli", "serve", "--port", str(port), "--workers", "1",
-             "--threads", str(THREADS)], env, instance / "serve.log", f"{url}/jwks.json"):
-        yield url, port
+    with running_serve(tmp_path_factory.mktemp("adv-serve"), database_url, workers=1,
+                       threads=THREADS, ready_path="/jwks.json",
+                       settings={"IDP_SERVER__REQUEST_TIMEOUT": "3"}) as served:
+        yield served.url, served.port
 
 
 FORM = b"Content-Type: application/x-www-form-urlencoded\r\n"

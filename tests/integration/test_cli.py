@@ -113,7 +113,7 @@ def test_users_create_reads_the_password_from_stdin(cli_env):
 
 
 def test_users_create_asks_at_the_terminal(cli_env, monkeypatch):
-    monkeypatch.setattr("idp.cli._stdin_is_terminal", lambda: True)
+    monkeypatch.setattr("idp.cli.users._stdin_is_terminal", lambda: True)
     result = CliRunner().invoke(main, ["users", "create", "--username", "carol"],
                                 input="first try here\nsecond try\nlong password here\n"
                                       "long password here\n", env=cli_env)

@@ -421,7 +421,7 @@ def test_failed_client_authentication_is_audited_without_a_commit(provider):
 
 
 def test_strict_needs_a_secret_method(provider):
-    from idp.clients.service import ClientError
+    from idp.clients.metadata import ClientError
 
     with pytest.raises(ClientError, match="client_secret_basic and client_secret_post only"):
         provider.create_client(public=True, strict_auth_method=True)
@@ -451,6 +451,7 @@ def test_clients_registered_without_alg_get_rs256_id_tokens(provider):
     id_token_signed_response_alg gets RS256 ID tokens; its access tokens are
     still ES256 (tokens.access_token_signing_alg), and at_hash follows the
     ID token's algorithm."""
+    from idp.clients.metadata import ClientMetadata
     from idp.clients.models import Client
     from idp.clients.service import create_client
     from idp.extensions import db
@@ -458,9 +459,9 @@ def test_clients_registered_without_alg_get_rs256_id_tokens(provider):
     tag = uuid.uuid4().hex[:8]
     redirect_uri = f"http://127.0.0.1:9/{tag}/cb"
     with provider.app.app_context():
-        row, secret = create_client(f"No alg {tag}", [redirect_uri],
-                                    provider.runtime.token_hmac_key, trusted=True,
-                                    subject_type="public")
+        row, secret = create_client(provider.runtime, ClientMetadata(
+            f"No alg {tag}", [redirect_uri], trusted=True, subject_type="public"))
+        db.session.commit()
         client_id = row.client_id
         assert db.session.get(Client, row.id).id_token_signed_response_alg == "RS256"
     client = helpers.TestClient(client_id, secret, redirect_uri, "RS256")

@@ -191,9 +191,10 @@ def test_only_kiosks_may_post_card_reads(gw):
 
 
 def test_kiosk_clients_need_private_key_jwt(gw):
-    from idp.clients.service import ClientError, create_client
+    from idp.clients.metadata import ClientError, ClientMetadata
+    from idp.clients.service import create_client
 
     provider, _ = gw
     with provider.app.app_context(), pytest.raises(ClientError, match="private_key_jwt"):
-        create_client("Kiosk", [], provider.runtime.token_hmac_key,
-                      grant_types=["client_credentials"], kiosk=True)
+        create_client(provider.runtime, ClientMetadata(
+            "Kiosk", grant_types=["client_credentials"], kiosk=True))

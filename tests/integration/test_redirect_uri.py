@@ -144,13 +144,16 @@ def test_undecodable_basic_credentials(provider, endpoint):
 def native(provider):
     """A public native app registered with both loopback IP literals, a port
     given at registration, and a localhost URI (which keeps exact matching)."""
+    from idp.clients.metadata import ClientMetadata
     from idp.clients.service import create_client
+    from idp.extensions import db
 
     with provider.app.app_context():
-        row, _ = create_client(
+        row, _ = create_client(provider.runtime, ClientMetadata(
             "Native app", ["http://127.0.0.1/cb", "http://[::1]/cb",
                            "http://127.0.0.1:8400/oauth?app=1", "http://localhost/cb"],
-            provider.runtime.token_hmac_key, public=True, trusted=True, subject_type="public")
+            token_endpoint_auth_method="none", trusted=True, subject_type="public"))
+        db.session.commit()
         return row.client_id
 
 
@@ -246,7 +249,7 @@ def test_a_confidential_clients_loopback_redirect_uri_keeps_its_port(provider):
 @pytest.mark.parametrize("uri", ["myapp:/cb", "myapp://cb", "cn-gov-app:/oauth"])
 def test_private_use_scheme_without_a_dot_is_refused_saying_so(provider, uri):
     """RFC 8252 §7.1: a private-use scheme is a reverse domain name."""
-    from idp.clients.service import ClientError
+    from idp.clients.metadata import ClientError
 
     with pytest.raises(ClientError) as info:
         provider.create_client(public=True, redirect_uri=uri)

@@ -243,7 +243,7 @@ def test_introspection_of_another_clients_token_needs_a_resource_server(provider
 
 
 def test_public_clients_cannot_be_resource_servers(provider):
-    from idp.clients.service import ClientError
+    from idp.clients.metadata import ClientError
 
     with pytest.raises(ClientError, match="cannot be a public client"):
         provider.create_client(public=True, resource_server=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import threading
 import time
 
@@ -15,7 +14,7 @@ import pytest
 import requests
 
 from tests.conftest import SECRETS, free_port
-from tests.helpers import running_server
+from tests.serve_support import running_serve
 
 SLOW_CLIENTS = 40
 REQUEST_TIMEOUT = 3
@@ -25,23 +24,9 @@ REQUEST_TIMEOUT = 3
 def served(tmp_path_factory, database_url):
     """``idp serve`` in a subprocess: one worker of two threads, so that two
     slow clients would already take every thread of a gthread worker."""
-    instance = tmp_path_factory.mktemp("serve")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IDP_")}
-    env.update({
-        "IDP_INSTANCE_PATH": str(instance), "IDP_ISSUER": f"http://127.0.0.1:{port}",
-        "IDP_DATABASE_URL": database_url or "",
-        "IDP_REDIS_URL": os.environ.get("IDP_TEST_REDIS_URL", ""),
-        "IDP_STORE_PREFIX": f"idpserve:{instance.name}:",
-        "IDP_SERVER__REQUEST_TIMEOUT": str(REQUEST_TIMEOUT),
-        **{f"IDP_SECRETS__{k.upper()}": v for k, v in SECRETS.items()},
-    })
-    url = f"http://127.0.0.1:{port}"
-    with running_server(
-            [sys.executable, "-m", "idp.cli", "serve", "--port", str(port), "--workers", "1",
-             "--threads", "2"], env, instance / "serve.log",
-            f"{url}/.well-known/openid-configuration"):
-        yield url, port
+    with running_serve(tmp_path_factory.mktemp("serve"), database_url, workers=1, threads=2,
+                       settings={"IDP_SERVER__REQUEST_TIMEOUT": str(REQUEST_TIMEOUT)}) as served:
+        yield served.url, served.port
 
 
 def _discovery_time(url: str) -> float:

@@ -152,7 +152,8 @@ def sector_document():
 
 
 def test_sector_identifier_uri(provider):
-    from idp.clients.service import ClientError, create_client
+    from idp.clients.metadata import ClientError, ClientMetadata
+    from idp.clients.service import create_client
 
     uris = ["https://a.example.test/cb", "https://b.example.test/cb"]
     uri = "https://sector.example.test/sector.json"
@@ -163,44 +164,46 @@ def test_sector_identifier_uri(provider):
         return documents["body"]
 
     with provider.app.app_context():
-        key = provider.runtime.token_hmac_key
+        rt = provider.runtime
         with pytest.raises(ClientError, match="several hosts"):
-            create_client("Two hosts", uris, key)
+            create_client(rt, ClientMetadata("Two hosts", uris))
         documents["body"] = uris[:1]
         with pytest.raises(ClientError, match="does not list"):
-            create_client("Two hosts", uris, key, sector_identifier_uri=uri, fetch=fetch)
+            create_client(rt, ClientMetadata("Two hosts", uris, sector_identifier_uri=uri),
+                          fetch=fetch)
         documents["body"] = uris
-        client, _ = create_client("Two hosts", uris, key, sector_identifier_uri=uri,
-                                  fetch=fetch)
+        client, _ = create_client(
+            rt, ClientMetadata("Two hosts", uris, sector_identifier_uri=uri), fetch=fetch)
         assert (client.subject_type, client.sector_identifier) == (
             "pairwise", "sector.example.test")
         assert client.sector_identifier_uri == uri
-        public, _ = create_client("Public", uris, key, subject_type="public")
+        public, _ = create_client(rt, ClientMetadata("Public", uris, subject_type="public"))
         assert public.sector_identifier is None
         with pytest.raises(ClientError, match="subject type"):
-            create_client("Odd", uris[:1], key, subject_type="shared")
+            create_client(rt, ClientMetadata("Odd", uris[:1], subject_type="shared"))
 
 
 def test_sector_identifier_uri_on_this_network_is_not_fetched(provider, sector_document):
     """The old fetch took http://localhost documents (and any address inside
     the provider's network), and its errors named the port's state."""
+    from idp.clients.metadata import ClientError, ClientMetadata
     from idp.clients.sector import UNFETCHABLE
-    from idp.clients.service import ClientError, create_client
+    from idp.clients.service import create_client
 
     state, port = sector_document
     uris = ["https://a.example.test/cb", "https://b.example.test/cb"]
     state["body"] = json.dumps(uris).encode()
     with provider.app.app_context():
-        key = provider.runtime.token_hmac_key
+        rt = provider.runtime
         for uri in (f"http://localhost:{port}/sector.json",
                     "http://sector.example.test/sector.json"):
             with pytest.raises(ClientError) as refused:
-                create_client("Plain http", uris, key, sector_identifier_uri=uri)
+                create_client(rt, ClientMetadata("Plain http", uris, sector_identifier_uri=uri))
             assert str(refused.value) == "sector_identifier_uri must be an https URL"
         for host in ("localhost", "127.0.0.1", "[::1]", "10.0.0.1"):
             with pytest.raises(ClientError) as refused:
-                create_client("Inside", uris, key,
-                              sector_identifier_uri=f"https://{host}:{port}/sector.json")
+                create_client(rt, ClientMetadata(
+                    "Inside", uris, sector_identifier_uri=f"https://{host}:{port}/sector.json"))
             assert str(refused.value) == UNFETCHABLE and str(port) not in str(refused.value)
 
 

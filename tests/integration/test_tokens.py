@@ -288,12 +288,15 @@ def test_client_credentials_not_allowed_for_code_client(provider):
 
 
 def test_client_credentials_with_post_auth(provider):
+    from idp.clients.metadata import ClientMetadata
     from idp.clients.service import create_client
+    from idp.extensions import db
 
     with provider.app.app_context():
-        client, secret = create_client("post", [], provider.runtime.token_hmac_key,
-                                       grant_types=["client_credentials"],
-                                       auth_method="client_secret_post")
+        client, secret = create_client(provider.runtime, ClientMetadata(
+            "post", grant_types=["client_credentials"],
+            token_endpoint_auth_method="client_secret_post"))
+        db.session.commit()
         client_id = client.client_id
     response = requests.post(f"{provider.url}/token", data={
         "grant_type": "client_credentials", "client_id": client_id, "client_secret": secret})

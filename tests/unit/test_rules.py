@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from idp.authn import throttle
-from idp.clients.service import SECRET_PURPOSE, ClientInfo
+from idp.clients.cache import SECRET_PURPOSE, ClientInfo
 from idp.config import ConfigError, load_settings
 from idp.oidc.claims import ClaimsRequestError, parse_claims_request, select_claims
 from idp.oidc.tokens import half_hash
@@ -221,7 +221,7 @@ def test_postgres_url_forms_use_psycopg(tmp_path):
 
 
 def test_client_jwks_rules():
-    from idp.clients.service import ClientError, _check_jwks
+    from idp.clients.metadata import ClientError, _check_jwks
 
     public = {"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}
     _check_jwks({"keys": [public]})

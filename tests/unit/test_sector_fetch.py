@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from idp.clients import sector
+from idp.clients.metadata import ClientError, fetch_sector_uris
 from idp.clients.sector import UNFETCHABLE, SectorError, fetch_redirect_uris, is_public_address
-from idp.clients.service import ClientError, fetch_sector_uris
 
 DOCUMENT = ["https://a.example.test/cb", "https://b.example.test/cb"]
 

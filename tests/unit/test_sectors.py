@@ -1,12 +1,12 @@
 """Pairwise sectors of redirect URIs (OIDC Core §8.1, §17.3; RFC 8252 §7):
 a loopback host or a private-use scheme never groups clients of different
-owners (idp.clients.service.sector_for)."""
+owners (idp.clients.metadata.sector_for)."""
 
 from __future__ import annotations
 
 import pytest
 
-from idp.clients.service import ClientError, is_loopback_host, redirect_destination, sector_for
+from idp.clients.metadata import ClientError, is_loopback_host, redirect_destination, sector_for
 
 
 @pytest.mark.parametrize("uris,sector", [
