@@ -32,6 +32,7 @@ from urllib.parse import urlencode, urlsplit
 
 import requests
 
+from connectors.identifiers import mask_phone, mask_resident_id
 from connectors.registries import (
     CardCheck,
     CardStatus,
@@ -48,7 +49,6 @@ from connectors.registries import (
 )
 from connectors.signing import canonical_query, sign_request
 from connectors.sms import SmsGatewayError, SmsReceipt
-from idp.accounts.identifiers import mask_phone, mask_resident_id
 
 log = logging.getLogger(__name__)
 

@@ -23,13 +23,13 @@ from flask import Flask, g, jsonify, request
 from markupsafe import escape
 
 from connectors import signing
-from connectors.sandbox.dataset import connect, read_mail, remember_nonce
-from idp.accounts.identifiers import (
+from connectors.identifiers import (
     ID_CHECK,
     USCC_ALPHABET,
     id_check_character,
     uscc_check_character,
 )
+from connectors.sandbox.dataset import connect, read_mail, remember_nonce
 
 #: Largest accepted difference between the request date and the sandbox clock, seconds.
 MAX_SKEW = 90

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from idp.accounts.identifiers import USCC_ALPHABET, id_check_character, uscc_check_character
+from connectors.identifiers import USCC_ALPHABET, id_check_character, uscc_check_character
 
 #: Area codes of real districts (GB/T 2260): Beijing Dongcheng, Shanghai
 #: Huangpu, Guangzhou, Hangzhou Xihu, Chengdu Jinjiang, Wuhan Jiang'an,

@@ -6,7 +6,9 @@ checked against a list (a number keeps the area code of its registration
 forever, also after districts are renamed, merged or created), and the
 registration-authority and category characters of a credit code are not
 restricted beyond the code's alphabet. Input is normalised first (full-width
-to half-width, spaces and invisible characters removed).
+to half-width, spaces and invisible characters removed). The check-character
+arithmetic and the masks live in :mod:`connectors.identifiers`, which the
+connectors share.
 """
 
 from __future__ import annotations
@@ -20,14 +22,8 @@ from datetime import date
 import phonenumbers
 from flask_babel import lazy_gettext as _l
 
-#: GB 11643-1999 §5.2: weights W_i = 2^(i-1) mod 11 for positions 18..2.
-ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-#: Check character for each value of the weighted sum mod 11 (MOD 11-2).
-ID_CHECK = "10X98765432"
-#: GB 32100-2015 §4.2: the 31 characters of a credit code (no I, O, Z, S, V).
-USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-#: GB 32100-2015 §5.3: weights W_i = 3^(i-1) mod 31 for positions 1..17.
-USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+from connectors.identifiers import USCC_ALPHABET, id_check_character, uscc_check_character
+
 #: First two digits of the province-level divisions (GB/T 2260), for a soft
 #: warning only; 81-83 are Hong Kong, Macau and Taiwan residence permits.
 PROVINCE_CODES = frozenset({
@@ -98,11 +94,6 @@ class ResidentId:
         return self.number[:6]
 
 
-def id_check_character(first17: str) -> str:
-    """The MOD 11-2 check character for 17 digits (GB 11643-1999 §5.2)."""
-    return ID_CHECK[sum(int(c) * w for c, w in zip(first17, ID_WEIGHTS, strict=True)) % 11]
-
-
 def _birth_date(digits: str, today: date) -> date:
     try:
         born = date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
@@ -162,12 +153,6 @@ def parse_resident_id(raw: str, today: date | None = None) -> ResidentId:
     return ResidentId(number=number, kind=kind, birth_date=born,
                       sex="male" if int(number[16]) % 2 else "female",
                       upgraded_from=upgraded_from, warnings=warnings)
-
-
-def uscc_check_character(first17: str) -> str:
-    """The check character of a credit code (GB 32100-2015 §5.3)."""
-    total = sum(USCC_ALPHABET.index(c) * w for c, w in zip(first17, USCC_WEIGHTS, strict=True))
-    return USCC_ALPHABET[(31 - total % 31) % 31]
 
 
 def parse_uscc(raw: str) -> str:
@@ -245,29 +230,3 @@ def parse_card_number(raw: str) -> str:
 def is_card_number(text: str) -> bool:
     """True when ``text`` has the shape of a social security card number."""
     return bool(CARD_NUMBER_RE.match(normalize_identifier(text)))
-
-
-def mask_card_number(number: str) -> str:
-    """Show the letter and the last three digits (``A*****001``)."""
-    if len(number) <= 4:
-        return "*" * len(number)
-    return number[0] + "*" * (len(number) - 4) + number[-3:]
-
-
-def mask_resident_id(number: str) -> str:
-    """Show the first four and last four characters (``3401**********123X``)."""
-    if len(number) <= 8:
-        return "*" * len(number)
-    return number[:4] + "*" * (len(number) - 8) + number[-4:]
-
-
-def mask_phone(e164: str) -> str:
-    """Show the first three and last four digits of the national number
-    (``+8613900000001`` -> ``139****0001``)."""
-    try:
-        national = str(phonenumbers.parse(e164).national_number)
-    except phonenumbers.NumberParseException:
-        national = re.sub(r"\D", "", e164)
-    if len(national) <= 7:
-        return "*" * len(national)
-    return national[:3] + "*" * (len(national) - 7) + national[-4:]

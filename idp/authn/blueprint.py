@@ -19,9 +19,10 @@ from flask import (
 )
 from flask_babel import gettext as _
 
+from connectors.identifiers import mask_phone
 from idp.accounts import service as accounts
 from idp.accounts import verification
-from idp.accounts.identifiers import IdentifierError, mask_phone
+from idp.accounts.identifiers import IdentifierError
 from idp.authn import otp, service, stepup, throttle, totp
 from idp.authn.forms import (
     ConsentForm,

@@ -113,9 +113,9 @@ _OPERATOR = click.option("--operator", default=getpass.getuser, show_default="lo
 def users_show(identifier: str, as_json: bool) -> None:
     """Show an account: status, review flag, assurance level, masked
     identifiers, entities (ended ones too), evidence."""
+    from connectors.identifiers import mask_card_number, mask_phone, mask_resident_id
     from idp.accounts import service as accounts
     from idp.accounts.entities import representations
-    from idp.accounts.identifiers import mask_card_number, mask_phone, mask_resident_id
     from idp.accounts.verification import summary
     from idp.runtime import current_runtime
 

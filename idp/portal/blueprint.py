@@ -26,14 +26,10 @@ from flask import (
 from flask_babel import gettext as _
 from wtforms import Field
 
+from connectors.identifiers import mask_card_number, mask_phone, mask_resident_id
 from idp.accounts import emails, entities, verification
 from idp.accounts import service as accounts
-from idp.accounts.identifiers import (
-    IdentifierError,
-    mask_card_number,
-    mask_phone,
-    mask_resident_id,
-)
+from idp.accounts.identifiers import IdentifierError
 from idp.authn import otp, throttle, totp
 from idp.authn import service as authn
 from idp.authn.forms import require_min_length

@@ -17,6 +17,7 @@ import requests
 
 from connectors import signing
 from connectors.http import GatewayClient, SmsRejectedError
+from connectors.identifiers import id_check_character, uscc_check_character
 from connectors.registries import (
     CardStatus,
     CarrierResult,
@@ -28,7 +29,6 @@ from connectors.registries import (
 )
 from connectors.sandbox import DEMO_ENTITIES, DEMO_PEOPLE, demo_people, seed
 from connectors.sms import SmsGatewayError, SmsReceipt
-from idp.accounts.identifiers import id_check_character, uscc_check_character
 from tests.sandbox_support import KEY, SECRET, Gateway, start_sandbox
 
 ALIVE, LOST, SUSPENDED, DECEASED, CANCELLED = (DEMO_PEOPLE[0], DEMO_PEOPLE[5], DEMO_PEOPLE[6],

@@ -352,7 +352,7 @@ def test_the_page_names_the_factor_the_account_has(gw):
     account without an authenticator, which gives a code to its phone; and
     it said "if the number can receive text messages" of its own confirmed
     number, also after a refused password, when no code had been sent."""
-    from idp.accounts.identifiers import mask_phone
+    from connectors.identifiers import mask_phone
     from tests.integration.test_totp import _signed_in_with_recovery_code, enrol
 
     provider, gateway = gw

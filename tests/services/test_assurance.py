@@ -12,10 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from connectors.identifiers import id_check_character
 from connectors.registries import PopulationResult
 from idp.accounts import service as accounts
 from idp.accounts import verification
-from idp.accounts.identifiers import id_check_character
 from idp.accounts.models import VerificationEvidence
 from idp.accounts.verification import (
     METHODS,

@@ -7,17 +7,19 @@ from datetime import date
 
 import pytest
 
-from idp.accounts.identifiers import (
-    IdentifierError,
+from connectors.identifiers import (
     id_check_character,
     mask_phone,
     mask_resident_id,
+    uscc_check_character,
+)
+from idp.accounts.identifiers import (
+    IdentifierError,
     normalize_name,
     parse_mobile,
     parse_resident_id,
     parse_uscc,
     upgrade_15,
-    uscc_check_character,
 )
 
 ID_M, ID_F, ID_X, ID_R0 = ("990101200001010014", "990101200001010022", "99010120000101009X",

@@ -35,12 +35,12 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
+from connectors.identifiers import mask_resident_id
 from connectors.registries import CardStatus, PopulationResult
 from idp import sessions
 from idp.accounts import service as accounts
 from idp.accounts.identifiers import (
     IdentifierError,
-    mask_resident_id,
     normalize_name,
     parse_card_number,
     parse_resident_id,
