@@ -45,6 +45,7 @@ from connectors.registries import (
     LegalEntityResult,
     PopulationCheck,
     PopulationResult,
+    Registries,
     RegistryUnavailableError,
 )
 from connectors.signing import canonical_query, sign_request
@@ -394,18 +395,21 @@ def _ref(data: dict) -> str:
     return reference
 
 
-def from_settings(settings: Mapping[str, Any]) -> GatewayClient | None:
-    """A client configured by the ``[gateway]`` settings section.
+def from_settings(settings: Mapping[str, Any]) -> Registries:
+    """The registries the ``[gateway]`` settings section configures: one
+    :class:`GatewayClient` serves every field of :class:`Registries`.
 
-    :returns: None when ``gateway.url`` is empty (no gateway configured).
+    :returns: every field None when ``gateway.url`` is empty (no gateway configured).
     :raises ValueError: a URL is set but the access key or secret is missing.
     """
     gw = settings["gateway"]
     if not gw["url"]:
-        return None
+        return Registries()
     if not gw["access_key"] or not gw["secret"]:
         raise ValueError("setting gateway.url is set but gateway.access_key or "
                          "gateway.secret (IDP_GATEWAY__SECRET) is empty")
-    return GatewayClient(gw["url"], gw["access_key"], gw["secret"], timeout=gw["timeout"],
-                         retries=gw["retries"], breaker_threshold=gw["breaker_threshold"],
-                         breaker_reset=gw["breaker_reset"], cache_ttl=gw["cache_ttl"])
+    client = GatewayClient(gw["url"], gw["access_key"], gw["secret"], timeout=gw["timeout"],
+                           retries=gw["retries"], breaker_threshold=gw["breaker_threshold"],
+                           breaker_reset=gw["breaker_reset"], cache_ttl=gw["cache_ttl"])
+    return Registries(population=client, legal_entity=client, social_security=client,
+                      carrier=client, face=client, sms=client)

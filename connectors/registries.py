@@ -1,5 +1,7 @@
 """Interfaces of the authoritative registries the provider verifies identities
-against: population, legal-entity, social-security, carrier and face comparison.
+against: population, legal-entity, social-security, carrier and face comparison;
+and :class:`Registries`, the set of them (with the SMS gateway) the provider
+holds, each typed by its Protocol and None when not configured.
 
 Each answer is a frozen dataclass whose outcome is an :class:`enum.Enum`
 member, with the registry's ``reference`` kept as evidence. An outage is an
@@ -13,6 +15,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from typing import Protocol
+
+from connectors.sms import SmsGateway
 
 
 class RegistryUnavailableError(Exception):
@@ -187,3 +191,30 @@ class FaceComparator(Protocol):
         :raises RegistryUnavailableError: the service cannot answer now.
         :raises GatewayRequestError: the request was refused.
         """
+
+
+@dataclass(frozen=True)
+class Registries:
+    """The registries and gateways the provider calls, one field each, typed
+    by its Protocol; None when that one is not configured.
+
+    Today one data-sharing gateway serves every field or none
+    (:func:`connectors.http.from_settings`), but callers ask for the field
+    they need and answer "unavailable" when it is None, so a registry
+    reached another way, or a new connector, is a Protocol, an
+    implementation and a field here.
+
+    :ivar population: the population registry (name + resident ID number).
+    :ivar legal_entity: the legal-entity registry (credit code, legal representative).
+    :ivar social_security: the social-security card registry.
+    :ivar carrier: the mobile carriers' real-name check.
+    :ivar face: the face comparison service.
+    :ivar sms: the SMS gateway (one-time codes, notices).
+    """
+
+    population: PopulationRegistry | None = None
+    legal_entity: LegalEntityRegistry | None = None
+    social_security: SocialSecurityRegistry | None = None
+    carrier: CarrierVerifier | None = None
+    face: FaceComparator | None = None
+    sms: SmsGateway | None = None

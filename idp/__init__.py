@@ -109,7 +109,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                       decode_key(settings["secrets"]["pii_index_key"], "pii_index_key"),
                       settings["pii"]["index_algorithm"]),
         acr=AcrPolicy.from_settings(settings),
-        gateway=_gateway(settings),
+        registries=_registries(settings),
         mail=_mailer(settings),
     )
     app.extensions["idp.discovery"] = serialise(provider_metadata(settings))
@@ -175,7 +175,7 @@ def _private_files(settings: Mapping[str, Any]) -> None:
             database.chmod(0o600)
 
 
-def _gateway(settings: Mapping[str, Any]):
+def _registries(settings: Mapping[str, Any]):
     from connectors.http import from_settings
 
     try:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from flask import current_app
 
 if TYPE_CHECKING:
-    from connectors.http import GatewayClient
     from connectors.mail import MailGateway
+    from connectors.registries import Registries
     from idp.accounts.passwords import PasswordHasher
     from idp.accounts.pii import PiiCipher
     from idp.audit.writer import AuditWriter
@@ -38,8 +38,8 @@ class Runtime:
     :ivar audit: deferred writer for audit events on hot paths.
     :ivar pii: encryption and blind index of personal identifiers.
     :ivar acr: the assurance levels' ``acr`` values and authentication caps.
-    :ivar gateway: the data-sharing gateway (registries, SMS), or None when
-        ``gateway.url`` is not configured.
+    :ivar registries: the registries and the SMS gateway, each None when not
+        configured (all of them while ``gateway.url`` is empty).
     :ivar mail: the SMTP relay for outgoing e-mail, or None when ``mail.host``
         is not configured.
     """
@@ -54,7 +54,7 @@ class Runtime:
     audit: AuditWriter
     pii: PiiCipher
     acr: AcrPolicy
-    gateway: GatewayClient | None = None
+    registries: Registries
     mail: MailGateway | None = None
 
     @property

@@ -166,8 +166,9 @@ def verify_representative(rt: Runtime, account: Account, uscc: str, name: str,
             "verify your identity strongly."))
     count_check(rt, account, ip)
     number = accounts.resident_id(rt, account)
-    answer = ask_registry(rt, "legal_entity_registry", lambda gw: gw.verify_entity(
-        code, name, account.verified_name, number))
+    answer = ask_registry("legal_entity_registry", rt.registries.legal_entity,
+                          lambda registry: registry.verify_entity(
+                              code, name, account.verified_name, number))
     matched = answer.result is LegalEntityResult.MATCH
     record("entity.verified", "success" if matched else "failure", account_id=account.id,
            ip=ip, uscc=code, result=answer.result.value, reference=answer.reference[:64])

@@ -41,7 +41,7 @@ def notify_phone(rt: Runtime, phone: str, template: str,
         sent (no gateway configured, the same notice shortly before, the
         budget used up, or the gateway failed: logged, never raised).
     """
-    if rt.gateway is None:
+    if rt.registries.sms is None:
         return False
     recent = f"sms:notice:{template}:{rt.pii.blind_index('phone', phone)}"
     if not rt.store.add(recent, {}, rt.settings["sms"]["notice_interval"]):
@@ -50,7 +50,7 @@ def notify_phone(rt: Runtime, phone: str, template: str,
         return False
     try:
         spend_budget(rt, phone, block=False)
-        rt.gateway.send(template, phone, dict(params or {}))
+        rt.registries.sms.send(template, phone, dict(params or {}))
     except SmsBudgetExhaustedError as exc:
         rt.store.delete(recent)
         log.warning("the %s notice was not sent: the SMS budget is used up", template)

@@ -35,9 +35,10 @@ tells whether a name and an ID number belong together.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from flask_babel import LazyString
 from flask_babel import lazy_gettext as _l
@@ -63,6 +64,8 @@ from idp.runtime import Runtime
 from idp.timeutil import from_epoch, utcnow
 
 log = logging.getLogger(__name__)
+_Registry = TypeVar("_Registry")
+_Answer = TypeVar("_Answer")
 
 
 @dataclass(frozen=True)
@@ -360,17 +363,23 @@ def count_check(rt: Runtime, account: Account, ip: str | None) -> None:
         raise VerificationLimitError(rt.store.ttl(key) or 86400)
 
 
-def ask_registry(rt: Runtime, method: str, call):
-    """Run ``call(gateway)``, a registry query for ``method``; an outage, a
-    refused request or a missing gateway becomes
-    :class:`VerificationUnavailableError`, never an answer about the person.
+def ask_registry(method: str, registry: _Registry | None,
+                 call: Callable[[_Registry], _Answer]) -> _Answer:
+    """Run ``call(registry)``, a registry query for the verification
+    ``method``; a registry that is not configured, an outage or a refused
+    request becomes :class:`VerificationUnavailableError`, never an answer
+    about the person.
 
-    :returns: what ``call`` returns (a typed registry result).
+    :param method: the verification method (a key of :data:`METHODS`), for the log.
+    :param registry: the field of ``rt.registries`` that answers ``method``,
+        None when it is not configured.
+    :returns: what ``call`` returns (a typed registry answer).
+    :raises VerificationUnavailableError: as above; nothing was recorded.
     """
-    if rt.gateway is None:
-        raise VerificationUnavailableError("no gateway is configured")
+    if registry is None:
+        raise VerificationUnavailableError(f"no registry is configured for {method}")
     try:
-        return call(rt.gateway)
+        return call(registry)
     except RegistryUnavailableError as exc:
         raise VerificationUnavailableError(str(exc)) from None
     except GatewayRequestError as exc:
@@ -508,8 +517,8 @@ def _match_population(rt: Runtime, account: Account, name: str, id_number: str,
     if holder is not None and not counted:
         raise accounts.AccountError("resident_id", _l(
             "This ID number is already verified for another account."))
-    answer = ask_registry(rt, "population_registry",
-                          lambda gw: gw.verify_person(name, number))
+    answer = ask_registry("population_registry", rt.registries.population,
+                          lambda registry: registry.verify_person(name, number))
     matched = answer.result is PopulationResult.MATCH
     if matched and holder is not None:
         _claim(rt, account, holder, name, number, answer.reference, ip)
@@ -643,8 +652,8 @@ def verify_face(rt: Runtime, account: Account, liveness_token: str,
         raise accounts.AccountError("liveness_token", _l("The liveness check did not "
                                                           "return a token; try again."))
     count_check(rt, account, ip)
-    answer = ask_registry(rt, "face_comparison",
-                          lambda gw: gw.compare_face(number, name, token))
+    answer = ask_registry("face_comparison", rt.registries.face,
+                          lambda registry: registry.compare_face(number, name, token))
     passed = answer.decision is FaceDecision.PASS
     item = _record(rt, account, "face_comparison", answer.decision.value, passed,
                    answer.reference, ip)
@@ -714,7 +723,8 @@ def verify_card(rt: Runtime, account: Account, card_number: str, ip: str | None,
     if holder is not None and holder.id != account.id:
         raise accounts.AccountError("card_number", _l(
             "This card is already registered to another account."))
-    answer = ask_registry(rt, "social_security_card", lambda gw: gw.check_card(number, card))
+    answer = ask_registry("social_security_card", rt.registries.social_security,
+                          lambda registry: registry.check_card(number, card))
     active = answer.status is CardStatus.ACTIVE
     item = _record(rt, account, "social_security_card", answer.status.value, active,
                    answer.reference, ip)
@@ -775,8 +785,8 @@ def verify_carrier(rt: Runtime, account: Account, ip: str | None) -> Verificatio
         raise VerificationFailedError("prerequisite", _l(
             "First confirm a mobile number with a text message code."))
     count_check(rt, account, ip)
-    answer = ask_registry(rt, "carrier_three_element",
-                          lambda gw: gw.verify_phone(name, number, phone))
+    answer = ask_registry("carrier_three_element", rt.registries.carrier,
+                          lambda registry: registry.verify_phone(name, number, phone))
     matched = answer.result is CarrierResult.MATCH
     item = _record(rt, account, "carrier_three_element", answer.result.value, matched,
                    answer.reference, ip)

@@ -169,8 +169,8 @@ def take_over_in_person(rt: Runtime, account: Account, name: str, id_number: str
         VerificationFailedError, AccountError: as :func:`verify_in_person`.
     """
     number = parse_resident_id(id_number).number
-    answer = ask_registry(rt, "population_registry",
-                          lambda gw: gw.verify_person(normalize_name(name), number))
+    answer = ask_registry("population_registry", rt.registries.population,
+                          lambda registry: registry.verify_person(normalize_name(name), number))
     if answer.result is not PopulationResult.MATCH:
         raise VerificationFailedError(answer.result.value, POPULATION_MISMATCH)
     holder = find_by_resident_id(rt, number)

@@ -139,7 +139,7 @@ def login():
     elif request.method == "POST":
         status = 400
     return render_template("login.html", form=form, error=error, client=_client_for(item),
-                           item=item, sms=rt.gateway is not None), status, headers
+                           item=item, sms=rt.registries.sms is not None), status, headers
 
 
 def _sms_page(form, template: str, purpose: str,
@@ -155,7 +155,7 @@ def _sms_page(form, template: str, purpose: str,
         form.i.data = item.id if item else ""
         if next_field is not None:
             next_field.data = local_next(request.args.get("next")) or ""
-    available = rt.gateway is not None
+    available = rt.registries.sms is not None
     sent, just_sent, error, status = False, False, None, 200
     if available and form.validate_on_submit():
         if request.form.get("action") == "verify":
@@ -348,7 +348,7 @@ def register():
     if request.method == "GET":
         form.i.data = item.id if item else ""
         return render_template("register.html", form=form, item=item,
-                               sms=rt.gateway is not None)
+                               sms=rt.registries.sms is not None)
     # CSRFProtect has checked the token of every POST before this view.
     status = 400
     valid = form.validate_on_submit()
@@ -369,7 +369,7 @@ def register():
     except accounts.AccountError as exc:
         _show_account_errors(form, exc)
     return render_template("register.html", form=form, item=item,
-                           sms=rt.gateway is not None), status
+                           sms=rt.registries.sms is not None), status
 
 
 @bp.route("/consent", methods=["GET", "POST"])

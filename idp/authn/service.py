@@ -400,10 +400,11 @@ def _known_for_number(rt: Runtime, phone: str,
 
 def _send(rt: Runtime, phone: str, purpose: str, ip: str | None,
           known: str | None, *, own_number: bool = False) -> otp.SentCode:
-    if rt.gateway is None:
+    if rt.registries.sms is None:
         raise SmsUnavailableError("no SMS gateway is configured")
     try:
-        sent = otp.send_code(rt, rt.gateway, phone, purpose, ip, known, own_number=own_number)
+        sent = otp.send_code(rt, rt.registries.sms, phone, purpose, ip, known,
+                             own_number=own_number)
     except (SmsGatewayError, RegistryUnavailableError) as exc:
         raise SmsUnavailableError(str(exc)) from None
     except otp.SmsBudgetExhaustedError as exc:

@@ -232,7 +232,7 @@ def users_verify_in_person(identifier: str, name: str, id_number: str, reference
 
     account = _account(identifier)
     rt = current_runtime()
-    if rt.gateway is None:
+    if rt.registries.population is None:
         raise click.ClickException("no gateway is configured (gateway.url): the population "
                                    "registry cannot be asked; set IDP_GATEWAY__URL, "
                                    "IDP_GATEWAY__ACCESS_KEY and IDP_GATEWAY__SECRET")

@@ -39,7 +39,7 @@ ONLINE_VERIFICATION_MAX = 3
 CREDENTIALS: dict[str, Callable[[Runtime, Account], bool]] = {
     "password": lambda rt, account: bool(account.password_hash),
     "verified_phone": lambda rt, account: (account.phone_number_verified
-                                           and rt.gateway is not None),
+                                           and rt.registries.sms is not None),
 }
 
 
@@ -52,8 +52,8 @@ class StepUpState:
     :ivar cap: the highest level the session's methods support.
     :ivar achieved: ``min(level, cap)``.
     :ivar reverify: an operator demands re-verification first.
-    :ivar verification_possible: the registries can be reached (a gateway
-        is configured), so the identity can be verified online.
+    :ivar verification_possible: the population registry is configured, so
+        the identity can be verified online.
     :ivar factor_cap: the cap once another factor is added.
     :ivar factors: the ``amr`` values a step-up may add now
         (:func:`step_up_factors`); none during the hold.
@@ -127,6 +127,6 @@ def evaluate(rt: Runtime, account: Account, amr: list[str], required: int) -> St
     return StepUpState(
         required=max(required, 2) if reverify else required, level=level, cap=cap,
         achieved=min(level, cap), reverify=reverify,
-        verification_possible=rt.gateway is not None,
+        verification_possible=rt.registries.population is not None,
         factor_cap=max(cap, rt.acr.multi_factor),
         factors=() if held else factors, hold_until=until if held else None)

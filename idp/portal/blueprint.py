@@ -115,7 +115,7 @@ def overview():
     return render_template(
         "account.html", account=account, state=state, ids=_identifiers(rt, account),
         level_name=verification.level_name(rt, state.level), methods=verification.METHODS,
-        gateway=rt.gateway is not None,
+        gateway=rt.registries.population is not None,
         card_waiting=kiosk.pending_link(rt, session.get(LINK_SESSION_KEY)) is not None)
 
 
@@ -171,7 +171,7 @@ def verify_identity():
     elif request.method == "POST":
         status = 400
     return render_template("verify.html", form=form, item=item, client=_client_of(rt, item),
-                           error=error, gateway=rt.gateway is not None), status
+                           error=error, gateway=rt.registries.population is not None), status
 
 
 @bp.route("/verify/strong", methods=["GET", "POST"])
@@ -220,7 +220,9 @@ def verify_strong():
                            claim=mask_resident_id(claim.number) if claim else None,
                            card_refusal=verification.card_check_refusal(account, sso.amr),
                            carrier_refusal=verification.carrier_check_refusal(rt, account),
-                           gateway=rt.gateway is not None), status
+                           gateway=any(registry is not None for registry in (
+                               rt.registries.carrier, rt.registries.face,
+                               rt.registries.social_security))), status
 
 
 @bp.route("/link-card", methods=["GET", "POST"])
@@ -286,7 +288,7 @@ def phone():
     if request.method == "GET":
         form.i.data = item.id if item else ""
     sent, just_sent, error, status = False, False, None, 200
-    if rt.gateway is not None and form.validate_on_submit():
+    if rt.registries.sms is not None and form.validate_on_submit():
         verify = request.form.get("action") == "verify"
         sent = verify
         try:
@@ -320,7 +322,7 @@ def phone():
     replacing = account.phone_number_verified
     return render_template("phone.html", form=form, item=item, client=_client_of(rt, item),
                            sent=sent, just_sent=just_sent, error=error,
-                           available=rt.gateway is not None, replacing=replacing,
+                           available=rt.registries.sms is not None, replacing=replacing,
                            has_totp=replacing and totp.has_totp(account)), status
 
 
@@ -403,7 +405,7 @@ def entities_page():
                            representations=entities.representations(account),
                            level=verification.assurance_level(account),
                            required=entities.REPRESENTATIVE_LEVEL,
-                           gateway=rt.gateway is not None), status
+                           gateway=rt.registries.legal_entity is not None), status
 
 
 def _reauth_refusal(exc: authn.ReauthUnavailableError) -> str:

@@ -8,6 +8,7 @@ import dataclasses
 
 import pytest
 
+from connectors.registries import Registries
 from idp.oidc import interaction
 from idp.oidc.acr import FACTORS, KNOWLEDGE, METHODS, POSSESSION, STRENGTHS, AcrPolicy
 from idp.oidc.authorize import step_up_state
@@ -48,7 +49,7 @@ def test_caps_come_from_the_settings(rt):
 
 
 def test_factors_offered_to_an_account(rt, account):
-    with_gateway = dataclasses.replace(rt, gateway=object())
+    with_gateway = dataclasses.replace(rt, registries=Registries(sms=object()))
     assert step_up_factors(rt, account, ["hwk"]) == ("pwd",)
     # A code to the phone needs a verified phone and the SMS gateway.
     assert step_up_factors(with_gateway, account, ["hwk"]) == ("pwd",)

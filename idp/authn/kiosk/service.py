@@ -240,13 +240,14 @@ def _check_registries(rt: Runtime, card: CardRead) -> tuple[str, str]:
     """The card's holder is alive and registered under that name, and a
     social security card is active. Returns the registry references of the
     person and of the card (the person's again for a resident ID card)."""
-    person = ask_registry(rt, "population_registry",
-                          lambda gw: gw.verify_person(card.name, card.id_number))
+    person = ask_registry("population_registry", rt.registries.population,
+                          lambda registry: registry.verify_person(card.name, card.id_number))
     if person.result is not PopulationResult.MATCH:
         raise KioskError("access_denied", 403, "The card could not be verified.")
     if card.card_type == "social_security":
-        status = ask_registry(rt, "social_security_card",
-                              lambda gw: gw.check_card(card.id_number, card.card_number))
+        status = ask_registry("social_security_card", rt.registries.social_security,
+                              lambda registry: registry.check_card(card.id_number,
+                                                                   card.card_number))
         if status.status is not CardStatus.ACTIVE:
             raise KioskError("access_denied", 403, "The card is not active.")
         return person.reference, status.reference
