@@ -55,6 +55,17 @@ def _audit(provider, event: str, client_id: str) -> list[dict]:
     return result
 
 
+def _consented(provider) -> tuple[Browser, object, dict]:
+    """A new account signed in through ``browser`` that consented to a new
+    untrusted client: ``(browser, client, tokens)``."""
+    username, password, _ = provider.create_account()
+    client = provider.create_client(trusted=False)
+    browser = Browser(provider.url)
+    tokens = _tokens(provider, browser, client, "openid offline_access",
+                     username=username, password=password)
+    return browser, client, tokens
+
+
 def test_list_and_withdraw_one_consent(provider):
     username, password, _sub = provider.create_account()
     first = provider.create_client(trusted=False)
@@ -136,11 +147,7 @@ def test_only_the_accounts_own_consent_is_withdrawn(provider):
 
 
 def test_withdrawing_needs_the_form_token_and_a_login(provider):
-    username, password, _ = provider.create_account()
-    client = provider.create_client(trusted=False)
-    browser = Browser(provider.url)
-    tokens = _tokens(provider, browser, client, "openid offline_access",
-                     username=username, password=password)
+    browser, client, tokens = _consented(provider)
     forged = browser.session.post(f"{provider.url}/account/apps/withdraw",
                                   data={"client_id": client.client_id}, allow_redirects=False)
     assert forged.status_code == 400 and "csrf" in forged.text
@@ -151,11 +158,7 @@ def test_withdrawing_needs_the_form_token_and_a_login(provider):
 
 
 def test_a_client_no_longer_registered_is_still_listed(provider):
-    username, password, _ = provider.create_account()
-    client = provider.create_client(trusted=False)
-    browser = Browser(provider.url)
-    _tokens(provider, browser, client, "openid offline_access", username=username,
-            password=password)
+    browser, client, _ = _consented(provider)
     from idp.clients.models import Client
     from idp.extensions import db
 
@@ -224,11 +227,7 @@ def test_consent_time_is_in_the_provinces_time(provider):
     from idp.extensions import db
     from idp.oidc.models import Consent
 
-    username, password, _ = provider.create_account()
-    client = provider.create_client(trusted=False)
-    browser = Browser(provider.url)
-    _tokens(provider, browser, client, "openid offline_access", username=username,
-            password=password)
+    browser, client, _ = _consented(provider)
     with provider.app.app_context():
         consent = db.session.scalar(select(Consent).where(Consent.client_id == client.client_id))
         consent.granted_at = datetime(2026, 1, 1, 16, 30)  # UTC, 00:30 the next day in China
