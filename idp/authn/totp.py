@@ -28,7 +28,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from idp import sessions
+from idp import sessions, unit_of_work
 from idp.accounts.models import Account, RecoveryCode, TotpCredential
 from idp.accounts.notify import notify_after_commit
 from idp.audit.service import record
@@ -243,8 +243,10 @@ def enrol_with_secret(rt: Runtime, account: Account, secret: str, code: str,
         try:
             db.session.flush()
         except IntegrityError:
-            # Another sign-in confirmed its own meanwhile.
-            db.session.rollback()
+            # Another sign-in confirmed its own meanwhile. A failed flush
+            # leaves the session unusable, so the unit ends here (nothing
+            # else of this sign-in step is pending in it).
+            unit_of_work.rollback()
             raise TotpError(_l("An authenticator is already set up. Remove it first.")) \
                 from None
     # Only an unconfirmed credential (a set-up started and left) is replaced:
@@ -252,7 +254,6 @@ def enrol_with_secret(rt: Runtime, account: Account, secret: str, code: str,
     elif db.session.execute(update(TotpCredential).where(
             TotpCredential.id == item.id, TotpCredential.confirmed_at.is_(None))
             .values(**values)).rowcount != 1:
-        db.session.rollback()
         raise TotpError(_l("An authenticator is already set up. Remove it first."))
     throttle.note_success(rt.store, limits, key, ip, device)
     return _enrolled(rt, account, now, ip)
