@@ -50,3 +50,14 @@ def account(idp, rt):
 def client(idp):
     """A new confidential client (tests.helpers.TestClient)."""
     return idp.create_client()
+
+
+@pytest.fixture
+def commits(monkeypatch, rt) -> list[int]:
+    """One entry per ``db.session.commit()`` in the test's application context."""
+    from idp.extensions import db
+
+    calls: list[int] = []
+    commit = db.session.commit
+    monkeypatch.setattr(db.session, "commit", lambda: (calls.append(1), commit())[1])
+    return calls

@@ -195,15 +195,6 @@ def population(monkeypatch):
     return answer
 
 
-@pytest.fixture
-def commits(monkeypatch) -> list[int]:
-    """One entry per ``db.session.commit()``."""
-    calls: list[int] = []
-    commit = db.session.commit
-    monkeypatch.setattr(db.session, "commit", lambda: (calls.append(1), commit())[1])
-    return calls
-
-
 def evidence_methods(account) -> list[tuple[str, int]]:
     return [(item.method, item.level) for item in verification.evidence_of(account)]
 

@@ -46,15 +46,6 @@ def _events(account_id: int) -> int:
                              .where(AuditEvent.account_id == account_id))
 
 
-@pytest.fixture
-def commits(monkeypatch) -> list[int]:
-    """One entry per ``db.session.commit()``."""
-    calls: list[int] = []
-    commit = db.session.commit
-    monkeypatch.setattr(db.session, "commit", lambda: (calls.append(1), commit())[1])
-    return calls
-
-
 def test_a_service_leaves_its_work_uncommitted(rt, commits):
     account = create_account(rt, _username(), DEFAULT_PASSWORD)
     assert account.id is not None and commits == []
