@@ -2,9 +2,10 @@
 
 Services add and flush; they never commit. The outermost caller ends the
 unit: the view wrapper :func:`wrap_views` (every view of the application),
-the CLI's command groups (:mod:`idp.cli`), a fold batch. It commits when the
-work returned without raising and rolls back otherwise, so a change and the
-audit event describing it exist together or not at all.
+every ``idp`` command (:mod:`idp.cli.unit`), a fold batch (:func:`unit`).
+It commits when the work returned without raising and rolls back
+otherwise, so a change and the audit event describing it exist together or
+not at all.
 
 What must happen only once the change is durable (a text message or e-mail
 telling a person about it) is registered with :func:`after_commit` and runs
