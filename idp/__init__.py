@@ -50,6 +50,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp.oidc.server import AuthorizationServer
     from idp.runtime import Runtime
     from idp.store import create_store
+    from idp.unit_of_work import unit, wrap_views
     from idp.web import (
         add_security_headers,
         allow_pending_redirect,
@@ -126,6 +127,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(authn_bp)
     app.register_blueprint(portal_bp)
     app.register_blueprint(kiosk_bp)
+    wrap_views(app)
     app.before_request(reject_nul_bytes)
     app.after_request(add_security_headers)
     app.after_request(see_other_after_post)
@@ -146,8 +148,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         from idp.db import upgrade_database
 
         upgrade_database()
-        keys.ensure((settings["tokens"]["default_signing_alg"],
-                     settings["tokens"]["access_token_signing_alg"]))
+        with unit():
+            keys.ensure((settings["tokens"]["default_signing_alg"],
+                         settings["tokens"]["access_token_signing_alg"]))
         # Start-up work is done: close its connections so an app that is
         # built and dropped (CLI command discovery) leaves none open.
         db.session.remove()

@@ -18,7 +18,7 @@ from flask_wtf.csrf import CSRFError
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
-from idp import sessions
+from idp import sessions, unit_of_work
 from idp.accounts.models import Account
 from idp.authn.throttle import (
     PROOF_PHONE,
@@ -28,7 +28,6 @@ from idp.authn.throttle import (
     remember_device,
 )
 from idp.clients.metadata import redirect_destination
-from idp.extensions import db
 from idp.oidc.interaction import Interaction, answer_uri
 from idp.runtime import Runtime, current_runtime
 from idp.security import random_token
@@ -391,8 +390,5 @@ def handle_unexpected_error(error: Exception) -> tuple[Response | str, int]:
     WSGI server: no configuration shows a trace to the client.
     """
     log.error("Unhandled exception on %s %s", request.method, request.path, exc_info=error)
-    try:
-        db.session.rollback()
-    except Exception:  # noqa: BLE001 -- a dead connection must not hide the first error
-        log.exception("Rolling back after the unhandled exception failed.")
+    unit_of_work.rollback()
     return server_error()

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from werkzeug.serving import make_server
 
-from tests.helpers import ProviderHandle
+from tests.helpers import ProviderHandle, each_app_context_is_a_unit
 
 TEST_PASSWORD = "correct horse battery"
 # One set of secrets for every provider of a run, so extra providers sharing
@@ -94,7 +94,8 @@ def start_provider(tmp_path, database_url: str | None, **sections) -> ProviderHa
     from idp import create_app
 
     port = free_port()
-    app = create_app(make_settings(tmp_path, database_url, port, **sections))
+    app = each_app_context_is_a_unit(
+        create_app(make_settings(tmp_path, database_url, port, **sections)))
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -25,6 +25,25 @@ DEFAULT_PASSWORD = "correct horse battery"
 CHECKOUT = Path(__file__).resolve().parents[1]
 
 
+def each_app_context_is_a_unit(app: Flask) -> Flask:
+    """Make every application context a test opens around service calls
+    (``with provider.app.app_context(): ...``) one unit of work: the test
+    is then the outermost caller, and its work is committed when the block
+    ends normally and rolled back when it raises, as a view's or a
+    command's would be (idp.unit_of_work). Requests are units of their own
+    and have nothing left to commit here."""
+    from idp import unit_of_work
+
+    @app.teardown_appcontext
+    def _end_unit(exc: BaseException | None) -> None:
+        if exc is None:
+            unit_of_work.commit()
+        else:
+            unit_of_work.rollback()
+
+    return app
+
+
 @contextmanager
 def running_server(args: list, env: dict, log_path: Path, ready_url: str,
                    cwd: Path | None = None, start_timeout: float = 60.0,

@@ -23,6 +23,7 @@ provider to flood a mailbox.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass
@@ -32,15 +33,15 @@ from flask_babel import lazy_gettext as _l
 from connectors.mail import MailGatewayError
 from idp.accounts import service as accounts
 from idp.accounts.models import Account
-from idp.accounts.notify import notify_account
+from idp.accounts.notify import notify_after_commit
 from idp.accounts.recovery import sms_reset_hold_until
 from idp.audit.service import record, record_deferred
 from idp.authn.throttle import DeviceCookie
-from idp.extensions import db
 from idp.i18n import LocalTime
 from idp.runtime import Runtime
 from idp.security import keyed_hash, random_token
 from idp.timeutil import epoch, from_epoch
+from idp.unit_of_work import after_commit
 
 log = logging.getLogger(__name__)
 
@@ -267,9 +268,10 @@ def read_link(rt: Runtime, token: str) -> EmailLink:
 
 def confirm_link(rt: Runtime, token: str, ip: str | None) -> EmailLink:
     """Make the link's address the verified e-mail address of the account
-    the link was made for (whoever is signed in where it is opened), audit
-    and commit; the link is used up. The verified phone is told, and so is
-    the previous address if it was verified (best effort).
+    the link was made for (whoever is signed in where it is opened) and
+    audit it (not committed); the link is used up. Once the caller commits,
+    the verified phone is told, and so is the previous address if it was
+    verified (best effort).
 
     :raises EmailLinkError: the link is unknown, expired, already used,
         replaced by a newer one, or its account was suspended or had its
@@ -284,13 +286,19 @@ def confirm_link(rt: Runtime, token: str, ip: str | None) -> EmailLink:
     account.email_verified = True
     record("account.email_verified", account_id=account.id, ip=ip,
            address=mask_email(address), changed=changed)
-    db.session.commit()
     if changed:
-        notify_account(rt, account, "email_changed", {"address": mask_email(address)})
+        notify_after_commit(rt, account, "email_changed", {"address": mask_email(address)})
     if previous is not None and rt.mail is not None:
-        try:
-            rt.mail.send(previous, str(CHANGED_SUBJECT), str(CHANGED_TEXT) % {
-                "username": account.username, "address": mask_email(address)})
-        except (MailGatewayError, ValueError) as exc:
-            log.warning("could not tell the previous e-mail address: %s", exc)
+        after_commit(functools.partial(_tell_previous_address, rt, previous,
+                                       account.username, mask_email(address)))
     return EmailLink(account, address)
+
+
+def _tell_previous_address(rt: Runtime, previous: str, username: str, masked: str) -> None:
+    """Tell the previously verified address ``previous`` that the account's
+    address changed to ``masked`` (best effort: a failure is logged)."""
+    try:
+        rt.mail.send(previous, str(CHANGED_SUBJECT), str(CHANGED_TEXT) % {
+            "username": username, "address": masked})
+    except (MailGatewayError, ValueError) as exc:
+        log.warning("could not tell the previous e-mail address: %s", exc)

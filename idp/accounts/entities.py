@@ -146,7 +146,7 @@ def verify_representative(rt: Runtime, account: Account, uscc: str, name: str,
     and the legal-entity registry must match the credit code, the entity's
     name and the account's verified name and ID number. Counted like every
     other registry check; a representation that had ended is confirmed
-    again. Commits.
+    again. Not committed (the caller commits, a refusal's audit event too).
 
     :raises IdentifierError: an invalid credit code (GB 32100).
     :raises accounts.AccountError: no entity name given.
@@ -173,7 +173,6 @@ def verify_representative(rt: Runtime, account: Account, uscc: str, name: str,
     record("entity.verified", "success" if matched else "failure", account_id=account.id,
            ip=ip, uscc=code, result=answer.result.value, reference=answer.reference[:64])
     if not matched:
-        db.session.commit()
         raise VerificationFailedError(answer.result.value, _FAILURES[answer.result])
     now = utcnow()
     expires = now + timedelta(days=rt.settings["assurance"]["validity_days"][
@@ -195,5 +194,5 @@ def verify_representative(rt: Runtime, account: Account, uscc: str, name: str,
         db.session.add(agent)
     agent.verified_at, agent.reference = now, answer.reference[:64]
     agent.ended_at = agent.ended_reason = None
-    db.session.commit()
+    db.session.flush()
     return Representation(entity, agent, entity_level(entity, now), assurance_level(account))

@@ -16,6 +16,7 @@ stop codes pumped to numbers anybody types, do not apply.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 
@@ -25,6 +26,7 @@ from idp.accounts import service as accounts
 from idp.accounts.models import Account
 from idp.authn.otp import SmsBudgetExhaustedError, spend_budget
 from idp.runtime import Runtime
+from idp.unit_of_work import after_commit
 
 log = logging.getLogger(__name__)
 
@@ -78,3 +80,17 @@ def notify_account(rt: Runtime, account: Account, template: str,
         return False
     phone = accounts.phone_number(rt, account)
     return notify_phone(rt, phone, template, params) if phone else False
+
+
+def notify_after_commit(rt: Runtime, account: Account, template: str,
+                        params: Mapping[str, str] | None = None) -> None:
+    """Tell the account's verified mobile number about a change, as
+    :func:`notify_account`, once the unit of work that makes the change has
+    committed (:func:`idp.unit_of_work.after_commit`): a change rolled back
+    is never reported. The number is the one verified now, before the change
+    is committed (a notice about a changed phone goes to the old one)."""
+    if not account.phone_number_verified:
+        return
+    phone = accounts.phone_number(rt, account)
+    if phone:
+        after_commit(functools.partial(notify_phone, rt, phone, template, params))

@@ -205,7 +205,9 @@ def create_account(
     ip: str | None = None,
     admin: bool = False,
 ) -> Account:
-    """Create and commit an account with an argon2id password hash.
+    """Create an account with an argon2id password hash (flushed, not
+    committed: the caller commits it with whatever else the unit does, such
+    as its identity links).
 
     :param username: login name; 3-64 of ``a-z 0-9 . _ -`` after case folding.
     :param verified_phone: a mobile number whose possession was just proven
@@ -231,7 +233,6 @@ def create_account(
     db.session.add(account)
     db.session.flush()
     record("account.created", account_id=account.id, ip=ip, admin=admin)
-    db.session.commit()
     return account
 
 
@@ -249,8 +250,9 @@ def get_account(account_id: int) -> Account | None:
 
 def verify_password(rt: Runtime, account: Account | None, password: str) -> bool:
     """Check ``password`` against ``account``'s hash, taking the same time
-    when ``account`` is None (unknown identifier). Re-hashes and commits
-    when the stored hash has outdated parameters.
+    when ``account`` is None (unknown identifier). Re-hashes (not
+    committed: the login's unit of work commits) when the stored hash has
+    outdated parameters.
 
     :returns: whether the password matched an existing account's.
     """
@@ -259,7 +261,6 @@ def verify_password(rt: Runtime, account: Account | None, password: str) -> bool
         return False
     if new_hash:
         account.password_hash = new_hash
-        db.session.commit()
     return True
 
 

@@ -34,6 +34,7 @@ tells whether a name and an ID number belong together.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,11 +58,12 @@ from idp.accounts.identifiers import normalize_name, parse_card_number, parse_re
 from idp.accounts.models import Account, VerificationEvidence
 from idp.accounts.pii import PiiError
 from idp.accounts.recovery import sms_reset_hold_until
-from idp.audit.service import record
+from idp.audit.service import record, record_deferred
 from idp.extensions import db
 from idp.i18n import LocalTime
 from idp.runtime import Runtime
 from idp.timeutil import from_epoch, utcnow
+from idp.unit_of_work import after_commit
 
 log = logging.getLogger(__name__)
 _Registry = TypeVar("_Registry")
@@ -468,7 +470,8 @@ def verify_population(rt: Runtime, account: Account, name: str, id_number: str,
     """Level 2: match name and resident ID number in the population registry.
 
     On a match the number is stored (encrypted, indexed), the verified name
-    kept, and an operator's demand for re-verification is met. Commits.
+    kept, and an operator's demand for re-verification is met. Not committed:
+    the caller commits, the evidence of a failed match too.
 
     A number another account holds is never given by knowledge: when that
     account holds it by knowledge only, a match becomes the account's
@@ -487,7 +490,6 @@ def verify_population(rt: Runtime, account: Account, name: str, id_number: str,
     :raises VerificationFailedError: no match (evidence of the failure is kept).
     """
     item = _match_population(rt, account, name, id_number, ip, counted=True)
-    db.session.commit()
     _population_outcome(rt, account, item)
     return item
 
@@ -496,8 +498,8 @@ def _match_population(rt: Runtime, account: Account, name: str, id_number: str,
                       ip: str | None, *, counted: bool) -> VerificationEvidence:
     """Ask the population registry about ``name`` and ``id_number`` for
     ``account`` and record the answer; on a match bind the number and name
-    to the account. Not committed (the claim paths of :func:`_claim` commit
-    and raise); :func:`_population_outcome` follows the commit.
+    to the account. Not committed (the claim paths of :func:`_claim`
+    raise); :func:`_population_outcome` follows.
 
     :param counted: False for an operator's check at a counter, which the
         per-account limit of online checks does not apply to, and where a
@@ -532,8 +534,9 @@ def _match_population(rt: Runtime, account: Account, name: str, id_number: str,
 
 
 def _population_outcome(rt: Runtime, account: Account, item: VerificationEvidence) -> None:
-    """After the commit of a population check ``item``: a match ends the
-    account's pending claim (its number is the account's now).
+    """The outcome of a population check ``item``: a match ends the
+    account's pending claim once the caller commits (its number is the
+    account's then).
 
     :raises VerificationFailedError: the registry did not match.
     """
@@ -542,17 +545,25 @@ def _population_outcome(rt: Runtime, account: Account, item: VerificationEvidenc
             raise VerificationFailedError(item.result, _l(
                 "This ID number cannot be verified online. Please visit a service counter."))
         raise VerificationFailedError(item.result, POPULATION_MISMATCH)
-    rt.store.delete(_claim_key(account))
+    _drop_claim_after_commit(rt, account)
+
+
+def _drop_claim_after_commit(rt: Runtime, account: Account) -> None:
+    """Forget the account's pending claim once its unit of work commits
+    (a rolled-back take-over leaves the claim to be proven again)."""
+    after_commit(functools.partial(rt.store.delete, _claim_key(account)))
 
 
 def _claim(rt: Runtime, account: Account, holder: Account, name: str, number: str,
            reference: str, ip: str | None) -> None:
     """The registry matched a number ``holder`` holds: keep the claim (if
-    the holder has knowledge only) and raise. Audited; commits."""
+    the holder has knowledge only) and raise. Audited: a refusal through the
+    deferred writer (it stands whatever the caller does), a claim in the
+    caller's transaction."""
     if not holds_by_knowledge_only(holder):
-        record("identity.claim_refused", "failure", account_id=account.id, ip=ip,
-               holder_id=holder.id, reference=reference[:64], reason="holder_has_possession")
-        db.session.commit()
+        record_deferred(rt.audit, "identity.claim_refused", "failure", account_id=account.id,
+                        ip=ip, holder_id=holder.id, reference=reference[:64],
+                        reason="holder_has_possession")
         raise accounts.AccountError("resident_id", HELD_WITH_POSSESSION)
     rt.store.put(_claim_key(account), {
         "number": rt.pii.encrypt("resident_id", number), "name": name,
@@ -560,7 +571,6 @@ def _claim(rt: Runtime, account: Account, holder: Account, name: str, number: st
         rt.settings["assurance"]["claim_ttl"])
     record("identity.claimed", account_id=account.id, ip=ip, holder_id=holder.id,
            reference=reference[:64])
-    db.session.commit()
     raise PossessionProofRequiredError()
 
 
@@ -600,7 +610,7 @@ def _take_number(rt: Runtime, account: Account, name: str, number: str, referenc
     """Bind ``number`` to ``account``, whose possession of it was just
     proven, with the population-registry match ``reference``: an account
     that holds it by knowledge only loses it first (the one release path,
-    ``idp.admin.service.release_identity``, which commits). Not committed.
+    ``idp.admin.service.release_identity``). Not committed.
 
     :param actor: who proved possession (kept in the audit trail).
     :param cause: the proof (``card_read``, ``face_comparison``...).
@@ -639,7 +649,8 @@ def verify_face(rt: Runtime, account: Account, liveness_token: str,
     compared by the registry's service with the registry photo. No image
     passes through the provider. Made against a pending
     :class:`IdentityClaim`, a pass takes the claimed number over from the
-    account that holds it by knowledge only. Commits.
+    account that holds it by knowledge only. Not committed: the caller
+    commits, the evidence of a failed check too.
 
     :raises VerificationFailedError: level 2 (or a claim) missing, the
         claimed number's holder proved possession meanwhile, or the face did
@@ -659,7 +670,6 @@ def verify_face(rt: Runtime, account: Account, liveness_token: str,
                    answer.reference, ip)
     if passed and claim is not None:
         _prove_claim(rt, account, claim, "face_comparison", ip)
-    db.session.commit()
     if answer.decision is FaceDecision.RETRY:
         raise VerificationFailedError("retry", _l(
             "The liveness check was not conclusive. Try again in good light."))
@@ -696,7 +706,8 @@ def verify_card(rt: Runtime, account: Account, card_number: str, ip: str | None,
                 amr: Sequence[str]) -> VerificationEvidence:
     """The social security card: it must be active and issued to the
     account's ID number. The card number is then stored (encrypted,
-    indexed) and becomes a login identifier. Commits.
+    indexed) and becomes a login identifier. Not committed: the caller
+    commits, the evidence of a failed check too.
 
     A typed card number is knowledge (issue 7: a stolen card must not reach
     level 3): the evidence supports level 2, never takes a number over from
@@ -730,7 +741,6 @@ def verify_card(rt: Runtime, account: Account, card_number: str, ip: str | None,
                    answer.reference, ip)
     if active:
         accounts.set_card_number(rt, account, card)
-    db.session.commit()
     if answer.status is CardStatus.NOT_FOUND:
         raise VerificationFailedError("not_found", _l(
             "No card with this number was issued to your ID number."))
@@ -769,7 +779,8 @@ def verify_carrier(rt: Runtime, account: Account, ip: str | None) -> Verificatio
     mobile number is registered at its carrier to the verified name and ID
     number. Made against a pending :class:`IdentityClaim`, a match takes
     the claimed number over from the account that holds it by knowledge
-    only. Refused while :func:`carrier_check_refusal` says so. Commits.
+    only. Refused while :func:`carrier_check_refusal` says so. Not
+    committed: the caller commits, the evidence of a failed check too.
 
     :raises VerificationFailedError: refused (``reset_hold``), level 2 (or
         a claim) or a verified phone missing, the claimed number's holder
@@ -792,7 +803,6 @@ def verify_carrier(rt: Runtime, account: Account, ip: str | None) -> Verificatio
                    answer.reference, ip)
     if matched and claim is not None:
         _prove_claim(rt, account, claim, "carrier_three_element", ip)
-    db.session.commit()
     if not matched:
         raise VerificationFailedError(answer.result.value, _l(
             "Your mobile carrier does not have this number registered to your name and "
@@ -810,7 +820,7 @@ def verify_card_read(rt: Runtime, account: Account, *, name: str, id_number: str
     from an account that holds it by knowledge only; the account gets the
     population match and the card read (method ``card_read``, source
     ``kiosk``) as evidence, and a social security card's number as a login
-    identifier. Commits.
+    identifier. Not committed.
 
     :param card_type: ``resident_id`` or ``social_security`` (the result kept).
     :param population_reference: the population registry's reference of
@@ -829,8 +839,7 @@ def verify_card_read(rt: Runtime, account: Account, *, name: str, id_number: str
         card = parse_card_number(card_number)
         if accounts.find_by_card_number(rt, card) is None:
             accounts.set_card_number(rt, account, card)
-    db.session.commit()
-    rt.store.delete(_claim_key(account))
+    _drop_claim_after_commit(rt, account)
     return item
 
 
@@ -838,7 +847,8 @@ def verify_in_person(rt: Runtime, account: Account, name: str, id_number: str,
                      reference: str, operator: str) -> VerificationEvidence:
     """Level 4: an operator saw the person and their ID card at a counter.
     The population registry must match too: both are recorded in one
-    transaction (a failed match alone is kept). Commits.
+    transaction (a failed match alone is kept when the caller commits).
+    Not committed.
 
     :param reference: the counter's reference (ticket or case number).
     :param operator: who made the check (kept with the evidence).
@@ -852,7 +862,6 @@ def verify_in_person(rt: Runtime, account: Account, name: str, id_number: str,
     if match.level:
         item = _record(rt, account, "in_person", "match", True, reference, None,
                        actor=operator)
-    db.session.commit()
     _population_outcome(rt, account, match)  # raises for a failed match
     return item
 

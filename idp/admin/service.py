@@ -18,7 +18,7 @@ from connectors.registries import PopulationResult
 from idp import sessions
 from idp.accounts.identifiers import normalize_name, parse_resident_id
 from idp.accounts.models import Account, VerificationEvidence
-from idp.accounts.notify import notify_account
+from idp.accounts.notify import notify_after_commit
 from idp.accounts.service import find_by_resident_id
 from idp.accounts.verification import (
     POPULATION_MISMATCH,
@@ -50,13 +50,11 @@ class NotFlaggedError(Exception):
 
 
 def _stop_tokens(rt: Runtime, account: Account, reason: str) -> int:
-    """End the account's SSO sessions and revoke its grants (commits).
+    """End the account's SSO sessions and revoke its grants (not committed).
 
     :returns: how many grants were revoked.
     """
-    revoked = sessions.end_all(rt, account, reason, revoke_grants=True).grants_revoked
-    db.session.commit()
-    return revoked
+    return sessions.end_all(rt, account, reason, revoke_grants=True).grants_revoked
 
 
 def suspend(rt: Runtime, account: Account, operator: str, reason: str) -> int:
@@ -70,10 +68,9 @@ def suspend(rt: Runtime, account: Account, operator: str, reason: str) -> int:
 
 
 def reinstate(rt: Runtime, account: Account, operator: str) -> None:
-    """Lift a suspension. Commits."""
+    """Lift a suspension (not committed)."""
     account.status = "active"
     record("account.reinstated", account_id=account.id, actor=operator)
-    db.session.commit()
 
 
 def require_reverification(rt: Runtime, account: Account, operator: str,
@@ -101,7 +98,8 @@ def release_identity(rt: Runtime, holder: Account, actor: str, reason: str, *,
     sessions end and its grants are revoked, it is flagged for an
     operator's review (``review_reason`` ``identity_released``), and its
     verified phone is told by text message. The number is then free for
-    the person who proved it. Commits (the message goes after the commit).
+    the person who proved it. Not committed: the message goes after the
+    caller's commit (:func:`idp.accounts.notify.notify_after_commit`).
 
     The holder keeps its account, password and phone (level 1): a stolen
     card taking the number from its owner must not also lock the owner out
@@ -125,7 +123,7 @@ def release_identity(rt: Runtime, holder: Account, actor: str, reason: str, *,
     record("account.identity_released", account_id=holder.id, ip=ip, actor=actor,
            reason=reason, evidence_revoked=revoked)
     grants = _stop_tokens(rt, holder, "identity_released")
-    notify_account(rt, holder, "identity_released")
+    notify_after_commit(rt, holder, "identity_released")
     return grants
 
 
@@ -141,7 +139,7 @@ def flagged_for_review(limit: int = 100) -> list[Account]:
 
 def clear_review(rt: Runtime, account: Account, operator: str, reason: str) -> str:
     """Clear the review flag of ``account`` after an operator looked at it.
-    Audited; commits.
+    Audited; not committed.
 
     :returns: the reason it had been flagged for.
     :raises NotFlaggedError: nothing to clear.
@@ -152,7 +150,6 @@ def clear_review(rt: Runtime, account: Account, operator: str, reason: str) -> s
     account.review_reason = account.review_flagged_at = None
     record("account.review_cleared", account_id=account.id, actor=operator, reason=reason,
            flagged=flagged)
-    db.session.commit()
     return flagged
 
 
@@ -200,5 +197,5 @@ def reset_second_factor(rt: Runtime, account: Account, operator: str, reason: st
     totp.remove(account, operator, reason)
     account.password_reset_by_sms_at = None
     revoked = _stop_tokens(rt, account, "second_factor_reset")
-    notify_account(rt, account, "authenticator_reset")
+    notify_after_commit(rt, account, "authenticator_reset")
     return revoked

@@ -434,7 +434,7 @@ def step_up():
         method = {"send_sms": "sms", "sms": "sms", "password": "pwd"}.get(action)
         try:
             if method is not None:
-                stepup.check_factor(state, sso, method, client_ip())
+                stepup.check_factor(rt, state, sso, method, client_ip())
             if action == "send_sms":
                 service.send_step_up_code(rt, account, client_ip(), device)
                 sent = True

@@ -5,6 +5,7 @@ recovery codes, password), and password reset and change."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -16,15 +17,15 @@ from connectors.sms import SmsGatewayError
 from idp import sessions
 from idp.accounts import service as accounts
 from idp.accounts.models import Account
-from idp.accounts.notify import notify_account, notify_phone
+from idp.accounts.notify import notify_after_commit, notify_phone
 from idp.audit.service import record, record_deferred
 from idp.authn import otp, throttle, totp
-from idp.extensions import db
 from idp.oidc.acr import combine_amr
 from idp.runtime import Runtime
 from idp.security import constant_time_equals, keyed_hash, random_token
 from idp.sessions import SsoSession, create_session, load_session
 from idp.timeutil import epoch, to_epoch, utcnow
+from idp.unit_of_work import after_commit
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,8 @@ def _known_phone(device: throttle.DeviceCookie | None, account: Account | None) 
 def start_session(rt: Runtime, account: Account, amr: list[str], ip: str | None,
                   previous: str | None = None, ttl: int | None = None, *,
                   public: bool = False, **detail: str) -> SsoSession:
-    """Open an SSO session for ``account``, audit ``login.success`` and commit.
+    """Open an SSO session for ``account`` and audit ``login.success`` (not
+    committed: the login's unit of work commits).
 
     :param amr: RFC 8176 methods used, e.g. ``["pwd"]``.
     :param previous: the browser's current session cookie, if any; that
@@ -83,7 +85,6 @@ def start_session(rt: Runtime, account: Account, amr: list[str], ip: str | None,
     public_detail = {"public_computer": True} if public else {}
     record("login.success", account_id=account.id, ip=ip, sid=sso.sid, amr=amr,
            **public_detail, **detail)
-    db.session.commit()
     return sso
 
 
@@ -184,9 +185,8 @@ def finish_second_factor(rt: Runtime, token: str, code: str, *, recovery: bool,
     ok = (totp.use_recovery_code(rt, account, code, ip, known) if recovery
           else totp.verify_totp(rt, account, code, ip, known))
     if not ok:
-        record("login.failure", "failure", account_id=account.id, ip=ip,
-               reason="recovery_code" if recovery else "totp_code")
-        db.session.commit()
+        record_deferred(rt.audit, "login.failure", "failure", account_id=account.id, ip=ip,
+                        reason="recovery_code" if recovery else "totp_code")
         raise LoginFailedError(account.username)
     return _start_pending(rt, token, account, ip, previous)
 
@@ -290,15 +290,14 @@ def login_with_password(rt: Runtime, identifier: str, password: str, ip: str | N
     try:
         throttle.reserve_attempt(rt.store, limits, key, ip, known)
     except throttle.ThrottledError:
-        record("login.failure", "failure", account_id=account.id if account else None, ip=ip,
-               reason="throttled")
-        db.session.commit()
+        record_deferred(rt.audit, "login.failure", "failure",
+                        account_id=account.id if account else None, ip=ip, reason="throttled")
         raise
     ok = accounts.verify_password(rt, account, password)
     if not ok or not account.is_active:
-        record("login.failure", "failure", account_id=account.id if account else None, ip=ip,
-               reason="invalid_credentials" if not ok else "inactive")
-        db.session.commit()
+        record_deferred(rt.audit, "login.failure", "failure",
+                        account_id=account.id if account else None, ip=ip,
+                        reason="invalid_credentials" if not ok else "inactive")
         raise LoginFailedError(identifier)
     throttle.note_success(rt.store, limits, key, ip, known)
     return complete_login(rt, account, ["pwd"], ip, previous, public=public)
@@ -467,9 +466,9 @@ def login_with_sms(rt: Runtime, phone: str, code: str, ip: str | None,
     e164 = otp.check_code(rt, phone, "login", code, _known_for_number(rt, phone, device))
     account = accounts.find_by_phone(rt, e164) if e164 else None
     if account is None or not account.phone_number_verified or not account.is_active:
-        record("login.failure", "failure", account_id=account.id if account else None, ip=ip,
-               reason="sms_code" if e164 is None else "no_account", amr=["sms"])
-        db.session.commit()
+        record_deferred(rt.audit, "login.failure", "failure",
+                        account_id=account.id if account else None, ip=ip,
+                        reason="sms_code" if e164 is None else "no_account", amr=["sms"])
         raise LoginFailedError(phone)
     return complete_login(rt, account, ["sms"], ip, previous, public=public)
 
@@ -480,7 +479,8 @@ def confirm_phone(rt: Runtime, account: Account, phone: str, code: str, password
     """Store ``phone`` as the account's confirmed mobile number, proven by the
     code sent with :func:`send_sms_code` (purpose ``verify_phone``) and the
     account's password: a session alone (a kiosk card read, a browser left
-    signed in) must not change the number password resets go to. Commits.
+    signed in) must not change the number password resets go to. Not
+    committed; the old number is told after the caller's commit.
 
     Replacing a confirmed number changes the channel of password resets
     and SMS second factors, so: the carrier check (about the old number)
@@ -507,7 +507,6 @@ def confirm_phone(rt: Runtime, account: Account, phone: str, code: str, password
     accounts.set_phone_number(rt, account, e164, verified=True)
     if old is None or old == e164:
         record("account.phone_verified", account_id=account.id, ip=ip)
-        db.session.commit()
         return False
     proven = bool(totp_code) and totp.verify_totp(rt, account, totp_code or "", ip,
                                                   _known(device, account))
@@ -516,9 +515,8 @@ def confirm_phone(rt: Runtime, account: Account, phone: str, code: str, password
     sessions.end_all(rt, account, "phone_changed", revoke_grants=False, ip=ip)
     record("account.phone_changed", account_id=account.id, ip=ip, totp=proven,
            evidence_revoked=revoked)
-    db.session.commit()
     # The previous number learns that it no longer signs in.
-    notify_phone(rt, old, "phone_changed")
+    after_commit(functools.partial(notify_phone, rt, old, "phone_changed"))
     return True
 
 
@@ -536,9 +534,8 @@ def confirm_password(rt: Runtime, account: Account, password: str, ip: str | Non
     known = _known(device, account)
     throttle.reserve_attempt(rt.store, limits, key, ip, known)
     if not accounts.verify_password(rt, account, password):
-        record("login.failure", "failure", account_id=account.id, ip=ip,
-               reason="invalid_credentials", step_up=True)
-        db.session.commit()
+        record_deferred(rt.audit, "login.failure", "failure", account_id=account.id, ip=ip,
+                        reason="invalid_credentials", step_up=True)
         raise LoginFailedError(account.username)
     throttle.note_success(rt.store, limits, key, ip, known)
 
@@ -571,9 +568,8 @@ def check_step_up_code(rt: Runtime, account: Account, code: str, ip: str | None,
     phone = accounts.phone_number(rt, account)
     if not phone or otp.check_code(rt, phone, "step_up", code,
                                    _known_phone(device, account)) is None:
-        record("login.failure", "failure", account_id=account.id, ip=ip, reason="sms_code",
-               step_up=True)
-        db.session.commit()
+        record_deferred(rt.audit, "login.failure", "failure", account_id=account.id, ip=ip,
+                        reason="sms_code", step_up=True)
         raise InvalidCodeError(phone or "")
 
 
@@ -635,7 +631,7 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
                           ip: str | None, device: throttle.DeviceCookie | None = None,
                           ) -> Account:
     """Set a new password for the account holding the verified number
-    ``phone``, proven by a code sent for ``reset_password``. Commits.
+    ``phone``, proven by a code sent for ``reset_password``. Not committed.
 
     An SMS code alone proves only the phone, so the identity verification
     stops counting (the account drops to level 1 until it verifies again),
@@ -674,14 +670,14 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
     if account is None or not account.phone_number_verified or not account.is_active:
         if proven is not None:
             otp.use_code(rt, proven)
-        record("password.reset", "failure", account_id=account.id if account else None,
-               ip=ip, reason="sms_code" if proven is None else "no_account")
-        db.session.commit()
+        record_deferred(rt.audit, "password.reset", "failure",
+                        account_id=account.id if account else None, ip=ip,
+                        reason="sms_code" if proven is None else "no_account")
         raise InvalidCodeError(phone)
     accounts.check_password_policy(rt, password, account=account, user_inputs=(phone,))
     if not otp.use_code(rt, proven):
-        record("password.reset", "failure", account_id=account.id, ip=ip, reason="sms_code")
-        db.session.commit()
+        record_deferred(rt.audit, "password.reset", "failure", account_id=account.id, ip=ip,
+                        reason="sms_code")
         raise InvalidCodeError(phone)
     account.password_hash = rt.hasher.hash(password)
     account.password_reset_by_sms_at = utcnow()
@@ -690,10 +686,9 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
     record("password.reset", account_id=account.id, ip=ip, evidence_revoked=revoked,
            authenticator_kept=kept is not None)
     sessions.end_all(rt, account, "password_reset", revoke_grants=True, ip=ip)
-    db.session.commit()
     if kept is not None:
-        notify_account(rt, account, "password_reset_authenticator_kept",
-                       {"date": kept.isoformat()})
+        notify_after_commit(rt, account, "password_reset_authenticator_kept",
+                            {"date": kept.isoformat()})
     return account
 
 
@@ -791,10 +786,10 @@ def send_reauth_code(rt: Runtime, sso: SsoSession, account: Account,
                  _known_phone(device, account), own_number=True)
 
 
-def _reauth_failed(account: Account, sso: SsoSession, ip: str | None, reason: str) -> None:
-    record("reauth.failure", "failure", account_id=account.id, ip=ip, sid=sso.sid,
-           reason=reason)
-    db.session.commit()
+def _reauth_failed(rt: Runtime, account: Account, sso: SsoSession, ip: str | None,
+                   reason: str) -> None:
+    record_deferred(rt.audit, "reauth.failure", "failure", account_id=account.id, ip=ip,
+                    sid=sso.sid, reason=reason)
 
 
 def _check_current_password(rt: Runtime, account: Account, sso: SsoSession, password: str,
@@ -812,9 +807,8 @@ def _check_current_password(rt: Runtime, account: Account, sso: SsoSession, pass
     known = _known(device, account)
     throttle.reserve_attempt(rt.store, limits, key, ip, known)
     if not accounts.verify_password(rt, account, password):
-        record(event, "failure", account_id=account.id, ip=ip, sid=sso.sid,
-               reason="invalid_credentials")
-        db.session.commit()
+        record_deferred(rt.audit, event, "failure", account_id=account.id, ip=ip, sid=sso.sid,
+                        reason="invalid_credentials")
         raise LoginFailedError(account.username)
     throttle.note_success(rt.store, limits, key, ip, known)
 
@@ -829,7 +823,8 @@ def reauthenticate(rt: Runtime, sso: SsoSession, account: Account, password: str
     password does not use up the code. On success the session records the
     time (``reauth_at``) for ``session.reauth_ttl`` seconds, under a new
     cookie value (:func:`idp.sessions.renew`); its ``sid``, ``amr`` and ``auth_time``
-    stay those of the login. Audited either way; commits.
+    stay those of the login. Audited either way (a failure through the
+    deferred writer); not committed.
 
     :param device: the browser's device cookie (its own throttle counters).
     :returns: the session that replaces ``sso`` (its cookie must be set).
@@ -841,7 +836,7 @@ def reauthenticate(rt: Runtime, sso: SsoSession, account: Account, password: str
     try:
         method = reauth_method(rt, sso, account)
     except ReauthUnavailableError as exc:
-        _reauth_failed(account, sso, ip, exc.reason)
+        _reauth_failed(rt, account, sso, ip, exc.reason)
         raise
     _check_current_password(rt, account, sso, password, ip, "reauth.failure", device)
     known = _known(device, account)
@@ -854,11 +849,10 @@ def reauthenticate(rt: Runtime, sso: SsoSession, account: Account, password: str
         ok = otp.check_code(rt, accounts.phone_number(rt, account) or "", "reauth",
                             code, _known_phone(device, account)) is not None
     if not ok:
-        _reauth_failed(account, sso, ip, failure)
+        _reauth_failed(rt, account, sso, ip, failure)
         raise InvalidCodeError(used)
     renewed = sessions.renew(rt, sso, reauth_at=epoch())
     record("reauth.success", account_id=account.id, ip=ip, sid=sso.sid, method=["pwd", used])
-    db.session.commit()
     return renewed
 
 
@@ -934,7 +928,7 @@ def change_password(rt: Runtime, sso: SsoSession, account: Account, current: str
     on in a new session of the account's new generation (a new cookie,
     the same ``sid``, login and re-authentication). Audited
     (``password.changed``); the verified phone is told (template
-    ``password_changed``). Commits.
+    ``password_changed``) after the caller's commit. Not committed.
 
     :param device: the browser's device cookie (its own throttle counters).
     :returns: the session that replaces ``sso`` (its cookie must be set).
@@ -955,6 +949,5 @@ def change_password(rt: Runtime, sso: SsoSession, account: Account, current: str
     account.password_reset_by_sms_at = None
     record("password.changed", account_id=account.id, ip=ip, sid=sso.sid)
     ended = sessions.end_all(rt, account, "password_changed", revoke_grants=True, keep=sso, ip=ip)
-    db.session.commit()
-    notify_account(rt, account, "password_changed")
+    notify_after_commit(rt, account, "password_changed")
     return ended.kept

@@ -28,9 +28,9 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from idp import sessions
+from idp import sessions, unit_of_work
 from idp.accounts.models import Account, RecoveryCode, TotpCredential
-from idp.accounts.notify import notify_account
+from idp.accounts.notify import notify_after_commit
 from idp.audit.service import record
 from idp.authn import throttle
 from idp.extensions import db
@@ -109,7 +109,7 @@ def enrolment_of(rt: Runtime, account: Account, secret: str) -> Enrolment:
 
 
 def start_enrolment(rt: Runtime, account: Account, fresh: bool = False) -> Enrolment:
-    """Create (or show again) an unconfirmed TOTP credential. Commits.
+    """Create (or show again) an unconfirmed TOTP credential (not committed).
 
     :param fresh: give the unconfirmed credential a new secret: a secret
         shown earlier (perhaps to another session) must not become the
@@ -123,11 +123,10 @@ def start_enrolment(rt: Runtime, account: Account, fresh: bool = False) -> Enrol
         item = TotpCredential(account_id=account.id,
                               secret_enc=rt.pii.encrypt("totp", new_secret()))
         db.session.add(item)
-        db.session.commit()
+        db.session.flush()
     elif fresh:
         item.secret_enc = rt.pii.encrypt("totp", new_secret())
         item.last_step = 0
-        db.session.commit()
     return enrolment_of(rt, account, rt.pii.decrypt("totp", item.secret_enc))
 
 
@@ -157,7 +156,6 @@ def _check(rt: Runtime, account: Account, item: TotpCredential, code: str,
         .where(TotpCredential.id == item.id, TotpCredential.last_step < step)
         .values(last_step=step)).rowcount
     if won != 1:
-        db.session.rollback()
         return False
     throttle.note_success(rt.store, limits, key, ip, device)
     return True
@@ -179,9 +177,10 @@ def confirm_enrolment(rt: Runtime, account: Account, code: str, ip: str | None,
                       device: str | None = None) -> list[str]:
     """Confirm the unconfirmed credential with a code from the authenticator
     and issue recovery codes. Every SSO session of the account ends: one
-    opened before had no second factor and must not outlive it. Commits,
-    then tells the verified phone (NIST SP 800-63B §6.1.2.1: a notice by
-    another channel than the one that bound it), template
+    opened before had no second factor and must not outlive it. Not
+    committed; after the caller's commit it tells the verified phone (NIST
+    SP 800-63B §6.1.2.1: a notice by another channel than the one that
+    bound it), template
     ``authenticator_added`` with ``date`` (YYYY-MM-DD, UTC).
 
     :param device: the browser's device cookie nonce for the account
@@ -204,13 +203,12 @@ def confirm_enrolment(rt: Runtime, account: Account, code: str, ip: str | None,
 def _enrolled(rt: Runtime, account: Account, confirmed_at: datetime,
               ip: str | None) -> list[str]:
     """The end of a confirmed enrolment: new recovery codes, every session
-    ended, audited, committed, the verified phone told."""
+    ended, audited (not committed), the verified phone told after the commit."""
     codes = _new_recovery_codes(rt, account)
     sessions.end_all(rt, account, "totp_enrolled", revoke_grants=False, ip=ip)
     record("totp.enrolled", account_id=account.id, ip=ip)
-    db.session.commit()
-    notify_account(rt, account, "authenticator_added",
-                   {"date": confirmed_at.date().isoformat()})
+    notify_after_commit(rt, account, "authenticator_added",
+                        {"date": confirmed_at.date().isoformat()})
     return codes
 
 
@@ -222,7 +220,7 @@ def enrol_with_secret(rt: Runtime, account: Account, secret: str, code: str,
     never becomes the one another confirms. The credential is written,
     confirmed, only when ``code`` matches ``secret``; the step is recorded,
     so the code does not serve again (RFC 6238 §5.2). Otherwise as
-    :func:`confirm_enrolment` (sessions end, audit, notice). Commits.
+    :func:`confirm_enrolment` (sessions end, audit, notice). Not committed.
 
     :param device: as for :func:`confirm_enrolment`.
     :returns: the recovery codes in clear, to show once.
@@ -245,8 +243,10 @@ def enrol_with_secret(rt: Runtime, account: Account, secret: str, code: str,
         try:
             db.session.flush()
         except IntegrityError:
-            # Another sign-in confirmed its own meanwhile.
-            db.session.rollback()
+            # Another sign-in confirmed its own meanwhile. A failed flush
+            # leaves the session unusable, so the unit ends here (nothing
+            # else of this sign-in step is pending in it).
+            unit_of_work.rollback()
             raise TotpError(_l("An authenticator is already set up. Remove it first.")) \
                 from None
     # Only an unconfirmed credential (a set-up started and left) is replaced:
@@ -254,7 +254,6 @@ def enrol_with_secret(rt: Runtime, account: Account, secret: str, code: str,
     elif db.session.execute(update(TotpCredential).where(
             TotpCredential.id == item.id, TotpCredential.confirmed_at.is_(None))
             .values(**values)).rowcount != 1:
-        db.session.rollback()
         raise TotpError(_l("An authenticator is already set up. Remove it first."))
     throttle.note_success(rt.store, limits, key, ip, device)
     return _enrolled(rt, account, now, ip)
@@ -270,14 +269,12 @@ def verify_totp(rt: Runtime, account: Account, code: str, ip: str | None,
     item = credential(account)
     if item is None or item.confirmed_at is None:
         return False
-    ok = _check(rt, account, item, code, ip, device)
-    db.session.commit()
-    return ok
+    return _check(rt, account, item, code, ip, device)
 
 
 def use_recovery_code(rt: Runtime, account: Account, code: str, ip: str | None,
                       device: str | None = None) -> bool:
-    """Spend one recovery code (dashes, spaces and case ignored). Commits.
+    """Spend one recovery code (dashes, spaces and case ignored). Not committed.
     Counted with the TOTP codes.
 
     :param device: as for :func:`confirm_enrolment`.
@@ -295,7 +292,6 @@ def use_recovery_code(rt: Runtime, account: Account, code: str, ip: str | None,
     if spent:
         throttle.note_success(rt.store, limits, key, ip, device)
         record("totp.recovery_code_used", account_id=account.id, ip=ip)
-    db.session.commit()
     return spent
 
 
@@ -308,8 +304,8 @@ def remaining_recovery_codes(account: Account) -> int:
 def regenerate_recovery_codes(rt: Runtime, account: Account, ip: str | None) -> list[str]:
     """Replace every recovery code with new ones. The caller has checked a
     live re-authentication (password and the authenticator or a recovery
-    code). Commits, then tells the verified phone (template
-    ``recovery_codes_replaced``).
+    code). Not committed; after the caller's commit it tells the verified
+    phone (template ``recovery_codes_replaced``).
 
     :returns: the new recovery codes in clear, to show once.
     :raises TotpError: no confirmed credential.
@@ -319,8 +315,7 @@ def regenerate_recovery_codes(rt: Runtime, account: Account, ip: str | None) -> 
         raise TotpError(_l("Set up an authenticator first."))
     codes = _new_recovery_codes(rt, account)
     record("totp.recovery_codes_regenerated", account_id=account.id, ip=ip)
-    db.session.commit()
-    notify_account(rt, account, "recovery_codes_replaced")
+    notify_after_commit(rt, account, "recovery_codes_replaced")
     return codes
 
 
@@ -341,8 +336,8 @@ def disable(rt: Runtime, account: Account, ip: str | None) -> None:
     """Remove the credential and its recovery codes. The caller has checked a
     live re-authentication (password and the authenticator or a recovery
     code, so a lost device can be replaced after signing in with a recovery
-    code). Commits, then tells the verified phone (template
-    ``authenticator_removed``).
+    code). Not committed; after the caller's commit it tells the verified
+    phone (template ``authenticator_removed``).
 
     :raises TotpError: an operator's credential (they must keep one), or none set up.
     """
@@ -352,8 +347,7 @@ def disable(rt: Runtime, account: Account, ip: str | None) -> None:
         raise TotpError(_l("No authenticator is set up."))
     _delete(account)
     record("totp.disabled", account_id=account.id, ip=ip)
-    db.session.commit()
-    notify_account(rt, account, "authenticator_removed")
+    notify_after_commit(rt, account, "authenticator_removed")
 
 
 def remove(account: Account, operator: str, reason: str) -> bool:

@@ -1,6 +1,7 @@
 """``idp clients``: relying parties (OAuth 2.0 clients).
 
-Each command is one transaction, committed here; a change applies in every
+Each command is one unit of work (:mod:`idp.cli.unit`), committed here
+before its result is printed; a change applies in every
 process of the running provider at its next request (the client cache
 follows the store, :mod:`idp.clients.cache`).
 """
@@ -186,9 +187,9 @@ def _commit_and_show(rt, client, secret: str | None, as_json: bool) -> None:
 def _commit() -> None:
     """Commit the command's transaction; the client cache of every process
     follows (:mod:`idp.clients.cache`)."""
-    from idp.extensions import db
+    from idp import unit_of_work
 
-    db.session.commit()
+    unit_of_work.commit()
 
 
 @clients.command("create")

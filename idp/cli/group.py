@@ -6,6 +6,7 @@ import click
 from flask import Flask
 from flask.cli import FlaskGroup
 
+from idp.cli.unit import in_units
 from idp.config import ConfigError
 
 
@@ -51,8 +52,8 @@ class IdpGroup(FlaskGroup):
     application: creating it makes the instance folder, secrets and database
     and takes a second, which help and a mistyped command name must not do.
     The app is created only when a command that needs it runs
-    (``with_appcontext``). The command modules import only click at their
-    top for the same reason.
+    (``with_appcontext``), and each such command is one unit of work. The
+    command modules import only click at their top for the same reason.
     """
 
     def __init__(self, **kwargs) -> None:
@@ -61,6 +62,11 @@ class IdpGroup(FlaskGroup):
 
     def _load_plugin_commands(self) -> None:
         return None
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        """Register ``cmd`` (a command or a group); each of its commands runs
+        as one unit of work (:func:`idp.cli.unit.in_units`)."""
+        super().add_command(in_units(cmd), name)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         """The registered command ``name``, or None; the app is not loaded."""

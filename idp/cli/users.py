@@ -220,6 +220,7 @@ def users_verify_in_person(identifier: str, name: str, id_number: str, reference
     """Record an in-person verification at a counter (level 4); the
     population registry is checked too. The person seen at the counter wins
     over an online verification of the same number with --take-over."""
+    from idp import unit_of_work
     from idp.accounts.identifiers import IdentifierError
     from idp.accounts.service import AccountError
     from idp.accounts.verification import (
@@ -247,6 +248,7 @@ def users_verify_in_person(identifier: str, name: str, id_number: str, reference
         raise click.ClickException("the verification service is unavailable; try again "
                                    "later") from None
     except VerificationFailedError as exc:
+        unit_of_work.commit()  # the failed match is evidence, kept
         raise click.ClickException(f"not verified ({exc.code}): {exc.message}") from None
     click.echo(f"{account.username} verified in person (level 4)")
 

@@ -40,8 +40,9 @@ def create_grant(
     nonce: str | None,
     ip: str | None = None,
 ) -> Grant:
-    """Record a new authorization (and its audit event) and commit; its id
-    goes into the code."""
+    """Record a new authorization and its audit event (not committed: the
+    authorization response, which carries the code, follows the caller's
+    commit); its id goes into the code."""
     grant = Grant(
         id=random_token(18), account_id=account_id, client_id=client_id, scope=scope,
         claims=claims, sid=sid, auth_time=auth_time, acr=acr, amr=amr, nonce=nonce,
@@ -49,15 +50,15 @@ def create_grant(
     db.session.add(grant)
     record("authorization.granted", account_id=account_id, client_id=client_id, ip=ip,
            grant_id=grant.id, scope=scope)
-    db.session.commit()
     return grant
 
 
 def revoke_grant(rt: Runtime, grant_id: str, reason: str, ip: str | None = None) -> None:
     """Revoke a grant: its refresh tokens and the access tokens naming it stop working.
 
-    The store entry makes running access tokens fail at once in every process;
-    the database column stops refresh.
+    The store entry makes running access tokens fail at once in every process
+    (written now, before the caller's commit: a revocation fails closed);
+    the database column stops refresh once the caller commits.
     """
     now = utcnow()
     grant = db.session.get(Grant, grant_id)
@@ -72,7 +73,6 @@ def revoke_grant(rt: Runtime, grant_id: str, reason: str, ip: str | None = None)
         )
         record("grant.revoked", account_id=grant.account_id, client_id=grant.client_id,
                ip=ip, reason=reason, grant_id=grant_id)
-        db.session.commit()
     ttl = rt.settings["tokens"]["access_token_ttl"] + rt.settings["tokens"]["clock_leeway"]
     rt.store.put(REVOKED_GRANT + grant_id, {"reason": reason}, ttl)
 
@@ -156,7 +156,6 @@ def use_refresh_token(rt: Runtime, token: str, client_id: str,
         .values(used_at=now)
     ).rowcount
     if won != 1:
-        db.session.rollback()
         revoke_grant(rt, grant.id, "refresh_token_reuse", ip)
         raise RefreshTokenReuseError(grant.id)
     return grant
@@ -170,7 +169,7 @@ def has_consent(account_id: int, client_id: str, scope: str) -> bool:
 
 
 def save_consent(account_id: int, client_id: str, scope: str, ip: str | None = None) -> None:
-    """Remember consent to ``scope`` (added to what was granted before) and commit."""
+    """Remember consent to ``scope`` (added to what was granted before; not committed)."""
     row = db.session.scalar(select(Consent).where(
         Consent.account_id == account_id, Consent.client_id == client_id))
     if row is None:
@@ -179,7 +178,6 @@ def save_consent(account_id: int, client_id: str, scope: str, ip: str | None = N
     row.scope = " ".join(sorted(set(scope_to_list(row.scope)) | set(scope_to_list(scope))))
     row.granted_at = utcnow()
     record("consent.granted", account_id=account_id, client_id=client_id, ip=ip, scope=scope)
-    db.session.commit()
 
 
 @dataclass(frozen=True)
@@ -251,7 +249,7 @@ def withdraw_consent(rt: Runtime, account_id: int, client_id: str,
     db.session.delete(row)
     record("consent.withdrawn", account_id=account_id, client_id=client_id, ip=ip,
            scope=scope, grants=len(revoked))
-    db.session.commit()
+    db.session.flush()
     # A grant issued meanwhile, under the consent still stored, goes too.
     late = live()
     for grant_id in late:
@@ -260,15 +258,14 @@ def withdraw_consent(rt: Runtime, account_id: int, client_id: str,
 
 
 def deny_consent(account_id: int, client_id: str, ip: str | None = None) -> None:
-    """Audit that the account refused the client's request, and commit."""
+    """Audit that the account refused the client's request (not committed)."""
     record("consent.denied", "failure", account_id=account_id, client_id=client_id, ip=ip)
-    db.session.commit()
 
 
 def purge_expired(rt: Runtime) -> dict[str, int]:
     """Delete what can no longer be used: expired refresh tokens, and grants
     without refresh tokens whose codes and access tokens have all expired
-    (unredeemed or access-token-only grants). Commits.
+    (unredeemed or access-token-only grants). Not committed.
 
     :returns: ``{"refresh_tokens": n, "grants": m}`` deleted.
     """
@@ -279,5 +276,4 @@ def purge_expired(rt: Runtime) -> dict[str, int]:
     expired = db.session.execute(delete(RefreshToken).where(RefreshToken.expires_at < now))
     has_tokens = select(RefreshToken.id).where(RefreshToken.grant_id == Grant.id).exists()
     stale = db.session.execute(delete(Grant).where(Grant.created_at < horizon, ~has_tokens))
-    db.session.commit()
     return {"refresh_tokens": expired.rowcount, "grants": stale.rowcount}

@@ -20,6 +20,7 @@ from idp.extensions import db
 from idp.oidc.models import SigningKey
 from idp.security import decrypt, encrypt
 from idp.timeutil import utcnow
+from idp.unit_of_work import after_commit
 
 #: How each algorithm's key is generated.
 _GENERATORS = {
@@ -89,7 +90,8 @@ class KeyRing:
         return row
 
     def ensure(self, algs: tuple[str, ...]) -> None:
-        """Create an active key for each algorithm in ``algs`` that has none, and commit."""
+        """Create an active key for each algorithm in ``algs`` that has none
+        (not committed; the cache is dropped after the caller's commit)."""
         existing = set(
             db.session.scalars(select(SigningKey.alg).where(SigningKey.retired_at.is_(None)))
         )
@@ -97,14 +99,14 @@ class KeyRing:
         for alg in missing:
             self._create(alg)
         if missing:
-            db.session.commit()
-            self.invalidate()
+            after_commit(self.invalidate)
 
     def rotate(self, algs: tuple[str, ...] | None = None) -> list[SigningKey]:
         """Introduce a new key for each algorithm (default: every algorithm in use)
         and retire the previous one, which stays published for ``publish_seconds``.
 
-        :returns: the new keys (committed).
+        :returns: the new keys (not committed; the cache is dropped after
+            the caller's commit).
         """
         current = list(db.session.scalars(
             select(SigningKey).where(SigningKey.retired_at.is_(None))))
@@ -114,8 +116,7 @@ class KeyRing:
             if row.alg in targets:
                 row.retired_at = now
         new = [self._create(alg) for alg in targets]
-        db.session.commit()
-        self.invalidate()
+        after_commit(self.invalidate)
         return new
 
     def invalidate(self) -> None:

@@ -17,7 +17,6 @@ from authlib.common.urls import add_params_to_uri
 from idp import sessions
 from idp.audit.service import record
 from idp.clients.cache import ClientInfo
-from idp.extensions import db
 from idp.oidc.subjects import client_sid
 from idp.oidc.tokens import InvalidTokenError, verify_id_token_hint
 from idp.runtime import Runtime
@@ -134,10 +133,10 @@ def needs_confirmation(rt: Runtime, logout: LogoutRequest, sso: SsoSession | Non
 
 def end(rt: Runtime, sso: SsoSession, client_id: str | None, ip: str | None) -> None:
     """End the SSO session ``sso`` for every client (the relying parties'
-    grants are kept: :func:`idp.sessions.end`), audit ``logout``, commit.
+    grants are kept: :func:`idp.sessions.end`) and audit ``logout`` (not
+    committed).
 
     :param client_id: the relying party that asked, if any (for the audit).
     """
     sessions.end(rt, sso, "logout", revoke_grants=False, ip=ip)
     record("logout", account_id=sso.account_id, client_id=client_id, ip=ip, sid=sso.sid)
-    db.session.commit()

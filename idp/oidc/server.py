@@ -155,8 +155,6 @@ def _issue_tokens(rt: Runtime, client, grant: Grant, account: Account, scope: st
             auth_time=grant.auth_time, nonce=nonce, acr=grant.acr, amr=grant.amr,
             sid=sid, access_token=access_token, extra_claims=extra,
         )
-    if with_refresh:
-        db.session.commit()
     record_deferred(rt.audit, "token.issued", account_id=account.id,
                     client_id=client.client_id, ip=_ip(), grant_id=grant.id, scope=scope,
                     refresh=with_refresh)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import ProviderHandle
+from tests.helpers import ProviderHandle, each_app_context_is_a_unit
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,8 @@ def idp(tmp_path_factory, database_url) -> Iterator[ProviderHandle]:
     from idp.extensions import db
     from tests.conftest import make_settings
 
-    app = create_app(make_settings(tmp_path_factory.mktemp("idp-services"), database_url, 9))
+    app = each_app_context_is_a_unit(
+        create_app(make_settings(tmp_path_factory.mktemp("idp-services"), database_url, 9)))
     yield ProviderHandle(app=app, server=None, url=app.extensions["idp"].issuer)
     with app.app_context():
         db.session.remove()
@@ -49,3 +50,14 @@ def account(idp, rt):
 def client(idp):
     """A new confidential client (tests.helpers.TestClient)."""
     return idp.create_client()
+
+
+@pytest.fixture
+def commits(monkeypatch, rt) -> list[int]:
+    """One entry per ``db.session.commit()`` in the test's application context."""
+    from idp.extensions import db
+
+    calls: list[int] = []
+    commit = db.session.commit
+    monkeypatch.setattr(db.session, "commit", lambda: (calls.append(1), commit())[1])
+    return calls

@@ -14,6 +14,7 @@ import pytest
 
 from connectors.identifiers import id_check_character
 from connectors.registries import PopulationResult
+from idp import unit_of_work
 from idp.accounts import service as accounts
 from idp.accounts import verification
 from idp.accounts.models import VerificationEvidence
@@ -194,22 +195,16 @@ def population(monkeypatch):
     return answer
 
 
-@pytest.fixture
-def commits(monkeypatch) -> list[int]:
-    """One entry per ``db.session.commit()``."""
-    calls: list[int] = []
-    commit = db.session.commit
-    monkeypatch.setattr(db.session, "commit", lambda: (calls.append(1), commit())[1])
-    return calls
-
-
 def evidence_methods(account) -> list[tuple[str, int]]:
     return [(item.method, item.level) for item in verification.evidence_of(account)]
 
 
 def test_in_person_is_one_transaction(rt, account, population, commits):
+    """The service commits nothing; the caller's one commit keeps both checks."""
     item = verify_in_person(rt, account, NAME, new_resident_id(), "CTR-1", "clerk")
-    assert item.method == "in_person" and len(commits) == 1
+    assert item.method == "in_person" and commits == []
+    unit_of_work.commit()
+    assert len(commits) == 1
     db.session.rollback()
     assert sorted(evidence_methods(account)) == [("in_person", 4), ("population_registry", 2)]
     assert assurance(account).level == 4 and assurance(account).verified_name == NAME
@@ -220,6 +215,8 @@ def test_in_person_without_a_registry_match_keeps_the_failure_only(rt, account, 
     population.result = PopulationResult.MISMATCH
     with pytest.raises(VerificationFailedError):
         verify_in_person(rt, account, NAME, new_resident_id(), "CTR-2", "clerk")
-    assert len(commits) == 1
+    assert commits == []
+    unit_of_work.commit()  # as the CLI does: the failed match is evidence
+    db.session.rollback()
     assert evidence_methods(account) == [("population_registry", 0)]
     assert assurance(account).level == 0

@@ -54,8 +54,7 @@ from idp.accounts.verification import (
     holds_by_knowledge_only,
     verify_card_read,
 )
-from idp.audit.service import record
-from idp.extensions import db
+from idp.audit.service import record, record_deferred
 from idp.oidc.acr import combine_amr
 from idp.oidc.tokens import ACCEPTED_ALGS, sole_audience
 from idp.runtime import Runtime
@@ -273,9 +272,9 @@ def kiosk_login(rt: Runtime, client, token: str, ip: str | None) -> Ticket:
         raise KioskError("temporarily_unavailable", 503,
                          "The verification service is unavailable.") from None
     except KioskError:
-        record("kiosk.card_refused", "failure", client_id=client.client_id, ip=ip,
-               card_type=card.card_type, id_number=mask_resident_id(card.id_number))
-        db.session.commit()
+        record_deferred(rt.audit, "kiosk.card_refused", "failure", client_id=client.client_id,
+                        ip=ip, card_type=card.card_type,
+                        id_number=mask_resident_id(card.id_number))
         raise
     account = accounts.find_by_resident_id(rt, card.id_number)
     held = account is not None and holds_by_knowledge_only(account)
@@ -285,9 +284,8 @@ def kiosk_login(rt: Runtime, client, token: str, ip: str | None) -> Ticket:
         # the account its holder signs in to.
         return _link_ticket(rt, client, card, reference, card_reference, held, ip)
     if not account.is_active:
-        record("kiosk.card_refused", "failure", client_id=client.client_id, ip=ip,
-               card_type=card.card_type, reason="no_account")
-        db.session.commit()
+        record_deferred(rt.audit, "kiosk.card_refused", "failure", client_id=client.client_id,
+                        ip=ip, card_type=card.card_type, reason="no_account")
         raise KioskError("access_denied", 403, "No active account is verified with this "
                                                "ID number.")
     ticket = random_token(32)
@@ -297,7 +295,6 @@ def kiosk_login(rt: Runtime, client, token: str, ip: str | None) -> Ticket:
                   "card_type": card.card_type, "reference": reference}, ttl)
     record("kiosk.card_verified", account_id=account.id, client_id=client.client_id, ip=ip,
            card_type=card.card_type, reference=reference)
-    db.session.commit()
     return Ticket(ticket, ttl, rt.acr.acr_of(rt.acr.achieved(assurance_level(account),
                                                             ["hwk"])))
 
@@ -305,7 +302,7 @@ def kiosk_login(rt: Runtime, client, token: str, ip: str | None) -> Ticket:
 def _link_ticket(rt: Runtime, client, card: CardRead, reference: str, card_reference: str,
                  held: bool, ip: str | None) -> Ticket:
     """A one-time ticket that leads the kiosk's browser to link ``card``
-    (numbers kept encrypted). Audited (``kiosk.card_unlinked``); commits."""
+    (numbers kept encrypted). Audited (``kiosk.card_unlinked``; not committed)."""
     ticket = random_token(32)
     ttl = rt.settings["kiosk"]["ticket_ttl"]
     rt.store.put(_LINK_TICKET + _digest(ticket), {
@@ -318,7 +315,6 @@ def _link_ticket(rt: Runtime, client, card: CardRead, reference: str, card_refer
         "client_id": client.client_id, "held": held}, ttl)
     record("kiosk.card_unlinked", client_id=client.client_id, ip=ip, card_type=card.card_type,
            reference=reference, holder="knowledge_only" if held else "none")
-    db.session.commit()
     return Ticket(ticket, ttl, None, linked=False)
 
 
@@ -422,7 +418,8 @@ def link_card(rt: Runtime, account: Account, sso: SsoSession, secret: str | None
     proof: ``idp.accounts.verification.verify_card_read``), taken from an
     account that held it by knowledge only. The session then becomes a
     kiosk session: its ``amr`` gains ``hwk`` and it ends within
-    ``kiosk.session_ttl`` seconds. Audited (``kiosk.card_linked``); commits.
+    ``kiosk.session_ttl`` seconds. Audited (``kiosk.card_linked``); not
+    committed.
 
     :returns: the updated session (its cookie must be set again).
     :raises CardLinkError: no card waits (``expired``), the session began
@@ -451,7 +448,6 @@ def link_card(rt: Runtime, account: Account, sso: SsoSession, secret: str | None
     save_session(rt.store, sso)
     record("kiosk.card_linked", account_id=account.id, client_id=link.client_id, ip=ip,
            card_type=link.card_type, sid=sso.sid, reference=link.population_reference)
-    db.session.commit()
     return sso
 
 
