@@ -20,8 +20,10 @@ from idp.extensions import csrf
 from idp.i18n import remember_ui_locales
 from idp.oidc import client_auth, interaction, logout, resources
 from idp.oidc.authorize import AuthorizationRequest, decide, known_parameters
+from idp.oidc.client_auth import TOKEN_AUTH_METHODS
+from idp.oidc.endpoint_request import EndpointRequest
+from idp.oidc.flows.authorization_code import LoginContext
 from idp.oidc.responses import authorization_error
-from idp.oidc.server import TOKEN_AUTH_METHODS, EndpointRequest, LoginContext
 from idp.oidc.tokens import InvalidTokenError
 from idp.runtime import current_runtime
 from idp.sessions import load_session

@@ -19,17 +19,29 @@ from urllib.parse import unquote
 
 from authlib.consts import default_json_headers
 from authlib.oauth2.rfc6749 import OAuth2Request
-from authlib.oauth2.rfc6749.errors import InvalidClientError
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 
 from idp.audit.service import record_deferred
 from idp.clients.cache import ClientInfo
 from idp.clients.metadata import SECRET_AUTH_METHODS
-from idp.runtime import Runtime
+from idp.oidc.tokens import ACCEPTED_ALGS, sole_audience
+from idp.runtime import Runtime, current_runtime
+from idp.timeutil import epoch
 
 #: ``client_assertion_type`` of ``private_key_jwt`` (RFC 7523 §2.2).
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 #: Longest presented client_id kept in the audit trail of a failure.
 AUDITED_ID_LENGTH = 64
+#: Longest accepted lifetime of a client assertion, seconds (RFC 7523 §3 lets
+#: the server reject an unreasonably far ``exp``).
+MAX_ASSERTION_LIFETIME = 3600
+#: Client authentication methods of the token endpoint (OIDC Core §9), as
+#: discovery advertises them.
+TOKEN_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 
 
 class ClientAuthenticationError(InvalidClientError):
@@ -62,7 +74,7 @@ class ClientAuthenticationError(InvalidClientError):
 def presented_method(request: OAuth2Request) -> str | None:
     """The authentication method a token-endpoint-style request uses, read
     from the ``Authorization`` header and the form body only (RFC 6749
-    §2.3.1); :func:`idp.oidc.server.check_one_client_auth` has already
+    §2.3.1); :func:`check_one_client_auth` has already
     refused a request with two.
 
     :returns: ``client_secret_basic``, ``client_secret_post``,
@@ -248,3 +260,95 @@ def authenticate_client(rt: Runtime, request: OAuth2Request, methods: Sequence[s
         raise
     request.auth_method = used
     return client
+
+
+class PrivateKeyJWT(JWTBearerClientAssertion):
+    """``private_key_jwt`` client authentication (RFC 7523 §2.2, OIDC Core §9).
+
+    Only asymmetric algorithms are accepted; each assertion's ``jti`` is kept
+    in the replay cache until the assertion expires.
+
+    The audience (``aud``) must be exactly one of two values, as a string or
+    a one-element array: the issuer identifier, which draft-ietf-oauth-rfc7523bis
+    makes the one value clients send (and RFC 9126 §2 already recommends),
+    or the token endpoint URL, which OIDC Core §9 says clients SHOULD send
+    and which most relying-party libraries still send. RFC 7523 §3 only asks
+    that ``aud`` *contain* a value identifying the server; an array with any
+    other value is refused here, because each other audience could replay
+    the assertion to this provider, and because a client that lists several
+    servers is the one the rfc7523bis audience-injection attack fools.
+    Endpoint-specific values (the revocation or introspection URL) are not
+    accepted: the token endpoint or the issuer identifies the provider at
+    each of its endpoints.
+    """
+
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def get_audiences(self) -> list[str]:
+        """The accepted audiences: the token endpoint URL and the issuer identifier."""
+        issuer = current_runtime().issuer
+        return [issuer + "/token", issuer]
+
+    def resolve_client_public_key(self, client) -> KeySet:
+        keys = client.public_keys()
+        if not keys:
+            raise InvalidClientError(description="The client has no registered public keys.")
+        return KeySet.import_key_set({"keys": keys})
+
+    def extract_assertion(self, assertion: str):
+        """Authlib parses the payload before checking the signature: bound its
+        size and nesting so an unauthenticated request cannot exhaust it."""
+        if len(assertion) > 8192:
+            raise InvalidClientError(description="The client assertion is too large.")
+        try:
+            return super().extract_assertion(assertion)
+        except RecursionError:
+            raise InvalidClientError(description="The client assertion is invalid.") from None
+
+    def process_assertion_claims(self, assertion, resolve_key):
+        try:
+            token = jwt.decode(assertion, resolve_key, algorithms=list(ACCEPTED_ALGS))
+        except (JoseError, ValueError) as exc:
+            raise InvalidClientError(description="The client assertion is invalid.") from exc
+        self.verify_claims(token.claims)
+        return token.claims
+
+    def verify_claims(self, claims) -> None:
+        """RFC 7523 §3 checks, plus a bounded lifetime (an assertion valid for
+        longer than ``MAX_ASSERTION_LIFETIME`` would have to be remembered in
+        the replay cache for as long, so it is refused) and a single audience.
+
+        :raises InvalidClientError: on any failed check.
+        """
+        exp = claims.get("exp")
+        if (isinstance(exp, int | float) and not isinstance(exp, bool)
+                and exp - epoch() > MAX_ASSERTION_LIFETIME):
+            raise InvalidClientError(description="The client assertion lives too long.")
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not 0 < len(jti) <= 256:
+            raise InvalidClientError(description="The client assertion needs a jti of at "
+                                                 "most 256 characters.")
+        if sole_audience(claims.get("aud")) not in self.get_audiences():
+            raise InvalidClientError(description="The client assertion's aud must be the "
+                                                 "issuer or the token endpoint URL alone.")
+        super().verify_claims(claims)
+
+    def validate_jti(self, claims: dict, jti: str) -> bool:
+        rt = current_runtime()
+        ttl = max(int(claims["exp"]) - epoch() + self.leeway, 1)
+        return rt.store.add(f"jti:client:{claims['sub']}:{jti}", {"seen": True}, ttl)
+
+
+def check_one_client_auth(request: OAuth2Request) -> None:
+    """A client uses one authentication method per request (RFC 6749 §2.3),
+    and sends no parameter twice (§3.2).
+
+    :raises InvalidRequestError: on a second method or a repeated parameter.
+    """
+    form = request.form
+    if hasattr(form, "getlist") and any(len(form.getlist(k)) > 1 for k in form):
+        raise InvalidRequestError("A parameter is repeated.")
+    basic = request.headers.get("Authorization", "")[:6].lower() == "basic "
+    methods = int(basic) + int("client_secret" in form) + int("client_assertion" in form)
+    if methods > 1:
+        raise InvalidRequestError("Use exactly one client authentication method.")

@@ -88,7 +88,7 @@ def test_a_replay_landing_between_take_and_issue_does_not_fail_the_first_redempt
     first redemption had taken the code but before it read the grant, and
     both requests answered ``invalid_grant``. The first still answers, with
     tokens that are dead."""
-    from idp.oidc.server import AuthorizationCodeGrant
+    from idp.oidc.flows.authorization_code import AuthorizationCodeGrant
 
     client = provider.create_client()
     code = _code(provider, client, account, scope="openid offline_access")
@@ -353,9 +353,9 @@ def test_slow_first_redemption_still_wins_when_replayed(provider, account, monke
     tokens issued are revoked (this once failed both requests)."""
     import threading
 
-    import idp.oidc.server as server_module
+    import idp.oidc.flows.authorization_code as flow_module
 
-    original = server_module._issue_tokens
+    original = flow_module.issue_user_tokens
     entered = threading.Event()
 
     def slow_issue(*args, **kwargs):
@@ -363,7 +363,7 @@ def test_slow_first_redemption_still_wins_when_replayed(provider, account, monke
         time.sleep(0.5)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(server_module, "_issue_tokens", slow_issue)
+    monkeypatch.setattr(flow_module, "issue_user_tokens", slow_issue)
     client = provider.create_client()
     code = _code(provider, client, account)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:

@@ -1,0 +1,54 @@
+"""The refresh token flow (RFC 6749 §6) with rotation (RFC 9700 §4.14.2)."""
+
+from __future__ import annotations
+
+from authlib.oauth2.rfc6749 import grants, scope_to_list
+from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError, InvalidScopeError
+
+from idp.accounts.service import get_account
+from idp.oidc import grants as grant_service
+from idp.oidc.client_auth import TOKEN_AUTH_METHODS
+from idp.oidc.flows.user_tokens import issue_user_tokens
+from idp.oidc.models import Grant
+from idp.runtime import current_runtime
+from idp.web import client_ip
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):
+    """Refresh with rotation; reuse of a rotated token revokes the family
+    (RFC 9700 §4.14.2). A new ID token keeps ``sub`` and the original
+    ``auth_time`` (OIDC Core §12.2) and carries no ``nonce``."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_AUTH_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def validate_token_request(self):
+        rt = current_runtime()
+        client = self._validate_request_client()
+        self.request.client = client
+        value = self.request.form.get("refresh_token")
+        if not value:
+            raise InvalidRequestError("Missing 'refresh_token' in request.")
+        try:
+            grant = grant_service.use_refresh_token(rt, value, client.client_id, client_ip())
+        except grant_service.RefreshTokenReuseError:
+            raise InvalidGrantError("The refresh token was already used.") from None
+        if grant is None:
+            raise InvalidGrantError("The refresh token is invalid, expired or revoked.")
+        account = get_account(grant.account_id)
+        if account is None or not account.may_receive_tokens:
+            raise InvalidGrantError("The account cannot receive tokens.")
+        scope = self.request.payload.scope
+        if scope and not set(scope_to_list(scope)) <= set(scope_to_list(grant.scope)):
+            raise InvalidScopeError("The requested scope exceeds the original grant.")
+        self.request.grant_record = grant
+        self.request.user = account
+
+    def create_token_response(self):
+        rt = current_runtime()
+        grant: Grant = self.request.grant_record
+        scope = self.request.payload.scope or grant.scope
+        token = issue_user_tokens(rt, self.request.client, grant, self.request.user, scope,
+                              True, None)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
