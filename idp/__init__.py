@@ -118,8 +118,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     server.init_app(app)
     app.extensions["authlib.server"] = server
 
-    from idp.authn.blueprint import bp as authn_bp
     from idp.authn.kiosk.blueprint import bp as kiosk_bp
+    from idp.authn.views import bp as authn_bp
     from idp.oidc.blueprint import bp as oidc_bp
     from idp.portal.blueprint import bp as portal_bp
 

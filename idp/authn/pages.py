@@ -1,24 +1,124 @@
 """What the login pages share with each other and with the account console:
-the answer to a finished login, and the step of a page that sends an SMS
-code. Views of several blueprints (``authn``, ``kiosk``, ``portal``) use
-these, so none of them imports another blueprint."""
+the pending request a page serves, the answer to a finished login, and the
+steps of a page that sends an SMS code. Views of several blueprints
+(``authn``, ``kiosk``, ``portal``) use these, so none of them imports
+another blueprint; the ``authn`` views' modules share the rest through here
+too, so none of them imports another."""
 
 from __future__ import annotations
 
-from flask import Response, redirect, session, url_for
+from collections.abc import Callable
+from typing import Any
+
+from flask import Response, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 
+from idp.accounts import service as accounts
 from idp.accounts.identifiers import IdentifierError
 from idp.authn import otp, service, throttle
+from idp.authn.kiosk import LINK_SESSION_KEY
 from idp.oidc import interaction
-from idp.runtime import Runtime
+from idp.runtime import Runtime, current_runtime
 from idp.sessions import SsoSession
 from idp.web import (
+    browser_id,
     client_ip,
+    device_cookie,
     local_next,
     set_device_cookie,
     set_sso_cookie,
+    sso_cookie,
 )
+
+
+def pending_interaction(rt: Runtime, form) -> interaction.Interaction | None:
+    """The pending authorization request a page serves: the one whose id is
+    the ``i`` of the query or form body, else the form's ``i`` field, if it
+    belongs to this browser (:func:`idp.oidc.interaction.load`); None
+    otherwise."""
+    return interaction.load(rt.store, request.values.get("i") or form.i.data, browser_id())
+
+
+def client_of(rt: Runtime, item: interaction.Interaction | None) -> object | None:
+    """The registered client whose pending request ``item`` is; None without
+    one (or when the client is gone)."""
+    if item is None:
+        return None
+    return rt.clients.get(item.arg("client_id") or "")
+
+
+def interaction_expired() -> tuple[str, int]:
+    """The error page (400) for a page whose pending request is gone or not
+    this browser's."""
+    return render_template(
+        "error.html", error="interaction_expired",
+        description=_("This sign-in request has expired. Return to the application "
+                      "and start again.")), 400
+
+
+def public_browser(rt: Runtime) -> bool:
+    """Whether every login in this browser is a public computer's now (a
+    card waits to be linked here, or its current session is a public one:
+    :func:`service.public_browser`)."""
+    return service.public_browser(rt, sso_cookie(rt), LINK_SESSION_KEY in session)
+
+
+def fix_public_box(rt: Runtime, form) -> None:
+    """When :func:`public_browser`, show the form's "public computer" box
+    ticked and fixed, saying why (a ticked box is what the login does)."""
+    if public_browser(rt):
+        form.public.data = True
+        form.public.render_kw = {"disabled": True}
+        form.public.description = _(
+            "This browser is used as a public computer: you will be signed out when you "
+            "close it, or after a while unused. To change this, sign out first.")
+
+
+def show_account_errors(form, exc: accounts.AccountError) -> None:
+    """Show each error of ``exc`` on its field; a field that already says
+    what is wrong (a required field left empty) keeps its own message."""
+    for name, message in exc.errors:
+        field = getattr(form, name)
+        if not field.errors:
+            field.errors = [message]
+
+
+def sms_page(form, template: str, purpose: str,
+             verify: Callable[[Runtime, Any], Any]):
+    """The two steps of an SMS page: send a code for ``purpose``, then
+    ``verify`` the form, which returns the new SSO session (or a pending
+    login), a response to send, or ``(error, status)`` to show the form
+    again with what was typed.
+
+    :returns: a response, or ``(page, status)`` with ``template`` rendered.
+    """
+    rt = current_runtime()
+    item = pending_interaction(rt, form)
+    next_field = getattr(form, "next", None)
+    if request.method == "GET":
+        form.i.data = item.id if item else ""
+        if next_field is not None:
+            next_field.data = local_next(request.args.get("next")) or ""
+    available = rt.registries.sms is not None
+    sent, just_sent, error, status = False, False, None, 200
+    if available and form.validate_on_submit():
+        if request.form.get("action") == "verify":
+            sent = True
+            outcome = verify(rt, form)
+            if isinstance(outcome, Response):
+                return outcome
+            if isinstance(outcome, SsoSession | service.PendingLogin):
+                return logged_in_response(rt, item, outcome,
+                                          next_field.data if next_field is not None else None)
+            error, status = outcome
+        else:
+            sent, error, status = send_code_for_form(rt, form, purpose, device_cookie(rt))
+            just_sent = sent and error is None
+    elif request.method == "POST":
+        status = 400
+    return render_template(template, form=form, item=item, sent=sent, just_sent=just_sent,
+                           error=error, available=available,
+                           client=client_of(rt, item)), status
 
 
 def continue_pending(item: interaction.Interaction | None,
