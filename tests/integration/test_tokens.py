@@ -82,27 +82,45 @@ def test_concurrent_code_redemption_has_one_winner(provider, account):
     assert _userinfo(provider, winners[0].json()["access_token"]).status_code == 401
 
 
+@pytest.mark.parametrize("lands", ["after_take", "before_issue"])
 def test_a_replay_landing_between_take_and_issue_does_not_fail_the_first_redemption(
-        provider, account, monkeypatch):
-    """O-9, the interleaving CI met: the replay revoked the grant after the
-    first redemption had taken the code but before it read the grant, and
-    both requests answered ``invalid_grant``. The first still answers, with
-    tokens that are dead."""
+        provider, account, monkeypatch, lands):
+    """O-9, the interleavings CI met: the replay revoked the grant after the
+    first redemption had taken the code, right after the take (before it
+    noted the time) or before it read the grant, and both requests answered
+    ``invalid_grant``. The first still answers, with tokens that are dead."""
     from idp.oidc.flows.authorization_code import AuthorizationCodeGrant
 
     client = provider.create_client()
     code = _code(provider, client, account, scope="openid offline_access")
     replays = []
-    authenticate_user = AuthorizationCodeGrant.authenticate_user
 
-    def replay_first(self, authorization_code):
+    def replay_once():
         if not replays:
             with concurrent.futures.ThreadPoolExecutor(1) as pool:
                 replays.append(pool.submit(redeem, provider.url, client, code).result())
-        return authenticate_user(self, authorization_code)
 
-    monkeypatch.setattr(AuthorizationCodeGrant, "authenticate_user", replay_first)
+    if lands == "after_take":
+        store = provider.runtime.store
+        take = store.take
+
+        def take_then_replay(key):
+            data = take(key)
+            if data is not None:
+                replay_once()
+            return data
+
+        monkeypatch.setattr(store, "take", take_then_replay)
+    else:
+        authenticate_user = AuthorizationCodeGrant.authenticate_user
+
+        def replay_first(self, authorization_code):
+            replay_once()
+            return authenticate_user(self, authorization_code)
+
+        monkeypatch.setattr(AuthorizationCodeGrant, "authenticate_user", replay_first)
     first = redeem(provider.url, client, code)
+    monkeypatch.undo()
     assert replays[0].status_code == 400 and replays[0].json()["error"] == "invalid_grant"
     assert first.status_code == 200, first.text
     tokens = first.json()

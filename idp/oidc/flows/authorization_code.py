@@ -164,6 +164,10 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if not isinstance(code, str) or len(code) > 256:
             return None
         key = _code_key(rt, client.client_id, code)
+        # Read before the take: a replay can revoke the grant only after its
+        # own take failed, so after this one succeeded, never before this
+        # time, however the threads are scheduled (case O-9).
+        taken_at = utcnow()
         data = rt.store.take(key)
         if data is None:
             issued = rt.store.get(key + ":grant")
@@ -171,7 +175,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 grant_service.revoke_grant(rt, issued["grant_id"], "authorization_code_reuse",
                                            client_ip())
             return None
-        self.request.code_taken_at = utcnow()
+        self.request.code_taken_at = taken_at
         return CodeRecord(**data)
 
     def delete_authorization_code(self, authorization_code: CodeRecord) -> None:
