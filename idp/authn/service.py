@@ -18,13 +18,14 @@ from idp import sessions
 from idp.accounts import service as accounts
 from idp.accounts.models import Account
 from idp.accounts.notify import notify_after_commit, notify_phone
+from idp.accounts.recovery import sms_reset_hold_until
 from idp.audit.service import record, record_deferred
 from idp.authn import otp, throttle, totp
 from idp.oidc.acr import combine_amr
 from idp.runtime import Runtime
 from idp.security import constant_time_equals, keyed_hash, random_token
 from idp.sessions import SsoSession, create_session, load_session
-from idp.timeutil import epoch, to_epoch, utcnow
+from idp.timeutil import epoch, utcnow
 from idp.unit_of_work import after_commit
 
 log = logging.getLogger(__name__)
@@ -735,11 +736,9 @@ def reauth_method(rt: Runtime, sso: SsoSession, account: Account) -> str:
         return "totp"
     if not account.phone_number_verified or not account.phone_number_enc:
         raise ReauthUnavailableError("no_second_factor")
-    if account.password_reset_by_sms_at is not None:
-        until = (to_epoch(account.password_reset_by_sms_at)
-                 + rt.settings["session"]["reauth_hold_after_sms_reset"])
-        if until > epoch():
-            raise ReauthUnavailableError("reset_hold", until)
+    until = sms_reset_hold_until(rt, account)
+    if until is not None:
+        raise ReauthUnavailableError("reset_hold", until)
     return "sms"
 
 
