@@ -27,9 +27,9 @@ from sqlalchemy import or_, select
 
 from idp.accounts.models import Account
 from idp.accounts.service import get_account
+from idp.authorizations.models import Grant
+from idp.authorizations.service import revoke_grant
 from idp.extensions import db
-from idp.oidc.grants import revoke_grant
-from idp.oidc.models import Grant
 from idp.runtime import Runtime
 from idp.security import random_token
 from idp.store import Store

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask_babel import lazy_gettext as _l
@@ -36,7 +37,6 @@ from idp.accounts.models import Account
 from idp.accounts.notify import notify_after_commit
 from idp.accounts.recovery import sms_reset_hold_until
 from idp.audit.service import record, record_deferred
-from idp.authn.throttle import DeviceCookie
 from idp.i18n import LocalTime
 from idp.runtime import Runtime
 from idp.security import keyed_hash, random_token
@@ -164,18 +164,17 @@ def _count_send(rt: Runtime, account: Account, address: str, ip: str | None) -> 
     rt.store.put(f"email:wait:{account.id}", {"n": 1}, limits["resend_after"])
 
 
-def send_verification_link(rt: Runtime, account: Account, raw_address: str, password: str,
-                           ip: str | None, device: DeviceCookie | None = None) -> PendingEmail:
+def send_verification_link(rt: Runtime, account: Account, raw_address: str, ip: str | None,
+                           confirm_password: Callable[[], None]) -> PendingEmail:
     """Send a single-use link that makes ``raw_address`` the account's
     verified e-mail address once confirmed (:func:`confirm_link`). The
     account keeps its address until then; an older link stops working.
 
-    :param password: the account's password, checked (and throttled like a
-        login) when :func:`needs_password` says so; ignored otherwise.
-    :param device: the browser's device cookie: the owner's wrong passwords
-        in a browser known to the account count there alone, and a
-        stranger's guesses at the account do not make the owner wait
-        (:func:`idp.authn.service.confirm_password`).
+    :param confirm_password: checks the password the person typed, throttled
+        like a login (the login methods' rule, which this module does not
+        import: :func:`idp.authn.service.confirm_password` with the browser's
+        device cookie); called when :func:`needs_password` says so, after
+        the address was checked, and raises what that check raises.
     :returns: the pending change.
     :raises accounts.AccountError: on field ``email`` (malformed, already
         the verified address, or another address while the account is held
@@ -187,8 +186,6 @@ def send_verification_link(rt: Runtime, account: Account, raw_address: str, pass
     :raises EmailUnavailableError: no relay configured, or it refused the
         message (the link is then void, the send still counts).
     """
-    from idp.authn.service import confirm_password
-
     if rt.mail is None:
         raise EmailUnavailableError("no mail relay is configured (mail.host)")
     address = accounts.normalize_email(raw_address)
@@ -205,7 +202,7 @@ def send_verification_link(rt: Runtime, account: Account, raw_address: str, pass
                 "verified. If you need it sooner, visit a service counter with your ID card.",
                 until=LocalTime(from_epoch(held))))
     if needs_password(account, address):
-        confirm_password(rt, account, password, ip, device)
+        confirm_password()
     _count_send(rt, account, address, ip)
     ttl = rt.settings["mail"]["verification_ttl"]
     token = random_token(32)

@@ -24,8 +24,8 @@ from connectors.registries import RegistryUnavailableError
 from connectors.sms import SmsGatewayError
 from idp.accounts import service as accounts
 from idp.accounts.models import Account
-from idp.authn.otp import SmsBudgetExhaustedError, spend_budget
 from idp.runtime import Runtime
+from idp.sms_budget import SmsBudgetExhaustedError, alert_operators, spend_budget
 from idp.unit_of_work import after_commit
 
 log = logging.getLogger(__name__)
@@ -57,9 +57,7 @@ def notify_phone(rt: Runtime, phone: str, template: str,
         rt.store.delete(recent)
         log.warning("the %s notice was not sent: the SMS budget is used up", template)
         if exc.first:
-            from idp.authn.service import alert_sms_budget
-
-            alert_sms_budget(rt, exc, None)
+            alert_operators(rt, exc, None)
         return False
     except (SmsGatewayError, RegistryUnavailableError):
         rt.store.delete(recent)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from idp.authorizations.service import revoke_client_grants
 from idp.clients.service import delete_client
-from idp.oidc.grants import revoke_client_grants
 from idp.runtime import Runtime
 
 

@@ -8,6 +8,7 @@ too, so none of them imports another."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Response, redirect, render_template, request, session, url_for
@@ -15,14 +16,17 @@ from flask_babel import gettext as _
 
 from idp.accounts import service as accounts
 from idp.accounts.identifiers import IdentifierError
+from idp.accounts.models import Account
 from idp.authn import otp, service, throttle
 from idp.authn.kiosk import LINK_SESSION_KEY
 from idp.oidc import interaction
 from idp.runtime import Runtime, current_runtime
 from idp.sessions import SsoSession
+from idp.sms_budget import SmsBudgetExhaustedError
 from idp.web import (
     browser_id,
     client_ip,
+    current_sso,
     device_cookie,
     local_next,
     set_device_cookie,
@@ -45,6 +49,36 @@ def client_of(rt: Runtime, item: interaction.Interaction | None) -> object | Non
     if item is None:
         return None
     return rt.clients.get(item.arg("client_id") or "")
+
+
+@dataclass(frozen=True)
+class PendingLogin:
+    """A pending request served to a signed-in browser (consent, step-up).
+
+    :ivar item: the pending authorization request.
+    :ivar sso: the browser's live SSO session.
+    :ivar account: its account.
+    :ivar client: the registered client of the request.
+    """
+
+    item: interaction.Interaction
+    sso: SsoSession
+    account: Account
+    client: Any
+
+
+def pending_login(rt: Runtime, form) -> PendingLogin | None:
+    """What a page that continues a signed-in login serves: the pending
+    request (:func:`pending_interaction`), the browser's SSO session and
+    account, and the request's client; None when any of them is missing
+    (the request expired or is another browser's, nobody is signed in, the
+    client is gone), where the page answers :func:`interaction_expired`."""
+    item = pending_interaction(rt, form)
+    sso, account = current_sso(rt)
+    client = client_of(rt, item)
+    if item is None or sso is None or account is None or client is None:
+        return None
+    return PendingLogin(item, sso, account, client)
 
 
 def interaction_expired() -> tuple[str, int]:
@@ -185,7 +219,7 @@ def send_code_for_form(rt: Runtime, form, purpose: str,
     except otp.OtpThrottledError as exc:
         return True, _("Please wait %(seconds)d seconds before asking for another code.",
                        seconds=exc.retry_after), 429
-    except otp.SmsBudgetExhaustedError:
+    except SmsBudgetExhaustedError:
         return False, sms_busy(), 503
     except service.SmsUnavailableError:
         return False, _("The text message service is unavailable. Try again later."), 503

@@ -14,7 +14,7 @@ from flask_babel import lazy_gettext as _l
 
 from connectors.registries import RegistryUnavailableError
 from connectors.sms import SmsGatewayError
-from idp import sessions
+from idp import sessions, sms_budget
 from idp.accounts import service as accounts
 from idp.accounts.models import Account
 from idp.accounts.notify import notify_after_commit, notify_phone
@@ -25,6 +25,7 @@ from idp.oidc.acr import combine_amr
 from idp.runtime import Runtime
 from idp.security import constant_time_equals, keyed_hash, random_token
 from idp.sessions import SsoSession, create_session, load_session
+from idp.sms_budget import SmsBudgetExhaustedError
 from idp.timeutil import epoch, utcnow
 from idp.unit_of_work import after_commit
 
@@ -407,27 +408,12 @@ def _send(rt: Runtime, phone: str, purpose: str, ip: str | None,
                              own_number=own_number)
     except (SmsGatewayError, RegistryUnavailableError) as exc:
         raise SmsUnavailableError(str(exc)) from None
-    except otp.SmsBudgetExhaustedError as exc:
+    except SmsBudgetExhaustedError as exc:
         if exc.first:
-            alert_sms_budget(rt, exc, ip)
+            sms_budget.alert_operators(rt, exc, ip)
         raise
     record_deferred(rt.audit, "sms.sent", ip=ip, purpose=purpose, message_id=sent.message_id)
     return sent
-
-
-def alert_sms_budget(rt: Runtime, exc: otp.SmsBudgetExhaustedError, ip: str | None) -> None:
-    """The operators' alert, once per budget and window (call it when
-    ``exc.first``): a warning in the log and ``sms.budget_exhausted`` in
-    the audit trail, for a code or a notice (:mod:`idp.accounts.notify`).
-
-    :param ip: the client IP of the request that was refused, if any.
-    """
-    where = f" for numbers {exc.block}" if exc.block else ""
-    log.warning("SMS %s budget of %d messages per hour reached%s: nothing more is sent "
-                "in %s", exc.budget, exc.limit, where, exc.window)
-    detail = {"block": exc.block} if exc.block else {}
-    record_deferred(rt.audit, "sms.budget_exhausted", "failure", ip=ip, budget=exc.budget,
-                    limit=exc.limit, window=exc.window, **detail)
 
 
 def send_sms_code(rt: Runtime, phone: str, purpose: str, ip: str | None,
@@ -444,7 +430,7 @@ def send_sms_code(rt: Runtime, phone: str, purpose: str, ip: str | None,
     :raises IdentifierError: not a valid mobile number, or not of a country
         in ``sms.allowed_country_codes``.
     :raises otp.OtpThrottledError: a send limit is reached.
-    :raises otp.SmsBudgetExhaustedError: an hourly budget of the provider
+    :raises SmsBudgetExhaustedError: an hourly budget of the provider
         is used up (the first refusal of a window is audited as
         ``sms.budget_exhausted`` and logged as a warning).
     :raises SmsUnavailableError: no gateway, or the gateway failed.
@@ -550,7 +536,7 @@ def send_step_up_code(rt: Runtime, account: Account, ip: str | None,
     :param device: the browser's device cookie (its own code and send limits).
     :raises SmsUnavailableError: no gateway, or the gateway failed.
     :raises otp.OtpThrottledError: a send limit is reached.
-    :raises otp.SmsBudgetExhaustedError: an hourly budget is used up.
+    :raises SmsBudgetExhaustedError: an hourly budget is used up.
     :raises LoginFailedError: the account has no verified number.
     """
     phone = accounts.phone_number(rt, account)
@@ -776,7 +762,7 @@ def send_reauth_code(rt: Runtime, sso: SsoSession, account: Account,
     :raises ReauthUnavailableError: as :func:`reauth_method`.
     :raises ValueError: the account re-authenticates with its authenticator app.
     :raises otp.OtpThrottledError: a send limit is reached.
-    :raises otp.SmsBudgetExhaustedError: an hourly budget is used up.
+    :raises SmsBudgetExhaustedError: an hourly budget is used up.
     :raises SmsUnavailableError: no gateway, or the gateway failed.
     """
     if reauth_method(rt, sso, account) != "sms":

@@ -28,7 +28,7 @@ def database_upgrade() -> None:
 @with_appcontext
 def database_purge() -> None:
     """Delete expired refresh tokens and grants nothing can use any more (run daily)."""
-    from idp.oidc.grants import purge_expired
+    from idp.authorizations.service import purge_expired
     from idp.runtime import current_runtime
 
     counts = purge_expired(current_runtime())

@@ -197,8 +197,8 @@ def rotate_secret(rt: Runtime, client_id: str, grace: int, *,
 
 def delete_client(rt: Runtime, client_id: str, *, actor: str = "cli") -> None:
     """Remove a client's registration and flush: it can no longer
-    authenticate or be named in a request. Its grants and consents are the
-    protocol's (:func:`idp.oidc.grants.revoke_client_grants`), ended by the
+    authenticate or be named in a request. Its grants and consents are
+    authorizations (:func:`idp.authorizations.service.revoke_client_grants`), ended by the
     operator action that removes a client (:func:`idp.admin.clients.remove_client`).
 
     :raises ClientError: an unknown client.

@@ -16,8 +16,8 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 
 from idp.accounts.models import Account
+from idp.authorizations.consents import has_consent
 from idp.oidc.claims import ClaimsRequestError, parse_claims_request
-from idp.oidc.grants import has_consent
 from idp.oidc.interaction import Interaction
 from idp.oidc.stepup import StepUpState, evaluate
 from idp.oidc.subjects import subject_for

@@ -18,7 +18,7 @@ from typing import Any
 from authlib.oauth2.rfc6749.errors import AccessDeniedError, OAuth2Error
 
 from idp.accounts.pii import PiiCipher, PiiError
-from idp.oidc.grants import deny_consent, save_consent
+from idp.authorizations.consents import deny_consent, save_consent
 from idp.security import constant_time_equals, random_token
 from idp.store import Store
 from idp.timeutil import epoch
@@ -148,7 +148,7 @@ def login_finished(store: Store, item: Interaction, auth_time: int) -> None:
 def consent_given(store: Store, item: Interaction, account_id: int, client_id: str,
                   scope: str, ip: str | None) -> None:
     """The account approved ``scope`` for the client on the consent page:
-    the consent is remembered (:func:`idp.oidc.grants.save_consent`, which
+    the consent is remembered (:func:`idp.authorizations.consents.save_consent`, which
     audits and commits) and ``item`` counts as approved by ``account_id``
     only, so a later login by someone else is asked again.
 
@@ -163,7 +163,7 @@ def consent_given(store: Store, item: Interaction, account_id: int, client_id: s
 def consent_refused(store: Store, item: Interaction, account_id: int, client,
                     ip: str | None) -> OAuth2Error:
     """The account refused the client's request on the consent page: audited
-    (:func:`idp.oidc.grants.deny_consent`, which commits), and the request
+    (:func:`idp.authorizations.consents.deny_consent`, which commits), and the request
     ends with ``access_denied`` (RFC 6749 §4.1.2.1).
 
     :param client: the requesting client, as ``rt.clients.get`` finds it.

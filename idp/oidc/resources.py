@@ -9,11 +9,12 @@ from authlib.oauth2.rfc6749 import scope_to_list
 
 from idp.accounts.service import get_account, phone_for_scope
 from idp.audit.service import record_deferred
+from idp.authorizations.models import Grant
+from idp.authorizations.refresh_tokens import find_refresh_token
+from idp.authorizations.service import revoke_grant
 from idp.extensions import db
-from idp.oidc import grants as grant_service
 from idp.oidc.claims import select_claims
 from idp.oidc.identity import identity_claims
-from idp.oidc.models import Grant
 from idp.oidc.subjects import subject_for
 from idp.oidc.tokens import InvalidTokenError, revoke_access_token, verify_access_token
 from idp.runtime import Runtime
@@ -81,10 +82,10 @@ def revoke(rt: Runtime, client_id: str, token: str, hint: str | None,
     silently ignored (RFC 7009 §2.2). A refresh token takes its whole grant
     with it, access tokens included (§2.1)."""
     if hint != "access_token":
-        row = grant_service.find_refresh_token(rt, token)
+        row = find_refresh_token(rt, token)
         grant = db.session.get(Grant, row.grant_id) if row is not None else None
         if grant is not None and grant.client_id == client_id:
-            grant_service.revoke_grant(rt, grant.id, "revoked_by_client", ip)
+            revoke_grant(rt, grant.id, "revoked_by_client", ip)
             return
     try:
         claims = verify_access_token(rt, token)
@@ -112,7 +113,7 @@ def introspect(rt: Runtime, client_id: str, token: str, ip: str | None, *,
     try:
         claims = verify_access_token(rt, token)
     except InvalidTokenError:
-        row = grant_service.find_refresh_token(rt, token)
+        row = find_refresh_token(rt, token)
         grant = db.session.get(Grant, row.grant_id) if row is not None else None
         if (grant is not None and grant.client_id == client_id
                 and _account_may_receive_tokens(grant)

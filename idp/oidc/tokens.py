@@ -12,6 +12,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwt import JWTClaimsRegistry
 
+from idp.authorizations.service import REVOKED_GRANT
 from idp.oidc.keys import UnsupportedAlgorithmError
 from idp.runtime import Runtime
 from idp.security import random_token
@@ -29,7 +30,6 @@ HASH_FOR_ALG = {
 #: and HMAC algorithms are never accepted (RFC 8725 §3.1, §3.2).
 ACCEPTED_ALGS = ("ES256", "ES384", "RS256", "RS512", "EdDSA")
 REVOKED_JTI = "revoked:jti:"
-REVOKED_GRANT = "revoked:grant:"
 
 
 # RFC 9864 deprecates the polymorphic "EdDSA" name in favour of "Ed25519",

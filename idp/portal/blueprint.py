@@ -35,9 +35,15 @@ from idp.authn import service as authn
 from idp.authn.forms import require_min_length
 from idp.authn.kiosk import LINK_SESSION_KEY
 from idp.authn.kiosk import service as kiosk
-from idp.authn.pages import send_code_for_form, sms_busy
+from idp.authn.pages import (
+    client_of,
+    continue_pending,
+    pending_interaction,
+    send_code_for_form,
+    sms_busy,
+)
+from idp.authorizations import consents
 from idp.i18n import local_time
-from idp.oidc import grants, interaction
 from idp.oidc.scopes import SCOPE_DESCRIPTIONS
 from idp.portal.forms import (
     ConfirmEmailForm,
@@ -53,9 +59,9 @@ from idp.portal.forms import (
     WithdrawConsentForm,
 )
 from idp.runtime import current_runtime
+from idp.sms_budget import SmsBudgetExhaustedError
 from idp.timeutil import from_epoch
 from idp.web import (
-    browser_id,
     client_ip,
     current_sso,
     device_cookie,
@@ -78,21 +84,10 @@ def _signed_in():
     return rt, sso, account, None
 
 
-def _pending(rt, form) -> interaction.Interaction | None:
-    return interaction.load(rt.store, request.values.get("i") or form.i.data, browser_id())
-
-
-def _client_of(rt, item: interaction.Interaction | None):
-    """The client whose pending request ``item`` is, for a way back to it."""
-    return rt.clients.get(item.arg("client_id") or "") if item is not None else None
-
-
 def _done(item, message: str) -> Response:
     """After a successful step: back to the pending request, or the overview."""
     flash(message, "notice")
-    if item is not None:
-        return redirect(url_for("oidc.resume", i=item.id))
-    return redirect(url_for("portal.overview"))
+    return continue_pending(item, url_for("portal.overview"))
 
 
 def _identifiers(rt, account) -> dict[str, str | None]:
@@ -151,7 +146,7 @@ def verify_identity():
     if login:
         return login
     form = IdentityForm()
-    item = _pending(rt, form)
+    item = pending_interaction(rt, form)
     if request.method == "GET":
         form.i.data = item.id if item else ""
         form.name.data = account.verified_name or account.name
@@ -170,7 +165,7 @@ def verify_identity():
         error, status = failed
     elif request.method == "POST":
         status = 400
-    return render_template("verify.html", form=form, item=item, client=_client_of(rt, item),
+    return render_template("verify.html", form=form, item=item, client=client_of(rt, item),
                            error=error, gateway=rt.registries.population is not None), status
 
 
@@ -185,7 +180,7 @@ def verify_strong():
     if login:
         return login
     form = StrongProofForm()
-    item = _pending(rt, form)
+    item = pending_interaction(rt, form)
     if request.method == "GET":
         form.i.data = item.id if item else ""
     error, status = None, 200
@@ -214,7 +209,7 @@ def verify_strong():
     level = verification.assurance_level(account)
     claim = verification.pending_claim(rt, account) if level < 2 else None
     return render_template("verify_strong.html", form=form, item=item,
-                           client=_client_of(rt, item), error=error,
+                           client=client_of(rt, item), error=error,
                            level=level, ids=_identifiers(rt, account),
                            phone_verified=account.phone_number_verified,
                            claim=mask_resident_id(claim.number) if claim else None,
@@ -284,7 +279,7 @@ def phone():
         if refused is not None:
             return refused
     form = PhoneForm()
-    item = _pending(rt, form)
+    item = pending_interaction(rt, form)
     if request.method == "GET":
         form.i.data = item.id if item else ""
     sent, just_sent, error, status = False, False, None, 200
@@ -320,7 +315,7 @@ def phone():
     elif request.method == "POST":
         status = 400
     replacing = account.phone_number_verified
-    return render_template("phone.html", form=form, item=item, client=_client_of(rt, item),
+    return render_template("phone.html", form=form, item=item, client=client_of(rt, item),
                            sent=sent, just_sent=just_sent, error=error,
                            available=rt.registries.sms is not None, replacing=replacing,
                            has_totp=replacing and totp.has_totp(account)), status
@@ -506,7 +501,7 @@ def reauth():
         except authn.SmsUnavailableError:
             error, status = _("The text message service is unavailable. Try again later."), 503
             sent = False
-        except otp.SmsBudgetExhaustedError:
+        except SmsBudgetExhaustedError:
             error, status, sent = sms_busy(), 503, False
         except IdentifierError as exc:
             error, status, sent = str(exc.message), 400, False
@@ -575,9 +570,10 @@ def email():
     error, status = None, 200
     if rt.mail is not None and form.validate_on_submit():
         try:
-            pending = emails.send_verification_link(rt, account, form.email.data,
-                                                    form.password.data or "", client_ip(),
-                                                    device_cookie(rt))
+            pending = emails.send_verification_link(
+                rt, account, form.email.data, client_ip(),
+                lambda: authn.confirm_password(rt, account, form.password.data or "",
+                                               client_ip(), device_cookie(rt)))
         except accounts.AccountError as exc:
             getattr(form, exc.field, form.email).errors.append(exc.message)
             status = 400
@@ -648,7 +644,7 @@ def apps():
     _rt, _sso, account, login = _signed_in()
     if login:
         return login
-    return render_template("apps.html", consents=grants.consents_of(account.id),
+    return render_template("apps.html", consents=consents.consents_of(account.id),
                            descriptions=SCOPE_DESCRIPTIONS, form=WithdrawConsentForm())
 
 
@@ -666,7 +662,7 @@ def withdraw_app():
                                              "again.")), 400
     client = rt.clients.get(form.client_id.data)
     name = client.name if client is not None else form.client_id.data
-    if grants.withdraw_consent(rt, account.id, form.client_id.data, client_ip()) is None:
+    if consents.withdraw_consent(rt, account.id, form.client_id.data, client_ip()) is None:
         flash(_("%(name)s has no consent to withdraw.", name=name), "notice")
     else:
         flash(_("Consent withdrawn: %(name)s can no longer use your account, and asks you "

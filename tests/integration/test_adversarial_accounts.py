@@ -406,9 +406,9 @@ def send_email_link(session: requests.Session, base: str, address: str,
 
 
 def test_strangers_guesses_do_not_stop_the_owner_changing_the_email_address(site):
-    """The password asked by /account/email is checked without the
-    browser's device cookie (``emails.send_verification_link`` calls
-    ``confirm_password`` with no ``device``), so it counts against the
+    """The password asked by /account/email was checked without the
+    browser's device cookie (``confirm_password`` was called with no
+    ``device``), so it counted against the
     account's count for unknown browsers: a stranger's five wrong guesses
     make the owner, in the browser they always use, wait ("Too many failed
     attempts", 429), the waits doubling to an hour as long as the stranger

@@ -35,8 +35,8 @@ def _metadata(provider, client_id: str):
 def test_removing_a_client_revokes_its_grants_and_consents(provider):
     from idp.admin.clients import remove_client
     from idp.audit.models import AuditEvent
+    from idp.authorizations.models import Consent, Grant, RefreshToken
     from idp.extensions import db
-    from idp.oidc.models import Consent, Grant, RefreshToken
 
     username, password, _ = provider.create_account()
     doomed, kept = provider.create_client(trusted=False), provider.create_client(trusted=False)

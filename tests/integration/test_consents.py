@@ -224,8 +224,8 @@ def test_consent_time_is_in_the_provinces_time(provider):
     in the province's time (``timezone``, Asia/Shanghai)."""
     from datetime import datetime
 
+    from idp.authorizations.models import Consent
     from idp.extensions import db
-    from idp.oidc.models import Consent
 
     browser, client, _ = _consented(provider)
     with provider.app.app_context():

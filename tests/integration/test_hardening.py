@@ -435,9 +435,9 @@ def test_purge_deletes_only_spent_grants(provider):
 
     from sqlalchemy import func, select
 
+    from idp.authorizations.models import Grant, RefreshToken
+    from idp.authorizations.service import purge_expired
     from idp.extensions import db
-    from idp.oidc.grants import purge_expired
-    from idp.oidc.models import Grant, RefreshToken
     from idp.timeutil import utcnow
     from tests.helpers import redeem
 

@@ -8,10 +8,10 @@ from authlib.oauth2.rfc6749.errors import AccessDeniedError
 from sqlalchemy import select
 
 from idp.audit.models import AuditEvent
+from idp.authorizations.consents import has_consent
 from idp.extensions import db
 from idp.oidc import interaction
 from idp.oidc.authorize import UnmetAuthenticationRequirementsError
-from idp.oidc.grants import has_consent
 
 
 def begin(rt, client, **extra: str) -> interaction.Interaction:

@@ -8,10 +8,10 @@ from sqlalchemy import select
 
 from idp import sessions
 from idp.audit.models import AuditEvent
+from idp.authorizations.models import Grant
+from idp.authorizations.service import create_grant
 from idp.extensions import db
 from idp.oidc import logout
-from idp.oidc.grants import create_grant
-from idp.oidc.models import Grant
 from idp.oidc.subjects import client_sid
 from idp.oidc.tokens import issue_id_token
 from idp.sessions import create_session, load_session

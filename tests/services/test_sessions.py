@@ -9,9 +9,9 @@ from sqlalchemy import select
 
 from idp import sessions
 from idp.audit.models import AuditEvent
+from idp.authorizations.models import Grant
+from idp.authorizations.service import create_grant
 from idp.extensions import db
-from idp.oidc.grants import create_grant
-from idp.oidc.models import Grant
 from idp.sessions import create_session, load_session
 
 

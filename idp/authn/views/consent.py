@@ -8,14 +8,14 @@ from flask import render_template, request
 from flask_babel import gettext as _
 
 from idp.authn.forms import ConsentForm
-from idp.authn.pages import client_of, continue_pending, interaction_expired, pending_interaction
+from idp.authn.pages import continue_pending, interaction_expired, pending_login
 from idp.authn.views import bp
 from idp.oidc import interaction
 from idp.oidc.authorize import SENSITIVE_SCOPES
 from idp.oidc.responses import interaction_error
 from idp.oidc.scopes import SCOPE_DESCRIPTIONS
 from idp.runtime import current_runtime
-from idp.web import client_ip, current_sso, pending_redirect_uri, redirect_host
+from idp.web import client_ip, pending_redirect_uri, redirect_host
 
 
 @bp.route("/consent", methods=["GET", "POST"])
@@ -23,11 +23,10 @@ def consent():
     """Ask the user to release the requested scopes to the client."""
     rt = current_runtime()
     form = ConsentForm()
-    item = pending_interaction(rt, form)
-    _sso, account = current_sso(rt)
-    client = client_of(rt, item)
-    if item is None or account is None or client is None:
+    pending = pending_login(rt, form)
+    if pending is None:
         return interaction_expired()
+    item, account, client = pending.item, pending.account, pending.client
     scope = client.get_allowed_scope(item.arg("scope") or "")
     if form.validate_on_submit():
         if form.account.data != account.subject:

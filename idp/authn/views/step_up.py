@@ -13,10 +13,9 @@ from idp.accounts.identifiers import IdentifierError
 from idp.authn import otp, service, stepup, throttle
 from idp.authn.forms import StepUpForm
 from idp.authn.pages import (
-    client_of,
     continue_pending,
     interaction_expired,
-    pending_interaction,
+    pending_login,
     sms_busy,
 )
 from idp.authn.views import bp
@@ -25,8 +24,9 @@ from idp.oidc import interaction
 from idp.oidc.authorize import UnmetAuthenticationRequirementsError, step_up_state
 from idp.oidc.responses import interaction_error
 from idp.runtime import Runtime, current_runtime
+from idp.sms_budget import SmsBudgetExhaustedError
 from idp.timeutil import from_epoch
-from idp.web import client_ip, current_sso, device_cookie, too_many_attempts
+from idp.web import client_ip, device_cookie, too_many_attempts
 
 
 @bp.route("/login/step-up", methods=["GET", "POST"])
@@ -37,11 +37,10 @@ def step_up():
     client ``unmet_authentication_requirements``."""
     rt = current_runtime()
     form = StepUpForm()
-    item = pending_interaction(rt, form)
-    sso, account = current_sso(rt)
-    client = client_of(rt, item)
-    if item is None or account is None or client is None:
+    pending = pending_login(rt, form)
+    if pending is None:
         return interaction_expired()
+    item, sso, account, client = pending.item, pending.sso, pending.account, pending.client
     state = step_up_state(rt, item, client, account, sso.amr)
     if state.met:
         return continue_pending(item)
@@ -86,7 +85,7 @@ def step_up():
             status = 429
             # A code already sent stays valid: keep its field on the page.
             sent = sent or action == "send_sms"
-        except otp.SmsBudgetExhaustedError:
+        except SmsBudgetExhaustedError:
             error, status = sms_busy(), 503
         except IdentifierError as exc:
             error, status = exc.message, 400

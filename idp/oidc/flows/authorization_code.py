@@ -13,11 +13,11 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 
 from idp.accounts.models import Account
 from idp.accounts.service import get_account
+from idp.authorizations.models import Grant
+from idp.authorizations.service import create_grant, revoke_grant
 from idp.extensions import db
-from idp.oidc import grants as grant_service
 from idp.oidc.client_auth import TOKEN_AUTH_METHODS
 from idp.oidc.flows.user_tokens import issue_user_tokens, wants_refresh
-from idp.oidc.models import Grant
 from idp.oidc.responses import response_mode_response
 from idp.runtime import Runtime, current_runtime
 from idp.security import keyed_hash, random_token
@@ -127,7 +127,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         scope = self.request.scope if hasattr(self.request, "scope") else payload.scope
         scope = self.request.client.get_allowed_scope(scope)
         session = grant_user.session
-        grant = grant_service.create_grant(
+        grant = create_grant(
             rt, account_id=grant_user.account.id, client_id=self.request.client.client_id,
             scope=scope, claims=grant_user.claims, sid=session.sid,
             auth_time=session.auth_time, acr=grant_user.acr, amr=session.amr,
@@ -172,7 +172,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if data is None:
             issued = rt.store.get(key + ":grant")
             if issued is not None:
-                grant_service.revoke_grant(rt, issued["grant_id"], "authorization_code_reuse",
+                revoke_grant(rt, issued["grant_id"], "authorization_code_reuse",
                                            client_ip())
             return None
         self.request.code_taken_at = taken_at
@@ -210,6 +210,6 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             # A concurrent replay of this code revoked the grant (case O-9):
             # this first redemption still answers, but its tokens are dead;
             # renewing the revocation covers the access token just signed.
-            grant_service.revoke_grant(rt, grant.id, "authorization_code_reuse", client_ip())
+            revoke_grant(rt, grant.id, "authorization_code_reuse", client_ip())
         return 200, token, self.TOKEN_RESPONSE_HEADER
 

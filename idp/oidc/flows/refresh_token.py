@@ -6,10 +6,10 @@ from authlib.oauth2.rfc6749 import grants, scope_to_list
 from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError, InvalidScopeError
 
 from idp.accounts.service import get_account
-from idp.oidc import grants as grant_service
+from idp.authorizations.models import Grant
+from idp.authorizations.refresh_tokens import RefreshTokenReuseError, use_refresh_token
 from idp.oidc.client_auth import TOKEN_AUTH_METHODS
 from idp.oidc.flows.user_tokens import issue_user_tokens
-from idp.oidc.models import Grant
 from idp.runtime import current_runtime
 from idp.web import client_ip
 
@@ -30,8 +30,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if not value:
             raise InvalidRequestError("Missing 'refresh_token' in request.")
         try:
-            grant = grant_service.use_refresh_token(rt, value, client.client_id, client_ip())
-        except grant_service.RefreshTokenReuseError:
+            grant = use_refresh_token(rt, value, client.client_id, client_ip())
+        except RefreshTokenReuseError:
             raise InvalidGrantError("The refresh token was already used.") from None
         if grant is None:
             raise InvalidGrantError("The refresh token is invalid, expired or revoked.")

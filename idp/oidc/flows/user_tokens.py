@@ -10,10 +10,10 @@ from authlib.oauth2.rfc6749 import scope_to_list
 from idp.accounts.models import Account
 from idp.accounts.service import phone_for_scope
 from idp.audit.service import record_deferred
-from idp.oidc import grants as grant_service
+from idp.authorizations.models import Grant
+from idp.authorizations.refresh_tokens import issue_refresh_token
 from idp.oidc.claims import select_claims
 from idp.oidc.identity import identity_claims
-from idp.oidc.models import Grant
 from idp.oidc.subjects import client_sid, subject_for
 from idp.oidc.tokens import issue_access_token, issue_id_token
 from idp.runtime import Runtime
@@ -44,7 +44,7 @@ def issue_user_tokens(rt: Runtime, client, grant: Grant, account: Account, scope
         "scope": scope,
     }
     if with_refresh:
-        token["refresh_token"] = grant_service.issue_refresh_token(rt, grant)
+        token["refresh_token"] = issue_refresh_token(rt, grant)
     if "openid" in scope_to_list(scope):
         requested = (grant.claims or {}).get("id_token")
         extra = select_claims(account, scope, requested, by_scope=False,

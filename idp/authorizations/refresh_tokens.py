@@ -1,0 +1,81 @@
+"""Refresh tokens: issued per grant, stored as keyed hashes, rotated with
+reuse detection (RFC 9700 §4.14.2): a second use revokes the family."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select, update
+
+from idp.authorizations.models import Grant, RefreshToken
+from idp.authorizations.service import revoke_grant
+from idp.extensions import db
+from idp.runtime import Runtime
+from idp.security import keyed_hash, random_token
+from idp.timeutil import utcnow
+
+REFRESH_PURPOSE = "refresh_token"
+
+
+class RefreshTokenReuseError(Exception):
+    """A rotated refresh token was presented again; its family is now revoked."""
+
+
+def issue_refresh_token(rt: Runtime, grant: Grant) -> str:
+    """Create a refresh token for ``grant`` (added to the session, not committed).
+
+    :returns: the clear token; only its keyed hash is stored.
+    """
+    token = random_token(32)
+    db.session.add(RefreshToken(
+        token_hash=keyed_hash(rt.token_hmac_key, token, REFRESH_PURPOSE),
+        grant_id=grant.id,
+        expires_at=utcnow() + timedelta(seconds=rt.settings["tokens"]["refresh_token_ttl"]),
+    ))
+    return token
+
+
+def find_refresh_token(rt: Runtime, token: str) -> RefreshToken | None:
+    """The stored refresh token matching ``token``, whatever its state."""
+    if not isinstance(token, str) or len(token) > 256:
+        return None
+    return db.session.scalar(select(RefreshToken).where(
+        RefreshToken.token_hash == keyed_hash(rt.token_hmac_key, token, REFRESH_PURPOSE)
+    ))
+
+
+def use_refresh_token(rt: Runtime, token: str, client_id: str,
+                      ip: str | None = None) -> Grant | None:
+    """Consume a refresh token for rotation (RFC 9700 §4.14.2).
+
+    The token is marked used with a conditional UPDATE, so of two concurrent
+    requests exactly one wins. Presenting a used token again revokes the whole
+    grant (the family).
+
+    :returns: the live grant, or None if the token is unknown, expired,
+        revoked, of another client, or of a revoked grant.
+    :raises RefreshTokenReuseError: when a rotated token is replayed.
+    """
+    row = find_refresh_token(rt, token)
+    if row is None:
+        return None
+    grant = db.session.get(Grant, row.grant_id)
+    if grant is None or grant.client_id != client_id:
+        return None
+    if row.used_at is not None:
+        revoke_grant(rt, grant.id, "refresh_token_reuse", ip)
+        raise RefreshTokenReuseError(grant.id)
+    now = utcnow()
+    if row.revoked_at is not None or grant.revoked_at is not None or row.expires_at <= now:
+        return None
+    won = db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))
+        .values(used_at=now)
+    ).rowcount
+    if won != 1:
+        revoke_grant(rt, grant.id, "refresh_token_reuse", ip)
+        raise RefreshTokenReuseError(grant.id)
+    return grant
+
+
