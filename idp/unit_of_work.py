@@ -67,7 +67,13 @@ def _ended(session: Session) -> None:
     session.info.pop(_WROTE, None)
 
 
-def _wrote() -> bool:
+def wrote() -> bool:
+    """Whether the current unit of work has written to the database (so,
+    on SQLite, holds the write lock until it ends).
+
+    :returns: True after a flush, a conditional UPDATE or a bulk INSERT in
+        this transaction, or with unflushed changes in the session.
+    """
     session = db.session
     return bool(session.info.get(_WROTE) or session.new or session.dirty or session.deleted)
 
@@ -81,7 +87,7 @@ def commit() -> None:
     :raises sqlalchemy.exc.SQLAlchemyError: when the commit fails; the unit
         is rolled back and its callbacks dropped first.
     """
-    if _wrote():
+    if wrote():
         try:
             db.session.commit()
         except BaseException:

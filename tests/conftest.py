@@ -16,7 +16,11 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from werkzeug.serving import make_server
 
-from tests.helpers import ProviderHandle, each_app_context_is_a_unit
+from tests.helpers import (
+    ProviderHandle,
+    audit_reads_wait_for_the_writer,
+    each_app_context_is_a_unit,
+)
 
 TEST_PASSWORD = "correct horse battery"
 # One set of secrets for every provider of a run, so extra providers sharing
@@ -29,6 +33,8 @@ SECRETS = {
     "pii_index_key": secrets.token_urlsafe(32),
     "pairwise_key": secrets.token_urlsafe(32),
 }
+
+audit_reads_wait_for_the_writer()
 
 
 def free_port() -> int:

@@ -7,6 +7,7 @@ import hashlib
 import re
 import secrets
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -248,3 +249,34 @@ class Browser:
         assert response.status_code in (302, 303), (response.status_code, response.text[:500])
         assert response.headers["Location"].startswith(client.redirect_uri)
         return callback_params(response)
+
+
+def audit_reads_wait_for_the_writer() -> None:
+    """Let every audit-table read a test makes see the events queued so far.
+
+    Events that accompany no change (failures, token issuance) reach the
+    table through the deferred writer (idp.audit.writer), a moment after the
+    response; a test reading the table at once would race it. Every ORM
+    SELECT on the audit table from the main thread (the test's, not a served
+    request's) therefore first flushes the writer of the application in
+    context, the way an auditor reads after the batches have landed. A read
+    inside a unit that has written is left alone: on SQLite that unit holds
+    the write lock the writer would wait for.
+    """
+    from flask import current_app
+    from sqlalchemy import event
+    from sqlalchemy.orm import ORMExecuteState, Session
+
+    from idp import unit_of_work
+    from idp.audit.models import AuditEvent
+
+    table = AuditEvent.__table__
+
+    @event.listens_for(Session, "do_orm_execute")
+    def _flush_before_audit_reads(state: ORMExecuteState) -> None:
+        if (not state.is_select or threading.current_thread() is not threading.main_thread()
+                or table not in state.statement.get_final_froms() or unit_of_work.wrote()):
+            return
+        runtime = current_app.extensions.get("idp")
+        if runtime is not None:
+            runtime.audit.flush()

@@ -152,7 +152,6 @@ def _budget_events(provider, after: int = 0) -> list:
     from idp.audit.models import AuditEvent
     from idp.extensions import db
 
-    provider.runtime.audit.flush()
     with provider.app.app_context():
         return list(db.session.scalars(select(AuditEvent).where(
             AuditEvent.event == "sms.budget_exhausted", AuditEvent.id > after)))
@@ -164,7 +163,6 @@ def _last_event_id(provider) -> int:
     from idp.audit.models import AuditEvent
     from idp.extensions import db
 
-    provider.runtime.audit.flush()
     with provider.app.app_context():
         return db.session.scalar(select(func.max(AuditEvent.id))) or 0
 
