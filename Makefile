@@ -1,6 +1,6 @@
 # Two commands set up a fresh machine:
-#   make demo   install, then run the provider and two department portals (SSO demo);
-#               PORT=8000 moves it (provider on PORT, portals and sandbox on the next ones)
+#   make demo   install, then run the provider and two department sites (SSO demo);
+#               PORT=8000 moves it (provider on PORT, the sites and sandbox on the next ones)
 #   make test   install, then run the whole test suite
 PYTHON ?= python3
 VENV ?= .venv

@@ -132,15 +132,15 @@ def make_provider(tmp_path_factory, database_url):
 
 
 @pytest.fixture
-def portals(provider):
-    """Two department portals, each a trusted client of the run's provider."""
-    from tests.portal_support import start_portal
+def relying_parties(provider):
+    """Two department sites, each a trusted client of the run's provider."""
+    from tests.relying_parties import start_relying_party
 
-    pair = (start_portal(provider, "Department of Civil Affairs"),
-            start_portal(provider, "Human Resources and Social Security"))
+    pair = (start_relying_party(provider, "Department of Civil Affairs"),
+            start_relying_party(provider, "Human Resources and Social Security"))
     yield pair
-    for portal in pair:
-        portal.stop()
+    for rp in pair:
+        rp.stop()
 
 
 @pytest.fixture(scope="module")

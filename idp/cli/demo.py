@@ -1,5 +1,5 @@
-"""``idp demo``: the provider and two department portals on 127.0.0.1, to show
-single sign-on and single logout with a demo account.
+"""``idp demo``: the provider and two department sites (relying parties) on
+127.0.0.1, to show single sign-on and single logout with a demo account.
 
 Everything lives in the instance folder (SQLite database, embedded store),
 whatever database or Redis the configuration names, so the demo never touches
@@ -27,12 +27,12 @@ DEMO_NAME = "Demo Citizen"
 DEMO_EMAIL = "demo@example.test"
 DEMO_FILE = "demo.json"
 HOST = "127.0.0.1"
-#: The source checkout this package runs from, whose examples/portal the
-#: demo starts; in an installed wheel, a folder without it.
+#: The source checkout this package runs from, whose examples/relying_party
+#: the demo starts; in an installed wheel, a folder without it.
 CHECKOUT = Path(__file__).resolve().parents[2]
 
-#: (client_id, portal title, port offset from the provider's port)
-PORTALS = (
+#: (client_id, relying party title, port offset from the provider's port)
+RELYING_PARTIES = (
     ("demo-civil-affairs", "Department of Civil Affairs", 1),
     ("demo-hr-social-security", "Human Resources and Social Security", 2),
 )
@@ -91,7 +91,7 @@ def _write_secrets(path: Path, secrets: dict[str, str]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump({"note": "Clear client secrets of the idp demo portals; demo use only.",
+        json.dump({"note": "Clear client secrets of the idp demo relying parties; demo use only.",
                    "client_secrets": secrets}, fh, indent=2)
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
@@ -164,9 +164,10 @@ def prepare_demo(instance_path: str | Path | None, port: int) -> dict[str, Any]:
     there, or whose registration does not match ``port``, is recreated.
 
     :param instance_path: instance folder (None: from the configuration, ./instance).
-    :param port: the provider's port; the portals use ``port + 1`` and ``port + 2``.
+    :param port: the provider's port; the relying parties use ``port + 1`` and
+        ``port + 2``.
     :returns: ``issuer``, ``instance_path``, ``username``, ``password``,
-        ``phone``, ``email``, ``portals``: a list of dicts with ``client_id``,
+        ``phone``, ``email``, ``relying_parties``: a list of dicts with ``client_id``,
         ``client_secret``, ``title``, ``name``, ``port``, ``base_url``, and
         ``sandbox``: ``url``, ``smtp_port`` and ``data`` (the dataset file).
     :raises DemoError: in production mode or on invalid configuration.
@@ -191,14 +192,15 @@ def prepare_demo(instance_path: str | Path | None, port: int) -> dict[str, Any]:
         instance = Path(rt.settings["instance_path"])
         secrets_file = instance / DEMO_FILE
         saved = _read_secrets(secrets_file)
-        portals = []
-        for client_id, title, offset in PORTALS:
+        relying_parties = []
+        for client_id, title, offset in RELYING_PARTIES:
             base_url = f"http://{HOST}:{port + offset}"
             name = f"{title} portal"
             secret = _ensure_client(rt, client_id, name, base_url, saved.get(client_id))
             saved[client_id] = secret
-            portals.append({"client_id": client_id, "client_secret": secret, "title": title,
-                            "name": name, "port": port + offset, "base_url": base_url})
+            relying_parties.append({"client_id": client_id, "client_secret": secret,
+                                    "title": title, "name": name, "port": port + offset,
+                                    "base_url": base_url})
         _write_secrets(secrets_file, saved)
         _ensure_account(rt)
     sandbox_data = instance / "sandbox.sqlite3"
@@ -207,7 +209,7 @@ def prepare_demo(instance_path: str | Path | None, port: int) -> dict[str, Any]:
     if dataset_version(sandbox_data) != DATASET_VERSION:
         seed(sandbox_data, people=200, entities=40)
     return {"issuer": rt.issuer, "instance_path": str(instance), "username": DEMO_USERNAME,
-            "password": DEMO_PASSWORD, "portals": portals, "phone": DEMO_PHONE,
+            "password": DEMO_PASSWORD, "relying_parties": relying_parties, "phone": DEMO_PHONE,
             "email": DEMO_EMAIL,
             "sandbox": {"url": f"http://{HOST}:{port + SANDBOX_OFFSET}",
                         "smtp_port": port + SMTP_OFFSET, "data": str(sandbox_data)}}
@@ -298,7 +300,7 @@ def _stop(children: list[_Child]) -> None:
 def _banner(demo: dict[str, Any]) -> str:
     from connectors.sandbox import DEMO_PEOPLE
 
-    one, two = demo["portals"]
+    one, two = demo["relying_parties"]
     person = DEMO_PEOPLE[1]
     national = person.phone.removeprefix("+86")
     rule = "=" * 78
@@ -307,8 +309,8 @@ def _banner(demo: dict[str, Any]) -> str:
         "  Single sign-on demo is running",
         "",
         f"  Identity provider   {demo['issuer']}/",
-        f"  Portal 1            {one['base_url']}/   {one['title']}",
-        f"  Portal 2            {two['base_url']}/   {two['title']}",
+        f"  Department site 1   {one['base_url']}/   {one['title']}",
+        f"  Department site 2   {two['base_url']}/   {two['title']}",
         f"  Sandbox SMS outbox  {demo['sandbox']['url']}/outbox",
         f"  Sandbox mail outbox {demo['sandbox']['url']}/mail",
         "",
@@ -317,11 +319,11 @@ def _banner(demo: dict[str, Any]) -> str:
         "                      appears in the sandbox outbox)",
         "",
         "  Try it:",
-        "   1. Open portal 1 and log in with the provincial account (demo account).",
-        "   2. Open portal 2 and click log in: you are logged in without a password.",
-        "   3. Log out from either portal: this ends the SSO session at the provider;",
-        "      the next log in, on either portal, asks for the password again.",
-        "      (The other portal keeps its own local session until you log out there.)",
+        "   1. Open site 1 and log in with the provincial account (demo account).",
+        "   2. Open site 2 and click log in: you are logged in without a password.",
+        "   3. Log out from either site: this ends the SSO session at the provider;",
+        "      the next log in, on either site, asks for the password again.",
+        "      (The other site keeps its own local session until you log out there.)",
         "",
         "  Real-name identity (the sandbox's synthetic registries):",
         f"   4. Register at {demo['issuer']}/register/sms with the mobile number {national}",
@@ -330,10 +332,10 @@ def _banner(demo: dict[str, Any]) -> str:
         f"      ID number {person.id_number}: the account reaches level L2.",
         f"   6. Sign out, then sign in with the ID number {person.id_number} and your",
         "      password.",
-        "   7. On a portal, choose the service that needs level L3: the provider asks",
+        "   7. On a site, choose the service that needs level L3: the provider asks",
         "      for a proof of possession (\"Ask the carrier\": the sandbox carrier has",
         f"      {national} registered to that person) and a second factor, then the",
-        "      portal shows acr L3 and the verified name.",
+        "      site shows acr L3 and the verified name.",
         "",
         "  Account basics:",
         f"   8. Signed in as {demo['username']}, open {demo['issuer']}/account/email and send a",
@@ -351,21 +353,22 @@ def _on_signal(signum: int, _frame: Any) -> None:
 
 
 def run_demo(port: int) -> None:
-    """Prepare the demo data, start the provider (gunicorn) and the two portals,
-    print how to use them, and run until Ctrl-C or SIGTERM, then stop them.
+    """Prepare the demo data, start the provider (gunicorn) and the two
+    relying parties, print how to use them, and run until Ctrl-C or SIGTERM,
+    then stop them.
 
     :raises click.ClickException: when not run from a source checkout, a port
         is taken, the configuration is unusable or a server fails to start
         (exit status 1).
     """
-    if not (CHECKOUT / "examples" / "portal" / "app.py").is_file():
+    if not (CHECKOUT / "examples" / "relying_party" / "app.py").is_file():
         raise click.ClickException(
-            "idp demo runs the example relying parties of examples/portal, which only a "
+            "idp demo runs the example relying parties of examples/relying_party, which only a "
             "source checkout holds (an installed wheel does not): run `make demo` there")
 
-    # Pages a browser opens: the provider, the portals and the sandbox's
+    # Pages a browser opens: the provider, the relying parties and the sandbox's
     # outboxes; then the SMTP receiver, which only the provider talks to.
-    web = [port] + [port + offset for _, _, offset in PORTALS] + [port + SANDBOX_OFFSET]
+    web = [port] + [port + offset for _, _, offset in RELYING_PARTIES] + [port + SANDBOX_OFFSET]
     ports = web + [port + SMTP_OFFSET]
     if port < 1 or ports[-1] > 65535:
         raise click.ClickException(f"--port must be between 1 and {65535 - SMTP_OFFSET}")
@@ -417,15 +420,13 @@ def run_demo(port: int) -> None:
             [sys.executable, "-c", "from idp.cli import main; main(prog_name='idp')",
              "serve", "--host", HOST, "--port", str(port)],
             provider_env, demo["issuer"] + "/.well-known/openid-configuration"))
-        for portal in demo["portals"]:
-            portal_env = dict(env, PORTAL_ISSUER=demo["issuer"],
-                              PORTAL_CLIENT_ID=portal["client_id"],
-                              PORTAL_CLIENT_SECRET=portal["client_secret"],
-                              PORTAL_BASE_URL=portal["base_url"], PORTAL_TITLE=portal["title"],
-                              PORTAL_PORT=str(portal["port"]))
-            children.append(_Child(portal["title"] + " portal",
-                                   [sys.executable, "-m", "examples.portal.app"],
-                                   portal_env, portal["base_url"] + "/"))
+        for rp in demo["relying_parties"]:
+            rp_env = dict(env, RP_ISSUER=demo["issuer"], RP_CLIENT_ID=rp["client_id"],
+                          RP_CLIENT_SECRET=rp["client_secret"], RP_BASE_URL=rp["base_url"],
+                          RP_TITLE=rp["title"], RP_PORT=str(rp["port"]))
+            children.append(_Child(f"{rp['title']} (relying party)",
+                                   [sys.executable, "-m", "examples.relying_party.app"],
+                                   rp_env, rp["base_url"] + "/"))
         _wait_ready(children)
         click.echo(_banner(demo))
         while True:
@@ -451,7 +452,8 @@ def run_demo(port: int) -> None:
 
 @click.command()
 @click.option("--port", default=5000, show_default=True, type=int,
-              help="Provider port; the portals use the next two ports.")
+              help="Provider port; the relying parties use the next two ports.")
 def demo(port: int) -> None:
-    """Start the provider and two department portals with a demo account (SSO demo)."""
+    """Start the provider and two department sites (relying parties) with a demo
+    account (SSO demo)."""
     run_demo(port)

@@ -1,9 +1,10 @@
 """End to end in a real browser: Playwright (npm ``playwright-core``) drives the
-system's Chromium through single sign-on and single logout across the two demo
-portals, through a ``response_mode=form_post`` authorization whose
-auto-submitting form must work under the provider's Content-Security-Policy,
-and through a step-up: a portal asks for level L3 and a level-2 user verifies
-a card and adds an SMS code on the provider's pages.
+system's Chromium through single sign-on and single logout across two
+department sites (the example relying party), through a
+``response_mode=form_post`` authorization whose auto-submitting form must work
+under the provider's Content-Security-Policy, and through a step-up: a relying
+party asks for level L3 and a level-2 user verifies a card and adds an SMS code
+on the provider's pages.
 
 The browser side is tests/e2e/node/browser_sso.mjs. Requirements (``.ci/run``
 installs both): Chromium at /usr/bin/chromium (``apt-get install chromium``)
@@ -106,36 +107,36 @@ def run_browser(env: dict[str, str]) -> dict:
 
 @pytest.fixture
 def step_up_site(tmp_path_factory, database_url):
-    """A provider wired to a sandbox gateway (with its outbox page), a portal
-    on it, and a level-2 account: the environment of the step-up scenario."""
+    """A provider wired to a sandbox gateway (with its outbox page), a relying
+    party on it, and a level-2 account: the environment of the step-up scenario."""
     from tests.integration.test_step_up import level_2_account
-    from tests.portal_support import start_portal
+    from tests.relying_parties import start_relying_party
     from tests.sandbox_support import start_gateway_provider
 
     provider, gateway = start_gateway_provider(tmp_path_factory, database_url,
                                                outbox_page=True)
-    portal = start_portal(provider, "Housing Provident Fund")
+    rp = start_relying_party(provider, "Housing Provident Fund")
     _username, password, person = level_2_account(provider, gateway)
-    yield {"STEP_UP_PROVIDER": provider.url, "STEP_UP_PORTAL": portal.url,
+    yield {"STEP_UP_PROVIDER": provider.url, "STEP_UP_RP": rp.url,
            "STEP_UP_IDENTIFIER": person.id_number, "STEP_UP_PASSWORD": password,
            "STEP_UP_OUTBOX": f"{gateway.url}/outbox",
            "STEP_UP_NAME": person.name}
-    portal.stop()
+    rp.stop()
     provider.stop()
     gateway.stop()
 
 
-def test_browser_single_sign_on_logout_and_form_post(provider, portals, receiver,
+def test_browser_single_sign_on_logout_and_form_post(provider, relying_parties, receiver,
                                                      step_up_site, tmp_path):
     require_browser()
     username, password, _sub = provider.create_account(name="Browser User",
                                                        email="browser@example.test")
-    first, second = portals
+    first, second = relying_parties
     client = provider.create_client(trusted=True, redirect_uri=receiver.url)
     screenshots = Path(os.environ.get("E2E_SCREENSHOT_DIR") or tmp_path / "screenshots")
 
     out = run_browser({
-        "PROVIDER": provider.url, "PORTAL_A": first.url, "PORTAL_B": second.url,
+        "PROVIDER": provider.url, "RP_A": first.url, "RP_B": second.url,
         "USERNAME": username, "PASSWORD": password, "SCREENSHOT_DIR": str(screenshots),
         "FORM_POST_AUTHORIZE_URL": form_post_authorize_url(provider, client),
         "FORM_POST_CALLBACK": receiver.url, "CHROMIUM": CHROMIUM, **step_up_site,
@@ -144,10 +145,10 @@ def test_browser_single_sign_on_logout_and_form_post(provider, portals, receiver
     print(json.dumps(out, indent=1))  # shown with pytest -rP
     assert out["ok"] is True
     assert [entry for entry in out["console_errors"] if entry["provider"]] == []
-    for name in ("01-provider-login", "02-portal-a-logged-in", "06-step-up-verify",
-                 "08-step-up-portal-level-3"):
+    for name in ("01-provider-login", "02-rp-a-logged-in", "06-step-up-verify",
+                 "08-step-up-rp-level-3"):
         assert (screenshots / f"{name}.png").stat().st_size > 0
-    # The step-up scenario ended on the portal with level L3 and the verified name.
+    # The step-up scenario ended on the relying party with level L3 and the verified name.
     final = out["steps"][-1]
     assert final["acr"].startswith("L3") and step_up_site["STEP_UP_NAME"] in final["verified"]
 

@@ -129,40 +129,40 @@ def test_native_apps_on_loopback_are_not_one_sector(provider):
 def test_private_use_scheme_authority_is_not_a_web_sector(provider):
     """A private-use URI scheme (RFC 8252 §7.1) is delivered by the operating
     system to the app that claimed the scheme, whatever follows it: in
-    ``cn.example.other://portal.example.test/cb`` the "host" names nobody.
+    ``cn.example.other://rp.example.test/cb`` the "host" names nobody.
     The sector was that host, so the app received the same pairwise ``sub``
-    and ``sid`` as the web portal at https://portal.example.test; its sector
+    and ``sid`` as the web site at https://rp.example.test; its sector
     is its scheme (the reverse domain name its owner controls)."""
     username, password, _ = provider.create_account()
-    portal = provider.create_client(subject_type="pairwise",
-                                    redirect_uri="https://portal.example.test/cb")
+    site = provider.create_client(subject_type="pairwise",
+                                  redirect_uri="https://rp.example.test/cb")
     app = provider.create_client(public=True, subject_type="pairwise",
-                                 redirect_uri="cn.example.other://portal.example.test/cb")
+                                 redirect_uri="cn.example.other://rp.example.test/cb")
     browser = Browser(provider.url)
-    params = browser.login_for_code(portal, username, password)
-    portal_tokens = requests.post(f"{provider.url}/token", auth=portal.auth, data={
+    params = browser.login_for_code(site, username, password)
+    site_tokens = requests.post(f"{provider.url}/token", auth=site.auth, data={
         "grant_type": "authorization_code", "code": params["code"],
-        "redirect_uri": portal.redirect_uri}).json()
-    seen_by_portal = _claims(portal_tokens["id_token"])
+        "redirect_uri": site.redirect_uri}).json()
+    seen_by_site = _claims(site_tokens["id_token"])
     seen_by_app = _native_login(provider, browser, app)
-    assert seen_by_app["sub"] != seen_by_portal["sub"]
-    assert seen_by_app["sid"] != seen_by_portal["sid"]
+    assert seen_by_app["sub"] != seen_by_site["sub"]
+    assert seen_by_app["sid"] != seen_by_site["sid"]
 
 
 def test_consent_names_the_app_not_the_authority_of_its_private_use_uri(provider):
-    """The consent page said "portal.example.test will receive this
+    """The consent page said "rp.example.test will receive this
     information" for an app whose answers go to the scheme
     ``cn.example.other``: it must name where the answer really goes."""
     username, password, _ = provider.create_account()
     app = provider.create_client(public=True, trusted=False, subject_type="pairwise",
-                                 redirect_uri="cn.example.other://portal.example.test/cb")
+                                 redirect_uri="cn.example.other://rp.example.test/cb")
     browser = Browser(provider.url)
     page = browser.go(browser.authorize_url(app, code_challenge=pkce_pair()[1],
                                             code_challenge_method="S256"),
                       username=username, password=password, consent="")
     assert "/consent" in page.url, page.url
     assert '<strong class="host">cn.example.other</strong>' in page.text
-    assert "portal.example.test" not in page.text
+    assert "rp.example.test" not in page.text
 
 
 @pytest.mark.parametrize("uri", [

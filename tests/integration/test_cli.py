@@ -30,9 +30,9 @@ def run(env, *args):
 
 
 def test_clients_create_prints_secret_once_and_stores_hash(cli_env):
-    result = run(cli_env, "clients", "create", "--name", "Portal",
-                 "--redirect-uri", "https://portal.example.test/cb",
-                 "--post-logout-redirect-uri", "https://portal.example.test/", "--json")
+    result = run(cli_env, "clients", "create", "--name", "Civil Affairs",
+                 "--redirect-uri", "https://rp.example.test/cb",
+                 "--post-logout-redirect-uri", "https://rp.example.test/", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["client_id"] and len(data["client_secret"]) >= 43
@@ -62,7 +62,7 @@ def test_public_client_has_no_secret(cli_env):
 
 @pytest.mark.parametrize("args,message", [
     (["--redirect-uri", "not a url"], "redirect URI"),
-    (["--redirect-uri", "http://portal.example.test/cb"], "loopback"),
+    (["--redirect-uri", "http://rp.example.test/cb"], "loopback"),
     (["--redirect-uri", "https://p.example.test/cb#x"], "fragment"),
     (["--redirect-uri", "https://p.example.test/cb", "--grant-type", "password"],
      "not supported"),

@@ -266,7 +266,7 @@ def _idp(served: Served, *args: str, input: str | None = None):
 
 
 def _created(served, *args: str) -> dict:
-    result = _idp(served, "clients", "create", "--name", f"Portal {uuid.uuid4().hex[:6]}",
+    result = _idp(served, "clients", "create", "--name", f"Site {uuid.uuid4().hex[:6]}",
                   *args, "--json")
     assert result.exit_code == 0, result.output
     return json.loads(result.output)
@@ -285,10 +285,10 @@ def test_an_update_applies_at_once_on_every_worker(served):
     """The acceptance test of issue 8: warm both workers' caches, remove a
     redirect URI and change the allowed origins; every following request on
     every worker sees the change."""
-    kept, dropped = "https://portal.example.test/cb", "https://portal.example.test/old"
+    kept, dropped = "https://rp.example.test/cb", "https://rp.example.test/old"
     # Unique: on PostgreSQL the run's other clients share the database.
     tag = uuid.uuid4().hex[:8]
-    old_origin, new_origin = f"https://portal-{tag}.example.test", f"https://app-{tag}.example.test"
+    old_origin, new_origin = f"https://rp-{tag}.example.test", f"https://app-{tag}.example.test"
     client = _created(served, "--redirect-uri", kept, "--redirect-uri", dropped,
                       "--allowed-origin", old_origin, "--subject-type", "public")
 
@@ -395,7 +395,7 @@ def test_delete_applies_at_once_on_every_worker(served):
     (["--kiosk"], "a kiosk authenticates with private_key_jwt"),
 ])
 def test_update_errors(served, args, message):
-    client = _created(served, "--redirect-uri", "https://portal.example.test/cb")
+    client = _created(served, "--redirect-uri", "https://rp.example.test/cb")
     result = CliRunner().invoke(main, ["clients", "update", client["client_id"], *args],
                                 env=served.env)
     assert result.exit_code != 0 and message in result.output
@@ -405,8 +405,8 @@ def test_update_errors(served, args, message):
 
 
 def test_update_changes_only_what_is_given(served):
-    client = _created(served, "--redirect-uri", "https://portal.example.test/cb",
-                      "--post-logout-redirect-uri", "https://portal.example.test/",
+    client = _created(served, "--redirect-uri", "https://rp.example.test/cb",
+                      "--post-logout-redirect-uri", "https://rp.example.test/",
                       "--trusted", "--min-acr", "L2", "--alg", "ES256")
     result = _idp(served, "clients", "update", client["client_id"], "--name", "Renamed",
                   "--no-trusted", "--clear", "min_acr", "--json")

@@ -189,9 +189,9 @@ def test_the_page_in_chinese(provider):
 
 
 def test_the_departments_own_sites_are_said_to_be_missing(provider):
-    """Regression: after signing in at the demo portals (trusted clients,
-    never asking consent) the page said only "You have not allowed any
-    application yet.", as if they did not use the account."""
+    """Regression: after signing in at the demo department sites (trusted
+    clients, never asking consent) the page said only "You have not allowed
+    any application yet.", as if they did not use the account."""
     username, password, _ = provider.create_account()
     trusted = provider.create_client(trusted=True)
     browser = Browser(provider.url)
@@ -205,18 +205,18 @@ def test_the_departments_own_sites_are_said_to_be_missing(provider):
 
 def test_a_native_app_is_listed_by_its_scheme(provider):
     """A private-use scheme reaches its app whatever "host" follows it
-    (RFC 8252 §7.1): the list named that host, the web portal's."""
+    (RFC 8252 §7.1): the list named that host, the web site's."""
     from tests.helpers import pkce_pair
 
     username, password, _sub = provider.create_account()
     app = provider.create_client(public=True, trusted=False,
-                                 redirect_uri="cn.example.other://portal.example.test/cb")
+                                 redirect_uri="cn.example.other://rp.example.test/cb")
     browser = Browser(provider.url)
     browser.login_for_code(app, username, password, code_challenge=pkce_pair()[1],
                            code_challenge_method="S256")
     section = _section(browser.session.get(f"{provider.url}/account/apps").text, app.client_id)
     assert "<code>cn.example.other:</code>" in section
-    assert "portal.example.test" not in section
+    assert "rp.example.test" not in section
 
 
 def test_consent_time_is_in_the_provinces_time(provider):

@@ -1,6 +1,6 @@
 """``idp demo``: idempotent preparation of its clients and account, refusal
-on a taken port, and the real command end to end (provider and portals as
-child processes, SSO across both portals, clean shutdown)."""
+on a taken port, and the real command end to end (provider and relying
+parties as child processes, SSO across both relying parties, clean shutdown)."""
 
 from __future__ import annotations
 
@@ -41,9 +41,9 @@ def _secret_valid(instance, client_id: str, secret: str) -> bool:
 
 def test_prepare_demo_is_idempotent(tmp_path):
     first = prepare_demo(tmp_path, PORT)
-    assert [p["client_id"] for p in first["portals"]] == [
+    assert [p["client_id"] for p in first["relying_parties"]] == [
         "demo-civil-affairs", "demo-hr-social-security"]
-    assert [p["port"] for p in first["portals"]] == [PORT + 1, PORT + 2]
+    assert [p["port"] for p in first["relying_parties"]] == [PORT + 1, PORT + 2]
     assert first["issuer"] == f"http://127.0.0.1:{PORT}"
     demo_file = tmp_path / "demo.json"
     assert stat.S_IMODE(demo_file.stat().st_mode) == 0o600
@@ -59,14 +59,14 @@ def test_prepare_demo_is_idempotent(tmp_path):
         from idp.extensions import db
 
         rt = app.extensions["idp"]
-        for portal in second["portals"]:
-            client = rt.clients.get(portal["client_id"])
-            assert client.check_client_secret(portal["client_secret"])
+        for rp in second["relying_parties"]:
+            client = rt.clients.get(rp["client_id"])
+            assert client.check_client_secret(rp["client_secret"])
             assert client.trusted
-            # Issue 7: the portals follow the recommendation, not the RS256 default.
+            # Issue 7: the relying parties follow the recommendation, not the RS256 default.
             assert client.alg == "ES256"
-            assert client.redirect_uris == (f"{portal['base_url']}/callback",)
-            assert client.post_logout_redirect_uris == (f"{portal['base_url']}/",)
+            assert client.redirect_uris == (f"{rp['base_url']}/callback",)
+            assert client.post_logout_redirect_uris == (f"{rp['base_url']}/",)
         assert check_password(rt, DEMO_USERNAME, DEMO_PASSWORD) is not None
         created = db.session.scalar(select(func.count()).select_from(AuditEvent).where(
             AuditEvent.event.in_(["client.created", "account.created"])))
@@ -77,21 +77,21 @@ def test_lost_secrets_are_rotated(tmp_path):
     first = prepare_demo(tmp_path, PORT)
     (tmp_path / "demo.json").unlink()
     second = prepare_demo(tmp_path, PORT)
-    for old, new in zip(first["portals"], second["portals"], strict=True):
+    for old, new in zip(first["relying_parties"], second["relying_parties"], strict=True):
         assert new["client_id"] == old["client_id"]
         assert new["client_secret"] != old["client_secret"]
         assert _secret_valid(tmp_path, new["client_id"], new["client_secret"])
         assert not _secret_valid(tmp_path, old["client_id"], old["client_secret"])
     saved = json.loads((tmp_path / "demo.json").read_text())["client_secrets"]
-    assert saved == {p["client_id"]: p["client_secret"] for p in second["portals"]}
+    assert saved == {p["client_id"]: p["client_secret"] for p in second["relying_parties"]}
 
     # A secret that does not match the stored hash is rotated too.
     saved["demo-civil-affairs"] = "wrong"
     (tmp_path / "demo.json").write_text(json.dumps({"client_secrets": saved}))
-    third = prepare_demo(tmp_path, PORT)
-    assert third["portals"][0]["client_secret"] not in ("wrong", saved["demo-civil-affairs"])
-    assert third["portals"][1]["client_secret"] == second["portals"][1]["client_secret"]
-    assert _secret_valid(tmp_path, "demo-civil-affairs", third["portals"][0]["client_secret"])
+    third = prepare_demo(tmp_path, PORT)["relying_parties"]
+    assert third[0]["client_secret"] not in ("wrong", saved["demo-civil-affairs"])
+    assert third[1]["client_secret"] == second["relying_parties"][1]["client_secret"]
+    assert _secret_valid(tmp_path, "demo-civil-affairs", third[0]["client_secret"])
 
 
 def test_other_port_reregisters_redirect_uris(tmp_path):
@@ -101,7 +101,7 @@ def test_other_port_reregisters_redirect_uris(tmp_path):
     with app.app_context():
         client = app.extensions["idp"].clients.get("demo-civil-affairs")
         assert client.redirect_uris == ("http://127.0.0.1:6401/callback",)
-        assert client.check_client_secret(moved["portals"][0]["client_secret"])
+        assert client.check_client_secret(moved["relying_parties"][0]["client_secret"])
 
 
 def test_demo_password_is_restored(tmp_path):
@@ -243,9 +243,9 @@ def _outbox_code(sandbox: str) -> str:
     return re.search(r"<td>(\d{6})</td>", requests.get(f"{sandbox}/outbox").text).group(1)
 
 
-def _real_name_walkthrough(provider: str, portal: str, sandbox: str, banner: str) -> None:
+def _real_name_walkthrough(provider: str, rp: str, sandbox: str, banner: str) -> None:
     """Steps 4-7 of the banner: registration by phone, verification to level
-    2, login with the ID number, a portal asking for level 3."""
+    2, login with the ID number, a relying party asking for level 3."""
     from connectors.sandbox import DEMO_PEOPLE
 
     person = DEMO_PEOPLE[1]
@@ -266,7 +266,7 @@ def _real_name_walkthrough(provider: str, portal: str, sandbox: str, banner: str
     assert verified.url == f"{provider}/account" and 'data-level="2"' in verified.text
     # A new browser signs in with the ID number.
     browser = requests.Session()
-    page = browser.get(f"{portal}/login", params={"level": "L3"})
+    page = browser.get(f"{rp}/login", params={"level": "L3"})
     step_up = browser.post(f"{provider}/login", data={
         **hidden_inputs(page.text), "username": person.id_number,
         "password": "lotus-pond-lantern"})
@@ -280,7 +280,7 @@ def _real_name_walkthrough(provider: str, portal: str, sandbox: str, banner: str
         **hidden_inputs(factor.text), "action": "send_sms"})
     home = browser.post(f"{provider}/login/step-up", data={
         **hidden_inputs(sent.text), "action": "sms", "code": _outbox_code(sandbox)})
-    assert home.url == f"{portal}/", home.url
+    assert home.url == f"{rp}/", home.url
     assert '<td id="acr">L3' in home.text and person.name in home.text
 
 
@@ -323,16 +323,16 @@ def test_demo_command_end_to_end(tmp_path):
          "demo", "--port", str(port)],
         cwd=CHECKOUT, env=env, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True)  # its own group, so the test can tell when all are gone
-    provider, portal1, portal2 = (f"http://127.0.0.1:{port + i}" for i in range(3))
+    provider, rp1, rp2 = (f"http://127.0.0.1:{port + i}" for i in range(3))
     try:
-        _wait_for(f"{portal2}/", proc)
+        _wait_for(f"{rp2}/", proc)
         deadline = time.monotonic() + 10
         while "Press Ctrl-C" not in (tmp_path / "demo.log").read_text():
             assert time.monotonic() < deadline, "no banner"
             time.sleep(0.2)
         banner = (tmp_path / "demo.log").read_text()
         sandbox = f"http://127.0.0.1:{port + 3}"
-        for text in (provider, portal1, portal2, DEMO_USERNAME, DEMO_PASSWORD,
+        for text in (provider, rp1, rp2, DEMO_USERNAME, DEMO_PASSWORD,
                      f"{sandbox}/outbox", f"{sandbox}/mail", f"{provider}/account/email"):
             assert text in banner
 
@@ -350,18 +350,18 @@ def test_demo_command_end_to_end(tmp_path):
         assert signed_in.status_code == 303
 
         browser = requests.Session()
-        page = browser.get(f"{portal1}/login")
+        page = browser.get(f"{rp1}/login")
         assert page.url.startswith(f"{provider}/login")
         home = browser.post(f"{provider}/login", data={
             **hidden_inputs(page.text), "username": DEMO_USERNAME, "password": DEMO_PASSWORD})
-        assert home.url == f"{portal1}/" and "Demo Citizen" in home.text
-        home = browser.get(f"{portal2}/login")
-        assert home.url == f"{portal2}/" and "Demo Citizen" in home.text
-        back = browser.post(f"{portal2}/logout", data=hidden_inputs(home.text))
-        assert back.url.startswith(f"{portal2}/?state=") and "logged out" in back.text
-        assert browser.get(f"{portal1}/login").url.startswith(f"{provider}/login")
+        assert home.url == f"{rp1}/" and "Demo Citizen" in home.text
+        home = browser.get(f"{rp2}/login")
+        assert home.url == f"{rp2}/" and "Demo Citizen" in home.text
+        back = browser.post(f"{rp2}/logout", data=hidden_inputs(home.text))
+        assert back.url.startswith(f"{rp2}/?state=") and "logged out" in back.text
+        assert browser.get(f"{rp1}/login").url.startswith(f"{provider}/login")
 
-        _real_name_walkthrough(provider, portal1, sandbox, banner)
+        _real_name_walkthrough(provider, rp1, sandbox, banner)
         _email_walkthrough(provider, sandbox)
 
         # SIGTERM to the demo alone: it must stop its children itself.

@@ -87,10 +87,10 @@ def test_card_login_on_the_kiosk_browser(gw, kiosk):
     assert "Max-Age" not in entered.headers["Set-Cookie"]
     # A kiosk is a public machine: its browser is never remembered as known.
     assert "idp_device" not in entered.headers["Set-Cookie"]
-    # A portal opened on the kiosk is signed in by SSO with amr hwk.
-    portal = provider.create_client()
-    response = browser.go(browser.authorize_url(portal))
-    tokens = redeem(provider.url, portal, callback_params(response)["code"]).json()
+    # A department site opened on the kiosk is signed in by SSO with amr hwk.
+    rp = provider.create_client()
+    response = browser.go(browser.authorize_url(rp))
+    tokens = redeem(provider.url, rp, callback_params(response)["code"]).json()
     claims = pyjwt.decode(tokens["id_token"], options={"verify_signature": False})
     assert claims["amr"] == ["hwk"] and claims["acr"] == "L2"
     # The ticket works once.

@@ -167,7 +167,8 @@ def test_logout_without_hint_asks_for_confirmation(provider):
 
 def test_logout_confirmation_says_what_ends_and_can_be_cancelled(provider):
     """Regression: the page promised a sign-out of "all government
-    services", though portals keep their own sessions, and had no way back."""
+    services", though department sites keep their own sessions, and had no
+    way back."""
     browser, client, _tokens, _ = _login(provider)
     page = browser.session.get(f"{provider.url}/logout", params={"client_id": client.client_id,
                                                                 "state": "s"})

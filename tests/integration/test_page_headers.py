@@ -70,15 +70,15 @@ def test_pages_of_a_pending_request_may_end_at_its_redirect_origin(provider):
     submission too: the login and consent pages' forms end at the client."""
     username, password, _ = provider.create_account()
     client = provider.create_client(trusted=False,
-                                    redirect_uri="https://portal.example.test/callback")
+                                    redirect_uri="https://rp.example.test/callback")
     browser = Browser(provider.url)
     login = browser.go(browser.authorize_url(client))
     assert login.url.startswith(f"{provider.url}/login")
-    assert directives(login)["form-action"] == "'self' https://portal.example.test"
+    assert directives(login)["form-action"] == "'self' https://rp.example.test"
     consent = browser.go(browser.authorize_url(client), username=username, password=password,
                          consent="")
     assert "/consent" in consent.url
-    assert directives(consent)["form-action"] == "'self' https://portal.example.test"
+    assert directives(consent)["form-action"] == "'self' https://rp.example.test"
     # Without a pending request, a page's forms stay on this site.
     assert directives(browser.session.get(f"{provider.url}/login"))["form-action"] == "'self'"
     assert directives(browser.session.get(f"{provider.url}/"))["form-action"] == "'self'"
@@ -87,19 +87,19 @@ def test_pages_of_a_pending_request_may_end_at_its_redirect_origin(provider):
 def test_logout_confirmation_may_end_at_the_registered_target(provider):
     username, password, _ = provider.create_account()
     client = provider.create_client(
-        post_logout_redirect_uri="https://portal.example.test/signed-out")
+        post_logout_redirect_uri="https://rp.example.test/signed-out")
     browser = Browser(provider.url)
     browser.login_for_code(client, username, password)
     page = browser.session.get(f"{provider.url}/logout", params={
         "client_id": client.client_id, "post_logout_redirect_uri": client.post_logout_redirect_uri,
         "state": "s1"})
     assert page.status_code == 200 and 'name="confirm"' in page.text
-    assert directives(page)["form-action"] == "'self' https://portal.example.test"
+    assert directives(page)["form-action"] == "'self' https://rp.example.test"
     fields = hidden_inputs(page.text)
     fields["confirm"] = "yes"
     done = browser.session.post(f"{provider.url}/logout", data=fields, allow_redirects=False)
     assert done.status_code == 303
-    assert done.headers["Location"] == "https://portal.example.test/signed-out?state=s1"
+    assert done.headers["Location"] == "https://rp.example.test/signed-out?state=s1"
 
 
 def test_redirects_answering_a_post_are_303(provider):

@@ -104,11 +104,11 @@ def test_dead_end_pages_link_home(provider):
     expired = requests.get(f"{provider.url}/authorize/resume", params={"i": "gone"})
     assert expired.status_code == 400 and '<a href="/">Home</a>' in expired.text
     client = provider.create_client(
-        post_logout_redirect_uri="https://portal.example.test/goodbye")
+        post_logout_redirect_uri="https://rp.example.test/goodbye")
     logged_out = requests.get(f"{provider.url}/logout", params={"client_id": client.client_id})
     assert logged_out.status_code == 200 and '<a href="/">Home</a>' in logged_out.text
     assert re.search(r'<a class="button primary" id="return" '
-                     r'href="https://portal.example.test/goodbye">Return to Test client \w+</a>',
+                     r'href="https://rp.example.test/goodbye">Return to Test client \w+</a>',
                      logged_out.text)
     # Without a known application, home is the only way on.
     alone = requests.get(f"{provider.url}/logout")

@@ -221,7 +221,7 @@ def test_the_card_at_a_kiosk_takes_a_squatted_number_from_its_squatter(gw, kiosk
             verify_representative(provider.runtime, find_by_username(squatter), entity.uscc,
                                   entity.name, None)
         earlier_representative(find_by_username(squatter), entity)
-    portal, squatter_browser, tokens = tokens_of(provider, squatter, squatter_password)
+    rp, squatter_browser, tokens = tokens_of(provider, squatter, squatter_password)
     owner, owner_password, _ = provider.create_account()
 
     browser = read_unlinked(provider, kiosk, person)
@@ -269,16 +269,16 @@ def test_the_card_at_a_kiosk_takes_a_squatted_number_from_its_squatter(gw, kiosk
     assert templates(gateway, squatter_phone)[-1] == "identity_released"
     # The squatter's session, refresh and access tokens are dead; its
     # account (password, phone) stays, at level 1.
-    assert "/login" in squatter_browser.go(squatter_browser.authorize_url(portal)).url
-    assert refresh(provider, portal, tokens).json()["error"] == "invalid_grant"
+    assert "/login" in squatter_browser.go(squatter_browser.authorize_url(rp)).url
+    assert refresh(provider, rp, tokens).json()["error"] == "invalid_grant"
     assert userinfo_status(provider, tokens) == 401
     again = signed_in(provider, squatter, squatter_password)
     page = again.session.get(f"{provider.url}/account")
     assert 'id="released"' in page.text
     retry = submit(again, "/account/verify", name=person.name, id_number=person.id_number)
     assert retry.status_code == 400 and HELD in retry.text
-    # The kiosk session carries the card (hwk) and the password; a portal
-    # opened on the kiosk gets them, at the account's level.
+    # The kiosk session carries the card (hwk) and the password; a department
+    # site opened on the kiosk gets them, at the account's level.
     client_rp = provider.create_client()
     response = browser.go(browser.authorize_url(client_rp))
     claims = pyjwt.decode(redeem(provider.url, client_rp, callback_params(response)["code"])

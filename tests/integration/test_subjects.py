@@ -27,9 +27,9 @@ def _sub_seen(provider, client, browser, username="", password="") -> dict:
 def test_pairwise_subjects_differ_per_sector_and_agree_within_one(provider):
     username, password, public_sub = provider.create_account()
     same_a = provider.create_client(subject_type="pairwise",
-                                    redirect_uri="https://portal.example.test/a/callback")
+                                    redirect_uri="https://rp.example.test/a/callback")
     same_b = provider.create_client(subject_type="pairwise",
-                                    redirect_uri="https://portal.example.test/b/callback")
+                                    redirect_uri="https://rp.example.test/b/callback")
     other = provider.create_client(subject_type="pairwise",
                                    redirect_uri="https://other.example.test/callback")
     public = provider.create_client()
@@ -39,7 +39,7 @@ def test_pairwise_subjects_differ_per_sector_and_agree_within_one(provider):
         tokens = _sub_seen(provider, client, browser, username, password)
         username = password = ""
         subs[name] = _claims(tokens["id_token"])["sub"]
-    assert subs["a"] == subs["b"]  # one sector (host portal.example.test)
+    assert subs["a"] == subs["b"]  # one sector (host rp.example.test)
     assert subs["other"] != subs["a"] and subs["public"] == public_sub
     assert public_sub not in (subs["a"], subs["other"]) and len(subs["a"]) == 43
 

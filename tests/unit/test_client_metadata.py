@@ -23,10 +23,10 @@ JWKS = {"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}]}
 
 def test_validate_normalises():
     valid = validate(ClientMetadata(
-        "  Portal  ", ["https://p.example.test/cb", "https://p.example.test/cb"],
+        "  Civil Affairs  ", ["https://p.example.test/cb", "https://p.example.test/cb"],
         post_logout_redirect_uris=["https://p.example.test/"] * 2,
         allowed_origins=["https://P.Example.test:443", "https://p.example.test"]))
-    assert valid.client_name == "Portal"
+    assert valid.client_name == "Civil Affairs"
     assert valid.redirect_uris == ("https://p.example.test/cb",)
     assert valid.post_logout_redirect_uris == ("https://p.example.test/",)
     assert valid.grant_types == ("authorization_code", "refresh_token")

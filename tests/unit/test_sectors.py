@@ -10,8 +10,8 @@ from idp.clients.metadata import ClientError, is_loopback_host, redirect_destina
 
 
 @pytest.mark.parametrize("uris,sector", [
-    (["https://portal.example.test/a", "https://portal.example.test/b"], "portal.example.test"),
-    (["https://Portal.Example.Test:8443/cb"], "portal.example.test"),
+    (["https://rp.example.test/a", "https://rp.example.test/b"], "rp.example.test"),
+    (["https://RP.Example.Test:8443/cb"], "rp.example.test"),
     # The user's own machine: a sector of the client's own (its client_id).
     (["http://127.0.0.1/cb"], None),
     (["http://127.0.0.1/cb", "http://[::1]/cb", "http://localhost/cb"], None),
@@ -20,7 +20,7 @@ from idp.clients.metadata import ClientError, is_loopback_host, redirect_destina
     (["https://[::ffff:127.0.0.1]/cb"], None),
     # A private-use scheme: its own name, written so it is never a host name.
     (["cn.example.app:/cb"], "cn.example.app:"),
-    (["cn.example.other://portal.example.test/cb"], "cn.example.other:"),
+    (["cn.example.other://rp.example.test/cb"], "cn.example.other:"),
     (["CN.Example.App:/cb", "cn.example.app://any.host/cb"], "cn.example.app:"),
 ])
 def test_sector(uris, sector):
@@ -28,8 +28,8 @@ def test_sector(uris, sector):
 
 
 @pytest.mark.parametrize("uris", [
-    ["http://127.0.0.1/cb", "https://portal.example.test/cb"],
-    ["cn.example.app:/cb", "https://portal.example.test/cb"],
+    ["http://127.0.0.1/cb", "https://rp.example.test/cb"],
+    ["cn.example.app:/cb", "https://rp.example.test/cb"],
     ["com.example.app:/cb", "https://com.example.app/cb"],
     ["cn.example.app:/cb", "http://127.0.0.1/cb"],
 ])
@@ -45,9 +45,9 @@ def test_a_sector_identifier_uri_groups_loopback_clients():
 
 
 @pytest.mark.parametrize("uri,destination", [
-    ("https://portal.example.test/cb", "portal.example.test"),
+    ("https://rp.example.test/cb", "rp.example.test"),
     ("http://127.0.0.1:8400/cb", "127.0.0.1"),
-    ("cn.example.other://portal.example.test/cb", "cn.example.other"),
+    ("cn.example.other://rp.example.test/cb", "cn.example.other"),
     ("com.example.app:/cb", "com.example.app"),
     ("", None),
 ])
@@ -59,7 +59,7 @@ def test_redirect_destination(uri, destination):
     ("127.0.0.1", True), ("127.1.2.3", True), ("::1", True), ("localhost", True),
     ("LOCALHOST.", True), ("a.localhost", True), ("::ffff:127.0.0.1", True),
     ("fe80::1%lo", False), ("10.0.0.1", False), ("localhost.example.test", False),
-    ("portal.example.test", False),
+    ("rp.example.test", False),
 ])
 def test_loopback_hosts(host, loopback):
     assert is_loopback_host(host) is loopback

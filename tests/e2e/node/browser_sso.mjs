@@ -1,26 +1,27 @@
 // End-to-end check of the provider in a real browser: Playwright (playwright-core,
 // which never downloads a browser of its own) driving the system's Chromium.
 //
-// Scenario 1, single sign-on and single logout across two portals:
-//   portal A login -> provider login page (username/password with the right
-//   autocomplete tokens) -> back on portal A logged in; portal B login comes
-//   back logged in without the provider login page; logout on portal A ends
-//   the provider's SSO session and returns to portal A; logout on portal B,
+// Scenario 1, single sign-on and single logout across two relying parties
+// (department sites):
+//   RP A login -> provider login page (username/password with the right
+//   autocomplete tokens) -> back on RP A logged in; RP B login comes back
+//   logged in without the provider login page; logout on RP A ends the
+//   provider's SSO session and returns to RP A; logout on RP B,
 //   then its login shows the provider login page again (and logs in again).
 // Scenario 2 (when FORM_POST_AUTHORIZE_URL is set), response_mode=form_post:
 //   the provider's auto-submitting form posts the authorization response to
 //   FORM_POST_CALLBACK under the provider's Content-Security-Policy.
-// Scenario 3 (when STEP_UP_PORTAL is set), step-up: on a portal of the
+// Scenario 3 (when STEP_UP_RP is set), step-up: on an RP of the
 //   provider STEP_UP_PROVIDER (wired to a sandbox gateway), the service that
 //   needs level L3 sends a level-2 user (signed in with the ID number
 //   STEP_UP_IDENTIFIER and STEP_UP_PASSWORD) through the step-up page: the
 //   carrier check of its confirmed phone in the account console, then a code
-//   by SMS read from the sandbox outbox page STEP_UP_OUTBOX; the portal then
-//   shows acr L3 and the verified name STEP_UP_NAME.
+//   by SMS read from the sandbox outbox page STEP_UP_OUTBOX; the RP then shows
+//   acr L3 and the verified name STEP_UP_NAME.
 //
 // Throughout: no console errors (CSP violations included) on provider pages.
 //
-// Environment: PROVIDER, PORTAL_A, PORTAL_B, USERNAME, PASSWORD, SCREENSHOT_DIR;
+// Environment: PROVIDER, RP_A, RP_B, USERNAME, PASSWORD, SCREENSHOT_DIR;
 // optional FORM_POST_AUTHORIZE_URL and FORM_POST_CALLBACK; CHROMIUM (default
 // /usr/bin/chromium).
 // Output: one JSON summary on stdout; exit 0 on success, 1 with a message on
@@ -58,8 +59,8 @@ const summary = {
 
 async function main() {
   const provider = trimSlash(env('PROVIDER'))
-  const portalA = trimSlash(env('PORTAL_A'))
-  const portalB = trimSlash(env('PORTAL_B'))
+  const rpA = trimSlash(env('RP_A'))
+  const rpB = trimSlash(env('RP_B'))
   const username = env('USERNAME')
   const password = env('PASSWORD')
   const screenshotDir = env('SCREENSHOT_DIR')
@@ -67,9 +68,9 @@ async function main() {
   const formPostCallback = env('FORM_POST_CALLBACK', { optional: !formPostUrl })
   const executablePath = env('CHROMIUM', { optional: true }) || '/usr/bin/chromium'
   const providerOrigin = new URL(provider).origin
-  const stepUpPortal = env('STEP_UP_PORTAL', { optional: true })
-  const stepUp = stepUpPortal ? {
-    portal: trimSlash(stepUpPortal), provider: trimSlash(env('STEP_UP_PROVIDER')),
+  const stepUpRp = env('STEP_UP_RP', { optional: true })
+  const stepUp = stepUpRp ? {
+    rp: trimSlash(stepUpRp), provider: trimSlash(env('STEP_UP_PROVIDER')),
     identifier: env('STEP_UP_IDENTIFIER'), password: env('STEP_UP_PASSWORD'),
     outbox: env('STEP_UP_OUTBOX'), name: env('STEP_UP_NAME'),
   } : null
@@ -257,9 +258,9 @@ async function main() {
       await page.locator('form:has(input[name="password"]) button[type="submit"]').click()
     }
 
-    async function expectLoggedIn(portal) {
+    async function expectLoggedIn(rp) {
       const text = await page.locator('body').innerText()
-      check(text.includes(username), `the portal page does not show the username ${username}`)
+      check(text.includes(username), `the RP page does not show the username ${username}`)
       await page.getByRole('button', { name: LOGOUT_BUTTON }).waitFor({ state: 'visible' })
     }
 
@@ -267,69 +268,69 @@ async function main() {
       await page.getByRole('link', { name: LOGIN_BUTTON }).click()
     }
 
-    const atHome = (portal) => (url) => url.href === `${portal}/`
-    const atLoggedOut = (portal) => (url) => url.href.startsWith(`${portal}/?state=`)
+    const atHome = (rp) => (url) => url.href === `${rp}/`
+    const atLoggedOut = (rp) => (url) => url.href.startsWith(`${rp}/?state=`)
 
     // --- scenario 1: SSO and single logout ----------------------------------
 
-    await step('portal A: log in through the provider login page', async () => {
-      await page.goto(`${portalA}/`)
+    await step('RP A: log in through the provider login page', async () => {
+      await page.goto(`${rpA}/`)
       await navigate(clickLogin, atProviderLogin, 'the provider login page')
       const detail = await expectProviderLoginPage()
       await screenshot('01-provider-login')
       return { ...detail, csp_probe: await cspProbe() }
     })
 
-    await step('provider: submit username and password, back on portal A', async () => {
-      await navigate(submitLogin, atHome(portalA), `${portalA}/`)
-      await expectLoggedIn(portalA)
-      await screenshot('02-portal-a-logged-in')
+    await step('provider: submit username and password, back on RP A', async () => {
+      await navigate(submitLogin, atHome(rpA), `${rpA}/`)
+      await expectLoggedIn(rpA)
+      await screenshot('02-rp-a-logged-in')
     })
 
-    await step('portal B: single sign-on without the login page', async () => {
+    await step('RP B: single sign-on without the login page', async () => {
       const first = navigations.length
-      await page.goto(`${portalB}/`)
-      await navigate(clickLogin, atHome(portalB), `${portalB}/`)
-      await expectLoggedIn(portalB)
+      await page.goto(`${rpB}/`)
+      await navigate(clickLogin, atHome(rpB), `${rpB}/`)
+      await expectLoggedIn(rpB)
       const hops = navigations.slice(first)
       check(hops.some((hop) => isProvider(hop.split(' ')[1])),
-        `portal B's login did not go through the provider: ${hops.join(', ')}`)
+        `RP B's login did not go through the provider: ${hops.join(', ')}`)
       check(!visitedProviderLogin(hops),
-        `portal B's login showed the provider login page: ${hops.join(', ')}`)
-      await screenshot('03-portal-b-single-sign-on')
+        `RP B's login showed the provider login page: ${hops.join(', ')}`)
+      await screenshot('03-rp-b-single-sign-on')
     })
 
-    await step('portal A: log out through the provider', async () => {
+    await step('RP A: log out through the provider', async () => {
       const first = navigations.length
-      await page.goto(`${portalA}/`)
+      await page.goto(`${rpA}/`)
       await navigate(() => page.getByRole('button', { name: LOGOUT_BUTTON }).click(),
-        atLoggedOut(portalA), `${portalA}/?state=...`)
+        atLoggedOut(rpA), `${rpA}/?state=...`)
       const hops = navigations.slice(first)
       check(hops.some((hop) => {
         const url = new URL(hop.split(' ')[1])
         return url.origin === providerOrigin && url.pathname === '/logout'
-      }), `portal A's logout did not go through the provider's /logout: ${hops.join(', ')}`)
+      }), `RP A's logout did not go through the provider's /logout: ${hops.join(', ')}`)
       const text = await page.locator('body').innerText()
       check(text.includes(LOGGED_OUT_MESSAGE),
-        `portal A does not confirm the logout ("${LOGGED_OUT_MESSAGE}")`)
+        `RP A does not confirm the logout ("${LOGGED_OUT_MESSAGE}")`)
       await page.getByRole('link', { name: LOGIN_BUTTON }).waitFor({ state: 'visible' })
-      await screenshot('04-portal-a-logged-out')
+      await screenshot('04-rp-a-logged-out')
     })
 
-    await step('portal B: log out, log in again: the provider asks for the password', async () => {
-      await page.goto(`${portalB}/`)
-      // Portal B still has its own session; its logout finds no SSO session.
+    await step('RP B: log out, log in again: the provider asks for the password', async () => {
+      await page.goto(`${rpB}/`)
+      // RP B still has its own session; its logout finds no SSO session.
       await navigate(() => page.getByRole('button', { name: LOGOUT_BUTTON }).click(),
-        atLoggedOut(portalB), `${portalB}/?state=...`)
+        atLoggedOut(rpB), `${rpB}/?state=...`)
       await navigate(clickLogin, atProviderLogin, 'the provider login page')
       const detail = await expectProviderLoginPage()
       await screenshot('05-provider-login-after-logout')
       return detail
     })
 
-    await step('provider: log in again, back on portal B', async () => {
-      await navigate(submitLogin, atHome(portalB), `${portalB}/`)
-      await expectLoggedIn(portalB)
+    await step('provider: log in again, back on RP B', async () => {
+      await navigate(submitLogin, atHome(rpB), `${rpB}/`)
+      await expectLoggedIn(rpB)
     })
 
     // --- scenario 2: response_mode=form_post ---------------------------------
@@ -366,8 +367,8 @@ async function main() {
       const stepUpOrigin = new URL(stepUp.provider).origin
       const atStepUp = (url) => url.origin === stepUpOrigin && url.pathname === '/login/step-up'
 
-      await step('step-up portal: the L3 service asks the provider to sign in', async () => {
-        await page.goto(`${stepUp.portal}/`)
+      await step('step-up RP: the L3 service asks the provider to sign in', async () => {
+        await page.goto(`${stepUp.rp}/`)
         await navigate(() => page.getByRole('link', { name: /needs assurance level L3/ }).click(),
           (url) => url.origin === stepUpOrigin && url.pathname === '/login',
           'the step-up provider login page')
@@ -387,7 +388,7 @@ async function main() {
         await screenshot('07-step-up-second-factor')
       })
 
-      await step('step-up: a code by SMS, then back on the portal at level L3', async () => {
+      await step('step-up: a code by SMS, then back on the RP at level L3', async () => {
         await page.getByRole('button', { name: 'Send code' }).click()
         await page.locator('input[name="code"]').waitFor({ state: 'visible' })
         const outbox = await (await fetch(stepUp.outbox)).text()
@@ -395,13 +396,13 @@ async function main() {
         check(code, 'no code on the sandbox outbox page')
         await page.locator('input[name="code"]').fill(code)
         await navigate(() => page.locator('button[value="sms"]').click(),
-          (url) => url.href === `${stepUp.portal}/`, `${stepUp.portal}/`)
+          (url) => url.href === `${stepUp.rp}/`, `${stepUp.rp}/`)
         const acr = (await page.locator('#acr').innerText()).trim()
-        check(acr.startsWith('L3'), `the portal shows acr ${JSON.stringify(acr)}, not L3`)
+        check(acr.startsWith('L3'), `the RP shows acr ${JSON.stringify(acr)}, not L3`)
         const verified = await page.locator('#verified-name').innerText()
         check(verified.includes(stepUp.name),
-          `the portal shows the verified name ${JSON.stringify(verified)}`)
-        await screenshot('08-step-up-portal-level-3')
+          `the RP shows the verified name ${JSON.stringify(verified)}`)
+        await screenshot('08-step-up-rp-level-3')
         return { acr, verified }
       })
     }

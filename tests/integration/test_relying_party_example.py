@@ -1,6 +1,6 @@
-"""The example department portal (examples/portal) against a live provider:
-single sign-on across two portals and single logout, with one cookie jar
-shared by all hosts as in a real browser."""
+"""The example relying party (examples/relying_party) against a live
+provider: single sign-on across two department sites and single logout, with
+one cookie jar shared by all hosts as in a real browser."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-from examples.portal.app import create_portal, default_cookie_name
+from examples.relying_party.app import create_relying_party, default_cookie_name
 from tests.conftest import free_port
 from tests.helpers import hidden_inputs
-from tests.portal_support import Portal
+from tests.relying_parties import RelyingParty
 
 LOGIN_BUTTON = "Log in with the provincial account"
 
@@ -21,18 +21,18 @@ def _is_provider_login(provider, response: requests.Response) -> bool:
             and 'name="password"' in response.text)
 
 
-def _log_in(provider, browser: requests.Session, portal: Portal, username: str,
+def _log_in(provider, browser: requests.Session, rp: RelyingParty, username: str,
             password: str) -> requests.Response:
-    page = browser.get(f"{portal.url}/login")
+    page = browser.get(f"{rp.url}/login")
     assert _is_provider_login(provider, page), (page.url, page.text[:300])
     fields = hidden_inputs(page.text)
     fields.update(username=username, password=password)
     return browser.post(f"{provider.url}/login", data=fields)
 
 
-def test_single_sign_on_and_single_logout(provider, portals):
+def test_single_sign_on_and_single_logout(provider, relying_parties):
     username, password, sub = provider.create_account(name="Li Si", email="li@example.test")
-    first, second = portals
+    first, second = relying_parties
     browser = requests.Session()
 
     home = _log_in(provider, browser, first, username, password)
@@ -41,7 +41,7 @@ def test_single_sign_on_and_single_logout(provider, portals):
     assert "Li Si" in home.text and username in home.text and sub in home.text
     assert "Log out" in home.text
 
-    # Portal 2: the provider's SSO session answers at once, no login form.
+    # Site 2: the provider's SSO session answers at once, no login form.
     home = browser.get(f"{second.url}/login")
     assert home.status_code == 200 and home.url == f"{second.url}/"
     assert not any(urlsplit(r.url).path == "/login" and r.url.startswith(provider.url)
@@ -54,14 +54,14 @@ def test_single_sign_on_and_single_logout(provider, portals):
             default_cookie_name(second.client_id)} <= names
     assert default_cookie_name(first.client_id) != default_cookie_name(second.client_id)
 
-    # A logout POST without the portal's CSRF token (a sibling site's form)
+    # A logout POST without the site's CSRF token (a sibling site's form)
     # changes nothing.
     forged = browser.post(f"{first.url}/logout")
     assert "idp_sso" in {cookie.name for cookie in browser.cookies}
     assert username in forged.text
 
-    # Logout on portal 1 goes through the provider (the hint's sid matches, so
-    # no confirmation page) and back to portal 1 with a valid state.
+    # Logout on site 1 goes through the provider (the hint's sid matches, so
+    # no confirmation page) and back to site 1 with a valid state.
     csrf = hidden_inputs(browser.get(f"{first.url}/").text)["csrf"]
     back = browser.post(f"{first.url}/logout", data={"csrf": csrf})
     assert back.status_code == 200, back.text[:300]
@@ -70,7 +70,7 @@ def test_single_sign_on_and_single_logout(provider, portals):
     assert "You have logged out" in back.text and LOGIN_BUTTON in back.text
     assert "idp_sso" not in {cookie.name for cookie in browser.cookies}
 
-    # The SSO session is gone: portal 2 must ask for the password again.
+    # The SSO session is gone: site 2 must ask for the password again.
     page = browser.get(f"{second.url}/login")
     assert _is_provider_login(provider, page)
     home = browser.post(f"{provider.url}/login",
@@ -79,20 +79,20 @@ def test_single_sign_on_and_single_logout(provider, portals):
     assert home.url == f"{second.url}/" and sub in home.text
 
 
-def test_logout_requires_post(provider, portals):
-    first, _ = portals
+def test_logout_requires_post(provider, relying_parties):
+    first, _ = relying_parties
     assert requests.get(f"{first.url}/logout").status_code == 405
 
 
-def test_callback_with_unknown_state_is_rejected(provider, portals):
-    first, _ = portals
+def test_callback_with_unknown_state_is_rejected(provider, relying_parties):
+    first, _ = relying_parties
     response = requests.get(f"{first.url}/callback", params={"code": "x", "state": "forged"})
     assert response.status_code == 400
     assert "Login failed" in response.text
 
 
-def test_login_error_from_provider_is_shown(provider, portals):
-    first, _ = portals
+def test_login_error_from_provider_is_shown(provider, relying_parties):
+    first, _ = relying_parties
     browser = requests.Session()
     page = browser.get(f"{first.url}/login", allow_redirects=False)
     state = parse_qs(urlsplit(page.headers["Location"]).query)["state"][0]
@@ -104,29 +104,29 @@ def test_login_error_from_provider_is_shown(provider, portals):
     assert "555-0100" not in response.text
 
 
-def test_logout_without_login_stays_local(provider, portals):
-    first, _ = portals
+def test_logout_without_login_stays_local(provider, relying_parties):
+    first, _ = relying_parties
     response = requests.post(f"{first.url}/logout", allow_redirects=False)
     assert response.status_code == 302
     assert response.headers["Location"] in ("/", f"{first.url}/")
 
 
 def test_unreachable_provider_gives_502():
-    app = create_portal(f"http://127.0.0.1:{free_port()}", "c", "s",
-                        "http://127.0.0.1:9", "Offline department")
+    app = create_relying_party(f"http://127.0.0.1:{free_port()}", "c", "s",
+                               "http://127.0.0.1:9", "Offline department")
     response = app.test_client().get("/login")
     assert response.status_code == 502
     assert b"cannot be reached" in response.data
 
 
-def test_a_login_below_the_level_asked_for_is_refused(provider, portals):
+def test_a_login_below_the_level_asked_for_is_refused(provider, relying_parties):
     """acr_values travels through the browser: a user who removes it from
     the authorization request got a level-L1 login accepted by a service
     that asked for L3."""
     from urllib.parse import urlencode
 
     username, password, _ = provider.create_account(name="Wang Wu")
-    first, _ = portals
+    first, _ = relying_parties
     browser = requests.Session()
     start = browser.get(f"{first.url}/login", params={"level": "L3"}, allow_redirects=False)
     location = urlsplit(start.headers["Location"])
@@ -147,7 +147,7 @@ def test_a_login_below_the_level_asked_for_is_refused(provider, portals):
 
 
 def test_a_higher_level_than_asked_for_is_accepted():
-    from examples.portal.app import meets_level
+    from examples.relying_party.app import meets_level
 
     levels = ["L1", "L2", "L3", "L4"]
     assert meets_level("L3", "L3", levels) and meets_level("L4", "L3", levels)

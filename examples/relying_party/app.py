@@ -1,4 +1,4 @@
-"""A department portal: the reference OpenID Connect relying party.
+"""A department site: the reference OpenID Connect relying party.
 
 Departments can copy this file to connect a Flask site to the provincial
 identity provider. It uses the authorization code flow with PKCE, validates
@@ -25,9 +25,9 @@ which sign faster than the RS256 default::
 
 Run standalone (from the project root)::
 
-    PORTAL_ISSUER=http://127.0.0.1:5000 PORTAL_CLIENT_ID=... PORTAL_CLIENT_SECRET=... \\
-    PORTAL_BASE_URL=http://127.0.0.1:5001 PORTAL_TITLE="Department of Civil Affairs" \\
-    PORTAL_PORT=5001 python -m examples.portal.app
+    RP_ISSUER=http://127.0.0.1:5000 RP_CLIENT_ID=... RP_CLIENT_SECRET=... \\
+    RP_BASE_URL=http://127.0.0.1:5001 RP_TITLE="Department of Civil Affairs" \\
+    RP_PORT=5001 python -m examples.relying_party.app
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ ASKED_ACR = "_asked_acr_"
 
 
 def meets_level(received: str | None, asked: str, levels: list[str]) -> bool:
-    """Whether an ID token's ``acr`` satisfies the level the portal asked for.
+    """Whether an ID token's ``acr`` satisfies the level the relying party asked for.
 
     :param received: the ``acr`` claim of the ID token, if any.
     :param asked: the ``acr_values`` the login asked for (one level).
@@ -73,16 +73,16 @@ def meets_level(received: str | None, asked: str, levels: list[str]) -> bool:
 
 
 def default_cookie_name(client_id: str) -> str:
-    """``portal_<client_id>_session`` with unsafe characters replaced.
+    """``rp_<client_id>_session`` with unsafe characters replaced.
 
-    Browsers do not separate cookies by port, and the provider and every portal
-    of the demo live on 127.0.0.1: each needs its own cookie name or they would
-    overwrite each other's sessions.
+    Browsers do not separate cookies by port, and the provider and every
+    relying party of the demo live on 127.0.0.1: each needs its own cookie
+    name or they would overwrite each other's sessions.
     """
-    return "portal_" + re.sub(r"[^A-Za-z0-9]+", "_", client_id).strip("_") + "_session"
+    return "rp_" + re.sub(r"[^A-Za-z0-9]+", "_", client_id).strip("_") + "_session"
 
 
-def create_portal(
+def create_relying_party(
     issuer: str,
     client_id: str,
     client_secret: str,
@@ -91,12 +91,12 @@ def create_portal(
     cookie_name: str | None = None,
     secret_key: str | None = None,
 ) -> Flask:
-    """Build a portal application.
+    """Build a relying party application.
 
     :param issuer: the provider's issuer URL (discovery is read from it).
-    :param client_id: the portal's registered client id.
+    :param client_id: the relying party's registered client id.
     :param client_secret: its secret (``client_secret_basic`` at the token endpoint).
-    :param base_url: where this portal is reachable, without trailing slash;
+    :param base_url: where this relying party is reachable, without trailing slash;
         ``<base_url>/callback`` and ``<base_url>/`` must be registered as the
         redirect URI and post-logout redirect URI.
     :param title: the department's name shown on the pages.
@@ -116,7 +116,6 @@ def create_portal(
         # to /callback, but not on cross-site POSTs, which protects /logout.
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=base_url.startswith("https://"),
-        PORTAL_TITLE=title,
     )
     oauth = OAuth(app)
     idp = oauth.register(
@@ -157,9 +156,9 @@ def create_portal(
     @app.get("/login")
     def login() -> Response:
         """Send the browser to the provider (state, nonce and PKCE are kept
-        in this portal's session by Authlib). ``?level=<acr>`` asks for an
-        assurance level the provider lists in ``acr_values_supported``, and
-        for the verified name with the evidence behind it."""
+        in this relying party's session by Authlib). ``?level=<acr>`` asks
+        for an assurance level the provider lists in ``acr_values_supported``,
+        and for the verified name with the evidence behind it."""
         # Authlib keeps one entry per login attempt; abandoned attempts would
         # grow the cookie past the browser's 4 KB limit.
         for key in [k for k in session if k.startswith(("_state_idp_", ASKED_ACR))]:
@@ -210,7 +209,7 @@ def create_portal(
         session.clear()
         session["user"] = {"id_token": dict(token["userinfo"]), "userinfo": dict(userinfo)}
         # Kept for id_token_hint at logout. The access token is not kept: this
-        # portal needs nothing more from the provider after login.
+        # relying party needs nothing more from the provider after login.
         session["id_token"] = token["id_token"]
         session["csrf"] = secrets.token_urlsafe(24)
         return redirect(url_for("home"))
@@ -242,23 +241,23 @@ def create_portal(
 
 
 def main() -> None:
-    """Run a portal from ``PORTAL_*`` environment variables on 127.0.0.1."""
+    """Run a relying party from ``RP_*`` environment variables on 127.0.0.1."""
     from werkzeug.serving import make_server
 
-    names = ("PORTAL_ISSUER", "PORTAL_CLIENT_ID", "PORTAL_CLIENT_SECRET", "PORTAL_BASE_URL",
-             "PORTAL_TITLE", "PORTAL_PORT")
+    names = ("RP_ISSUER", "RP_CLIENT_ID", "RP_CLIENT_SECRET", "RP_BASE_URL", "RP_TITLE",
+             "RP_PORT")
     missing = [name for name in names if not os.environ.get(name)]
     if missing:
-        sys.exit(f"portal: set {', '.join(missing)}")
+        sys.exit(f"relying party: set {', '.join(missing)}")
     env = os.environ
-    app = create_portal(env["PORTAL_ISSUER"], env["PORTAL_CLIENT_ID"],
-                        env["PORTAL_CLIENT_SECRET"], env["PORTAL_BASE_URL"],
-                        env["PORTAL_TITLE"], env.get("PORTAL_COOKIE_NAME") or None,
-                        env.get("PORTAL_SECRET_KEY") or None)
+    app = create_relying_party(env["RP_ISSUER"], env["RP_CLIENT_ID"], env["RP_CLIENT_SECRET"],
+                               env["RP_BASE_URL"], env["RP_TITLE"],
+                               env.get("RP_COOKIE_NAME") or None,
+                               env.get("RP_SECRET_KEY") or None)
     # A threaded Werkzeug server: enough for a demo; put a real WSGI server
-    # (gunicorn with one shared secret key) in front of a production portal.
-    server = make_server("127.0.0.1", int(env["PORTAL_PORT"]), app, threaded=True)
-    print(f"{env['PORTAL_TITLE']}: {env['PORTAL_BASE_URL']}/", flush=True)
+    # (gunicorn with one shared secret key) in front of a production relying party.
+    server = make_server("127.0.0.1", int(env["RP_PORT"]), app, threaded=True)
+    print(f"{env['RP_TITLE']}: {env['RP_BASE_URL']}/", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

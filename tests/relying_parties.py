@@ -1,5 +1,5 @@
-"""Department portals (examples/portal) served on 127.0.0.1 against a live
-provider, for the portal and browser tests."""
+"""Department sites (examples/relying_party) served on 127.0.0.1 against a
+live provider, for the relying-party example and browser tests."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import Any
 
 from werkzeug.serving import make_server
 
-from examples.portal.app import create_portal
+from examples.relying_party.app import create_relying_party
 from tests.conftest import free_port
 
 
 @dataclass
-class Portal:
-    """A live portal: its base URL, client id and server."""
+class RelyingParty:
+    """A live relying party: its base URL, client id and server."""
 
     url: str
     client_id: str
@@ -26,13 +26,14 @@ class Portal:
         self.server.server_close()
 
 
-def start_portal(provider, title: str) -> Portal:
-    """Register a trusted client for a new portal and serve it from a thread."""
+def start_relying_party(provider, title: str) -> RelyingParty:
+    """Register a trusted client for a new relying party and serve it from a thread."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     client = provider.create_client(trusted=True, redirect_uri=f"{url}/callback",
                                     post_logout_redirect_uri=f"{url}/")
-    app = create_portal(provider.url, client.client_id, client.client_secret, url, title)
+    app = create_relying_party(provider.url, client.client_id, client.client_secret, url,
+                               title)
     server = make_server("127.0.0.1", port, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return Portal(url, client.client_id, server)
+    return RelyingParty(url, client.client_id, server)
