@@ -11,7 +11,7 @@ thread on its own keep-alive HTTP/1.1 connection):
   the timed run, by a full authorization code flow (scripted login) with a
   second, confidential trusted client
 - ``authorize``: GET /authorize of that trusted client with the SSO session
-  cookie of that login: the single sign-on hop of a portal, answered with a
+  cookie of that login: the single sign-on hop of a relying party, answered with a
   302 carrying a code (request checks, the account's assurance level from
   its evidence, a grant row committed, the code stored). The server needs
   ``throttle.codes_per_session`` raised for it (``bench/run.sh`` does so).

@@ -239,7 +239,7 @@ def pending_redirect_uri(rt: Runtime, item: Interaction) -> str | None:
 
 def redirect_host(uri: str | None) -> str | None:
     """Where an answer sent to ``uri`` goes, for the user to see: the host of
-    an http(s) URI (``portal.example.gov.cn``), the scheme of any other
+    an http(s) URI (``housing.example.gov.cn``), the scheme of any other
     (``com.example.app``: a private-use scheme, RFC 8252 §7.1, reaches the
     app that claimed it, whatever host is written after it); see
     :func:`idp.clients.metadata.redirect_destination`."""

@@ -305,10 +305,10 @@ def fetch_sector_uris(uri: str) -> list[str]:
 
 def redirect_destination(uri: str) -> str | None:
     """Who receives what is sent to ``uri``, for people and for sectors: the
-    host of an http or https URI (``portal.example.gov.cn``); for any other
+    host of an http or https URI (``housing.example.gov.cn``); for any other
     scheme, the scheme itself. A private-use scheme (RFC 8252 §7.1) is
     handed by the operating system to the app that claimed it, whatever
-    follows: ``cn.example.app://portal.example.gov.cn/cb`` goes to the app
+    follows: ``cn.example.app://housing.example.gov.cn/cb`` goes to the app
     ``cn.example.app``, and the "host" after it names nobody.
 
     :returns: a lower-case host name or scheme, or None for a URI with neither.

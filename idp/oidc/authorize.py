@@ -211,7 +211,7 @@ class TemporarilyUnavailableError(OAuth2Error):
 
 def check_issue_rate(rt: Runtime, session: SsoSession, redirect_uri: str) -> None:
     """At most ``codes_per_session`` codes a minute per SSO session: each code
-    is a stored grant, and no person signs in to portals that fast."""
+    is a stored grant, and no person signs in to relying parties that fast."""
     limit = rt.settings["throttle"]["codes_per_session"]
     if rt.store.incr(f"rl:codes:sid:{session.sid}", 60) > limit:
         raise TemporarilyUnavailableError("Too many authorization requests; slow down.",

@@ -3,7 +3,7 @@
 A ``public`` client sees the account's own opaque subject. A ``pairwise``
 client sees a value derived for its sector (the host of its redirect URIs
 or of its ``sector_identifier_uri``, §8.1), so clients of different sectors
-cannot correlate one person by ``sub``, while the portals of one sector
+cannot correlate one person by ``sub``, while the relying parties of one sector
 still see the same value. The derivation is an HMAC-SHA256 under the
 ``pairwise_key`` secret: without that key nobody can link two pairwise
 subjects, or a pairwise subject to the public one. The resident ID number
