@@ -172,8 +172,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if data is None:
             issued = rt.store.get(key + ":grant")
             if issued is not None:
-                revoke_grant(rt, issued["grant_id"], "authorization_code_reuse",
-                                           client_ip())
+                revoke_grant(rt, issued["grant_id"], "authorization_code_reuse", client_ip())
             return None
         self.request.code_taken_at = taken_at
         return CodeRecord(**data)
@@ -204,7 +203,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                     and grant.revoked_at < self.request.code_taken_at)):
             raise InvalidGrantError("The authorization code is no longer valid.")
         token = issue_user_tokens(rt, client, grant, account, code.scope,
-                              wants_refresh(client, code.scope), code.nonce)
+                                  wants_refresh(client, code.scope), code.nonce)
         db.session.refresh(grant)
         if grant.revoked_at is not None:
             # A concurrent replay of this code revoked the grant (case O-9):
