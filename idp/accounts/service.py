@@ -11,7 +11,9 @@ from typing import Any
 import idna
 from flask_babel import lazy_gettext as _l
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
+from idp import unit_of_work
 from idp.accounts import password_policy
 from idp.accounts.identifiers import (
     IdentifierError,
@@ -151,6 +153,9 @@ def check_password_policy(rt: Runtime, password: str, *, account: Account | None
             "repetition. Choose a longer passphrase of several unrelated words."))
 
 
+USERNAME_TAKEN = _l("This username is already taken.")
+
+
 def validate_new_account(rt: Runtime, username: str, password: str, email: str | None, *,
                          name: str | None = None,
                          phone: str | None = None) -> tuple[str, str | None]:
@@ -178,7 +183,7 @@ def validate_new_account(rt: Runtime, username: str, password: str, email: str |
                                       "digits: it would be mistaken for a social "
                                       "security card number.")))
     elif find_by_username(username) is not None:
-        errors.append(("username", _l("This username is already taken.")))
+        errors.append(("username", USERNAME_TAKEN))
     email = (email or "").strip() or None
     try:
         check_password_policy(rt, password, user_inputs=(username, name, email, phone))
@@ -216,7 +221,10 @@ def create_account(
     :returns: the new :class:`Account` with a fresh opaque ``subject``.
     :raises AccountError: if the username is invalid or taken, the password
         too weak, or the phone number held by another account (the first
-        three together as :class:`AccountErrors`).
+        three together as :class:`AccountErrors`). When another request took
+        the username or the number between the checks and the insert (the
+        unique indexes decide), the unit of work is rolled back before the
+        error is raised, since a failed flush leaves it unusable.
     """
     username, email = validate_new_account(rt, username, password, email, name=name,
                                            phone=verified_phone)
@@ -231,7 +239,15 @@ def create_account(
     if verified_phone:
         set_phone_number(rt, account, verified_phone, verified=True)
     db.session.add(account)
-    db.session.flush()
+    try:
+        db.session.flush()
+    except IntegrityError:
+        unit_of_work.rollback()
+        if find_by_username(username) is not None:
+            raise AccountErrors([("username", USERNAME_TAKEN)]) from None
+        if verified_phone and find_by_phone(rt, verified_phone) is not None:
+            raise AccountError(_PHONE.field, _PHONE.taken) from None
+        raise
     record("account.created", account_id=account.id, ip=ip, admin=admin)
     return account
 
