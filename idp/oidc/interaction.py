@@ -124,16 +124,19 @@ def finish(store: Store, item: Interaction) -> bool:
 
 
 def answer_uri(item: Interaction, client) -> str | None:
-    """Where the answer to ``item`` goes: its ``redirect_uri`` (validated
-    against the registration of ``client`` before the interaction was
-    saved), else the client's only registered one; None without a client.
+    """Where the answer to ``item`` goes: its ``redirect_uri``, else the
+    client's only registered one, if the client's registration has it now;
+    None without a client, or when the URI was removed from the
+    registration while the request waited (an operator's ``idp clients
+    update`` applies at once), so the answer is shown on a page instead of
+    sent there (RFC 6749 §4.1.2.1, RFC 9700 §4.11).
 
     :param client: the requesting client, as ``rt.clients.get`` finds it, or None.
     """
-    uri = item.arg("redirect_uri")
-    if uri or client is None:
-        return uri
-    return client.get_default_redirect_uri()
+    if client is None:
+        return None
+    uri = item.arg("redirect_uri") or client.get_default_redirect_uri()
+    return uri if uri and client.check_redirect_uri(uri) else None
 
 
 def login_finished(store: Store, item: Interaction, auth_time: int) -> None:

@@ -114,6 +114,34 @@ def test_consent_denied(provider):
     assert "state=S9" in response.headers["Location"]
 
 
+def test_a_refusal_is_not_sent_to_a_redirect_uri_removed_meanwhile(provider):
+    """The answer went to the redirect URI the request was validated with,
+    although an operator had removed it from the registration while the
+    consent page was open (attack of issue 8, F6; RFC 9700 §4.11): it is
+    shown on a page instead."""
+    import dataclasses
+
+    from idp.clients.service import find_client, registered_metadata, update_client
+
+    username, password, _ = provider.create_account()
+    client = provider.create_client(trusted=False,
+                                    redirect_uri="https://rp.example.test/old-callback")
+    browser = Browser(provider.url)
+    page = browser.go(browser.authorize_url(client, state="S9"), username=username,
+                      password=password, consent="")
+    assert "/consent" in page.url
+    with provider.app.app_context():
+        metadata = registered_metadata(find_client(client.client_id))
+        update_client(provider.runtime, client.client_id, dataclasses.replace(
+            metadata, redirect_uris=("https://rp.example.test/new-callback",)))
+    fields = hidden_inputs(page.text)
+    fields["decision"] = "deny"
+    denied = browser.session.post(f"{provider.url}/consent", data=fields,
+                                  allow_redirects=False)
+    assert denied.status_code == 400 and "Location" not in denied.headers
+    assert "access_denied" in denied.text and "S9" not in denied.text
+
+
 def test_consent_post_without_csrf_is_refused(provider):
     username, password, _ = provider.create_account()
     client = provider.create_client(trusted=False)

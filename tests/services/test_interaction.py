@@ -65,11 +65,20 @@ def test_consent_refused_ends_with_access_denied(rt, client, account):
 
 
 def test_ended_with_error_answers_at_the_requested_redirect_uri(rt, client):
-    item = begin(rt, client, redirect_uri=client.redirect_uri + "?x=1")
+    item = begin(rt, client, redirect_uri=client.redirect_uri)
     error = interaction.ended_with_error(rt.store, item, rt.clients.get(client.client_id),
                                          UnmetAuthenticationRequirementsError)
     assert error.error == "unmet_authentication_requirements"
-    assert error.redirect_uri == client.redirect_uri + "?x=1"
+    assert error.redirect_uri == client.redirect_uri
     # Taken out: a second resume finds nothing to finish.
     assert interaction.finish(rt.store, item) is False
     assert interaction.answer_uri(begin(rt, client), None) is None
+
+
+def test_no_answer_goes_to_a_redirect_uri_no_longer_registered(rt, client):
+    """The registration changed while the request waited (F6 of issue 8's
+    attack): the error is shown on a page (no redirect URI), not sent."""
+    item = begin(rt, client, redirect_uri=client.redirect_uri + "?removed=1")
+    error = interaction.ended_with_error(rt.store, item, rt.clients.get(client.client_id),
+                                         UnmetAuthenticationRequirementsError)
+    assert error.redirect_uri is None
