@@ -146,7 +146,10 @@ def complete_login(rt: Runtime, account: Account, amr: list[str], ip: str | None
     whose first factor may bind one (:func:`_may_enrol`) gets a new TOTP
     secret of its own, kept encrypted with it and shown only to the browser
     holding it: a sign-in with the operator's password, perhaps an
-    intruder's, never sees the secret another sign-in will confirm."""
+    intruder's, never sees the secret another sign-in will confirm. During
+    the hold after a password reset by SMS code such a pending login sets
+    none up and cannot complete (:func:`pending_enrolment`); it is audited
+    as ``login.failure`` with ``reason`` ``reset_hold`` and ``enrol``."""
     if not totp.needs_second_factor(account):
         return start_session(rt, account, amr, ip, previous, ttl, public=public, **detail)
     token = random_token(24)
@@ -155,6 +158,12 @@ def complete_login(rt: Runtime, account: Account, amr: list[str], ip: str | None
             "public": public}
     if enrol and _may_enrol(amr):
         data["enrol_secret"] = rt.pii.encrypt("totp", totp.new_secret())
+    if enrol and sms_reset_hold_until(rt, account) is not None:
+        # This sign-in cannot complete before the hold ends
+        # (:func:`pending_enrolment`): the operators see the attempt, which
+        # may be a phone thief's.
+        record_deferred(rt.audit, "login.failure", "failure", account_id=account.id, ip=ip,
+                        reason="reset_hold", enrol=True)
     rt.store.put(_pending_key(token), data, rt.settings["totp"]["pending_login_ttl"])
     return PendingLogin(token=token, enrol=enrol)
 
@@ -219,6 +228,36 @@ def _pending_secret(rt: Runtime, token: str | None) -> str | None:
     return rt.pii.decrypt("totp", data["enrol_secret"])
 
 
+class EnrolmentHeldError(Exception):
+    """No authenticator may be set up at sign-in now: the account's
+    password was reset by an SMS code less than
+    ``session.reauth_hold_after_sms_reset`` seconds ago
+    (:func:`idp.accounts.recovery.sms_reset_hold_until`), so it proves only
+    the phone.
+
+    :ivar until: Unix seconds when the hold ends.
+    """
+
+    def __init__(self, until: int) -> None:
+        super().__init__(until)
+        self.until = until
+
+
+def _check_enrolment_hold(rt: Runtime, account: Account) -> None:
+    """Refuse to bind the first authenticator of ``account`` at sign-in
+    during the hold after a password reset by SMS code: the password then
+    proves only the phone, and the app bound would end the hold (an
+    account with an app is not held), so whoever holds the phone would make
+    the account theirs (NIST SP 800-63B §6.1.2.1, §6.1.2.3;
+    docs/recovery.md).
+
+    :raises EnrolmentHeldError: the hold runs.
+    """
+    until = sms_reset_hold_until(rt, account)
+    if until is not None:
+        raise EnrolmentHeldError(until)
+
+
 def pending_enrolment(rt: Runtime, token: str | None,
                       account: Account) -> totp.Enrolment | None:
     """The authenticator set-up shown to the pending login ``token`` of
@@ -227,7 +266,12 @@ def pending_enrolment(rt: Runtime, token: str | None,
     never on another's. None when it may not set one up: its first factor
     was a card at a kiosk or an SMS code alone, which must not bind
     somebody's authenticator to the operator's account (NIST SP 800-63B
-    §6.1.2.1); only the password may."""
+    §6.1.2.1); only the password may.
+
+    :raises EnrolmentHeldError: during the hold after a password reset by
+        SMS code, whatever the first factor (:func:`_check_enrolment_hold`).
+    """
+    _check_enrolment_hold(rt, account)
     secret = _pending_secret(rt, token)
     return totp.enrolment_of(rt, account, secret) if secret is not None else None
 
@@ -243,6 +287,8 @@ def enrol_and_finish(rt: Runtime, token: str, code: str, ip: str | None,
     :param device: the browser's device cookie (see :func:`finish_second_factor`).
     :returns: the session and the new recovery codes (to show once).
     :raises LoginFailedError: no such pending login, or a wrong code.
+    :raises EnrolmentHeldError: during the hold after a password reset by
+        SMS code (:func:`_check_enrolment_hold`), before the code is checked.
     :raises totp.TotpError: a first factor that may not bind an
         authenticator, or one was confirmed meanwhile.
     :raises throttle.ThrottledError: the next attempt must wait.
@@ -250,6 +296,7 @@ def enrol_and_finish(rt: Runtime, token: str, code: str, ip: str | None,
     account = pending_account(rt, token)
     if account is None:
         raise LoginFailedError("no pending login")
+    _check_enrolment_hold(rt, account)
     secret = _pending_secret(rt, token)
     if secret is None:
         raise totp.TotpError(_l("Sign in with your password to set up the authenticator."))

@@ -247,6 +247,62 @@ def test_each_operator_sign_in_sets_up_a_secret_of_its_own(provider):
         assert stored.confirmed_at is not None
 
 
+def test_no_authenticator_is_set_up_at_sign_in_during_the_hold_after_an_sms_reset(provider):
+    """Regression (attack 8, F2): an operator without an authenticator app
+    (a new one, or after ``idp users reset-second-factor``) whose password
+    was reset by an SMS code set one up at the next password sign-in. So
+    whoever held the phone bound their own app, which also ended the hold
+    (an account with an app is not held) and opened level 3 to them: a
+    phone thief made the account theirs (docs/recovery.md; NIST SP 800-63B
+    §6.1.2.1, §6.1.2.3). During ``session.reauth_hold_after_sms_reset``
+    the sign-in is shown no secret and confirms nothing: the page says
+    until when and what else works (403), no session starts, nothing is
+    stored, the refusal is audited. After the hold the set-up works."""
+    from datetime import timedelta
+    from html import unescape
+
+    from sqlalchemy import select
+
+    from idp.accounts.service import create_account, find_by_username
+    from idp.audit.models import AuditEvent
+    from idp.authn import totp
+    from idp.extensions import db
+    from idp.timeutil import utcnow
+    from tests.integration.test_email import _reset_by_sms_at
+    from tests.integration.test_step_up import hold_ends
+
+    username = "op" + str(time.time_ns())[-8:]
+    with provider.app.app_context():
+        create_account(provider.runtime, username, "operator password", admin=True)
+    _reset_by_sms_at(provider, username, utcnow())
+    session = requests.Session()
+    first = _password(session, provider, username, "operator password")
+    assert "/login/otp" in first.headers["Location"]
+    assert "idp_sso" not in first.headers.get("Set-Cookie", "")
+    page = session.get(provider.url + first.headers["Location"])
+    assert page.status_code == 403
+    assert 'id="totp-secret"' not in page.text and "<svg" not in page.text
+    assert ("Your password was reset by a text message, which proves only that you hold "
+            "that phone: the authenticator app this account needs cannot be set up until "
+            f"{hold_ends(provider, username)}. Sign in again then, or visit a service "
+            "counter with your ID card.") in unescape(page.text)
+    refused = _post(session, f"{provider.url}/login/otp", page, action="totp",
+                    code=_code(pyotp.random_base32()))
+    assert refused.status_code == 403 and 'id="totp-secret"' not in refused.text
+    assert "idp_sso" not in refused.headers.get("Set-Cookie", "")
+    with provider.app.app_context():
+        account = find_by_username(username)
+        assert totp.credential(account) is None
+        refusal = db.session.scalars(select(AuditEvent).where(
+            AuditEvent.event == "login.failure", AuditEvent.account_id == account.id)).one()
+        assert refusal.detail["reason"] == "reset_hold" and refusal.detail["enrol"] is True
+    hold = provider.runtime.settings["session"]["reauth_hold_after_sms_reset"]
+    _reset_by_sms_at(provider, username, utcnow() - timedelta(seconds=hold + 1))
+    later, shown, secret = _operator_sign_in(provider, username, "operator password")
+    done = _post(later, f"{provider.url}/login/otp", shown, action="totp", code=_code(secret))
+    assert done.status_code == 200 and "idp_sso" in done.headers["Set-Cookie"]
+
+
 def _signed_in_with_recovery_code(provider, username, password, code):
     session = requests.Session()
     first = _password(session, provider, username, password)
