@@ -141,6 +141,9 @@ def complete_login(rt: Runtime, account: Account, amr: list[str], ip: str | None
     (TOTP set up, or an operator), a pending login that
     :func:`finish_second_factor` completes within ``totp.pending_login_ttl``
     (the pending login keeps ``ttl`` and ``public`` for the session it opens).
+    The pending login belongs to the account's session generation, like the
+    session it opens: when every session of the account ends
+    (:func:`idp.sessions.end_all`), it ends too (:func:`pending_account`).
 
     A pending login of an account without an authenticator (an operator)
     whose first factor may bind one (:func:`_may_enrol`) gets a new TOTP
@@ -154,8 +157,8 @@ def complete_login(rt: Runtime, account: Account, amr: list[str], ip: str | None
         return start_session(rt, account, amr, ip, previous, ttl, public=public, **detail)
     token = random_token(24)
     enrol = not totp.has_totp(account)
-    data = {"account_id": account.id, "amr": amr, "detail": detail, "ttl": ttl,
-            "public": public}
+    data = {"account_id": account.id, "generation": account.session_generation, "amr": amr,
+            "detail": detail, "ttl": ttl, "public": public}
     if enrol and _may_enrol(amr):
         data["enrol_secret"] = rt.pii.encrypt("totp", totp.new_secret())
     if enrol and sms_reset_hold_until(rt, account) is not None:
@@ -168,13 +171,43 @@ def complete_login(rt: Runtime, account: Account, amr: list[str], ip: str | None
     return PendingLogin(token=token, enrol=enrol)
 
 
-def pending_account(rt: Runtime, token: str | None) -> Account | None:
-    """The account of a live pending login, or None."""
+def _pending_data(rt: Runtime, token: str | None) -> dict | None:
+    """What the store keeps of the pending login ``token`` (see
+    :func:`complete_login`), or None."""
     if not token or len(token) > 64:
         return None
-    data = rt.store.get(_pending_key(token))
+    return rt.store.get(_pending_key(token))
+
+
+def pending_account(rt: Runtime, token: str | None) -> Account | None:
+    """The account of a live pending login, or None: no such pending
+    login, an account that is gone or may not log in, or one whose sessions
+    all ended since the pending login began (its session generation moved
+    on: a password reset or change, a suspension, a new authenticator,
+    :func:`idp.sessions.end_all`). A pending login is the first half of a
+    session, and the first factor it proved may be what ended them (a
+    leaked password, replaced): it must not open a session of the new
+    generation with the next code."""
+    data = _pending_data(rt, token)
     account = accounts.get_account(data["account_id"]) if data else None
-    return account if account is not None and account.is_active else None
+    if account is None or not account.is_active:
+        return None
+    # One stored without a generation (before the rule, at most
+    # totp.pending_login_ttl seconds earlier) is void too.
+    return account if data.get("generation") == account.session_generation else None
+
+
+def enrolment_superseded(rt: Runtime, token: str | None) -> bool:
+    """Whether the pending login ``token``, which was to set up the
+    account's first authenticator (an operator's), ended because one was
+    set up meanwhile by another sign-in (which ends every session and
+    pending login of the account): its page says so, since an authenticator
+    the operator did not set up is an intruder's."""
+    data = _pending_data(rt, token)
+    if data is None or not data.get("enrol_secret"):
+        return False
+    account = accounts.get_account(data["account_id"])
+    return account is not None and account.is_active and totp.has_totp(account)
 
 
 def finish_second_factor(rt: Runtime, token: str, code: str, *, recovery: bool,
@@ -185,8 +218,9 @@ def finish_second_factor(rt: Runtime, token: str, code: str, *, recovery: bool,
 
     :param device: the browser's device cookie: wrong codes from a browser
         that signed in to the account before count against it alone.
-    :raises LoginFailedError: no such pending login, or a wrong code (the
-        pending login stays, so the user can try again within the limits).
+    :raises LoginFailedError: no live pending login (:func:`pending_account`),
+        or a wrong code (the pending login stays, so the user can try again
+        within the limits).
     :raises throttle.ThrottledError: the next attempt must wait.
     """
     account = pending_account(rt, token)
@@ -220,9 +254,7 @@ def _may_enrol(amr: list[str]) -> bool:
 def _pending_secret(rt: Runtime, token: str | None) -> str | None:
     """The TOTP secret of the pending login ``token`` (see
     :func:`complete_login`), or None when it has none."""
-    if not token or len(token) > 64:
-        return None
-    data = rt.store.get(_pending_key(token))
+    data = _pending_data(rt, token)
     if data is None or not data.get("enrol_secret"):
         return None
     return rt.pii.decrypt("totp", data["enrol_secret"])
@@ -286,7 +318,8 @@ def enrol_and_finish(rt: Runtime, token: str, code: str, ip: str | None,
 
     :param device: the browser's device cookie (see :func:`finish_second_factor`).
     :returns: the session and the new recovery codes (to show once).
-    :raises LoginFailedError: no such pending login, or a wrong code.
+    :raises LoginFailedError: no live pending login (:func:`pending_account`),
+        or a wrong code.
     :raises EnrolmentHeldError: during the hold after a password reset by
         SMS code (:func:`_check_enrolment_hold`), before the code is checked.
     :raises totp.TotpError: a first factor that may not bind an

@@ -32,7 +32,16 @@ def second_factor():
     item = pending_interaction(rt, form)
     token = session.get("mfa")
     account = service.pending_account(rt, token)
+    superseded = _("Another sign-in set up an authenticator for this account meanwhile, "
+                   "which ended this one. Sign in again and enter a code from it; if it is "
+                   "not yours, tell your administrator.")
     if account is None:
+        if service.enrolment_superseded(rt, token):
+            # Ended like every session by that set-up; the operator must
+            # hear of it, not just land on the login page again.
+            return render_template("login_otp.html", form=form, item=item, enrolment=None,
+                                   blocked=True, error=superseded,
+                                   client=client_of(rt, item)), 409
         session.pop("mfa", None)
         return redirect(url_for("authn.login", i=item.id if item else None))
     if request.method == "GET":
@@ -42,19 +51,14 @@ def second_factor():
     # This sign-in's own set-up; none after an operator's card at a kiosk or
     # phone alone, which must not bind an authenticator, nor while the
     # password proves only the phone (the hold after a reset by SMS code).
-    held = None
-    try:
-        enrolment = service.pending_enrolment(rt, token, account)
-    except service.EnrolmentHeldError as exc:
-        enrolment, held = None, exc.until
-    superseded = _("Another sign-in set up an authenticator for this account meanwhile. "
-                   "Enter a code from it; if it is not yours, tell your administrator.")
-    # Set up by another sign-in since this one began: its code is asked now.
-    taken = not enrol and enrolment is not None
-    if taken:
-        enrolment = None
+    enrolment, held = None, None
+    if enrol:
+        try:
+            enrolment = service.pending_enrolment(rt, token, account)
+        except service.EnrolmentHeldError as exc:
+            held = exc.until
     blocked = enrol and enrolment is None
-    error, status, headers = (superseded if taken else None), 200, {}
+    error, status, headers = None, 200, {}
     if blocked:
         error = (_enrolment_held(held) if held is not None
                  else _("Sign in with your password to set up the authenticator."))
@@ -82,7 +86,7 @@ def second_factor():
             # The hold began (a reset by SMS code) since this page was shown.
             error, status, enrolment, blocked = _enrolment_held(exc.until), 403, None, True
         except service.LoginFailedError:
-            error, status = (superseded if taken else _("The code is wrong.")), 401
+            error, status = _("The code is wrong."), 401
         except totp.TotpError:
             # Confirmed by another sign-in while this one was confirming.
             error, status, enrolment = superseded, 409, None
