@@ -238,8 +238,9 @@ def end_all(rt: Runtime, account: Account, reason: str, *, revoke_grants: bool,
     """End every SSO session of ``account``, the one way an account's
     sessions end together: its session generation moves on (not committed:
     the caller commits), so each session of the old one counts as none
-    when resolved (:func:`resolve`), as do e-mail links and device cookies
-    of the old generation; the relying parties are notified
+    when resolved (:func:`resolve`), as do e-mail links, device cookies
+    and logins waiting for their second factor of the old generation; the
+    relying parties are notified
     (:func:`_notify_relying_parties`). Audits nothing itself.
 
     :param reason: why, a short code (``password_reset``,

@@ -141,31 +141,73 @@ def complete_login(rt: Runtime, account: Account, amr: list[str], ip: str | None
     (TOTP set up, or an operator), a pending login that
     :func:`finish_second_factor` completes within ``totp.pending_login_ttl``
     (the pending login keeps ``ttl`` and ``public`` for the session it opens).
+    The pending login belongs to the account's session generation, like the
+    session it opens: when every session of the account ends
+    (:func:`idp.sessions.end_all`), it ends too (:func:`pending_account`).
 
     A pending login of an account without an authenticator (an operator)
     whose first factor may bind one (:func:`_may_enrol`) gets a new TOTP
     secret of its own, kept encrypted with it and shown only to the browser
     holding it: a sign-in with the operator's password, perhaps an
-    intruder's, never sees the secret another sign-in will confirm."""
+    intruder's, never sees the secret another sign-in will confirm. During
+    the hold after a password reset by SMS code such a pending login sets
+    none up and cannot complete (:func:`pending_enrolment`); it is audited
+    as ``login.failure`` with ``reason`` ``reset_hold`` and ``enrol``."""
     if not totp.needs_second_factor(account):
         return start_session(rt, account, amr, ip, previous, ttl, public=public, **detail)
     token = random_token(24)
     enrol = not totp.has_totp(account)
-    data = {"account_id": account.id, "amr": amr, "detail": detail, "ttl": ttl,
-            "public": public}
+    data = {"account_id": account.id, "generation": account.session_generation, "amr": amr,
+            "detail": detail, "ttl": ttl, "public": public}
     if enrol and _may_enrol(amr):
         data["enrol_secret"] = rt.pii.encrypt("totp", totp.new_secret())
+    if enrol and sms_reset_hold_until(rt, account) is not None:
+        # This sign-in cannot complete before the hold ends
+        # (:func:`pending_enrolment`): the operators see the attempt, which
+        # may be a phone thief's.
+        record_deferred(rt.audit, "login.failure", "failure", account_id=account.id, ip=ip,
+                        reason="reset_hold", enrol=True)
     rt.store.put(_pending_key(token), data, rt.settings["totp"]["pending_login_ttl"])
     return PendingLogin(token=token, enrol=enrol)
 
 
-def pending_account(rt: Runtime, token: str | None) -> Account | None:
-    """The account of a live pending login, or None."""
+def _pending_data(rt: Runtime, token: str | None) -> dict | None:
+    """What the store keeps of the pending login ``token`` (see
+    :func:`complete_login`), or None."""
     if not token or len(token) > 64:
         return None
-    data = rt.store.get(_pending_key(token))
+    return rt.store.get(_pending_key(token))
+
+
+def pending_account(rt: Runtime, token: str | None) -> Account | None:
+    """The account of a live pending login, or None: no such pending
+    login, an account that is gone or may not log in, or one whose sessions
+    all ended since the pending login began (its session generation moved
+    on: a password reset or change, a suspension, a new authenticator,
+    :func:`idp.sessions.end_all`). A pending login is the first half of a
+    session, and the first factor it proved may be what ended them (a
+    leaked password, replaced): it must not open a session of the new
+    generation with the next code."""
+    data = _pending_data(rt, token)
     account = accounts.get_account(data["account_id"]) if data else None
-    return account if account is not None and account.is_active else None
+    if account is None or not account.is_active:
+        return None
+    # One stored without a generation (before the rule, at most
+    # totp.pending_login_ttl seconds earlier) is void too.
+    return account if data.get("generation") == account.session_generation else None
+
+
+def enrolment_superseded(rt: Runtime, token: str | None) -> bool:
+    """Whether the pending login ``token``, which was to set up the
+    account's first authenticator (an operator's), ended because one was
+    set up meanwhile by another sign-in (which ends every session and
+    pending login of the account): its page says so, since an authenticator
+    the operator did not set up is an intruder's."""
+    data = _pending_data(rt, token)
+    if data is None or not data.get("enrol_secret"):
+        return False
+    account = accounts.get_account(data["account_id"])
+    return account is not None and account.is_active and totp.has_totp(account)
 
 
 def finish_second_factor(rt: Runtime, token: str, code: str, *, recovery: bool,
@@ -176,8 +218,9 @@ def finish_second_factor(rt: Runtime, token: str, code: str, *, recovery: bool,
 
     :param device: the browser's device cookie: wrong codes from a browser
         that signed in to the account before count against it alone.
-    :raises LoginFailedError: no such pending login, or a wrong code (the
-        pending login stays, so the user can try again within the limits).
+    :raises LoginFailedError: no live pending login (:func:`pending_account`),
+        or a wrong code (the pending login stays, so the user can try again
+        within the limits).
     :raises throttle.ThrottledError: the next attempt must wait.
     """
     account = pending_account(rt, token)
@@ -211,12 +254,40 @@ def _may_enrol(amr: list[str]) -> bool:
 def _pending_secret(rt: Runtime, token: str | None) -> str | None:
     """The TOTP secret of the pending login ``token`` (see
     :func:`complete_login`), or None when it has none."""
-    if not token or len(token) > 64:
-        return None
-    data = rt.store.get(_pending_key(token))
+    data = _pending_data(rt, token)
     if data is None or not data.get("enrol_secret"):
         return None
     return rt.pii.decrypt("totp", data["enrol_secret"])
+
+
+class EnrolmentHeldError(Exception):
+    """No authenticator may be set up at sign-in now: the account's
+    password was reset by an SMS code less than
+    ``session.reauth_hold_after_sms_reset`` seconds ago
+    (:func:`idp.accounts.recovery.sms_reset_hold_until`), so it proves only
+    the phone.
+
+    :ivar until: Unix seconds when the hold ends.
+    """
+
+    def __init__(self, until: int) -> None:
+        super().__init__(until)
+        self.until = until
+
+
+def _check_enrolment_hold(rt: Runtime, account: Account) -> None:
+    """Refuse to bind the first authenticator of ``account`` at sign-in
+    during the hold after a password reset by SMS code: the password then
+    proves only the phone, and the app bound would end the hold (an
+    account with an app is not held), so whoever holds the phone would make
+    the account theirs (NIST SP 800-63B §6.1.2.1, §6.1.2.3;
+    docs/recovery.md).
+
+    :raises EnrolmentHeldError: the hold runs.
+    """
+    until = sms_reset_hold_until(rt, account)
+    if until is not None:
+        raise EnrolmentHeldError(until)
 
 
 def pending_enrolment(rt: Runtime, token: str | None,
@@ -227,7 +298,12 @@ def pending_enrolment(rt: Runtime, token: str | None,
     never on another's. None when it may not set one up: its first factor
     was a card at a kiosk or an SMS code alone, which must not bind
     somebody's authenticator to the operator's account (NIST SP 800-63B
-    §6.1.2.1); only the password may."""
+    §6.1.2.1); only the password may.
+
+    :raises EnrolmentHeldError: during the hold after a password reset by
+        SMS code, whatever the first factor (:func:`_check_enrolment_hold`).
+    """
+    _check_enrolment_hold(rt, account)
     secret = _pending_secret(rt, token)
     return totp.enrolment_of(rt, account, secret) if secret is not None else None
 
@@ -242,7 +318,10 @@ def enrol_and_finish(rt: Runtime, token: str, code: str, ip: str | None,
 
     :param device: the browser's device cookie (see :func:`finish_second_factor`).
     :returns: the session and the new recovery codes (to show once).
-    :raises LoginFailedError: no such pending login, or a wrong code.
+    :raises LoginFailedError: no live pending login (:func:`pending_account`),
+        or a wrong code.
+    :raises EnrolmentHeldError: during the hold after a password reset by
+        SMS code (:func:`_check_enrolment_hold`), before the code is checked.
     :raises totp.TotpError: a first factor that may not bind an
         authenticator, or one was confirmed meanwhile.
     :raises throttle.ThrottledError: the next attempt must wait.
@@ -250,6 +329,7 @@ def enrol_and_finish(rt: Runtime, token: str, code: str, ip: str | None,
     account = pending_account(rt, token)
     if account is None:
         raise LoginFailedError("no pending login")
+    _check_enrolment_hold(rt, account)
     secret = _pending_secret(rt, token)
     if secret is None:
         raise totp.TotpError(_l("Sign in with your password to set up the authenticator."))

@@ -206,8 +206,8 @@ def test_each_operator_sign_in_sets_up_a_secret_of_its_own(provider):
     secret, so whoever had the password once kept a copy of the operator's
     future second factor. Each pending login has a secret of its own, shown
     again only to it; another's code confirms nothing here; and when one
-    sign-in confirmed first, the other is told and asked for that
-    authenticator's code."""
+    sign-in confirmed first, the other, ended with every session of the
+    account, is told so and to sign in again with that authenticator."""
     from idp.accounts.service import create_account, find_by_username
     from idp.authn import totp
 
@@ -234,17 +234,75 @@ def test_each_operator_sign_in_sets_up_a_secret_of_its_own(provider):
     assert done.status_code == 200 and "idp_sso" in done.headers["Set-Cookie"]
     late = _post(operator, f"{provider.url}/login/otp", wrong, action="totp",
                  code=_code(operator_secret, step=step))
-    assert late.status_code == 401
-    assert "Another sign-in set up an authenticator for this account meanwhile." in late.text
+    superseded = ("Another sign-in set up an authenticator for this account meanwhile, "
+                  "which ended this one. Sign in again and enter a code from it; if it is "
+                  "not yours, tell your administrator.")
+    assert late.status_code == 409 and superseded in late.text
     assert 'id="totp-secret"' not in late.text and "idp_sso" not in late.headers.get(
         "Set-Cookie", "")
     shown = operator.get(f"{provider.url}/login/otp")
-    assert shown.status_code == 200 and 'id="totp-secret"' not in shown.text
-    assert "Another sign-in set up an authenticator for this account meanwhile." in shown.text
+    assert shown.status_code == 409 and 'id="totp-secret"' not in shown.text
+    assert superseded in shown.text
     with provider.app.app_context():
         stored = totp.credential(find_by_username(username))
         assert provider.runtime.pii.decrypt("totp", stored.secret_enc) == intruder_secret
         assert stored.confirmed_at is not None
+
+
+def test_no_authenticator_is_set_up_at_sign_in_during_the_hold_after_an_sms_reset(provider):
+    """Regression (attack 8, F2): an operator without an authenticator app
+    (a new one, or after ``idp users reset-second-factor``) whose password
+    was reset by an SMS code set one up at the next password sign-in. So
+    whoever held the phone bound their own app, which also ended the hold
+    (an account with an app is not held) and opened level 3 to them: a
+    phone thief made the account theirs (docs/recovery.md; NIST SP 800-63B
+    §6.1.2.1, §6.1.2.3). During ``session.reauth_hold_after_sms_reset``
+    the sign-in is shown no secret and confirms nothing: the page says
+    until when and what else works (403), no session starts, nothing is
+    stored, the refusal is audited. After the hold the set-up works."""
+    from datetime import timedelta
+    from html import unescape
+
+    from sqlalchemy import select
+
+    from idp.accounts.service import create_account, find_by_username
+    from idp.audit.models import AuditEvent
+    from idp.authn import totp
+    from idp.extensions import db
+    from idp.timeutil import utcnow
+    from tests.integration.test_email import _reset_by_sms_at
+    from tests.integration.test_step_up import hold_ends
+
+    username = "op" + str(time.time_ns())[-8:]
+    with provider.app.app_context():
+        create_account(provider.runtime, username, "operator password", admin=True)
+    _reset_by_sms_at(provider, username, utcnow())
+    session = requests.Session()
+    first = _password(session, provider, username, "operator password")
+    assert "/login/otp" in first.headers["Location"]
+    assert "idp_sso" not in first.headers.get("Set-Cookie", "")
+    page = session.get(provider.url + first.headers["Location"])
+    assert page.status_code == 403
+    assert 'id="totp-secret"' not in page.text and "<svg" not in page.text
+    assert ("Your password was reset by a text message, which proves only that you hold "
+            "that phone: the authenticator app this account needs cannot be set up until "
+            f"{hold_ends(provider, username)}. Sign in again then, or visit a service "
+            "counter with your ID card.") in unescape(page.text)
+    refused = _post(session, f"{provider.url}/login/otp", page, action="totp",
+                    code=_code(pyotp.random_base32()))
+    assert refused.status_code == 403 and 'id="totp-secret"' not in refused.text
+    assert "idp_sso" not in refused.headers.get("Set-Cookie", "")
+    with provider.app.app_context():
+        account = find_by_username(username)
+        assert totp.credential(account) is None
+        refusal = db.session.scalars(select(AuditEvent).where(
+            AuditEvent.event == "login.failure", AuditEvent.account_id == account.id)).one()
+        assert refusal.detail["reason"] == "reset_hold" and refusal.detail["enrol"] is True
+    hold = provider.runtime.settings["session"]["reauth_hold_after_sms_reset"]
+    _reset_by_sms_at(provider, username, utcnow() - timedelta(seconds=hold + 1))
+    later, shown, secret = _operator_sign_in(provider, username, "operator password")
+    done = _post(later, f"{provider.url}/login/otp", shown, action="totp", code=_code(secret))
+    assert done.status_code == 200 and "idp_sso" in done.headers["Set-Cookie"]
 
 
 def _signed_in_with_recovery_code(provider, username, password, code):
@@ -330,6 +388,47 @@ def test_a_lost_device_is_replaced_with_recovery_codes(provider):
     page = session.get(provider.url + first.headers["Location"])
     assert _post(session, f"{provider.url}/login/otp", page, action="recovery",
                  recovery_code=codes[3]).status_code == 401
+
+
+@pytest.mark.parametrize("ended_by", ["suspension", "password change"])
+def test_a_login_waiting_for_its_code_ends_with_every_session(provider, ended_by):
+    """Regression (attack 8, F3): a login that proved the password and
+    waited for its TOTP code outlived the end of every session of the
+    account (a suspension and reinstatement, a password reset or change):
+    whoever typed the old password (perhaps a leaked one) still got a
+    session of the new generation with the next code. A pending login
+    belongs to the session generation it began in (idp.sessions): it is
+    void once the account's sessions all ended, and the page goes back to
+    the login."""
+    from idp.accounts.service import find_by_username
+    from idp.admin.service import reinstate, suspend
+
+    username, password, _ = provider.create_account()
+    secret, codes = enrol(provider, username)
+    attacker = requests.Session()
+    first = _password(attacker, provider, username, password)
+    assert "/login/otp" in first.headers["Location"]
+    page = attacker.get(provider.url + first.headers["Location"])
+    if ended_by == "suspension":
+        with provider.app.app_context():
+            account = find_by_username(username)
+            suspend(provider.runtime, account, "op", "reported compromised")
+            reinstate(provider.runtime, account, "op")
+    else:
+        owner = _signed_in_with_recovery_code(provider, username, password, codes[0])
+        assert reauth_with_app(owner, provider.url, password, recovery_code=codes[1],
+                               next_path="/account/password").status_code == 303
+        form = owner.get(f"{provider.url}/account/password")
+        changed = _post(owner, f"{provider.url}/account/password", form, current=password,
+                        password="a brand new passphrase", confirm="a brand new passphrase")
+        assert changed.status_code == 303
+    done = _post(attacker, f"{provider.url}/login/otp", page, action="totp",
+                 code=_code(secret, 1, step=ENROLLED_AT[secret]))
+    assert done.status_code == 303 and "/login" in done.headers["Location"]
+    assert "/login/otp" not in done.headers["Location"]
+    assert "idp_sso" not in done.headers.get("Set-Cookie", "")
+    again = attacker.get(f"{provider.url}/login/otp", allow_redirects=False)
+    assert again.status_code == 302 and "/login/otp" not in again.headers["Location"]
 
 
 @pytest.mark.parametrize("field", ["code", "recovery_code"])
