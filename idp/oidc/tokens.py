@@ -173,6 +173,10 @@ def verify_access_token(rt: Runtime, token: str) -> dict[str, Any]:
     was issued to must still be registered (a removed client's tokens stop
     at once, client_credentials ones included).
 
+    :returns: the token's claims, but ``scope`` is what the token is still
+        good for: its scope limited to what the client's registration allows
+        now, so a scope removed from it is released by no token issued
+        before (userinfo, introspection).
     :raises InvalidTokenError: on any failure.
     """
     decoded = _decode(rt, token)
@@ -192,9 +196,10 @@ def verify_access_token(rt: Runtime, token: str) -> dict[str, Any]:
         raise InvalidTokenError("token is revoked", client_id)
     if claims.get("gid") and rt.store.get(REVOKED_GRANT + claims["gid"]) is not None:
         raise InvalidTokenError("token is revoked", client_id)
-    if client_id is None or rt.clients.get(client_id) is None:
+    client = rt.clients.get(client_id) if client_id is not None else None
+    if client is None:
         raise InvalidTokenError("the client is no longer registered", client_id)
-    return claims
+    return {**claims, "scope": client.get_allowed_scope(claims.get("scope", ""))}
 
 
 def verify_id_token_hint(rt: Runtime, token: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from idp.cli import main
 from tests.helpers import Browser, pkce_pair, redeem
+from tests.helpers import TestClient as Registered
 from tests.serve_support import Served, running_serve
 
 # --- the services, on the in-process provider ------------------------------------
@@ -30,6 +31,43 @@ def _metadata(provider, client_id: str):
     from idp.clients.service import find_client, registered_metadata
 
     return registered_metadata(find_client(client_id))
+
+
+def _update(provider, client_id: str, **changes) -> None:
+    """``update_client`` with ``changes`` to what is registered, committed."""
+    from dataclasses import replace
+
+    from idp.clients.service import update_client
+
+    with provider.app.app_context():
+        update_client(provider.runtime, client_id,
+                      replace(_metadata(provider, client_id), **changes))
+
+
+def _tokens(provider, client: Registered, username: str, password: str, scope: str) -> dict:
+    code = Browser(provider.url).login_for_code(client, username, password, scope=scope)["code"]
+    answer = redeem(provider.url, client, code)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def _refresh(provider, client: Registered, refresh_token: str, **extra) -> requests.Response:
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token, **extra}
+    if client.auth is None:
+        data["client_id"] = client.client_id
+    return requests.post(f"{provider.url}/token", auth=client.auth, data=data)
+
+
+def _userinfo(provider, access_token: str) -> requests.Response:
+    return requests.get(f"{provider.url}/userinfo",
+                        headers={"Authorization": f"Bearer {access_token}"})
+
+
+def _introspect(provider, client: Registered, token: str) -> dict:
+    answer = requests.post(f"{provider.url}/introspect", auth=client.auth, data={"token": token})
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
 
 
 def test_removing_a_client_revokes_its_grants_and_consents(provider):
@@ -150,6 +188,48 @@ def test_rotation_rules(provider):
             rotate_secret(provider.runtime, public.client_id, -1)
         with pytest.raises(ClientError, match="no client is registered"):
             rotate_secret(provider.runtime, "missing", 0)
+
+
+def test_a_scope_removed_from_the_registration_stops_at_every_old_grant(provider):
+    """What a client receives is bounded by its registration as it is now:
+    once ``email`` and ``phone`` leave it, a grant made before releases
+    neither (userinfo with the access token issued before, refresh, and what
+    introspection reports), though it still names them; a refresh never
+    gives more than was granted; without ``offline_access`` the refresh
+    tokens stop."""
+    from idp.accounts.service import find_by_username, set_phone_number
+
+    username, password, _ = provider.create_account(email="someone@example.test")
+    with provider.app.app_context():
+        set_phone_number(provider.runtime, find_by_username(username), "+8613912345678",
+                         verified=True)
+    client = provider.create_client(scope="openid email phone offline_access")
+    tokens = _tokens(provider, client, username, password,
+                     scope="openid email phone offline_access")
+    assert tokens["scope"] == "openid email phone offline_access"
+    assert _userinfo(provider, tokens["access_token"]).json()["email"] == "someone@example.test"
+    _update(provider, client.client_id, scope="openid offline_access")
+    released = ("email", "email_verified", "phone_number", "phone_number_verified")
+
+    def withheld(access_token: str) -> bool:
+        answer = _userinfo(provider, access_token)
+        assert answer.status_code == 200, answer.text
+        return "sub" in answer.json() and not set(released) & set(answer.json())
+
+    assert withheld(tokens["access_token"])
+    for token in (tokens["access_token"], tokens["refresh_token"]):
+        assert _introspect(provider, client, token)["scope"] == "openid offline_access"
+    refreshed = _refresh(provider, client, tokens["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    assert refreshed.json()["scope"] == "openid offline_access"
+    assert withheld(refreshed.json()["access_token"])
+    narrower = _refresh(provider, client, refreshed.json()["refresh_token"], scope="openid email")
+    assert narrower.status_code == 200, narrower.text
+    assert narrower.json()["scope"] == "openid"
+    _update(provider, client.client_id, scope="openid email phone")
+    assert _introspect(provider, client, narrower.json()["refresh_token"]) == {"active": False}
+    stopped = _refresh(provider, client, narrower.json()["refresh_token"])
+    assert stopped.status_code == 400 and stopped.json()["error"] == "invalid_grant"
 
 
 def test_a_random_client_id_never_begins_with_a_dash(provider, monkeypatch):
@@ -417,3 +497,4 @@ def test_update_changes_only_what_is_given(served):
                  "id_token_signed_response_alg", "subject_type", "sector_identifier",
                  "token_endpoint_auth_method")
     assert {k: updated[k] for k in unchanged} == {k: client[k] for k in unchanged}
+
