@@ -69,6 +69,12 @@ def _introspect(provider, client: Registered, token: str) -> dict:
     return answer.json()
 
 
+def _cc_token(provider, client: Registered) -> str:
+    answer = requests.post(f"{provider.url}/token", auth=client.auth,
+                           data={"grant_type": "client_credentials"})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["access_token"]
+
 
 def test_removing_a_client_revokes_its_grants_and_consents(provider):
     from idp.admin.clients import remove_client
@@ -230,6 +236,46 @@ def test_a_scope_removed_from_the_registration_stops_at_every_old_grant(provider
     assert _introspect(provider, client, narrower.json()["refresh_token"]) == {"active": False}
     stopped = _refresh(provider, client, narrower.json()["refresh_token"])
     assert stopped.status_code == 400 and stopped.json()["error"] == "invalid_grant"
+
+
+def test_a_client_registered_again_does_not_revive_the_old_registrations_tokens(provider):
+    """``idp clients delete X`` then ``idp clients create --client-id X``:
+    an access token issued before the current registration is not active,
+    at introspection (to a resource server or the new registration),
+    userinfo or revocation; the new registration's tokens are, from its
+    first second."""
+    from idp.admin.clients import remove_client
+    from idp.audit.models import AuditEvent
+    from idp.clients.service import create_client
+    from idp.extensions import db
+
+    username, password, _ = provider.create_account()
+    client = provider.create_client(
+        grant_types=["authorization_code", "refresh_token", "client_credentials"],
+        scope="openid profile offline_access")
+    api = provider.create_client(resource_server=True, grant_types=["client_credentials"])
+    user_tokens = _tokens(provider, client, username, password, scope="openid offline_access")
+    old = _cc_token(provider, client)
+    assert _introspect(provider, api, old)["active"] is True
+    with provider.app.app_context():
+        metadata = _metadata(provider, client.client_id)
+        remove_client(provider.runtime, client.client_id, "operator")
+    time.sleep(1)  # the tokens of the old registration are from an earlier second
+    with provider.app.app_context():
+        _, secret = create_client(provider.runtime, metadata)
+    again = Registered(client.client_id, secret, client.redirect_uri)
+    new = _cc_token(provider, again)
+    for who in (api, again):
+        assert _introspect(provider, who, old) == {"active": False}
+        assert _introspect(provider, who, user_tokens["access_token"]) == {"active": False}
+    assert _introspect(provider, api, new)["active"] is True
+    assert _userinfo(provider, user_tokens["access_token"]).status_code == 401
+    revoked = requests.post(f"{provider.url}/revoke", auth=again.auth, data={"token": old})
+    assert revoked.status_code == 200
+    with provider.app.app_context():
+        assert db.session.scalars(select(AuditEvent).where(
+            AuditEvent.client_id == client.client_id,
+            AuditEvent.event == "token.revoked")).all() == []
 
 
 def test_a_random_client_id_never_begins_with_a_dash(provider, monkeypatch):
