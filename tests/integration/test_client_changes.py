@@ -278,6 +278,47 @@ def test_a_client_registered_again_does_not_revive_the_old_registrations_tokens(
             AuditEvent.event == "token.revoked")).all() == []
 
 
+def test_a_confidential_client_made_public_loses_its_grants(provider):
+    """Refresh tokens of a confidential client are bound to its
+    authentication (RFC 9700 §4.14.2): made public, the client could use
+    them with its client_id alone, so its live grants are revoked (refresh
+    tokens and the access tokens naming them), audited; consents stay.
+    Another change revokes nothing."""
+    from dataclasses import replace
+
+    from idp.admin.clients import change_client
+    from idp.audit.models import AuditEvent
+    from idp.authorizations.models import Consent
+    from idp.extensions import db
+
+    username, password, _ = provider.create_account()
+    client = provider.create_client(trusted=False)
+    tokens = _tokens(provider, client, username, password, scope="openid offline_access")
+    with provider.app.app_context():
+        changed = change_client(provider.runtime, client.client_id, replace(
+            _metadata(provider, client.client_id), client_name="Renamed"), "operator")
+        assert (changed.made_public, changed.grants, changed.secret) == (False, 0, None)
+    refreshed = _refresh(provider, client, tokens["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    tokens = refreshed.json()
+    with provider.app.app_context():
+        changed = change_client(provider.runtime, client.client_id, replace(
+            _metadata(provider, client.client_id), token_endpoint_auth_method="none"),
+            "operator")
+        assert (changed.made_public, changed.grants, changed.secret) == (True, 1, None)
+    public = Registered(client.client_id, None, client.redirect_uri)
+    stopped = _refresh(provider, public, tokens["refresh_token"])
+    assert stopped.status_code == 400 and stopped.json()["error"] == "invalid_grant"
+    assert _userinfo(provider, tokens["access_token"]).status_code == 401
+    with provider.app.app_context():
+        assert db.session.scalars(select(Consent.client_id).where(
+            Consent.client_id == client.client_id)).all() == [client.client_id]
+        events = {e.event: e.detail for e in db.session.scalars(select(AuditEvent).where(
+            AuditEvent.client_id == client.client_id))}
+        assert events["client.grants_revoked"] == {"reason": "client_made_public",
+                                                   "grants": 1, "consents": 0}
+
+
 def test_a_random_client_id_never_begins_with_a_dash(provider, monkeypatch):
     """A command line takes ``-A...`` for an option (``idp clients show ID``)."""
     from idp.clients import service
@@ -544,3 +585,23 @@ def test_update_changes_only_what_is_given(served):
                  "token_endpoint_auth_method")
     assert {k: updated[k] for k in unchanged} == {k: client[k] for k in unchanged}
 
+
+def test_made_public_the_command_says_the_grants_were_revoked(served):
+    redirect_uri = "https://rp.example.test/cb"
+    created = _created(served, "--redirect-uri", redirect_uri, "--trusted")
+    client = Registered(created["client_id"], created["client_secret"], redirect_uri)
+    username, password = f"user{uuid.uuid4().hex[:10]}", "correct horse battery"
+    made = _idp(served, "users", "create", "--username", username, "--password-stdin",
+                input=password + "\n")
+    assert made.exit_code == 0, made.output
+    code = Browser(served.url).login_for_code(client, username, password,
+                                              scope="openid offline_access")["code"]
+    tokens = redeem(served.url, client, code).json()
+    result = _idp(served, "clients", "update", client.client_id, "--public")
+    assert result.exit_code == 0, result.output
+    assert ("made public: 1 grants revoked (refresh tokens of a confidential client are "
+            "bound to its authentication); consents kept") in result.output
+    stopped = requests.post(f"{served.url}/token", data={
+        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
+        "client_id": client.client_id})
+    assert stopped.status_code == 400 and stopped.json()["error"] == "invalid_grant"
