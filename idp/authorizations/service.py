@@ -73,12 +73,15 @@ def revoke_grant(rt: Runtime, grant_id: str, reason: str, ip: str | None = None)
     rt.store.put(REVOKED_GRANT + grant_id, {"reason": reason}, ttl)
 
 
-def revoke_client_grants(rt: Runtime, client_id: str, reason: str) -> tuple[int, int]:
-    """End everything a client was granted, when it is removed: every live
-    grant is revoked with its refresh tokens (so the access tokens naming
-    them stop at userinfo and introspection) and every consent to it is
-    deleted. One audit event for all, then flush; the caller commits.
+def revoke_client_grants(rt: Runtime, client_id: str, reason: str, *,
+                         keep_consents: bool = False) -> tuple[int, int]:
+    """End what a client was granted: every live grant is revoked with its
+    refresh tokens (so the access tokens naming them stop at userinfo and
+    introspection) and, when it is removed, every consent to it is deleted.
+    One audit event for all, then flush; the caller commits.
 
+    :param keep_consents: keep the consents (the client stays registered
+        and its users need not be asked again).
     :returns: ``(grants revoked, consents deleted)``.
     """
     now = utcnow()
@@ -90,7 +93,7 @@ def revoke_client_grants(rt: Runtime, client_id: str, reason: str) -> tuple[int,
     grants = db.session.execute(
         update(Grant).where(Grant.client_id == client_id, Grant.revoked_at.is_(None))
         .values(revoked_at=now).execution_options(synchronize_session=False)).rowcount
-    consents = db.session.execute(
+    consents = 0 if keep_consents else db.session.execute(
         delete(Consent).where(Consent.client_id == client_id)
         .execution_options(synchronize_session=False)).rowcount
     record("client.grants_revoked", client_id=client_id, reason=reason, grants=grants,

@@ -255,11 +255,14 @@ def clients_update(client_id: str, as_json: bool, cleared: tuple[str, ...],
     """Change a client: only what the options give, checked as at
     registration. It applies in every process of the running provider at
     its next request. A client moved to a method with a secret gets one,
-    printed once; moved off private_key_jwt, it loses its keys."""
+    printed once; moved off private_key_jwt, it loses its keys; made
+    public, it loses its grants (refresh and access tokens), not its
+    consents."""
     from dataclasses import replace
 
+    from idp.admin.clients import change_client
     from idp.clients.metadata import ClientError
-    from idp.clients.service import registered_metadata, update_client
+    from idp.clients.service import registered_metadata
     from idp.runtime import current_runtime
 
     rt = current_runtime()
@@ -273,10 +276,14 @@ def clients_update(client_id: str, as_json: bool, cleared: tuple[str, ...],
         given.setdefault("jwks", None)
     current = registered_metadata(_registered(client_id))
     try:
-        client, secret = update_client(rt, client_id, replace(current, **given))
+        changed = change_client(rt, client_id, replace(current, **given), "cli")
     except ClientError as exc:
         raise click.ClickException(str(exc)) from None
-    _commit_and_show(rt, client, secret, as_json)
+    _commit_and_show(rt, changed.client, changed.secret, as_json)
+    if changed.made_public:
+        click.echo(f"made public: {changed.grants} grants revoked (refresh tokens of a "
+                   "confidential client are bound to its authentication); consents kept",
+                   err=True)
 
 
 @clients.command("rotate-secret")

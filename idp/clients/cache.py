@@ -72,6 +72,10 @@ class ClientInfo(ClientMixin):
     #: ``previous_secret_expires_at`` (Unix seconds).
     previous_secret_hash: str | None = field(default=None, repr=False)
     previous_secret_expires_at: float | None = None
+    #: When this registration was made, whole Unix seconds: a client deleted
+    #: and registered again under its ``client_id`` is a new registration,
+    #: and the tokens of the old one are older than it.
+    created_at: int = 0
 
     @property
     def is_public(self) -> bool:
@@ -185,6 +189,7 @@ def _to_info(row: Client, hmac_key: bytes) -> ClientInfo:
         allowed_origins=tuple(row.allowed_origins or ()), resource_server=row.resource_server,
         previous_secret_hash=row.previous_secret_hash if expires else None,
         previous_secret_expires_at=float(to_epoch(expires)) if expires else None,
+        created_at=to_epoch(row.created_at),
     )
 
 

@@ -117,7 +117,9 @@ def update_client(rt: Runtime, client_id: str, metadata: ClientMetadata, *,
     worked out again only when the redirect URIs or the
     ``sector_identifier_uri`` change, and must come out the same. A client
     moving to a method without a secret loses its secrets; one moving to a
-    method with a secret gets a new one.
+    method with a secret gets a new one. Its grants are authorizations: a
+    confidential client made public loses them through the operator action
+    that changes a client (:func:`idp.admin.clients.change_client`).
 
     :param metadata: the whole new registration (start from
         :func:`registered_metadata` to change some fields only).

@@ -51,8 +51,9 @@ def _user_token_is_live(claims: dict[str, Any]) -> bool:
 
 
 def userinfo(rt: Runtime, access_token: str) -> tuple[str, dict[str, Any]]:
-    """Claims about the token's account, limited by its scope and the
-    ``claims`` request of its grant.
+    """Claims about the token's account, limited by its scope, by what the
+    client's registration allows now (:func:`verify_access_token`) and by
+    the ``claims`` request of its grant.
 
     :returns: ``(client_id, claims)``: the client the token was issued to
         (whose allowed origins decide CORS) and the UserInfo claims.
@@ -100,7 +101,9 @@ def revoke(rt: Runtime, client_id: str, token: str, hint: str | None,
 def introspect(rt: Runtime, client_id: str, token: str, ip: str | None, *,
                resource_server: bool = False) -> dict[str, Any]:
     """The RFC 7662 §2.2 answer for ``token``: ``{"active": false}`` for
-    anything not live, so nothing is revealed about invalid tokens.
+    anything not live, so nothing is revealed about invalid tokens. The
+    ``scope`` reported is what the token is still good for, limited by the
+    client's registration as it is now.
 
     A client learns only about its own tokens; an access token of another
     client is ``active`` only to a client registered as a resource server
@@ -115,15 +118,19 @@ def introspect(rt: Runtime, client_id: str, token: str, ip: str | None, *,
     except InvalidTokenError:
         row = find_refresh_token(rt, token)
         grant = db.session.get(Grant, row.grant_id) if row is not None else None
+        client = rt.clients.get(client_id)
+        # As the refresh grant would answer: the scope the registration
+        # still allows, and none at all without offline_access.
+        scope = client.get_allowed_scope(grant.scope) if grant is not None else ""
         if (grant is not None and grant.client_id == client_id
+                and "offline_access" in scope_to_list(scope)
                 and _account_may_receive_tokens(grant)
                 and row.used_at is None and row.revoked_at is None
                 and grant.revoked_at is None and row.expires_at > utcnow()):
             account = get_account(grant.account_id)
-            body = {"active": True, "token_type": "refresh_token", "scope": grant.scope,
+            body = {"active": True, "token_type": "refresh_token", "scope": scope,
                     "client_id": grant.client_id,
-                    "sub": subject_for(rt, rt.clients.get(grant.client_id), account)
-                    if account else None,
+                    "sub": subject_for(rt, client, account) if account else None,
                     "exp": to_epoch(row.expires_at), "iat": to_epoch(row.created_at),
                     "iss": rt.issuer}
     else:

@@ -171,8 +171,16 @@ def verify_access_token(rt: Runtime, token: str) -> dict[str, Any]:
     algorithm only, ``typ`` (RFC 9068 §4), ``iss``, ``exp``, and revocation
     of the token (by ``jti``) and of its grant (by ``gid``); the client it
     was issued to must still be registered (a removed client's tokens stop
-    at once, client_credentials ones included).
+    at once, client_credentials ones included), and the token must not be
+    older than that registration: a client deleted and registered again
+    under the same ``client_id`` does not revive the old registration's
+    tokens. ``iat`` has whole seconds, so a token of the second the client
+    was registered in counts as the new registration's.
 
+    :returns: the token's claims, but ``scope`` is what the token is still
+        good for: its scope limited to what the client's registration allows
+        now, so a scope removed from it is released by no token issued
+        before (userinfo, introspection).
     :raises InvalidTokenError: on any failure.
     """
     decoded = _decode(rt, token)
@@ -192,9 +200,16 @@ def verify_access_token(rt: Runtime, token: str) -> dict[str, Any]:
         raise InvalidTokenError("token is revoked", client_id)
     if claims.get("gid") and rt.store.get(REVOKED_GRANT + claims["gid"]) is not None:
         raise InvalidTokenError("token is revoked", client_id)
-    if client_id is None or rt.clients.get(client_id) is None:
+    client = rt.clients.get(client_id) if client_id is not None else None
+    if client is None:
         raise InvalidTokenError("the client is no longer registered", client_id)
-    return claims
+    # The registration's time comes from the cached client: no store or
+    # database round trip per token.
+    iat = claims.get("iat")
+    if not isinstance(iat, int) or iat < client.created_at:
+        raise InvalidTokenError("the token was issued before the client's registration",
+                                client_id)
+    return {**claims, "scope": client.get_allowed_scope(claims.get("scope", ""))}
 
 
 def verify_id_token_hint(rt: Runtime, token: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from idp.cli import main
 from tests.helpers import Browser, pkce_pair, redeem
+from tests.helpers import TestClient as Registered
 from tests.serve_support import Served, running_serve
 
 # --- the services, on the in-process provider ------------------------------------
@@ -30,6 +31,49 @@ def _metadata(provider, client_id: str):
     from idp.clients.service import find_client, registered_metadata
 
     return registered_metadata(find_client(client_id))
+
+
+def _update(provider, client_id: str, **changes) -> None:
+    """``update_client`` with ``changes`` to what is registered, committed."""
+    from dataclasses import replace
+
+    from idp.clients.service import update_client
+
+    with provider.app.app_context():
+        update_client(provider.runtime, client_id,
+                      replace(_metadata(provider, client_id), **changes))
+
+
+def _tokens(provider, client: Registered, username: str, password: str, scope: str) -> dict:
+    code = Browser(provider.url).login_for_code(client, username, password, scope=scope)["code"]
+    answer = redeem(provider.url, client, code)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def _refresh(provider, client: Registered, refresh_token: str, **extra) -> requests.Response:
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token, **extra}
+    if client.auth is None:
+        data["client_id"] = client.client_id
+    return requests.post(f"{provider.url}/token", auth=client.auth, data=data)
+
+
+def _userinfo(provider, access_token: str) -> requests.Response:
+    return requests.get(f"{provider.url}/userinfo",
+                        headers={"Authorization": f"Bearer {access_token}"})
+
+
+def _introspect(provider, client: Registered, token: str) -> dict:
+    answer = requests.post(f"{provider.url}/introspect", auth=client.auth, data={"token": token})
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def _cc_token(provider, client: Registered) -> str:
+    answer = requests.post(f"{provider.url}/token", auth=client.auth,
+                           data={"grant_type": "client_credentials"})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["access_token"]
 
 
 def test_removing_a_client_revokes_its_grants_and_consents(provider):
@@ -150,6 +194,129 @@ def test_rotation_rules(provider):
             rotate_secret(provider.runtime, public.client_id, -1)
         with pytest.raises(ClientError, match="no client is registered"):
             rotate_secret(provider.runtime, "missing", 0)
+
+
+def test_a_scope_removed_from_the_registration_stops_at_every_old_grant(provider):
+    """What a client receives is bounded by its registration as it is now:
+    once ``email`` and ``phone`` leave it, a grant made before releases
+    neither (userinfo with the access token issued before, refresh, and what
+    introspection reports), though it still names them; a refresh never
+    gives more than was granted; without ``offline_access`` the refresh
+    tokens stop."""
+    from idp.accounts.service import find_by_username, set_phone_number
+
+    username, password, _ = provider.create_account(email="someone@example.test")
+    with provider.app.app_context():
+        set_phone_number(provider.runtime, find_by_username(username), "+8613912345678",
+                         verified=True)
+    client = provider.create_client(scope="openid email phone offline_access")
+    tokens = _tokens(provider, client, username, password,
+                     scope="openid email phone offline_access")
+    assert tokens["scope"] == "openid email phone offline_access"
+    assert _userinfo(provider, tokens["access_token"]).json()["email"] == "someone@example.test"
+    _update(provider, client.client_id, scope="openid offline_access")
+    released = ("email", "email_verified", "phone_number", "phone_number_verified")
+
+    def withheld(access_token: str) -> bool:
+        answer = _userinfo(provider, access_token)
+        assert answer.status_code == 200, answer.text
+        return "sub" in answer.json() and not set(released) & set(answer.json())
+
+    assert withheld(tokens["access_token"])
+    for token in (tokens["access_token"], tokens["refresh_token"]):
+        assert _introspect(provider, client, token)["scope"] == "openid offline_access"
+    refreshed = _refresh(provider, client, tokens["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    assert refreshed.json()["scope"] == "openid offline_access"
+    assert withheld(refreshed.json()["access_token"])
+    narrower = _refresh(provider, client, refreshed.json()["refresh_token"], scope="openid email")
+    assert narrower.status_code == 200, narrower.text
+    assert narrower.json()["scope"] == "openid"
+    _update(provider, client.client_id, scope="openid email phone")
+    assert _introspect(provider, client, narrower.json()["refresh_token"]) == {"active": False}
+    stopped = _refresh(provider, client, narrower.json()["refresh_token"])
+    assert stopped.status_code == 400 and stopped.json()["error"] == "invalid_grant"
+
+
+def test_a_client_registered_again_does_not_revive_the_old_registrations_tokens(provider):
+    """``idp clients delete X`` then ``idp clients create --client-id X``:
+    an access token issued before the current registration is not active,
+    at introspection (to a resource server or the new registration),
+    userinfo or revocation; the new registration's tokens are, from its
+    first second."""
+    from idp.admin.clients import remove_client
+    from idp.audit.models import AuditEvent
+    from idp.clients.service import create_client
+    from idp.extensions import db
+
+    username, password, _ = provider.create_account()
+    client = provider.create_client(
+        grant_types=["authorization_code", "refresh_token", "client_credentials"],
+        scope="openid profile offline_access")
+    api = provider.create_client(resource_server=True, grant_types=["client_credentials"])
+    user_tokens = _tokens(provider, client, username, password, scope="openid offline_access")
+    old = _cc_token(provider, client)
+    assert _introspect(provider, api, old)["active"] is True
+    with provider.app.app_context():
+        metadata = _metadata(provider, client.client_id)
+        remove_client(provider.runtime, client.client_id, "operator")
+    time.sleep(1)  # the tokens of the old registration are from an earlier second
+    with provider.app.app_context():
+        _, secret = create_client(provider.runtime, metadata)
+    again = Registered(client.client_id, secret, client.redirect_uri)
+    new = _cc_token(provider, again)
+    for who in (api, again):
+        assert _introspect(provider, who, old) == {"active": False}
+        assert _introspect(provider, who, user_tokens["access_token"]) == {"active": False}
+    assert _introspect(provider, api, new)["active"] is True
+    assert _userinfo(provider, user_tokens["access_token"]).status_code == 401
+    revoked = requests.post(f"{provider.url}/revoke", auth=again.auth, data={"token": old})
+    assert revoked.status_code == 200
+    with provider.app.app_context():
+        assert db.session.scalars(select(AuditEvent).where(
+            AuditEvent.client_id == client.client_id,
+            AuditEvent.event == "token.revoked")).all() == []
+
+
+def test_a_confidential_client_made_public_loses_its_grants(provider):
+    """Refresh tokens of a confidential client are bound to its
+    authentication (RFC 9700 §4.14.2): made public, the client could use
+    them with its client_id alone, so its live grants are revoked (refresh
+    tokens and the access tokens naming them), audited; consents stay.
+    Another change revokes nothing."""
+    from dataclasses import replace
+
+    from idp.admin.clients import change_client
+    from idp.audit.models import AuditEvent
+    from idp.authorizations.models import Consent
+    from idp.extensions import db
+
+    username, password, _ = provider.create_account()
+    client = provider.create_client(trusted=False)
+    tokens = _tokens(provider, client, username, password, scope="openid offline_access")
+    with provider.app.app_context():
+        changed = change_client(provider.runtime, client.client_id, replace(
+            _metadata(provider, client.client_id), client_name="Renamed"), "operator")
+        assert (changed.made_public, changed.grants, changed.secret) == (False, 0, None)
+    refreshed = _refresh(provider, client, tokens["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    tokens = refreshed.json()
+    with provider.app.app_context():
+        changed = change_client(provider.runtime, client.client_id, replace(
+            _metadata(provider, client.client_id), token_endpoint_auth_method="none"),
+            "operator")
+        assert (changed.made_public, changed.grants, changed.secret) == (True, 1, None)
+    public = Registered(client.client_id, None, client.redirect_uri)
+    stopped = _refresh(provider, public, tokens["refresh_token"])
+    assert stopped.status_code == 400 and stopped.json()["error"] == "invalid_grant"
+    assert _userinfo(provider, tokens["access_token"]).status_code == 401
+    with provider.app.app_context():
+        assert db.session.scalars(select(Consent.client_id).where(
+            Consent.client_id == client.client_id)).all() == [client.client_id]
+        events = {e.event: e.detail for e in db.session.scalars(select(AuditEvent).where(
+            AuditEvent.client_id == client.client_id))}
+        assert events["client.grants_revoked"] == {"reason": "client_made_public",
+                                                   "grants": 1, "consents": 0}
 
 
 def test_a_random_client_id_never_begins_with_a_dash(provider, monkeypatch):
@@ -417,3 +584,24 @@ def test_update_changes_only_what_is_given(served):
                  "id_token_signed_response_alg", "subject_type", "sector_identifier",
                  "token_endpoint_auth_method")
     assert {k: updated[k] for k in unchanged} == {k: client[k] for k in unchanged}
+
+
+def test_made_public_the_command_says_the_grants_were_revoked(served):
+    redirect_uri = "https://rp.example.test/cb"
+    created = _created(served, "--redirect-uri", redirect_uri, "--trusted")
+    client = Registered(created["client_id"], created["client_secret"], redirect_uri)
+    username, password = f"user{uuid.uuid4().hex[:10]}", "correct horse battery"
+    made = _idp(served, "users", "create", "--username", username, "--password-stdin",
+                input=password + "\n")
+    assert made.exit_code == 0, made.output
+    code = Browser(served.url).login_for_code(client, username, password,
+                                              scope="openid offline_access")["code"]
+    tokens = redeem(served.url, client, code).json()
+    result = _idp(served, "clients", "update", client.client_id, "--public")
+    assert result.exit_code == 0, result.output
+    assert ("made public: 1 grants revoked (refresh tokens of a confidential client are "
+            "bound to its authentication); consents kept") in result.output
+    stopped = requests.post(f"{served.url}/token", data={
+        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
+        "client_id": client.client_id})
+    assert stopped.status_code == 400 and stopped.json()["error"] == "invalid_grant"

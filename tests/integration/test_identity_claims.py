@@ -111,6 +111,34 @@ def test_idcard_only_for_allowed_clients_with_its_own_consent(gw):
             pyjwt.decode(token, options={"verify_signature": False}), ensure_ascii=False)
 
 
+def test_idcard_removed_from_the_registration_is_no_longer_released(gw):
+    """The ID number goes only to a client registered with ``idcard`` now:
+    once the scope leaves the registration, neither the access token issued
+    before nor one refreshed from the old grant releases it."""
+    from dataclasses import replace
+
+    from idp.clients.service import find_client, registered_metadata, update_client
+
+    provider, gateway = gw
+    username, password, person = level_2_account(provider, gateway)
+    client = provider.create_client(scope="openid realname idcard offline_access")
+    tokens = tokens_for(provider, client, username, password,
+                        scope="openid realname idcard offline_access")
+    assert userinfo(provider, tokens["access_token"])["resident_id_number"] == person.id_number
+    with provider.app.app_context():
+        update_client(provider.runtime, client.client_id, replace(
+            registered_metadata(find_client(client.client_id)),
+            scope="openid realname offline_access"))
+    refreshed = requests.post(f"{provider.url}/token", auth=client.auth, data={
+        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}).json()
+    assert refreshed["scope"] == "openid realname offline_access"
+    for token in (tokens["access_token"], refreshed["access_token"]):
+        info = userinfo(provider, token)
+        assert info["verified_claims"]["verification"]["assurance_level"] == "L2"
+        assert "resident_id_number" not in info
+        assert person.id_number not in json.dumps(info, ensure_ascii=False)
+
+
 def test_discovery_lists_levels_and_identity_assurance(gw):
     provider, _ = gw
     meta = requests.get(f"{provider.url}/.well-known/openid-configuration").json()

@@ -202,8 +202,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 or (grant.revoked_at is not None
                     and grant.revoked_at < self.request.code_taken_at)):
             raise InvalidGrantError("The authorization code is no longer valid.")
-        token = issue_user_tokens(rt, client, grant, account, code.scope,
-                                  wants_refresh(client, code.scope), code.nonce)
+        # Bounded by the registration at redemption too: a scope removed
+        # from it while the code was in flight is not issued.
+        scope = client.get_allowed_scope(code.scope)
+        token = issue_user_tokens(rt, client, grant, account, scope,
+                                  wants_refresh(client, scope), code.nonce)
         db.session.refresh(grant)
         if grant.revoked_at is not None:
             # A concurrent replay of this code revoked the grant (case O-9):

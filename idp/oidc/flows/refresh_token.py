@@ -17,7 +17,12 @@ from idp.web import client_ip
 class RefreshTokenGrant(grants.RefreshTokenGrant):
     """Refresh with rotation; reuse of a rotated token revokes the family
     (RFC 9700 §4.14.2). A new ID token keeps ``sub`` and the original
-    ``auth_time`` (OIDC Core §12.2) and carries no ``nonce``."""
+    ``auth_time`` (OIDC Core §12.2) and carries no ``nonce``.
+
+    The tokens never carry more than was granted (RFC 6749 §6) nor more than
+    the client's registration allows now: a scope removed from it
+    (``idp clients update --scope``) is dropped from every grant made before,
+    and without ``offline_access`` the refresh tokens stop."""
 
     TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
@@ -41,14 +46,20 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         scope = self.request.payload.scope
         if scope and not set(scope_to_list(scope)) <= set(scope_to_list(grant.scope)):
             raise InvalidScopeError("The requested scope exceeds the original grant.")
+        # A refresh token is the grant's offline access (OIDC Core §11); the
+        # registration no longer allows it, so the family ends here.
+        if "offline_access" not in scope_to_list(client.scope):
+            raise InvalidGrantError("The client is no longer registered for offline_access.")
         self.request.grant_record = grant
         self.request.user = account
 
     def create_token_response(self):
         rt = current_runtime()
         grant: Grant = self.request.grant_record
-        scope = self.request.payload.scope or grant.scope
-        token = issue_user_tokens(rt, self.request.client, grant, self.request.user, scope,
-                              True, None)
+        client = self.request.client
+        # The response names the scope, which differs from the request when
+        # the registration dropped some of it (RFC 6749 §5.1).
+        scope = client.get_allowed_scope(self.request.payload.scope or grant.scope)
+        token = issue_user_tokens(rt, client, grant, self.request.user, scope, True, None)
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
