@@ -139,7 +139,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                                  signed_in_account=signed_in_account,
                                  error_sentence=error_sentence, time_zone_name=time_zone_name)
     app.jinja_env.filters.update(local_time=local_time, registry_answer=registry_answer)
-    app.wsgi_app = PublicDocuments(app, app.wsgi_app)
+    documents = PublicDocuments(app, app.wsgi_app)
+    app.wsgi_app = app.extensions["idp.public_documents"] = documents
     if settings["trusted_proxies"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

@@ -47,7 +47,7 @@ class AuditWriter:
 
     def _ensure_thread(self) -> None:
         # Started lazily in the process that uses it: a thread started before
-        # a fork (gunicorn --preload) would not exist in the workers.
+        # a fork (a server that forks its workers) would not exist in the workers.
         if self._pid == os.getpid():
             return
         with self._lock:

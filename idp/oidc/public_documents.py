@@ -14,6 +14,7 @@ holds the two equal).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 
 from flask import Flask
@@ -72,36 +73,51 @@ class PublicDocuments:
             self._hosts.add(host)
         return True
 
-    def _jwks(self) -> tuple[bytes, str]:
-        fresh = self._keys.fresh_jwks()
-        if fresh is not None:
-            return fresh
-        with self._app.app_context():
-            return self._keys.jwks()
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any],
-                 ) -> Iterable[bytes]:
-        method = environ.get("REQUEST_METHOD")
+    def answer(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes] | None:
+        """The answer to ``environ`` when it is a ``GET`` or ``HEAD`` of
+        discovery or of a JWKS this process holds fresh, as ``(status code,
+        headers, body)``; None for anything else. Reads nothing, so an
+        event loop may call it (idp.rsgi_bridge)."""
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return None
         path = environ.get("PATH_INFO")
-        if method not in ("GET", "HEAD") or not self._plausible_host(environ):
-            return self._downstream(environ, start_response)
         if path in DISCOVERY_PATHS:
             body, etag = self._app.extensions["idp.discovery"]
             max_age = DISCOVERY_MAX_AGE
         elif path == JWKS_PATH:
-            body, etag = self._jwks()
+            fresh = self._keys.fresh_jwks()
+            if fresh is None:
+                return None
+            body, etag = fresh
             max_age = JWKS_MAX_AGE
         else:
-            return self._downstream(environ, start_response)
+            return None
+        if not self._plausible_host(environ):
+            return None
         matched = "HTTP_IF_NONE_MATCH" in environ and parse_etags(
             environ["HTTP_IF_NONE_MATCH"]).contains_weak(etag.strip('"'))
         if matched:
-            status, headers, body = "304 NOT MODIFIED", [], b""
+            status, headers, body = 304, [], b""
         else:
-            status = "200 OK"
+            status = 200
             headers = [("Content-Type", "application/json"),
                        ("Content-Length", str(len(body)))]
         headers += [("ETag", etag), ("Cache-Control", f"public, max-age={max_age}"),
                     ("Access-Control-Allow-Origin", "*"), *self._security]
-        start_response(status, headers)
-        return [] if method == "HEAD" else [body]
+        return status, headers, b"" if environ["REQUEST_METHOD"] == "HEAD" else body
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any],
+                 ) -> Iterable[bytes]:
+        answer = self.answer(environ)
+        if answer is None and environ.get("PATH_INFO") == JWKS_PATH \
+                and environ.get("REQUEST_METHOD") in ("GET", "HEAD") \
+                and self._plausible_host(environ):
+            # Stale in this process: reload the keys, then answer from them.
+            with self._app.app_context():
+                self._keys.jwks()
+            answer = self.answer(environ)
+        if answer is None:
+            return self._downstream(environ, start_response)
+        status, headers, body = answer
+        start_response(f"{status} {HTTPStatus(status).phrase.upper()}", headers)
+        return [body]
