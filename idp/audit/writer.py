@@ -97,6 +97,10 @@ class AuditWriter:
             db.session.execute(AuditEvent.__table__.insert(), rows)
             db.session.commit()
 
+    def idle(self) -> bool:
+        """Whether nothing is queued or being written (a cheap check)."""
+        return self._queue.unfinished_tasks == 0
+
     def flush(self) -> None:
         """Write everything queued so far and wait for batches in flight."""
         while True:
