@@ -258,7 +258,8 @@ def allow_pending_redirect(_sender: Any, template: Any, context: dict[str, Any],
 
 _POLICY = ("default-src 'self'; script-src {scripts}; style-src 'self'; object-src 'none'; "
            "base-uri 'none'; form-action {targets}; frame-ancestors 'none'")
-_STATIC_POLICY = _POLICY.format(scripts="'none'", targets="'self'")
+#: The policy of answers that carry no page (protocol endpoints, discovery, JWKS).
+STATIC_POLICY = _POLICY.format(scripts="'none'", targets="'self'")
 
 
 def content_security_policy() -> str:
@@ -270,7 +271,7 @@ def content_security_policy() -> str:
     extra_targets = g.get("idp_form_targets")
     if nonce is None and not extra_targets:
         # Protocol endpoints (token, JWKS, discovery) answer with this one.
-        return _STATIC_POLICY
+        return STATIC_POLICY
     scripts = f"'nonce-{nonce}'" if nonce else "'none'"
     targets = " ".join(dict.fromkeys(["'self'", *(extra_targets or ())]))
     return _POLICY.format(scripts=scripts, targets=targets)

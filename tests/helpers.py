@@ -274,9 +274,11 @@ def audit_reads_wait_for_the_writer() -> None:
 
     @event.listens_for(Session, "do_orm_execute")
     def _flush_before_audit_reads(state: ORMExecuteState) -> None:
-        if (not state.is_select or threading.current_thread() is not threading.main_thread()
-                or table not in state.statement.get_final_froms() or unit_of_work.wrote()):
+        if not state.is_select or threading.current_thread() is not threading.main_thread():
             return
         runtime = current_app.extensions.get("idp")
-        if runtime is not None:
-            runtime.audit.flush()
+        # The cheap checks first: finding the statement's tables compiles it.
+        if (runtime is None or runtime.audit.idle() or unit_of_work.wrote()
+                or table not in state.statement.get_final_froms()):
+            return
+        runtime.audit.flush()

@@ -1,4 +1,4 @@
-"""``idp serve`` in a subprocess, for the tests that need real gunicorn
+"""``idp serve`` in a subprocess, for the tests that need the real server's
 workers: on the run's database and store, with an instance folder of its own."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class Served:
     proc: subprocess.Popen
 
     def workers(self) -> set[int]:
-        """The pids of its gunicorn workers (the children of ``idp serve``)."""
+        """The pids of its granian workers (the children of ``idp serve``)."""
         children = set()
         for entry in os.listdir("/proc"):
             if not entry.isdigit():

@@ -47,7 +47,7 @@ class AuditWriter:
 
     def _ensure_thread(self) -> None:
         # Started lazily in the process that uses it: a thread started before
-        # a fork (gunicorn --preload) would not exist in the workers.
+        # a fork (a server that forks its workers) would not exist in the workers.
         if self._pid == os.getpid():
             return
         with self._lock:
@@ -96,6 +96,10 @@ class AuditWriter:
         with self._app.app_context():
             db.session.execute(AuditEvent.__table__.insert(), rows)
             db.session.commit()
+
+    def idle(self) -> bool:
+        """Whether nothing is queued or being written (a cheap check)."""
+        return self._queue.unfinished_tasks == 0
 
     def flush(self) -> None:
         """Write everything queued so far and wait for batches in flight."""

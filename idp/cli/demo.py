@@ -243,9 +243,8 @@ class _Child:
         self.label = label
         self.ready_url = ready_url
         # Each server in its own session: Ctrl-C in the terminal reaches only
-        # the demo, which then stops each server with one SIGTERM. A gunicorn
-        # worker that got the terminal's SIGINT and then its master's SIGQUIT
-        # can deadlock in shutdown (gthread worker, gunicorn 27) and be orphaned.
+        # the demo, which then stops each server with one SIGTERM, so no
+        # worker gets two different signals from the terminal and its parent.
         self.proc = subprocess.Popen(args, env=env,  # noqa: S603 - fixed argv, no shell
                                      start_new_session=True)
 
@@ -280,7 +279,7 @@ def _signal_group(child: _Child, signum: int) -> None:
 
 def _stop(children: list[_Child]) -> None:
     """SIGTERM every child, wait, then SIGKILL each child's whole process
-    group (a gunicorn master and its workers) if it is still running."""
+    group (a server and its workers) if it is still running."""
     for child in children:
         if child.proc.poll() is None:
             child.proc.terminate()
@@ -353,7 +352,7 @@ def _on_signal(signum: int, _frame: Any) -> None:
 
 
 def run_demo(port: int) -> None:
-    """Prepare the demo data, start the provider (gunicorn) and the two
+    """Prepare the demo data, start the provider (granian) and the two
     relying parties, print how to use them, and run until Ctrl-C or SIGTERM,
     then stop them.
 

@@ -176,6 +176,15 @@ class KeyRing:
         snap = self._load()
         return snap.jwks_body, snap.etag
 
+    def fresh_jwks(self) -> tuple[bytes, str] | None:
+        """:meth:`jwks` if this process's copy is within ``cache_seconds``,
+        else None (then :meth:`jwks` reloads it, in an application context).
+        Reads nothing, so it needs no context."""
+        snap = self._snapshot
+        if snap is None or time.monotonic() - snap.loaded_at >= self._cache_seconds:
+            return None
+        return snap.jwks_body, snap.etag
+
     def algorithms(self) -> list[str]:
         """Algorithms with an active key."""
         return sorted(self._load().active)

@@ -1,6 +1,6 @@
 """SQLite backend of the ephemeral state store, for single-machine deployments.
 
-All worker processes of one machine (e.g. gunicorn workers) open the same
+All worker processes of one machine (e.g. the server's workers) open the same
 database file. The database runs in WAL mode so readers never wait for the
 writer, and every operation is a single SQL statement, which SQLite runs as
 its own transaction under the database write lock; that is what makes
@@ -81,7 +81,7 @@ class EmbeddedStore:
     :param prefix: prepended to every key.
 
     Each thread of each process lazily opens its own connection, so an
-    instance may be created before gunicorn forks its workers and shared by
+    instance may be created before the server forks its workers and shared by
     the threads of a worker.
 
     Every method raises :class:`~idp.store.base.StoreError` when the file

@@ -39,7 +39,7 @@ class RedisStore:
     Each instance owns one connection pool. Nothing connects until the first
     command, so constructing a store never fails because Redis is down; call
     :meth:`ping` to check. redis-py pools are fork-safe, so an instance
-    created before gunicorn forks its workers is fine to use in them.
+    created before the server forks its workers is fine to use in them.
 
     Every method raises :class:`~idp.store.base.StoreError` when Redis is
     unreachable or rejects a command.

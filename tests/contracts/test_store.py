@@ -317,7 +317,7 @@ def _process_main(backend: Backend, barrier, results, work: Callable[..., Any], 
 
 
 def _in_processes(backend: Backend, work: Callable[..., Any], *args: Any) -> list[Any]:
-    # spawn, not fork: each racer must open the store itself, as a gunicorn worker does.
+    # spawn, not fork: each racer must open the store itself, as a server worker does.
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(PROCESSES)
     results = context.Queue()

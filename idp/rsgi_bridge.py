@@ -1,0 +1,187 @@
+"""The provider as an RSGI application for granian (``idp serve``).
+
+granian's HTTP layer is Rust (hyper): it parses requests and writes answers
+outside Python, which took most of a request's time under gunicorn. Its own
+WSGI interface runs the application in a thread as soon as the head has
+arrived and lets the thread read the body from the socket, so a client that
+sends its body a byte at a time holds a thread for as long as it likes
+(slowloris); :class:`WsgiBridge` therefore speaks RSGI and keeps the rule
+the provider's gunicorn worker had: a thread only ever runs the
+application.
+
+- The head is read by hyper, within ``server.request_timeout`` (granian's
+  ``header_read_timeout``) and within :data:`MAX_HEAD_BYTES`.
+- The body is read in the worker's event loop, whole, before a thread gets
+  the request: at most :data:`MAX_BODY_BYTES` (413 beyond, from the
+  ``Content-Length`` alone when it has one) and within
+  ``server.request_timeout`` (408 after).
+- The application runs in a pool of ``threads`` threads per worker on a
+  WSGI environ with the buffered body (PEP 3333); its answer is collected
+  in the thread and handed to hyper, which sends it without a thread
+  waiting on the client (slow readers).
+- Answers that need no I/O (discovery, a fresh JWKS:
+  :meth:`idp.oidc.public_documents.PublicDocuments.answer`) are given in
+  the event loop, without the thread hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import sys
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+#: An answer as ``(status code, headers, body)``.
+Answer = tuple[int, list[tuple[str, str]], bytes]
+
+#: Largest request head, bytes (request line and fields): hyper's read
+#: buffer, beyond which it refuses the request (431, RFC 6585 §5).
+MAX_HEAD_BYTES = 64 * 1024
+#: Largest request body, bytes: the provider's MAX_CONTENT_LENGTH; a longer
+#: one is answered 413 (RFC 9110 §15.5.14) without being kept.
+MAX_BODY_BYTES = 64 * 1024
+
+
+class _TooLarge(Exception):
+    """The body goes past :data:`MAX_BODY_BYTES`."""
+
+
+def _plain(status: int, reason: str) -> Answer:
+    body = f"{status} {reason}\n".encode()
+    return status, [("content-type", "text/plain; charset=utf-8"), ("connection", "close"),
+                    ("content-length", str(len(body)))], body
+
+
+def _host_and_port(address: str) -> tuple[str, str]:
+    """``host:port`` (``[v6]:port`` too) as WSGI's ``SERVER_NAME``/``REMOTE_ADDR`` and port."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), port
+
+
+class WsgiBridge:
+    """RSGI application (granian's ``__rsgi__`` protocol) that serves the
+    WSGI application ``wsgi_app`` from a thread pool, reading each request
+    whole first.
+
+    :param wsgi_app: the WSGI application (the provider's Flask app).
+    :param threads: threads per worker that run it.
+    :param request_timeout: seconds a client has to send the body once the
+        head has arrived.
+    :param quick: a function answering, from an environ, what needs no I/O
+        (or None to let a thread answer); called in the event loop.
+    """
+
+    def __init__(self, wsgi_app: WSGIApp, *, threads: int, request_timeout: float,
+                 quick: Callable[[dict[str, Any]], Answer | None] | None = None) -> None:
+        self._app = wsgi_app
+        self._threads = threads
+        self._timeout = request_timeout
+        self._quick = quick
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        """granian: the worker starts (after the fork)."""
+        self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="idp-request")
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        """granian: the worker stops; requests in threads finish first."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    async def __rsgi__(self, scope: Any, protocol: Any) -> None:
+        """Serve one HTTP request (websockets are off)."""
+        try:
+            body = await asyncio.wait_for(self._read_body(scope, protocol), self._timeout)
+        except _TooLarge:
+            protocol.response_bytes(*_plain(413, "Content Too Large"))
+            return
+        except TimeoutError:
+            protocol.response_bytes(*_plain(408, "Request Timeout"))
+            return
+        except Exception:  # noqa: BLE001 - the client went away or broke the framing
+            return
+        environ = self._environ(scope, body)
+        answer = self._quick(environ) if self._quick is not None else None
+        if answer is None:
+            loop = asyncio.get_running_loop()
+            answer = await loop.run_in_executor(self._pool, self._call, environ)
+        protocol.response_bytes(*answer)
+
+    @staticmethod
+    async def _read_body(scope: Any, protocol: Any) -> bytes:
+        length = scope.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            raise _TooLarge
+        chunks, size = [], 0
+        async for chunk in protocol:
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise _TooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _environ(scope: Any, body: bytes) -> dict[str, Any]:
+        server, server_port = _host_and_port(scope.server)
+        client, client_port = _host_and_port(scope.client)
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": scope.method,
+            "SCRIPT_NAME": "",
+            # PEP 3333: PATH_INFO is the decoded path's bytes read as latin-1.
+            "PATH_INFO": scope.path.encode("utf-8", "surrogateescape").decode("latin-1"),
+            "QUERY_STRING": scope.query_string,
+            "SERVER_NAME": server, "SERVER_PORT": server_port,
+            "REMOTE_ADDR": client, "REMOTE_PORT": client_port,
+            "SERVER_PROTOCOL": "HTTP/" + scope.http_version,
+            "wsgi.version": (1, 0), "wsgi.url_scheme": scope.scheme,
+            "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr,
+            "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False,
+        }
+        for name, value in scope.headers.items():
+            key = name.upper().replace("-", "_")
+            if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+                key = "HTTP_" + key
+            # Repeated fields are one list (RFC 9110 §5.3).
+            environ[key] = f"{environ[key]},{value}" if key in environ else value
+        return environ
+
+    def _call(self, environ: dict[str, Any]) -> Answer:
+        seen: dict[str, Any] = {}
+        written: list[bytes] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]],
+                           exc_info: Any = None) -> Callable[[bytes], None]:
+            seen["status"], seen["headers"] = int(status[:3]), headers
+            return written.append
+
+        try:
+            result = self._app(environ, start_response)
+            try:
+                body = b"".join([*written, *result])
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        except Exception:  # noqa: BLE001 - Flask's error net answers first; this is the last one
+            log.exception("the application failed outside its error handlers")
+            return _plain(500, "Internal Server Error")
+        return seen["status"], seen["headers"], body
+
+
+def create_bridge() -> WsgiBridge:
+    """granian's factory (``idp serve``), run in each worker: the provider
+    from its settings (``IDP_*``, config files), served with
+    ``server.threads`` threads and ``server.request_timeout``."""
+    from idp import create_app
+
+    app = create_app()
+    server = app.extensions["idp"].settings["server"]
+    return WsgiBridge(app, threads=server["threads"],
+                      request_timeout=float(server["request_timeout"]),
+                      quick=app.extensions["idp.public_documents"].answer)

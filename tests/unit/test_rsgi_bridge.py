@@ -1,0 +1,119 @@
+"""The RSGI bridge (idp.rsgi_bridge) gives the WSGI application what a WSGI
+server would (PEP 3333), from granian's request scope; the slow-client
+behaviour is tested against a running ``idp serve`` (test_serve.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import pytest
+
+from idp.rsgi_bridge import MAX_BODY_BYTES, WsgiBridge
+
+
+class Headers(dict):
+    def items(self):
+        return self._pairs
+
+    def __init__(self, pairs):
+        super().__init__(pairs)
+        self._pairs = list(pairs)
+
+
+@dataclass
+class Scope:
+    headers: Headers
+    method: str = "POST"
+    path: str = "/caf\u00e9"
+    query_string: str = "a=%00&b=2"
+    server: str = "127.0.0.1:5000"
+    client: str = "[::1]:40000"
+    http_version: str = "1.1"
+    scheme: str = "http"
+    proto: str = "http"
+
+
+@dataclass
+class Protocol:
+    chunks: list[bytes]
+    answers: list[tuple] = field(default_factory=list)
+
+    def __aiter__(self):
+        async def gen():
+            for chunk in self.chunks:
+                yield chunk
+        return gen()
+
+    def response_bytes(self, status, headers, body):
+        self.answers.append((status, headers, body))
+
+
+def _serve(app, scope, protocol, timeout=5.0):
+    bridge = WsgiBridge(app, threads=1, request_timeout=timeout)
+    bridge.__rsgi_init__(None)
+    try:
+        asyncio.run(bridge.__rsgi__(scope, protocol))
+    finally:
+        bridge.__rsgi_del__(None)
+    return protocol.answers[0]
+
+
+def test_the_environ_is_pep_3333s():
+    seen = {}
+
+    def app(environ, start_response):
+        seen.update(environ, body=environ["wsgi.input"].read())
+        write = start_response("201 CREATED", [("X-A", "1")])
+        write(b"written ")
+        return [b"returned"]
+
+    scope = Scope(Headers([("content-type", "application/x-www-form-urlencoded"),
+                           ("content-length", "7"), ("x-forwarded-for", "1.1.1.1"),
+                           ("x-forwarded-for", "2.2.2.2")]))
+    status, headers, body = _serve(app, scope, Protocol([b"a=1", b"&b=2"]))
+    assert (status, headers, body) == (201, [("X-A", "1")], b"written returned")
+    assert seen["PATH_INFO"] == "/caf\u00e9".encode().decode("latin-1")
+    assert seen["QUERY_STRING"] == "a=%00&b=2" and seen["body"] == b"a=1&b=2"
+    assert seen["CONTENT_TYPE"] == "application/x-www-form-urlencoded"
+    assert seen["CONTENT_LENGTH"] == "7" and "HTTP_CONTENT_LENGTH" not in seen
+    assert seen["HTTP_X_FORWARDED_FOR"] == "1.1.1.1,2.2.2.2"
+    assert (seen["REMOTE_ADDR"], seen["SERVER_NAME"], seen["SERVER_PORT"]) == \
+        ("::1", "127.0.0.1", "5000")
+
+
+@pytest.mark.parametrize("chunks,length", [
+    ([b"a" * (MAX_BODY_BYTES + 1)], None),
+    ([b"a" * 40_000, b"a" * 40_000], None),
+    ([], str(MAX_BODY_BYTES + 1)),
+])
+def test_a_body_over_the_limit_is_413_without_the_application(chunks, length):
+    def app(environ, start_response):
+        raise AssertionError("the application must not run")
+
+    headers = Headers([("content-length", length)] if length else [])
+    status, _, _ = _serve(app, Scope(headers), Protocol(chunks))
+    assert status == 413
+
+
+def test_a_body_that_does_not_come_is_408():
+    class Stalled(Protocol):
+        def __aiter__(self):
+            async def gen():
+                await asyncio.sleep(10)
+                yield b""
+            return gen()
+
+    def app(environ, start_response):
+        raise AssertionError("the application must not run")
+
+    status, _, _ = _serve(app, Scope(Headers([])), Stalled([]), timeout=0.1)
+    assert status == 408
+
+
+def test_an_application_failing_outside_flask_is_a_plain_500():
+    def app(environ, start_response):
+        raise RuntimeError("boom")
+
+    status, _, body = _serve(app, Scope(Headers([])), Protocol([]))
+    assert status == 500 and b"boom" not in body
