@@ -74,8 +74,17 @@ def wrote() -> bool:
     :returns: True after a flush, a conditional UPDATE or a bulk INSERT in
         this transaction, or with unflushed changes in the session.
     """
+    if not _opened():
+        return False
     session = db.session
     return bool(session.info.get(_WROTE) or session.new or session.dirty or session.deleted)
+
+
+def _opened() -> bool:
+    # Asking the scoped session anything opens one; a request that never
+    # touched the database (discovery, a token from cached clients) has none
+    # to commit, roll back or close.
+    return db.session.registry.has()
 
 
 def commit() -> None:
@@ -87,6 +96,8 @@ def commit() -> None:
     :raises sqlalchemy.exc.SQLAlchemyError: when the commit fails; the unit
         is rolled back and its callbacks dropped first.
     """
+    if not _opened():
+        return
     if wrote():
         try:
             db.session.commit()
@@ -104,6 +115,8 @@ def rollback() -> None:
     """Roll back the current unit of work and drop its :func:`after_commit`
     callbacks. A failing rollback (a dead connection) is logged, not raised,
     so it cannot hide the error that caused it."""
+    if not _opened():
+        return
     db.session.info.pop(_HOOKS, None)
     try:
         db.session.rollback()
