@@ -144,6 +144,11 @@ class WsgiBridge:
             "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False,
         }
         for name, value in scope.headers.items():
+            if "_" in name:
+                # X_Forwarded_For would become HTTP_X_FORWARDED_FOR beside the
+                # proxy's X-Forwarded-For, a way to spoof the client address
+                # the limits count by; dropped, as nginx and gunicorn do.
+                continue
             key = name.upper().replace("-", "_")
             if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
                 key = "HTTP_" + key

@@ -117,3 +117,19 @@ def test_an_application_failing_outside_flask_is_a_plain_500():
 
     status, _, body = _serve(app, Scope(Headers([])), Protocol([]))
     assert status == 500 and b"boom" not in body
+
+
+def test_a_header_name_with_an_underscore_is_dropped():
+    """Such a name would land on the same WSGI key as its hyphenated twin
+    (``X_Forwarded_For`` beside the proxy's ``X-Forwarded-For``), letting a
+    client forge the address the per-IP limits count by."""
+    seen = {}
+
+    def app(environ, start_response):
+        seen.update(environ)
+        start_response("200 OK", [])
+        return [b""]
+
+    scope = Scope(Headers([("x_forwarded_for", "6.6.6.6"), ("x-forwarded-for", "1.1.1.1")]))
+    _serve(app, scope, Protocol([]))
+    assert seen["HTTP_X_FORWARDED_FOR"] == "1.1.1.1"
