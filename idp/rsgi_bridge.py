@@ -140,7 +140,10 @@ class WsgiBridge:
             "REMOTE_ADDR": client, "REMOTE_PORT": client_port,
             "SERVER_PROTOCOL": "HTTP/" + scope.http_version,
             "wsgi.version": (1, 0), "wsgi.url_scheme": scope.scheme,
-            "wsgi.input": io.BytesIO(body), "wsgi.errors": sys.stderr,
+            # The body is read whole, so the input ends where it does
+            # (Werkzeug reads no chunked body from an input not so marked).
+            "wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True,
+            "wsgi.errors": sys.stderr,
             "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False,
         }
         for name, value in scope.headers.items():

@@ -133,3 +133,20 @@ def test_a_header_name_with_an_underscore_is_dropped():
     scope = Scope(Headers([("x_forwarded_for", "6.6.6.6"), ("x-forwarded-for", "1.1.1.1")]))
     _serve(app, scope, Protocol([]))
     assert seen["HTTP_X_FORWARDED_FOR"] == "1.1.1.1"
+
+
+def test_a_chunked_body_reaches_the_application_with_its_length():
+    """A chunked request has no Content-Length, and Werkzeug reads no body
+    of unknown length: the form of a chunked POST /token was empty."""
+    from flask import Flask, request
+
+    flask_app = Flask(__name__)
+
+    @flask_app.post("/token")
+    def token():
+        return request.form["grant_type"]
+
+    scope = Scope(Headers([("content-type", "application/x-www-form-urlencoded"),
+                           ("transfer-encoding", "chunked")]), path="/token")
+    status, _, body = _serve(flask_app, scope, Protocol([b"grant_type=", b"client_credentials"]))
+    assert (status, body) == (200, b"client_credentials")
