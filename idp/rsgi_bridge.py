@@ -13,8 +13,9 @@ application.
   ``header_read_timeout``) and within :data:`MAX_HEAD_BYTES`.
 - The body is read in the worker's event loop, whole, before a thread gets
   the request: at most :data:`MAX_BODY_BYTES` (413 beyond, from the
-  ``Content-Length`` alone when it has one) and within
-  ``server.request_timeout`` (408 after).
+  ``Content-Length`` alone), within ``server.request_timeout`` (408 after),
+  exactly ``Content-Length`` bytes (a body cut short is never served), and
+  only with a ``Content-Length`` (411 without: :func:`_refusal`).
 - The application runs in a pool of ``threads`` threads per worker on a
   WSGI environ with the buffered body (PEP 3333); its answer is collected
   in the thread and handed to hyper, which sends it without a thread
@@ -50,6 +51,29 @@ MAX_BODY_BYTES = 64 * 1024
 
 class _TooLarge(Exception):
     """The body goes past :data:`MAX_BODY_BYTES`."""
+
+
+class _Incomplete(Exception):
+    """The body ended before its ``Content-Length``."""
+
+
+def _refusal(scope: Any) -> Answer | None:
+    """The answer to a request refused on its head alone, else None.
+
+    - A body without ``Content-Length`` (``Transfer-Encoding``): 411 (RFC
+      9112 §6.3 lets a server require the length). granian ends a chunked
+      body quietly when the client stops early, so its end cannot be told
+      from a cut; and each chunk costs a turn of the event loop. Browsers
+      and OAuth clients send forms with a length.
+    - An HTTP/1.1 request without ``Host``, or with two: 400 (RFC 9112 §3.2).
+    """
+    names = [name.lower() for name in scope.headers.keys()]
+    if "transfer-encoding" in names:
+        return _plain(411, "Length Required")
+    hosts = names.count("host")
+    if hosts > 1 or (hosts == 0 and scope.http_version == "1.1"):
+        return _plain(400, "Bad Request")
+    return None
 
 
 def _plain(status: int, reason: str) -> Answer:
@@ -96,8 +120,16 @@ class WsgiBridge:
 
     async def __rsgi__(self, scope: Any, protocol: Any) -> None:
         """Serve one HTTP request (websockets are off)."""
+        refused = _refusal(scope)
+        if refused is not None:
+            protocol.response_bytes(*refused)
+            return
         try:
             body = await asyncio.wait_for(self._read_body(scope, protocol), self._timeout)
+        except _Incomplete:
+            # The client closed before the body was whole (RFC 9112 §6.3:
+            # incomplete, never to be acted on); nobody is left to answer.
+            return
         except _TooLarge:
             protocol.response_bytes(*_plain(413, "Content Too Large"))
             return
@@ -124,6 +156,9 @@ class WsgiBridge:
             if size > MAX_BODY_BYTES:
                 raise _TooLarge
             chunks.append(chunk)
+        # granian ends the stream quietly when the client closes early.
+        if size != int(length or 0):
+            raise _Incomplete
         return b"".join(chunks)
 
     @staticmethod
@@ -134,6 +169,8 @@ class WsgiBridge:
             "REQUEST_METHOD": scope.method,
             "SCRIPT_NAME": "",
             # PEP 3333: PATH_INFO is the decoded path's bytes read as latin-1.
+            # granian hands over text (bytes that are not UTF-8 already as
+            # U+FFFD), so that is its UTF-8 read as latin-1.
             "PATH_INFO": scope.path.encode("utf-8", "surrogateescape").decode("latin-1"),
             "QUERY_STRING": scope.query_string,
             "SERVER_NAME": server, "SERVER_PORT": server_port,

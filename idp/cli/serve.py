@@ -3,8 +3,9 @@
 granian parses HTTP and sends answers in Rust; the bridge reads each request
 whole in the worker's event loop and gives threads only the application, so
 slow clients (a head or body a byte at a time, answers never read) cost a
-buffer, not a thread. A reverse proxy in front (README, production) still
-limits connections per address.
+buffer, not a thread. A reverse proxy in front (README, production) limits
+connections per address and drops clients that never read their answers,
+which granian (no write timeout) does not.
 
 Why granian and not gunicorn: measured side by side on this machine
 (docs/performance.md, issue 9), gunicorn's pure-Python parsing and writing
@@ -22,6 +23,9 @@ from idp.rsgi_bridge import MAX_HEAD_BYTES
 
 #: granian's limit on the head read timeout, milliseconds.
 MAX_HEAD_TIMEOUT_MS = 60_000
+#: Connections one worker holds at once (granian's ``backpressure``, which
+#: counts connections; its default shares 1,024 among all workers).
+CONNECTIONS_PER_WORKER = 1000
 
 
 def run_granian(host: str, port: int, workers: int, request_timeout: int) -> None:
@@ -45,6 +49,11 @@ def run_granian(host: str, port: int, workers: int, request_timeout: int) -> Non
             header_read_timeout=min(request_timeout * 1000, MAX_HEAD_TIMEOUT_MS),
             max_buffer_size=MAX_HEAD_BYTES),
         log_access=False,
+        backlog=max(1024, CONNECTIONS_PER_WORKER * workers),
+        backpressure=CONNECTIONS_PER_WORKER,
+        # A worker that dies (a crash in a C extension, the OOM killer) is
+        # replaced; granian's default stops the whole server.
+        respawn_failed_workers=True,
         # Requests are short; a worker still busy 10 s after SIGTERM is stuck.
         workers_kill_timeout=10,
     ).serve()
