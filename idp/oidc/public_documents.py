@@ -73,27 +73,33 @@ class PublicDocuments:
             self._hosts.add(host)
         return True
 
-    def answer(self, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    def answer(self, environ: dict[str, Any], *, load: bool = False,
+               ) -> tuple[int, list[tuple[str, str]], bytes] | None:
         """The answer to ``environ`` when it is a ``GET`` or ``HEAD`` of
-        discovery or of a JWKS this process holds fresh, as ``(status code,
-        headers, body)``; None for anything else. Reads nothing, so an
-        event loop may call it (idp.rsgi_bridge)."""
+        discovery or of the JWKS, as ``(status code, headers, body)``; None
+        for anything else. Without ``load`` it reads nothing, so an event
+        loop may call it (idp.rsgi_bridge), and a JWKS this process does
+        not hold fresh is None too; with ``load`` the keys are reloaded.
+        """
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             return None
         path = environ.get("PATH_INFO")
-        if path in DISCOVERY_PATHS:
-            body, etag = self._app.extensions["idp.discovery"]
-            max_age = DISCOVERY_MAX_AGE
-        elif path == JWKS_PATH:
-            fresh = self._keys.fresh_jwks()
-            if fresh is None:
-                return None
-            body, etag = fresh
-            max_age = JWKS_MAX_AGE
-        else:
+        if path not in DISCOVERY_PATHS and path != JWKS_PATH:
             return None
         if not self._plausible_host(environ):
             return None
+        if path == JWKS_PATH:
+            document = self._keys.fresh_jwks()
+            if document is None and load:
+                with self._app.app_context():
+                    document = self._keys.jwks()
+            if document is None:
+                return None
+            max_age = JWKS_MAX_AGE
+        else:
+            document = self._app.extensions["idp.discovery"]
+            max_age = DISCOVERY_MAX_AGE
+        body, etag = document
         matched = "HTTP_IF_NONE_MATCH" in environ and parse_etags(
             environ["HTTP_IF_NONE_MATCH"]).contains_weak(etag.strip('"'))
         if matched:
@@ -108,14 +114,7 @@ class PublicDocuments:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any],
                  ) -> Iterable[bytes]:
-        answer = self.answer(environ)
-        if answer is None and environ.get("PATH_INFO") == JWKS_PATH \
-                and environ.get("REQUEST_METHOD") in ("GET", "HEAD") \
-                and self._plausible_host(environ):
-            # Stale in this process: reload the keys, then answer from them.
-            with self._app.app_context():
-                self._keys.jwks()
-            answer = self.answer(environ)
+        answer = self.answer(environ, load=True)
         if answer is None:
             return self._downstream(environ, start_response)
         status, headers, body = answer
