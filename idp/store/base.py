@@ -12,6 +12,7 @@ seconds, at least 1.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 
@@ -47,6 +48,15 @@ class Store(Protocol):
 
     def get(self, key: str) -> dict | None:
         """The value stored under ``key``, or None if absent or expired."""
+
+    def get_many(self, keys: Sequence[str]) -> list[dict | None]:
+        """The values stored under ``keys``, in their order, each None if
+        absent or expired: one round trip to the backend however many keys
+        (a request that checks several revocation markers pays for one).
+
+        :param keys: at most a few dozen keys; duplicates are allowed.
+        :returns: a list as long as ``keys``.
+        """
 
     def take(self, key: str) -> dict | None:
         """Atomically get and delete ``key``.

@@ -18,7 +18,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -119,6 +119,19 @@ class EmbeddedStore:
         with self._connection() as conn:
             row = _first(conn.execute(_GET, (self._prefix + key, time.time())))
         return None if row is None else json.loads(row[0])
+
+    def get_many(self, keys: Sequence[str]) -> list[dict | None]:
+        """The values under ``keys`` in their order (None where absent or
+        expired), read by one statement."""
+        if not keys:
+            return []
+        names = [self._prefix + key for key in keys]
+        unique = list(dict.fromkeys(names))
+        query = (f"SELECT key, value FROM entries WHERE key IN ({','.join('?' * len(unique))})"
+                 " AND expires_at > ?")
+        with self._connection() as conn:
+            found = dict(conn.execute(query, (*unique, time.time())).fetchall())
+        return [None if name not in found else json.loads(found[name]) for name in names]
 
     def take(self, key: str) -> dict | None:
         """Delete ``key`` and return its value; None if absent or expired."""

@@ -7,7 +7,7 @@ machine sees the same state. Expiry is Redis's own key expiry.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import redis
@@ -67,6 +67,15 @@ class RedisStore:
         with _errors():
             raw = self._client.get(self._prefix + key)
         return None if raw is None else json.loads(raw)
+
+    def get_many(self, keys: Sequence[str]) -> list[dict | None]:
+        """The values under ``keys`` in their order (None where absent or
+        expired), read by one ``MGET``."""
+        if not keys:
+            return []
+        with _errors():
+            raw = self._client.mget([self._prefix + key for key in keys])
+        return [None if item is None else json.loads(item) for item in raw]
 
     def take(self, key: str) -> dict | None:
         """Get and delete ``key`` in one command; None if absent or expired."""

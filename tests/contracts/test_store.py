@@ -99,6 +99,16 @@ def test_get_missing_key_returns_none(store):
     assert store.get("missing") is None
 
 
+def test_get_many_answers_in_key_order_with_none_for_missing(store, backend):
+    store.put("a", {"v": 1}, 60)
+    store.put("c", {"v": 3}, 60)
+    with closing(backend.open(prefix=backend.prefix + "other:")) as other:
+        other.put("b", {"v": "elsewhere"}, 60)
+
+    assert store.get_many(["c", "b", "a", "a"]) == [{"v": 3}, None, {"v": 1}, {"v": 1}]
+    assert store.get_many([]) == []
+
+
 def test_put_overwrites_value_and_expiry(store):
     store.put("k", {"v": 1}, 600)
     store.put("k", {"v": 2}, 10)
@@ -195,6 +205,7 @@ def test_expired_entries_are_gone(store):
     assert store.incr("window", 60) == 1
     assert store.ttl("window") > 1
     assert store.get("kept") == {"v": 1}
+    assert store.get_many(["gone", "kept"]) == [None, {"v": 1}]
 
 
 @pytest.mark.parametrize("ttl", [0, -1, 1.5])
@@ -237,6 +248,8 @@ def test_unreachable_backend_raises_store_error(kind, tmp_path):
             unreachable.ping()
         with pytest.raises(StoreError):
             unreachable.get("k")
+        with pytest.raises(StoreError):
+            unreachable.get_many(["k", "l"])
 
 
 def test_create_store_picks_redis_when_a_url_is_given(tmp_path):
