@@ -102,7 +102,8 @@ def _requests(app, base: str) -> dict[str, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("endpoints", nargs="*", help=f"any of {', '.join(ENDPOINTS)} (default: all)")
+    parser.add_argument("endpoints", nargs="*",
+                        help=f"any of {', '.join(ENDPOINTS)} (default: all)")
     parser.add_argument("--count", type=int, default=1000, help="requests per endpoint")
     parser.add_argument("--profile", action="store_true", help="print cProfile listings")
     parser.add_argument("--top", type=int, default=30, help="lines of each listing")

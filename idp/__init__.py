@@ -32,7 +32,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from idp.accounts.passwords import PasswordHasher
     from idp.accounts.pii import PiiCipher
+    from idp.accounts.snapshots import AccountCache
     from idp.audit.writer import AuditWriter
+    from idp.authorizations.cache import GrantCache
     from idp.clients.cache import ClientCache
     from idp.clients.metadata import SCOPES
     from idp.extensions import babel, csrf, db, migrate
@@ -102,7 +104,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                          prefix=settings["store_prefix"])
     app.extensions["idp"] = Runtime(
         settings=settings, store=store, hasher=PasswordHasher(settings["passwords"]),
-        keys=keys, clients=ClientCache(hmac_key, store), token_hmac_key=hmac_key,
+        keys=keys, clients=ClientCache(hmac_key, store), accounts=AccountCache(store),
+        grants=GrantCache(), token_hmac_key=hmac_key,
         pairwise_key=decode_key(settings["secrets"]["pairwise_key"], "pairwise_key"),
         audit=AuditWriter(app),
         pii=PiiCipher(pii_keys(settings), settings["pii"]["active_key"],

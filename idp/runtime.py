@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from connectors.registries import Registries
     from idp.accounts.passwords import PasswordHasher
     from idp.accounts.pii import PiiCipher
+    from idp.accounts.snapshots import AccountCache
     from idp.audit.writer import AuditWriter
+    from idp.authorizations.cache import GrantCache
     from idp.clients.cache import ClientCache
     from idp.oidc.acr import AcrPolicy
     from idp.oidc.keys import KeyRing
@@ -33,6 +35,8 @@ class Runtime:
     :ivar hasher: password hasher.
     :ivar keys: signing key ring.
     :ivar clients: client lookup cache.
+    :ivar accounts: account snapshots of the token endpoints, by version.
+    :ivar grants: grant facts of the token endpoints.
     :ivar token_hmac_key: 32-byte key for hashing secrets at rest.
     :ivar pairwise_key: 32-byte key of pairwise subject identifiers.
     :ivar audit: deferred writer for audit events on hot paths.
@@ -49,6 +53,8 @@ class Runtime:
     hasher: PasswordHasher
     keys: KeyRing
     clients: ClientCache
+    accounts: AccountCache
+    grants: GrantCache
     token_hmac_key: bytes
     pairwise_key: bytes
     audit: AuditWriter

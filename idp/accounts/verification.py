@@ -58,6 +58,7 @@ from idp.accounts.identifiers import normalize_name, parse_card_number, parse_re
 from idp.accounts.models import Account, VerificationEvidence
 from idp.accounts.pii import PiiError
 from idp.accounts.recovery import sms_reset_hold_until
+from idp.accounts.snapshots import AccountSnapshot, mark_changed
 from idp.audit.service import record, record_deferred
 from idp.extensions import db
 from idp.i18n import LocalTime
@@ -295,14 +296,16 @@ def _assurance(account: Account, evidence: Sequence[VerificationEvidence],
                      now)
 
 
-def assurance(account: Account) -> Assurance:
+def assurance(account: Account | AccountSnapshot) -> Assurance:
     """The account's assurance now, from its live evidence: level, the live
-    evidence itself and the verified name.
+    evidence itself and the verified name. A snapshot brings its evidence;
+    an account's is read from the database.
 
     :returns: a frozen :class:`Assurance`; nothing in it is decrypted (the
         resident ID number stays with ``idp.accounts.service.resident_id``).
     """
-    return _assurance(account, evidence_of(account), utcnow())
+    evidence = account.evidence if isinstance(account, AccountSnapshot) else evidence_of(account)
+    return _assurance(account, evidence, utcnow())
 
 
 def assurance_level(account: Account) -> int:
@@ -887,5 +890,6 @@ def revoke_evidence(account: Account, reason: str,
         query = query.where(VerificationEvidence.method.in_(methods))
     revoked = db.session.execute(query).rowcount
     if revoked:
+        mark_changed(db.session(), account.id)
         end_unsupported_representations(account, reason)
     return revoked

@@ -20,6 +20,15 @@ from idp.timeutil import utcnow
 #: Store key prefix of a revoked grant; access tokens carrying its id as
 #: ``gid`` fail from the moment it is written, in every process.
 REVOKED_GRANT = "revoked:grant:"
+#: Store key prefix of a client all of whose grants were revoked at once;
+#: the value's ``at`` (ISO 8601, UTC) stops every grant made until then.
+REVOKED_CLIENT_GRANTS = "revoked:client-grants:"
+
+
+def _marker_ttl(rt: Runtime) -> int:
+    """Seconds a revocation marker must live: until every access token it
+    stops has expired anyway."""
+    return rt.settings["tokens"]["access_token_ttl"] + rt.settings["tokens"]["clock_leeway"]
 
 
 def create_grant(
@@ -69,8 +78,7 @@ def revoke_grant(rt: Runtime, grant_id: str, reason: str, ip: str | None = None)
         )
         record("grant.revoked", account_id=grant.account_id, client_id=grant.client_id,
                ip=ip, reason=reason, grant_id=grant_id)
-    ttl = rt.settings["tokens"]["access_token_ttl"] + rt.settings["tokens"]["clock_leeway"]
-    rt.store.put(REVOKED_GRANT + grant_id, {"reason": reason}, ttl)
+    rt.store.put(REVOKED_GRANT + grant_id, {"reason": reason}, _marker_ttl(rt))
 
 
 def revoke_client_grants(rt: Runtime, client_id: str, reason: str, *,
@@ -78,13 +86,16 @@ def revoke_client_grants(rt: Runtime, client_id: str, reason: str, *,
     """End what a client was granted: every live grant is revoked with its
     refresh tokens (so the access tokens naming them stop at userinfo and
     introspection) and, when it is removed, every consent to it is deleted.
-    One audit event for all, then flush; the caller commits.
+    One audit event for all, then flush; the caller commits. One store
+    marker stops the access tokens of all of them at once, written before
+    the flush so that a failure leaves them stopped (fail closed).
 
     :param keep_consents: keep the consents (the client stays registered
         and its users need not be asked again).
     :returns: ``(grants revoked, consents deleted)``.
     """
     now = utcnow()
+    rt.store.put(REVOKED_CLIENT_GRANTS + client_id, {"at": now.isoformat()}, _marker_ttl(rt))
     live = select(Grant.id).where(Grant.client_id == client_id, Grant.revoked_at.is_(None))
     db.session.execute(
         update(RefreshToken)

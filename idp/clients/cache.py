@@ -285,6 +285,23 @@ class ClientCache:
             self._generation = generation
         self._store.put(GENERATION_KEY, {"generation": generation}, GENERATION_TTL)
 
+    def unchecked_generation_key(self) -> str | None:
+        """:data:`GENERATION_KEY` while the current request has not compared
+        the generation yet, else None: a caller that reads other store keys
+        anyway reads it with them and hands the value to :meth:`follow`,
+        saving a round trip."""
+        if has_request_context() and g.get(_CHECKED):
+            return None
+        return GENERATION_KEY
+
+    def follow(self, value: dict | None) -> None:
+        """Compare the generation value a caller read under
+        :meth:`unchecked_generation_key` (None for no entry) and drop every
+        entry if it moved on; the current request then reads it no more."""
+        if has_request_context():
+            setattr(g, _CHECKED, True)
+        self._compare(value)
+
     def _follow_store(self) -> str | None:
         """Drop every entry if the store's generation is not the one they
         were loaded under (read once per request; on every call outside a
@@ -305,6 +322,9 @@ class ClientCache:
                 log.warning("the clients' generation cannot be read from the store; cached "
                             "clients are kept up to %s s: %s", self._ttl, exc)
             return self._generation
+        return self._compare(value)
+
+    def _compare(self, value: dict | None) -> str | None:
         generation = value.get("generation") if isinstance(value, dict) else None
         if generation != self._generation:
             with self._lock:

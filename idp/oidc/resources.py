@@ -16,7 +16,7 @@ from idp.extensions import db
 from idp.oidc.claims import select_claims
 from idp.oidc.identity import identity_claims
 from idp.oidc.subjects import subject_for
-from idp.oidc.tokens import InvalidTokenError, revoke_access_token, verify_access_token
+from idp.oidc.tokens import InvalidTokenError, check_access_token, revoke_access_token
 from idp.runtime import Runtime
 from idp.timeutil import to_epoch, utcnow
 
@@ -41,18 +41,9 @@ def _account_may_receive_tokens(grant: Grant) -> bool:
     return account is not None and account.may_receive_tokens
 
 
-def _user_token_is_live(claims: dict[str, Any]) -> bool:
-    """An access token of a user grant is live only while the grant is not
-    revoked and the account may still receive tokens (suspension stops it)."""
-    if not claims.get("gid"):
-        return True
-    grant = db.session.get(Grant, claims["gid"])
-    return grant is not None and grant.revoked_at is None and _account_may_receive_tokens(grant)
-
-
 def userinfo(rt: Runtime, access_token: str) -> tuple[str, dict[str, Any]]:
     """Claims about the token's account, limited by its scope, by what the
-    client's registration allows now (:func:`verify_access_token`) and by
+    client's registration allows now (:func:`check_access_token`) and by
     the ``claims`` request of its grant.
 
     :returns: ``(client_id, claims)``: the client the token was issued to
@@ -61,12 +52,11 @@ def userinfo(rt: Runtime, access_token: str) -> tuple[str, dict[str, Any]]:
         token, or an account that may no longer receive tokens.
     :raises InsufficientScopeError: the token lacks ``openid``.
     """
-    claims = verify_access_token(rt, access_token)
+    token = check_access_token(rt, access_token)
+    claims, grant, account = token.claims, token.grant, token.account
     if "openid" not in scope_to_list(claims.get("scope", "")):
         raise InsufficientScopeError(claims.get("client_id"))
-    grant = db.session.get(Grant, claims["gid"]) if claims.get("gid") else None
-    account = get_account(grant.account_id) if grant else None
-    if grant is None or account is None or not account.may_receive_tokens or grant.revoked_at:
+    if grant is None or account is None:
         raise InvalidTokenError("no live grant or account behind the token",
                                 claims.get("client_id"))
     body = {"sub": subject_for(rt, rt.clients.get(grant.client_id), account)}
@@ -89,7 +79,7 @@ def revoke(rt: Runtime, client_id: str, token: str, hint: str | None,
             revoke_grant(rt, grant.id, "revoked_by_client", ip)
             return
     try:
-        claims = verify_access_token(rt, token)
+        claims = check_access_token(rt, token).claims
     except InvalidTokenError:
         return
     if claims.get("client_id") == client_id:
@@ -114,7 +104,7 @@ def introspect(rt: Runtime, client_id: str, token: str, ip: str | None, *,
     """
     body: dict[str, Any] = {"active": False}
     try:
-        claims = verify_access_token(rt, token)
+        claims = check_access_token(rt, token).claims
     except InvalidTokenError:
         row = find_refresh_token(rt, token)
         grant = db.session.get(Grant, row.grant_id) if row is not None else None
@@ -134,8 +124,7 @@ def introspect(rt: Runtime, client_id: str, token: str, ip: str | None, *,
                     "exp": to_epoch(row.expires_at), "iat": to_epoch(row.created_at),
                     "iss": rt.issuer}
     else:
-        if (claims.get("client_id") == client_id or resource_server) and \
-                _user_token_is_live(claims):
+        if claims.get("client_id") == client_id or resource_server:
             body = {"active": True, "token_type": "Bearer",
                     **{k: claims[k] for k in INTROSPECTED_CLAIMS if k in claims}}
     record_deferred(rt.audit, "token.introspected", client_id=client_id, ip=ip,

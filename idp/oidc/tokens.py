@@ -6,13 +6,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import warnings
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwt import JWTClaimsRegistry
 
-from idp.authorizations.service import REVOKED_GRANT
+from idp.accounts.snapshots import AccountSnapshot
+from idp.authorizations.cache import GrantFacts
+from idp.authorizations.service import REVOKED_CLIENT_GRANTS, REVOKED_GRANT
 from idp.oidc.keys import UnsupportedAlgorithmError
 from idp.runtime import Runtime
 from idp.security import random_token
@@ -164,12 +168,39 @@ def _decode(rt: Runtime, token: str) -> jwt.Token:
         raise InvalidTokenError("token signature or format is invalid") from exc
 
 
-def verify_access_token(rt: Runtime, token: str) -> dict[str, Any]:
-    """Verify an access token this provider issued and return its claims.
+@dataclass(frozen=True)
+class AccessToken:
+    """An access token this provider issued, verified and live.
+
+    :ivar claims: the token's claims, but ``scope`` is what the token is
+        still good for: its scope limited to what the client's registration
+        allows now, so a scope removed from it is released by no token
+        issued before.
+    :ivar grant: the grant the token derives from (``gid``); None for a
+        client's own token (client_credentials).
+    :ivar account: the account of that grant, as a snapshot; None without a grant.
+    """
+
+    claims: dict[str, Any]
+    grant: GrantFacts | None
+    account: AccountSnapshot | None
+
+
+def _revoked_with_client(marker: dict | None, grant: GrantFacts) -> bool:
+    """Whether a :data:`REVOKED_CLIENT_GRANTS` marker covers ``grant``."""
+    if marker is None:
+        return False
+    try:
+        return grant.created_at <= datetime.fromisoformat(marker["at"])
+    except (KeyError, TypeError, ValueError):
+        return True  # an unreadable marker stops everything it may cover
+
+
+def check_access_token(rt: Runtime, token: str) -> AccessToken:
+    """Verify an access token this provider issued and that it is still live.
 
     Checks the signature against our published keys with an asymmetric
-    algorithm only, ``typ`` (RFC 9068 §4), ``iss``, ``exp``, and revocation
-    of the token (by ``jti``) and of its grant (by ``gid``); the client it
+    algorithm only, ``typ`` (RFC 9068 §4), ``iss``, ``exp``; the client it
     was issued to must still be registered (a removed client's tokens stop
     at once, client_credentials ones included), and the token must not be
     older than that registration: a client deleted and registered again
@@ -177,11 +208,17 @@ def verify_access_token(rt: Runtime, token: str) -> dict[str, Any]:
     tokens. ``iat`` has whole seconds, so a token of the second the client
     was registered in counts as the new registration's.
 
-    :returns: the token's claims, but ``scope`` is what the token is still
-        good for: its scope limited to what the client's registration allows
-        now, so a scope removed from it is released by no token issued
-        before (userinfo, introspection).
+    A token of a user grant (``gid``) is live only while the grant exists
+    and is not revoked, and its account may receive tokens (suspension and
+    re-verification stop it). The revocation markers of the token (by
+    ``jti``), of its grant, of all its client's grants, and the account's
+    version (:mod:`idp.accounts.snapshots`) are read in one store round
+    trip; the grant and the account come from the process's caches.
+
+    :returns: the verified :class:`AccessToken`.
     :raises InvalidTokenError: on any failure.
+    :raises StoreError: the store cannot be read (revocation cannot be
+        checked, so the caller fails closed).
     """
     decoded = _decode(rt, token)
     if decoded.header.get("typ", "").lower() not in ("at+jwt", "application/at+jwt"):
@@ -196,10 +233,20 @@ def verify_access_token(rt: Runtime, token: str) -> dict[str, Any]:
         registry.validate(claims)
     except JoseError as exc:
         raise InvalidTokenError("token is expired or not issued here", client_id) from exc
-    if rt.store.get(REVOKED_JTI + claims["jti"]) is not None:
-        raise InvalidTokenError("token is revoked", client_id)
-    if claims.get("gid") and rt.store.get(REVOKED_GRANT + claims["gid"]) is not None:
-        raise InvalidTokenError("token is revoked", client_id)
+    gid = claims.get("gid")
+    grant = rt.grants.get(gid) if isinstance(gid, str) and gid else None
+    if gid and (grant is None or grant.revoked or grant.client_id != client_id):
+        raise InvalidTokenError("no live grant behind the token", client_id)
+    # One store round trip: the token's, the grant's and the client's
+    # revocation markers, the account's version and the clients' generation.
+    keys = [REVOKED_JTI + claims["jti"]]
+    if grant is not None:
+        keys += [REVOKED_GRANT + grant.id, REVOKED_CLIENT_GRANTS + grant.client_id,
+                 rt.accounts.version_key(grant.account_id)]
+    generation_key = rt.clients.unchecked_generation_key()
+    markers = rt.store.get_many([*keys, generation_key] if generation_key else keys)
+    if generation_key:
+        rt.clients.follow(markers[-1])
     client = rt.clients.get(client_id) if client_id is not None else None
     if client is None:
         raise InvalidTokenError("the client is no longer registered", client_id)
@@ -209,7 +256,17 @@ def verify_access_token(rt: Runtime, token: str) -> dict[str, Any]:
     if not isinstance(iat, int) or iat < client.created_at:
         raise InvalidTokenError("the token was issued before the client's registration",
                                 client_id)
-    return {**claims, "scope": client.get_allowed_scope(claims.get("scope", ""))}
+    if markers[0] is not None:
+        raise InvalidTokenError("token is revoked", client_id)
+    account = None
+    if grant is not None:
+        if markers[1] is not None or _revoked_with_client(markers[2], grant):
+            raise InvalidTokenError("token is revoked", client_id)
+        account = rt.accounts.get(grant.account_id, markers[3])
+        if account is None or not account.may_receive_tokens:
+            raise InvalidTokenError("the account may no longer receive tokens", client_id)
+    return AccessToken({**claims, "scope": client.get_allowed_scope(claims.get("scope", ""))},
+                       grant, account)
 
 
 def verify_id_token_hint(rt: Runtime, token: str) -> dict[str, Any]:

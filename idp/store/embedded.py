@@ -49,6 +49,9 @@ _PUT = (
 # The upsert only overwrites an expired row, so the row count says whether we stored.
 _ADD = _PUT + " WHERE entries.expires_at <= ?"
 _GET = "SELECT value FROM entries WHERE key = ? AND expires_at > ?"
+# The keys come as one JSON array, so the statement is the same for any number.
+_GET_MANY = ("SELECT key, value FROM entries"
+             " WHERE key IN (SELECT value FROM json_each(?)) AND expires_at > ?")
 _TAKE = "DELETE FROM entries WHERE key = ? RETURNING value, expires_at"
 _DELETE = "DELETE FROM entries WHERE key = ?"
 # In an UPDATE every right-hand side sees the old row, so both CASEs test the
@@ -126,11 +129,8 @@ class EmbeddedStore:
         if not keys:
             return []
         names = [self._prefix + key for key in keys]
-        unique = list(dict.fromkeys(names))
-        query = (f"SELECT key, value FROM entries WHERE key IN ({','.join('?' * len(unique))})"
-                 " AND expires_at > ?")
         with self._connection() as conn:
-            found = dict(conn.execute(query, (*unique, time.time())).fetchall())
+            found = dict(conn.execute(_GET_MANY, (json.dumps(names), time.time())).fetchall())
         return [None if name not in found else json.loads(found[name]) for name in names]
 
     def take(self, key: str) -> dict | None:
