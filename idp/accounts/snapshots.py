@@ -155,6 +155,10 @@ class AccountCache:
         if hit is not None and hit[1] == current and now - hit[0] < LOCAL_TTL:
             return hit[2]
         snapshot = _load(account_id)
+        if account_id in db.session.info.get(_CHANGED, ()):
+            # This transaction changed the account and has not committed:
+            # what it reads may still be rolled back, so it is not kept.
+            return snapshot
         with self._lock:
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from idp.audit.service import record
 from idp.authorizations.models import Consent, Grant
-from idp.authorizations.service import revoke_grant
+from idp.authorizations.service import revoke_grant, stop_pending_codes
 from idp.clients.models import Client
 from idp.extensions import db
 from idp.runtime import Runtime
@@ -85,7 +85,8 @@ def withdraw_consent(rt: Runtime, account_id: int, client_id: str,
     """Withdraw the account's consent to ``client_id``: the consent is
     deleted (the client's next request asks again) and every live grant of
     the account to that client is revoked, so its refresh tokens and access
-    tokens stop working (:func:`revoke_grant`). Audited, committed.
+    tokens stop working (:func:`revoke_grant`), as do the codes given to it
+    and not redeemed yet (:func:`stop_pending_codes`). Audited, flushed.
 
     :returns: how many grants were revoked, or None if there was no consent.
     """
@@ -100,6 +101,7 @@ def withdraw_consent(rt: Runtime, account_id: int, client_id: str,
         return None
     # Grants first: if this stops half way, the consent is still listed and
     # withdrawing it again revokes the rest.
+    stop_pending_codes(rt, account_id, client_id)
     revoked = live()
     for grant_id in revoked:
         revoke_grant(rt, grant_id, "consent_withdrawn", ip)

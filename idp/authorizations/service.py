@@ -6,7 +6,7 @@ tokens through the store (RFC 6749 §4.1.2, RFC 9700 §4.14.2)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 
@@ -21,8 +21,13 @@ from idp.timeutil import utcnow
 #: ``gid`` fail from the moment it is written, in every process.
 REVOKED_GRANT = "revoked:grant:"
 #: Store key prefix of a client all of whose grants were revoked at once;
-#: the value's ``at`` (ISO 8601, UTC) stops every grant made until then.
+#: the value's ``at`` (ISO 8601, UTC) stops every grant made until then,
+#: authorization codes not redeemed yet included.
 REVOKED_CLIENT_GRANTS = "revoked:client-grants:"
+#: Store key prefix of a withdrawn consent (:func:`consent_marker_key`):
+#: its ``at`` stops the codes given to the client before it, whose grants
+#: are not written until they are redeemed.
+REVOKED_CONSENT = "revoked:consent:"
 
 
 def _marker_ttl(rt: Runtime) -> int:
@@ -43,19 +48,55 @@ def create_grant(
     acr: str | None,
     amr: list[str],
     nonce: str | None,
-    ip: str | None = None,
+    grant_id: str | None = None,
+    created_at: datetime | None = None,
 ) -> Grant:
-    """Record a new authorization and its audit event (not committed: the
-    authorization response, which carries the code, follows the caller's
-    commit); its id goes into the code."""
+    """Record a grant (added to the session, not flushed or committed).
+    The authorization itself is audited when it is given
+    (``authorization.granted``, by the protocol); the row is written when
+    its code is redeemed.
+
+    :param grant_id: the id the authorization gave it (carried by its
+        code); a new random one when None.
+    :param created_at: when the authorization was given, UTC (so that the
+        revocations between it and the redemption cover the grant); now
+        when None.
+    """
     grant = Grant(
-        id=random_token(18), account_id=account_id, client_id=client_id, scope=scope,
-        claims=claims, sid=sid, auth_time=auth_time, acr=acr, amr=amr, nonce=nonce,
+        id=grant_id or random_token(18), account_id=account_id, client_id=client_id,
+        scope=scope, claims=claims, sid=sid, auth_time=auth_time, acr=acr, amr=amr,
+        nonce=nonce, created_at=created_at or utcnow(),
     )
     db.session.add(grant)
-    record("authorization.granted", account_id=account_id, client_id=client_id, ip=ip,
-           grant_id=grant.id, scope=scope)
     return grant
+
+
+def revoked_since(marker: dict | None, moment: datetime) -> bool:
+    """Whether a revocation marker (:data:`REVOKED_CLIENT_GRANTS`,
+    :data:`REVOKED_CONSENT`) covers what was granted at ``moment`` (UTC):
+    its ``at`` is the same instant or later. An unreadable marker covers
+    everything (fail closed)."""
+    if marker is None:
+        return False
+    try:
+        return moment <= datetime.fromisoformat(marker["at"])
+    except (KeyError, TypeError, ValueError):
+        return True
+
+
+def consent_marker_key(account_id: int, client_id: str) -> str:
+    """The store key of the :data:`REVOKED_CONSENT` marker of ``account_id``'s
+    consent to ``client_id``."""
+    return f"{REVOKED_CONSENT}{account_id}:{client_id}"
+
+
+def stop_pending_codes(rt: Runtime, account_id: int, client_id: str) -> None:
+    """Stop the authorization codes given to ``client_id`` for ``account_id``
+    until now and not redeemed yet (their grants have no row to revoke):
+    a :data:`REVOKED_CONSENT` marker living as long as a code may."""
+    tokens = rt.settings["tokens"]
+    rt.store.put(consent_marker_key(account_id, client_id), {"at": utcnow().isoformat()},
+                 tokens["authorization_code_ttl"] + tokens["clock_leeway"])
 
 
 def revoke_grant(rt: Runtime, grant_id: str, reason: str, ip: str | None = None) -> None:
@@ -63,13 +104,15 @@ def revoke_grant(rt: Runtime, grant_id: str, reason: str, ip: str | None = None)
 
     The store entry makes running access tokens fail at once in every process
     (written now, before the caller's commit: a revocation fails closed);
-    the database column stops refresh once the caller commits.
+    the database column stops refresh once the caller commits. The entry is
+    written for a grant with no row too: one whose code is being redeemed
+    right now (a replay of the code, RFC 6749 §10.5), which the redemption
+    finds once it has committed its row (``idp.oidc.flows.authorization_code``).
     """
     now = utcnow()
+    rt.store.put(REVOKED_GRANT + grant_id, {"reason": reason}, _marker_ttl(rt))
     grant = db.session.get(Grant, grant_id)
-    if grant is None:
-        return
-    if grant.revoked_at is None:
+    if grant is not None and grant.revoked_at is None:
         grant.revoked_at = now
         db.session.execute(
             update(RefreshToken)
@@ -78,7 +121,6 @@ def revoke_grant(rt: Runtime, grant_id: str, reason: str, ip: str | None = None)
         )
         record("grant.revoked", account_id=grant.account_id, client_id=grant.client_id,
                ip=ip, reason=reason, grant_id=grant_id)
-    rt.store.put(REVOKED_GRANT + grant_id, {"reason": reason}, _marker_ttl(rt))
 
 
 def revoke_client_grants(rt: Runtime, client_id: str, reason: str, *,

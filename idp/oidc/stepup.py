@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from idp.accounts.models import Account
 from idp.accounts.recovery import sms_reset_hold_until
-from idp.accounts.verification import assurance_level
+from idp.accounts.verification import assurance
 from idp.oidc.acr import METHODS
 from idp.runtime import Runtime
 
@@ -117,7 +117,9 @@ def evaluate(rt: Runtime, account: Account, amr: list[str], required: int) -> St
     step-up factor (the password or an SMS code) may add none (see the
     module): the other proves the same phone. A kiosk card read may (the
     card is not the phone)."""
-    level = assurance_level(account)
+    # The snapshot's evidence: no query of the evidence on a single sign-on hop.
+    snapshot = rt.accounts.get(account.id)
+    level = assurance(snapshot).level if snapshot is not None else 0
     cap = rt.acr.method_cap(amr)
     reverify = account.reverification_required
     factors = step_up_factors(rt, account, amr)

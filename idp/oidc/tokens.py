@@ -7,7 +7,6 @@ import base64
 import hashlib
 import warnings
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from joserfc import jwt
@@ -16,7 +15,7 @@ from joserfc.jwt import JWTClaimsRegistry
 
 from idp.accounts.snapshots import AccountSnapshot
 from idp.authorizations.cache import GrantFacts
-from idp.authorizations.service import REVOKED_CLIENT_GRANTS, REVOKED_GRANT
+from idp.authorizations.service import REVOKED_CLIENT_GRANTS, REVOKED_GRANT, revoked_since
 from idp.oidc.keys import UnsupportedAlgorithmError
 from idp.runtime import Runtime
 from idp.security import random_token
@@ -186,16 +185,6 @@ class AccessToken:
     account: AccountSnapshot | None
 
 
-def _revoked_with_client(marker: dict | None, grant: GrantFacts) -> bool:
-    """Whether a :data:`REVOKED_CLIENT_GRANTS` marker covers ``grant``."""
-    if marker is None:
-        return False
-    try:
-        return grant.created_at <= datetime.fromisoformat(marker["at"])
-    except (KeyError, TypeError, ValueError):
-        return True  # an unreadable marker stops everything it may cover
-
-
 def check_access_token(rt: Runtime, token: str) -> AccessToken:
     """Verify an access token this provider issued and that it is still live.
 
@@ -260,7 +249,7 @@ def check_access_token(rt: Runtime, token: str) -> AccessToken:
         raise InvalidTokenError("token is revoked", client_id)
     account = None
     if grant is not None:
-        if markers[1] is not None or _revoked_with_client(markers[2], grant):
+        if markers[1] is not None or revoked_since(markers[2], grant.created_at):
             raise InvalidTokenError("token is revoked", client_id)
         account = rt.accounts.get(grant.account_id, markers[3])
         if account is None or not account.may_receive_tokens:

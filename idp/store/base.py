@@ -37,6 +37,13 @@ class Store(Protocol):
     def put(self, key: str, value: dict, ttl: int) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds, replacing any entry."""
 
+    def put_many(self, entries: Sequence[tuple[str, dict, int]]) -> None:
+        """Store each ``(key, value, ttl)`` as :meth:`put` does, in one round
+        trip to the backend; all of them or, when it raises, possibly none.
+
+        :param entries: a few entries (the keys of one operation).
+        """
+
     def add(self, key: str, value: dict, ttl: int) -> bool:
         """Store ``value`` for ``ttl`` seconds only if ``key`` is absent or expired.
 

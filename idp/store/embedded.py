@@ -107,6 +107,19 @@ class EmbeddedStore:
             conn.execute(_PUT, (self._prefix + key, _encode(value), now + ttl))
             self._maybe_purge(conn, now)
 
+    def put_many(self, entries: Sequence[tuple[str, dict, int]]) -> None:
+        """Store each ``(key, value, ttl)``, replacing any entry, in one
+        transaction."""
+        for _key, _value, ttl in entries:
+            validate_ttl(ttl)
+        with self._connection() as conn:
+            now = time.time()
+            rows = [(self._prefix + key, _encode(value), now + ttl)
+                    for key, value, ttl in entries]
+            with _transaction(conn):
+                conn.executemany(_PUT, rows)
+            self._maybe_purge(conn, now)
+
     def add(self, key: str, value: dict, ttl: int) -> bool:
         """Store ``value`` for ``ttl`` seconds unless a live ``key`` exists; True if stored."""
         validate_ttl(ttl)
@@ -243,6 +256,19 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
             if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
                 raise
         time.sleep(0.01)
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction on an autocommit connection: taking the write
+    lock at BEGIN, committed when the block ends, rolled back if it raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _encode(value: dict) -> str:

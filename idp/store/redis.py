@@ -56,6 +56,17 @@ class RedisStore:
         with _errors():
             self._client.set(self._prefix + key, _encode(value), ex=ttl)
 
+    def put_many(self, entries: Sequence[tuple[str, dict, int]]) -> None:
+        """Store each ``(key, value, ttl)``, replacing any entry, in one
+        ``MULTI``/``EXEC`` pipeline."""
+        for _key, _value, ttl in entries:
+            validate_ttl(ttl)
+        with _errors():
+            pipe = self._client.pipeline(transaction=True)
+            for key, value, ttl in entries:
+                pipe.set(self._prefix + key, _encode(value), ex=ttl)
+            pipe.execute()
+
     def add(self, key: str, value: dict, ttl: int) -> bool:
         """Store ``value`` for ``ttl`` seconds unless ``key`` exists; True if stored."""
         validate_ttl(ttl)

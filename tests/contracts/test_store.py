@@ -109,6 +109,20 @@ def test_get_many_answers_in_key_order_with_none_for_missing(store, backend):
     assert store.get_many([]) == []
 
 
+def test_put_many_stores_each_entry_with_its_own_lifetime(store):
+    store.put("b", {"v": "old"}, 60)
+    store.put_many([("a", {"v": 1}, 60), ("b", {"v": 2}, 1)])
+    assert store.get_many(["a", "b"]) == [{"v": 1}, {"v": 2}]
+    assert store.ttl("a") > 1 and store.ttl("b") == 1
+    store.put_many([])
+
+
+def test_put_many_checks_every_lifetime_before_writing(store):
+    with pytest.raises(ValueError, match="ttl"):
+        store.put_many([("a", {"v": 1}, 60), ("b", {"v": 2}, 0)])
+    assert store.get_many(["a", "b"]) == [None, None]
+
+
 def test_put_overwrites_value_and_expiry(store):
     store.put("k", {"v": 1}, 600)
     store.put("k", {"v": 2}, 10)
@@ -250,6 +264,8 @@ def test_unreachable_backend_raises_store_error(kind, tmp_path):
             unreachable.get("k")
         with pytest.raises(StoreError):
             unreachable.get_many(["k", "l"])
+        with pytest.raises(StoreError):
+            unreachable.put_many([("k", {}, 60)])
 
 
 def test_create_store_picks_redis_when_a_url_is_given(tmp_path):

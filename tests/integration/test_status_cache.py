@@ -253,3 +253,20 @@ def test_a_snapshot_is_read_again_after_its_local_lifetime(provider, monkeypatch
         assert cache.get(account_id).name == "Before"  # nothing told this cache
         monkeypatch.setattr(snapshots, "LOCAL_TTL", 0.0)
         assert cache.get(account_id).name == "After"
+
+
+def test_a_snapshot_read_by_an_uncommitted_change_is_not_kept(provider):
+    """A transaction that changed an account and reads its snapshot sees
+    its own change, but the snapshot is not cached: a rollback must not
+    leave it behind under the old version."""
+    from idp.accounts.service import find_for_login
+    from idp.extensions import db
+
+    username, _password, _ = provider.create_account(name="Kept")
+    cache = provider.runtime.accounts
+    with provider.app.app_context():
+        account = find_for_login(provider.runtime, username)
+        account.name = "Rolled back"
+        assert cache.get(account.id).name == "Rolled back"
+        db.session.rollback()
+        assert cache.get(account.id).name == "Kept"

@@ -1,11 +1,24 @@
 """The authorization code flow (RFC 6749 §4.1) with PKCE (RFC 7636): codes
 are kept in the store hashed and bound to their client, are single use,
 and a replay revokes the grant they produced (§10.5).
+
+A code holds its whole grant until it is redeemed: the single sign-on hop
+that gives it writes nothing to the database (the authorization is audited
+through the deferred writer), and the grant's row is written by the
+redemption. What revokes grants in between finds no row, so each such
+revocation leaves something the redemption checks instead: ending the
+account's sessions moves its session generation on (the code names the one
+it was given under), a withdrawn consent and a client's revoked grants
+leave store markers (``idp.authorizations.service``), and a replay of the
+code marks its grant id revoked, which the redemption reads once its row is
+committed.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
@@ -13,9 +26,15 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 
 from idp.accounts.models import Account
 from idp.accounts.service import get_account
-from idp.authorizations.models import Grant
-from idp.authorizations.service import create_grant, revoke_grant
-from idp.extensions import db
+from idp.audit.service import record_deferred
+from idp.authorizations.service import (
+    REVOKED_CLIENT_GRANTS,
+    REVOKED_GRANT,
+    consent_marker_key,
+    create_grant,
+    revoke_grant,
+    revoked_since,
+)
 from idp.oidc.client_auth import TOKEN_AUTH_METHODS
 from idp.oidc.flows.user_tokens import issue_user_tokens, wants_refresh
 from idp.oidc.responses import response_mode_response
@@ -23,6 +42,7 @@ from idp.runtime import Runtime, current_runtime
 from idp.security import keyed_hash, random_token
 from idp.sessions import SsoSession, add_client
 from idp.timeutil import utcnow
+from idp.unit_of_work import after_commit, unit
 from idp.web import client_ip
 
 CODE_PURPOSE = "authorization_code"
@@ -40,6 +60,11 @@ class CodeRecord:
     scope: str
     account_id: int
     grant_id: str
+    #: When the authorization was given, ISO 8601 UTC (the grant's ``created_at``).
+    issued_at: str
+    #: The account's session generation then (``idp.sessions.end_all``).
+    generation: int
+    claims: dict | None = None
     code_challenge: str | None = None
     code_challenge_method: str | None = None
     nonce: str | None = None
@@ -127,28 +152,28 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         scope = self.request.scope if hasattr(self.request, "scope") else payload.scope
         scope = self.request.client.get_allowed_scope(scope)
         session = grant_user.session
-        grant = create_grant(
-            rt, account_id=grant_user.account.id, client_id=self.request.client.client_id,
-            scope=scope, claims=grant_user.claims, sid=session.sid,
-            auth_time=session.auth_time, acr=grant_user.acr, amr=session.amr,
-            nonce=payload.data.get("nonce"), ip=client_ip(),
-        )
+        account = grant_user.account
+        client_id = self.request.client.client_id
+        grant_id = random_token(18)
         code = random_token(32)
         # RFC 6749 §4.1.3: the token request must repeat redirect_uri only if
         # the authorization request carried it.
         record_ = CodeRecord(
-            client_id=self.request.client.client_id, redirect_uri=payload.redirect_uri,
-            scope=scope,
-            account_id=grant_user.account.id, grant_id=grant.id,
+            client_id=client_id, redirect_uri=payload.redirect_uri, scope=scope,
+            account_id=account.id, grant_id=grant_id, issued_at=utcnow().isoformat(),
+            generation=account.session_generation or 0, claims=grant_user.claims,
             code_challenge=payload.data.get("code_challenge"),
             code_challenge_method=payload.data.get("code_challenge_method"),
             nonce=payload.data.get("nonce"), sid=session.sid, auth_time=session.auth_time,
             acr=grant_user.acr, amr=session.amr,
         )
+        record_deferred(rt.audit, "authorization.granted", account_id=account.id,
+                        client_id=client_id, ip=client_ip(), grant_id=grant_id, scope=scope)
         tokens = rt.settings["tokens"]
         key = _code_key(rt, self.request.client.client_id, code)
-        rt.store.put(key, asdict(record_), tokens["authorization_code_ttl"])
-        rt.store.put(key + ":grant", {"grant_id": grant.id}, tokens["code_reuse_window"])
+        rt.store.put_many([(key, asdict(record_), tokens["authorization_code_ttl"]),
+                           (key + ":grant", {"grant_id": grant_id},
+                            tokens["code_reuse_window"])])
         add_client(rt.store, session, self.request.client.client_id)
         params = [("code", code)]
         if payload.state:
@@ -164,18 +189,18 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if not isinstance(code, str) or len(code) > 256:
             return None
         key = _code_key(rt, client.client_id, code)
-        # Read before the take: a replay can revoke the grant only after its
-        # own take failed, so after this one succeeded, never before this
-        # time, however the threads are scheduled (case O-9).
-        taken_at = utcnow()
         data = rt.store.take(key)
         if data is None:
             issued = rt.store.get(key + ":grant")
             if issued is not None:
                 revoke_grant(rt, issued["grant_id"], "authorization_code_reuse", client_ip())
             return None
-        self.request.code_taken_at = taken_at
-        return CodeRecord(**data)
+        try:
+            return CodeRecord(**data)
+        except TypeError:
+            # A code given by an older version of the provider, in flight
+            # across an upgrade: asking again is all it costs the client.
+            return None
 
     def delete_authorization_code(self, authorization_code: CodeRecord) -> None:
         """Nothing to do: the code was taken (deleted) when it was read."""
@@ -185,33 +210,48 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         return account if account is not None and account.may_receive_tokens else None
 
     def create_token_response(self):
-        """Issue the tokens of a redeemed code. A code whose grant was revoked
-        after it was issued (consent withdrawn, password reset by SMS, the
-        account's ID number released...) is ``invalid_grant`` (RFC 6749
-        §5.2), as one of a suspended account is: its tokens would be dead on
-        arrival, and its ID token would still sign the user in."""
+        """Issue the tokens of a redeemed code and write its grant. A code
+        whose grant was revoked after it was issued (consent withdrawn,
+        the account's sessions ended by a password reset or suspension,
+        the client's grants revoked...) is ``invalid_grant`` (RFC 6749
+        §5.2), as one of a suspended account is: its tokens would be dead
+        on arrival, and its ID token would still sign the user in.
+
+        A replay of the code while this redemption runs (case O-9) does not
+        fail it: it answers, and its grant is revoked once its row is
+        committed (:func:`_revoke_if_replayed`), so the tokens are dead.
+        """
         rt = current_runtime()
         code: CodeRecord = self.request.authorization_code
         client = self.request.client
         account = self.authenticate_user(code)
-        grant = db.session.get(Grant, code.grant_id)
-        # A revocation after this request took the code is a concurrent replay
-        # of it (case O-9), which must not fail this first redemption; one
-        # from before (consent withdrawn, account released...) must.
-        if (account is None or grant is None
-                or (grant.revoked_at is not None
-                    and grant.revoked_at < self.request.code_taken_at)):
+        issued_at = datetime.fromisoformat(code.issued_at)
+        if account is None or (account.session_generation or 0) != code.generation:
             raise InvalidGrantError("The authorization code is no longer valid.")
+        revoked_client, withdrawn = rt.store.get_many([
+            REVOKED_CLIENT_GRANTS + client.client_id,
+            consent_marker_key(account.id, client.client_id)])
+        if revoked_since(revoked_client, issued_at) or revoked_since(withdrawn, issued_at):
+            raise InvalidGrantError("The authorization code is no longer valid.")
+        grant = create_grant(
+            rt, grant_id=code.grant_id, created_at=issued_at, account_id=account.id,
+            client_id=client.client_id, scope=code.scope, claims=code.claims, sid=code.sid,
+            auth_time=code.auth_time, acr=code.acr, amr=code.amr, nonce=code.nonce)
         # Bounded by the registration at redemption too: a scope removed
         # from it while the code was in flight is not issued.
         scope = client.get_allowed_scope(code.scope)
         token = issue_user_tokens(rt, client, grant, account, scope,
                                   wants_refresh(client, scope), code.nonce)
-        db.session.refresh(grant)
-        if grant.revoked_at is not None:
-            # A concurrent replay of this code revoked the grant (case O-9):
-            # this first redemption still answers, but its tokens are dead;
-            # renewing the revocation covers the access token just signed.
-            revoke_grant(rt, grant.id, "authorization_code_reuse", client_ip())
+        after_commit(functools.partial(_revoke_if_replayed, rt, grant.id, client_ip()))
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
+
+def _revoke_if_replayed(rt: Runtime, grant_id: str, ip: str | None) -> None:
+    """After a redemption committed its grant: revoke the grant if a replay
+    of its code marked it meanwhile. A replay either finds the committed
+    row and revokes it itself, or wrote its mark before this reads it
+    (RFC 6749 §10.5, case O-9)."""
+    if rt.store.get(REVOKED_GRANT + grant_id) is None:
+        return
+    with unit():
+        revoke_grant(rt, grant_id, "authorization_code_reuse", ip)
