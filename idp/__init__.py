@@ -54,6 +54,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp.store import create_store
     from idp.unit_of_work import unit, wrap_views
     from idp.web import (
+        SessionCookies,
         add_security_headers,
         allow_pending_redirect,
         csp_nonce,
@@ -85,6 +86,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         OAUTH2_SCOPES_SUPPORTED=list(SCOPES),
         MAX_CONTENT_LENGTH=64 * 1024,
     )
+    app.session_interface = SessionCookies()
     db.init_app(app)
     if settings["database_url"].startswith("sqlite"):
         with app.app_context():

@@ -10,11 +10,13 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Response, abort, g, jsonify, render_template, request, session
+from flask import Flask, Response, abort, g, jsonify, render_template, request, session
 from flask.globals import request_ctx
+from flask.sessions import SecureCookieSessionInterface
 from flask_babel import gettext as _
 from flask_babel import ngettext
 from flask_wtf.csrf import CSRFError
+from itsdangerous import URLSafeTimedSerializer
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
@@ -175,6 +177,20 @@ def clear_sso_cookie(rt: Runtime, response: Response) -> None:
     settings = rt.settings["session"]
     response.delete_cookie(settings["cookie_name"], path="/", httponly=True, samesite="Lax",
                            secure=settings["cookie_secure"])
+
+
+class SessionCookies(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions (which carry the CSRF token) with the
+    signing serializer built once per application instead of on every
+    request: its keys and salt come from the configuration, fixed when the
+    application is created."""
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        """The application's serializer, made on first use."""
+        made = app.extensions.get("idp.session_serializer")
+        if made is None:
+            made = app.extensions["idp.session_serializer"] = super().get_signing_serializer(app)
+        return made
 
 
 def reject_nul_bytes() -> None:

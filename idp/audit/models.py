@@ -16,7 +16,11 @@ class AuditEvent(db.Model):
 
     __tablename__ = "audit_events"
 
+    #: Order of writing: events of the deferred writer (idp.audit.writer)
+    #: reach the table up to its interval after the ones written with their
+    #: change, so events are read in the order of ``created_at``.
     id: Mapped[int] = mapped_column(primary_key=True)
+    #: When the event happened, UTC.
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     #: Event type, e.g. ``login.success``, ``token.issued``, ``client.created``.
     event: Mapped[str] = mapped_column(String(64), index=True)

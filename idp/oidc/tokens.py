@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -158,13 +159,53 @@ def issue_id_token(
     return _sign(rt, alg, claims, None)
 
 
-def _decode(rt: Runtime, token: str) -> jwt.Token:
+class VerifiedTokens:
+    """JWTs whose signature this process verified, with the key set that
+    verified them: a token presented again (a portal calls userinfo with
+    the same access token on every page view) skips the signature check,
+    and only while the same key set is in use, so a key leaving the JWKS
+    stops its tokens here at once. Expiry, revocation and everything else
+    is checked on every use. Only tokens that verified are kept, so the
+    memo holds nothing an outsider can put there; at most ``size`` of them.
+    Safe across threads.
+
+    :param size: most tokens kept; the oldest goes first.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[object, jwt.Token]] = {}
+
+    def get(self, token: str, keys: object) -> jwt.Token | None:
+        """The decoded ``token`` if it was verified with ``keys``, else None."""
+        entry = self._entries.get(token)
+        return entry[1] if entry is not None and entry[0] is keys else None
+
+    def put(self, token: str, keys: object, decoded: jwt.Token) -> None:
+        """Remember that ``token`` verified with ``keys`` as ``decoded``."""
+        with self._lock:
+            while len(self._entries) >= self._size:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[token] = (keys, decoded)
+
+
+_VERIFIED = VerifiedTokens()
+
+
+def _decode(rt: Runtime, token: str, *, memo: VerifiedTokens | None = None) -> jwt.Token:
     if not isinstance(token, str) or token.count(".") != 2 or len(token) > 8192:
         raise InvalidTokenError("malformed token")
+    keys = rt.keys.public_keys()
+    if memo is not None and (known := memo.get(token, keys)) is not None:
+        return known
     try:
-        return jwt.decode(token, rt.keys.public_keys(), algorithms=list(ACCEPTED_ALGS))
+        decoded = jwt.decode(token, keys, algorithms=list(ACCEPTED_ALGS))
     except (JoseError, ValueError, KeyError, TypeError) as exc:
         raise InvalidTokenError("token signature or format is invalid") from exc
+    if memo is not None:
+        memo.put(token, keys, decoded)
+    return decoded
 
 
 @dataclass(frozen=True)
@@ -209,7 +250,7 @@ def check_access_token(rt: Runtime, token: str) -> AccessToken:
     :raises StoreError: the store cannot be read (revocation cannot be
         checked, so the caller fails closed).
     """
-    decoded = _decode(rt, token)
+    decoded = _decode(rt, token, memo=_VERIFIED)
     if decoded.header.get("typ", "").lower() not in ("at+jwt", "application/at+jwt"):
         raise InvalidTokenError("not an access token")
     claims = decoded.claims

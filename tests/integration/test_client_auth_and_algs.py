@@ -406,7 +406,8 @@ def test_failed_client_authentication_is_audited_without_a_commit(provider):
             AuditEvent.event == "client.authentication_failed").order_by(AuditEvent.id)))
         ghost_event = db.session.scalar(select(AuditEvent).where(
             AuditEvent.event == "client.authentication_failed",
-            AuditEvent.client_id.is_(None)).order_by(AuditEvent.id.desc()))
+            AuditEvent.client_id.is_(None))
+            .order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc()))
     assert [(e.outcome, e.detail["endpoint"], e.detail["method"], e.detail["registered"],
              e.detail["reason"]) for e in events] == [
         ("failure", "token", "client_secret_basic", "client_secret_post",

@@ -64,7 +64,8 @@ def test_the_grant_is_written_at_redemption_with_the_time_of_the_authorization(
     with provider.app.app_context():
         granted = db.session.scalars(select(AuditEvent).where(
             AuditEvent.event == "authorization.granted",
-            AuditEvent.client_id == client.client_id).order_by(AuditEvent.id.desc())).first()
+            AuditEvent.client_id == client.client_id)
+            .order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())).first()
         grant_id = granted.detail["grant_id"]
         assert db.session.get(Grant, grant_id) is None
     tokens = redeem(provider.url, client, code).json()

@@ -446,7 +446,10 @@ def test_purge_deletes_only_spent_grants(provider):
     browser = Browser(provider.url)
     kept = redeem(provider.url, client, browser.login_for_code(
         client, username, password, scope="openid offline_access")["code"]).json()
-    browser.login_for_code(client, "", "")  # a code never redeemed
+    # Access tokens only: spent once they expire. (A code never redeemed
+    # leaves no grant row at all: its grant lives in the store.)
+    assert "refresh_token" not in redeem(provider.url, client, browser.login_for_code(
+        client, "", "", scope="openid")["code"]).json()
     with provider.app.app_context():
         old = utcnow() - timedelta(days=2)
         for grant in db.session.scalars(select(Grant).where(Grant.client_id == client.client_id)):

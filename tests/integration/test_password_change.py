@@ -97,7 +97,8 @@ def test_change_password_ends_other_sessions_and_tells_the_phone(gw):
     with provider.app.app_context():
         account_id = find_by_username(username).id
         events = [(e.event, e.outcome, e.detail.get("reason")) for e in db.session.query(
-            AuditEvent).filter_by(account_id=account_id).order_by(AuditEvent.id)
+            AuditEvent).filter_by(account_id=account_id)
+            .order_by(AuditEvent.created_at, AuditEvent.id)
             if e.event.startswith("password.")]
     assert events == [("password.change_failed", "failure", "invalid_credentials"),
                       ("password.changed", "success", None)]

@@ -289,7 +289,7 @@ def test_the_card_at_a_kiosk_takes_a_squatted_number_from_its_squatter(gw, kiosk
     with provider.app.app_context():
         events = {e.event: e for e in db.session.query(AuditEvent).filter(
             AuditEvent.event.in_(("account.identity_released", "kiosk.card_linked")))
-            .order_by(AuditEvent.id)}
+            .order_by(AuditEvent.created_at, AuditEvent.id)}
         assert events["account.identity_released"].detail["actor"] == \
             f"kiosk:{client.client_id}"
         assert events["kiosk.card_linked"].account_id == find_by_username(owner).id

@@ -404,7 +404,7 @@ def test_no_second_factor_by_the_phone_during_the_hold(gw):
         refusal = db.session.scalars(select(AuditEvent).where(
             AuditEvent.event == "login.failure",
             AuditEvent.account_id == find_by_username(username).id,
-        ).order_by(AuditEvent.id.desc())).first()
+        ).order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())).first()
         assert refusal.detail["reason"] == "reset_hold" and refusal.detail["method"] == "sms"
     # An SMS sign-in may not add the password either.
     by_sms = Browser(provider.url)

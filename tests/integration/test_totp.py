@@ -354,7 +354,7 @@ def test_removing_needs_a_reauthentication(provider):
         account_id = find_by_username(username).id
         events = [(e.event, e.outcome, e.detail.get("reason"), e.detail.get("method"))
                   for e in db.session.query(AuditEvent).filter_by(account_id=account_id)
-                  .order_by(AuditEvent.id)]
+                  .order_by(AuditEvent.created_at, AuditEvent.id)]
     assert [e for e in events if e[0].startswith(("reauth.", "totp.disabled"))] == [
         ("reauth.failure", "failure", "invalid_credentials", None),
         ("reauth.failure", "failure", "totp_code", None),

@@ -1,0 +1,115 @@
+"""What the hot paths remember between requests, and when they forget:
+verified access tokens (``idp.oidc.tokens.VerifiedTokens``), the session
+cookie serializer (``idp.web.SessionCookies``), and the audit writer's
+batches (``idp.audit.writer.AuditWriter``)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import func, select
+
+
+@pytest.fixture
+def token(rt, account, client):
+    from idp.oidc.tokens import issue_access_token
+
+    return issue_access_token(rt, client_id=client.client_id, scope="openid",
+                              subject=account.subject)[0]
+
+
+def test_a_verified_token_is_remembered_with_the_keys_that_verified_it(rt, token,
+                                                                       monkeypatch):
+    from idp.oidc import tokens
+
+    memo = tokens.VerifiedTokens()
+    first = tokens._decode(rt, token, memo=memo)
+    monkeypatch.setattr(tokens.jwt, "decode", lambda *a, **k: pytest.fail("verified twice"))
+    assert tokens._decode(rt, token, memo=memo) is first
+
+
+def test_new_keys_verify_the_token_again(rt, token, monkeypatch):
+    """A reload of the key set (rotation, a key leaving the JWKS) makes every
+    remembered token be verified again against the keys now published."""
+    from idp.oidc import tokens
+
+    memo = tokens.VerifiedTokens()
+    tokens._decode(rt, token, memo=memo)
+    rt.keys.invalidate()
+    calls = []
+    decode = tokens.jwt.decode
+    monkeypatch.setattr(tokens.jwt, "decode", lambda *a, **k: calls.append(1) or decode(*a, **k))
+    tokens._decode(rt, token, memo=memo)
+    assert calls == [1]
+
+
+def test_a_token_that_fails_is_not_remembered(rt, token):
+    from idp.oidc import tokens
+
+    memo = tokens.VerifiedTokens()
+    head, body, signature = token.split(".")
+    forged = f"{head}.{body}.{signature[:-4]}AAAA"
+    for _ in range(2):
+        with pytest.raises(tokens.InvalidTokenError):
+            tokens._decode(rt, forged, memo=memo)
+    assert memo.get(forged, rt.keys.public_keys()) is None
+
+
+def test_the_memo_keeps_at_most_its_size_oldest_out_first(rt, token):
+    from idp.oidc import tokens
+
+    memo = tokens.VerifiedTokens(size=2)
+    keys = rt.keys.public_keys()
+    decoded = tokens._decode(rt, token)
+    for name in ("a", "b", "c"):
+        memo.put(name, keys, decoded)
+    assert memo.get("a", keys) is None
+    assert memo.get("b", keys) is decoded and memo.get("c", keys) is decoded
+
+
+def test_the_session_serializer_is_built_once_per_application(idp):
+    interface = idp.app.session_interface
+    first = interface.get_signing_serializer(idp.app)
+    assert first is not None and interface.get_signing_serializer(idp.app) is first
+    with idp.app.test_request_context("/", headers={"Cookie": "x=y"}):
+        assert interface.open_session(idp.app, __import__("flask").request) == {}
+
+
+def test_audit_events_arriving_together_are_written_in_one_batch(idp, rt, monkeypatch):
+    """The writer waits ``interval`` after the first event for more, so a
+    busy server commits once per batch instead of once per request."""
+    from idp.audit.models import AuditEvent
+    from idp.audit.writer import AuditWriter
+    from idp.extensions import db
+
+    writer = AuditWriter(idp.app, interval=0.3)
+    batches = []
+    write = writer._write
+    done = threading.Event()
+
+    def counted(rows):
+        batches.append(len(rows))
+        write(rows)
+        done.set()
+
+    monkeypatch.setattr(writer, "_write", counted)
+    tag = "batch-test"
+    for n in range(5):
+        writer.submit({"event": tag, "outcome": "success", "detail": {"n": n}})
+    assert done.wait(5)
+    assert batches == [5]
+    assert db.session.scalar(select(func.count()).select_from(AuditEvent)
+                             .where(AuditEvent.event == tag)) == 5
+
+
+def test_flush_does_not_wait_for_the_interval(idp, rt):
+    import time
+
+    from idp.audit.writer import AuditWriter
+
+    writer = AuditWriter(idp.app, interval=30)
+    writer.submit({"event": "flush-test", "outcome": "success", "detail": {}})
+    started = time.monotonic()
+    writer.flush()
+    assert writer.idle() and time.monotonic() - started < 5
