@@ -6,9 +6,9 @@ folder, a client_credentials client, a trusted web client with refresh
 tokens and an account, through the ``idp`` CLI), serves it from a thread on
 127.0.0.1 only for one scripted login, then calls each endpoint
 ``--count`` times through Flask's test client: no HTTP server is measured,
-only the provider's own work. Prints the mean time per request in
-milliseconds and, with ``--profile``, the top of the cProfile listing by
-cumulative time.
+only the provider's own work (its server time). Prints the mean, median
+and 99th percentile time per request in milliseconds and, with
+``--profile``, the top of the cProfile listing by cumulative time.
 
 Environment: ``IDP_DATABASE_URL`` and ``IDP_REDIS_URL`` as for ``idp serve``
 (default: the embedded SQLite database and store).
@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import code_flow_access_token  # noqa: E402
 
 REDIRECT_URI = "http://127.0.0.1:9/bench/callback"
-ENDPOINTS = ("token", "userinfo", "introspection", "authorize")
+ENDPOINTS = ("token", "userinfo", "introspection", "authorize", "refresh")
 
 
 def _free_port() -> int:
@@ -61,12 +61,35 @@ def _basic(client: dict) -> str:
     return "Basic " + base64.b64encode(raw).decode()
 
 
+def _refresh_tokens(app, client_id: str) -> list[str]:
+    """One refresh token of a new grant of the benchmark account; each
+    refresh answers the next token of its chain (rotation)."""
+    from sqlalchemy import select
+
+    from idp.accounts.models import Account
+    from idp.authorizations.refresh_tokens import issue_refresh_token
+    from idp.authorizations.service import create_grant
+    from idp.extensions import db
+    from idp.runtime import current_runtime
+    from idp.timeutil import epoch
+
+    with app.app_context():
+        account = db.session.scalar(select(Account).where(Account.username == "profile"))
+        grant = create_grant(current_runtime(), account_id=account.id, client_id=client_id,
+                             scope="openid offline_access", claims=None, sid=None,
+                             auth_time=epoch(), acr=None, amr=["pwd"], nonce=None)
+        db.session.flush()
+        token = issue_refresh_token(current_runtime(), grant)
+        db.session.commit()
+    return [token]
+
+
 def _requests(app, base: str) -> dict[str, dict]:
     cc = json.loads(_idp("clients", "create", "--name", "profile cc",
                          "--grant-type", "client_credentials", "--json"))
     web = json.loads(_idp("clients", "create", "--name", "profile web", "--redirect-uri",
                           REDIRECT_URI, "--trusted", "--grant-type", "authorization_code",
-                          "--json"))
+                          "--grant-type", "refresh_token", "--json"))
     password = secrets.token_urlsafe(12)
     _idp("users", "create", "--username", "profile", "--password-stdin", stdin=password + "\n")
     class QuietHandler(WSGIRequestHandler):
@@ -85,7 +108,11 @@ def _requests(app, base: str) -> dict[str, dict]:
     query = (f"response_type=code&client_id={web['client_id']}&redirect_uri={REDIRECT_URI}"
              f"&scope=openid+profile&state=bench&code_challenge={challenge}"
              "&code_challenge_method=S256")
+    refresh = {"method": "POST", "path": "/token", "chain": _refresh_tokens(app, web["client_id"]),
+               "headers": {"Authorization": _basic(web),
+                           "Content-Type": "application/x-www-form-urlencoded"}}
     return {
+        "refresh": refresh,
         "token": {"method": "POST", "path": "/token", "data": "grant_type=client_credentials",
                   "headers": {"Authorization": _basic(cc),
                               "Content-Type": "application/x-www-form-urlencoded"}},
@@ -105,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("endpoints", nargs="*",
                         help=f"any of {', '.join(ENDPOINTS)} (default: all)")
     parser.add_argument("--count", type=int, default=1000, help="requests per endpoint")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="threads calling at once (a worker's threads under load); "
+                             "the times then include waiting for the interpreter lock")
     parser.add_argument("--profile", action="store_true", help="print cProfile listings")
     parser.add_argument("--top", type=int, default=30, help="lines of each listing")
     args = parser.parse_args(argv)
@@ -126,26 +156,49 @@ def main(argv: list[str] | None = None) -> int:
     client = app.test_client(use_cookies=False)
     for name in args.endpoints:
         spec = requests[name]
+        if "chain" in spec and args.threads > 1:
+            print(f"{name:14} serial only (each refresh token is used once)")
+            continue
         expect = spec.get("expect", 200)
 
         def call(spec=spec, expect=expect) -> None:
-            answer = client.open(spec["path"], method=spec["method"], data=spec.get("data"),
+            chain = spec.get("chain")
+            data = (f"grant_type=refresh_token&refresh_token={chain[-1]}" if chain
+                    else spec.get("data"))
+            answer = client.open(spec["path"], method=spec["method"], data=data,
                                  headers=spec["headers"], base_url=base)
             if answer.status_code != expect:
                 raise SystemExit(f"{spec['path']}: HTTP {answer.status_code} {answer.data[:200]}")
+            if chain:
+                chain.append(answer.get_json()["refresh_token"])
 
         for _ in range(min(100, args.count)):
             call()
         profiler = cProfile.Profile() if args.profile else None
-        started = time.perf_counter()
+        times: list[float] = []
+
+        def run(calls: int, call=call, times=times) -> None:
+            mine = []
+            for _ in range(calls):
+                started = time.perf_counter()
+                call()
+                mine.append(time.perf_counter() - started)
+            times.extend(mine)
+
         if profiler:
             profiler.enable()
-        for _ in range(args.count):
-            call()
+        workers = [threading.Thread(target=run, args=(args.count // args.threads,))
+                   for _ in range(args.threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
         if profiler:
             profiler.disable()
-        elapsed = time.perf_counter() - started
-        print(f"{name:14} {1000 * elapsed / args.count:7.3f} ms/request"
+        times.sort()
+        mean = 1000 * sum(times) / len(times)
+        p50, p99 = (1000 * times[min(len(times) - 1, int(q * len(times)))] for q in (0.5, 0.99))
+        print(f"{name:14} {mean:7.3f} ms/request, p50 {p50:.3f} ms, p99 {p99:.3f} ms"
               f"{' (profiled)' if profiler else ''}")
         if profiler:
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.top)

@@ -207,8 +207,12 @@ def _mailer(settings: Mapping[str, Any]):
 def _tune_sqlite(engine) -> None:
     """WAL lets readers run beside the one writer, and synchronous=NORMAL syncs
     at checkpoints instead of every commit: several worker processes then
-    share the file without queueing on each commit's fsync."""
+    share the file without queueing on each commit's fsync. Checkpoints run
+    in a thread of their own, never inside a request's commit
+    (:mod:`idp.store.checkpoints`)."""
     from sqlalchemy import event
+
+    from idp.store.checkpoints import NO_AUTOMATIC_CHECKPOINT, keep_checkpointed
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:
@@ -216,7 +220,10 @@ def _tune_sqlite(engine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(NO_AUTOMATIC_CHECKPOINT)
         cursor.close()
+        if engine.url.database and engine.url.database != ":memory:":
+            keep_checkpointed(engine.url.database)
 
 
 def _engine_options(url: str) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from sqlalchemy import or_, select
 
 from idp.accounts.models import Account
 from idp.accounts.service import get_account
+from idp.accounts.snapshots import AccountSnapshot
 from idp.authorizations.models import Grant
 from idp.authorizations.service import revoke_grant
 from idp.extensions import db
@@ -159,13 +160,17 @@ def add_client(store: Store, session: SsoSession, client_id: str) -> None:
         save_session(store, session)
 
 
-def resolve(rt: Runtime, handle: str | None) -> tuple[SsoSession | None, Account | None]:
+def resolve(rt: Runtime, handle: str | None, *, snapshot: bool = False,
+            ) -> tuple[SsoSession | None, Account | AccountSnapshot | None]:
     """The live SSO session whose cookie value is ``handle`` and its account.
 
     A session of an older generation than its account's (ended by
     :func:`end_all`) counts as none. Resolving a session counts as a use of
     a public computer's session (its idle clock restarts, :func:`touch_session`).
 
+    :param snapshot: give the account as its cached snapshot
+        (:mod:`idp.accounts.snapshots`), for the protocol's single sign-on
+        hop, which only reads it: no database query when it is current.
     :returns: ``(session, account)``; ``(None, None)`` without a live session
         or for an ended generation; ``(session, None)`` when the account is
         gone or may not log in (suspended), so that the session can still
@@ -174,7 +179,7 @@ def resolve(rt: Runtime, handle: str | None) -> tuple[SsoSession | None, Account
     sso = load_session(rt.store, handle)
     if sso is None:
         return None, None
-    account = get_account(sso.account_id)
+    account = rt.accounts.get(sso.account_id) if snapshot else get_account(sso.account_id)
     if account is None or not account.is_active:
         return sso, None
     if sso.generation != account.session_generation:

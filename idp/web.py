@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from idp import sessions, unit_of_work
 from idp.accounts.models import Account
+from idp.accounts.snapshots import AccountSnapshot
 from idp.authn.throttle import (
     PROOF_PHONE,
     PROOF_SECRET,
@@ -90,16 +91,21 @@ def sso_cookie(rt: Runtime) -> str | None:
     return request.cookies.get(rt.settings["session"]["cookie_name"])
 
 
-def current_sso(rt: Runtime) -> tuple[SsoSession | None, Account | None]:
+def current_sso(rt: Runtime, *, snapshot: bool = False,
+                ) -> tuple[SsoSession | None, Account | AccountSnapshot | None]:
     """The browser's live SSO session and its account, as
     :func:`idp.sessions.resolve` finds them for its cookie (an ended
     generation counts as none; a public computer's idle clock restarts).
     Resolved once per request: the page header (:func:`signed_in_account`)
     reuses the view's.
+
+    :param snapshot: the account as its read-only snapshot (the protocol's
+        authorization endpoint), resolved apart from the account object.
     """
-    if "idp_sso" not in g:
-        g.idp_sso = sessions.resolve(rt, sso_cookie(rt))
-    return g.idp_sso
+    name = "idp_sso_snapshot" if snapshot else "idp_sso"
+    if name not in g:
+        setattr(g, name, sessions.resolve(rt, sso_cookie(rt), snapshot=snapshot))
+    return g.get(name)
 
 
 def signed_in_account() -> Account | None:

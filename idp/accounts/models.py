@@ -87,6 +87,12 @@ class Account(db.Model):
         active and no operator asked for its identity to be verified again."""
         return self.is_active and not self.reverification_required
 
+    @property
+    def has_password(self) -> bool:
+        """True when the account has a password (an account made from a
+        card read or an SMS code may have none)."""
+        return bool(self.password_hash)
+
 
 class VerificationEvidence(db.Model):
     """One identity verification of an account (OpenID Connect for Identity

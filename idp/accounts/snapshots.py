@@ -73,7 +73,8 @@ class AccountSnapshot:
     """An account as the protocol's read-only paths see it: the columns
     claims and token checks read (the same names as :class:`Account`, so
     the claim builders take either) and its evidence, newest first.
-    Secrets (password hash, TOTP) are not part of it."""
+    Secrets (password hash, TOTP) are not part of it: ``has_password`` says
+    whether there is one."""
 
     id: int
     subject: str
@@ -87,6 +88,9 @@ class AccountSnapshot:
     verified_name: str | None
     status: str
     reverification_required: bool
+    session_generation: int
+    has_password: bool
+    password_reset_by_sms_at: datetime | None
     updated_at: datetime
     evidence: tuple[EvidenceSnapshot, ...]
 
@@ -118,6 +122,8 @@ def _load(account_id: int) -> AccountSnapshot | None:
         phone_number_verified=bool(account.phone_number_verified),
         resident_id_enc=account.resident_id_enc, verified_name=account.verified_name,
         status=account.status, reverification_required=bool(account.reverification_required),
+        session_generation=account.session_generation or 0, has_password=account.has_password,
+        password_reset_by_sms_at=account.password_reset_by_sms_at,
         updated_at=account.updated_at, evidence=evidence)
 
 
@@ -154,10 +160,13 @@ class AccountCache:
         hit = self._entries.get(account_id)
         if hit is not None and hit[1] == current and now - hit[0] < LOCAL_TTL:
             return hit[2]
+        # A transaction open before the version was read may read rows
+        # older than that version (SQLite reads one snapshot per
+        # transaction), and one that changed the account may still roll
+        # back: what they read is used, not kept.
+        fresh = not db.session().in_transaction()
         snapshot = _load(account_id)
-        if account_id in db.session.info.get(_CHANGED, ()):
-            # This transaction changed the account and has not committed:
-            # what it reads may still be rolled back, so it is not kept.
+        if not fresh or account_id in db.session.info.get(_CHANGED, ()):
             return snapshot
         with self._lock:
             if len(self._entries) >= MAX_ENTRIES:

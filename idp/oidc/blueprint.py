@@ -147,7 +147,7 @@ def _run_authorization(args: dict[str, list[str]],
                 "The request contains characters that are not allowed.") from None
         client = req.client
         redirect_uri = grant.redirect_uri or req.payload.redirect_uri
-        sso, account = current_sso(rt)
+        sso, account = current_sso(rt, snapshot=True)
         decision = decide(rt, req, client, redirect_uri, sso, account, item)
     except OAuth2Error as error:
         return authorization_error(error, req)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from idp.accounts.models import Account
 from idp.accounts.recovery import sms_reset_hold_until
+from idp.accounts.snapshots import AccountSnapshot
 from idp.accounts.verification import assurance
 from idp.oidc.acr import METHODS
 from idp.runtime import Runtime
@@ -37,7 +38,7 @@ ONLINE_VERIFICATION_MAX = 3
 #: ``step_up_credential`` of its row in :data:`idp.oidc.acr.METHODS`. A code
 #: to the phone needs the SMS gateway too.
 CREDENTIALS: dict[str, Callable[[Runtime, Account], bool]] = {
-    "password": lambda rt, account: bool(account.password_hash),
+    "password": lambda rt, account: account.has_password,
     "verified_phone": lambda rt, account: (account.phone_number_verified
                                            and rt.registries.sms is not None),
 }
@@ -109,7 +110,8 @@ def step_up_factors(rt: Runtime, account: Account, amr: Sequence[str]) -> tuple[
                  and CREDENTIALS[m.step_up_credential](rt, account))
 
 
-def evaluate(rt: Runtime, account: Account, amr: list[str], required: int) -> StepUpState:
+def evaluate(rt: Runtime, account: Account | AccountSnapshot, amr: list[str],
+             required: int) -> StepUpState:
     """Compare the login of ``account`` by methods ``amr`` with ``required``
     (a level 0..4, :func:`idp.oidc.authorize.required_level`).
 
@@ -118,7 +120,8 @@ def evaluate(rt: Runtime, account: Account, amr: list[str], required: int) -> St
     module): the other proves the same phone. A kiosk card read may (the
     card is not the phone)."""
     # The snapshot's evidence: no query of the evidence on a single sign-on hop.
-    snapshot = rt.accounts.get(account.id)
+    snapshot = (account if isinstance(account, AccountSnapshot)
+                else rt.accounts.get(account.id))
     level = assurance(snapshot).level if snapshot is not None else 0
     cap = rt.acr.method_cap(amr)
     reverify = account.reverification_required

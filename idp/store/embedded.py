@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from idp.store.base import StoreError, validate_ttl
+from idp.store.checkpoints import NO_AUTOMATIC_CHECKPOINT, keep_checkpointed
 
 # How long a statement waits for another process's write lock before failing;
 # writes take microseconds, so reaching this means the file is stuck.
@@ -228,11 +229,13 @@ class EmbeddedStore:
             # In WAL mode NORMAL only risks the last commits on power loss, which
             # is acceptable for state that is short-lived anyway.
             conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(NO_AUTOMATIC_CHECKPOINT)
             for statement in _SCHEMA:
                 conn.execute(statement)
         except BaseException:
             conn.close()
             raise
+        keep_checkpointed(self._path)
         return conn
 
     def _maybe_purge(self, conn: sqlite3.Connection, now: float) -> None:

@@ -246,6 +246,7 @@ def test_a_snapshot_is_read_again_after_its_local_lifetime(provider, monkeypatch
     cache = snapshots.AccountCache(provider.runtime.store)
     with provider.app.app_context():
         account_id = find_for_login(provider.runtime, username).id
+        db.session.rollback()  # read in a transaction of its own, so it is kept
         assert cache.get(account_id).name == "Before"
         db.session.execute(db.update(snapshots.Account).where(
             snapshots.Account.id == account_id).values(name="After"))
@@ -270,3 +271,22 @@ def test_a_snapshot_read_by_an_uncommitted_change_is_not_kept(provider):
         assert cache.get(account.id).name == "Rolled back"
         db.session.rollback()
         assert cache.get(account.id).name == "Kept"
+
+
+def test_a_snapshot_read_in_a_transaction_begun_earlier_is_not_kept(provider):
+    """SQLite reads one snapshot per transaction: a transaction begun before
+    the version was read may see rows older than that version, so what it
+    loads is used once and not kept."""
+    from idp.accounts import snapshots
+    from idp.accounts.service import find_for_login
+    from idp.extensions import db
+
+    username, _password, _ = provider.create_account(name="Early")
+    cache = snapshots.AccountCache(provider.runtime.store)
+    with provider.app.app_context():
+        account_id = find_for_login(provider.runtime, username).id  # the transaction begins
+        assert cache.get(account_id).name == "Early"
+        assert account_id not in cache._entries
+        db.session.rollback()
+        assert cache.get(account_id).name == "Early"
+        assert account_id in cache._entries
