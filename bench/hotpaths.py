@@ -187,8 +187,10 @@ def main(argv: list[str] | None = None) -> int:
 
         if profiler:
             profiler.enable()
+        if args.threads == 1:  # in this thread, where the profiler runs
+            run(args.count)
         workers = [threading.Thread(target=run, args=(args.count // args.threads,))
-                   for _ in range(args.threads)]
+                   for _ in range(args.threads if args.threads > 1 else 0)]
         for worker in workers:
             worker.start()
         for worker in workers:

@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""The floor of the stack: what the HTTP server, the RSGI bridge and Flask
+cost before the provider does any work of its own.
+
+Serves, one after the other, on 127.0.0.1 with ``idp serve``'s server
+settings (granian, ``--workers`` processes, ``--threads`` threads each,
+through :class:`idp.rsgi_bridge.WsgiBridge`):
+
+- ``bare-flask``: a Flask application with one route answering a small JSON
+  object, nothing else;
+- ``provider-floor``: the provider itself (``idp serve`` on a fresh
+  embedded instance) answering ``GET /userinfo`` without a token: every
+  request hook, no token work (a 401 with its JSON body);
+
+and loads each with ``wrk`` (``--connections``, ``--duration``). Prints
+requests per second and the wrk latency percentiles. Needs ``wrk``.
+
+Example::
+
+    python bench/floor.py --duration 5 --threads 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+
+def bare_flask():
+    """granian factory: a bare Flask app behind the provider's bridge."""
+    from flask import Flask, jsonify
+
+    from idp.rsgi_bridge import WsgiBridge
+
+    app = Flask("bare")
+
+    @app.get("/userinfo")
+    def userinfo():
+        return jsonify({"error": "invalid_token"}), 401
+
+    return WsgiBridge(app, threads=int(os.environ["FLOOR_THREADS"]), request_timeout=10.0)
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(url: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)  # noqa: S310 -- a 127.0.0.1 URL we built
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"nothing answers at {url}")
+
+
+def _wrk(url: str, args: argparse.Namespace) -> str:
+    out = subprocess.run(["wrk", "-t2", f"-c{args.connections}", f"-d{args.duration}s",
+                          "--latency", url], capture_output=True, text=True, check=True).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)
+    p50 = re.search(r"50%\s+(\S+)", out).group(1)
+    p99 = re.search(r"99%\s+(\S+)", out).group(1)
+    return f"{float(rps):9.0f}/s  p50 {p50:>8}  p99 {p99:>8}"
+
+
+def _serve(command: list[str], env: dict[str, str], url: str, args) -> str:
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait(url)
+        _wrk(url, argparse.Namespace(**{**vars(args), "duration": 1}))  # warm-up
+        return _wrk(url, args)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(20)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--duration", type=int, default=5, help="seconds per load")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (apt-get install -y wrk)")
+    bench = str(Path(__file__).resolve().parent)
+    bin_dir = Path(sys.executable).parent
+
+    port = _port()
+    env = {**os.environ, "FLOOR_THREADS": str(args.threads),
+           "PYTHONPATH": os.pathsep.join([bench, os.environ.get("PYTHONPATH", "")])}
+    command = [str(bin_dir / "granian"), "--interface", "rsgi", "--factory", "--http", "1",
+               "--workers", str(args.workers), "--host", "127.0.0.1", "--port", str(port),
+               "--no-ws", "floor:bare_flask"]
+    print(f"bare-flask      {_serve(command, env, f'http://127.0.0.1:{port}/userinfo', args)}")
+
+    port = _port()
+    with tempfile.TemporaryDirectory(prefix="idp-floor.") as instance:
+        env = {**os.environ, "IDP_INSTANCE_PATH": instance,
+               "IDP_ISSUER": f"http://127.0.0.1:{port}"}
+        command = [str(bin_dir / "idp"), "serve", "--port", str(port),
+                   "--workers", str(args.workers), "--threads", str(args.threads)]
+        print(f"provider-floor  {_serve(command, env, f'http://127.0.0.1:{port}/userinfo', args)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
