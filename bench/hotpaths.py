@@ -86,10 +86,10 @@ def _refresh_tokens(app, client_id: str) -> list[str]:
 
 def _requests(app, base: str) -> dict[str, dict]:
     cc = json.loads(_idp("clients", "create", "--name", "profile cc",
-                         "--grant-type", "client_credentials", "--json"))
+                         "--grant-type", "client_credentials", "--alg", "ES256", "--json"))
     web = json.loads(_idp("clients", "create", "--name", "profile web", "--redirect-uri",
                           REDIRECT_URI, "--trusted", "--grant-type", "authorization_code",
-                          "--grant-type", "refresh_token", "--json"))
+                          "--grant-type", "refresh_token", "--alg", "ES256", "--json"))
     password = secrets.token_urlsafe(12)
     _idp("users", "create", "--username", "profile", "--password-stdin", stdin=password + "\n")
     class QuietHandler(WSGIRequestHandler):

@@ -125,7 +125,10 @@ class WsgiBridge:
             protocol.response_bytes(*refused)
             return
         try:
-            body = await asyncio.wait_for(self._read_body(scope, protocol), self._timeout)
+            # A request without Content-Length (Transfer-Encoding was refused
+            # above) has no body (RFC 9112 §6.3): nothing to wait for.
+            body = (await asyncio.wait_for(self._read_body(scope, protocol), self._timeout)
+                    if "content-length" in scope.headers else b"")
         except _Incomplete:
             # The client closed before the body was whole (RFC 9112 §6.3:
             # incomplete, never to be acted on); nobody is left to answer.

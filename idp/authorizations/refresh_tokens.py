@@ -56,11 +56,17 @@ def use_refresh_token(rt: Runtime, token: str, client_id: str,
         revoked, of another client, or of a revoked grant.
     :raises RefreshTokenReuseError: when a rotated token is replayed.
     """
-    row = find_refresh_token(rt, token)
-    if row is None:
+    if not isinstance(token, str) or len(token) > 256:
         return None
-    grant = db.session.get(Grant, row.grant_id)
-    if grant is None or grant.client_id != client_id:
+    # The token and its grant in one statement.
+    found = db.session.execute(
+        select(RefreshToken, Grant).join(Grant, Grant.id == RefreshToken.grant_id)
+        .where(RefreshToken.token_hash == keyed_hash(rt.token_hmac_key, token,
+                                                     REFRESH_PURPOSE))).first()
+    if found is None:
+        return None
+    row, grant = found
+    if grant.client_id != client_id:
         return None
     if row.used_at is not None:
         revoke_grant(rt, grant.id, "refresh_token_reuse", ip)
@@ -68,9 +74,11 @@ def use_refresh_token(rt: Runtime, token: str, client_id: str,
     now = utcnow()
     if row.revoked_at is not None or grant.revoked_at is not None or row.expires_at <= now:
         return None
+    # On the table, not the mapped class: the row is decided by the
+    # database, and the ORM's bulk machinery would only add cost.
+    table = RefreshToken.__table__
     won = db.session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.id == row.id, RefreshToken.used_at.is_(None))
+        update(table).where(table.c.id == row.id, table.c.used_at.is_(None))
         .values(used_at=now)
     ).rowcount
     if won != 1:
