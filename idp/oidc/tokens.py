@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import threading
 import warnings
 from dataclasses import dataclass
@@ -12,7 +13,9 @@ from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import JoseError, SecurityWarning
+from joserfc.jws import JWSRegistry
 from joserfc.jwt import JWTClaimsRegistry
+from joserfc.util import json_b64encode, urlsafe_b64encode
 
 from idp.accounts.snapshots import AccountSnapshot
 from idp.authorizations.cache import GrantFacts
@@ -74,12 +77,28 @@ def _add_present(claims: dict[str, Any], **optional: Any) -> None:
     claims.update({name: value for name, value in optional.items() if value})
 
 
+#: The algorithms the provider signs with, through joserfc's implementations.
+_SIGNING = JWSRegistry(algorithms=list(HASH_FOR_ALG))
+#: Encoded protected headers by (alg, kid, typ): the same few for every token.
+_HEADERS: dict[tuple[str, str, str], bytes] = {}
+
+
 def _sign(rt: Runtime, alg: str, claims: dict[str, Any], typ: str | None) -> str:
+    """A JWS compact serialization (RFC 7515 §7.1) of ``claims`` signed with
+    the active key for ``alg``, encoded as joserfc's ``jwt.encode`` does
+    (``typ`` ``JWT`` unless given), with the header segment of the key
+    prepared once and the signature made by joserfc's algorithm."""
     key = rt.keys.signing_key(alg)
-    header = {"alg": alg, "kid": key.kid}
-    if typ:
-        header["typ"] = typ
-    return jwt.encode(header, claims, key.key, algorithms=[alg])
+    typ = typ or "JWT"
+    header = _HEADERS.get((alg, key.kid, typ))
+    if header is None:
+        header = _HEADERS[(alg, key.kid, typ)] = json_b64encode(
+            {"typ": typ, "alg": alg, "kid": key.kid})
+    payload = urlsafe_b64encode(
+        json.dumps(claims, ensure_ascii=False, separators=(",", ":")).encode())
+    signing_input = header + b"." + payload
+    signature = urlsafe_b64encode(_SIGNING.get_alg(alg).sign(signing_input, key.key))
+    return (signing_input + b"." + signature).decode("ascii")
 
 
 def issue_access_token(

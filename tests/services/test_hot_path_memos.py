@@ -5,7 +5,10 @@ batches (``idp.audit.writer.AuditWriter``)."""
 
 from __future__ import annotations
 
+import json
 import threading
+
+import flask
 
 import pytest
 from sqlalchemy import func, select
@@ -73,7 +76,7 @@ def test_the_session_serializer_is_built_once_per_application(idp):
     first = interface.get_signing_serializer(idp.app)
     assert first is not None and interface.get_signing_serializer(idp.app) is first
     with idp.app.test_request_context("/", headers={"Cookie": "x=y"}):
-        assert interface.open_session(idp.app, __import__("flask").request) == {}
+        assert interface.open_session(idp.app, flask.request) == {}
 
 
 def test_audit_events_arriving_together_are_written_in_one_batch(idp, rt, monkeypatch):
@@ -113,3 +116,32 @@ def test_flush_does_not_wait_for_the_interval(idp, rt):
     started = time.monotonic()
     writer.flush()
     assert writer.idle() and time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("alg", ["ES256", "ES384", "RS256", "RS512", "EdDSA"])
+def test_tokens_signed_with_the_prepared_header_are_what_joserfc_makes(rt, alg):
+    """``idp.oidc.tokens._sign`` assembles the compact serialization itself
+    (the header prepared once, joserfc's algorithm signing): the header and
+    payload are byte for byte joserfc's ``jwt.encode``, and an independent
+    library verifies the signature."""
+    import jwt as pyjwt
+    from joserfc import jwt
+    from joserfc.jwk import KeySet
+
+    from idp.extensions import db
+    from idp.oidc import tokens
+
+    rt.keys.ensure((alg,))
+    db.session.commit()
+    key = rt.keys.signing_key(alg)
+    claims = {"iss": rt.issuer, "sub": "s", "name": "张伟", "n": 1}
+    for typ in (None, "at+jwt"):
+        ours = tokens._sign(rt, alg, claims, typ)
+        header = {"alg": alg, "kid": key.kid, **({"typ": typ} if typ else {})}
+        theirs = jwt.encode(header, claims, key.key, algorithms=[alg])
+        assert ours.rsplit(".", 1)[0] == theirs.rsplit(".", 1)[0]
+        jwk = next(k for k in KeySet.import_key_set(json.loads(rt.keys.jwks()[0])).keys
+                   if k.kid == key.kid)
+        public = pyjwt.PyJWK(jwk.as_dict(private=False))
+        decoded = pyjwt.decode(ours, public.key, algorithms=[alg], options={"verify_aud": False})
+        assert decoded == claims
