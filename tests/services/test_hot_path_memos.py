@@ -9,7 +9,6 @@ import json
 import threading
 
 import flask
-
 import pytest
 from sqlalchemy import func, select
 
