@@ -17,7 +17,7 @@ committed.
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from authlib.oauth2.rfc6749 import grants
@@ -171,7 +171,9 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                         client_id=client_id, ip=client_ip(), grant_id=grant_id, scope=scope)
         tokens = rt.settings["tokens"]
         key = _code_key(rt, self.request.client.client_id, code)
-        rt.store.put_many([(key, asdict(record_), tokens["authorization_code_ttl"]),
+        # vars(), not asdict(): the store serialises the record at once, so
+        # the deep copy asdict() makes of its lists and dicts is waste.
+        rt.store.put_many([(key, vars(record_), tokens["authorization_code_ttl"]),
                            (key + ":grant", {"grant_id": grant_id},
                             tokens["code_reuse_window"])])
         add_client(rt.store, session, self.request.client.client_id)
