@@ -99,14 +99,19 @@ class WsgiBridge:
         head has arrived.
     :param quick: a function answering, from an environ, what needs no I/O
         (or None to let a thread answer); called in the event loop.
+    :param on_stop: called once the worker's requests have finished, before
+        it exits (granian's workers leave without running ``atexit``): the
+        provider writes its queued audit events there.
     """
 
     def __init__(self, wsgi_app: WSGIApp, *, threads: int, request_timeout: float,
-                 quick: Callable[[dict[str, Any]], Answer | None] | None = None) -> None:
+                 quick: Callable[[dict[str, Any]], Answer | None] | None = None,
+                 on_stop: Callable[[], None] | None = None) -> None:
         self._app = wsgi_app
         self._threads = threads
         self._timeout = request_timeout
         self._quick = quick
+        self._on_stop = on_stop
         self._pool: ThreadPoolExecutor | None = None
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -117,6 +122,11 @@ class WsgiBridge:
         """granian: the worker stops; requests in threads finish first."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        if self._on_stop is not None:
+            try:
+                self._on_stop()
+            except Exception:  # noqa: BLE001 - the worker is leaving; say so, do not hang
+                log.exception("the work to do when the worker stops failed")
 
     async def __rsgi__(self, scope: Any, protocol: Any) -> None:
         """Serve one HTTP request (websockets are off)."""
@@ -225,11 +235,13 @@ class WsgiBridge:
 def create_bridge() -> WsgiBridge:
     """granian's factory (``idp serve``), run in each worker: the provider
     from its settings (``IDP_*``, config files), served with
-    ``server.threads`` threads and ``server.request_timeout``."""
+    ``server.threads`` threads and ``server.request_timeout``; the audit
+    events still queued are written when the worker stops."""
     from idp import create_app
 
     app = create_app()
     server = app.extensions["idp"].settings["server"]
     return WsgiBridge(app, threads=server["threads"],
                       request_timeout=float(server["request_timeout"]),
-                      quick=app.extensions["idp.public_documents"].answer)
+                      quick=app.extensions["idp.public_documents"].answer,
+                      on_stop=app.extensions["idp"].audit.flush)

@@ -29,7 +29,7 @@ from idp.accounts.models import Account
 from idp.accounts.service import get_account
 from idp.accounts.snapshots import AccountSnapshot
 from idp.authorizations.models import Grant
-from idp.authorizations.service import revoke_grant
+from idp.authorizations.service import revoke_grant, stop_pending_codes
 from idp.extensions import db
 from idp.runtime import Runtime
 from idp.security import random_token
@@ -93,14 +93,26 @@ def _key(handle: str) -> str:
     return _PREFIX + hashlib.sha256(handle.encode()).hexdigest()
 
 
-def save_session(store: Store, session: SsoSession) -> None:
-    """Persist changes to ``session`` for the rest of its lifetime (until
-    :meth:`SsoSession.ends_at`: the store forgets an idle public session by itself)."""
+def save_session(store: Store, session: SsoSession, *, new: bool = False) -> bool:
+    """Persist ``session`` for the rest of its lifetime (until
+    :meth:`SsoSession.ends_at`: the store forgets an idle public session by
+    itself). A change to an existing session is written only while it is
+    still live: a request holding a copy of a session that was ended
+    meanwhile (a logout, "sign out everywhere") must not bring it back.
+
+    :param new: the session is being started (a login, a renewal under a
+        new handle), not changed.
+    :returns: whether the session is stored (False: it had ended).
+    """
     remaining = session.ends_at() - epoch()
-    if remaining > 0:
-        data = asdict(session)
-        del data["handle"]
+    if remaining <= 0:
+        return False
+    data = asdict(session)
+    del data["handle"]
+    if new:
         store.put(_key(session.handle), data, remaining)
+        return True
+    return store.replace(_key(session.handle), data, remaining)
 
 
 def create_session(
@@ -117,7 +129,7 @@ def create_session(
         amr=amr, expires_at=now + ttl, generation=generation, idle_ttl=max(idle_ttl, 0),
         seen_at=now,
     )
-    save_session(store, session)
+    save_session(store, session, new=True)
     return session
 
 
@@ -199,7 +211,7 @@ def renew(rt: Runtime, session: SsoSession, **changes: object) -> SsoSession:
     :returns: the renewed session, whose handle the browser's cookie must get.
     """
     renewed = replace(session, handle=random_token(32), **changes)
-    save_session(rt.store, renewed)
+    save_session(rt.store, renewed, new=True)
     _forget(rt.store, session.handle)
     return renewed
 
@@ -280,6 +292,11 @@ def _revoke_grants(rt: Runtime, account_id: int, reason: str, ip: str | None, *,
 
     :returns: how many grants were revoked.
     """
+    # Codes in flight have no row yet: a marker written before the list
+    # below stops them (all of the account's: a code does not say which
+    # session's grant it will be until it is redeemed, so a one-session
+    # revocation stops the others' codes too, which only costs a retry).
+    stop_pending_codes(rt, account_id)
     query = select(Grant.id).where(Grant.account_id == account_id, Grant.revoked_at.is_(None))
     if sid is not None:
         query = query.where(Grant.sid == sid)

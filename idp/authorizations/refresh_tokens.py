@@ -3,6 +3,7 @@ reuse detection (RFC 9700 §4.14.2): a second use revokes the family."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -44,13 +45,18 @@ def find_refresh_token(rt: Runtime, token: str) -> RefreshToken | None:
     ))
 
 
-def use_refresh_token(rt: Runtime, token: str, client_id: str,
-                      ip: str | None = None) -> Grant | None:
+def use_refresh_token(rt: Runtime, token: str, client_id: str, ip: str | None = None, *,
+                      check: Callable[[Grant], None] | None = None) -> Grant | None:
     """Consume a refresh token for rotation (RFC 9700 §4.14.2).
 
     The token is marked used with a conditional UPDATE, so of two concurrent
     requests exactly one wins. Presenting a used token again revokes the whole
     grant (the family).
+
+    :param check: called with the live grant before the token is consumed;
+        what it raises refuses the request and leaves the token unused, so
+        a client that corrects its request (a narrower scope) is not taken
+        for a thief replaying it.
 
     :returns: the live grant, or None if the token is unknown, expired,
         revoked, of another client, or of a revoked grant.
@@ -74,6 +80,8 @@ def use_refresh_token(rt: Runtime, token: str, client_id: str,
     now = utcnow()
     if row.revoked_at is not None or grant.revoked_at is not None or row.expires_at <= now:
         return None
+    if check is not None:
+        check(grant)
     # On the table, not the mapped class: the row is decided by the
     # database, and the ORM's bulk machinery would only add cost.
     table = RefreshToken.__table__

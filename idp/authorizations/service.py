@@ -28,6 +28,14 @@ REVOKED_CLIENT_GRANTS = "revoked:client-grants:"
 #: its ``at`` stops the codes given to the client before it, whose grants
 #: are not written until they are redeemed.
 REVOKED_CONSENT = "revoked:consent:"
+#: Store key prefix of an account all of whose grants were revoked (its
+#: sessions ended with their grants): its ``at`` stops the codes given
+#: until then and not redeemed yet.
+REVOKED_ACCOUNT_GRANTS = "revoked:account-grants:"
+#: Seconds by which the clocks of the provider's own servers may differ
+#: (they run NTP): a revocation marker written on one stops what another
+#: stamped up to this long after it, rather than let it through.
+SERVER_CLOCK_SKEW = 2
 
 
 def _marker_ttl(rt: Runtime) -> int:
@@ -73,15 +81,18 @@ def create_grant(
 
 def revoked_since(marker: dict | None, moment: datetime) -> bool:
     """Whether a revocation marker (:data:`REVOKED_CLIENT_GRANTS`,
-    :data:`REVOKED_CONSENT`) covers what was granted at ``moment`` (UTC):
-    its ``at`` is the same instant or later. An unreadable marker covers
-    everything (fail closed)."""
+    :data:`REVOKED_CONSENT`, :data:`REVOKED_ACCOUNT_GRANTS`) covers what was
+    granted at ``moment`` (UTC): its ``at`` is the same instant or later, or
+    earlier by no more than :data:`SERVER_CLOCK_SKEW` (the two times may
+    come from two servers' clocks). An unreadable marker covers everything
+    (fail closed)."""
     if marker is None:
         return False
     try:
-        return moment <= datetime.fromisoformat(marker["at"])
+        at = datetime.fromisoformat(marker["at"])
     except (KeyError, TypeError, ValueError):
         return True
+    return moment <= at + timedelta(seconds=SERVER_CLOCK_SKEW)
 
 
 def consent_marker_key(account_id: int, client_id: str) -> str:
@@ -90,13 +101,42 @@ def consent_marker_key(account_id: int, client_id: str) -> str:
     return f"{REVOKED_CONSENT}{account_id}:{client_id}"
 
 
-def stop_pending_codes(rt: Runtime, account_id: int, client_id: str) -> None:
-    """Stop the authorization codes given to ``client_id`` for ``account_id``
-    until now and not redeemed yet (their grants have no row to revoke):
-    a :data:`REVOKED_CONSENT` marker living as long as a code may."""
+def _code_marker_ttl(rt: Runtime) -> int:
+    """Seconds a marker that stops codes in flight must live: as long as a
+    code, and the redemption's check after its commit."""
     tokens = rt.settings["tokens"]
-    rt.store.put(consent_marker_key(account_id, client_id), {"at": utcnow().isoformat()},
-                 tokens["authorization_code_ttl"] + tokens["clock_leeway"])
+    return tokens["authorization_code_ttl"] + tokens["clock_leeway"]
+
+
+def stop_pending_codes(rt: Runtime, account_id: int, client_id: str | None = None) -> None:
+    """Stop the authorization codes given until now and not redeemed yet
+    (their grants have no row to revoke): to ``client_id`` for
+    ``account_id`` (a :data:`REVOKED_CONSENT` marker), or to any client
+    (a :data:`REVOKED_ACCOUNT_GRANTS` marker). Written before the caller
+    lists the grants it revokes, so a redemption that commits after that
+    list finds the marker (:func:`revoked_in_flight`)."""
+    key = (consent_marker_key(account_id, client_id) if client_id is not None
+           else f"{REVOKED_ACCOUNT_GRANTS}{account_id}")
+    rt.store.put(key, {"at": utcnow().isoformat()}, _code_marker_ttl(rt))
+
+
+def revoked_in_flight(rt: Runtime, *, grant_id: str, account_id: int, client_id: str,
+                      granted_at: datetime, replayed: bool) -> bool:
+    """Whether a grant whose code was given at ``granted_at`` (UTC) was
+    revoked before its row existed: its client's grants, the account's
+    consent to the client, or all of the account's grants were revoked
+    since, or (with ``replayed``) its code was replayed. One store round trip.
+
+    :param replayed: count the grant's own mark (a replay of its code); the
+        redemption leaves it out before its commit (the first redemption of a
+        replayed code still answers, case O-9) and counts it after.
+    :raises StoreError: the markers cannot be read.
+    """
+    markers = rt.store.get_many([
+        REVOKED_CLIENT_GRANTS + client_id, consent_marker_key(account_id, client_id),
+        f"{REVOKED_ACCOUNT_GRANTS}{account_id}", REVOKED_GRANT + grant_id])
+    return (any(revoked_since(marker, granted_at) for marker in markers[:3])
+            or (replayed and markers[3] is not None))
 
 
 def revoke_grant(rt: Runtime, grant_id: str, reason: str, ip: str | None = None) -> None:

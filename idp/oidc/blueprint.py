@@ -27,6 +27,7 @@ from idp.oidc.responses import authorization_error
 from idp.oidc.tokens import InvalidTokenError
 from idp.runtime import current_runtime
 from idp.sessions import load_session
+from idp.timeutil import utcnow
 from idp.web import (
     allow_form_target,
     browser_id,
@@ -134,6 +135,8 @@ def jwks():
 def _run_authorization(args: dict[str, list[str]],
                        item: interaction.Interaction | None = None) -> Response:
     rt = current_runtime()
+    # Before anything is read: revocations are compared with this time.
+    authorized_at = utcnow()
     req = AuthorizationRequest(args, rt.issuer + "/authorize")
     try:
         try:
@@ -168,7 +171,7 @@ def _run_authorization(args: dict[str, list[str]],
     if item is not None and not interaction.finish(rt.store, item):
         return _expired_page()
     context = LoginContext(account=account, session=sso, claims=decision.claims,
-                           acr=decision.acr)
+                           acr=decision.acr, authorized_at=authorized_at)
     return grant.create_authorization_response(redirect_uri, context)
 
 

@@ -53,6 +53,14 @@ class Store(Protocol):
             replay caches.
         """
 
+    def replace(self, key: str, value: dict, ttl: int) -> bool:
+        """Store ``value`` for ``ttl`` seconds only if a live entry is under
+        ``key``: an update never brings back what was deleted or expired
+        meanwhile (a session ended while a request held a copy of it).
+
+        :returns: True if the entry was replaced, False if there was none.
+        """
+
     def get(self, key: str) -> dict | None:
         """The value stored under ``key``, or None if absent or expired."""
 

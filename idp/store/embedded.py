@@ -50,6 +50,7 @@ _PUT = (
 # The upsert only overwrites an expired row, so the row count says whether we stored.
 _ADD = _PUT + " WHERE entries.expires_at <= ?"
 _GET = "SELECT value FROM entries WHERE key = ? AND expires_at > ?"
+_REPLACE = "UPDATE entries SET value = ?, expires_at = ? WHERE key = ? AND expires_at > ?"
 # The keys come as one JSON array, so the statement is the same for any number.
 _GET_MANY = ("SELECT key, value FROM entries"
              " WHERE key IN (SELECT value FROM json_each(?)) AND expires_at > ?")
@@ -130,6 +131,14 @@ class EmbeddedStore:
             stored = conn.execute(_ADD, params).rowcount == 1
             self._maybe_purge(conn, now)
         return stored
+
+    def replace(self, key: str, value: dict, ttl: int) -> bool:
+        """Store ``value`` for ``ttl`` seconds if a live ``key`` exists; True if replaced."""
+        validate_ttl(ttl)
+        with self._connection() as conn:
+            now = time.time()
+            return conn.execute(_REPLACE, (_encode(value), now + ttl, self._prefix + key,
+                                           now)).rowcount == 1
 
     def get(self, key: str) -> dict | None:
         """The value under ``key``, or None if absent or expired."""

@@ -73,6 +73,12 @@ class RedisStore:
         with _errors():
             return bool(self._client.set(self._prefix + key, _encode(value), ex=ttl, nx=True))
 
+    def replace(self, key: str, value: dict, ttl: int) -> bool:
+        """Store ``value`` for ``ttl`` seconds if ``key`` exists (``SET XX``); True if replaced."""
+        validate_ttl(ttl)
+        with _errors():
+            return bool(self._client.set(self._prefix + key, _encode(value), ex=ttl, xx=True))
+
     def get(self, key: str) -> dict | None:
         """The value under ``key``, or None if absent or expired."""
         with _errors():

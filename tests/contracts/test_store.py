@@ -123,6 +123,24 @@ def test_put_many_checks_every_lifetime_before_writing(store):
     assert store.get_many(["a", "b"]) == [None, None]
 
 
+def test_replace_updates_only_a_live_entry(store):
+    assert store.replace("absent", {"v": 1}, 60) is False
+    assert store.get("absent") is None
+    store.put("k", {"v": 1}, 60)
+    assert store.replace("k", {"v": 2}, 5) is True
+    assert store.get("k") == {"v": 2} and store.ttl("k") <= 5
+    store.delete("k")
+    assert store.replace("k", {"v": 3}, 60) is False
+    assert store.get("k") is None
+
+
+def test_replace_does_not_revive_an_expired_entry(store):
+    store.put("k", {"v": 1}, 1)
+    time.sleep(1.1)
+    assert store.replace("k", {"v": 2}, 60) is False
+    assert store.get("k") is None
+
+
 def test_put_overwrites_value_and_expiry(store):
     store.put("k", {"v": 1}, 600)
     store.put("k", {"v": 2}, 10)
@@ -223,7 +241,7 @@ def test_expired_entries_are_gone(store):
 
 
 @pytest.mark.parametrize("ttl", [0, -1, 1.5])
-@pytest.mark.parametrize("method", ["put", "add", "incr"])
+@pytest.mark.parametrize("method", ["put", "add", "replace", "incr"])
 def test_ttl_must_be_whole_seconds_of_at_least_one(store, method, ttl):
     args = ("k", ttl) if method == "incr" else ("k", {}, ttl)
     with pytest.raises(ValueError, match="ttl"):
@@ -266,6 +284,8 @@ def test_unreachable_backend_raises_store_error(kind, tmp_path):
             unreachable.get_many(["k", "l"])
         with pytest.raises(StoreError):
             unreachable.put_many([("k", {}, 60)])
+        with pytest.raises(StoreError):
+            unreachable.replace("k", {}, 60)
 
 
 def test_create_store_picks_redis_when_a_url_is_given(tmp_path):

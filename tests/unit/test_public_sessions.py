@@ -40,6 +40,10 @@ class CountingStore:
         self.puts += 1
         self.store.put(key, value, ttl)
 
+    def replace(self, key, value, ttl):
+        self.puts += 1
+        return self.store.replace(key, value, ttl)
+
     def get(self, key):
         return self.store.get(key)
 

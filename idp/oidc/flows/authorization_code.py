@@ -26,21 +26,16 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 
 from idp.accounts.models import Account
 from idp.accounts.service import get_account
+from idp.accounts.snapshots import AccountSnapshot
 from idp.audit.service import record_deferred
-from idp.authorizations.service import (
-    REVOKED_CLIENT_GRANTS,
-    REVOKED_GRANT,
-    consent_marker_key,
-    create_grant,
-    revoke_grant,
-    revoked_since,
-)
+from idp.authorizations.service import create_grant, revoke_grant, revoked_in_flight
 from idp.oidc.client_auth import TOKEN_AUTH_METHODS
 from idp.oidc.flows.user_tokens import issue_user_tokens, wants_refresh
 from idp.oidc.responses import response_mode_response
 from idp.runtime import Runtime, current_runtime
 from idp.security import keyed_hash, random_token
 from idp.sessions import SsoSession, add_client
+from idp.store import StoreError
 from idp.timeutil import utcnow
 from idp.unit_of_work import after_commit, unit
 from idp.web import client_ip
@@ -94,12 +89,16 @@ class LoginContext:
     :ivar session: the SSO session the authentication lives in.
     :ivar claims: the parsed ``claims`` request parameter, or None.
     :ivar acr: the ``acr`` this login achieved (idp.oidc.authorize.check_acr).
+    :ivar authorized_at: when the request began to be decided, UTC, before
+        the account, its session and its consent were read: the time of
+        the authorization, which revocations after it are compared with.
     """
 
-    account: Account
+    account: Account | AccountSnapshot
     session: SsoSession
     claims: dict | None = None
     acr: str | None = None
+    authorized_at: datetime = field(default_factory=utcnow)
 
 
 def _code_key(rt: Runtime, client_id: str, code: str) -> str:
@@ -160,7 +159,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         # the authorization request carried it.
         record_ = CodeRecord(
             client_id=client_id, redirect_uri=payload.redirect_uri, scope=scope,
-            account_id=account.id, grant_id=grant_id, issued_at=utcnow().isoformat(),
+            account_id=account.id, grant_id=grant_id,
+            issued_at=grant_user.authorized_at.isoformat(),
             generation=account.session_generation or 0, claims=grant_user.claims,
             code_challenge=payload.data.get("code_challenge"),
             code_challenge_method=payload.data.get("code_challenge_method"),
@@ -228,12 +228,10 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         client = self.request.client
         account = self.authenticate_user(code)
         issued_at = datetime.fromisoformat(code.issued_at)
-        if account is None or (account.session_generation or 0) != code.generation:
-            raise InvalidGrantError("The authorization code is no longer valid.")
-        revoked_client, withdrawn = rt.store.get_many([
-            REVOKED_CLIENT_GRANTS + client.client_id,
-            consent_marker_key(account.id, client.client_id)])
-        if revoked_since(revoked_client, issued_at) or revoked_since(withdrawn, issued_at):
+        if (account is None or (account.session_generation or 0) != code.generation
+                or revoked_in_flight(rt, grant_id=code.grant_id, account_id=account.id,
+                                     client_id=client.client_id, granted_at=issued_at,
+                                     replayed=False)):
             raise InvalidGrantError("The authorization code is no longer valid.")
         grant = create_grant(
             rt, grant_id=code.grant_id, created_at=issued_at, account_id=account.id,
@@ -244,16 +242,27 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         scope = client.get_allowed_scope(code.scope)
         token = issue_user_tokens(rt, client, grant, account, scope,
                                   wants_refresh(client, scope), code.nonce)
-        after_commit(functools.partial(_revoke_if_replayed, rt, grant.id, client_ip()))
+        # Plain values: the committed row is not loaded again.
+        after_commit(functools.partial(_check_after_commit, rt, grant.id, account.id,
+                                       client.client_id, issued_at, client_ip()))
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
 
-def _revoke_if_replayed(rt: Runtime, grant_id: str, ip: str | None) -> None:
-    """After a redemption committed its grant: revoke the grant if a replay
-    of its code marked it meanwhile. A replay either finds the committed
-    row and revokes it itself, or wrote its mark before this reads it
-    (RFC 6749 §10.5, case O-9)."""
-    if rt.store.get(REVOKED_GRANT + grant_id) is None:
-        return
-    with unit():
-        revoke_grant(rt, grant_id, "authorization_code_reuse", ip)
+def _check_after_commit(rt: Runtime, grant_id: str, account_id: int, client_id: str,
+                        granted_at: datetime, ip: str | None) -> None:
+    """Once a redemption committed its grant: revoke it if it was revoked
+    before its row existed. A revocation lists the live grants after
+    writing its marker (``idp.authorizations.service.stop_pending_codes``,
+    a replay's mark on the grant id): it either lists this committed row
+    and revokes it, or wrote its marker before this reads it (RFC 6749
+    §10.5, case O-9). Markers that cannot be read revoke the grant: the
+    check fails closed, and the client can ask again.
+    """
+    try:
+        revoked = revoked_in_flight(rt, grant_id=grant_id, account_id=account_id,
+                                    client_id=client_id, granted_at=granted_at, replayed=True)
+    except StoreError:
+        revoked = True
+    if revoked:
+        with unit():
+            revoke_grant(rt, grant_id, "revoked_while_redeemed", ip)

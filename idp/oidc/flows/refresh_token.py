@@ -5,6 +5,7 @@ from __future__ import annotations
 from authlib.oauth2.rfc6749 import grants, scope_to_list
 from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError, InvalidScopeError
 
+from idp.accounts.models import Account
 from idp.accounts.service import get_account
 from idp.authorizations.models import Grant
 from idp.authorizations.refresh_tokens import RefreshTokenReuseError, use_refresh_token
@@ -34,22 +35,30 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         value = self.request.form.get("refresh_token")
         if not value:
             raise InvalidRequestError("Missing 'refresh_token' in request.")
+        found: dict[str, Account] = {}
+
+        def check(grant: Grant) -> None:
+            # Refusals that leave the token unused: the client may ask again.
+            account = get_account(grant.account_id)
+            if account is None or not account.may_receive_tokens:
+                raise InvalidGrantError("The account cannot receive tokens.")
+            scope = self.request.payload.scope
+            if scope and not set(scope_to_list(scope)) <= set(scope_to_list(grant.scope)):
+                raise InvalidScopeError("The requested scope exceeds the original grant.")
+            # A refresh token is the grant's offline access (OIDC Core §11);
+            # the registration no longer allows it, so the family ends here.
+            if "offline_access" not in scope_to_list(client.scope):
+                raise InvalidGrantError(
+                    "The client is no longer registered for offline_access.")
+            found["account"] = account
+
         try:
-            grant = use_refresh_token(rt, value, client.client_id, client_ip())
+            grant = use_refresh_token(rt, value, client.client_id, client_ip(), check=check)
         except RefreshTokenReuseError:
             raise InvalidGrantError("The refresh token was already used.") from None
         if grant is None:
             raise InvalidGrantError("The refresh token is invalid, expired or revoked.")
-        account = get_account(grant.account_id)
-        if account is None or not account.may_receive_tokens:
-            raise InvalidGrantError("The account cannot receive tokens.")
-        scope = self.request.payload.scope
-        if scope and not set(scope_to_list(scope)) <= set(scope_to_list(grant.scope)):
-            raise InvalidScopeError("The requested scope exceeds the original grant.")
-        # A refresh token is the grant's offline access (OIDC Core §11); the
-        # registration no longer allows it, so the family ends here.
-        if "offline_access" not in scope_to_list(client.scope):
-            raise InvalidGrantError("The client is no longer registered for offline_access.")
+        account = found["account"]
         self.request.grant_record = grant
         self.request.user = account
 

@@ -1,0 +1,88 @@
+"""A code is stopped by a revocation marker when the authorization it
+stands for was decided before the marker's time (found by the attack on
+issue 9's changes). The code's time is taken before the hop reads the
+account, its session or its consent (a withdrawal between the consent
+check and the code would otherwise be later than the marker), and a
+marker covers times up to ``SERVER_CLOCK_SKEW`` after its own (the hop may
+run on a server whose clock is ahead of the revoker's).
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import requests
+
+from tests.helpers import Browser, callback_params, redeem
+
+
+def _signed_in(provider):
+    username, password, _ = provider.create_account()
+    client = provider.create_client(trusted=False)
+    browser = Browser(provider.url)
+    browser.login_for_code(client, username, password, scope="openid offline_access")
+    return username, client, browser
+
+
+def _withdraw(provider, username, client):
+    from idp.accounts.service import find_for_login
+    from idp.authorizations.consents import withdraw_consent
+
+    with provider.app.app_context():
+        account = find_for_login(provider.runtime, username)
+        assert withdraw_consent(provider.runtime, account.id, client.client_id) is not None
+
+
+def _assert_stopped(provider, client, code):
+    answer = redeem(provider.url, client, code)
+    if answer.status_code == 200:
+        tokens = answer.json()
+        refreshed = requests.post(f"{provider.url}/token", auth=client.auth, data={
+            "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+        raise AssertionError(f"a code given under a withdrawn consent was redeemed; "
+                             f"refresh answered {refreshed.status_code}")
+    assert answer.json()["error"] == "invalid_grant"
+
+
+def test_consent_withdrawn_during_the_sso_hop(provider, monkeypatch):
+    from idp.oidc import authorize
+
+    username, client, browser = _signed_in(provider)
+    reached, release = threading.Event(), threading.Event()
+    original = authorize.check_issue_rate
+
+    def held(*args, **kwargs):  # runs after has_consent, before the code is stamped
+        reached.set()
+        assert release.wait(20)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(authorize, "check_issue_rate", held)
+    answers = []
+    hop = threading.Thread(target=lambda: answers.append(
+        browser.go(browser.authorize_url(client, scope="openid offline_access"))))
+    hop.start()
+    try:
+        assert reached.wait(20)
+        _withdraw(provider, username, client)
+    finally:
+        release.set()
+        hop.join(30)
+    monkeypatch.setattr(authorize, "check_issue_rate", original)
+    code = callback_params(answers[0])["code"]
+    _assert_stopped(provider, client, code)
+
+
+def test_consent_withdrawn_on_a_machine_whose_clock_is_behind(provider, monkeypatch):
+    """The hop runs on a machine 2 s ahead of the one that withdraws."""
+    from idp.oidc import blueprint
+
+    username, client, browser = _signed_in(provider)
+    real = blueprint.utcnow
+    # Where the hop takes the authorization's time.
+    monkeypatch.setattr(blueprint, "utcnow", lambda: real() + timedelta(seconds=2))
+    code = callback_params(browser.go(browser.authorize_url(
+        client, scope="openid offline_access")))["code"]
+    monkeypatch.setattr(blueprint, "utcnow", real)
+    _withdraw(provider, username, client)
+    _assert_stopped(provider, client, code)
