@@ -275,14 +275,16 @@ def end_all(rt: Runtime, account: Account, reason: str, *, revoke_grants: bool,
     """
     account.session_generation = (account.session_generation or 0) + 1
     kept = renew(rt, keep, generation=account.session_generation) if keep else None
-    revoked = (_revoke_grants(rt, account.id, reason, ip, except_sid=keep.sid if keep else None)
+    revoked = (_revoke_grants(rt, account.id, reason, ip, except_sid=keep.sid if keep else None,
+                              generation=account.session_generation)
                if revoke_grants else 0)
     _notify_relying_parties(rt, account.id, reason, kept=kept)
     return EndedSessions(revoked, kept)
 
 
 def _revoke_grants(rt: Runtime, account_id: int, reason: str, ip: str | None, *,
-                   sid: str | None = None, except_sid: str | None = None) -> int:
+                   sid: str | None = None, except_sid: str | None = None,
+                   generation: int | None = None) -> int:
     """The rule of what ended sessions revoke, when their caller asks: the
     grants issued in them, with their refresh tokens and access tokens.
     One ended session (``sid``) revokes the grants naming its ``sid``; all
@@ -290,13 +292,17 @@ def _revoke_grants(rt: Runtime, account_id: int, reason: str, ip: str | None, *,
     issued outside any session included), except those issued in the
     session kept (``except_sid``).
 
+    :param generation: the account's session generation after the
+        sessions ended, when it moved on (:func:`end_all`).
     :returns: how many grants were revoked.
     """
     # Codes in flight have no row yet: a marker written before the list
     # below stops them (all of the account's: a code does not say which
     # session's grant it will be until it is redeemed, so a one-session
     # revocation stops the others' codes too, which only costs a retry).
-    stop_pending_codes(rt, account_id)
+    # With the account's new session generation, the marker stops exactly
+    # the codes given before it, whatever the servers' clocks say.
+    stop_pending_codes(rt, account_id, generation=generation)
     query = select(Grant.id).where(Grant.account_id == account_id, Grant.revoked_at.is_(None))
     if sid is not None:
         query = query.where(Grant.sid == sid)

@@ -108,24 +108,36 @@ def _code_marker_ttl(rt: Runtime) -> int:
     return tokens["authorization_code_ttl"] + tokens["clock_leeway"]
 
 
-def stop_pending_codes(rt: Runtime, account_id: int, client_id: str | None = None) -> None:
+def stop_pending_codes(rt: Runtime, account_id: int, client_id: str | None = None, *,
+                       generation: int | None = None) -> None:
     """Stop the authorization codes given until now and not redeemed yet
     (their grants have no row to revoke): to ``client_id`` for
     ``account_id`` (a :data:`REVOKED_CONSENT` marker), or to any client
     (a :data:`REVOKED_ACCOUNT_GRANTS` marker). Written before the caller
     lists the grants it revokes, so a redemption that commits after that
-    list finds the marker (:func:`revoked_in_flight`)."""
-    key = (consent_marker_key(account_id, client_id) if client_id is not None
-           else f"{REVOKED_ACCOUNT_GRANTS}{account_id}")
-    rt.store.put(key, {"at": utcnow().isoformat()}, _code_marker_ttl(rt))
+    list finds the marker (:func:`revoked_in_flight`).
+
+    :param generation: for the account's marker, its session generation
+        from now on: the codes given under an older one are stopped, those
+        given under it are not, so no clocks are compared.
+    """
+    marker: dict = {"at": utcnow().isoformat()}
+    if client_id is not None:
+        key = consent_marker_key(account_id, client_id)
+    else:
+        key = f"{REVOKED_ACCOUNT_GRANTS}{account_id}"
+        if generation is not None:
+            marker["generation"] = generation
+    rt.store.put(key, marker, _code_marker_ttl(rt))
 
 
 def revoked_in_flight(rt: Runtime, *, grant_id: str, account_id: int, client_id: str,
-                      granted_at: datetime, replayed: bool) -> bool:
-    """Whether a grant whose code was given at ``granted_at`` (UTC) was
-    revoked before its row existed: its client's grants, the account's
-    consent to the client, or all of the account's grants were revoked
-    since, or (with ``replayed``) its code was replayed. One store round trip.
+                      granted_at: datetime, generation: int, replayed: bool) -> bool:
+    """Whether a grant whose code was given at ``granted_at`` (UTC), under
+    the account's session ``generation``, was revoked before its row
+    existed: its client's grants, the account's consent to the client, or
+    all of the account's grants were revoked since, or (with ``replayed``)
+    its code was replayed. One store round trip.
 
     :param replayed: count the grant's own mark (a replay of its code); the
         redemption leaves it out before its commit (the first redemption of a
@@ -135,8 +147,13 @@ def revoked_in_flight(rt: Runtime, *, grant_id: str, account_id: int, client_id:
     markers = rt.store.get_many([
         REVOKED_CLIENT_GRANTS + client_id, consent_marker_key(account_id, client_id),
         f"{REVOKED_ACCOUNT_GRANTS}{account_id}", REVOKED_GRANT + grant_id])
-    return (any(revoked_since(marker, granted_at) for marker in markers[:3])
-            or (replayed and markers[3] is not None))
+    account = markers[2]
+    if isinstance(account, dict) and isinstance(account.get("generation"), int):
+        by_account = generation < account["generation"]
+    else:
+        by_account = revoked_since(account, granted_at)
+    return (by_account or revoked_since(markers[0], granted_at)
+            or revoked_since(markers[1], granted_at) or (replayed and markers[3] is not None))
 
 
 def revoke_grant(rt: Runtime, grant_id: str, reason: str, ip: str | None = None) -> None:

@@ -127,3 +127,24 @@ def test_a_code_from_before_an_upgrade_is_invalid_grant_not_an_error(provider, s
         "grant_type": "authorization_code", "code": code,
         "redirect_uri": client.redirect_uri})
     assert answer.status_code == 400 and answer.json()["error"] == "invalid_grant"
+
+
+def test_a_code_given_after_the_accounts_sessions_ended_is_redeemable_at_once(provider):
+    """The account's marker names its new session generation: it stops the
+    codes given under the old one and no others, so a login right after a
+    password reset gives a code that works, however close the clocks."""
+    from idp import sessions
+    from idp.accounts.service import find_for_login
+
+    username, password, _ = provider.create_account()
+    client = provider.create_client()
+    with provider.app.app_context():
+        sessions.end_all(provider.runtime, find_for_login(provider.runtime, username),
+                         "password_reset", revoke_grants=True)
+    code = Browser(provider.url).login_for_code(client, username, password,
+                                                scope="openid offline_access")["code"]
+    answer = redeem(provider.url, client, code)
+    assert answer.status_code == 200, answer.text
+    tokens = answer.json()
+    assert requests.get(f"{provider.url}/userinfo", headers={
+        "Authorization": f"Bearer {tokens['access_token']}"}).status_code == 200

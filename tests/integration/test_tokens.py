@@ -391,3 +391,17 @@ def test_slow_first_redemption_still_wins_when_replayed(provider, account, monke
     assert second.status_code == 400 and second.json()["error"] == "invalid_grant"
     assert first.status_code == 200
     assert _userinfo(provider, first.json()["access_token"]).status_code == 401
+
+
+def test_a_refused_refresh_leaves_its_token_unused(provider, account):
+    """A refresh refused for its request (a scope beyond the grant) does not
+    use the token up: the client's corrected retry is not taken for a
+    replay that would revoke the grant (found by the attack on issue 9)."""
+    client = provider.create_client()
+    tokens = redeem(provider.url, client, _code(
+        provider, client, account, scope="openid offline_access")).json()
+    wider = _refresh(provider, client, tokens["refresh_token"], scope="openid email")
+    assert wider.status_code == 400 and wider.json()["error"] == "invalid_scope"
+    retried = _refresh(provider, client, tokens["refresh_token"])
+    assert retried.status_code == 200, retried.text
+    assert _userinfo(provider, retried.json()["access_token"]).status_code == 200

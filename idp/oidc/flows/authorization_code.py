@@ -231,7 +231,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if (account is None or (account.session_generation or 0) != code.generation
                 or revoked_in_flight(rt, grant_id=code.grant_id, account_id=account.id,
                                      client_id=client.client_id, granted_at=issued_at,
-                                     replayed=False)):
+                                     generation=code.generation, replayed=False)):
             raise InvalidGrantError("The authorization code is no longer valid.")
         grant = create_grant(
             rt, grant_id=code.grant_id, created_at=issued_at, account_id=account.id,
@@ -244,12 +244,13 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                                   wants_refresh(client, scope), code.nonce)
         # Plain values: the committed row is not loaded again.
         after_commit(functools.partial(_check_after_commit, rt, grant.id, account.id,
-                                       client.client_id, issued_at, client_ip()))
+                                       client.client_id, issued_at, code.generation,
+                                       client_ip()))
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
 
 def _check_after_commit(rt: Runtime, grant_id: str, account_id: int, client_id: str,
-                        granted_at: datetime, ip: str | None) -> None:
+                        granted_at: datetime, generation: int, ip: str | None) -> None:
     """Once a redemption committed its grant: revoke it if it was revoked
     before its row existed. A revocation lists the live grants after
     writing its marker (``idp.authorizations.service.stop_pending_codes``,
@@ -260,7 +261,8 @@ def _check_after_commit(rt: Runtime, grant_id: str, account_id: int, client_id: 
     """
     try:
         revoked = revoked_in_flight(rt, grant_id=grant_id, account_id=account_id,
-                                    client_id=client_id, granted_at=granted_at, replayed=True)
+                                    client_id=client_id, granted_at=granted_at,
+                                    generation=generation, replayed=True)
     except StoreError:
         revoked = True
     if revoked:
