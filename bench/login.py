@@ -425,6 +425,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, help="threads per process (default: [server])")
     parser.add_argument("--server-pid", type=int, help="report this process tree's CPU")
     parser.add_argument("--skip-bare", action="store_true", help="no bare argon2id runs")
+    parser.add_argument("--runs", default="get+post,post",
+                        help="login runs, comma-separated: get+post (GET timed too), post "
+                             "(forms fetched before)")
     parser.add_argument("--in-process", action="store_true",
                         help="serial, in this process, with Flask's test client")
     parser.add_argument("--profile", metavar="FILE",
@@ -432,6 +435,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.concurrency < 1:
         parser.error("--seconds must be > 0 and --concurrency >= 1")
+    args.runs = [r.strip() for r in args.runs.split(",") if r.strip()]
+    if not args.runs or set(args.runs) - {"get+post", "post"}:
+        parser.error("--runs must name get+post, post or both")
     if args.profile and not args.in_process:
         parser.error("--profile needs --in-process")
     if not args.in_process:
@@ -491,21 +497,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.warmup > 0:
         login_run("warm-up", browsers, args.warmup, cpu)
     label = f"{args.concurrency} browsers"
-    results.append(login_run(f"login GET+POST, {label}", browsers, args.seconds, cpu))
-    bare_rate = results[1].rate if not args.skip_bare else results[-1].rate * 1.5
-    per_browser = int(bare_rate * (args.seconds + args.warmup) * 1.3 / args.concurrency) + 10
-    forms = prefetch(browsers, per_browser)
-    if args.warmup > 0:  # takes its forms from the same stocks
-        login_run("warm-up", browsers, args.warmup, cpu, forms)
-    results.append(login_run(f"login POST (forms fetched before), {label}", browsers,
-                             args.seconds, cpu, forms))
+    bare_rate = results[1].rate if not args.skip_bare else None
+    full = post = None
+    if "get+post" in args.runs:
+        full = login_run(f"login GET+POST, {label}", browsers, args.seconds, cpu)
+        results.append(full)
+    if "post" in args.runs:
+        # Enough forms for the run at the bare rate (no login is faster),
+        # or at twice the GET+POST rate without a bare run, with a margin.
+        ceiling = bare_rate or 2 * (full.rate if full else 100.0)
+        per_browser = int(ceiling * (args.seconds + args.warmup) * 1.3 / args.concurrency) + 10
+        forms = prefetch(browsers, per_browser)
+        if args.warmup > 0:  # takes its forms from the same stocks
+            login_run("warm-up", browsers, args.warmup, cpu, forms)
+        post = login_run(f"login POST (forms fetched before), {label}", browsers,
+                         args.seconds, cpu, forms)
+        results.append(post)
     print(f"# done; load average {load_average()}", file=sys.stderr)
     print(table(results))
-    if not args.skip_bare:
-        serial, concurrent, full, post = results
-        print(f"\nratio under load (bare {concurrent.rate:.1f}/s, {workers} proc x "
-              f"{per_worker} threads): login POST {post.rate / concurrent.rate:.2f}, "
-              f"login GET+POST {full.rate / concurrent.rate:.2f}")
+    if bare_rate:
+        ratios = [f"{r.name.split(',')[0]} {r.rate / bare_rate:.2f}" for r in (post, full) if r]
+        print(f"\nratio under load (bare {bare_rate:.1f}/s, {workers} proc x {per_worker} "
+              f"threads): " + ", ".join(ratios))
     failed = [r for r in results if r.errors]
     for r in failed:
         print(f"\n{r.name}: {r.errors} error(s); first: " + "; ".join(r.samples))
