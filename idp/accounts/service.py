@@ -295,8 +295,14 @@ def check_password(rt: Runtime, identifier: str, password: str) -> tuple[Account
     return account, verify_password(rt, account, password)
 
 
+#: The lookups by a blind index (a login by phone, ID or card number), built
+#: once like :data:`_BY_USERNAME`.
+_BY_INDEX = {column: select(Account).where(getattr(Account, column) == bindparam("index"))
+             for column in ("phone_number_index", "resident_id_index", "card_number_index")}
+
+
 def _by_index(column, index: str) -> Account | None:
-    return db.session.scalar(select(Account).where(column == index))
+    return db.session.scalar(_BY_INDEX[column.key], {"index": index})
 
 
 def _is_resident_id(text: str) -> bool:

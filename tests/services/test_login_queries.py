@@ -4,11 +4,14 @@ answer as the statements built per call did."""
 
 from __future__ import annotations
 
+import secrets
+
 import pyotp
 
 from idp.accounts import service as accounts
 from idp.authn import service, totp
 from idp.extensions import db
+from tests.services.test_assurance import new_resident_id
 
 
 def test_username_lookup_ignores_case_and_width(rt, account):
@@ -41,3 +44,16 @@ def test_an_operator_always_needs_a_second_factor(rt, account):
     assert not totp.has_totp(account) and totp.needs_second_factor(account)
     pending = service.complete_login(rt, account, ["pwd"], None)
     assert isinstance(pending, service.PendingLogin) and pending.enrol
+
+
+def test_lookups_by_phone_and_resident_id(rt, account):
+    """The blind-index lookups of a login by number (each its own built
+    statement) find the account that holds the number, and no other."""
+    number, phone = new_resident_id(), f"139{secrets.randbelow(10**8):08d}"
+    accounts.set_phone_number(rt, account, phone, verified=True)
+    accounts.set_resident_id(rt, account, number)
+    db.session.commit()
+    assert accounts.find_for_login(rt, f"{phone[:3]} {phone[3:7]} {phone[7:]}") is account
+    assert accounts.find_for_login(rt, "+86" + phone) is account
+    assert accounts.find_for_login(rt, number) is account
+    assert accounts.find_by_resident_id(rt, new_resident_id()) is None
