@@ -36,7 +36,8 @@ is involved):
 3. **The ratios** login rate / bare concurrent rate.
 
 ``--in-process`` measures serially in this process instead, without a
-server or network: the app on a temporary instance, Flask's test client,
+server or network: the app on a temporary instance (a SQLite database of its
+own), Flask's test client,
 alternating rounds of bare verifications and logins (GET not timed), and
 ``--profile FILE`` writes a cProfile of the timed POSTs (``python -m pstats
 FILE``).
@@ -56,6 +57,7 @@ import concurrent.futures
 import cProfile
 import http.client
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -323,14 +325,25 @@ def prefetch(browsers: list[Browser], per_browser: int) -> list[list[Form]]:
 
 
 def in_process(args: argparse.Namespace) -> list[Result]:
-    """Serial measurement without a server: see the module doc."""
-    os.environ["IDP_INSTANCE_PATH"] = tempfile.mkdtemp(prefix="idp-login-bench.")
-    os.environ.setdefault("IDP_ISSUER", "http://127.0.0.1:5099")
+    """Serial measurement without a server (see the module doc), on a
+    temporary instance: a SQLite database of its own, and the embedded
+    store there (or Redis with ``IDP_REDIS_URL``, under a prefix of its own),
+    removed afterwards."""
+    folder = tempfile.mkdtemp(prefix="idp-login-bench.")
+    try:
+        return _in_process(args, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _in_process(args: argparse.Namespace, folder: str) -> list[Result]:
     from idp import create_app
     from idp.accounts import service as accounts
     from idp.unit_of_work import unit
 
-    app = create_app()
+    app = create_app({"instance_path": folder, "database_url": f"sqlite:///{folder}/idp.sqlite3",
+                      "issuer": "http://127.0.0.1:5099",
+                      "store_prefix": f"idploginbench:{os.getpid()}:"})
     rt = app.extensions["idp"]
     password = "plum-blossom-river-bench"
     with app.app_context(), unit():
