@@ -33,7 +33,8 @@ is involved):
    Any answer other than a redirect away from ``/login`` counts as an error.
    With ``--server-pid`` the CPU used by that process and its children
    (granian's workers) is reported per login.
-3. **The ratios** login rate / bare concurrent rate.
+3. **The ratios** login rate / bare rate: the concurrent bare rate, or
+   with ``--concurrency 1`` the one-thread rate.
 
 ``--in-process`` measures serially in this process instead, without a
 server or network: the app on a temporary instance (a SQLite database of its
@@ -510,7 +511,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.warmup > 0:
         login_run("warm-up", browsers, args.warmup, cpu)
     label = f"{args.concurrency} browsers"
-    bare_rate = results[1].rate if not args.skip_bare else None
+    # One browser is compared with one thread verifying, more with the
+    # server's concurrency.
+    bare = None if args.skip_bare else results[0 if args.concurrency == 1 else 1]
+    bare_rate = bare.rate if bare else None
     full = post = None
     if "get+post" in args.runs:
         full = login_run(f"login GET+POST, {label}", browsers, args.seconds, cpu)
@@ -530,8 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(results))
     if bare_rate:
         ratios = [f"{r.name.split(',')[0]} {r.rate / bare_rate:.2f}" for r in (post, full) if r]
-        print(f"\nratio under load (bare {bare_rate:.1f}/s, {workers} proc x {per_worker} "
-              f"threads): " + ", ".join(ratios))
+        print(f"\nratio to the bare rate ({bare.name}: {bare_rate:.1f}/s): " + ", ".join(ratios))
     failed = [r for r in results if r.errors]
     for r in failed:
         print(f"\n{r.name}: {r.errors} error(s); first: " + "; ".join(r.samples))
