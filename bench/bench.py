@@ -115,6 +115,12 @@ class Connection:
         self.conn: http.client.HTTPConnection | None = None
 
     def send(self, req: Request) -> tuple[int, bytes]:
+        """Send ``req``; the answer's status and body."""
+        status, _headers, body = self.exchange(req)
+        return status, body
+
+    def exchange(self, req: Request) -> tuple[int, http.client.HTTPMessage, bytes]:
+        """Send ``req``; the answer's status, headers and body."""
         if self.conn is None:
             self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
@@ -126,7 +132,7 @@ class Connection:
             raise
         if response.will_close:
             self.close()
-        return response.status, body
+        return response.status, response.headers, body
 
     def close(self) -> None:
         if self.conn is not None:

@@ -5,16 +5,26 @@
 #   2. registers a client_credentials client, a confidential trusted web client
 #      and a test account with the `idp` CLI;
 #   3. starts `idp serve` (gunicorn, workers/threads from config [server]);
-#   4. waits for discovery, runs bench/bench.py, stops the server.
+#   4. waits for discovery, runs bench/bench.py (or, with BENCH=login,
+#      bench/login.py: password logins against argon2id), stops the server.
 #
 # Usage: bash bench/run.sh [bench.py options, e.g. --seconds 10 --concurrency 8]
+#        BENCH=login bash bench/run.sh [login.py options, e.g. --seconds 5]
 # Environment: PORT (default 5099), VENV (default .venv), WORKERS / THREADS
 # (override config [server]), IDP_REDIS_URL (Redis store instead of the
-# embedded one), KEEP_INSTANCE=1 (keep the temp folder and server log).
+# embedded one), KEEP_INSTANCE=1 (keep the temp folder and server log),
+# BENCH (bench or login), ACCOUNTS (test accounts: USERNAME, USERNAME-2...;
+# default 1; 8 for BENCH=login, one for each of its default 8 client threads).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$ROOT/.venv}
+BENCH=${BENCH:-bench}
+case "$BENCH" in
+    bench) ACCOUNTS=${ACCOUNTS:-1} ;;
+    login) ACCOUNTS=${ACCOUNTS:-8} ;;
+    *) echo "BENCH must be bench or login" >&2; exit 2 ;;
+esac
 PORT=${PORT:-5099}
 IDP="$VENV/bin/idp"
 PYTHON="$VENV/bin/python"
@@ -74,7 +84,11 @@ CC_JSON=$("$IDP" clients create --name "bench client_credentials" \
     --grant-type client_credentials --json)
 WEB_JSON=$("$IDP" clients create --name "bench web" --redirect-uri "$REDIRECT_URI" \
     --trusted --grant-type authorization_code --json)
-printf '%s\n' "$PASSWORD" | "$IDP" users create --username "$USERNAME" --password-stdin >/dev/null
+for i in $(seq 1 "$ACCOUNTS"); do
+    NAME=$USERNAME
+    [[ $i -gt 1 ]] && NAME="$USERNAME-$i"
+    printf '%s\n' "$PASSWORD" | "$IDP" users create --username "$NAME" --password-stdin >/dev/null
+done
 
 # The authorize scenario asks one SSO session for thousands of codes a
 # minute; the per-session limit (60 a minute) would answer most with 503.
@@ -103,6 +117,15 @@ curl -sf -o /dev/null "$URL/.well-known/openid-configuration" || {
 WORKER_INFO=$(grep -c "Booting worker" "$INSTANCE/server.log" || true)
 echo "# server pid $SERVER_PID, $WORKER_INFO worker process(es) booted" \
     "(workers=${WORKERS:-config} threads=${THREADS:-config})" >&2
+
+if [[ "$BENCH" == login ]]; then
+    LOGIN_ARGS=(--url="$URL" --username="$USERNAME" --password="$PASSWORD"
+                --accounts="$ACCOUNTS" --server-pid="$SERVER_PID")
+    [[ -n "${WORKERS:-}" ]] && LOGIN_ARGS+=(--workers "$WORKERS")
+    [[ -n "${THREADS:-}" ]] && LOGIN_ARGS+=(--threads "$THREADS")
+    "$PYTHON" "$ROOT/bench/login.py" "${LOGIN_ARGS[@]}" "$@"
+    exit
+fi
 
 # --opt=value: generated ids and secrets may begin with "-".
 "$PYTHON" "$ROOT/bench/bench.py" --url="$URL" \

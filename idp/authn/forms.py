@@ -7,6 +7,20 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
+from idp.i18n import wtforms_translations
+
+
+class Form(FlaskForm):
+    """The base of every form of the provider: Flask-WTF's (a CSRF token in
+    each), with WTForms' own messages in the page's language from a catalog
+    read once per process (:func:`idp.i18n.wtforms_translations`)."""
+
+    class Meta:
+        def get_translations(self, form):
+            """WTForms' translations for ``form`` (a ``gettext``/``ngettext``
+            object), in the language of the current request."""
+            return wtforms_translations()
+
 
 def sms_code_field() -> StringField:
     """The six-digit code of a text message."""
@@ -27,7 +41,7 @@ def public_computer_field() -> BooleanField:
     return BooleanField(_l("This is a public computer (sign me out when I close the browser)"))
 
 
-class SmsCodeForm(FlaskForm):
+class SmsCodeForm(Form):
     """A mobile number proven by an SMS code: first the number (``send``),
     then the code. ``i`` is the pending interaction, if any."""
 
@@ -37,7 +51,7 @@ class SmsCodeForm(FlaskForm):
     i = HiddenField()
 
 
-class LoginForm(FlaskForm):
+class LoginForm(Form):
     """Username and password; ``i`` is the pending interaction, if any."""
 
     username = StringField(_l("Username, ID number or mobile number"),
@@ -51,7 +65,7 @@ class LoginForm(FlaskForm):
     next = HiddenField()
 
 
-class RegisterForm(FlaskForm):
+class RegisterForm(Form):
     """Self-registration with username and password."""
 
     # The account rules say what a username may be (3-64 characters of a-z 0-9 . _ -).
@@ -71,7 +85,7 @@ class RegisterForm(FlaskForm):
     i = HiddenField()
 
 
-class ConsentForm(FlaskForm):
+class ConsentForm(Form):
     """Approve or deny a client's request; the button pressed is the decision.
     ``account`` names the account the page was shown to."""
 
@@ -79,7 +93,7 @@ class ConsentForm(FlaskForm):
     account = HiddenField()
 
 
-class LogoutForm(FlaskForm):
+class LogoutForm(Form):
     """Confirmation of logout when the request cannot prove it came from the user's RP."""
 
 
@@ -102,7 +116,7 @@ class PasswordResetForm(SmsCodeForm):
                             render_kw={"autocomplete": "new-password"})
 
 
-class TotpForm(FlaskForm):
+class TotpForm(Form):
     """The second step of a login: a code from the authenticator app, or a
     recovery code (the button pressed, ``action``, says which)."""
 
@@ -114,7 +128,7 @@ class TotpForm(FlaskForm):
     next = HiddenField()
 
 
-class StepUpForm(FlaskForm):
+class StepUpForm(Form):
     """A further factor for a step-up: the button pressed (``action``) says
     which (``send_sms``, ``sms``, ``password``, ``cancel``). (TOTP is never
     missing here: every session of an account with an authenticator was
@@ -143,7 +157,7 @@ class SmsRegisterForm(SmsCodeForm):
                             render_kw={"autocomplete": "new-password"})
 
 
-def confirmation_differs(form: FlaskForm) -> bool:
+def confirmation_differs(form: Form) -> bool:
     """Whether ``form.confirm`` differs from ``form.password``; if so, says
     so on ``confirm``."""
     if (form.password.data or "") == (form.confirm.data or ""):
@@ -152,7 +166,7 @@ def confirmation_differs(form: FlaskForm) -> bool:
     return True
 
 
-def require_min_length(form: FlaskForm, min_length: int) -> FlaskForm:
+def require_min_length(form: Form, min_length: int) -> Form:
     """Give ``form.password`` (a new password) the ``minlength`` that its
     page shows in the password rule (``_field.html``, ``new_password``).
 

@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
-from idp.authn.forms import SmsCodeForm, sms_code_field, totp_code_field
+from idp.authn.forms import Form, SmsCodeForm, sms_code_field, totp_code_field
 
 
-class IdentityForm(FlaskForm):
+class IdentityForm(Form):
     """Name and resident ID number, checked with the population registry."""
 
     name = StringField(_l("Full name, as on your ID card"),
@@ -24,7 +23,7 @@ class IdentityForm(FlaskForm):
     i = HiddenField()
 
 
-class StrongProofForm(FlaskForm):
+class StrongProofForm(Form):
     """One independent strong proof; the button pressed (``method``) says which."""
 
     card_number = StringField(_l("Social security card number"),
@@ -47,7 +46,7 @@ class PhoneForm(SmsCodeForm):
     totp = totp_code_field()
 
 
-class TotpSetupForm(FlaskForm):
+class TotpSetupForm(Form):
     """Set up the authenticator (``start``, then ``confirm`` with its first
     code), replace the recovery codes (``regenerate``) or remove it
     (``disable``): the button pressed, ``action``, says which."""
@@ -55,7 +54,7 @@ class TotpSetupForm(FlaskForm):
     code = totp_code_field()
 
 
-class EntityForm(FlaskForm):
+class EntityForm(Form):
     """An entity the account is the legal representative of."""
 
     uscc = StringField(_l("Unified social credit code"),
@@ -67,7 +66,7 @@ class EntityForm(FlaskForm):
                               render_kw={"autocomplete": "organization"})
 
 
-class ReauthForm(FlaskForm):
+class ReauthForm(Form):
     """Confirm it is you: the password and, by the button pressed
     (``action``), a code of the authenticator app (``verify``), a recovery
     code (``recovery``), or a code sent by SMS (``send``, then ``verify``).
@@ -83,7 +82,7 @@ class ReauthForm(FlaskForm):
     next = HiddenField()
 
 
-class PasswordChangeForm(FlaskForm):
+class PasswordChangeForm(Form):
     """A new password, with the current one typed again."""
 
     current = PasswordField(_l("Current password"),
@@ -97,11 +96,11 @@ class PasswordChangeForm(FlaskForm):
                             render_kw={"autocomplete": "new-password"})
 
 
-class LinkCardForm(FlaskForm):
+class LinkCardForm(Form):
     """Confirm (or cancel, ``action``) linking the card read at the kiosk."""
 
 
-class EmailForm(FlaskForm):
+class EmailForm(Form):
     """A new e-mail address, and the password when it is another address
     than the account's (idp.accounts.emails.needs_password)."""
 
@@ -112,12 +111,12 @@ class EmailForm(FlaskForm):
                              render_kw={"autocomplete": "current-password"})
 
 
-class ConfirmEmailForm(FlaskForm):
+class ConfirmEmailForm(Form):
     """The confirming POST of an e-mail verification link (CSRF only: the
     link's token in the URL is the proof)."""
 
 
-class WithdrawConsentForm(FlaskForm):
+class WithdrawConsentForm(Form):
     """Withdraw the consent given to one relying party."""
 
     client_id = HiddenField(validators=[DataRequired(), Length(max=64)])

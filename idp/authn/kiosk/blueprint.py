@@ -18,9 +18,9 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
-from flask_wtf import FlaskForm
 
 from idp.authn import service
+from idp.authn.forms import Form
 from idp.authn.kiosk import LINK_SESSION_KEY
 from idp.authn.kiosk.service import (
     KioskError,
@@ -110,7 +110,7 @@ def link():
         response = redirect(url_for("kiosk.link"), 303)
         clear_sso_cookie(rt, response)
         return response
-    form = FlaskForm()
+    form = Form()
     if form.validate_on_submit():
         cancel_link(rt, session.pop(LINK_SESSION_KEY, None))
         return redirect(url_for("authn.home"), 303)
