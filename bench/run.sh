@@ -4,7 +4,7 @@
 #      generated secrets and, unless IDP_REDIS_URL is set, the embedded store;
 #   2. registers a client_credentials client, a confidential trusted web client
 #      and a test account with the `idp` CLI;
-#   3. starts `idp serve` (gunicorn, workers/threads from config [server]);
+#   3. starts `idp serve` (granian, workers/threads from config [server]);
 #   4. waits for discovery, runs bench/bench.py (or, with BENCH=login,
 #      bench/login.py: password logins against argon2id), stops the server.
 #
@@ -114,9 +114,7 @@ curl -sf -o /dev/null "$URL/.well-known/openid-configuration" || {
     echo "no discovery document at $URL after 20 s" >&2
     exit 1
 }
-WORKER_INFO=$(grep -c "Booting worker" "$INSTANCE/server.log" || true)
-echo "# server pid $SERVER_PID, $WORKER_INFO worker process(es) booted" \
-    "(workers=${WORKERS:-config} threads=${THREADS:-config})" >&2
+echo "# server pid $SERVER_PID (workers=${WORKERS:-config} threads=${THREADS:-config})" >&2
 
 if [[ "$BENCH" == login ]]; then
     LOGIN_ARGS=(--url="$URL" --username="$USERNAME" --password="$PASSWORD"
