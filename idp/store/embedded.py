@@ -12,6 +12,7 @@ the machine. Reads ignore expired rows; writes purge them from time to time.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -100,11 +101,13 @@ class EmbeddedStore:
         self._local = threading.local()
         # Shared by threads without a lock: a lost update only means an extra purge.
         self._next_purge = 0.0
+        self._write_lock = threading.Lock()
+        self._lock_file: tuple[int, int] | None = None  # (pid, fd)
 
     def put(self, key: str, value: dict, ttl: int) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds, replacing any entry."""
         validate_ttl(ttl)
-        with self._connection() as conn:
+        with self._writing(), self._connection() as conn:
             now = time.time()
             conn.execute(_PUT, (self._prefix + key, _encode(value), now + ttl))
             self._maybe_purge(conn, now)
@@ -114,7 +117,7 @@ class EmbeddedStore:
         transaction."""
         for _key, _value, ttl in entries:
             validate_ttl(ttl)
-        with self._connection() as conn:
+        with self._writing(), self._connection() as conn:
             now = time.time()
             rows = [(self._prefix + key, _encode(value), now + ttl)
                     for key, value, ttl in entries]
@@ -125,7 +128,7 @@ class EmbeddedStore:
     def add(self, key: str, value: dict, ttl: int) -> bool:
         """Store ``value`` for ``ttl`` seconds unless a live ``key`` exists; True if stored."""
         validate_ttl(ttl)
-        with self._connection() as conn:
+        with self._writing(), self._connection() as conn:
             now = time.time()
             params = (self._prefix + key, _encode(value), now + ttl, now)
             stored = conn.execute(_ADD, params).rowcount == 1
@@ -135,7 +138,7 @@ class EmbeddedStore:
     def replace(self, key: str, value: dict, ttl: int) -> bool:
         """Store ``value`` for ``ttl`` seconds if a live ``key`` exists; True if replaced."""
         validate_ttl(ttl)
-        with self._connection() as conn:
+        with self._writing(), self._connection() as conn:
             now = time.time()
             return conn.execute(_REPLACE, (_encode(value), now + ttl, self._prefix + key,
                                            now)).rowcount == 1
@@ -158,7 +161,7 @@ class EmbeddedStore:
 
     def take(self, key: str) -> dict | None:
         """Delete ``key`` and return its value; None if absent or expired."""
-        with self._connection() as conn:
+        with self._writing(), self._connection() as conn:
             now = time.time()
             row = _first(conn.execute(_TAKE, (self._prefix + key,)))
         # An expired row is deleted too, which saves the purge the work.
@@ -168,7 +171,7 @@ class EmbeddedStore:
 
     def delete(self, key: str) -> None:
         """Remove ``key`` if present."""
-        with self._connection() as conn:
+        with self._writing(), self._connection() as conn:
             conn.execute(_DELETE, (self._prefix + key,))
 
     def incr(self, key: str, ttl: int, amount: int = 1) -> int:
@@ -177,7 +180,7 @@ class EmbeddedStore:
         :returns: the new count; 1 means a new window was started.
         """
         validate_ttl(ttl)
-        with self._connection() as conn:
+        with self._writing(), self._connection() as conn:
             now = time.time()
             params = {"key": self._prefix + key, "expires_at": now + ttl, "now": now,
                       "amount": amount}
@@ -204,11 +207,16 @@ class EmbeddedStore:
             _first(conn.execute("SELECT 1 FROM entries LIMIT 1"))
 
     def close(self) -> None:
-        """Close the calling thread's connection (a later call reopens one)."""
+        """Close the calling thread's connection and the lock file (a later
+        call reopens them)."""
         conn = self._owned_connection()
         if conn is not None:
             conn.close()
             self._local.conn = None
+        with self._write_lock:  # no writer of this process is using it
+            opened, self._lock_file = self._lock_file, None
+            if opened is not None and opened[0] == os.getpid():
+                os.close(opened[1])
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
@@ -221,6 +229,33 @@ class EmbeddedStore:
             yield conn
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"embedded store {self._path!r}: {exc}") from exc
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the store's write lock: a thread lock in this process and an
+        ``flock`` on ``<path>.lock`` across processes. SQLite lets one
+        writer in at a time and makes the others sleep in growing steps (up
+        to 100 ms) while they wait, which put the waits of a few requests
+        in the hundreds of milliseconds under load; a waiter on the lock
+        file is woken the moment it is free. Writes take microseconds, so
+        holding it costs nothing else."""
+        with self._write_lock:
+            fd = self._lock_fd()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _lock_fd(self) -> int:
+        opened = self._lock_file
+        if opened is None or opened[0] != os.getpid():
+            try:
+                fd = os.open(self._path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise StoreError(f"embedded store {self._path!r}: {exc}") from exc
+            self._lock_file = opened = (os.getpid(), fd)
+        return opened[1]
 
     def _owned_connection(self) -> sqlite3.Connection | None:
         """This thread's connection if this process opened it, else None."""

@@ -34,3 +34,30 @@ def test_the_thread_copies_the_log_into_the_file(tmp_path, monkeypatch):
     while os.path.getsize(path) < 300 * 3000 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert os.path.getsize(path) >= 300 * 3000
+
+
+def test_a_writer_waits_on_the_lock_file_not_in_sqlite(tmp_path):
+    """Writers of the embedded store queue on ``<path>.lock`` (woken as soon
+    as it is free) instead of SQLite's busy handler, which sleeps in steps
+    of up to 100 ms: a write waits exactly as long as another process
+    holds the lock."""
+    import fcntl
+    import threading
+
+    path = str(tmp_path / "store.sqlite3")
+    store = EmbeddedStore(path)
+    store.put("k", {"v": 0}, 60)
+    holder = os.open(path + ".lock", os.O_RDWR)  # another open file: another "process"
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    done = threading.Event()
+    writer = threading.Thread(target=lambda: (store.put("k", {"v": 1}, 60), done.set()))
+    writer.start()
+    assert not done.wait(0.3)  # held
+    fcntl.flock(holder, fcntl.LOCK_UN)
+    released = time.monotonic()
+    assert done.wait(5)
+    assert time.monotonic() - released < 0.05  # woken at once
+    writer.join()
+    os.close(holder)
+    assert store.get("k") == {"v": 1}
+    store.close()
