@@ -52,6 +52,10 @@ def test_a_forged_token_sharing_a_prefix_with_a_memoised_one_is_refused(provider
     token = tokens["access_token"]
     assert _userinfo(provider, token) == 200
     head, body, sig = token.split(".")
-    assert _userinfo(provider, f"{head}.{body}.{sig[:-2]}AA") == 401
+    # A character in the middle (the last ones may only change base64's
+    # padding bits, which decode to the same signature).
+    middle = len(sig) // 2
+    other = "A" if sig[middle] != "A" else "B"
+    assert _userinfo(provider, f"{head}.{body}.{sig[:middle]}{other}{sig[middle + 1:]}") == 401
     # A trailing space is stripped by the header parse: the same token.
     assert _userinfo(provider, f"{head}.{body}.{sig} ") in (200, 401)
