@@ -35,6 +35,7 @@ from idp.oidc.interaction import Interaction, answer_uri
 from idp.runtime import Runtime, current_runtime
 from idp.security import random_token
 from idp.sessions import SsoSession
+from idp.store import StoreError
 from idp.timeutil import epoch
 
 log = logging.getLogger(__name__)
@@ -408,10 +409,15 @@ def handle_unexpected_error(error: Exception) -> tuple[Response | str, int]:
     logging its trace here (the client never sees it) and rolling back the
     request's transaction, which may be what failed.
 
+    A :class:`~idp.store.StoreError` (the store unreachable: every check
+    that needs it fails closed) is a 503 ``temporarily_unavailable``.
+
     Registered for ``Exception``, so it runs before Flask would propagate the
     exception (``PROPAGATE_EXCEPTIONS``, debug mode) to a debugger or the
     WSGI server: no configuration shows a trace to the client.
     """
     log.error("Unhandled exception on %s %s", request.method, request.path, exc_info=error)
     unit_of_work.rollback()
-    return server_error()
+    # The store being out (sessions, codes, revocation markers) is an outage
+    # the client may wait out: 503 temporarily_unavailable, not a fault.
+    return server_error(503 if isinstance(error, StoreError) else 500)

@@ -136,3 +136,27 @@ def test_a_host_that_is_no_host_name_is_explained_without_a_trace(provider, capl
     assert "<p>此请求地址中的主机名无效。请检查地址后重试。</p>" in page.text
     assert token.status_code == 400 and token.json()["error"] == "invalid_request"
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_a_store_outage_is_503_temporarily_unavailable(provider, monkeypatch):
+    """The store unreachable (revocation markers, sessions, codes cannot be
+    read: every check fails closed) is an outage a client may wait out, not
+    a fault: 503 ``temporarily_unavailable`` (found by the attack on issue
+    9's changes, which saw 500), with no trace."""
+    from idp.store import StoreError
+    from tests.helpers import Browser, redeem
+
+    username, password, _ = provider.create_account()
+    client = provider.create_client()
+    code = Browser(provider.url).login_for_code(client, username, password)["code"]
+    tokens = redeem(provider.url, client, code).json()
+
+    def down(*_args, **_kwargs):
+        raise StoreError("store down: secret-detail")
+
+    monkeypatch.setattr(provider.runtime.store, "get_many", down)
+    answer = requests.get(f"{provider.url}/userinfo",
+                          headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert answer.status_code == 503
+    assert answer.json() == {"error": "temporarily_unavailable"}
+    assert "secret-detail" not in answer.text
