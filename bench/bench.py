@@ -54,6 +54,16 @@ DEFAULT_REDIRECT_URI = "http://127.0.0.1:9/bench/callback"
 ERROR_SAMPLES = 3
 
 
+def percentile_ms(latencies: list[float], p: float) -> float:
+    """Nearest-rank ``p``-th percentile (0-100) of ``latencies`` (seconds),
+    in milliseconds; NaN without any."""
+    if not latencies:
+        return float("nan")
+    ordered = sorted(latencies)
+    rank = max(1, -(-len(ordered) * p // 100))  # ceil(n * p / 100)
+    return ordered[int(rank) - 1] * 1000
+
+
 class BenchError(Exception):
     """Setup failed; the message says why."""
 
@@ -96,11 +106,7 @@ class ScenarioResult:
 
     def percentile(self, p: float) -> float:
         """Nearest-rank percentile of the latencies, in milliseconds."""
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        rank = max(1, -(-len(ordered) * p // 100))  # ceil(n * p / 100)
-        return ordered[int(rank) - 1] * 1000
+        return percentile_ms(self.latencies, p)
 
 
 # --- load generation -----------------------------------------------------------

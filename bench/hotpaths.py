@@ -38,7 +38,7 @@ from pathlib import Path
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import code_flow_access_token  # noqa: E402
+from bench import code_flow_access_token, percentile_ms  # noqa: E402
 
 REDIRECT_URI = "http://127.0.0.1:9/bench/callback"
 ENDPOINTS = ("token", "userinfo", "introspection", "authorize", "refresh")
@@ -189,17 +189,17 @@ def main(argv: list[str] | None = None) -> int:
             profiler.enable()
         if args.threads == 1:  # in this thread, where the profiler runs
             run(args.count)
-        workers = [threading.Thread(target=run, args=(args.count // args.threads,))
-                   for _ in range(args.threads if args.threads > 1 else 0)]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
+        else:
+            workers = [threading.Thread(target=run, args=(args.count // args.threads,))
+                       for _ in range(args.threads)]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
         if profiler:
             profiler.disable()
-        times.sort()
         mean = 1000 * sum(times) / len(times)
-        p50, p99 = (1000 * times[min(len(times) - 1, int(q * len(times)))] for q in (0.5, 0.99))
+        p50, p99 = percentile_ms(times, 50), percentile_ms(times, 99)
         print(f"{name:14} {mean:7.3f} ms/request, p50 {p50:.3f} ms, p99 {p99:.3f} ms"
               f"{' (profiled)' if profiler else ''}")
         if profiler:

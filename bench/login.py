@@ -69,7 +69,13 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import Connection, Request, hidden_inputs, load_average  # noqa: E402
+from bench import (  # noqa: E402
+    Connection,
+    Request,
+    hidden_inputs,
+    load_average,
+    percentile_ms,
+)
 
 #: Stands for the account password in the bare runs (any text does).
 BARE_PASSWORD = "plum-blossom-river-bench"
@@ -142,11 +148,7 @@ class Result:
 
     def ms(self, p: float) -> float:
         """Nearest-rank percentile of the latencies, milliseconds."""
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        rank = max(1, -(-len(ordered) * p // 100))
-        return ordered[int(rank) - 1] * 1000
+        return percentile_ms(self.latencies, p)
 
 
 def bare_runs(settings: dict, seconds: float, workers: int, per_worker: int) -> list[Result]:
