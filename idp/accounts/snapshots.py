@@ -105,16 +105,21 @@ class AccountSnapshot:
         return self.is_active and not self.reverification_required
 
 
+def evidence_rows(account_id: int) -> list[VerificationEvidence]:
+    """Every verification of the account ``account_id``, newest first (the
+    order assurance reads them in: :func:`idp.accounts.verification.evidence_of`)."""
+    return list(db.session.scalars(
+        select(VerificationEvidence).where(VerificationEvidence.account_id == account_id)
+        .order_by(VerificationEvidence.verified_at.desc(), VerificationEvidence.id.desc())))
+
+
 def _load(account_id: int) -> AccountSnapshot | None:
     account = db.session.get(Account, account_id)
     if account is None:
         return None
-    rows = db.session.scalars(
-        select(VerificationEvidence).where(VerificationEvidence.account_id == account_id)
-        .order_by(VerificationEvidence.verified_at.desc(), VerificationEvidence.id.desc()))
     evidence = tuple(EvidenceSnapshot(row.id, row.method, row.result, row.level, row.reference,
                                       row.verified_at, row.expires_at, row.revoked_at)
-                     for row in rows)
+                     for row in evidence_rows(account_id))
     return AccountSnapshot(
         id=account.id, subject=account.subject, username=account.username, name=account.name,
         email=account.email, email_verified=bool(account.email_verified),

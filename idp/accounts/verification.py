@@ -43,7 +43,7 @@ from typing import TypeVar
 
 from flask_babel import LazyString
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from connectors.registries import (
     CardStatus,
@@ -58,7 +58,7 @@ from idp.accounts.identifiers import normalize_name, parse_card_number, parse_re
 from idp.accounts.models import Account, VerificationEvidence
 from idp.accounts.pii import PiiError
 from idp.accounts.recovery import sms_reset_hold_until
-from idp.accounts.snapshots import AccountSnapshot, mark_changed
+from idp.accounts.snapshots import AccountSnapshot, evidence_rows, mark_changed
 from idp.audit.service import record, record_deferred
 from idp.extensions import db
 from idp.i18n import LocalTime
@@ -198,9 +198,7 @@ class VerificationLimitError(Exception):
 
 def evidence_of(account: Account) -> list[VerificationEvidence]:
     """Every verification of ``account``, newest first."""
-    return list(db.session.scalars(
-        select(VerificationEvidence).where(VerificationEvidence.account_id == account.id)
-        .order_by(VerificationEvidence.verified_at.desc(), VerificationEvidence.id.desc())))
+    return evidence_rows(account.id)
 
 
 def is_live(item: VerificationEvidence, now: datetime | None = None) -> bool:

@@ -29,8 +29,9 @@ REVOKED_CLIENT_GRANTS = "revoked:client-grants:"
 #: are not written until they are redeemed.
 REVOKED_CONSENT = "revoked:consent:"
 #: Store key prefix of an account all of whose grants were revoked (its
-#: sessions ended with their grants): its ``at`` stops the codes given
-#: until then and not redeemed yet.
+#: sessions ended with their grants): it stops the codes given before it and
+#: not redeemed yet, by the session ``generation`` it names (or by its
+#: ``at`` when it names none).
 REVOKED_ACCOUNT_GRANTS = "revoked:account-grants:"
 #: Seconds by which the clocks of the provider's own servers may differ
 #: (they run NTP): a revocation marker written on one stops what another

@@ -6,12 +6,12 @@ A code holds its whole grant until it is redeemed: the single sign-on hop
 that gives it writes nothing to the database (the authorization is audited
 through the deferred writer), and the grant's row is written by the
 redemption. What revokes grants in between finds no row, so each such
-revocation leaves something the redemption checks instead: ending the
-account's sessions moves its session generation on (the code names the one
-it was given under), a withdrawn consent and a client's revoked grants
-leave store markers (``idp.authorizations.service``), and a replay of the
-code marks its grant id revoked, which the redemption reads once its row is
-committed.
+revocation leaves a store marker before it lists the grants
+(``idp.authorizations.service.stop_pending_codes``: the account's, naming
+its new session generation; a withdrawn consent's; the client's), and a
+replay of the code marks its grant id revoked. The redemption checks them,
+and the account's session generation, before it writes the grant, and the
+markers again once the row is committed (:func:`_check_after_commit`).
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
         A replay of the code while this redemption runs (case O-9) does not
         fail it: it answers, and its grant is revoked once its row is
-        committed (:func:`_revoke_if_replayed`), so the tokens are dead.
+        committed (:func:`_check_after_commit`), so the tokens are dead.
         """
         rt = current_runtime()
         code: CodeRecord = self.request.authorization_code
