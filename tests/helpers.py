@@ -251,6 +251,44 @@ class Browser:
         return callback_params(response)
 
 
+def offline_sso(provider: ProviderHandle, *, trusted: bool = True,
+                ) -> tuple[str, TestClient, Browser]:
+    """A new account signed in to ``provider`` in a new browser, and a new
+    client it authorized once (scope ``openid offline_access``, consented
+    when ``trusted`` is False): ``(username, client, browser)``."""
+    username, password, _ = provider.create_account()
+    client = provider.create_client(trusted=trusted)
+    browser = Browser(provider.url)
+    browser.login_for_code(client, username, password, scope="openid offline_access")
+    return username, client, browser
+
+
+def sso_code(browser: Browser, client: TestClient) -> str:
+    """A code from a single sign-on hop of ``browser`` to ``client`` (scope
+    ``openid offline_access``)."""
+    answer = browser.go(browser.authorize_url(client, scope="openid offline_access"))
+    return callback_params(answer)["code"]
+
+
+def hold(monkeypatch, owner: Any, name: str) -> tuple[threading.Event, threading.Event]:
+    """Replace ``owner.name`` by a function that sets ``reached`` and waits
+    (20 s at most) for ``release`` before it runs the original: a request
+    held there lets a test run something else at exactly that point.
+
+    :returns: ``(reached, release)``.
+    """
+    reached, release = threading.Event(), threading.Event()
+    original = getattr(owner, name)
+
+    def held(*args, **kwargs):
+        reached.set()
+        assert release.wait(20), "the test never released the held call"
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, held)
+    return reached, release
+
+
 def audit_reads_wait_for_the_writer() -> None:
     """Let every audit-table read a test makes see the events queued so far.
 

@@ -14,15 +14,7 @@ from datetime import timedelta
 
 import requests
 
-from tests.helpers import Browser, callback_params, redeem
-
-
-def _signed_in(provider):
-    username, password, _ = provider.create_account()
-    client = provider.create_client(trusted=False)
-    browser = Browser(provider.url)
-    browser.login_for_code(client, username, password, scope="openid offline_access")
-    return username, client, browser
+from tests.helpers import callback_params, hold, offline_sso, redeem, sso_code
 
 
 def _withdraw(provider, username, client):
@@ -48,16 +40,9 @@ def _assert_stopped(provider, client, code):
 def test_consent_withdrawn_during_the_sso_hop(provider, monkeypatch):
     from idp.oidc import authorize
 
-    username, client, browser = _signed_in(provider)
-    reached, release = threading.Event(), threading.Event()
-    original = authorize.check_issue_rate
-
-    def held(*args, **kwargs):  # runs after has_consent, before the code is stamped
-        reached.set()
-        assert release.wait(20)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(authorize, "check_issue_rate", held)
+    username, client, browser = offline_sso(provider, trusted=False)
+    # Held after has_consent, before the code is made.
+    reached, release = hold(monkeypatch, authorize, "check_issue_rate")
     answers = []
     hop = threading.Thread(target=lambda: answers.append(
         browser.go(browser.authorize_url(client, scope="openid offline_access"))))
@@ -68,7 +53,7 @@ def test_consent_withdrawn_during_the_sso_hop(provider, monkeypatch):
     finally:
         release.set()
         hop.join(30)
-    monkeypatch.setattr(authorize, "check_issue_rate", original)
+    monkeypatch.undo()
     code = callback_params(answers[0])["code"]
     _assert_stopped(provider, client, code)
 
@@ -77,12 +62,11 @@ def test_consent_withdrawn_on_a_machine_whose_clock_is_behind(provider, monkeypa
     """The hop runs on a machine 2 s ahead of the one that withdraws."""
     from idp.oidc import blueprint
 
-    username, client, browser = _signed_in(provider)
+    username, client, browser = offline_sso(provider, trusted=False)
     real = blueprint.utcnow
     # Where the hop takes the authorization's time.
     monkeypatch.setattr(blueprint, "utcnow", lambda: real() + timedelta(seconds=2))
-    code = callback_params(browser.go(browser.authorize_url(
-        client, scope="openid offline_access")))["code"]
+    code = sso_code(browser, client)
     monkeypatch.setattr(blueprint, "utcnow", real)
     _withdraw(provider, username, client)
     _assert_stopped(provider, client, code)

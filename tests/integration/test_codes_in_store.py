@@ -11,22 +11,13 @@ import pytest
 import requests
 from sqlalchemy import event, select
 
-from tests.helpers import Browser, callback_params, redeem
+from tests.helpers import Browser, offline_sso, redeem, sso_code
 
 
 @pytest.fixture
 def signed_in(provider):
     """A browser signed in to the provider, a client it authorized once."""
-    username, password, _ = provider.create_account()
-    client = provider.create_client()
-    browser = Browser(provider.url)
-    browser.login_for_code(client, username, password, scope="openid offline_access")
-    return username, client, browser
-
-
-def _sso_code(browser, client) -> str:
-    answer = browser.go(browser.authorize_url(client, scope="openid offline_access"))
-    return callback_params(answer)["code"]
+    return offline_sso(provider)
 
 
 def test_the_sso_hop_writes_nothing_to_the_database(provider, signed_in):
@@ -45,7 +36,7 @@ def test_the_sso_hop_writes_nothing_to_the_database(provider, signed_in):
         engine = db.engine
     event.listen(engine, "before_cursor_execute", seen)
     try:
-        code = _sso_code(browser, client)
+        code = sso_code(browser, client)
     finally:
         event.remove(engine, "before_cursor_execute", seen)
     assert code
@@ -60,7 +51,7 @@ def test_the_grant_is_written_at_redemption_with_the_time_of_the_authorization(
     from idp.extensions import db
 
     _username, client, browser = signed_in
-    code = _sso_code(browser, client)
+    code = sso_code(browser, client)
     with provider.app.app_context():
         granted = db.session.scalars(select(AuditEvent).where(
             AuditEvent.event == "authorization.granted",
@@ -84,7 +75,7 @@ def test_ending_the_accounts_sessions_stops_a_code_not_redeemed_yet(provider, si
     from idp.accounts.service import find_for_login
 
     username, client, browser = signed_in
-    code = _sso_code(browser, client)
+    code = sso_code(browser, client)
     with provider.app.app_context():
         sessions.end_all(provider.runtime, find_for_login(provider.runtime, username),
                          "password_reset", revoke_grants=True)
@@ -98,7 +89,7 @@ def test_revoking_the_clients_grants_stops_a_code_not_redeemed_yet(provider, sig
     from idp.authorizations.service import revoke_client_grants
 
     _username, client, browser = signed_in
-    code = _sso_code(browser, client)
+    code = sso_code(browser, client)
     with provider.app.app_context():
         revoke_client_grants(provider.runtime, client.client_id, "test", keep_consents=True)
     answer = redeem(provider.url, client, code)
@@ -106,7 +97,7 @@ def test_revoking_the_clients_grants_stops_a_code_not_redeemed_yet(provider, sig
     # A code given after the revocation is not stopped (beyond the servers'
     # clock skew, which one clock does not need).
     monkeypatch.setattr(service, "SERVER_CLOCK_SKEW", 0)
-    fresh = redeem(provider.url, client, _sso_code(browser, client))
+    fresh = redeem(provider.url, client, sso_code(browser, client))
     assert fresh.status_code == 200, fresh.text
 
 
@@ -116,7 +107,7 @@ def test_a_code_from_before_an_upgrade_is_invalid_grant_not_an_error(provider, s
     from idp.oidc.flows.authorization_code import _code_key
 
     _username, client, browser = signed_in
-    code = _sso_code(browser, client)
+    code = sso_code(browser, client)
     store = provider.runtime.store
     with provider.app.app_context():
         key = _code_key(provider.runtime, client.client_id, code)

@@ -20,7 +20,7 @@ from dataclasses import replace
 import pytest
 import requests
 
-from tests.helpers import Browser, callback_params, redeem
+from tests.helpers import hold, offline_sso, redeem, sso_code
 
 
 @pytest.fixture
@@ -29,29 +29,7 @@ def held_redemption(monkeypatch):
     writes the grant, until the test releases it."""
     from idp.oidc.flows import authorization_code as flow
 
-    reached, release = threading.Event(), threading.Event()
-    original = flow.create_grant
-
-    def held(*args, **kwargs):
-        reached.set()
-        assert release.wait(20), "the test never released the redemption"
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(flow, "create_grant", held)
-    return reached, release
-
-
-def _signed_in(provider, *, trusted=True):
-    username, password, _ = provider.create_account()
-    client = provider.create_client(trusted=trusted)
-    browser = Browser(provider.url)
-    browser.login_for_code(client, username, password, scope="openid offline_access")
-    return username, client, browser
-
-
-def _code(browser, client) -> str:
-    answer = browser.go(browser.authorize_url(client, scope="openid offline_access"))
-    return callback_params(answer)["code"]
+    return hold(monkeypatch, flow, "create_grant")
 
 
 def _race(provider, client, code, held_redemption, revoke) -> requests.Response:
@@ -95,8 +73,8 @@ def test_consent_withdrawn_while_the_code_is_redeemed(provider, held_redemption)
     from idp.accounts.service import find_for_login
     from idp.authorizations.consents import withdraw_consent
 
-    username, client, browser = _signed_in(provider, trusted=False)
-    code = _code(browser, client)
+    username, client, browser = offline_sso(provider, trusted=False)
+    code = sso_code(browser, client)
 
     def withdraw():
         account = find_for_login(provider.runtime, username)
@@ -111,8 +89,8 @@ def test_password_reset_by_sms_while_the_code_is_redeemed(provider, held_redempt
     from idp import sessions
     from idp.accounts.service import find_for_login
 
-    username, client, browser = _signed_in(provider)
-    code = _code(browser, client)
+    username, client, browser = offline_sso(provider)
+    code = sso_code(browser, client)
 
     def reset():
         account = find_for_login(provider.runtime, username)
@@ -125,8 +103,8 @@ def test_identity_released_while_the_code_is_redeemed(provider, held_redemption)
     from idp.accounts.service import find_for_login
     from idp.admin.service import release_identity
 
-    username, client, browser = _signed_in(provider)
-    code = _code(browser, client)
+    username, client, browser = offline_sso(provider)
+    code = sso_code(browser, client)
 
     def release():
         release_identity(provider.runtime, find_for_login(provider.runtime, username),
@@ -142,8 +120,8 @@ def test_client_made_public_while_the_code_is_redeemed(provider, held_redemption
     from idp.admin.clients import change_client
     from idp.clients.service import find_client, registered_metadata
 
-    _username, client, browser = _signed_in(provider)
-    code = _code(browser, client)
+    _username, client, browser = offline_sso(provider)
+    code = sso_code(browser, client)
 
     def make_public():
         metadata = registered_metadata(find_client(client.client_id))
@@ -172,8 +150,8 @@ def test_suspension_while_the_code_is_redeemed(provider, held_redemption):
     from idp.accounts.service import find_for_login
     from idp.admin.service import reinstate, suspend
 
-    username, client, browser = _signed_in(provider)
-    code = _code(browser, client)
+    username, client, browser = offline_sso(provider)
+    code = sso_code(browser, client)
 
     def suspend_it():
         suspend(provider.runtime, find_for_login(provider.runtime, username), "clerk-7", "x")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 
-from tests.helpers import Browser, callback_params
+from tests.helpers import Browser, callback_params, hold
 
 
 def test_a_logout_during_an_sso_hop_stays_a_logout(provider, monkeypatch):
@@ -24,15 +24,7 @@ def test_a_logout_during_an_sso_hop_stays_a_logout(provider, monkeypatch):
     cookie_name = provider.runtime.settings["session"]["cookie_name"]
     handle = browser.session.cookies.get(cookie_name)
 
-    reached, release = threading.Event(), threading.Event()
-    original = flow.add_client
-
-    def held(*args, **kwargs):
-        reached.set()
-        assert release.wait(20)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(flow, "add_client", held)
+    reached, release = hold(monkeypatch, flow, "add_client")
     hop = threading.Thread(target=lambda: browser.go(browser.authorize_url(second,
                                                                            scope="openid")))
     hop.start()
@@ -45,7 +37,7 @@ def test_a_logout_during_an_sso_hop_stays_a_logout(provider, monkeypatch):
     finally:
         release.set()
         hop.join(30)
-    monkeypatch.setattr(flow, "add_client", original)
+    monkeypatch.undo()
 
     # A copy of the old cookie, after the logout.
     with provider.app.app_context():
