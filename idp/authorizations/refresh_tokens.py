@@ -36,13 +36,20 @@ def issue_refresh_token(rt: Runtime, grant: Grant) -> str:
     return token
 
 
-def find_refresh_token(rt: Runtime, token: str) -> RefreshToken | None:
-    """The stored refresh token matching ``token``, whatever its state."""
+def _stored_hash(rt: Runtime, token: object) -> str | None:
+    """The keyed hash a refresh token is stored under, or None for a value
+    that cannot be one (not text, or longer than any we issue)."""
     if not isinstance(token, str) or len(token) > 256:
         return None
-    return db.session.scalar(select(RefreshToken).where(
-        RefreshToken.token_hash == keyed_hash(rt.token_hmac_key, token, REFRESH_PURPOSE)
-    ))
+    return keyed_hash(rt.token_hmac_key, token, REFRESH_PURPOSE)
+
+
+def find_refresh_token(rt: Runtime, token: str) -> RefreshToken | None:
+    """The stored refresh token matching ``token``, whatever its state."""
+    stored = _stored_hash(rt, token)
+    if stored is None:
+        return None
+    return db.session.scalar(select(RefreshToken).where(RefreshToken.token_hash == stored))
 
 
 def use_refresh_token(rt: Runtime, token: str, client_id: str, ip: str | None = None, *,
@@ -62,13 +69,13 @@ def use_refresh_token(rt: Runtime, token: str, client_id: str, ip: str | None = 
         revoked, of another client, or of a revoked grant.
     :raises RefreshTokenReuseError: when a rotated token is replayed.
     """
-    if not isinstance(token, str) or len(token) > 256:
+    stored = _stored_hash(rt, token)
+    if stored is None:
         return None
     # The token and its grant in one statement.
     found = db.session.execute(
         select(RefreshToken, Grant).join(Grant, Grant.id == RefreshToken.grant_id)
-        .where(RefreshToken.token_hash == keyed_hash(rt.token_hmac_key, token,
-                                                     REFRESH_PURPOSE))).first()
+        .where(RefreshToken.token_hash == stored)).first()
     if found is None:
         return None
     row, grant = found
