@@ -7,9 +7,10 @@ one request in a few hundred pays several milliseconds for everyone's
 writes: measured on the single sign-on hop, the automatic checkpoint made
 its 99th percentile 6–8 ms against 1.8 ms without. Connections of the
 embedded store and of the SQLite database therefore turn the automatic
-checkpoint off (:data:`NO_AUTOMATIC_CHECKPOINT`), and one thread per file
-and process runs a passive checkpoint every :data:`INTERVAL_SECONDS`: it
-copies what no reader still needs and waits for no one. A process that
+checkpoint off (:data:`NO_AUTOMATIC_CHECKPOINT`), and one thread per
+process runs a passive checkpoint of each of its files every
+:data:`INTERVAL_SECONDS`: it copies what no reader still needs and waits
+for no one. A process that
 ends closes its connections, and SQLite checkpoints the file when the
 last one closes.
 """

@@ -107,7 +107,7 @@ class EmbeddedStore:
     def put(self, key: str, value: dict, ttl: int) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds, replacing any entry."""
         validate_ttl(ttl)
-        with self._writing(), self._connection() as conn:
+        with self._writer() as conn:
             now = time.time()
             conn.execute(_PUT, (self._prefix + key, _encode(value), now + ttl))
             self._maybe_purge(conn, now)
@@ -117,7 +117,7 @@ class EmbeddedStore:
         transaction."""
         for _key, _value, ttl in entries:
             validate_ttl(ttl)
-        with self._writing(), self._connection() as conn:
+        with self._writer() as conn:
             now = time.time()
             rows = [(self._prefix + key, _encode(value), now + ttl)
                     for key, value, ttl in entries]
@@ -128,7 +128,7 @@ class EmbeddedStore:
     def add(self, key: str, value: dict, ttl: int) -> bool:
         """Store ``value`` for ``ttl`` seconds unless a live ``key`` exists; True if stored."""
         validate_ttl(ttl)
-        with self._writing(), self._connection() as conn:
+        with self._writer() as conn:
             now = time.time()
             params = (self._prefix + key, _encode(value), now + ttl, now)
             stored = conn.execute(_ADD, params).rowcount == 1
@@ -138,7 +138,7 @@ class EmbeddedStore:
     def replace(self, key: str, value: dict, ttl: int) -> bool:
         """Store ``value`` for ``ttl`` seconds if a live ``key`` exists; True if replaced."""
         validate_ttl(ttl)
-        with self._writing(), self._connection() as conn:
+        with self._writer() as conn:
             now = time.time()
             return conn.execute(_REPLACE, (_encode(value), now + ttl, self._prefix + key,
                                            now)).rowcount == 1
@@ -161,7 +161,7 @@ class EmbeddedStore:
 
     def take(self, key: str) -> dict | None:
         """Delete ``key`` and return its value; None if absent or expired."""
-        with self._writing(), self._connection() as conn:
+        with self._writer() as conn:
             now = time.time()
             row = _first(conn.execute(_TAKE, (self._prefix + key,)))
         # An expired row is deleted too, which saves the purge the work.
@@ -171,7 +171,7 @@ class EmbeddedStore:
 
     def delete(self, key: str) -> None:
         """Remove ``key`` if present."""
-        with self._writing(), self._connection() as conn:
+        with self._writer() as conn:
             conn.execute(_DELETE, (self._prefix + key,))
 
     def incr(self, key: str, ttl: int, amount: int = 1) -> int:
@@ -180,7 +180,7 @@ class EmbeddedStore:
         :returns: the new count; 1 means a new window was started.
         """
         validate_ttl(ttl)
-        with self._writing(), self._connection() as conn:
+        with self._writer() as conn:
             now = time.time()
             params = {"key": self._prefix + key, "expires_at": now + ttl, "now": now,
                       "amount": amount}
@@ -229,6 +229,13 @@ class EmbeddedStore:
             yield conn
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"embedded store {self._path!r}: {exc}") from exc
+
+    @contextmanager
+    def _writer(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, for a write: under the store's write
+        lock (:meth:`_writing`)."""
+        with self._writing(), self._connection() as conn:
+            yield conn
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
