@@ -14,6 +14,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from typing import Any
 
 from flask import Flask
@@ -26,7 +27,10 @@ log = logging.getLogger("idp.audit")
 
 
 class AuditWriter:
-    """Queue audit rows and insert them in batches.
+    """Queue audit rows and insert them in batches, in the order they were
+    queued: whoever writes (the thread, :meth:`flush`, a caller meeting a
+    full queue) drains the queue's head under one lock, so an auditor
+    reading by id reads in order.
 
     :param app: the application whose database receives the rows.
     :param max_batch: rows per INSERT.
@@ -35,7 +39,7 @@ class AuditWriter:
     :param interval: seconds the thread waits, once a row arrives, for more
         rows to write with it (one INSERT and one commit for all of them,
         instead of a transaction per request under load); :meth:`flush`
-        cuts the wait short.
+        writes at once.
     """
 
     def __init__(self, app: Flask, max_batch: int = 500, max_queue: int = 20_000,
@@ -45,7 +49,11 @@ class AuditWriter:
         self._interval = interval
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(max_queue)
         self._lock = threading.Lock()
-        self._hurry = threading.Event()
+        #: Held while draining and writing, so batches land in queue order.
+        self._writing = threading.Lock()
+        #: A batch whose write failed, written again before anything else.
+        self._retry: list[dict[str, Any]] = []
+        self._arrived = threading.Event()
         self._pid: int | None = None
         atexit.register(self.flush)
 
@@ -67,38 +75,49 @@ class AuditWriter:
         try:
             self._queue.put_nowait(row)
         except queue.Full:
-            self._write([row])
-
-    def _drain(self, first: dict[str, Any] | None) -> list[dict[str, Any]]:
-        batch = [first] if first is not None else []
-        while len(batch) < self._max_batch:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return batch
+            # Back-pressure: the caller writes the queue's head, then its row.
+            self._write_queued()
+            self._queue.put(row)
+        self._arrived.set()
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            self._hurry.wait(self._interval)
-            self._hurry.clear()
-            batch = self._drain(first)
+            self._arrived.wait()
+            time.sleep(self._interval)
+            # Cleared before draining: a row queued from now on sets it again.
+            self._arrived.clear()
             try:
-                self._write(batch)
+                self._write_queued()
             except Exception:  # noqa: BLE001 - the writer thread must survive a DB outage
-                log.exception("audit batch of %d events could not be written; retrying",
-                              len(batch))
-                for row in batch:
-                    self._queue.put(row)
-                threading.Event().wait(max(self._interval, 1.0))
-            finally:
+                log.exception("audit batch could not be written; retrying")
+                time.sleep(max(self._interval, 1.0))
+                self._arrived.set()
+
+    def _write_queued(self) -> None:
+        """Write the failed batch, then everything queued, batch by batch.
+
+        :raises Exception: what the database raised; the batch is kept and
+            written first next time.
+        """
+        with self._writing:
+            while True:
+                batch, self._retry = self._retry, []
+                while len(batch) < self._max_batch:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                if not batch:
+                    return
+                try:
+                    self._write(batch)
+                except Exception:
+                    self._retry = batch
+                    raise
                 for _ in batch:
                     self._queue.task_done()
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
         with self._app.app_context():
             db.session.execute(AuditEvent.__table__.insert(), rows)
             db.session.commit()
@@ -108,15 +127,10 @@ class AuditWriter:
         return self._queue.unfinished_tasks == 0
 
     def flush(self) -> None:
-        """Write everything queued so far and wait for batches in flight."""
-        self._hurry.set()
-        while True:
-            batch = self._drain(None)
-            if not batch:
-                break
-            try:
-                self._write(batch)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
-        self._queue.join()
+        """Write everything queued so far, now, in this thread; a batch the
+        writer thread is writing is waited for (it is ahead in the order).
+
+        :raises Exception: what the database raised (the rows are kept).
+        """
+        if not self.idle():
+            self._write_queued()

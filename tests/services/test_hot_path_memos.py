@@ -117,6 +117,31 @@ def test_flush_does_not_wait_for_the_interval(idp, rt):
     assert writer.idle() and time.monotonic() - started < 5
 
 
+def test_a_flush_keeps_the_events_in_the_order_they_were_queued(idp, rt):
+    """The writer thread holds the first event of its batch while it waits
+    for more; a flush that wrote the rest of the queue itself put later
+    events before it (lower ids: an auditor reading by id saw them in the
+    wrong order; seen as a flaky test_client_auth_and_algs on PostgreSQL)."""
+    import time
+
+    from idp.audit.models import AuditEvent
+    from idp.audit.writer import AuditWriter
+    from idp.extensions import db
+
+    writer = AuditWriter(idp.app, interval=30)
+    tag = "order-test"
+    writer.submit({"event": tag, "outcome": "success", "detail": {"n": 0}})
+    deadline = time.monotonic() + 5
+    while writer._queue.qsize() and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the thread has taken the first event
+    for n in (1, 2):
+        writer.submit({"event": tag, "outcome": "success", "detail": {"n": n}})
+    writer.flush()
+    written = db.session.scalars(select(AuditEvent).where(AuditEvent.event == tag)
+                                 .order_by(AuditEvent.id))
+    assert [event.detail["n"] for event in written] == [0, 1, 2]
+
+
 @pytest.mark.parametrize("alg", ["ES256", "ES384", "RS256", "RS512", "EdDSA"])
 def test_tokens_signed_with_the_prepared_header_are_what_joserfc_makes(rt, alg):
     """``idp.oidc.tokens._sign`` assembles the compact serialization itself
