@@ -6,11 +6,12 @@ globals, so protocol and account rules can be tested without a request.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flask import current_app
+from flask import Flask, current_app, g, has_app_context, has_request_context
 
 if TYPE_CHECKING:
     from connectors.mail import MailGateway
@@ -72,3 +73,24 @@ class Runtime:
 def current_runtime() -> Runtime:
     """The :class:`Runtime` of the current Flask application (for views and CLI only)."""
     return current_app.extensions["idp"]
+
+
+#: ``g`` attribute marking an application context pushed for one request.
+_ONE_REQUEST = "idp_one_request"
+
+
+@contextmanager
+def one_request_context(app: Flask) -> Iterator[None]:
+    """An application context for one HTTP request answered before Flask's
+    routing (:mod:`idp.oidc.lanes`): what is memoised per request
+    (:func:`serving_one_request`) is memoised in it as in a request context."""
+    with app.app_context():
+        setattr(g, _ONE_REQUEST, True)
+        yield
+
+
+def serving_one_request() -> bool:
+    """Whether the caller works for one HTTP request: in Flask's request
+    context, or in :func:`one_request_context`. Outside (CLI commands,
+    background threads) nothing may be memoised for the context's life."""
+    return has_request_context() or (has_app_context() and g.get(_ONE_REQUEST, False))

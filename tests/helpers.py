@@ -320,3 +320,22 @@ def audit_reads_wait_for_the_writer() -> None:
                 or table not in state.statement.get_final_froms()):
             return
         runtime.audit.flush()
+
+
+#: Headers that differ between any two answers.
+VOLATILE_HEADERS = {"date", "server"}
+
+
+def wsgi_answer(wsgi, environ: dict) -> tuple[str, dict[str, str], bytes]:
+    """Call the WSGI application ``wsgi`` with a copy of ``environ``:
+    ``(status line, headers by lower-case name without`` :data:`VOLATILE_HEADERS`
+    ``, body)``, to compare two answers."""
+    seen = {}
+
+    def start_response(status, headers, exc_info=None):
+        seen["status"], seen["headers"] = status, headers
+
+    body = b"".join(wsgi(dict(environ), start_response))
+    headers = {name.lower(): value for name, value in seen["headers"]
+               if name.lower() not in VOLATILE_HEADERS}
+    return seen["status"], headers, body

@@ -19,13 +19,14 @@ import time
 from dataclasses import dataclass, field
 
 from authlib.oauth2.rfc6749 import ClientMixin, scope_to_list
-from flask import g, has_request_context
+from flask import g
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from idp.clients.metadata import SECRET_AUTH_METHODS
 from idp.clients.models import Client
 from idp.extensions import db
+from idp.runtime import serving_one_request
 from idp.security import constant_time_equals, keyed_hash, random_token
 from idp.store import Store, StoreError
 from idp.timeutil import to_epoch
@@ -290,7 +291,7 @@ class ClientCache:
         the generation yet, else None: a caller that reads other store keys
         anyway reads it with them and hands the value to :meth:`follow`,
         saving a round trip."""
-        if has_request_context() and g.get(_CHECKED):
+        if serving_one_request() and g.get(_CHECKED):
             return None
         return GENERATION_KEY
 
@@ -298,7 +299,7 @@ class ClientCache:
         """Compare the generation value a caller read under
         :meth:`unchecked_generation_key` (None for no entry) and drop every
         entry if it moved on; the current request then reads it no more."""
-        if has_request_context():
+        if serving_one_request():
             setattr(g, _CHECKED, True)
         self._compare(value)
 
@@ -309,7 +310,7 @@ class ClientCache:
 
         :returns: the generation the caller's loads belong to.
         """
-        if has_request_context():
+        if serving_one_request():
             if g.get(_CHECKED):
                 return self._generation
             setattr(g, _CHECKED, True)

@@ -34,6 +34,30 @@ JWKS_MAX_AGE = 300
 MAX_REMEMBERED_HOSTS = 64
 
 
+class HostCheck:
+    """Whether Werkzeug would bind a URL map to a request's ``Host`` (its
+    IDNA encoding succeeds: no empty label, none over 63 characters); Flask
+    answers the others with its 400 page, so the answers given before Flask
+    leave those requests to it. Up to :data:`MAX_REMEMBERED_HOSTS` good
+    values are remembered, each checked once."""
+
+    def __init__(self) -> None:
+        self._hosts: set[str] = set()
+
+    def plausible(self, environ: dict[str, Any]) -> bool:
+        """:returns: True when Flask would route a request with ``environ``'s host."""
+        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+        if host in self._hosts:
+            return True
+        try:
+            host.lower().partition(":")[0].encode("idna")
+        except UnicodeError:
+            return False
+        if len(self._hosts) < MAX_REMEMBERED_HOSTS:
+            self._hosts.add(host)
+        return True
+
+
 class PublicDocuments:
     """WSGI middleware: discovery (OIDC Discovery 1.0 §4, RFC 8414 §3) and
     the JWKS (RFC 7517 §5) with the same status, body and headers as the
@@ -50,28 +74,13 @@ class PublicDocuments:
         self._downstream = downstream
         runtime = app.extensions["idp"]
         self._keys = runtime.keys
-        self._hosts: set[str] = set()
+        self._hosts = HostCheck()
         self._security = [("X-Frame-Options", "DENY"),
                           ("Content-Security-Policy", STATIC_POLICY),
                           ("X-Content-Type-Options", "nosniff"),
                           ("Referrer-Policy", "no-referrer")]
         if runtime.issuer.startswith("https://"):
             self._security.append(("Strict-Transport-Security", HSTS))
-
-    def _plausible_host(self, environ: dict[str, Any]) -> bool:
-        """Whether Werkzeug would bind a URL map to the request's ``Host``
-        (its IDNA encoding succeeds: no empty label, none over 63
-        characters); Flask answers the others with its 400 page."""
-        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
-        if host in self._hosts:
-            return True
-        try:
-            host.lower().partition(":")[0].encode("idna")
-        except UnicodeError:
-            return False
-        if len(self._hosts) < MAX_REMEMBERED_HOSTS:
-            self._hosts.add(host)
-        return True
 
     def answer(self, environ: dict[str, Any], *, load: bool = False,
                ) -> tuple[int, list[tuple[str, str]], bytes] | None:
@@ -86,7 +95,7 @@ class PublicDocuments:
         path = environ.get("PATH_INFO")
         if path not in DISCOVERY_PATHS and path != JWKS_PATH:
             return None
-        if not self._plausible_host(environ):
+        if not self._hosts.plausible(environ):
             return None
         if path == JWKS_PATH:
             document = self._keys.fresh_jwks()

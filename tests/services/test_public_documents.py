@@ -8,40 +8,26 @@ import pytest
 from werkzeug.test import EnvironBuilder
 
 from idp.oidc.public_documents import DISCOVERY_PATHS, JWKS_PATH
-
-#: Headers that differ between any two answers.
-VOLATILE = {"date", "server"}
-
-
-def _answer(wsgi, environ: dict) -> tuple[str, dict[str, str], bytes]:
-    seen = {}
-
-    def start_response(status, headers, exc_info=None):
-        seen["status"], seen["headers"] = status, headers
-
-    body = b"".join(wsgi(dict(environ), start_response))
-    headers = {name.lower(): value for name, value in seen["headers"]
-               if name.lower() not in VOLATILE}
-    return seen["status"], headers, body
+from tests.helpers import wsgi_answer
 
 
 @pytest.mark.parametrize("path", [*DISCOVERY_PATHS, JWKS_PATH])
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
-def test_the_fast_answer_is_the_views_answer(idp, path, method):
+def test_the_fast_answer_is_the_viewswsgi_answer(idp, path, method):
     app = idp.app
     fast = app.wsgi_app
     environ = EnvironBuilder(path=path, method=method, base_url=idp.url).get_environ()
-    status, headers, body = _answer(fast, environ)
+    status, headers, body = wsgi_answer(fast, environ)
     assert status.startswith("200") and headers["access-control-allow-origin"] == "*"
-    assert _answer(fast._downstream, environ) == (status, headers, body)
+    assert wsgi_answer(fast._downstream, environ) == (status, headers, body)
     if method == "GET":
         assert body and headers["content-length"] == str(len(body))
     conditional = EnvironBuilder(path=path, method=method, base_url=idp.url,
                                  headers={"If-None-Match": "W/" + headers["etag"]}
                                  ).get_environ()
-    unchanged = _answer(fast, conditional)
+    unchanged = wsgi_answer(fast, conditional)
     assert unchanged[0].startswith("304") and unchanged[2] == b""
-    assert _answer(fast._downstream, conditional) == unchanged
+    assert wsgi_answer(fast._downstream, conditional) == unchanged
 
 
 def test_other_methods_and_paths_go_on_to_flask(idp):
@@ -49,8 +35,8 @@ def test_other_methods_and_paths_go_on_to_flask(idp):
     preflight = EnvironBuilder(path=JWKS_PATH, method="OPTIONS", base_url=idp.url,
                                headers={"Origin": "https://rp.example.test",
                                         "Access-Control-Request-Method": "GET"}).get_environ()
-    status, headers, _ = _answer(fast, preflight)
+    status, headers, _ = wsgi_answer(fast, preflight)
     assert status.startswith("204") and headers["access-control-allow-methods"] == "GET"
-    status, _, _ = _answer(fast, EnvironBuilder(path="/jwks.json/", base_url=idp.url)
+    status, _, _ = wsgi_answer(fast, EnvironBuilder(path="/jwks.json/", base_url=idp.url)
                            .get_environ())
     assert status.startswith("404")
