@@ -42,6 +42,7 @@ from urllib.parse import parse_qsl
 
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from flask import Flask
+from werkzeug.http import parse_options_header
 
 from idp.clients.cache import ClientInfo
 from idp.oidc import resources
@@ -76,10 +77,11 @@ Answered = tuple[bytes, Headers, "ClientInfo | None"]
 
 
 class ResourceLanes:
-    """WSGI middleware: successful UserInfo (OIDC Core §5.3.2) and
-    introspection (RFC 7662 §2.2) answers with the status, body and headers
-    of the Flask views, CORS included (the token's client, or the
-    authenticated client, decides which ``Origin`` may read the answer).
+    """WSGI middleware: successful UserInfo (OIDC Core §5.3.2),
+    introspection (RFC 7662 §2.2) and client-credentials token (RFC 6749
+    §4.4.3) answers with the status, body and headers of the Flask views,
+    CORS included (the token's client, or the authenticated client, decides
+    which ``Origin`` may read the answer).
 
     :param app: the provider (its runtime and JSON settings).
     :param downstream: the WSGI application everything else goes to.
@@ -113,6 +115,8 @@ class ResourceLanes:
         lane = self._lanes.get(environ.get("PATH_INFO"))
         if lane is None or environ.get("QUERY_STRING") or not self._hosts.plausible(environ):
             return None
+        if self._app.debug:
+            return None  # the views' JSON is indented then
         with one_request_context(self._app):
             try:
                 answered = lane(environ)
@@ -149,7 +153,9 @@ class ResourceLanes:
         (also when the form holds a parameter outside ``parameters``)."""
         if environ.get("REQUEST_METHOD") != "POST":
             return None
-        content_type = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+        # As Werkzeug reads the media type: other characters Python would
+        # strip (NBSP, NEL, ...) make the body no form to the view.
+        content_type = parse_options_header(environ.get("CONTENT_TYPE", ""))[0].lower()
         credentials = basic_credentials({"Authorization": environ.get("HTTP_AUTHORIZATION")})
         if content_type != FORM_TYPE or credentials is None:
             return None
@@ -169,9 +175,8 @@ class ResourceLanes:
     def _userinfo(self, environ: dict[str, Any]) -> Answered | None:
         method = environ.get("REQUEST_METHOD")
         # A body may carry the token too (RFC 6750 §2.2), which the view
-        # must refuse; only an empty POST stays here.
-        if method != "GET" and (method != "POST" or environ.get("CONTENT_LENGTH")
-                                not in (None, "", "0")):
+        # must refuse; only a POST without one stays here.
+        if method != "GET" and (method != "POST" or _body(environ) != b""):
             return None
         header = environ.get("HTTP_AUTHORIZATION", "")
         token = header[7:].strip() if header[:7].lower() == "bearer " else ""
@@ -213,19 +218,34 @@ class ResourceLanes:
         return [body]
 
 
+def _body(environ: dict[str, Any]) -> bytes | None:
+    """The request body as Werkzeug reads it, put back as ``wsgi.input``;
+    None (nothing read) when that cannot be told plainly: a
+    ``Transfer-Encoding``, a ``Content-Length`` that is not plain digits
+    (Werkzeug reads ``+29`` or ``2_9`` as no body, Python's ``int`` as 29),
+    or a body longer than :data:`MAX_BODY_BYTES`. A stream the server marks
+    terminated is read whole, as Werkzeug does, whatever the length says."""
+    if "HTTP_TRANSFER_ENCODING" in environ:
+        return None
+    stream = environ["wsgi.input"]
+    if environ.get("wsgi.input_terminated"):
+        raw = stream.read(MAX_BODY_BYTES + 1)
+        environ["wsgi.input"] = io.BytesIO(raw + stream.read())
+        return raw if len(raw) <= MAX_BODY_BYTES else None
+    length = environ.get("CONTENT_LENGTH") or "0"
+    if not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY_BYTES:
+        return None
+    raw = stream.read(int(length))
+    environ["wsgi.input"] = io.BytesIO(raw)
+    return raw if len(raw) == int(length) else None
+
+
 def _read_form(environ: dict[str, Any], parameters: frozenset[str]) -> dict[str, str] | None:
     """The parameters of a short form-encoded body, each named once, of
     ``parameters`` only, ASCII without NUL; None for any other body. The
     body read is put back as ``wsgi.input``."""
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        return None
-    if not 0 < length <= MAX_BODY_BYTES:
-        return None
-    raw = environ["wsgi.input"].read(length)
-    environ["wsgi.input"] = io.BytesIO(raw)
-    if len(raw) != length or not raw.isascii():
+    raw = _body(environ)
+    if not raw or not raw.isascii():
         return None
     try:
         pairs = parse_qsl(raw.decode("ascii"), keep_blank_values=True, strict_parsing=True,
