@@ -17,8 +17,9 @@ import threading
 import time
 from typing import Any
 
-from flask import Flask
+from flask import Flask, has_app_context
 
+from idp import unit_of_work
 from idp.audit.models import AuditEvent
 from idp.extensions import db
 from idp.timeutil import utcnow
@@ -30,7 +31,9 @@ class AuditWriter:
     """Queue audit rows and insert them in batches, in the order they were
     queued: whoever writes (the thread, :meth:`flush`, a caller meeting a
     full queue) drains the queue's head under one lock, so an auditor
-    reading by id reads in order.
+    reading by id reads in order. A caller meeting a full queue while its
+    own transaction has written (and so holds the database's write lock)
+    adds its row to that transaction instead.
 
     :param app: the application whose database receives the rows.
     :param max_batch: rows per INSERT.
@@ -75,6 +78,13 @@ class AuditWriter:
         try:
             self._queue.put_nowait(row)
         except queue.Full:
+            if has_app_context() and unit_of_work.wrote():
+                # The caller's transaction holds the database's write lock
+                # (on SQLite the only one): any other connection would wait
+                # for it, the writer thread too. The row goes in with the
+                # caller's own writes instead.
+                db.session.execute(AuditEvent.__table__.insert(), [row])
+                return
             # Back-pressure: the caller writes the queue's head, then its row.
             self._write_queued()
             self._queue.put(row)

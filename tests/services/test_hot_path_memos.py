@@ -142,6 +142,34 @@ def test_a_flush_keeps_the_events_in_the_order_they_were_queued(idp, rt):
     assert [event.detail["n"] for event in written] == [0, 1, 2]
 
 
+def test_a_full_queue_never_makes_a_writing_caller_wait_for_itself(idp, rt, monkeypatch):
+    """A caller meeting a full queue wrote the backlog on a connection of
+    its own: when its transaction had written already (a refresh rotation),
+    that connection waited for the caller's own write lock, 30 s and then a
+    500 (found by the attack on issue 9). Its row now goes in with its
+    transaction, and the queue is left to the writer."""
+    import time
+
+    from idp.audit.models import AuditEvent
+    from idp.audit.writer import AuditWriter
+    from idp.extensions import db
+
+    writer = AuditWriter(idp.app, max_queue=1, interval=30)
+    monkeypatch.setattr(writer, "_ensure_thread", lambda: None)  # the queue stays full
+    tag = "full-queue-test"
+    writer.submit({"event": tag, "outcome": "success", "detail": {"n": 0}})
+    db.session.execute(AuditEvent.__table__.insert(),
+                       [{"event": tag, "outcome": "success", "detail": {"n": -1}}])
+    started = time.monotonic()
+    writer.submit({"event": tag, "outcome": "success", "detail": {"n": 1}})
+    assert time.monotonic() - started < 5
+    db.session.commit()
+    writer.flush()
+    written = db.session.scalars(select(AuditEvent).where(AuditEvent.event == tag)
+                                 .order_by(AuditEvent.id))
+    assert sorted(event.detail["n"] for event in written) == [-1, 0, 1]
+
+
 @pytest.mark.parametrize("alg", ["ES256", "ES384", "RS256", "RS512", "EdDSA"])
 def test_tokens_signed_with_the_prepared_header_are_what_joserfc_makes(rt, alg):
     """``idp.oidc.tokens._sign`` assembles the compact serialization itself
