@@ -18,6 +18,11 @@ def _page_lang() -> str:
     return "zh-CN" if str(get_locale()) == "zh" else "en"
 
 
+#: Seconds a statement waits for the SQLite database's write lock before it
+#: fails as ``database is locked``.
+SQLITE_LOCK_TIMEOUT = 30
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Application factory.
 
@@ -213,6 +218,7 @@ def _tune_sqlite(engine) -> None:
     (:mod:`idp.store.checkpoints`)."""
     from sqlalchemy import event
 
+    from idp.db.writer_queue import WriterQueue
     from idp.store.checkpoints import NO_AUTOMATIC_CHECKPOINT, keep_checkpointed
 
     @event.listens_for(engine, "connect")
@@ -226,10 +232,13 @@ def _tune_sqlite(engine) -> None:
         if engine.url.database and engine.url.database != ":memory:":
             keep_checkpointed(engine.url.database)
 
+    if engine.url.database and engine.url.database != ":memory:":
+        WriterQueue(engine.url.database, SQLITE_LOCK_TIMEOUT).install(engine)
+
 
 def _engine_options(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         # Several worker threads and processes share the file: wait for locks
         # instead of failing at once.
-        return {"connect_args": {"timeout": 30}}
+        return {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT}}
     return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}

@@ -52,22 +52,23 @@ def find_refresh_token(rt: Runtime, token: str) -> RefreshToken | None:
     return db.session.scalar(select(RefreshToken).where(RefreshToken.token_hash == stored))
 
 
-def use_refresh_token(rt: Runtime, token: str, client_id: str, ip: str | None = None, *,
-                      check: Callable[[Grant], None] | None = None) -> Grant | None:
-    """Consume a refresh token for rotation (RFC 9700 §4.14.2).
+def find_usable_refresh_token(rt: Runtime, token: str, client_id: str, ip: str | None = None,
+                              *, check: Callable[[Grant], None] | None = None,
+                              ) -> tuple[int, Grant] | None:
+    """The refresh token ``token`` of ``client_id`` and its grant, when it
+    may be rotated (RFC 9700 §4.14.2); nothing is written but the
+    revocation of a replayed token's family. The rotation itself is
+    :func:`consume_refresh_token`, which the caller runs last, once the new
+    tokens are made: SQLite's write lock (and on PostgreSQL the row lock) is
+    then held only for the writes and the commit.
 
-    The token is marked used with a conditional UPDATE, so of two concurrent
-    requests exactly one wins. Presenting a used token again revokes the whole
-    grant (the family).
-
-    :param check: called with the live grant before the token is consumed;
-        what it raises refuses the request and leaves the token unused, so
-        a client that corrects its request (a narrower scope) is not taken
-        for a thief replaying it.
-
-    :returns: the live grant, or None if the token is unknown, expired,
-        revoked, of another client, or of a revoked grant.
-    :raises RefreshTokenReuseError: when a rotated token is replayed.
+    :param check: called with the live grant; what it raises refuses the
+        request and leaves the token unused, so a client that corrects its
+        request (a narrower scope) is not taken for a thief replaying it.
+    :returns: ``(token row id, grant)``, or None if the token is unknown,
+        expired, revoked, of another client, or of a revoked grant.
+    :raises RefreshTokenReuseError: when a rotated token is replayed (its
+        grant is revoked, in the caller's transaction).
     """
     stored = _stored_hash(rt, token)
     if stored is None:
@@ -84,21 +85,28 @@ def use_refresh_token(rt: Runtime, token: str, client_id: str, ip: str | None = 
     if row.used_at is not None:
         revoke_grant(rt, grant.id, "refresh_token_reuse", ip)
         raise RefreshTokenReuseError(grant.id)
-    now = utcnow()
-    if row.revoked_at is not None or grant.revoked_at is not None or row.expires_at <= now:
+    if row.revoked_at is not None or grant.revoked_at is not None or row.expires_at <= utcnow():
         return None
     if check is not None:
         check(grant)
+    return row.id, grant
+
+
+def consume_refresh_token(rt: Runtime, row_id: int, grant: Grant, ip: str | None = None,
+                          ) -> None:
+    """Mark the refresh token ``row_id`` used, with a conditional UPDATE, so
+    that of two concurrent rotations exactly one wins (RFC 9700 §4.14.2).
+
+    :raises RefreshTokenReuseError: the other one won: the token was used
+        in between, and its family (``grant``) is revoked.
+    """
     # On the table, not the mapped class: the row is decided by the
     # database, and the ORM's bulk machinery would only add cost.
     table = RefreshToken.__table__
     won = db.session.execute(
-        update(table).where(table.c.id == row.id, table.c.used_at.is_(None))
-        .values(used_at=now)
+        update(table).where(table.c.id == row_id, table.c.used_at.is_(None))
+        .values(used_at=utcnow())
     ).rowcount
     if won != 1:
         revoke_grant(rt, grant.id, "refresh_token_reuse", ip)
         raise RefreshTokenReuseError(grant.id)
-    return grant
-
-

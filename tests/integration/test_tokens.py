@@ -9,6 +9,7 @@ import time
 import jwt as pyjwt
 import pytest
 import requests
+from sqlalchemy import func, select
 
 from tests.helpers import Browser, callback_params, pkce_pair, redeem
 
@@ -405,3 +406,51 @@ def test_a_refused_refresh_leaves_its_token_unused(provider, account):
     retried = _refresh(provider, client, tokens["refresh_token"])
     assert retried.status_code == 200, retried.text
     assert _userinfo(provider, retried.json()["access_token"]).status_code == 200
+
+
+def test_a_rotation_overtaken_by_another_is_a_replay(provider, account, monkeypatch):
+    """The rotation's write comes last, once the new tokens are signed
+    (SQLite's write lock is then held for the writes alone): a request that
+    found the token unused but is overtaken before its write loses as a
+    replay would. It gets invalid_grant, the family is revoked (the
+    winner's tokens too), and nothing it made is stored or audited."""
+    import threading
+
+    import idp.oidc.flows.refresh_token as flow_module
+    from idp.audit.models import AuditEvent
+    from idp.authorizations.models import RefreshToken
+    from idp.extensions import db
+
+    client = provider.create_client()
+    tokens = redeem(provider.url, client,
+                    _code(provider, client, account, scope="openid offline_access")).json()
+    original = flow_module.consume_refresh_token
+    reached, release = threading.Event(), threading.Event()
+    calls = []
+
+    def first_waits(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            reached.set()
+            assert release.wait(20)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(flow_module, "consume_refresh_token", first_waits)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        overtaken = pool.submit(_refresh, provider, client, tokens["refresh_token"])
+        assert reached.wait(10)
+        winner = _refresh(provider, client, tokens["refresh_token"])
+        release.set()
+        overtaken = overtaken.result()
+    assert winner.status_code == 200, winner.text
+    assert overtaken.status_code == 400, overtaken.text
+    assert overtaken.json()["error"] == "invalid_grant"
+    assert _userinfo(provider, winner.json()["access_token"]).status_code == 401
+    with provider.app.app_context():
+        grant_id = db.session.scalar(select(RefreshToken.grant_id).where(
+            RefreshToken.used_at.is_not(None)).order_by(RefreshToken.id.desc()))
+        assert db.session.scalar(select(func.count()).select_from(RefreshToken).where(
+            RefreshToken.grant_id == grant_id)) == 2  # the first and the winner's
+        issued = db.session.scalar(select(func.count()).select_from(AuditEvent).where(
+            AuditEvent.client_id == client.client_id, AuditEvent.event == "token.issued"))
+    assert issued == 2  # the code's and the winner's

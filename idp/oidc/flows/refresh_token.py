@@ -8,7 +8,11 @@ from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
 from idp.accounts.models import Account
 from idp.accounts.service import get_account
 from idp.authorizations.models import Grant
-from idp.authorizations.refresh_tokens import RefreshTokenReuseError, use_refresh_token
+from idp.authorizations.refresh_tokens import (
+    RefreshTokenReuseError,
+    consume_refresh_token,
+    find_usable_refresh_token,
+)
 from idp.oidc.client_auth import TOKEN_AUTH_METHODS
 from idp.oidc.flows.user_tokens import issue_user_tokens
 from idp.runtime import current_runtime
@@ -53,14 +57,14 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             found["account"] = account
 
         try:
-            grant = use_refresh_token(rt, value, client.client_id, client_ip(), check=check)
+            usable = find_usable_refresh_token(rt, value, client.client_id, client_ip(),
+                                               check=check)
         except RefreshTokenReuseError:
             raise InvalidGrantError("The refresh token was already used.") from None
-        if grant is None:
+        if usable is None:
             raise InvalidGrantError("The refresh token is invalid, expired or revoked.")
-        account = found["account"]
-        self.request.grant_record = grant
-        self.request.user = account
+        self.request.refresh_token_id, self.request.grant_record = usable
+        self.request.user = found["account"]
 
     def create_token_response(self):
         rt = current_runtime()
@@ -69,6 +73,13 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         # The response names the scope, which differs from the request when
         # the registration dropped some of it (RFC 6749 §5.1).
         scope = client.get_allowed_scope(self.request.payload.scope or grant.scope)
-        token = issue_user_tokens(rt, client, grant, self.request.user, scope, True, None)
+        def rotate() -> None:
+            try:
+                consume_refresh_token(rt, self.request.refresh_token_id, grant, client_ip())
+            except RefreshTokenReuseError:
+                raise InvalidGrantError("The refresh token was already used.") from None
+
+        token = issue_user_tokens(rt, client, grant, self.request.user, scope, True, None,
+                                  decide=rotate)
         return 200, token, self.TOKEN_RESPONSE_HEADER
 

@@ -3,6 +3,7 @@ authorization code and refresh token flows both issue."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from authlib.oauth2.rfc6749 import scope_to_list
@@ -21,7 +22,8 @@ from idp.web import client_ip
 
 
 def issue_user_tokens(rt: Runtime, client, grant: Grant, account: Account, scope: str,
-                      with_refresh: bool, nonce: str | None) -> dict[str, Any]:
+                      with_refresh: bool, nonce: str | None, *,
+                      decide: Callable[[], None] | None = None) -> dict[str, Any]:
     """Access token, optional refresh token and ID token for a user grant.
 
     :param client: the client the tokens are issued to.
@@ -30,6 +32,9 @@ def issue_user_tokens(rt: Runtime, client, grant: Grant, account: Account, scope
     :param scope: the space-separated scope the tokens carry.
     :param with_refresh: whether to issue a refresh token too.
     :param nonce: the authorization request's ``nonce`` for the ID token, or None.
+    :param decide: the write that decides whether the tokens may be given
+        (a refresh token's rotation), run once they are signed and before
+        anything is stored or audited; what it raises refuses them.
     :returns: the token response (RFC 6749 §5.1, OIDC Core §3.1.3.3).
     """
     subject = subject_for(rt, client, account)
@@ -43,8 +48,6 @@ def issue_user_tokens(rt: Runtime, client, grant: Grant, account: Account, scope
         "access_token": access_token, "token_type": "Bearer", "expires_in": expires_in,
         "scope": scope,
     }
-    if with_refresh:
-        token["refresh_token"] = issue_refresh_token(rt, grant)
     if "openid" in scope_to_list(scope):
         requested = (grant.claims or {}).get("id_token")
         extra = select_claims(account, scope, requested, by_scope=False,
@@ -55,6 +58,10 @@ def issue_user_tokens(rt: Runtime, client, grant: Grant, account: Account, scope
             auth_time=grant.auth_time, nonce=nonce, acr=grant.acr, amr=grant.amr,
             sid=sid, access_token=access_token, extra_claims=extra,
         )
+    if decide is not None:
+        decide()
+    if with_refresh:
+        token["refresh_token"] = issue_refresh_token(rt, grant)
     record_deferred(rt.audit, "token.issued", account_id=account.id,
                     client_id=client.client_id, ip=client_ip(), grant_id=grant.id, scope=scope,
                     refresh=with_refresh)
