@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 
 from idp.authorizations.models import Grant, RefreshToken
 from idp.authorizations.service import revoke_grant
@@ -93,20 +93,33 @@ def find_usable_refresh_token(rt: Runtime, token: str, client_id: str, ip: str |
 
 
 def consume_refresh_token(rt: Runtime, row_id: int, grant: Grant, ip: str | None = None,
-                          ) -> None:
+                          ) -> bool:
     """Mark the refresh token ``row_id`` used, with a conditional UPDATE, so
-    that of two concurrent rotations exactly one wins (RFC 9700 §4.14.2).
+    that of two concurrent rotations exactly one wins (RFC 9700 §4.14.2),
+    and only while the token and its grant are still live: a revocation
+    (logout, suspension, the client's removal) that landed after
+    :func:`find_usable_refresh_token` read them stops the rotation here.
 
-    :raises RefreshTokenReuseError: the other one won: the token was used
+    :returns: True when this request rotated the token; False when it was
+        revoked, expired or its grant revoked in between.
+    :raises RefreshTokenReuseError: another rotation won: the token was used
         in between, and its family (``grant``) is revoked.
     """
     # On the table, not the mapped class: the row is decided by the
     # database, and the ORM's bulk machinery would only add cost.
     table = RefreshToken.__table__
+    grants = Grant.__table__
+    now = utcnow()
+    live_grant = exists().where(grants.c.id == table.c.grant_id, grants.c.revoked_at.is_(None))
     won = db.session.execute(
-        update(table).where(table.c.id == row_id, table.c.used_at.is_(None))
-        .values(used_at=utcnow())
+        update(table).where(table.c.id == row_id, table.c.used_at.is_(None),
+                            table.c.revoked_at.is_(None), table.c.expires_at > now, live_grant)
+        .values(used_at=now)
     ).rowcount
-    if won != 1:
+    if won == 1:
+        return True
+    used_at = db.session.execute(select(table.c.used_at).where(table.c.id == row_id)).scalar()
+    if used_at is not None:
         revoke_grant(rt, grant.id, "refresh_token_reuse", ip)
         raise RefreshTokenReuseError(grant.id)
+    return False

@@ -169,9 +169,14 @@ def revoke_grant(rt: Runtime, grant_id: str, reason: str, ip: str | None = None)
     """
     now = utcnow()
     rt.store.put(REVOKED_GRANT + grant_id, {"reason": reason}, _marker_ttl(rt))
-    grant = db.session.get(Grant, grant_id)
-    if grant is not None and grant.revoked_at is None:
-        grant.revoked_at = now
+    # Conditional, so of several requests revoking at once (the losers of a
+    # refresh race) one revokes and audits; the others find it done.
+    revoked = db.session.execute(
+        update(Grant).where(Grant.id == grant_id, Grant.revoked_at.is_(None))
+        .values(revoked_at=now)
+    ).rowcount
+    if revoked:
+        grant = db.session.get(Grant, grant_id)
         db.session.execute(
             update(RefreshToken)
             .where(RefreshToken.grant_id == grant_id, RefreshToken.revoked_at.is_(None))

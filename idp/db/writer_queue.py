@@ -9,9 +9,11 @@ transaction take, at its first write, a thread lock in its process and an
 ``flock`` on ``<database>.lock`` across processes, and give both back when
 its connection goes back to the pool, which the session does right after
 its COMMIT or ROLLBACK (SQLAlchemy's ``commit`` event comes before the
-COMMIT is sent, so it would let the next writer in too early): a waiter
-is woken the moment the writer before it is done. The embedded
-store queues its writers the same way (:mod:`idp.store.embedded`).
+COMMIT is sent, so it would let the next writer in too early). A waiting
+thread of the same process is woken the moment the writer before it is
+done; the one thread per process that waits for another process tries the
+lock file at most 5 ms apart. The embedded store queues its writers on a
+lock file too (:mod:`idp.store.embedded`).
 
 Reads take nothing: in WAL mode they never wait for a writer.
 """
@@ -22,6 +24,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
 from typing import Any
 
 from sqlalchemy import event
@@ -29,6 +32,8 @@ from sqlalchemy.engine import Engine
 
 #: Leading keywords of statements that do not write.
 READ_KEYWORDS = frozenset({"SELECT", "PRAGMA", "EXPLAIN", "SAVEPOINT", "RELEASE", "BEGIN"})
+#: Longest sleep between two tries of the lock file, seconds.
+MAX_POLL_SECONDS = 0.005
 #: ``connection record info`` key set while a connection holds the queue.
 HELD = "idp_sqlite_writer"
 
@@ -39,10 +44,9 @@ class WriterQueue:
 
     :param database: path of the database file; the lock file is
         ``<database>.lock`` (created owner-only).
-    :param timeout: seconds a thread waits for another thread of its process
-        before its statement fails as SQLite's would (``database is
-        locked``); the wait for another process is the ``flock``'s, which
-        ends when that process's transaction does.
+    :param timeout: seconds a write waits for the queue (another thread of
+        its process, then another process) before its statement fails as
+        SQLite's would (``database is locked``).
     """
 
     def __init__(self, database: str, timeout: float) -> None:
@@ -55,8 +59,10 @@ class WriterQueue:
     def install(self, engine: Engine) -> None:
         """Have every transaction of ``engine`` queue here at its first write."""
         event.listen(engine, "before_cursor_execute", self._before_execute)
-        for name in ("reset", "checkin", "invalidate", "close"):
-            event.listen(engine.pool, name, self._release_record)
+        # After the pool's own rollback (its "reset" event comes before it).
+        event.listen(engine.pool, "checkin", self._on_checkin)
+        event.listen(engine.pool, "invalidate", self._on_invalidate)
+        event.listen(engine.pool, "close", self._on_checkin)
 
     def _before_execute(self, conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         info = conn.connection.info if conn.connection is not None else None
@@ -68,7 +74,11 @@ class WriterQueue:
         self._acquire()
         info[HELD] = True
 
-    def _release_record(self, _dbapi_connection: Any, record: Any, *_args: Any) -> None:
+    def _on_checkin(self, _dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            self._release_info(record.info)
+
+    def _on_invalidate(self, _dbapi_connection: Any, record: Any, _exception: Any) -> None:
         if record is not None:
             self._release_info(record.info)
 
@@ -78,10 +88,29 @@ class WriterQueue:
             self._thread_lock.release()
 
     def _acquire(self) -> None:
+        """Take the thread lock, then the lock file, within ``timeout``.
+
+        :raises sqlite3.OperationalError: ``database is locked`` after the
+            timeout, as SQLite's busy handler fails.
+        """
+        deadline = time.monotonic() + self._timeout
         if not self._thread_lock.acquire(timeout=self._timeout):
             raise sqlite3.OperationalError("database is locked")
         try:
-            fcntl.flock(self._fd(), fcntl.LOCK_EX)
+            fd = self._fd()
+            # One thread per process waits here (the others wait for the
+            # thread lock); flock has no timeout, so it is polled, at
+            # most 5 ms apart, against the deadline.
+            delay = 0.0002
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise sqlite3.OperationalError("database is locked") from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, MAX_POLL_SECONDS)
         except BaseException:
             self._thread_lock.release()
             raise

@@ -115,3 +115,23 @@ def test_a_thread_waits_at_most_the_timeout_then_fails_as_sqlite_does(engine):
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO t VALUES (3)"))
         assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 2
+
+
+def test_a_writer_waits_for_another_process_at_most_the_timeout(engine):
+    """flock has no timeout: a process holding the queue for minutes (an
+    operator's long command) held every writer of the server with it, past
+    SQLite's 30 s (found by the attack on issue 9). The wait now ends at
+    the timeout, as SQLite's, and leaves the queue usable."""
+    engine, lock_path = engine
+    other = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(OperationalError, match="database is locked"):
+            with engine.begin() as conn:
+                conn.execute(text("INSERT INTO t VALUES (1)"))
+    finally:
+        fcntl.flock(other, fcntl.LOCK_UN)
+        os.close(other)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO t VALUES (2)"))
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 1

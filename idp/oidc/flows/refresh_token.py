@@ -75,9 +75,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         scope = client.get_allowed_scope(self.request.payload.scope or grant.scope)
         def rotate() -> None:
             try:
-                consume_refresh_token(rt, self.request.refresh_token_id, grant, client_ip())
+                rotated = consume_refresh_token(rt, self.request.refresh_token_id, grant,
+                                                client_ip())
             except RefreshTokenReuseError:
                 raise InvalidGrantError("The refresh token was already used.") from None
+            if not rotated:
+                raise InvalidGrantError("The refresh token is invalid, expired or revoked.")
 
         token = issue_user_tokens(rt, client, grant, self.request.user, scope, True, None,
                                   decide=rotate)
