@@ -304,6 +304,21 @@ def content_security_policy() -> str:
 HSTS = "max-age=31536000; includeSubDomains"
 
 
+def static_security_headers(issuer: str) -> list[tuple[str, str]]:
+    """The headers :func:`add_security_headers` gives an answer that is not
+    a page (no script nonce, no form target), for the answers built before
+    Flask (``idp.oidc.public_documents``, ``idp.oidc.lanes``).
+
+    :param issuer: the configured issuer; with https, HSTS too.
+    :returns: ``(name, value)`` pairs.
+    """
+    headers = [("X-Frame-Options", "DENY"), ("Content-Security-Policy", STATIC_POLICY),
+               ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer")]
+    if issuer.startswith("https://"):
+        headers.append(("Strict-Transport-Security", HSTS))
+    return headers
+
+
 def add_security_headers(response: Response) -> Response:
     """Forbid framing and sniffing, and scripts and form targets outside
     :func:`content_security_policy`; pages are never cached (they carry CSRF

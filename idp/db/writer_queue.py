@@ -68,8 +68,8 @@ class WriterQueue:
         info = conn.connection.info if conn.connection is not None else None
         if info is None or info.get(HELD):
             return
-        keyword = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
-        if keyword in READ_KEYWORDS:
+        words = statement.split(None, 1)
+        if words and words[0].upper() in READ_KEYWORDS:
             return
         self._acquire()
         info[HELD] = True

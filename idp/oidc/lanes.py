@@ -48,12 +48,13 @@ from idp.clients.cache import ClientInfo
 from idp.oidc import resources
 from idp.oidc.client_auth import basic_credentials
 from idp.oidc.flows.client_credentials import client_credentials_token
-from idp.oidc.public_documents import HostCheck, WSGIApp
+from idp.oidc.public_documents import HostCheck
 from idp.oidc.resources import InsufficientScopeError
 from idp.oidc.tokens import InvalidTokenError
+from idp.rsgi_bridge import Answer, WSGIApp
 from idp.runtime import Runtime, one_request_context
 from idp.store import StoreError
-from idp.web import HSTS, STATIC_POLICY
+from idp.web import static_security_headers
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,6 @@ TOKEN_PARAMETERS = frozenset({"grant_type", "scope"})
 #: bounds bodies for the whole application.
 MAX_BODY_BYTES = 8 * 1024
 
-Answer = tuple[int, list[tuple[str, str]], bytes]
 Headers = list[tuple[str, str]]
 #: What a lane gives for a request it answers: the body, the headers of its
 #: kind, and the client whose registered origins decide CORS.
@@ -94,14 +94,9 @@ class ResourceLanes:
         self._hosts = HostCheck()
         self._sort_keys = app.json.sort_keys
         self._ensure_ascii = app.json.ensure_ascii
-        security = [("X-Frame-Options", "DENY"),
-                    ("Content-Security-Policy", STATIC_POLICY),
-                    ("X-Content-Type-Options", "nosniff"),
-                    ("Referrer-Policy", "no-referrer")]
-        if self._runtime.issuer.startswith("https://"):
-            security.append(("Strict-Transport-Security", HSTS))
         self._json_headers = [("Content-Type", "application/json"),
-                              ("Cache-Control", "no-store"), *security]
+                              ("Cache-Control", "no-store"),
+                              *static_security_headers(self._runtime.issuer)]
         # Authlib's token response headers (RFC 6749 §5.1), then the view's.
         self._token_headers = [*self._json_headers, ("Pragma", "no-cache")]
         self._lanes: dict[str, Callable[[dict[str, Any]], Answered | None]] = {

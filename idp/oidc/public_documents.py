@@ -20,9 +20,8 @@ from typing import Any
 from flask import Flask
 from werkzeug.http import parse_etags
 
-from idp.web import HSTS, STATIC_POLICY
-
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+from idp.rsgi_bridge import Answer, WSGIApp
+from idp.web import static_security_headers
 
 #: Paths answered here -> seconds a cache may keep the answer.
 DISCOVERY_PATHS = ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server")
@@ -75,15 +74,9 @@ class PublicDocuments:
         runtime = app.extensions["idp"]
         self._keys = runtime.keys
         self._hosts = HostCheck()
-        self._security = [("X-Frame-Options", "DENY"),
-                          ("Content-Security-Policy", STATIC_POLICY),
-                          ("X-Content-Type-Options", "nosniff"),
-                          ("Referrer-Policy", "no-referrer")]
-        if runtime.issuer.startswith("https://"):
-            self._security.append(("Strict-Transport-Security", HSTS))
+        self._security = static_security_headers(runtime.issuer)
 
-    def answer(self, environ: dict[str, Any], *, load: bool = False,
-               ) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    def answer(self, environ: dict[str, Any], *, load: bool = False) -> Answer | None:
         """The answer to ``environ`` when it is a ``GET`` or ``HEAD`` of
         discovery or of the JWKS, as ``(status code, headers, body)``; None
         for anything else. Without ``load`` it reads nothing, so an event
