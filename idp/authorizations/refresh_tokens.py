@@ -1,12 +1,20 @@
 """Refresh tokens: issued per grant, stored as keyed hashes, rotated with
-reuse detection (RFC 9700 §4.14.2): a second use revokes the family."""
+reuse detection (RFC 9700 §4.14.2): a second use revokes the family.
+
+A rotation is the hottest write of the provider, so it is made of Core
+statements compiled once (:data:`_FIND`, :data:`_INSERT`, the conditional
+UPDATE of :func:`consume_refresh_token`) and reads plain rows, never ORM
+objects: the refresh token endpoint spent more time in the ORM's identity
+map and flush than in its own work (docs/performance.md).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import bindparam, exists, insert, select, update
 
 from idp.authorizations.models import Grant, RefreshToken
 from idp.authorizations.service import revoke_grant
@@ -17,22 +25,76 @@ from idp.timeutil import utcnow
 
 REFRESH_PURPOSE = "refresh_token"
 
+_tokens = RefreshToken.__table__
+_grants = Grant.__table__
+#: A refresh token by its keyed hash, with its grant.
+_FIND = (
+    select(_tokens.c.id, _tokens.c.used_at, _tokens.c.revoked_at, _tokens.c.expires_at,
+           _grants.c.id.label("grant_id"), _grants.c.account_id, _grants.c.client_id,
+           _grants.c.scope, _grants.c.claims, _grants.c.sid, _grants.c.auth_time,
+           _grants.c.acr, _grants.c.amr, _grants.c.revoked_at.label("grant_revoked_at"))
+    .join_from(_tokens, _grants, _grants.c.id == _tokens.c.grant_id)
+    .where(_tokens.c.token_hash == bindparam("token_hash"))
+)
+_INSERT = insert(_tokens)
+#: Marks a token used while it, and its grant, are live.
+_CONSUME = (
+    update(_tokens)
+    .where(_tokens.c.id == bindparam("row_id"), _tokens.c.used_at.is_(None),
+           _tokens.c.revoked_at.is_(None), _tokens.c.expires_at > bindparam("now"),
+           exists().where(_grants.c.id == _tokens.c.grant_id, _grants.c.revoked_at.is_(None)))
+    .values(used_at=bindparam("used_now"))
+)
+_USED_AT = select(_tokens.c.used_at).where(_tokens.c.id == bindparam("row_id"))
+
 
 class RefreshTokenReuseError(Exception):
-    """A rotated refresh token was presented again; its family is now revoked."""
+    """A rotated refresh token was presented again (RFC 9700 §4.14.2).
+
+    :ivar grant_id: the grant of the token's family.
+    """
+
+    def __init__(self, grant_id: str) -> None:
+        super().__init__(grant_id)
+        self.grant_id = grant_id
 
 
-def issue_refresh_token(rt: Runtime, grant: Grant) -> str:
-    """Create a refresh token for ``grant`` (added to the session, not committed).
+@dataclass(frozen=True)
+class RefreshGrant:
+    """What a rotation reads of the grant behind a refresh token: its
+    immutable facts (:class:`~idp.authorizations.models.Grant`'s names).
+
+    :ivar auth_time: the original authentication, seconds since the epoch.
+    :ivar claims: the ``claims`` request of the authorization, or None.
+    """
+
+    id: str
+    account_id: int
+    client_id: str
+    scope: str
+    claims: dict | None
+    sid: str | None
+    auth_time: int
+    acr: str | None
+    amr: list
+
+
+def issue_refresh_token(rt: Runtime, grant: Grant | RefreshGrant) -> str:
+    """Store a refresh token for ``grant`` in the current transaction (not
+    committed). A grant added to the session but not yet flushed is flushed
+    first, so the token's row can name it.
 
     :returns: the clear token; only its keyed hash is stored.
     """
     token = random_token(32)
-    db.session.add(RefreshToken(
-        token_hash=keyed_hash(rt.token_hmac_key, token, REFRESH_PURPOSE),
-        grant_id=grant.id,
-        expires_at=utcnow() + timedelta(seconds=rt.settings["tokens"]["refresh_token_ttl"]),
-    ))
+    db.session.flush()
+    now = utcnow()
+    db.session.execute(_INSERT, {
+        "token_hash": keyed_hash(rt.token_hmac_key, token, REFRESH_PURPOSE),
+        "grant_id": grant.id,
+        "created_at": now,
+        "expires_at": now + timedelta(seconds=rt.settings["tokens"]["refresh_token_ttl"]),
+    })
     return token
 
 
@@ -53,8 +115,9 @@ def find_refresh_token(rt: Runtime, token: str) -> RefreshToken | None:
 
 
 def find_usable_refresh_token(rt: Runtime, token: str, client_id: str, ip: str | None = None,
-                              *, check: Callable[[Grant], None] | None = None,
-                              ) -> tuple[int, Grant] | None:
+                              *, check: Callable[[RefreshGrant], None] | None = None,
+                              revoke_on_reuse: bool = True,
+                              ) -> tuple[int, RefreshGrant] | None:
     """The refresh token ``token`` of ``client_id`` and its grant, when it
     may be rotated (RFC 9700 §4.14.2); nothing is written but the
     revocation of a replayed token's family. The rotation itself is
@@ -65,61 +128,52 @@ def find_usable_refresh_token(rt: Runtime, token: str, client_id: str, ip: str |
     :param check: called with the live grant; what it raises refuses the
         request and leaves the token unused, so a client that corrects its
         request (a narrower scope) is not taken for a thief replaying it.
+    :param revoke_on_reuse: False for a caller that hands a replay on to one
+        that revokes (:mod:`idp.oidc.lanes`): then nothing at all is written.
     :returns: ``(token row id, grant)``, or None if the token is unknown,
         expired, revoked, of another client, or of a revoked grant.
     :raises RefreshTokenReuseError: when a rotated token is replayed (its
-        grant is revoked, in the caller's transaction).
+        grant is revoked, in the caller's transaction, with ``revoke_on_reuse``).
     """
     stored = _stored_hash(rt, token)
     if stored is None:
         return None
-    # The token and its grant in one statement.
-    found = db.session.execute(
-        select(RefreshToken, Grant).join(Grant, Grant.id == RefreshToken.grant_id)
-        .where(RefreshToken.token_hash == stored)).first()
-    if found is None:
-        return None
-    row, grant = found
-    if grant.client_id != client_id:
+    row = db.session.execute(_FIND, {"token_hash": stored}).first()
+    if row is None or row.client_id != client_id:
         return None
     if row.used_at is not None:
-        revoke_grant(rt, grant.id, "refresh_token_reuse", ip)
-        raise RefreshTokenReuseError(grant.id)
-    if row.revoked_at is not None or grant.revoked_at is not None or row.expires_at <= utcnow():
+        if revoke_on_reuse:
+            revoke_grant(rt, row.grant_id, "refresh_token_reuse", ip)
+        raise RefreshTokenReuseError(row.grant_id)
+    if row.revoked_at is not None or row.grant_revoked_at is not None or row.expires_at <= utcnow():
         return None
+    grant = RefreshGrant(row.grant_id, row.account_id, row.client_id, row.scope, row.claims,
+                         row.sid, row.auth_time, row.acr, row.amr or [])
     if check is not None:
         check(grant)
     return row.id, grant
 
 
-def consume_refresh_token(rt: Runtime, row_id: int, grant: Grant, ip: str | None = None,
-                          ) -> bool:
+def consume_refresh_token(rt: Runtime, row_id: int, grant_id: str, ip: str | None = None,
+                          *, revoke_on_reuse: bool = True) -> bool:
     """Mark the refresh token ``row_id`` used, with a conditional UPDATE, so
     that of two concurrent rotations exactly one wins (RFC 9700 §4.14.2),
     and only while the token and its grant are still live: a revocation
     (logout, suspension, the client's removal) that landed after
     :func:`find_usable_refresh_token` read them stops the rotation here.
 
+    :param revoke_on_reuse: as for :func:`find_usable_refresh_token`.
     :returns: True when this request rotated the token; False when it was
         revoked, expired or its grant revoked in between.
     :raises RefreshTokenReuseError: another rotation won: the token was used
-        in between, and its family (``grant``) is revoked.
+        in between, and its family (``grant_id``) is revoked with
+        ``revoke_on_reuse``.
     """
-    # On the table, not the mapped class: the row is decided by the
-    # database, and the ORM's bulk machinery would only add cost.
-    table = RefreshToken.__table__
-    grants = Grant.__table__
     now = utcnow()
-    live_grant = exists().where(grants.c.id == table.c.grant_id, grants.c.revoked_at.is_(None))
-    won = db.session.execute(
-        update(table).where(table.c.id == row_id, table.c.used_at.is_(None),
-                            table.c.revoked_at.is_(None), table.c.expires_at > now, live_grant)
-        .values(used_at=now)
-    ).rowcount
-    if won == 1:
+    if db.session.execute(_CONSUME, {"row_id": row_id, "now": now, "used_now": now}).rowcount == 1:
         return True
-    used_at = db.session.execute(select(table.c.used_at).where(table.c.id == row_id)).scalar()
-    if used_at is not None:
-        revoke_grant(rt, grant.id, "refresh_token_reuse", ip)
-        raise RefreshTokenReuseError(grant.id)
+    if db.session.execute(_USED_AT, {"row_id": row_id}).scalar() is not None:
+        if revoke_on_reuse:
+            revoke_grant(rt, grant_id, "refresh_token_reuse", ip)
+        raise RefreshTokenReuseError(grant_id)
     return False

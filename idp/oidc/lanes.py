@@ -18,16 +18,23 @@ traffic:
   of a form-encoded body holding ``grant_type=client_credentials`` and at
   most ``scope``, each once, from a client authenticating with HTTP Basic,
   and no query. The grant's rules are the grant's own
-  (:func:`idp.oidc.flows.client_credentials.client_credentials_token`).
+  (:func:`idp.oidc.flows.client_credentials.client_credentials_token`);
+- the token endpoint's refresh token grant (RFC 6749 §6): the same, with
+  ``grant_type=refresh_token``, a ``refresh_token`` and at most ``scope``.
+  The rotation's rules are the grant's own
+  (:func:`idp.oidc.flows.refresh_token.refresh_token_response`); its
+  writes are committed here, and a replayed token goes on to the view,
+  which revokes its family.
 
 A lane only ever answers a success. Everything else goes on to Flask, whose
 views (``idp.oidc.blueprint``) then do the whole work and answer: any other
 shape (a token in the body, another authentication method, a preflight, a
 query that may hold a NUL), a client that fails authentication (its audit
 event is the view's), every failure of the token (RFC 6750 §3 errors) and a
-store that cannot be read (503). Neither endpoint changes anything before
-its answer is decided (the audit event is the last step of each), so
-working twice on a refused request changes nothing but its cost. Tests hold
+store that cannot be read (503). No lane changes anything before its
+answer is decided (the audit event is the last step of each, and a
+refresh's writes are rolled back when it is refused), so working twice on a
+refused request changes nothing but its cost. Tests hold
 the answers equal to the views' (``tests/integration/test_resource_lanes.py``).
 """
 
@@ -48,12 +55,14 @@ from idp.clients.cache import ClientInfo
 from idp.oidc import resources
 from idp.oidc.client_auth import basic_credentials
 from idp.oidc.flows.client_credentials import client_credentials_token
+from idp.oidc.flows.refresh_token import refresh_token_response
 from idp.oidc.public_documents import HostCheck
 from idp.oidc.resources import InsufficientScopeError
 from idp.oidc.tokens import InvalidTokenError
 from idp.rsgi_bridge import Answer, WSGIApp
 from idp.runtime import Runtime, one_request_context
 from idp.store import StoreError
+from idp.unit_of_work import unit
 from idp.web import static_security_headers
 
 log = logging.getLogger(__name__)
@@ -64,8 +73,8 @@ TOKEN_PATH = "/token"
 FORM_TYPE = "application/x-www-form-urlencoded"
 #: Parameters an introspection request answered here may hold (RFC 7662 §2.1).
 INTROSPECTION_PARAMETERS = frozenset({"token", "token_type_hint"})
-#: Parameters a token request answered here may hold (RFC 6749 §4.4.2).
-TOKEN_PARAMETERS = frozenset({"grant_type", "scope"})
+#: Parameters a token request answered here may hold (RFC 6749 §4.4.2, §6).
+TOKEN_PARAMETERS = frozenset({"grant_type", "scope", "refresh_token"})
 #: Longest body answered here, bytes; a longer one goes to Flask, which
 #: bounds bodies for the whole application.
 MAX_BODY_BYTES = 8 * 1024
@@ -78,8 +87,8 @@ Answered = tuple[bytes, Headers, "ClientInfo | None"]
 
 class ResourceLanes:
     """WSGI middleware: successful UserInfo (OIDC Core §5.3.2),
-    introspection (RFC 7662 §2.2) and client-credentials token (RFC 6749
-    §4.4.3) answers with the status, body and headers of the Flask views,
+    introspection (RFC 7662 §2.2), client-credentials token (RFC 6749
+    §4.4.3) and refresh (§6) answers with the status, body and headers of the Flask views,
     CORS included (the token's client, or the authenticated client, decides
     which ``Origin`` may read the answer).
 
@@ -193,13 +202,21 @@ class ResourceLanes:
 
     def _token(self, environ: dict[str, Any]) -> Answered | None:
         authenticated = self._basic_client(environ, "token", TOKEN_PARAMETERS)
-        if authenticated is None or authenticated[1].get("grant_type") != "client_credentials":
+        if authenticated is None:
             return None
         client, form = authenticated
-        if not client.check_grant_type("client_credentials"):
+        grant_type = form.get("grant_type")
+        if grant_type is None or not client.check_grant_type(grant_type):
             return None
-        token = client_credentials_token(self._runtime, client, form.get("scope"),
-                                         environ.get("REMOTE_ADDR"))
+        ip = environ.get("REMOTE_ADDR")
+        if grant_type == "client_credentials" and "refresh_token" not in form:
+            token = client_credentials_token(self._runtime, client, form.get("scope"), ip)
+        elif grant_type == "refresh_token" and form.get("refresh_token"):
+            with unit():
+                token = refresh_token_response(self._runtime, client, form["refresh_token"],
+                                               form.get("scope"), ip, revoke_on_reuse=False)
+        else:
+            return None
         # Serialised as Authlib's Flask server does.
         return json.dumps(token).encode(), self._token_headers, client
 

@@ -1,5 +1,5 @@
-"""UserInfo, introspection and client-credentials tokens answered before
-Flask (idp.oidc.lanes): a success is the answer the Flask view gives
+"""UserInfo, introspection, client-credentials tokens and refreshes answered
+before Flask (idp.oidc.lanes): a success is the answer the Flask view gives
 (status, body, headers, CORS included); every other request and every
 failure is left to the view, which records the one audit event; a lane
 reads the store once per request, as a request in Flask does."""
@@ -13,6 +13,7 @@ import uuid
 
 import jwt
 import pytest
+import requests
 from werkzeug.test import EnvironBuilder
 
 from idp.oidc.lanes import FORM_TYPE
@@ -432,3 +433,139 @@ def test_a_userinfo_post_with_a_body_of_unknown_length_is_the_views(provider, ac
     assert lane.answer(make()) is None
     status, _, body = wsgi_answer(lane, make())
     assert status.startswith("400") and b"one place only" in body
+
+
+@pytest.fixture
+def refreshable(provider):
+    """``(client, refresh token, other client)``: a client allowed from SPA
+    with a fresh grant (``openid offline_access email``) and its refresh
+    token, and another client of the same kind."""
+    tag = uuid.uuid4().hex[:8]
+    client = provider.create_client(allowed_origins=[SPA],
+                                    redirect_uri=f"http://127.0.0.1:9/{tag}/cb")
+    username, password, _ = provider.create_account(email=f"{tag}@example.org")
+    code = Browser(provider.url).login_for_code(client, username, password,
+                                                scope="openid offline_access email")["code"]
+    tokens = redeem(provider.url, client, code).json()
+    return client, tokens["refresh_token"], provider.create_client()
+
+
+@pytest.fixture
+def issued_events(monkeypatch):
+    """Names of the audit events of token issuance and grant revocation
+    recorded while the test runs."""
+    import idp.authorizations.service
+    import idp.oidc.flows.user_tokens
+
+    seen: list[str] = []
+    original = idp.oidc.flows.user_tokens.record_deferred
+
+    def deferred(writer, event, *args, **kwargs):
+        seen.append(event)
+        return original(writer, event, *args, **kwargs)
+
+    recorded = idp.authorizations.service.record
+
+    def in_transaction(event, *args, **kwargs):
+        seen.append(event)
+        return recorded(event, *args, **kwargs)
+
+    monkeypatch.setattr(idp.oidc.flows.user_tokens, "record_deferred", deferred)
+    monkeypatch.setattr(idp.authorizations.service, "record", in_transaction)
+    return seen
+
+
+def _refresh_request(provider, client, refresh_token, *, origin=None, **extra):
+    return _token_request(provider, {"grant_type": "refresh_token",
+                                     "refresh_token": refresh_token, **extra},
+                          auth=_basic(client.client_id, client.client_secret), origin=origin)
+
+
+def _without_tokens(answer: tuple[str, dict[str, str], bytes]) -> tuple:
+    """An answer without what differs between two rotations: the tokens
+    (each present) and the body's length."""
+    status, headers, body = answer
+    payload = json.loads(body)
+    present = {name: payload.pop(name, None) is not None
+               for name in ("access_token", "id_token", "refresh_token")}
+    return status, {k: v for k, v in headers.items() if k != "content-length"}, payload, present
+
+
+@pytest.mark.parametrize("case", ["no scope", "narrower scope", "from SPA", "from a stranger"])
+def test_a_refresh_is_the_viewswsgi_answer(provider, refreshable, issued_events, case):
+    """A rotation before Flask answers what the view answers, records one
+    ``token.issued`` once it is committed, and uses the token up: the next
+    use is a replay, which the view answers by revoking the family."""
+    client, first, _ = refreshable
+    extra = {"scope": "openid offline_access"} if case == "narrower scope" else {}
+    origin = {"from SPA": SPA, "from a stranger": STRANGER}.get(case)
+    lane = _lane(provider)
+    fast = wsgi_answer(lane, _refresh_request(provider, client, first, origin=origin, **extra)())
+    assert fast[0] == "200 OK", fast
+    assert issued_events == ["token.issued"]
+    second = json.loads(fast[2])["refresh_token"]
+    view = wsgi_answer(lane._downstream,
+                       _refresh_request(provider, client, second, origin=origin, **extra)())
+    assert _without_tokens(fast) == _without_tokens(view)
+    assert json.loads(fast[2])["scope"] == ("openid offline_access" if extra
+                                           else "openid offline_access email")
+    assert (fast[1].get("access-control-allow-origin") == SPA) == (case == "from SPA")
+    claims = jwt.decode(json.loads(fast[2])["id_token"], options={"verify_signature": False})
+    assert claims["aud"] == client.client_id and "nonce" not in claims
+    issued_events.clear()
+    replay = _refresh_request(provider, client, first)
+    assert lane.answer(replay()) is None
+    assert issued_events == []
+    status, _, body = wsgi_answer(lane, replay())
+    assert status.startswith("400") and json.loads(body)["error"] == "invalid_grant"
+    assert issued_events == ["grant.revoked"]
+    newest = json.loads(view[2])["refresh_token"]
+    assert wsgi_answer(lane, _refresh_request(provider, client, newest)())[0].startswith("400")
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("wider scope", "invalid_scope"), ("unknown token", "invalid_grant"),
+    ("another client's token", "invalid_grant"), ("wrong secret", "invalid_client"),
+    ("no refresh token", "invalid_request"), ("extra parameter", None),
+])
+def test_every_other_refresh_is_the_views_and_leaves_the_token_unused(
+        provider, refreshable, issued_events, case, expected):
+    """A refresh the lane does not answer leaves nothing written: the view
+    answers it, and the token still rotates afterwards (one
+    ``token.issued``, no revocation)."""
+    client, token, other = refreshable
+    make = {
+        "wider scope": _refresh_request(provider, client, token, scope="openid phone"),
+        "unknown token": _refresh_request(provider, client, "x" * 43),
+        "another client's token": _refresh_request(provider, other, token),
+        "wrong secret": _token_request(provider, {"grant_type": "refresh_token",
+                                                  "refresh_token": token},
+                                       auth=_basic(client.client_id, "wrong")),
+        "no refresh token": _token_request(provider, {"grant_type": "refresh_token"},
+                                           auth=_basic(client.client_id, client.client_secret)),
+        "extra parameter": _refresh_request(provider, client, token,
+                                            resource="https://api.test"),
+    }[case]
+    lane = _lane(provider)
+    assert lane.answer(make()) is None
+    assert issued_events == []
+    if expected is None:  # the view rotates it
+        assert wsgi_answer(lane, make())[0] == "200 OK"
+        assert issued_events == ["token.issued"]
+        return
+    status, _, body = wsgi_answer(lane, make())
+    assert json.loads(body)["error"] == expected, body
+    assert wsgi_answer(lane, _refresh_request(provider, client, token)())[0] == "200 OK"
+    assert issued_events == ["token.issued"]
+
+
+def test_a_refresh_of_a_revoked_grant_is_the_views(provider, refreshable, issued_events):
+    client, token, _ = refreshable
+    assert requests.post(f"{provider.url}/revoke", data={"token": token},
+                         auth=(client.client_id, client.client_secret)).status_code == 200
+    issued_events.clear()
+    make = _refresh_request(provider, client, token)
+    assert _lane(provider).answer(make()) is None
+    status, _, body = wsgi_answer(_lane(provider), make())
+    assert status.startswith("400") and json.loads(body)["error"] == "invalid_grant"
+    assert issued_events == []

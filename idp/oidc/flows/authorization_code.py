@@ -241,7 +241,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         # from it while the code was in flight is not issued.
         scope = client.get_allowed_scope(code.scope)
         token = issue_user_tokens(rt, client, grant, account, scope,
-                                  wants_refresh(client, scope), code.nonce)
+                                  wants_refresh(client, scope), code.nonce, ip=client_ip())
         # Plain values: the committed row is not loaded again.
         after_commit(functools.partial(_check_after_commit, rt, grant.id, account.id,
                                        client.client_id, issued_at, code.generation,

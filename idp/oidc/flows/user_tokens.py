@@ -3,35 +3,52 @@ authorization code and refresh token flows both issue."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from authlib.oauth2.rfc6749 import scope_to_list
 
 from idp.accounts.models import Account
 from idp.accounts.service import phone_for_scope
+from idp.accounts.snapshots import AccountSnapshot
 from idp.audit.service import record_deferred
-from idp.authorizations.models import Grant
 from idp.authorizations.refresh_tokens import issue_refresh_token
 from idp.oidc.claims import select_claims
 from idp.oidc.identity import identity_claims
 from idp.oidc.subjects import client_sid, subject_for
 from idp.oidc.tokens import issue_access_token, issue_id_token
 from idp.runtime import Runtime
-from idp.web import client_ip
+from idp.unit_of_work import after_commit
 
 
-def issue_user_tokens(rt: Runtime, client, grant: Grant, account: Account, scope: str,
-                      with_refresh: bool, nonce: str | None, *,
+class UserGrant(Protocol):
+    """What the tokens of a grant are made of: a
+    :class:`~idp.authorizations.models.Grant` row, or the
+    :class:`~idp.authorizations.refresh_tokens.RefreshGrant` a rotation read."""
+
+    id: str
+    claims: dict | None
+    sid: str | None
+    auth_time: int
+    acr: str | None
+    amr: list
+
+
+def issue_user_tokens(rt: Runtime, client, grant: UserGrant, account: Account | AccountSnapshot,
+                      scope: str, with_refresh: bool, nonce: str | None, *, ip: str | None,
                       decide: Callable[[], None] | None = None) -> dict[str, Any]:
     """Access token, optional refresh token and ID token for a user grant.
+    The refresh token is written in the caller's transaction; the
+    ``token.issued`` audit event is queued once that commits.
 
     :param client: the client the tokens are issued to.
     :param grant: the grant the tokens stand for.
-    :param account: the end-user of the grant.
+    :param account: the end-user of the grant (a row or its snapshot).
     :param scope: the space-separated scope the tokens carry.
     :param with_refresh: whether to issue a refresh token too.
     :param nonce: the authorization request's ``nonce`` for the ID token, or None.
+    :param ip: the caller's address, for the audit trail.
     :param decide: the write that decides whether the tokens may be given
         (a refresh token's rotation), run once they are signed and before
         anything is stored or audited; what it raises refuses them.
@@ -62,9 +79,10 @@ def issue_user_tokens(rt: Runtime, client, grant: Grant, account: Account, scope
         decide()
     if with_refresh:
         token["refresh_token"] = issue_refresh_token(rt, grant)
-    record_deferred(rt.audit, "token.issued", account_id=account.id,
-                    client_id=client.client_id, ip=client_ip(), grant_id=grant.id, scope=scope,
-                    refresh=with_refresh)
+    after_commit(functools.partial(
+        record_deferred, rt.audit, "token.issued", account_id=account.id,
+        client_id=client.client_id, ip=ip, grant_id=grant.id, scope=scope,
+        refresh=with_refresh))
     return token
 
 
