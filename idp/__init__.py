@@ -131,6 +131,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp.authn.kiosk.blueprint import bp as kiosk_bp
     from idp.authn.views import bp as authn_bp
     from idp.oidc.blueprint import bp as oidc_bp
+    from idp.oidc.hop import SingleSignOnHop
     from idp.oidc.lanes import ResourceLanes
     from idp.oidc.public_documents import PublicDocuments
     from idp.portal.blueprint import bp as portal_bp
@@ -150,7 +151,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                                  signed_in_account=signed_in_account,
                                  error_sentence=error_sentence, time_zone_name=time_zone_name)
     app.jinja_env.filters.update(local_time=local_time, registry_answer=registry_answer)
-    documents = PublicDocuments(app, ResourceLanes(app, app.wsgi_app))
+    documents = PublicDocuments(app, ResourceLanes(app, SingleSignOnHop(app, app.wsgi_app)))
     app.wsgi_app = app.extensions["idp.public_documents"] = documents
     if settings["trusted_proxies"]:
         from werkzeug.middleware.proxy_fix import ProxyFix

@@ -33,6 +33,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,19 @@ log = logging.getLogger(__name__)
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 #: An answer as ``(status code, headers, body)``.
 Answer = tuple[int, list[tuple[str, str]], bytes]
+
+def serve_before(answer: Answer | None, downstream: WSGIApp, environ: dict[str, Any],
+                 start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """The WSGI side of a middleware that answers some requests before
+    Flask (``idp.oidc.public_documents``, ``idp.oidc.lanes``,
+    ``idp.oidc.hop``): ``answer`` when there is one, with Werkzeug's status
+    line (``302 FOUND``), else whatever ``downstream`` answers."""
+    if answer is None:
+        return downstream(environ, start_response)
+    status, headers, body = answer
+    start_response(f"{status} {HTTPStatus(status).phrase.upper()}", headers)
+    return [body]
+
 
 #: Largest request head, bytes (request line and fields): hyper's read
 #: buffer, beyond which it refuses the request (431, RFC 6585 §5).

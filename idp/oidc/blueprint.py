@@ -171,7 +171,7 @@ def _run_authorization(args: dict[str, list[str]],
     if item is not None and not interaction.finish(rt.store, item):
         return _expired_page()
     context = LoginContext(account=account, session=sso, claims=decision.claims,
-                           acr=decision.acr, authorized_at=authorized_at)
+                           acr=decision.acr, authorized_at=authorized_at, ip=client_ip())
     return grant.create_authorization_response(redirect_uri, context)
 
 

@@ -59,7 +59,7 @@ from idp.oidc.flows.refresh_token import refresh_token_response
 from idp.oidc.public_documents import HostCheck
 from idp.oidc.resources import InsufficientScopeError
 from idp.oidc.tokens import InvalidTokenError
-from idp.rsgi_bridge import Answer, WSGIApp
+from idp.rsgi_bridge import Answer, WSGIApp, serve_before
 from idp.runtime import Runtime, one_request_context
 from idp.store import StoreError
 from idp.unit_of_work import unit
@@ -222,12 +222,7 @@ class ResourceLanes:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any],
                  ) -> Iterable[bytes]:
-        answer = self.answer(environ)
-        if answer is None:
-            return self._downstream(environ, start_response)
-        _, headers, body = answer
-        start_response("200 OK", headers)
-        return [body]
+        return serve_before(self.answer(environ), self._downstream, environ, start_response)
 
 
 def _body(environ: dict[str, Any]) -> bytes | None:

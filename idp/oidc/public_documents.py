@@ -14,13 +14,12 @@ holds the two equal).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from http import HTTPStatus
 from typing import Any
 
 from flask import Flask
 from werkzeug.http import parse_etags
 
-from idp.rsgi_bridge import Answer, WSGIApp
+from idp.rsgi_bridge import Answer, WSGIApp, serve_before
 from idp.web import static_security_headers
 
 #: Paths answered here -> seconds a cache may keep the answer.
@@ -116,9 +115,5 @@ class PublicDocuments:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any],
                  ) -> Iterable[bytes]:
-        answer = self.answer(environ, load=True)
-        if answer is None:
-            return self._downstream(environ, start_response)
-        status, headers, body = answer
-        start_response(f"{status} {HTTPStatus(status).phrase.upper()}", headers)
-        return [body]
+        return serve_before(self.answer(environ, load=True), self._downstream, environ,
+                            start_response)

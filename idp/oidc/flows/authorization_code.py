@@ -92,6 +92,7 @@ class LoginContext:
     :ivar authorized_at: when the request began to be decided, UTC, before
         the account, its session and its consent were read: the time of
         the authorization, which revocations after it are compared with.
+    :ivar ip: the browser's address, for the audit trail.
     """
 
     account: Account | AccountSnapshot
@@ -99,6 +100,7 @@ class LoginContext:
     claims: dict | None = None
     acr: str | None = None
     authorized_at: datetime = field(default_factory=utcnow)
+    ip: str | None = None
 
 
 def _code_key(rt: Runtime, client_id: str, code: str) -> str:
@@ -168,7 +170,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             acr=grant_user.acr, amr=session.amr,
         )
         record_deferred(rt.audit, "authorization.granted", account_id=account.id,
-                        client_id=client_id, ip=client_ip(), grant_id=grant_id, scope=scope)
+                        client_id=client_id, ip=grant_user.ip, grant_id=grant_id, scope=scope)
         tokens = rt.settings["tokens"]
         key = _code_key(rt, self.request.client.client_id, code)
         # vars(), not asdict(): the store serialises the record at once, so
