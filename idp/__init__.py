@@ -65,7 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         csp_nonce,
         handle_http_error,
         handle_unexpected_error,
-        reject_nul_bytes,
+        reject_unreadable_parameters,
         see_other_after_post,
         signed_in_account,
     )
@@ -141,7 +141,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(portal_bp)
     app.register_blueprint(kiosk_bp)
     wrap_views(app)
-    app.before_request(reject_nul_bytes)
+    app.before_request(reject_unreadable_parameters)
     app.after_request(add_security_headers)
     app.after_request(see_other_after_post)
     app.register_error_handler(HTTPException, handle_http_error)

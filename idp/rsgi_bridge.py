@@ -199,7 +199,10 @@ class WsgiBridge:
             # granian hands over text (bytes that are not UTF-8 already as
             # U+FFFD), so that is its UTF-8 read as latin-1.
             "PATH_INFO": scope.path.encode("utf-8", "surrogateescape").decode("latin-1"),
-            "QUERY_STRING": scope.query_string,
+            # The same for the query: a raw "ü" in it would otherwise reach
+            # Werkzeug as one latin-1 byte, not UTF-8, and fail its decoding.
+            "QUERY_STRING": scope.query_string.encode("utf-8", "surrogateescape"
+                                                      ).decode("latin-1"),
             "SERVER_NAME": server, "SERVER_PORT": server_port,
             "REMOTE_ADDR": client, "REMOTE_PORT": client_port,
             "SERVER_PROTOCOL": "HTTP/" + scope.http_version,
@@ -219,8 +222,12 @@ class WsgiBridge:
             key = name.upper().replace("-", "_")
             if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
                 key = "HTTP_" + key
-            # Repeated fields are one list (RFC 9110 §5.3).
-            environ[key] = f"{environ[key]},{value}" if key in environ else value
+            # Repeated fields are one list (RFC 9110 §5.3); the cookie-pairs
+            # of several Cookie fields are one list joined by "; " (RFC 6265
+            # §4.2.1, as HTTP/2 splits them: RFC 9113 §8.2.3).
+            if key in environ:
+                value = f"{environ[key]}{'; ' if key == 'HTTP_COOKIE' else ','}{value}"
+            environ[key] = value
         return environ
 
     def _call(self, environ: dict[str, Any]) -> Answer:

@@ -200,10 +200,16 @@ class SessionCookies(SecureCookieSessionInterface):
         return made
 
 
-def reject_nul_bytes() -> None:
-    """Refuse a request whose parameters contain NUL: no legitimate value
-    holds one, and PostgreSQL cannot store one (it would fail as a 500)."""
-    for values in (request.args, request.form):
+def reject_unreadable_parameters() -> None:
+    """Refuse a request whose parameters contain NUL (no legitimate value
+    holds one, and PostgreSQL cannot store one: it would fail as a 500) or
+    whose query is not UTF-8 (Werkzeug cannot decode it: a 500 too); a
+    browser percent-encodes what it sends."""
+    try:
+        parameters = (request.args, request.form)
+    except UnicodeDecodeError:
+        abort(400, "The query is not UTF-8.")
+    for values in parameters:
         for key, value in values.items(multi=True):
             if "\x00" in key or "\x00" in value:
                 abort(400, "A parameter contains a NUL character.")

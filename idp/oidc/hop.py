@@ -24,9 +24,10 @@ parameter holding NUL, a ``form_post`` response, a store that cannot be
 read (503). Nothing is written before a code is decided, but for the
 idle clock of a public computer's session (restarted again by the view)
 and the count of codes a session asked for when it is past its limit
-(counted again by the view): working twice on such a request changes
-nothing but its cost. Tests hold the answers equal to the view's
-(``tests/integration/test_hop_lane.py``).
+(counted again by the view); the code itself is stored last, before its
+audit event, so a store fault while it is issued leaves neither. Working
+twice on a request handed on changes nothing but its cost. Tests hold the
+answers equal to the view's (``tests/integration/test_hop_lane.py``).
 """
 
 from __future__ import annotations
@@ -86,8 +87,11 @@ class SingleSignOnHop:
         handle = request.cookies.get(self._cookie)
         if not handle:
             return None
-        given = request.args.to_dict(flat=False)
-        # The view refuses NUL anywhere (idp.web.reject_nul_bytes).
+        try:
+            given = request.args.to_dict(flat=False)
+        except UnicodeDecodeError:
+            return None
+        # The view refuses these (idp.web.reject_unreadable_parameters).
         if any("\x00" in name or any("\x00" in value for value in values)
                for name, values in given.items()):
             return None

@@ -176,3 +176,57 @@ def test_an_ended_session_is_the_views(provider, signed_in):
     assert _hop(provider).answer(make()) is None
     status, headers, _ = wsgi_answer(_hop(provider), make())
     assert status == "302 FOUND" and urlsplit(headers["location"]).path == "/login"
+
+
+def test_a_raw_utf_8_query_is_the_views_answer(provider, signed_in, audit_events):
+    """A query sent without percent-encoding reaches the application as
+    PEP 3333 has it, UTF-8 read as latin-1: the hop answers it as the view."""
+    browser, client, _ = signed_in
+
+    def make() -> dict:
+        environ = _authorize(provider, browser, client)()
+        environ["QUERY_STRING"] += "&nonce=" + "n\u00fc".encode().decode("latin-1")
+        return environ
+
+    fast = wsgi_answer(_hop(provider), make())
+    assert fast[0] == "302 FOUND" and audit_events == ["authorization.granted"]
+    assert _without_code(fast) == _without_code(wsgi_answer(_hop(provider)._downstream,
+                                                             make()))
+
+
+def test_a_query_that_is_not_utf_8_is_a_400(provider, signed_in):
+    """Found by the attack on issue 9: Werkzeug cannot decode such a query,
+    which was a 500 from the view (and, in the hop, from the bridge)."""
+    browser, client, _ = signed_in
+
+    def make() -> dict:
+        environ = _authorize(provider, browser, client)()
+        environ["QUERY_STRING"] += "&nonce=\xff"
+        return environ
+
+    assert _hop(provider).answer(make()) is None
+    status, _, body = wsgi_answer(_hop(provider), make())
+    assert status.startswith("400"), body[:200]
+
+
+def test_a_store_fault_while_issuing_leaves_one_code(provider, signed_in, audit_events,
+                                                     monkeypatch):
+    """Found by the attack on issue 9: the audit event was queued before the
+    code was stored, so a store fault there, the hop handing the request on,
+    and the view issuing again left two events for one code delivered."""
+    from idp.store import StoreError
+
+    browser, client, _ = signed_in
+    store = provider.runtime.store
+    original, faults = store.put_many, [1]
+
+    def once(entries):
+        if faults:
+            faults.pop()
+            raise StoreError("store down for a moment")
+        return original(entries)
+
+    monkeypatch.setattr(store, "put_many", once)
+    status, headers, _ = wsgi_answer(_hop(provider), _authorize(provider, browser, client)())
+    assert status == "302 FOUND" and "code=" in headers["location"]
+    assert audit_events == ["authorization.granted"] and not faults

@@ -201,3 +201,35 @@ def test_an_http_1_1_request_needs_exactly_one_host(pairs):
 
     status, _, _ = _serve(app, Scope(Headers(pairs, host=False)), Protocol([]))
     assert status == 400
+
+
+def test_a_raw_non_ascii_query_is_utf_8_read_as_latin_1():
+    """Found by the attack on issue 9: the query went to Werkzeug as text,
+    so a raw "ü" became one latin-1 byte, not UTF-8, and failed its
+    decoding (a 500 on every route; "€" could not be encoded at all)."""
+    seen = {}
+
+    def app(environ, start_response):
+        seen.update(environ)
+        start_response("200 OK", [])
+        return [b""]
+
+    _serve(app, Scope(Headers([]), method="GET", query_string="a=\u00fc&b=\u20ac"),
+           Protocol([]))
+    assert seen["QUERY_STRING"] == "a=\u00fc&b=\u20ac".encode().decode("latin-1")
+
+
+def test_cookie_fields_are_one_cookie_list():
+    """Several Cookie fields (as HTTP/2 sends them) join with "; ", not ","
+    (RFC 6265 §4.2.1, RFC 9113 §8.2.3): found by the attack on issue 9, a
+    second field hid the session cookie of the first."""
+    seen = {}
+
+    def app(environ, start_response):
+        seen.update(environ)
+        start_response("200 OK", [])
+        return [b""]
+
+    _serve(app, Scope(Headers([("cookie", "a=1"), ("cookie", "idp_sso=x")]), method="GET"),
+           Protocol([]))
+    assert seen["HTTP_COOKIE"] == "a=1; idp_sso=x"

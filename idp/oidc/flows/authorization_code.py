@@ -169,16 +169,20 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             nonce=payload.data.get("nonce"), sid=session.sid, auth_time=session.auth_time,
             acr=grant_user.acr, amr=session.amr,
         )
-        record_deferred(rt.audit, "authorization.granted", account_id=account.id,
-                        client_id=client_id, ip=grant_user.ip, grant_id=grant_id, scope=scope)
+        # The session's list of clients first (writing it twice is
+        # harmless), the code last: a store fault before it leaves no code
+        # and no audit event, so a caller may answer the request again
+        # (idp.oidc.hop) without a second code and event.
+        add_client(rt.store, session, client_id)
         tokens = rt.settings["tokens"]
-        key = _code_key(rt, self.request.client.client_id, code)
+        key = _code_key(rt, client_id, code)
         # vars(), not asdict(): the store serialises the record at once, so
         # the deep copy asdict() makes of its lists and dicts is waste.
         rt.store.put_many([(key, vars(record_), tokens["authorization_code_ttl"]),
                            (key + ":grant", {"grant_id": grant_id},
                             tokens["code_reuse_window"])])
-        add_client(rt.store, session, self.request.client.client_id)
+        record_deferred(rt.audit, "authorization.granted", account_id=account.id,
+                        client_id=client_id, ip=grant_user.ip, grant_id=grant_id, scope=scope)
         params = [("code", code)]
         if payload.state:
             params.append(("state", payload.state))

@@ -60,8 +60,8 @@ def refresh_token_response(rt: Runtime, client: ClientInfo, value: str,
         if requested_scope and not (set(scope_to_list(requested_scope))
                                     <= set(scope_to_list(grant.scope))):
             raise InvalidScopeError("The requested scope exceeds the original grant.")
-        # A refresh token is the grant's offline access (OIDC Core §11);
-        # the registration no longer allows it, so the family ends here.
+        # A refresh token is the grant's offline access (OIDC Core §11),
+        # which the registration no longer allows: no rotation while so.
         if "offline_access" not in scope_to_list(client.scope):
             raise InvalidGrantError("The client is no longer registered for offline_access.")
         found["account"] = account
