@@ -133,11 +133,26 @@ def create_session(
     return session
 
 
-def load_session(store: Store, handle: str | None) -> SsoSession | None:
-    """The live session whose cookie value is ``handle``, or None."""
+def session_key(handle: str) -> str:
+    """The store key of the session whose cookie value is ``handle``, for a
+    caller that reads it together with other keys (:meth:`Store.get_many`)
+    and hands the value to :func:`load_session`."""
+    return _key(handle)
+
+
+_UNREAD = object()
+
+
+def load_session(store: Store, handle: str | None, stored: object = _UNREAD,
+                 ) -> SsoSession | None:
+    """The live session whose cookie value is ``handle``, or None.
+
+    :param stored: the value under :func:`session_key` when the caller has
+        read it already (None for no entry); else it is read here.
+    """
     if not handle or len(handle) > 128:
         return None
-    data = store.get(_key(handle))
+    data = store.get(_key(handle)) if stored is _UNREAD else stored
     if data is None:
         return None
     # Sessions stored by the release before issue 3 also hold an "acr".
@@ -173,6 +188,7 @@ def add_client(store: Store, session: SsoSession, client_id: str) -> None:
 
 
 def resolve(rt: Runtime, handle: str | None, *, snapshot: bool = False,
+            stored: object = _UNREAD,
             ) -> tuple[SsoSession | None, Account | AccountSnapshot | None]:
     """The live SSO session whose cookie value is ``handle`` and its account.
 
@@ -183,12 +199,13 @@ def resolve(rt: Runtime, handle: str | None, *, snapshot: bool = False,
     :param snapshot: give the account as its cached snapshot
         (:mod:`idp.accounts.snapshots`), for the protocol's single sign-on
         hop, which only reads it: no database query when it is current.
+    :param stored: the session's stored value, as for :func:`load_session`.
     :returns: ``(session, account)``; ``(None, None)`` without a live session
         or for an ended generation; ``(session, None)`` when the account is
         gone or may not log in (suspended), so that the session can still
         be ended.
     """
-    sso = load_session(rt.store, handle)
+    sso = load_session(rt.store, handle, stored)
     if sso is None:
         return None, None
     account = rt.accounts.get(sso.account_id) if snapshot else get_account(sso.account_id)

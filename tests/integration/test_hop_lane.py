@@ -230,3 +230,25 @@ def test_a_store_fault_while_issuing_leaves_one_code(provider, signed_in, audit_
     status, headers, _ = wsgi_answer(_hop(provider), _authorize(provider, browser, client)())
     assert status == "302 FOUND" and "code=" in headers["location"]
     assert audit_events == ["authorization.granted"] and not faults
+
+
+def test_a_hop_reads_the_session_and_the_clients_generation_together(provider, signed_in,
+                                                                    monkeypatch):
+    """The session and the clients' generation come in one store round
+    trip; then the account's version, the count of codes and the code."""
+    browser, client, _ = signed_in
+    store = provider.runtime.store
+    calls = []
+    for name in ("get", "get_many", "incr", "put_many", "put", "replace"):
+        original = getattr(store, name)
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            calls.append(_name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(store, name, counted)
+    make = _authorize(provider, browser, client)
+    assert _hop(provider).answer(make()) is not None
+    calls.clear()
+    assert _hop(provider).answer(make()) is not None
+    assert calls == ["get_many", "get", "incr", "put_many"]
