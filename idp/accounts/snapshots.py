@@ -133,6 +133,28 @@ def _load(account_id: int) -> AccountSnapshot | None:
 
 
 _UNREAD = object()
+#: Isolation levels whose statements each read the newest committed rows.
+_STATEMENT_SNAPSHOTS = frozenset({"READ COMMITTED", "READ UNCOMMITTED", "AUTOCOMMIT"})
+
+
+def _holds_a_snapshot() -> bool:
+    """Whether the session's database transaction reads one snapshot for
+    its whole life, taken at an earlier statement: SQLite's once it has
+    written (Python's driver begins a transaction only before a write, so
+    a read alone ends its own; WAL readers keep theirs until the
+    transaction ends), PostgreSQL's at REPEATABLE READ or SERIALIZABLE (at
+    its default, READ COMMITTED, each statement reads anew). Found by the
+    benchmark of issue 9: the refresh grant reads its token first, and the
+    account it then loaded was never kept, a reload on every refresh."""
+    session = db.session()
+    if not session.in_transaction():
+        return False
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        return bool(connection.connection.dbapi_connection.in_transaction)
+    level = (connection.get_execution_options().get("isolation_level")
+             or connection.default_isolation_level)
+    return level not in _STATEMENT_SNAPSHOTS
 
 
 class AccountCache:
@@ -165,11 +187,11 @@ class AccountCache:
         hit = self._entries.get(account_id)
         if hit is not None and hit[1] == current and now - hit[0] < LOCAL_TTL:
             return hit[2]
-        # A transaction open before the version was read may read rows
-        # older than that version (SQLite reads one snapshot per
-        # transaction), and one that changed the account may still roll
-        # back: what they read is used, not kept.
-        fresh = not db.session().in_transaction()
+        # A database transaction holding one snapshot since before the
+        # version was read may read rows older than that version, and one
+        # that changed the account may still roll back: what they read is
+        # used, not kept.
+        fresh = not _holds_a_snapshot()
         snapshot = _load(account_id)
         if not fresh or account_id in db.session.info.get(_CHANGED, ()):
             return snapshot
