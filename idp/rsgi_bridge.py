@@ -42,6 +42,7 @@ WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 #: An answer as ``(status code, headers, body)``.
 Answer = tuple[int, list[tuple[str, str]], bytes]
 
+
 def serve_before(answer: Answer | None, downstream: WSGIApp, environ: dict[str, Any],
                  start_response: Callable[..., Any]) -> Iterable[bytes]:
     """The WSGI side of a middleware that answers some requests before

@@ -18,6 +18,7 @@ from flask_babel import ngettext
 from flask_wtf.csrf import CSRFError
 from itsdangerous import URLSafeTimedSerializer
 from markupsafe import escape
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
 from idp import sessions, unit_of_work
@@ -209,10 +210,15 @@ def reject_unreadable_parameters() -> None:
         parameters = (request.args, request.form)
     except UnicodeDecodeError:
         abort(400, "The query is not UTF-8.")
-    for values in parameters:
-        for key, value in values.items(multi=True):
-            if "\x00" in key or "\x00" in value:
-                abort(400, "A parameter contains a NUL character.")
+    if any(holds_nul(values) for values in parameters):
+        abort(400, "A parameter contains a NUL character.")
+
+
+def holds_nul(parameters: MultiDict[str, str]) -> bool:
+    """Whether a name or a value of ``parameters`` contains NUL, which
+    :func:`reject_unreadable_parameters` refuses (and which the answers
+    given before Flask leave to it: ``idp.oidc.hop``)."""
+    return any("\x00" in key or "\x00" in value for key, value in parameters.items(multi=True))
 
 
 def csp_nonce() -> str:
@@ -313,7 +319,7 @@ HSTS = "max-age=31536000; includeSubDomains"
 def static_security_headers(issuer: str) -> list[tuple[str, str]]:
     """The headers :func:`add_security_headers` gives an answer that is not
     a page (no script nonce, no form target), for the answers built before
-    Flask (``idp.oidc.public_documents``, ``idp.oidc.lanes``).
+    Flask (``idp.oidc.public_documents``, ``idp.oidc.lanes``, ``idp.oidc.hop``).
 
     :param issuer: the configured issuer; with https, HSTS too.
     :returns: ``(name, value)`` pairs.

@@ -10,7 +10,6 @@ map and flush than in its own work (docs/performance.md).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -115,8 +114,7 @@ def find_refresh_token(rt: Runtime, token: str) -> RefreshToken | None:
 
 
 def find_usable_refresh_token(rt: Runtime, token: str, client_id: str, ip: str | None = None,
-                              *, check: Callable[[RefreshGrant], None] | None = None,
-                              revoke_on_reuse: bool = True,
+                              *, revoke_on_reuse: bool = True,
                               ) -> tuple[int, RefreshGrant] | None:
     """The refresh token ``token`` of ``client_id`` and its grant, when it
     may be rotated (RFC 9700 §4.14.2); nothing is written but the
@@ -125,9 +123,6 @@ def find_usable_refresh_token(rt: Runtime, token: str, client_id: str, ip: str |
     tokens are made: SQLite's write lock (and on PostgreSQL the row lock) is
     then held only for the writes and the commit.
 
-    :param check: called with the live grant; what it raises refuses the
-        request and leaves the token unused, so a client that corrects its
-        request (a narrower scope) is not taken for a thief replaying it.
     :param revoke_on_reuse: False for a caller that hands a replay on to one
         that revokes (:mod:`idp.oidc.lanes`): then nothing at all is written.
     :returns: ``(token row id, grant)``, or None if the token is unknown,
@@ -147,11 +142,8 @@ def find_usable_refresh_token(rt: Runtime, token: str, client_id: str, ip: str |
         raise RefreshTokenReuseError(row.grant_id)
     if row.revoked_at is not None or row.grant_revoked_at is not None or row.expires_at <= utcnow():
         return None
-    grant = RefreshGrant(row.grant_id, row.account_id, row.client_id, row.scope, row.claims,
-                         row.sid, row.auth_time, row.acr, row.amr or [])
-    if check is not None:
-        check(grant)
-    return row.id, grant
+    return row.id, RefreshGrant(row.grant_id, row.account_id, row.client_id, row.scope,
+                                row.claims, row.sid, row.auth_time, row.acr, row.amr or [])
 
 
 def consume_refresh_token(rt: Runtime, row_id: int, grant_id: str, ip: str | None = None,

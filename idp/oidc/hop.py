@@ -48,7 +48,7 @@ from idp.rsgi_bridge import Answer, WSGIApp, serve_before
 from idp.runtime import Runtime, one_request_context
 from idp.store import StoreError
 from idp.timeutil import utcnow
-from idp.web import static_security_headers
+from idp.web import holds_nul, static_security_headers
 
 log = logging.getLogger(__name__)
 
@@ -88,14 +88,12 @@ class SingleSignOnHop:
         if not handle:
             return None
         try:
-            given = request.args.to_dict(flat=False)
+            # The view refuses these (idp.web.reject_unreadable_parameters).
+            if holds_nul(request.args):
+                return None
         except UnicodeDecodeError:
             return None
-        # The view refuses these (idp.web.reject_unreadable_parameters).
-        if any("\x00" in name or any("\x00" in value for value in values)
-               for name, values in given.items()):
-            return None
-        args = known_parameters(given)
+        args = known_parameters(request.args.to_dict(flat=False))
         if args.get("response_mode", ["query"]) != ["query"]:
             return None
         with one_request_context(self._app):

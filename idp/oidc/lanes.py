@@ -88,9 +88,9 @@ Answered = tuple[bytes, Headers, "ClientInfo | None"]
 class ResourceLanes:
     """WSGI middleware: successful UserInfo (OIDC Core §5.3.2),
     introspection (RFC 7662 §2.2), client-credentials token (RFC 6749
-    §4.4.3) and refresh (§6) answers with the status, body and headers of the Flask views,
-    CORS included (the token's client, or the authenticated client, decides
-    which ``Origin`` may read the answer).
+    §4.4.3) and refresh (§6) answers with the status, body and headers of
+    the Flask views, CORS included (the token's client, or the
+    authenticated client, decides which ``Origin`` may read the answer).
 
     :param app: the provider (its runtime and JSON settings).
     :param downstream: the WSGI application everything else goes to.

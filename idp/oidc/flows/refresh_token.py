@@ -7,9 +7,7 @@ from typing import Any
 from authlib.oauth2.rfc6749 import grants, scope_to_list
 from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError, InvalidScopeError
 
-from idp.accounts.snapshots import AccountSnapshot
 from idp.authorizations.refresh_tokens import (
-    RefreshGrant,
     RefreshTokenReuseError,
     consume_refresh_token,
     find_usable_refresh_token,
@@ -51,29 +49,25 @@ def refresh_token_response(rt: Runtime, client: ClientInfo, value: str,
         request is not taken for a thief replaying it.
     :raises StoreError: the account's version cannot be read.
     """
-    found: dict[str, AccountSnapshot] = {}
-
-    def check(grant: RefreshGrant) -> None:
-        account = rt.accounts.get(grant.account_id)
-        if account is None or not account.may_receive_tokens:
-            raise InvalidGrantError("The account cannot receive tokens.")
-        if requested_scope and not (set(scope_to_list(requested_scope))
-                                    <= set(scope_to_list(grant.scope))):
-            raise InvalidScopeError("The requested scope exceeds the original grant.")
-        # A refresh token is the grant's offline access (OIDC Core §11),
-        # which the registration no longer allows: no rotation while so.
-        if "offline_access" not in scope_to_list(client.scope):
-            raise InvalidGrantError("The client is no longer registered for offline_access.")
-        found["account"] = account
-
     try:
-        usable = find_usable_refresh_token(rt, value, client.client_id, ip, check=check,
+        usable = find_usable_refresh_token(rt, value, client.client_id, ip,
                                            revoke_on_reuse=revoke_on_reuse)
     except RefreshTokenReuseError:
         raise InvalidGrantError("The refresh token was already used.") from None
     if usable is None:
         raise InvalidGrantError("The refresh token is invalid, expired or revoked.")
     row_id, grant = usable
+    # Refusals that leave the token unused: the client may ask again.
+    account = rt.accounts.get(grant.account_id)
+    if account is None or not account.may_receive_tokens:
+        raise InvalidGrantError("The account cannot receive tokens.")
+    if requested_scope and not (set(scope_to_list(requested_scope))
+                                <= set(scope_to_list(grant.scope))):
+        raise InvalidScopeError("The requested scope exceeds the original grant.")
+    # A refresh token is the grant's offline access (OIDC Core §11), which
+    # the registration no longer allows: no rotation while so.
+    if "offline_access" not in scope_to_list(client.scope):
+        raise InvalidGrantError("The client is no longer registered for offline_access.")
     # The response names the scope, which differs from the request when
     # the registration dropped some of it (RFC 6749 §5.1).
     scope = client.get_allowed_scope(requested_scope or grant.scope)
@@ -87,8 +81,8 @@ def refresh_token_response(rt: Runtime, client: ClientInfo, value: str,
         if not rotated:
             raise InvalidGrantError("The refresh token is invalid, expired or revoked.")
 
-    return issue_user_tokens(rt, client, grant, found["account"], scope, True, None,
-                             ip=ip, decide=rotate)
+    return issue_user_tokens(rt, client, grant, account, scope, True, None, ip=ip,
+                             decide=rotate)
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
