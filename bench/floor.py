@@ -8,6 +8,11 @@ through :class:`idp.rsgi_bridge.WsgiBridge`):
 
 - ``bare-flask``: a Flask application with one route answering a small JSON
   object, nothing else;
+- ``bare-wsgi``: a WSGI function answering the same object without Flask,
+  the floor of the provider's lanes (``idp.oidc.lanes``, ``idp.oidc.hop``),
+  which answer before Flask in the bridge's threads;
+- ``wsgi-es256``: the same function signing one ES256 JWT with joserfc per
+  request (an access token's claims): the floor of a token endpoint;
 - ``provider-floor``: the provider itself (``idp serve`` on a fresh
   embedded instance) answering ``GET /userinfo`` without a token: every
   request hook, no token work (a 401 with its JSON body);
@@ -47,6 +52,48 @@ def bare_flask():
     @app.get("/userinfo")
     def userinfo():
         return jsonify({"error": "invalid_token"}), 401
+
+    return WsgiBridge(app, threads=int(os.environ["FLOOR_THREADS"]), request_timeout=10.0)
+
+
+def bare_wsgi():
+    """granian factory: a WSGI function behind the provider's bridge."""
+    from idp.rsgi_bridge import WsgiBridge
+
+    body = b'{"error":"invalid_token"}'
+
+    def app(environ, start_response):
+        start_response("401 UNAUTHORIZED", [("Content-Type", "application/json"),
+                                            ("Content-Length", str(len(body)))])
+        return [body]
+
+    return WsgiBridge(app, threads=int(os.environ["FLOOR_THREADS"]), request_timeout=10.0)
+
+
+def wsgi_es256():
+    """granian factory: a WSGI function signing one ES256 JWT a request."""
+    import json
+    import secrets
+
+    from joserfc import jwt
+    from joserfc.jwk import ECKey
+
+    from idp.rsgi_bridge import WsgiBridge
+
+    key = ECKey.generate_key("P-256", private=True)
+
+    def app(environ, start_response):
+        now = int(time.time())
+        token = jwt.encode({"alg": "ES256", "typ": "at+jwt", "kid": "k1"}, {
+            "iss": "http://127.0.0.1", "sub": "floor-client", "aud": "floor-client",
+            "client_id": "floor-client", "scope": "api", "iat": now, "exp": now + 300,
+            "jti": secrets.token_urlsafe(16)}, key)
+        body = json.dumps({"access_token": token, "token_type": "Bearer",
+                           "expires_in": 300, "scope": "api"}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Cache-Control", "no-store"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
 
     return WsgiBridge(app, threads=int(os.environ["FLOOR_THREADS"]), request_timeout=10.0)
 
@@ -103,13 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     bench = str(Path(__file__).resolve().parent)
     bin_dir = Path(sys.executable).parent
 
-    port = _port()
     env = {**os.environ, "FLOOR_THREADS": str(args.threads),
            "PYTHONPATH": os.pathsep.join([bench, os.environ.get("PYTHONPATH", "")])}
-    command = [str(bin_dir / "granian"), "--interface", "rsgi", "--factory", "--http", "1",
-               "--workers", str(args.workers), "--host", "127.0.0.1", "--port", str(port),
-               "--no-ws", "floor:bare_flask"]
-    print(f"bare-flask      {_serve(command, env, f'http://127.0.0.1:{port}/userinfo', args)}")
+    for name in ("bare_flask", "bare_wsgi", "wsgi_es256"):
+        port = _port()
+        command = [str(bin_dir / "granian"), "--interface", "rsgi", "--factory", "--http", "1",
+                   "--workers", str(args.workers), "--host", "127.0.0.1", "--port", str(port),
+                   "--no-ws", f"floor:{name}"]
+        answer = _serve(command, env, f"http://127.0.0.1:{port}/userinfo", args)
+        print(f"{name.replace('_', '-'):<15} {answer}")
 
     port = _port()
     with tempfile.TemporaryDirectory(prefix="idp-floor.") as instance:

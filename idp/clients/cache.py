@@ -3,16 +3,22 @@ client, cached per process and dropped in every process as soon as a change
 to any client commits.
 
 A change is published through the store as a new *generation* of the
-clients (one random value under :data:`GENERATION_KEY`); each lookup reads
-it (one store GET, once per request) and a process that finds another value
-than the one its entries were loaded under drops them all. Client changes
-are rare and lookups are many, so one generation for all clients costs
-less than a version per client.
+clients (one random value under :data:`GENERATION_KEY`), and a process that
+learns of another value than the one its entries were loaded under drops
+them all. Client changes are rare and lookups are many, so one generation
+for all clients costs less than a version per client.
+
+How a process learns of it depends on the store. A store that broadcasts
+(Redis, :class:`~idp.store.base.Broadcasting`) pushes each new generation
+to every process, and the change command returns once every process has
+applied it; a request then reads nothing. Otherwise, and whenever the
+subscription is down, each request reads the generation (one store GET).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
@@ -29,6 +35,7 @@ from idp.extensions import db
 from idp.runtime import serving_one_request
 from idp.security import constant_time_equals, keyed_hash, random_token
 from idp.store import Store, StoreError
+from idp.store.base import Broadcasting
 from idp.timeutil import to_epoch
 
 log = logging.getLogger(__name__)
@@ -203,6 +210,10 @@ class ClientCache:
     seconds, which bounds how long a process keeps a client when the store
     cannot be read or a row was changed outside :mod:`idp.clients.service`.
 
+    With a broadcasting store the cache is also the store's
+    :class:`~idp.store.base.Watcher` of :data:`GENERATION_KEY`, from the
+    first lookup of each process on.
+
     :param hmac_key: key for client secret hashes.
     :param store: where the generation is kept.
     :param ttl: cache lifetime of an entry, seconds.
@@ -219,6 +230,10 @@ class ClientCache:
         self._generation: str | None = None
         self._warned_at = -ttl
         self._lock = threading.Lock()
+        #: True while the store pushes every new generation to this process.
+        self._pushed = False
+        #: The process that watches the generation (a fork watches anew).
+        self._watcher_pid: int | None = None
 
     def get(self, client_id: str) -> ClientInfo | None:
         """Return the client or None if unknown."""
@@ -284,14 +299,35 @@ class ClientCache:
             self._entries.clear()
             self._origins = None
             self._generation = generation
-        self._store.put(GENERATION_KEY, {"generation": generation}, GENERATION_TTL)
+        if not isinstance(self._store, Broadcasting):
+            self._store.put(GENERATION_KEY, {"generation": generation}, GENERATION_TTL)
+        elif not self._store.publish(GENERATION_KEY, {"generation": generation},
+                                     GENERATION_TTL):
+            log.warning("a client change is published but some process did not confirm it "
+                        "in time; it applies there at its next message or within %s s",
+                        self._ttl)
+
+    def watching(self, value: dict | None) -> None:
+        """The store pushes the generation from now on; ``value`` is the
+        one it holds (:class:`~idp.store.base.Watcher`)."""
+        self._compare(value)
+        self._pushed = True
+
+    def published(self, value: dict) -> None:
+        """Another generation was published (:class:`~idp.store.base.Watcher`)."""
+        self._compare(value)
+
+    def lost(self) -> None:
+        """The store no longer pushes: requests read the generation again
+        (:class:`~idp.store.base.Watcher`)."""
+        self._pushed = False
 
     def unchecked_generation_key(self) -> str | None:
         """:data:`GENERATION_KEY` while the current request has not compared
         the generation yet, else None: a caller that reads other store keys
         anyway reads it with them and hands the value to :meth:`follow`,
         saving a round trip."""
-        if serving_one_request() and g.get(_CHECKED):
+        if self._is_pushed() or (serving_one_request() and g.get(_CHECKED)):
             return None
         return GENERATION_KEY
 
@@ -310,6 +346,8 @@ class ClientCache:
 
         :returns: the generation the caller's loads belong to.
         """
+        if self._is_pushed():
+            return self._generation
         if serving_one_request():
             if g.get(_CHECKED):
                 return self._generation
@@ -324,6 +362,17 @@ class ClientCache:
                             "clients are kept up to %s s: %s", self._ttl, exc)
             return self._generation
         return self._compare(value)
+
+    def _is_pushed(self) -> bool:
+        """Whether the store pushes the generation to this process; the
+        first call in a process starts watching it."""
+        if self._watcher_pid != os.getpid() and isinstance(self._store, Broadcasting):
+            with self._lock:
+                if self._watcher_pid != os.getpid():
+                    self._watcher_pid = os.getpid()
+                    self._pushed = False
+                    self._store.watch(GENERATION_KEY, self)
+        return self._pushed
 
     def _compare(self, value: dict | None) -> str | None:
         generation = value.get("generation") if isinstance(value, dict) else None

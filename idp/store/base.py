@@ -105,6 +105,47 @@ class Store(Protocol):
         """Check that the backend is reachable; raises :class:`StoreError` if not."""
 
 
+class Watcher(Protocol):
+    """What :meth:`Broadcasting.watch` tells about one key, from a thread of
+    its own (each method must be quick and must not raise)."""
+
+    def watching(self, value: dict | None) -> None:
+        """The subscription is live (again): from now on every value
+        published under the key is told; ``value`` is the key's value read
+        after subscribing (None if absent), which the watcher may have
+        missed while it was not subscribed."""
+
+    def published(self, value: dict) -> None:
+        """A new value was published under the key."""
+
+    def lost(self) -> None:
+        """The subscription dropped: values published from now on are not
+        told until :meth:`watching` is called again."""
+
+
+@runtime_checkable
+class Broadcasting(Protocol):
+    """A store that can push a key's new values to every process watching
+    it, so that they need not read the key on every request."""
+
+    def publish(self, key: str, value: dict, ttl: int, wait: float = 2.0) -> bool:
+        """Store ``value`` under ``key`` as :meth:`Store.put` does and tell
+        it to every watcher of ``key`` in every process, then wait until
+        each watcher the message reached has been told.
+
+        :param wait: how long to wait for the watchers, seconds.
+        :returns: False if some watcher was not told within ``wait`` (the
+            value is stored anyway).
+        :raises StoreError: the value could not be stored or sent.
+        """
+
+    def watch(self, key: str, watcher: Watcher) -> None:
+        """Tell ``watcher`` about ``key`` (see :class:`Watcher`) from a
+        daemon thread of the calling process, as long as the watcher lives
+        (it is held weakly) or until the store is closed. Call it again
+        after a fork: threads do not survive one."""
+
+
 def validate_ttl(ttl: int) -> None:
     """Check a time to live given to :meth:`Store.put`, ``add`` or ``incr``.
 

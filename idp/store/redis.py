@@ -7,13 +7,28 @@ machine sees the same state. Expiry is Redis's own key expiry.
 from __future__ import annotations
 
 import json
+import logging
+import secrets
+import threading
+import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import redis
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
-from idp.store.base import StoreError, validate_ttl
+from idp.store.base import StoreError, Watcher, validate_ttl
+
+log = logging.getLogger(__name__)
+
+#: Lifetime of a publication's count of watchers told, seconds.
+_TOLD_TTL = 60
+#: Seconds a watching thread waits for a message before it checks that its
+#: watcher still lives; also the longest wait before retrying a subscription.
+_POLL = 1.0
 
 # INCR and EXPIRE must run as one step: a failure between the two would leave
 # a counter that never expires, i.e. a permanent lockout.
@@ -47,8 +62,10 @@ class RedisStore:
 
     def __init__(self, url: str, prefix: str = "idp:") -> None:
         self._prefix = prefix
+        self._url = url
         self._client = redis.Redis.from_url(url)
         self._incr_script = self._client.register_script(_INCR_FIXED_WINDOW)
+        self._closed = threading.Event()
 
     def put(self, key: str, value: dict, ttl: int) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds, replacing any entry."""
@@ -137,9 +154,94 @@ class RedisStore:
         with _errors():
             self._client.ping()
 
+    def publish(self, key: str, value: dict, ttl: int, wait: float = 2.0) -> bool:
+        """Store ``value`` under ``key`` and ``PUBLISH`` it on the key's
+        channel in one ``MULTI``/``EXEC``; then wait until as many watchers
+        as ``PUBLISH`` reached have counted themselves told (see
+        :class:`~idp.store.base.Broadcasting`).
+
+        :param wait: seconds to wait for the watchers.
+        :returns: False if fewer were told within ``wait``.
+        :raises StoreError: Redis is unreachable or rejected the commands.
+        """
+        validate_ttl(ttl)
+        message = secrets.token_hex(8)
+        told = f"{key}:told:{message}"
+        with _errors():
+            pipe = self._client.pipeline(transaction=True)
+            pipe.set(self._prefix + key, _encode(value), ex=ttl)
+            pipe.publish(self._prefix + key, _encode({"message": message, "value": value}))
+            reached = int(pipe.execute()[1])
+            deadline, pause = time.monotonic() + wait, 0.0005
+            while self.counter(told) < reached:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+        return True
+
+    def watch(self, key: str, watcher: Watcher) -> None:
+        """Subscribe to ``key``'s channel from a daemon thread and tell
+        ``watcher`` (held weakly) until it is collected or :meth:`close` is
+        called; a dropped subscription is retried with back-off up to
+        :data:`_POLL` seconds apart."""
+        threading.Thread(target=self._watch, args=(key, weakref.ref(watcher)),
+                         name=f"idp-watch-{key}", daemon=True).start()
+
+    def _watch(self, key: str, watcher: weakref.ref[Watcher]) -> None:
+        # Its own connection, which never retries in silence: a reconnection
+        # behind the thread's back would hide the publications it missed.
+        client = redis.Redis.from_url(self._url, retry=Retry(NoBackoff(), 0),
+                                      socket_keepalive=True, health_check_interval=30)
+        pause = 0.05
+        try:
+            while not self._closed.is_set() and watcher() is not None:
+                pubsub = client.pubsub()
+                try:
+                    pubsub.subscribe(self._prefix + key)
+                    while not self._closed.is_set():
+                        message = pubsub.get_message(timeout=_POLL)
+                        if watcher() is None:
+                            return
+                        if message is not None:
+                            self._tell(key, watcher, message)
+                            pause = 0.05
+                except (RedisError, StoreError, ValueError, KeyError, TypeError) as exc:
+                    _lose(watcher)
+                    log.warning("watching %s in the store failed, retrying in %.2f s: %s",
+                                key, pause, exc)
+                    self._closed.wait(pause)
+                    pause = min(pause * 2, _POLL)
+                finally:
+                    pubsub.close()
+        finally:
+            _lose(watcher)
+            client.close()
+
+    def _tell(self, key: str, watcher: weakref.ref[Watcher], message: dict) -> None:
+        # The watcher is held strongly only while it is told, so that the
+        # thread, blocked between messages, never keeps it alive.
+        target = watcher()
+        if target is None:
+            return
+        if message["type"] == "subscribe":
+            target.watching(self.get(key))
+        elif message["type"] == "message":
+            told = json.loads(message["data"])
+            target.published(told["value"])
+            self.incr(f"{key}:told:{told['message']}", _TOLD_TTL)
+
     def close(self) -> None:
-        """Disconnect the connection pool (a later call reconnects)."""
+        """Stop the watching threads (within :data:`_POLL` seconds) and
+        disconnect the connection pool (a later call reconnects)."""
+        self._closed.set()
         self._client.close()
+
+
+def _lose(watcher: weakref.ref[Watcher]) -> None:
+    target = watcher()
+    if target is not None:
+        target.lost()
 
 
 def _encode(value: dict) -> str:

@@ -360,6 +360,59 @@ def test_a_store_outage_leaves_cached_clients_to_their_lifetime(provider, caplog
     assert "committed but the store could not be told" in caplog.text
 
 
+@pytest.mark.skipif(not os.environ.get("IDP_TEST_REDIS_URL"),
+                    reason="the generation is pushed only by the Redis store")
+def test_with_redis_the_generation_is_pushed_and_read_while_the_push_is_down(provider):
+    """Another process's cache (its own store) stops reading the generation
+    once its subscription is live; a change returns only when that cache
+    has applied it; with the subscription down it reads on every lookup."""
+    import threading
+
+    import redis
+
+    from idp.clients.cache import ClientCache
+    from idp.store.redis import RedisStore
+
+    class Counted(RedisStore):
+        reads = 0
+
+        def get(self, key):
+            if threading.current_thread() is threading.main_thread():
+                self.reads += 1
+            return super().get(key)
+
+    def until(condition) -> None:
+        deadline = time.monotonic() + 10
+        while not condition():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+    url = os.environ["IDP_TEST_REDIS_URL"]
+    store = Counted(url, provider.runtime.store._prefix)
+    client = provider.create_client()
+    with provider.app.app_context():
+        cache = ClientCache(provider.runtime.token_hmac_key, store)
+        try:
+            assert cache.get(client.client_id).redirect_uris
+            assert store.reads == 1  # the subscription is not live yet
+            until(lambda: cache._pushed)
+            for _ in range(5):
+                cache.get(client.client_id)
+            assert store.reads == 1
+            _update(provider, client.client_id, redirect_uris=["https://rp.example.test/new"])
+            # No wait: the update came back after this process applied it.
+            assert cache.get(client.client_id).redirect_uris == ("https://rp.example.test/new",)
+            with redis.Redis.from_url(url) as admin:
+                admin.client_kill_filter(_type="pubsub")
+            until(lambda: not cache._pushed)
+            reads = store.reads
+            cache.get(client.client_id)
+            assert store.reads == reads + 1
+            until(lambda: cache._pushed)
+        finally:
+            store.close()
+
+
 # --- the commands, against ``idp serve`` with two workers --------------------------
 
 WORKERS = 2

@@ -1,0 +1,164 @@
+"""The Redis store's broadcast (:class:`~idp.store.base.Broadcasting`):
+``publish`` stores a value and returns once every watching process was told
+of it; ``watch`` tells a watcher from a thread of its own, says when its
+subscription drops, and catches up on what it missed when it comes back.
+
+Run when ``IDP_TEST_REDIS_URL`` names a database the tests may write to.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import closing
+
+import pytest
+import redis
+
+from idp.store.base import Broadcasting
+from idp.store.embedded import EmbeddedStore
+from idp.store.redis import RedisStore
+
+REDIS_URL = os.environ.get("IDP_TEST_REDIS_URL")
+pytestmark = pytest.mark.skipif(not REDIS_URL, reason="set IDP_TEST_REDIS_URL to test Redis")
+KEY = "generation"
+
+
+class Recorder:
+    """A watcher that keeps what it is told."""
+
+    def __init__(self, hold: threading.Event | None = None) -> None:
+        self.values: list[dict | None] = []
+        self.events: list[str] = []
+        self.live = threading.Event()
+        self._hold = hold
+
+    def watching(self, value: dict | None) -> None:
+        self.events.append("watching")
+        self.values.append(value)
+        self.live.set()
+
+    def published(self, value: dict) -> None:
+        if self._hold is not None:
+            self._hold.wait(5)
+        self.events.append("published")
+        self.values.append(value)
+
+    def lost(self) -> None:
+        self.events.append("lost")
+        self.live.clear()
+
+
+def _until(condition, seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def prefix() -> Iterator[str]:
+    prefix = f"idp-test:{uuid.uuid4().hex}:"
+    yield prefix
+    with closing(redis.Redis.from_url(REDIS_URL)) as client:
+        keys = list(client.scan_iter(match=prefix + "*"))
+        if keys:
+            client.delete(*keys)
+
+
+@pytest.fixture
+def stores(prefix) -> Iterator[list[RedisStore]]:
+    """Three stores on one prefix: three processes of one deployment."""
+    opened = [RedisStore(REDIS_URL, prefix) for _ in range(3)]
+    yield opened
+    for store in opened:
+        store.close()
+
+
+def _watching(store: RedisStore, watcher: Recorder) -> Recorder:
+    store.watch(KEY, watcher)
+    assert watcher.live.wait(10), "the subscription did not come up"
+    return watcher
+
+
+def test_only_the_redis_store_broadcasts(tmp_path, stores):
+    assert isinstance(stores[0], Broadcasting)
+    assert not isinstance(EmbeddedStore(str(tmp_path / "s.sqlite3")), Broadcasting)
+
+
+def test_publish_returns_once_every_watcher_was_told(stores):
+    publisher, *others = stores
+    watchers = [_watching(store, Recorder()) for store in others]
+    assert watchers[0].values == [None]  # nothing stored before the first publication
+    assert publisher.publish(KEY, {"generation": "g1"}, 60) is True
+    # No waiting here: publish came back only after both were told.
+    assert [w.values[-1] for w in watchers] == [{"generation": "g1"}] * 2
+    assert publisher.get(KEY) == {"generation": "g1"}
+    assert publisher.ttl(KEY) <= 60
+
+
+def test_a_watcher_starting_late_reads_the_current_value(stores):
+    stores[0].publish(KEY, {"generation": "before"}, 60)
+    watcher = _watching(stores[1], Recorder())
+    assert watcher.values == [{"generation": "before"}]
+
+
+def test_publish_without_watchers_stores_and_returns(stores):
+    assert stores[0].publish(KEY, {"generation": "alone"}, 60) is True
+    assert stores[1].get(KEY) == {"generation": "alone"}
+
+
+def test_a_watcher_that_is_not_told_in_time_makes_publish_say_so(stores):
+    hold = threading.Event()
+    watcher = _watching(stores[1], Recorder(hold))
+    started = time.monotonic()
+    assert stores[0].publish(KEY, {"generation": "slow"}, 60, wait=0.3) is False
+    assert 0.3 <= time.monotonic() - started < 3
+    assert stores[0].get(KEY) == {"generation": "slow"}  # stored anyway
+    hold.set()
+    _until(lambda: watcher.values[-1] == {"generation": "slow"})
+
+
+def test_a_dropped_subscription_is_said_and_what_was_missed_is_read_back(stores, prefix):
+    watcher = _watching(stores[1], Recorder())
+    with closing(redis.Redis.from_url(REDIS_URL)) as admin:
+        # What an outage of the connection looks like from the server side.
+        admin.client_kill_filter(_type="pubsub")
+        _until(lambda: "lost" in watcher.events)
+        # Published while the watcher was away: it cannot hear it, but reads it back.
+        admin.set(prefix + KEY, '{"generation": "missed"}')
+    _until(lambda: watcher.live.is_set())
+    assert watcher.events[-2:] == ["lost", "watching"]
+    assert watcher.values[-1] == {"generation": "missed"}
+    assert stores[0].publish(KEY, {"generation": "after"}, 60) is True
+    assert watcher.values[-1] == {"generation": "after"}
+
+
+def test_a_malformed_message_restarts_the_subscription(stores, prefix):
+    watcher = _watching(stores[1], Recorder())
+    with closing(redis.Redis.from_url(REDIS_URL)) as admin:
+        admin.publish(prefix + KEY, "not json")
+    _until(lambda: watcher.events[-2:] == ["lost", "watching"])
+
+
+def _watch_threads() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if thread.name == f"idp-watch-{KEY}"}
+
+
+def test_the_thread_ends_with_its_watcher_and_with_the_store(stores):
+    before = _watch_threads()
+    watcher = _watching(stores[1], Recorder())
+    (first,) = _watch_threads() - before
+    del watcher
+    gc.collect()
+    first.join(5)
+    assert not first.is_alive()
+    kept = _watching(stores[1], Recorder())
+    (second,) = _watch_threads() - before
+    stores[1].close()
+    second.join(5)
+    assert not second.is_alive() and kept.events[-1] == "lost"
