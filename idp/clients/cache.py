@@ -230,6 +230,9 @@ class ClientCache:
         self._generation: str | None = None
         self._warned_at = -ttl
         self._lock = threading.Lock()
+        #: Whether the store can push the generation (checked once: a
+        #: Protocol's isinstance costs tens of microseconds).
+        self._broadcasting = isinstance(store, Broadcasting)
         #: True while the store pushes every new generation to this process.
         self._pushed = False
         #: The process that watches the generation (a fork watches anew).
@@ -299,7 +302,7 @@ class ClientCache:
             self._entries.clear()
             self._origins = None
             self._generation = generation
-        if not isinstance(self._store, Broadcasting):
+        if not self._broadcasting:
             self._store.put(GENERATION_KEY, {"generation": generation}, GENERATION_TTL)
         elif not self._store.publish(GENERATION_KEY, {"generation": generation},
                                      GENERATION_TTL):
@@ -366,7 +369,7 @@ class ClientCache:
     def _is_pushed(self) -> bool:
         """Whether the store pushes the generation to this process; the
         first call in a process starts watching it."""
-        if self._watcher_pid != os.getpid() and isinstance(self._store, Broadcasting):
+        if self._broadcasting and self._watcher_pid != os.getpid():
             with self._lock:
                 if self._watcher_pid != os.getpid():
                     self._watcher_pid = os.getpid()
