@@ -13,6 +13,13 @@ through :class:`idp.rsgi_bridge.WsgiBridge`):
   which answer before Flask in the bridge's threads;
 - ``wsgi-es256``: the same function signing one ES256 JWT with joserfc per
   request (an access token's claims): the floor of a token endpoint;
+- ``wsgi-rotation``, and ``wsgi-rotation-pg`` with ``--pg URL``: the same
+  function doing what any durable refresh-token rotation must, one
+  transaction per request as the stack gives it: the token's row found by
+  its hash, marked used by a conditional UPDATE, its successor INSERTed,
+  COMMIT (SQLAlchemy Core, the provider's engine settings: WAL and its
+  writer queue on SQLite, pre-ping on PostgreSQL), then two ES256
+  signatures (access and ID token): the floor of the refresh row;
 - ``provider-floor``: the provider itself (``idp serve`` on a fresh
   embedded instance) answering ``GET /userinfo`` without a token: every
   request hook, no token work (a 401 with its JSON body);
@@ -98,6 +105,91 @@ def wsgi_es256():
     return WsgiBridge(app, threads=int(os.environ["FLOOR_THREADS"]), request_timeout=10.0)
 
 
+def _rotation_table():
+    from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table
+
+    return Table("floor_tokens", MetaData(), Column("id", Integer, primary_key=True),
+                 Column("token_hash", String(64), unique=True, nullable=False),
+                 Column("used_at", DateTime), Column("created_at", DateTime))
+
+
+def _rotation_schema(url: str, create: bool) -> None:
+    """Create (or drop) the rotation floor's table in ``url``."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    table = _rotation_table()
+    if create:
+        table.create(engine, checkfirst=True)
+    else:
+        table.drop(engine, checkfirst=True)
+    engine.dispose()
+
+
+def _rotation_app(url: str):
+    """A WSGI function rotating a chain of tokens per thread in ``url``."""
+    import json
+    import secrets
+    import threading
+    from datetime import UTC, datetime
+
+    from joserfc import jwt
+    from joserfc.jwk import ECKey
+    from sqlalchemy import bindparam, create_engine, event, insert, select, update
+
+    from idp.db.writer_queue import WriterQueue
+    from idp.rsgi_bridge import WsgiBridge
+
+    tokens = _rotation_table()
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _wal(dbapi_connection, _record):
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+
+        WriterQueue(engine.url.database, 30).install(engine)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    find = select(tokens.c.id, tokens.c.used_at).where(
+        tokens.c.token_hash == bindparam("token_hash"))
+    consume = update(tokens).where(tokens.c.id == bindparam("row_id"),
+                                   tokens.c.used_at.is_(None)).values(used_at=bindparam("now"))
+    add = insert(tokens)
+    key = ECKey.generate_key("P-256", private=True)
+    chains = threading.local()
+
+    def app(environ, start_response):
+        now = datetime.now(UTC).replace(tzinfo=None)
+        current = getattr(chains, "token", None)
+        successor = secrets.token_hex(32)
+        with engine.connect() as conn, conn.begin():
+            row = conn.execute(find, {"token_hash": current}).first() if current else None
+            if row is None or conn.execute(consume, {"row_id": row.id, "now": now}).rowcount == 1:
+                conn.execute(add, {"token_hash": successor, "created_at": now})
+        chains.token = successor
+        issued = int(now.timestamp())
+        signed = [jwt.encode({"alg": "ES256", "kid": "k1"}, {
+            "iss": "http://127.0.0.1", "sub": "floor-user", "aud": "floor-client",
+            "iat": issued, "exp": issued + 300, "jti": secrets.token_urlsafe(16)}, key)
+            for _ in range(2)]
+        body = json.dumps({"access_token": signed[0], "id_token": signed[1],
+                           "refresh_token": successor, "token_type": "Bearer",
+                           "expires_in": 300}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Cache-Control", "no-store"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+
+    return WsgiBridge(app, threads=int(os.environ["FLOOR_THREADS"]), request_timeout=10.0)
+
+
+def wsgi_rotation():
+    """granian factory: a durable rotation a request in SQLite (``FLOOR_DATABASE``)."""
+    return _rotation_app(os.environ["FLOOR_DATABASE"])
+
+
 def _port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -144,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--duration", type=int, default=5, help="seconds per load")
+    parser.add_argument("--pg", metavar="URL",
+                        help="a PostgreSQL database (SQLAlchemy URL) for wsgi-rotation-pg; "
+                             "it gets a table floor_tokens")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install -y wrk)")
@@ -152,13 +247,28 @@ def main(argv: list[str] | None = None) -> int:
 
     env = {**os.environ, "FLOOR_THREADS": str(args.threads),
            "PYTHONPATH": os.pathsep.join([bench, os.environ.get("PYTHONPATH", "")])}
-    for name in ("bare_flask", "bare_wsgi", "wsgi_es256"):
-        port = _port()
-        command = [str(bin_dir / "granian"), "--interface", "rsgi", "--factory", "--http", "1",
-                   "--workers", str(args.workers), "--host", "127.0.0.1", "--port", str(port),
-                   "--no-ws", f"floor:{name}"]
-        answer = _serve(command, env, f"http://127.0.0.1:{port}/userinfo", args)
-        print(f"{name.replace('_', '-'):<15} {answer}")
+    scratch = tempfile.mkdtemp(prefix="idp-floor-db.")
+    floors = [("bare-flask", "bare_flask", {}), ("bare-wsgi", "bare_wsgi", {}),
+              ("wsgi-es256", "wsgi_es256", {}),
+              ("wsgi-rotation", "wsgi_rotation",
+               {"FLOOR_DATABASE": f"sqlite:///{scratch}/floor.sqlite3"})]
+    if args.pg:
+        floors.append(("wsgi-rotation-pg", "wsgi_rotation", {"FLOOR_DATABASE": args.pg}))
+    try:
+        for label, factory, extra in floors:
+            if "FLOOR_DATABASE" in extra:
+                _rotation_schema(extra["FLOOR_DATABASE"], create=True)
+            port = _port()
+            command = [str(bin_dir / "granian"), "--interface", "rsgi", "--factory", "--http",
+                       "1", "--workers", str(args.workers), "--host", "127.0.0.1", "--port",
+                       str(port), "--no-ws", f"floor:{factory}"]
+            answer = _serve(command, {**env, **extra}, f"http://127.0.0.1:{port}/userinfo",
+                            args)
+            print(f"{label:<17} {answer}")
+    finally:
+        if args.pg:
+            _rotation_schema(args.pg, create=False)
+        shutil.rmtree(scratch, ignore_errors=True)
 
     port = _port()
     with tempfile.TemporaryDirectory(prefix="idp-floor.") as instance:
@@ -166,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
                "IDP_ISSUER": f"http://127.0.0.1:{port}"}
         command = [str(bin_dir / "idp"), "serve", "--port", str(port),
                    "--workers", str(args.workers), "--threads", str(args.threads)]
-        print(f"provider-floor  {_serve(command, env, f'http://127.0.0.1:{port}/userinfo', args)}")
+        answer = _serve(command, env, f"http://127.0.0.1:{port}/userinfo", args)
+        print(f"provider-floor    {answer}")
     return 0
 
 

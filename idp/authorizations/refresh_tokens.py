@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import bindparam, exists, insert, select, update
+from sqlalchemy.engine import Connection
 
 from idp.authorizations.models import Grant, RefreshToken
 from idp.authorizations.service import revoke_grant
+from idp.db.group_commit import group_commit
 from idp.extensions import db
 from idp.runtime import Runtime
 from idp.security import keyed_hash, random_token
@@ -78,6 +80,23 @@ class RefreshGrant:
     amr: list
 
 
+def new_refresh_token(rt: Runtime, grant_id: str) -> tuple[str, dict]:
+    """A new refresh token of the grant ``grant_id`` and the row that
+    stores it, not written yet.
+
+    :returns: ``(clear token, row values)``; the row holds only the token's
+        keyed hash.
+    """
+    token = random_token(32)
+    now = utcnow()
+    return token, {
+        "token_hash": keyed_hash(rt.token_hmac_key, token, REFRESH_PURPOSE),
+        "grant_id": grant_id,
+        "created_at": now,
+        "expires_at": now + timedelta(seconds=rt.settings["tokens"]["refresh_token_ttl"]),
+    }
+
+
 def issue_refresh_token(rt: Runtime, grant: Grant | RefreshGrant) -> str:
     """Store a refresh token for ``grant`` in the current transaction (not
     committed). A grant added to the session but not yet flushed is flushed
@@ -85,15 +104,9 @@ def issue_refresh_token(rt: Runtime, grant: Grant | RefreshGrant) -> str:
 
     :returns: the clear token; only its keyed hash is stored.
     """
-    token = random_token(32)
+    token, row = new_refresh_token(rt, grant.id)
     db.session.flush()
-    now = utcnow()
-    db.session.execute(_INSERT, {
-        "token_hash": keyed_hash(rt.token_hmac_key, token, REFRESH_PURPOSE),
-        "grant_id": grant.id,
-        "created_at": now,
-        "expires_at": now + timedelta(seconds=rt.settings["tokens"]["refresh_token_ttl"]),
-    })
+    db.session.execute(_INSERT, row)
     return token
 
 
@@ -164,6 +177,41 @@ def consume_refresh_token(rt: Runtime, row_id: int, grant_id: str, ip: str | Non
     now = utcnow()
     if db.session.execute(_CONSUME, {"row_id": row_id, "now": now, "used_now": now}).rowcount == 1:
         return True
+    return _lost(rt, row_id, grant_id, ip, revoke_on_reuse)
+
+
+def rotate_in_group(rt: Runtime, row_id: int, grant_id: str, new_row: dict) -> bool:
+    """:func:`consume_refresh_token` and the INSERT of its successor
+    ``new_row`` (:func:`new_refresh_token`), committed in the process's
+    next group commit (:mod:`idp.db.group_commit`) instead of the caller's
+    transaction, which must not have written: concurrent rotations then
+    share one transaction, one hold of SQLite's write lock and one COMMIT.
+    A replay found here is not revoked (the caller hands it on, as with
+    ``revoke_on_reuse=False``).
+
+    :returns: True once the rotation is committed; False when the token was
+        revoked, expired or its grant revoked in between (nothing written).
+    :raises RefreshTokenReuseError: another rotation won.
+    :raises sqlalchemy.exc.SQLAlchemyError: the batch failed (rolled back).
+    """
+    now = utcnow()
+    consume = {"row_id": row_id, "now": now, "used_now": now}
+
+    def rotate(conn: Connection) -> bool:
+        if conn.execute(_CONSUME, consume).rowcount != 1:
+            return False
+        conn.execute(_INSERT, new_row)
+        return True
+
+    if group_commit(db.engine).run(rotate, key=row_id):
+        return True
+    return _lost(rt, row_id, grant_id, None, False)
+
+
+def _lost(rt: Runtime, row_id: int, grant_id: str, ip: str | None,
+          revoke_on_reuse: bool) -> bool:
+    """After a rotation's UPDATE matched nothing: a replay if the token was
+    used meanwhile, else False (revoked or expired)."""
     if db.session.execute(_USED_AT, {"row_id": row_id}).scalar() is not None:
         if revoke_on_reuse:
             revoke_grant(rt, grant_id, "refresh_token_reuse", ip)

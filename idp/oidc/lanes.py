@@ -23,8 +23,9 @@ traffic:
   ``grant_type=refresh_token``, a ``refresh_token`` and at most ``scope``.
   The rotation's rules are the grant's own
   (:func:`idp.oidc.flows.refresh_token.refresh_token_response`); its
-  writes are committed here, and a replayed token goes on to the view,
-  which revokes its family.
+  writes are committed together with the other rotations of the worker
+  waiting at that moment (:mod:`idp.db.group_commit`), and a replayed token
+  goes on to the view, which revokes its family.
 
 A lane only ever answers a success. Everything else goes on to Flask, whose
 views (``idp.oidc.blueprint``) then do the whole work and answer: any other
@@ -33,7 +34,7 @@ query that may hold a NUL), a client that fails authentication (its audit
 event is the view's), every failure of the token (RFC 6750 §3 errors) and a
 store that cannot be read (503). No lane changes anything before its
 answer is decided (the audit event is the last step of each, and a
-refresh's writes are rolled back when it is refused), so working twice on a
+refresh writes only once nothing can refuse it), so working twice on a
 refused request changes nothing but its cost. Tests hold
 the answers equal to the views' (``tests/integration/test_resource_lanes.py``).
 """
@@ -214,7 +215,8 @@ class ResourceLanes:
         elif grant_type == "refresh_token" and form.get("refresh_token"):
             with unit():
                 token = refresh_token_response(self._runtime, client, form["refresh_token"],
-                                               form.get("scope"), ip, revoke_on_reuse=False)
+                                               form.get("scope"), ip, revoke_on_reuse=False,
+                                               grouped=True)
         else:
             return None
         # Serialised as Authlib's Flask server does.

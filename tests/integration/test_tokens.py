@@ -415,18 +415,21 @@ def _held_refreshes(provider, monkeypatch, client, refresh_token, held: int):
 
     import idp.oidc.flows.refresh_token as flow_module
 
-    original = flow_module.consume_refresh_token
     reached, release = threading.Semaphore(0), threading.Event()
     calls = []
 
-    def first_ones_wait(*args, **kwargs):
-        calls.append(args)
-        if len(calls) <= held:
-            reached.release()
-            assert release.wait(20)
-        return original(*args, **kwargs)
+    def first_ones_wait(original):
+        def wait_first(*args, **kwargs):
+            calls.append(args)
+            if len(calls) <= held:
+                reached.release()
+                assert release.wait(20)
+            return original(*args, **kwargs)
+        return wait_first
 
-    monkeypatch.setattr(flow_module, "consume_refresh_token", first_ones_wait)
+    # The write of the view's rotation and of the lane's (a group commit).
+    for name in ("consume_refresh_token", "rotate_in_group"):
+        monkeypatch.setattr(flow_module, name, first_ones_wait(getattr(flow_module, name)))
     pool = concurrent.futures.ThreadPoolExecutor(held)
     futures = [pool.submit(_refresh, provider, client, refresh_token) for _ in range(held)]
     for _ in range(held):

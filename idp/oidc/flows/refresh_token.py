@@ -11,17 +11,21 @@ from idp.authorizations.refresh_tokens import (
     RefreshTokenReuseError,
     consume_refresh_token,
     find_usable_refresh_token,
+    new_refresh_token,
+    rotate_in_group,
 )
 from idp.clients.cache import ClientInfo
 from idp.oidc.client_auth import TOKEN_AUTH_METHODS
 from idp.oidc.flows.user_tokens import issue_user_tokens
 from idp.runtime import Runtime, current_runtime
+from idp.unit_of_work import wrote
 from idp.web import client_ip
 
 
 def refresh_token_response(rt: Runtime, client: ClientInfo, value: str,
                            requested_scope: str | None, ip: str | None, *,
-                           revoke_on_reuse: bool = True) -> dict[str, Any]:
+                           revoke_on_reuse: bool = True, grouped: bool = False,
+                           ) -> dict[str, Any]:
     """Rotate the refresh token ``value`` of ``client`` (authenticated and
     registered for the grant) into a new token response (RFC 6749 §6, RFC
     9700 §4.14.2). A new ID token keeps ``sub`` and the original
@@ -39,6 +43,11 @@ def refresh_token_response(rt: Runtime, client: ClientInfo, value: str,
     :param revoke_on_reuse: False to refuse a replayed token without revoking
         its family, for a caller that hands the request on to one that
         revokes (:mod:`idp.oidc.lanes`).
+    :param grouped: commit the rotation in the process's group commit
+        (:func:`~idp.authorizations.refresh_tokens.rotate_in_group`), for a
+        caller whose transaction writes nothing else; it implies
+        ``revoke_on_reuse=False``. The token response then comes after the
+        rotation's commit, and the caller's commit only queues the audit.
     :returns: the token response (RFC 6749 §5.1).
     :raises InvalidGrantError: an unknown, expired, revoked or replayed
         token (a replay revokes the family, with ``revoke_on_reuse``), an
@@ -72,17 +81,25 @@ def refresh_token_response(rt: Runtime, client: ClientInfo, value: str,
     # the registration dropped some of it (RFC 6749 §5.1).
     scope = client.get_allowed_scope(requested_scope or grant.scope)
 
+    # A transaction that has written holds SQLite's write lock, which the
+    # group's transaction would wait for: it rotates in its own.
+    grouped = grouped and not wrote()
+    new_token, new_row = new_refresh_token(rt, grant.id) if grouped else (None, None)
+
     def rotate() -> None:
         try:
-            rotated = consume_refresh_token(rt, row_id, grant.id, ip,
-                                            revoke_on_reuse=revoke_on_reuse)
+            if new_row is not None:
+                rotated = rotate_in_group(rt, row_id, grant.id, new_row)
+            else:
+                rotated = consume_refresh_token(rt, row_id, grant.id, ip,
+                                                revoke_on_reuse=revoke_on_reuse)
         except RefreshTokenReuseError:
             raise InvalidGrantError("The refresh token was already used.") from None
         if not rotated:
             raise InvalidGrantError("The refresh token is invalid, expired or revoked.")
 
     return issue_user_tokens(rt, client, grant, account, scope, True, None, ip=ip,
-                             decide=rotate)
+                             decide=rotate, refresh_token=new_token)
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):

@@ -37,7 +37,8 @@ class UserGrant(Protocol):
 
 def issue_user_tokens(rt: Runtime, client, grant: UserGrant, account: Account | AccountSnapshot,
                       scope: str, with_refresh: bool, nonce: str | None, *, ip: str | None,
-                      decide: Callable[[], None] | None = None) -> dict[str, Any]:
+                      decide: Callable[[], None] | None = None,
+                      refresh_token: str | None = None) -> dict[str, Any]:
     """Access token, optional refresh token and ID token for a user grant.
     The refresh token is written in the caller's transaction; the
     ``token.issued`` audit event is queued once that commits.
@@ -52,6 +53,8 @@ def issue_user_tokens(rt: Runtime, client, grant: UserGrant, account: Account | 
     :param decide: the write that decides whether the tokens may be given
         (a refresh token's rotation), run once they are signed and before
         anything is stored or audited; what it raises refuses them.
+    :param refresh_token: with ``with_refresh``, a refresh token that
+        ``decide`` writes; without it one is written here.
     :returns: the token response (RFC 6749 §5.1, OIDC Core §3.1.3.3).
     """
     subject = subject_for(rt, client, account)
@@ -78,7 +81,7 @@ def issue_user_tokens(rt: Runtime, client, grant: UserGrant, account: Account | 
     if decide is not None:
         decide()
     if with_refresh:
-        token["refresh_token"] = issue_refresh_token(rt, grant)
+        token["refresh_token"] = refresh_token or issue_refresh_token(rt, grant)
     after_commit(functools.partial(
         record_deferred, rt.audit, "token.issued", account_id=account.id,
         client_id=client.client_id, ip=ip, grant_id=grant.id, scope=scope,
