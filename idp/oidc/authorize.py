@@ -209,13 +209,21 @@ class TemporarilyUnavailableError(OAuth2Error):
     error = "temporarily_unavailable"
 
 
-def check_issue_rate(rt: Runtime, session: SsoSession, redirect_uri: str) -> None:
-    """At most ``codes_per_session`` codes a minute per SSO session: each code
-    is a stored grant, and no person signs in to relying parties that fast."""
-    limit = rt.settings["throttle"]["codes_per_session"]
-    if rt.store.incr(f"rl:codes:sid:{session.sid}", 60) > limit:
-        raise TemporarilyUnavailableError("Too many authorization requests; slow down.",
-                                          redirect_uri=redirect_uri)
+#: The window of :func:`issue_rate`, seconds.
+ISSUE_RATE_WINDOW = 60
+
+
+def issue_rate(rt: Runtime, session: SsoSession) -> tuple[str, int, int]:
+    """The rate of authorization codes of an SSO session: at most
+    ``codes_per_session`` a minute, since each code is a stored grant and no
+    person signs in to relying parties that fast. The code is stored only
+    within it (:meth:`idp.store.base.Store.put_many_counted`), else
+    :class:`TemporarilyUnavailableError`.
+
+    :returns: ``(counter key, window in seconds, limit)``.
+    """
+    return (f"rl:codes:sid:{session.sid}", ISSUE_RATE_WINDOW,
+            rt.settings["throttle"]["codes_per_session"])
 
 
 class UnmetAuthenticationRequirementsError(OAuth2Error):
@@ -384,5 +392,4 @@ def decide(
         if "none" in prompts:
             raise ConsentRequiredError(redirect_uri=redirect_uri)
         return Decision("consent")
-    check_issue_rate(rt, session, redirect_uri)
     return Decision("issue", claims=claims, acr=acr)

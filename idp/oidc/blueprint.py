@@ -172,7 +172,10 @@ def _run_authorization(args: dict[str, list[str]],
         return _expired_page()
     context = LoginContext(account=account, session=sso, claims=decision.claims,
                            acr=decision.acr, authorized_at=authorized_at, ip=client_ip())
-    return grant.create_authorization_response(redirect_uri, context)
+    try:
+        return grant.create_authorization_response(redirect_uri, context)
+    except OAuth2Error as error:  # beyond the session's rate of codes
+        return authorization_error(error, req)
 
 
 def _expired_page() -> Response:

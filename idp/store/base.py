@@ -44,6 +44,17 @@ class Store(Protocol):
         :param entries: a few entries (the keys of one operation).
         """
 
+    def put_many_counted(self, counter: str, window: int, limit: int,
+                         entries: Sequence[tuple[str, dict, int]]) -> int:
+        """Count one event in the fixed-window counter ``counter`` (as
+        :meth:`incr` with a window of ``window`` seconds) and, only if the
+        count is then at most ``limit``, store ``entries`` (as
+        :meth:`put_many`): one atomic step and one round trip, for a write
+        that a rate limits (an authorization code per SSO session).
+
+        :returns: the count after this call; above ``limit``, nothing was stored.
+        """
+
     def add(self, key: str, value: dict, ttl: int) -> bool:
         """Store ``value`` for ``ttl`` seconds only if ``key`` is absent or expired.
 

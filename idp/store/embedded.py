@@ -125,6 +125,30 @@ class EmbeddedStore:
                 conn.executemany(_PUT, rows)
             self._maybe_purge(conn, now)
 
+    def put_many_counted(self, counter: str, window: int, limit: int,
+                         entries: Sequence[tuple[str, dict, int]]) -> int:
+        """Count one event under ``counter`` and store ``entries`` if the
+        count is at most ``limit``, in one transaction
+        (:meth:`~idp.store.base.Store.put_many_counted`).
+
+        :returns: the count after this call.
+        """
+        validate_ttl(window)
+        for _key, _value, ttl in entries:
+            validate_ttl(ttl)
+        with self._writer() as conn:
+            now = time.time()
+            with _transaction(conn):
+                row = _first(conn.execute(_INCR, {"key": self._prefix + counter,
+                                                  "expires_at": now + window, "now": now,
+                                                  "amount": 1}))
+                count = int(row[0])
+                if count <= limit:
+                    conn.executemany(_PUT, [(self._prefix + key, _encode(value), now + ttl)
+                                            for key, value, ttl in entries])
+            self._maybe_purge(conn, now)
+        return count
+
     def add(self, key: str, value: dict, ttl: int) -> bool:
         """Store ``value`` for ``ttl`` seconds unless a live ``key`` exists; True if stored."""
         validate_ttl(ttl)

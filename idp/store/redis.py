@@ -39,6 +39,20 @@ if redis.call('TTL', KEYS[1]) == -1 then
 end
 return count
 """
+# The same count, then the entries (KEYS[2..], each value and ttl in ARGV)
+# only within the limit: a code is never stored beyond its session's rate.
+_PUT_MANY_COUNTED = """
+local count = redis.call('INCR', KEYS[1])
+if redis.call('TTL', KEYS[1]) == -1 then
+    redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+if count <= tonumber(ARGV[2]) then
+    for i = 2, #KEYS do
+        redis.call('SET', KEYS[i], ARGV[2 * i - 1], 'EX', ARGV[2 * i])
+    end
+end
+return count
+"""
 
 
 class RedisStore:
@@ -65,6 +79,7 @@ class RedisStore:
         self._url = url
         self._client = redis.Redis.from_url(url)
         self._incr_script = self._client.register_script(_INCR_FIXED_WINDOW)
+        self._counted_script = self._client.register_script(_PUT_MANY_COUNTED)
         self._closed = threading.Event()
 
     def put(self, key: str, value: dict, ttl: int) -> None:
@@ -83,6 +98,23 @@ class RedisStore:
             for key, value, ttl in entries:
                 pipe.set(self._prefix + key, _encode(value), ex=ttl)
             pipe.execute()
+
+    def put_many_counted(self, counter: str, window: int, limit: int,
+                         entries: Sequence[tuple[str, dict, int]]) -> int:
+        """Count one event under ``counter`` and store ``entries`` if the
+        count is at most ``limit``, in one Lua script
+        (:meth:`~idp.store.base.Store.put_many_counted`).
+
+        :returns: the count after this call.
+        """
+        validate_ttl(window)
+        args: list[object] = [window, limit]
+        for _key, value, ttl in entries:
+            validate_ttl(ttl)
+            args += [_encode(value), ttl]
+        keys = [self._prefix + counter, *(self._prefix + key for key, _v, _t in entries)]
+        with _errors():
+            return int(self._counted_script(keys=keys, args=args))
 
     def add(self, key: str, value: dict, ttl: int) -> bool:
         """Store ``value`` for ``ttl`` seconds unless ``key`` exists; True if stored."""

@@ -123,6 +123,41 @@ def test_put_many_checks_every_lifetime_before_writing(store):
     assert store.get_many(["a", "b"]) == [None, None]
 
 
+def test_put_many_counted_stores_only_within_the_limit(store):
+    assert store.put_many_counted("rate", 60, 2, [("a", {"v": 1}, 60), ("b", {"v": 2}, 5)]) == 1
+    assert store.get_many(["a", "b"]) == [{"v": 1}, {"v": 2}] and store.ttl("b") <= 5
+    assert store.put_many_counted("rate", 60, 2, [("c", {"v": 3}, 60)]) == 2
+    assert store.put_many_counted("rate", 60, 2, [("d", {"v": 4}, 60)]) == 3
+    assert store.get_many(["c", "d"]) == [{"v": 3}, None]
+    # One window, counted like incr's: its expiry is the first call's.
+    assert store.counter("rate") == 3 and store.ttl("rate") <= 60
+    assert store.incr("rate", 60) == 4
+
+
+def test_put_many_counted_checks_every_lifetime_before_counting(store):
+    with pytest.raises(ValueError, match="ttl"):
+        store.put_many_counted("rate", 60, 5, [("a", {"v": 1}, 60), ("b", {"v": 2}, 0)])
+    with pytest.raises(ValueError, match="ttl"):
+        store.put_many_counted("rate", 0, 5, [("a", {"v": 1}, 60)])
+    assert store.counter("rate") == 0 and store.get("a") is None
+
+
+def test_put_many_counted_stores_exactly_the_limit_under_a_race(store):
+    limit = 3
+    barrier = threading.Barrier(THREADS)
+
+    def one(index: int) -> int:
+        barrier.wait(TIMEOUT_SECONDS)
+        return store.put_many_counted("race", 60, limit, [(f"k{index}", {"i": index}, 60)])
+
+    with ThreadPoolExecutor(THREADS) as pool:
+        counts = list(pool.map(one, range(THREADS)))
+    assert sorted(counts) == list(range(1, THREADS + 1))
+    stored = store.get_many([f"k{index}" for index in range(THREADS)])
+    assert sorted(v["i"] for v in stored if v) == sorted(
+        index for index, count in enumerate(counts) if count <= limit)
+
+
 def test_replace_updates_only_a_live_entry(store):
     assert store.replace("absent", {"v": 1}, 60) is False
     assert store.get("absent") is None

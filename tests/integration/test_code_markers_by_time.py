@@ -38,11 +38,11 @@ def _assert_stopped(provider, client, code):
 
 
 def test_consent_withdrawn_during_the_sso_hop(provider, monkeypatch):
-    from idp.oidc import authorize
+    from idp.oidc.flows import authorization_code
 
     username, client, browser = offline_sso(provider, trusted=False)
-    # Held after has_consent, before the code is made.
-    reached, release = hold(monkeypatch, authorize, "check_issue_rate")
+    # Held after has_consent, before the code is stored.
+    reached, release = hold(monkeypatch, authorization_code, "issue_rate")
     answers = []
     hop = threading.Thread(target=lambda: answers.append(
         browser.go(browser.authorize_url(client, scope="openid offline_access"))))

@@ -29,6 +29,7 @@ from idp.accounts.service import get_account
 from idp.accounts.snapshots import AccountSnapshot
 from idp.audit.service import record_deferred
 from idp.authorizations.service import create_grant, revoke_grant, revoked_in_flight
+from idp.oidc.authorize import TemporarilyUnavailableError, issue_rate
 from idp.oidc.client_auth import TOKEN_AUTH_METHODS
 from idp.oidc.flows.user_tokens import issue_user_tokens, wants_refresh
 from idp.oidc.responses import response_mode_response
@@ -147,7 +148,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def create_authorization_response(self, redirect_uri: str, grant_user: LoginContext):
         """Issue the code and answer with the requested ``response_mode``;
-        the ``iss`` parameter follows RFC 9207."""
+        the ``iss`` parameter follows RFC 9207.
+
+        :raises TemporarilyUnavailableError: beyond the session's rate of
+            codes (:func:`idp.oidc.authorize.issue_rate`); nothing is stored.
+        """
         rt = current_runtime()
         payload = self.request.payload
         scope = self.request.scope if hasattr(self.request, "scope") else payload.scope
@@ -178,9 +183,12 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         key = _code_key(rt, client_id, code)
         # vars(), not asdict(): the store serialises the record at once, so
         # the deep copy asdict() makes of its lists and dicts is waste.
-        rt.store.put_many([(key, vars(record_), tokens["authorization_code_ttl"]),
-                           (key + ":grant", {"grant_id": grant_id},
-                            tokens["code_reuse_window"])])
+        counter, window, limit = issue_rate(rt, session)
+        if rt.store.put_many_counted(counter, window, limit, [
+                (key, vars(record_), tokens["authorization_code_ttl"]),
+                (key + ":grant", {"grant_id": grant_id}, tokens["code_reuse_window"])]) > limit:
+            raise TemporarilyUnavailableError("Too many authorization requests; slow down.",
+                                              redirect_uri=redirect_uri)
         record_deferred(rt.audit, "authorization.granted", account_id=account.id,
                         client_id=client_id, ip=grant_user.ip, grant_id=grant_id, scope=scope)
         params = [("code", code)]
