@@ -137,7 +137,9 @@ def find_usable_refresh_token(rt: Runtime, token: str, client_id: str, ip: str |
     then held only for the writes and the commit.
 
     :param revoke_on_reuse: False for a caller that hands a replay on to one
-        that revokes (:mod:`idp.oidc.lanes`): then nothing at all is written.
+        that revokes (:mod:`idp.oidc.lanes`): then nothing at all is
+        written, and the token is read on a connection of its own outside
+        any transaction.
     :returns: ``(token row id, grant)``, or None if the token is unknown,
         expired, revoked, of another client, or of a revoked grant.
     :raises RefreshTokenReuseError: when a rotated token is replayed (its
@@ -146,7 +148,13 @@ def find_usable_refresh_token(rt: Runtime, token: str, client_id: str, ip: str |
     stored = _stored_hash(rt, token)
     if stored is None:
         return None
-    row = db.session.execute(_FIND, {"token_hash": stored}).first()
+    if revoke_on_reuse:
+        row = db.session.execute(_FIND, {"token_hash": stored}).first()
+    else:
+        # Nothing to write: read outside a transaction (on PostgreSQL no
+        # BEGIN and COMMIT round trips around the one SELECT).
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            row = conn.execute(_FIND, {"token_hash": stored}).first()
     if row is None or row.client_id != client_id:
         return None
     if row.used_at is not None:
