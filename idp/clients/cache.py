@@ -233,8 +233,10 @@ class ClientCache:
         #: Whether the store can push the generation (checked once: a
         #: Protocol's isinstance costs tens of microseconds).
         self._broadcasting = isinstance(store, Broadcasting)
-        #: True while the store pushes every new generation to this process.
+        #: True while the store pushes every new generation to this process,
+        #: and until when (``time.monotonic()``) it has confirmed so.
         self._pushed = False
+        self._confirmed_until = 0.0
         #: The process that watches the generation (a fork watches anew).
         self._watcher_pid: int | None = None
 
@@ -320,10 +322,16 @@ class ClientCache:
         """Another generation was published (:class:`~idp.store.base.Watcher`)."""
         self._compare(value)
 
+    def confirmed(self, until: float) -> None:
+        """Every generation published so far has been told; lookups rely on
+        that until ``until`` (:class:`~idp.store.base.Watcher`)."""
+        self._confirmed_until = until
+
     def lost(self) -> None:
         """The store no longer pushes: requests read the generation again
         (:class:`~idp.store.base.Watcher`)."""
         self._pushed = False
+        self._confirmed_until = 0.0
 
     def unchecked_generation_key(self) -> str | None:
         """:data:`GENERATION_KEY` while the current request has not compared
@@ -367,15 +375,17 @@ class ClientCache:
         return self._compare(value)
 
     def _is_pushed(self) -> bool:
-        """Whether the store pushes the generation to this process; the
-        first call in a process starts watching it."""
+        """Whether the store pushes the generation to this process and has
+        confirmed lately that nothing was missed (a subscription broken
+        without a word stops being relied on within the store's trust, half
+        a second for Redis); the first call in a process starts watching."""
         if self._broadcasting and self._watcher_pid != os.getpid():
             with self._lock:
                 if self._watcher_pid != os.getpid():
                     self._watcher_pid = os.getpid()
-                    self._pushed = False
+                    self._pushed, self._confirmed_until = False, 0.0
                     self._store.watch(GENERATION_KEY, self)
-        return self._pushed
+        return self._pushed and time.monotonic() < self._confirmed_until
 
     def _compare(self, value: dict | None) -> str | None:
         generation = value.get("generation") if isinstance(value, dict) else None

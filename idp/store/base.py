@@ -124,10 +124,16 @@ class Watcher(Protocol):
         """The subscription is live (again): from now on every value
         published under the key is told; ``value`` is the key's value read
         after subscribing (None if absent), which the watcher may have
-        missed while it was not subscribed."""
+        missed while it was not subscribed. Rely on it only once
+        :meth:`confirmed`."""
 
     def published(self, value: dict) -> None:
         """A new value was published under the key."""
+
+    def confirmed(self, until: float) -> None:
+        """Every value published so far has been told: the watcher may rely
+        on having been told of every publication until ``until``
+        (``time.monotonic()`` seconds) unless confirmed again by then."""
 
     def lost(self) -> None:
         """The subscription dropped: values published from now on are not

@@ -16,9 +16,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import redis
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from idp.store.base import StoreError, Watcher, validate_ttl
 
@@ -26,9 +24,16 @@ log = logging.getLogger(__name__)
 
 #: Lifetime of a publication's count of watchers told, seconds.
 _TOLD_TTL = 60
-#: Seconds a watching thread waits for a message before it checks that its
-#: watcher still lives; also the longest wait before retrying a subscription.
+#: Longest wait before subscribing again after a failure, seconds.
 _POLL = 1.0
+#: Seconds between two PINGs on a subscription (each proves it live).
+_PING_EVERY = 0.1
+#: Seconds an answered PING lets a watcher trust that it has been told of
+#: every publication: the longest a subscription that broke silently (a
+#: half-open connection) goes unnoticed by the requests.
+_TRUST = 0.5
+#: Seconds without an answer to a PING before the subscription is dropped.
+_GIVE_UP = 5.0
 
 # INCR and EXPIRE must run as one step: a failure between the two would leave
 # a counter that never expires, i.e. a permanent lockout.
@@ -215,53 +220,78 @@ class RedisStore:
     def watch(self, key: str, watcher: Watcher) -> None:
         """Subscribe to ``key``'s channel from a daemon thread and tell
         ``watcher`` (held weakly) until it is collected or :meth:`close` is
-        called; a dropped subscription is retried with back-off up to
-        :data:`_POLL` seconds apart."""
+        called. The subscription is proven live every :data:`_PING_EVERY`
+        seconds by a PING on it, each answer confirming the watcher for
+        :data:`_TRUST` seconds (:meth:`~idp.store.base.Watcher.confirmed`);
+        a connection that fails, or leaves a PING unanswered for
+        :data:`_GIVE_UP` seconds, is dropped (``lost``) and subscribed anew
+        with back-off up to :data:`_POLL` seconds apart."""
         threading.Thread(target=self._watch, args=(key, weakref.ref(watcher)),
                          name=f"idp-watch-{key}", daemon=True).start()
 
     def _watch(self, key: str, watcher: weakref.ref[Watcher]) -> None:
-        # Its own connection, which never retries in silence: a reconnection
-        # behind the thread's back would hide the publications it missed.
-        client = redis.Redis.from_url(self._url, retry=Retry(NoBackoff(), 0),
-                                      socket_keepalive=True, health_check_interval=30)
+        # A connection of its own, outside any pool and never reconnected
+        # behind the thread's back (redis-py's PubSub subscribes again by
+        # itself after an error, before the error is seen, which hid the
+        # publications missed meanwhile and left a subscriber nobody read).
+        # RESP2: its subscribed replies are plain arrays (RESP3 sends them
+        # as push messages, which the connection hands to a push handler).
+        connections = redis.ConnectionPool.from_url(self._url, socket_keepalive=True, protocol=2)
         pause = 0.05
         try:
             while not self._closed.is_set() and watcher() is not None:
-                pubsub = client.pubsub()
+                conn = connections.make_connection()
                 try:
-                    pubsub.subscribe(self._prefix + key)
-                    while not self._closed.is_set():
-                        message = pubsub.get_message(timeout=_POLL)
-                        if watcher() is None:
-                            return
-                        if message is not None:
-                            self._tell(key, watcher, message)
-                            pause = 0.05
-                except (RedisError, StoreError, ValueError, KeyError, TypeError) as exc:
+                    self._listen(conn, key, watcher)
+                except Exception as exc:  # any fault ends this subscription, not the thread
                     _lose(watcher)
-                    log.warning("watching %s in the store failed, retrying in %.2f s: %s",
-                                key, pause, exc)
+                    log.warning("watching %s in the store failed, subscribing again in %.2f s: "
+                                "%s", key, pause, exc)
                     self._closed.wait(pause)
                     pause = min(pause * 2, _POLL)
+                else:
+                    pause = 0.05
                 finally:
-                    pubsub.close()
+                    conn.disconnect()
         finally:
             _lose(watcher)
-            client.close()
+            connections.disconnect()
 
-    def _tell(self, key: str, watcher: weakref.ref[Watcher], message: dict) -> None:
-        # The watcher is held strongly only while it is told, so that the
-        # thread, blocked between messages, never keeps it alive.
-        target = watcher()
-        if target is None:
-            return
-        if message["type"] == "subscribe":
-            target.watching(self.get(key))
-        elif message["type"] == "message":
-            told = json.loads(message["data"])
-            target.published(told["value"])
-            self.incr(f"{key}:told:{told['message']}", _TOLD_TTL)
+    def _listen(self, conn: redis.Connection, key: str, watcher: weakref.ref[Watcher]) -> None:
+        """Subscribe on ``conn`` and tell ``watcher`` until the store is
+        closed or the watcher collected; raises when the subscription fails."""
+        conn.connect()
+        conn.send_command("SUBSCRIBE", self._prefix + key)
+        pinged: float | None = None  # when the unanswered PING was sent
+        next_ping = 0.0
+        while not self._closed.is_set():
+            now = time.monotonic()
+            if pinged is None and now >= next_ping:
+                conn.send_command("PING")
+                pinged, next_ping = now, now + _PING_EVERY
+            elif pinged is not None and now - pinged > _GIVE_UP:
+                raise ConnectionError(f"no answer to PING in {_GIVE_UP} s")
+            if not conn.can_read(timeout=_PING_EVERY):
+                if watcher() is None:
+                    return
+                continue
+            reply = conn.read_response()
+            target = watcher()
+            if target is None:
+                return
+            kind = reply[0]
+            if kind == b"subscribe":
+                target.watching(self.get(key))
+            elif kind == b"message":
+                told = json.loads(reply[2])
+                target.published(told["value"])
+                self.incr(f"{key}:told:{told['message']}", _TOLD_TTL)
+            elif kind == b"pong" and pinged is not None:
+                # Redis answers in order: whatever was published before the
+                # PING reached it has been read, and told, above.
+                target.confirmed(pinged + _TRUST)
+                pinged = None
+            del target  # never held between replies: the watcher may be collected
 
     def close(self) -> None:
         """Stop the watching threads (within :data:`_POLL` seconds) and

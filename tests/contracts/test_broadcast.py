@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import os
+import socket
 import threading
 import time
 import uuid
@@ -19,6 +20,7 @@ from contextlib import closing
 import pytest
 import redis
 
+from idp.store import redis as redis_store
 from idp.store.base import Broadcasting
 from idp.store.embedded import EmbeddedStore
 from idp.store.redis import RedisStore
@@ -35,6 +37,8 @@ class Recorder:
         self.values: list[dict | None] = []
         self.events: list[str] = []
         self.live = threading.Event()
+        self.confirmations = threading.Event()
+        self.confirmed_until = 0.0
         self._hold = hold
 
     def watching(self, value: dict | None) -> None:
@@ -47,6 +51,10 @@ class Recorder:
             self._hold.wait(5)
         self.events.append("published")
         self.values.append(value)
+
+    def confirmed(self, until: float) -> None:
+        self.confirmed_until = until
+        self.confirmations.set()
 
     def lost(self) -> None:
         self.events.append("lost")
@@ -162,3 +170,104 @@ def test_the_thread_ends_with_its_watcher_and_with_the_store(stores):
     stores[1].close()
     second.join(5)
     assert not second.is_alive() and kept.events[-1] == "lost"
+
+
+def test_answered_pings_keep_confirming_the_watcher(stores):
+    watcher = _watching(stores[1], Recorder())
+    assert watcher.confirmations.wait(5)
+    first = watcher.confirmed_until
+    _until(lambda: watcher.confirmed_until > first)
+    assert watcher.confirmed_until <= time.monotonic() + redis_store._TRUST
+
+
+def test_a_message_too_deep_for_json_restarts_the_subscription(stores, prefix):
+    watcher = _watching(stores[1], Recorder())
+    with closing(redis.Redis.from_url(REDIS_URL)) as admin:
+        admin.publish(prefix + KEY, "[" * 200_000)  # RecursionError, not ValueError
+    _until(lambda: watcher.events[-2:] == ["lost", "watching"])
+    assert stores[0].publish(KEY, {"generation": "after"}, 60) is True
+    assert watcher.values[-1] == {"generation": "after"}
+
+
+class SilentBreak:
+    """A TCP relay to Redis on 127.0.0.1 that can break the subscribing
+    connection without a word: Redis loses the subscriber, while the
+    client's side stays open and hears nothing (a failover, a NAT entry
+    timed out, a host gone)."""
+
+    def __init__(self, port: int) -> None:
+        self._upstream = port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._links: list[dict] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                down, _ = self._listener.accept()
+            except OSError:
+                return
+            link = {"down": down, "up": socket.create_connection(("127.0.0.1", self._upstream))}
+            self._links.append(link)
+            for source, sink, upward in ((down, link["up"], True), (link["up"], down, False)):
+                threading.Thread(target=self._pump, args=(source, sink, link, upward),
+                                 daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink, link, upward) -> None:
+        try:
+            while data := source.recv(65536):
+                if upward and b"SUBSCRIBE" in data:
+                    link["subscriber"] = True
+                if not link.get("silent"):
+                    sink.sendall(data)
+        except OSError:
+            pass
+
+    def break_subscribers(self) -> None:
+        for link in self._links:
+            if link.get("subscriber") and not link.get("silent"):
+                link["silent"] = True
+                link["up"].shutdown(socket.SHUT_RDWR)  # a FIN to Redis, nothing to the client
+                link["up"].close()
+
+    def close(self) -> None:
+        self._listener.close()
+        for link in self._links:
+            for end in ("down", "up"):
+                try:
+                    link[end].shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already shut
+                link[end].close()
+
+
+def test_a_silently_broken_subscription_is_not_relied_on_for_long(prefix, stores, monkeypatch):
+    """Found by the attack on issue 9: nothing noticed a half-open
+    subscription, so a worker served a changed client for the whole of its
+    cache lifetime. The watcher now stops being confirmed, so lookups go
+    back to reading within the trust (half a second), and the subscription
+    is dropped and made again once a PING goes unanswered."""
+    monkeypatch.setattr(redis_store, "_GIVE_UP", 1.0)
+    relay = SilentBreak(redis.Redis.from_url(REDIS_URL).connection_pool.connection_kwargs["port"])
+    url = REDIS_URL.replace(REDIS_URL.split("//")[1].split("/")[0], f"127.0.0.1:{relay.port}")
+    store = RedisStore(url, prefix)
+    try:
+        watcher = _watching(store, Recorder())
+        assert watcher.confirmations.wait(5)
+        relay.break_subscribers()
+        broken_at = time.monotonic()
+        with closing(redis.Redis.from_url(REDIS_URL)) as admin:
+            _until(lambda: admin.pubsub_numsub(prefix + KEY)[0][1] == 0)
+        # The publication reaches nobody, so it waits for nobody.
+        assert stores[0].publish(KEY, {"generation": "unheard"}, 60) is True
+        assert watcher.values[-1] != {"generation": "unheard"}
+        time.sleep(redis_store._TRUST + 0.2)
+        assert watcher.confirmed_until <= broken_at + redis_store._TRUST
+        _until(lambda: watcher.events[-2:] == ["lost", "watching"])
+        assert watcher.values[-1] == {"generation": "unheard"}
+        assert watcher.confirmations.wait(5)
+    finally:
+        store.close()
+        relay.close()

@@ -395,7 +395,7 @@ def test_with_redis_the_generation_is_pushed_and_read_while_the_push_is_down(pro
         try:
             assert cache.get(client.client_id).redirect_uris
             assert store.reads == 1  # the subscription is not live yet
-            until(lambda: cache._pushed)
+            until(cache._is_pushed)
             for _ in range(5):
                 cache.get(client.client_id)
             assert store.reads == 1
@@ -404,11 +404,11 @@ def test_with_redis_the_generation_is_pushed_and_read_while_the_push_is_down(pro
             assert cache.get(client.client_id).redirect_uris == ("https://rp.example.test/new",)
             with redis.Redis.from_url(url) as admin:
                 admin.client_kill_filter(_type="pubsub")
-            until(lambda: not cache._pushed)
+            until(lambda: not cache._is_pushed())
             reads = store.reads
             cache.get(client.client_id)
             assert store.reads == reads + 1
-            until(lambda: cache._pushed)
+            until(cache._is_pushed)
         finally:
             store.close()
 
