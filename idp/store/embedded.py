@@ -8,6 +8,12 @@ its own transaction under the database write lock; that is what makes
 
 Expiry times are wall-clock Unix times (seconds), shared by every process of
 the machine. Reads ignore expired rows; writes purge them from time to time.
+
+A process keeps the values it reads and reads a key again only once it has
+changed, which it learns from the key's change counter in ``<path>.changes``
+(:mod:`idp.store.changes`): a read of an unchanged key (the clients'
+generation, an account's version, a revocation marker that is absent) costs
+no query.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from idp.store.base import StoreError, validate_ttl
+from idp.store.changes import ChangeCounters
 from idp.store.checkpoints import NO_AUTOMATIC_CHECKPOINT, keep_checkpointed
 
 # How long a statement waits for another process's write lock before failing;
@@ -33,6 +40,13 @@ _BUSY_TIMEOUT_SECONDS = 10.0
 # Expired rows are invisible to reads, so purging is only about file size and
 # need not happen on every write.
 _PURGE_INTERVAL_SECONDS = 60.0
+
+# How long a process keeps a value it read while its key's change counter
+# stays put: the bound on a stale read after a writer died between its
+# commit and its count (killed at that instant).
+_KEPT_SECONDS = 1.0
+# Values kept per store instance and process before they are all dropped.
+_KEPT_MAX = 50_000
 
 _SCHEMA = (
     # TEXT affinity makes counters come back from get() as JSON text, as on Redis.
@@ -50,10 +64,10 @@ _PUT = (
 )
 # The upsert only overwrites an expired row, so the row count says whether we stored.
 _ADD = _PUT + " WHERE entries.expires_at <= ?"
-_GET = "SELECT value FROM entries WHERE key = ? AND expires_at > ?"
+_GET = "SELECT value, expires_at FROM entries WHERE key = ? AND expires_at > ?"
 _REPLACE = "UPDATE entries SET value = ?, expires_at = ? WHERE key = ? AND expires_at > ?"
 # The keys come as one JSON array, so the statement is the same for any number.
-_GET_MANY = ("SELECT key, value FROM entries"
+_GET_MANY = ("SELECT key, value, expires_at FROM entries"
              " WHERE key IN (SELECT value FROM json_each(?)) AND expires_at > ?")
 _TAKE = "DELETE FROM entries WHERE key = ? RETURNING value, expires_at"
 _DELETE = "DELETE FROM entries WHERE key = ?"
@@ -103,11 +117,14 @@ class EmbeddedStore:
         self._next_purge = 0.0
         self._write_lock = threading.Lock()
         self._lock_file: tuple[int, int] | None = None  # (pid, fd)
+        self._changes: ChangeCounters | None = None
+        # key -> (its change count, read at (monotonic), JSON text or None, expires at)
+        self._kept: dict[str, tuple[int, float, str | None, float]] = {}
 
     def put(self, key: str, value: dict, ttl: int) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds, replacing any entry."""
         validate_ttl(ttl)
-        with self._writer() as conn:
+        with self._writer(key) as conn:
             now = time.time()
             conn.execute(_PUT, (self._prefix + key, _encode(value), now + ttl))
             self._maybe_purge(conn, now)
@@ -117,7 +134,7 @@ class EmbeddedStore:
         transaction."""
         for _key, _value, ttl in entries:
             validate_ttl(ttl)
-        with self._writer() as conn:
+        with self._writer(*(key for key, _value, _ttl in entries)) as conn:
             now = time.time()
             rows = [(self._prefix + key, _encode(value), now + ttl)
                     for key, value, ttl in entries]
@@ -136,7 +153,7 @@ class EmbeddedStore:
         validate_ttl(window)
         for _key, _value, ttl in entries:
             validate_ttl(ttl)
-        with self._writer() as conn:
+        with self._writer(counter, *(key for key, _value, _ttl in entries)) as conn:
             now = time.time()
             with _transaction(conn):
                 row = _first(conn.execute(_INCR, {"key": self._prefix + counter,
@@ -152,7 +169,7 @@ class EmbeddedStore:
     def add(self, key: str, value: dict, ttl: int) -> bool:
         """Store ``value`` for ``ttl`` seconds unless a live ``key`` exists; True if stored."""
         validate_ttl(ttl)
-        with self._writer() as conn:
+        with self._writer(key) as conn:
             now = time.time()
             params = (self._prefix + key, _encode(value), now + ttl, now)
             stored = conn.execute(_ADD, params).rowcount == 1
@@ -162,30 +179,55 @@ class EmbeddedStore:
     def replace(self, key: str, value: dict, ttl: int) -> bool:
         """Store ``value`` for ``ttl`` seconds if a live ``key`` exists; True if replaced."""
         validate_ttl(ttl)
-        with self._writer() as conn:
+        with self._writer(key) as conn:
             now = time.time()
             return conn.execute(_REPLACE, (_encode(value), now + ttl, self._prefix + key,
                                            now)).rowcount == 1
 
     def get(self, key: str) -> dict | None:
-        """The value under ``key``, or None if absent or expired."""
-        with self._connection() as conn:
-            row = _first(conn.execute(_GET, (self._prefix + key, time.time())))
-        return None if row is None else json.loads(row[0])
+        """The value under ``key``, or None if absent or expired; kept from
+        an earlier read while the key has not changed."""
+        return self._values([key])[0]
 
     def get_many(self, keys: Sequence[str]) -> list[dict | None]:
         """The values under ``keys`` in their order (None where absent or
-        expired), read by one statement."""
-        if not keys:
-            return []
+        expired): those kept from an earlier read while their keys have not
+        changed, the others read by one statement."""
+        return self._values(keys) if keys else []
+
+    def _values(self, keys: Sequence[str]) -> list[dict | None]:
         names = [self._prefix + key for key in keys]
-        with self._connection() as conn:
-            found = dict(conn.execute(_GET_MANY, (json.dumps(names), time.time())).fetchall())
-        return [None if name not in found else json.loads(found[name]) for name in names]
+        changes = self._counters()
+        # Each count before the read it stands for (idp.store.changes).
+        counts = [changes.read(changes.slot(name)) for name in names]
+        now, clock = time.time(), time.monotonic()
+        texts: dict[str, str | None] = {}
+        for name, count in zip(names, counts, strict=True):
+            kept = self._kept.get(name)
+            if (kept is not None and kept[0] == count and clock - kept[1] < _KEPT_SECONDS
+                    and now < kept[3]):
+                texts[name] = kept[2]
+        missing = [name for name in dict.fromkeys(names) if name not in texts]
+        if missing:
+            with self._connection() as conn:
+                if len(missing) == 1:
+                    rows = [(missing[0], *row) for row in
+                            conn.execute(_GET, (missing[0], now)).fetchall()]
+                else:
+                    rows = conn.execute(_GET_MANY, (json.dumps(missing), now)).fetchall()
+            found = {name: (text, expires_at) for name, text, expires_at in rows}
+            if len(self._kept) > _KEPT_MAX:
+                self._kept.clear()
+            for name, count in zip(names, counts, strict=True):
+                if name in missing and name not in texts:
+                    text, expires_at = found.get(name, (None, math.inf))
+                    texts[name] = text
+                    self._kept[name] = (count, clock, text, expires_at)
+        return [None if texts[name] is None else json.loads(texts[name]) for name in names]
 
     def take(self, key: str) -> dict | None:
         """Delete ``key`` and return its value; None if absent or expired."""
-        with self._writer() as conn:
+        with self._writer(key) as conn:
             now = time.time()
             row = _first(conn.execute(_TAKE, (self._prefix + key,)))
         # An expired row is deleted too, which saves the purge the work.
@@ -195,7 +237,7 @@ class EmbeddedStore:
 
     def delete(self, key: str) -> None:
         """Remove ``key`` if present."""
-        with self._writer() as conn:
+        with self._writer(key) as conn:
             conn.execute(_DELETE, (self._prefix + key,))
 
     def incr(self, key: str, ttl: int, amount: int = 1) -> int:
@@ -204,7 +246,7 @@ class EmbeddedStore:
         :returns: the new count; 1 means a new window was started.
         """
         validate_ttl(ttl)
-        with self._writer() as conn:
+        with self._writer(key) as conn:
             now = time.time()
             params = {"key": self._prefix + key, "expires_at": now + ttl, "now": now,
                       "amount": amount}
@@ -255,11 +297,26 @@ class EmbeddedStore:
             raise StoreError(f"embedded store {self._path!r}: {exc}") from exc
 
     @contextmanager
-    def _writer(self) -> Iterator[sqlite3.Connection]:
-        """This thread's connection, for a write: under the store's write
-        lock (:meth:`_writing`)."""
-        with self._writing(), self._connection() as conn:
-            yield conn
+    def _writer(self, *keys: str) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, for a write of ``keys``: under the
+        store's write lock (:meth:`_writing`), and counted as changed once
+        written (before the lock is given back)."""
+        changes = self._counters()
+        with self._writing():
+            try:
+                with self._connection() as conn:
+                    yield conn
+            finally:
+                changes.count(changes.slot(self._prefix + key) for key in keys)
+
+    def _counters(self) -> ChangeCounters:
+        changes = self._changes
+        if changes is None:
+            try:
+                changes = self._changes = ChangeCounters(self._path + ".changes")
+            except OSError as exc:
+                raise StoreError(f"embedded store {self._path!r}: {exc}") from exc
+        return changes
 
     @contextmanager
     def _writing(self) -> Iterator[None]:

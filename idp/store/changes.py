@@ -1,0 +1,63 @@
+"""Change counters of the embedded store's keys, shared by the processes of
+one machine through a memory-mapped file, so that a process may keep what
+it read and read it again only once the key has changed.
+
+Each key falls in one of :data:`SLOTS` slots (CRC-32 of the key, the same
+in every process); every write of a key adds one to its slot once the
+write has committed, while it still holds the store's write lock (so no
+two writers count at once), and a reader takes the slot's count *before*
+it reads the key. A value kept with the count read before it was read is
+current as long as the slot still holds that count: a write that
+committed after the read has counted by the time it returns. Keys sharing
+a slot only cost each other extra reads.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import zlib
+from collections.abc import Iterable
+
+#: Slots in the file; 8 bytes each.
+SLOTS = 65536
+_COUNT = struct.Struct("<Q")
+
+
+class ChangeCounters:
+    """The counters kept in the file ``path`` (created, zero-filled, at the
+    first use; owner-only).
+
+    :raises OSError: the file cannot be created or mapped.
+    """
+
+    def __init__(self, path: str) -> None:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < SLOTS * _COUNT.size:
+                # Extending with ftruncate reads as zeros, and never shrinks a
+                # file another process has sized already.
+                os.ftruncate(fd, SLOTS * _COUNT.size)
+            # MAP_SHARED: every process mapping the file sees each count at once.
+            self._map = mmap.mmap(fd, SLOTS * _COUNT.size, mmap.MAP_SHARED,
+                                  mmap.PROT_READ | mmap.PROT_WRITE)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def slot(key: str) -> int:
+        """The slot of ``key`` (the store's full key, prefix included)."""
+        return zlib.crc32(key.encode()) % SLOTS
+
+    def read(self, slot: int) -> int:
+        """The count of ``slot``."""
+        return _COUNT.unpack_from(self._map, slot * _COUNT.size)[0]
+
+    def count(self, slots: Iterable[int]) -> None:
+        """Add one to each of ``slots`` (once each). Call it only while
+        holding the store's write lock, after the write has committed."""
+        for slot in set(slots):
+            offset = slot * _COUNT.size
+            _COUNT.pack_into(self._map, offset, (_COUNT.unpack_from(self._map, offset)[0] + 1)
+                             % (1 << 64))

@@ -1,0 +1,105 @@
+"""The embedded store keeps what a process read and reads a key again only
+once it has changed (:mod:`idp.store.changes`): a change by any process,
+committed before its call returned, is seen by the next read anywhere."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+import pytest
+
+from idp.store import StoreError
+from idp.store.changes import SLOTS, ChangeCounters
+from idp.store.embedded import EmbeddedStore
+
+
+@pytest.fixture
+def path(tmp_path) -> str:
+    return str(tmp_path / "store.sqlite3")
+
+
+def _unreadable(store: EmbeddedStore, monkeypatch) -> None:
+    """Any query from now on fails: what is answered comes from what was kept."""
+    def refuse():
+        raise AssertionError("the store was queried")
+    monkeypatch.setattr(store, "_connection", refuse)
+
+
+def test_an_unchanged_key_is_answered_without_a_query(path, monkeypatch):
+    store = EmbeddedStore(path)
+    store.put("generation", {"g": 1}, 60)
+    assert store.get_many(["generation", "absent"]) == [{"g": 1}, None]
+    _unreadable(store, monkeypatch)
+    assert store.get("generation") == {"g": 1} and store.get("absent") is None
+    assert store.get_many(["absent", "generation", "absent"]) == [None, {"g": 1}, None]
+    first = store.get("generation")
+    first["g"] = 2  # a caller's copy: what is kept does not change
+    assert store.get("generation") == {"g": 1}
+
+
+def test_a_change_by_another_instance_is_seen_at_the_next_read(path):
+    reader, writer = EmbeddedStore(path), EmbeddedStore(path)
+    assert reader.get_many(["k", "marker"]) == [None, None]
+    writer.put("k", {"v": 1}, 60)
+    assert reader.get("k") == {"v": 1}
+    writer.put_many([("k", {"v": 2}, 60), ("marker", {"revoked": True}, 60)])
+    assert reader.get_many(["k", "marker"]) == [{"v": 2}, {"revoked": True}]
+    assert writer.replace("k", {"v": 3}, 60) and reader.get("k") == {"v": 3}
+    assert writer.take("k") == {"v": 3} and reader.get("k") is None
+    assert writer.add("k", {"v": 4}, 60) and reader.get("k") == {"v": 4}
+    writer.delete("k")
+    assert reader.get("k") is None
+    writer.incr("n", 60)
+    assert reader.counter("n") == 1
+    writer.incr("n", 60)
+    assert reader.counter("n") == 2
+    assert writer.put_many_counted("n", 60, 10, [("code", {"c": 1}, 60)]) == 3
+    assert reader.get_many(["n", "code"]) == [3, {"c": 1}]
+
+
+def _write(path: str) -> None:
+    EmbeddedStore(path).put("k", {"from": "child"}, 60)
+
+
+def test_a_change_by_another_process_is_seen_at_the_next_read(path):
+    store = EmbeddedStore(path)
+    assert store.get("k") is None
+    child = multiprocessing.get_context("spawn").Process(target=_write, args=(path,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert store.get("k") == {"from": "child"}
+
+
+def test_a_kept_value_still_expires(path):
+    store = EmbeddedStore(path)
+    store.put("short", {"v": 1}, 1)
+    assert store.get("short") == {"v": 1}
+    time.sleep(1.1)
+    assert store.get("short") is None
+
+
+def test_a_kept_value_is_read_again_after_a_second(path, monkeypatch):
+    """The bound on a stale read when a writer died between its commit and
+    its count: the value is read again within a second anyway."""
+    store = EmbeddedStore(path)
+    store.put("k", {"v": 1}, 60)
+    assert store.get("k") == {"v": 1}
+    store._kept["k"] = (store._kept["k"][0], time.monotonic() - 1.5, '{"v": "stale"}', 1e18)
+    assert store.get("k") == {"v": 1}
+
+
+def test_counters_are_shared_through_the_file(path):
+    one, two = ChangeCounters(path + ".changes"), ChangeCounters(path + ".changes")
+    slot = one.slot("idp:clients:generation")
+    assert 0 <= slot < SLOTS and slot == two.slot("idp:clients:generation")
+    before = two.read(slot)
+    one.count([slot, slot])  # once per call, however often a slot is named
+    assert two.read(slot) == before + 1
+
+
+def test_a_counter_file_that_cannot_be_made_is_a_store_error(tmp_path):
+    store = EmbeddedStore(str(tmp_path / "missing-dir" / "store.sqlite3"))
+    with pytest.raises(StoreError):
+        store.get("k")
