@@ -48,11 +48,25 @@ import urllib.request
 from pathlib import Path
 
 
+def _bridged(app):
+    """``app`` behind the provider's bridge, with ``FLOOR_THREADS`` threads."""
+    from idp.rsgi_bridge import WsgiBridge
+
+    return WsgiBridge(app, threads=int(os.environ["FLOOR_THREADS"]), request_timeout=10.0)
+
+
+def _token_answer(start_response, body: bytes) -> list[bytes]:
+    """A token endpoint's 200 answer (RFC 6749 §5.1) of the JSON ``body``."""
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Cache-Control", "no-store"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def bare_flask():
     """granian factory: a bare Flask app behind the provider's bridge."""
     from flask import Flask, jsonify
 
-    from idp.rsgi_bridge import WsgiBridge
 
     app = Flask("bare")
 
@@ -60,12 +74,11 @@ def bare_flask():
     def userinfo():
         return jsonify({"error": "invalid_token"}), 401
 
-    return WsgiBridge(app, threads=int(os.environ["FLOOR_THREADS"]), request_timeout=10.0)
+    return _bridged(app)
 
 
 def bare_wsgi():
     """granian factory: a WSGI function behind the provider's bridge."""
-    from idp.rsgi_bridge import WsgiBridge
 
     body = b'{"error":"invalid_token"}'
 
@@ -74,7 +87,7 @@ def bare_wsgi():
                                             ("Content-Length", str(len(body)))])
         return [body]
 
-    return WsgiBridge(app, threads=int(os.environ["FLOOR_THREADS"]), request_timeout=10.0)
+    return _bridged(app)
 
 
 def wsgi_es256():
@@ -85,7 +98,6 @@ def wsgi_es256():
     from joserfc import jwt
     from joserfc.jwk import ECKey
 
-    from idp.rsgi_bridge import WsgiBridge
 
     key = ECKey.generate_key("P-256", private=True)
 
@@ -97,12 +109,9 @@ def wsgi_es256():
             "jti": secrets.token_urlsafe(16)}, key)
         body = json.dumps({"access_token": token, "token_type": "Bearer",
                            "expires_in": 300, "scope": "api"}).encode()
-        start_response("200 OK", [("Content-Type", "application/json"),
-                                  ("Cache-Control", "no-store"),
-                                  ("Content-Length", str(len(body)))])
-        return [body]
+        return _token_answer(start_response, body)
 
-    return WsgiBridge(app, threads=int(os.environ["FLOOR_THREADS"]), request_timeout=10.0)
+    return _bridged(app)
 
 
 def _rotation_table():
@@ -138,7 +147,6 @@ def _rotation_app(url: str):
     from sqlalchemy import bindparam, create_engine, event, insert, select, update
 
     from idp.db.writer_queue import WriterQueue
-    from idp.rsgi_bridge import WsgiBridge
 
     tokens = _rotation_table()
     if url.startswith("sqlite"):
@@ -177,12 +185,9 @@ def _rotation_app(url: str):
         body = json.dumps({"access_token": signed[0], "id_token": signed[1],
                            "refresh_token": successor, "token_type": "Bearer",
                            "expires_in": 300}).encode()
-        start_response("200 OK", [("Content-Type", "application/json"),
-                                  ("Cache-Control", "no-store"),
-                                  ("Content-Length", str(len(body)))])
-        return [body]
+        return _token_answer(start_response, body)
 
-    return WsgiBridge(app, threads=int(os.environ["FLOOR_THREADS"]), request_timeout=10.0)
+    return _bridged(app)
 
 
 def wsgi_rotation():

@@ -233,9 +233,8 @@ class ClientCache:
         #: Whether the store can push the generation (checked once: a
         #: Protocol's isinstance costs tens of microseconds).
         self._broadcasting = isinstance(store, Broadcasting)
-        #: True while the store pushes every new generation to this process,
-        #: and until when (``time.monotonic()``) it has confirmed so.
-        self._pushed = False
+        #: Until when (``time.monotonic()``) the store has confirmed that it
+        #: pushes every new generation to this process (0 while it does not).
         self._confirmed_until = 0.0
         #: The process that watches the generation (a fork watches anew).
         self._watcher_pid: int | None = None
@@ -314,9 +313,9 @@ class ClientCache:
 
     def watching(self, value: dict | None) -> None:
         """The store pushes the generation from now on; ``value`` is the
-        one it holds (:class:`~idp.store.base.Watcher`)."""
+        one it holds (:class:`~idp.store.base.Watcher`); it is relied on
+        once :meth:`confirmed`."""
         self._compare(value)
-        self._pushed = True
 
     def published(self, value: dict) -> None:
         """Another generation was published (:class:`~idp.store.base.Watcher`)."""
@@ -330,7 +329,6 @@ class ClientCache:
     def lost(self) -> None:
         """The store no longer pushes: requests read the generation again
         (:class:`~idp.store.base.Watcher`)."""
-        self._pushed = False
         self._confirmed_until = 0.0
 
     def unchecked_generation_key(self) -> str | None:
@@ -383,9 +381,9 @@ class ClientCache:
             with self._lock:
                 if self._watcher_pid != os.getpid():
                     self._watcher_pid = os.getpid()
-                    self._pushed, self._confirmed_until = False, 0.0
+                    self._confirmed_until = 0.0
                     self._store.watch(GENERATION_KEY, self)
-        return self._pushed and time.monotonic() < self._confirmed_until
+        return time.monotonic() < self._confirmed_until
 
     def _compare(self, value: dict | None) -> str | None:
         generation = value.get("generation") if isinstance(value, dict) else None

@@ -199,15 +199,15 @@ class EmbeddedStore:
         names = [self._prefix + key for key in keys]
         changes = self._counters()
         # Each count before the read it stands for (idp.store.changes).
-        counts = [changes.read(changes.slot(name)) for name in names]
+        counts = {name: changes.read(changes.slot(name)) for name in names}
         now, clock = time.time(), time.monotonic()
         texts: dict[str, str | None] = {}
-        for name, count in zip(names, counts, strict=True):
+        for name, count in counts.items():
             kept = self._kept.get(name)
             if (kept is not None and kept[0] == count and clock - kept[1] < _KEPT_SECONDS
                     and now < kept[3]):
                 texts[name] = kept[2]
-        missing = [name for name in dict.fromkeys(names) if name not in texts]
+        missing = [name for name in counts if name not in texts]
         if missing:
             with self._connection() as conn:
                 if len(missing) == 1:
@@ -218,11 +218,10 @@ class EmbeddedStore:
             found = {name: (text, expires_at) for name, text, expires_at in rows}
             if len(self._kept) > _KEPT_MAX:
                 self._kept.clear()
-            for name, count in zip(names, counts, strict=True):
-                if name in missing and name not in texts:
-                    text, expires_at = found.get(name, (None, math.inf))
-                    texts[name] = text
-                    self._kept[name] = (count, clock, text, expires_at)
+            for name in missing:
+                text, expires_at = found.get(name, (None, math.inf))
+                texts[name] = text
+                self._kept[name] = (counts[name], clock, text, expires_at)
         return [None if texts[name] is None else json.loads(texts[name]) for name in names]
 
     def take(self, key: str) -> dict | None:

@@ -249,8 +249,6 @@ class RedisStore:
                                 "%s", key, pause, exc)
                     self._closed.wait(pause)
                     pause = min(pause * 2, _POLL)
-                else:
-                    pause = 0.05
                 finally:
                     conn.disconnect()
         finally:
