@@ -20,6 +20,12 @@ through :class:`idp.rsgi_bridge.WsgiBridge`):
   COMMIT (SQLAlchemy Core, the provider's engine settings: WAL and its
   writer queue on SQLite, pre-ping on PostgreSQL), then two ES256
   signatures (access and ID token): the floor of the refresh row;
+- ``wsgi-hop``, and ``wsgi-hop-redis`` with ``--redis URL``: the same
+  function doing what any SSO hop must, with the provider's own store
+  (embedded, or Redis): the session and the clients' generation read in one
+  call, a new code stored with its per-session count in one call (the
+  store's ``put_many_counted``), and a 302 to the redirect URI with the
+  code: the floor of the SSO hop row;
 - ``provider-floor``: the provider itself (``idp serve`` on a fresh
   embedded instance) answering ``GET /userinfo`` without a token: every
   request hook, no token work (a 401 with its JSON body);
@@ -29,7 +35,7 @@ requests per second and the wrk latency percentiles. Needs ``wrk``.
 
 Example::
 
-    python bench/floor.py --duration 5 --threads 8
+    python bench/floor.py --duration 5 --threads 8 --redis redis://127.0.0.1:6379/14
 """
 
 from __future__ import annotations
@@ -190,9 +196,57 @@ def _rotation_app(url: str):
     return _bridged(app)
 
 
+def wsgi_hop():
+    """granian factory: an SSO hop's store work a request, in the embedded
+    store at ``FLOOR_STORE`` or, when it is a ``redis://`` URL, in Redis."""
+    import hashlib
+    import secrets
+    from urllib.parse import urlencode
+
+    from idp.store.embedded import EmbeddedStore
+    from idp.store.redis import RedisStore
+
+    where = os.environ["FLOOR_STORE"]
+    store = (RedisStore(where, f"floor:{os.getpid()}:") if where.startswith("redis")
+             else EmbeddedStore(where))
+    session = secrets.token_urlsafe(32)
+    now = int(time.time())
+    store.put(f"session:{session}", {"account_id": 1, "auth_time": now, "acr": "loa2",
+                                     "amr": ["pwd"], "sid": secrets.token_urlsafe(16)}, 3600)
+    store.put("clients:generation", {"generation": secrets.token_hex(8)}, 3600)
+
+    def app(environ, start_response):
+        store.get_many([f"session:{session}", "clients:generation"])
+        code = secrets.token_urlsafe(32)
+        grant = {"client_id": "floor-client", "account_id": 1, "scope": "openid profile",
+                 "redirect_uri": "http://127.0.0.1:9/cb", "nonce": secrets.token_urlsafe(16),
+                 "code_challenge": secrets.token_urlsafe(32), "code_challenge_method": "S256",
+                 "auth_time": now, "acr": "loa2", "amr": ["pwd"]}
+        store.put_many_counted(f"codes:{session}", 60, 1 << 40,
+                               [(f"code:{hashlib.sha256(code.encode()).hexdigest()}", grant, 60)])
+        location = "http://127.0.0.1:9/cb?" + urlencode(
+            {"code": code, "state": "floor", "iss": "http://127.0.0.1"})
+        start_response("302 Found", [("Location", location), ("Cache-Control", "no-store"),
+                                     ("Content-Length", "0")])
+        return [b""]
+
+    return _bridged(app)
+
+
 def wsgi_rotation():
     """granian factory: a durable rotation a request in SQLite (``FLOOR_DATABASE``)."""
     return _rotation_app(os.environ["FLOOR_DATABASE"])
+
+
+def _forget(url: str) -> None:
+    """Delete the hop floor's keys (``floor:*``) from the Redis at ``url``."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match="floor:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
 
 
 def _port() -> int:
@@ -244,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg", metavar="URL",
                         help="a PostgreSQL database (SQLAlchemy URL) for wsgi-rotation-pg; "
                              "it gets a table floor_tokens")
+    parser.add_argument("--redis", metavar="URL",
+                        help="a Redis database for wsgi-hop-redis; its keys are under floor:")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install -y wrk)")
@@ -256,9 +312,12 @@ def main(argv: list[str] | None = None) -> int:
     floors = [("bare-flask", "bare_flask", {}), ("bare-wsgi", "bare_wsgi", {}),
               ("wsgi-es256", "wsgi_es256", {}),
               ("wsgi-rotation", "wsgi_rotation",
-               {"FLOOR_DATABASE": f"sqlite:///{scratch}/floor.sqlite3"})]
+               {"FLOOR_DATABASE": f"sqlite:///{scratch}/floor.sqlite3"}),
+              ("wsgi-hop", "wsgi_hop", {"FLOOR_STORE": f"{scratch}/store.sqlite3"})]
     if args.pg:
         floors.append(("wsgi-rotation-pg", "wsgi_rotation", {"FLOOR_DATABASE": args.pg}))
+    if args.redis:
+        floors.append(("wsgi-hop-redis", "wsgi_hop", {"FLOOR_STORE": args.redis}))
     try:
         for label, factory, extra in floors:
             if "FLOOR_DATABASE" in extra:
@@ -273,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.pg:
             _rotation_schema(args.pg, create=False)
+        if args.redis:
+            _forget(args.redis)
         shutil.rmtree(scratch, ignore_errors=True)
 
     port = _port()

@@ -45,8 +45,13 @@ _PURGE_INTERVAL_SECONDS = 60.0
 # stays put: the bound on a stale read after a writer died between its
 # commit and its count (killed at that instant).
 _KEPT_SECONDS = 1.0
-# Values kept per store instance and process before they are all dropped.
+# Values kept per store instance and process, and the characters of their
+# JSON text, before they are all dropped; a value longer than _KEPT_LONGEST is not kept
+# at all. Together they bound the memory a client can make a worker spend
+# on kept values by having it read many (or large) entries.
 _KEPT_MAX = 50_000
+_KEPT_MAX_CHARACTERS = 16 * 1024 * 1024
+_KEPT_LONGEST = 8 * 1024
 
 _SCHEMA = (
     # TEXT affinity makes counters come back from get() as JSON text, as on Redis.
@@ -120,6 +125,9 @@ class EmbeddedStore:
         self._changes: ChangeCounters | None = None
         # key -> (its change count, read at (monotonic), JSON text or None, expires at)
         self._kept: dict[str, tuple[int, float, str | None, float]] = {}
+        # Characters of the texts in _kept; threads add without a lock, so it is
+        # approximate, and exact again each time _kept is emptied.
+        self._kept_characters = 0
 
     def put(self, key: str, value: dict, ttl: int) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds, replacing any entry."""
@@ -216,13 +224,22 @@ class EmbeddedStore:
                 else:
                     rows = conn.execute(_GET_MANY, (json.dumps(missing), now)).fetchall()
             found = {name: (text, expires_at) for name, text, expires_at in rows}
-            if len(self._kept) > _KEPT_MAX:
-                self._kept.clear()
             for name in missing:
                 text, expires_at = found.get(name, (None, math.inf))
                 texts[name] = text
-                self._kept[name] = (counts[name], clock, text, expires_at)
+                self._keep(name, (counts[name], clock, text, expires_at))
         return [None if texts[name] is None else json.loads(texts[name]) for name in names]
+
+    def _keep(self, name: str, kept: tuple[int, float, str | None, float]) -> None:
+        size = len(kept[2] or "")
+        if size > _KEPT_LONGEST:
+            return
+        if len(self._kept) >= _KEPT_MAX or self._kept_characters + size > _KEPT_MAX_CHARACTERS:
+            self._kept.clear()
+            self._kept_characters = 0
+        before = self._kept.get(name)
+        self._kept[name] = kept
+        self._kept_characters += size - (len(before[2] or "") if before is not None else 0)
 
     def take(self, key: str) -> dict | None:
         """Delete ``key`` and return its value; None if absent or expired."""

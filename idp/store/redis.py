@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 
 #: Lifetime of a publication's count of watchers told, seconds.
 _TOLD_TTL = 60
+#: First wait before subscribing again after a failure, seconds; it doubles
+#: with each failure in a row, up to :data:`_POLL`.
+_RETRY_FIRST = 0.05
 #: Longest wait before subscribing again after a failure, seconds.
 _POLL = 1.0
 #: Seconds between two PINGs on a subscription (each proves it live).
@@ -225,7 +228,8 @@ class RedisStore:
         :data:`_TRUST` seconds (:meth:`~idp.store.base.Watcher.confirmed`);
         a connection that fails, or leaves a PING unanswered for
         :data:`_GIVE_UP` seconds, is dropped (``lost``) and subscribed anew
-        with back-off up to :data:`_POLL` seconds apart."""
+        with back-off up to :data:`_POLL` seconds apart, starting again
+        from :data:`_RETRY_FIRST` once a subscription came up."""
         threading.Thread(target=self._watch, args=(key, weakref.ref(watcher)),
                          name=f"idp-watch-{key}", daemon=True).start()
 
@@ -237,14 +241,17 @@ class RedisStore:
         # RESP2: its subscribed replies are plain arrays (RESP3 sends them
         # as push messages, which the connection hands to a push handler).
         connections = redis.ConnectionPool.from_url(self._url, socket_keepalive=True, protocol=2)
-        pause = 0.05
+        pause = _RETRY_FIRST
         try:
             while not self._closed.is_set() and watcher() is not None:
                 conn = connections.make_connection()
+                subscribed: list[bool] = []
                 try:
-                    self._listen(conn, key, watcher)
+                    self._listen(conn, key, watcher, subscribed)
                 except Exception as exc:  # any fault ends this subscription, not the thread
                     _lose(watcher)
+                    if subscribed:  # failures in a row only grow the wait
+                        pause = _RETRY_FIRST
                     log.warning("watching %s in the store failed, subscribing again in %.2f s: "
                                 "%s", key, pause, exc)
                     self._closed.wait(pause)
@@ -255,9 +262,11 @@ class RedisStore:
             _lose(watcher)
             connections.disconnect()
 
-    def _listen(self, conn: redis.Connection, key: str, watcher: weakref.ref[Watcher]) -> None:
+    def _listen(self, conn: redis.Connection, key: str, watcher: weakref.ref[Watcher],
+                subscribed: list[bool]) -> None:
         """Subscribe on ``conn`` and tell ``watcher`` until the store is
-        closed or the watcher collected; raises when the subscription fails."""
+        closed or the watcher collected (appending to ``subscribed`` once
+        Redis confirmed the subscription); raises when the subscription fails."""
         conn.connect()
         conn.send_command("SUBSCRIBE", self._prefix + key)
         pinged: float | None = None  # when the unanswered PING was sent
@@ -279,6 +288,7 @@ class RedisStore:
                 return
             kind = reply[0]
             if kind == b"subscribe":
+                subscribed.append(True)
                 target.watching(self.get(key))
             elif kind == b"message":
                 told = json.loads(reply[2])

@@ -153,6 +153,29 @@ def test_a_malformed_message_restarts_the_subscription(stores, prefix):
     _until(lambda: watcher.events[-2:] == ["lost", "watching"])
 
 
+class RecordingEvent(threading.Event):
+    """The store's closing event, keeping each wait's timeout: the pauses
+    between subscriptions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout)
+        return super().wait(timeout)
+
+
+def test_the_back_off_starts_anew_after_a_subscription_that_came_up(stores, prefix):
+    closed = stores[1]._closed = RecordingEvent()
+    watcher = _watching(stores[1], Recorder())
+    with closing(redis.Redis.from_url(REDIS_URL)) as admin:
+        for drops in range(1, 4):
+            admin.publish(prefix + KEY, "not json")
+            _until(lambda drops=drops: watcher.events.count("watching") == drops + 1)
+    assert closed.waits == [redis_store._RETRY_FIRST] * 3
+
+
 def _watch_threads() -> set[threading.Thread]:
     return {thread for thread in threading.enumerate() if thread.name == f"idp-watch-{KEY}"}
 

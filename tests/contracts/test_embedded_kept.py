@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from pathlib import Path
 
 import pytest
 
 from idp.store import StoreError
+from idp.store import embedded as embedded_store
 from idp.store.changes import SLOTS, ChangeCounters
 from idp.store.embedded import EmbeddedStore
 
@@ -103,3 +105,52 @@ def test_a_counter_file_that_cannot_be_made_is_a_store_error(tmp_path):
     store = EmbeddedStore(str(tmp_path / "missing-dir" / "store.sqlite3"))
     with pytest.raises(StoreError):
         store.get("k")
+
+
+def test_a_long_value_is_not_kept(path, monkeypatch):
+    store = EmbeddedStore(path)
+    store.put("long", {"v": "x" * embedded_store._KEPT_LONGEST}, 60)
+    assert store.get("long")["v"].startswith("x")
+    _unreadable(store, monkeypatch)
+    with pytest.raises(AssertionError, match="queried"):
+        store.get("long")
+
+
+def test_what_is_kept_is_bounded_in_characters(path, monkeypatch):
+    monkeypatch.setattr(embedded_store, "_KEPT_MAX_CHARACTERS", 1000)
+    store = EmbeddedStore(path)
+    for n in range(40):  # about 2,000 characters of values, read once each
+        store.put(f"k{n}", {"v": "y" * 40}, 60)
+        store.get(f"k{n}")
+        assert store._kept_characters <= 1000
+        assert store._kept_characters == sum(len(kept[2] or "") for kept in store._kept.values())
+    assert 0 < len(store._kept) < 40
+
+
+def _slots_of(path: str, queue) -> None:
+    counters = ChangeCounters(path)
+    queue.put([counters.slot(f"idp:key:{n}") for n in range(32)])
+
+
+def test_processes_starting_together_agree_on_the_slots(tmp_path):
+    path = str(tmp_path / "fresh.changes")
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    workers = [context.Process(target=_slots_of, args=(path, queue)) for _ in range(6)]
+    for worker in workers:
+        worker.start()
+    answers = [queue.get(timeout=30) for _ in workers]
+    for worker in workers:
+        worker.join(30)
+    assert all(answer == answers[0] for answer in answers)
+
+
+def test_slots_are_keyed_per_file_so_clients_cannot_aim_at_one(tmp_path):
+    keys = [f"idp:key:{n}" for n in range(32)]
+    one = ChangeCounters(str(tmp_path / "one.changes"))
+    two = ChangeCounters(str(tmp_path / "two.changes"))
+    assert [one.slot(key) for key in keys] != [two.slot(key) for key in keys]
+    # The key is in the file, not public: it is random and stays put.
+    assert Path(tmp_path / "one.changes").read_bytes()[-16:] != bytes(16)
+    assert [ChangeCounters(str(tmp_path / "one.changes")).slot(key) for key in keys] == \
+        [one.slot(key) for key in keys]
