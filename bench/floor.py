@@ -41,6 +41,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import re
 import shutil
@@ -50,7 +51,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+import urllib.parse
 from pathlib import Path
 
 
@@ -256,15 +257,20 @@ def _port() -> int:
 
 
 def _wait(url: str, seconds: float = 30) -> None:
+    """Wait until anything answers at ``url`` (a redirect is not followed:
+    the hop floor's points at a port nobody listens on)."""
+    parts = urllib.parse.urlsplit(url)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=1)
         try:
-            urllib.request.urlopen(url, timeout=1)  # noqa: S310 -- a 127.0.0.1 URL we built
-            return
-        except urllib.error.HTTPError:
+            connection.request("GET", parts.path)
+            connection.getresponse().read()
             return
         except OSError:
             time.sleep(0.2)
+        finally:
+            connection.close()
     raise SystemExit(f"nothing answers at {url}")
 
 

@@ -133,6 +133,8 @@ def _validate(settings: dict) -> None:
                           ("passwords", "min_length"), ("session", "reauth_ttl")):
         if settings[section][name] < 1:
             raise ConfigError(f"setting {section}.{name} must be at least 1")
+    if settings["server"]["protocol_threads"] < 0:
+        raise ConfigError("setting server.protocol_threads must not be negative")
     if not 0 <= settings["passwords"]["min_guesses_log10"] <= 20:
         raise ConfigError("setting passwords.min_guesses_log10 must be between 0 and 20")
     if settings["session"]["reauth_hold_after_sms_reset"] < 0:

@@ -110,6 +110,16 @@ class WsgiBridge:
 
     :param wsgi_app: the WSGI application (the provider's Flask app).
     :param threads: threads per worker that run it.
+    :param protocol_threads: threads per worker of a second pool that runs
+        the requests to ``protocol_paths`` (0: no second pool).
+    :param protocol_paths: the paths whose requests never wait on anything
+        but the CPU, the store and the database (the protocol endpoints
+        the provider answers before Flask). Every thread ready to run takes
+        its turn at the interpreter lock, so more threads than cores make
+        a thread that holds a store or database write lock wait for its
+        turn, and every writer of every worker waits behind it: a few
+        threads serve these paths faster, while the many of the first pool
+        wait on the gateway (registries, SMS) for the rest.
     :param request_timeout: seconds a client has to send the body once the
         head has arrived.
     :param quick: a function answering, from an environ, what needs no I/O
@@ -120,23 +130,31 @@ class WsgiBridge:
     """
 
     def __init__(self, wsgi_app: WSGIApp, *, threads: int, request_timeout: float,
+                 protocol_threads: int = 0, protocol_paths: frozenset[str] = frozenset(),
                  quick: Callable[[dict[str, Any]], Answer | None] | None = None,
                  on_stop: Callable[[], None] | None = None) -> None:
         self._app = wsgi_app
         self._threads = threads
+        self._protocol_threads = protocol_threads
+        self._protocol_paths = protocol_paths if protocol_threads else frozenset()
         self._timeout = request_timeout
         self._quick = quick
         self._on_stop = on_stop
         self._pool: ThreadPoolExecutor | None = None
+        self._protocol_pool: ThreadPoolExecutor | None = None
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         """granian: the worker starts (after the fork)."""
         self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="idp-request")
+        if self._protocol_paths:
+            self._protocol_pool = ThreadPoolExecutor(self._protocol_threads,
+                                                     thread_name_prefix="idp-protocol")
 
     def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
         """granian: the worker stops; requests in threads finish first."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+        for pool in (self._pool, self._protocol_pool):
+            if pool is not None:
+                pool.shutdown(wait=True)
         if self._on_stop is not None:
             try:
                 self._on_stop()
@@ -169,8 +187,8 @@ class WsgiBridge:
         environ = self._environ(scope, body)
         answer = self._quick(environ) if self._quick is not None else None
         if answer is None:
-            loop = asyncio.get_running_loop()
-            answer = await loop.run_in_executor(self._pool, self._call, environ)
+            pool = self._protocol_pool if scope.path in self._protocol_paths else self._pool
+            answer = await asyncio.get_running_loop().run_in_executor(pool, self._call, environ)
         protocol.response_bytes(*answer)
 
     @staticmethod
@@ -257,13 +275,19 @@ class WsgiBridge:
 def create_bridge() -> WsgiBridge:
     """granian's factory (``idp serve``), run in each worker: the provider
     from its settings (``IDP_*``, config files), served with
-    ``server.threads`` threads and ``server.request_timeout``; the audit
-    events still queued are written when the worker stops."""
+    ``server.threads`` threads, ``server.protocol_threads`` threads for the
+    endpoints answered before Flask, and ``server.request_timeout``; the
+    audit events still queued are written when the worker stops."""
     from idp import create_app
+    from idp.oidc.hop import AUTHORIZATION_PATH
+    from idp.oidc.lanes import INTROSPECTION_PATH, TOKEN_PATH, USERINFO_PATH
 
     app = create_app()
     server = app.extensions["idp"].settings["server"]
     return WsgiBridge(app, threads=server["threads"],
+                      protocol_threads=server["protocol_threads"],
+                      protocol_paths=frozenset({AUTHORIZATION_PATH, TOKEN_PATH, USERINFO_PATH,
+                                                INTROSPECTION_PATH}),
                       request_timeout=float(server["request_timeout"]),
                       quick=app.extensions["idp.public_documents"].answer,
                       on_stop=app.extensions["idp"].audit.flush)

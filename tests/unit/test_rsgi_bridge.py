@@ -5,6 +5,7 @@ behaviour is tested against a running ``idp serve`` (test_serve.py)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import dataclass, field
 
 import pytest
@@ -233,3 +234,49 @@ def test_cookie_fields_are_one_cookie_list():
     _serve(app, Scope(Headers([("cookie", "a=1"), ("cookie", "idp_sso=x")]), method="GET"),
            Protocol([]))
     assert seen["HTTP_COOKIE"] == "a=1; idp_sso=x"
+
+
+def test_protocol_paths_run_on_their_own_pool():
+    """``server.protocol_threads``: the protocol endpoints' requests run on
+    a pool of their own (a few threads keep writers from waiting behind
+    the interpreter lock); every other path on the main pool."""
+
+    ran_on = {}
+
+    def app(environ, start_response):
+        ran_on[environ["PATH_INFO"]] = threading.current_thread().name
+        start_response("200 OK", [])
+        return [b""]
+
+    bridge = WsgiBridge(app, threads=1, request_timeout=5, protocol_threads=1,
+                        protocol_paths=frozenset({"/token"}))
+    bridge.__rsgi_init__(None)
+    try:
+        for path in ("/token", "/login", "/token/"):
+            asyncio.run(bridge.__rsgi__(Scope(Headers([]), method="GET", path=path,
+                                              query_string=""), Protocol([])))
+    finally:
+        bridge.__rsgi_del__(None)
+    assert ran_on["/token"].startswith("idp-protocol")
+    assert ran_on["/login"].startswith("idp-request")
+    assert ran_on["/token/"].startswith("idp-request")
+
+
+def test_without_protocol_threads_every_path_runs_on_the_main_pool():
+
+    names = []
+
+    def app(environ, start_response):
+        names.append(threading.current_thread().name)
+        start_response("200 OK", [])
+        return [b""]
+
+    bridge = WsgiBridge(app, threads=1, request_timeout=5, protocol_threads=0,
+                        protocol_paths=frozenset({"/token"}))
+    bridge.__rsgi_init__(None)
+    try:
+        asyncio.run(bridge.__rsgi__(Scope(Headers([]), method="GET", path="/token",
+                                          query_string=""), Protocol([])))
+    finally:
+        bridge.__rsgi_del__(None)
+    assert names[0].startswith("idp-request")

@@ -206,6 +206,7 @@ def test_config_file_errors_are_config_errors(tmp_path):
     ({"tokens": {"authorization_code_ttl": 3600}}, "authorization_code_ttl"),
     ({"keys": {"retired_key_publish_seconds": 10}}, "retired_key_publish_seconds"),
     ({"server": {"workers": 0}}, "workers"),
+    ({"server": {"protocol_threads": -1}}, "protocol_threads"),
     ({"trusted_proxies": -1}, "trusted_proxies"),
 ])
 def test_settings_ranges(tmp_path, override, message):
