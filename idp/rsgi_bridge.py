@@ -111,15 +111,17 @@ class WsgiBridge:
     :param wsgi_app: the WSGI application (the provider's Flask app).
     :param threads: threads per worker that run it.
     :param protocol_threads: threads per worker of a second pool that runs
-        the requests to ``protocol_paths`` (0: no second pool).
-    :param protocol_paths: the paths whose requests never wait on anything
-        but the CPU, the store and the database (the protocol endpoints
-        the provider answers before Flask). Every thread ready to run takes
-        its turn at the interpreter lock, so more threads than cores make
-        a thread that holds a store or database write lock wait for its
-        turn, and every writer of every worker waits behind it: a few
-        threads serve these paths faster, while the many of the first pool
-        wait on the gateway (registries, SMS) for the rest.
+        the requests ``protocol`` picks (0: no second pool).
+    :param protocol: tells from a request's environ (its body read whole)
+        whether it runs on the second pool: the requests that never wait
+        on anything but the CPU, the store and the database, and gain
+        nothing from waiting together (:func:`idp.oidc.lanes.on_protocol_threads`).
+        Every thread ready to run takes its turn at the interpreter lock,
+        so more threads than cores make a thread that holds a store or
+        database write lock wait for its turn, and every writer of every
+        worker waits behind it: a few threads serve these requests faster,
+        while the many of the first pool wait on the gateway (registries,
+        SMS) or on commits they share.
     :param request_timeout: seconds a client has to send the body once the
         head has arrived.
     :param quick: a function answering, from an environ, what needs no I/O
@@ -130,13 +132,14 @@ class WsgiBridge:
     """
 
     def __init__(self, wsgi_app: WSGIApp, *, threads: int, request_timeout: float,
-                 protocol_threads: int = 0, protocol_paths: frozenset[str] = frozenset(),
+                 protocol_threads: int = 0,
+                 protocol: Callable[[dict[str, Any]], bool] | None = None,
                  quick: Callable[[dict[str, Any]], Answer | None] | None = None,
                  on_stop: Callable[[], None] | None = None) -> None:
         self._app = wsgi_app
         self._threads = threads
         self._protocol_threads = protocol_threads
-        self._protocol_paths = protocol_paths if protocol_threads else frozenset()
+        self._protocol = protocol if protocol_threads else None
         self._timeout = request_timeout
         self._quick = quick
         self._on_stop = on_stop
@@ -146,7 +149,7 @@ class WsgiBridge:
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
         """granian: the worker starts (after the fork)."""
         self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="idp-request")
-        if self._protocol_paths:
+        if self._protocol is not None:
             self._protocol_pool = ThreadPoolExecutor(self._protocol_threads,
                                                      thread_name_prefix="idp-protocol")
 
@@ -187,7 +190,8 @@ class WsgiBridge:
         environ = self._environ(scope, body)
         answer = self._quick(environ) if self._quick is not None else None
         if answer is None:
-            pool = self._protocol_pool if scope.path in self._protocol_paths else self._pool
+            pool = (self._protocol_pool if self._protocol is not None and self._protocol(environ)
+                    else self._pool)
             answer = await asyncio.get_running_loop().run_in_executor(pool, self._call, environ)
         protocol.response_bytes(*answer)
 
@@ -279,15 +283,13 @@ def create_bridge() -> WsgiBridge:
     endpoints answered before Flask, and ``server.request_timeout``; the
     audit events still queued are written when the worker stops."""
     from idp import create_app
-    from idp.oidc.hop import AUTHORIZATION_PATH
-    from idp.oidc.lanes import INTROSPECTION_PATH, TOKEN_PATH, USERINFO_PATH
+    from idp.oidc.lanes import on_protocol_threads
 
     app = create_app()
     server = app.extensions["idp"].settings["server"]
     return WsgiBridge(app, threads=server["threads"],
                       protocol_threads=server["protocol_threads"],
-                      protocol_paths=frozenset({AUTHORIZATION_PATH, TOKEN_PATH, USERINFO_PATH,
-                                                INTROSPECTION_PATH}),
+                      protocol=on_protocol_threads,
                       request_timeout=float(server["request_timeout"]),
                       quick=app.extensions["idp.public_documents"].answer,
                       on_stop=app.extensions["idp"].audit.flush)

@@ -237,9 +237,9 @@ def test_cookie_fields_are_one_cookie_list():
 
 
 def test_protocol_paths_run_on_their_own_pool():
-    """``server.protocol_threads``: the protocol endpoints' requests run on
+    """``server.protocol_threads``: the requests ``protocol`` picks run on
     a pool of their own (a few threads keep writers from waiting behind
-    the interpreter lock); every other path on the main pool."""
+    the interpreter lock); every other request on the main pool."""
 
     ran_on = {}
 
@@ -249,7 +249,7 @@ def test_protocol_paths_run_on_their_own_pool():
         return [b""]
 
     bridge = WsgiBridge(app, threads=1, request_timeout=5, protocol_threads=1,
-                        protocol_paths=frozenset({"/token"}))
+                        protocol=lambda environ: environ["PATH_INFO"] == "/token")
     bridge.__rsgi_init__(None)
     try:
         for path in ("/token", "/login", "/token/"):
@@ -272,7 +272,7 @@ def test_without_protocol_threads_every_path_runs_on_the_main_pool():
         return [b""]
 
     bridge = WsgiBridge(app, threads=1, request_timeout=5, protocol_threads=0,
-                        protocol_paths=frozenset({"/token"}))
+                        protocol=lambda environ: True)
     bridge.__rsgi_init__(None)
     try:
         asyncio.run(bridge.__rsgi__(Scope(Headers([]), method="GET", path="/token",
@@ -280,3 +280,19 @@ def test_without_protocol_threads_every_path_runs_on_the_main_pool():
     finally:
         bridge.__rsgi_del__(None)
     assert names[0].startswith("idp-request")
+
+
+@pytest.mark.parametrize("path,body,protocol", [
+    ("/authorize", b"", True), ("/userinfo", b"", True), ("/introspect", b"token=x", True),
+    ("/token", b"grant_type=client_credentials", True),
+    ("/token", b"grant_type=authorization_code&code=x", True),
+    # A rotation's commit is shared by those waiting with it: the main pool.
+    ("/token", b"grant_type=refresh_token&refresh_token=x", False),
+    ("/login", b"", False), ("/account", b"", False), ("/revoke", b"token=x", False),
+])
+def test_which_requests_run_on_the_protocol_threads(path, body, protocol):
+    import io
+
+    from idp.oidc.lanes import on_protocol_threads
+
+    assert on_protocol_threads({"PATH_INFO": path, "wsgi.input": io.BytesIO(body)}) is protocol
