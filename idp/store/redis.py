@@ -229,7 +229,8 @@ class RedisStore:
         a connection that fails, or leaves a PING unanswered for
         :data:`_GIVE_UP` seconds, is dropped (``lost``) and subscribed anew
         with back-off up to :data:`_POLL` seconds apart, starting again
-        from :data:`_RETRY_FIRST` once a subscription came up."""
+        from :data:`_RETRY_FIRST` once a subscription has worked (a PING
+        answered after the current value was read)."""
         threading.Thread(target=self._watch, args=(key, weakref.ref(watcher)),
                          name=f"idp-watch-{key}", daemon=True).start()
 
@@ -266,7 +267,8 @@ class RedisStore:
                 subscribed: list[bool]) -> None:
         """Subscribe on ``conn`` and tell ``watcher`` until the store is
         closed or the watcher collected (appending to ``subscribed`` once
-        Redis confirmed the subscription); raises when the subscription fails."""
+        the subscription has worked: the watcher told the current value and
+        a PING answered); raises when the subscription fails."""
         conn.connect()
         conn.send_command("SUBSCRIBE", self._prefix + key)
         pinged: float | None = None  # when the unanswered PING was sent
@@ -288,7 +290,6 @@ class RedisStore:
                 return
             kind = reply[0]
             if kind == b"subscribe":
-                subscribed.append(True)
                 target.watching(self.get(key))
             elif kind == b"message":
                 told = json.loads(reply[2])
@@ -299,6 +300,8 @@ class RedisStore:
                 # PING reached it has been read, and told, above.
                 target.confirmed(pinged + _TRUST)
                 pinged = None
+                if not subscribed:
+                    subscribed.append(True)
             del target  # never held between replies: the watcher may be collected
 
     def close(self) -> None:

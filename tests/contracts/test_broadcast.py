@@ -176,6 +176,20 @@ def test_the_back_off_starts_anew_after_a_subscription_that_came_up(stores, pref
     assert closed.waits == [redis_store._RETRY_FIRST] * 3
 
 
+def test_a_subscription_that_never_works_backs_off(stores, prefix):
+    """A subscription whose value cannot be read (here the key holds a list;
+    an ACL refusing GET does the same) fails each time after Redis confirmed
+    it: the waits between attempts grow, never hammering Redis."""
+    with closing(redis.Redis.from_url(REDIS_URL)) as admin:
+        admin.rpush(prefix + KEY, "not a value")
+    closed = stores[1]._closed = RecordingEvent()
+    watcher = Recorder()
+    stores[1].watch(KEY, watcher)
+    _until(lambda: len(closed.waits) >= 4)
+    first = redis_store._RETRY_FIRST
+    assert closed.waits[:4] == [first, first * 2, first * 4, first * 8]
+
+
 def _watch_threads() -> set[threading.Thread]:
     return {thread for thread in threading.enumerate() if thread.name == f"idp-watch-{KEY}"}
 

@@ -116,15 +116,26 @@ def test_a_long_value_is_not_kept(path, monkeypatch):
         store.get("long")
 
 
-def test_what_is_kept_is_bounded_in_characters(path, monkeypatch):
-    monkeypatch.setattr(embedded_store, "_KEPT_MAX_CHARACTERS", 1000)
+@pytest.mark.parametrize("text", ["y" * 40, "\U0001f600" * 10])  # 40 bytes of JSON text each
+def test_what_is_kept_is_bounded_in_bytes(path, monkeypatch, text):
+    monkeypatch.setattr(embedded_store, "_KEPT_MAX_BYTES", 1000)
     store = EmbeddedStore(path)
-    for n in range(40):  # about 2,000 characters of values, read once each
-        store.put(f"k{n}", {"v": "y" * 40}, 60)
+    for n in range(40):  # about 2,000 bytes of values, read once each
+        store.put(f"k{n}", {"v": text}, 60)
         store.get(f"k{n}")
-        assert store._kept_characters <= 1000
-        assert store._kept_characters == sum(len(kept[2] or "") for kept in store._kept.values())
+        assert store._kept_bytes <= 1000
+        assert store._kept_bytes == sum(len((kept[2] or "").encode())
+                                        for kept in store._kept.values())
     assert 0 < len(store._kept) < 40
+
+
+def test_a_value_long_in_bytes_but_not_in_characters_is_not_kept(path, monkeypatch):
+    store = EmbeddedStore(path)
+    store.put("wide", {"v": "\U0001f600" * (embedded_store._KEPT_LONGEST // 4)}, 60)
+    store.get("wide")
+    _unreadable(store, monkeypatch)
+    with pytest.raises(AssertionError, match="queried"):
+        store.get("wide")
 
 
 def _slots_of(path: str, queue) -> None:
