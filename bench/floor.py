@@ -74,7 +74,6 @@ def bare_flask():
     """granian factory: a bare Flask app behind the provider's bridge."""
     from flask import Flask, jsonify
 
-
     app = Flask("bare")
 
     @app.get("/userinfo")
@@ -86,7 +85,6 @@ def bare_flask():
 
 def bare_wsgi():
     """granian factory: a WSGI function behind the provider's bridge."""
-
     body = b'{"error":"invalid_token"}'
 
     def app(environ, start_response):
@@ -104,7 +102,6 @@ def wsgi_es256():
 
     from joserfc import jwt
     from joserfc.jwk import ECKey
-
 
     key = ECKey.generate_key("P-256", private=True)
 

@@ -5,10 +5,10 @@ it read and read it again only once the key has changed.
 Each key falls in one of :data:`SLOTS` slots (a BLAKE2b of the key keyed
 by a random secret kept at the end of the file, the same in every process
 and unknown to clients, so nobody can pick keys that share a hot key's
-slot and make every process read it again); every write of a key adds one to its slot once the
-write has committed, while it still holds the store's write lock (so no
-two writers count at once), and a reader takes the slot's count *before*
-it reads the key. A value kept with the count read before it was read is
+slot and make every process read it again); every write of a key adds one
+to its slot once the write has committed, while it still holds the store's
+write lock (so no two writers count at once), and a reader takes the
+slot's count *before* it reads the key. A value kept with the count read before it was read is
 current as long as the slot still holds that count: a write that
 committed after the read has counted by the time it returns. Keys sharing
 a slot only cost each other extra reads.

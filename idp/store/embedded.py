@@ -47,8 +47,9 @@ _PURGE_INTERVAL_SECONDS = 60.0
 _KEPT_SECONDS = 1.0
 # Values kept per store instance and process, and the bytes of their JSON
 # text (UTF-8), before they are all dropped; a value over _KEPT_LONGEST
-# bytes is not kept at all. Together they bound the memory a client can make a worker spend
-# on kept values by having it read many (or large) entries.
+# bytes is not kept at all. Together they bound the memory a client can
+# make a worker spend on kept values by having it read many (or large)
+# entries.
 _KEPT_MAX = 50_000
 _KEPT_MAX_BYTES = 16 * 1024 * 1024
 _KEPT_LONGEST = 8 * 1024

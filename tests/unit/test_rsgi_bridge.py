@@ -5,11 +5,13 @@ behaviour is tested against a running ``idp serve`` (test_serve.py)."""
 from __future__ import annotations
 
 import asyncio
+import io
 import threading
 from dataclasses import dataclass, field
 
 import pytest
 
+from idp.oidc.lanes import on_protocol_threads
 from idp.rsgi_bridge import MAX_BODY_BYTES, WsgiBridge
 
 
@@ -236,11 +238,9 @@ def test_cookie_fields_are_one_cookie_list():
     assert seen["HTTP_COOKIE"] == "a=1; idp_sso=x"
 
 
-def test_protocol_paths_run_on_their_own_pool():
-    """``server.protocol_threads``: the requests ``protocol`` picks run on
-    a pool of their own (a few threads keep writers from waiting behind
-    the interpreter lock); every other request on the main pool."""
-
+def _pools_of(paths, **options) -> dict[str, str]:
+    """The name of the thread that ran a GET of each of ``paths`` on a
+    bridge made with ``options``."""
     ran_on = {}
 
     def app(environ, start_response):
@@ -248,38 +248,31 @@ def test_protocol_paths_run_on_their_own_pool():
         start_response("200 OK", [])
         return [b""]
 
-    bridge = WsgiBridge(app, threads=1, request_timeout=5, protocol_threads=1,
-                        protocol=lambda environ: environ["PATH_INFO"] == "/token")
+    bridge = WsgiBridge(app, threads=1, request_timeout=5, **options)
     bridge.__rsgi_init__(None)
     try:
-        for path in ("/token", "/login", "/token/"):
+        for path in paths:
             asyncio.run(bridge.__rsgi__(Scope(Headers([]), method="GET", path=path,
                                               query_string=""), Protocol([])))
     finally:
         bridge.__rsgi_del__(None)
+    return ran_on
+
+
+def test_protocol_paths_run_on_their_own_pool():
+    """``server.protocol_threads``: the requests ``protocol`` picks run on
+    a pool of their own (a few threads keep writers from waiting behind
+    the interpreter lock); every other request on the main pool."""
+    ran_on = _pools_of(("/token", "/login", "/token/"), protocol_threads=1,
+                       protocol=lambda environ: environ["PATH_INFO"] == "/token")
     assert ran_on["/token"].startswith("idp-protocol")
     assert ran_on["/login"].startswith("idp-request")
     assert ran_on["/token/"].startswith("idp-request")
 
 
 def test_without_protocol_threads_every_path_runs_on_the_main_pool():
-
-    names = []
-
-    def app(environ, start_response):
-        names.append(threading.current_thread().name)
-        start_response("200 OK", [])
-        return [b""]
-
-    bridge = WsgiBridge(app, threads=1, request_timeout=5, protocol_threads=0,
-                        protocol=lambda environ: True)
-    bridge.__rsgi_init__(None)
-    try:
-        asyncio.run(bridge.__rsgi__(Scope(Headers([]), method="GET", path="/token",
-                                          query_string=""), Protocol([])))
-    finally:
-        bridge.__rsgi_del__(None)
-    assert names[0].startswith("idp-request")
+    ran_on = _pools_of(("/token",), protocol_threads=0, protocol=lambda environ: True)
+    assert ran_on["/token"].startswith("idp-request")
 
 
 @pytest.mark.parametrize("path,body,protocol", [
@@ -291,8 +284,4 @@ def test_without_protocol_threads_every_path_runs_on_the_main_pool():
     ("/login", b"", False), ("/account", b"", False), ("/revoke", b"token=x", False),
 ])
 def test_which_requests_run_on_the_protocol_threads(path, body, protocol):
-    import io
-
-    from idp.oidc.lanes import on_protocol_threads
-
     assert on_protocol_threads({"PATH_INFO": path, "wsgi.input": io.BytesIO(body)}) is protocol
