@@ -108,7 +108,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                    settings["keys"]["cache_seconds"])
     store = create_store(settings["redis_url"] or None,
                          str(Path(settings["instance_path"]) / "store.sqlite3"),
-                         prefix=settings["store_prefix"])
+                         prefix=settings["store_prefix"], kept=_kept_in_process())
     app.extensions["idp"] = Runtime(
         settings=settings, store=store, hasher=PasswordHasher(settings["passwords"]),
         keys=keys, clients=ClientCache(hmac_key, store), accounts=AccountCache(store),
@@ -191,6 +191,23 @@ def _private_files(settings: Mapping[str, Any]) -> None:
         database = Path(url.removeprefix("sqlite:///"))
         if database.exists():
             database.chmod(0o600)
+
+
+def _kept_in_process() -> tuple[str, ...]:
+    """The store keys each worker keeps what it read of (the Redis store's
+    ``kept``): those read on every request carrying a token and written
+    rarely, each write waiting until every worker has dropped it."""
+    from idp.accounts.snapshots import VERSION_KEY
+    from idp.authorizations.service import (
+        REVOKED_ACCOUNT_GRANTS,
+        REVOKED_CLIENT_GRANTS,
+        REVOKED_CONSENT,
+        REVOKED_GRANT,
+    )
+    from idp.oidc.tokens import REVOKED_JTI
+
+    return (REVOKED_JTI, REVOKED_GRANT, REVOKED_CLIENT_GRANTS, REVOKED_CONSENT,
+            REVOKED_ACCOUNT_GRANTS, VERSION_KEY)
 
 
 def _registries(settings: Mapping[str, Any]):

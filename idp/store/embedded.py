@@ -32,6 +32,7 @@ from typing import Any
 from idp.store.base import StoreError, validate_ttl
 from idp.store.changes import ChangeCounters
 from idp.store.checkpoints import NO_AUTOMATIC_CHECKPOINT, keep_checkpointed
+from idp.store.kept import KeptTexts
 
 # How long a statement waits for another process's write lock before failing;
 # writes take microseconds, so reaching this means the file is stuck.
@@ -45,14 +46,6 @@ _PURGE_INTERVAL_SECONDS = 60.0
 # stays put: the bound on a stale read after a writer died between its
 # commit and its count (killed at that instant).
 _KEPT_SECONDS = 1.0
-# Values kept per store instance and process, and the bytes of their JSON
-# text (UTF-8), before they are all dropped; a value over _KEPT_LONGEST
-# bytes is not kept at all. Together they bound the memory a client can
-# make a worker spend on kept values by having it read many (or large)
-# entries.
-_KEPT_MAX = 50_000
-_KEPT_MAX_BYTES = 16 * 1024 * 1024
-_KEPT_LONGEST = 8 * 1024
 
 _SCHEMA = (
     # TEXT affinity makes counters come back from get() as JSON text, as on Redis.
@@ -125,10 +118,7 @@ class EmbeddedStore:
         self._lock_file: tuple[int, int] | None = None  # (pid, fd)
         self._changes: ChangeCounters | None = None
         # key -> (its change count, read at (monotonic), JSON text or None, expires at)
-        self._kept: dict[str, tuple[int, float, str | None, float]] = {}
-        # Bytes of the texts in _kept; threads add without a lock, so it is
-        # approximate, and exact again each time _kept is emptied.
-        self._kept_bytes = 0
+        self._kept = KeptTexts()
 
     def put(self, key: str, value: dict, ttl: int) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds, replacing any entry."""
@@ -228,19 +218,8 @@ class EmbeddedStore:
             for name in missing:
                 text, expires_at = found.get(name, (None, math.inf))
                 texts[name] = text
-                self._keep(name, (counts[name], clock, text, expires_at))
+                self._kept.keep(name, (counts[name], clock, text, expires_at), text)
         return [None if texts[name] is None else json.loads(texts[name]) for name in names]
-
-    def _keep(self, name: str, kept: tuple[int, float, str | None, float]) -> None:
-        size = _size(kept[2])
-        if size > _KEPT_LONGEST:
-            return
-        if len(self._kept) >= _KEPT_MAX or self._kept_bytes + size > _KEPT_MAX_BYTES:
-            self._kept.clear()
-            self._kept_bytes = 0
-        before = self._kept.get(name)
-        self._kept[name] = kept
-        self._kept_bytes += size - (_size(before[2]) if before is not None else 0)
 
     def take(self, key: str) -> dict | None:
         """Delete ``key`` and return its value; None if absent or expired."""
@@ -421,12 +400,6 @@ def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
-
-
-def _size(text: str | None) -> int:
-    """Bytes of ``text`` in UTF-8: JSON kept with ``ensure_ascii=False``
-    may hold four bytes a character."""
-    return 0 if text is None else len(text.encode())
 
 
 def _encode(value: dict) -> str:

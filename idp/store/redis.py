@@ -2,23 +2,33 @@
 
 Use it when the provider runs on more than one machine: every worker of every
 machine sees the same state. Expiry is Redis's own key expiry.
+
+A process keeps the values it read of the keys under the store's ``kept``
+prefixes (revocation markers, accounts' versions) while its subscription to
+the store's change channel is proven live, and reads them again only once a
+write has told it they changed (:class:`~idp.store.kept.PushedKeeps`): a
+request that checks a token's revocation costs no round trip.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import secrets
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import redis
+from redis.client import Pipeline
 from redis.exceptions import RedisError
 
 from idp.store.base import StoreError, Watcher, validate_ttl
+from idp.store.kept import PushedKeeps
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +47,12 @@ _PING_EVERY = 0.1
 _TRUST = 0.5
 #: Seconds without an answer to a PING before the subscription is dropped.
 _GIVE_UP = 5.0
+#: The channel (and key) on which writes of kept keys name them.
+_CHANGES = "kept:changes"
+#: Seconds a write of kept keys waits for every subscribed process to have
+#: dropped them; longer than :data:`_TRUST`, so that when it returns every
+#: process either dropped them or relies on nothing it kept.
+_TELL_WAIT = 2.0
 
 # INCR and EXPIRE must run as one step: a failure between the two would leave
 # a counter that never expires, i.e. a permanent lockout.
@@ -72,6 +88,11 @@ class RedisStore:
         (e.g. ``socket_timeout=2``).
     :param prefix: prepended to every key, so several applications or test
         runs can share one database.
+    :param kept: key prefixes whose values each process keeps (module
+        docstring); every write of such a key waits until every process
+        that keeps values has dropped it (about a millisecond; at most
+        :data:`_TELL_WAIT` seconds), so write them only through a store
+        given the same ``kept``, never around it.
 
     Each instance owns one connection pool. Nothing connects until the first
     command, so constructing a store never fails because Redis is down; call
@@ -82,30 +103,36 @@ class RedisStore:
     unreachable or rejects a command.
     """
 
-    def __init__(self, url: str, prefix: str = "idp:") -> None:
+    def __init__(self, url: str, prefix: str = "idp:", kept: Sequence[str] = ()) -> None:
         self._prefix = prefix
         self._url = url
         self._client = redis.Redis.from_url(url)
         self._incr_script = self._client.register_script(_INCR_FIXED_WINDOW)
         self._counted_script = self._client.register_script(_PUT_MANY_COUNTED)
         self._closed = threading.Event()
+        self._keeps = PushedKeeps(kept)
+        self._keeps_pid: int | None = None  # the process whose thread follows the changes
+        self._keeps_lock = threading.Lock()
 
     def put(self, key: str, value: dict, ttl: int) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds, replacing any entry."""
         validate_ttl(ttl)
-        with _errors():
-            self._client.set(self._prefix + key, _encode(value), ex=ttl)
+        self._write([key], lambda client: client.set(self._prefix + key, _encode(value), ex=ttl))
 
     def put_many(self, entries: Sequence[tuple[str, dict, int]]) -> None:
         """Store each ``(key, value, ttl)``, replacing any entry, in one
         ``MULTI``/``EXEC`` pipeline."""
         for _key, _value, ttl in entries:
             validate_ttl(ttl)
-        with _errors():
-            pipe = self._client.pipeline(transaction=True)
+
+        def put_all(client: redis.Redis) -> None:
+            pipe = client if isinstance(client, Pipeline) else client.pipeline(transaction=True)
             for key, value, ttl in entries:
                 pipe.set(self._prefix + key, _encode(value), ex=ttl)
-            pipe.execute()
+            if pipe is not client:
+                pipe.execute()
+
+        self._write([key for key, _value, _ttl in entries], put_all)
 
     def put_many_counted(self, counter: str, window: int, limit: int,
                          entries: Sequence[tuple[str, dict, int]]) -> int:
@@ -121,46 +148,137 @@ class RedisStore:
             validate_ttl(ttl)
             args += [_encode(value), ttl]
         keys = [self._prefix + counter, *(self._prefix + key for key, _v, _t in entries)]
-        with _errors():
-            return int(self._counted_script(keys=keys, args=args))
+        return int(self._write([counter, *(key for key, _v, _t in entries)],
+                               lambda client: self._counted_script(keys=keys, args=args,
+                                                                   client=client)))
 
     def add(self, key: str, value: dict, ttl: int) -> bool:
         """Store ``value`` for ``ttl`` seconds unless ``key`` exists; True if stored."""
         validate_ttl(ttl)
-        with _errors():
-            return bool(self._client.set(self._prefix + key, _encode(value), ex=ttl, nx=True))
+        return bool(self._write([key], lambda client: client.set(
+            self._prefix + key, _encode(value), ex=ttl, nx=True)))
 
     def replace(self, key: str, value: dict, ttl: int) -> bool:
         """Store ``value`` for ``ttl`` seconds if ``key`` exists (``SET XX``); True if replaced."""
         validate_ttl(ttl)
-        with _errors():
-            return bool(self._client.set(self._prefix + key, _encode(value), ex=ttl, xx=True))
+        return bool(self._write([key], lambda client: client.set(
+            self._prefix + key, _encode(value), ex=ttl, xx=True)))
 
     def get(self, key: str) -> dict | None:
-        """The value under ``key``, or None if absent or expired."""
+        """The value under ``key``, or None if absent or expired; a kept
+        key's value may come from an earlier read (module docstring)."""
+        if self._keeps.covers(key):
+            return self._read_kept([key], {key})[0]
         with _errors():
             raw = self._client.get(self._prefix + key)
-        return None if raw is None else json.loads(raw)
+        return _decode(raw)
 
     def get_many(self, keys: Sequence[str]) -> list[dict | None]:
         """The values under ``keys`` in their order (None where absent or
-        expired), read by one ``MGET``."""
+        expired): those of kept keys from earlier reads when they are kept,
+        the others read by one ``MGET``."""
         if not keys:
             return []
+        covered = {key for key in keys if self._keeps.covers(key)}
+        if covered:
+            return self._read_kept(keys, covered)
         with _errors():
             raw = self._client.mget([self._prefix + key for key in keys])
-        return [None if item is None else json.loads(item) for item in raw]
+        return [_decode(item) for item in raw]
+
+    def _read_kept(self, keys: Sequence[str], covered: set[str]) -> list[dict | None]:
+        """``keys`` read as :meth:`get_many` says, ``covered`` being those
+        of them under a kept prefix: the kept ones from this process's
+        keeps, the rest in one round trip, with the remaining lifetime
+        (``PTTL``) of each covered one so that it is kept until it expires."""
+        epoch = self._kept_epoch()
+        texts: dict[str, bytes | None] = {}
+        if epoch is not None:
+            now = time.monotonic()
+            for key in covered:
+                hit, text = self._keeps.lookup(key, now)
+                if hit:
+                    texts[key] = text
+        missing = list(dict.fromkeys(key for key in keys if key not in texts))
+        if missing:
+            read = [key for key in missing if key in covered] if epoch is not None else []
+            started = time.monotonic()
+            with _errors():
+                pipe = self._client.pipeline(transaction=False)
+                pipe.mget([self._prefix + key for key in missing])
+                for key in read:
+                    pipe.pttl(self._prefix + key)
+                raw, *lifetimes = pipe.execute()
+            texts.update(zip(missing, raw, strict=True))
+            if epoch is not None and read:
+                self._keeps.keep(epoch, [
+                    (key, texts[key], expires_at) for key, millis in zip(read, lifetimes,
+                                                                         strict=True)
+                    if (expires_at := _expires_at(texts[key], millis, started)) is not None])
+        return [_decode(texts[key]) for key in keys]
+
+    def _kept_epoch(self) -> int | None:
+        """The epoch of this process's keeps while they may be relied on
+        (:meth:`~idp.store.kept.PushedKeeps.trusted`); in a process that has
+        not followed the changes yet (a new one, or a fork's child, whose
+        keeps came from its parent), start following them first."""
+        if self._keeps_pid != os.getpid():
+            with self._keeps_lock:
+                if self._keeps_pid != os.getpid():
+                    self._keeps.reset()
+                    self._keeps_pid = os.getpid()
+                    self.watch(_CHANGES, self._keeps)
+        return self._keeps.trusted()
+
+    def _write(self, keys: Sequence[str], command: Callable[[redis.Redis], object]) -> object:
+        """Run ``command`` (which sends one command, or a transaction of
+        its own, to the client it is given) and return its answer; when
+        ``keys`` include kept ones, in :meth:`_transaction` instead.
+
+        :raises StoreError: Redis is unreachable or rejected a command.
+        """
+        if not any(self._keeps.covers(key) for key in keys):
+            with _errors():
+                return command(self._client)
+        return self._transaction(keys, command)[0]
+
+    def _transaction(self, keys: Sequence[str], queue: Callable[[redis.Redis], object],
+                     ) -> list:
+        """Run the commands ``queue`` sends to the pipeline it is given in
+        one ``MULTI``/``EXEC``, with a message on the change channel naming
+        the kept ones among ``keys`` (if any); then drop those here and wait
+        (up to :data:`_TELL_WAIT` seconds) until every process that received
+        the message has dropped them.
+
+        :returns: the answers of the queued commands, in order.
+        :raises StoreError: Redis is unreachable or rejected a command.
+        """
+        changed = sorted({key for key in keys if self._keeps.covers(key)})
+        message = secrets.token_hex(8)
+        with _errors():
+            pipe = self._client.pipeline(transaction=True)
+            queue(pipe)
+            if changed:
+                pipe.publish(self._prefix + _CHANGES,
+                             _encode({"message": message, "value": {"keys": changed}}))
+            answers = pipe.execute()
+        if changed:
+            self._keeps.drop(changed)
+            with _errors():
+                told = self._told(_CHANGES, message, int(answers.pop()), _TELL_WAIT)
+            if not told:
+                log.warning("a change of %s was not confirmed by every process within %s s; "
+                            "those that did not confirm it rely on none of their kept values",
+                            ", ".join(changed), _TELL_WAIT)
+        return answers
 
     def take(self, key: str) -> dict | None:
         """Get and delete ``key`` in one command; None if absent or expired."""
-        with _errors():
-            raw = self._client.getdel(self._prefix + key)
-        return None if raw is None else json.loads(raw)
+        return _decode(self._write([key], lambda client: client.getdel(self._prefix + key)))
 
     def delete(self, key: str) -> None:
         """Remove ``key`` if present."""
-        with _errors():
-            self._client.delete(self._prefix + key)
+        self._write([key], lambda client: client.delete(self._prefix + key))
 
     def incr(self, key: str, ttl: int, amount: int = 1) -> int:
         """Increment the fixed-window counter ``key`` (window of ``ttl`` seconds).
@@ -168,8 +286,8 @@ class RedisStore:
         :returns: the new count; 1 means a new window was started.
         """
         validate_ttl(ttl)
-        with _errors():
-            return int(self._incr_script(keys=[self._prefix + key], args=[ttl, amount]))
+        return int(self._write([key], lambda client: self._incr_script(
+            keys=[self._prefix + key], args=[ttl, amount], client=client)))
 
     def counter(self, key: str) -> int:
         """The count of the :meth:`incr` window under ``key``; 0 if absent or expired."""
@@ -206,18 +324,31 @@ class RedisStore:
         """
         validate_ttl(ttl)
         message = secrets.token_hex(8)
-        told = f"{key}:told:{message}"
-        with _errors():
-            pipe = self._client.pipeline(transaction=True)
+
+        def set_and_publish(pipe: redis.Redis) -> None:
             pipe.set(self._prefix + key, _encode(value), ex=ttl)
             pipe.publish(self._prefix + key, _encode({"message": message, "value": value}))
-            reached = int(pipe.execute()[1])
-            deadline, pause = time.monotonic() + wait, 0.0005
-            while self.counter(told) < reached:
-                if time.monotonic() >= deadline:
-                    return False
-                time.sleep(pause)
-                pause = min(pause * 2, 0.05)
+
+        reached = int(self._transaction([key], set_and_publish)[1])
+        with _errors():
+            return self._told(key, message, reached, wait)
+
+    def _told(self, key: str, message: str, reached: int, wait: float) -> bool:
+        """Wait until ``reached`` watchers of ``key`` have counted
+        ``message`` told (each increments ``<key>:told:<message>``, see
+        :meth:`_listen`), polling with a pause that doubles from 0.5 ms.
+
+        :returns: False if fewer did within ``wait`` seconds.
+        :raises RedisError: Redis is unreachable.
+        """
+        # Read around the keeps: the watchers count without telling.
+        told = f"{self._prefix}{key}:told:{message}"
+        deadline, pause = time.monotonic() + wait, 0.0005
+        while int(self._client.get(told) or 0) < reached:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
         return True
 
     def watch(self, key: str, watcher: Watcher) -> None:
@@ -230,11 +361,33 @@ class RedisStore:
         :data:`_GIVE_UP` seconds, is dropped (``lost``) and subscribed anew
         with back-off up to :data:`_POLL` seconds apart, starting again
         from :data:`_RETRY_FIRST` once a subscription has worked (a PING
-        answered after the current value was read)."""
-        threading.Thread(target=self._watch, args=(key, weakref.ref(watcher)),
-                         name=f"idp-watch-{key}", daemon=True).start()
+        answered after the current value was read). The thread does not
+        hold the store, so a watcher the store owns ends with it."""
+        subscription = _Subscription(self._url, self._prefix, self._client, self._incr_script,
+                                     self._closed, key, weakref.ref(watcher))
+        threading.Thread(target=subscription.run, name=f"idp-watch-{key}", daemon=True).start()
 
-    def _watch(self, key: str, watcher: weakref.ref[Watcher]) -> None:
+    def close(self) -> None:
+        """Stop the watching threads (within :data:`_POLL` seconds) and
+        disconnect the connection pool (a later call reconnects)."""
+        self._closed.set()
+        self._client.close()
+
+
+class _Subscription:
+    """One watcher's subscription to one key's channel, run by a thread of
+    its own (:meth:`RedisStore.watch`); it holds what it needs of the store,
+    not the store."""
+
+    def __init__(self, url: str, prefix: str, client: redis.Redis, incr: Callable[..., object],
+                 closed: threading.Event, key: str, watcher: weakref.ref[Watcher]) -> None:
+        self._url, self._prefix, self._client, self._incr = url, prefix, client, incr
+        self._closed, self._key, self._watcher = closed, key, watcher
+
+    def run(self) -> None:
+        """Subscribe, and again after each failure, until the store is
+        closed or the watcher collected."""
+        key, watcher = self._key, self._watcher
         # A connection of its own, outside any pool and never reconnected
         # behind the thread's back (redis-py's PubSub subscribes again by
         # itself after an error, before the error is seen, which hid the
@@ -290,11 +443,12 @@ class RedisStore:
                 return
             kind = reply[0]
             if kind == b"subscribe":
-                target.watching(self.get(key))
+                target.watching(_decode(self._client.get(self._prefix + key)))
             elif kind == b"message":
                 told = json.loads(reply[2])
                 target.published(told["value"])
-                self.incr(f"{key}:told:{told['message']}", _TOLD_TTL)
+                self._incr(keys=[f"{self._prefix}{key}:told:{told['message']}"],
+                           args=[_TOLD_TTL, 1])
             elif kind == b"pong" and pinged is not None:
                 # Redis answers in order: whatever was published before the
                 # PING reached it has been read, and told, above.
@@ -304,17 +458,27 @@ class RedisStore:
                     subscribed.append(True)
             del target  # never held between replies: the watcher may be collected
 
-    def close(self) -> None:
-        """Stop the watching threads (within :data:`_POLL` seconds) and
-        disconnect the connection pool (a later call reconnects)."""
-        self._closed.set()
-        self._client.close()
-
 
 def _lose(watcher: weakref.ref[Watcher]) -> None:
     target = watcher()
     if target is not None:
         target.lost()
+
+
+def _decode(raw: bytes | None) -> dict | None:
+    return None if raw is None else json.loads(raw)
+
+
+def _expires_at(text: bytes | None, millis: int, started: float) -> float | None:
+    """When a value read at ``started`` (``time.monotonic()``) with ``PTTL``
+    ``millis`` expires, so early that it cannot be later than in Redis;
+    None when the two answers disagree (the key changed or expired between
+    them), so that nothing is kept."""
+    if text is None:
+        return math.inf if millis == -2 else None
+    if millis == -1:  # written around the store without an expiry
+        return math.inf
+    return None if millis < 0 else started + millis / 1000
 
 
 def _encode(value: dict) -> str:

@@ -13,7 +13,6 @@ import os
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import closing
 
@@ -66,16 +65,6 @@ def _until(condition, seconds: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
-
-
-@pytest.fixture
-def prefix() -> Iterator[str]:
-    prefix = f"idp-test:{uuid.uuid4().hex}:"
-    yield prefix
-    with closing(redis.Redis.from_url(REDIS_URL)) as client:
-        keys = list(client.scan_iter(match=prefix + "*"))
-        if keys:
-            client.delete(*keys)
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from idp.store import StoreError
-from idp.store import embedded as embedded_store
+from idp.store import StoreError, kept
 from idp.store.changes import SLOTS, ChangeCounters
 from idp.store.embedded import EmbeddedStore
 
@@ -88,7 +87,8 @@ def test_a_kept_value_is_read_again_after_a_second(path, monkeypatch):
     store = EmbeddedStore(path)
     store.put("k", {"v": 1}, 60)
     assert store.get("k") == {"v": 1}
-    store._kept["k"] = (store._kept["k"][0], time.monotonic() - 1.5, '{"v": "stale"}', 1e18)
+    stale = '{"v": "stale"}'
+    store._kept.keep("k", (store._kept.get("k")[0], time.monotonic() - 1.5, stale, 1e18), stale)
     assert store.get("k") == {"v": 1}
 
 
@@ -109,7 +109,7 @@ def test_a_counter_file_that_cannot_be_made_is_a_store_error(tmp_path):
 
 def test_a_long_value_is_not_kept(path, monkeypatch):
     store = EmbeddedStore(path)
-    store.put("long", {"v": "x" * embedded_store._KEPT_LONGEST}, 60)
+    store.put("long", {"v": "x" * kept.KEPT_LONGEST}, 60)
     assert store.get("long")["v"].startswith("x")
     _unreadable(store, monkeypatch)
     with pytest.raises(AssertionError, match="queried"):
@@ -118,20 +118,21 @@ def test_a_long_value_is_not_kept(path, monkeypatch):
 
 @pytest.mark.parametrize("text", ["y" * 40, "\U0001f600" * 10])  # 40 bytes of JSON text each
 def test_what_is_kept_is_bounded_in_bytes(path, monkeypatch, text):
-    monkeypatch.setattr(embedded_store, "_KEPT_MAX_BYTES", 1000)
+    monkeypatch.setattr(kept, "KEPT_MAX_BYTES", 1000)
     store = EmbeddedStore(path)
     for n in range(40):  # about 2,000 bytes of values, read once each
         store.put(f"k{n}", {"v": text}, 60)
         store.get(f"k{n}")
-        assert store._kept_bytes <= 1000
-        assert store._kept_bytes == sum(len((kept[2] or "").encode())
-                                        for kept in store._kept.values())
+        entries = [store._kept.get(f"k{m}") for m in range(n + 1)]
+        assert store._kept.size <= 1000
+        assert store._kept.size == sum(len((entry[2] or "").encode())
+                                       for entry in entries if entry is not None)
     assert 0 < len(store._kept) < 40
 
 
 def test_a_value_long_in_bytes_but_not_in_characters_is_not_kept(path, monkeypatch):
     store = EmbeddedStore(path)
-    store.put("wide", {"v": "\U0001f600" * (embedded_store._KEPT_LONGEST // 4)}, 60)
+    store.put("wide", {"v": "\U0001f600" * (kept.KEPT_LONGEST // 4)}, 60)
     store.get("wide")
     _unreadable(store, monkeypatch)
     with pytest.raises(AssertionError, match="queried"):

@@ -48,27 +48,23 @@ class Backend:
         prefix = self.prefix if prefix is None else prefix
         if self.kind == "redis":
             return RedisStore(self.location, prefix)
+        if self.kind == "redis-kept":  # every key kept, so every write tells its change
+            return RedisStore(self.location, prefix, kept=("",))
         return EmbeddedStore(self.location, prefix)
 
 
-@pytest.fixture(
-    params=[
-        "embedded",
-        pytest.param(
-            "redis",
-            marks=pytest.mark.skipif(
-                not REDIS_URL,
-                reason="set IDP_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/15) to test Redis",
-            ),
-        ),
-    ]
-)
+_NEEDS_REDIS = pytest.mark.skipif(
+    not REDIS_URL, reason="set IDP_TEST_REDIS_URL (e.g. redis://127.0.0.1:6379/15) to test Redis")
+
+
+@pytest.fixture(params=["embedded", pytest.param("redis", marks=_NEEDS_REDIS),
+                        pytest.param("redis-kept", marks=_NEEDS_REDIS)])
 def backend(request: pytest.FixtureRequest, tmp_path) -> Iterator[Backend]:
     prefix = f"idp-test:{uuid.uuid4().hex}:"
     if request.param == "embedded":
         yield Backend("embedded", str(tmp_path / "store.sqlite3"), prefix)
         return
-    yield Backend("redis", REDIS_URL, prefix)
+    yield Backend(request.param, REDIS_URL, prefix)
     with closing(redis.Redis.from_url(REDIS_URL)) as client:
         keys = list(client.scan_iter(match=prefix + "*"))
         if keys:
@@ -302,10 +298,11 @@ def _unused_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.parametrize("kind", ["embedded", "redis"])
+@pytest.mark.parametrize("kind", ["embedded", "redis", "redis-kept"])
 def test_unreachable_backend_raises_store_error(kind, tmp_path):
-    if kind == "redis":
-        unreachable = RedisStore(f"redis://127.0.0.1:{_unused_port()}/0")
+    if kind.startswith("redis"):
+        unreachable = RedisStore(f"redis://127.0.0.1:{_unused_port()}/0",
+                                 kept=("",) if kind == "redis-kept" else ())
     else:
         not_a_directory = tmp_path / "file"
         not_a_directory.write_text("")
@@ -321,6 +318,8 @@ def test_unreachable_backend_raises_store_error(kind, tmp_path):
             unreachable.put_many([("k", {}, 60)])
         with pytest.raises(StoreError):
             unreachable.replace("k", {}, 60)
+        with pytest.raises(StoreError):
+            unreachable.take("k")
 
 
 def test_create_store_picks_redis_when_a_url_is_given(tmp_path):
