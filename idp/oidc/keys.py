@@ -74,6 +74,12 @@ class KeyRing:
         self._cache_seconds = cache_seconds
         self._lock = threading.Lock()
         self._snapshot: _Snapshot | None = None
+        # kid -> (public key, private key or None), imported once: a kid is
+        # the thumbprint of its key, so its row never holds another one.
+        # Importing an RSA private key checks it, tens of milliseconds of
+        # CPU that every reload of the snapshot would otherwise spend again.
+        self._imported: dict[str, tuple[ECKey | RSAKey | OKPKey,
+                                        ECKey | RSAKey | OKPKey | None]] = {}
 
     def _create(self, alg: str) -> SigningKey:
         if alg not in _GENERATORS:
@@ -129,6 +135,10 @@ class KeyRing:
         if snap is not None and time.monotonic() - snap.loaded_at < self._cache_seconds:
             return snap
         with self._lock:
+            # Another thread may have reloaded while this one waited.
+            snap = self._snapshot
+            if snap is not None and time.monotonic() - snap.loaded_at < self._cache_seconds:
+                return snap
             cutoff = utcnow() - timedelta(seconds=self._publish)
             rows = list(db.session.scalars(
                 select(SigningKey)
@@ -137,13 +147,19 @@ class KeyRing:
             ))
             active: dict[str, ActiveKey] = {}
             public = []
+            imported = {}
             for row in rows:
-                imported = _IMPORTERS[row.public_jwk["kty"]].import_key(row.public_jwk)
-                public.append(imported)
-                if row.retired_at is None:
+                public_key, private_key = self._imported.get(row.kid, (None, None))
+                if public_key is None:
+                    public_key = _IMPORTERS[row.public_jwk["kty"]].import_key(row.public_jwk)
+                if row.retired_at is None and private_key is None:
                     private = json.loads(decrypt(self._kek, row.private_jwk, row.kid.encode()))
-                    key = _IMPORTERS[private["kty"]].import_key(private)
-                    active[row.alg] = ActiveKey(kid=row.kid, alg=row.alg, key=key)
+                    private_key = _IMPORTERS[private["kty"]].import_key(private)
+                imported[row.kid] = (public_key, private_key)
+                public.append(public_key)
+                if row.retired_at is None:
+                    active[row.alg] = ActiveKey(kid=row.kid, alg=row.alg, key=private_key)
+            self._imported = imported
             body = json.dumps(
                 {"keys": [row.public_jwk for row in rows]}, separators=(",", ":")
             ).encode()
