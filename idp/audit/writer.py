@@ -10,6 +10,7 @@ describe a state change are still written in that change's transaction by
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import queue
@@ -25,6 +26,10 @@ from idp.extensions import db
 from idp.timeutil import utcnow
 
 log = logging.getLogger("idp.audit")
+
+#: The columns a deferred row fills (the id is the table's own).
+_COLUMNS = tuple(column.name for column in AuditEvent.__table__.columns if column.name != "id")
+_COPY = f"COPY {AuditEvent.__tablename__} ({', '.join(_COLUMNS)}) FROM STDIN"
 
 
 class AuditWriter:
@@ -129,7 +134,11 @@ class AuditWriter:
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
         with self._app.app_context():
-            db.session.execute(AuditEvent.__table__.insert(), rows)
+            connection = db.session.connection()
+            if connection.dialect.name == "postgresql" and connection.dialect.driver == "psycopg":
+                _copy(connection.connection.dbapi_connection, rows)
+            else:
+                db.session.execute(AuditEvent.__table__.insert(), rows)
             db.session.commit()
 
     def idle(self) -> bool:
@@ -144,3 +153,17 @@ class AuditWriter:
         """
         if not self.idle():
             self._write_queued()
+
+
+def _copy(connection: Any, rows: list[dict[str, Any]]) -> None:
+    """Write ``rows`` on PostgreSQL with one ``COPY ... FROM STDIN``, in the
+    caller's transaction: the same rows as the INSERT, for less than half
+    of its CPU (psycopg's executemany binds each row's parameters apart).
+
+    :param connection: the session's psycopg connection.
+    """
+    with connection.cursor() as cursor, cursor.copy(_COPY) as copy:
+        for row in rows:
+            copy.write_row(tuple(
+                json.dumps(row.get(name) or {}) if name == "detail" else row.get(name)
+                for name in _COLUMNS))

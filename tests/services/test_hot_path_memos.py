@@ -170,6 +170,31 @@ def test_a_full_queue_never_makes_a_writing_caller_wait_for_itself(idp, rt, monk
     assert sorted(event.detail["n"] for event in written) == [-1, 0, 1]
 
 
+def test_a_deferred_event_reads_back_as_one_written_with_its_change(idp, rt):
+    """On PostgreSQL the writer copies its batches in (COPY), elsewhere it
+    inserts them: either way a row reads back as the ORM writes it, the
+    characters COPY's text format escapes included."""
+    from idp.audit.models import AuditEvent
+    from idp.audit.service import record
+    from idp.audit.writer import AuditWriter
+    from idp.extensions import db
+
+    detail = {"text": 'tab\there\nnewline \\N back\\slash "quoted" 汉字 \U0001f600',
+              "nested": {"list": [1, None, True, 2.5]}, "empty": ""}
+    fields = {"outcome": "failure", "account_id": None, "client_id": "c\t1", "ip": None}
+    record("copy-test.orm", **fields, **detail)
+    db.session.commit()
+    writer = AuditWriter(idp.app, interval=30)
+    writer.submit({"event": "copy-test.deferred", **fields, "detail": detail})
+    writer.flush()
+    orm, deferred = (db.session.scalars(select(AuditEvent).where(AuditEvent.event == event)).one()
+                     for event in ("copy-test.orm", "copy-test.deferred"))
+    columns = ("outcome", "account_id", "client_id", "ip", "detail")
+    assert ({name: getattr(deferred, name) for name in columns}
+            == {name: getattr(orm, name) for name in columns} == {**fields, "detail": detail})
+    assert abs((deferred.created_at - orm.created_at).total_seconds()) < 60
+
+
 @pytest.mark.parametrize("alg", ["ES256", "ES384", "RS256", "RS512", "EdDSA"])
 def test_tokens_signed_with_the_prepared_header_are_what_joserfc_makes(rt, alg):
     """``idp.oidc.tokens._sign`` assembles the compact serialization itself
