@@ -173,8 +173,12 @@ class WsgiBridge:
         try:
             # A request without Content-Length (Transfer-Encoding was refused
             # above) has no body (RFC 9112 §6.3): nothing to wait for.
-            body = (await asyncio.wait_for(self._read_body(scope, protocol), self._timeout)
-                    if "content-length" in scope.headers else b"")
+            if "content-length" in scope.headers:
+                # A timeout of its own, not wait_for(): no task per request.
+                async with asyncio.timeout(self._timeout):
+                    body = await self._read_body(scope, protocol)
+            else:
+                body = b""
         except _Incomplete:
             # The client closed before the body was whole (RFC 9112 §6.3:
             # incomplete, never to be acted on); nobody is left to answer.
@@ -200,16 +204,16 @@ class WsgiBridge:
         length = scope.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
             raise _TooLarge
-        chunks, size = [], 0
-        async for chunk in protocol:
-            size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                raise _TooLarge
-            chunks.append(chunk)
-        # granian ends the stream quietly when the client closes early.
-        if size != int(length or 0):
+        # Read whole in one await (granian's ``protocol()``): iterating the
+        # chunks cost a turn of the event loop each.
+        body = await protocol()
+        if len(body) > MAX_BODY_BYTES:
+            raise _TooLarge
+        # granian raises when the client closes early; a short body is
+        # refused all the same.
+        if len(body) != int(length or 0):
             raise _Incomplete
-        return b"".join(chunks)
+        return body
 
     @staticmethod
     def _environ(scope: Any, body: bytes) -> dict[str, Any]:

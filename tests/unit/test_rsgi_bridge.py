@@ -49,11 +49,9 @@ class Protocol:
     chunks: list[bytes]
     answers: list[tuple] = field(default_factory=list)
 
-    def __aiter__(self):
-        async def gen():
-            for chunk in self.chunks:
-                yield chunk
-        return gen()
+    async def __call__(self) -> bytes:
+        """The body whole, as granian's ``await protocol()`` reads it."""
+        return b"".join(self.chunks)
 
     def response_bytes(self, status, headers, body):
         self.answers.append((status, headers, body))
@@ -109,11 +107,9 @@ def test_a_body_over_the_limit_is_413_without_the_application(chunks, length):
 
 def test_a_body_that_does_not_come_is_408():
     class Stalled(Protocol):
-        def __aiter__(self):
-            async def gen():
-                await asyncio.sleep(10)
-                yield b""
-            return gen()
+        async def __call__(self) -> bytes:
+            await asyncio.sleep(10)
+            return b""
 
     def app(environ, start_response):
         raise AssertionError("the application must not run")
@@ -127,7 +123,7 @@ def test_a_request_without_content_length_has_no_body_to_wait_for():
     """RFC 9112 §6.3: without Content-Length or Transfer-Encoding (refused
     with 411) a request has no body; the bridge does not read the stream."""
     class Unreadable(Protocol):
-        def __aiter__(self):
+        async def __call__(self) -> bytes:
             raise AssertionError("a request without a length was read")
 
     def app(environ, start_response):
