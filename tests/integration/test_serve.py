@@ -221,3 +221,26 @@ def test_a_worker_that_dies_is_replaced(tmp_path, database_url):
         assert victim not in served.workers() and len(served.workers()) == 2
         assert served.proc.poll() is None
         assert _discovery_time(served.url) < 5
+
+
+def test_workers_run_their_event_loop_on_uvloop(monkeypatch):
+    """The workers' event loop is libuv's (uvloop), not asyncio's own,
+    whose turns ran in Python (a third of a loaded worker's interpreter
+    time, issue 9); granian's default picks it only when installed."""
+    from granian import server
+    from granian.constants import Loops
+
+    from idp.cli.serve import run_granian
+
+    made: list[dict] = []
+
+    class Recorded:
+        def __init__(self, target, **options) -> None:
+            made.append(options)
+
+        def serve(self) -> None:
+            pass
+
+    monkeypatch.setattr(server, "Server", Recorded)
+    run_granian("127.0.0.1", free_port(), 1, REQUEST_TIMEOUT)
+    assert [options["loop"] for options in made] == [Loops.uvloop]
