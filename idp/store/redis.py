@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import secrets
 import threading
@@ -53,6 +52,11 @@ _CHANGES = "kept:changes"
 #: dropped them; longer than :data:`_TRUST`, so that when it returns every
 #: process either dropped them or relies on nothing it kept.
 _TELL_WAIT = 2.0
+#: Seconds a process relies on a kept value at most before reading it
+#: again: the bound on missing a write made around the store's telling
+#: (by an older version of the provider during a rolling upgrade, or by
+#: hand), which no subscription reports.
+_KEPT_SECONDS = 5.0
 
 # INCR and EXPIRE must run as one step: a failure between the two would leave
 # a counter that never expires, i.e. a permanent lockout.
@@ -259,13 +263,13 @@ class RedisStore:
             pipe = self._client.pipeline(transaction=True)
             queue(pipe)
             if changed:
-                pipe.publish(self._prefix + _CHANGES,
-                             _encode({"message": message, "value": {"keys": changed}}))
+                _tell(pipe, self._prefix + _CHANGES, message, {"keys": changed})
             answers = pipe.execute()
         if changed:
             self._keeps.drop(changed)
+            reached = _reached(answers)
             with _errors():
-                told = self._told(_CHANGES, message, int(answers.pop()), _TELL_WAIT)
+                told = self._told(_CHANGES, message, reached, _TELL_WAIT)
             if not told:
                 log.warning("a change of %s was not confirmed by every process within %s s; "
                             "those that did not confirm it rely on none of their kept values",
@@ -327,9 +331,9 @@ class RedisStore:
 
         def set_and_publish(pipe: redis.Redis) -> None:
             pipe.set(self._prefix + key, _encode(value), ex=ttl)
-            pipe.publish(self._prefix + key, _encode({"message": message, "value": value}))
+            _tell(pipe, self._prefix + key, message, value)
 
-        reached = int(self._transaction([key], set_and_publish)[1])
+        reached = _reached(self._transaction([key], set_and_publish))
         with _errors():
             return self._told(key, message, reached, wait)
 
@@ -465,20 +469,40 @@ def _lose(watcher: weakref.ref[Watcher]) -> None:
         target.lost()
 
 
+def _tell(pipe: redis.Redis, channel: str, message: str, value: dict) -> None:
+    """Queue the publication of ``value`` on ``channel`` as ``message``, and
+    the count of the channel's own subscribers (:func:`_reached`)."""
+    pipe.publish(channel, _encode({"message": message, "value": value}))
+    pipe.pubsub_numsub(channel)
+
+
+def _reached(answers: list) -> int:
+    """The watchers a publication queued by :func:`_tell` reached, popped
+    with its two answers from the end of ``answers``: the channel's own
+    subscribers (``PUBSUB NUMSUB``, in the same transaction), not
+    ``PUBLISH``'s count, which also counts pattern subscribers (a
+    monitoring client's ``PSUBSCRIBE *``) that never confirm and would
+    make every publication wait out its time."""
+    ((_channel, subscribers),) = answers.pop()
+    answers.pop()
+    return int(subscribers)
+
+
 def _decode(raw: bytes | None) -> dict | None:
     return None if raw is None else json.loads(raw)
 
 
 def _expires_at(text: bytes | None, millis: int, started: float) -> float | None:
-    """When a value read at ``started`` (``time.monotonic()``) with ``PTTL``
-    ``millis`` expires, so early that it cannot be later than in Redis;
-    None when the two answers disagree (the key changed or expired between
-    them), so that nothing is kept."""
+    """Until when a value read at ``started`` (``time.monotonic()``) with
+    ``PTTL`` ``millis`` may be kept: :data:`_KEPT_SECONDS` at most, and
+    never past its expiry in Redis; None when the two answers disagree
+    (the key changed or expired between them), so that nothing is kept."""
+    longest = started + _KEPT_SECONDS
     if text is None:
-        return math.inf if millis == -2 else None
+        return longest if millis == -2 else None
     if millis == -1:  # written around the store without an expiry
-        return math.inf
-    return None if millis < 0 else started + millis / 1000
+        return longest
+    return None if millis < 0 else min(longest, started + millis / 1000)
 
 
 def _encode(value: dict) -> str:

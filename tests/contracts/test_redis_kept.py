@@ -172,6 +172,41 @@ def test_a_dropped_subscription_forgets_what_was_kept(stores, prefix):
     assert reader.get("revoked:grant:dropped") == {"reason": "around"}
 
 
+def test_a_write_made_around_the_store_is_seen_within_the_kept_bound(stores, prefix,
+                                                                    monkeypatch):
+    """A marker written without the telling (by an older version of the
+    provider during a rolling upgrade, found by the attack on this part:
+    revoked tokens stayed active on the new workers until they expired) is
+    read within ``_KEPT_SECONDS``, absent or present."""
+    monkeypatch.setattr(redis_store, "_KEPT_SECONDS", 0.3)
+    reader = _trusting(stores[0])
+    assert reader.get("revoked:jti:old") is None
+    with closing(redis.Redis.from_url(REDIS_URL)) as old_version:
+        old_version.set(prefix + "revoked:jti:old", '{"at": 1}', ex=600)
+        time.sleep(0.35)
+        assert reader._keeps.trusted() is not None
+        assert reader.get("revoked:jti:old") == {"at": 1}
+        old_version.delete(prefix + "revoked:jti:old")
+    time.sleep(0.35)
+    assert reader.get("revoked:jti:old") is None
+
+
+def test_a_pattern_subscriber_does_not_hold_up_a_write(stores, prefix):
+    """``PUBLISH`` counts pattern subscribers too (a monitoring client's
+    ``PSUBSCRIBE *``), which never confirm: every revocation waited out the
+    2 s (found by the attack on this part). The watchers counted are the
+    channel's own subscribers."""
+    _trusting(stores[0])
+    with closing(redis.Redis.from_url(REDIS_URL)) as admin, closing(admin.pubsub()) as monitor:
+        monitor.psubscribe(prefix + "*")
+        monitor.get_message(timeout=1)
+        started = time.monotonic()
+        stores[1].put("revoked:grant:watched", {"reason": "test"}, 60)
+        stores[1].publish("generation", {"generation": 1}, 60)
+        assert time.monotonic() - started < 1.0
+    assert stores[0].get("revoked:grant:watched") == {"reason": "test"}
+
+
 def _child_reads(store: RedisStore, ready, written, results) -> None:
     _trusting(store)
     results.put(store.get("revoked:grant:forked"))

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import ProviderHandle, each_app_context_is_a_unit
+from tests.helpers import ProviderHandle, close_app, each_app_context_is_a_unit
 
 
 @pytest.fixture(scope="module")
@@ -16,15 +16,12 @@ def idp(tmp_path_factory, database_url) -> Iterator[ProviderHandle]:
     """An application on the run's database, served by no one: a handle
     whose ``url`` is only its issuer."""
     from idp import create_app
-    from idp.extensions import db
     from tests.conftest import make_settings
 
     app = each_app_context_is_a_unit(
         create_app(make_settings(tmp_path_factory.mktemp("idp-services"), database_url, 9)))
     yield ProviderHandle(app=app, server=None, url=app.extensions["idp"].issuer)
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    close_app(app)
 
 
 @pytest.fixture
