@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import redis
-from redis.client import Pipeline
 from redis.exceptions import RedisError
 
 from idp.store.base import StoreError, Watcher, validate_ttl
@@ -129,14 +128,11 @@ class RedisStore:
         for _key, _value, ttl in entries:
             validate_ttl(ttl)
 
-        def put_all(client: redis.Redis) -> None:
-            pipe = client if isinstance(client, Pipeline) else client.pipeline(transaction=True)
+        def put_all(pipe: redis.Redis) -> None:
             for key, value, ttl in entries:
                 pipe.set(self._prefix + key, _encode(value), ex=ttl)
-            if pipe is not client:
-                pipe.execute()
 
-        self._write([key for key, _value, _ttl in entries], put_all)
+        self._transaction([key for key, _value, _ttl in entries], put_all)
 
     def put_many_counted(self, counter: str, window: int, limit: int,
                          entries: Sequence[tuple[str, dict, int]]) -> int:
@@ -194,7 +190,8 @@ class RedisStore:
         """``keys`` read as :meth:`get_many` says, ``covered`` being those
         of them under a kept prefix: the kept ones from this process's
         keeps, the rest in one round trip, with the remaining lifetime
-        (``PTTL``) of each covered one so that it is kept until it expires."""
+        (``PTTL``) of each covered one so that it is never kept past its
+        expiry (nor past :data:`_KEPT_SECONDS`, :func:`_expires_at`)."""
         epoch = self._kept_epoch()
         texts: dict[str, bytes | None] = {}
         if epoch is not None:
@@ -258,7 +255,7 @@ class RedisStore:
         :raises StoreError: Redis is unreachable or rejected a command.
         """
         changed = sorted({key for key in keys if self._keeps.covers(key)})
-        message = secrets.token_hex(8)
+        message = secrets.token_hex(8) if changed else ""
         with _errors():
             pipe = self._client.pipeline(transaction=True)
             queue(pipe)
@@ -340,7 +337,8 @@ class RedisStore:
     def _told(self, key: str, message: str, reached: int, wait: float) -> bool:
         """Wait until ``reached`` watchers of ``key`` have counted
         ``message`` told (each increments ``<key>:told:<message>``, see
-        :meth:`_listen`), polling with a pause that doubles from 0.5 ms.
+        :meth:`_Subscription._listen`), polling with a pause that doubles
+        from 0.5 ms.
 
         :returns: False if fewer did within ``wait`` seconds.
         :raises RedisError: Redis is unreachable.
