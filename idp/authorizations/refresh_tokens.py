@@ -5,7 +5,10 @@ A rotation is the hottest write of the provider, so it is made of Core
 statements compiled once (:data:`_FIND`, :data:`_INSERT`, the conditional
 UPDATE of :func:`consume_refresh_token`) and reads plain rows, never ORM
 objects: the refresh token endpoint spent more time in the ORM's identity
-map and flush than in its own work (docs/performance.md).
+map and flush than in its own work (docs/performance.md). On the lane
+before Flask (``revoke_on_reuse=False``, :func:`rotate_in_group`) they run
+on each thread's kept DBAPI connection (:mod:`idp.db.direct`), without the
+engine's checkout, pre-ping and execution context.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import bindparam, exists, insert, select, update
-from sqlalchemy.engine import Connection
 
 from idp.authorizations.models import Grant, RefreshToken
 from idp.authorizations.service import revoke_grant
+from idp.db.direct import Transaction, direct
 from idp.db.group_commit import group_commit
 from idp.extensions import db
 from idp.runtime import Runtime
@@ -38,6 +41,8 @@ _FIND = (
     .where(_tokens.c.token_hash == bindparam("token_hash"))
 )
 _INSERT = insert(_tokens)
+#: The columns :func:`new_refresh_token` gives a row.
+_ROW_KEYS = ("token_hash", "grant_id", "created_at", "expires_at")
 #: Marks a token used while it, and its grant, are live.
 _CONSUME = (
     update(_tokens)
@@ -153,8 +158,8 @@ def find_usable_refresh_token(rt: Runtime, token: str, client_id: str, ip: str |
     else:
         # Nothing to write: read outside a transaction (on PostgreSQL no
         # BEGIN and COMMIT round trips around the one SELECT).
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            row = conn.execute(_FIND, {"token_hash": stored}).first()
+        kept = direct(db.engine)
+        row = kept.first(kept.prepare(_FIND), {"token_hash": stored})
     if row is None or row.client_id != client_id:
         return None
     if row.used_at is not None:
@@ -200,20 +205,25 @@ def rotate_in_group(rt: Runtime, row_id: int, grant_id: str, new_row: dict) -> b
     :returns: True once the rotation is committed; False when the token was
         revoked, expired or its grant revoked in between (nothing written).
     :raises RefreshTokenReuseError: another rotation won.
-    :raises sqlalchemy.exc.SQLAlchemyError: the batch failed (rolled back).
+    :raises Exception: the DBAPI's error: the batch failed (rolled back).
     """
     now = utcnow()
     consume = {"row_id": row_id, "now": now, "used_now": now}
+    kept = direct(db.engine)
+    consume_statement, insert_statement = kept.prepare(_CONSUME), kept.prepare(_INSERT, _ROW_KEYS)
 
-    def rotate(conn: Connection) -> bool:
-        if conn.execute(_CONSUME, consume).rowcount != 1:
+    def rotate(transaction: Transaction) -> bool:
+        if transaction.execute(consume_statement, consume) != 1:
             return False
-        conn.execute(_INSERT, new_row)
+        transaction.execute(insert_statement, new_row)
         return True
 
     if group_commit(db.engine).run(rotate, key=row_id):
         return True
-    return _lost(rt, row_id, grant_id, None, False)
+    row = kept.first(kept.prepare(_USED_AT), {"row_id": row_id})
+    if row is not None and row.used_at is not None:
+        raise RefreshTokenReuseError(grant_id)
+    return False
 
 
 def _lost(rt: Runtime, row_id: int, grant_id: str, ip: str | None,

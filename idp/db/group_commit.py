@@ -11,7 +11,8 @@ on its own connection and commits once; the threads that arrived meanwhile
 wait for that commit (or lead the next batch). Nothing waits for company:
 a thread alone commits at once.
 
-Each piece of work is a function of a SQLAlchemy ``Connection`` made of
+Each piece of work is a function of a :class:`~idp.db.direct.Transaction`
+(the leader's kept DBAPI connection, :mod:`idp.db.direct`) made of
 statements that decide by themselves (a conditional UPDATE and what follows
 from its row count), so one piece's outcome never depends on another's
 failing. A statement that raises fails the whole batch: it is rolled back
@@ -27,7 +28,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
+
+from idp.db.direct import Transaction, direct
 
 T = TypeVar("T")
 
@@ -37,7 +40,7 @@ class _Work(Generic[T]):
 
     __slots__ = ("done", "error", "key", "lead", "result", "work")
 
-    def __init__(self, work: Callable[[Connection], T], key: Any) -> None:
+    def __init__(self, work: Callable[[Transaction], T], key: Any) -> None:
         self.work = work
         self.key = key
         self.done = threading.Event()
@@ -50,7 +53,7 @@ class _Work(Generic[T]):
 class GroupCommit:
     """Batches of work committed together on ``engine`` (see the module).
 
-    :param engine: where the batches are written.
+    :param engine: where the batches are written (SQLite or PostgreSQL).
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -60,11 +63,11 @@ class GroupCommit:
         self._waiting: list[_Work[Any]] = []
         self._leading = False
 
-    def run(self, work: Callable[[Connection], T], key: Any = 0) -> T:
+    def run(self, work: Callable[[Transaction], T], key: Any = 0) -> T:
         """Run ``work`` in the next batch's transaction and return its
         result once that transaction has committed.
 
-        :param work: statements on the given connection; it must not commit.
+        :param work: statements of the given transaction; it must not commit.
         :param key: the batch runs its work in ascending ``key`` order (the
             row the work locks first), so that two batches of two processes
             never lock the same rows in opposite orders.
@@ -92,9 +95,9 @@ class GroupCommit:
         with self._lock:
             batch, self._waiting = self._waiting, []
         try:
-            with self._engine.connect() as conn, conn.begin():
+            with direct(self._engine).transaction() as transaction:
                 for item in sorted(batch, key=lambda item: item.key):
-                    item.result = item.work(conn)
+                    item.result = item.work(transaction)
         except BaseException as exc:
             for item in batch:
                 item.error = exc

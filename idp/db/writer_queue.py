@@ -25,6 +25,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from typing import Any
 
 from sqlalchemy import event
@@ -57,7 +58,9 @@ class WriterQueue:
         self._file_lock = threading.Lock()
 
     def install(self, engine: Engine) -> None:
-        """Have every transaction of ``engine`` queue here at its first write."""
+        """Have every transaction of ``engine`` queue here at its first
+        write; :func:`writer_queue` then gives this queue for ``engine``."""
+        _queues[engine] = self
         event.listen(engine, "before_cursor_execute", self._before_execute)
         # After the pool's own rollback (its "reset" event comes before it).
         event.listen(engine.pool, "checkin", self._on_checkin)
@@ -71,7 +74,7 @@ class WriterQueue:
         words = statement.split(None, 1)
         if words and words[0].upper() in READ_KEYWORDS:
             return
-        self._acquire()
+        self.acquire()
         info[HELD] = True
 
     def _on_checkin(self, _dbapi_connection: Any, record: Any) -> None:
@@ -84,11 +87,17 @@ class WriterQueue:
 
     def _release_info(self, info: dict) -> None:
         if info.pop(HELD, False):
-            fcntl.flock(self._fd(), fcntl.LOCK_UN)
-            self._thread_lock.release()
+            self.release()
 
-    def _acquire(self) -> None:
-        """Take the thread lock, then the lock file, within ``timeout``.
+    def release(self) -> None:
+        """Give back the queue taken by :meth:`acquire`."""
+        fcntl.flock(self._fd(), fcntl.LOCK_UN)
+        self._thread_lock.release()
+
+    def acquire(self) -> None:
+        """Take the queue for a transaction that writes without the
+        engine's events (:mod:`idp.db.direct`), until :meth:`release`:
+        the thread lock, then the lock file, within ``timeout``.
 
         :raises sqlite3.OperationalError: ``database is locked`` after the
             timeout, as SQLite's busy handler fails.
@@ -126,3 +135,11 @@ class WriterQueue:
                     fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
                     self._file = opened = (os.getpid(), fd)
         return opened[1]
+
+
+_queues: weakref.WeakKeyDictionary[Engine, WriterQueue] = weakref.WeakKeyDictionary()
+
+
+def writer_queue(engine: Engine) -> WriterQueue | None:
+    """The queue installed on ``engine``, or None (not SQLite, or in memory)."""
+    return _queues.get(engine)

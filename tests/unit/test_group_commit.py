@@ -4,13 +4,16 @@ result, a failure fails its batch alone, and nobody waits for company."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table, create_engine, event, func, insert, select
-from sqlalchemy.exc import IntegrityError
+import sqlalchemy as sa
+from sqlalchemy import Column, Integer, MetaData, Table, bindparam, create_engine
+from sqlalchemy.dialects import sqlite
 
+from idp.db.direct import Prepared, direct
 from idp.db.group_commit import GroupCommit, group_commit
 
 metadata = MetaData()
@@ -22,22 +25,33 @@ def engine(tmp_path):
     engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite3'}")
     metadata.create_all(engine)
     commits = []
-    event.listen(engine, "commit", lambda conn: commits.append(1))
+    connections = direct(engine)
+    transaction = connections.transaction
+
+    def counted():
+        commits.append(1)
+        return transaction()
+
+    connections.transaction = counted
     engine.commits = commits
     yield engine
     engine.dispose()
 
 
+_INSERT = Prepared(sa.insert(rows).values(id=bindparam("id")), sqlite.dialect())
+
+
 def _insert(value: int):
-    def work(conn):
-        conn.execute(insert(rows).values(id=value))
+    def work(transaction):
+        transaction.execute(_INSERT, {"id": value})
         return value
     return work
 
 
+
 def _stored(engine) -> list[int]:
     with engine.connect() as conn:
-        return list(conn.scalars(select(rows.c.id).order_by(rows.c.id)))
+        return list(conn.scalars(sa.select(rows.c.id).order_by(rows.c.id)))
 
 
 def test_a_lone_thread_commits_at_once(engine):
@@ -52,7 +66,7 @@ def test_threads_waiting_together_share_one_commit(engine):
     def first(conn):
         entered.set()
         assert go.wait(10)  # the others arrive while this batch runs
-        conn.execute(insert(rows).values(id=0))
+        _insert(0)(conn)
         return "first"
 
     with ThreadPoolExecutor(waiting + 1) as pool:
@@ -88,7 +102,7 @@ def test_a_failing_work_fails_its_batch_alone(engine):
         assert held.result(10) == "held"
         # One batch: the duplicate key fails it, so the other row is not kept either.
         for future in (fine, duplicate):
-            with pytest.raises(IntegrityError):
+            with pytest.raises(sqlite3.IntegrityError):
                 future.result(10)
     assert _stored(engine) == [5]
     assert group.run(_insert(7)) == 7  # the next batch goes on
@@ -125,4 +139,4 @@ def test_many_threads_each_get_their_own_result(engine):
         results = list(pool.map(lambda i: group.run(_insert(i), i), range(200)))
     assert results == list(range(200))
     with engine.connect() as conn:
-        assert conn.scalar(select(func.count()).select_from(rows)) == 200
+        assert conn.scalar(sa.select(sa.func.count()).select_from(rows)) == 200
