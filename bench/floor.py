@@ -17,9 +17,11 @@ through :class:`idp.rsgi_bridge.WsgiBridge`):
   function doing what any durable refresh-token rotation must, one
   transaction per request as the stack gives it: the token's row found by
   its hash, marked used by a conditional UPDATE, its successor INSERTed,
-  COMMIT (SQLAlchemy Core, the provider's engine settings: WAL and its
-  writer queue on SQLite, pre-ping on PostgreSQL), then two ES256
-  signatures (access and ID token): the floor of the refresh row;
+  COMMIT (SQLAlchemy Core statements run on each thread's kept DBAPI
+  connection, as the provider's rotation runs them, ``idp.db.direct``;
+  the provider's engine settings: WAL and its writer queue on SQLite,
+  pre-ping on PostgreSQL), then two ES256 signatures (access and ID
+  token): the floor of the refresh row;
 - ``wsgi-hop``, and ``wsgi-hop-redis`` with ``--redis URL``: the same
   function doing what any SSO hop must, with the provider's own store
   (embedded, or Redis): the session and the clients' generation read in one
@@ -150,6 +152,7 @@ def _rotation_app(url: str):
     from joserfc.jwk import ECKey
     from sqlalchemy import bindparam, create_engine, event, insert, select, update
 
+    from idp.db.direct import direct
     from idp.db.writer_queue import WriterQueue
 
     tokens = _rotation_table()
@@ -168,7 +171,9 @@ def _rotation_app(url: str):
         tokens.c.token_hash == bindparam("token_hash"))
     consume = update(tokens).where(tokens.c.id == bindparam("row_id"),
                                    tokens.c.used_at.is_(None)).values(used_at=bindparam("now"))
-    add = insert(tokens)
+    kept = direct(engine)
+    find, consume = kept.prepare(find), kept.prepare(consume)
+    add = kept.prepare(insert(tokens), ("token_hash", "created_at"))
     key = ECKey.generate_key("P-256", private=True)
     chains = threading.local()
 
@@ -176,10 +181,10 @@ def _rotation_app(url: str):
         now = datetime.now(UTC).replace(tzinfo=None)
         current = getattr(chains, "token", None)
         successor = secrets.token_hex(32)
-        with engine.connect() as conn, conn.begin():
-            row = conn.execute(find, {"token_hash": current}).first() if current else None
-            if row is None or conn.execute(consume, {"row_id": row.id, "now": now}).rowcount == 1:
-                conn.execute(add, {"token_hash": successor, "created_at": now})
+        with kept.transaction() as transaction:
+            row = transaction.first(find, {"token_hash": current}) if current else None
+            if row is None or transaction.execute(consume, {"row_id": row.id, "now": now}) == 1:
+                transaction.execute(add, {"token_hash": successor, "created_at": now})
         chains.token = successor
         issued = int(now.timestamp())
         signed = [jwt.encode({"alg": "ES256", "kid": "k1"}, {

@@ -11,7 +11,9 @@ and 99th percentile time per request in milliseconds and, with
 ``--profile``, the top of the cProfile listing by cumulative time.
 
 Environment: ``IDP_DATABASE_URL`` and ``IDP_REDIS_URL`` as for ``idp serve``
-(default: the embedded SQLite database and store).
+(default: the embedded SQLite database and store); with ``--profile``,
+``HOTPATHS_CALLERS`` (a regular expression of function names) also prints
+who called those functions.
 
 Example::
 
@@ -203,7 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:14} {mean:7.3f} ms/request, p50 {p50:.3f} ms, p99 {p99:.3f} ms"
               f"{' (profiled)' if profiler else ''}")
         if profiler:
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(args.top)
+            stats = pstats.Stats(profiler).sort_stats("cumulative")
+            stats.print_stats(args.top)
+            if os.environ.get("HOTPATHS_CALLERS"):
+                stats.print_callers(os.environ["HOTPATHS_CALLERS"])
     return 0
 
 

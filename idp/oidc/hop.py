@@ -17,7 +17,8 @@ that is almost all of the hops:
   or consent to show, no error.
 
 The code is issued by the grant's own
-:meth:`~idp.oidc.flows.authorization_code.AuthorizationCodeGrant.create_authorization_response`.
+:meth:`~idp.oidc.flows.authorization_code.AuthorizationCodeGrant.issue_code`,
+as the view issues it.
 Everything else goes on to Flask, which answers it: every refusal (an
 error redirected to the client or shown on a page), every page, a
 parameter holding NUL, a ``form_post`` response, a store that cannot be
@@ -44,6 +45,7 @@ from idp import sessions
 from idp.oidc.authorize import AuthorizationRequest, decide, known_parameters
 from idp.oidc.flows.authorization_code import LoginContext
 from idp.oidc.public_documents import HostCheck
+from idp.oidc.responses import QUERY_REDIRECT_HEADERS, query_location
 from idp.rsgi_bridge import Answer, WSGIApp, serve_before
 from idp.runtime import Runtime, one_request_context
 from idp.store import StoreError
@@ -98,7 +100,7 @@ class SingleSignOnHop:
             return None
         with one_request_context(self._app):
             try:
-                return self._issue(args, handle, request.remote_addr, environ)
+                return self._issue(args, handle, request.remote_addr)
             except (OAuth2Error, StoreError):
                 return None
             except Exception:
@@ -108,7 +110,7 @@ class SingleSignOnHop:
                 return None
 
     def _issue(self, args: dict[str, list[str]], handle: str, ip: str | None,
-               environ: dict[str, Any]) -> Answer | None:
+               ) -> Answer | None:
         rt = self._runtime
         # The view's order (idp.oidc.blueprint._run_authorization), but for
         # one store round trip reading the session and the clients'
@@ -132,13 +134,13 @@ class SingleSignOnHop:
         decision = decide(rt, req, client, redirect_uri, sso, account, None)
         if decision.action != "issue":
             return None
-        response = grant.create_authorization_response(redirect_uri, LoginContext(
+        params = grant.issue_code(redirect_uri, LoginContext(
             account=account, session=sso, claims=decision.claims, acr=decision.acr,
             authorized_at=authorized_at, ip=ip))
-        headers = response.get_wsgi_headers(environ)
-        for name, value in self._security:
-            headers.setdefault(name, value)
-        return response.status_code, headers.to_wsgi_list(), b""
+        # The view's redirect (idp.oidc.responses.response_mode_response)
+        # without building Werkzeug's response and header objects.
+        return 302, [("Location", query_location(redirect_uri, params)),
+                     *QUERY_REDIRECT_HEADERS, *self._security], b""
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any],
                  ) -> Iterable[bytes]:

@@ -6,11 +6,23 @@ from __future__ import annotations
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 from flask import Response, render_template
+from werkzeug.urls import iri_to_uri
 
 from idp.oidc.authorize import AuthorizationRequest
 from idp.oidc.interaction import Interaction
 from idp.runtime import current_runtime
 from idp.web import allow_form_target
+
+#: The headers of :func:`response_mode_response`'s redirect (``query``), as
+#: Werkzeug sends them, but for ``Location`` (:func:`query_location`).
+QUERY_REDIRECT_HEADERS = (("Content-Type", "text/html; charset=utf-8"),
+                          ("Cache-Control", "no-store"), ("Content-Length", "0"))
+
+
+def query_location(redirect_uri: str, params: list[tuple[str, str]]) -> str:
+    """The ``Location`` of a ``query`` response carrying ``params`` (RFC 6749
+    §4.1.2), as Werkzeug sends it: an IRI converted to a URI."""
+    return iri_to_uri(add_params_to_uri(redirect_uri, params))
 
 
 def response_mode_response(redirect_uri: str, params: list[tuple[str, str]],

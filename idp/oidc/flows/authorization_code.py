@@ -147,9 +147,19 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_AUTH_METHODS
 
     def create_authorization_response(self, redirect_uri: str, grant_user: LoginContext):
-        """Issue the code and answer with the requested ``response_mode``;
-        the ``iss`` parameter follows RFC 9207.
+        """Issue the code (:meth:`issue_code`) and answer with the requested
+        ``response_mode``.
 
+        :raises TemporarilyUnavailableError: as :meth:`issue_code`.
+        """
+        return response_mode_response(redirect_uri, self.issue_code(redirect_uri, grant_user),
+                                      self.request.payload.data.get("response_mode"))
+
+    def issue_code(self, redirect_uri: str, grant_user: LoginContext) -> list[tuple[str, str]]:
+        """Store a new code of the request's authorization and audit it.
+
+        :returns: the response's parameters (RFC 6749 §4.1.2): ``code``,
+            ``state`` when the request had one, and ``iss`` (RFC 9207).
         :raises TemporarilyUnavailableError: beyond the session's rate of
             codes (:func:`idp.oidc.authorize.issue_rate`); nothing is stored.
         """
@@ -195,7 +205,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if payload.state:
             params.append(("state", payload.state))
         params.append(("iss", rt.issuer))
-        return response_mode_response(redirect_uri, params, payload.data.get("response_mode"))
+        return params
 
     def query_authorization_code(self, code: str, client) -> CodeRecord | None:
         """Take the code of ``client`` atomically; a replay by that client
