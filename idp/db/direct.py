@@ -17,8 +17,9 @@ first statement and given back after its COMMIT or ROLLBACK; a kept
 PostgreSQL connection that turns out broken (the server restarted) is
 dropped, and a read or a transaction that fails at its start on it is
 tried once more on a new one, as the pool's pre-ping would have done.
-Every kept connection is closed when the engine is disposed; a forked
-child never uses nor closes its parent's.
+A thread's connection is closed when the thread ends, and every kept
+connection when the engine is disposed; a forked child never uses nor
+closes its parent's.
 """
 
 from __future__ import annotations
@@ -143,9 +144,15 @@ class DirectConnections:
             raise ValueError(f"no direct statements on {engine.dialect.name}")
         self._engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
-        self._lock = threading.Lock()
+        # Reentrant: a thread's connection may be forgotten (its finaliser)
+        # while this thread holds the lock.
+        self._lock = threading.RLock()
         self._pid = os.getpid()
+        self._local = threading.local()
+        #: Every live kept connection, by its holder's id (closed on dispose).
         self._kept: dict[int, Any] = {}
+        #: Moves on dispose: a thread's connection of an older one is gone.
+        self._generation = 0
         #: (statement's id, column keys) -> (statement, its Prepared); the
         #: statement is held so that its id stays its own.
         self._prepared: dict[tuple[int, tuple[str, ...] | None],
@@ -237,10 +244,10 @@ class DirectConnections:
                     # The parent's sockets are not ours to use or to close.
                     _orphans.extend(self._kept.values())
                     self._pid, self._kept = os.getpid(), {}
-        ident = threading.get_ident()
-        connection = self._kept.get(ident)
-        if connection is not None:
-            return connection, False
+                    self._generation += 1
+        held = getattr(self._local, "held", None)
+        if held is not None and held.generation == self._generation:
+            return held.connection, False
         proxied = self._engine.raw_connection()
         proxied.detach()
         connection = proxied.dbapi_connection
@@ -248,9 +255,26 @@ class DirectConnections:
             connection.isolation_level = None
         else:
             connection.autocommit = True
+        held = self._local.held = _Held(connection, self._generation)
         with self._lock:
-            self._kept[ident] = connection
+            self._kept[id(held)] = connection
+        # A thread that ends drops its local values, and the connection
+        # with them: never more kept connections than live threads.
+        weakref.finalize(held, self._forget, id(held), connection, os.getpid())
         return connection, True
+
+    def _forget(self, key: int, connection: Any, pid: int) -> None:
+        """Close the connection of a thread that ended (or dropped it)."""
+        orphaned = any(orphan is connection for orphan in _orphans)
+        if pid != os.getpid() or orphaned:
+            if not orphaned:
+                _orphans.append(connection)  # the parent's: never closed here
+            return
+        with self._lock:
+            if self._kept.get(key) is connection:
+                del self._kept[key]
+        with suppress(Exception):  # already gone with its socket
+            connection.close()
 
     def _drop_if_broken(self, connection: Any) -> bool:
         """Drop ``connection`` when it can serve no more; True if dropped."""
@@ -260,21 +284,37 @@ class DirectConnections:
         return False
 
     def _drop(self, connection: Any) -> None:
+        """Stop keeping this thread's ``connection`` and close it."""
+        held = getattr(self._local, "held", None)
+        if held is not None and held.connection is connection:
+            self._local.held = None
         with self._lock:
-            for ident, kept in list(self._kept.items()):
+            for key, kept in list(self._kept.items()):
                 if kept is connection:
-                    del self._kept[ident]
+                    del self._kept[key]
         with suppress(Exception):  # already gone with its socket
             connection.close()
 
     def close(self) -> None:
-        """Close every connection kept (the engine is being disposed)."""
+        """Close every connection kept (the engine is being disposed); each
+        thread makes a new one at its next statement."""
         with self._lock:
             kept = list(self._kept.values()) if self._pid == os.getpid() else []
             self._kept = {}
+            self._generation += 1
         for connection in kept:
             with suppress(Exception):  # already gone with its socket
                 connection.close()
+
+
+class _Held:
+    """A thread's kept connection, in its ``threading.local``."""
+
+    __slots__ = ("__weakref__", "connection", "generation")
+
+    def __init__(self, connection: Any, generation: int) -> None:
+        self.connection = connection
+        self.generation = generation
 
 
 #: Connections a forked child found kept by its parent: never used nor closed.

@@ -5,6 +5,7 @@ transaction, and a PostgreSQL connection killed under it replaced."""
 
 from __future__ import annotations
 
+import gc
 import threading
 from datetime import datetime
 
@@ -114,6 +115,27 @@ def test_each_thread_keeps_one_connection_until_the_engine_is_disposed(engine):
     assert kept._kept == {}
     with pytest.raises(Exception):  # noqa: B017 - each DBAPI names its own error
         mine.cursor().execute("SELECT 1")
+    again, fresh = kept._connection()
+    assert fresh and again is not mine
+
+
+def test_a_thread_that_ends_closes_its_connection(engine):
+    kept = direct(engine)
+    theirs = []
+
+    def work() -> None:
+        theirs.append(kept._connection()[0])
+        assert kept.first(kept.prepare(FIND), {"id": 1}) is None
+
+    for _ in range(5):
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+    gc.collect()
+    assert kept._kept == {} and len(theirs) == 5
+    for connection in theirs:
+        with pytest.raises(Exception):  # noqa: B017 - each DBAPI names its own error
+            connection.cursor().execute("SELECT 1")
 
 
 def test_a_forked_child_leaves_its_parents_connections_alone(engine, monkeypatch):
