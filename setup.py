@@ -1,5 +1,6 @@
 """Where the wheel's packages come from; everything else is in pyproject.toml.
 
+The top-level packages are ``idp``, ``connectors`` and ``migration``.
 The top-level ``themes/`` and ``config/`` folders of the source tree are
 carried inside the ``idp`` package as ``idp.themes`` and ``idp.defaults``, so
 an installed wheel reads its pages and ``default.toml`` through
@@ -20,7 +21,7 @@ def _mapped(name: str, folder: str) -> list[str]:
 
 
 setup(
-    packages=find_namespace_packages(include=["idp*", "connectors*"])
+    packages=find_namespace_packages(include=["idp*", "connectors*", "migration*"])
     + [package for name, folder in MAPPED_PACKAGES.items() for package in _mapped(name, folder)],
     package_dir=MAPPED_PACKAGES,
 )
