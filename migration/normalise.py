@@ -21,6 +21,7 @@ from idp.accounts.identifiers import (
     parse_mobile,
     parse_resident_id,
 )
+from migration.cells import NumberCell
 
 #: Phone numbers legacy forms were filled with when nobody had one (case
 #: M-MATCH-2), as national digits.
@@ -80,7 +81,9 @@ def resident_id(raw: object, *, spreadsheet: bool = False) -> Value:
     :param spreadsheet: the value was read from an XLSX file: an 18-digit
         number ending in ``000`` is taken for Excel's rounding to 15
         significant digits and rejected even when its check character
-        happens to fit (about 1 in 11 such numbers do; case M-ID-3).
+        happens to fit (about 1 in 11 such numbers do; case M-ID-3). A
+        cell that held a number (:class:`~migration.cells.NumberCell`) is
+        rejected in any case.
     """
     text = _raw(raw)
     if text is None:
@@ -89,8 +92,8 @@ def resident_id(raw: object, *, spreadsheet: bool = False) -> Value:
     # 000000, 111111111111111111...: what a form took when nobody had one.
     if _same_character(number):
         return Value(text, problem=PLACEHOLDER)
-    if _NOTATION.match(number) or (spreadsheet and len(number) == 18
-                                   and number.endswith("000")):
+    if (_NOTATION.match(number) or isinstance(raw, NumberCell)
+            or (spreadsheet and len(number) == 18 and number.endswith("000"))):
         return Value(text, problem=SPREADSHEET_DAMAGE)
     try:
         parsed = parse_resident_id(number)

@@ -1,26 +1,33 @@
 """Legacy sources read in batches: a table or query of any database
-SQLAlchemy reaches, or a CSV file (docs/migration.md, "Sources").
+SQLAlchemy reaches, a CSV file or an XLSX file (docs/migration.md,
+"Sources").
 
 Rows are streamed: a database cursor on the server side, a file line by
 line, so memory stays flat whatever the source's size. Every source first
 gives its column names, checked against the mapping before any row is
 read (case M-TXT-3); a row is a dict of source column -> value as the
-source holds it (text from a file; the driver's types from a database).
+source holds it (text from a CSV file; the driver's types from a
+database; from an XLSX file text, with numbers as
+:class:`~migration.cells.NumberCell` text, never a float).
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import sqlalchemy as sa
+from openpyxl.utils.exceptions import InvalidFileException
 from sqlalchemy.exc import SQLAlchemyError
 
+from migration.cells import NumberCell
 from migration.mapping import Mapping, Source
 
 #: Rows per batch unless the caller says otherwise.
@@ -64,10 +71,10 @@ def open_source(mapping: Mapping, batch_rows: int = BATCH_ROWS) -> Iterator[Open
     source = mapping.source
     if source.url is not None:
         opened = _database(source, batch_rows)
-    elif source.file is not None and source.file.suffix.lower() == ".csv":
+    elif source.file.suffix.lower() == ".csv":
         opened = _csv(source, batch_rows)
     else:
-        raise SourceError(f"{source.file}: only CSV files and databases are read so far")
+        opened = _xlsx(source, batch_rows)
     with opened as reading:
         missing = [column for column in mapping.columns.values()
                    if column not in reading.columns]
@@ -207,3 +214,57 @@ def _next_line(reader: Any, path: Path, encoding: str) -> Sequence[str] | None:
                           f"are not {encoding.removesuffix('-sig')}") from None
     except csv.Error as exc:
         raise SourceError(f"{path}: line {reader.line_num}: {exc}") from None
+
+
+@contextmanager
+def _xlsx(source: Source, batch_rows: int) -> Iterator[Opened]:
+    path = source.file
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (OSError, zipfile.BadZipFile, InvalidFileException, KeyError) as exc:
+        raise SourceError(f"{path}: is not a readable XLSX file: {exc}") from None
+    try:
+        if source.sheet is not None and source.sheet not in book.sheetnames:
+            raise SourceError(f"{path}: has no sheet {source.sheet!r} "
+                              f"(it has {', '.join(book.sheetnames)})")
+        sheet = book[source.sheet] if source.sheet is not None else book.worksheets[0]
+        lines = sheet.iter_rows(values_only=True)
+        header = next(lines, None)
+        if header is None:
+            raise SourceError(f"{path}: the sheet is empty: no header row")
+        columns = [_cell(value) or "" for value in header]
+        while columns and not columns[-1]:
+            columns.pop()
+
+        def batches() -> Iterator[list[Row]]:
+            batch: list[Row] = []
+            for number, line in enumerate(lines, start=2):
+                cells = [_cell(value) for value in line]
+                if any(cell not in (None, "") for cell in cells[len(columns):]):
+                    raise SourceError(f"{path}: row {number}: values beyond the header's "
+                                      f"{len(columns)} columns")
+                if all(cell in (None, "") for cell in cells):
+                    continue
+                cells += [None] * (len(columns) - len(cells))
+                batch.append(dict(zip(columns, cells[:len(columns)], strict=True)))
+                if len(batch) == batch_rows:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+
+        yield Opened([str(column).strip() for column in columns], None, batches())
+    finally:
+        book.close()
+
+
+def _cell(value: Any) -> Any:
+    """A cell's value as text, a number as :class:`NumberCell` text (never
+    a float), a date as the datetime it holds."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | float):
+        return NumberCell.of(value)
+    return value

@@ -143,3 +143,52 @@ def test_a_database_missing_a_column_or_unreachable_is_a_source_error(tmp_path,
     mapping = _mapping(tmp_path, f'url = "{legacy_database}"\ntable = "no_such_table"')
     with pytest.raises(SourceError), open_source(mapping):
         pass
+
+
+def _workbook(path, rows, sheet="Sheet1"):
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.active.title = sheet
+    for row in rows:
+        book.active.append(row)
+    book.save(path)
+
+
+def test_an_xlsx_file_is_read_as_text_and_numbers_never_through_float(tmp_path):
+    """M-ID-3: a number cell is NumberCell text, rejected as an ID number
+    whatever its digits; a text cell ending in 000 is flagged too."""
+    from migration.cells import NumberCell
+    from migration.normalise import SPREADSHEET_DAMAGE, phone, resident_id
+
+    _workbook(tmp_path / "users.xlsx", [
+        ["id", "real_name", "id_no", "mobile"],
+        [1, "张三", "990101200001010014", 13900000001],
+        [2, "李四", 990101200001010014, "13900000002"],
+        [3, "王五", 9.90101e17, None],
+        [None, None, None, None],
+        [4, "赵六", "990101200001010000", None],
+    ])
+    mapping = _mapping(tmp_path, 'file = "users.xlsx"\nsheet = "Sheet1"',
+                       'legacy_id = "id"\nresident_id = "id_no"\nphone = "mobile"')
+    encoding, batches = _rows(mapping)
+    rows = batches[0]
+    assert encoding is None and len(rows) == 4
+    assert rows[0] == {"id": "1", "real_name": "张三", "id_no": "990101200001010014",
+                       "mobile": "13900000001"}
+    assert isinstance(rows[0]["mobile"], NumberCell) and phone(rows[0]["mobile"]).value
+    assert resident_id(rows[0]["id_no"], spreadsheet=True).value == "990101200001010014"
+    assert rows[2]["id_no"] == "990101000000000000"
+    for row in rows[1:]:
+        assert resident_id(row["id_no"], spreadsheet=True).problem == SPREADSHEET_DAMAGE
+
+
+def test_an_xlsx_file_without_the_sheet_or_broken_is_a_source_error(tmp_path):
+    _workbook(tmp_path / "users.xlsx", [["id"], [1]])
+    mapping = _mapping(tmp_path, 'file = "users.xlsx"\nsheet = "Users"', 'legacy_id = "id"')
+    with pytest.raises(SourceError, match="has no sheet 'Users' .it has Sheet1."):
+        _rows(mapping)
+    (tmp_path / "broken.xlsx").write_bytes(b"not a zip")
+    mapping = _mapping(tmp_path, 'file = "broken.xlsx"', 'legacy_id = "id"')
+    with pytest.raises(SourceError, match="is not a readable XLSX file"):
+        _rows(mapping)
