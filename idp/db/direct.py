@@ -217,7 +217,10 @@ class DirectConnections:
                     self._drop_if_broken(connection)
                 raise
             finally:
-                cursor.close()
+                # Never in place of the block's error: the connection may
+                # have been dropped (closed) above.
+                with suppress(Exception):
+                    cursor.close()
         finally:
             if queue is not None:
                 queue.release()

@@ -194,3 +194,30 @@ def test_a_killed_postgresql_connection_is_replaced(engine):
     kill()
     _add(engine, id=2, name="b", at=AT, doc=None)  # the transaction begins on a new one
     assert kept.first(kept.prepare(FIND), {"id": 2}).name == "b"
+
+
+def test_a_failed_rollback_leaves_the_blocks_own_error(engine):
+    """A rollback that fails drops (closes) the connection; closing the
+    transaction's cursor then must not put its own error (SQLite's
+    ``Cannot operate on a closed database``) in place of the block's."""
+    kept = direct(engine)
+    real = kept._connection()[0]
+
+    class RollbackFails:
+        def cursor(self):
+            return real.cursor()
+
+        def commit(self):
+            real.commit()
+
+        def rollback(self):
+            raise RuntimeError("rollback failed")
+
+        def close(self):
+            real.close()
+
+    kept._local.held.connection = RollbackFails()
+    with pytest.raises(ValueError, match="the block's"), kept.transaction():
+        raise ValueError("the block's")
+    _add(engine, id=1, name="a", at=AT, doc=None)  # on a new connection
+    assert kept.first(kept.prepare(FIND), {"id": 1}).name == "a"
