@@ -14,7 +14,7 @@ engine's checkout, pre-ping and execution context.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, exists, insert, select, update
 
@@ -190,7 +190,8 @@ def consume_refresh_token(rt: Runtime, row_id: int, grant_id: str, ip: str | Non
     now = utcnow()
     if db.session.execute(_CONSUME, {"row_id": row_id, "now": now, "used_now": now}).rowcount == 1:
         return True
-    return _lost(rt, row_id, grant_id, ip, revoke_on_reuse)
+    used_at = db.session.execute(_USED_AT, {"row_id": row_id}).scalar()
+    return _lost(rt, used_at, grant_id, ip, revoke_on_reuse)
 
 
 def rotate_in_group(rt: Runtime, row_id: int, grant_id: str, new_row: dict) -> bool:
@@ -221,16 +222,15 @@ def rotate_in_group(rt: Runtime, row_id: int, grant_id: str, new_row: dict) -> b
     if group_commit(db.engine).run(rotate, key=row_id):
         return True
     row = kept.first(kept.prepare(_USED_AT), {"row_id": row_id})
-    if row is not None and row.used_at is not None:
-        raise RefreshTokenReuseError(grant_id)
-    return False
+    return _lost(rt, row.used_at if row is not None else None, grant_id, None, False)
 
 
-def _lost(rt: Runtime, row_id: int, grant_id: str, ip: str | None,
+def _lost(rt: Runtime, used_at: datetime | None, grant_id: str, ip: str | None,
           revoke_on_reuse: bool) -> bool:
-    """After a rotation's UPDATE matched nothing: a replay if the token was
-    used meanwhile, else False (revoked or expired)."""
-    if db.session.execute(_USED_AT, {"row_id": row_id}).scalar() is not None:
+    """After a rotation's UPDATE matched nothing, given the token's
+    ``used_at`` read then: a replay if the token was used meanwhile, else
+    False (revoked or expired)."""
+    if used_at is not None:
         if revoke_on_reuse:
             revoke_grant(rt, grant_id, "refresh_token_reuse", ip)
         raise RefreshTokenReuseError(grant_id)

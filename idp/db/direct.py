@@ -29,7 +29,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect, Engine
@@ -38,6 +38,7 @@ from sqlalchemy.sql import ClauseElement
 from idp.db.writer_queue import writer_queue
 
 Processor = Callable[[Any], Any] | None
+T = TypeVar("T")
 
 
 class Row(tuple):
@@ -178,19 +179,14 @@ class DirectConnections:
         :raises Exception: the DBAPI's error, after one more try on a new
             connection when a kept one was found broken.
         """
-        for retry in (True, False):
-            connection, fresh = self._connection()
+        def read(connection: Any) -> Row | None:
+            cursor = connection.cursor()
             try:
-                cursor = connection.cursor()
-                try:
-                    cursor.execute(prepared.sql, prepared.parameters(values))
-                    return prepared.row(cursor.fetchone())
-                finally:
-                    cursor.close()
-            except Exception:
-                if not self._drop_if_broken(connection) or fresh or not retry:
-                    raise
-        raise AssertionError("unreachable")
+                return Transaction(cursor).first(prepared, values)
+            finally:
+                cursor.close()
+
+        return self._on_kept_connection(read)
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -227,12 +223,21 @@ class DirectConnections:
 
     def _begin(self) -> tuple[Any, Any]:
         """This thread's connection in a new transaction, and a cursor."""
+
+        def begin(connection: Any) -> tuple[Any, Any]:
+            cursor = connection.cursor()
+            cursor.execute("BEGIN")
+            return connection, cursor
+
+        return self._on_kept_connection(begin)
+
+    def _on_kept_connection(self, run: Callable[[Any], T]) -> T:
+        """``run`` on this thread's connection; once more on a new one when
+        the kept one turns out broken (what the pool's pre-ping does)."""
         for retry in (True, False):
             connection, fresh = self._connection()
             try:
-                cursor = connection.cursor()
-                cursor.execute("BEGIN")
-                return connection, cursor
+                return run(connection)
             except Exception:
                 if not self._drop_if_broken(connection) or fresh or not retry:
                     raise

@@ -109,8 +109,7 @@ class SingleSignOnHop:
                 log.exception("the authorization before Flask failed; Flask answers")
                 return None
 
-    def _issue(self, args: dict[str, list[str]], handle: str, ip: str | None,
-               ) -> Answer | None:
+    def _issue(self, args: dict[str, list[str]], handle: str, ip: str | None) -> Answer | None:
         rt = self._runtime
         # The view's order (idp.oidc.blueprint._run_authorization), but for
         # one store round trip reading the session and the clients'

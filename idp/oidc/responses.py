@@ -42,7 +42,7 @@ def response_mode_response(redirect_uri: str, params: list[tuple[str, str]],
                                             params=params))
     else:
         response = Response(status=302, headers={
-            "Location": add_params_to_uri(redirect_uri, params)})
+            "Location": query_location(redirect_uri, params)})
     response.headers["Cache-Control"] = "no-store"
     return response
 

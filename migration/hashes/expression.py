@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes
 
+from migration.hashes.base import PASSWORD_ENCODINGS
 from migration.hashes.errors import SchemeError
 
 #: Names an expression may read, and the row values they stand for.
@@ -50,8 +51,6 @@ MAX_REPEAT = 100_000
 MAX_LENGTH = 1_000
 #: Deepest nesting of calls accepted.
 MAX_DEPTH = 16
-#: Encodings tried, in order, for text that is not ASCII (M-PW-5).
-ENCODINGS = ("utf-8", "gbk")
 
 
 @dataclass(frozen=True)
@@ -215,7 +214,8 @@ class ExpressionScheme:
                 raise SchemeError(f"the expression {self.text!r} reads {name}, "
                                   "which this row does not have", 0)
         texts = [given[name] for name in self.fields]
-        encodings = ENCODINGS if not all(text.isascii() for text in texts) else ENCODINGS[:1]
+        encodings = (PASSWORD_ENCODINGS if not all(text.isascii() for text in texts)
+                     else PASSWORD_ENCODINGS[:1])
         expected = stored.strip().lower() if self._hex else stored.strip()
         for encoding in encodings:
             try:

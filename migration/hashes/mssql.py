@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 from migration.hashes.base import NamedScheme
 
@@ -26,14 +26,9 @@ class MssqlHashbytes(NamedScheme):
         algorithm = _BY_HEX_LENGTH.get(len(digest))
         if algorithm is None:
             return None
-        for encoding, secret in _nvarchar(password):
-            if hmac.compare_digest(hashlib.new(algorithm, secret).hexdigest(), digest):
-                return encoding
-        return None
-
-
-def _nvarchar(password: str) -> Iterator[tuple[str, bytes]]:
-    try:
-        yield "utf-16le", password.encode("utf-16le")
-    except UnicodeEncodeError:  # a lone surrogate: no nvarchar held it
-        return
+        try:
+            secret = password.encode("utf-16le")
+        except UnicodeEncodeError:  # a lone surrogate: no nvarchar held it
+            return None
+        return "utf-16le" if hmac.compare_digest(
+            hashlib.new(algorithm, secret).hexdigest(), digest) else None
