@@ -68,12 +68,17 @@ class PasswordRules:
     :ivar scheme: the one scheme of every row, or None with ``scheme_column``.
     :ivar schemes: per-row scheme name -> scheme, with ``scheme_column``.
     :ivar pepper: the secret read from ``pepper_env``, or None.
+    :ivar texts: scheme name -> the scheme as the mapping wrote it, the one
+        scheme under ``""``: what a legacy credential keeps.
+    :ivar pepper_env: the environment variable of the pepper, or None.
     """
 
     scheme: Scheme | None = None
     scheme_column: str | None = None
     schemes: dict[str, Scheme] = field(default_factory=dict)
     pepper: str | None = field(default=None, repr=False)
+    texts: dict[str, str] = field(default_factory=dict)
+    pepper_env: str | None = None
 
 
 @dataclass(frozen=True)
@@ -239,13 +244,16 @@ def _password_rules(where: _Where, table: dict, columns: dict[str, str],
                    for name, text in named.items()}
         if "known_answer" in table:
             raise where.error("password.known_answer", "needs a single scheme")
-        return PasswordRules(scheme_column=scheme_column, schemes=schemes, pepper=pepper)
+        return PasswordRules(scheme_column=scheme_column, schemes=schemes, pepper=pepper,
+                             texts={name: text.strip() for name, text in named.items()},
+                             pepper_env=pepper_env)
     if "schemes" in table:
         raise where.error("password.schemes", "applies with scheme_column only")
     scheme = _scheme(where, "password.scheme", scheme_text, columns, pepper)
     if "known_answer" in table:
         _check_known_answer(where, table["known_answer"], scheme, pepper)
-    return PasswordRules(scheme=scheme, pepper=pepper)
+    return PasswordRules(scheme=scheme, pepper=pepper, texts={"": scheme_text.strip()},
+                         pepper_env=pepper_env)
 
 
 def _scheme(where: _Where, key: str, text: Any, columns: dict[str, str],

@@ -79,12 +79,12 @@ def open_source(mapping: Mapping, batch_rows: int = BATCH_ROWS) -> Iterator[Open
         missing = [column for column in mapping.columns.values()
                    if column not in reading.columns]
         if missing:
-            raise SourceError(f"{_name(source)}: missing column(s) {', '.join(missing)} "
+            raise SourceError(f"{source_name(source)}: missing column(s) {', '.join(missing)} "
                               f"(it has {', '.join(reading.columns)})")
         yield reading
 
 
-def _name(source: Source) -> str:
+def source_name(source: Source) -> str:
     if source.url is not None:
         return sa.engine.make_url(source.url).render_as_string(hide_password=True)
     return str(source.file)
@@ -92,7 +92,7 @@ def _name(source: Source) -> str:
 
 @contextmanager
 def _database(source: Source, batch_rows: int) -> Iterator[Opened]:
-    name = _name(source)
+    name = source_name(source)
     try:
         engine = sa.create_engine(source.url)
     except (SQLAlchemyError, ImportError, ValueError) as exc:

@@ -5,6 +5,11 @@ by the party that issued it (DESIGN.md vocabulary, "legacy link").
 kind                    issuer                      value
 ======================  ==========================  ==============================
 ``legacy``              the department's code       its legacy user id
+``alias``               the department's code       a legacy login name another
+                                                    person holds as their
+                                                    username, case-folded: it
+                                                    works on that department's
+                                                    clients only
 ``certificate``         the certificate authority   the certificate's serial number
                                                     (unique per CA, RFC 5280 §4.1.2.2)
 ``federation``          the upstream issuer URL     the upstream ``sub`` (unique per
@@ -43,7 +48,7 @@ from idp.extensions import db
 from idp.runtime import Runtime
 from idp.timeutil import utcnow
 
-KINDS = ("legacy", "certificate", "federation")
+KINDS = ("legacy", "alias", "certificate", "federation")
 #: Longest issuer and value, characters. An upstream ``sub`` may have 255
 #: ASCII characters (OIDC Core §2); the column holds 255.
 MAX_LENGTH = 255
@@ -105,13 +110,13 @@ def _is_issuer_url(text: str) -> bool:
 
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
-        raise LinkError("kind", _l("An identity link is of kind legacy, certificate or "
-                                   "federation."))
+        raise LinkError("kind", _l("An identity link is of kind legacy, alias, certificate "
+                                   "or federation."))
 
 
 def _check_issuer(kind: str, issuer: str) -> None:
     _check_kind(kind)
-    if kind == "legacy":
+    if kind in ("legacy", "alias"):
         valid = DEPARTMENT_CODE_RE.fullmatch(issuer) is not None
         message = _l("A department code has 1 to 32 letters, digits, dots, hyphens or "
                      "underscores.")

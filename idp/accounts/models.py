@@ -72,6 +72,10 @@ class Account(db.Model):
     #: two factors at a step-up, and the carrier check is refused
     #: (``idp.accounts.recovery.sms_reset_hold_until``).
     password_reset_by_sms_at: Mapped[datetime | None]
+    #: Set when the password the account logged in with fails today's
+    #: policy (a legacy password, case M-PW-3): no SSO session is used for
+    #: a client until it is changed (idp.accounts.legacy).
+    password_change_required: Mapped[bool] = mapped_column(default=False)
     #: Creation and last profile change, UTC.
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -220,7 +224,8 @@ class IdentityLink(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"),
                                             index=True)
-    #: ``legacy``, ``certificate`` or ``federation`` (idp.accounts.links.KINDS).
+    #: ``legacy``, ``alias``, ``certificate`` or ``federation``
+    #: (idp.accounts.links.KINDS).
     kind: Mapped[str] = mapped_column(String(16))
     #: Who issued the value: a department code, a CA, an upstream issuer URL.
     issuer: Mapped[str] = mapped_column(String(255))
@@ -233,3 +238,32 @@ class IdentityLink(db.Model):
     #: When the link was made, and when a login last went through it, UTC.
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_used_at: Mapped[datetime | None]
+
+
+class LegacyCredential(db.Model):
+    """A department's password hash, kept as its old system stored it until
+    the account's first login (idp.accounts.legacy): then the password used
+    is re-hashed with argon2id and every legacy credential of the account is
+    deleted. Each legacy link keeps its own (u1001 and u1001_admin of one
+    department may have two passwords)."""
+
+    __tablename__ = "legacy_credentials"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"),
+                                            index=True)
+    #: The legacy link (department, legacy id) the hash came with.
+    link_id: Mapped[int] = mapped_column(ForeignKey("identity_links.id", ondelete="CASCADE"),
+                                         unique=True)
+    #: The department's code, as the link's issuer.
+    department: Mapped[str] = mapped_column(String(32))
+    #: The scheme as the mapping wrote it (``md5(md5(password) + salt)``,
+    #: ``bcrypt``...; migration.hashes.scheme_for).
+    scheme: Mapped[str] = mapped_column(String(1000))
+    #: JSON of the stored hash, salt and exact legacy login name, encrypted
+    #: (idp.accounts.pii, kind ``legacy_credential:<department>``).
+    secret_enc: Mapped[str] = mapped_column(Text)
+    #: The environment variable holding the department's pepper, if its
+    #: scheme reads one; the pepper itself is never stored.
+    pepper_env: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

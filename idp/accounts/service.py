@@ -175,7 +175,7 @@ def validate_new_account(rt: Runtime, username: str, password: str, email: str |
         errors.append(("username", _l(
             "Username must be 3-64 characters: letters, digits, '.', '_' or '-', "
             "starting with a letter or digit.")))
-    elif username.isdigit() or _is_resident_id(username):
+    elif username.isdigit() or is_resident_id(username):
         errors.append(("username", _l("A username cannot be only digits: it would be "
                                       "mistaken for an ID or phone number.")))
     elif is_card_number(username):
@@ -305,7 +305,9 @@ def _by_index(column, index: str) -> Account | None:
     return db.session.scalar(_BY_INDEX[column.key], {"index": index})
 
 
-def _is_resident_id(text: str) -> bool:
+def is_resident_id(text: str) -> bool:
+    """Whether ``text`` is a valid resident ID number (GB 11643-1999), 18
+    characters or 15 digits."""
     try:
         parse_resident_id(text)
     except IdentifierError:
@@ -321,7 +323,7 @@ def find_for_login(rt: Runtime, identifier: str) -> Account | None:
     phone; anything else as a username. Registration refuses usernames of
     all digits or of the shape of an ID or card number, so no username is
     shadowed."""
-    if _is_resident_id(identifier):
+    if is_resident_id(identifier):
         return find_by_resident_id(rt, identifier)
     if is_card_number(identifier):
         return find_by_card_number(rt, identifier)

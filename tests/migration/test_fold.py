@@ -1,0 +1,244 @@
+"""The fold of legacy rows into accounts (docs/migration.md, "The fold"),
+on the run's database: matching, merges, conflicts, tombstones, usernames
+and aliases, idempotence and resumption."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+ID_M = "990101200001010014"
+ID_F = "990101200001010022"
+ID15 = "990101800101001"
+ID15_FULL = "990101198001010014"
+ID_BAD = "990101200001010015"
+PHONE_A = "13900000001"
+
+
+def valid_id(birth: str, sequence: str) -> str:
+    """An 18-character ID number of area 990101 with its check character."""
+    from connectors.identifiers import id_check_character
+
+    first17 = "990101" + birth + sequence
+    return first17 + id_check_character(first17)
+
+
+def full_width(digits: str) -> str:
+    return digits.translate({ord(d): ord(d) + 0xFEE0 for d in "0123456789"})
+
+
+def md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def fold(rt, path, *, dry_run=False, chunk_rows=1000):
+    from migration.mapping import load_mapping
+    from migration.runs import fold_mapping
+
+    return fold_mapping(rt, load_mapping(path), dry_run=dry_run, label=str(path),
+                        chunk_rows=chunk_rows)
+
+
+def account_of(rt, code, legacy_id):
+    from idp.accounts.links import find_account
+
+    return find_account(rt, "legacy", code, legacy_id)
+
+
+def count(model) -> int:
+    from idp.extensions import db
+
+    return db.session.scalar(select(func.count()).select_from(model))
+
+
+def unique_code(base: str) -> str:
+    import secrets
+
+    return f"{base}{secrets.token_hex(3)}"
+
+
+def test_same_person_in_two_departments_is_one_account(rt, department):
+    from idp.accounts.service import resident_id
+
+    a, b = unique_code("A"), unique_code("B")
+    ident = valid_id("19900101", "003")
+    first = fold(rt, department(a, [{"id": "1", "login": "li.lei." + a.lower(), "name": "李雷",
+                                     "id_no": ident, "pwd": md5("pw-a"), "status": "NORMAL"}]))
+    second = fold(rt, department(b, [{"id": "77", "login": "lilei", "name": "李雷",
+                                      "id_no": ident, "pwd": md5("pw-b"),
+                                      "status": "NORMAL"}]))
+    assert first.counts.new == 1 and second.counts.matched == 1
+    one, two = account_of(rt, a, "1"), account_of(rt, b, "77")
+    assert one is not None and one.id == two.id
+    assert resident_id(rt, one) == ident
+    assert one.username == "li.lei." + a.lower()
+
+
+def test_plan_writes_nothing_and_counts_as_run(rt, department):
+    from migration.models import LegacyRecord
+
+    code = unique_code("P")
+    path = department(code, [
+        {"id": "1", "name": "王五", "id_no": valid_id("19900101", "005"), "status": "NORMAL"},
+        {"id": "2", "name": "王五", "id_no": valid_id("19900101", "005"), "status": "NORMAL"},
+        {"id": "3", "name": "赵六", "id_no": ID_BAD, "status": "NORMAL"},
+        {"id": "4", "name": "钱七", "status": "DELETED"},
+    ])
+    before = count(LegacyRecord)
+    plan = fold(rt, path, dry_run=True)
+    assert count(LegacyRecord) == before
+    assert (plan.counts.new, plan.counts.matched, plan.counts.rejected,
+            plan.counts.tombstones) == (1, 1, 1, 1)
+    assert plan.counts.rejected_reasons == {"resident_id_check_character": 1}
+    run = fold(rt, path)
+    assert run.counts.as_dict() == plan.counts.as_dict()
+    again = fold(rt, path)
+    assert again.counts.written == 0 and again.counts.unchanged == 4
+
+
+def test_second_run_writes_nothing_and_a_stopped_run_resumes(rt, department, monkeypatch):
+    from idp.accounts.models import Account
+    from migration import fold as fold_module
+
+    code = unique_code("R")
+    rows = [{"id": str(n), "name": "人" + str(n), "status": "NORMAL", "pwd": md5(str(n))}
+            for n in range(1, 8)]
+    path = department(code, rows)
+    accounts_before = count(Account)
+    calls = {"n": 0}
+    original = fold_module.Folder.fold
+
+    def dies_on_fifth(self, row):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return original(self, row)
+
+    monkeypatch.setattr(fold_module.Folder, "fold", dies_on_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        fold(rt, path, chunk_rows=2)
+    monkeypatch.setattr(fold_module.Folder, "fold", original)
+    assert count(Account) == accounts_before + 4
+    resumed = fold(rt, path, chunk_rows=2)
+    assert resumed.counts.unchanged == 4 and resumed.counts.new == 3
+    assert count(Account) == accounts_before + 7
+
+
+def test_name_mismatch_is_held(rt, department):
+    from migration.models import MigrationConflict
+
+    a, b = unique_code("N"), unique_code("M")
+    ident = valid_id("19900101", "007")
+    fold(rt, department(a, [{"id": "1", "name": "张三", "id_no": ident, "status": "NORMAL"}]))
+    result = fold(rt, department(b, [{"id": "1", "name": "李四", "id_no": ident,
+                                      "status": "NORMAL"}]))
+    assert result.counts.conflicts == 1
+    assert account_of(rt, b, "1") is None
+    from idp.extensions import db
+    kinds = db.session.scalars(select(MigrationConflict.kind).order_by(
+        MigrationConflict.id.desc()).limit(1)).all()
+    assert kinds == ["name_mismatch"]
+
+
+def test_same_id_in_one_department_is_one_person_with_two_links(rt, department):
+    from idp.accounts.links import links_of
+    from idp.accounts.models import LegacyCredential
+    from idp.extensions import db
+
+    code = unique_code("U")
+    ident = valid_id("19900101", "009")
+    fold(rt, department(code, [
+        {"id": "u1001", "login": "u1001" + code.lower(), "name": "周八", "id_no": ident,
+         "pwd": md5("one"), "status": "NORMAL"},
+        {"id": "u1001_admin", "login": "u1001_admin" + code.lower(), "name": "周八",
+         "id_no": ident, "pwd": md5("two"), "status": "NORMAL"}]))
+    account = account_of(rt, code, "u1001")
+    assert account_of(rt, code, "u1001_admin").id == account.id
+    legacy = [item.value for item in links_of(rt, account, "legacy", code)]
+    assert sorted(legacy) == ["u1001", "u1001_admin"]
+    assert db.session.scalar(select(func.count()).where(
+        LegacyCredential.account_id == account.id)) == 2
+
+
+def test_shared_phone_never_merges(rt, department):
+    """Case M-MATCH-1."""
+    from idp.accounts.service import phone_number
+
+    code = unique_code("S")
+    fold(rt, department(code, [
+        {"id": "1", "name": "甲", "id_no": ID_M, "mobile": PHONE_A, "status": "NORMAL"},
+        {"id": "2", "name": "乙", "id_no": ID_F, "mobile": PHONE_A, "status": "NORMAL"}]))
+    one, two = account_of(rt, code, "1"), account_of(rt, code, "2")
+    assert one.id != two.id
+    assert phone_number(rt, one) == "+86" + PHONE_A and not one.phone_number_verified
+    assert phone_number(rt, two) is None
+
+
+def test_username_case_collision_goes_to_review(rt, department):
+    """Case M-MATCH-3."""
+    code = unique_code("C")
+    result = fold(rt, department(code, [
+        {"id": "1", "login": "ZhangSan" + code, "name": "张三", "status": "NORMAL"},
+        {"id": "2", "login": "zhangsan" + code.lower(), "name": "张三", "status": "NORMAL"}]))
+    assert result.counts.new == 1 and result.counts.conflicts == 1
+    assert account_of(rt, code, "1").username == ("zhangsan" + code).lower()
+
+
+def test_deleted_and_enabled_is_a_tombstone(rt, department):
+    """Case M-MATCH-4."""
+    from migration.models import LegacyRecord
+
+    code = unique_code("D")
+    path = department(code, [{"id": "9", "name": "孙九", "status": "DELETED",
+                              "pwd": md5("x")}])
+    text = path.read_text().replace('status = "status"', 'status = "status"\nenabled = "salt"')
+    path.write_text(text)
+    csv_path = path.parent / "users.csv"
+    csv_path.write_text(csv_path.read_text().replace(",DELETED,", ",DELETED,"), encoding="utf-8")
+    result = fold(rt, path)
+    assert result.counts.tombstones == 1 and result.counts.new == 0
+    from idp.extensions import db
+    assert db.session.scalar(select(LegacyRecord.outcome).where(
+        LegacyRecord.department == code)) == "tombstone"
+
+
+def test_unknown_status_stops_with_the_row(rt, department):
+    from migration.rows import RowError
+
+    code = unique_code("X")
+    with pytest.raises(RowError, match="row 1: columns.status .*'FROZEN'"):
+        fold(rt, department(code, [{"id": "1", "status": "FROZEN"}]), dry_run=True)
+
+
+def test_fifteen_digit_id_matches_as_weaker_evidence(rt, department):
+    """Case M-ID-2."""
+    from idp.extensions import db
+    from migration.models import LegacyRecord
+
+    a, b = unique_code("F"), unique_code("G")
+    fold(rt, department(a, [{"id": "1", "name": "吴十", "id_no": ID15_FULL,
+                             "status": "NORMAL"}]))
+    fold(rt, department(b, [{"id": "1", "name": "吴十", "id_no": ID15, "status": "NORMAL"}]))
+    assert account_of(rt, a, "1").id == account_of(rt, b, "1").id
+    assert db.session.scalar(select(LegacyRecord.reason).where(
+        LegacyRecord.department == b)) == "resident_id_15"
+
+
+def test_raw_values_are_kept_encrypted(rt, department):
+    """Case M-TXT-1: the raw values are kept for the audit record."""
+    from idp.extensions import db
+    from migration.models import LegacyRecord
+
+    code = unique_code("T")
+    fold(rt, department(code, [{"id": "1", "name": "张\u200b三",
+                                "id_no": full_width(valid_id("19850101", "004")),
+                                "mobile": "+86 139-0000-0002", "status": "NORMAL"}]))
+    record = db.session.scalar(select(LegacyRecord).where(LegacyRecord.department == code))
+    assert "张" not in record.raw_enc
+    raw = json.loads(rt.pii.decrypt(f"legacy_row:{code}", record.raw_enc))
+    assert raw["name"] == "张\u200b三" and raw["phone"] == "+86 139-0000-0002"
+    account = account_of(rt, code, "1")
+    assert account.name == "张三"
