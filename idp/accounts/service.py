@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from idp import unit_of_work
-from idp.accounts import password_policy
+from idp.accounts import legacy, password_policy
 from idp.accounts.identifiers import (
     IdentifierError,
     is_card_number,
@@ -22,6 +22,7 @@ from idp.accounts.identifiers import (
     parse_mobile,
     parse_resident_id,
 )
+from idp.accounts.links import LinkError, find_account
 from idp.accounts.models import Account
 from idp.audit.service import record
 from idp.extensions import db
@@ -272,11 +273,21 @@ def verify_password(rt: Runtime, account: Account | None, password: str) -> bool
     """Check ``password`` against ``account``'s hash, taking the same time
     when ``account`` is None (unknown identifier). Re-hashes (not
     committed: the login's unit of work commits) when the stored hash has
-    outdated parameters.
+    outdated parameters. A migrated account without a password of its own
+    is checked against its legacy hashes, and the one that matches becomes
+    its argon2id password (:mod:`idp.accounts.legacy`).
 
     :returns: whether the password matched an existing account's.
     """
     ok, new_hash = rt.hasher.verify(password, account.password_hash if account else None)
+    if account is not None and account.password_hash is None and not ok:
+        # A migrated account before its first login: the dummy hash above
+        # kept the time, and its departments' hashes decide.
+        match = legacy.verify_legacy(rt, account, password)
+        if match is None:
+            return False
+        legacy.upgrade(rt, account, password, match)
+        return True
     if not ok or account is None:
         return False
     if new_hash:
@@ -315,14 +326,22 @@ def is_resident_id(text: str) -> bool:
     return True
 
 
-def find_for_login(rt: Runtime, identifier: str) -> Account | None:
+def find_for_login(rt: Runtime, identifier: str,
+                   department: str | None = None) -> Account | None:
     """The account a login identifier names. A valid resident ID number (18
     characters, or 15 digits; it is also the social security number) and a
     social security card number are looked up by their blind indexes; a
     number that parses as a mobile number by the index of a *verified*
-    phone; anything else as a username. Registration refuses usernames of
-    all digits or of the shape of an ID or card number, so no username is
-    shadowed."""
+    phone (or of a migrated account's legacy phone before its first login,
+    whose legacy password must then be given); anything else as a username.
+    Registration refuses usernames of all digits or of the shape of an ID or
+    card number, so no username is shadowed.
+
+    :param department: the department of the client the login is for (its
+        ``department``): a login name is first looked up among that
+        department's legacy login names kept as aliases, because its users
+        knew it there (docs/migration.md, "Usernames").
+    """
     if is_resident_id(identifier):
         return find_by_resident_id(rt, identifier)
     if is_card_number(identifier):
@@ -334,8 +353,22 @@ def find_for_login(rt: Runtime, identifier: str) -> Account | None:
             pass
         else:
             account = find_by_phone(rt, identifier)
-            return account if account is not None and account.phone_number_verified else None
+            if account is None or not (account.phone_number_verified
+                                       or legacy.has_legacy_credentials(account)):
+                return None
+            return account
+    if department is not None:
+        aliased = _by_alias(rt, department, normalize_username(identifier))
+        if aliased is not None:
+            return aliased
     return find_by_username(identifier)
+
+
+def _by_alias(rt: Runtime, department: str, name: str) -> Account | None:
+    try:
+        return find_account(rt, "alias", department, name)
+    except LinkError:
+        return None
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ class AccountSnapshot:
     verified_name: str | None
     status: str
     reverification_required: bool
+    password_change_required: bool
     session_generation: int
     has_password: bool
     password_reset_by_sms_at: datetime | None
@@ -127,6 +128,7 @@ def _load(account_id: int) -> AccountSnapshot | None:
         phone_number_verified=bool(account.phone_number_verified),
         resident_id_enc=account.resident_id_enc, verified_name=account.verified_name,
         status=account.status, reverification_required=bool(account.reverification_required),
+        password_change_required=bool(account.password_change_required),
         session_generation=account.session_generation or 0, has_password=account.has_password,
         password_reset_by_sms_at=account.password_reset_by_sms_at,
         updated_at=account.updated_at, evidence=evidence)

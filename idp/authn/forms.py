@@ -175,3 +175,21 @@ def require_min_length(form: Form, min_length: int) -> Form:
     """
     form.password.render_kw = dict(form.password.render_kw or {}, minlength=min_length)
     return form
+
+
+class NewPasswordFields(Form):
+    """A new password, typed twice."""
+
+    password = PasswordField(_l("New password"), validators=[DataRequired(), Length(max=1024)],
+                             render_kw={"autocomplete": "new-password"})
+    confirm = PasswordField(_l("Repeat the new password"),
+                            validators=[DataRequired(), EqualTo(
+                                "password", message=_l("The passwords do not match."))],
+                            render_kw={"autocomplete": "new-password"})
+
+
+class NewPasswordForm(NewPasswordFields):
+    """A new password for one that logged in but fails today's policy;
+    ``i`` names the pending request to go on with."""
+
+    i = HiddenField()

@@ -9,6 +9,7 @@ import functools
 import hashlib
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from flask_babel import lazy_gettext as _l
 
@@ -343,10 +344,15 @@ def enrol_and_finish(rt: Runtime, token: str, code: str, ip: str | None,
 def login_with_password(rt: Runtime, identifier: str, password: str, ip: str | None,
                         previous: str | None = None,
                         device: throttle.DeviceCookie | None = None, *,
-                        public: bool = False) -> SsoSession | PendingLogin:
+                        public: bool = False,
+                        department: str | None = None) -> SsoSession | PendingLogin:
     """Authenticate by password and start an SSO session (or a pending
     login, when a second factor must follow: :func:`complete_login`; a
     ``public`` computer's session as in :func:`start_session`).
+
+    :param department: the department of the client the login is for: its
+        legacy login names (aliases) name accounts too
+        (:func:`accounts.find_for_login`).
 
     Failures count against the IP and against the account the identifier
     names, whichever identifier and spelling named it (username, ID or card
@@ -365,7 +371,7 @@ def login_with_password(rt: Runtime, identifier: str, password: str, ip: str | N
     """
     identifier = accounts.normalize_username(identifier)
     limits = rt.settings["throttle"]
-    account = accounts.find_for_login(rt, identifier)
+    account = accounts.find_for_login(rt, identifier, department)
     key = (f"account:{account.id}" if account is not None
            else "unknown:" + keyed_hash(rt.token_hmac_key, identifier, "login_identifier"))
     known = _known(device, account)
@@ -1008,11 +1014,47 @@ def change_password(rt: Runtime, sso: SsoSession, account: Account, current: str
     _check_current_password(rt, account, sso, current, ip, "password.change_failed", device)
     # The current password was just proven, so this compares with the stored one.
     if constant_time_equals(new, current):
-        raise accounts.AccountError("password", _l(
-            "The new password must differ from the current one."))
+        raise accounts.AccountError("password", _MUST_DIFFER)
+    return _set_password(rt, sso, account, new, ip)
+
+
+_MUST_DIFFER = _l("The new password must differ from the current one.")
+
+
+def _set_password(rt: Runtime, sso: SsoSession, account: Account, new: str, ip: str | None,
+                  **detail: Any) -> SsoSession:
+    """Store ``new`` (checked by the caller), end every other session of the
+    account and revoke the grants issued outside ``sso``, tell the verified
+    phone after the commit; audited as ``password.changed``.
+
+    :returns: the session that replaces ``sso``.
+    """
     account.password_hash = rt.hasher.hash(new)
     account.password_reset_by_sms_at = None
-    record("password.changed", account_id=account.id, ip=ip, sid=sso.sid)
+    account.password_change_required = False
+    record("password.changed", account_id=account.id, ip=ip, sid=sso.sid, **detail)
     ended = sessions.end_all(rt, account, "password_changed", revoke_grants=True, keep=sso, ip=ip)
     notify_after_commit(rt, account, "password_changed")
     return ended.kept
+
+
+def replace_required_password(rt: Runtime, sso: SsoSession, account: Account, new: str,
+                              ip: str | None) -> SsoSession:
+    """Replace a password that logged in but fails today's policy (a legacy
+    one, case M-PW-3: ``password_change_required``) before the login goes
+    on. The login that just proved the password is the authentication: the
+    flag is set only by that login, in this session's account. The new
+    password meets the policy and differs from the old; every other
+    session of the account ends, as in :func:`change_password`. Not
+    committed.
+
+    :returns: the session that replaces ``sso`` (its cookie must be set).
+    :raises accounts.AccountError: on field ``password``: the new password
+        breaks the policy or is the old one, or no change is required.
+    """
+    if not account.password_change_required:
+        raise accounts.AccountError("password", _l("Your password does not need to change."))
+    accounts.check_password_policy(rt, new, account=account)
+    if accounts.verify_password(rt, account, new):
+        raise accounts.AccountError("password", _MUST_DIFFER)
+    return _set_password(rt, sso, account, new, ip, reason="policy")

@@ -17,7 +17,7 @@ from flask.cli import with_appcontext
 
 #: Fields ``clients update --clear`` can empty (RFC 7591 names, as ``show --json`` prints).
 CLEARABLE = ("redirect_uris", "post_logout_redirect_uris", "allowed_origins", "min_acr",
-             "sector_identifier_uri", "jwks")
+             "sector_identifier_uri", "jwks", "department")
 
 
 @click.group()
@@ -76,6 +76,10 @@ def _registration_options(update: bool):
                           "repeatable." + replaces),
         _flag("--resource-server",
               "May introspect access tokens issued to other clients (an API).", update),
+        click.option("--department", default=None,
+                     help="Code of the department whose legacy users the client serves: "
+                          "their old login names work at its login, and it receives "
+                          "legacy_ids under the scope legacy."),
     ]
     if update:
         options.append(click.option(
@@ -124,7 +128,7 @@ def _given_fields(options: dict[str, Any]) -> dict[str, Any]:
                          ("sector_identifier_uri", "sector_identifier_uri"),
                          ("min_acr", "min_acr"), ("trusted", "trusted"),
                          ("strict_auth_method", "strict_auth_method"), ("kiosk", "kiosk"),
-                         ("resource_server", "resource_server")):
+                         ("resource_server", "resource_server"), ("department", "department")):
         if options[option] is not None:
             given[name] = options[option]
     if options["jwks_file"]:
@@ -146,7 +150,7 @@ def _client_summary(client) -> dict:
             "trusted": client.trusted, "subject_type": client.subject_type,
             "sector_identifier": client.sector_identifier, "min_acr": client.min_acr,
             "kiosk": client.kiosk, "strict_auth_method": client.strict_auth_method,
-            "resource_server": client.resource_server,
+            "resource_server": client.resource_server, "department": client.department,
             "allowed_origins": list(client.allowed_origins or [])}
 
 
@@ -270,8 +274,8 @@ def clients_update(client_id: str, as_json: bool, cleared: tuple[str, ...],
     both = sorted(set(cleared) & set(given))
     if both:
         raise click.UsageError(f"--clear {both[0]} and a new value for it: give one")
-    given.update({name: None if name in ("min_acr", "sector_identifier_uri", "jwks") else ()
-                  for name in cleared})
+    scalars = ("min_acr", "sector_identifier_uri", "jwks", "department")
+    given.update({name: None if name in scalars else () for name in cleared})
     if given.get("token_endpoint_auth_method", "private_key_jwt") != "private_key_jwt":
         given.setdefault("jwks", None)
     current = registered_metadata(_registered(client_id))

@@ -76,6 +76,8 @@ class ClientInfo(ClientMixin):
     strict_auth_method: bool = False
     allowed_origins: tuple[str, ...] = ()
     resource_server: bool = False
+    #: The department whose legacy users the client serves, or None.
+    department: str | None = None
     #: The secret before the last rotation, accepted until
     #: ``previous_secret_expires_at`` (Unix seconds).
     previous_secret_hash: str | None = field(default=None, repr=False)
@@ -195,6 +197,7 @@ def _to_info(row: Client, hmac_key: bytes) -> ClientInfo:
         subject_type=row.subject_type, sector_identifier=row.sector_identifier,
         min_acr=row.min_acr, kiosk=row.kiosk, strict_auth_method=row.strict_auth_method,
         allowed_origins=tuple(row.allowed_origins or ()), resource_server=row.resource_server,
+        department=row.department,
         previous_secret_hash=row.previous_secret_hash if expires else None,
         previous_secret_expires_at=float(to_epoch(expires)) if expires else None,
         created_at=to_epoch(row.created_at),

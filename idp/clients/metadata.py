@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import scope_to_list
 
+from idp.accounts.links import DEPARTMENT_CODE_RE
 from idp.clients.sector import SectorError, fetch_redirect_uris
 from idp.config import SIGNING_ALGS
 
@@ -31,10 +32,13 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", 
 #: Methods that present the client secret; a client registered with one
 #: accepts either unless registered with a strict method.
 SECRET_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
-SCOPES = ("openid", "profile", "email", "phone", "offline_access", "realname", "idcard")
+SCOPES = ("openid", "profile", "email", "phone", "offline_access", "realname", "idcard",
+          "legacy")
 #: Scopes a client may request unless registered otherwise: all but ``idcard``,
-#: which releases the resident ID number and must be granted to a client explicitly.
-DEFAULT_SCOPES = tuple(s for s in SCOPES if s != "idcard")
+#: which releases the resident ID number and must be granted to a client
+#: explicitly, and ``legacy``, which a department's client (``department``)
+#: has by default and no other may have.
+DEFAULT_SCOPES = tuple(s for s in SCOPES if s not in ("idcard", "legacy"))
 #: ``id_token_signed_response_alg`` of a client that names none (OIDC Dynamic
 #: Client Registration §2).
 DEFAULT_ID_TOKEN_ALG = "RS256"
@@ -83,6 +87,10 @@ class ClientMetadata:
         endpoints (CORS).
     :ivar resource_server: the client may introspect access tokens issued
         to other clients (RFC 7662 §4).
+    :ivar department: the code of the department whose legacy users the
+        client serves: its users' legacy login names work at its login
+        (aliases), and it receives ``legacy_ids`` under the ``legacy``
+        scope, which it has by default.
     """
 
     client_name: str
@@ -102,6 +110,7 @@ class ClientMetadata:
     strict_auth_method: bool = False
     allowed_origins: Sequence[str] = ()
     resource_server: bool = False
+    department: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("redirect_uris", "post_logout_redirect_uris", "grant_types",
@@ -198,11 +207,21 @@ def checked(metadata: ClientMetadata, acr_values: Sequence[str]) -> ClientMetada
     for item in scopes:
         if item not in SCOPES:
             raise ClientError(f"scope {item!r} is not supported; use some of {', '.join(SCOPES)}")
+    department = metadata.department or None
+    if department is not None and not DEPARTMENT_CODE_RE.fullmatch(department):
+        raise ClientError(f"department {department!r} is not a department code (1 to 32 "
+                          "letters, digits, dots, hyphens or underscores)")
+    if department is not None and not metadata.scope:
+        scopes.append("legacy")
+    if "legacy" in scopes and department is None:
+        raise ClientError("the scope legacy releases a department's legacy user ids: it "
+                          "needs the client's department (--department CODE)")
     return replace(metadata, client_name=name, grant_types=grant_types, redirect_uris=uris,
                    sector_identifier_uri=(metadata.sector_identifier_uri or None
                                           if metadata.subject_type == "pairwise" else None),
                    allowed_origins=origins,
-                   post_logout_redirect_uris=logout_uris, scope=" ".join(scopes))
+                   post_logout_redirect_uris=logout_uris, scope=" ".join(scopes),
+                   department=department)
 
 
 def sector_of(metadata: ClientMetadata,

@@ -65,6 +65,9 @@ class Client(db.Model):
     #: A resource server: may introspect access tokens issued to other clients
     #: (RFC 7662 §4); other clients learn only about their own tokens.
     resource_server: Mapped[bool] = mapped_column(default=False)
+    #: The department whose legacy users the client serves
+    #: (idp.clients.metadata.ClientMetadata.department), or null.
+    department: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

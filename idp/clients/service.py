@@ -51,7 +51,7 @@ def registered_metadata(row: Client) -> ClientMetadata:
         sector_identifier_uri=row.sector_identifier_uri, client_id=row.client_id,
         trusted=row.trusted, min_acr=row.min_acr, kiosk=row.kiosk,
         strict_auth_method=row.strict_auth_method, allowed_origins=row.allowed_origins or (),
-        resource_server=row.resource_server)
+        resource_server=row.resource_server, department=row.department)
 
 
 def _new_secret(rt: Runtime) -> tuple[str, str]:
@@ -233,6 +233,7 @@ def _apply(row: Client, valid: ClientMetadata, sector: str | None) -> None:
     row.kiosk = valid.kiosk
     row.strict_auth_method = valid.strict_auth_method
     row.resource_server = valid.resource_server
+    row.department = valid.department
     row.allowed_origins = list(valid.allowed_origins)
 
 

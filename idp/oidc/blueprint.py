@@ -154,7 +154,7 @@ def _run_authorization(args: dict[str, list[str]],
         decision = decide(rt, req, client, redirect_uri, sso, account, item)
     except OAuth2Error as error:
         return authorization_error(error, req)
-    if decision.action in ("login", "step_up", "consent"):
+    if decision.action in ("login", "change_password", "step_up", "consent"):
         remember_ui_locales(req.payload.data.get("ui_locales"))
         if item is None:
             try:
@@ -165,8 +165,8 @@ def _run_authorization(args: dict[str, list[str]],
                     "error.html", error="temporarily_unavailable",
                     description=_("Too many sign-in requests from your network. "
                                   "Try again in a minute.")), status=429)
-        endpoint = {"login": "authn.login", "step_up": "authn.step_up",
-                    "consent": "authn.consent"}[decision.action]
+        endpoint = {"login": "authn.login", "change_password": "authn.new_password",
+                    "step_up": "authn.step_up", "consent": "authn.consent"}[decision.action]
         return redirect(url_for(endpoint, i=item.id))
     if item is not None and not interaction.finish(rt.store, item):
         return _expired_page()

@@ -25,9 +25,12 @@ IDENTITY_SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {
     "realname": ("verified_claims",),
     "idcard": ("resident_id_number",),
 }
+#: Claims of a department's client (idp.oidc.legacy_claims).
+LEGACY_SCOPE_CLAIMS: dict[str, tuple[str, ...]] = {"legacy": ("legacy_ids",)}
 SUPPORTED_CLAIMS = ("sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr",
                     "sid", "at_hash", *(c for cs in SCOPE_CLAIMS.values() for c in cs),
-                    *(c for cs in IDENTITY_SCOPE_CLAIMS.values() for c in cs))
+                    *(c for cs in IDENTITY_SCOPE_CLAIMS.values() for c in cs),
+                    *(c for cs in LEGACY_SCOPE_CLAIMS.values() for c in cs))
 
 
 class ClaimsRequestError(ValueError):

@@ -15,6 +15,7 @@ from idp.authorizations.service import revoke_grant
 from idp.extensions import db
 from idp.oidc.claims import select_claims
 from idp.oidc.identity import identity_claims
+from idp.oidc.legacy_claims import legacy_claims
 from idp.oidc.subjects import subject_for
 from idp.oidc.tokens import InvalidTokenError, check_access_token, revoke_access_token
 from idp.runtime import Runtime
@@ -59,11 +60,13 @@ def userinfo(rt: Runtime, access_token: str) -> tuple[str, dict[str, Any]]:
     if grant is None or account is None:
         raise InvalidTokenError("no live grant or account behind the token",
                                 claims.get("client_id"))
-    body = {"sub": subject_for(rt, rt.clients.get(grant.client_id), account)}
+    client = rt.clients.get(grant.client_id)
+    body = {"sub": subject_for(rt, client, account)}
     requested = (grant.claims or {}).get("userinfo")
     body.update(select_claims(account, claims["scope"], requested, by_scope=True,
                               phone_number=phone_for_scope(rt, account, claims["scope"])))
     body.update(identity_claims(rt, account, claims["scope"], requested, userinfo=True))
+    body.update(legacy_claims(rt, client, account, claims["scope"]))
     return grant.client_id, body
 
 

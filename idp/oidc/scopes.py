@@ -14,4 +14,5 @@ SCOPE_DESCRIPTIONS = {
     "offline_access": _l("Stay connected when you are not using it"),
     "realname": _l("Your verified real name and identity assurance level"),
     "idcard": _l("Your resident ID number (the full number, as verified)"),
+    "legacy": _l("Your user ids in this department's old system"),
 }

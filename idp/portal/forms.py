@@ -5,9 +5,15 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from wtforms import EmailField, HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length, Optional
+from wtforms.validators import DataRequired, Length, Optional
 
-from idp.authn.forms import Form, SmsCodeForm, sms_code_field, totp_code_field
+from idp.authn.forms import (
+    Form,
+    NewPasswordFields,
+    SmsCodeForm,
+    sms_code_field,
+    totp_code_field,
+)
 
 
 class IdentityForm(Form):
@@ -82,18 +88,12 @@ class ReauthForm(Form):
     next = HiddenField()
 
 
-class PasswordChangeForm(Form):
+class PasswordChangeForm(NewPasswordFields):
     """A new password, with the current one typed again."""
 
     current = PasswordField(_l("Current password"),
                             validators=[DataRequired(), Length(max=1024)],
                             render_kw={"autocomplete": "current-password"})
-    password = PasswordField(_l("New password"), validators=[DataRequired(), Length(max=1024)],
-                             render_kw={"autocomplete": "new-password"})
-    confirm = PasswordField(_l("Repeat the new password"),
-                            validators=[DataRequired(), EqualTo(
-                                "password", message=_l("The passwords do not match."))],
-                            render_kw={"autocomplete": "new-password"})
 
 
 class LinkCardForm(Form):

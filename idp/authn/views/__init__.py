@@ -24,10 +24,11 @@ def home():
 # Each module registers its routes on ``bp`` when imported.
 from idp.authn.views import (  # noqa: E402
     consent,
+    new_password,
     password,
     second_factor,
     sms,
     step_up,
 )
 
-__all__ = ["bp", "consent", "password", "second_factor", "sms", "step_up"]
+__all__ = ["bp", "consent", "new_password", "password", "second_factor", "sms", "step_up"]

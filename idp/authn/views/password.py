@@ -53,9 +53,11 @@ def login():
     error, status, headers = None, 200, {}
     if form.validate_on_submit():
         try:
+            client = client_of(rt, item)
             sso = service.login_with_password(rt, form.username.data, form.password.data,
                                               client_ip(), sso_cookie(rt), device_cookie(rt),
-                                              public=form.public.data)
+                                              public=form.public.data,
+                                              department=getattr(client, "department", None))
         except throttle.ThrottledError as exc:
             error, status = too_many_attempts(exc.retry_after), 429
             headers = retry_after_header(exc.retry_after)

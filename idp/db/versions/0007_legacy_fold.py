@@ -20,6 +20,8 @@ def upgrade():
     with op.batch_alter_table("accounts", schema=None) as batch_op:
         batch_op.add_column(sa.Column("password_change_required", sa.Boolean(),
                                       nullable=False, server_default=sa.false()))
+    with op.batch_alter_table("clients", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("department", sa.String(length=32), nullable=True))
     op.create_table(
         "legacy_credentials",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -122,5 +124,7 @@ def downgrade():
     op.drop_table("legacy_records")
     op.drop_table("migration_batches")
     op.drop_table("legacy_credentials")
+    with op.batch_alter_table("clients", schema=None) as batch_op:
+        batch_op.drop_column("department")
     with op.batch_alter_table("accounts", schema=None) as batch_op:
         batch_op.drop_column("password_change_required")

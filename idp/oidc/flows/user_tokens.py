@@ -16,6 +16,7 @@ from idp.audit.service import record_deferred
 from idp.authorizations.refresh_tokens import issue_refresh_token
 from idp.oidc.claims import select_claims
 from idp.oidc.identity import identity_claims
+from idp.oidc.legacy_claims import legacy_claims
 from idp.oidc.subjects import client_sid, subject_for
 from idp.oidc.tokens import issue_access_token, issue_id_token
 from idp.runtime import Runtime
@@ -73,6 +74,7 @@ def issue_user_tokens(rt: Runtime, client, grant: UserGrant, account: Account | 
         extra = select_claims(account, scope, requested, by_scope=False,
                               phone_number=phone_for_scope(rt, account, scope))
         extra.update(identity_claims(rt, account, scope, requested, userinfo=False))
+        extra.update(legacy_claims(rt, client, account, scope))
         token["id_token"] = issue_id_token(
             rt, client_id=client.client_id, alg=client.alg, subject=subject,
             auth_time=grant.auth_time, nonce=nonce, acr=grant.acr, amr=grant.amr,

@@ -1,0 +1,131 @@
+"""Legacy passwords at first login (docs/migration.md, "Passwords after
+migration").
+
+A migrated account has no password of the provider's own until its first
+login: it holds the hashes its departments stored, each with its scheme
+(:class:`~idp.accounts.models.LegacyCredential`). Any of them verifies the
+password typed; on success the password is re-hashed with argon2id and
+every legacy credential of the account is deleted in the same transaction,
+so only the password used works from then on. A password that fails
+today's policy still logs in once, and must be changed before any client
+receives tokens (case M-PW-3).
+
+The hashes are verified by :mod:`migration.hashes`, which imports nothing
+of the provider.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from idp.accounts.models import Account, LegacyCredential
+from idp.audit.service import record
+from idp.extensions import db
+from idp.runtime import Runtime
+from migration.hashes import SchemeError, scheme_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LegacyMatch:
+    """The legacy credential a password verified against.
+
+    :ivar department: its department's code.
+    :ivar encoding: the encoding the password matched in (``utf-8``,
+        ``gbk``, ``utf-16le``; case M-PW-5).
+    """
+
+    department: str
+    encoding: str
+
+
+def has_legacy_credentials(account: Account) -> bool:
+    """Whether the account still holds a legacy hash (it has not logged in
+    since it was migrated)."""
+    return db.session.scalar(select(LegacyCredential.id).where(
+        LegacyCredential.account_id == account.id).limit(1)) is not None
+
+
+def count_legacy_credentials(account_id: int) -> int:
+    """How many legacy hashes the account ``account_id`` still holds."""
+    return len(db.session.scalars(select(LegacyCredential.id).where(
+        LegacyCredential.account_id == account_id)).all())
+
+
+def verify_legacy(rt: Runtime, account: Account, password: str) -> LegacyMatch | None:
+    """Check ``password`` against each legacy hash of ``account``, exactly as
+    typed (never normalised: case M-PW-4).
+
+    A credential whose scheme no longer parses, whose pepper's environment
+    variable is unset, or whose stored value is damaged is skipped and
+    logged, never an error of the login.
+
+    :returns: the credential's department and the encoding that matched,
+        or None.
+    """
+    credentials = db.session.scalars(select(LegacyCredential).where(
+        LegacyCredential.account_id == account.id).order_by(LegacyCredential.id))
+    for credential in credentials:
+        try:
+            scheme = scheme_for(credential.scheme)
+            secret = json.loads(rt.pii.decrypt(f"legacy_credential:{credential.department}",
+                                               credential.secret_enc))
+            pepper = os.environ.get(credential.pepper_env) if credential.pepper_env else None
+            if credential.pepper_env and not pepper:
+                raise SchemeError(f"the environment variable {credential.pepper_env} "
+                                  "is not set")
+            encoding = scheme.verify(password, secret["hash"],
+                                     {"salt": secret.get("salt"),
+                                      "username": secret.get("username"),
+                                      "pepper": pepper})
+        except (SchemeError, ValueError, KeyError) as exc:
+            log.warning("legacy credential %s of department %s cannot be verified: %s",
+                        credential.id, credential.department, exc)
+            continue
+        if encoding is not None:
+            return LegacyMatch(credential.department, encoding)
+    return None
+
+
+def upgrade(rt: Runtime, account: Account, password: str, match: LegacyMatch,
+            ip: str | None = None) -> bool:
+    """Make ``password`` (just verified by :func:`verify_legacy`) the
+    account's argon2id password and delete every legacy hash of the
+    account, in a savepoint of the login's transaction. A password that
+    fails today's policy sets ``password_change_required``. Audited as
+    ``password.legacy_upgraded`` with the department and the encoding.
+
+    :returns: whether the upgrade was written; when the write fails, the
+        savepoint is rolled back, the legacy hashes stay, and the login
+        goes on (the next login tries again).
+    """
+    from idp.accounts.service import AccountError, check_password_policy
+
+    new_hash = rt.hasher.hash(password)
+    try:
+        check_password_policy(rt, password, account=account)
+        weak = False
+    except AccountError:
+        weak = True
+    try:
+        with db.session.begin_nested():
+            account.password_hash = new_hash
+            account.password_change_required = weak
+            db.session.execute(delete(LegacyCredential).where(
+                LegacyCredential.account_id == account.id))
+            db.session.flush()
+    except SQLAlchemyError:
+        log.exception("the legacy password of account %s could not be upgraded", account.id)
+        db.session.refresh(account)
+        return False
+    record("password.legacy_upgraded", account_id=account.id, ip=ip,
+           department=match.department, encoding=match.encoding, change_required=weak)
+    return True
+
