@@ -95,6 +95,39 @@ class Counts:
         return cls(**known)
 
 
+@dataclass(frozen=True)
+class Department:
+    """What the fold needs of a department's mapping.
+
+    :ivar code: the department's code.
+    :ivar trust: the precedence of its attributes in merges (0-100).
+    :ivar schemes: the row's scheme name (``""`` for the one scheme) ->
+        the scheme as written, which a legacy credential keeps.
+    :ivar pepper_env: the environment variable of its pepper, or None.
+    """
+
+    code: str
+    trust: int
+    schemes: dict[str, str]
+    pepper_env: str | None
+
+    @classmethod
+    def of(cls, mapping: Mapping) -> Department:
+        """The department of a checked mapping."""
+        rules = mapping.password
+        return cls(mapping.code, mapping.trust, dict(rules.texts) if rules else {},
+                   rules.pepper_env if rules else None)
+
+
+def generated_username(department: str) -> str:
+    """A username for an account whose legacy login name another person
+    holds (or that had none): the department's code and a random suffix."""
+    return f"{department.lower()}-{random_token(9).lower()}"
+
+
+#: The key of a held row's fold data in its record's raw values.
+PENDING = "_pending"
+
 #: The attributes a merge may change, and the accounts' columns they live in.
 ATTRIBUTES = ("name", "email")
 
@@ -103,15 +136,16 @@ class Folder:
     """Folds the rows of one mapping, one at a time, into the account space.
 
     :param rt: the runtime (keys, settings).
-    :param mapping: the department's checked mapping.
+    :param department: the department the rows come from.
     :param batch_id: the batch the records are written for.
     :param counts: where the decisions are counted.
     """
 
-    def __init__(self, rt: Runtime, mapping: Mapping, batch_id: int, counts: Counts) -> None:
+    def __init__(self, rt: Runtime, department: Department, batch_id: int,
+                 counts: Counts) -> None:
         self.rt = rt
-        self.mapping = mapping
-        self.department = mapping.code
+        self.rules = department
+        self.department = department.code
         self.batch_id = batch_id
         self.counts = counts
 
@@ -126,9 +160,8 @@ class Folder:
         return self._index(f"link:legacy:{self.department}", legacy_id)
 
     def _digest(self, row: LegacyRow) -> str:
-        rules = self.mapping.password
-        scheme = rules.texts.get(row.scheme, "") if rules is not None else ""
-        values = [row.raw, row.password, row.salt, row.scheme, scheme, self.mapping.trust]
+        values = [row.raw, row.password, row.salt, row.scheme,
+                  self.rules.schemes.get(row.scheme, ""), self.rules.trust]
         return keyed_hash(self.rt.token_hmac_key, json.dumps(values, sort_keys=True,
                                                              ensure_ascii=False),
                           f"legacy_row:{self.department}")
@@ -165,9 +198,7 @@ class Folder:
             department=self.department, legacy_id_index=legacy_index,
             legacy_id_enc=self.rt.pii.encrypt(f"link:legacy:{self.department}", row.legacy_id),
             batch_id=self.batch_id, outcome="rejected", digest=digest,
-            raw_enc=self.rt.pii.encrypt(f"legacy_row:{self.department}",
-                                        json.dumps(self._audited(row), ensure_ascii=False)),
-            created_at=row.created_at, last_login_at=row.last_login_at)
+            raw_enc=self._sealed(row), created_at=row.created_at, last_login_at=row.last_login_at)
         problem = row.resident_id.problem
         if problem is not None and problem != PLACEHOLDER:
             return self._reject(record, f"resident_id_{problem}")
@@ -177,22 +208,27 @@ class Folder:
             record.resident_id_index = self._index("resident_id", row.resident_id.value)
         if row.phone.value is not None:
             record.phone_index = self._index("phone", row.phone.value)
-        folded = self._folded_username(row)
+        folded = self.folded_username(row)
         if folded is not None:
             record.username_index = self._index(f"legacy_username:{self.department}", folded)
         db.session.add(record)
         db.session.flush()
         return self._decide(record, row)
 
-    def _audited(self, row: LegacyRow) -> dict:
-        audited = dict(row.raw)
+    def _sealed(self, row: LegacyRow, pending: dict | None = None) -> str:
+        """The row's raw values (and a held row's ``pending`` fold data),
+        encrypted for the record."""
+        audited: dict = dict(row.raw)
         if row.resident_id.alias:
             audited["resident_id_15"] = row.resident_id.alias
-        return audited
+        if pending is not None:
+            audited[PENDING] = pending
+        return self.rt.pii.encrypt(f"legacy_row:{self.department}",
+                                   json.dumps(audited, ensure_ascii=False))
 
     def _decide(self, record: LegacyRecord, row: LegacyRow) -> str:
         if record.username_index is not None and self._username_collides(record):
-            return self._hold(record, "username_case", None)
+            return self._hold(record, row, "username_case", None)
         account = None
         if record.resident_id_index is not None:
             account = db.session.scalar(select(Account).where(
@@ -200,17 +236,17 @@ class Folder:
         if account is not None:
             known = account.verified_name or account.name
             if row.name.value is not None and known is not None and known != row.name.value:
-                return self._hold(record, "name_mismatch", account)
+                return self._hold(record, row, "name_mismatch", account)
             record.reason = "resident_id_15" if row.resident_id.weak else "resident_id"
             if row.status == "deleted":
                 return self._tombstone(record, account)
-            self._merge(account, record, row)
+            self.merge(account, record, row)
             record.outcome = "merged"
             self.counts.matched += 1
             return "merged"
         if row.status == "deleted":
             return self._tombstone(record, None)
-        account = self._create(record, row)
+        self.new_account(record, row)
         record.outcome = "imported"
         self.counts.new += 1
         return "imported"
@@ -234,9 +270,16 @@ class Folder:
         self.counts.rejected_reasons[reason] += 1
         return "rejected"
 
-    def _hold(self, record: LegacyRecord, kind: str, account: Account | None) -> str:
+    def _hold(self, record: LegacyRecord, row: LegacyRow, kind: str,
+              account: Account | None) -> str:
         record.outcome = "conflict"
         record.reason = kind
+        # Until an operator decides, the record alone keeps what the row
+        # needs to be folded then: its credential and status, encrypted.
+        pending = {"password": row.password, "salt": row.salt, "scheme": row.scheme,
+                   "status": row.status, "trust": self.rules.trust,
+                   "schemes": self.rules.schemes, "pepper_env": self.rules.pepper_env}
+        record.raw_enc = self._sealed(row, pending)
         db.session.add(MigrationConflict(record_id=record.id, kind=kind,
                                          account_id=account.id if account else None))
         db.session.flush()
@@ -258,7 +301,9 @@ class Folder:
     # -- usernames -------------------------------------------------------------
 
     @staticmethod
-    def _folded_username(row: LegacyRow) -> str | None:
+    def folded_username(row: LegacyRow) -> str | None:
+        """The row's login name as the provider compares usernames (case
+        folded), or None when it has none a link can hold."""
         if row.username is None:
             return None
         folded = accounts.normalize_username(row.username)
@@ -282,7 +327,7 @@ class Folder:
     def _alias(self, account: Account, row: LegacyRow) -> None:
         """A login name that is not the account's username stays an alias
         that works on the department's clients."""
-        folded = self._folded_username(row)
+        folded = self.folded_username(row)
         if folded is None or account.username == folded:
             return
         if links.find_link(self.rt, "alias", self.department, folded) is None:
@@ -290,28 +335,39 @@ class Folder:
 
     # -- accounts ----------------------------------------------------------------
 
-    def _create(self, record: LegacyRecord, row: LegacyRow) -> Account:
+    def new_account(self, record: LegacyRecord, row: LegacyRow, *,
+                    claims: bool = True) -> Account:
+        """A new account for ``row``, linked with its credential (flushed).
+
+        :param claims: whether the account takes the row's ID number and
+            login name; an operator keeping a row apart from the person
+            who holds them gives False.
+        """
         account = Account(subject=random_token(16),
-                          username=f"{self.department.lower()}-{random_token(6).lower()}",
+                          username=generated_username(self.department),
                           password_hash=None,
                           status="suspended" if row.status == "disabled" else "active")
         # The legacy login name is the username when nobody holds it, case
         # insensitively; else an alias (:meth:`_alias`).
-        folded = self._folded_username(row)
+        folded = self.folded_username(row) if claims else None
         if folded is not None and self._may_be_username(folded) \
                 and accounts.find_by_username(folded) is None:
             account.username = folded
         db.session.add(account)
-        if row.resident_id.value is not None:
+        if claims and row.resident_id.value is not None:
             accounts.set_resident_id(self.rt, account, row.resident_id.value)
         db.session.flush()
-        self._alias(account, row)
+        if claims:
+            self._alias(account, row)
         self._phone(account, record, row)
         self._attributes(account, record, row)
         self._link(account, record, row)
         return account
 
-    def _merge(self, account: Account, record: LegacyRecord, row: LegacyRow) -> None:
+    def merge(self, account: Account, record: LegacyRecord, row: LegacyRow) -> None:
+        """Link ``row`` to the person's ``account``: its credential, login
+        name (an alias unless it is the username), phone when the account
+        has none, attributes by precedence (flushed)."""
         if row.status == "active" and account.status == "suspended" \
                 and self._suspended_by_migration(account):
             account.status = "active"
@@ -380,8 +436,8 @@ class Folder:
                 self._provenance(account, "resident_id", record, row)
 
     def _wins(self, source: AttributeProvenance, observed: datetime | None) -> bool:
-        if self.mapping.trust != source.trust:
-            return self.mapping.trust > source.trust
+        if self.rules.trust != source.trust:
+            return self.rules.trust > source.trust
         return observed is not None and (source.observed_at is None
                                          or observed > source.observed_at)
 
@@ -392,14 +448,11 @@ class Folder:
             db.session.add(source)
         source.record_id = record.id
         source.department = self.department
-        source.trust = self.mapping.trust
+        source.trust = self.rules.trust
         source.observed_at = row.last_login_at or row.created_at
 
     def _scheme_text(self, row: LegacyRow) -> str | None:
-        rules = self.mapping.password
-        if rules is None:
-            return None
-        return rules.texts.get(row.scheme)
+        return self.rules.schemes.get(row.scheme)
 
     def _link(self, account: Account, record: LegacyRecord, row: LegacyRow) -> None:
         record.account_id = account.id
@@ -429,7 +482,7 @@ class Folder:
         credential.scheme = self._scheme_text(row)
         credential.secret_enc = self.rt.pii.encrypt(f"legacy_credential:{self.department}",
                                                     secret)
-        credential.pepper_env = self.mapping.password.pepper_env
+        credential.pepper_env = self.rules.pepper_env
 
     # -- rows seen before ----------------------------------------------------------
 
@@ -441,8 +494,7 @@ class Folder:
         account = db.session.get(Account, record.account_id)
         record.digest = digest
         record.batch_id = self.batch_id
-        record.raw_enc = self.rt.pii.encrypt(f"legacy_row:{self.department}",
-                                             json.dumps(self._audited(row), ensure_ascii=False))
+        record.raw_enc = self._sealed(row)
         record.created_at, record.last_login_at = row.created_at, row.last_login_at
         link = links.find_link(self.rt, "legacy", self.department, row.legacy_id)
         credential = db.session.scalar(select(LegacyCredential).where(

@@ -21,7 +21,7 @@ from idp.audit.service import record as audit
 from idp.extensions import db
 from idp.runtime import Runtime
 from idp.timeutil import utcnow
-from migration.fold import Counts, Folder
+from migration.fold import Counts, Department, Folder
 from migration.mapping import Mapping
 from migration.models import MigrationBatch
 from migration.rows import read_row
@@ -80,7 +80,7 @@ def fold_mapping(rt: Runtime, mapping: Mapping, *, dry_run: bool, label: str,
             if not dry_run:
                 batch_id = batch.id
                 unit_of_work.commit()
-            folder = Folder(rt, mapping, batch.id, counts)
+            folder = Folder(rt, Department.of(mapping), batch.id, counts)
             for chunk in source.batches:
                 for row in chunk:
                     rows += 1

@@ -268,3 +268,31 @@ def _cell(value: Any) -> Any:
     if isinstance(value, int | float):
         return NumberCell.of(value)
     return value
+
+
+def count_rows(mapping: Mapping) -> int | None:
+    """About how many rows ``mapping``'s source holds, for a progress bar's
+    ETA: a database's ``count(*)``, a CSV file's lines after the header
+    (a quoted value over several lines counts more than once), an XLSX
+    sheet's last row; None when it cannot be told cheaply or the source
+    cannot be read (the run then says so itself)."""
+    source = mapping.source
+    try:
+        if source.url is not None:
+            engine = sa.create_engine(source.url)
+            try:
+                inner = (sa.text(source.query).columns() if source.query is not None
+                         else sa.table(source.table))
+                statement = sa.select(sa.func.count()).select_from(
+                    inner.subquery() if source.query is not None else inner)
+                with engine.connect() as conn:
+                    return conn.execute(statement).scalar_one()
+            finally:
+                engine.dispose()
+        if source.file.suffix.lower() == ".csv":
+            with source.file.open("rb") as stream:
+                return max(sum(chunk.count(b"\n") for chunk in iter(
+                    lambda: stream.read(_CHUNK), b"")) - 1, 0)
+    except (SQLAlchemyError, OSError, ImportError, ValueError):
+        return None
+    return None

@@ -89,12 +89,34 @@ def users_create(username: str, password_stdin: bool, name: str | None, email: s
     click.echo(f"created account {account.username} (sub {account.subject}){role}")
 
 
-def _account(identifier: str):
-    """The account named by a username, resident ID, card or verified phone number."""
-    from idp.accounts.service import find_for_login
+def find_account(identifier: str):
+    """The account named by a username, resident ID, card or verified phone
+    number, a subject (``sub``), or a department's legacy login name kept
+    as an alias (when one account holds it in all departments).
+
+    :raises click.ClickException: no account, or an alias several hold.
+    """
+    from sqlalchemy import select
+
+    from idp.accounts.models import Account, IdentityLink
+    from idp.accounts.service import find_for_login, normalize_username
+    from idp.extensions import db
     from idp.runtime import current_runtime
 
-    account = find_for_login(current_runtime(), identifier)
+    rt = current_runtime()
+    account = (find_for_login(rt, identifier)
+               or db.session.scalar(select(Account).where(Account.subject == identifier)))
+    if account is None:
+        departments = db.session.scalars(select(IdentityLink.issuer).where(
+            IdentityLink.kind == "alias").distinct()).all()
+        found = {found.id: found for found in (
+            find_for_login(rt, normalize_username(identifier), department)
+            for department in departments) if found is not None}
+        if len(found) > 1:
+            raise click.ClickException(f"{identifier!r} is a login name of several people "
+                                       "in different departments: name the account by "
+                                       "its username or sub")
+        account = next(iter(found.values()), None)
     if account is None:
         raise click.ClickException(f"no account is named {identifier!r}")
     return account
@@ -116,11 +138,13 @@ def users_show(identifier: str, as_json: bool) -> None:
     from connectors.identifiers import mask_card_number, mask_phone, mask_resident_id
     from idp.accounts import service as accounts
     from idp.accounts.entities import representations
+    from idp.accounts.legacy import count_legacy_credentials
     from idp.accounts.verification import summary
     from idp.runtime import current_runtime
+    from migration.review import legacy_links
 
     rt = current_runtime()
-    account = _account(identifier)
+    account = find_account(identifier)
     state = summary(rt, account)
     phone, number, card = (accounts.phone_number(rt, account),
                            accounts.resident_id(rt, account), accounts.card_number(rt, account))
@@ -145,16 +169,21 @@ def users_show(identifier: str, as_json: bool) -> None:
                       "expires_at": e.expires_at.isoformat() if e.expires_at else None,
                       "counts": e.id in state.live, "revoked_reason": e.revoked_reason}
                      for e in state.evidence],
+        "legacy_links": legacy_links(rt, account),
+        "legacy_credentials": count_legacy_credentials(account.id),
     }
     if as_json:
         click.echo(json.dumps(info, ensure_ascii=False))
         return
     for key, value in info.items():
-        if key not in ("evidence", "entities"):
+        if key not in ("evidence", "entities", "legacy_links"):
             click.echo(f"{key}: {'-' if value is None else value}")
     for r in info["entities"]:
         ended = f", ended {r['ended_at']}: {r['ended_reason']}" if r["ended_at"] else ""
         click.echo(f"entity: {r['uscc']} {r['name']} ({r['role']}, level {r['level']}{ended})")
+    for link in info["legacy_links"]:
+        click.echo(f"legacy link: {link['department']} {link['legacy_id']} (created "
+                   f"{link['created_at'] or '-'}, last login {link['last_login_at'] or '-'})")
     for e in info["evidence"]:
         click.echo(f"evidence: {e['verified_at']} {e['method']} {e['result']} "
                    f"{'counts' if e['counts'] else 'does not count'} {e['reference']}")
@@ -170,7 +199,7 @@ def users_suspend(identifier: str, reason: str, operator: str) -> None:
     from idp.admin.service import suspend
     from idp.runtime import current_runtime
 
-    account = _account(identifier)
+    account = find_account(identifier)
     revoked = suspend(current_runtime(), account, operator, reason)
     click.echo(f"suspended {account.username}; {revoked} grants revoked")
 
@@ -184,7 +213,7 @@ def users_reinstate(identifier: str, operator: str) -> None:
     from idp.admin.service import reinstate
     from idp.runtime import current_runtime
 
-    account = _account(identifier)
+    account = find_account(identifier)
     reinstate(current_runtime(), account, operator)
     click.echo(f"reinstated {account.username}")
 
@@ -200,7 +229,7 @@ def users_reverify(identifier: str, reason: str, operator: str) -> None:
     from idp.admin.service import require_reverification
     from idp.runtime import current_runtime
 
-    account = _account(identifier)
+    account = find_account(identifier)
     revoked = require_reverification(current_runtime(), account, operator, reason)
     click.echo(f"{account.username} must verify again; {revoked} grants revoked")
 
@@ -231,7 +260,7 @@ def users_verify_in_person(identifier: str, name: str, id_number: str, reference
     from idp.admin.service import take_over_in_person
     from idp.runtime import current_runtime
 
-    account = _account(identifier)
+    account = find_account(identifier)
     rt = current_runtime()
     if rt.registries.population is None:
         raise click.ClickException("no gateway is configured (gateway.url): the population "
@@ -269,7 +298,7 @@ def users_reset_second_factor(identifier: str, reason: str, operator: str) -> No
 
     if not reason.strip():
         raise click.ClickException("--reason must say why (it is kept in the audit trail)")
-    account = _account(identifier)
+    account = find_account(identifier)
     try:
         revoked = reset_second_factor(current_runtime(), account, operator, reason.strip())
     except NoSecondFactorError:
@@ -313,7 +342,7 @@ def users_clear_review(identifier: str, reason: str, operator: str) -> None:
     from idp.admin.service import NotFlaggedError, clear_review
     from idp.runtime import current_runtime
 
-    account = _account(identifier)
+    account = find_account(identifier)
     try:
         flagged = clear_review(current_runtime(), account, operator, reason)
     except NotFlaggedError:
