@@ -1,15 +1,18 @@
-"""The fold of one legacy row into the account space: match, merge or
-hold for review, link, keep the legacy credential (docs/migration.md,
-"The fold").
+"""The fold of legacy rows into the account space: match, merge or hold for
+review, link, keep the legacy credential (docs/migration.md, "The fold").
 
-Rules, in the order they apply:
+Rules, in the order they apply to each row:
 
-1. A row without a legacy id, or with an ID number that is present but not
-   valid (a wrong check character, spreadsheet damage), is rejected with
-   its reason; nothing damaged is repaired. Placeholders are missing
-   values, not errors.
-2. A row the fold saw before with the same values is unchanged: nothing is
-   written (a second run writes nothing).
+1. A row without a usable legacy id, with the legacy id of a row this run
+   already folded, or with an ID number that is present but not valid (a
+   wrong check character, spreadsheet damage) is rejected with its reason;
+   nothing damaged is repaired. Placeholders are missing values, not
+   errors.
+2. A row folded before with the same values is unchanged: nothing is
+   written (a second run writes nothing). One folded before into an
+   account whose values changed follows them (its credential, attributes,
+   a deletion); one that was rejected, held or a tombstone of nobody is
+   decided afresh.
 3. Two login names of one department equal but for case go to review
    (``username_case``); the row is held.
 4. A valid ID number (its keyed blind index) that an account holds matches
@@ -19,35 +22,56 @@ Rules, in the order they apply:
    one ID number are one person with several legacy links.
 5. Otherwise the row is a new account. A phone another account holds is
    never a match: with the same name it proposes a merge (``phone_name``),
-   with another ID number or name it is a shared phone (``shared_phone``),
-   and the new account does not take the number.
+   else it is a shared phone (``shared_phone``); the new account does not
+   take the number.
 6. A deleted row is a tombstone: linked to its person when the ID number
    matches one, else kept as a record only; never a credential.
 
-Every write is flushed, never committed: the run commits a chunk of rows
-as one transaction (:mod:`migration.runs`).
+Rows are folded a chunk at a time (:meth:`Folder.fold_chunk`): everything
+the chunk's rows need is read in a few queries, the rows are decided in
+memory in source order, and what they give is written in a few bulk
+statements. Nothing is committed here: the run commits each chunk as one
+transaction (:mod:`migration.runs`).
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select, update
 
 from idp.accounts import links
 from idp.accounts import service as accounts
 from idp.accounts.identifiers import is_card_number
-from idp.accounts.models import Account, LegacyCredential
+from idp.accounts.models import Account, IdentityLink, LegacyCredential
+from idp.accounts.snapshots import mark_changed
 from idp.extensions import db
 from idp.runtime import Runtime
 from idp.security import keyed_hash, random_token
+from idp.timeutil import utcnow
 from migration.mapping import Mapping
 from migration.models import AttributeProvenance, LegacyRecord, MigrationConflict
 from migration.normalise import PLACEHOLDER
 from migration.rows import LegacyRow
+
+#: The key of a held row's fold data in its record's raw values.
+PENDING = "_pending"
+#: The attributes a merge may change.
+ATTRIBUTES = ("name", "email")
+#: Longest name and e-mail address an account holds.
+LIMITS = {"name": 128, "email": 254}
+#: The columns of a new account the fold may set, so that every new
+#: account of a chunk has the same keys and the chunk's accounts go to the
+#: database as one statement.
+_NEW_ACCOUNT = {"name": None, "email": None, "resident_id_enc": None,
+                "resident_id_index": None, "phone_number_enc": None,
+                "phone_number_index": None, "phone_number_verified": False}
+#: Values per ``IN (...)`` of the chunk's reads.
+_IN = 500
 
 
 @dataclass
@@ -64,7 +88,7 @@ class Counts:
     :ivar rejected: rows not folded, by reason in ``rejected_reasons``.
     :ivar tombstones: deleted rows.
     :ivar unchanged: rows folded before with the same values.
-    :ivar updated: rows folded before whose values changed since.
+    :ivar updated: rows folded before into an account whose values changed.
     :ivar written: rows that changed anything (all but ``unchanged``).
     """
 
@@ -82,17 +106,10 @@ class Counts:
     def as_dict(self) -> dict:
         """The counts as a JSON object (reasons as an object of counts)."""
         return {"new": self.new, "matched": self.matched, "conflicts": self.conflicts,
-                "proposals": self.proposals,
-                "rejected": self.rejected, "tombstones": self.tombstones,
-                "unchanged": self.unchanged, "updated": self.updated,
-                "written": self.written, "rejected_reasons": dict(self.rejected_reasons)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Counts:
-        """The counts :meth:`as_dict` gave."""
-        known = {key: value for key, value in data.items() if key in cls.__dataclass_fields__}
-        known["rejected_reasons"] = Counter(data.get("rejected_reasons", {}))
-        return cls(**known)
+                "proposals": self.proposals, "rejected": self.rejected,
+                "tombstones": self.tombstones, "unchanged": self.unchanged,
+                "updated": self.updated, "written": self.written,
+                "rejected_reasons": dict(self.rejected_reasons)}
 
 
 @dataclass(frozen=True)
@@ -125,15 +142,80 @@ def generated_username(department: str) -> str:
     return f"{department.lower()}-{random_token(9).lower()}"
 
 
-#: The key of a held row's fold data in its record's raw values.
-PENDING = "_pending"
+def folded_username(row: LegacyRow) -> str | None:
+    """The row's login name as the provider compares usernames (case
+    folded), or None when it has none a link can hold."""
+    if row.username is None:
+        return None
+    folded = accounts.normalize_username(row.username)
+    return folded if folded and len(folded) <= links.MAX_LENGTH and folded.isprintable() \
+        else None
 
-#: The attributes a merge may change, and the accounts' columns they live in.
-ATTRIBUTES = ("name", "email")
+
+def _may_be_username(folded: str) -> bool:
+    return (accounts.USERNAME_RE.match(folded) is not None and not folded.isdigit()
+            and not (len(folded) in (15, 18) and accounts.is_resident_id(folded))
+            and not is_card_number(folded))
+
+
+def _chunks(values: Sequence, size: int = _IN) -> Iterable[Sequence]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+@dataclass(eq=False)
+class Person:
+    """An account as a chunk knows it: read from the database, or new in
+    the chunk (``id`` None until inserted). ``changes`` are the columns a
+    known account's row gets."""
+
+    id: int | None
+    username: str
+    name: str | None
+    email: str | None
+    verified_name: str | None
+    resident_id_index: str | None
+    phone_index: str | None
+    status: str
+    has_password: bool
+    holds_legacy: bool
+    values: dict = field(default_factory=dict)
+    changes: dict = field(default_factory=dict)
+    #: The reasons of the rows folded into it (an active row lifts a
+    #: suspension that only disabled rows made).
+    reasons: list | None = None
+
+    @property
+    def new(self) -> bool:
+        return "subject" in self.values
+
+    def set(self, column: str, value) -> None:
+        """Give the account ``column`` = ``value``."""
+        (self.values if self.new else self.changes)[column] = value
+
+
+@dataclass(eq=False)
+class Decision:
+    """What one row gives: its record and the links, credential,
+    provenance and conflicts that hang off it."""
+
+    row: LegacyRow
+    legacy_index: str
+    digest: str
+    record: dict
+    record_id: int | None = None
+    person: Person | None = None
+    link_id: int | None = None
+    link_existed: bool = False
+    legacy_link: bool = False
+    credential: bool = False
+    alias: str | None = None
+    conflicts: list = field(default_factory=list)
 
 
 class Folder:
-    """Folds the rows of one mapping, one at a time, into the account space.
+    """Folds the rows of one department into the account space, a chunk at
+    a time.
 
     :param rt: the runtime (keys, settings).
     :param department: the department the rows come from.
@@ -154,9 +236,9 @@ class Folder:
     def _index(self, kind: str, value: str) -> str:
         return self.rt.pii.blind_index(kind, value)
 
-    def _legacy_index(self, legacy_id: str) -> str:
-        # The legacy link's own index (idp.accounts.links), so a record and
-        # its link name the same value.
+    def legacy_index(self, legacy_id: str) -> str:
+        """The legacy id's blind index: the legacy link's own, so a record
+        and its link name the same value."""
         return self._index(f"link:legacy:{self.department}", legacy_id)
 
     def _digest(self, row: LegacyRow) -> str:
@@ -166,58 +248,9 @@ class Folder:
                                                              ensure_ascii=False),
                           f"legacy_row:{self.department}")
 
-    # -- the decision --------------------------------------------------------
-
-    def fold(self, row: LegacyRow) -> str:
-        """Decide ``row`` and write what it gives (flushed).
-
-        :returns: the outcome: one of :data:`migration.models.OUTCOMES`,
-            or ``unchanged`` / ``updated``.
-        """
-        if row.legacy_id is None or len(row.legacy_id) > links.MAX_LENGTH \
-                or not row.legacy_id.isprintable():
-            return self._reject_unkeyed("legacy_id")
-        digest = self._digest(row)
-        legacy_index = self._legacy_index(row.legacy_id)
-        record = db.session.scalar(select(LegacyRecord).where(
-            LegacyRecord.department == self.department,
-            LegacyRecord.legacy_id_index == legacy_index))
-        if record is not None:
-            if record.digest == digest:
-                self.counts.unchanged += 1
-                return "unchanged"
-            if record.account_id is not None:
-                return self._update(record, row, digest)
-            # Rejected, held or a tombstone of nobody: decide it afresh.
-            db.session.execute(delete(MigrationConflict).where(
-                MigrationConflict.record_id == record.id))
-            db.session.delete(record)
-            db.session.flush()
-        self.counts.written += 1
-        record = LegacyRecord(
-            department=self.department, legacy_id_index=legacy_index,
-            legacy_id_enc=self.rt.pii.encrypt(f"link:legacy:{self.department}", row.legacy_id),
-            batch_id=self.batch_id, outcome="rejected", digest=digest,
-            raw_enc=self._sealed(row), created_at=row.created_at, last_login_at=row.last_login_at)
-        problem = row.resident_id.problem
-        if problem is not None and problem != PLACEHOLDER:
-            return self._reject(record, f"resident_id_{problem}")
-        if row.password is not None and self._scheme_text(row) is None:
-            return self._reject(record, "password_scheme")
-        if row.resident_id.value is not None:
-            record.resident_id_index = self._index("resident_id", row.resident_id.value)
-        if row.phone.value is not None:
-            record.phone_index = self._index("phone", row.phone.value)
-        folded = self.folded_username(row)
-        if folded is not None:
-            record.username_index = self._index(f"legacy_username:{self.department}", folded)
-        db.session.add(record)
-        db.session.flush()
-        return self._decide(record, row)
-
-    def _sealed(self, row: LegacyRow, pending: dict | None = None) -> str:
+    def sealed(self, row: LegacyRow, pending: dict | None = None) -> str:
         """The row's raw values (and a held row's ``pending`` fold data),
-        encrypted for the record."""
+        encrypted for its record."""
         audited: dict = dict(row.raw)
         if row.resident_id.alias:
             audited["resident_id_15"] = row.resident_id.alias
@@ -226,289 +259,569 @@ class Folder:
         return self.rt.pii.encrypt(f"legacy_row:{self.department}",
                                    json.dumps(audited, ensure_ascii=False))
 
-    def _decide(self, record: LegacyRecord, row: LegacyRow) -> str:
-        if record.username_index is not None and self._username_collides(record):
-            return self._hold(record, row, "username_case", None)
-        account = None
-        if record.resident_id_index is not None:
-            account = db.session.scalar(select(Account).where(
-                Account.resident_id_index == record.resident_id_index))
-        if account is not None:
-            known = account.verified_name or account.name
-            if row.name.value is not None and known is not None and known != row.name.value:
-                return self._hold(record, row, "name_mismatch", account)
-            record.reason = "resident_id_15" if row.resident_id.weak else "resident_id"
-            if row.status == "deleted":
-                return self._tombstone(record, account)
-            self.merge(account, record, row)
-            record.outcome = "merged"
-            self.counts.matched += 1
-            return "merged"
-        if row.status == "deleted":
-            return self._tombstone(record, None)
-        self.new_account(record, row)
-        record.outcome = "imported"
-        self.counts.new += 1
-        return "imported"
+    # -- one chunk ------------------------------------------------------------
 
-    # -- outcomes ------------------------------------------------------------
+    def fold_chunk(self, rows: Sequence[LegacyRow]) -> None:
+        """Decide ``rows`` in order and write what they give (flushed)."""
+        keyed: list[tuple[LegacyRow, str]] = []
+        for row in rows:
+            if row.legacy_id is None or len(row.legacy_id) > links.MAX_LENGTH \
+                    or not row.legacy_id.isprintable():
+                self._count_rejected("legacy_id")
+            else:
+                keyed.append((row, self.legacy_index(row.legacy_id)))
+        known = self._records([index for _row, index in keyed])
+        chunk = _Chunk(self)
+        stale: list[int] = []
+        for row, legacy_index in keyed:
+            digest = self._digest(row)
+            record = known.get(legacy_index)
+            if legacy_index in chunk.seen or (record is not None
+                                              and record.batch_id == self.batch_id):
+                self._count_rejected("duplicate_legacy_id")
+                continue
+            chunk.seen.add(legacy_index)
+            if record is not None and record.digest == digest:
+                self.counts.unchanged += 1
+                continue
+            self.counts.written += 1
+            if record is not None and record.account_id is None:
+                # Rejected, held or a tombstone of nobody: decided afresh.
+                stale.append(record.id)
+                record = None
+            chunk.add(Decision(row, legacy_index, digest, {}, record_id=(
+                record.id if record is not None else None)), record)
+        if stale:
+            db.session.execute(delete(MigrationConflict).where(
+                MigrationConflict.record_id.in_(stale)))
+            db.session.execute(delete(LegacyRecord).where(LegacyRecord.id.in_(stale)))
+        chunk.decide()
+        chunk.write()
 
-    def _reject_unkeyed(self, reason: str) -> str:
-        # Without a legacy id the row cannot be recorded; the batch counts
-        # it, and the report gives the count.
+    def _count_rejected(self, reason: str) -> None:
+        # A row without a usable legacy id cannot be recorded, nor a second
+        # row of the same id: the batch counts them.
         self.counts.written += 1
         self.counts.rejected += 1
         self.counts.rejected_reasons[reason] += 1
-        return "rejected"
 
-    def _reject(self, record: LegacyRecord, reason: str) -> str:
-        record.outcome = "rejected"
-        record.reason = reason
-        db.session.add(record)
-        db.session.flush()
+    def _records(self, indexes: list[str]) -> dict[str, LegacyRecord]:
+        found: dict[str, LegacyRecord] = {}
+        for part in _chunks(indexes):
+            for record in db.session.execute(select(
+                    LegacyRecord.id, LegacyRecord.legacy_id_index, LegacyRecord.digest,
+                    LegacyRecord.account_id, LegacyRecord.batch_id).where(
+                    LegacyRecord.department == self.department,
+                    LegacyRecord.legacy_id_index.in_(part))):
+                found[record.legacy_id_index] = record
+        return found
+
+    def scheme_text(self, row: LegacyRow) -> str | None:
+        """The scheme of the row's password, as the mapping wrote it."""
+        return self.rules.schemes.get(row.scheme)
+
+
+class _Chunk:
+    """The rows of one chunk: read what they need, decide, write."""
+
+    def __init__(self, folder: Folder) -> None:
+        self.f = folder
+        self.rt = folder.rt
+        self.department = folder.department
+        self.counts = folder.counts
+        self.decisions: list[Decision] = []
+        self.seen: set[str] = set()
+        self.updates: dict[int, Decision] = {}
+        self.people: dict[int, Person] = {}
+        self.by_resident_id: dict[str, Person] = {}
+        self.by_phone: dict[str, Person | None] = {}
+        self.usernames: set[str] = set()
+        self.aliases: set[str] = set()
+        self.username_records: Counter = Counter()
+        self.provenance: dict[tuple[int, str], dict] = {}
+        self.new_provenance: dict[tuple[int, str], dict] = {}
+
+    def add(self, decision: Decision, record) -> None:
+        """A row to decide; ``record`` is its record when it was folded
+        into an account before (its values changed)."""
+        row = decision.row
+        decision.record.update(
+            department=self.department, legacy_id_index=decision.legacy_index,
+            legacy_id_enc=self.rt.pii.encrypt(f"link:legacy:{self.department}",
+                                              row.legacy_id),
+            batch_id=self.f.batch_id, outcome="rejected", reason=None, digest=decision.digest,
+            raw_enc=self.f.sealed(row), created_at=row.created_at,
+            last_login_at=row.last_login_at, decided_at=utcnow(),
+            resident_id_index=(self.f._index("resident_id", row.resident_id.value)
+                               if row.resident_id.value is not None else None),
+            phone_index=(self.f._index("phone", row.phone.value)
+                         if row.phone.value is not None else None),
+            username_index=None, account_id=None)
+        folded = folded_username(row)
+        if folded is not None:
+            decision.record["username_index"] = self.f._index(
+                f"legacy_username:{self.department}", folded)
+        if record is not None:
+            self.updates[record.account_id] = decision
+            decision.record["account_id"] = record.account_id
+        self.decisions.append(decision)
+
+    # -- reads ------------------------------------------------------------------
+
+    def _read(self) -> None:
+        """Everything the chunk's rows need, in a few queries."""
+        records = [d.record for d in self.decisions]
+        rid = [r["resident_id_index"] for r in records if r["resident_id_index"]]
+        phones = [r["phone_index"] for r in records if r["phone_index"]]
+        names = [folded_username(d.row) for d in self.decisions]
+        names = [name for name in names if name is not None]
+        account_ids = list(self.updates)
+        columns = (Account.id, Account.username, Account.name, Account.email,
+                   Account.verified_name, Account.resident_id_index,
+                   Account.phone_number_index, Account.status, Account.password_hash)
+        found = []
+        for part in _chunks(rid):
+            found += db.session.execute(select(*columns).where(
+                Account.resident_id_index.in_(part))).all()
+        for part in _chunks(phones):
+            found += db.session.execute(select(*columns).where(
+                Account.phone_number_index.in_(part))).all()
+        for part in _chunks(account_ids):
+            found += db.session.execute(select(*columns).where(Account.id.in_(part))).all()
+        for row in found:
+            if row.id not in self.people:
+                self.people[row.id] = Person(
+                    row.id, row.username, row.name, row.email, row.verified_name,
+                    row.resident_id_index, row.phone_number_index, row.status,
+                    row.password_hash is not None, False)
+        for person in self.people.values():
+            if person.resident_id_index:
+                self.by_resident_id[person.resident_id_index] = person
+            if person.phone_index:
+                self.by_phone[person.phone_index] = person
+        ids = list(self.people)
+        for part in _chunks(ids):
+            for (account_id,) in db.session.execute(select(LegacyCredential.account_id).where(
+                    LegacyCredential.account_id.in_(part)).distinct()):
+                self.people[account_id].holds_legacy = True
+            for item in db.session.scalars(select(AttributeProvenance).where(
+                    AttributeProvenance.account_id.in_(part))):
+                self.provenance[(item.account_id, item.attribute)] = {
+                    "id": item.id, "trust": item.trust, "observed_at": item.observed_at}
+        for part in _chunks(names):
+            self.usernames.update(db.session.scalars(select(Account.username).where(
+                Account.username.in_(part))))
+        alias_index = {self._alias_index(name): name for name in names}
+        for part in _chunks(list(alias_index)):
+            self.aliases.update(alias_index[index] for index in db.session.scalars(
+                select(IdentityLink.value_index).where(
+                    IdentityLink.kind == "alias", IdentityLink.issuer == self.department,
+                    IdentityLink.value_index.in_(part))))
+        user_index = [r["username_index"] for r in records if r["username_index"]]
+        for part in _chunks(user_index):
+            self.username_records.update(db.session.scalars(select(
+                LegacyRecord.username_index).where(
+                LegacyRecord.department == self.department,
+                LegacyRecord.username_index.in_(part))))
+
+    def _alias_index(self, name: str) -> str:
+        return links.value_index(self.rt, "alias", self.department, name)
+
+    # -- decisions --------------------------------------------------------------
+
+    def decide(self) -> None:
+        """Decide each row in source order."""
+        if not self.decisions:
+            return
+        self._read()
+        for decision in self.decisions:
+            if decision.record.get("account_id") is not None:
+                self._update(decision)
+            else:
+                self._decide(decision)
+
+    def _decide(self, d: Decision) -> None:
+        row, record = d.row, d.record
+        problem = row.resident_id.problem
+        if problem is not None and problem != PLACEHOLDER:
+            return self._reject(d, f"resident_id_{problem}")
+        if row.password is not None and self.f.scheme_text(row) is None:
+            return self._reject(d, "password_scheme")
+        index = record["username_index"]
+        if index is not None:
+            collides = self.username_records[index] > 0
+            self.username_records[index] += 1
+            if collides:
+                return self._hold(d, "username_case", None)
+        person = self.by_resident_id.get(record["resident_id_index"]) \
+            if record["resident_id_index"] else None
+        if person is not None:
+            known = person.verified_name or person.name
+            if row.name.value is not None and known is not None and known != row.name.value:
+                return self._hold(d, "name_mismatch", person)
+            record["reason"] = "resident_id_15" if row.resident_id.weak else "resident_id"
+            if row.status == "deleted":
+                return self._tombstone(d, person)
+            self.merge(d, person)
+            record["outcome"] = "merged"
+            self.counts.matched += 1
+            return None
+        if row.status == "deleted":
+            return self._tombstone(d, None)
+        self.new_account(d)
+        record["outcome"] = "imported"
+        self.counts.new += 1
+        return None
+
+    def _reject(self, d: Decision, reason: str) -> None:
+        d.record.update(outcome="rejected", reason=reason)
         self.counts.rejected += 1
         self.counts.rejected_reasons[reason] += 1
-        return "rejected"
 
-    def _hold(self, record: LegacyRecord, row: LegacyRow, kind: str,
-              account: Account | None) -> str:
-        record.outcome = "conflict"
-        record.reason = kind
+    def _hold(self, d: Decision, kind: str, person: Person | None) -> None:
+        row = d.row
+        d.record.update(outcome="conflict", reason=kind)
         # Until an operator decides, the record alone keeps what the row
         # needs to be folded then: its credential and status, encrypted.
-        pending = {"password": row.password, "salt": row.salt, "scheme": row.scheme,
-                   "status": row.status, "trust": self.rules.trust,
-                   "schemes": self.rules.schemes, "pepper_env": self.rules.pepper_env}
-        record.raw_enc = self._sealed(row, pending)
-        db.session.add(MigrationConflict(record_id=record.id, kind=kind,
-                                         account_id=account.id if account else None))
-        db.session.flush()
+        d.record["raw_enc"] = self.f.sealed(row, {
+            "password": row.password, "salt": row.salt, "scheme": row.scheme,
+            "status": row.status, "trust": self.f.rules.trust,
+            "schemes": self.f.rules.schemes, "pepper_env": self.f.rules.pepper_env})
+        d.conflicts.append((kind, person))
         self.counts.conflicts += 1
-        return "conflict"
 
-    def _tombstone(self, record: LegacyRecord, account: Account | None) -> str:
-        record.outcome = "tombstone"
-        if account is not None:
-            record.account_id = account.id
-            links.link(self.rt, account, "legacy", self.department, self._legacy_id(record))
-        db.session.flush()
+    def _tombstone(self, d: Decision, person: Person | None) -> None:
+        d.record["outcome"] = "tombstone"
+        if person is not None:
+            d.person = person
+            d.legacy_link = True
         self.counts.tombstones += 1
-        return "tombstone"
 
-    def _legacy_id(self, record: LegacyRecord) -> str:
-        return self.rt.pii.decrypt(f"link:legacy:{self.department}", record.legacy_id_enc)
-
-    # -- usernames -------------------------------------------------------------
-
-    @staticmethod
-    def folded_username(row: LegacyRow) -> str | None:
-        """The row's login name as the provider compares usernames (case
-        folded), or None when it has none a link can hold."""
-        if row.username is None:
-            return None
-        folded = accounts.normalize_username(row.username)
-        return folded if folded and len(folded) <= links.MAX_LENGTH \
-            and folded.isprintable() else None
-
-    def _username_collides(self, record: LegacyRecord) -> bool:
-        """Whether another row of the department has the login name but
-        for case (case M-MATCH-3): the two are different legacy users."""
-        other = db.session.scalar(select(LegacyRecord.id).where(
-            LegacyRecord.department == self.department,
-            LegacyRecord.username_index == record.username_index,
-            LegacyRecord.id != record.id).limit(1))
-        return other is not None
-
-    @staticmethod
-    def _may_be_username(folded: str) -> bool:
-        return (accounts.USERNAME_RE.match(folded) is not None and not folded.isdigit()
-                and not accounts.is_resident_id(folded) and not is_card_number(folded))
-
-    def _alias(self, account: Account, row: LegacyRow) -> None:
-        """A login name that is not the account's username stays an alias
-        that works on the department's clients."""
-        folded = self.folded_username(row)
-        if folded is None or account.username == folded:
-            return
-        if links.find_link(self.rt, "alias", self.department, folded) is None:
-            links.link(self.rt, account, "alias", self.department, folded)
-
-    # -- accounts ----------------------------------------------------------------
-
-    def new_account(self, record: LegacyRecord, row: LegacyRow, *,
-                    claims: bool = True) -> Account:
-        """A new account for ``row``, linked with its credential (flushed).
+    def new_account(self, d: Decision, *, claims: bool = True) -> Person:
+        """A new account for the row, linked with its credential.
 
         :param claims: whether the account takes the row's ID number and
             login name; an operator keeping a row apart from the person
             who holds them gives False.
         """
-        account = Account(subject=random_token(16),
-                          username=generated_username(self.department),
-                          password_hash=None,
-                          status="suspended" if row.status == "disabled" else "active")
-        # The legacy login name is the username when nobody holds it, case
-        # insensitively; else an alias (:meth:`_alias`).
-        folded = self.folded_username(row) if claims else None
-        if folded is not None and self._may_be_username(folded) \
-                and accounts.find_by_username(folded) is None:
-            account.username = folded
-        db.session.add(account)
+        row = d.row
+        folded = folded_username(row) if claims else None
+        username = generated_username(self.department)
+        if folded is not None and _may_be_username(folded) and folded not in self.usernames:
+            username = folded
+        self.usernames.add(username)
+        person = Person(None, username, None, None, None, None, None,
+                        "suspended" if row.status == "disabled" else "active", False, False,
+                        values={**_NEW_ACCOUNT, "subject": random_token(16),
+                                "username": username,
+                                "status": "suspended" if row.status == "disabled"
+                                else "active"}, reasons=[])
         if claims and row.resident_id.value is not None:
-            accounts.set_resident_id(self.rt, account, row.resident_id.value)
-        db.session.flush()
+            index = d.record["resident_id_index"]
+            person.resident_id_index = index
+            person.set("resident_id_enc", self.rt.pii.encrypt("resident_id",
+                                                              row.resident_id.value))
+            person.set("resident_id_index", index)
+            self.by_resident_id[index] = person
         if claims:
-            self._alias(account, row)
-        self._phone(account, record, row)
-        self._attributes(account, record, row)
-        self._link(account, record, row)
-        return account
+            self._alias(d, person)
+        self._phone(d, person)
+        self._attributes(d, person)
+        self._link(d, person)
+        return person
 
-    def merge(self, account: Account, record: LegacyRecord, row: LegacyRow) -> None:
-        """Link ``row`` to the person's ``account``: its credential, login
-        name (an alias unless it is the username), phone when the account
-        has none, attributes by precedence (flushed)."""
-        if row.status == "active" and account.status == "suspended" \
-                and self._suspended_by_migration(account):
-            account.status = "active"
-        self._alias(account, row)
-        if account.phone_number_index is None:
-            self._phone(account, record, row)
-        self._attributes(account, record, row)
-        self._link(account, record, row)
+    def merge(self, d: Decision, person: Person) -> None:
+        """Link the row to the person's account: its credential, login name
+        (an alias unless it is the username), phone when the account has
+        none, attributes by precedence."""
+        row = d.row
+        if row.status == "active" and person.status == "suspended" \
+                and self._suspended_by_migration(person):
+            person.status = "active"
+            person.set("status", "active")
+        self._alias(d, person)
+        if person.phone_index is None:
+            self._phone(d, person)
+        self._attributes(d, person)
+        self._link(d, person)
 
-    @staticmethod
-    def _suspended_by_migration(account: Account) -> bool:
+    def _suspended_by_migration(self, person: Person) -> bool:
         """Whether the account is suspended only because every legacy row it
         was made from was disabled: an active row of the same person lifts
         that, never an operator's suspension."""
-        reasons = db.session.scalars(select(LegacyRecord.reason).where(
-            LegacyRecord.account_id == account.id,
-            LegacyRecord.outcome.in_(("imported", "merged")))).all()
-        return bool(reasons) and all(reason == "disabled" for reason in reasons)
+        if person.reasons is None:
+            person.reasons = list(db.session.scalars(select(LegacyRecord.reason).where(
+                LegacyRecord.account_id == person.id,
+                LegacyRecord.outcome.in_(("imported", "merged")))))
+        return bool(person.reasons) and all(reason == "disabled" for reason in person.reasons)
 
-    def _phone(self, account: Account, record: LegacyRecord, row: LegacyRow) -> None:
-        if record.phone_index is None:
+    def _alias(self, d: Decision, person: Person) -> None:
+        folded = folded_username(d.row)
+        if folded is None or person.username == folded or folded in self.aliases:
             return
-        holder = db.session.scalar(select(Account).where(
-            Account.phone_number_index == record.phone_index))
+        self.aliases.add(folded)
+        d.alias = folded
+
+    def _phone(self, d: Decision, person: Person) -> None:
+        index = d.record["phone_index"]
+        if index is None:
+            return
+        holder = self.by_phone.get(index)
         if holder is None:
             # A legacy number is a claim, never proven: not usable for an
             # SMS login until its holder proves it (case M-MATCH-1).
-            accounts.set_phone_number(self.rt, account, row.phone.value, verified=False)
-            self._provenance(account, "phone_number", record, row)
+            person.phone_index = index
+            person.set("phone_number_enc", self.rt.pii.encrypt("phone", d.row.phone.value))
+            person.set("phone_number_index", index)
+            person.set("phone_number_verified", False)
+            self.by_phone[index] = person
+            self._provenance(d, person, "phone_number")
             return
-        if holder.id == account.id:
+        if holder is person:
             return
-        same_name = row.name.value is not None and row.name.value == holder.name
+        same_name = d.row.name.value is not None and d.row.name.value == holder.name
         other_id = (holder.resident_id_index is not None
-                    and holder.resident_id_index != record.resident_id_index)
-        kind = "phone_name" if same_name and not other_id else "shared_phone"
-        db.session.add(MigrationConflict(record_id=record.id, kind=kind, account_id=holder.id))
+                    and holder.resident_id_index != d.record["resident_id_index"])
+        d.conflicts.append(("phone_name" if same_name and not other_id else "shared_phone",
+                            holder))
         self.counts.proposals += 1
 
-    def _attributes(self, account: Account, record: LegacyRecord, row: LegacyRow) -> None:
+    def _attributes(self, d: Decision, person: Person) -> None:
         """Field-level precedence: a higher ``trust`` wins, then the more
         recent row; a value the provider did not take from migration (the
         user's own, a registry's) is never replaced."""
+        row = d.row
         offered = {"name": row.name.value, "email": row.email}
         observed = row.last_login_at or row.created_at
         for attribute in ATTRIBUTES:
             value = offered[attribute]
-            if value is None or len(value) > (128 if attribute == "name" else 254):
+            if value is None or len(value) > LIMITS[attribute]:
                 continue
-            current = getattr(account, attribute)
-            source = db.session.scalar(select(AttributeProvenance).where(
-                AttributeProvenance.account_id == account.id,
-                AttributeProvenance.attribute == attribute))
-            if current is not None and source is None:
+            source = self._source(person, attribute)
+            if getattr(person, attribute) is not None and source is None:
                 continue
             if source is not None and not self._wins(source, observed):
                 continue
-            setattr(account, attribute, value)
-            self._provenance(account, attribute, record, row, source)
-        if row.resident_id.value is not None and account.resident_id_index is not None:
-            if db.session.scalar(select(AttributeProvenance.id).where(
-                    AttributeProvenance.account_id == account.id,
-                    AttributeProvenance.attribute == "resident_id")) is None \
-                    and record.resident_id_index == account.resident_id_index \
-                    and account.verified_name is None:
-                self._provenance(account, "resident_id", record, row)
+            setattr(person, attribute, value)
+            person.set(attribute, value)
+            self._provenance(d, person, attribute)
+        if d.record["resident_id_index"] is not None \
+                and d.record["resident_id_index"] == person.resident_id_index \
+                and person.verified_name is None \
+                and self._source(person, "resident_id") is None:
+            self._provenance(d, person, "resident_id")
 
-    def _wins(self, source: AttributeProvenance, observed: datetime | None) -> bool:
-        if self.rules.trust != source.trust:
-            return self.rules.trust > source.trust
-        return observed is not None and (source.observed_at is None
-                                         or observed > source.observed_at)
+    def _source(self, person: Person, attribute: str) -> dict | None:
+        key = (id(person) if person.id is None else person.id, attribute)
+        return self.new_provenance.get(key) or self.provenance.get(key)
 
-    def _provenance(self, account: Account, attribute: str, record: LegacyRecord,
-                    row: LegacyRow, source: AttributeProvenance | None = None) -> None:
-        if source is None:
-            source = AttributeProvenance(account_id=account.id, attribute=attribute)
-            db.session.add(source)
-        source.record_id = record.id
-        source.department = self.department
-        source.trust = self.rules.trust
-        source.observed_at = row.last_login_at or row.created_at
+    def _wins(self, source: dict, observed: datetime | None) -> bool:
+        if self.f.rules.trust != source["trust"]:
+            return self.f.rules.trust > source["trust"]
+        return observed is not None and (source["observed_at"] is None
+                                         or observed > source["observed_at"])
 
-    def _scheme_text(self, row: LegacyRow) -> str | None:
-        return self.rules.schemes.get(row.scheme)
+    def _provenance(self, d: Decision, person: Person, attribute: str) -> None:
+        key = (id(person) if person.id is None else person.id, attribute)
+        existing = self.provenance.get(key)
+        self.new_provenance[key] = {
+            "id": existing["id"] if existing else None, "person": person, "attribute": attribute,
+            "decision": d, "trust": self.f.rules.trust,
+            "observed_at": d.row.last_login_at or d.row.created_at}
 
-    def _link(self, account: Account, record: LegacyRecord, row: LegacyRow) -> None:
-        record.account_id = account.id
+    def _link(self, d: Decision, person: Person) -> None:
+        row = d.row
+        d.person = person
         if row.status == "disabled":
-            record.reason = "disabled"
-        link = links.link(self.rt, account, "legacy", self.department, row.legacy_id)
-        if row.password is not None and row.status == "active" \
-                and (account.password_hash is None or account.password_change_required
-                     or self._has_legacy(account)):
-            self._credential(account, link.id, row)
-        db.session.flush()
+            d.record["reason"] = "disabled"
+        if person.reasons is not None:
+            person.reasons.append(d.record["reason"])
+        d.legacy_link = True
+        d.credential = (row.password is not None and row.status == "active"
+                        and (not person.has_password or person.holds_legacy))
+        if d.credential:
+            person.holds_legacy = True
 
-    @staticmethod
-    def _has_legacy(account: Account) -> bool:
-        return db.session.scalar(select(LegacyCredential.id).where(
-            LegacyCredential.account_id == account.id).limit(1)) is not None
-
-    def _credential(self, account: Account, link_id: int, row: LegacyRow) -> None:
-        secret = json.dumps({"hash": row.password, "salt": row.salt, "username": row.username},
-                            ensure_ascii=False)
-        credential = db.session.scalar(select(LegacyCredential).where(
-            LegacyCredential.link_id == link_id))
-        if credential is None:
-            credential = LegacyCredential(account_id=account.id, link_id=link_id,
-                                          department=self.department)
-            db.session.add(credential)
-        credential.scheme = self._scheme_text(row)
-        credential.secret_enc = self.rt.pii.encrypt(f"legacy_credential:{self.department}",
-                                                    secret)
-        credential.pepper_env = self.rules.pepper_env
-
-    # -- rows seen before ----------------------------------------------------------
-
-    def _update(self, record: LegacyRecord, row: LegacyRow, digest: str) -> str:
-        """A row folded before whose values changed: its credential follows
-        the new hash while the account has not logged in since, a deletion
-        makes it a tombstone; who the row belongs to is not decided again
+    def _update(self, d: Decision) -> None:
+        """A row folded before into an account, whose values changed: it
+        follows them; who the row belongs to is not decided again
         (``idp migrate undo-merge`` splits a wrong merge)."""
-        account = db.session.get(Account, record.account_id)
-        record.digest = digest
-        record.batch_id = self.batch_id
-        record.raw_enc = self._sealed(row)
-        record.created_at, record.last_login_at = row.created_at, row.last_login_at
-        link = links.find_link(self.rt, "legacy", self.department, row.legacy_id)
-        credential = db.session.scalar(select(LegacyCredential).where(
-            LegacyCredential.link_id == link.id)) if link is not None else None
-        if row.status != "active" or row.password is None:
-            if credential is not None:
-                db.session.delete(credential)
-            if row.status == "deleted":
-                record.outcome = "tombstone"
-        elif credential is not None and self._scheme_text(row) is not None:
-            self._credential(account, link.id, row)
-        if row.status == "active":
-            self._attributes(account, record, row)
-        db.session.flush()
+        person = self.people[d.record["account_id"]]
         self.counts.updated += 1
-        self.counts.written += 1
-        return "updated"
+        d.person = person
+        d.legacy_link = True
+        if d.row.status == "deleted":
+            d.record["outcome"] = "tombstone"
+            return
+        d.record["outcome"] = "merged"
+        self._alias(d, person)
+        if d.row.status == "active":
+            self._attributes(d, person)
+        d.credential = (d.row.password is not None and d.row.status == "active"
+                        and person.holds_legacy)
+
+    # -- writes ---------------------------------------------------------------------
+
+    def write(self) -> None:
+        """Write what the chunk's rows gave, in a few bulk statements."""
+        if not self.decisions:
+            return
+        self._write_accounts()
+        self._write_records()
+        self._write_links()
+        self._write_provenance()
+        conflicts = [{"record_id": d.record_id, "kind": kind,
+                      "account_id": person.id if person is not None else None}
+                     for d in self.decisions for kind, person in d.conflicts]
+        if conflicts:
+            db.session.execute(insert(MigrationConflict), conflicts)
+
+    def _write_accounts(self) -> None:
+        new = [p for p in dict.fromkeys(d.person for d in self.decisions
+                                         if d.person is not None) if p.new]
+        if new:
+            now = utcnow()
+            rows = [{"password_hash": None, "created_at": now, "updated_at": now, **p.values}
+                    for p in new]
+            ids = _insert(Account, rows, Account.subject)
+            for person in new:
+                person.id = ids[person.values["subject"]]
+                person.values = {}
+        changed = [p for p in self.people.values() if p.changes]
+        if changed:
+            now = utcnow()
+            db.session.execute(update(Account), [{"id": p.id, "updated_at": now, **p.changes}
+                                                 for p in changed])
+            for person in changed:
+                mark_changed(db.session, person.id)
+
+    def _write_records(self) -> None:
+        for d in self.decisions:
+            if d.person is not None:
+                d.record["account_id"] = d.person.id
+        new = [d for d in self.decisions if d.record_id is None]
+        if new:
+            ids = _insert(LegacyRecord, [d.record for d in new], LegacyRecord.legacy_id_index,
+                          LegacyRecord.department == self.department)
+            for d in new:
+                d.record_id = ids[d.legacy_index]
+        known = [d for d in self.decisions if d.record["account_id"] is not None
+                 and d.record_id is not None and d not in new]
+        if known:
+            db.session.execute(update(LegacyRecord), [{"id": d.record_id, **d.record}
+                                                      for d in known])
+
+    def _write_links(self) -> None:
+        linked = [d for d in self.decisions if d.legacy_link]
+        existing: dict[str, tuple[int, int]] = {}
+        indexes = [d.legacy_index for d in linked]
+        for part in _chunks(indexes):
+            for link_id, account_id, index in db.session.execute(select(
+                    IdentityLink.id, IdentityLink.account_id, IdentityLink.value_index).where(
+                    IdentityLink.kind == "legacy", IdentityLink.issuer == self.department,
+                    IdentityLink.value_index.in_(part))):
+                existing[index] = (link_id, account_id)
+        fresh = [d for d in linked if d.legacy_index not in existing]
+        if fresh:
+            ids = _insert(IdentityLink, [
+                links.new_link_values(self.rt, d.person.id, "legacy", self.department,
+                                      d.row.legacy_id) for d in fresh], IdentityLink.value_index,
+                IdentityLink.kind == "legacy", IdentityLink.issuer == self.department)
+            for d in fresh:
+                d.link_id = ids[d.legacy_index]
+        for d in linked:
+            if d.link_id is None:
+                d.link_id = existing[d.legacy_index][0]
+                d.link_existed = True
+        aliases = [links.new_link_values(self.rt, d.person.id, "alias", self.department,
+                                         d.alias) for d in self.decisions
+                   if d.alias is not None and d.person is not None]
+        if aliases:
+            db.session.execute(insert(IdentityLink), aliases)
+        self._write_credentials(linked)
+
+    def _write_credentials(self, linked: list[Decision]) -> None:
+        # A link made before may hold the credential of the row's old
+        # values: it goes, and the new one (if any) replaces it.
+        replaced = [d.link_id for d in linked if d.link_existed]
+        for part in _chunks(replaced):
+            db.session.execute(delete(LegacyCredential).where(
+                LegacyCredential.link_id.in_(part)))
+        kept = [d for d in linked if d.credential]
+        if not kept:
+            return
+        db.session.execute(insert(LegacyCredential), [{
+            "account_id": d.person.id, "link_id": d.link_id, "department": self.department,
+            "scheme": self.f.scheme_text(d.row), "pepper_env": self.f.rules.pepper_env,
+            "created_at": utcnow(),
+            "secret_enc": self.rt.pii.encrypt(
+                f"legacy_credential:{self.department}",
+                json.dumps({"hash": d.row.password, "salt": d.row.salt,
+                            "username": d.row.username}, ensure_ascii=False))}
+            for d in kept])
+
+    def _write_provenance(self) -> None:
+        fresh, known = [], []
+        for item in self.new_provenance.values():
+            values = {"account_id": item["person"].id, "attribute": item["attribute"],
+                      "record_id": item["decision"].record_id, "department": self.department,
+                      "trust": item["trust"], "observed_at": item["observed_at"]}
+            (known if item["id"] else fresh).append({"id": item["id"], **values}
+                                                    if item["id"] else values)
+        if fresh:
+            db.session.execute(insert(AttributeProvenance), fresh)
+        if known:
+            db.session.execute(update(AttributeProvenance), known)
+
+
+def _insert(model, rows: list[dict], key, *scope) -> dict[str, int]:
+    """Insert ``rows`` of ``model`` and read their ids back by the unique
+    ``key`` column (within ``scope``): a plain executemany, which the
+    drivers send far faster than an INSERT ... RETURNING of many rows.
+
+    :returns: key value -> id.
+    """
+    db.session.execute(insert(model), rows)
+    values = [row[key.key] for row in rows]
+    ids: dict[str, int] = {}
+    for part in _chunks(values):
+        ids.update((value, row_id) for row_id, value in db.session.execute(
+            select(model.id, key).where(key.in_(part), *scope)))
+    return ids
+
+
+def fold_one(folder: Folder, row: LegacyRow, record: LegacyRecord, *, merge_into: int | None,
+             claims: bool = True) -> Person:
+    """Fold a held row as an operator decided (:mod:`migration.review`):
+    into the account ``merge_into``, or, when None, as a new account
+    (taking the row's ID number and login name only with ``claims``).
+    Its record is rewritten; held data leaves it.
+
+    :returns: the row's account.
+    """
+    chunk = _Chunk(folder)
+    decision = Decision(row, record.legacy_id_index, record.digest, {}, record_id=record.id)
+    chunk.add(decision, None)
+    chunk.seen.add(record.legacy_id_index)
+    chunk._read()
+    if merge_into is not None:
+        if merge_into not in chunk.people:
+            chunk.people[merge_into] = _person(merge_into)
+        chunk.merge(decision, chunk.people[merge_into])
+        decision.record["outcome"] = "merged"
+    else:
+        chunk.new_account(decision, claims=claims)
+        decision.record["outcome"] = "imported"
+    chunk.write()
+    return decision.person
+
+
+def _person(account_id: int) -> Person:
+    account = db.session.get(Account, account_id)
+    return Person(account.id, account.username, account.name, account.email,
+                  account.verified_name, account.resident_id_index,
+                  account.phone_number_index, account.status,
+                  account.password_hash is not None,
+                  db.session.scalar(select(LegacyCredential.id).where(
+                      LegacyCredential.account_id == account_id).limit(1)) is not None)
+

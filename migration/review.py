@@ -21,7 +21,15 @@ from idp.runtime import Runtime
 from idp.security import random_token
 from idp.timeutil import utcnow
 from migration import normalise
-from migration.fold import PENDING, Counts, Department, Folder, generated_username
+from migration.fold import (
+    PENDING,
+    Counts,
+    Department,
+    Folder,
+    fold_one,
+    folded_username,
+    generated_username,
+)
 from migration.models import AttributeProvenance, LegacyRecord, MigrationConflict
 from migration.normalise import Value
 from migration.rows import LegacyRow
@@ -149,6 +157,8 @@ def resolve(rt: Runtime, conflict_id: int, *, merge: bool, operator: str) -> str
         done = _merge_accounts(rt, conflict, record)
     else:
         done = "kept apart"
+    # The fold wrote with bulk statements: what the session holds is stale.
+    db.session.expire(record)
     conflict.state = "merged" if merge else "kept_apart"
     conflict.resolved_at = utcnow()
     conflict.resolved_by = operator
@@ -163,31 +173,24 @@ def _resolve_held(rt: Runtime, conflict: MigrationConflict, record: LegacyRecord
     row = _row(raw, record, legacy_id)
     folder = _folder(rt, record, raw)
     if merge:
-        target = (db.session.get(Account, conflict.account_id) if conflict.account_id
-                  else _collided_account(record))
+        target = conflict.account_id or _collided_account(record)
         if target is None:
             raise ReviewError("the row it collided with has no account: keep it apart")
-        folder.merge(target, record, row)
-        record.outcome, record.reason = "merged", f"review_{conflict.kind}"
-        done = f"merged into {target.username}"
+        person = fold_one(folder, row, record, merge_into=target)
+        done = f"merged into {person.username}"
     else:
-        account = folder.new_account(record, row, claims=False)
-        record.outcome, record.reason = "imported", f"review_{conflict.kind}"
-        done = f"kept apart as {account.username}"
-    # The credential now lives with the account; the record keeps the
-    # audit values only.
-    raw.pop(PENDING, None)
-    record.raw_enc = rt.pii.encrypt(f"legacy_row:{record.department}",
-                                    json.dumps(raw, ensure_ascii=False))
+        person = fold_one(folder, row, record, merge_into=None, claims=False)
+        done = f"kept apart as {person.username}"
+    db.session.execute(update(LegacyRecord).where(LegacyRecord.id == record.id).values(
+        reason=f"review_{conflict.kind}"))
     return done
 
 
-def _collided_account(record: LegacyRecord) -> Account | None:
-    account_id = db.session.scalar(select(LegacyRecord.account_id).where(
+def _collided_account(record: LegacyRecord) -> int | None:
+    return db.session.scalar(select(LegacyRecord.account_id).where(
         LegacyRecord.department == record.department,
         LegacyRecord.username_index == record.username_index,
         LegacyRecord.id != record.id, LegacyRecord.account_id.is_not(None)).limit(1))
-    return db.session.get(Account, account_id) if account_id else None
 
 
 def _merge_accounts(rt: Runtime, conflict: MigrationConflict, record: LegacyRecord) -> str:
@@ -243,7 +246,7 @@ def undo_merge(rt: Runtime, account: Account, operator: str) -> list[Account]:
             IdentityLink.account_id == split.id, IdentityLink.kind == "legacy"))
         db.session.execute(update(LegacyCredential).where(LegacyCredential.link_id == link_id)
                            .values(account_id=split.id))
-        folded = Folder.folded_username(row)
+        folded = folded_username(row)
         if folded is not None:
             alias = links.find_link(rt, "alias", record.department, folded)
             if alias is not None and alias.account_id == account.id:

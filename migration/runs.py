@@ -82,9 +82,11 @@ def fold_mapping(rt: Runtime, mapping: Mapping, *, dry_run: bool, label: str,
                 unit_of_work.commit()
             folder = Folder(rt, Department.of(mapping), batch.id, counts)
             for chunk in source.batches:
+                read = []
                 for row in chunk:
                     rows += 1
-                    folder.fold(read_row(mapping, row, rows, spreadsheet=spreadsheet))
+                    read.append(read_row(mapping, row, rows, spreadsheet=spreadsheet))
+                folder.fold_chunk(read)
                 if batch_id is not None:
                     db.session.execute(update(MigrationBatch).where(
                         MigrationBatch.id == batch_id).values(

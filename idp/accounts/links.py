@@ -145,14 +145,36 @@ def _pii_kind(kind: str, issuer: str) -> str:
     return f"link:{kind}:{issuer}"
 
 
+def value_index(rt: Runtime, kind: str, issuer: str, value: str) -> str:
+    """The blind index a link of ``value`` under ``kind`` and ``issuer``
+    has, for lookups of many values at once (the legacy fold's chunks).
+
+    :raises LinkError: ``kind``, ``issuer`` or ``value`` is malformed.
+    """
+    _check(kind, issuer, value)
+    return rt.pii.blind_index(_pii_kind(kind, issuer), value)
+
+
+def new_link_values(rt: Runtime, account_id: int, kind: str, issuer: str,
+                    value: str) -> dict:
+    """The column values of a new link row, for a bulk insert that checks
+    uniqueness itself (the unique index still decides): ``account_id``,
+    ``kind``, ``issuer``, ``value_enc``, ``value_index``.
+
+    :raises LinkError: ``kind``, ``issuer`` or ``value`` is malformed.
+    """
+    index = value_index(rt, kind, issuer, value)
+    return {"account_id": account_id, "kind": kind, "issuer": issuer,
+            "value_enc": rt.pii.encrypt(_pii_kind(kind, issuer), value), "value_index": index}
+
+
 def find_link(rt: Runtime, kind: str, issuer: str, value: str) -> IdentityLink | None:
     """The link of ``value`` under ``kind`` and ``issuer``, or None. A lookup
     only: it writes nothing (see :func:`touch`).
 
     :raises LinkError: ``kind``, ``issuer`` or ``value`` is malformed.
     """
-    _check(kind, issuer, value)
-    index = rt.pii.blind_index(_pii_kind(kind, issuer), value)
+    index = value_index(rt, kind, issuer, value)
     return db.session.scalar(select(IdentityLink).where(
         IdentityLink.kind == kind, IdentityLink.issuer == issuer,
         IdentityLink.value_index == index))

@@ -109,18 +109,19 @@ def test_second_run_writes_nothing_and_a_stopped_run_resumes(rt, department, mon
     path = department(code, rows)
     accounts_before = count(Account)
     calls = {"n": 0}
-    original = fold_module.Folder.fold
+    original = fold_module.Folder.fold_chunk
 
-    def dies_on_fifth(self, row):
+    def dies_in_third_chunk(self, rows):
         calls["n"] += 1
-        if calls["n"] == 5:
+        if calls["n"] == 3:
+            original(self, rows[:1])
             raise KeyboardInterrupt
-        return original(self, row)
+        return original(self, rows)
 
-    monkeypatch.setattr(fold_module.Folder, "fold", dies_on_fifth)
+    monkeypatch.setattr(fold_module.Folder, "fold_chunk", dies_in_third_chunk)
     with pytest.raises(KeyboardInterrupt):
         fold(rt, path, chunk_rows=2)
-    monkeypatch.setattr(fold_module.Folder, "fold", original)
+    monkeypatch.setattr(fold_module.Folder, "fold_chunk", original)
     assert count(Account) == accounts_before + 4
     resumed = fold(rt, path, chunk_rows=2)
     assert resumed.counts.unchanged == 4 and resumed.counts.new == 3
