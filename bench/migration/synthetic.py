@@ -142,9 +142,10 @@ def _full_width(text: str) -> str:
     return "".join(chr(ord(c) + 0xFEE0) if c.isdigit() else c for c in text)
 
 
-def rows(spec: DepartmentSpec, crowd: list[Person], seed: int = 7) -> Iterator[dict]:
+def rows(spec: DepartmentSpec, crowd: list[Person], seed: int = 7,
+         fault_rate: float = FAULT_RATE) -> Iterator[dict]:
     """The department's rows (column -> value), people in crowd order, with
-    its share of them and its share of every failure mode."""
+    its share of them and ``fault_rate`` of its rows with each failure mode."""
     rng = random.Random(f"{seed}:{spec.code}")
     cols = spec.columns
     number = 0
@@ -156,7 +157,7 @@ def rows(spec: DepartmentSpec, crowd: list[Person], seed: int = 7) -> Iterator[d
         salt = f"{rng.randrange(16**6):06x}" if spec.salted else None
         ident, phone, name, status = person.resident_id, person.phone, person.name, "active"
         enabled, created, last = True, "2015-06-01 09:30:00", "2024-01-02 08:15:00"
-        fault = rng.random() / FAULT_RATE
+        fault = rng.random() / fault_rate
         if fault < 1:
             ident = ident[:6] + ident[8:17]                    # 15 digits
         elif fault < 2:
@@ -214,7 +215,8 @@ def table(spec: DepartmentSpec, metadata: sa.MetaData) -> sa.Table:
                         "legacy_id"]) for name in columns))
 
 
-def write(url: str, spec: DepartmentSpec, crowd: list[Person], chunk: int = 5000) -> int:
+def write(url: str, spec: DepartmentSpec, crowd: list[Person], chunk: int = 5000,
+          fault_rate: float = FAULT_RATE) -> int:
     """Create the department's table at ``url`` and fill it; returns the
     number of rows."""
     engine = sa.create_engine(url)
@@ -225,7 +227,7 @@ def write(url: str, spec: DepartmentSpec, crowd: list[Person], chunk: int = 5000
     count = 0
     batch: list[dict] = []
     with engine.begin() as conn:
-        for row in rows(spec, crowd):
+        for row in rows(spec, crowd, fault_rate=fault_rate):
             batch.append(row)
             if len(batch) == chunk:
                 conn.execute(target.insert(), batch)
