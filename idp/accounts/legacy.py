@@ -81,10 +81,11 @@ def verify_legacy(rt: Runtime, account: Account, password: str) -> LegacyMatch |
             if credential.pepper_env and not pepper:
                 raise SchemeError(f"the environment variable {credential.pepper_env} "
                                   "is not set")
-            encoding = scheme.verify(password, secret["hash"],
-                                     {"salt": secret.get("salt"),
-                                      "username": secret.get("username"),
-                                      "pepper": pepper})
+            with rt.hasher.slot():
+                encoding = scheme.verify(password, secret["hash"],
+                                         {"salt": secret.get("salt"),
+                                          "username": secret.get("username"),
+                                          "pepper": pepper})
         except (SchemeError, ValueError, KeyError) as exc:
             log.warning("legacy credential %s of department %s cannot be verified: %s",
                         credential.id, credential.department, exc)

@@ -30,6 +30,13 @@ class PasswordHasher:
         self._slots = threading.BoundedSemaphore(settings["max_concurrent_verifications"])
         self._dummy = self._context.hash("dummy password for absent accounts")
 
+    def slot(self) -> threading.BoundedSemaphore:
+        """One of the process's slots for a slow hash (``with
+        hasher.slot(): ...``): other slow verifications, such as a
+        department's legacy bcrypt or PBKDF2 (idp.accounts.legacy), queue
+        with argon2id's instead of exhausting CPU and memory."""
+        return self._slots
+
     def hash(self, password: str) -> str:
         """Return a new argon2id hash (PHC string) of ``password``."""
         with self._slots:

@@ -17,10 +17,12 @@ from migration.hashes import (  # noqa: F401
     bcrypt,
     crypt,
     django,
+    jeecg,
     keycloak,
     mssql,
     phpass,
     shiro,
+    spring,
     wordpress,
 )
 from migration.hashes.base import NAMED, NamedScheme

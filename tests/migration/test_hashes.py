@@ -97,6 +97,18 @@ MD5 = "cc03e747a6afbbcbf8be7668acfebee5"
      {"salt": "8d78869f470951332959580424d4bf4f"}),
     ("shiro(SHA-256, 1024)", "1mwQhuXB5oY63m+OWJ8CAY5kbZKHW+OQ0BH1QDDAlUk=", {"salt": "abc"}),
     ("keycloak_pbkdf2", KEYCLOAK, {}),
+    # Spring Security's DelegatingPasswordEncoder: made by Java 17's own
+    # MessageDigest and PBKDF2WithHmacSHA256 as Spring's encoders use them.
+    ("spring", "{MD5}{g4x2mB9yQ1s=}295ee49f3a0dfdef1a29695d66073e18", {}),
+    ("spring", "{SHA-256}{g4x2mB9yQ1s=}74a890b5d0f92033d5c079e78893d17c69f470542cbdbc36d1"
+               "4c267020ee81ee", {}),
+    ("spring", "{ldap}{SSHA}s5R3AvT0jfL9NbCOxNdtsxRGOCVzYWx0eXNsdA==", {}),
+    ("spring", "{pbkdf2@SpringSecurity_v5_8}303132333435363738396162636465664138badce1fb06a0"
+               "57a627004b36c546e4431b82cb5c81943b947ee51a28ae80", {}),
+    ("spring", "{bcrypt}$2a$05$LegacyPhpSaltValue123umeFbsJCDzRE0AqwBHzIKNsuSowyXeKi", {}),
+    # JeecgBoot PasswordUtil: made by Java 17's PBEWithMD5AndDES (its JCE).
+    ("jeecg", "9e696f8901e044ba", {"username": "admin", "salt": "RCGTeGiH"}),
+    ("jeecg", "9E696F8901E044BA", {"username": "admin", "salt": "RCGTeGiH"}),
     ("shiro", "$shiro1$SHA-256$500000$MDEyMzQ1Njc4OWFiY2RlZg==$uFNDHxVsTE3N7RLeR65HYxFPPyC6jmeGB"
               "4pB08lBcGY=", {}),
 ])
@@ -226,3 +238,38 @@ def test_a_field_the_row_lacks_is_an_error_not_a_mismatch():
     with pytest.raises(SchemeError, match="reads salt"):
         scheme_for("md5(password + salt)").verify(PASSWORD, MD5, {"salt": None})
     assert scheme_for("md5(password + salt)").fields == {"password", "salt"}
+
+
+def test_jeecg_is_keyed_by_the_login_name_and_salt():
+    """Made by Java 17's PBEWithMD5AndDES: PasswordUtil.encrypt("jeecg",
+    "123456", "vDDkDzrK")."""
+    verifier = scheme_for("jeecg")
+    values = {"username": "jeecg", "salt": "vDDkDzrK"}
+    assert verifier.verify("123456", "3dd8371f3cf8240e", values) == "utf-8"
+    assert verifier.verify("123456", "3dd8371f3cf8240e",
+                           {**values, "username": "Jeecg"}) is None
+    assert verifier.verify("123456", "3dd8371f3cf8240e", {**values, "salt": "vDDkDzrL"}) is None
+    # Java refuses a non-ASCII password for PBE keys: no legacy hash has one.
+    assert verifier.verify("密码123456", "3dd8371f3cf8240e", values) is None
+
+
+@pytest.mark.parametrize("stored", [
+    # The examples of Spring Security's reference documentation
+    # ("Password Storage"), all of the password "password".
+    "{bcrypt}$2a$10$dXJ3SW6G7P50lGmMkkmwe.20cQQubK3.HZWzG3YB1tlRy.fqvM/BG",
+    "{noop}password",
+    "{pbkdf2}5d923b44a6d129f3ddf3e3c8d29412723dcbde72445e8ef6bf3b508fbf17fa4ed4d6b99ca763d8dc",
+    "{scrypt}$e0801$8bWJaSu2IKSn9Z9kM+TPXfOc/9bdYSrN1oD9qfVThWEwdRTnO7re7Ei+fUZRJ68k9lTyuTeUp4o"
+    "f4g24hHnazw==$OAOec05+bXxvuu/1qZ6NUR+xQYvYv7BeL1QxwRpY5Pc=",
+    "{sha256}97cde38028ad898ebc02e690819fa220e88c62e0699403e94fff291cfffaf8410849f27605abcbc0",
+])
+def test_spring_verifies_its_documented_examples(stored):
+    verifier = scheme_for("spring")
+    assert verifier.verify("password", stored, {}) == "utf-8"
+    assert verifier.verify("Password", stored, {}) is None
+
+
+@pytest.mark.parametrize("stored", ["{unknown}abc", "no prefix", "{MD5}not-hex",
+                                    "{scrypt}$ffff01$c2FsdA==$a2V5", "{ldap}{SSHA}!!"])
+def test_spring_values_it_cannot_read_are_no_match(stored):
+    assert scheme_for("spring").verify("password", stored, {}) is None
