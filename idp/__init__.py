@@ -122,6 +122,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         acr=AcrPolicy.from_settings(settings),
         registries=_registries(settings),
         mail=_mailer(settings),
+        legacy_logins=_legacy_logins(settings),
     )
     app.extensions["idp.discovery"] = serialise(provider_metadata(settings))
     server = AuthorizationServer()
@@ -212,6 +213,15 @@ def _kept_in_process() -> tuple[str, ...]:
 
 def _registries(settings: Mapping[str, Any]):
     from connectors.http import from_settings
+
+    try:
+        return from_settings(settings)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _legacy_logins(settings: Mapping[str, Any]):
+    from connectors.legacy_login import from_settings
 
     try:
         return from_settings(settings)

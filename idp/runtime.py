@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, g, has_app_context, has_request_context
@@ -45,6 +45,8 @@ class Runtime:
     :ivar acr: the assurance levels' ``acr`` values and authentication caps.
     :ivar registries: the registries and the SMS gateway, each None when not
         configured (all of them while ``gateway.url`` is empty).
+    :ivar legacy_logins: department code -> its login check for lazy
+        migration (connectors.legacy_login), from ``legacy_login.endpoints``.
     :ivar mail: the SMTP relay for outgoing e-mail, or None when ``mail.host``
         is not configured.
     """
@@ -63,6 +65,7 @@ class Runtime:
     acr: AcrPolicy
     registries: Registries
     mail: MailGateway | None = None
+    legacy_logins: dict = field(default_factory=dict)
 
     @property
     def issuer(self) -> str:

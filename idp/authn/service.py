@@ -369,7 +369,7 @@ def login_with_password(rt: Runtime, identifier: str, password: str, ip: str | N
         over, or the IP is over its limit.
     :raises LoginFailedError: on any other failure.
     """
-    identifier = accounts.normalize_username(identifier)
+    typed, identifier = identifier.strip(), accounts.normalize_username(identifier)
     limits = rt.settings["throttle"]
     account = accounts.find_for_login(rt, identifier, department)
     key = (f"account:{account.id}" if account is not None
@@ -381,7 +381,15 @@ def login_with_password(rt: Runtime, identifier: str, password: str, ip: str | N
         record_deferred(rt.audit, "login.failure", "failure",
                         account_id=account.id if account else None, ip=ip, reason="throttled")
         raise
-    ok = accounts.verify_password(rt, account, password)
+    if account is None and department in rt.legacy_logins:
+        # A department that could not export checks its own users' first
+        # login (lazy migration).
+        from migration.lazy import first_login
+
+        account = first_login(rt, department, typed, password, ip)
+        ok = account is not None
+    else:
+        ok = accounts.verify_password(rt, account, password)
     if not ok or not account.is_active:
         record_deferred(rt.audit, "login.failure", "failure",
                         account_id=account.id if account else None, ip=ip,

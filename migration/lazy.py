@@ -1,0 +1,107 @@
+"""Lazy migration: a user of a department that cannot export is folded at
+their first login, when the department's login API confirms the login
+name and password (connectors.legacy_login; docs/migration.md, "Lazy
+migration"). The row the department describes goes through the same fold
+as an exported one, so matching, merging, review and tombstones follow the
+same rules; the password it confirmed becomes the account's argon2id
+password, as a legacy hash's would.
+"""
+
+from __future__ import annotations
+
+import logging
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from connectors.legacy_login import LegacyLoginUnavailableError, LegacyProfile
+from idp.accounts import legacy, links
+from idp.accounts.models import Account
+from idp.audit.service import record, record_deferred
+from idp.extensions import db
+from idp.runtime import Runtime
+from migration import normalise
+from migration.fold import Counts, Department, Folder
+from migration.models import MigrationBatch
+from migration.rows import AUDITED, LegacyRow, utc
+
+log = logging.getLogger(__name__)
+
+#: The ``mapping`` of the batch a department's lazy logins are recorded in.
+LAZY = "(lazy login)"
+#: The zone of a profile's timestamps without an offset.
+ZONE = ZoneInfo("Asia/Shanghai")
+#: The precedence of a lazily folded row's attributes in merges.
+TRUST = 50
+
+
+def _batch(department: str) -> int:
+    batch_id = db.session.scalar(select(MigrationBatch.id).where(
+        MigrationBatch.department == department, MigrationBatch.mapping == LAZY)
+        .order_by(MigrationBatch.id).limit(1))
+    if batch_id is None:
+        batch = MigrationBatch(department=department, mapping=LAZY, source=LAZY, state="lazy")
+        db.session.add(batch)
+        db.session.flush()
+        batch_id = batch.id
+    return batch_id
+
+
+def _row(profile: LegacyProfile, identifier: str) -> LegacyRow:
+    raw = {"legacy_id": profile.legacy_id, "username": profile.username or identifier,
+           "name": profile.name, "resident_id": profile.resident_id, "phone": profile.phone,
+           "email": profile.email, "status": profile.status,
+           "created_at": profile.created_at, "last_login_at": profile.last_login_at}
+    return LegacyRow(
+        number=0, legacy_id=profile.legacy_id.strip(), username=raw["username"],
+        name=normalise.name(profile.name), resident_id=normalise.resident_id(profile.resident_id),
+        phone=normalise.phone(profile.phone),
+        email=profile.email.strip() if profile.email else None, password=None, salt=None,
+        scheme="", status=profile.status, created_at=utc(profile.created_at, ZONE),
+        last_login_at=utc(profile.last_login_at, ZONE),
+        raw={key: raw[key] for key in AUDITED if key != "enabled"})
+
+
+def first_login(rt: Runtime, department: str, identifier: str, password: str,
+                ip: str | None = None) -> Account | None:
+    """Ask ``department``'s login API about ``identifier`` and ``password``;
+    when it confirms them, fold the user it describes and return their
+    account, whose argon2id password ``password`` becomes (flushed, not
+    committed: the login commits).
+
+    :returns: None when the department is not configured, says no, does
+        not answer as the protocol says, or when the fold does not give a
+        live account that may take the password: a row held for review,
+        rejected, deleted or disabled, or an account that has a password of
+        its own already (the department's password never replaces it).
+    """
+    check = rt.legacy_logins.get(department)
+    if check is None:
+        return None
+    try:
+        profile = check.check(identifier, password)
+    except LegacyLoginUnavailableError as exc:
+        log.warning("legacy login of department %s unavailable: %s", department, exc)
+        record_deferred(rt.audit, "migration.lazy_login", "failure", ip=ip,
+                        department=department, reason="unavailable")
+        return None
+    if profile is None:
+        return None
+    row = _row(profile, identifier)
+    folder = Folder(rt, Department(department, TRUST, {}, None), _batch(department), Counts())
+    folder.fold_chunk([row])
+    try:
+        account = links.find_account(rt, "legacy", department, row.legacy_id)
+    except links.LinkError:
+        account = None
+    if account is None or account.password_hash is not None or not account.is_active:
+        reason = ("not_folded" if account is None else "has_password"
+                  if account.password_hash is not None else "inactive")
+        record_deferred(rt.audit, "migration.lazy_login", "failure",
+                        account_id=account.id if account else None, ip=ip,
+                        department=department, reason=reason)
+        return None
+    db.session.refresh(account)
+    legacy.upgrade(rt, account, password, legacy.LegacyMatch(department, "lazy_login"), ip)
+    record("migration.lazy_login", account_id=account.id, ip=ip, department=department)
+    return account
