@@ -10,12 +10,9 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-ID_M = "990101200001010014"
-ID_F = "990101200001010022"
 ID15 = "990101800101001"
 ID15_FULL = "990101198001010014"
 ID_BAD = "990101200001010015"
-PHONE_A = "13900000001"
 
 
 def valid_id(birth: str, sequence: str) -> str:
@@ -166,15 +163,22 @@ def test_same_id_in_one_department_is_one_person_with_two_links(rt, department):
 
 def test_shared_phone_never_merges(rt, department):
     """Case M-MATCH-1."""
+    import secrets
+
     from idp.accounts.service import phone_number
 
     code = unique_code("S")
+    # The case's PHONE_A, ID_M and ID_F, made unique to this test: the
+    # database is shared with the rest of the run.
+    phone = f"139{secrets.randbelow(10**8):08d}"
+    first, second = (valid_id("19880808", f"{secrets.randbelow(500) * 2 + 1:03d}"),
+                     valid_id("19880808", f"{secrets.randbelow(500) * 2:03d}"))
     fold(rt, department(code, [
-        {"id": "1", "name": "甲", "id_no": ID_M, "mobile": PHONE_A, "status": "NORMAL"},
-        {"id": "2", "name": "乙", "id_no": ID_F, "mobile": PHONE_A, "status": "NORMAL"}]))
+        {"id": "1", "name": "甲", "id_no": first, "mobile": phone, "status": "NORMAL"},
+        {"id": "2", "name": "乙", "id_no": second, "mobile": phone, "status": "NORMAL"}]))
     one, two = account_of(rt, code, "1"), account_of(rt, code, "2")
     assert one.id != two.id
-    assert phone_number(rt, one) == "+86" + PHONE_A and not one.phone_number_verified
+    assert phone_number(rt, one) == "+86" + phone and not one.phone_number_verified
     assert phone_number(rt, two) is None
 
 
