@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from idp import unit_of_work
 from idp.audit.service import record as audit
@@ -64,7 +64,7 @@ def fold_mapping(rt: Runtime, mapping: Mapping, *, dry_run: bool, label: str,
     """
     counts = Counts()
     batch_id: int | None = None
-    rows = 0
+    rows = chunks = 0
     spreadsheet = mapping.source.file is not None and mapping.source.file.suffix.lower() == ".xlsx"
     try:
         with open_source(mapping, chunk_rows) as source:
@@ -92,6 +92,9 @@ def fold_mapping(rt: Runtime, mapping: Mapping, *, dry_run: bool, label: str,
                         MigrationBatch.id == batch_id).values(
                         counts=json.dumps(counts.as_dict())))
                     unit_of_work.commit()
+                    chunks += 1
+                    if chunks & (chunks - 1) == 0:
+                        _analyze()
                 else:
                     db.session.flush()
                 # The identity map would otherwise hold every row's objects.
@@ -113,6 +116,21 @@ def fold_mapping(rt: Runtime, mapping: Mapping, *, dry_run: bool, label: str,
              if key != "rejected_reasons"})
     unit_of_work.commit()
     return Outcome(batch_id, rows, encoding, counts)
+
+
+#: The tables a fold fills, whose statistics PostgreSQL needs while they grow.
+_GROWING = ("accounts", "legacy_records", "identity_links", "legacy_credentials",
+            "attribute_provenance")
+
+
+def _analyze() -> None:
+    """Refresh PostgreSQL's statistics of the tables the fold fills, after
+    the 1st, 2nd, 4th, 8th... chunk: a fold into fresh tables otherwise runs
+    for a minute (autovacuum's nap) on plans made for empty tables, whose
+    sequential scans make each chunk's lookups slower than the last."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text(f"ANALYZE {', '.join(_GROWING)}"))
+        unit_of_work.commit()
 
 
 def _finish(batch_id: int, counts: Counts, state: str, error: str | None) -> None:
