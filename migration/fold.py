@@ -42,7 +42,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import case, delete, distinct, func, select, update
 
 from idp.accounts import links
 from idp.accounts import service as accounts
@@ -230,6 +230,7 @@ class Folder:
         self.department = department.code
         self.batch_id = batch_id
         self.counts = counts
+        self.placeholder_people = rt.settings["migration"]["placeholder_people"]
 
     # -- keys ---------------------------------------------------------------
 
@@ -340,6 +341,8 @@ class _Chunk:
         self.username_records: Counter = Counter()
         self.provenance: dict[tuple[int, str], dict] = {}
         self.new_provenance: dict[tuple[int, str], dict] = {}
+        #: Phone and ID-number indexes -> how many distinct people carry them.
+        self.carried: Counter = Counter()
 
     def add(self, decision: Decision, record) -> None:
         """A row to decide; ``record`` is its record when it was folded
@@ -371,6 +374,7 @@ class _Chunk:
     def _read(self) -> None:
         """Everything the chunk's rows need, in a few queries."""
         records = [d.record for d in self.decisions]
+        self._count_carriers(records)
         rid = [r["resident_id_index"] for r in records if r["resident_id_index"]]
         phones = [r["phone_index"] for r in records if r["phone_index"]]
         names = [folded_username(d.row) for d in self.decisions]
@@ -424,6 +428,36 @@ class _Chunk:
                 LegacyRecord.department == self.department,
                 LegacyRecord.username_index.in_(part))))
 
+    def _count_carriers(self, records: list[dict]) -> None:
+        """How many distinct people the chunk's phones and ID numbers are
+        carried by already: the accounts their records went to, and each
+        record that went to none (held, or a tombstone of nobody)."""
+        people = (func.count(distinct(LegacyRecord.account_id))
+                  + func.sum(case((LegacyRecord.account_id.is_(None), 1), else_=0)))
+        for name in ("phone_index", "resident_id_index"):
+            column = getattr(LegacyRecord, name)
+            values = list({r[name] for r in records if r[name]})
+            for part in _chunks(values):
+                self.carried.update(dict(db.session.execute(
+                    select(column, people).where(column.in_(part),
+                                                 LegacyRecord.outcome != "rejected")
+                    .group_by(column)).all()))
+
+    def _placeholders(self, d: Decision) -> None:
+        """A phone or ID number that :attr:`Folder.placeholder_people`
+        distinct people carry already is a placeholder for this row (case
+        M-MATCH-2): never matched on, never stored."""
+        for name in ("phone_index", "resident_id_index"):
+            index = d.record[name]
+            if index is not None and self.carried[index] >= self.f.placeholder_people:
+                d.record[name] = None
+
+    def _carry(self, d: Decision, new_person: bool) -> None:
+        if new_person:
+            for name in ("phone_index", "resident_id_index"):
+                if d.record[name] is not None:
+                    self.carried[d.record[name]] += 1
+
     def _alias_index(self, name: str) -> str:
         return links.value_index(self.rt, "alias", self.department, name)
 
@@ -441,6 +475,12 @@ class _Chunk:
                 self._decide(decision)
 
     def _decide(self, d: Decision) -> None:
+        self._placeholders(d)
+        self._decide_row(d)
+        self._carry(d, d.record["outcome"] in ("imported", "conflict")
+                    or (d.record["outcome"] == "tombstone" and d.person is None))
+
+    def _decide_row(self, d: Decision) -> None:
         row, record = d.row, d.record
         problem = row.resident_id.problem
         if problem is not None and problem != PLACEHOLDER:
@@ -516,7 +556,7 @@ class _Chunk:
                                 "username": username,
                                 "status": "suspended" if row.status == "disabled"
                                 else "active"}, reasons=[])
-        if claims and row.resident_id.value is not None:
+        if claims and d.record["resident_id_index"] is not None:
             index = d.record["resident_id_index"]
             person.resident_id_index = index
             person.set("resident_id_enc", self.rt.pii.encrypt("resident_id",

@@ -247,3 +247,39 @@ def test_raw_values_are_kept_encrypted(rt, department):
     assert raw["name"] == "张\u200b三" and raw["phone"] == "+86 139-0000-0002"
     account = account_of(rt, code, "1")
     assert account.name == "张三"
+
+
+def test_a_value_carried_by_many_people_becomes_a_placeholder(rt, department):
+    """Case M-MATCH-2: beyond the fixed list, a phone or ID number that
+    migration.placeholder_people (5) distinct people carry is never matched
+    on again, nor stored."""
+    import secrets
+
+    from idp.accounts.service import phone_number, resident_id
+    from idp.extensions import db
+    from migration.models import LegacyRecord, MigrationConflict
+
+    code = unique_code("Q")
+    phone = f"139{secrets.randbelow(10**8):08d}"
+    shared_id = valid_id("19770707", f"{secrets.randbelow(1000):03d}")
+    names = ["赵一", "钱二", "孙三", "李四", "周五", "吴六", "郑七"]
+    rows = [{"id": f"p{n}", "name": name, "mobile": phone, "status": "NORMAL"}
+            for n, name in enumerate(names)]
+    rows += [{"id": f"i{n}", "name": name, "id_no": shared_id, "status": "NORMAL"}
+             for n, name in enumerate(names)]
+    result = fold(rt, department(code, rows), chunk_rows=3)
+    # Phone: the first carries it, the next four are shared-phone proposals,
+    # then it is a placeholder: no proposal, no number.
+    assert phone_number(rt, account_of(rt, code, "p0")) == "+86" + phone
+    proposals = db.session.scalar(select(func.count()).select_from(MigrationConflict).join(
+        LegacyRecord, LegacyRecord.id == MigrationConflict.record_id).where(
+        LegacyRecord.department == code, MigrationConflict.kind == "shared_phone"))
+    assert proposals == 4 and result.counts.proposals == 4
+    # ID number: the first holds it, four more names are held for review,
+    # then the number is a placeholder and the rows are new people without it.
+    assert resident_id(rt, account_of(rt, code, "i0")) == shared_id
+    assert [account_of(rt, code, f"i{n}") for n in range(1, 5)] == [None] * 4
+    for n in (5, 6):
+        late = account_of(rt, code, f"i{n}")
+        assert late is not None and resident_id(rt, late) is None
+    assert result.counts.conflicts == 4
