@@ -15,6 +15,7 @@ from sqlalchemy import delete, select, update
 
 from idp.accounts import links
 from idp.accounts.models import Account, IdentityLink, LegacyCredential
+from idp.accounts.snapshots import mark_changed
 from idp.audit.service import record as audit
 from idp.extensions import db
 from idp.runtime import Runtime
@@ -201,7 +202,9 @@ def _merge_accounts(rt: Runtime, conflict: MigrationConflict, record: LegacyReco
     if source.password_hash is not None:
         raise ReviewError(f"{source.username} has logged in since the fold: merging it "
                           "would drop its password; merge it by hand")
-    for model in (IdentityLink, LegacyCredential, LegacyRecord):
+    # Everything of the source goes with it, the other proposals about it
+    # too (deleting the account would cascade them away).
+    for model in (IdentityLink, LegacyCredential, LegacyRecord, MigrationConflict):
         db.session.execute(update(model).where(model.account_id == source.id)
                            .values(account_id=target.id))
     # The target's own attributes stay; the source's provenance goes with it.
@@ -212,6 +215,7 @@ def _merge_accounts(rt: Runtime, conflict: MigrationConflict, record: LegacyReco
             setattr(target, attribute, getattr(source, attribute))
     db.session.delete(source)
     db.session.flush()
+    mark_changed(db.session, target.id)
     return f"merged {source.username} into {target.username}"
 
 
