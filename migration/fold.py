@@ -42,7 +42,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import case, delete, distinct, func, select, update
+from sqlalchemy import case, delete, distinct, func, or_, select, update
 
 from idp.accounts import links
 from idp.accounts import service as accounts
@@ -179,6 +179,7 @@ class Person:
     status: str
     has_password: bool
     holds_legacy: bool
+    phone_verified: bool = False
     values: dict = field(default_factory=dict)
     changes: dict = field(default_factory=dict)
     #: The reasons of the rows folded into it (an active row lifts a
@@ -311,7 +312,8 @@ class Folder:
         for part in _chunks(indexes):
             for record in db.session.execute(select(
                     LegacyRecord.id, LegacyRecord.legacy_id_index, LegacyRecord.digest,
-                    LegacyRecord.account_id, LegacyRecord.batch_id).where(
+                    LegacyRecord.account_id, LegacyRecord.batch_id, LegacyRecord.outcome,
+                    LegacyRecord.reason).where(
                     LegacyRecord.department == self.department,
                     LegacyRecord.legacy_id_index.in_(part))):
                 found[record.legacy_id_index] = record
@@ -366,7 +368,8 @@ class _Chunk:
                 f"legacy_username:{self.department}", folded)
         if record is not None:
             self.updates[record.account_id] = decision
-            decision.record["account_id"] = record.account_id
+            decision.record.update(account_id=record.account_id, outcome=record.outcome,
+                                   reason=record.reason)
         self.decisions.append(decision)
 
     # -- reads ------------------------------------------------------------------
@@ -382,7 +385,8 @@ class _Chunk:
         account_ids = list(self.updates)
         columns = (Account.id, Account.username, Account.name, Account.email,
                    Account.verified_name, Account.resident_id_index,
-                   Account.phone_number_index, Account.status, Account.password_hash)
+                   Account.phone_number_index, Account.status, Account.password_hash,
+                   Account.phone_number_verified)
         found = []
         for part in _chunks(rid):
             found += db.session.execute(select(*columns).where(
@@ -397,7 +401,7 @@ class _Chunk:
                 self.people[row.id] = Person(
                     row.id, row.username, row.name, row.email, row.verified_name,
                     row.resident_id_index, row.phone_number_index, row.status,
-                    row.password_hash is not None, False)
+                    row.password_hash is not None, False, bool(row.phone_number_verified))
         for person in self.people.values():
             if person.resident_id_index:
                 self.by_resident_id[person.resident_id_index] = person
@@ -502,7 +506,13 @@ class _Chunk:
             record["reason"] = "resident_id_15" if row.resident_id.weak else "resident_id"
             if row.status == "deleted":
                 return self._tombstone(d, person)
-            self.merge(d, person)
+            # Without two names that agree, the ID number alone does not
+            # say the row is this person (a child's row with a parent's
+            # number): the link is made, the row's password is not.
+            confirmed = row.name.value is not None and known is not None
+            if not confirmed:
+                record["reason"] = "resident_id_unconfirmed"
+            self.merge(d, person, credential=confirmed)
             record["outcome"] = "merged"
             self.counts.matched += 1
             return None
@@ -570,10 +580,11 @@ class _Chunk:
         self._link(d, person)
         return person
 
-    def merge(self, d: Decision, person: Person) -> None:
-        """Link the row to the person's account: its credential, login name
-        (an alias unless it is the username), phone when the account has
-        none, attributes by precedence."""
+    def merge(self, d: Decision, person: Person, *, credential: bool = True) -> None:
+        """Link the row to the person's account: its credential (unless
+        ``credential`` is False), login name (an alias unless it is the
+        username), phone when the account has none, attributes by
+        precedence."""
         row = d.row
         if row.status == "active" and person.status == "suspended" \
                 and self._suspended_by_migration(person):
@@ -583,7 +594,7 @@ class _Chunk:
         if person.phone_index is None:
             self._phone(d, person)
         self._attributes(d, person)
-        self._link(d, person)
+        self._link(d, person, credential=credential)
 
     def _suspended_by_migration(self, person: Person) -> bool:
         """Whether the account is suspended only because every legacy row it
@@ -607,6 +618,11 @@ class _Chunk:
         if index is None:
             return
         holder = self.by_phone.get(index)
+        if holder is None and self.carried[index] > 0:
+            # People before carried it and none holds it: it is shared.
+            d.conflicts.append(("shared_phone", None))
+            self.counts.proposals += 1
+            return
         if holder is None:
             # A legacy number is a claim, never proven: not usable for an
             # SMS login until its holder proves it (case M-MATCH-1).
@@ -625,6 +641,12 @@ class _Chunk:
         d.conflicts.append(("phone_name" if same_name and not other_id else "shared_phone",
                             holder))
         self.counts.proposals += 1
+        if holder.phone_index == index and not holder.phone_verified:
+            # A second person claims a number nobody proved: neither holds
+            # it (no login by it) until one of them proves it (M-MATCH-1).
+            holder.phone_index = None
+            holder.set("phone_number_enc", None)
+            holder.set("phone_number_index", None)
 
     def _attributes(self, d: Decision, person: Person) -> None:
         """Field-level precedence: a higher ``trust`` wins, then the more
@@ -669,7 +691,7 @@ class _Chunk:
             "decision": d, "trust": self.f.rules.trust,
             "observed_at": d.row.last_login_at or d.row.created_at}
 
-    def _link(self, d: Decision, person: Person) -> None:
+    def _link(self, d: Decision, person: Person, *, credential: bool = True) -> None:
         row = d.row
         d.person = person
         if row.status == "disabled":
@@ -677,7 +699,7 @@ class _Chunk:
         if person.reasons is not None:
             person.reasons.append(d.record["reason"])
         d.legacy_link = True
-        d.credential = (row.password is not None and row.status == "active"
+        d.credential = (credential and row.password is not None and row.status == "active"
                         and (not person.has_password or person.holds_legacy))
         if d.credential:
             person.holds_legacy = True
@@ -692,13 +714,38 @@ class _Chunk:
         d.legacy_link = True
         if d.row.status == "deleted":
             d.record["outcome"] = "tombstone"
+        elif d.record["outcome"] == "tombstone":
+            d.record["outcome"] = "merged"
+        if d.row.status != "active":
+            d.record["reason"] = "disabled" if d.row.status == "disabled" else None
+            self._suspend_if_only(d, person)
             return
-        d.record["outcome"] = "merged"
+        if d.record["reason"] == "disabled":
+            d.record["reason"] = None
+        if person.status == "suspended" and self._suspended_by_migration(person):
+            person.status = "active"
+            person.set("status", "active")
         self._alias(d, person)
-        if d.row.status == "active":
-            self._attributes(d, person)
-        d.credential = (d.row.password is not None and d.row.status == "active"
-                        and person.holds_legacy)
+        self._attributes(d, person)
+        d.credential = (d.row.password is not None
+                        and (not person.has_password or person.holds_legacy)
+                        and d.record["reason"] != "resident_id_unconfirmed")
+        if d.credential:
+            person.holds_legacy = True
+
+    def _suspend_if_only(self, d: Decision, person: Person) -> None:
+        """A row now disabled or deleted suspends the account it made when
+        nothing else holds the account up: no password of its own and no
+        other live legacy row."""
+        if person.has_password or person.status != "active":
+            return
+        others = db.session.scalar(select(func.count()).select_from(LegacyRecord).where(
+            LegacyRecord.account_id == person.id, LegacyRecord.id != d.record_id,
+            LegacyRecord.outcome.in_(("imported", "merged")),
+            or_(LegacyRecord.reason.is_(None), LegacyRecord.reason != "disabled")))
+        if not others:
+            person.status = "suspended"
+            person.set("status", "suspended")
 
     # -- writes ---------------------------------------------------------------------
 

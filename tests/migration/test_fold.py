@@ -178,8 +178,11 @@ def test_shared_phone_never_merges(rt, department):
         {"id": "2", "name": "乙", "id_no": second, "mobile": phone, "status": "NORMAL"}]))
     one, two = account_of(rt, code, "1"), account_of(rt, code, "2")
     assert one.id != two.id
-    assert phone_number(rt, one) == "+86" + phone and not one.phone_number_verified
-    assert phone_number(rt, two) is None
+    # Marked shared: neither account holds the number, so neither can log
+    # in or get an SMS code by it until one of them proves it.
+    assert phone_number(rt, one) is None and phone_number(rt, two) is None
+    from idp.accounts.service import find_for_login
+    assert find_for_login(rt, phone) is None
 
 
 def test_username_case_collision_goes_to_review(rt, department):
@@ -268,9 +271,9 @@ def test_a_value_carried_by_many_people_becomes_a_placeholder(rt, department):
     rows += [{"id": f"i{n}", "name": name, "id_no": shared_id, "status": "NORMAL"}
              for n, name in enumerate(names)]
     result = fold(rt, department(code, rows), chunk_rows=3)
-    # Phone: the first carries it, the next four are shared-phone proposals,
-    # then it is a placeholder: no proposal, no number.
-    assert phone_number(rt, account_of(rt, code, "p0")) == "+86" + phone
+    # Phone: the next four people are shared-phone proposals (and the first
+    # loses the number it held), then it is a placeholder: no proposal.
+    assert phone_number(rt, account_of(rt, code, "p0")) is None
     proposals = db.session.scalar(select(func.count()).select_from(MigrationConflict).join(
         LegacyRecord, LegacyRecord.id == MigrationConflict.record_id).where(
         LegacyRecord.department == code, MigrationConflict.kind == "shared_phone"))
@@ -283,3 +286,58 @@ def test_a_value_carried_by_many_people_becomes_a_placeholder(rt, department):
         late = account_of(rt, code, f"i{n}")
         assert late is not None and resident_id(rt, late) is None
     assert result.counts.conflicts == 4
+
+
+def test_a_row_without_a_name_links_but_its_password_opens_nothing(rt, department):
+    """Attack finding: a row of another department with the person's ID
+    number and no name (a child's row with a parent's number) is linked,
+    but its password must not open the person's account."""
+    from idp.accounts.legacy import count_legacy_credentials, verify_legacy
+    from idp.extensions import db
+    from migration.models import LegacyRecord
+
+    a, b = unique_code("NA"), unique_code("NB")
+    ident = valid_id("19600101", "211")
+    fold(rt, department(a, [{"id": "1", "name": "张三", "id_no": ident, "status": "NORMAL",
+                             "pwd": md5("owner-pass")}]))
+    fold(rt, department(b, [{"id": "9", "id_no": ident, "status": "NORMAL",
+                             "pwd": md5("intruder-pass")}]))
+    owner = account_of(rt, a, "1")
+    assert account_of(rt, b, "9").id == owner.id
+    assert count_legacy_credentials(owner.id) == 1
+    assert verify_legacy(rt, owner, "intruder-pass") is None
+    assert verify_legacy(rt, owner, "owner-pass") is not None
+    assert db.session.scalar(select(LegacyRecord.reason).where(
+        LegacyRecord.department == b)) == "resident_id_unconfirmed"
+
+
+def test_a_rerun_follows_the_status_and_keeps_the_outcome(rt, department):
+    """Attack findings: a row disabled then active again gets its account
+    and credential back; active then deleted suspends the account it alone
+    made; an updated row stays imported (undo-merge has nothing to split)."""
+    from idp.accounts.legacy import count_legacy_credentials
+    from idp.extensions import db
+    from migration.models import LegacyRecord
+    from migration.review import ReviewError, undo_merge
+
+    code = unique_code("ST")
+    path = department(code, [{"id": "1", "name": "冯一", "status": "LOCKED",
+                              "pwd": md5("pw-1")}])
+    fold(rt, path)
+    account = account_of(rt, code, "1")
+    assert account.status == "suspended" and count_legacy_credentials(account.id) == 0
+    department(code, [{"id": "1", "name": "冯一", "status": "NORMAL", "pwd": md5("pw-1")}])
+    assert fold(rt, path).counts.updated == 1
+    account = account_of(rt, code, "1")
+    assert account.status == "active" and count_legacy_credentials(account.id) == 1
+    department(code, [{"id": "1", "name": "冯一", "email": "f@example.test",
+                       "status": "NORMAL", "pwd": md5("pw-1")}])
+    fold(rt, path)
+    assert db.session.scalar(select(LegacyRecord.outcome).where(
+        LegacyRecord.department == code)) == "imported"
+    with pytest.raises(ReviewError):
+        undo_merge(rt, account_of(rt, code, "1"), "tester")
+    department(code, [{"id": "1", "name": "冯一", "status": "DELETED", "pwd": md5("pw-1")}])
+    fold(rt, path)
+    account = account_of(rt, code, "1")
+    assert account.status == "suspended" and count_legacy_credentials(account.id) == 0
