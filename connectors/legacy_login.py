@@ -25,6 +25,7 @@ for tests).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,6 +36,8 @@ import requests
 
 from connectors.signing import sign_request
 
+#: Largest answer read, bytes: a profile is a few hundred.
+MAX_ANSWER = 64 * 1024
 #: ``status`` values of an answer.
 STATUSES = ("active", "disabled", "deleted")
 #: Longest member of an answer's ``user``, characters.
@@ -88,9 +91,10 @@ def _profile(user: Any) -> LegacyProfile:
         value = user.get(name)
         if isinstance(value, int) and not isinstance(value, bool) and name == "legacy_id":
             value = str(value)
-        if value is not None and (not isinstance(value, str) or len(value) > MAX_FIELD):
-            raise LegacyLoginUnavailableError(f"the answer's user.{name} is not text of at "
-                                              f"most {MAX_FIELD} characters")
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_FIELD
+                                  or not value.isprintable()):
+            raise LegacyLoginUnavailableError(f"the answer's user.{name} is not printable "
+                                              f"text of at most {MAX_FIELD} characters")
         values[name] = value
     if not values["legacy_id"] or not values["legacy_id"].strip():
         raise LegacyLoginUnavailableError("the answer's user has no legacy_id")
@@ -135,24 +139,42 @@ class HttpLegacyLogin:
         headers = sign_request(self.access_key, self._secret, "POST", self._path, "", body,
                                datetime.now(UTC))
         headers["Content-Type"] = "application/json"
+        deadline = time.monotonic() + 2 * self.timeout
         try:
-            answer = self.session.post(self.endpoint, data=body, headers=headers,
-                                       timeout=(self.timeout, self.timeout),
-                                       allow_redirects=False)
+            with self.session.post(self.endpoint, data=body, headers=headers,
+                                   timeout=(self.timeout, self.timeout),
+                                   allow_redirects=False, stream=True) as answer:
+                if answer.status_code != 200:
+                    raise LegacyLoginUnavailableError(
+                        f"{self.endpoint}: HTTP {answer.status_code}")
+                raw = _read(answer, deadline)
         except requests.RequestException as exc:
             raise LegacyLoginUnavailableError(f"{self.endpoint}: {type(exc).__name__}") \
                 from None
-        if answer.status_code != 200:
-            raise LegacyLoginUnavailableError(f"{self.endpoint}: HTTP {answer.status_code}")
         try:
-            data = answer.json()
-        except ValueError:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
             raise LegacyLoginUnavailableError(f"{self.endpoint}: the answer is not JSON") \
                 from None
         if not isinstance(data, dict) or not isinstance(data.get("match"), bool):
             raise LegacyLoginUnavailableError(f"{self.endpoint}: the answer has no boolean "
                                               "match")
         return _profile(data.get("user")) if data["match"] else None
+
+
+def _read(answer: requests.Response, deadline: float) -> bytes:
+    """The answer's body, at most :data:`MAX_ANSWER` bytes, read before
+    ``deadline`` (a monotonic time): a department that drips its answer
+    or sends too much is unavailable, not waited for."""
+    body = bytearray()
+    for part in answer.iter_content(4096):
+        body += part
+        if len(body) > MAX_ANSWER:
+            raise LegacyLoginUnavailableError("the answer is larger than "
+                                              f"{MAX_ANSWER} bytes")
+        if time.monotonic() > deadline:
+            raise LegacyLoginUnavailableError("the answer took too long")
+    return bytes(body)
 
 
 def from_settings(settings: Mapping[str, Any]) -> dict[str, LegacyLogin]:

@@ -23,6 +23,7 @@ from idp.runtime import Runtime
 from migration import normalise
 from migration.fold import Counts, Department, Folder
 from migration.models import MigrationBatch
+from migration.review import find_record
 from migration.rows import AUDITED, LegacyRow, utc
 
 log = logging.getLogger(__name__)
@@ -89,14 +90,28 @@ def first_login(rt: Runtime, department: str, identifier: str, password: str,
         return None
     row = _row(profile, identifier)
     folder = Folder(rt, Department(department, TRUST, {}, None), _batch(department), Counts())
-    folder.fold_chunk([row])
+    try:
+        with db.session.begin_nested():
+            folder.fold_chunk([row])
+    except Exception:  # noqa: BLE001 - a department's data never fails a login with 500
+        log.exception("the lazy login row of department %s could not be folded", department)
+        record_deferred(rt.audit, "migration.lazy_login", "failure", ip=ip,
+                        department=department, reason="fold_failed")
+        return None
     try:
         account = links.find_account(rt, "legacy", department, row.legacy_id)
     except links.LinkError:
         account = None
-    if account is None or account.password_hash is not None or not account.is_active:
+    folded = find_record(rt, department, row.legacy_id) if account is not None else None
+    # Only an account this very row made takes the password the department
+    # confirmed: one made from other data (another department's export, an
+    # own registration) is linked, never opened by a department's word.
+    made_here = folded is not None and folded.outcome == "imported"
+    if account is None or not made_here or account.password_hash is not None \
+            or not account.is_active:
         reason = ("not_folded" if account is None else "has_password"
-                  if account.password_hash is not None else "inactive")
+                  if account.password_hash is not None else "inactive"
+                  if not account.is_active else "other_account")
         record_deferred(rt.audit, "migration.lazy_login", "failure",
                         account_id=account.id if account else None, ip=ip,
                         department=department, reason=reason)

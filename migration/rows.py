@@ -112,7 +112,11 @@ def utc(value: Any, zone) -> datetime | None:
                 return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
-    result = moment.astimezone(UTC).replace(tzinfo=None)
+    try:
+        result = moment.astimezone(UTC).replace(tzinfo=None)
+    except (OverflowError, ValueError):
+        # 0001-01-01 (.NET and Java MinValue) is before any offset can apply.
+        return None
     return None if result <= _EPOCH else result
 
 

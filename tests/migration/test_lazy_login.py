@@ -109,7 +109,7 @@ def test_first_login_folds_the_user_the_department_confirms(lazy, api):
     assert api.calls == calls
 
 
-def test_a_confirmed_user_joins_the_person_an_export_made(lazy, api, department):
+def test_a_confirmed_user_is_linked_to_the_person_an_export_made(lazy, api, department):
     provider, code, client = lazy
     ident = valid_id("19810707", "226")
     other = f"EX{secrets.token_hex(2)}"
@@ -119,15 +119,14 @@ def test_a_confirmed_user_joins_the_person_an_export_made(lazy, api, department)
     assert legacy_count(provider, ident) == 1
     api.users["lisi-" + code] = ("Dept-pass-2020!", {"legacy_id": "77", "name": "李四",
                                                      "resident_id": ident})
-    assert sign_in(provider, client, "lisi-" + code, "Dept-pass-2020!", "openid")[0]
-    assert legacy_count(provider, ident) == 0
-    from idp.accounts.links import links_of
-    from idp.accounts.service import find_for_login
-
-    with provider.app.app_context():
-        account = find_for_login(provider.runtime, ident)
-        assert {(x.issuer, x.value) for x in links_of(provider.runtime, account, "legacy")} \
-            == {(other, "5"), (code, "77")}
+    # The department's word links its row to the person, but never opens
+    # an account another department's data made (a compromised department
+    # API could name anyone's ID number): the person signs in with their
+    # own legacy password.
+    result, page = sign_in(provider, client, "lisi-" + code, "Dept-pass-2020!", "openid")
+    assert result is None and page.status_code == 401
+    assert legacy_count(provider, ident) == 1
+    assert sign_in(provider, client, ident, "Export-pass-1", "openid")[0] is not None
 
 
 def test_the_department_password_never_replaces_an_own_one(lazy, api):
@@ -175,3 +174,21 @@ def test_endpoints_must_be_https_or_loopback():
     with pytest.raises(ValueError):
         HttpLegacyLogin("https://legacy.example.gov.cn/login?x=1", "k", "s")
     assert HttpLegacyLogin("https://legacy.example.gov.cn/login", "k", "s").endpoint
+
+
+def test_a_hostile_answer_is_unavailable_not_a_failure(lazy, api, monkeypatch):
+    """Attack findings: an answer too large, too slow, too deep, or with
+    values the database cannot hold fails the login cleanly."""
+    provider, code, client = lazy
+    api.users["deep-" + code] = ("Dept-pass-2024!", {"legacy_id": "5", "name": "x\u0000y"})
+    result, page = sign_in(provider, client, "deep-" + code, "Dept-pass-2024!", "openid")
+    assert result is None and page.status_code == 401
+    api.users["old-" + code] = ("Dept-pass-2025!", {"legacy_id": "6", "name": "钱老",
+                                                    "created_at": "0001-01-01 00:00:00"})
+    assert sign_in(provider, client, "old-" + code, "Dept-pass-2025!", "openid")[0]
+    from connectors import legacy_login
+
+    monkeypatch.setattr(legacy_login, "MAX_ANSWER", 10)
+    api.users["big-" + code] = ("Dept-pass-2026!", {"legacy_id": "7"})
+    result, page = sign_in(provider, client, "big-" + code, "Dept-pass-2026!", "openid")
+    assert result is None and page.status_code == 401
