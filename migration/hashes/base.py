@@ -57,7 +57,13 @@ class NamedScheme:
                                   "which this row does not have")
         stored = stored.strip()
         for encoding, secret in encodings(password):
-            if self.matches(secret, stored, values):
+            try:
+                matched = self.matches(secret, stored, values)
+            except ValueError:
+                # A stored value the format's library cannot read (a
+                # damaged row) is no match.
+                return None
+            if matched:
                 return encoding
         return None
 

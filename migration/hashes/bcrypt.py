@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from passlib.hash import bcrypt
@@ -12,6 +13,16 @@ from migration.hashes.base import NamedScheme
 #: bcrypt reads at most this many bytes of a password; the old systems'
 #: libraries dropped the rest without a word (case M-PW-1).
 BCRYPT_MAX_BYTES = 72
+#: Highest cost a stored bcrypt value may ask for (2^14 rounds, about a
+#: second): a row asking more is no match, never a login that hangs.
+MAX_COST = 14
+_COST = re.compile(r"\$2[abxy]?\$(\d\d)\$")
+
+
+def cost_allowed(stored: str) -> bool:
+    """Whether a bcrypt value's cost is at most :data:`MAX_COST`."""
+    match = _COST.match(stored)
+    return match is not None and int(match[1]) <= MAX_COST
 
 
 class Bcrypt(NamedScheme):
@@ -23,4 +34,5 @@ class Bcrypt(NamedScheme):
     name = "bcrypt"
 
     def matches(self, secret: bytes, stored: str, values: Mapping[str, str | None]) -> bool:
-        return bcrypt.identify(stored) and bcrypt.verify(secret[:BCRYPT_MAX_BYTES], stored)
+        return (bcrypt.identify(stored) and cost_allowed(stored)
+                and bcrypt.verify(secret[:BCRYPT_MAX_BYTES], stored))

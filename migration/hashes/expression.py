@@ -45,7 +45,8 @@ from migration.hashes.errors import SchemeError
 FIELDS = frozenset({"password", "salt", "username", "pepper"})
 #: Digest functions, by name (``hashlib`` names; SM3 through ``cryptography``).
 DIGESTS = frozenset({"md5", "sha1", "sha256", "sha512", "sm3"})
-#: Most iterations ``repeat`` accepts: a bound on a mapping's cost per row.
+#: Most iterations ``repeat`` accepts, and most digests an expression may
+#: compute per password tried: a bound on a login's cost.
 MAX_REPEAT = 100_000
 #: Longest expression accepted, characters.
 MAX_LENGTH = 1_000
@@ -161,7 +162,12 @@ class _Parser:
             if not count_text.isdigit() or not 1 <= int(count_text) <= MAX_REPEAT:
                 raise self.fail(f"repeat needs a count from 1 to {MAX_REPEAT}", count_at)
             self.expect(",")
-            node: object = _Repeat(int(count_text), self.digest_term())
+            inner_at = self.at
+            inner = self.digest_term()
+            if isinstance(inner, _Repeat):
+                raise self.fail("repeat of a repeat: write one repeat with the product of "
+                                "the counts", inner_at)
+            node: object = _Repeat(int(count_text), inner)
         elif name in ("base64", "bigint_hex"):
             node = _Encode(name, self.digest_term())
         else:
@@ -196,6 +202,9 @@ class ExpressionScheme:
         if parser.peek():
             raise parser.fail(f"unexpected {parser.peek()!r}")
         self.text = text
+        if _cost(self._tree) > MAX_REPEAT:
+            raise SchemeError(f"the expression computes more than {MAX_REPEAT} digests per "
+                              "password", 0)
         self.fields: frozenset[str] = frozenset(_fields(self._tree))
         if "password" not in self.fields:
             raise SchemeError(f"the expression {text!r} never reads the password", 0)
@@ -238,6 +247,21 @@ def _fields(node: object) -> set[str]:
         if hasattr(node, child):
             return _fields(getattr(node, child))
     return set()
+
+
+def _cost(node: object) -> int:
+    """How many digests the expression computes per password."""
+    if isinstance(node, _Concat):
+        return sum(_cost(part) for part in node.parts)
+    if isinstance(node, _Digest):
+        return 1 + _cost(node.argument)
+    if isinstance(node, _Repeat):
+        return node.count + _cost(node.digest.argument)
+    if isinstance(node, (_Upper,)):
+        return _cost(node.argument)
+    if isinstance(node, _Encode):
+        return _cost(node.digest)
+    return 0
 
 
 def _is_hex(node: object) -> bool:

@@ -94,8 +94,11 @@ def _scrypt(secret: bytes, encoded: str) -> bool:
         salt, expected = base64.b64decode(parts[2]), base64.b64decode(parts[3])
     except (ValueError, binascii.Error):
         return False
-    n, r, p = 2 ** (params >> 16), (params >> 8) & 0xFF, params & 0xFF
-    if not expected or n * r * 128 > MAX_SCRYPT_MEMORY or not r or not p:
+    log_n, r, p = params >> 16, (params >> 8) & 0xFF, params & 0xFF
+    if not expected or log_n > 24 or not r or not p or p > 16:
+        return False
+    n = 2 ** log_n
+    if n * r * 128 > MAX_SCRYPT_MEMORY:
         return False
     derived = hashlib.scrypt(secret, salt=salt, n=n, r=r, p=p, dklen=len(expected),
                              maxmem=2 * MAX_SCRYPT_MEMORY)
@@ -106,7 +109,16 @@ def _bcrypt(secret: bytes, encoded: str) -> bool:
     return Bcrypt().matches(secret, encoded, {})
 
 
+#: Most memory (KiB), passes and lanes a stored argon2 value may ask for.
+MAX_ARGON2 = (262_144, 10, 8)
+_ARGON2 = re.compile(r"\$argon2(?:id|i|d)\$(?:v=\d+\$)?m=(\d{1,9}),t=(\d{1,9}),p=(\d{1,9})\$")
+
+
 def _argon2(secret: bytes, encoded: str) -> bool:
+    params = _ARGON2.match(encoded)
+    if params is None or any(int(given) > most
+                             for given, most in zip(params.groups(), MAX_ARGON2, strict=True)):
+        return False
     return argon2.identify(encoded) and argon2.verify(secret, encoded)
 
 

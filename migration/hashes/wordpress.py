@@ -8,9 +8,11 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-from passlib.hash import bcrypt, phpass
+from passlib.hash import bcrypt
 
 from migration.hashes.base import NamedScheme
+from migration.hashes.bcrypt import cost_allowed
+from migration.hashes.phpass import Phpass
 
 #: The HMAC key WordPress 6.8 uses before bcrypt (``wp_hash_password``).
 WP_HMAC_KEY = b"wp-sha384"
@@ -26,8 +28,8 @@ class WordPress(NamedScheme):
     def matches(self, secret: bytes, stored: str, values: Mapping[str, str | None]) -> bool:
         if stored.startswith("$wp$"):
             inner = stored[3:]
-            if not bcrypt.identify(inner):
+            if not bcrypt.identify(inner) or not cost_allowed(inner):
                 return False
             digest = hmac.new(WP_HMAC_KEY, secret, hashlib.sha384).digest()
             return bcrypt.verify(base64.b64encode(digest), inner)
-        return phpass.identify(stored) and phpass.verify(secret, stored)
+        return Phpass().matches(secret, stored, values)

@@ -273,3 +273,35 @@ def test_spring_verifies_its_documented_examples(stored):
                                     "{scrypt}$ffff01$c2FsdA==$a2V5", "{ldap}{SSHA}!!"])
 def test_spring_values_it_cannot_read_are_no_match(stored):
     assert scheme_for("spring").verify("password", stored, {}) is None
+
+
+@pytest.mark.parametrize("scheme, stored", [
+    ("bcrypt", "$2b$31$LegacyPhpSaltValue123umeFbsJCDzRE0AqwBHzIKNsuSowyXeKi"),
+    ("wordpress", "$wp$2y$31$WordPressSixEightSaltujSCbjvwq3iJ84s6lwVevvWgGEab5046"),
+    ("sha512_crypt", "$6$rounds=999999999$saltsalt$U5d2t4MFT.Hn/auqLjcfU6R/lm2Y71FvBwABEOht"
+                     "/UpRtNzcFvzGl/oU6V38pYgY8ZpicOa.0ESff5jRNylZM."),
+    ("django_pbkdf2_sha256",
+     "pbkdf2_sha256$2000000000$seasalt1234$VujWEFGLrVaPTmI5YUGjH/oQ43ZIaF7ufCa9wIgXN6c="),
+    ("phpass", "$P$zLegacy014v3c0Hz7Ak6zIwyLWpn00/"),
+    ("spring", "{scrypt}$ffffffff0101$c2FsdHNhbHQ=$a2V5a2V5a2V5"),
+    ("spring", "{argon2}$argon2id$v=19$m=3000000,t=1000,p=1$c2FsdHNhbHQ$a2V5a2V5a2V5a2V5"),
+    ("bcrypt", "$2b$10$short"),
+])
+def test_a_stored_value_asking_too_much_work_is_no_match_at_once(scheme, stored):
+    """Attack finding: a legacy row must not make a login hang (bcrypt cost
+    31, 10^9 crypt rounds, 2*10^9 PBKDF2 iterations, phpass 2^30, scrypt
+    N = 2^65535, argon2 with 3 GB). Cheap refusals, before any work."""
+    import time
+
+    started = time.monotonic()
+    assert scheme_for(scheme).verify(PASSWORD, stored, {}) is None
+    assert time.monotonic() - started < 1
+
+
+@pytest.mark.parametrize("text, message", [
+    ("repeat(2, repeat(2, md5(password)))", "repeat of a repeat"),
+    ("+".join(["repeat(60000, sha512(password))"] * 2), "more than 100000 digests"),
+])
+def test_an_expression_costing_too_much_is_refused(text, message):
+    with pytest.raises(SchemeError, match=message):
+        scheme_for(text)
