@@ -486,6 +486,8 @@ class _Chunk:
 
     def _decide_row(self, d: Decision) -> None:
         row, record = d.row, d.record
+        if row.defect is not None:
+            return self._reject(d, row.defect)
         problem = row.resident_id.problem
         if problem is not None and problem != PLACEHOLDER:
             return self._reject(d, f"resident_id_{problem}")

@@ -47,6 +47,8 @@ class LegacyRow:
         ``scheme_column``, else ``""``.
     :ivar created_at: naive UTC, or None (also for zero dates and the epoch).
     :ivar raw: :data:`AUDITED` field -> the value as text, or None.
+    :ivar defect: why the row cannot be folded at all (``nul_character``),
+        or None.
     """
 
     number: int
@@ -63,6 +65,7 @@ class LegacyRow:
     created_at: datetime | None
     last_login_at: datetime | None
     raw: dict[str, str | None]
+    defect: str | None = None
 
 
 def text(value: Any) -> str | None:
@@ -185,4 +188,7 @@ def read_row(mapping: Mapping, row: dict[str, Any], number: int, *,
         last_login_at=utc(row.get(columns["last_login_at"])
                           if "last_login_at" in columns else None, mapping.timezone),
         raw={field: values.get(field) for field in AUDITED if field in columns},
+        # A NUL byte no database text column holds: the row is rejected.
+        defect="nul_character" if any("\x00" in value for value in values.values()
+                                      if value is not None) else None,
     )

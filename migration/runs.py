@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import text, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from idp import unit_of_work
 from idp.audit.service import record as audit
@@ -105,7 +106,7 @@ def fold_mapping(rt: Runtime, mapping: Mapping, *, dry_run: bool, label: str,
     except BaseException as exc:
         unit_of_work.rollback()
         if batch_id is not None:
-            _finish(batch_id, counts, "failed", f"{type(exc).__name__}: {exc}")
+            _finish(batch_id, counts, "failed", describe(exc))
         raise
     if dry_run:
         unit_of_work.rollback()
@@ -131,6 +132,15 @@ def _analyze() -> None:
     if db.session.get_bind().dialect.name == "postgresql":
         db.session.execute(text(f"ANALYZE {', '.join(_GROWING)}"))
         unit_of_work.commit()
+
+
+def describe(exc: BaseException) -> str:
+    """What stopped a run, without the rows' values: a database error's
+    own first line, never the statement and parameters SQLAlchemy adds."""
+    if isinstance(exc, SQLAlchemyError) and getattr(exc, "orig", None) is not None:
+        first = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else ""
+        return f"{type(exc.orig).__name__}: {first}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _finish(batch_id: int, counts: Counts, state: str, error: str | None) -> None:

@@ -69,7 +69,22 @@ def _fold(mapping_path: str, *, dry_run: bool, batch_rows: int, show_progress: b
             return fold_mapping(current_runtime(), mapping, dry_run=dry_run,
                                 label=mapping_path, chunk_rows=batch_rows, progress=advance)
     except (SourceError, RowError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(_stopped(str(exc), dry_run)) from None
+    except (click.ClickException, click.exceptions.Exit, click.Abort):
+        raise
+    except Exception as exc:  # noqa: BLE001 - said with what it left behind, then exit 1
+        from migration.runs import describe
+
+        raise click.ClickException(_stopped(describe(exc), dry_run)) from None
+
+
+def _stopped(problem: str, dry_run: bool) -> str:
+    """The message of a plan or run that stopped: a plan wrote nothing; a
+    run keeps the batches it committed and the next run goes on after them."""
+    if dry_run:
+        return f"{problem} (plan only: nothing was written)"
+    return (f"{problem}\nThe batches of rows committed before it stay (idp migrate "
+            "status); run the mapping again to go on after them.")
 
 
 def _counts(outcome) -> dict[str, Any]:

@@ -341,3 +341,27 @@ def test_a_rerun_follows_the_status_and_keeps_the_outcome(rt, department):
     fold(rt, path)
     account = account_of(rt, code, "1")
     assert account.status == "suspended" and count_legacy_credentials(account.id) == 0
+
+
+def test_a_nul_or_a_year_one_date_never_stops_the_run(rt, department):
+    """Attack findings: a NUL byte (PostgreSQL text cannot hold it) stopped
+    the whole run; 0001-01-01 (.NET and Java MinValue) overflowed."""
+    from idp.extensions import db
+    from migration.fold import Counts, Department, Folder
+    from migration.mapping import load_mapping
+    from migration.models import MigrationBatch
+    from migration.rows import read_row
+
+    code = unique_code("Z")
+    mapping = load_mapping(department(code, [{"id": "0", "status": "NORMAL"}]))
+    batch = MigrationBatch(department=code, mapping="test", source="test")
+    db.session.add(batch)
+    db.session.flush()
+    rows = [read_row(mapping, {"id": "1", "name": "a\x00b", "status": "NORMAL"}, 1),
+            read_row(mapping, {"id": "2", "name": "钱老", "status": "NORMAL",
+                               "create_time": "0001-01-01 00:00:00"}, 2)]
+    counts = Counts()
+    Folder(rt, Department.of(mapping), batch.id, counts).fold_chunk(rows)
+    db.session.commit()
+    assert counts.rejected_reasons == {"nul_character": 1} and counts.new == 1
+    assert rows[1].created_at is None
