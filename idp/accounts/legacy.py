@@ -59,6 +59,14 @@ def count_legacy_credentials(account_id: int) -> int:
         LegacyCredential.account_id == account_id)).all())
 
 
+def forget_legacy_credentials(account: Account) -> None:
+    """Delete every legacy hash of the account (flushed by the caller's
+    unit): a password of the provider's own was just set (a reset by SMS
+    code, a change), so no old password may work beside it."""
+    db.session.execute(delete(LegacyCredential).where(
+        LegacyCredential.account_id == account.id))
+
+
 def verify_legacy(rt: Runtime, account: Account, password: str) -> LegacyMatch | None:
     """Check ``password`` against each legacy hash of ``account``, exactly as
     typed (never normalised: case M-PW-4).

@@ -246,7 +246,7 @@ def create_account(
         unit_of_work.rollback()
         if find_by_username(username) is not None:
             raise AccountErrors([("username", USERNAME_TAKEN)]) from None
-        if verified_phone and find_by_phone(rt, verified_phone) is not None:
+        if verified_phone and phone_taken(rt, verified_phone):
             raise AccountError(_PHONE.field, _PHONE.taken) from None
         raise
     record("account.created", account_id=account.id, ip=ip, admin=admin)
@@ -342,6 +342,12 @@ def find_for_login(rt: Runtime, identifier: str,
         department's legacy login names kept as aliases, because its users
         knew it there (docs/migration.md, "Usernames").
     """
+    if department is not None:
+        # Before the shapes below: a department's old login name may look
+        # like a phone or ID number, and its users knew it there.
+        aliased = _by_alias(rt, department, normalize_username(identifier))
+        if aliased is not None:
+            return aliased
     if is_resident_id(identifier):
         return find_by_resident_id(rt, identifier)
     if is_card_number(identifier):
@@ -357,10 +363,6 @@ def find_for_login(rt: Runtime, identifier: str,
                                        or legacy.has_legacy_credentials(account)):
                 return None
             return account
-    if department is not None:
-        aliased = _by_alias(rt, department, normalize_username(identifier))
-        if aliased is not None:
-            return aliased
     return find_by_username(identifier)
 
 
@@ -421,13 +423,34 @@ def _find(rt: Runtime, ident: _Identifier, raw: str) -> Account | None:
 def set_phone_number(rt: Runtime, account: Account, raw: str, verified: bool) -> str:
     """Store a mobile number encrypted, with its blind index (not committed).
 
+    A ``verified`` number (its possession just proven) takes the number
+    from an account that holds it unproven (a legacy department's claim,
+    idp.accounts.legacy): possession outranks a record's word. That account
+    loses the number, audited as ``phone.released``.
+
     :returns: the normalised E.164 number.
     :raises IdentifierError: if it is not a valid mobile number.
-    :raises AccountError: if another account holds the number.
+    :raises AccountError: if another account holds the number (proven, or
+        unproven while this one is not proven either).
     """
+    if verified:
+        holder = find_by_phone(rt, raw)
+        if holder is not None and holder.id != account.id and not holder.phone_number_verified:
+            holder.phone_number_enc = None
+            holder.phone_number_index = None
+            db.session.flush()
+            record("phone.released", account_id=holder.id, reason="proven_by_another")
     e164 = _store(rt, account, _PHONE, raw)
     account.phone_number_verified = verified
     return e164
+
+
+def phone_taken(rt: Runtime, raw: str) -> bool:
+    """Whether another account holds the mobile number ``raw`` proven: an
+    unproven one (a legacy claim) gives way to whoever proves it
+    (:func:`set_phone_number`)."""
+    holder = find_by_phone(rt, raw)
+    return holder is not None and holder.phone_number_verified
 
 
 def phone_number(rt: Runtime, account: Account) -> str | None:

@@ -17,6 +17,7 @@ from connectors.registries import RegistryUnavailableError
 from connectors.sms import SmsGatewayError
 from idp import sessions, sms_budget
 from idp.accounts import service as accounts
+from idp.accounts.legacy import forget_legacy_credentials
 from idp.accounts.models import Account
 from idp.accounts.notify import notify_after_commit, notify_phone
 from idp.accounts.recovery import sms_reset_hold_until
@@ -467,7 +468,7 @@ def register_with_phone(rt: Runtime, phone: str, code: str, username: str, passw
     e164 = otp.check_code(rt, phone, "register", code, _known_for_number(rt, phone, device))
     if e164 is None:
         raise InvalidCodeError(phone)
-    if accounts.find_by_phone(rt, e164) is not None:
+    if accounts.phone_taken(rt, e164):
         raise accounts.AccountError("phone", _l("This number belongs to another account."))
     account = accounts.create_account(rt, username, password, name=name, verified_phone=e164,
                                       ip=ip)
@@ -762,6 +763,9 @@ def reset_password_by_sms(rt: Runtime, phone: str, code: str, password: str,
         raise InvalidCodeError(phone)
     account.password_hash = rt.hasher.hash(password)
     account.password_reset_by_sms_at = utcnow()
+    # The new password passed today's policy, and no old one works beside it.
+    account.password_change_required = False
+    forget_legacy_credentials(account)
     revoked = revoke_evidence(account, "password_reset_by_sms")
     kept = totp.added_on(account)
     record("password.reset", account_id=account.id, ip=ip, evidence_revoked=revoked,
@@ -1040,6 +1044,7 @@ def _set_password(rt: Runtime, sso: SsoSession, account: Account, new: str, ip: 
     account.password_hash = rt.hasher.hash(new)
     account.password_reset_by_sms_at = None
     account.password_change_required = False
+    forget_legacy_credentials(account)
     record("password.changed", account_id=account.id, ip=ip, sid=sso.sid, **detail)
     ended = sessions.end_all(rt, account, "password_changed", revoke_grants=True, keep=sso, ip=ip)
     notify_after_commit(rt, account, "password_changed")

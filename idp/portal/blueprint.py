@@ -81,6 +81,10 @@ def _signed_in():
         # Werkzeug's full_path ends in "?" even without a query string.
         back = request.full_path if request.query_string else request.path
         return rt, None, None, redirect(url_for("authn.login", next=back))
+    if account.password_change_required:
+        # A password that fails today's policy (a legacy one) is replaced
+        # before anything else of the account is used.
+        return rt, None, None, redirect(url_for("authn.new_password"))
     return rt, sso, account, None
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_cli import cli_env  # noqa: F401  (fixture)
-from tests.services.conftest import idp, rt  # noqa: F401  (fixtures)
+from tests.services.conftest import account, idp, rt  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

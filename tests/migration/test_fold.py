@@ -365,3 +365,24 @@ def test_a_nul_or_a_year_one_date_never_stops_the_run(rt, department):
     db.session.commit()
     assert counts.rejected_reasons == {"nul_character": 1} and counts.new == 1
     assert rows[1].created_at is None
+
+
+def test_whoever_proves_a_migrated_phone_takes_it(rt, department, account):
+    """Attack finding: an unproven legacy number blocked its real owner's
+    registration and binding. Possession outranks a record's word."""
+    import secrets
+
+    from idp.accounts.service import phone_number, phone_taken, set_phone_number
+    from idp.extensions import db
+
+    code = unique_code("PH")
+    phone = f"139{secrets.randbelow(10**8):08d}"
+    fold(rt, department(code, [{"id": "1", "name": "卫一", "mobile": phone,
+                                "status": "NORMAL"}]))
+    migrated = account_of(rt, code, "1")
+    assert phone_number(rt, migrated) == "+86" + phone and not phone_taken(rt, phone)
+    owner = db.session.merge(account)
+    set_phone_number(rt, owner, phone, verified=True)
+    db.session.commit()
+    assert phone_number(rt, account_of(rt, code, "1")) is None
+    assert phone_taken(rt, phone)

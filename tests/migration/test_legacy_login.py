@@ -137,3 +137,29 @@ def test_weak_legacy_password_logs_in_once_and_must_change(provider, department)
     assert final.status_code == 302 and final.headers["Location"].startswith(client.redirect_uri)
     assert sign_in(provider, client, ident, "123456", "openid")[0] is None
     assert sign_in(provider, client, ident, "Stronger-pass-2026", "openid")[0] is not None
+
+
+def test_a_phone_shaped_old_login_name_works_at_its_department(provider, department):
+    """Attack finding: a legacy login name that parses as a mobile number
+    went to the phone lookup and never reached the department's alias."""
+    code = f"LP{secrets.token_hex(3)}"
+    login = f"139{secrets.randbelow(10**8):08d}"
+    fold(provider, department(code, [{"id": "3", "login": login, "name": "褚三",
+                                      "pwd": hashlib.md5(PASSWORD_A.encode()).hexdigest(),
+                                      "status": "NORMAL"}]))
+    client = provider.create_client(department=code)
+    assert sign_in(provider, client, login, PASSWORD_A, "openid")[0] is not None
+
+
+def test_the_account_console_waits_for_the_new_password(provider, department):
+    """Attack finding: the forced change was only asked at /authorize."""
+    _a, _b, ident = two_departments(provider, department, weak="123456")
+    browser = Browser(provider.url)
+    page = browser.session.get(f"{provider.url}/login?next=/account")
+    fields = hidden_inputs(page.text)
+    fields.update(username=ident, password="123456")
+    browser.session.post(f"{provider.url}/login", data=fields, allow_redirects=False)
+    for path in ("/account", "/account/phone", "/account/email"):
+        answer = browser.session.get(f"{provider.url}{path}", allow_redirects=False)
+        assert answer.status_code in (302, 303), path
+        assert "/login/new-password" in answer.headers["Location"], path
