@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,27 @@ SOURCES = {"HS": "mariadb", "CA": "mariadb", "HR": "mariadb", "ED": "postgresql"
            "TR": "postgresql"}
 #: Rows per person on average, from the departments' shares.
 ROWS_PER_PERSON = sum(spec.share for spec in synthetic.departments()) * 1.004
+
+
+def measured(command: list[str], env: dict) -> tuple[subprocess.CompletedProcess, int]:
+    """Run ``command``; returns its outcome and its peak resident memory,
+    MiB (VmHWM, read while it runs)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(command, env=env, stdout=out, stderr=err, text=True)
+        peak = 0
+        while child.poll() is None:
+            try:
+                with open(f"/proc/{child.pid}/status") as status:
+                    for line in status:
+                        if line.startswith("VmHWM:"):
+                            peak = max(peak, int(line.split()[1]) // 1024)
+            except OSError:
+                pass
+            time.sleep(0.2)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(command, child.returncode, out.read(),
+                                           err.read()), peak
 
 
 def main() -> None:
@@ -60,13 +80,13 @@ def main() -> None:
         print(f"generated {total:,} rows in {time.perf_counter() - started:.0f} s", flush=True)
         env = {**os.environ, "IDP_DATABASE_URL": target, "IDP_INSTANCE_PATH": work}
         subprocess.run([idp, "db", "upgrade"], env=env, check=True, capture_output=True)
-        folded_rows, began = 0, time.perf_counter()
+        folded_rows, began, peak = 0, time.perf_counter(), 0
         totals: dict[str, int] = {}
         for code, path in mappings.items():
             start = time.perf_counter()
-            done = subprocess.run([idp, "migrate", "run", str(path), "--json",
-                                   "--batch-rows", str(args.batch_rows)],
-                                  env=env, capture_output=True, text=True)
+            done, memory = measured([idp, "migrate", "run", str(path), "--json",
+                                     "--batch-rows", str(args.batch_rows)], env)
+            peak = max(peak, memory)
             if done.returncode != 0:
                 raise SystemExit(f"{code}: {done.stderr or done.stdout}")
             answer = json.loads(done.stdout)
@@ -75,9 +95,8 @@ def main() -> None:
             for key in ("new", "matched", "conflicts", "proposals", "rejected", "tombstones"):
                 totals[key] = totals.get(key, 0) + answer[key]
             print(f"{code} ({SOURCES[code]}): {answer['rows']:,} rows in {seconds:.1f} s = "
-                  f"{answer['rows'] / seconds:,.0f} rows/s", flush=True)
+                  f"{answer['rows'] / seconds:,.0f} rows/s, peak RSS {memory:,} MiB", flush=True)
         seconds = time.perf_counter() - began
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         again = subprocess.run([idp, "migrate", "run", str(mappings["HS"]), "--json"],
                                env=env, capture_output=True, text=True)
         print(f"all: {folded_rows:,} rows in {seconds:.1f} s = {folded_rows / seconds:,.0f} "
