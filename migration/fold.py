@@ -152,6 +152,17 @@ def folded_username(row: LegacyRow) -> str | None:
         else None
 
 
+def _email(raw: str | None) -> str | None:
+    """A legacy e-mail address as the provider stores one, or None when it
+    is not a valid address (never the ``email`` claim then)."""
+    if raw is None:
+        return None
+    try:
+        return accounts.normalize_email(raw)
+    except accounts.AccountError:
+        return None
+
+
 def _may_be_username(folded: str) -> bool:
     return (accounts.USERNAME_RE.match(folded) is not None and not folded.isdigit()
             and not (len(folded) in (15, 18) and accounts.is_resident_id(folded))
@@ -655,7 +666,7 @@ class _Chunk:
         recent row; a value the provider did not take from migration (the
         user's own, a registry's) is never replaced."""
         row = d.row
-        offered = {"name": row.name.value, "email": row.email}
+        offered = {"name": row.name.value, "email": _email(row.email)}
         observed = row.last_login_at or row.created_at
         for attribute in ATTRIBUTES:
             value = offered[attribute]

@@ -63,6 +63,12 @@ def _row(profile: LegacyProfile, identifier: str) -> LegacyRow:
         raw={key: raw[key] for key in AUDITED if key != "enabled"})
 
 
+def is_departments(rt: Runtime, account: Account, department: str) -> bool:
+    """Whether ``account`` holds a legacy id of ``department`` (its own
+    user, whom the department need not be asked about)."""
+    return bool(links.links_of(rt, account, "legacy", department))
+
+
 def first_login(rt: Runtime, department: str, identifier: str, password: str,
                 ip: str | None = None) -> Account | None:
     """Ask ``department``'s login API about ``identifier`` and ``password``;

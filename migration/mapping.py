@@ -146,7 +146,7 @@ def load_mapping(path: str | Path, environ: AnyMapping[str, str] | None = None) 
     password = _password_rules(where, data.get("password", {}), columns, environ)
     statuses = {}
     for legacy, meaning in data.get("status", {}).items():
-        if meaning not in STATUSES:
+        if not isinstance(meaning, str) or meaning not in STATUSES:
             raise where.error(f"status.{legacy}",
                               f"must be one of {', '.join(sorted(STATUSES))}, not {meaning!r}")
         statuses[legacy] = meaning

@@ -59,6 +59,15 @@ def build(rt: Runtime, batch_id: int) -> dict[str, Any]:
     return {**batch_summary(batch), "rows": rows}
 
 
+def _inert(value):
+    """A cell a spreadsheet will not run: text starting with ``=``, ``+``,
+    ``-``, ``@``, a tab or a carriage return gets a leading ``'`` (OWASP,
+    CSV injection); a legacy id comes from the department's data."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def render(report: dict[str, Any], form: str) -> str:
     """``report`` (:func:`build`) as ``json``, ``csv`` or ``html`` text."""
     if form == "json":
@@ -67,7 +76,8 @@ def render(report: dict[str, Any], form: str) -> str:
         out = io.StringIO()
         writer = csv.DictWriter(out, COLUMNS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(report["rows"])
+        writer.writerows({key: _inert(value) for key, value in row.items()}
+                         for row in report["rows"])
         return out.getvalue()
     head = "".join(f"<th>{html.escape(name)}</th>" for name in COLUMNS)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(row[name] or ''))}</td>"

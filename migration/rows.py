@@ -127,7 +127,10 @@ def _enabled(value: str | None, number: int, column: str) -> bool | None:
     if value is None:
         return None
     if value.startswith("0x"):
-        return int(value, 16) != 0
+        try:
+            return int(value, 16) != 0
+        except ValueError:
+            pass
     folded = value.strip().casefold()
     if folded in ENABLED:
         return True

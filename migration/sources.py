@@ -228,6 +228,9 @@ def _xlsx(source: Source, batch_rows: int) -> Iterator[Opened]:
             raise SourceError(f"{path}: has no sheet {source.sheet!r} "
                               f"(it has {', '.join(book.sheetnames)})")
         sheet = book[source.sheet] if source.sheet is not None else book.worksheets[0]
+        # A sheet's stored dimension can claim 1,048,576 rows of 16,384
+        # columns in a file of a few bytes: the rows present are read.
+        sheet.reset_dimensions()
         lines = sheet.iter_rows(values_only=True)
         header = next(lines, None)
         if header is None:

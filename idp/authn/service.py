@@ -391,6 +391,15 @@ def login_with_password(rt: Runtime, identifier: str, password: str, ip: str | N
         ok = account is not None
     else:
         ok = accounts.verify_password(rt, account, password)
+        if not ok and account is not None and department in rt.legacy_logins:
+            # The name may be someone else's here and a department user's
+            # there: the department is asked for its own user.
+            from migration.lazy import first_login, is_departments
+
+            if not is_departments(rt, account, department):
+                lazy = first_login(rt, department, typed, password, ip)
+                if lazy is not None:
+                    account, ok = lazy, True
     if not ok or not account.is_active:
         record_deferred(rt.audit, "login.failure", "failure",
                         account_id=account.id if account else None, ip=ip,

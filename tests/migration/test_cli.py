@@ -137,3 +137,22 @@ def test_mapping_mistakes_stop_the_plan_with_a_message(cli_env, department):
     bad_status.write_text(bad_status.read_text().replace("NORMAL", "FROZEN"))
     result = run(cli_env, "migrate", "plan", str(good))
     assert result.exit_code != 0 and "'FROZEN'" in result.output
+
+
+def test_small_mistakes_of_data_and_mappings_are_named(cli_env, department):
+    """Attack findings: a status mapped to a list and an unreadable enabled
+    value named no key or row; a legacy id like =HYPERLINK(...) became a
+    formula in the CSV report."""
+    h = code("F")
+    path = department(h, [{"id": '=HYPERLINK("x")', "name": "甲", "status": "NORMAL"},
+                          {"id": "2", "name": "乙", "status": "NORMAL", "salt": "0xZZ"}])
+    first = answer(cli_env, "migrate", "run", str(path), "--json")
+    report = run(cli_env, "migrate", "report", str(first["batch"]), "--format", "csv").output
+    assert "'=HYPERLINK" in report
+    text = path.read_text()
+    path.write_text(text.replace('LOCKED = "disabled"', 'LOCKED = ["disabled"]'))
+    result = run(cli_env, "migrate", "plan", str(path))
+    assert result.exit_code != 0 and "status.LOCKED" in result.output
+    path.write_text(text.replace('status = "status"', 'status = "status"\nenabled = "salt"'))
+    result = run(cli_env, "migrate", "plan", str(path))
+    assert result.exit_code != 0 and "row 2: columns.enabled" in result.output

@@ -192,3 +192,20 @@ def test_a_hostile_answer_is_unavailable_not_a_failure(lazy, api, monkeypatch):
     api.users["big-" + code] = ("Dept-pass-2026!", {"legacy_id": "7"})
     result, page = sign_in(provider, client, "big-" + code, "Dept-pass-2026!", "openid")
     assert result is None and page.status_code == 401
+
+
+def test_a_name_someone_else_holds_still_reaches_the_department(lazy, api):
+    """Attack finding: a username equal to a lazy department's user's login
+    name made the department never asked."""
+    provider, code, client = lazy
+    name = f"squat{secrets.token_hex(3)}"
+    provider.create_account(username=name)
+    api.users[name] = ("Dept-pass-2027!", {"legacy_id": "42", "name": "蒋二"})
+    calls = api.calls
+    (rp, _token), _ = sign_in(provider, client, name, "Dept-pass-2027!",
+                              "openid profile legacy")
+    assert api.calls == calls + 1
+    assert rp.get(f"{provider.url}/userinfo").json()["legacy_ids"] == ["42"]
+    # Next time the department's alias finds the user without asking.
+    assert sign_in(provider, client, name, "Dept-pass-2027!", "openid")[0] is not None
+    assert api.calls == calls + 1
