@@ -238,8 +238,8 @@ class DirectConnections:
             connection, fresh = self._connection()
             try:
                 return run(connection)
-            except Exception:
-                if not self._drop_if_broken(connection) or fresh or not retry:
+            except Exception as exc:
+                if not self._drop_if_broken(connection, exc) or fresh or not retry:
                     raise
         raise AssertionError("unreachable")
 
@@ -284,9 +284,14 @@ class DirectConnections:
         with suppress(Exception):  # already gone with its socket
             connection.close()
 
-    def _drop_if_broken(self, connection: Any) -> bool:
-        """Drop ``connection`` when it can serve no more; True if dropped."""
-        if getattr(connection, "broken", False) or getattr(connection, "closed", False):
+    def _drop_if_broken(self, connection: Any, error: BaseException | None = None) -> bool:
+        """Drop ``connection`` when it can serve no more; True if dropped.
+        A PostgreSQL connection whose backend was terminated can raise
+        ``OperationalError`` ("connection socket closed") before psycopg
+        marks it broken, so that error counts as broken there too."""
+        lost = (error is not None and self._engine.dialect.name == "postgresql"
+                and isinstance(error, self._engine.dialect.dbapi.OperationalError))
+        if lost or getattr(connection, "broken", False) or getattr(connection, "closed", False):
             self._drop(connection)
             return True
         return False
