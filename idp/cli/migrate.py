@@ -46,6 +46,7 @@ def _fold(mapping_path: str, *, dry_run: bool, batch_rows: int, show_progress: b
         if not show_progress:
             return fold_mapping(current_runtime(), mapping, dry_run=dry_run,
                                 label=mapping_path, chunk_rows=batch_rows)
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
@@ -55,9 +56,11 @@ def _fold(mapping_path: str, *, dry_run: bool, batch_rows: int, show_progress: b
             TimeRemainingColumn,
         )
 
+        # On standard error, so the answer on standard output stays clean.
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[rate]} rows/s"), TimeElapsedColumn(),
-                      TextColumn("ETA"), TimeRemainingColumn(), transient=False) as progress:
+                      TextColumn("ETA"), TimeRemainingColumn(), transient=False,
+                      console=Console(stderr=True)) as progress:
             task = progress.add_task("plan" if dry_run else "run",
                                      total=count_rows(mapping), rate="-")
 
