@@ -5,7 +5,7 @@ columns checked against the mapping before any row is read."""
 
 from __future__ import annotations
 
-import uuid
+from contextlib import ExitStack
 
 import pytest
 import sqlalchemy as sa
@@ -92,35 +92,21 @@ def test_rows_come_in_batches(tmp_path):
 @pytest.fixture(params=["sqlite", "mariadb", "postgresql"])
 def legacy_database(request, tmp_path):
     """A real legacy database with a ``sys_user`` table of 2,500 rows."""
-    name = f"legacy_{uuid.uuid4().hex[:8]}"
-    if request.param == "sqlite":
-        url, admin = f"sqlite:///{tmp_path / 'legacy.db'}", None
-    elif request.param == "mariadb":
-        admin = sa.create_engine("mysql+pymysql://root@127.0.0.1:3306/")
-        url = f"mysql+pymysql://root@127.0.0.1:3306/{name}?charset=utf8mb4"
-    else:
-        admin = sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
-                                 isolation_level="AUTOCOMMIT")
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    if admin is not None:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    engine = sa.create_engine(url)
-    table = sa.Table("sys_user", sa.MetaData(), sa.Column("id", sa.Integer, primary_key=True),
-                     sa.Column("real_name", sa.String(32)), sa.Column("id_no", sa.String(18)))
-    table.metadata.create_all(engine)
-    with engine.begin() as conn:
-        conn.execute(table.insert(), [{"id": n, "real_name": f"张{n}", "id_no": f"{n:018d}"}
-                                      for n in range(1, 2501)])
-    engine.dispose()
-    yield url
-    if admin is not None:
-        with admin.connect() as conn:
-            if request.param == "postgresql":
-                conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                     "WHERE datname = :n"), {"n": name})
-            conn.execute(sa.text(f"DROP DATABASE {name}"))
-        admin.dispose()
+    from bench.migration.synthetic import legacy_database
+
+    with ExitStack() as stack:
+        url = (f"sqlite:///{tmp_path / 'legacy.db'}" if request.param == "sqlite"
+               else stack.enter_context(legacy_database(request.param)))
+        engine = sa.create_engine(url)
+        table = sa.Table("sys_user", sa.MetaData(),
+                         sa.Column("id", sa.Integer, primary_key=True),
+                         sa.Column("real_name", sa.String(32)), sa.Column("id_no", sa.String(18)))
+        table.metadata.create_all(engine)
+        with engine.begin() as conn:
+            conn.execute(table.insert(), [{"id": n, "real_name": f"张{n}", "id_no": f"{n:018d}"}
+                                          for n in range(1, 2501)])
+        engine.dispose()
+        yield url
 
 
 @pytest.mark.parametrize("select", ['table = "sys_user"',
