@@ -1,6 +1,6 @@
-"""Five departments of synthetic people (bench/migration/synthetic.py) in
-their real legacy stores -- MariaDB, PostgreSQL, a UTF-8 CSV with a BOM and
-a GBK CSV -- folded into one account space: every row accounted for, the
+"""Six departments of synthetic people (bench/migration/synthetic.py) in
+their real legacy stores -- MariaDB, PostgreSQL, a UTF-8 CSV with a BOM, a
+GBK CSV and an XLSX workbook -- folded into one account space: every row accounted for, the
 same person one account, every failure mode in its place, a second run
 writing nothing."""
 
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
+from dataclasses import replace
 
+import openpyxl
 import pytest
 from sqlalchemy import func, select
 
@@ -52,6 +54,19 @@ def stores(crowd, tmp_path_factory):
             path = folder / f"{code}.toml"
             path.write_text(synthetic.mapping(spec, f'file = "{name}"'), encoding="utf-8")
             out[code] = (path, len(rows))
+        # A sixth department keeps its users in a workbook, every cell text.
+        spec = replace(specs["ED"], code="XL", cache={})
+        rows = list(synthetic.rows(spec, crowd, fault_rate=FAULTS))
+        columns = list(dict.fromkeys(spec.columns.values()))
+        book = openpyxl.Workbook()
+        sheet = book.active
+        sheet.append(columns)
+        for row in rows:
+            sheet.append([row.get(column) for column in columns])
+        book.save(folder / "XL.xlsx")
+        path = folder / "XL.toml"
+        path.write_text(synthetic.mapping(spec, 'file = "XL.xlsx"'), encoding="utf-8")
+        out["XL"] = (path, len(rows))
         yield out
 
 
@@ -63,7 +78,7 @@ def _fold(rt, path):
                         chunk_rows=128)
 
 
-def test_five_departments_fold_into_one_account_space(rt, stores, crowd):
+def test_six_departments_fold_into_one_account_space(rt, stores, crowd):
     from idp.accounts.models import Account, IdentityLink
     from idp.extensions import db
     from migration.models import LegacyRecord, MigrationConflict
