@@ -27,6 +27,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -36,6 +38,8 @@ import requests
 
 from connectors.signing import sign_request
 
+#: Calls to one department at a time, each on a thread of its own.
+MAX_CALLS = 4
 #: Largest answer read, bytes: a profile is a few hundred.
 MAX_ANSWER = 64 * 1024
 #: ``status`` values of an answer.
@@ -128,12 +132,28 @@ class HttpLegacyLogin:
         self._secret = secret
         self.timeout = timeout
         self.session = session or requests.Session()
+        # Few threads: a department that stops answering holds at most
+        # these, and every other login of it waits for the deadline only.
+        self._calls = ThreadPoolExecutor(max_workers=MAX_CALLS,
+                                         thread_name_prefix="legacy-login")
 
     def __repr__(self) -> str:  # keeps the secret out of tracebacks and logs
         return f"HttpLegacyLogin({self.endpoint!r})"
 
     def check(self, username: str, password: str) -> LegacyProfile | None:
-        """See :meth:`LegacyLogin.check`."""
+        """See :meth:`LegacyLogin.check`. The answer must come within twice
+        ``timeout`` seconds in all: the call runs on one of a few threads of
+        this connector, and the login stops waiting at the deadline even
+        when the department drips its headers or body a byte at a time
+        (each read within the per-read timeout)."""
+        future = self._calls.submit(self._ask, username, password)
+        try:
+            return future.result(timeout=2 * self.timeout)
+        except FutureTimeout:
+            raise LegacyLoginUnavailableError(f"{self.endpoint}: no answer within "
+                                              f"{2 * self.timeout:g} s") from None
+
+    def _ask(self, username: str, password: str) -> LegacyProfile | None:
         body = json.dumps({"username": username, "password": password},
                           separators=(",", ":"), ensure_ascii=False).encode()
         headers = sign_request(self.access_key, self._secret, "POST", self._path, "", body,

@@ -297,6 +297,10 @@ class Folder:
             if record is not None and record.digest == digest:
                 self.counts.unchanged += 1
                 continue
+            if row.defect is not None:
+                # Its earlier values stay as they were folded.
+                self._count_rejected(row.defect)
+                continue
             self.counts.written += 1
             if record is not None and record.account_id is None:
                 # Rejected, held or a tombstone of nobody: decided afresh.
@@ -599,14 +603,18 @@ class _Chunk:
         username), phone when the account has none, attributes by
         precedence."""
         row = d.row
-        if row.status == "active" and person.status == "suspended" \
-                and self._suspended_by_migration(person):
-            person.status = "active"
-            person.set("status", "active")
         self._alias(d, person)
-        if person.phone_index is None:
-            self._phone(d, person)
-        self._attributes(d, person)
+        if credential:
+            # A row the names do not confirm says nothing about the person:
+            # it neither names the account (the next row's comparison would
+            # rest on it), nor gives it a phone, nor lifts its suspension.
+            if row.status == "active" and person.status == "suspended" \
+                    and self._suspended_by_migration(person):
+                person.status = "active"
+                person.set("status", "active")
+            if person.phone_index is None:
+                self._phone(d, person)
+            self._attributes(d, person)
         self._link(d, person, credential=credential)
 
     def _suspended_by_migration(self, person: Person) -> bool:
@@ -739,10 +747,16 @@ class _Chunk:
             person.status = "active"
             person.set("status", "active")
         self._alias(d, person)
-        self._attributes(d, person)
-        d.credential = (d.row.password is not None
-                        and (not person.has_password or person.holds_legacy)
-                        and d.record["reason"] != "resident_id_unconfirmed")
+        # Confirmed as when first folded: the row made the account, or two
+        # names agree (never the record's reason, which status changes
+        # rewrite).
+        known = person.verified_name or person.name
+        confirmed = d.record["outcome"] == "imported" or (
+            d.row.name.value is not None and known is not None and known == d.row.name.value)
+        if confirmed:
+            self._attributes(d, person)
+        d.credential = (confirmed and d.row.password is not None
+                        and (not person.has_password or person.holds_legacy))
         if d.credential:
             person.holds_legacy = True
 

@@ -95,6 +95,10 @@ def first_login(rt: Runtime, department: str, identifier: str, password: str,
     if profile is None:
         return None
     row = _row(profile, identifier)
+    try:
+        existed = find_record(rt, department, row.legacy_id) is not None
+    except Exception:  # noqa: BLE001 - a malformed legacy id: not folded below either
+        existed = True
     folder = Folder(rt, Department(department, TRUST, {}, None), _batch(department), Counts())
     try:
         with db.session.begin_nested():
@@ -109,10 +113,11 @@ def first_login(rt: Runtime, department: str, identifier: str, password: str,
     except links.LinkError:
         account = None
     folded = find_record(rt, department, row.legacy_id) if account is not None else None
-    # Only an account this very row made takes the password the department
-    # confirmed: one made from other data (another department's export, an
-    # own registration) is linked, never opened by a department's word.
-    made_here = folded is not None and folded.outcome == "imported"
+    # Only an account this very login made takes the password the
+    # department confirmed: one made from other data (another department's
+    # export, this department's own export, an own registration) is
+    # linked, never opened by a department's word.
+    made_here = not existed and folded is not None and folded.outcome == "imported"
     if account is None or not made_here or account.password_hash is not None \
             or not account.is_active:
         reason = ("not_folded" if account is None else "has_password"

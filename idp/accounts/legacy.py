@@ -32,6 +32,13 @@ from migration.hashes import SchemeError, scheme_for
 
 log = logging.getLogger(__name__)
 
+#: Longest password tried against legacy hashes, characters: some formats'
+#: work grows with it (SHA-512-crypt), and no legacy form took more.
+MAX_PASSWORD = 128
+#: Most legacy hashes of one account tried per login (oldest first): the
+#: work of one attempt must not grow with the rows of a person.
+MAX_TRIED = 8
+
 
 @dataclass(frozen=True)
 class LegacyMatch:
@@ -78,8 +85,11 @@ def verify_legacy(rt: Runtime, account: Account, password: str) -> LegacyMatch |
     :returns: the credential's department and the encoding that matched,
         or None.
     """
+    if len(password) > MAX_PASSWORD:
+        return None
     credentials = db.session.scalars(select(LegacyCredential).where(
-        LegacyCredential.account_id == account.id).order_by(LegacyCredential.id))
+        LegacyCredential.account_id == account.id).order_by(LegacyCredential.id)
+        .limit(MAX_TRIED))
     for credential in credentials:
         try:
             scheme = scheme_for(credential.scheme)

@@ -9,7 +9,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 
-from migration.hashes.base import NamedScheme
+from migration.hashes.base import MAX_DERIVED, NamedScheme
 
 #: Identity v3's pseudo-random functions, by their number in the blob.
 _V3_PRF = {0: "sha1", 1: "sha256", 2: "sha512"}
@@ -56,7 +56,7 @@ class AspnetIdentityV3(NamedScheme):
         salt_length = int.from_bytes(blob[9:13], "big")
         salt, subkey = blob[13:13 + salt_length], blob[13 + salt_length:]
         if (prf is None or not 1 <= iterations <= MAX_ITERATIONS or salt_length < 8
-                or len(salt) != salt_length or len(subkey) < 16):
+                or len(salt) != salt_length or not 16 <= len(subkey) <= MAX_DERIVED):
             return False
         derived = hashlib.pbkdf2_hmac(prf, secret, salt, iterations, len(subkey))
         return hmac.compare_digest(derived, subkey)

@@ -7,6 +7,9 @@ from typing import ClassVar
 
 from migration.hashes.errors import SchemeError
 
+#: Longest key a stored PBKDF2 or scrypt value may ask to derive, bytes:
+#: every format keeps 16 to 64; a longer one multiplies the work.
+MAX_DERIVED = 64
 #: Encodings tried, in order, for a password that is not ASCII (M-PW-5).
 PASSWORD_ENCODINGS = ("utf-8", "gbk")
 

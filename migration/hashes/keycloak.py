@@ -9,7 +9,7 @@ import hmac
 import json
 from collections.abc import Mapping
 
-from migration.hashes.base import NamedScheme
+from migration.hashes.base import MAX_DERIVED, NamedScheme
 
 #: Keycloak's algorithm ids -> the PBKDF2 pseudo-random function.
 ALGORITHMS = {"pbkdf2": "sha1", "pbkdf2-sha256": "sha256", "pbkdf2-sha512": "sha512"}
@@ -39,7 +39,7 @@ class KeycloakPbkdf2(NamedScheme):
         except (ValueError, KeyError, TypeError, binascii.Error):
             return False
         if (not isinstance(iterations, int) or not 1 <= iterations <= MAX_ITERATIONS
-                or len(expected) < 16):
+                or not 16 <= len(expected) <= MAX_DERIVED):
             return False
         return hmac.compare_digest(
             hashlib.pbkdf2_hmac(prf, secret, salt, iterations, len(expected)), expected)

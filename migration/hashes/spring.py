@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 
 from passlib.hash import argon2
 
-from migration.hashes.base import NamedScheme
+from migration.hashes.base import MAX_DERIVED, NamedScheme
 from migration.hashes.bcrypt import Bcrypt
 
 #: ``{id}`` and the rest of the stored value.
@@ -39,6 +39,8 @@ def _pbkdf2(algorithm: str, salt_length: int, iterations: int) -> Callable[[byte
         if raw is None or len(raw) <= salt_length:
             return False
         salt, expected = raw[:salt_length], raw[salt_length:]
+        if len(expected) > MAX_DERIVED:
+            return False
         derived = hashlib.pbkdf2_hmac(algorithm, secret, salt, iterations, len(expected))
         return hmac.compare_digest(derived, expected)
     return check
@@ -95,7 +97,8 @@ def _scrypt(secret: bytes, encoded: str) -> bool:
     except (ValueError, binascii.Error):
         return False
     log_n, r, p = params >> 16, (params >> 8) & 0xFF, params & 0xFF
-    if not expected or log_n > 24 or not r or not p or p > 16:
+    if not expected or len(expected) > MAX_DERIVED or log_n > 20 or not r or r > 16 \
+            or not p or p > 4:
         return False
     n = 2 ** log_n
     if n * r * 128 > MAX_SCRYPT_MEMORY:

@@ -386,3 +386,30 @@ def test_whoever_proves_a_migrated_phone_takes_it(rt, department, account):
     db.session.commit()
     assert phone_number(rt, account_of(rt, code, "1")) is None
     assert phone_taken(rt, phone)
+
+
+def test_an_unconfirmed_row_stays_without_a_password_through_reruns(rt, department):
+    """Second attack: a status change on a rerun gave the nameless row its
+    password back, and an unconfirmed row named the account so that the
+    next row seemed confirmed."""
+    from idp.accounts.legacy import count_legacy_credentials
+
+    a, b = unique_code("UA"), unique_code("UB")
+    ident = valid_id("19590909", "613")
+    fold(rt, department(a, [{"id": "1", "id_no": ident, "status": "NORMAL",
+                             "pwd": md5("owner")}]))
+    owner_id = account_of(rt, a, "1").id
+    path = department(b, [{"id": "9", "id_no": ident, "status": "LOCKED",
+                           "pwd": md5("child")}])
+    fold(rt, path)
+    for status in ("NORMAL", "DELETED", "NORMAL"):
+        department(b, [{"id": "9", "id_no": ident, "status": status, "pwd": md5("child")}])
+        fold(rt, path)
+        assert count_legacy_credentials(owner_id) == 1, status
+    c = unique_code("UC")
+    fold(rt, department(c, [{"id": "e1", "name": "假名", "id_no": ident, "status": "NORMAL",
+                             "pwd": md5("e1")},
+                            {"id": "e2", "name": "假名", "id_no": ident, "status": "NORMAL",
+                             "pwd": md5("e2")}]))
+    assert count_legacy_credentials(owner_id) == 1
+    assert account_of(rt, a, "1").name is None

@@ -8,6 +8,7 @@ import hashlib
 import json
 import secrets
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -33,6 +34,7 @@ class LegacyApi:
         self.users: dict[str, tuple[str, dict]] = {}
         self.calls = 0
         self.down = False
+        self.drip = False
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -45,6 +47,17 @@ class LegacyApi:
                 auth = parse_authorization(self.headers.get("Authorization", ""))
                 if api.down:
                     return self._answer(503, {"error": "down"})
+                if api.drip:
+                    # Headers, then a byte now and then, each within any
+                    # per-read timeout.
+                    self.send_response(200)
+                    self.send_header("Content-Length", "1000")
+                    self.end_headers()
+                    for _ in range(40):
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                        time.sleep(0.1)
+                    return None
                 if auth is None or auth[0] != ACCESS_KEY or not verify_signature(
                         SECRET, "POST", self.path, "", self.headers.get(HEADER_DATE, ""),
                         self.headers.get(HEADER_NONCE, ""), body,
@@ -209,3 +222,34 @@ def test_a_name_someone_else_holds_still_reaches_the_department(lazy, api):
     # Next time the department's alias finds the user without asking.
     assert sign_in(provider, client, name, "Dept-pass-2027!", "openid")[0] is not None
     assert api.calls == calls + 1
+
+
+def test_a_dripping_department_is_given_up_at_the_deadline(make_provider, api):
+    """Second attack: the deadline was checked between 4 KiB reads only."""
+    code = f"LD{secrets.token_hex(2)}"
+    provider = make_provider(gateway={"access_key": ACCESS_KEY, "secret": SECRET},
+                             legacy_login={"endpoints": f"{code}={api.url}", "timeout": 0.5})
+    client = provider.create_client(department=code)
+    api.drip = True
+    try:
+        started = time.monotonic()
+        result, page = sign_in(provider, client, "drip-" + code, "Dept-pass-2028!", "openid")
+        took = time.monotonic() - started
+    finally:
+        api.drip = False
+    assert result is None and page.status_code == 401
+    assert took < 3, took
+
+
+def test_the_departments_word_never_opens_an_account_its_export_made(lazy, api, department):
+    """Second attack: a compromised API naming a legacy id of the
+    department's own export landed in that account."""
+    provider, code, client = lazy
+    ident = valid_id("19830303", "442")
+    fold(provider, department(code, [{"id": "1001", "login": "x" + code.lower(),
+                                      "name": "陈明", "id_no": ident, "status": "NORMAL",
+                                      "pwd": hashlib.md5(b"Owner-pass-1").hexdigest()}]))
+    api.users["anyone-" + code] = ("Attacker-pass-1", {"legacy_id": "1001"})
+    result, page = sign_in(provider, client, "anyone-" + code, "Attacker-pass-1", "openid")
+    assert result is None and page.status_code == 401
+    assert sign_in(provider, client, ident, "Owner-pass-1", "openid")[0] is not None
