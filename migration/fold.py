@@ -743,17 +743,19 @@ class _Chunk:
             return
         if d.record["reason"] == "disabled":
             d.record["reason"] = None
-        if person.status == "suspended" and self._suspended_by_migration(person):
-            person.status = "active"
-            person.set("status", "active")
         self._alias(d, person)
-        # Confirmed as when first folded: the row made the account, or two
-        # names agree (never the record's reason, which status changes
-        # rewrite).
+        # Confirmed as when first folded: the row made the account, an
+        # operator merged it, or two names agree (never a reason that
+        # status changes rewrite).
         known = person.verified_name or person.name
-        confirmed = d.record["outcome"] == "imported" or (
-            d.row.name.value is not None and known is not None and known == d.row.name.value)
+        confirmed = (d.record["outcome"] == "imported"
+                     or (d.record["reason"] or "").startswith("review_")
+                     or (d.row.name.value is not None and known is not None
+                         and known == d.row.name.value))
         if confirmed:
+            if person.status == "suspended" and self._suspended_by_migration(person):
+                person.status = "active"
+                person.set("status", "active")
             self._attributes(d, person)
         d.credential = (confirmed and d.row.password is not None
                         and (not person.has_password or person.holds_legacy))

@@ -100,10 +100,13 @@ def first_login(rt: Runtime, department: str, identifier: str, password: str,
     except Exception:  # noqa: BLE001 - a malformed legacy id: not folded below either
         existed = True
     folder = Folder(rt, Department(department, TRUST, {}, None), _batch(department), Counts())
+    # Everything the fold writes stays only when this login succeeds: a
+    # refused one leaves no trace but its audit event.
+    savepoint = db.session.begin_nested()
     try:
-        with db.session.begin_nested():
-            folder.fold_chunk([row])
+        folder.fold_chunk([row])
     except Exception:  # noqa: BLE001 - a department's data never fails a login with 500
+        savepoint.rollback()
         log.exception("the lazy login row of department %s could not be folded", department)
         record_deferred(rt.audit, "migration.lazy_login", "failure", ip=ip,
                         department=department, reason="fold_failed")
@@ -123,10 +126,12 @@ def first_login(rt: Runtime, department: str, identifier: str, password: str,
         reason = ("not_folded" if account is None else "has_password"
                   if account.password_hash is not None else "inactive"
                   if not account.is_active else "other_account")
-        record_deferred(rt.audit, "migration.lazy_login", "failure",
-                        account_id=account.id if account else None, ip=ip,
-                        department=department, reason=reason)
+        account_id = account.id if account else None
+        savepoint.rollback()
+        record_deferred(rt.audit, "migration.lazy_login", "failure", account_id=account_id,
+                        ip=ip, department=department, reason=reason)
         return None
+    savepoint.commit()
     db.session.refresh(account)
     legacy.upgrade(rt, account, password, legacy.LegacyMatch(department, "lazy_login"), ip)
     record("migration.lazy_login", account_id=account.id, ip=ip, department=department)

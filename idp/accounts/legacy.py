@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
@@ -34,10 +35,12 @@ log = logging.getLogger(__name__)
 
 #: Longest password tried against legacy hashes, characters: some formats'
 #: work grows with it (SHA-512-crypt), and no legacy form took more.
-MAX_PASSWORD = 128
-#: Most legacy hashes of one account tried per login (oldest first): the
-#: work of one attempt must not grow with the rows of a person.
+MAX_PASSWORD = 64
+#: Most legacy hashes of one account tried per login (oldest first), and
+#: most seconds spent trying them: the work of one attempt must not grow
+#: with the rows of a person.
 MAX_TRIED = 8
+BUDGET = 2.0
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,12 @@ def verify_legacy(rt: Runtime, account: Account, password: str) -> LegacyMatch |
     credentials = db.session.scalars(select(LegacyCredential).where(
         LegacyCredential.account_id == account.id).order_by(LegacyCredential.id)
         .limit(MAX_TRIED))
+    started = time.monotonic()
     for credential in credentials:
+        if time.monotonic() - started > BUDGET:
+            log.warning("legacy credentials of account %s: stopped after %.1f s", account.id,
+                        BUDGET)
+            break
         try:
             scheme = scheme_for(credential.scheme)
             secret = json.loads(rt.pii.decrypt(f"legacy_credential:{credential.department}",

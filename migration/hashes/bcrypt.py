@@ -13,9 +13,9 @@ from migration.hashes.base import NamedScheme
 #: bcrypt reads at most this many bytes of a password; the old systems'
 #: libraries dropped the rest without a word (case M-PW-1).
 BCRYPT_MAX_BYTES = 72
-#: Highest cost a stored bcrypt value may ask for (2^14 rounds, about a
-#: second): a row asking more is no match, never a login that hangs.
-MAX_COST = 14
+#: Highest cost a stored bcrypt value may ask for (2^13 rounds, about half
+#: a second): a row asking more is no match, never a login that hangs.
+MAX_COST = 13
 _COST = re.compile(r"\$2[abxy]?\$(\d\d)\$")
 
 

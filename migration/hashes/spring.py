@@ -113,7 +113,7 @@ def _bcrypt(secret: bytes, encoded: str) -> bool:
 
 
 #: Most memory (KiB), passes and lanes a stored argon2 value may ask for.
-MAX_ARGON2 = (262_144, 10, 8)
+MAX_ARGON2 = (65_536, 4, 4)
 _ARGON2 = re.compile(r"\$argon2(?:id|i|d)\$(?:v=\d+\$)?m=(\d{1,9}),t=(\d{1,9}),p=(\d{1,9})\$")
 
 

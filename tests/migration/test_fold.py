@@ -413,3 +413,16 @@ def test_an_unconfirmed_row_stays_without_a_password_through_reruns(rt, departme
                              "pwd": md5("e2")}]))
     assert count_legacy_credentials(owner_id) == 1
     assert account_of(rt, a, "1").name is None
+
+
+def test_an_unconfirmed_row_never_lifts_a_suspension(rt, department):
+    """Third attack: a nameless row of another department, disabled then
+    active on a rerun, reactivated an account its own department disabled."""
+    a, b = unique_code("SA"), unique_code("SB")
+    ident = valid_id("19571111", "718")
+    fold(rt, department(a, [{"id": "1", "name": "韩一", "id_no": ident, "status": "LOCKED"}]))
+    path = department(b, [{"id": "2", "id_no": ident, "status": "LOCKED"}])
+    fold(rt, path)
+    department(b, [{"id": "2", "id_no": ident, "status": "NORMAL"}])
+    fold(rt, path)
+    assert account_of(rt, a, "1").status == "suspended"

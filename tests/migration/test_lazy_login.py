@@ -249,7 +249,15 @@ def test_the_departments_word_never_opens_an_account_its_export_made(lazy, api, 
     fold(provider, department(code, [{"id": "1001", "login": "x" + code.lower(),
                                       "name": "陈明", "id_no": ident, "status": "NORMAL",
                                       "pwd": hashlib.md5(b"Owner-pass-1").hexdigest()}]))
-    api.users["anyone-" + code] = ("Attacker-pass-1", {"legacy_id": "1001"})
+    api.users["anyone-" + code] = ("Attacker-pass-1", {"legacy_id": "1001", "name": "陈明",
+                                                       "email": "attacker@example.test"})
     result, page = sign_in(provider, client, "anyone-" + code, "Attacker-pass-1", "openid")
     assert result is None and page.status_code == 401
+    # A refused lazy login leaves no trace: the export's row, name, e-mail
+    # and legacy hash are as they were.
+    from idp.accounts.service import find_for_login
+
+    with provider.app.app_context():
+        assert find_for_login(provider.runtime, ident).email is None
+    assert legacy_count(provider, ident) == 1
     assert sign_in(provider, client, ident, "Owner-pass-1", "openid")[0] is not None
