@@ -20,11 +20,10 @@ from idp.accounts.models import Account
 from idp.audit.service import record, record_deferred
 from idp.extensions import db
 from idp.runtime import Runtime
-from migration import normalise
 from migration.fold import Counts, Department, Folder
 from migration.models import MigrationBatch
 from migration.review import find_record
-from migration.rows import AUDITED, LegacyRow, utc
+from migration.rows import LegacyRow, build_row, utc
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +48,13 @@ def _batch(department: str) -> int:
 
 
 def _row(profile: LegacyProfile, identifier: str) -> LegacyRow:
-    raw = {"legacy_id": profile.legacy_id, "username": profile.username or identifier,
-           "name": profile.name, "resident_id": profile.resident_id, "phone": profile.phone,
-           "email": profile.email, "status": profile.status,
-           "created_at": profile.created_at, "last_login_at": profile.last_login_at}
-    return LegacyRow(
-        number=0, legacy_id=profile.legacy_id.strip(), username=raw["username"],
-        name=normalise.name(profile.name), resident_id=normalise.resident_id(profile.resident_id),
-        phone=normalise.phone(profile.phone),
-        email=profile.email.strip() if profile.email else None, password=None, salt=None,
-        scheme="", status=profile.status, created_at=utc(profile.created_at, ZONE),
-        last_login_at=utc(profile.last_login_at, ZONE),
-        raw={key: raw[key] for key in AUDITED if key != "enabled"})
+    return build_row({"legacy_id": profile.legacy_id, "username": profile.username or identifier,
+                      "name": profile.name, "resident_id": profile.resident_id,
+                      "phone": profile.phone, "email": profile.email, "status": profile.status,
+                      "created_at": profile.created_at,
+                      "last_login_at": profile.last_login_at},
+                     status=profile.status, created_at=utc(profile.created_at, ZONE),
+                     last_login_at=utc(profile.last_login_at, ZONE))
 
 
 def is_departments(rt: Runtime, account: Account, department: str) -> bool:

@@ -21,7 +21,6 @@ from idp.extensions import db
 from idp.runtime import Runtime
 from idp.security import random_token
 from idp.timeutil import utcnow
-from migration import normalise
 from migration.fold import (
     PENDING,
     Counts,
@@ -33,7 +32,7 @@ from migration.fold import (
 )
 from migration.models import AttributeProvenance, LegacyRecord, MigrationConflict
 from migration.normalise import Value
-from migration.rows import LegacyRow
+from migration.rows import AUDITED, LegacyRow, build_row
 
 
 class ReviewError(ValueError):
@@ -90,15 +89,11 @@ def _raw(rt: Runtime, record: LegacyRecord) -> dict:
 
 def _row(raw: dict, record: LegacyRecord, legacy_id: str) -> LegacyRow:
     pending = raw.get(PENDING, {})
-    return LegacyRow(
-        number=0, legacy_id=legacy_id, username=raw.get("username"),
-        name=normalise.name(raw.get("name")),
-        resident_id=normalise.resident_id(raw.get("resident_id")),
-        phone=normalise.phone(raw.get("phone")), email=raw.get("email"),
-        password=pending.get("password"), salt=pending.get("salt"),
-        scheme=pending.get("scheme", ""), status=pending.get("status", "active"),
-        created_at=record.created_at, last_login_at=record.last_login_at,
-        raw={key: value for key, value in raw.items() if not key.startswith("_")})
+    values = {key: value for key, value in raw.items() if key in AUDITED}
+    return build_row({**values, "legacy_id": legacy_id, "password": pending.get("password"),
+                      "salt": pending.get("salt")},
+                     scheme=pending.get("scheme", ""), status=pending.get("status", "active"),
+                     created_at=record.created_at, last_login_at=record.last_login_at)
 
 
 def _folder(rt: Runtime, record: LegacyRecord, raw: dict) -> Folder:

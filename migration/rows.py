@@ -170,27 +170,48 @@ def read_row(mapping: Mapping, row: dict[str, Any], number: int, *,
     scheme = ""
     if rules is not None and rules.scheme_column is not None:
         scheme = text(row.get(rules.scheme_column)) or ""
-    legacy_id = values.get("legacy_id")
-    email = values.get("email")
+    return build_row(
+        values, number=number, scheme=scheme,
+        status=_status(mapping, values.get("status"), enabled, number),
+        created_at=utc(row.get(columns["created_at"]) if "created_at" in columns else None,
+                       mapping.timezone),
+        last_login_at=utc(row.get(columns["last_login_at"])
+                          if "last_login_at" in columns else None, mapping.timezone),
+        resident_id=row.get(columns["resident_id"]) if "resident_id" in columns else None,
+        spreadsheet=spreadsheet)
+
+
+def build_row(values: dict[str, str | None], *, status: str, created_at: datetime | None,
+              last_login_at: datetime | None, number: int = 0, scheme: str = "",
+              resident_id: Any = None, spreadsheet: bool = False) -> LegacyRow:
+    """A row from its values as text (provider field -> text or None: a
+    mapped source row, a held record's audit values, a department's
+    answer), normalised by the fold's one set of rules.
+
+    :param status: ``active``, ``disabled`` or ``deleted``, already read.
+    :param created_at: the legacy timestamps, naive UTC, already read.
+    :param resident_id: the ID number's cell as the source held it (a
+        spreadsheet's number cell is damage whatever its digits say), when
+        it is more than ``values["resident_id"]``.
+    """
+    legacy_id, email = values.get("legacy_id"), values.get("email")
     return LegacyRow(
         number=number,
         legacy_id=legacy_id.strip() if legacy_id else None,
         username=values.get("username"),
         name=normalise.name(values.get("name")),
-        resident_id=normalise.resident_id(row.get(columns["resident_id"])
-                                          if "resident_id" in columns else None,
+        resident_id=normalise.resident_id(resident_id if resident_id is not None
+                                          else values.get("resident_id"),
                                           spreadsheet=spreadsheet),
         phone=normalise.phone(values.get("phone")),
         email=email.strip() if email else None,
         password=values.get("password"),
         salt=values.get("salt"),
         scheme=scheme,
-        status=_status(mapping, values.get("status"), enabled, number),
-        created_at=utc(row.get(columns["created_at"]) if "created_at" in columns else None,
-                       mapping.timezone),
-        last_login_at=utc(row.get(columns["last_login_at"])
-                          if "last_login_at" in columns else None, mapping.timezone),
-        raw={field: values.get(field) for field in AUDITED if field in columns},
+        status=status,
+        created_at=created_at,
+        last_login_at=last_login_at,
+        raw={field: values.get(field) for field in AUDITED if field in values},
         # A NUL byte no database text column holds: the row is rejected.
         defect="nul_character" if any("\x00" in value for value in values.values()
                                       if value is not None) else None,
