@@ -223,6 +223,8 @@ class Decision:
     credential: bool = False
     alias: str | None = None
     conflicts: list = field(default_factory=list)
+    #: The row's login name as usernames compare (:func:`folded_username`).
+    folded: str | None = None
 
 
 class Folder:
@@ -377,10 +379,10 @@ class _Chunk:
             phone_index=(self.f._index("phone", row.phone.value)
                          if row.phone.value is not None else None),
             username_index=None, account_id=None)
-        folded = folded_username(row)
-        if folded is not None:
+        decision.folded = folded_username(row)
+        if decision.folded is not None:
             decision.record["username_index"] = self.f._index(
-                f"legacy_username:{self.department}", folded)
+                f"legacy_username:{self.department}", decision.folded)
         if record is not None:
             self.updates[record.account_id] = decision
             decision.record.update(account_id=record.account_id, outcome=record.outcome,
@@ -395,8 +397,7 @@ class _Chunk:
         self._count_carriers(records)
         rid = [r["resident_id_index"] for r in records if r["resident_id_index"]]
         phones = [r["phone_index"] for r in records if r["phone_index"]]
-        names = [folded_username(d.row) for d in self.decisions]
-        names = [name for name in names if name is not None]
+        names = [d.folded for d in self.decisions if d.folded is not None]
         account_ids = list(self.updates)
         columns = (Account.id, Account.username, Account.name, Account.email,
                    Account.verified_name, Account.resident_id_index,
@@ -572,7 +573,7 @@ class _Chunk:
             who holds them gives False.
         """
         row = d.row
-        folded = folded_username(row) if claims else None
+        folded = d.folded if claims else None
         username = generated_username(self.department)
         if folded is not None and _may_be_username(folded) and folded not in self.usernames:
             username = folded
@@ -628,7 +629,7 @@ class _Chunk:
         return bool(person.reasons) and all(reason == "disabled" for reason in person.reasons)
 
     def _alias(self, d: Decision, person: Person) -> None:
-        folded = folded_username(d.row)
+        folded = d.folded
         if folded is None or person.username == folded or folded in self.aliases:
             return
         self.aliases.add(folded)
