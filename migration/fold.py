@@ -47,6 +47,7 @@ from sqlalchemy import case, delete, distinct, func, or_, select, update
 from idp.accounts import links
 from idp.accounts import service as accounts
 from idp.accounts.identifiers import is_card_number
+from idp.accounts.legacy import has_legacy_credentials
 from idp.accounts.models import Account, IdentityLink, LegacyCredential
 from idp.accounts.snapshots import mark_changed
 from idp.extensions import db
@@ -399,10 +400,7 @@ class _Chunk:
         phones = [r["phone_index"] for r in records if r["phone_index"]]
         names = [d.folded for d in self.decisions if d.folded is not None]
         account_ids = list(self.updates)
-        columns = (Account.id, Account.username, Account.name, Account.email,
-                   Account.verified_name, Account.resident_id_index,
-                   Account.phone_number_index, Account.status, Account.password_hash,
-                   Account.phone_number_verified)
+        columns = _PERSON_COLUMNS
         found = []
         for part in _chunks(rid):
             found += db.session.execute(select(*columns).where(
@@ -414,10 +412,7 @@ class _Chunk:
             found += db.session.execute(select(*columns).where(Account.id.in_(part))).all()
         for row in found:
             if row.id not in self.people:
-                self.people[row.id] = Person(
-                    row.id, row.username, row.name, row.email, row.verified_name,
-                    row.resident_id_index, row.phone_number_index, row.status,
-                    row.password_hash is not None, False, bool(row.phone_number_verified))
+                self.people[row.id] = _person_of(row)
         for person in self.people.values():
             if person.resident_id_index:
                 self.by_resident_id[person.resident_id_index] = person
@@ -939,12 +934,24 @@ def fold_one(folder: Folder, row: LegacyRow, record: LegacyRecord, *, merge_into
     return decision.person
 
 
+#: The columns of an account a chunk reads (:func:`_person_of`).
+_PERSON_COLUMNS = (Account.id, Account.username, Account.name, Account.email,
+                   Account.verified_name, Account.resident_id_index,
+                   Account.phone_number_index, Account.status, Account.password_hash,
+                   Account.phone_number_verified)
+
+
+def _person_of(row) -> Person:
+    """The person of a row of :data:`_PERSON_COLUMNS` (whether it holds
+    legacy hashes is read by the chunk, for all its people at once)."""
+    return Person(row.id, row.username, row.name, row.email, row.verified_name,
+                  row.resident_id_index, row.phone_number_index, row.status,
+                  row.password_hash is not None, False, bool(row.phone_number_verified))
+
+
 def _person(account_id: int) -> Person:
-    account = db.session.get(Account, account_id)
-    return Person(account.id, account.username, account.name, account.email,
-                  account.verified_name, account.resident_id_index,
-                  account.phone_number_index, account.status,
-                  account.password_hash is not None,
-                  db.session.scalar(select(LegacyCredential.id).where(
-                      LegacyCredential.account_id == account_id).limit(1)) is not None)
+    person = _person_of(db.session.execute(select(*_PERSON_COLUMNS).where(
+        Account.id == account_id)).one())
+    person.holds_legacy = has_legacy_credentials(account_id)
+    return person
 

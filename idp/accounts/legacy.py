@@ -22,7 +22,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from idp.accounts.models import Account, LegacyCredential
@@ -56,17 +56,17 @@ class LegacyMatch:
     encoding: str
 
 
-def has_legacy_credentials(account: Account) -> bool:
-    """Whether the account still holds a legacy hash (it has not logged in
-    since it was migrated)."""
+def has_legacy_credentials(account_id: int) -> bool:
+    """Whether the account ``account_id`` still holds a legacy hash (it has
+    not logged in since it was migrated)."""
     return db.session.scalar(select(LegacyCredential.id).where(
-        LegacyCredential.account_id == account.id).limit(1)) is not None
+        LegacyCredential.account_id == account_id).limit(1)) is not None
 
 
 def count_legacy_credentials(account_id: int) -> int:
     """How many legacy hashes the account ``account_id`` still holds."""
-    return len(db.session.scalars(select(LegacyCredential.id).where(
-        LegacyCredential.account_id == account_id)).all())
+    return db.session.scalar(select(func.count()).select_from(LegacyCredential).where(
+        LegacyCredential.account_id == account_id))
 
 
 def forget_legacy_credentials(account: Account) -> None:

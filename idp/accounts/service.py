@@ -360,7 +360,7 @@ def find_for_login(rt: Runtime, identifier: str,
         else:
             account = find_by_phone(rt, identifier)
             if account is None or not (account.phone_number_verified
-                                       or legacy.has_legacy_credentials(account)):
+                                       or legacy.has_legacy_credentials(account.id)):
                 return None
             return account
     return find_by_username(identifier)
