@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -54,6 +54,7 @@ from idp.extensions import db
 from idp.runtime import Runtime
 from idp.security import keyed_hash, random_token
 from idp.timeutil import utcnow
+from migration import bulk
 from migration.mapping import Mapping
 from migration.models import AttributeProvenance, LegacyRecord, MigrationConflict
 from migration.normalise import PLACEHOLDER
@@ -71,8 +72,6 @@ LIMITS = {"name": 128, "email": 254}
 _NEW_ACCOUNT = {"name": None, "email": None, "resident_id_enc": None,
                 "resident_id_index": None, "phone_number_enc": None,
                 "phone_number_index": None, "phone_number_verified": False}
-#: Values per ``IN (...)`` of the chunk's reads.
-_IN = 500
 
 
 @dataclass
@@ -168,11 +167,6 @@ def _may_be_username(folded: str) -> bool:
     return (accounts.USERNAME_RE.match(folded) is not None and not folded.isdigit()
             and not (len(folded) in (15, 18) and accounts.is_resident_id(folded))
             and not is_card_number(folded))
-
-
-def _chunks(values: Sequence, size: int = _IN) -> Iterable[Sequence]:
-    for start in range(0, len(values), size):
-        yield values[start:start + size]
 
 
 @dataclass(eq=False)
@@ -327,7 +321,7 @@ class Folder:
 
     def _records(self, indexes: list[str]) -> dict[str, LegacyRecord]:
         found: dict[str, LegacyRecord] = {}
-        for part in _chunks(indexes):
+        for part in bulk.parts(indexes):
             for record in db.session.execute(select(
                     LegacyRecord.id, LegacyRecord.legacy_id_index, LegacyRecord.digest,
                     LegacyRecord.account_id, LegacyRecord.batch_id, LegacyRecord.outcome,
@@ -402,13 +396,13 @@ class _Chunk:
         account_ids = list(self.updates)
         columns = _PERSON_COLUMNS
         found = []
-        for part in _chunks(rid):
+        for part in bulk.parts(rid):
             found += db.session.execute(select(*columns).where(
                 Account.resident_id_index.in_(part))).all()
-        for part in _chunks(phones):
+        for part in bulk.parts(phones):
             found += db.session.execute(select(*columns).where(
                 Account.phone_number_index.in_(part))).all()
-        for part in _chunks(account_ids):
+        for part in bulk.parts(account_ids):
             found += db.session.execute(select(*columns).where(Account.id.in_(part))).all()
         for row in found:
             if row.id not in self.people:
@@ -419,7 +413,7 @@ class _Chunk:
             if person.phone_index:
                 self.by_phone[person.phone_index] = person
         ids = list(self.people)
-        for part in _chunks(ids):
+        for part in bulk.parts(ids):
             for (account_id,) in db.session.execute(select(LegacyCredential.account_id).where(
                     LegacyCredential.account_id.in_(part)).distinct()):
                 self.people[account_id].holds_legacy = True
@@ -427,17 +421,17 @@ class _Chunk:
                     AttributeProvenance.account_id.in_(part))):
                 self.provenance[(item.account_id, item.attribute)] = {
                     "id": item.id, "trust": item.trust, "observed_at": item.observed_at}
-        for part in _chunks(names):
+        for part in bulk.parts(names):
             self.usernames.update(db.session.scalars(select(Account.username).where(
                 Account.username.in_(part))))
         alias_index = {self._alias_index(name): name for name in names}
-        for part in _chunks(list(alias_index)):
+        for part in bulk.parts(list(alias_index)):
             self.aliases.update(alias_index[index] for index in db.session.scalars(
                 select(IdentityLink.value_index).where(
                     IdentityLink.kind == "alias", IdentityLink.issuer == self.department,
                     IdentityLink.value_index.in_(part))))
         user_index = [r["username_index"] for r in records if r["username_index"]]
-        for part in _chunks(user_index):
+        for part in bulk.parts(user_index):
             self.username_records.update(db.session.scalars(select(
                 LegacyRecord.username_index).where(
                 LegacyRecord.department == self.department,
@@ -452,7 +446,7 @@ class _Chunk:
         for name in ("phone_index", "resident_id_index"):
             column = getattr(LegacyRecord, name)
             values = list({r[name] for r in records if r[name]})
-            for part in _chunks(values):
+            for part in bulk.parts(values):
                 self.carried.update(dict(db.session.execute(
                     select(column, people).where(column.in_(part),
                                                  LegacyRecord.outcome != "rejected")
@@ -786,7 +780,7 @@ class _Chunk:
                       "account_id": person.id if person is not None else None}
                      for d in self.decisions for kind, person in d.conflicts]
         if conflicts:
-            _add(MigrationConflict, conflicts)
+            bulk.add(MigrationConflict, conflicts)
 
     def _write_accounts(self) -> None:
         new = [p for p in dict.fromkeys(d.person for d in self.decisions
@@ -795,7 +789,7 @@ class _Chunk:
             now = utcnow()
             rows = [{"password_hash": None, "created_at": now, "updated_at": now, **p.values}
                     for p in new]
-            ids = _insert(Account, rows, Account.subject)
+            ids = bulk.insert(Account, rows, Account.subject)
             for person in new:
                 person.id = ids[person.values["subject"]]
                 person.values = {}
@@ -813,7 +807,7 @@ class _Chunk:
                 d.record["account_id"] = d.person.id
         new = [d for d in self.decisions if d.record_id is None]
         if new:
-            ids = _insert(LegacyRecord, [d.record for d in new], LegacyRecord.legacy_id_index,
+            ids = bulk.insert(LegacyRecord, [d.record for d in new], LegacyRecord.legacy_id_index,
                           LegacyRecord.department == self.department)
             for d in new:
                 d.record_id = ids[d.legacy_index]
@@ -827,7 +821,7 @@ class _Chunk:
         linked = [d for d in self.decisions if d.legacy_link]
         existing: dict[str, tuple[int, int]] = {}
         indexes = [d.legacy_index for d in linked]
-        for part in _chunks(indexes):
+        for part in bulk.parts(indexes):
             for link_id, account_id, index in db.session.execute(select(
                     IdentityLink.id, IdentityLink.account_id, IdentityLink.value_index).where(
                     IdentityLink.kind == "legacy", IdentityLink.issuer == self.department,
@@ -835,7 +829,7 @@ class _Chunk:
                 existing[index] = (link_id, account_id)
         fresh = [d for d in linked if d.legacy_index not in existing]
         if fresh:
-            ids = _insert(IdentityLink, [
+            ids = bulk.insert(IdentityLink, [
                 links.new_link_values(self.rt, d.person.id, "legacy", self.department,
                                       d.row.legacy_id) for d in fresh], IdentityLink.value_index,
                 IdentityLink.kind == "legacy", IdentityLink.issuer == self.department)
@@ -849,20 +843,20 @@ class _Chunk:
                                          d.alias) for d in self.decisions
                    if d.alias is not None and d.person is not None]
         if aliases:
-            _add(IdentityLink, aliases)
+            bulk.add(IdentityLink, aliases)
         self._write_credentials(linked)
 
     def _write_credentials(self, linked: list[Decision]) -> None:
         # A link made before may hold the credential of the row's old
         # values: it goes, and the new one (if any) replaces it.
         replaced = [d.link_id for d in linked if d.link_existed]
-        for part in _chunks(replaced):
+        for part in bulk.parts(replaced):
             db.session.execute(delete(LegacyCredential).where(
                 LegacyCredential.link_id.in_(part)))
         kept = [d for d in linked if d.credential]
         if not kept:
             return
-        _add(LegacyCredential, [{
+        bulk.add(LegacyCredential, [{
             "account_id": d.person.id, "link_id": d.link_id, "department": self.department,
             "scheme": self.f.scheme_text(d.row), "pepper_env": self.f.rules.pepper_env,
             "created_at": utcnow(),
@@ -881,31 +875,9 @@ class _Chunk:
             (known if item["id"] else fresh).append({"id": item["id"], **values}
                                                     if item["id"] else values)
         if fresh:
-            _add(AttributeProvenance, fresh)
+            bulk.add(AttributeProvenance, fresh)
         if known:
             db.session.execute(update(AttributeProvenance), known)
-
-
-def _add(model, rows: list[dict]) -> None:
-    """Insert ``rows`` of ``model`` as one Core executemany: the ORM's bulk
-    insert costs as much Python again, for nothing the fold uses."""
-    db.session.connection().execute(model.__table__.insert(), rows)
-
-
-def _insert(model, rows: list[dict], key, *scope) -> dict[str, int]:
-    """Insert ``rows`` of ``model`` and read their ids back by the unique
-    ``key`` column (within ``scope``): a plain executemany, which the
-    drivers send far faster than an INSERT ... RETURNING of many rows.
-
-    :returns: key value -> id.
-    """
-    _add(model, rows)
-    values = [row[key.key] for row in rows]
-    ids: dict[str, int] = {}
-    for part in _chunks(values):
-        ids.update((value, row_id) for row_id, value in db.session.execute(
-            select(model.id, key).where(key.in_(part), *scope)))
-    return ids
 
 
 def fold_one(folder: Folder, row: LegacyRow, record: LegacyRecord, *, merge_into: int | None,
