@@ -12,14 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from psycopg import sql
-from sqlalchemy import Column, Table, select
+from sqlalchemy import ARRAY, Column, ColumnElement, Table, any_, literal, select
 
 from idp.extensions import db
 
 #: Below this many rows COPY's extra statement costs more than it saves.
 COPY_MIN_ROWS = 20
 
-#: Values per ``IN (...)`` of a read.
+#: Values per ``IN (...)`` of a read; on PostgreSQL a read takes them all
+#: as one array.
 IN_LIST = 500
 
 
@@ -55,15 +56,31 @@ def insert(model, rows: Sequence[dict], key: Column, *scope) -> dict[str, int]:
     ids: dict[str, int] = {}
     for part in parts(values):
         ids.update((value, row_id) for row_id, value in db.session.execute(
-            select(model.id, key).where(key.in_(part), *scope)))
+            select(model.id, key).where(among(key, part), *scope)))
     return ids
 
 
-def parts(values: Sequence, size: int = IN_LIST) -> Iterable[Sequence]:
-    """``values`` in slices of ``size``: the lists of IN (...) reads, kept
-    short enough for every backend's parameter limit."""
-    for start in range(0, len(values), size):
+def parts(values: Sequence) -> Iterable[Sequence]:
+    """``values`` in the slices that :func:`among` takes: all at once on
+    PostgreSQL, else lists of :data:`IN_LIST`, short enough for every
+    backend's parameter limit. Nothing for no values."""
+    size = len(values) if _postgresql() else IN_LIST
+    for start in range(0, len(values), max(size, 1)):
         yield values[start:start + size]
+
+
+def among(column: Column, values: Sequence) -> ColumnElement[bool]:
+    """``column IN values``. On PostgreSQL it is ``column = ANY(array)``
+    with the values as one array parameter: the statement stays short and
+    the same whatever the count, so neither SQLAlchemy nor psycopg parses
+    it again for each chunk (psycopg caches only short statements)."""
+    if _postgresql():
+        return column == any_(literal(list(values), ARRAY(column.type)))
+    return column.in_(values)
+
+
+def _postgresql() -> bool:
+    return db.session.get_bind().dialect.name == "postgresql"
 
 
 def _copy(connection, table: Table, rows: Sequence[dict]) -> None:

@@ -327,7 +327,7 @@ class Folder:
                     LegacyRecord.account_id, LegacyRecord.batch_id, LegacyRecord.outcome,
                     LegacyRecord.reason).where(
                     LegacyRecord.department == self.department,
-                    LegacyRecord.legacy_id_index.in_(part))):
+                    bulk.among(LegacyRecord.legacy_id_index, part))):
                 found[record.legacy_id_index] = record
         return found
 
@@ -398,12 +398,12 @@ class _Chunk:
         found = []
         for part in bulk.parts(rid):
             found += db.session.execute(select(*columns).where(
-                Account.resident_id_index.in_(part))).all()
+                bulk.among(Account.resident_id_index, part))).all()
         for part in bulk.parts(phones):
             found += db.session.execute(select(*columns).where(
-                Account.phone_number_index.in_(part))).all()
+                bulk.among(Account.phone_number_index, part))).all()
         for part in bulk.parts(account_ids):
-            found += db.session.execute(select(*columns).where(Account.id.in_(part))).all()
+            found += db.session.execute(select(*columns).where(bulk.among(Account.id, part))).all()
         for row in found:
             if row.id not in self.people:
                 self.people[row.id] = _person_of(row)
@@ -415,27 +415,27 @@ class _Chunk:
         ids = list(self.people)
         for part in bulk.parts(ids):
             for (account_id,) in db.session.execute(select(LegacyCredential.account_id).where(
-                    LegacyCredential.account_id.in_(part)).distinct()):
+                    bulk.among(LegacyCredential.account_id, part)).distinct()):
                 self.people[account_id].holds_legacy = True
             for item in db.session.scalars(select(AttributeProvenance).where(
-                    AttributeProvenance.account_id.in_(part))):
+                    bulk.among(AttributeProvenance.account_id, part))):
                 self.provenance[(item.account_id, item.attribute)] = {
                     "id": item.id, "trust": item.trust, "observed_at": item.observed_at}
         for part in bulk.parts(names):
             self.usernames.update(db.session.scalars(select(Account.username).where(
-                Account.username.in_(part))))
+                bulk.among(Account.username, part))))
         alias_index = {self._alias_index(name): name for name in names}
         for part in bulk.parts(list(alias_index)):
             self.aliases.update(alias_index[index] for index in db.session.scalars(
                 select(IdentityLink.value_index).where(
                     IdentityLink.kind == "alias", IdentityLink.issuer == self.department,
-                    IdentityLink.value_index.in_(part))))
+                    bulk.among(IdentityLink.value_index, part))))
         user_index = [r["username_index"] for r in records if r["username_index"]]
         for part in bulk.parts(user_index):
             self.username_records.update(db.session.scalars(select(
                 LegacyRecord.username_index).where(
                 LegacyRecord.department == self.department,
-                LegacyRecord.username_index.in_(part))))
+                bulk.among(LegacyRecord.username_index, part))))
 
     def _count_carriers(self, records: list[dict]) -> None:
         """How many distinct people the chunk's phones and ID numbers are
@@ -448,7 +448,7 @@ class _Chunk:
             values = list({r[name] for r in records if r[name]})
             for part in bulk.parts(values):
                 self.carried.update(dict(db.session.execute(
-                    select(column, people).where(column.in_(part),
+                    select(column, people).where(bulk.among(column, part),
                                                  LegacyRecord.outcome != "rejected")
                     .group_by(column)).all()))
 
@@ -825,7 +825,7 @@ class _Chunk:
             for link_id, account_id, index in db.session.execute(select(
                     IdentityLink.id, IdentityLink.account_id, IdentityLink.value_index).where(
                     IdentityLink.kind == "legacy", IdentityLink.issuer == self.department,
-                    IdentityLink.value_index.in_(part))):
+                    bulk.among(IdentityLink.value_index, part))):
                 existing[index] = (link_id, account_id)
         fresh = [d for d in linked if d.legacy_index not in existing]
         if fresh:
@@ -852,7 +852,7 @@ class _Chunk:
         replaced = [d.link_id for d in linked if d.link_existed]
         for part in bulk.parts(replaced):
             db.session.execute(delete(LegacyCredential).where(
-                LegacyCredential.link_id.in_(part)))
+                bulk.among(LegacyCredential.link_id, part)))
         kept = [d for d in linked if d.credential]
         if not kept:
             return
