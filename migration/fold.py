@@ -417,7 +417,10 @@ class _Chunk:
             for (account_id,) in db.session.execute(select(LegacyCredential.account_id).where(
                     bulk.among(LegacyCredential.account_id, part)).distinct()):
                 self.people[account_id].holds_legacy = True
-            for item in db.session.scalars(select(AttributeProvenance).where(
+            for item in db.session.execute(select(
+                    AttributeProvenance.id, AttributeProvenance.account_id,
+                    AttributeProvenance.attribute, AttributeProvenance.trust,
+                    AttributeProvenance.observed_at).where(
                     bulk.among(AttributeProvenance.account_id, part))):
                 self.provenance[(item.account_id, item.attribute)] = {
                     "id": item.id, "trust": item.trust, "observed_at": item.observed_at}
