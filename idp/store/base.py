@@ -115,6 +115,40 @@ class Store(Protocol):
     def ping(self) -> None:
         """Check that the backend is reachable; raises :class:`StoreError` if not."""
 
+    def map_put(self, key: str, field: str, value: dict, ttl: int) -> None:
+        """Store ``value`` as ``field`` of the map under ``key`` for ``ttl``
+        seconds, replacing that field; the map's other fields keep theirs.
+        Concurrent writers of different fields never lose each other's (an
+        account's list of sessions, written by each of its logins)."""
+
+    def map_delete(self, key: str, field: str) -> None:
+        """Remove ``field`` from the map under ``key``; an absent one is not
+        an error."""
+
+    def map_get(self, key: str) -> dict[str, dict]:
+        """The live fields of the map under ``key`` (field -> value); empty
+        when there are none."""
+
+    def queue_push(self, queue: str, item: str, value: dict, delay: int, ttl: int) -> None:
+        """Schedule ``item`` (an id unique in ``queue``) with ``value``, due
+        in ``delay`` seconds (0: now), replacing an item of that id. It is
+        forgotten ``ttl`` seconds from now whether or not it was done.
+
+        :raises ValueError: ``delay`` negative or ``ttl`` not whole seconds >= 1.
+        """
+
+    def queue_claim(self, queue: str, lease: int) -> tuple[str, dict] | None:
+        """Take the item of ``queue`` that has been due longest and hide it
+        for ``lease`` seconds: a worker that dies holding it gives it back
+        to the queue when the lease ends. Among concurrent callers in any
+        threads or processes, exactly one gets each due item.
+
+        :returns: ``(item, value)``, or None when nothing is due.
+        """
+
+    def queue_done(self, queue: str, item: str) -> None:
+        """Remove ``item`` from ``queue`` (delivered, or given up)."""
+
 
 class Watcher(Protocol):
     """What :meth:`Broadcasting.watch` tells about one key, from a thread of

@@ -55,6 +55,19 @@ _SCHEMA = (
         ") WITHOUT ROWID"
     ),
     "CREATE INDEX IF NOT EXISTS entries_expires_at ON entries (expires_at)",
+    (
+        "CREATE TABLE IF NOT EXISTS map_fields ("
+        " key TEXT NOT NULL, field TEXT NOT NULL, value TEXT NOT NULL,"
+        " expires_at REAL NOT NULL, PRIMARY KEY (key, field)"
+        ") WITHOUT ROWID"
+    ),
+    (
+        "CREATE TABLE IF NOT EXISTS queue_items ("
+        " queue TEXT NOT NULL, item TEXT NOT NULL, value TEXT NOT NULL,"
+        " due_at REAL NOT NULL, expires_at REAL NOT NULL, PRIMARY KEY (queue, item)"
+        ") WITHOUT ROWID"
+    ),
+    "CREATE INDEX IF NOT EXISTS queue_items_due_at ON queue_items (queue, due_at)",
 )
 
 _PUT = (
@@ -82,7 +95,31 @@ _INCR = (
     " RETURNING value"
 )
 _TTL = "SELECT expires_at FROM entries WHERE key = ? AND expires_at > ?"
-_PURGE = "DELETE FROM entries WHERE expires_at <= ?"
+_PURGE = (
+    "DELETE FROM entries WHERE expires_at <= ?",
+    "DELETE FROM map_fields WHERE expires_at <= ?",
+    "DELETE FROM queue_items WHERE expires_at <= ?",
+)
+_MAP_PUT = (
+    "INSERT INTO map_fields (key, field, value, expires_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (key, field) DO UPDATE SET value = excluded.value,"
+    " expires_at = excluded.expires_at"
+)
+_MAP_DELETE = "DELETE FROM map_fields WHERE key = ? AND field = ?"
+_MAP_GET = "SELECT field, value FROM map_fields WHERE key = ? AND expires_at > ?"
+_QUEUE_PUSH = (
+    "INSERT INTO queue_items (queue, item, value, due_at, expires_at) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (queue, item) DO UPDATE SET value = excluded.value,"
+    " due_at = excluded.due_at, expires_at = excluded.expires_at"
+)
+# One statement, so under the write lock no other claimer sees the item due.
+_QUEUE_CLAIM = (
+    "UPDATE queue_items SET due_at = :until WHERE queue = :queue AND item = ("
+    " SELECT item FROM queue_items WHERE queue = :queue AND due_at <= :now"
+    " AND expires_at > :now ORDER BY due_at LIMIT 1)"
+    " RETURNING item, value"
+)
+_QUEUE_DONE = "DELETE FROM queue_items WHERE queue = ? AND item = ?"
 
 # Connections inherited through fork(). SQLite forbids using a connection in a
 # process other than the one that opened it, and closing one is a use, so they
@@ -268,6 +305,52 @@ class EmbeddedStore:
         with self._connection() as conn:
             _first(conn.execute("SELECT 1 FROM entries LIMIT 1"))
 
+    def map_put(self, key: str, field: str, value: dict, ttl: int) -> None:
+        """Store ``field`` of the map ``key`` for ``ttl`` seconds
+        (:meth:`~idp.store.base.Store.map_put`)."""
+        validate_ttl(ttl)
+        with self._writer(key) as conn:
+            now = time.time()
+            conn.execute(_MAP_PUT, (self._prefix + key, field, _encode(value), now + ttl))
+            self._maybe_purge(conn, now)
+
+    def map_delete(self, key: str, field: str) -> None:
+        """Remove ``field`` from the map ``key``."""
+        with self._writer(key) as conn:
+            conn.execute(_MAP_DELETE, (self._prefix + key, field))
+
+    def map_get(self, key: str) -> dict[str, dict]:
+        """The live fields of the map ``key``."""
+        with self._connection() as conn:
+            rows = conn.execute(_MAP_GET, (self._prefix + key, time.time())).fetchall()
+        return {field: json.loads(text) for field, text in rows}
+
+    def queue_push(self, queue: str, item: str, value: dict, delay: int, ttl: int) -> None:
+        """Schedule ``item`` in ``queue`` (:meth:`~idp.store.base.Store.queue_push`)."""
+        validate_ttl(ttl)
+        if delay < 0:
+            raise ValueError(f"delay must not be negative, got {delay!r}")
+        with self._writer(queue) as conn:
+            now = time.time()
+            conn.execute(_QUEUE_PUSH, (self._prefix + queue, item, _encode(value),
+                                       now + delay, now + ttl))
+            self._maybe_purge(conn, now)
+
+    def queue_claim(self, queue: str, lease: int) -> tuple[str, dict] | None:
+        """Take the longest-due item of ``queue`` for ``lease`` seconds
+        (:meth:`~idp.store.base.Store.queue_claim`)."""
+        validate_ttl(lease)
+        with self._writer(queue) as conn:
+            now = time.time()
+            row = _first(conn.execute(_QUEUE_CLAIM, {"queue": self._prefix + queue,
+                                                     "now": now, "until": now + lease}))
+        return None if row is None else (row[0], json.loads(row[1]))
+
+    def queue_done(self, queue: str, item: str) -> None:
+        """Remove ``item`` from ``queue``."""
+        with self._writer(queue) as conn:
+            conn.execute(_QUEUE_DONE, (self._prefix + queue, item))
+
     def close(self) -> None:
         """Close the calling thread's connection and the lock file (a later
         call reopens them)."""
@@ -371,7 +454,8 @@ class EmbeddedStore:
         if clock < self._next_purge:
             return
         self._next_purge = clock + _PURGE_INTERVAL_SECONDS
-        conn.execute(_PURGE, (now,))
+        for statement in _PURGE:
+            conn.execute(statement, (now,))
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:

@@ -82,6 +82,69 @@ return count
 """
 
 
+# Map fields are "<expiry, Unix ms>:<JSON>" in a hash, by the server's
+# clock; the hash lives as long as its longest field.
+_MAP_PUT = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local ttl = tonumber(ARGV[3]) * 1000
+redis.call('HSET', KEYS[1], ARGV[1], (now + ttl) .. ':' .. ARGV[2])
+if redis.call('PTTL', KEYS[1]) < ttl then
+    redis.call('PEXPIRE', KEYS[1], ttl)
+end
+"""
+_MAP_GET = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local all = redis.call('HGETALL', KEYS[1])
+local live = {}
+for i = 1, #all, 2 do
+    local raw = all[i + 1]
+    local at = string.find(raw, ':', 1, true)
+    if tonumber(string.sub(raw, 1, at - 1)) > now then
+        table.insert(live, all[i])
+        table.insert(live, string.sub(raw, at + 1))
+    else
+        redis.call('HDEL', KEYS[1], all[i])
+    end
+end
+return live
+"""
+# A queue is a sorted set of item ids scored by due time (Unix ms) and a
+# hash of their values, as map fields are.
+_QUEUE_PUSH = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local ttl = tonumber(ARGV[4]) * 1000
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]) * 1000, ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], (now + ttl) .. ':' .. ARGV[2])
+for i = 1, 2 do
+    if redis.call('PTTL', KEYS[i]) < ttl then
+        redis.call('PEXPIRE', KEYS[i], ttl)
+    end
+end
+"""
+_QUEUE_CLAIM = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+while true do
+    local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1)
+    if #due == 0 then
+        return false
+    end
+    local item = due[1]
+    local raw = redis.call('HGET', KEYS[2], item)
+    local at = raw and string.find(raw, ':', 1, true)
+    if raw and tonumber(string.sub(raw, 1, at - 1)) > now then
+        redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]) * 1000, item)
+        return {item, string.sub(raw, at + 1)}
+    end
+    redis.call('ZREM', KEYS[1], item)
+    redis.call('HDEL', KEYS[2], item)
+end
+"""
+
+
 class RedisStore:
     """A :class:`~idp.store.base.Store` kept in Redis (server 6.2 or later, for GETDEL).
 
@@ -112,6 +175,10 @@ class RedisStore:
         self._client = redis.Redis.from_url(url)
         self._incr_script = self._client.register_script(_INCR_FIXED_WINDOW)
         self._counted_script = self._client.register_script(_PUT_MANY_COUNTED)
+        self._map_put_script = self._client.register_script(_MAP_PUT)
+        self._map_get_script = self._client.register_script(_MAP_GET)
+        self._queue_push_script = self._client.register_script(_QUEUE_PUSH)
+        self._queue_claim_script = self._client.register_script(_QUEUE_CLAIM)
         self._closed = threading.Event()
         self._keeps = PushedKeeps(kept)
         self._keeps_pid: int | None = None  # the process whose thread follows the changes
@@ -312,6 +379,53 @@ class RedisStore:
         """Round-trip to the server; raises StoreError if it is unreachable."""
         with _errors():
             self._client.ping()
+
+    def map_put(self, key: str, field: str, value: dict, ttl: int) -> None:
+        """Store ``field`` of the map ``key`` for ``ttl`` seconds
+        (:meth:`~idp.store.base.Store.map_put`): one ``HSET`` in a script."""
+        validate_ttl(ttl)
+        with _errors():
+            self._map_put_script(keys=[self._prefix + key], args=[field, _encode(value), ttl])
+
+    def map_delete(self, key: str, field: str) -> None:
+        """Remove ``field`` from the map ``key`` (``HDEL``)."""
+        with _errors():
+            self._client.hdel(self._prefix + key, field)
+
+    def map_get(self, key: str) -> dict[str, dict]:
+        """The live fields of the map ``key``; expired ones are removed."""
+        with _errors():
+            flat = self._map_get_script(keys=[self._prefix + key])
+        return {flat[i].decode(): json.loads(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+    def queue_push(self, queue: str, item: str, value: dict, delay: int, ttl: int) -> None:
+        """Schedule ``item`` in ``queue`` (:meth:`~idp.store.base.Store.queue_push`)."""
+        validate_ttl(ttl)
+        if delay < 0:
+            raise ValueError(f"delay must not be negative, got {delay!r}")
+        with _errors():
+            self._queue_push_script(keys=self._queue_keys(queue),
+                                    args=[item, _encode(value), delay, ttl])
+
+    def queue_claim(self, queue: str, lease: int) -> tuple[str, dict] | None:
+        """Take the longest-due item of ``queue`` for ``lease`` seconds, in
+        one script (:meth:`~idp.store.base.Store.queue_claim`)."""
+        validate_ttl(lease)
+        with _errors():
+            found = self._queue_claim_script(keys=self._queue_keys(queue), args=[lease])
+        return None if not found else (found[0].decode(), json.loads(found[1]))
+
+    def queue_done(self, queue: str, item: str) -> None:
+        """Remove ``item`` from ``queue``."""
+        keys = self._queue_keys(queue)
+        with _errors():
+            pipe = self._client.pipeline(transaction=True)
+            pipe.zrem(keys[0], item)
+            pipe.hdel(keys[1], item)
+            pipe.execute()
+
+    def _queue_keys(self, queue: str) -> list[str]:
+        return [self._prefix + queue, self._prefix + queue + ":items"]
 
     def publish(self, key: str, value: dict, ttl: int, wait: float = 2.0) -> bool:
         """Store ``value`` under ``key`` and ``PUBLISH`` it on the key's

@@ -458,6 +458,102 @@ def test_incr_counts_every_call_across_processes(backend):
     )
 
 
+def test_map_fields_are_written_and_removed_one_at_a_time(store):
+    assert store.map_get("sessions:1") == {}
+    store.map_put("sessions:1", "a", {"started": 1}, 60)
+    store.map_put("sessions:1", "b", {"started": 2}, 60)
+    store.map_put("sessions:1", "a", {"started": 3}, 60)
+    assert store.map_get("sessions:1") == {"a": {"started": 3}, "b": {"started": 2}}
+    store.map_delete("sessions:1", "a")
+    store.map_delete("sessions:1", "missing")
+    assert store.map_get("sessions:1") == {"b": {"started": 2}}
+    assert store.map_get("sessions:2") == {}
+
+
+def test_map_fields_expire_each_on_its_own(store):
+    store.map_put("m", "short", {"v": 1}, 1)
+    store.map_put("m", "long", {"v": 2}, 60)
+    time.sleep(1.1)
+    assert store.map_get("m") == {"long": {"v": 2}}
+    # A later short field does not shorten the map's life.
+    store.map_put("m", "again", {"v": 3}, 1)
+    time.sleep(1.1)
+    assert store.map_get("m") == {"long": {"v": 2}}
+
+
+def test_map_writers_of_different_fields_lose_nothing(store):
+    fields = iter(range(THREADS))
+    lock = threading.Lock()
+
+    def put_own(store: Store, barrier: threading.Barrier) -> None:
+        with lock:
+            index = next(fields)
+        barrier.wait()
+        store.map_put("shared", f"field-{index}", {"i": index}, 60)
+
+    _in_threads(store, put_own)
+    assert store.map_get("shared") == {f"field-{i}": {"i": i} for i in range(THREADS)}
+
+
+def test_queue_gives_due_items_oldest_first_and_hides_them_while_leased(store):
+    assert store.queue_claim("q", 30) is None
+    store.queue_push("q", "later", {"n": 3}, 60, 120)
+    store.queue_push("q", "first", {"n": 1}, 0, 120)
+    store.queue_push("q", "second", {"n": 2}, 0, 120)
+    assert store.queue_claim("q", 30) == ("first", {"n": 1})
+    assert store.queue_claim("q", 30) == ("second", {"n": 2})
+    assert store.queue_claim("q", 30) is None
+    store.queue_done("q", "first")
+    store.queue_done("q", "missing")
+    assert store.queue_claim("other", 30) is None
+
+
+def test_queue_gives_an_item_back_when_its_lease_ends(store):
+    store.queue_push("q", "item", {"attempt": 1}, 0, 120)
+    assert store.queue_claim("q", 1) == ("item", {"attempt": 1})
+    assert store.queue_claim("q", 1) is None
+    time.sleep(1.1)
+    assert store.queue_claim("q", 30) == ("item", {"attempt": 1})
+    # Pushed again (a retry): a new value and a new due time.
+    store.queue_push("q", "item", {"attempt": 2}, 1, 120)
+    assert store.queue_claim("q", 30) is None
+    time.sleep(1.1)
+    assert store.queue_claim("q", 30) == ("item", {"attempt": 2})
+    store.queue_done("q", "item")
+    time.sleep(1.1)
+    assert store.queue_claim("q", 1) is None
+
+
+def test_queue_forgets_an_item_after_its_lifetime(store):
+    store.queue_push("q", "old", {}, 0, 1)
+    time.sleep(1.1)
+    assert store.queue_claim("q", 30) is None
+
+
+def test_queue_push_checks_delay_and_lifetime(store):
+    with pytest.raises(ValueError):
+        store.queue_push("q", "x", {}, -1, 60)
+    with pytest.raises(ValueError):
+        store.queue_push("q", "x", {}, 0, 0)
+
+
+def _claim_all(store: Store, barrier) -> list[str]:
+    barrier.wait()
+    claimed = []
+    while (found := store.queue_claim("jobs", 60)) is not None:
+        claimed.append(found[0])
+    return claimed
+
+
+def test_queue_claims_each_item_once_across_processes(store, backend):
+    items = [f"job-{i}" for i in range(40)]
+    for item in items:
+        store.queue_push("jobs", item, {}, 0, 120)
+    claims = _in_processes(backend, _claim_all)
+    flat = [item for claimed in claims for item in claimed]
+    assert sorted(flat) == sorted(items)
+
+
 # Embedded backend only.
 
 
