@@ -56,6 +56,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from idp.oidc.keys import KeyRing
     from idp.oidc.server import AuthorizationServer
     from idp.runtime import Runtime
+    from idp.single_logout.worker import LogoutWorker
     from idp.store import create_store
     from idp.unit_of_work import unit, wrap_views
     from idp.web import (
@@ -123,6 +124,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         registries=_registries(settings),
         mail=_mailer(settings),
         legacy_logins=_legacy_logins(settings),
+        logout=LogoutWorker(app) if settings["logout"]["worker"] else None,
     )
     app.extensions["idp.discovery"] = serialise(provider_metadata(settings))
     server = AuthorizationServer()
@@ -143,6 +145,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(kiosk_bp)
     wrap_views(app)
     app.before_request(reject_unreadable_parameters)
+    if app.extensions["idp"].logout is not None:
+        app.before_request(app.extensions["idp"].logout.ensure_started)
     app.after_request(add_security_headers)
     app.after_request(see_other_after_post)
     app.register_error_handler(HTTPException, handle_http_error)

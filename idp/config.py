@@ -112,13 +112,14 @@ def _validate(settings: dict) -> None:
         raise ConfigError("setting issuer must be an https URL in production mode")
     tokens = settings["tokens"]
     for name in ("access_token_ttl", "id_token_ttl", "refresh_token_ttl",
-                 "authorization_code_ttl", "code_reuse_window"):
+                 "authorization_code_ttl", "code_reuse_window", "logout_token_ttl"):
         if tokens[name] < 1:
             raise ConfigError(f"setting tokens.{name} must be at least 1 second")
     if tokens["authorization_code_ttl"] > 600:
         raise ConfigError("setting tokens.authorization_code_ttl must be at most 600 seconds "
                           "(RFC 6749 §4.1.2)")
-    longest = max(tokens["access_token_ttl"], tokens["id_token_ttl"])
+    longest = max(tokens["access_token_ttl"], tokens["id_token_ttl"],
+                  tokens["logout_token_ttl"])
     if settings["keys"]["retired_key_publish_seconds"] < longest:
         raise ConfigError("setting keys.retired_key_publish_seconds must be at least the "
                           f"longest signed token lifetime ({longest} s)")
@@ -204,8 +205,13 @@ def _validate_pages(settings: dict) -> None:
     from babel.dates import get_timezone
 
     theme_folder(settings["theme"])
-    if settings["session"]["public_idle_ttl"] < 1:
-        raise ConfigError("setting session.public_idle_ttl must be at least 1 second")
+    for name in ("public_idle_ttl", "idle_ttl"):
+        if settings["session"][name] < 1:
+            raise ConfigError(f"setting session.{name} must be at least 1 second")
+    logout = settings["logout"]
+    for name in ("delivery_timeout", "delivery_attempts", "retry_delay"):
+        if logout[name] < 1:
+            raise ConfigError(f"setting logout.{name} must be at least 1")
     try:
         get_timezone(settings["timezone"])
     except LookupError:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from idp.clients.cache import ClientCache
     from idp.oidc.acr import AcrPolicy
     from idp.oidc.keys import KeyRing
+    from idp.single_logout.worker import LogoutWorker
     from idp.store import Store
 
 
@@ -49,6 +50,9 @@ class Runtime:
         migration (connectors.legacy_login), from ``legacy_login.endpoints``.
     :ivar mail: the SMTP relay for outgoing e-mail, or None when ``mail.host``
         is not configured.
+    :ivar logout: this process's single-logout worker
+        (:class:`idp.single_logout.worker.LogoutWorker`), or None when
+        ``logout.worker`` is off (tests that drive the queues themselves).
     """
 
     settings: Mapping[str, Any]
@@ -66,6 +70,7 @@ class Runtime:
     registries: Registries
     mail: MailGateway | None = None
     legacy_logins: dict = field(default_factory=dict)
+    logout: LogoutWorker | None = None
 
     @property
     def issuer(self) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from flask import Flask, Response, abort, g, jsonify, render_template, request, session
 from flask.globals import request_ctx
@@ -291,6 +291,26 @@ def allow_pending_redirect(_sender: Any, template: Any, context: dict[str, Any],
         allow_form_target(pending_redirect_uri(current_runtime(), item))
 
 
+def allow_frames(uris: list[str]) -> None:
+    """Let this page load exactly ``uris`` in frames (the front-channel
+    logout page, Front-Channel Logout 1.0 §2): each becomes a ``frame-src``
+    source of its scheme, host, port and path (CSP Level 3 §6.7.2.9
+    matches the path exactly; the query is not part of a source). Every
+    other frame stays forbidden."""
+    sources = g.setdefault("idp_frame_sources", [])
+    for uri in uris:
+        parts = urlsplit(uri)
+        # Registered URIs are validated, but a source must not carry what
+        # ends a directive or a source list: a host that is not plain is
+        # left out (its frame is then refused, not the page's policy bent).
+        if _PLAIN_HOST.fullmatch(parts.netloc):
+            sources.append(
+                f"{parts.scheme}://{parts.netloc}{quote(parts.path or '/', safe='/')}")
+
+
+_PLAIN_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
+
 _POLICY = ("default-src 'self'; script-src {scripts}; style-src 'self'; object-src 'none'; "
            "base-uri 'none'; form-action {targets}; frame-ancestors 'none'")
 #: The policy of answers that carry no page (protocol endpoints, discovery, JWKS).
@@ -304,12 +324,16 @@ def content_security_policy() -> str:
     framing (clickjacking of login and consent pages)."""
     nonce = g.get("idp_csp_nonce")
     extra_targets = g.get("idp_form_targets")
-    if nonce is None and not extra_targets:
+    frames = g.get("idp_frame_sources")
+    if nonce is None and not extra_targets and not frames:
         # Protocol endpoints (token, JWKS, discovery) answer with this one.
         return STATIC_POLICY
     scripts = f"'nonce-{nonce}'" if nonce else "'none'"
     targets = " ".join(dict.fromkeys(["'self'", *(extra_targets or ())]))
-    return _POLICY.format(scripts=scripts, targets=targets)
+    policy = _POLICY.format(scripts=scripts, targets=targets)
+    if frames:
+        policy += "; frame-src " + " ".join(dict.fromkeys(frames))
+    return policy
 
 
 #: HSTS (RFC 6797 §6.1): a year, subdomains included.

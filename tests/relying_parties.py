@@ -31,7 +31,9 @@ def start_relying_party(provider, title: str) -> RelyingParty:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     client = provider.create_client(trusted=True, redirect_uri=f"{url}/callback",
-                                    post_logout_redirect_uri=f"{url}/")
+                                    post_logout_redirect_uri=f"{url}/",
+                                    backchannel_logout_uri=f"{url}/backchannel-logout",
+                                    backchannel_logout_session_required=True)
     app = create_relying_party(provider.url, client.client_id, client.client_secret, url,
                                title)
     server = make_server("127.0.0.1", port, app, threaded=True)

@@ -5,6 +5,11 @@ identity provider. It uses the authorization code flow with PKCE, validates
 the ID token (signature, issuer, audience, expiry, nonce) through Authlib,
 reads the UserInfo endpoint once at login, and logs out through the
 provider's end_session_endpoint (OpenID Connect RP-Initiated Logout 1.0).
+When the user logs out anywhere else (another portal, the provider's
+account console, an idle session), the provider POSTs a logout token to
+``/backchannel-logout`` (OpenID Connect Back-Channel Logout 1.0): it is
+validated as §2.6 says and the local session of its ``sid`` ends at that
+session's next request.
 A service that needs a verified identity asks for an assurance level with
 ``acr_values`` (the provider steps the user up to it, or answers
 ``unmet_authentication_requirements``) and for ``verified_claims``
@@ -21,7 +26,9 @@ which sign faster than the RS256 default::
 
     idp clients create --name "Department of Civil Affairs" --alg ES256 \\
         --redirect-uri http://127.0.0.1:5001/callback \\
-        --post-logout-redirect-uri http://127.0.0.1:5001/ --json
+        --post-logout-redirect-uri http://127.0.0.1:5001/ \\
+        --backchannel-logout-uri http://127.0.0.1:5001/backchannel-logout \\
+        --backchannel-logout-session-required --json
 
 Run standalone (from the project root)::
 
@@ -38,13 +45,18 @@ import os
 import re
 import secrets
 import sys
+import threading
+import time
 from typing import Any
 
 import requests
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.flask_client import OAuth
-from flask import Flask, redirect, render_template, request, session, url_for
+from flask import Flask, jsonify, redirect, render_template, request, session, url_for
+from joserfc import jwt
 from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from joserfc.jws import extract_compact
 from werkzeug.wrappers import Response
 
 #: The claims parameter of a login at a required level: the verified name
@@ -72,6 +84,109 @@ def meets_level(received: str | None, asked: str, levels: list[str]) -> bool:
     return levels.index(received) >= levels.index(asked)
 
 
+#: The ``events`` member of a logout token (Back-Channel Logout 1.0 §2.4).
+BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+#: Seconds a logout token's ``iat`` may lie in the past or future (clock skew).
+LOGOUT_TOKEN_LEEWAY = 300
+
+
+class LogoutTokenError(Exception):
+    """A logout token failed a check of Back-Channel Logout 1.0 §2.6."""
+
+
+class EndedSessions:
+    """The provider sessions (``sid``) and subjects (``sub``, with the time
+    of the logout) whose local sessions have ended, and the ``jti`` of the
+    logout tokens already used, each remembered for ``keep`` seconds.
+
+    This site keeps its sessions in signed cookies, which it cannot delete
+    from the server: a logout token marks the provider session ended here,
+    and the browser's cookie is cleared at its next request. Kept in this
+    process: a site with several worker processes keeps it in a store they
+    share (a database, Redis).
+    """
+
+    def __init__(self, keep: int) -> None:
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._sids: dict[str, float] = {}
+        self._subs: dict[str, float] = {}
+        self._jtis: dict[str, float] = {}
+
+    def _prune(self, now: float) -> None:
+        for seen in (self._sids, self._subs, self._jtis):
+            for key in [key for key, at in seen.items() if at + self._keep < now]:
+                del seen[key]
+
+    def record(self, jti: str, sid: str | None, sub: str | None) -> bool:
+        """Note a logout; False when ``jti`` was used already (a replay)."""
+        now = time.time()
+        with self._lock:
+            self._prune(now)
+            if jti in self._jtis:
+                return False
+            self._jtis[jti] = now
+            if sid is not None:
+                self._sids[sid] = now
+            elif sub is not None:
+                self._subs[sub] = now
+            return True
+
+    def ended(self, sid: str | None, sub: str | None, logged_in_at: float) -> bool:
+        """Whether a local session of provider session ``sid`` (subject
+        ``sub``, started at ``logged_in_at``) was logged out."""
+        with self._lock:
+            if sid is not None and sid in self._sids:
+                return True
+            return sub is not None and self._subs.get(sub, 0) >= logged_in_at
+
+
+def check_logout_token(token: str, keys: KeySet, issuer: str, client_id: str, *,
+                       session_required: bool) -> dict[str, Any]:
+    """The claims of a valid logout token (Back-Channel Logout 1.0 §2.6):
+    signed by one of the provider's ``keys`` with an asymmetric algorithm,
+    typed ``logout+jwt`` when typed, for this client, from the issuer,
+    current, with the back-channel logout event, a ``sub`` or ``sid``
+    (``sid`` when the registration requires it) and no ``nonce``.
+
+    :raises LogoutTokenError: a check failed (the message says which).
+    """
+    try:
+        decoded = jwt.decode(token, keys, algorithms=["ES256", "RS256", "PS256", "EdDSA"])
+    except (JoseError, ValueError) as exc:
+        raise LogoutTokenError(f"signature or format: {type(exc).__name__}") from None
+    typ = decoded.header.get("typ")
+    if typ is not None and typ.lower() not in ("logout+jwt", "application/logout+jwt"):
+        raise LogoutTokenError("not a logout token (typ)")
+    claims = decoded.claims
+    audience = claims.get("aud")
+    audiences = audience if isinstance(audience, list) else [audience]
+    now = time.time()
+    if claims.get("iss") != issuer:
+        raise LogoutTokenError("wrong issuer")
+    if client_id not in audiences:
+        raise LogoutTokenError("not for this client")
+    iat = claims.get("iat")
+    if not isinstance(iat, (int, float)) or abs(now - iat) > LOGOUT_TOKEN_LEEWAY:
+        raise LogoutTokenError("issued at the wrong time")
+    exp = claims.get("exp")
+    if isinstance(exp, (int, float)) and exp < now - 30:
+        raise LogoutTokenError("expired")
+    events = claims.get("events")
+    if not isinstance(events, dict) or not isinstance(events.get(BACKCHANNEL_LOGOUT_EVENT),
+                                                      dict):
+        raise LogoutTokenError("no back-channel logout event")
+    if "nonce" in claims:
+        raise LogoutTokenError("a nonce is not allowed")
+    if not isinstance(claims.get("jti"), str):
+        raise LogoutTokenError("no jti")
+    if not isinstance(claims.get("sub"), str) and not isinstance(claims.get("sid"), str):
+        raise LogoutTokenError("neither sub nor sid")
+    if session_required and not isinstance(claims.get("sid"), str):
+        raise LogoutTokenError("no sid")
+    return claims
+
+
 def default_cookie_name(client_id: str) -> str:
     """``rp_<client_id>_session`` with unsafe characters replaced.
 
@@ -90,6 +205,7 @@ def create_relying_party(
     title: str,
     cookie_name: str | None = None,
     secret_key: str | None = None,
+    session_required: bool = True,
 ) -> Flask:
     """Build a relying party application.
 
@@ -104,6 +220,8 @@ def create_relying_party(
     :param secret_key: key signing the session cookie (default: random per
         process, which logs everyone out on restart and cannot be shared by
         several worker processes: configure a fixed one in production).
+    :param session_required: the client is registered with
+        ``--backchannel-logout-session-required`` (logout tokens name a ``sid``).
     :returns: the Flask application.
     """
     base_url = base_url.rstrip("/")
@@ -131,6 +249,18 @@ def create_relying_party(
     # compares redirect URIs as exact strings.
     redirect_uri = base_url + "/callback"
     post_logout_uri = base_url + "/"
+    issuer = issuer.rstrip("/")
+    # Remembered a little longer than a session cookie lives.
+    ended = EndedSessions(keep=86400)
+
+    @app.before_request
+    def _ended_elsewhere() -> None:
+        """A session logged out at the provider (a logout token) ends here
+        at its next request."""
+        user = session.get("user")
+        if user and ended.ended(user["id_token"].get("sid"), user["id_token"].get("sub"),
+                                session.get("logged_in_at", 0)):
+            session.clear()
 
     def _error(message: str) -> str:
         return render_template("error.html", message=message)
@@ -212,7 +342,45 @@ def create_relying_party(
         # relying party needs nothing more from the provider after login.
         session["id_token"] = token["id_token"]
         session["csrf"] = secrets.token_urlsafe(24)
+        session["logged_in_at"] = time.time()
         return redirect(url_for("home"))
+
+    refetched = [0.0]
+
+    def _provider_keys(token: str) -> KeySet:
+        """The provider's signing keys (from discovery's ``jwks_uri``,
+        cached); read again for a ``kid`` not among them (the provider
+        rotated its keys), at most once a minute whatever tokens arrive."""
+        keys = KeySet.import_key_set(idp.fetch_jwk_set())
+        try:
+            kid = extract_compact(token.encode()).headers().get("kid")
+        except (JoseError, ValueError):
+            return keys
+        if (kid is not None and all(key.kid != kid for key in keys.keys)
+                and time.time() - refetched[0] > 60):
+            refetched[0] = time.time()
+            keys = KeySet.import_key_set(idp.fetch_jwk_set(force=True))
+        return keys
+
+    @app.post("/backchannel-logout")
+    def backchannel_logout() -> Response | tuple[Response, int]:
+        """OpenID Connect Back-Channel Logout 1.0 §2.5: the provider says a
+        session ended. Answers 200 (with ``Cache-Control: no-store``) when
+        the token is valid, else 400 with an error (§2.8)."""
+        token = request.form.get("logout_token", "")
+        try:
+            claims = check_logout_token(token, _provider_keys(token), issuer, client_id,
+                                        session_required=session_required)
+            if not ended.record(claims["jti"], claims.get("sid"), claims.get("sub")):
+                raise LogoutTokenError("replayed (jti seen before)")
+        except LogoutTokenError as exc:
+            app.logger.info("logout token refused: %s", exc)
+            answer = jsonify(error="invalid_request", error_description=str(exc))
+            answer.headers["Cache-Control"] = "no-store"
+            return answer, 400
+        answer = Response(status=200)
+        answer.headers["Cache-Control"] = "no-store"
+        return answer
 
     @app.post("/logout")
     def logout() -> Response:

@@ -67,6 +67,19 @@ def suspend(rt: Runtime, account: Account, operator: str, reason: str) -> int:
     return _stop_tokens(rt, account, "account_suspended")
 
 
+def logout_everywhere(rt: Runtime, account: Account, operator: str, *,
+                      revoke_grants: bool) -> sessions.EndedSessions:
+    """End every SSO session of ``account`` for an operator (``idp users
+    logout``): each portal of each session is told (single logout); with
+    ``revoke_grants`` the relying parties' tokens stop too. Audits
+    ``sessions.ended`` (not committed).
+    """
+    ended = sessions.end_all(rt, account, "operator_logout", revoke_grants=revoke_grants)
+    record("sessions.ended", account_id=account.id, actor=operator, reason="operator_logout",
+           sessions=ended.ended, grants_revoked=ended.grants_revoked)
+    return ended
+
+
 def reinstate(rt: Runtime, account: Account, operator: str) -> None:
     """Lift a suspension (not committed)."""
     account.status = "active"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -23,6 +22,7 @@ from flask import Flask, has_app_context
 from idp import unit_of_work
 from idp.audit.models import AuditEvent
 from idp.extensions import db
+from idp.process_thread import ProcessThread
 from idp.timeutil import utcnow
 
 log = logging.getLogger("idp.audit")
@@ -56,30 +56,18 @@ class AuditWriter:
         self._max_batch = max_batch
         self._interval = interval
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(max_queue)
-        self._lock = threading.Lock()
         #: Held while draining and writing, so batches land in queue order.
         self._writing = threading.Lock()
         #: A batch whose write failed, written again before anything else.
         self._retry: list[dict[str, Any]] = []
         self._arrived = threading.Event()
-        self._pid: int | None = None
+        self._thread = ProcessThread(self._run, "audit-writer")
         atexit.register(self.flush)
-
-    def _ensure_thread(self) -> None:
-        # Started lazily in the process that uses it: a thread started before
-        # a fork (a server that forks its workers) would not exist in the workers.
-        if self._pid == os.getpid():
-            return
-        with self._lock:
-            if self._pid == os.getpid():
-                return
-            self._pid = os.getpid()
-            threading.Thread(target=self._run, name="audit-writer", daemon=True).start()
 
     def submit(self, row: dict[str, Any]) -> None:
         """Queue one event (the columns of :class:`AuditEvent`)."""
         row.setdefault("created_at", utcnow())
-        self._ensure_thread()
+        self._thread.ensure_started()
         try:
             self._queue.put_nowait(row)
         except queue.Full:

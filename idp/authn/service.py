@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from flask import has_request_context, request
 from flask_babel import lazy_gettext as _l
 
 from connectors.registries import RegistryUnavailableError
@@ -85,11 +86,18 @@ def start_session(rt: Runtime, account: Account, amr: list[str], ip: str | None,
     settings = rt.settings["session"]
     sso = create_session(rt.store, account.id, amr, ttl or settings["sso_ttl"],
                          account.session_generation,
-                         idle_ttl=settings["public_idle_ttl"] if public else 0)
+                         idle_ttl=settings["public_idle_ttl" if public else "idle_ttl"],
+                         public=public, user_agent=_user_agent(), ip=ip)
     public_detail = {"public_computer": True} if public else {}
     record("login.success", account_id=account.id, ip=ip, sid=sso.sid, amr=amr,
            **public_detail, **detail)
     return sso
+
+
+def _user_agent() -> str:
+    """The browser's ``User-Agent``, for the account console's list of
+    sessions; empty outside a request (a CLI command, a test's service call)."""
+    return request.headers.get("User-Agent", "") if has_request_context() else ""
 
 
 def public_browser(rt: Runtime, previous: str | None, card_waiting: bool) -> bool:

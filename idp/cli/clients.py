@@ -17,7 +17,8 @@ from flask.cli import with_appcontext
 
 #: Fields ``clients update --clear`` can empty (RFC 7591 names, as ``show --json`` prints).
 CLEARABLE = ("redirect_uris", "post_logout_redirect_uris", "allowed_origins", "min_acr",
-             "sector_identifier_uri", "jwks", "department")
+             "sector_identifier_uri", "jwks", "department", "backchannel_logout_uri",
+             "frontchannel_logout_uri")
 
 
 @click.group()
@@ -80,6 +81,16 @@ def _registration_options(update: bool):
                      help="Code of the department whose legacy users the client serves: "
                           "their old login names work at its login, and it receives "
                           "legacy_ids under the scope legacy."),
+        click.option("--backchannel-logout-uri", default=None,
+                     help="https URL the provider POSTs a logout token to when a session "
+                          "the client took part in ends (Back-Channel Logout 1.0)."),
+        _flag("--backchannel-logout-session-required",
+              "Logout tokens (and ID tokens) must carry the session id, sid.", update),
+        click.option("--frontchannel-logout-uri", default=None,
+                     help="URL the provider's logout page loads in a hidden frame "
+                          "(Front-Channel Logout 1.0); on the host of a redirect URI."),
+        _flag("--frontchannel-logout-session-required",
+              "The front-channel logout URL gets iss and sid in its query.", update),
     ]
     if update:
         options.append(click.option(
@@ -128,7 +139,13 @@ def _given_fields(options: dict[str, Any]) -> dict[str, Any]:
                          ("sector_identifier_uri", "sector_identifier_uri"),
                          ("min_acr", "min_acr"), ("trusted", "trusted"),
                          ("strict_auth_method", "strict_auth_method"), ("kiosk", "kiosk"),
-                         ("resource_server", "resource_server"), ("department", "department")):
+                         ("resource_server", "resource_server"), ("department", "department"),
+                         ("backchannel_logout_uri", "backchannel_logout_uri"),
+                         ("backchannel_logout_session_required",
+                          "backchannel_logout_session_required"),
+                         ("frontchannel_logout_uri", "frontchannel_logout_uri"),
+                         ("frontchannel_logout_session_required",
+                          "frontchannel_logout_session_required")):
         if options[option] is not None:
             given[name] = options[option]
     if options["jwks_file"]:
@@ -151,6 +168,11 @@ def _client_summary(client) -> dict:
             "sector_identifier": client.sector_identifier, "min_acr": client.min_acr,
             "kiosk": client.kiosk, "strict_auth_method": client.strict_auth_method,
             "resource_server": client.resource_server, "department": client.department,
+            "backchannel_logout_uri": client.backchannel_logout_uri,
+            "backchannel_logout_session_required": client.backchannel_logout_session_required,
+            "frontchannel_logout_uri": client.frontchannel_logout_uri,
+            "frontchannel_logout_session_required":
+                client.frontchannel_logout_session_required,
             "allowed_origins": list(client.allowed_origins or [])}
 
 
@@ -274,8 +296,13 @@ def clients_update(client_id: str, as_json: bool, cleared: tuple[str, ...],
     both = sorted(set(cleared) & set(given))
     if both:
         raise click.UsageError(f"--clear {both[0]} and a new value for it: give one")
-    scalars = ("min_acr", "sector_identifier_uri", "jwks", "department")
+    scalars = ("min_acr", "sector_identifier_uri", "jwks", "department",
+               "backchannel_logout_uri", "frontchannel_logout_uri")
     given.update({name: None if name in scalars else () for name in cleared})
+    for uri in ("backchannel_logout_uri", "frontchannel_logout_uri"):
+        flag = uri.replace("_uri", "_session_required")
+        if uri in cleared and flag not in given:
+            given[flag] = False
     if given.get("token_endpoint_auth_method", "private_key_jwt") != "private_key_jwt":
         given.setdefault("jwks", None)
     current = registered_metadata(_registered(client_id))

@@ -108,6 +108,7 @@ def _ensure_client(rt, client_id: str, name: str, base_url: str, secret: str | N
     from idp.security import constant_time_equals, keyed_hash
 
     redirect_uris, logout_uris = [base_url + "/callback"], [base_url + "/"]
+    backchannel = base_url + "/backchannel-logout"
     row = find_client(client_id)
     if row is not None:
         # Only a hash is stored, so a secret lost from demo.json cannot be
@@ -120,13 +121,17 @@ def _ensure_client(rt, client_id: str, name: str, base_url: str, secret: str | N
             and row.token_endpoint_auth_method == "client_secret_basic"
             and list(row.redirect_uris or []) == redirect_uris
             and list(row.post_logout_redirect_uris or []) == logout_uris
+            and row.backchannel_logout_uri == backchannel
+            and row.backchannel_logout_session_required
         )
         if matches:
             return secret
         remove_client(rt, client_id, "demo")
     client, new_secret = create_client(rt, ClientMetadata(
         client_name=name, redirect_uris=redirect_uris, post_logout_redirect_uris=logout_uris,
-        trusted=True, id_token_signed_response_alg="ES256", client_id=client_id), actor="demo")
+        trusted=True, id_token_signed_response_alg="ES256", client_id=client_id,
+        backchannel_logout_uri=backchannel, backchannel_logout_session_required=True),
+        actor="demo")
     db.session.commit()
     rt.keys.ensure((client.id_token_signed_response_alg,))
     assert new_secret is not None

@@ -25,7 +25,11 @@ def create_command_app() -> Flask:
     from idp.extensions import db
 
     try:
-        app = create_app()
+        # No single-logout thread in a short command: it would die with the
+        # command, holding what it claimed until its lease ends. A command
+        # that ends sessions makes one delivery attempt itself, and the
+        # servers' workers retry what fails.
+        app = create_app({"logout": {"worker": False}})
     except ConfigError as exc:
         raise click.ClickException(f"configuration: {exc}") from None
     except OperationalError as exc:

@@ -78,6 +78,11 @@ class ClientInfo(ClientMixin):
     resource_server: bool = False
     #: The department whose legacy users the client serves, or None.
     department: str | None = None
+    #: OpenID Connect Back-Channel and Front-Channel Logout 1.0.
+    backchannel_logout_uri: str | None = None
+    backchannel_logout_session_required: bool = False
+    frontchannel_logout_uri: str | None = None
+    frontchannel_logout_session_required: bool = False
     #: The secret before the last rotation, accepted until
     #: ``previous_secret_expires_at`` (Unix seconds).
     previous_secret_hash: str | None = field(default=None, repr=False)
@@ -197,7 +202,10 @@ def _to_info(row: Client, hmac_key: bytes) -> ClientInfo:
         subject_type=row.subject_type, sector_identifier=row.sector_identifier,
         min_acr=row.min_acr, kiosk=row.kiosk, strict_auth_method=row.strict_auth_method,
         allowed_origins=tuple(row.allowed_origins or ()), resource_server=row.resource_server,
-        department=row.department,
+        department=row.department, backchannel_logout_uri=row.backchannel_logout_uri,
+        backchannel_logout_session_required=row.backchannel_logout_session_required,
+        frontchannel_logout_uri=row.frontchannel_logout_uri,
+        frontchannel_logout_session_required=row.frontchannel_logout_session_required,
         previous_secret_hash=row.previous_secret_hash if expires else None,
         previous_secret_expires_at=float(to_epoch(expires)) if expires else None,
         created_at=to_epoch(row.created_at),

@@ -91,6 +91,16 @@ class ClientMetadata:
         client serves: its users' legacy login names work at its login
         (aliases), and it receives ``legacy_ids`` under the ``legacy``
         scope, which it has by default.
+    :ivar backchannel_logout_uri: where the provider POSTs a logout token
+        when a session the client took part in ends (OpenID Connect
+        Back-Channel Logout 1.0 §2.2).
+    :ivar backchannel_logout_session_required: the client needs the ``sid``
+        in logout tokens (and ID tokens).
+    :ivar frontchannel_logout_uri: the page the provider's logout page loads
+        in a hidden frame (OpenID Connect Front-Channel Logout 1.0 §2); its
+        scheme, host and port are those of a redirect URI.
+    :ivar frontchannel_logout_session_required: that page needs ``iss`` and
+        ``sid`` in its query.
     """
 
     client_name: str
@@ -111,6 +121,10 @@ class ClientMetadata:
     allowed_origins: Sequence[str] = ()
     resource_server: bool = False
     department: str | None = None
+    backchannel_logout_uri: str | None = None
+    backchannel_logout_session_required: bool = False
+    frontchannel_logout_uri: str | None = None
+    frontchannel_logout_session_required: bool = False
 
     def __post_init__(self) -> None:
         for name in ("redirect_uris", "post_logout_redirect_uris", "grant_types",
@@ -216,12 +230,48 @@ def checked(metadata: ClientMetadata, acr_values: Sequence[str]) -> ClientMetada
     if "legacy" in scopes and department is None:
         raise ClientError("the scope legacy releases a department's legacy user ids: it "
                           "needs the client's department (--department CODE)")
+    backchannel = _logout_uri(metadata.backchannel_logout_uri, "back-channel logout URI")
+    frontchannel = _logout_uri(metadata.frontchannel_logout_uri, "front-channel logout URI")
+    if frontchannel is not None and _origin(frontchannel) not in {_origin(u) for u in uris}:
+        raise ClientError(f"front-channel logout URI {frontchannel!r} must have the scheme, "
+                          "host and port of a redirect URI (Front-Channel Logout 1.0 §2)")
+    if metadata.backchannel_logout_session_required and backchannel is None:
+        raise ClientError("the back-channel logout session flag needs a back-channel logout "
+                          "URI")
+    if metadata.frontchannel_logout_session_required and frontchannel is None:
+        raise ClientError("the front-channel logout session flag needs a front-channel "
+                          "logout URI")
     return replace(metadata, client_name=name, grant_types=grant_types, redirect_uris=uris,
                    sector_identifier_uri=(metadata.sector_identifier_uri or None
                                           if metadata.subject_type == "pairwise" else None),
                    allowed_origins=origins,
                    post_logout_redirect_uris=logout_uris, scope=" ".join(scopes),
-                   department=department)
+                   department=department, backchannel_logout_uri=backchannel,
+                   frontchannel_logout_uri=frontchannel)
+
+
+def _logout_uri(uri: str | None, kind: str) -> str | None:
+    """A logout URI (Back-Channel Logout 1.0 §2.2, Front-Channel Logout 1.0
+    §2): an absolute https URL (http for loopback hosts) without a
+    fragment; None for none."""
+    if not uri:
+        return None
+    parts = urlsplit(uri)
+    if parts.scheme not in ("https", "http"):
+        raise ClientError(f"{kind} {uri!r} must be an absolute https URL")
+    if _origin(uri)[2] is None:
+        raise ClientError(f"{kind} {uri!r} has an invalid port")
+    return _check_uri(uri, kind)
+
+
+def _origin(uri: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of ``uri``; the port None when it is not a valid one."""
+    parts = urlsplit(uri)
+    try:
+        port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    except ValueError:
+        port = None
+    return parts.scheme, (parts.hostname or "").lower(), port
 
 
 def sector_of(metadata: ClientMetadata,

@@ -68,6 +68,12 @@ class Client(db.Model):
     #: The department whose legacy users the client serves
     #: (idp.clients.metadata.ClientMetadata.department), or null.
     department: Mapped[str | None] = mapped_column(String(32))
+    #: OpenID Connect Back-Channel and Front-Channel Logout 1.0
+    #: (idp.clients.metadata.ClientMetadata).
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2000))
+    backchannel_logout_session_required: Mapped[bool] = mapped_column(default=False)
+    frontchannel_logout_uri: Mapped[str | None] = mapped_column(String(2000))
+    frontchannel_logout_session_required: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -51,7 +51,11 @@ def registered_metadata(row: Client) -> ClientMetadata:
         sector_identifier_uri=row.sector_identifier_uri, client_id=row.client_id,
         trusted=row.trusted, min_acr=row.min_acr, kiosk=row.kiosk,
         strict_auth_method=row.strict_auth_method, allowed_origins=row.allowed_origins or (),
-        resource_server=row.resource_server, department=row.department)
+        resource_server=row.resource_server, department=row.department,
+        backchannel_logout_uri=row.backchannel_logout_uri,
+        backchannel_logout_session_required=row.backchannel_logout_session_required,
+        frontchannel_logout_uri=row.frontchannel_logout_uri,
+        frontchannel_logout_session_required=row.frontchannel_logout_session_required)
 
 
 def _new_secret(rt: Runtime) -> tuple[str, str]:
@@ -234,6 +238,10 @@ def _apply(row: Client, valid: ClientMetadata, sector: str | None) -> None:
     row.strict_auth_method = valid.strict_auth_method
     row.resource_server = valid.resource_server
     row.department = valid.department
+    row.backchannel_logout_uri = valid.backchannel_logout_uri
+    row.backchannel_logout_session_required = valid.backchannel_logout_session_required
+    row.frontchannel_logout_uri = valid.frontchannel_logout_uri
+    row.frontchannel_logout_session_required = valid.frontchannel_logout_session_required
     row.allowed_origins = list(valid.allowed_origins)
 
 

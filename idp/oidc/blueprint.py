@@ -16,6 +16,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 
+from idp import single_logout
 from idp.extensions import csrf
 from idp.i18n import remember_ui_locales
 from idp.oidc import client_auth, interaction, logout, resources
@@ -30,6 +31,7 @@ from idp.sessions import load_session
 from idp.timeutil import utcnow
 from idp.web import (
     allow_form_target,
+    allow_frames,
     browser_id,
     clear_sso_cookie,
     client_ip,
@@ -371,9 +373,19 @@ def end_session_endpoint():
         allow_form_target(checked.target)
         return render_template("logout_confirm.html", params=params,
                                client_name=checked.client.name if checked.client else None)
+    frames: list[str] = []
     if sso is not None:
+        frames = single_logout.frontchannel_uris(rt, sso)
         logout.end(rt, sso, checked.client_id, client_ip())
-    response = redirect(checked.target) if checked.target else Response(render_template(
-        "logged_out.html", client=checked.client))
+    if frames:
+        # Front-Channel Logout 1.0 §2: the relying parties' pages load in
+        # hidden frames here, then the browser goes on to the target.
+        allow_frames(frames)
+        response = Response(render_template("logged_out.html", client=checked.client,
+                                            frames=frames, target=checked.target))
+    elif checked.target:
+        response = redirect(checked.target)
+    else:
+        response = Response(render_template("logged_out.html", client=checked.client))
     clear_sso_cookie(rt, response)
     return response

@@ -55,8 +55,11 @@ def provider_metadata(settings: Mapping[str, Any]) -> dict[str, Any]:
         "evidence_supported": list(EVIDENCE_TYPES),
         "documents_supported": list(DOCUMENT_TYPES),
         "claims_in_verified_claims_supported": list(CLAIMS_IN_VERIFIED_CLAIMS),
-        "backchannel_logout_supported": False,
-        "frontchannel_logout_supported": False,
+        # OpenID Connect Back-Channel Logout 1.0 §2.1, Front-Channel Logout 1.0 §3.
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        "frontchannel_logout_supported": True,
+        "frontchannel_logout_session_supported": True,
     }
 
 

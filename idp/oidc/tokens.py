@@ -178,6 +178,34 @@ def issue_id_token(
     return _sign(rt, alg, claims, None)
 
 
+#: The ``events`` member of a logout token (Back-Channel Logout 1.0 §2.4).
+BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
+
+
+def issue_logout_token(rt: Runtime, *, client_id: str, alg: str, subject: str | None,
+                       sid: str | None) -> str:
+    """Sign a logout token (OpenID Connect Back-Channel Logout 1.0 §2.4):
+    ``typ`` ``logout+jwt`` (§2.4, RFC 8725 §3.11), signed like the client's
+    ID tokens, with ``iss``, ``aud``, ``iat``, ``exp``, ``jti``, ``events``
+    and ``sub`` and/or ``sid``; never a ``nonce`` (§2.4, so that it can
+    never pass for an ID token). It lives ``tokens.logout_token_ttl``
+    seconds (two minutes by default), the window §2.6 lets a relying party
+    keep ``jti`` values for.
+
+    :raises ValueError: neither ``subject`` nor ``sid`` (§2.4 needs one).
+    """
+    if subject is None and sid is None:
+        raise ValueError("a logout token names a subject, a session or both")
+    now = epoch()
+    claims: dict[str, Any] = {
+        "iss": rt.issuer, "aud": client_id, "iat": now,
+        "exp": now + rt.settings["tokens"]["logout_token_ttl"], "jti": random_token(16),
+        "events": {BACKCHANNEL_LOGOUT_EVENT: {}},
+    }
+    _add_present(claims, sub=subject, sid=sid)
+    return _sign(rt, alg, claims, "logout+jwt")
+
+
 class VerifiedTokens:
     """JWTs whose signature this process verified, with the key set that
     verified them: a token presented again (a portal calls userinfo with

@@ -27,9 +27,11 @@ from flask_babel import gettext as _
 from wtforms import Field
 
 from connectors.identifiers import mask_card_number, mask_phone, mask_resident_id
+from idp import sessions, single_logout
 from idp.accounts import emails, entities, verification
 from idp.accounts import service as accounts
 from idp.accounts.identifiers import IdentifierError
+from idp.audit.service import record
 from idp.authn import otp, throttle, totp
 from idp.authn import service as authn
 from idp.authn.forms import require_min_length
@@ -48,6 +50,8 @@ from idp.oidc.scopes import SCOPE_DESCRIPTIONS
 from idp.portal.forms import (
     ConfirmEmailForm,
     EmailForm,
+    EndAllSessionsForm,
+    EndSessionForm,
     EntityForm,
     IdentityForm,
     LinkCardForm,
@@ -58,10 +62,13 @@ from idp.portal.forms import (
     TotpSetupForm,
     WithdrawConsentForm,
 )
+from idp.portal.session_list import describe
 from idp.runtime import current_runtime
 from idp.sms_budget import SmsBudgetExhaustedError
 from idp.timeutil import from_epoch
 from idp.web import (
+    allow_frames,
+    clear_sso_cookie,
     client_ip,
     current_sso,
     device_cookie,
@@ -672,3 +679,78 @@ def withdraw_app():
         flash(_("Consent withdrawn: %(name)s can no longer use your account, and asks you "
                 "again the next time you sign in there.", name=name), "notice")
     return redirect(url_for("portal.apps"), 303)
+
+
+def _live_sessions(rt, account) -> list[sessions.SsoSession]:
+    """The account's sessions of its current generation (an older one is
+    ended already, whatever the store still holds)."""
+    return [s for s in sessions.list_sessions(rt.store, account.id)
+            if s.generation == (account.session_generation or 0)]
+
+
+@bp.get("/sessions")
+def sessions_page():
+    """Where the account is logged in: each live session (browser, network,
+    start, last use, portals), with "log out" for each and for all."""
+    rt, sso, account, login = _signed_in()
+    if login:
+        return login
+    listed = [describe(rt, s, sso.sid) for s in _live_sessions(rt, account)]
+    return render_template("sessions.html", listed=listed, form=EndSessionForm(),
+                           all_form=EndAllSessionsForm())
+
+
+def _signed_out_page(rt, frames: list[str]) -> Response:
+    """The page after this browser's own session ended here: its portals'
+    front-channel logout pages load in hidden frames (Front-Channel Logout
+    1.0 §2), and the cookie goes."""
+    allow_frames(frames)
+    page = Response(render_template("logged_out.html", client=None, frames=frames,
+                                    target=None))
+    clear_sso_cookie(rt, page)
+    return page
+
+
+@bp.post("/sessions/end")
+def end_session():
+    """Log out one session of the account: its portals are told (single
+    logout); the account's other sessions go on."""
+    rt, sso, account, login = _signed_in()
+    if login:
+        return redirect(url_for("authn.login", next=url_for("portal.sessions_page")))
+    form = EndSessionForm()
+    if not form.validate_on_submit():
+        return render_template("error.html", error="invalid_request",
+                               description=_("The form was incomplete. Go back and try "
+                                             "again.")), 400
+    target = next((s for s in _live_sessions(rt, account) if s.sid == form.sid.data), None)
+    if target is None:
+        flash(_("That session has ended already."), "notice")
+        return redirect(url_for("portal.sessions_page"), 303)
+    current = target.sid == sso.sid
+    frames = single_logout.frontchannel_uris(rt, target) if current else []
+    sessions.end(rt, target, "ended_by_user", revoke_grants=False, ip=client_ip())
+    record("session.ended", account_id=account.id, ip=client_ip(), sid=target.sid,
+           reason="ended_by_user", current=current)
+    if current:
+        return _signed_out_page(rt, frames)
+    flash(_("That session is logged out."), "notice")
+    return redirect(url_for("portal.sessions_page"), 303)
+
+
+@bp.post("/sessions/end-all")
+def end_all_sessions():
+    """Log out everywhere: every session of the account, this one too, and
+    the portals' tokens (a lost phone, a shared computer left signed in)."""
+    rt, sso, account, login = _signed_in()
+    if login:
+        return redirect(url_for("authn.login", next=url_for("portal.sessions_page")))
+    if not EndAllSessionsForm().validate_on_submit():
+        return render_template("error.html", error="invalid_request",
+                               description=_("The form was incomplete. Go back and try "
+                                             "again.")), 400
+    frames = single_logout.frontchannel_uris(rt, sso)
+    ended = sessions.end_all(rt, account, "ended_by_user", revoke_grants=True, ip=client_ip())
+    record("sessions.ended", account_id=account.id, ip=client_ip(), reason="ended_by_user",
+           sessions=ended.ended, grants_revoked=ended.grants_revoked)
+    return _signed_out_page(rt, frames)

@@ -120,3 +120,13 @@ class WithdrawConsentForm(Form):
     """Withdraw the consent given to one relying party."""
 
     client_id = HiddenField(validators=[DataRequired(), Length(max=64)])
+
+
+class EndSessionForm(Form):
+    """Log out one of the account's sessions (``sid``: its public id)."""
+
+    sid = HiddenField(validators=[DataRequired(), Length(max=64)])
+
+
+class EndAllSessionsForm(Form):
+    """Log out every session of the account (CSRF only)."""

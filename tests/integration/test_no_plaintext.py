@@ -212,7 +212,13 @@ def _redis_text(provider) -> str:
     client = redis.Redis.from_url(settings["redis_url"])
     out = []
     for key in client.scan_iter(settings["store_prefix"] + "*"):
-        out.append(f"{key!r} {client.get(key)!r}")
+        # Maps (an account's sessions, a queue's items) are hashes, queues
+        # sorted sets: each is read whole.
+        kind = client.type(key)
+        value = (client.hgetall(key) if kind == b"hash"
+                 else client.zrange(key, 0, -1, withscores=True) if kind == b"zset"
+                 else client.get(key))
+        out.append(f"{key!r} {value!r}")
     client.close()
     return "\n".join(out)
 

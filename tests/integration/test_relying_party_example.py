@@ -4,6 +4,7 @@ one cookie jar shared by all hosts as in a real browser."""
 
 from __future__ import annotations
 
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import requests
@@ -70,6 +71,14 @@ def test_single_sign_on_and_single_logout(provider, relying_parties):
     assert "You have logged out" in back.text and LOGIN_BUTTON in back.text
     assert "idp_sso" not in {cookie.name for cookie in browser.cookies}
 
+    # Back-channel logout: the provider told site 2, whose own session ends
+    # at its next request.
+    deadline = time.monotonic() + 15
+    while sub in browser.get(f"{second.url}/").text:
+        assert time.monotonic() < deadline, "site 2 was never told of the logout"
+        time.sleep(0.2)
+    assert LOGIN_BUTTON in browser.get(f"{second.url}/").text
+
     # The SSO session is gone: site 2 must ask for the password again.
     page = browser.get(f"{second.url}/login")
     assert _is_provider_login(provider, page)
@@ -77,6 +86,30 @@ def test_single_sign_on_and_single_logout(provider, relying_parties):
                         data={**hidden_inputs(page.text), "username": username,
                               "password": password})
     assert home.url == f"{second.url}/" and sub in home.text
+
+
+def test_the_site_refuses_a_forged_or_replayed_logout_token(provider, relying_parties):
+    from idp.oidc.tokens import issue_logout_token
+
+    first, _ = relying_parties
+    url = f"{first.url}/backchannel-logout"
+    with provider.app.app_context():
+        rt = provider.runtime
+        good = issue_logout_token(rt, client_id=first.client_id, alg="ES256", subject="s",
+                                  sid="sid-1")
+        other = issue_logout_token(rt, client_id="another-client", alg="ES256", subject="s",
+                                   sid="sid-1")
+        no_sid = issue_logout_token(rt, client_id=first.client_id, alg="ES256", subject="s",
+                                    sid=None)
+    answer = requests.post(url, data={"logout_token": good})
+    assert answer.status_code == 200 and answer.headers["Cache-Control"] == "no-store"
+    replay = requests.post(url, data={"logout_token": good})
+    assert replay.status_code == 400 and "replayed" in replay.json()["error_description"]
+    assert requests.post(url, data={"logout_token": other}).status_code == 400
+    assert requests.post(url, data={"logout_token": no_sid}).status_code == 400
+    tampered = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
+    assert requests.post(url, data={"logout_token": tampered}).status_code == 400
+    assert requests.post(url, data={}).status_code == 400
 
 
 def test_logout_requires_post(provider, relying_parties):

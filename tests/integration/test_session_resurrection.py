@@ -24,7 +24,7 @@ def test_a_logout_during_an_sso_hop_stays_a_logout(provider, monkeypatch):
     cookie_name = provider.runtime.settings["session"]["cookie_name"]
     handle = browser.session.cookies.get(cookie_name)
 
-    reached, release = hold(monkeypatch, flow, "add_client")
+    reached, release = hold(monkeypatch, flow, "add_relying_party")
     hop = threading.Thread(target=lambda: browser.go(browser.authorize_url(second,
                                                                            scope="openid")))
     hop.start()

@@ -18,8 +18,10 @@ def idp(tmp_path_factory, database_url) -> Iterator[ProviderHandle]:
     from idp import create_app
     from tests.conftest import make_settings
 
+    # No single-logout thread: the tests work the queues themselves.
     app = each_app_context_is_a_unit(
-        create_app(make_settings(tmp_path_factory.mktemp("idp-services"), database_url, 9)))
+        create_app(make_settings(tmp_path_factory.mktemp("idp-services"), database_url, 9,
+                                 logout={"worker": False})))
     yield ProviderHandle(app=app, server=None, url=app.extensions["idp"].issuer)
     close_app(app)
 

@@ -155,7 +155,7 @@ def test_a_full_queue_never_makes_a_writing_caller_wait_for_itself(idp, rt, monk
     from idp.extensions import db
 
     writer = AuditWriter(idp.app, max_queue=1, interval=30)
-    monkeypatch.setattr(writer, "_ensure_thread", lambda: None)  # the queue stays full
+    monkeypatch.setattr(writer._thread, "ensure_started", lambda: None)  # the queue stays full
     tag = "full-queue-test"
     writer.submit({"event": tag, "outcome": "success", "detail": {"n": 0}})
     db.session.execute(AuditEvent.__table__.insert(),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from idp import sessions
+from idp import single_logout
 from idp.audit.models import AuditEvent
 from idp.authorizations.models import Grant
 from idp.authorizations.service import create_grant
@@ -87,8 +87,8 @@ def test_needs_confirmation_unless_the_hint_names_the_session(idp, rt, client, a
 
 def test_end_ends_the_session_keeps_grants_and_audits(rt, client, account, monkeypatch):
     notified: list[tuple] = []
-    monkeypatch.setattr(sessions, "_notify_relying_parties",
-                        lambda rt, account_id, reason, **kw: notified.append((reason, kw)))
+    monkeypatch.setattr(single_logout, "announce",
+                        lambda rt, session, reason: notified.append((reason, session.sid)))
     sso = create_session(rt.store, account.id, ["pwd"], 600, account.session_generation)
     grant = create_grant(rt, account_id=account.id, client_id=client.client_id,
                          scope="openid", claims=None, sid=sso.sid, auth_time=0, acr=None,
@@ -96,7 +96,7 @@ def test_end_ends_the_session_keeps_grants_and_audits(rt, client, account, monke
     logout.end(rt, sso, client.client_id, "192.0.2.7")
     assert load_session(rt.store, sso.handle) is None
     assert db.session.get(Grant, grant.id).revoked_at is None
-    assert notified == [("logout", {"ended": sso})]
+    assert notified == [("logout", sso.sid)]
     event = db.session.scalars(select(AuditEvent).where(
         AuditEvent.account_id == account.id, AuditEvent.event == "logout")).one()
     assert (event.client_id, event.ip, event.detail) == (client.client_id, "192.0.2.7",

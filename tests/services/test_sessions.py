@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from idp import sessions
+from idp import sessions, single_logout
 from idp.audit.models import AuditEvent
 from idp.authorizations.models import Grant
 from idp.authorizations.service import create_grant
@@ -22,11 +22,10 @@ def client_id(client):
 
 @pytest.fixture
 def notified(monkeypatch) -> list[dict]:
-    """Calls of the single-logout hook."""
-    calls: list[dict] = []
-    monkeypatch.setattr(sessions, "_notify_relying_parties",
-                        lambda rt, account_id, reason, **kw: calls.append(
-                            {"account_id": account_id, "reason": reason, **kw}))
+    """Calls of the single-logout hook: (sid, reason) of each ended session."""
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(single_logout, "announce",
+                        lambda rt, session, reason: calls.append((session.sid, reason)))
     return calls
 
 
@@ -73,7 +72,10 @@ def test_end_ends_one_session_and_keeps_grants(rt, account, client_id, notified)
     assert sessions.resolve(rt, ended.handle) == (None, None)
     assert sessions.resolve(rt, other.handle)[0].sid == other.sid
     assert live(*grants) == set(grants) and revocations(account) == {}
-    assert notified == [{"account_id": account.id, "reason": "logout", "ended": ended}]
+    assert notified == [(ended.sid, "logout")]
+    # Ending it again tells no one twice.
+    sessions.end(rt, ended, "logout", revoke_grants=False)
+    assert notified == [(ended.sid, "logout")]
 
 
 def test_end_may_revoke_the_grants_of_that_session_only(rt, account, client_id):
@@ -92,14 +94,15 @@ def test_end_all_ends_every_session_through_the_generation(rt, account, client_i
     generation = account.session_generation
     ended = sessions.end_all(rt, account, "phone_changed", revoke_grants=False)
     db.session.commit()
-    assert ended == sessions.EndedSessions(grants_revoked=0, kept=None)
+    assert ended == sessions.EndedSessions(grants_revoked=0, kept=None, ended=2)
     assert account.session_generation == generation + 1
-    # The store cannot list them: each counts as none when next resolved.
     for sso in (first, second):
-        assert load_session(rt.store, sso.handle) is not None
+        assert load_session(rt.store, sso.handle) is None
         assert sessions.resolve(rt, sso.handle) == (None, None)
     assert live(kept) == {kept}
-    assert notified == [{"account_id": account.id, "reason": "phone_changed", "kept": None}]
+    assert sorted(notified) == sorted([(first.sid, "phone_changed"),
+                                       (second.sid, "phone_changed")])
+    assert sessions.list_sessions(rt.store, account.id) == []
     # A session started in the new generation lives.
     assert sessions.resolve(rt, start(rt, account).handle)[1].id == account.id
 
@@ -131,8 +134,19 @@ def test_end_all_may_keep_one_session_and_its_grants(rt, account, client_id, not
     assert sessions.resolve(rt, renewed.handle)[1].id == account.id
     assert sessions.resolve(rt, keep.handle) == (None, None)
     assert sessions.resolve(rt, other.handle) == (None, None)
-    assert notified == [{"account_id": account.id, "reason": "password_changed",
-                         "kept": renewed}]
+    assert notified == [(other.sid, "password_changed")]
+    assert [s.sid for s in sessions.list_sessions(rt.store, account.id)] == [keep.sid]
+
+
+def test_a_session_the_list_missed_still_ends_through_the_generation(rt, account, notified):
+    old = start(rt, account)
+    # As a session started before the account's list existed.
+    rt.store.map_delete(f"sso_account:{account.id}", old.sid)
+    sessions.end_all(rt, account, "account_suspended", revoke_grants=False)
+    db.session.commit()
+    assert load_session(rt.store, old.handle) is not None
+    assert sessions.resolve(rt, old.handle) == (None, None)
+    assert notified == []
 
 
 def test_renew_moves_the_session_to_a_new_handle(rt, account):

@@ -203,7 +203,7 @@ def test_a_test_reading_the_audit_table_sees_events_still_queued(rt, account, mo
     (tests.helpers.audit_reads_wait_for_the_writer): with the writer's
     thread held back, the event is still only in the queue when the test
     reads, and the read finds it all the same."""
-    monkeypatch.setattr(rt.audit, "_ensure_thread", lambda: None)
+    monkeypatch.setattr(rt.audit._thread, "ensure_started", lambda: None)
     record_deferred(rt.audit, "test.queued", "failure", account_id=account.id)
     assert db.session.scalars(select(AuditEvent.event).where(
         AuditEvent.account_id == account.id, AuditEvent.event == "test.queued")).all() \

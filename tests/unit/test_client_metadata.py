@@ -66,6 +66,14 @@ def test_public_subjects_keep_no_sector_identifier_uri():
     ({"allowed_origins": ["https://a.test/"]}, "must have no path"),
     ({"post_logout_redirect_uris": ["http://a.test/"]}, "plain http is allowed only"),
     ({"scope": "openid admin"}, "scope 'admin' is not supported"),
+    ({"backchannel_logout_uri": "com.example.app:/logout"}, "must be an absolute https URL"),
+    ({"backchannel_logout_uri": "http://a.test/logout"}, "plain http is allowed only"),
+    ({"backchannel_logout_uri": "https://a.test/logout#x"}, "must not contain a fragment"),
+    ({"backchannel_logout_uri": "https://a.test:x/logout"}, "has an invalid port"),
+    ({"frontchannel_logout_uri": "https://b.test/logout"}, "of a redirect URI"),
+    ({"frontchannel_logout_uri": "https://a.test:8443/logout"}, "of a redirect URI"),
+    ({"backchannel_logout_session_required": True}, "needs a back-channel logout URI"),
+    ({"frontchannel_logout_session_required": True}, "needs a front-channel logout URI"),
 ])
 def test_every_rule_has_its_message(fields, message):
     metadata = ClientMetadata(**{"client_name": "C", "redirect_uris": ["https://a.test/cb"],
@@ -73,6 +81,21 @@ def test_every_rule_has_its_message(fields, message):
     with pytest.raises(ClientError) as refused:
         validate(metadata, acr_values=LEVELS, fetch=lambda uri: [])
     assert message in str(refused.value)
+
+
+def test_logout_uris_are_kept_as_registered():
+    valid = validate(ClientMetadata(
+        "C", ["https://a.test/cb", "http://127.0.0.1:8080/cb"],
+        backchannel_logout_uri="http://127.0.0.1:9000/backchannel?x=1",
+        backchannel_logout_session_required=True,
+        frontchannel_logout_uri="https://a.test:443/frontchannel",
+        frontchannel_logout_session_required=True, subject_type="public"),
+        acr_values=LEVELS)
+    assert valid.backchannel_logout_uri == "http://127.0.0.1:9000/backchannel?x=1"
+    assert valid.frontchannel_logout_uri == "https://a.test:443/frontchannel"
+    assert valid.backchannel_logout_session_required
+    assert validate(ClientMetadata("C", ["https://a.test/cb"], backchannel_logout_uri="",
+                                   subject_type="public")).backchannel_logout_uri is None
 
 
 def test_the_sector_document_is_fetched_last():

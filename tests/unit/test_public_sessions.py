@@ -47,9 +47,15 @@ class CountingStore:
     def get(self, key):
         return self.store.get(key)
 
+    def map_put(self, key, field, value, ttl):
+        self.store.map_put(key, field, value, ttl)
+
+    def queue_push(self, queue, item, value, delay, ttl):
+        self.store.queue_push(queue, item, value, delay, ttl)
+
 
 def test_public_session_ends_after_the_idle_limit(clock, store):
-    session = create_session(store, 7, ["pwd"], 28800, idle_ttl=900)
+    session = create_session(store, 7, ["pwd"], 28800, idle_ttl=900, public=True)
     assert session.public and session.ends_at() == clock.now + 900
     clock.now += 899
     assert load_session(store, session.handle) is not None
@@ -59,7 +65,7 @@ def test_public_session_ends_after_the_idle_limit(clock, store):
 
 def test_use_restarts_the_idle_clock_at_most_once_per_tenth(clock, store):
     counting = CountingStore(store)
-    session = create_session(counting, 7, ["pwd"], 28800, idle_ttl=900)
+    session = create_session(counting, 7, ["pwd"], 28800, idle_ttl=900, public=True)
     start, writes = clock.now, counting.puts
     clock.now += 89
     touch_session(counting, load_session(counting, session.handle))
@@ -94,7 +100,7 @@ def test_other_sessions_have_no_idle_limit(clock, store):
 
 
 def test_a_step_up_does_not_extend_an_idle_session(clock, store):
-    session = create_session(store, 7, ["pwd"], 28800, idle_ttl=900)
+    session = create_session(store, 7, ["pwd"], 28800, idle_ttl=900, public=True)
     clock.now += 800
     session.amr = ["pwd", "sms", "mfa"]
     save_session(store, session)

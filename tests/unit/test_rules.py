@@ -15,7 +15,7 @@ from idp.config import ConfigError, load_settings
 from idp.oidc.claims import ClaimsRequestError, parse_claims_request, select_claims
 from idp.oidc.tokens import half_hash
 from idp.security import DecryptionError, decrypt, encrypt, keyed_hash
-from idp.sessions import add_client, create_session, load_session
+from idp.sessions import add_relying_party, create_session, load_session
 from idp.store.embedded import EmbeddedStore
 
 
@@ -154,8 +154,9 @@ def test_sessions(store):
     assert loaded.account_id == 7 and loaded.amr == ["pwd"] and loaded.sid == session.sid
     # The public sid is not the cookie: it opens nothing.
     assert session.sid != session.handle and load_session(store, session.sid) is None
-    add_client(store, loaded, "c1")
-    assert load_session(store, session.handle).clients == ["c1"]
+    add_relying_party(store, loaded, "c1")
+    add_relying_party(store, loaded, "c1")
+    assert load_session(store, session.handle).client_ids == ["c1"]
     assert load_session(store, None) is None and load_session(store, "x" * 100) is None
 
 

@@ -35,7 +35,7 @@ from idp.oidc.flows.user_tokens import issue_user_tokens, wants_refresh
 from idp.oidc.responses import response_mode_response
 from idp.runtime import Runtime, current_runtime
 from idp.security import keyed_hash, random_token
-from idp.sessions import SsoSession, add_client
+from idp.sessions import SsoSession, add_relying_party
 from idp.store import StoreError
 from idp.timeutil import utcnow
 from idp.unit_of_work import after_commit, unit
@@ -188,7 +188,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         # harmless), the code last: a store fault before it leaves no code
         # and no audit event, so a caller may answer the request again
         # (idp.oidc.hop) without a second code and event.
-        add_client(rt.store, session, client_id)
+        add_relying_party(rt.store, session, client_id)
         tokens = rt.settings["tokens"]
         key = _code_key(rt, client_id, code)
         # vars(), not asdict(): the store serialises the record at once, so

@@ -1,0 +1,162 @@
+"""Single logout below HTTP (idp.single_logout): what an ended session
+queues for its relying parties, how the worker settles each delivery, and
+sessions ended at their idle limit by the worker."""
+
+from __future__ import annotations
+
+import time
+
+import jwt as pyjwt
+import pytest
+
+from idp import sessions, single_logout
+from idp.sessions import add_relying_party, create_session
+from idp.single_logout import QUEUE, announce, frontchannel_uris
+from idp.single_logout.cas_request import logout_request
+from idp.single_logout.worker import Outcome, deliver_due, post
+from tests.logout_support import LogoutReceiver
+
+
+@pytest.fixture
+def receiver():
+    receiver = LogoutReceiver()
+    yield receiver
+    receiver.stop()
+
+
+def _queued(rt) -> list[dict]:
+    items = []
+    while (found := rt.store.queue_claim(QUEUE, 60)) is not None:
+        items.append(found[1])
+        rt.store.queue_done(QUEUE, found[0])
+    return items
+
+
+def test_an_ended_session_queues_one_notice_per_relying_party_that_asked(idp, rt, account):
+    told = idp.create_client(backchannel_logout_uri="https://rp.example.test/bc")
+    silent = idp.create_client()
+    cas = idp.create_client(backchannel_logout_uri="https://cas.example.test/bc")
+    sso = create_session(rt.store, account.id, ["pwd"], 600)
+    add_relying_party(rt.store, sso, told.client_id)
+    add_relying_party(rt.store, sso, silent.client_id)
+    add_relying_party(rt.store, sso, cas.client_id, service="https://cas.example.test/app",
+                      ticket="ST-1")
+    add_relying_party(rt.store, sso, cas.client_id, service="https://cas.example.test/app",
+                      ticket="ST-2")
+    add_relying_party(rt.store, sso, "a-client-since-deleted")
+    assert announce(rt, sso, "logout") == 3
+    queued = sorted(_queued(rt), key=lambda item: (item["kind"], item.get("ticket", "")))
+    assert [(i["kind"], i["uri"], i.get("ticket")) for i in queued] == [
+        ("backchannel", "https://rp.example.test/bc", None),
+        ("cas", "https://cas.example.test/app", "ST-1"),
+        ("cas", "https://cas.example.test/app", "ST-2")]
+    assert queued[0]["sub"] == account.subject and queued[0]["sid"] == sso.sid
+    assert all(i["attempt"] == 1 and i["reason"] == "logout" for i in queued)
+
+
+def test_a_delivery_is_settled_by_its_answer(idp, rt, account, receiver):
+    client = idp.create_client(backchannel_logout_uri=receiver.url)
+    sso = create_session(rt.store, account.id, ["pwd"], 600)
+    add_relying_party(rt.store, sso, client.client_id)
+    announce(rt, sso, "logout")
+    assert deliver_due(rt) == 1
+    [delivery] = receiver.received
+    claims = pyjwt.decode(delivery["logout_token"], options={"verify_signature": False})
+    assert claims["aud"] == client.client_id and claims["sid"] == sso.sid
+    assert deliver_due(rt) == 0  # done: nothing left
+
+
+def test_a_retry_waits_and_counts_its_attempts(idp, rt, account):
+    failing = LogoutReceiver(status=503)
+    try:
+        client = idp.create_client(backchannel_logout_uri=failing.url)
+        sso = create_session(rt.store, account.id, ["pwd"], 600)
+        add_relying_party(rt.store, sso, client.client_id)
+        announce(rt, sso, "idle_timeout")
+        assert deliver_due(rt) == 1
+        assert deliver_due(rt) == 0  # the retry is not due yet
+        [item] = _queued_after(rt, rt.settings["logout"]["retry_delay"])
+        assert item["attempt"] == 2 and item["reason"] == "idle_timeout"
+    finally:
+        failing.stop()
+
+
+def _queued_after(rt, seconds: int) -> list[dict]:
+    """What the queue holds, due within ``seconds`` (claimed with a lease
+    long enough, then read)."""
+    found = None
+    deadline = time.monotonic() + seconds + 5
+    while found is None and time.monotonic() < deadline:
+        found = rt.store.queue_claim(QUEUE, 60)
+        time.sleep(0.2)
+    assert found is not None
+    rt.store.queue_done(QUEUE, found[0])
+    return [found[1]]
+
+
+def test_post_reads_the_status_only():
+    assert post("http://127.0.0.1:9/none", {}, 1) == Outcome(False, True,
+                                                             "ConnectionError")
+    for status, retry in ((500, True), (429, True), (408, True), (400, False), (404, False)):
+        receiver = LogoutReceiver(status=status)
+        try:
+            assert post(receiver.url, {"logout_token": "x"}, 2) == Outcome(False, retry,
+                                                                           str(status))
+        finally:
+            receiver.stop()
+    for status in (200, 204):
+        receiver = LogoutReceiver(status=status)
+        try:
+            assert post(receiver.url, {}, 2).delivered
+        finally:
+            receiver.stop()
+
+
+def test_a_session_at_its_idle_limit_is_ended_by_the_worker(rt, account, monkeypatch):
+    told: list[tuple[str, str]] = []
+    monkeypatch.setattr(single_logout, "announce",
+                        lambda rt, session, reason: told.append((session.sid, reason)))
+    idle = create_session(rt.store, account.id, ["pwd"], 600, idle_ttl=1)
+    busy = create_session(rt.store, account.id, ["pwd"], 600, idle_ttl=600)
+    time.sleep(1.2)
+    assert sessions.end_expired(rt) == 1
+    assert told == [(idle.sid, "idle_timeout")]
+    assert [s.sid for s in sessions.list_sessions(rt.store, account.id)] == [busy.sid]
+    # Ended once: the worker finds nothing more, and ending it again tells no one.
+    assert sessions.end_expired(rt) == 0
+    sessions.end(rt, idle, "logout", revoke_grants=False)
+    assert told == [(idle.sid, "idle_timeout")]
+
+
+def test_the_list_shows_the_accounts_live_sessions_newest_first(rt, account):
+    first = create_session(rt.store, account.id, ["pwd"], 600, user_agent="UA 1",
+                           ip="192.0.2.1")
+    second = create_session(rt.store, account.id, ["pwd"], 600, public=True, idle_ttl=60)
+    second.started_at = first.started_at + 1
+    sessions.save_session(rt.store, second)
+    listed = sessions.list_sessions(rt.store, account.id)
+    assert [s.sid for s in listed] == [second.sid, first.sid]
+    assert listed[1].user_agent == "UA 1" and listed[1].ip == "192.0.2.1"
+    assert all(s.handle == "" for s in listed)  # a listing hands out no cookie
+    assert listed[0].public
+
+
+def test_frontchannel_uris_carry_iss_and_sid_when_asked(idp, rt, account):
+    plain = idp.create_client(redirect_uri="https://a.example.test/cb",
+                              frontchannel_logout_uri="https://a.example.test/fc")
+    asks = idp.create_client(redirect_uri="https://b.example.test/cb",
+                             frontchannel_logout_uri="https://b.example.test/fc?x=1",
+                             frontchannel_logout_session_required=True)
+    sso = create_session(rt.store, account.id, ["pwd"], 600)
+    for client in (plain, asks, plain):
+        add_relying_party(rt.store, sso, client.client_id)
+    uris = frontchannel_uris(rt, sso)
+    assert uris[0] == "https://a.example.test/fc"
+    assert uris[1].startswith("https://b.example.test/fc?x=1&iss=")
+    assert f"sid={sso.sid}" in uris[1] and len(uris) == 2
+
+
+def test_the_cas_logout_request_names_the_ticket():
+    document = logout_request("ST-1-abc<&>")
+    assert "<samlp:SessionIndex>ST-1-abc&lt;&amp;&gt;</samlp:SessionIndex>" in document
+    assert 'Version="2.0"' in document and "@NOT_USED@" in document
