@@ -25,6 +25,7 @@ class ProcessThread:
         self._before_start = before_start
         self._pid: int | None = None
         self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
 
     def ensure_started(self) -> None:
         """Start this process's thread unless it runs already."""
@@ -36,4 +37,12 @@ class ProcessThread:
             self._pid = os.getpid()
             if self._before_start is not None:
                 self._before_start()
-            threading.Thread(target=self._target, name=self._name, daemon=True).start()
+            self._thread = threading.Thread(target=self._target, name=self._name, daemon=True)
+            self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for this process's thread to end
+        (its target returned); nothing when it never started here."""
+        thread = self._thread
+        if thread is not None and self._pid == os.getpid():
+            thread.join(timeout)

@@ -34,6 +34,8 @@ def close_app(app: Flask) -> None:
     ResourceWarning (seen once in a PostgreSQL run)."""
     from idp.extensions import db
 
+    if app.extensions["idp"].logout is not None:
+        app.extensions["idp"].logout.stop()
     try:
         app.extensions["idp"].audit.flush()
     except Exception:  # noqa: BLE001 - a test may have broken the database on purpose

@@ -144,6 +144,7 @@ class LogoutWorker:
     def __init__(self, app: Flask) -> None:
         self._app = app
         self._woken = threading.Event()
+        self._stopped = False
         self._thread = ProcessThread(self._run, "single-logout", before_start=self._renew)
 
     def _renew(self) -> None:
@@ -151,22 +152,35 @@ class LogoutWorker:
         self._woken = threading.Event()
 
     def ensure_started(self) -> None:
-        """Start this process's thread unless it runs."""
-        self._thread.ensure_started()
+        """Start this process's thread unless it runs (or was stopped)."""
+        if not self._stopped:
+            self._thread.ensure_started()
 
     def wake(self) -> None:
         """Look at the queues now rather than at the next poll."""
+        if self._stopped:
+            return
         self.ensure_started()
         self._woken.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """End this process's thread after its current pass (waiting up to
+        ``timeout`` seconds), for an application being closed; what is left
+        in the queues stays for the other processes."""
+        self._stopped = True
+        self._woken.set()
+        self._thread.join(timeout)
 
     def _run(self) -> None:
         from idp.runtime import current_runtime
         from idp.sessions import end_expired
 
         with ThreadPoolExecutor(SENDERS, thread_name_prefix="single-logout-send") as pool:
-            while True:
+            while not self._stopped:
                 self._woken.wait(POLL_SECONDS)
                 self._woken.clear()
+                if self._stopped:
+                    break
                 try:
                     with self._app.app_context():
                         rt = current_runtime()
