@@ -133,6 +133,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from idp.authn.kiosk.blueprint import bp as kiosk_bp
     from idp.authn.views import bp as authn_bp
+    from idp.cas.blueprint import bp as cas_bp
     from idp.oidc.blueprint import bp as oidc_bp
     from idp.oidc.hop import SingleSignOnHop
     from idp.oidc.lanes import ResourceLanes
@@ -143,6 +144,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(authn_bp)
     app.register_blueprint(portal_bp)
     app.register_blueprint(kiosk_bp)
+    app.register_blueprint(cas_bp)
     wrap_views(app)
     app.before_request(reject_unreadable_parameters)
     if app.extensions["idp"].logout is not None:

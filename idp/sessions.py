@@ -261,6 +261,14 @@ def add_relying_party(store: Store, session: SsoSession, client_id: str, *,
     :param ticket: a service ticket it validated (CAS single logout names
         it as the ``SessionIndex``).
     """
+    if _join(session, client_id, service, ticket):
+        save_session(store, session)
+
+
+def _join(session: SsoSession, client_id: str, service: str | None,
+          ticket: str | None) -> bool:
+    """Add the relying party (and ticket) to ``session``; False when it
+    was there already."""
     found = next((rp for rp in session.relying_parties if rp["client_id"] == client_id
                   and rp.get("service") == service), None)
     if found is None:
@@ -269,10 +277,33 @@ def add_relying_party(store: Store, session: SsoSession, client_id: str, *,
             found.update(service=service, tickets=[])
         session.relying_parties.append(found)
     elif ticket is None or ticket in found.get("tickets", ()):
-        return
+        return False
     if ticket is not None:
         found["tickets"].append(ticket)
-    save_session(store, session)
+    return True
+
+
+def record_ticket(store: Store, account_id: int, sid: str, client_id: str, service: str,
+                  ticket: str) -> bool:
+    """Remember that the CAS service ``client_id`` validated ``ticket`` for
+    ``service`` in the session ``sid`` (found through the account's list:
+    the validating request carries no cookie), so that CAS single logout
+    names it.
+
+    :returns: False when the session has ended meanwhile.
+    """
+    entry = store.map_get(_account_key(account_id)).get(sid)
+    data = store.get(entry["key"]) if entry is not None else None
+    if data is None:
+        return False
+    session = _from_stored("", data)
+    remaining = session.ends_at() - epoch()
+    if remaining <= 0:
+        return False
+    _join(session, client_id, service, ticket)
+    data = asdict(session)
+    del data["handle"]
+    return store.replace(entry["key"], data, remaining + ENDED_KEPT_SECONDS)
 
 
 def list_sessions(store: Store, account_id: int) -> list[SsoSession]:

@@ -154,11 +154,12 @@ class ProviderHandle:
                       auth_method: str | None = None, jwks: dict | None = None,
                       redirect_uri: str | None = None,
                       post_logout_redirect_uri: str | None = None,
-                      subject_type: str = "public", **options) -> TestClient:
+                      subject_type: str = "public", cas: str | None = None,
+                      **options) -> TestClient:
         """Register a client with one redirect URI and one post-logout URI;
         ``options`` are other :class:`idp.clients.metadata.ClientMetadata`
         fields. Public subjects by default, so tests can compare ``sub`` with
-        the account's."""
+        the account's. With ``cas`` (a service URL), a CAS service instead."""
         from idp.clients.metadata import ClientMetadata, auth_method_for
         from idp.clients.service import create_client
         from idp.extensions import db
@@ -166,14 +167,20 @@ class ProviderHandle:
         tag = uuid.uuid4().hex[:8]
         redirect_uri = redirect_uri or f"http://127.0.0.1:9/{tag}/callback"
         logout_uri = post_logout_redirect_uri or f"http://127.0.0.1:9/{tag}/logged-out"
-        with self.app.app_context():
-            client, secret = create_client(self.runtime, ClientMetadata(
+        if cas is not None:
+            metadata = ClientMetadata(
+                client_name=f"CAS service {tag}", cas_services=[cas], trusted=trusted,
+                token_endpoint_auth_method="none", subject_type=subject_type, **options)
+        else:
+            metadata = ClientMetadata(
                 client_name=f"Test client {tag}", redirect_uris=[redirect_uri],
                 post_logout_redirect_uris=[logout_uri], trusted=trusted,
                 token_endpoint_auth_method=auth_method_for(public, auth_method),
                 grant_types=grant_types or ["authorization_code", "refresh_token"],
                 id_token_signed_response_alg=alg, jwks=jwks, subject_type=subject_type,
-                **options))
+                **options)
+        with self.app.app_context():
+            client, secret = create_client(self.runtime, metadata)
             db.session.commit()
             client_id = client.client_id
             self.runtime.keys.ensure((alg,))

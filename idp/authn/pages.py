@@ -157,11 +157,13 @@ def sms_page(form, template: str, purpose: str,
 
 def continue_pending(item: interaction.Interaction | None,
                      next_url: str | None = None) -> Response:
-    """Back to the authorization endpoint to resume the pending request
-    ``item``; without one, to ``next_url`` in the account console (see
+    """Back to the authorization endpoint (or CAS login) to resume the
+    pending request ``item``; without one, to ``next_url`` in the account console (see
     :func:`idp.web.local_next`) or the home page."""
     if item is None:
         return redirect(local_next(next_url) or url_for("authn.home"))
+    if item.arg("cas_service"):
+        return redirect(url_for("cas.resume", i=item.id))
     return redirect(url_for("oidc.resume", i=item.id))
 
 

@@ -18,7 +18,7 @@ from flask.cli import with_appcontext
 #: Fields ``clients update --clear`` can empty (RFC 7591 names, as ``show --json`` prints).
 CLEARABLE = ("redirect_uris", "post_logout_redirect_uris", "allowed_origins", "min_acr",
              "sector_identifier_uri", "jwks", "department", "backchannel_logout_uri",
-             "frontchannel_logout_uri")
+             "frontchannel_logout_uri", "cas_proxy_callbacks")
 
 
 @click.group()
@@ -91,6 +91,12 @@ def _registration_options(update: bool):
                           "(Front-Channel Logout 1.0); on the host of a redirect URI."),
         _flag("--frontchannel-logout-session-required",
               "The front-channel logout URL gets iss and sid in its query.", update),
+        click.option("--cas-service", "cas_services", multiple=True,
+                     help="Make the client a CAS service logging in at this service URL "
+                          "(exact, or a prefix ending in /); repeatable." + replaces),
+        click.option("--cas-proxy-callback", "cas_proxy_callbacks", multiple=True,
+                     help="A pgtUrl at which the CAS service may receive proxy-granting "
+                          "tickets; repeatable." + replaces),
     ]
     if update:
         options.append(click.option(
@@ -125,9 +131,14 @@ def _given_fields(options: dict[str, Any]) -> dict[str, Any]:
     for option, name in (("redirect_uris", "redirect_uris"),
                          ("logout_uris", "post_logout_redirect_uris"),
                          ("grant_types", "grant_types"),
-                         ("allowed_origins", "allowed_origins")):
+                         ("allowed_origins", "allowed_origins"),
+                         ("cas_services", "cas_services"),
+                         ("cas_proxy_callbacks", "cas_proxy_callbacks")):
         if options[option]:
             given[name] = list(options[option])
+    if options["cas_services"] and not (options["public"] or options["auth_method"]):
+        # A CAS service has no secret: it validates tickets unauthenticated.
+        given["token_endpoint_auth_method"] = "none"
     if options["public"] or options["auth_method"]:
         try:
             given["token_endpoint_auth_method"] = auth_method_for(options["public"],
@@ -173,6 +184,8 @@ def _client_summary(client) -> dict:
             "frontchannel_logout_uri": client.frontchannel_logout_uri,
             "frontchannel_logout_session_required":
                 client.frontchannel_logout_session_required,
+            "cas_services": list(client.cas_services or []),
+            "cas_proxy_callbacks": list(client.cas_proxy_callbacks or []),
             "allowed_origins": list(client.allowed_origins or [])}
 
 

@@ -83,6 +83,9 @@ class ClientInfo(ClientMixin):
     backchannel_logout_session_required: bool = False
     frontchannel_logout_uri: str | None = None
     frontchannel_logout_session_required: bool = False
+    #: A CAS service's service URLs and proxy callbacks (:mod:`idp.cas`).
+    cas_services: tuple[str, ...] = ()
+    cas_proxy_callbacks: tuple[str, ...] = ()
     #: The secret before the last rotation, accepted until
     #: ``previous_secret_expires_at`` (Unix seconds).
     previous_secret_hash: str | None = field(default=None, repr=False)
@@ -206,6 +209,8 @@ def _to_info(row: Client, hmac_key: bytes) -> ClientInfo:
         backchannel_logout_session_required=row.backchannel_logout_session_required,
         frontchannel_logout_uri=row.frontchannel_logout_uri,
         frontchannel_logout_session_required=row.frontchannel_logout_session_required,
+        cas_services=tuple(row.cas_services or ()),
+        cas_proxy_callbacks=tuple(row.cas_proxy_callbacks or ()),
         previous_secret_hash=row.previous_secret_hash if expires else None,
         previous_secret_expires_at=float(to_epoch(expires)) if expires else None,
         created_at=to_epoch(row.created_at),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from authlib.oauth2.rfc6749 import scope_to_list
 
@@ -101,6 +101,12 @@ class ClientMetadata:
         scheme, host and port are those of a redirect URI.
     :ivar frontchannel_logout_session_required: that page needs ``iss`` and
         ``sid`` in its query.
+    :ivar cas_services: for a CAS service (CAS 3.0, :mod:`idp.cas`), the
+        service URLs it logs in at: each an exact URL, or a prefix when it
+        ends in ``/``; such a client has no redirect URI, grant or secret.
+    :ivar cas_proxy_callbacks: the ``pgtUrl`` callbacks a CAS service may
+        receive proxy-granting tickets at (exact https URLs; http on a
+        loopback host).
     """
 
     client_name: str
@@ -125,10 +131,12 @@ class ClientMetadata:
     backchannel_logout_session_required: bool = False
     frontchannel_logout_uri: str | None = None
     frontchannel_logout_session_required: bool = False
+    cas_services: Sequence[str] = ()
+    cas_proxy_callbacks: Sequence[str] = ()
 
     def __post_init__(self) -> None:
         for name in ("redirect_uris", "post_logout_redirect_uris", "grant_types",
-                     "allowed_origins"):
+                     "allowed_origins", "cas_services", "cas_proxy_callbacks"):
             object.__setattr__(self, name, tuple(getattr(self, name) or ()))
 
     @property
@@ -177,6 +185,8 @@ def checked(metadata: ClientMetadata, acr_values: Sequence[str]) -> ClientMetada
     name = (metadata.client_name or "").strip()
     if not name:
         raise ClientError("name must not be empty")
+    if metadata.cas_services or metadata.cas_proxy_callbacks:
+        return _checked_cas_service(replace(metadata, client_name=name), acr_values)
     grant_types = tuple(dict.fromkeys(metadata.grant_types or DEFAULT_GRANT_TYPES))
     for grant in grant_types:
         if grant not in GRANT_TYPES:
@@ -204,32 +214,14 @@ def checked(metadata: ClientMetadata, acr_values: Sequence[str]) -> ClientMetada
     if alg not in SIGNING_ALGS:
         raise ClientError(f"algorithm {alg!r} is not supported; use one of "
                           f"{', '.join(SIGNING_ALGS)}")
-    if metadata.min_acr is not None and metadata.min_acr not in acr_values:
-        raise ClientError(f"minimum acr {metadata.min_acr!r} is not a level; use one of "
-                          f"{', '.join(acr_values)}")
     if metadata.kiosk and method != "private_key_jwt":
         raise ClientError("a kiosk authenticates with private_key_jwt (--auth-method "
                           "private_key_jwt --jwks FILE)")
-    if metadata.subject_type not in SUBJECT_TYPES:
-        raise ClientError(f"subject type {metadata.subject_type!r} is not supported; use "
-                          f"{' or '.join(SUBJECT_TYPES)}")
+    scopes, department = _checked_audience(metadata, acr_values)
     uris = tuple(_check_uri(u, "redirect URI") for u in dict.fromkeys(metadata.redirect_uris))
     origins = tuple(dict.fromkeys(check_origin(o) for o in metadata.allowed_origins))
     logout_uris = tuple(_check_uri(u, "post-logout redirect URI")
                         for u in dict.fromkeys(metadata.post_logout_redirect_uris))
-    scopes = scope_to_list(metadata.scope) if metadata.scope else list(DEFAULT_SCOPES)
-    for item in scopes:
-        if item not in SCOPES:
-            raise ClientError(f"scope {item!r} is not supported; use some of {', '.join(SCOPES)}")
-    department = metadata.department or None
-    if department is not None and not DEPARTMENT_CODE_RE.fullmatch(department):
-        raise ClientError(f"department {department!r} is not a department code (1 to 32 "
-                          "letters, digits, dots, hyphens or underscores)")
-    if department is not None and not metadata.scope:
-        scopes.append("legacy")
-    if "legacy" in scopes and department is None:
-        raise ClientError("the scope legacy releases a department's legacy user ids: it "
-                          "needs the client's department (--department CODE)")
     backchannel = _logout_uri(metadata.backchannel_logout_uri, "back-channel logout URI")
     frontchannel = _logout_uri(metadata.frontchannel_logout_uri, "front-channel logout URI")
     if frontchannel is not None and _origin(frontchannel) not in {_origin(u) for u in uris}:
@@ -248,6 +240,84 @@ def checked(metadata: ClientMetadata, acr_values: Sequence[str]) -> ClientMetada
                    post_logout_redirect_uris=logout_uris, scope=" ".join(scopes),
                    department=department, backchannel_logout_uri=backchannel,
                    frontchannel_logout_uri=frontchannel)
+
+
+def _checked_audience(metadata: ClientMetadata,
+                      acr_values: Sequence[str]) -> tuple[list[str], str | None]:
+    """The rules of what any client (OpenID Connect or CAS) receives and
+    demands: its scopes (the default ones when none are given, plus
+    ``legacy`` for a department's), ``min_acr``, subject type, department.
+
+    :returns: ``(scopes, department)``.
+    :raises ClientError: on the first rule broken.
+    """
+    if metadata.min_acr is not None and metadata.min_acr not in acr_values:
+        raise ClientError(f"minimum acr {metadata.min_acr!r} is not a level; use one of "
+                          f"{', '.join(acr_values)}")
+    if metadata.subject_type not in SUBJECT_TYPES:
+        raise ClientError(f"subject type {metadata.subject_type!r} is not supported; use "
+                          f"{' or '.join(SUBJECT_TYPES)}")
+    scopes = scope_to_list(metadata.scope) if metadata.scope else list(DEFAULT_SCOPES)
+    for item in scopes:
+        if item not in SCOPES:
+            raise ClientError(f"scope {item!r} is not supported; use some of {', '.join(SCOPES)}")
+    department = metadata.department or None
+    if department is not None and not DEPARTMENT_CODE_RE.fullmatch(department):
+        raise ClientError(f"department {department!r} is not a department code (1 to 32 "
+                          "letters, digits, dots, hyphens or underscores)")
+    if department is not None and not metadata.scope:
+        scopes.append("legacy")
+    if "legacy" in scopes and department is None:
+        raise ClientError("the scope legacy releases a department's legacy user ids: it "
+                          "needs the client's department (--department CODE)")
+    return scopes, department
+
+
+def _checked_cas_service(metadata: ClientMetadata, acr_values: Sequence[str]) -> ClientMetadata:
+    """The rules of a CAS service (:mod:`idp.cas`): service URLs (exact, or
+    a prefix ending in ``/``; never a pattern), no OpenID Connect
+    registration of its own (redirect URIs, grants, a secret, keys), the
+    scopes that choose its attributes, consent, ``min_acr``, subject type
+    and department as for any client."""
+    if not metadata.cas_services:
+        raise ClientError("a CAS service needs at least one service URL (--cas-service URL)")
+    if metadata.token_endpoint_auth_method != "none":
+        raise ClientError("a CAS service has no secret or keys: it validates tickets "
+                          "without authenticating (register it without --auth-method)")
+    for given, what in ((metadata.redirect_uris, "redirect URIs"),
+                        (metadata.post_logout_redirect_uris, "post-logout redirect URIs"),
+                        (metadata.grant_types, "grant types"),
+                        (metadata.allowed_origins, "allowed origins"),
+                        (metadata.jwks, "public keys"),
+                        (metadata.backchannel_logout_uri, "a back-channel logout URI"),
+                        (metadata.frontchannel_logout_uri, "a front-channel logout URI"),
+                        (metadata.kiosk, "the kiosk flag"),
+                        (metadata.resource_server, "the resource server flag")):
+        if given:
+            raise ClientError(f"a CAS service has no {what}: it logs in through /cas and "
+                              "is told of logouts at its service URL")
+    services = tuple(_cas_url(u, "CAS service URL") for u in dict.fromkeys(metadata.cas_services))
+    callbacks = tuple(_cas_url(u, "CAS proxy callback URL")
+                      for u in dict.fromkeys(metadata.cas_proxy_callbacks))
+    scopes, department = _checked_audience(metadata, acr_values)
+    return replace(metadata, grant_types=(), cas_services=services,
+                   cas_proxy_callbacks=callbacks, scope=" ".join(scopes),
+                   department=department, sector_identifier_uri=None)
+
+
+def _cas_url(uri: str, kind: str) -> str:
+    """A CAS service or proxy callback URL: an absolute https URL (http on
+    a loopback host) without a fragment, user information, pattern or a
+    dot segment (a prefix could otherwise be left by ``/../``)."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("https", "http"):
+        raise ClientError(f"{kind} {uri!r} must be an absolute https URL")
+    path = unquote(parts.path)
+    if any(segment in (".", "..") for segment in path.split("/")) or "\\" in uri:
+        raise ClientError(f"{kind} {uri!r} must not contain a dot segment or a backslash")
+    if _origin(uri)[2] is None:
+        raise ClientError(f"{kind} {uri!r} has an invalid port")
+    return _check_uri(uri, kind)
 
 
 def _logout_uri(uri: str | None, kind: str) -> str | None:

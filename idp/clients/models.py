@@ -74,6 +74,10 @@ class Client(db.Model):
     backchannel_logout_session_required: Mapped[bool] = mapped_column(default=False)
     frontchannel_logout_uri: Mapped[str | None] = mapped_column(String(2000))
     frontchannel_logout_session_required: Mapped[bool] = mapped_column(default=False)
+    #: A CAS service's service URLs and proxy callbacks (null for an
+    #: OpenID Connect client, so the CAS services are found by an index).
+    cas_services: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
+    cas_proxy_callbacks: Mapped[list | None] = mapped_column(JSON(none_as_null=True))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

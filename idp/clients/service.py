@@ -55,7 +55,8 @@ def registered_metadata(row: Client) -> ClientMetadata:
         backchannel_logout_uri=row.backchannel_logout_uri,
         backchannel_logout_session_required=row.backchannel_logout_session_required,
         frontchannel_logout_uri=row.frontchannel_logout_uri,
-        frontchannel_logout_session_required=row.frontchannel_logout_session_required)
+        frontchannel_logout_session_required=row.frontchannel_logout_session_required,
+        cas_services=row.cas_services or (), cas_proxy_callbacks=row.cas_proxy_callbacks or ())
 
 
 def _new_secret(rt: Runtime) -> tuple[str, str]:
@@ -242,6 +243,8 @@ def _apply(row: Client, valid: ClientMetadata, sector: str | None) -> None:
     row.backchannel_logout_session_required = valid.backchannel_logout_session_required
     row.frontchannel_logout_uri = valid.frontchannel_logout_uri
     row.frontchannel_logout_session_required = valid.frontchannel_logout_session_required
+    row.cas_services = list(valid.cas_services) or None
+    row.cas_proxy_callbacks = list(valid.cas_proxy_callbacks) or None
     row.allowed_origins = list(valid.allowed_origins)
 
 

@@ -204,7 +204,8 @@ def test_logout_confirmation_says_what_ends_and_can_be_cancelled(provider):
         name = provider.runtime.clients.get(client.client_id).name
     text = unescape(re.sub(r"<[^>]+>", "", page.text))
     assert f"{name} asks to sign you out of the provincial account." in text
-    assert "You stay signed in at government portals until you sign out there." in text
+    assert ("The government portals you used in this browser are told, and sign you out "
+            "too.") in text
     assert "all government services" not in text
     assert '<a id="cancel" href="/">Cancel</a>' in page.text
     # Cancelling is going home: still signed in.
@@ -214,7 +215,7 @@ def test_logout_confirmation_says_what_ends_and_can_be_cancelled(provider):
     browser.session.headers["Accept-Language"] = "zh-CN,zh;q=0.9"
     chinese = browser.session.get(f"{provider.url}/logout").text
     assert "<p>是否退出全省统一账号？</p>" in chinese
-    assert "<p>您在各政务网站上仍保持登录，需在相应网站分别退出。</p>" in chinese
+    assert "<p>您在此浏览器中使用过的政务网站也会收到通知，并同时退出登录。</p>" in chinese
     assert '<a id="cancel" href="/">取消</a>' in chinese
 
 

@@ -138,3 +138,39 @@ def test_a_rotated_secret_is_accepted_until_its_grace_ends():
     after = _client(previous_secret_hash=old, previous_secret_expires_at=time.time() - 1)
     assert after.check_client_secret("new") and not after.check_client_secret("old")
     assert not _client(previous_secret_hash=old).check_client_secret("old")
+
+
+@pytest.mark.parametrize("fields,message", [
+    ({"redirect_uris": ["https://a.test/cb"]}, "a CAS service has no redirect URIs"),
+    ({"token_endpoint_auth_method": "client_secret_basic"}, "a CAS service has no secret"),
+    ({"backchannel_logout_uri": "https://a.test/bc"}, "no a back-channel logout URI"),
+    ({"cas_services": [], "cas_proxy_callbacks": ["https://a.test/pgt"]},
+     "needs at least one service URL"),
+    ({"cas_services": ["https://a.test/*"]}, "wildcards are not allowed"),
+    ({"cas_services": ["ftp://a.test/"]}, "must be an absolute https URL"),
+    ({"cas_services": ["http://a.test/"]}, "plain http is allowed only"),
+    ({"cas_services": ["https://a.test/app/../x"]}, "dot segment"),
+    ({"cas_services": ["https://a.test/app/%2E%2E/x"]}, "dot segment"),
+    ({"cas_services": ["https://u:p@a.test/"]}, "user information"),
+    ({"cas_proxy_callbacks": ["https://a.test/pgt#x"]}, "fragment"),
+    ({"scope": "openid admin"}, "scope 'admin' is not supported"),
+    ({"scope": "openid legacy"}, "needs the client's department"),
+])
+def test_every_cas_service_rule_has_its_message(fields, message):
+    metadata = ClientMetadata(**{"client_name": "Old portal",
+                                 "cas_services": ["https://a.test/app/"],
+                                 "token_endpoint_auth_method": "none", **fields})
+    with pytest.raises(ClientError) as refused:
+        validate(metadata, acr_values=LEVELS, fetch=lambda uri: [])
+    assert message in str(refused.value)
+
+
+def test_a_cas_service_is_kept_as_registered():
+    valid = validate(ClientMetadata(
+        "Old portal", cas_services=["https://a.test/app/", "https://a.test/one",
+                                    "https://a.test/one"],
+        cas_proxy_callbacks=["https://a.test/pgt"], token_endpoint_auth_method="none",
+        department="H"), acr_values=LEVELS, fetch=lambda uri: [])
+    assert valid.cas_services == ("https://a.test/app/", "https://a.test/one")
+    assert valid.grant_types == () and "legacy" in valid.scope.split()
+    assert valid.cas_proxy_callbacks == ("https://a.test/pgt",)
