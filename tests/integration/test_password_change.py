@@ -5,11 +5,15 @@ browser stays signed in, the verified phone is told."""
 
 from __future__ import annotations
 
+import time
+
+import jwt as pyjwt
 import requests
 
 from connectors.sandbox import read_outbox
 from tests.helpers import Browser, hidden_inputs, redeem
 from tests.integration.test_step_up import level_2_account
+from tests.logout_support import LogoutReceiver
 from tests.reauth_support import reauth_with_sms
 from tests.sandbox_support import KEY, SECRET
 
@@ -143,3 +147,30 @@ def test_new_password_is_checked_against_the_accounts_own_identifiers(gw):
     assert "username" in built.text
     common = _change(browser.session, provider.url, password, "password123")
     assert common.status_code == 400
+
+
+def test_a_password_change_tells_the_portals_of_the_other_sessions_only(gw):
+    """Single logout (issue 11): the sessions a password change ends tell
+    their relying parties; the session that changed it goes on, untold."""
+    provider, gateway = gw
+    username, password, person = level_2_account(provider, gateway)
+    receiver = LogoutReceiver()
+    try:
+        client = provider.create_client(backchannel_logout_uri=receiver.url)
+        other = Browser(provider.url)
+        code = other.login_for_code(client, username, password)["code"]
+        other_sid = pyjwt.decode(redeem(provider.url, client, code).json()["id_token"],
+                                 options={"verify_signature": False})["sid"]
+        browser = Browser(provider.url)
+        browser.login_for_code(client, username, password)
+        reauth_with_sms(browser.session, provider.url, gateway, person.phone, password,
+                        next_path="/account/password")
+        changed = _change(browser.session, provider.url, password, NEW_PASSWORD)
+        assert changed.status_code == 303
+        [delivery] = receiver.wait(1)
+        claims = pyjwt.decode(delivery["logout_token"], options={"verify_signature": False})
+        assert claims["sid"] == other_sid
+        time.sleep(1)
+        assert len(receiver.received) == 1
+    finally:
+        receiver.stop()
