@@ -378,3 +378,35 @@ def test_cas_services_are_registered_by_the_cli(provider):
     refused = CliRunner().invoke(main, ["clients", "create", "--name", "Bad",
                                         "--cas-service", "https://x.example.test/*"], env=env)
     assert refused.exit_code != 0 and "wildcards are not allowed" in refused.output
+
+
+def test_a_services_minimum_level_steps_the_user_up(gw):
+    provider, _gateway = gw
+    portal = start_cas_portal(provider, min_acr="L2")
+    try:
+        username, password, _ = provider.create_account()
+        browser = requests.Session()
+        page = _login_at_portal(provider, browser, portal, username, password)
+        # A password alone is level 1: the login goes on to the step-up page.
+        assert urlsplit(page.url).path == "/login/step-up", page.url
+        assert portal.validations == []
+        # Under gateway there is no page: back to the service without a ticket.
+        answer = browser.get(f"{provider.url}/cas/login",
+                             params={"service": portal.service, "gateway": "true"},
+                             allow_redirects=False)
+        assert answer.headers["Location"] == portal.service
+    finally:
+        portal.stop()
+
+
+def test_a_level_no_step_up_can_reach_is_a_page_not_a_ticket(provider):
+    # Without the registries, level 2 cannot be reached at all.
+    portal = start_cas_portal(provider, min_acr="L2")
+    try:
+        username, password, _ = provider.create_account()
+        browser = requests.Session()
+        page = _login_at_portal(provider, browser, portal, username, password)
+        assert page.status_code == 400 and "unmet_authentication_requirements" in page.text
+        assert portal.validations == []
+    finally:
+        portal.stop()
