@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from sqlalchemy import or_, select
 
-from idp import single_logout
+from idp import relying_parties, single_logout
 from idp.accounts.models import Account
 from idp.accounts.service import get_account
 from idp.accounts.snapshots import AccountSnapshot
@@ -76,11 +76,10 @@ class SsoSession:
     :ivar amr: RFC 8176 authentication method references of that authentication
         (the ``acr`` is derived from them and the account's level when needed).
     :ivar expires_at: Unix seconds when the session ends.
-    :ivar relying_parties: who received tokens or tickets in this session,
-        for single logout: dicts with ``client_id`` and ``at`` (Unix
-        seconds of the first), and for a CAS service ``service`` (the URL)
-        and ``tickets`` (the service tickets it validated, the
-        ``SessionIndex`` of CAS single logout).
+    :ivar relying_parties: the clients that received tokens in this
+        session (dicts with ``client_id`` and ``at``, Unix seconds): a copy
+        of what :mod:`idp.relying_parties` holds, which is the list single
+        logout reads.
     :ivar generation: the account's session generation when it started; the
         session ends when the account's moves on.
     :ivar reauth_at: Unix seconds of the last re-authentication in this
@@ -252,58 +251,42 @@ def touch_session(store: Store, session: SsoSession) -> None:
         save_session(store, session, moved=True)
 
 
-def add_relying_party(store: Store, session: SsoSession, client_id: str, *,
-                      service: str | None = None, ticket: str | None = None) -> None:
+def add_relying_party(store: Store, session: SsoSession, client_id: str) -> None:
     """Remember that ``client_id`` took part in ``session``, for single
-    logout; written only when that adds something.
-
-    :param service: the CAS service URL the client was served at.
-    :param ticket: a service ticket it validated (CAS single logout names
-        it as the ``SessionIndex``).
-    """
-    if _join(session, client_id, service, ticket):
-        save_session(store, session)
-
-
-def _join(session: SsoSession, client_id: str, service: str | None,
-          ticket: str | None) -> bool:
-    """Add the relying party (and ticket) to ``session``; False when it
-    was there already."""
-    found = next((rp for rp in session.relying_parties if rp["client_id"] == client_id
-                  and rp.get("service") == service), None)
-    if found is None:
-        found = {"client_id": client_id, "at": epoch()}
-        if service is not None:
-            found.update(service=service, tickets=[])
-        session.relying_parties.append(found)
-    elif ticket is None or ticket in found.get("tickets", ()):
-        return False
-    if ticket is not None:
-        found["tickets"].append(ticket)
-    return True
+    logout (:mod:`idp.relying_parties`); written only the first time. The
+    session's record keeps the client ids too, so that a later code to the
+    same client costs no store read."""
+    if client_id in session.client_ids:
+        return
+    now = epoch()
+    party = {"client_id": client_id, "at": now}
+    relying_parties.add(store, session.sid, f"oidc:{client_id}", party,
+                        session.expires_at - now + ENDED_KEPT_SECONDS)
+    session.relying_parties.append(party)
+    save_session(store, session)
 
 
 def record_ticket(store: Store, account_id: int, sid: str, client_id: str, service: str,
                   ticket: str) -> bool:
-    """Remember that the CAS service ``client_id`` validated ``ticket`` for
-    ``service`` in the session ``sid`` (found through the account's list:
-    the validating request carries no cookie), so that CAS single logout
-    names it.
+    """Remember that the CAS service ``client_id`` validated ``ticket`` in
+    the session ``sid`` (found through the account's list: the validating
+    request carries no cookie), so that CAS single logout, sent to
+    ``service``, names it.
 
-    :returns: False when the session has ended meanwhile.
+    :returns: False when the session has ended.
     """
     entry = store.map_get(_account_key(account_id)).get(sid)
     data = store.get(entry["key"]) if entry is not None else None
     if data is None:
         return False
     session = _from_stored("", data)
-    remaining = session.ends_at() - epoch()
-    if remaining <= 0:
+    now = epoch()
+    if session.ends_at() <= now:
         return False
-    _join(session, client_id, service, ticket)
-    data = asdict(session)
-    del data["handle"]
-    return store.replace(entry["key"], data, remaining + ENDED_KEPT_SECONDS)
+    relying_parties.add(store, sid, f"cas:{ticket}", {
+        "client_id": client_id, "service": service, "ticket": ticket, "at": now},
+        session.expires_at - now + ENDED_KEPT_SECONDS)
+    return True
 
 
 def list_sessions(store: Store, account_id: int) -> list[SsoSession]:

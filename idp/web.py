@@ -304,8 +304,10 @@ def allow_frames(uris: list[str]) -> None:
         # ends a directive or a source list: a host that is not plain is
         # left out (its frame is then refused, not the page's policy bent).
         if _PLAIN_HOST.fullmatch(parts.netloc):
-            sources.append(
-                f"{parts.scheme}://{parts.netloc}{quote(parts.path or '/', safe='/')}")
+            # Percent escapes stay as registered (browsers compare paths
+            # decoded); what would end a directive or a list is escaped.
+            sources.append(f"{parts.scheme}://{parts.netloc}"
+                           f"{quote(parts.path or '/', safe='/%:@!$&()*+=-._~')}")
 
 
 _PLAIN_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")

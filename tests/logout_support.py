@@ -22,6 +22,7 @@ class LogoutReceiver:
         self.status = status
         self.received: list[dict[str, str]] = []
         self.headers: list[dict[str, str]] = []
+        self.paths: list[str] = []
         self._arrived = threading.Condition()
         receiver = self
 
@@ -32,6 +33,7 @@ class LogoutReceiver:
                 with receiver._arrived:
                     receiver.received.append(fields)
                     receiver.headers.append(dict(self.headers))
+                    receiver.paths.append(self.path)
                     receiver._arrived.notify_all()
                 if redirect_to is not None:
                     self.send_response(302)

@@ -170,8 +170,8 @@ def check_logout_token(token: str, keys: KeySet, issuer: str, client_id: str, *,
     if not isinstance(iat, (int, float)) or abs(now - iat) > LOGOUT_TOKEN_LEEWAY:
         raise LogoutTokenError("issued at the wrong time")
     exp = claims.get("exp")
-    if isinstance(exp, (int, float)) and exp < now - 30:
-        raise LogoutTokenError("expired")
+    if not isinstance(exp, (int, float)) or exp < now - 30:
+        raise LogoutTokenError("expired, or no exp")
     events = claims.get("events")
     if not isinstance(events, dict) or not isinstance(events.get(BACKCHANNEL_LOGOUT_EVENT),
                                                       dict):

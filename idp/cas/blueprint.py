@@ -115,7 +115,7 @@ def _run_login(args: dict[str, list[str]], item: interaction.Interaction | None)
         kind="ST", client_id=client.client_id, service=service, account_id=account.id,
         sid=sso.sid, auth_time=sso.auth_time, amr=list(sso.amr), acr=decision.acr,
         new_login=new_login), tickets.SERVICE_TICKET_TTL)
-    sessions.add_relying_party(rt.store, sso, client.client_id, service=service)
+    sessions.add_relying_party(rt.store, sso, client.client_id)
     return redirect(_with_ticket(service, ticket))
 
 

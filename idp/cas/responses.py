@@ -7,8 +7,9 @@ namespace, or JSON with ``format=JSON``; and CAS 1.0's two lines
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape as _escape
 
 #: The XML namespace of CAS answers.
 NAMESPACE = "http://www.yale.edu/tp/cas"
@@ -22,6 +23,17 @@ INVALID_PROXY_CALLBACK = "INVALID_PROXY_CALLBACK"
 INVALID_TICKET = "INVALID_TICKET"
 INVALID_SERVICE = "INVALID_SERVICE"
 INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+#: Characters XML 1.0 does not allow (§2.2), which no escape can carry.
+_NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def escape(text: str) -> str:
+    """``text`` as XML character data: markup escaped, and the characters
+    XML cannot carry (control characters a user might put in a name)
+    replaced by U+FFFD, so the answer always parses."""
+    return _escape(_NOT_XML.sub("\ufffd", text))
 
 
 def _text(value: Any) -> str:

@@ -20,9 +20,13 @@ MAX_SERVICE_URL = 2048
 def plain_service_url(service: str | None) -> bool:
     """Whether ``service`` may name a service at all: an absolute http(s)
     URL of at most :data:`MAX_SERVICE_URL` characters, without user
-    information, a fragment, a backslash or a dot segment (which could
-    leave a registered prefix once a browser resolved it)."""
-    if not service or len(service) > MAX_SERVICE_URL or "\\" in service:
+    information, a fragment, a backslash, a space or control character, or
+    a dot segment (which could leave a registered prefix once a browser or
+    a servlet container resolved it)."""
+    if (not service or len(service) > MAX_SERVICE_URL or "\\" in service
+            or any(ord(character) < 0x21 or ord(character) == 0x7F for character in service)):
+        # urlsplit drops tabs and line breaks, which would come back in a
+        # redirect's Location: any control character or space is refused.
         return False
     try:
         parts = urlsplit(service)
@@ -32,7 +36,9 @@ def plain_service_url(service: str | None) -> bool:
         return False
     if parts.username is not None or parts.password is not None or "#" in service:
         return False
-    return not any(segment in (".", "..") for segment in unquote(parts.path).split("/"))
+    # A dot segment, also with a path parameter (Tomcat reads "..;x" as "..").
+    return not any(segment.split(";")[0] in (".", "..")
+                   for segment in unquote(parts.path).split("/"))
 
 
 def matches(registered: str, service: str) -> bool:
@@ -40,6 +46,15 @@ def matches(registered: str, service: str) -> bool:
     the same string, or, for a registration ending in ``/``, one that
     begins with it."""
     return service == registered or (registered.endswith("/") and service.startswith(registered))
+
+
+def registration_for(client: ClientInfo, service: str) -> str:
+    """The registered service URL of ``client`` that ``service`` matches
+    (the exact one, else the longest prefix): where its single logout goes,
+    so that a user never chooses that URL. ``service`` itself when none
+    does (the caller found the client by it)."""
+    matching = [url for url in client.cas_services if matches(url, service)]
+    return min(matching, key=lambda url: (url != service, -len(url))) if matching else service
 
 
 def find_service(rt: Runtime, service: str | None) -> ClientInfo | None:

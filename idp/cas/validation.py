@@ -7,20 +7,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import requests
-
 from idp import sessions
 from idp.accounts.models import Account
 from idp.accounts.service import get_account
 from idp.audit.service import record_deferred
+from idp.authorizations.consents import has_consent
 from idp.cas import responses, tickets
-from idp.cas.services import find_service
+from idp.cas.services import find_service, registration_for
 from idp.cas.tickets import Ticket
 from idp.clients.cache import ClientInfo
+from idp.oidc.authorize import SENSITIVE_SCOPES
+from idp.oidc.stepup import evaluate
+from idp.outbound import OutboundError, call
 from idp.runtime import Runtime
 from idp.timeutil import epoch
 
-#: Seconds a proxy callback has to answer (§2.5.4).
+#: Seconds a proxy callback has to answer (§2.5.4), in all.
 PROXY_CALLBACK_TIMEOUT = 5
 
 
@@ -96,9 +98,15 @@ def validate(rt: Runtime, value: str | None, service: str | None, *, renew: bool
     if account is None or not account.may_receive_tokens:
         _refused(rt, ticket, responses.INVALID_TICKET, ip)
         raise CasError(responses.INVALID_TICKET, "The ticket is not recognized.")
-    if kind == "ST":
-        sessions.record_ticket(rt.store, account.id, ticket.sid, client.client_id, service,
-                               value)
+    # The SSO session behind the ticket must still be live (a logout within
+    # the ticket's seconds ends it); a service ticket joins it, to be named
+    # at its single logout, sent to the service's registration.
+    live = (sessions.record_ticket(rt.store, account.id, ticket.sid, client.client_id,
+                                   registration_for(client, service), value)
+            if kind == "ST" else _session_remaining(rt, ticket) > 0)
+    if not live:
+        _refused(rt, ticket, responses.INVALID_TICKET, ip)
+        raise CasError(responses.INVALID_TICKET, "The session of the ticket has ended.")
     iou = _grant_proxy(rt, client, ticket, pgt_url) if pgt_url else None
     record_deferred(rt.audit, "cas.ticket_validated", account_id=account.id,
                     client_id=client.client_id, ip=ip, kind=kind, sid=ticket.sid,
@@ -137,16 +145,36 @@ def _grant_proxy(rt: Runtime, client: ClientInfo, ticket: Ticket, pgt_url: str) 
     value = tickets.issue(rt, granting, lifetime)
     iou = tickets.iou()
     try:
-        with requests.get(pgt_url, params={"pgtId": value, "pgtIou": iou},
-                          timeout=PROXY_CALLBACK_TIMEOUT, allow_redirects=False,
-                          stream=True) as answer:
-            delivered = answer.status_code == 200
-    except requests.RequestException:
+        delivered = call("GET", pgt_url, params={"pgtId": value, "pgtIou": iou},
+                         timeout=PROXY_CALLBACK_TIMEOUT) == 200
+    except OutboundError:
         delivered = False
     if not delivered:
         tickets.take(rt, value)
         return None
     return iou
+
+
+def _target_policy(rt: Runtime, target: ClientInfo, account: Account,
+                   amr: list[str]) -> str:
+    """What the target of a proxy ticket demands of a login to it, as
+    ``/cas/login`` would (:func:`idp.oidc.authorize.decide`), without a
+    page to ask on: the user's consent to it (unless trusted) and its
+    minimum level, met by the session's own login.
+
+    :returns: the ``acr`` to report to the target.
+    :raises CasError: ``UNAUTHORIZED_SERVICE`` when one is not met.
+    """
+    scope = target.scope
+    asks = not target.trusted or bool(SENSITIVE_SCOPES & set(scope.split()))
+    if asks and not has_consent(account.id, target.client_id, scope):
+        raise CasError(responses.UNAUTHORIZED_SERVICE,
+                       "The user has not allowed the target service.")
+    state = evaluate(rt, account, amr, rt.acr.required_level(None, None, target.min_acr))
+    if not state.met:
+        raise CasError(responses.UNAUTHORIZED_SERVICE,
+                       "The session's login is below the target service's level.")
+    return rt.acr.reported(state.achieved, None)
 
 
 def proxy_ticket(rt: Runtime, pgt: str | None, target_service: str | None,
@@ -155,8 +183,10 @@ def proxy_ticket(rt: Runtime, pgt: str | None, target_service: str | None,
     ``pgt`` (``/proxy``, §2.7), while its SSO session lives.
 
     :raises CasError: ``INVALID_REQUEST`` (a parameter missing),
-        ``INVALID_TICKET`` (an unknown or expired PGT, or its session ended),
-        ``UNAUTHORIZED_SERVICE`` (the target is not a registered service).
+        ``INVALID_TICKET`` (an unknown or expired PGT, its session ended,
+        an account that may not log in now), ``UNAUTHORIZED_SERVICE`` (the
+        target is not a registered service, or demands what the session
+        does not give: :func:`_target_policy`).
     """
     if not pgt or not target_service:
         raise CasError(responses.INVALID_REQUEST, "Both pgt and targetService are required.")
@@ -167,10 +197,14 @@ def proxy_ticket(rt: Runtime, pgt: str | None, target_service: str | None,
     if target is None:
         raise CasError(responses.UNAUTHORIZED_SERVICE,
                        "The target service is not a registered CAS service.")
+    account = get_account(granting.account_id)
+    if account is None or not account.may_receive_tokens:
+        raise CasError(responses.INVALID_TICKET, "The proxy-granting ticket is not recognized.")
+    acr = _target_policy(rt, target, account, granting.amr)
     value = tickets.issue(rt, Ticket(
         kind="PT", client_id=target.client_id, service=target_service,
         account_id=granting.account_id, sid=granting.sid, auth_time=granting.auth_time,
-        amr=granting.amr, acr=granting.acr, new_login=False, proxies=granting.proxies),
+        amr=granting.amr, acr=acr, new_login=False, proxies=granting.proxies),
         tickets.SERVICE_TICKET_TTL)
     record_deferred(rt.audit, "cas.proxy_ticket", account_id=granting.account_id,
                     client_id=target.client_id, ip=ip, proxied_by=granting.client_id)

@@ -224,8 +224,9 @@ def users_logout(identifier: str, operator: str, revoke_grants: bool, as_json: b
     ended = logout_everywhere(rt, account, operator, revoke_grants=revoke_grants)
     unit_of_work.commit()
     # A first attempt now: this process ends before any server's worker
-    # would look; what fails is retried by the servers' workers.
-    deliver_due(rt)
+    # would look; what fails is retried (later) by the servers' workers.
+    while deliver_due(rt):
+        pass
     result = {"account": account.username, "sessions_ended": ended.ended,
               "grants_revoked": ended.grants_revoked}
     if as_json:

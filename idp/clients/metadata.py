@@ -312,8 +312,11 @@ def _cas_url(uri: str, kind: str) -> str:
     parts = urlsplit(uri)
     if parts.scheme not in ("https", "http"):
         raise ClientError(f"{kind} {uri!r} must be an absolute https URL")
+    if any(ord(character) < 0x21 or ord(character) == 0x7F for character in uri):
+        raise ClientError(f"{kind} {uri!r} must not contain spaces or control characters")
     path = unquote(parts.path)
-    if any(segment in (".", "..") for segment in path.split("/")) or "\\" in uri:
+    if any(segment.split(";")[0] in (".", "..") for segment in path.split("/")) \
+            or "\\" in uri:
         raise ClientError(f"{kind} {uri!r} must not contain a dot segment or a backslash")
     if _origin(uri)[2] is None:
         raise ClientError(f"{kind} {uri!r} has an invalid port")

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from ua_parser import parse
 
+from idp import relying_parties
 from idp.runtime import Runtime
 from idp.sessions import SsoSession
 from idp.timeutil import from_epoch
@@ -48,7 +49,8 @@ def describe(rt: Runtime, session: SsoSession, current_sid: str | None) -> Liste
     """The row of ``session``; ``current_sid`` is the sid of the browser's own."""
     browser, system = browser_of(session.user_agent)
     names = []
-    for client_id in dict.fromkeys(session.client_ids):
+    for client_id in dict.fromkeys(party["client_id"]
+                                   for party in relying_parties.of(rt.store, session)):
         client = rt.clients.get(client_id)
         names.append(client.name if client is not None else client_id)
     return ListedSession(

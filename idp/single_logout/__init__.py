@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urlsplit
 
+from idp import relying_parties
 from idp.accounts.service import get_account
 from idp.oidc.subjects import client_sid, subject_for
 from idp.runtime import Runtime
@@ -36,9 +37,9 @@ DELIVERY_TTL = 86400
 
 def announce(rt: Runtime, session: SsoSession, reason: str) -> int:
     """Queue a delivery for each relying party of the ended ``session``
-    that asked to be told: a back-channel logout token for a client with a
-    ``backchannel_logout_uri``; a CAS ``LogoutRequest`` for each CAS
-    service that validated a ticket in it. The ``sub`` and ``sid`` each
+    that asked to be told (:func:`idp.relying_parties.of`): a back-channel
+    logout token for a client with a ``backchannel_logout_uri``; a CAS
+    ``LogoutRequest`` for each service ticket validated in it. The ``sub`` and ``sid`` each
     client sees are fixed now (pairwise ones included), so a later change
     of the account does not change whom the token names.
 
@@ -46,19 +47,19 @@ def announce(rt: Runtime, session: SsoSession, reason: str) -> int:
         kept for the audit trail.
     :returns: how many deliveries were queued.
     """
-    account = get_account(session.account_id) if session.relying_parties else None
+    parties = relying_parties.of(rt.store, session)
+    account = get_account(session.account_id) if parties else None
     queued = 0
-    for party in session.relying_parties:
+    for party in parties:
         client = rt.clients.get(party["client_id"])
         if client is None:
             continue
         common = {"client_id": client.client_id, "account_id": session.account_id,
                   "reason": reason, "attempt": 1}
-        if "service" in party:
-            for ticket in party.get("tickets", ()):
-                _queue(rt, {**common, "kind": "cas", "uri": party["service"],
-                            "ticket": ticket})
-                queued += 1
+        if "ticket" in party:
+            _queue(rt, {**common, "kind": "cas", "uri": party["service"],
+                        "ticket": party["ticket"]})
+            queued += 1
         elif client.backchannel_logout_uri:
             _queue(rt, {**common, "kind": "backchannel", "uri": client.backchannel_logout_uri,
                         "sub": subject_for(rt, client, account) if account else None,
@@ -79,7 +80,9 @@ def frontchannel_uris(rt: Runtime, session: SsoSession) -> list[str]:
     registered one, with ``iss`` and its ``sid`` added to the query when
     it asked for them (§2, ``frontchannel_logout_session_required``)."""
     uris = []
-    for client_id in dict.fromkeys(session.client_ids):
+    for client_id in dict.fromkeys(party["client_id"] for party in
+                                   relying_parties.of(rt.store, session)
+                                   if "ticket" not in party):
         client = rt.clients.get(client_id)
         if client is None or not client.frontchannel_logout_uri:
             continue

@@ -4,15 +4,18 @@ process that ends sessions at their idle or absolute limit
 notices (:data:`idp.single_logout.QUEUE`).
 
 A delivery is one POST, sent without following redirects (Back-Channel
-Logout 1.0 §2.5 names the registered URI, nowhere else), within
-``logout.delivery_timeout`` seconds. It succeeds on 200 or 204 (§2.8); a
-timeout, a refused connection or a 5xx, 408 or 429 answer is retried after
-``logout.retry_delay`` seconds, then twice as long each time, up to
+Logout 1.0 §2.5 names the registered URI, nowhere else), which must be
+answered within ``logout.delivery_timeout`` seconds in all
+(:mod:`idp.outbound`: a server dripping its answer is cut off then). It
+succeeds on 200 or 204 (§2.8); a timeout, a refused connection or a 5xx,
+408 or 429 answer is retried after ``logout.retry_delay`` seconds, then
+twice as long each time, up to
 ``logout.delivery_attempts`` attempts; any other answer (a 400: the relying
 party refused the token) is final. Each delivered or failed notice is
 audited (``logout.delivered``, ``logout.delivery_failed``). Items are
-claimed with a lease, so a process that dies mid-delivery leaves its items
-to the others.
+claimed a few at a time, as many as are sent at once, each with a lease
+longer than its send may take, so a process that dies mid-delivery leaves
+its items to the others and no item is claimed twice while it is sent.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import requests
 from flask import Flask
 
 from idp.audit.service import record_deferred
+from idp.outbound import OutboundError, call
 from idp.process_thread import ProcessThread
 from idp.runtime import Runtime
 from idp.single_logout import QUEUE
@@ -37,8 +40,6 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
 #: Deliveries sent at once by one process.
 SENDERS = 4
-#: Most bytes of an answer read (the status is what counts).
-_ANSWER_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -57,15 +58,12 @@ class Outcome:
 
 def post(uri: str, form: dict[str, str], timeout: float) -> Outcome:
     """POST ``form`` (``application/x-www-form-urlencoded``) to ``uri``
-    without following redirects; the answer's status decides (module
-    docstring)."""
+    without following redirects, within ``timeout`` seconds in all; the
+    answer's status decides (module docstring)."""
     try:
-        with requests.post(uri, data=form, timeout=timeout, allow_redirects=False,
-                           stream=True, headers={"Cache-Control": "no-store"}) as answer:
-            answer.raw.read(_ANSWER_BYTES, decode_content=False)
-            status = answer.status_code
-    except requests.RequestException as exc:
-        return Outcome(False, True, type(exc).__name__)
+        status = call("POST", uri, form=form, timeout=timeout)
+    except OutboundError as exc:
+        return Outcome(False, True, str(exc))
     if status in (200, 204):
         return Outcome(True, False, str(status))
     return Outcome(False, status >= 500 or status in (408, 429), str(status))
@@ -86,18 +84,20 @@ def message(rt: Runtime, item: dict) -> dict[str, str] | None:
                                                subject=item.get("sub"), sid=item.get("sid"))}
 
 
-def deliver_due(rt: Runtime, pool: ThreadPoolExecutor | None = None, limit: int = 50) -> int:
-    """Send up to ``limit`` due deliveries (in the pool's threads, else
-    here) and settle each: done, retried later, or given up. Needs an
-    application context.
+def deliver_due(rt: Runtime, pool: ThreadPoolExecutor | None = None,
+                limit: int = SENDERS) -> int:
+    """Claim up to ``limit`` due deliveries, send them at once (in the
+    pool's threads, else one after the other here), and settle each: done,
+    retried later, or given up. The lease outlasts the sends, so keep
+    ``limit`` to the pool's size. Needs an application context.
 
-    :returns: how many were sent.
+    :returns: how many were claimed.
     """
     settings = rt.settings["logout"]
     timeout = settings["delivery_timeout"]
     claimed = []
     while len(claimed) < limit:
-        found = rt.store.queue_claim(QUEUE, timeout * 2 + 30)
+        found = rt.store.queue_claim(QUEUE, timeout * (1 if pool is not None else limit) + 30)
         if found is None:
             break
         claimed.append(found)
@@ -185,7 +185,9 @@ class LogoutWorker:
                     with self._app.app_context():
                         rt = current_runtime()
                         end_expired(rt)
-                        while deliver_due(rt, pool):
-                            pass
+                        # A round sends at most SENDERS, each within its
+                        # timeout: the sessions' ends are looked at between.
+                        while deliver_due(rt, pool, SENDERS) and not self._stopped:
+                            end_expired(rt)
                 except Exception:  # noqa: BLE001 - the worker must survive a store or DB outage
                     log.exception("single logout: a pass failed; trying again")

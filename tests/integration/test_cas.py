@@ -8,7 +8,9 @@ XML, JSON and CAS 1.0 answers."""
 from __future__ import annotations
 
 import json
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 from xml.etree import ElementTree
 
@@ -262,16 +264,14 @@ def test_json_cas1_and_cas2_answers(provider, portal):
     assert user == success["user"]
 
 
-def test_proxy_tickets(provider):
-    proxy_answers: list[dict] = []
-
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+def _pgt_callback() -> tuple[ThreadingHTTPServer, str, list[dict]]:
+    """A service's proxy callback (pgtUrl) on 127.0.0.1 that answers 200
+    and records the query of each call: ``(server, its URL, calls)``."""
+    calls: list[dict] = []
 
     class Callback(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server's name
-            proxy_answers.append({k: v[0] for k, v in parse_qs(urlsplit(self.path).query)
-                                  .items()})
+            calls.append({k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()})
             self.send_response(200)
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -281,7 +281,11 @@ def test_proxy_tickets(provider):
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Callback)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    pgt_url = f"http://127.0.0.1:{server.server_port}/pgt"
+    return server, f"http://127.0.0.1:{server.server_port}/pgt", calls
+
+
+def test_proxy_tickets(provider):
+    server, pgt_url, proxy_answers = _pgt_callback()
     front = start_cas_portal(provider, cas_proxy_callbacks=[pgt_url])
     back = start_cas_portal(provider)
     try:
@@ -410,3 +414,78 @@ def test_a_level_no_step_up_can_reach_is_a_page_not_a_ticket(provider):
         assert portal.validations == []
     finally:
         portal.stop()
+
+
+def test_control_characters_in_a_service_url_are_a_page_not_an_error(provider, portal):
+    username, password, _ = provider.create_account()
+    browser = requests.Session()
+    _login_at_portal(provider, browser, portal, username, password)
+    for tail in ("x%0Ay", "x%0D%0ASet-Cookie:%20a=b", "x%09y", "x%20y", "x%7F"):
+        for path in ("/cas/login", "/cas/logout"):
+            answer = browser.get(f"{provider.url}{path}?service={portal.service}{tail}",
+                                 allow_redirects=False)
+            assert answer.status_code in (200, 400), (path, tail, answer.status_code)
+            assert "Location" not in answer.headers
+
+
+def test_a_ticket_of_an_ended_session_is_refused(provider, portal):
+    username, password, _ = provider.create_account()
+    browser = requests.Session()
+    _login_at_portal(provider, browser, portal, username, password)
+    ticket = _ticket_for(provider, browser, portal.service)
+    browser.post(f"{provider.url}/cas/logout", data={
+        **hidden_inputs(browser.get(f"{provider.url}/cas/logout").text), "confirm": "yes"})
+    assert _failure(_verify(provider, portal.service, ticket)) == "INVALID_TICKET"
+
+
+def test_a_name_xml_cannot_carry_still_gives_a_well_formed_answer(provider, portal):
+    username, password, _ = provider.create_account(name="Evil\x0bName\x01\ufffe")
+    browser = requests.Session()
+    page = _login_at_portal(provider, browser, portal, username, password)
+    assert page.url == portal.service
+    assert portal.validations[0]["attributes"]["name"] == "Evil\ufffdName\ufffd\ufffd"
+
+
+def test_a_proxy_ticket_obeys_the_targets_consent_and_level(provider):
+    server, pgt_url, received = _pgt_callback()
+    front = start_cas_portal(provider, cas_proxy_callbacks=[pgt_url])
+    untrusted = start_cas_portal(provider, trusted=False)
+    demanding = start_cas_portal(provider, min_acr="L3")
+    try:
+        username, password, _ = provider.create_account()
+        browser = requests.Session()
+        _login_at_portal(provider, browser, front, username, password)
+        _verify(provider, front.service, _ticket_for(provider, browser, front.service),
+                pgtUrl=pgt_url)
+        pgt = received[0]["pgtId"]
+        for target, reason in ((untrusted, "has not allowed"), (demanding, "level")):
+            answer = requests.get(f"{provider.url}/cas/proxy",
+                                  params={"pgt": pgt, "targetService": target.service})
+            failure = ElementTree.fromstring(answer.text).find(f"{CAS_NS}proxyFailure")
+            assert failure.get("code") == "UNAUTHORIZED_SERVICE" and reason in failure.text
+    finally:
+        server.shutdown()
+        server.server_close()
+        for portal in (front, untrusted, demanding):
+            portal.stop()
+
+
+def test_single_logout_goes_to_the_registration_not_a_users_path(provider):
+    receiver = LogoutReceiver()
+    try:
+        service = receiver.url.rsplit("/", 1)[0] + "/"
+        provider.create_client(cas=service)
+        username, password, _ = provider.create_account()
+        browser = Browser(provider.url)
+        browser.login_for_code(provider.create_client(), username, password)
+        chosen = service + "admin/delete?id=42"
+        ticket = _ticket_for(provider, browser.session, chosen)
+        assert _failure(_verify(provider, chosen, ticket)) is None
+        browser.session.post(f"{provider.url}/cas/logout", data={
+            **hidden_inputs(browser.session.get(f"{provider.url}/cas/logout").text),
+            "confirm": "yes"})
+        [message] = receiver.wait(1)
+        assert CASClientV3.verify_logout_request(message["logoutRequest"], ticket)
+        assert receiver.paths == ["/"]
+    finally:
+        receiver.stop()

@@ -107,6 +107,14 @@ def test_the_site_refuses_a_forged_or_replayed_logout_token(provider, relying_pa
     assert replay.status_code == 400 and "replayed" in replay.json()["error_description"]
     assert requests.post(url, data={"logout_token": other}).status_code == 400
     assert requests.post(url, data={"logout_token": no_sid}).status_code == 400
+    with provider.app.app_context():
+        from idp.oidc.tokens import BACKCHANNEL_LOGOUT_EVENT, _sign
+        from idp.timeutil import epoch
+
+        no_exp = _sign(provider.runtime, "ES256", {
+            "iss": provider.url, "aud": first.client_id, "iat": epoch(), "jti": "j-no-exp",
+            "sid": "sid-2", "events": {BACKCHANNEL_LOGOUT_EVENT: {}}}, "logout+jwt")
+    assert requests.post(url, data={"logout_token": no_exp}).status_code == 400
     tampered = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
     assert requests.post(url, data={"logout_token": tampered}).status_code == 400
     assert requests.post(url, data={}).status_code == 400

@@ -39,10 +39,9 @@ def test_an_ended_session_queues_one_notice_per_relying_party_that_asked(idp, rt
     sso = create_session(rt.store, account.id, ["pwd"], 600)
     add_relying_party(rt.store, sso, told.client_id)
     add_relying_party(rt.store, sso, silent.client_id)
-    add_relying_party(rt.store, sso, cas.client_id, service="https://cas.example.test/app",
-                      ticket="ST-1")
-    add_relying_party(rt.store, sso, cas.client_id, service="https://cas.example.test/app",
-                      ticket="ST-2")
+    for ticket in ("ST-1", "ST-2"):
+        assert sessions.record_ticket(rt.store, account.id, sso.sid, cas.client_id,
+                                      "https://cas.example.test/app", ticket)
     add_relying_party(rt.store, sso, "a-client-since-deleted")
     assert announce(rt, sso, "logout") == 3
     queued = sorted(_queued(rt), key=lambda item: (item["kind"], item.get("ticket", "")))
@@ -96,7 +95,7 @@ def _queued_after(rt, seconds: int) -> list[dict]:
 
 def test_post_reads_the_status_only():
     assert post("http://127.0.0.1:9/none", {}, 1) == Outcome(False, True,
-                                                             "ConnectionError")
+                                                             "ConnectionRefusedError")
     for status, retry in ((500, True), (429, True), (408, True), (400, False), (404, False)):
         receiver = LogoutReceiver(status=status)
         try:
@@ -150,7 +149,7 @@ def test_frontchannel_uris_carry_iss_and_sid_when_asked(idp, rt, account):
     sso = create_session(rt.store, account.id, ["pwd"], 600)
     for client in (plain, asks, plain):
         add_relying_party(rt.store, sso, client.client_id)
-    uris = frontchannel_uris(rt, sso)
+    uris = sorted(frontchannel_uris(rt, sso))
     assert uris[0] == "https://a.example.test/fc"
     assert uris[1].startswith("https://b.example.test/fc?x=1&iss=")
     assert f"sid={sso.sid}" in uris[1] and len(uris) == 2
@@ -160,3 +159,95 @@ def test_the_cas_logout_request_names_the_ticket():
     document = logout_request("ST-1-abc<&>")
     assert "<samlp:SessionIndex>ST-1-abc&lt;&amp;&gt;</samlp:SessionIndex>" in document
     assert 'Version="2.0"' in document and "@NOT_USED@" in document
+
+
+def _dripping_server():
+    """A server that answers one header byte every half second, forever."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def serve():
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            def drip(conn=conn):
+                try:
+                    conn.recv(65536)
+                    for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000:
+                        conn.send(bytes([byte]))
+                        time.sleep(0.5)
+                except OSError:
+                    pass
+                finally:
+                    conn.close()
+            threading.Thread(target=drip, daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}/logout"
+
+
+def test_a_dripping_relying_party_is_cut_off_at_the_deadline():
+    listener, url = _dripping_server()
+    try:
+        started = time.monotonic()
+        outcome = post(url, {"logout_token": "x"}, 1)
+        assert time.monotonic() - started < 2.5
+        assert outcome == Outcome(False, True, "deadline passed")
+    finally:
+        listener.close()
+
+
+def test_concurrent_ticket_validations_lose_no_relying_party(idp, rt, account):
+    import threading
+
+    cas = idp.create_client(cas="https://cas.example.test/app/")
+    sso = create_session(rt.store, account.id, ["pwd"], 600)
+    tickets = [f"ST-{n}" for n in range(12)]
+    barrier = threading.Barrier(len(tickets))
+
+    def record(ticket):
+        barrier.wait()
+        sessions.record_ticket(rt.store, account.id, sso.sid, cas.client_id,
+                               "https://cas.example.test/app/", ticket)
+
+    threads = [threading.Thread(target=record, args=(t,)) for t in tickets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    add_relying_party(rt.store, sso, idp.create_client().client_id)
+    from idp import relying_parties
+
+    recorded = {party.get("ticket") for party in relying_parties.of(rt.store, sso)}
+    assert set(tickets) <= recorded and len(recorded) == len(tickets) + 1
+
+
+def test_a_session_keeps_a_bounded_number_of_parties(idp, rt, account, monkeypatch):
+    from idp import relying_parties
+
+    monkeypatch.setattr(relying_parties, "MAX_PARTIES", 5)
+    cas = idp.create_client(cas="https://cas.example.test/app/")
+    sso = create_session(rt.store, account.id, ["pwd"], 600)
+    for n in range(8):
+        sessions.record_ticket(rt.store, account.id, sso.sid, cas.client_id,
+                               "https://cas.example.test/app/", f"ST-{n}")
+    parties = relying_parties.of(rt.store, sso)
+    assert len(parties) == 5 and "ST-7" in {p["ticket"] for p in parties}
+
+
+def test_frame_sources_keep_percent_escapes_and_escape_separators(idp):
+    from flask import g
+
+    from idp.web import allow_frames
+
+    with idp.app.test_request_context():
+        allow_frames(["https://rp.example.test/sign%20out?x=1",
+                      "https://rp.example.test/a;b,c", "https://bad host/x"])
+        assert g.idp_frame_sources == ["https://rp.example.test/sign%20out",
+                                       "https://rp.example.test/a%3Bb%2Cc"]
