@@ -56,4 +56,5 @@ def of(store: Store, session: SsoSession) -> list[dict]:
     mapped = {party["client_id"] for party in parties if "ticket" not in party}
     parties += [party for party in session.relying_parties
                 if party["client_id"] not in mapped and "ticket" not in party]
-    return sorted(parties, key=lambda party: party.get("at", 0))
+    return sorted(parties, key=lambda party: (party.get("at", 0), party["client_id"],
+                                              party.get("ticket", "")))
