@@ -6,9 +6,11 @@ each other's entry, as a rewrite of the whole session record would.
 
 At most :data:`MAX_PARTIES` entries are kept per session: what a user's
 browser can make the provider record (a CAS ticket per login) must not
-grow without bound. A session at the limit gives up its oldest CAS ticket
-for a new one: the portal session behind an old ticket has most likely
-ended long before.
+grow without bound. A session at the limit gives up the oldest ticket of
+the same service for a new one (the portal session behind an old ticket
+has most likely ended long before), never another service's entry: one
+service cannot push another out of single logout. (The limit is checked
+before the write, so writers at the same moment may pass it by a few.)
 """
 
 from __future__ import annotations
@@ -34,15 +36,16 @@ def add(store: Store, sid: str, field: str, value: dict, ttl: int) -> bool:
     ``ttl`` seconds (the session's remaining life and then some).
 
     :returns: False when the session holds :data:`MAX_PARTIES` already and
-        none of them is a CAS ticket to give up (nothing is recorded).
+        none of them is a ticket of the same service to give up (nothing is
+        recorded).
     """
     entries = store.map_get(_key(sid))
     if field not in entries and len(entries) >= MAX_PARTIES:
-        tickets = sorted((party.get("at", 0), name) for name, party in entries.items()
-                         if "ticket" in party)
-        if not tickets:
+        own = sorted((party.get("at", 0), name) for name, party in entries.items()
+                     if "ticket" in party and party["client_id"] == value["client_id"])
+        if "ticket" not in value or not own:
             return False
-        store.map_delete(_key(sid), tickets[0][1])
+        store.map_delete(_key(sid), own[0][1])
     store.map_put(_key(sid), field, value, max(ttl, 1))
     return True
 

@@ -251,19 +251,26 @@ def touch_session(store: Store, session: SsoSession) -> None:
         save_session(store, session, moved=True)
 
 
-def add_relying_party(store: Store, session: SsoSession, client_id: str) -> None:
+def add_relying_party(store: Store, session: SsoSession, client_id: str) -> bool:
     """Remember that ``client_id`` took part in ``session``, for single
     logout (:mod:`idp.relying_parties`); written only the first time. The
     session's record keeps the client ids too, so that a later code to the
-    same client costs no store read."""
+    same client costs no store read.
+
+    :returns: False when the session ended meanwhile: a logout that read
+        its parties before this one was written will not tell it, so the
+        caller must not give the client anything for this session.
+    """
     if client_id in session.client_ids:
-        return
+        return True
     now = epoch()
     party = {"client_id": client_id, "at": now}
     relying_parties.add(store, session.sid, f"oidc:{client_id}", party,
                         session.expires_at - now + ENDED_KEPT_SECONDS)
     session.relying_parties.append(party)
-    save_session(store, session)
+    # The record is rewritten only while it lives (after the party was):
+    # a logout in between has taken it, and the caller is told.
+    return save_session(store, session)
 
 
 def record_ticket(store: Store, account_id: int, sid: str, client_id: str, service: str,
@@ -286,7 +293,9 @@ def record_ticket(store: Store, account_id: int, sid: str, client_id: str, servi
     relying_parties.add(store, sid, f"cas:{ticket}", {
         "client_id": client_id, "service": service, "ticket": ticket, "at": now},
         session.expires_at - now + ENDED_KEPT_SECONDS)
-    return True
+    # Still live after the ticket was written: a logout from now on tells
+    # this service; one in between did not, and the ticket is refused.
+    return store.get(entry["key"]) is not None
 
 
 def list_sessions(store: Store, account_id: int) -> list[SsoSession]:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import os
 import re
 import secrets
@@ -141,6 +142,11 @@ class EndedSessions:
             return sub is not None and self._subs.get(sub, 0) >= logged_in_at
 
 
+def _finite(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
 def check_logout_token(token: str, keys: KeySet, issuer: str, client_id: str, *,
                        session_required: bool) -> dict[str, Any]:
     """The claims of a valid logout token (Back-Channel Logout 1.0 §2.6):
@@ -167,11 +173,11 @@ def check_logout_token(token: str, keys: KeySet, issuer: str, client_id: str, *,
     if client_id not in audiences:
         raise LogoutTokenError("not for this client")
     iat = claims.get("iat")
-    if not isinstance(iat, (int, float)) or abs(now - iat) > LOGOUT_TOKEN_LEEWAY:
+    if not _finite(iat) or abs(now - iat) > LOGOUT_TOKEN_LEEWAY:
         raise LogoutTokenError("issued at the wrong time")
     exp = claims.get("exp")
-    if not isinstance(exp, (int, float)) or exp < now - 30:
-        raise LogoutTokenError("expired, or no exp")
+    if not _finite(exp) or exp < now - 30 or exp > iat + 86400:
+        raise LogoutTokenError("expired, or no sensible exp")
     events = claims.get("events")
     if not isinstance(events, dict) or not isinstance(events.get(BACKCHANNEL_LOGOUT_EVENT),
                                                       dict):

@@ -111,11 +111,13 @@ def _run_login(args: dict[str, list[str]], item: interaction.Interaction | None)
                                               "the application and start again."), 400)
     new_login = bool(item is not None and item.login_at is not None
                      and sso.auth_time >= item.created)
+    if not sessions.add_relying_party(rt.store, sso, client.client_id):
+        return _page("login_required", _("This sign-in request has expired. Return to "
+                                         "the application and start again."), 400)
     ticket = tickets.issue(rt, Ticket(
         kind="ST", client_id=client.client_id, service=service, account_id=account.id,
         sid=sso.sid, auth_time=sso.auth_time, amr=list(sso.amr), acr=decision.acr,
         new_login=new_login), tickets.SERVICE_TICKET_TTL)
-    sessions.add_relying_party(rt.store, sso, client.client_id)
     return redirect(_with_ticket(service, ticket))
 
 

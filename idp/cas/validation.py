@@ -184,7 +184,9 @@ def proxy_ticket(rt: Runtime, pgt: str | None, target_service: str | None,
 
     :raises CasError: ``INVALID_REQUEST`` (a parameter missing),
         ``INVALID_TICKET`` (an unknown or expired PGT, its session ended,
-        an account that may not log in now), ``UNAUTHORIZED_SERVICE`` (the
+        an account that may not log in now, or the service it was given to
+        removed, its callback taken off its registration, or no longer
+        allowed by the user), ``UNAUTHORIZED_SERVICE`` (the
         target is not a registered service, or demands what the session
         does not give: :func:`_target_policy`).
     """
@@ -198,8 +200,17 @@ def proxy_ticket(rt: Runtime, pgt: str | None, target_service: str | None,
         raise CasError(responses.UNAUTHORIZED_SERVICE,
                        "The target service is not a registered CAS service.")
     account = get_account(granting.account_id)
-    if account is None or not account.may_receive_tokens:
+    proxier = rt.clients.get(granting.client_id)
+    # The service holding the ticket must still be what it was given to: a
+    # registered CAS service with that callback, which the user allows.
+    if (account is None or not account.may_receive_tokens or proxier is None
+            or granting.proxies[0] not in proxier.cas_proxy_callbacks):
         raise CasError(responses.INVALID_TICKET, "The proxy-granting ticket is not recognized.")
+    try:
+        _target_policy(rt, proxier, account, granting.amr)
+    except CasError:
+        raise CasError(responses.INVALID_TICKET,
+                       "The proxy-granting ticket is not recognized.") from None
     acr = _target_policy(rt, target, account, granting.amr)
     value = tickets.issue(rt, Ticket(
         kind="PT", client_id=target.client_id, service=target_service,

@@ -95,6 +95,7 @@ def create_client(rt: Runtime, metadata: ClientMetadata, *, actor: str = "cli",
     valid = checked(metadata, _acr_values(rt))
     sector = sector_of(valid, fetch)
     client_id = valid.client_id or _new_client_id()
+    _check_cas_overlap(valid, client_id)
     if find_client(client_id) is not None:
         raise ClientError(f"client_id {client_id!r} already exists")
     secret, secret_hash = _new_secret(rt) if valid.has_secret else (None, None)
@@ -138,6 +139,7 @@ def update_client(rt: Runtime, client_id: str, metadata: ClientMetadata, *,
     if metadata.client_id not in (None, client_id):
         raise ClientError("client_id cannot change: register a new client")
     valid = checked(metadata, _acr_values(rt))
+    _check_cas_overlap(valid, client_id)
     if valid.subject_type != row.subject_type:
         raise ClientError(f"subject type cannot change from {row.subject_type} to "
                           f"{valid.subject_type}: the sub its users know would change; "
@@ -218,6 +220,26 @@ def delete_client(rt: Runtime, client_id: str, *, actor: str = "cli") -> None:
     record("client.deleted", client_id=client_id, actor=actor, name=name)
     db.session.flush()
     rt.clients.changed(db.session, client_id)
+
+
+def _check_cas_overlap(valid: ClientMetadata, client_id: str) -> None:
+    """A CAS service URL belongs to one service: none of ``valid``'s may
+    equal, lie under or cover another client's (a longer prefix would take
+    that service's users' tickets, consent and attributes for the paths
+    below it).
+
+    :raises ClientError: naming the other client.
+    """
+    if not valid.cas_services:
+        return
+    for other_id, urls in db.session.execute(select(Client.client_id, Client.cas_services).where(
+            Client.cas_services.is_not(None), Client.client_id != client_id)):
+        for mine in valid.cas_services:
+            for theirs in urls or ():
+                if mine == theirs or (theirs.endswith("/") and mine.startswith(theirs)) \
+                        or (mine.endswith("/") and theirs.startswith(mine)):
+                    raise ClientError(f"CAS service URL {mine!r} overlaps {theirs!r} of client "
+                                      f"{other_id!r}: a service URL belongs to one service")
 
 
 def _apply(row: Client, valid: ClientMetadata, sector: str | None) -> None:

@@ -38,8 +38,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two looks at the queues when nothing wakes the worker.
 POLL_SECONDS = 1.0
-#: Deliveries sent at once by one process.
-SENDERS = 4
+#: Deliveries sent at once by one process: a dead relying party holds a
+#: sender for ``logout.delivery_timeout`` seconds, the others go on.
+SENDERS = 8
 
 
 @dataclass(frozen=True)

@@ -284,6 +284,17 @@ def _pgt_callback() -> tuple[ThreadingHTTPServer, str, list[dict]]:
     return server, f"http://127.0.0.1:{server.server_port}/pgt", calls
 
 
+def _granted_pgt(provider, front, pgt_url: str, received: list[dict]) -> str:
+    """A new account's login at ``front``, whose ticket is validated with
+    ``pgt_url``: the proxy-granting ticket the callback received."""
+    username, password, _ = provider.create_account()
+    browser = requests.Session()
+    _login_at_portal(provider, browser, front, username, password)
+    _verify(provider, front.service, _ticket_for(provider, browser, front.service),
+            pgtUrl=pgt_url)
+    return received[-1]["pgtId"]
+
+
 def test_proxy_tickets(provider):
     server, pgt_url, proxy_answers = _pgt_callback()
     front = start_cas_portal(provider, cas_proxy_callbacks=[pgt_url])
@@ -452,12 +463,7 @@ def test_a_proxy_ticket_obeys_the_targets_consent_and_level(provider):
     untrusted = start_cas_portal(provider, trusted=False)
     demanding = start_cas_portal(provider, min_acr="L3")
     try:
-        username, password, _ = provider.create_account()
-        browser = requests.Session()
-        _login_at_portal(provider, browser, front, username, password)
-        _verify(provider, front.service, _ticket_for(provider, browser, front.service),
-                pgtUrl=pgt_url)
-        pgt = received[0]["pgtId"]
+        pgt = _granted_pgt(provider, front, pgt_url, received)
         for target, reason in ((untrusted, "has not allowed"), (demanding, "level")):
             answer = requests.get(f"{provider.url}/cas/proxy",
                                   params={"pgt": pgt, "targetService": target.service})
@@ -489,3 +495,53 @@ def test_single_logout_goes_to_the_registration_not_a_users_path(provider):
         assert receiver.paths == ["/"]
     finally:
         receiver.stop()
+
+
+def test_a_pgt_dies_with_its_service_and_its_callback(provider):
+    from dataclasses import replace
+
+    from idp.admin.clients import remove_client
+    from idp.clients.service import find_client as find
+    from idp.clients.service import registered_metadata, update_client
+
+    server, pgt_url, received = _pgt_callback()
+    front = start_cas_portal(provider, cas_proxy_callbacks=[pgt_url])
+    back = start_cas_portal(provider)
+    try:
+        pgt = _granted_pgt(provider, front, pgt_url, received)
+
+        def proxy_code():
+            answer = requests.get(f"{provider.url}/cas/proxy",
+                                  params={"pgt": pgt, "targetService": back.service})
+            failure = ElementTree.fromstring(answer.text).find(f"{CAS_NS}proxyFailure")
+            return failure.get("code") if failure is not None else None
+
+        assert proxy_code() is None
+        with provider.app.app_context():
+            row = find(front.client_id)
+            update_client(provider.runtime, front.client_id,
+                          replace(registered_metadata(row), cas_proxy_callbacks=()))
+            from idp.extensions import db
+
+            db.session.commit()
+        assert proxy_code() == "INVALID_TICKET"
+        with provider.app.app_context():
+            remove_client(provider.runtime, front.client_id, "test")
+        assert proxy_code() == "INVALID_TICKET"
+    finally:
+        server.shutdown()
+        server.server_close()
+        front.stop()
+        back.stop()
+
+
+def test_a_cas_service_url_belongs_to_one_service(provider):
+    from idp.clients.metadata import ClientError
+
+    portal = start_cas_portal(provider)
+    try:
+        for url in (portal.service, portal.service + "reports/", portal.service + "exact"):
+            with pytest.raises(ClientError, match="overlaps"):
+                provider.create_client(cas=url)
+    finally:
+        portal.stop()

@@ -206,7 +206,7 @@ def test_a_dripping_relying_party_is_cut_off_at_the_deadline():
 def test_concurrent_ticket_validations_lose_no_relying_party(idp, rt, account):
     import threading
 
-    cas = idp.create_client(cas="https://cas.example.test/app/")
+    cas = idp.create_client(cas="https://concurrent.example.test/app/")
     sso = create_session(rt.store, account.id, ["pwd"], 600)
     tickets = [f"ST-{n}" for n in range(12)]
     barrier = threading.Barrier(len(tickets))
@@ -214,7 +214,7 @@ def test_concurrent_ticket_validations_lose_no_relying_party(idp, rt, account):
     def record(ticket):
         barrier.wait()
         sessions.record_ticket(rt.store, account.id, sso.sid, cas.client_id,
-                               "https://cas.example.test/app/", ticket)
+                               "https://concurrent.example.test/app/", ticket)
 
     threads = [threading.Thread(target=record, args=(t,)) for t in tickets]
     for thread in threads:
@@ -232,11 +232,11 @@ def test_a_session_keeps_a_bounded_number_of_parties(idp, rt, account, monkeypat
     from idp import relying_parties
 
     monkeypatch.setattr(relying_parties, "MAX_PARTIES", 5)
-    cas = idp.create_client(cas="https://cas.example.test/app/")
+    cas = idp.create_client(cas="https://bounded.example.test/app/")
     sso = create_session(rt.store, account.id, ["pwd"], 600)
     for n in range(8):
         sessions.record_ticket(rt.store, account.id, sso.sid, cas.client_id,
-                               "https://cas.example.test/app/", f"ST-{n}")
+                               "https://bounded.example.test/app/", f"ST-{n}")
     parties = relying_parties.of(rt.store, sso)
     assert len(parties) == 5 and "ST-7" in {p["ticket"] for p in parties}
 
@@ -251,3 +251,47 @@ def test_frame_sources_keep_percent_escapes_and_escape_separators(idp):
                       "https://rp.example.test/a;b,c", "https://bad host/x"])
         assert g.idp_frame_sources == ["https://rp.example.test/sign%20out",
                                        "https://rp.example.test/a%3Bb%2Cc"]
+
+
+def test_the_deadline_covers_name_resolution(monkeypatch):
+    import socket
+
+    from idp.outbound import OutboundError, call
+
+    real = socket.getaddrinfo
+
+    def slow(*args, **kwargs):
+        time.sleep(3)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    started = time.monotonic()
+    with pytest.raises(OutboundError, match="deadline passed"):
+        call("POST", "http://127.0.0.1:9/x", form={"a": "b"}, timeout=1)
+    assert time.monotonic() - started < 1.5
+
+
+def test_one_service_cannot_push_another_out_of_single_logout(idp, rt, account, monkeypatch):
+    from idp import relying_parties
+
+    monkeypatch.setattr(relying_parties, "MAX_PARTIES", 3)
+    honest = idp.create_client(cas="https://honest.example.test/")
+    noisy = idp.create_client(cas="https://noisy.example.test/")
+    sso = create_session(rt.store, account.id, ["pwd"], 600)
+    sessions.record_ticket(rt.store, account.id, sso.sid, honest.client_id,
+                           "https://honest.example.test/", "ST-honest")
+    for n in range(6):
+        sessions.record_ticket(rt.store, account.id, sso.sid, noisy.client_id,
+                               "https://noisy.example.test/", f"ST-noisy-{n}")
+    tickets = {p["ticket"] for p in relying_parties.of(rt.store, sso)}
+    assert "ST-honest" in tickets and "ST-noisy-5" in tickets and len(tickets) == 3
+
+
+def test_a_party_added_as_the_session_ends_is_refused(idp, rt, account):
+    client = idp.create_client()
+    sso = create_session(rt.store, account.id, ["pwd"], 600)
+    copy = sessions.load_session(rt.store, sso.handle)
+    sessions.end(rt, sso, "logout", revoke_grants=False)
+    assert add_relying_party(rt.store, copy, client.client_id) is False
+    assert sessions.record_ticket(rt.store, account.id, sso.sid, client.client_id,
+                                  "https://x.example.test/", "ST-late") is False

@@ -23,6 +23,7 @@ from datetime import datetime
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oidc.core.errors import LoginRequiredError
 
 from idp.accounts.models import Account
 from idp.accounts.service import get_account
@@ -188,7 +189,10 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         # harmless), the code last: a store fault before it leaves no code
         # and no audit event, so a caller may answer the request again
         # (idp.oidc.hop) without a second code and event.
-        add_relying_party(rt.store, session, client_id)
+        if not add_relying_party(rt.store, session, client_id):
+            # The session ended while this code was made: its single
+            # logout did not name this client, so it gets nothing.
+            raise LoginRequiredError(redirect_uri=redirect_uri)
         tokens = rt.settings["tokens"]
         key = _code_key(rt, client_id, code)
         # vars(), not asdict(): the store serialises the record at once, so
