@@ -237,10 +237,11 @@ def proxy() -> Response:
 def logout() -> Response:
     """``/logout`` (§2.3): end the SSO session, which tells every portal of
     it (single logout, CAS and OpenID Connect alike), then go to
-    ``service`` when it is a registered service. A GET, which any page can
+    ``service`` (or CAS 2's ``url``) when it is a registered service. A GET, which any page can
     make, asks the user first; the answer is a POST with the CSRF token."""
     rt = current_runtime()
-    service = request.values.get("service")
+    # CAS 2 clients name the page to return to "url" (CAS 2.0 §2.3.1).
+    service = request.values.get("service") or request.values.get("url")
     target = service if service and find_service(rt, service) is not None else None
     sso = load_session(rt.store, sso_cookie(rt))
     if sso is not None and not (request.method == "POST"

@@ -263,8 +263,11 @@ def clients_list(as_json: bool) -> None:
         click.echo(json.dumps(rows))
         return
     for row in rows:
-        click.echo(f"{row['client_id']}\t{row['name']}\t{row['token_endpoint_auth_method']}\t"
-                   f"{' '.join(row['redirect_uris'])}")
+        # A CAS service shows its service URLs where a client has its
+        # redirect URIs, and says what it is instead of an auth method.
+        kind = "cas" if row["cas_services"] else row["token_endpoint_auth_method"]
+        urls = row["cas_services"] or row["redirect_uris"]
+        click.echo(f"{row['client_id']}\t{row['name']}\t{kind}\t{' '.join(urls)}")
 
 
 @clients.command("show")

@@ -26,9 +26,9 @@ def create_command_app() -> Flask:
 
     try:
         # No single-logout thread in a short command: it would die with the
-        # command, holding what it claimed until its lease ends. A command
-        # that ends sessions makes one delivery attempt itself, and the
-        # servers' workers retry what fails.
+        # command, holding what it claimed until its lease ends. What a
+        # command queues (a suspension's logout notices) the running
+        # provider's workers send.
         app = create_app({"logout": {"worker": False}})
     except ConfigError as exc:
         raise click.ClickException(f"configuration: {exc}") from None

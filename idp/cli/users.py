@@ -214,26 +214,22 @@ def users_suspend(identifier: str, reason: str, operator: str) -> None:
 def users_logout(identifier: str, operator: str, revoke_grants: bool, as_json: bool) -> None:
     """End every session of an account: its browsers are signed out and each
     portal it used is told (single logout)."""
-    from idp import unit_of_work
     from idp.admin.service import logout_everywhere
     from idp.runtime import current_runtime
-    from idp.single_logout.worker import deliver_due
 
     rt = current_runtime()
     account = find_account(identifier)
+    # The portals' notices are queued: the running provider's workers send
+    # them (signed as the provider, with its settings), not this command.
     ended = logout_everywhere(rt, account, operator, revoke_grants=revoke_grants)
-    unit_of_work.commit()
-    # A first attempt now: this process ends before any server's worker
-    # would look; what fails is retried (later) by the servers' workers.
-    while deliver_due(rt):
-        pass
     result = {"account": account.username, "sessions_ended": ended.ended,
               "grants_revoked": ended.grants_revoked}
     if as_json:
         click.echo(json.dumps(result))
     else:
         click.echo(f"{account.username}: {ended.ended} sessions ended, "
-                   f"{ended.grants_revoked} grants revoked")
+                   f"{ended.grants_revoked} grants revoked; the running provider tells "
+                   "their portals")
 
 
 @users.command("reinstate")

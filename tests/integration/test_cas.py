@@ -390,6 +390,9 @@ def test_cas_services_are_registered_by_the_cli(provider):
     created = json.loads(result.output)
     assert created["cas_services"] == ["https://old.example.test/app/"]
     assert created["token_endpoint_auth_method"] == "none" and not created.get("client_secret")
+    listed = CliRunner().invoke(main, ["clients", "list"], env=env)
+    assert (f"{created['client_id']}\tOld portal\tcas\thttps://old.example.test/app/"
+            in listed.output)
     refused = CliRunner().invoke(main, ["clients", "create", "--name", "Bad",
                                         "--cas-service", "https://x.example.test/*"], env=env)
     assert refused.exit_code != 0 and "wildcards are not allowed" in refused.output
@@ -545,3 +548,15 @@ def test_a_cas_service_url_belongs_to_one_service(provider):
                 provider.create_client(cas=url)
     finally:
         portal.stop()
+
+
+def test_a_cas2_logout_names_its_return_page_url(provider, portal):
+    username, password, _ = provider.create_account()
+    browser = requests.Session()
+    _login_at_portal(provider, browser, portal, username, password)
+    page = browser.get(f"{provider.url}/cas/logout", params={"url": portal.service})
+    fields = hidden_inputs(page.text)
+    assert fields["service"] == portal.service
+    done = browser.post(f"{provider.url}/cas/logout", data={**fields, "confirm": "yes"},
+                        allow_redirects=False)
+    assert done.headers["Location"] == portal.service
