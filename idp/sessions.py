@@ -282,20 +282,35 @@ def record_ticket(store: Store, account_id: int, sid: str, client_id: str, servi
 
     :returns: False when the session has ended.
     """
-    entry = store.map_get(_account_key(account_id)).get(sid)
-    data = store.get(entry["key"]) if entry is not None else None
-    if data is None:
+    found = _live_listed(store, account_id, sid)
+    if found is None:
         return False
-    session = _from_stored("", data)
+    key, session = found
     now = epoch()
-    if session.ends_at() <= now:
-        return False
     relying_parties.add(store, sid, f"cas:{ticket}", {
         "client_id": client_id, "service": service, "ticket": ticket, "at": now},
         session.expires_at - now + ENDED_KEPT_SECONDS)
     # Still live after the ticket was written: a logout from now on tells
     # this service; one in between did not, and the ticket is refused.
-    return store.get(entry["key"]) is not None
+    return store.get(key) is not None
+
+
+def find_session(store: Store, account_id: int, sid: str) -> SsoSession | None:
+    """The live session ``sid`` of ``account_id``, found through the
+    account's list (for a request that carries no cookie, such as a CAS
+    validation), with an empty ``handle``; None when it has ended."""
+    found = _live_listed(store, account_id, sid)
+    return found[1] if found is not None else None
+
+
+def _live_listed(store: Store, account_id: int, sid: str) -> tuple[str, SsoSession] | None:
+    """``(store key, session)`` of the live session ``sid`` in the account's list."""
+    key = _listed_key(store, account_id, sid)
+    data = store.get(key) if key is not None else None
+    if data is None:
+        return None
+    session = _from_stored("", data)
+    return (key, session) if session.ends_at() > epoch() else None
 
 
 def list_sessions(store: Store, account_id: int) -> list[SsoSession]:
@@ -375,12 +390,14 @@ def end(rt: Runtime, session: SsoSession, reason: str, *, revoke_grants: bool,
     :param ip: the client IP for the audit events of revoked grants.
     :returns: how many grants were revoked.
     """
-    key = _key(session.handle) if session.handle else _listed_key(rt.store, session)
+    key = (_key(session.handle) if session.handle
+           else _listed_key(rt.store, session.account_id, session.sid))
     return _finish(rt, key, session, reason, revoke_grants=revoke_grants, ip=ip)
 
 
-def _listed_key(store: Store, session: SsoSession) -> str | None:
-    entry = store.map_get(_account_key(session.account_id)).get(session.sid)
+def _listed_key(store: Store, account_id: int, sid: str) -> str | None:
+    """The store key of the session ``sid`` in ``account_id``'s list."""
+    entry = store.map_get(_account_key(account_id)).get(sid)
     return entry["key"] if entry is not None else None
 
 

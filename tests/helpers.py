@@ -139,6 +139,18 @@ class ProviderHandle:
     def runtime(self):
         return self.app.extensions["idp"]
 
+    def cli_env(self) -> dict[str, str]:
+        """The environment of an ``idp`` command run on this provider's own
+        issuer, database, store and secrets, as an operator would run it."""
+        from tests.conftest import SECRETS
+
+        settings = self.runtime.settings
+        return {"IDP_ISSUER": self.url, "IDP_INSTANCE_PATH": settings["instance_path"],
+                "IDP_DATABASE_URL": settings["database_url"] or "",
+                "IDP_REDIS_URL": settings["redis_url"] or "",
+                "IDP_STORE_PREFIX": settings["store_prefix"],
+                **{f"IDP_SECRETS__{k.upper()}": v for k, v in SECRETS.items()}}
+
     def create_account(self, username: str | None = None, password: str = DEFAULT_PASSWORD,
                        **kwargs) -> tuple[str, str, str]:
         """Create an account; returns ``(username, password, sub)``."""

@@ -28,6 +28,7 @@ from idp.cas.validation import CasError, proxy_ticket, validate
 from idp.extensions import csrf
 from idp.oidc import interaction
 from idp.oidc.authorize import AuthorizationRequest, decide
+from idp.oidc.responses import STEP_PAGES, ask_user, expired_page
 from idp.runtime import current_runtime
 from idp.sessions import load_session
 from idp.web import (
@@ -40,11 +41,6 @@ from idp.web import (
 )
 
 bp = Blueprint("cas", __name__, url_prefix="/cas")
-
-#: What a CAS login needs from the user, and the page that asks.
-_PAGES = {"login": "authn.login", "change_password": "authn.new_password",
-          "step_up": "authn.step_up", "consent": "authn.consent"}
-
 
 def _page(error: str, description: str, status: int) -> Response:
     return Response(render_template("error.html", error=error, description=description),
@@ -96,19 +92,10 @@ def _run_login(args: dict[str, list[str]], item: interaction.Interaction | None)
             # CAS 3.0 §2.1.1: gateway never shows a page; no ticket.
             return redirect(service)
         return _page(error.error, error.get_error_description() or "", 400)
-    if decision.action in _PAGES:
-        if item is None:
-            try:
-                item = interaction.start(rt.store, args, browser_id(), client_ip(),
-                                         rt.settings["throttle"], rt.pii)
-            except interaction.TooManyInteractionsError:
-                return _page("temporarily_unavailable",
-                             _("Too many sign-in requests from your network. Try again in "
-                               "a minute."), 429)
-        return redirect(url_for(_PAGES[decision.action], i=item.id))
+    if decision.action in STEP_PAGES:
+        return ask_user(rt, decision.action, args, item)
     if item is not None and not interaction.finish(rt.store, item):
-        return _page("interaction_expired", _("This sign-in request has expired. Return to "
-                                              "the application and start again."), 400)
+        return expired_page()
     new_login = bool(item is not None and item.login_at is not None
                      and sso.auth_time >= item.created)
     if not sessions.add_relying_party(rt.store, sso, client.client_id):
@@ -146,8 +133,7 @@ def resume() -> Response:
     rt = current_runtime()
     item = interaction.load(rt.store, request.args.get("i"), browser_id())
     if item is None or not item.arg("cas_service"):
-        return _page("interaction_expired", _("This sign-in request has expired. Return to "
-                                              "the application and start again."), 400)
+        return expired_page()
     return _run_login(item.args, item)
 
 

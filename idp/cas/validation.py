@@ -122,10 +122,8 @@ def _refused(rt: Runtime, ticket: Ticket | None, code: str, ip: str | None) -> N
 
 def _session_remaining(rt: Runtime, ticket: Ticket) -> int:
     """Seconds the SSO session of ``ticket`` still lives; 0 when it ended."""
-    for session in sessions.list_sessions(rt.store, ticket.account_id):
-        if session.sid == ticket.sid:
-            return max(session.ends_at() - epoch(), 0)
-    return 0
+    session = sessions.find_session(rt.store, ticket.account_id, ticket.sid)
+    return session.ends_at() - epoch() if session is not None else 0
 
 
 def _grant_proxy(rt: Runtime, client: ClientInfo, ticket: Ticket, pgt_url: str) -> str | None:

@@ -12,9 +12,7 @@ from flask import (
     redirect,
     render_template,
     request,
-    url_for,
 )
-from flask_babel import gettext as _
 
 from idp import single_logout
 from idp.extensions import csrf
@@ -24,7 +22,7 @@ from idp.oidc.authorize import AuthorizationRequest, decide, known_parameters
 from idp.oidc.client_auth import TOKEN_AUTH_METHODS
 from idp.oidc.endpoint_request import EndpointRequest
 from idp.oidc.flows.authorization_code import LoginContext
-from idp.oidc.responses import authorization_error
+from idp.oidc.responses import STEP_PAGES, ask_user, authorization_error, expired_page
 from idp.oidc.tokens import InvalidTokenError
 from idp.runtime import current_runtime
 from idp.sessions import load_session
@@ -156,35 +154,17 @@ def _run_authorization(args: dict[str, list[str]],
         decision = decide(rt, req, client, redirect_uri, sso, account, item)
     except OAuth2Error as error:
         return authorization_error(error, req)
-    if decision.action in ("login", "change_password", "step_up", "consent"):
+    if decision.action in STEP_PAGES:
         remember_ui_locales(req.payload.data.get("ui_locales"))
-        if item is None:
-            try:
-                item = interaction.start(rt.store, args, browser_id(), client_ip(),
-                                         rt.settings["throttle"], rt.pii)
-            except interaction.TooManyInteractionsError:
-                return Response(render_template(
-                    "error.html", error="temporarily_unavailable",
-                    description=_("Too many sign-in requests from your network. "
-                                  "Try again in a minute.")), status=429)
-        endpoint = {"login": "authn.login", "change_password": "authn.new_password",
-                    "step_up": "authn.step_up", "consent": "authn.consent"}[decision.action]
-        return redirect(url_for(endpoint, i=item.id))
+        return ask_user(rt, decision.action, args, item)
     if item is not None and not interaction.finish(rt.store, item):
-        return _expired_page()
+        return expired_page()
     context = LoginContext(account=account, session=sso, claims=decision.claims,
                            acr=decision.acr, authorized_at=authorized_at, ip=client_ip())
     try:
         return grant.create_authorization_response(redirect_uri, context)
     except OAuth2Error as error:  # beyond the session's rate of codes
         return authorization_error(error, req)
-
-
-def _expired_page() -> Response:
-    return Response(render_template(
-        "error.html", error="interaction_expired",
-        description=_("This sign-in request has expired. Return to the application "
-                      "and start again.")), status=400)
 
 
 @bp.route("/authorize", methods=["GET", "POST"])
@@ -200,7 +180,7 @@ def resume():
     rt = current_runtime()
     item = interaction.load(rt.store, request.args.get("i"), browser_id())
     if item is None:
-        return _expired_page()
+        return expired_page()
     return _run_authorization(item.args, item)
 
 

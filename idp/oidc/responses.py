@@ -1,17 +1,21 @@
 """Authorization responses (RFC 6749 §4.1.2) in the requested response mode,
-and authorization errors: to the client, or on a page."""
+and authorization errors: to the client, or on a page; and the answers of a
+request that needs the user first (the page that asks, or an expired
+request's page), shared by the authorization endpoint and the CAS login."""
 
 from __future__ import annotations
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2.rfc6749.errors import OAuth2Error
-from flask import Response, render_template
+from flask import Response, redirect, render_template, url_for
+from flask_babel import gettext as _
 from werkzeug.urls import iri_to_uri
 
 from idp.oidc.authorize import AuthorizationRequest
-from idp.oidc.interaction import Interaction
-from idp.runtime import current_runtime
-from idp.web import allow_form_target
+from idp.oidc.interaction import Interaction, TooManyInteractionsError
+from idp.oidc.interaction import start as start_interaction
+from idp.runtime import Runtime, current_runtime
+from idp.web import allow_form_target, browser_id, client_ip
 
 #: The headers of :func:`response_mode_response`'s redirect (``query``), as
 #: Werkzeug sends them, but for ``Location`` (:func:`query_location`).
@@ -71,3 +75,41 @@ def interaction_error(item: Interaction, error: OAuth2Error) -> Response:
     response mode (:func:`authorization_error`)."""
     req = AuthorizationRequest(item.args, current_runtime().issuer + "/authorize")
     return authorization_error(error, req)
+
+
+#: The page that asks the user for each step a saved request needs
+#: (:class:`idp.oidc.authorize.Decision`).
+STEP_PAGES = {"login": "authn.login", "change_password": "authn.new_password",
+              "step_up": "authn.step_up", "consent": "authn.consent"}
+
+
+def ask_user(rt: Runtime, action: str, args: dict[str, list[str]],
+             item: Interaction | None) -> Response:
+    """Send the browser to the page of ``action`` (a key of
+    :data:`STEP_PAGES`) for the request ``args``, saved first as an
+    interaction unless it is one (``item``); shared by the authorization
+    endpoint and the CAS login, whose pages come back through
+    :func:`idp.authn.pages.continue_pending`.
+
+    :returns: the redirect, or a 429 page when the client IP started too
+        many sign-in requests (:func:`idp.oidc.interaction.start`).
+    """
+    if item is None:
+        try:
+            item = start_interaction(rt.store, args, browser_id(), client_ip(),
+                                     rt.settings["throttle"], rt.pii)
+        except TooManyInteractionsError:
+            return Response(render_template(
+                "error.html", error="temporarily_unavailable",
+                description=_("Too many sign-in requests from your network. "
+                              "Try again in a minute.")), status=429)
+    return redirect(url_for(STEP_PAGES[action], i=item.id))
+
+
+def expired_page() -> Response:
+    """The page of a saved sign-in request that is gone (expired, taken by
+    another tab, or not this browser's)."""
+    return Response(render_template(
+        "error.html", error="interaction_expired",
+        description=_("This sign-in request has expired. Return to the application "
+                      "and start again.")), status=400)

@@ -82,20 +82,22 @@ return count
 """
 
 
-# Map fields are "<expiry, Unix ms>:<JSON>" in a hash, by the server's
-# clock; the hash lives as long as its longest field.
-_MAP_PUT = """
+# The server's clock in Unix milliseconds, as ``now``: every script of
+# maps and queues reads expiries by it, whatever the clients' clocks say.
+_NOW = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+"""
+# Map fields are "<expiry, Unix ms>:<JSON>" in a hash, by the server's
+# clock; the hash lives as long as its longest field.
+_MAP_PUT = _NOW + """
 local ttl = tonumber(ARGV[3]) * 1000
 redis.call('HSET', KEYS[1], ARGV[1], (now + ttl) .. ':' .. ARGV[2])
 if redis.call('PTTL', KEYS[1]) < ttl then
     redis.call('PEXPIRE', KEYS[1], ttl)
 end
 """
-_MAP_GET = """
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
+_MAP_GET = _NOW + """
 local all = redis.call('HGETALL', KEYS[1])
 local live = {}
 for i = 1, #all, 2 do
@@ -112,9 +114,7 @@ return live
 """
 # A queue is a sorted set of item ids scored by due time (Unix ms) and a
 # hash of their values, as map fields are.
-_QUEUE_PUSH = """
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
+_QUEUE_PUSH = _NOW + """
 local ttl = tonumber(ARGV[4]) * 1000
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]) * 1000, ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], (now + ttl) .. ':' .. ARGV[2])
@@ -124,9 +124,7 @@ for i = 1, 2 do
     end
 end
 """
-_QUEUE_CLAIM = """
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
+_QUEUE_CLAIM = _NOW + """
 while true do
     local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1)
     if #due == 0 then

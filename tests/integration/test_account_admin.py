@@ -11,7 +11,6 @@ from click.testing import CliRunner
 
 from connectors.sandbox import read_outbox
 from idp.cli import main
-from tests.conftest import SECRETS
 from tests.helpers import Browser, callback_params, hidden_inputs, redeem
 from tests.integration.test_step_up import level_2_account
 from tests.sandbox_support import KEY, SECRET, fresh_person
@@ -19,13 +18,8 @@ from tests.sandbox_support import KEY, SECRET, fresh_person
 
 def cli(provider, gateway, *args):
     """Run ``idp`` on the provider's own database and store, as an operator would."""
-    settings = provider.runtime.settings
-    env = {"IDP_INSTANCE_PATH": settings["instance_path"],
-           "IDP_DATABASE_URL": settings["database_url"], "IDP_REDIS_URL": settings["redis_url"],
-           "IDP_STORE_PREFIX": settings["store_prefix"],
-           "IDP_GATEWAY__URL": gateway.url, "IDP_GATEWAY__ACCESS_KEY": KEY,
-           "IDP_GATEWAY__SECRET": SECRET,
-           **{f"IDP_SECRETS__{k.upper()}": v for k, v in SECRETS.items()}}
+    env = {**provider.cli_env(), "IDP_GATEWAY__URL": gateway.url,
+           "IDP_GATEWAY__ACCESS_KEY": KEY, "IDP_GATEWAY__SECRET": SECRET}
     args = list(args)
     if args[1] in ("suspend", "reinstate", "reverify", "verify-in-person",
                    "reset-second-factor") and "--reason" in args:
@@ -173,11 +167,7 @@ def test_in_person_verification_and_show(gw):
 def test_verify_in_person_without_a_gateway_says_so(gw, tmp_path):
     provider, gateway = gw
     username, _, _ = provider.create_account()
-    settings = provider.runtime.settings
-    env = {"IDP_INSTANCE_PATH": settings["instance_path"],
-           "IDP_DATABASE_URL": settings["database_url"], "IDP_REDIS_URL": settings["redis_url"],
-           "IDP_STORE_PREFIX": settings["store_prefix"],
-           **{f"IDP_SECRETS__{k.upper()}": v for k, v in SECRETS.items()}}
+    env = provider.cli_env()
     result = CliRunner().invoke(main, ["users", "verify-in-person", username, "--name", "x",
                                        "--id-number", "x", "--reference", "r"], env=env)
     assert result.exit_code == 1 and "no gateway is configured" in result.output

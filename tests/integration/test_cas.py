@@ -376,13 +376,8 @@ def test_cas_services_are_registered_by_the_cli(provider):
     from click.testing import CliRunner
 
     from idp.cli import main
-    from tests.conftest import SECRETS
 
-    settings = provider.app.config["IDP"]
-    env = {"IDP_ISSUER": provider.url, "IDP_INSTANCE_PATH": settings["instance_path"],
-           "IDP_DATABASE_URL": settings["database_url"], "IDP_REDIS_URL": settings["redis_url"],
-           "IDP_STORE_PREFIX": settings["store_prefix"],
-           **{f"IDP_SECRETS__{k.upper()}": v for k, v in SECRETS.items()}}
+    env = provider.cli_env()
     result = CliRunner().invoke(main, ["clients", "create", "--name", "Old portal",
                                        "--cas-service", "https://old.example.test/app/",
                                        "--json"], env=env)

@@ -245,13 +245,8 @@ def test_the_cli_ends_a_users_sessions(provider, receiver):
     from click.testing import CliRunner
 
     from idp.cli import main
-    from tests.conftest import SECRETS
 
-    settings = provider.app.config["IDP"]
-    env = {"IDP_ISSUER": provider.url, "IDP_INSTANCE_PATH": settings["instance_path"],
-           "IDP_DATABASE_URL": settings["database_url"], "IDP_REDIS_URL": settings["redis_url"],
-           "IDP_STORE_PREFIX": settings["store_prefix"],
-           **{f"IDP_SECRETS__{k.upper()}": v for k, v in SECRETS.items()}}
+    env = provider.cli_env()
     _, client, _, _, username = _signed_in(provider, receiver)
     result = CliRunner().invoke(main, ["users", "logout", username, "--json"], env=env)
     assert result.exit_code == 0, result.output
